@@ -1,0 +1,1 @@
+//! octo-fileserver: browse, upload, download and manage the files of one workspace.

@@ -1,0 +1,13 @@
+//! octod: the Octo daemon. Sessions as rootless Podman Quadlet units controlled through
+//! systemd, the HTTP API, and the proxy into each session.
+//!
+//! `main.rs` only parses arguments and sets up logging; everything else lives here so that
+//! tests drive the same code.
+
+pub mod api;
+pub mod listen;
+pub mod serve;
+pub mod session;
+
+/// The version of this build, reported by `/api/health` and `octoctl status`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

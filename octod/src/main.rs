@@ -1,0 +1,67 @@
+//! The `octod` binary: parse arguments, set up logging, run.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// The Octo daemon.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the API (socket-activated under systemd, or bound to --listen).
+    Serve {
+        /// Address to bind when systemd passes no socket.
+        #[arg(long, default_value = "127.0.0.1:8484")]
+        listen: SocketAddr,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            eprintln!("octod: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match cli.command {
+        Command::Serve { listen } => {
+            runtime.block_on(octod::serve::run(octod::serve::ServeOptions { listen }))
+        }
+    }
+}
+
+/// Logs to the journal when started by systemd (it records time and unit), else to stderr.
+fn init_logging() {
+    use tracing_subscriber::prelude::*;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("OCTOD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let under_journal = std::env::var_os("JOURNAL_STREAM").is_some();
+    if under_journal && let Ok(journald) = tracing_journald::layer() {
+        tracing_subscriber::registry()
+            .with(filter)
+            .with(journald)
+            .init();
+        return;
+    }
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .init();
+}

@@ -1,0 +1,1 @@
+//! Typed Podman Quadlet units (`.container`, `.volume`): validation, rendering and a parser for tests.
