@@ -1,1 +1,7 @@
-fn main() {}
+//! Development automation for Octo: `cargo xtask ci | demo | testhost … | bench …`.
+
+mod bench;
+
+fn main() -> anyhow::Result<()> {
+    bench::fileserver::run()
+}
