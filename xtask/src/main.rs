@@ -1,7 +1,100 @@
 //! Development automation for Octo: `cargo xtask ci | demo | testhost … | bench …`.
+//!
+//! Every task installs what it needs itself, says what it is doing, and fails with a clear
+//! message (never a panic) when something is missing.
 
 mod bench;
+mod ci;
+mod demo;
+mod testhost;
+mod util;
 
-fn main() -> anyhow::Result<()> {
-    bench::fileserver::run()
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", about = "Octo's development tasks")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Debug, Subcommand)]
+enum Task {
+    /// Everything CI checks: fmt, clippy, tests, and the end-to-end suite in the test host.
+    Ci {
+        /// Skip the end-to-end suite in the test host (for a quick local check only).
+        #[arg(long)]
+        no_e2e: bool,
+    },
+    /// Boot a throwaway test host, start the current build of octod in it, print the URL.
+    Demo,
+    /// Manage the test host: a Debian 13 root with systemd and Podman 5, booted by nspawn.
+    Testhost {
+        #[command(subcommand)]
+        command: TesthostCommand,
+    },
+    /// Benchmarks; each prints its ratio against its anchor.
+    Bench {
+        #[command(subcommand)]
+        bench: Bench,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TesthostCommand {
+    /// Debootstrap (cached) and boot a fresh test host.
+    Up,
+    /// Run a command inside the test host (as root, or --user octo with its user manager).
+    Exec {
+        #[arg(long)]
+        user: Option<String>,
+        #[arg(required = true, last = true)]
+        command: Vec<String>,
+    },
+    /// Power off and boot the same root again.
+    Reboot,
+    /// Power off and remove the working root; leaves no process or mount behind.
+    Down,
+    /// Whether the test host is up, and its systemd state.
+    Status,
+}
+
+#[derive(Debug, Subcommand)]
+enum Bench {
+    /// octo-fileserver vs Caddy's file_server.
+    Fileserver,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.task {
+        Task::Ci { no_e2e } => ci::run(&ci::Options { e2e: !no_e2e })?,
+        Task::Demo => demo::run()?,
+        Task::Testhost { command } => match command {
+            TesthostCommand::Up => testhost::up()?,
+            TesthostCommand::Down => testhost::down()?,
+            TesthostCommand::Reboot => testhost::reboot()?,
+            TesthostCommand::Status => testhost::status()?,
+            TesthostCommand::Exec { user, command } => {
+                let code = testhost::exec(&command, &testhost::ExecOptions { user, env: vec![] })?;
+                return Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)));
+            }
+        },
+        Task::Bench { bench } => match bench {
+            Bench::Fileserver => bench::fileserver::run()?,
+        },
+    }
+    Ok(ExitCode::SUCCESS)
 }

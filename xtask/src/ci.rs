@@ -1,0 +1,117 @@
+//! `cargo xtask ci`: everything CI checks, in the order that fails fastest.
+
+use std::time::Instant;
+
+use anyhow::Context as _;
+
+use crate::testhost::{self, ExecOptions};
+use crate::util::{self, step};
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub e2e: bool,
+}
+
+pub fn run(options: &Options) -> anyhow::Result<()> {
+    let started = Instant::now();
+    if options.e2e {
+        util::require_root("ci")?;
+        testhost::install_prerequisites()?;
+    }
+    step("cargo fmt --check");
+    util::run(&mut util::cargo(["fmt", "--all", "--check"]))
+        .context("formatting differs: run `cargo fmt --all`")?;
+    step("cargo clippy --workspace --all-targets -- -D warnings");
+    util::run(&mut util::cargo([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    step("unit and integration tests");
+    util::run(&mut util::cargo(["test", "--workspace"]))?;
+    if options.e2e {
+        e2e()?;
+    }
+    step(format!("ci passed in {:.0?}", started.elapsed()));
+    Ok(())
+}
+
+/// A named end-to-end check run inside the test host.
+struct Check {
+    name: &'static str,
+    user: Option<&'static str>,
+    args: &'static [&'static str],
+    /// Reboot the host before this check.
+    reboot_before: bool,
+}
+
+const CHECKS: &[Check] = &[
+    Check {
+        name: "quadlet unit started over D-Bus, port answers",
+        user: Some(testhost::OCTO_USER),
+        args: &["smoke", "start"],
+        reboot_before: false,
+    },
+    Check {
+        name: "the unit came back after a reboot",
+        user: Some(testhost::OCTO_USER),
+        args: &["smoke", "after-reboot"],
+        reboot_before: true,
+    },
+    Check {
+        name: "the unit stops and is removed",
+        user: Some(testhost::OCTO_USER),
+        args: &["smoke", "remove"],
+        reboot_before: false,
+    },
+];
+
+/// The end-to-end suite: builds the programs, boots a fresh test host, runs each check in it,
+/// and always takes the host down again.
+fn e2e() -> anyhow::Result<()> {
+    step("building octod and the end-to-end programs");
+    util::run(&mut util::cargo(["build", "-p", "octod", "-p", "octo-e2e"]))?;
+    // A host left over from an interrupted run would not be fresh.
+    testhost::down()?;
+    testhost::up()?;
+    let result = run_checks();
+    let down = testhost::down();
+    let (passed, failed) = result?;
+    down?;
+    println!("e2e: {passed} passed, {failed} failed");
+    if failed > 0 {
+        anyhow::bail!("{failed} end-to-end checks failed");
+    }
+    Ok(())
+}
+
+fn run_checks() -> anyhow::Result<(usize, usize)> {
+    let program = format!("{}/debug/octo-e2e", testhost::GUEST_TARGET);
+    let (mut passed, mut failed) = (0, 0);
+    for check in CHECKS {
+        if check.reboot_before {
+            testhost::reboot()?;
+        }
+        step(format!("e2e: {}", check.name));
+        let mut command = vec![program.clone()];
+        command.extend(check.args.iter().map(ToString::to_string));
+        let options = ExecOptions {
+            user: check.user.map(str::to_owned),
+            env: vec![("RUST_BACKTRACE".into(), "1".into())],
+        };
+        let code = testhost::exec(&command, &options)?;
+        if code == 0 {
+            passed += 1;
+            println!("e2e: {} ... ok", check.name);
+        } else {
+            failed += 1;
+            println!("e2e: {} ... FAILED (exit code {code})", check.name);
+            // Later checks depend on earlier ones; stop here.
+            break;
+        }
+    }
+    Ok((passed, failed))
+}
