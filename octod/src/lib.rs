@@ -8,6 +8,7 @@ pub mod api;
 pub mod listen;
 pub mod serve;
 pub mod session;
+pub mod store;
 
 /// The version of this build, reported by `/api/health` and `octoctl status`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

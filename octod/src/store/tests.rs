@@ -1,0 +1,626 @@
+//! Tests against a real redb file in a temporary directory.
+
+use std::collections::BTreeSet;
+use std::os::unix::fs::PermissionsExt;
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, UNIX_EPOCH};
+
+use tempfile::TempDir;
+
+use super::*;
+
+fn id(s: &str) -> SessionId {
+    s.parse().expect("valid session id")
+}
+
+fn new(session: &str, owner: &str) -> NewSession {
+    NewSession {
+        id: id(session),
+        owner: owner.to_owned(),
+        template: "coding-copilot".to_owned(),
+        image: "localhost/octo-session:latest".to_owned(),
+        limits: Limits::default(),
+        desired: DesiredState::Running,
+    }
+}
+
+fn range(start: u16, end: u16) -> PortRange {
+    PortRange::new(start, end).expect("valid range")
+}
+
+struct Fixture {
+    dir: TempDir,
+    store: Store,
+}
+
+impl Fixture {
+    fn new(ports: PortRange) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path().join("octod.redb"), ports).expect("open store");
+        Self { dir, store }
+    }
+
+    fn path(&self) -> PathBuf {
+        self.dir.path().join("octod.redb")
+    }
+
+    /// Closes the store and opens the same file again.
+    fn reopen(&mut self) {
+        let ports = self.store.port_range();
+        let placeholder = Store::open(self.dir.path().join("other.redb"), ports).expect("open");
+        drop(std::mem::replace(&mut self.store, placeholder));
+        self.store = Store::open(self.path(), ports).expect("reopen store");
+    }
+
+    fn create(&self, session: &str, owner: &str) -> (SessionRecord, Secret) {
+        self.store
+            .create_session(new(session, owner))
+            .expect("create session")
+    }
+
+    #[track_caller]
+    fn assert_consistent(&self) {
+        assert_eq!(self.store.check().expect("check"), []);
+    }
+
+    /// Writes raw bytes into a table, bypassing the store's encoding.
+    fn put_raw(&self, table: TableDefinition<&str, &[u8]>, key: &str, value: &[u8]) {
+        let txn = self.store.inner.db.begin_write().expect("begin");
+        txn.open_table(table)
+            .expect("table")
+            .insert(key, value)
+            .expect("insert");
+        txn.commit().expect("commit");
+    }
+}
+
+fn ports_of(r: &SessionRecord) -> [u16; 3] {
+    let p = r.spec.ports;
+    [p.opencode, p.files, p.terminal]
+}
+
+#[test]
+fn store_is_send_sync_and_clone() {
+    fn assert_bounds<T: Send + Sync + Clone + 'static>() {}
+    assert_bounds::<Store>();
+}
+
+#[test]
+fn create_get_list_delete() {
+    let fx = Fixture::new(range(42000, 42029));
+    let (a, token) = fx.create("alpha", "ann");
+    assert_eq!(a.spec.id, id("alpha"));
+    assert_eq!(a.spec.owner, "ann");
+    assert_eq!(a.spec.desired, DesiredState::Running);
+    assert_eq!(a.state, SessionState::Creating);
+    assert_eq!(ports_of(&a), [42000, 42001, 42002]);
+    assert_eq!(a.created_at, a.updated_at);
+    assert_eq!(a.created_at, a.state_changed_at);
+    assert_eq!(token.expose().len(), 64);
+    assert_eq!(fx.store.token(&id("alpha")).expect("token"), token);
+
+    let (b, token_b) = fx.create("beta", "bob");
+    let (c, _) = fx.create("gamma", "ann");
+    assert_ne!(token, token_b);
+    assert_eq!(ports_of(&b), [42003, 42004, 42005]);
+    assert_eq!(fx.store.get(&id("beta")).expect("get"), Some(b.clone()));
+    assert_eq!(fx.store.get(&id("nope")).expect("get"), None);
+    assert_eq!(
+        fx.store.list().expect("list"),
+        [a.clone(), b.clone(), c.clone()]
+    );
+    assert_eq!(fx.store.list_by_owner("ann").expect("list"), [a.clone(), c]);
+    assert_eq!(fx.store.list_by_owner("nobody").expect("list"), []);
+    assert_eq!(fx.store.allocated_ports().expect("ports").len(), 9);
+    fx.assert_consistent();
+
+    assert_eq!(fx.store.delete_session(&id("alpha")).expect("delete"), a);
+    assert_eq!(fx.store.get(&id("alpha")).expect("get"), None);
+    assert!(matches!(
+        fx.store.token(&id("alpha")),
+        Err(StoreError::NotFound(_))
+    ));
+    let held: BTreeSet<u16> = fx
+        .store
+        .allocated_ports()
+        .expect("ports")
+        .into_keys()
+        .collect();
+    assert!(held.is_disjoint(&BTreeSet::from(ports_of(&a))), "{held:?}");
+    assert_eq!(held.len(), 6);
+    fx.assert_consistent();
+
+    let err = fx
+        .store
+        .delete_session(&id("alpha"))
+        .expect_err("second delete");
+    assert!(
+        matches!(err, StoreError::NotFound(ref i) if *i == id("alpha")),
+        "{err:?}"
+    );
+    assert_eq!(err.to_string(), "session alpha does not exist");
+}
+
+#[test]
+fn creating_an_existing_session_fails_and_changes_nothing() {
+    let fx = Fixture::new(range(42000, 42029));
+    let (a, token) = fx.create("alpha", "ann");
+    let err = fx
+        .store
+        .create_session(new("alpha", "eve"))
+        .expect_err("duplicate");
+    assert!(
+        matches!(err, StoreError::AlreadyExists(ref i) if *i == id("alpha")),
+        "{err:?}"
+    );
+    assert_eq!(err.to_string(), "session alpha already exists");
+    assert_eq!(fx.store.list().expect("list"), [a]);
+    assert_eq!(fx.store.token(&id("alpha")).expect("token"), token);
+    assert_eq!(fx.store.allocated_ports().expect("ports").len(), 3);
+    fx.assert_consistent();
+}
+
+#[test]
+fn data_survives_reopening_the_file() {
+    let mut fx = Fixture::new(range(42000, 42029));
+    let (a, token) = fx.create("alpha", "ann");
+    let b = fx
+        .store
+        .set_state(
+            &fx.create("beta", "bob").0.spec.id,
+            SessionState::Failed("boom".into()),
+        )
+        .expect("set state");
+    let when = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    fx.store.record_activity(&id("alpha"), when);
+    fx.reopen();
+    assert_eq!(fx.store.list().expect("list"), [a, b]);
+    assert_eq!(fx.store.token(&id("alpha")).expect("token"), token);
+    // Flushed by the drop of the last clone.
+    assert_eq!(
+        fx.store.last_activity(&id("alpha")).expect("activity"),
+        Some(when)
+    );
+    // Allocations are remembered: the next session gets fresh ports.
+    let (c, _) = fx.create("gamma", "ann");
+    assert_eq!(ports_of(&c), [42006, 42007, 42008]);
+    fx.assert_consistent();
+}
+
+#[test]
+fn the_file_is_private_and_locked() {
+    let fx = Fixture::new(range(42000, 42029));
+    let mode = std::fs::metadata(fx.path())
+        .expect("stat")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let err = Store::open(fx.path(), range(42000, 42029)).expect_err("opened twice");
+    assert!(matches!(err, StoreError::Open { .. }), "{err:?}");
+    assert!(
+        err.to_string()
+            .starts_with(&format!("opening state database {}: ", fx.path().display())),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_loose_file_mode_is_tightened() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("octod.redb");
+    std::fs::write(&path, b"").expect("create");
+    std::fs::set_permissions(&path, Permissions::from_mode(0o644)).expect("chmod");
+    let _store = Store::open(&path, range(42000, 42029)).expect("open");
+    let mode = std::fs::metadata(&path).expect("stat").permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+}
+
+#[test]
+fn exhausted_port_range_is_a_typed_error_and_delete_frees_ports() {
+    let fx = Fixture::new(range(42000, 42007)); // 8 ports: two sessions, two left over
+    let (a, _) = fx.create("alpha", "ann");
+    fx.create("beta", "ann");
+    let err = fx
+        .store
+        .create_session(new("gamma", "ann"))
+        .expect_err("exhausted");
+    assert!(
+        matches!(err, StoreError::PortsExhausted { ref id, free: 2, .. } if id.as_str() == "gamma"),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "no free host ports for session gamma: the range 42000-42007 has 2 free, 3 are needed"
+    );
+    // Nothing of gamma was stored.
+    assert_eq!(fx.store.get(&id("gamma")).expect("get"), None);
+    assert!(matches!(
+        fx.store.token(&id("gamma")),
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(fx.store.allocated_ports().expect("ports").len(), 6);
+    fx.assert_consistent();
+
+    fx.store.delete_session(&a.spec.id).expect("delete");
+    let (g, _) = fx.create("gamma", "ann");
+    assert_eq!(ports_of(&g), [42000, 42001, 42002]);
+    fx.assert_consistent();
+}
+
+#[test]
+fn concurrent_creates_get_distinct_ports() {
+    const N: u16 = 20;
+    // Exactly enough ports for N sessions, so any double allocation also shows as exhaustion.
+    let ports = range(42000, 42000 + 3 * N - 1);
+    let fx = Fixture::new(ports);
+    let barrier = Arc::new(Barrier::new(N.into()));
+    let threads: Vec<_> = (0..N)
+        .map(|i| {
+            let store = fx.store.clone();
+            let barrier = Arc::clone(&barrier);
+            std::thread::spawn(move || {
+                barrier.wait();
+                store.create_session(new(&format!("s{i}"), "ann"))
+            })
+        })
+        .collect();
+    let mut seen = BTreeSet::new();
+    let mut tokens = BTreeSet::new();
+    for t in threads {
+        let (record, token) = t.join().expect("thread").expect("create");
+        for port in ports_of(&record) {
+            assert!(ports.contains(port), "{port} outside {ports}");
+            assert!(seen.insert(port), "port {port} handed out twice");
+        }
+        tokens.insert(token.expose().to_owned());
+    }
+    assert_eq!(seen.len(), 3 * usize::from(N));
+    assert_eq!(tokens.len(), usize::from(N));
+    assert_eq!(fx.store.list().expect("list").len(), usize::from(N));
+    fx.assert_consistent();
+    assert!(matches!(
+        fx.store.create_session(new("extra", "ann")),
+        Err(StoreError::PortsExhausted { free: 0, .. })
+    ));
+}
+
+#[test]
+fn transitions() {
+    let fx = Fixture::new(range(42000, 42029));
+    let (a, _) = fx.create("alpha", "ann");
+    let alpha = &a.spec.id;
+    std::thread::sleep(Duration::from_millis(2));
+
+    let b = fx
+        .store
+        .set_state(alpha, SessionState::Running)
+        .expect("state");
+    assert_eq!(b.state, SessionState::Running);
+    assert!(b.updated_at > a.updated_at);
+    assert_eq!(b.state_changed_at, b.updated_at);
+    assert_eq!(b.created_at, a.created_at);
+    assert_eq!(fx.store.get(alpha).expect("get"), Some(b.clone()));
+    std::thread::sleep(Duration::from_millis(2));
+
+    let c = fx
+        .store
+        .set_desired(alpha, DesiredState::Stopped)
+        .expect("desired");
+    assert_eq!(c.spec.desired, DesiredState::Stopped);
+    assert!(c.updated_at > b.updated_at);
+    assert_eq!(
+        c.state_changed_at, b.state_changed_at,
+        "desired is not a state change"
+    );
+
+    // No change, no write.
+    let same = fx
+        .store
+        .set_desired(alpha, DesiredState::Stopped)
+        .expect("desired");
+    assert_eq!(same, c);
+
+    assert!(matches!(
+        fx.store.set_state(&id("nope"), SessionState::Stopped),
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+#[test]
+fn update_is_all_or_nothing() {
+    #[derive(Debug, thiserror::Error)]
+    enum EngineError {
+        #[error("not allowed while {0:?}")]
+        Busy(SessionState),
+        #[error(transparent)]
+        Store(#[from] StoreError),
+    }
+
+    let fx = Fixture::new(range(42000, 42029));
+    let (a, _) = fx.create("alpha", "ann");
+    let alpha = &a.spec.id;
+
+    let out = fx.store.update(alpha, |r| {
+        r.state = SessionState::Deleting;
+        Err::<(), _>(EngineError::Busy(SessionState::Creating))
+    });
+    assert!(matches!(out, Err(EngineError::Busy(_))), "{out:?}");
+    assert_eq!(fx.store.get(alpha).expect("get"), Some(a.clone()));
+
+    let previous = fx
+        .store
+        .update(alpha, |r| {
+            let previous = r.state.clone();
+            r.state = SessionState::Starting;
+            r.spec.image = "localhost/other:1".to_owned();
+            Ok::<_, EngineError>(previous)
+        })
+        .expect("update");
+    assert_eq!(previous, SessionState::Creating);
+    let b = fx.store.get(alpha).expect("get").expect("exists");
+    assert_eq!(
+        (b.state, b.spec.image.as_str()),
+        (SessionState::Starting, "localhost/other:1")
+    );
+
+    for (field, change) in [
+        (
+            "ports",
+            (|r: &mut SessionRecord| r.spec.ports.files = 1) as fn(&mut SessionRecord),
+        ),
+        ("id", |r| r.spec.id = id("other")),
+        ("creation time", |r| r.created_at = UNIX_EPOCH),
+    ] {
+        let err = fx
+            .store
+            .update(alpha, |r| {
+                change(r);
+                r.state = SessionState::Stopped;
+                Ok::<_, StoreError>(())
+            })
+            .expect_err(field);
+        assert!(
+            matches!(err, StoreError::Immutable { field: fld, .. } if fld == field),
+            "{err:?}"
+        );
+    }
+    assert_eq!(
+        fx.store.get(alpha).expect("get").expect("exists").state,
+        SessionState::Starting
+    );
+    fx.assert_consistent();
+}
+
+#[test]
+fn unknown_value_versions_are_typed_errors() {
+    let fx = Fixture::new(range(42000, 42029));
+    let (a, _) = fx.create("alpha", "ann");
+    let mut bytes = encode_record(&a).expect("encode");
+    bytes[0] = 9;
+    fx.put_raw(SESSIONS, "alpha", &bytes);
+
+    let err = fx.store.get(&id("alpha")).expect_err("v9");
+    assert!(
+        matches!(
+            err,
+            StoreError::Decode(DecodeError::UnknownVersion {
+                table: "sessions",
+                version: 9,
+                supported: 1,
+                ref key,
+            }) if key == "alpha"
+        ),
+        "{err:?}"
+    );
+    assert!(matches!(fx.store.list(), Err(StoreError::Decode(_))));
+    assert!(matches!(
+        fx.store.set_state(&id("alpha"), SessionState::Running),
+        Err(StoreError::Decode(_))
+    ));
+
+    fx.put_raw(TOKENS, "alpha", b"\x02\"abc\"");
+    assert!(matches!(
+        fx.store.token(&id("alpha")),
+        Err(StoreError::Decode(DecodeError::UnknownVersion {
+            table: "tokens",
+            version: 2,
+            ..
+        }))
+    ));
+
+    fx.put_raw(SESSIONS, "alpha", b"");
+    assert!(matches!(
+        fx.store.get(&id("alpha")),
+        Err(StoreError::Decode(DecodeError::Empty { .. }))
+    ));
+    fx.put_raw(SESSIONS, "alpha", b"\x01{\"spec\":");
+    assert!(matches!(
+        fx.store.get(&id("alpha")),
+        Err(StoreError::Decode(DecodeError::Json { version: 1, .. }))
+    ));
+}
+
+#[test]
+fn a_newer_schema_is_refused() {
+    let mut fx = Fixture::new(range(42000, 42029));
+    {
+        let txn = fx.store.inner.db.begin_write().expect("begin");
+        txn.open_table(META)
+            .expect("meta")
+            .insert(SCHEMA_KEY, SCHEMA_VERSION + 1)
+            .expect("insert");
+        txn.commit().expect("commit");
+    }
+    let placeholder = Store::open(fx.dir.path().join("other.redb"), range(42000, 42029));
+    drop(std::mem::replace(&mut fx.store, placeholder.expect("open")));
+    let err = Store::open(fx.path(), range(42000, 42029)).expect_err("newer schema");
+    assert!(
+        matches!(
+            err,
+            StoreError::NewerSchema {
+                found: 2,
+                supported: 1,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn v1_record_format_is_pinned() {
+    let record = SessionRecord {
+        spec: SessionSpec {
+            id: id("alpha"),
+            owner: "ann".to_owned(),
+            template: "coding-copilot".to_owned(),
+            image: "localhost/octo-session:latest".to_owned(),
+            ports: Ports {
+                opencode: 42000,
+                files: 42001,
+                terminal: 42002,
+            },
+            limits: Limits {
+                memory_bytes: Some(1 << 30),
+                cpu_centis: None,
+                pids: Some(512),
+            },
+            desired: DesiredState::Running,
+        },
+        state: SessionState::Failed("unit failed".to_owned()),
+        created_at: UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+        updated_at: UNIX_EPOCH + Duration::from_millis(1_700_000_000_500),
+        state_changed_at: UNIX_EPOCH + Duration::from_millis(1_700_000_000_250),
+    };
+    let bytes = encode_record(&record).expect("encode");
+    let expected = concat!(
+        "\u{1}",
+        r#"{"spec":{"id":"alpha","owner":"ann","template":"coding-copilot","#,
+        r#""image":"localhost/octo-session:latest","#,
+        r#""ports":{"opencode":42000,"files":42001,"terminal":42002},"#,
+        r#""limits":{"memory_bytes":1073741824,"cpu_centis":null,"pids":512},"#,
+        r#""desired":"running"},"#,
+        r#""state":{"state":"failed","reason":"unit failed"},"#,
+        r#""created_at":1700000000000,"updated_at":1700000000500,"state_changed_at":1700000000250}"#,
+    );
+    assert_eq!(String::from_utf8(bytes.clone()).expect("utf-8"), expected);
+    assert_eq!(decode_record("alpha", &bytes).expect("decode"), record);
+}
+
+#[test]
+fn activity_is_kept_in_memory_until_flushed() {
+    let mut fx = Fixture::new(range(42000, 42029));
+    fx.create("alpha", "ann");
+    fx.create("beta", "ann");
+    let (alpha, beta) = (id("alpha"), id("beta"));
+    let t = |ms: u64| UNIX_EPOCH + Duration::from_millis(1_700_000_000_000 + ms);
+
+    assert_eq!(fx.store.last_activity(&alpha).expect("activity"), None);
+    fx.store.record_activity(&alpha, t(20));
+    fx.store.record_activity(&alpha, t(10)); // out of order: the newest time wins
+    fx.store.record_activity(&id("ghost"), t(5)); // no such session
+    assert_eq!(
+        fx.store.last_activity(&alpha).expect("activity"),
+        Some(t(20))
+    );
+    assert_eq!(
+        fx.store.activity().expect("activity"),
+        BTreeMap::from([(alpha.clone(), t(20))])
+    );
+
+    assert_eq!(fx.store.flush_activity().expect("flush"), 1);
+    assert_eq!(fx.store.flush_activity().expect("flush"), 0);
+    fx.store.record_activity(&alpha, t(15)); // older than what is stored
+    fx.store.record_activity(&beta, t(30));
+    assert_eq!(fx.store.flush_activity().expect("flush"), 1);
+    fx.assert_consistent();
+
+    fx.store.record_activity(&beta, t(40));
+    fx.reopen();
+    assert_eq!(
+        fx.store.activity().expect("activity"),
+        BTreeMap::from([(alpha.clone(), t(20)), (beta.clone(), t(40))])
+    );
+
+    fx.store.record_activity(&alpha, t(50));
+    fx.store.delete_session(&alpha).expect("delete");
+    assert_eq!(fx.store.last_activity(&alpha).expect("activity"), None);
+    assert_eq!(fx.store.flush_activity().expect("flush"), 0);
+    fx.create("alpha", "ann");
+    assert_eq!(fx.store.last_activity(&alpha).expect("activity"), None);
+    fx.assert_consistent();
+}
+
+#[test]
+fn check_reports_broken_invariants() {
+    let fx = Fixture::new(range(42000, 42029));
+    fx.create("alpha", "ann");
+    {
+        let txn = fx.store.inner.db.begin_write().expect("begin");
+        {
+            let mut ports = txn.open_table(PORTS).expect("ports");
+            ports.insert(42001, "ghost").expect("insert");
+            ports.insert(42010, "alpha").expect("insert");
+        }
+        txn.open_table(TOKENS)
+            .expect("tokens")
+            .remove("alpha")
+            .expect("remove");
+        txn.commit().expect("commit");
+    }
+    assert_eq!(
+        fx.store.check().expect("check"),
+        [
+            Inconsistency::PortNotHeld {
+                id: id("alpha"),
+                port: 42001,
+                holder: Some("ghost".to_owned())
+            },
+            Inconsistency::MissingToken(id("alpha")),
+            Inconsistency::OrphanPort {
+                port: 42001,
+                holder: "ghost".to_owned()
+            },
+            Inconsistency::PortNotInRecord {
+                id: id("alpha"),
+                port: 42010
+            },
+        ]
+    );
+    assert!(matches!(
+        fx.store.token(&id("alpha")),
+        Err(StoreError::MissingToken { .. })
+    ));
+}
+
+#[test]
+fn debug_output_never_shows_the_token() {
+    let fx = Fixture::new(range(42000, 42029));
+    let created = fx.create("alpha", "ann");
+    let token = created.1.expose().to_owned();
+    let shown = format!(
+        "{created:?} {:?} {:?}",
+        fx.store,
+        fx.store.token(&id("alpha"))
+    );
+    assert!(!shown.contains(&token), "{shown}");
+    assert!(shown.contains("***"), "{shown}");
+}
+
+#[tokio::test]
+async fn async_callers_use_run() {
+    let fx = Fixture::new(range(42000, 42029));
+    let (record, _) = fx
+        .store
+        .run(|s| s.create_session(new("alpha", "ann")))
+        .await
+        .expect("create");
+    let listed = fx.store.run(Store::list).await.expect("list");
+    assert_eq!(listed, [record]);
+    let err = fx
+        .store
+        .run(|s| s.delete_session(&id("nope")))
+        .await
+        .expect_err("missing");
+    assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+}
