@@ -228,6 +228,46 @@ pub enum Inconsistency {
     OrphanActivity(String),
 }
 
+impl fmt::Display for Inconsistency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::OrphanPort { port, holder } => {
+                write!(
+                    f,
+                    "port {port} is held by {holder:?}, which is not a session"
+                )
+            }
+            Self::PortNotInRecord { id, port } => {
+                write!(
+                    f,
+                    "port {port} is held by session {id}, whose record does not list it"
+                )
+            }
+            Self::PortNotHeld {
+                id,
+                port,
+                holder: Some(holder),
+            } => write!(
+                f,
+                "session {id} lists port {port}, which is held by {holder:?}"
+            ),
+            Self::PortNotHeld {
+                id,
+                port,
+                holder: None,
+            } => write!(f, "session {id} lists port {port}, which is not allocated"),
+            Self::DuplicatePort { id, port } => write!(f, "session {id} lists port {port} twice"),
+            Self::MissingToken(id) => write!(f, "session {id} has no token"),
+            Self::OrphanToken(key) => {
+                write!(f, "a token is stored for {key:?}, which is not a session")
+            }
+            Self::OrphanActivity(key) => {
+                write!(f, "activity is stored for {key:?}, which is not a session")
+            }
+        }
+    }
+}
+
 /// The state database. See the module documentation for the format and the invariants.
 #[derive(Clone)]
 pub struct Store {

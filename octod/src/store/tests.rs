@@ -591,6 +591,14 @@ fn check_reports_broken_invariants() {
         fx.store.token(&id("alpha")),
         Err(StoreError::MissingToken { .. })
     ));
+    assert_eq!(
+        Inconsistency::OrphanPort {
+            port: 42001,
+            holder: "ghost".to_owned()
+        }
+        .to_string(),
+        r#"port 42001 is held by "ghost", which is not a session"#
+    );
 }
 
 #[test]
