@@ -1,0 +1,829 @@
+//! Session spec → Quadlet units (design.md, "One session = Quadlet files"). This is the only
+//! module that maps a session onto Quadlet; the spec in [`crate::session`] knows nothing of it,
+//! so a Kubernetes renderer can take the same spec later.
+//!
+//! For session `<id>` it renders:
+//!
+//! - `octo-<id>.volume`: the Podman volume `octo-<id>`, the persistent home;
+//! - `octo-<id>.container`: the container `octo-<id>` from the session's image (`Pull=never`:
+//!   images are local), `UserNS=auto`, the three services published on `127.0.0.1`, the home
+//!   volume at [`HOME_MOUNT`], the template directory read-only at [`TEMPLATE_MOUNT`], the
+//!   session token from the Podman secret `octo-<id>-token` as [`TOKEN_ENV`], a health check
+//!   with `Notify=healthy`, labels `octo.session`/`octo.owner`, all capabilities dropped and
+//!   `NoNewPrivileges=true`, resource limits for delegated controllers only, a deliberate
+//!   `TimeoutStartSec=`, and `[Install] WantedBy=default.target` only while the desired state
+//!   is running (so running sessions come back after a reboot and stopped ones stay stopped).
+//!
+//! Rendering is pure: no IO. The caller reads `cgroup.controllers`, writes the files, creates
+//! the secret and logs [`RenderedSession::unenforced`].
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use quadlet::{
+    ContainerSection, ContainerUnit, EnvVar, HealthCheck, InstallSection, Label, PidsLimit,
+    PublishPort, PullPolicy, Restart, Secret, ServiceSection, UnitSection, UserNs, VolumeMount,
+    VolumeSection, VolumeSource, VolumeUnit,
+};
+
+use crate::session::{DesiredState, Limits, SessionId, SessionSpec, container_ports};
+
+/// Where the persistent home volume is mounted in the container.
+pub const HOME_MOUNT: &str = "/home/dev";
+/// Where the session's template directory is mounted (read-only); the entrypoint applies it.
+pub const TEMPLATE_MOUNT: &str = "/etc/octo/template";
+/// The environment variable that carries the session token inside the container.
+pub const TOKEN_ENV: &str = "OCTO_SESSION_TOKEN";
+/// The environment variable that carries the session id inside the container.
+pub const SESSION_ID_ENV: &str = "OCTO_SESSION_ID";
+/// The health check of the real session image: checks all three services.
+pub const DEFAULT_HEALTH_CMD: &str = "/usr/local/bin/octo-healthcheck";
+/// Label keys on the container and the volume; cleanup finds orphans by them.
+pub const LABEL_SESSION: &str = "octo.session";
+pub const LABEL_OWNER: &str = "octo.owner";
+
+/// The names of everything that belongs to one session, in one place so that create, delete
+/// and the reconciler agree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionNames {
+    /// `octo-<id>.container`
+    pub container_file: String,
+    /// `octo-<id>.volume`
+    pub volume_file: String,
+    /// `octo-<id>.service`: the unit to start and stop.
+    pub service: String,
+    /// `octo-<id>-volume.service`: Quadlet's oneshot that creates the volume.
+    pub volume_service: String,
+    /// `octo-<id>`: the Podman container.
+    pub container: String,
+    /// `octo-<id>`: the Podman volume.
+    pub volume: String,
+    /// `octo-<id>-token`: the Podman secret holding the session token.
+    pub token_secret: String,
+}
+
+impl SessionNames {
+    pub fn new(id: &SessionId) -> Self {
+        let base = format!("octo-{id}");
+        Self {
+            container_file: format!("{base}.container"),
+            volume_file: format!("{base}.volume"),
+            service: format!("{base}.service"),
+            volume_service: format!("{base}-volume.service"),
+            container: base.clone(),
+            volume: base.clone(),
+            token_secret: format!("{base}-token"),
+        }
+    }
+}
+
+/// Which cgroup controllers the `octo` user's systemd manager may use (delegated to it).
+/// Limits for other controllers cannot be enforced: Podman would fail the start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Controllers {
+    pub memory: bool,
+    pub cpu: bool,
+    pub pids: bool,
+}
+
+impl Controllers {
+    pub const NONE: Self = Self {
+        memory: false,
+        cpu: false,
+        pids: false,
+    };
+    pub const ALL: Self = Self {
+        memory: true,
+        cpu: true,
+        pids: true,
+    };
+
+    /// Reads the contents of a `cgroup.controllers` file (space-separated controller names),
+    /// e.g. that of `user@<uid>.service` for the `octo` user.
+    pub fn from_cgroup_controllers(contents: &str) -> Self {
+        let has = |name: &str| contents.split_whitespace().any(|c| c == name);
+        Self {
+            memory: has("memory"),
+            cpu: has("cpu"),
+            pids: has("pids"),
+        }
+    }
+}
+
+/// A requested limit that is left out because its controller is not delegated. Its
+/// `Display` is the warning to log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnenforcedLimit {
+    /// The cgroup controller that is missing: `memory`, `cpu` or `pids`.
+    pub controller: &'static str,
+    /// The limit as requested, e.g. `memory 1073741824 bytes`.
+    pub limit: String,
+}
+
+impl fmt::Display for UnenforcedLimit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} limit not enforced: the cgroup controller '{}' is not delegated to the octo \
+             user's systemd manager",
+            self.limit, self.controller
+        )
+    }
+}
+
+/// The requested limits whose controllers are not delegated (pure; the caller logs them).
+pub fn unenforced_limits(limits: &Limits, controllers: Controllers) -> Vec<UnenforcedLimit> {
+    let mut out = Vec::new();
+    if let (Some(bytes), false) = (limits.memory_bytes, controllers.memory) {
+        out.push(UnenforcedLimit {
+            controller: "memory",
+            limit: format!("memory {bytes} bytes"),
+        });
+    }
+    if let (Some(centis), false) = (limits.cpu_centis, controllers.cpu) {
+        out.push(UnenforcedLimit {
+            controller: "cpu",
+            limit: format!("cpu {} CPUs", cpus(centis)),
+        });
+    }
+    if let (Some(pids), false) = (limits.pids, controllers.pids) {
+        out.push(UnenforcedLimit {
+            controller: "pids",
+            limit: format!("pids {pids} tasks"),
+        });
+    }
+    out
+}
+
+/// The container health check. The real image checks its three services with
+/// [`DEFAULT_HEALTH_CMD`]; tests with a tiny image use a command of their own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthConfig {
+    /// Run through `/bin/sh -c` in the container; exit 0 = healthy.
+    pub cmd: String,
+    /// Time between checks. It bounds how late a start notices readiness (a failed first
+    /// check is retried after one interval), and every check costs a `podman healthcheck run`
+    /// on the host, for every running session.
+    pub interval: Duration,
+    /// Grace time in which failures do not count towards `retries`.
+    pub start_period: Duration,
+    /// Consecutive failures after the grace time before the container is unhealthy.
+    pub retries: u32,
+    /// Time one check may take.
+    pub timeout: Duration,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        Self {
+            cmd: DEFAULT_HEALTH_CMD.to_owned(),
+            interval: Duration::from_secs(2),
+            start_period: Duration::from_secs(60),
+            retries: 3,
+            timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A Podman secret exposed to every session as an environment variable (e.g. the LLM
+/// provider's API key). The secret is created by the administrator, not by `octod`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvSecret {
+    /// The Podman secret's name.
+    pub secret: String,
+    /// The variable it becomes in the container.
+    pub env: String,
+}
+
+/// Everything about rendering that is not per session: host paths, health, timeouts,
+/// delegated controllers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderConfig {
+    /// The host directory with one subdirectory per template (packaged as
+    /// `/usr/share/octo/templates`); `<templates_dir>/<template>` is mounted read-only.
+    pub templates_dir: PathBuf,
+    pub health: HealthConfig,
+    /// `TimeoutStartSec=`: the start job's bound, covering container start and the first
+    /// passing health check. Keep it above `health.start_period`; the engine's job wait must
+    /// be longer than this.
+    pub start_timeout: Duration,
+    /// Controllers delegated to the `octo` user; limits of the others are left out.
+    pub controllers: Controllers,
+    /// The LLM provider's secret, if one is configured.
+    pub provider_secret: Option<EnvSecret>,
+    /// Capabilities added back after `DropCapability=ALL`. Empty for the session image, which
+    /// runs as an unprivileged user and needs none.
+    pub add_capabilities: Vec<String>,
+}
+
+impl RenderConfig {
+    /// The production defaults for a templates directory; no controller assumed delegated.
+    pub fn new(templates_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            templates_dir: templates_dir.into(),
+            health: HealthConfig::default(),
+            start_timeout: Duration::from_secs(120),
+            controllers: Controllers::NONE,
+            provider_secret: None,
+            add_capabilities: Vec::new(),
+        }
+    }
+}
+
+/// One rendered file: its name in the Quadlet directory and its contents.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderedFile {
+    pub file_name: String,
+    pub contents: String,
+}
+
+/// The units of one session, plus the limits that could not be applied (to be logged).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderedSession {
+    pub volume: RenderedFile,
+    pub container: RenderedFile,
+    pub unenforced: Vec<UnenforcedLimit>,
+}
+
+/// Why a session could not be rendered. Nothing is rendered in that case.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RenderError {
+    #[error(
+        "session {id}: invalid template name {template:?}: use letters, digits, '.', '_' and \
+         '-', starting with a letter or digit"
+    )]
+    Template { id: SessionId, template: String },
+    #[error("session {id}: the templates directory {path:?} is not an absolute UTF-8 path")]
+    TemplatesDir { id: SessionId, path: PathBuf },
+    #[error("session {id}: a zero {what} limit is not a limit")]
+    ZeroLimit { id: SessionId, what: &'static str },
+    #[error("session {id}: {source}")]
+    Unit {
+        id: SessionId,
+        #[source]
+        source: quadlet::Error,
+    },
+}
+
+/// Renders the session's `.volume` and `.container` files.
+pub fn render(spec: &SessionSpec, config: &RenderConfig) -> Result<RenderedSession, RenderError> {
+    let names = SessionNames::new(&spec.id);
+    let unit_error = |source| RenderError::Unit {
+        id: spec.id.clone(),
+        source,
+    };
+    let volume = VolumeUnit {
+        unit: UnitSection {
+            description: Some(format!("Octo session {} home volume", spec.id)),
+        },
+        volume: VolumeSection {
+            volume_name: Some(names.volume.clone()),
+            labels: labels(spec),
+        },
+        install: None,
+    }
+    .render()
+    .map_err(unit_error)?;
+    let container = container_unit(spec, config, &names)?
+        .render()
+        .map_err(unit_error)?;
+    Ok(RenderedSession {
+        volume: RenderedFile {
+            file_name: names.volume_file,
+            contents: volume,
+        },
+        container: RenderedFile {
+            file_name: names.container_file,
+            contents: container,
+        },
+        unenforced: unenforced_limits(&spec.limits, config.controllers),
+    })
+}
+
+fn labels(spec: &SessionSpec) -> Vec<Label> {
+    vec![
+        Label::new(LABEL_SESSION, spec.id.as_str()),
+        Label::new(LABEL_OWNER, spec.owner.as_str()),
+    ]
+}
+
+fn container_unit(
+    spec: &SessionSpec,
+    config: &RenderConfig,
+    names: &SessionNames,
+) -> Result<ContainerUnit, RenderError> {
+    let template_dir = template_dir(spec, config)?;
+    let localhost = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let publish = |host_port, container_port| PublishPort {
+        host_ip: localhost,
+        host_port,
+        container_port,
+    };
+    let mut secrets = vec![Secret {
+        name: names.token_secret.clone(),
+        env: TOKEN_ENV.to_owned(),
+    }];
+    if let Some(provider) = &config.provider_secret {
+        secrets.push(Secret {
+            name: provider.secret.clone(),
+            env: provider.env.clone(),
+        });
+    }
+    let (pids_limit, podman_args) = limits(spec, config.controllers)?;
+    let health = &config.health;
+    Ok(ContainerUnit {
+        unit: UnitSection {
+            description: Some(format!("Octo session {} of {}", spec.id, spec.owner)),
+        },
+        container: ContainerSection {
+            container_name: Some(names.container.clone()),
+            pull: Some(PullPolicy::Never),
+            user_ns: Some(UserNs::Auto),
+            publish_ports: vec![
+                publish(spec.ports.opencode, container_ports::OPENCODE),
+                publish(spec.ports.files, container_ports::FILES),
+                publish(spec.ports.terminal, container_ports::TERMINAL),
+            ],
+            volumes: vec![
+                VolumeMount {
+                    source: VolumeSource::Unit(names.volume_file.clone()),
+                    target: HOME_MOUNT.to_owned(),
+                    read_only: false,
+                },
+                VolumeMount {
+                    source: VolumeSource::HostPath(template_dir),
+                    target: TEMPLATE_MOUNT.to_owned(),
+                    read_only: true,
+                },
+            ],
+            secrets,
+            environment: vec![EnvVar {
+                name: SESSION_ID_ENV.to_owned(),
+                value: spec.id.to_string(),
+            }],
+            labels: labels(spec),
+            health: Some(HealthCheck {
+                cmd: health.cmd.clone(),
+                interval: Some(health.interval),
+                start_period: Some(health.start_period),
+                retries: Some(health.retries),
+                timeout: Some(health.timeout),
+                notify_healthy: true,
+            }),
+            drop_capabilities: vec!["ALL".to_owned()],
+            add_capabilities: config.add_capabilities.clone(),
+            no_new_privileges: true,
+            pids_limit,
+            podman_args,
+            ..ContainerSection::new(spec.image.clone())
+        },
+        service: ServiceSection {
+            timeout_start: Some(config.start_timeout),
+            // Crashes restart; note that a start timeout is a failure too, so a session that
+            // never becomes healthy is retried after each timeout until the engine stops it.
+            restart: Some(Restart::OnFailure),
+        },
+        install: match spec.desired {
+            DesiredState::Running => Some(InstallSection {
+                wanted_by: vec!["default.target".to_owned()],
+            }),
+            DesiredState::Stopped => None,
+        },
+    })
+}
+
+/// `<templates_dir>/<template>`, refusing template names that could leave the directory.
+fn template_dir(spec: &SessionSpec, config: &RenderConfig) -> Result<String, RenderError> {
+    let template = &spec.template;
+    let valid = template.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && template
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if !valid {
+        return Err(RenderError::Template {
+            id: spec.id.clone(),
+            template: template.clone(),
+        });
+    }
+    let dir = config.templates_dir.join(template);
+    match dir.to_str() {
+        Some(path) if dir.is_absolute() => Ok(path.to_owned()),
+        _ => Err(RenderError::TemplatesDir {
+            id: spec.id.clone(),
+            path: config.templates_dir.clone(),
+        }),
+    }
+}
+
+/// `PidsLimit=` and the `PodmanArgs=` for the limits whose controllers are delegated.
+///
+/// Memory and CPU go through `PodmanArgs=--memory=`/`--cpus=`: Quadlet's own `Memory=` key is
+/// not in every Podman 5.x, and an unknown key makes the generator drop the whole unit. Where
+/// `pids` is not delegated, `PidsLimit=-1` keeps Podman's default limit (2048) from failing
+/// the start.
+fn limits(
+    spec: &SessionSpec,
+    controllers: Controllers,
+) -> Result<(Option<PidsLimit>, Vec<String>), RenderError> {
+    let zero = |what| RenderError::ZeroLimit {
+        id: spec.id.clone(),
+        what,
+    };
+    let limits = &spec.limits;
+    let mut args = Vec::new();
+    if let Some(bytes) = limits.memory_bytes {
+        if bytes == 0 {
+            return Err(zero("memory"));
+        }
+        if controllers.memory {
+            args.push(format!("--memory={bytes}"));
+        }
+    }
+    if let Some(centis) = limits.cpu_centis {
+        if centis == 0 {
+            return Err(zero("cpu"));
+        }
+        if controllers.cpu {
+            args.push(format!("--cpus={}", cpus(centis)));
+        }
+    }
+    let pids = match (limits.pids, controllers.pids) {
+        (Some(0), _) => return Err(zero("pids")),
+        (Some(n), true) => Some(PidsLimit::Max(n)),
+        (None, true) => None,
+        (_, false) => Some(PidsLimit::Unlimited),
+    };
+    Ok((pids, args))
+}
+
+/// Hundredths of a CPU as Podman's `--cpus` decimal: 150 → `1.5`, 200 → `2`, 5 → `0.05`.
+fn cpus(centis: u32) -> String {
+    let (whole, frac) = (centis / 100, centis % 100);
+    match frac {
+        0 => whole.to_string(),
+        f if f % 10 == 0 => format!("{whole}.{}", f / 10),
+        f => format!("{whole}.{f:02}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fmt::Write as _;
+
+    use super::*;
+    use crate::session::Ports;
+
+    fn spec() -> SessionSpec {
+        SessionSpec {
+            id: "ab12".parse().expect("id"),
+            owner: "alice".into(),
+            template: "coding-copilot".into(),
+            image: "localhost/octo-session:latest".into(),
+            ports: Ports {
+                opencode: 40001,
+                files: 40002,
+                terminal: 40003,
+            },
+            limits: Limits::default(),
+            desired: DesiredState::Running,
+        }
+    }
+
+    fn config() -> RenderConfig {
+        RenderConfig::new("/usr/share/octo/templates")
+    }
+
+    /// Renders and compares both files and the warnings with one expected text.
+    #[track_caller]
+    fn check(spec: &SessionSpec, config: &RenderConfig, expected: &str) {
+        let r = render(spec, config).expect("renders");
+        let mut actual = format!(
+            "--- {}\n{}--- {}\n{}",
+            r.volume.file_name, r.volume.contents, r.container.file_name, r.container.contents
+        );
+        for warning in &r.unenforced {
+            writeln!(actual, "--- warning: {warning}").expect("writes to a String");
+        }
+        let expected = expected.strip_prefix('\n').unwrap_or(expected);
+        assert!(
+            actual == expected,
+            "rendered session differs\n=== expected\n{expected}=== actual\n{actual}==="
+        );
+    }
+
+    #[track_caller]
+    fn check_container(spec: &SessionSpec, config: &RenderConfig, expected: &str) {
+        let r = render(spec, config).expect("renders");
+        let expected = expected.strip_prefix('\n').unwrap_or(expected);
+        assert!(
+            r.container.contents == expected,
+            "container differs\n=== expected\n{expected}=== actual\n{}===",
+            r.container.contents
+        );
+    }
+
+    #[test]
+    fn running_without_limits() {
+        check(
+            &spec(),
+            &config(),
+            r"
+--- octo-ab12.volume
+[Unit]
+Description=Octo session ab12 home volume
+
+[Volume]
+VolumeName=octo-ab12
+Label=octo.session=ab12
+Label=octo.owner=alice
+--- octo-ab12.container
+[Unit]
+Description=Octo session ab12 of alice
+
+[Container]
+Image=localhost/octo-session:latest
+ContainerName=octo-ab12
+Pull=never
+UserNS=auto
+PublishPort=127.0.0.1:40001:41820
+PublishPort=127.0.0.1:40002:41821
+PublishPort=127.0.0.1:40003:41822
+Volume=octo-ab12.volume:/home/dev
+Volume=/usr/share/octo/templates/coding-copilot:/etc/octo/template:ro
+Secret=octo-ab12-token,type=env,target=OCTO_SESSION_TOKEN
+Environment=OCTO_SESSION_ID=ab12
+Label=octo.session=ab12
+Label=octo.owner=alice
+HealthCmd=/usr/local/bin/octo-healthcheck
+HealthInterval=2s
+HealthStartPeriod=60s
+HealthRetries=3
+HealthTimeout=5s
+Notify=healthy
+DropCapability=ALL
+NoNewPrivileges=true
+PidsLimit=-1
+
+[Service]
+TimeoutStartSec=120s
+Restart=on-failure
+
+[Install]
+WantedBy=default.target
+",
+        );
+    }
+
+    #[test]
+    fn stopped_has_no_install_section() {
+        let stopped = SessionSpec {
+            desired: DesiredState::Stopped,
+            ..spec()
+        };
+        let r = render(&stopped, &config()).expect("renders");
+        let running = render(&spec(), &config()).expect("renders");
+        assert_eq!(r.volume, running.volume);
+        let expected = running
+            .container
+            .contents
+            .replace("\n[Install]\nWantedBy=default.target\n", "");
+        assert_ne!(expected, running.container.contents);
+        check_container(&stopped, &config(), &expected);
+    }
+
+    fn limited() -> SessionSpec {
+        SessionSpec {
+            limits: Limits {
+                memory_bytes: Some(2 << 30),
+                cpu_centis: Some(150),
+                pids: Some(1000),
+            },
+            ..spec()
+        }
+    }
+
+    #[test]
+    fn limits_where_delegated() {
+        let config = RenderConfig {
+            controllers: Controllers::ALL,
+            ..config()
+        };
+        let r = render(&limited(), &config).expect("renders");
+        assert_eq!(r.unenforced, []);
+        let unlimited = render(&spec(), &config).expect("renders");
+        let expected = unlimited.container.contents.replace(
+            "NoNewPrivileges=true\n",
+            "NoNewPrivileges=true\nPidsLimit=1000\nPodmanArgs=--memory=2147483648 --cpus=1.5\n",
+        );
+        assert_ne!(expected, unlimited.container.contents);
+        check_container(&limited(), &config, &expected);
+    }
+
+    #[test]
+    fn limits_partly_delegated_warn() {
+        let config = RenderConfig {
+            controllers: Controllers::from_cgroup_controllers("cpuset cpu io\n"),
+            ..config()
+        };
+        let r = render(&limited(), &config).expect("renders");
+        assert!(
+            r.container
+                .contents
+                .contains("\nPidsLimit=-1\nPodmanArgs=--cpus=1.5\n")
+        );
+        assert!(!r.container.contents.contains("--memory"));
+        let warnings: Vec<String> = r.unenforced.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            warnings,
+            [
+                "memory 2147483648 bytes limit not enforced: the cgroup controller 'memory' is \
+                 not delegated to the octo user's systemd manager",
+                "pids 1000 tasks limit not enforced: the cgroup controller 'pids' is not \
+                 delegated to the octo user's systemd manager",
+            ]
+        );
+    }
+
+    #[test]
+    fn test_image_config() {
+        let config = RenderConfig {
+            health: HealthConfig {
+                cmd: "wget -q -O /dev/null http://127.0.0.1:41820/ && test -f /tmp/ready".into(),
+                interval: Duration::from_millis(500),
+                start_period: Duration::from_secs(5),
+                retries: 2,
+                timeout: Duration::from_secs(2),
+            },
+            start_timeout: Duration::from_secs(30),
+            provider_secret: Some(EnvSecret {
+                secret: "octo-provider".into(),
+                env: "ANTHROPIC_API_KEY".into(),
+            }),
+            add_capabilities: vec!["SETUID".into(), "SETGID".into()],
+            ..config()
+        };
+        let r = render(&spec(), &config).expect("renders");
+        let c = &r.container.contents;
+        for line in [
+            "Secret=octo-ab12-token,type=env,target=OCTO_SESSION_TOKEN\n\
+             Secret=octo-provider,type=env,target=ANTHROPIC_API_KEY\n",
+            "HealthCmd=wget -q -O /dev/null http://127.0.0.1:41820/ && test -f /tmp/ready\n\
+             HealthInterval=500ms\nHealthStartPeriod=5s\nHealthRetries=2\nHealthTimeout=2s\n",
+            "DropCapability=ALL\nAddCapability=SETUID SETGID\n",
+            "TimeoutStartSec=30s\n",
+        ] {
+            assert!(c.contains(line), "{line} missing in\n{c}");
+        }
+    }
+
+    #[test]
+    fn escaping_reaches_the_units() {
+        let odd = SessionSpec {
+            owner: "Zoë 100% O'Neil".into(),
+            ..spec()
+        };
+        let r = render(&odd, &config()).expect("renders");
+        assert!(
+            r.volume
+                .contents
+                .contains("\nLabel=\"octo.owner=Zoë 100%% O'Neil\"\n")
+        );
+        assert!(
+            r.container
+                .contents
+                .contains("\nDescription=Octo session ab12 of Zoë 100%% O'Neil\n")
+        );
+        let parsed = quadlet::UnitFile::parse(&r.container.contents).expect("parses");
+        assert_eq!(
+            parsed.values("Container", "Label").expect("decodes"),
+            ["octo.session=ab12", "octo.owner=Zoë 100% O'Neil"]
+        );
+    }
+
+    #[test]
+    fn validation_failures() {
+        let fails = |spec: SessionSpec, config: RenderConfig| {
+            render(&spec, &config).expect_err("refused").to_string()
+        };
+        for template in ["../etc", "", "a/b", ".hidden", "a b"] {
+            let e = fails(
+                SessionSpec {
+                    template: template.into(),
+                    ..spec()
+                },
+                config(),
+            );
+            assert!(e.contains("invalid template name"), "{template}: {e}");
+        }
+        assert_eq!(
+            fails(spec(), RenderConfig::new("templates")),
+            "session ab12: the templates directory \"templates\" is not an absolute UTF-8 path"
+        );
+        assert_eq!(
+            fails(
+                SessionSpec {
+                    owner: "eve\nLabel=octo.owner=admin".into(),
+                    ..spec()
+                },
+                config()
+            ),
+            "session ab12: invalid Label= value \"octo.owner=eve\\nLabel=octo.owner=admin\": it \
+             contains a control character (newlines included)"
+        );
+        assert_eq!(
+            fails(
+                SessionSpec {
+                    image: "localhost/x y".into(),
+                    ..spec()
+                },
+                config()
+            ),
+            "session ab12: invalid Image= value \"localhost/x y\": it contains whitespace"
+        );
+        let mut zero_port = spec();
+        zero_port.ports.files = 0;
+        assert_eq!(
+            fails(zero_port, config()),
+            "session ab12: invalid PublishPort= value \"0:41821\": port 0 cannot be published"
+        );
+        let mut zero_memory = spec();
+        zero_memory.limits.memory_bytes = Some(0);
+        assert_eq!(
+            fails(zero_memory, config()),
+            "session ab12: a zero memory limit is not a limit"
+        );
+        let bad_secret = RenderConfig {
+            provider_secret: Some(EnvSecret {
+                secret: "provider".into(),
+                env: "API-KEY".into(),
+            }),
+            ..config()
+        };
+        assert!(fails(spec(), bad_secret).contains("invalid Secret= value \"API-KEY\""));
+        let bad_health = RenderConfig {
+            health: HealthConfig {
+                cmd: "check\n".into(),
+                ..HealthConfig::default()
+            },
+            ..config()
+        };
+        assert!(fails(spec(), bad_health).contains("invalid HealthCmd= value"));
+    }
+
+    #[test]
+    fn controllers_from_cgroup_file() {
+        assert_eq!(
+            Controllers::from_cgroup_controllers("cpuset cpu io memory pids\n"),
+            Controllers::ALL
+        );
+        assert_eq!(Controllers::from_cgroup_controllers(""), Controllers::NONE);
+        assert_eq!(
+            Controllers::from_cgroup_controllers("cpuset io memory"),
+            Controllers {
+                memory: true,
+                cpu: false,
+                pids: false
+            }
+        );
+    }
+
+    #[test]
+    fn cpu_decimal() {
+        for (centis, text) in [
+            (150, "1.5"),
+            (200, "2"),
+            (5, "0.05"),
+            (125, "1.25"),
+            (1, "0.01"),
+        ] {
+            assert_eq!(cpus(centis), text);
+        }
+    }
+
+    #[test]
+    fn names() {
+        let n = SessionNames::new(&"ab12".parse().expect("id"));
+        assert_eq!(
+            [
+                n.container_file.as_str(),
+                &n.volume_file,
+                &n.service,
+                &n.volume_service,
+                &n.container,
+                &n.volume,
+                &n.token_secret
+            ],
+            [
+                "octo-ab12.container",
+                "octo-ab12.volume",
+                "octo-ab12.service",
+                "octo-ab12-volume.service",
+                "octo-ab12",
+                "octo-ab12",
+                "octo-ab12-token"
+            ]
+        );
+    }
+}
