@@ -1,1 +1,121 @@
 //! octo-fileserver: browse, upload, download and manage the files of one workspace.
+//!
+//! The binary (`main.rs`) parses flags and calls [`serve`]. The code map:
+//! [`confine`] resolves every client path beneath the root with `openat2` (the security
+//! boundary), [`fsops`] holds the file operations, [`download`], [`upload`] and [`zip`] the
+//! streaming parts, [`api`] the routes, [`auth`] the bearer token, [`error`] the one error
+//! type. The API is documented in `fileserver/README.md`.
+
+pub mod api;
+pub mod auth;
+pub mod confine;
+pub mod download;
+pub mod error;
+pub mod fsops;
+pub mod upload;
+pub mod zip;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+pub use api::router;
+pub use auth::Token;
+pub use error::{ApiError, Code};
+
+/// Everything the server needs, validated.
+#[derive(Debug)]
+pub struct Config {
+    /// The workspace root; nothing outside it is ever touched.
+    pub root: PathBuf,
+    /// The bearer token every `/api/` request must carry.
+    pub token: Token,
+    /// Largest upload accepted, in bytes.
+    pub max_upload_bytes: u64,
+    /// How long in-flight requests may run on after a shutdown signal.
+    pub shutdown_grace: Duration,
+}
+
+/// The state shared by all requests.
+pub struct AppState {
+    /// The workspace root.
+    pub root: confine::Root,
+    /// The session token.
+    pub token: Token,
+    /// Largest upload accepted, in bytes.
+    pub max_upload_bytes: u64,
+}
+
+/// Why the server could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The root directory could not be opened.
+    #[error("opening the workspace root {path}: {source}")]
+    Root {
+        /// The configured root.
+        path: PathBuf,
+        /// The error.
+        source: nix::errno::Errno,
+    },
+    /// Serving failed.
+    #[error("serving HTTP: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl AppState {
+    /// Opens the root and builds the state.
+    pub fn new(config: &Config) -> Result<Self, ServeError> {
+        let root = confine::Root::new(&config.root).map_err(|source| ServeError::Root {
+            path: config.root.clone(),
+            source,
+        })?;
+        Ok(AppState {
+            root,
+            token: config.token.clone(),
+            max_upload_bytes: config.max_upload_bytes,
+        })
+    }
+}
+
+/// Serves the API on `listener` until `shutdown` resolves; then stops accepting, lets
+/// in-flight requests finish for up to `shutdown_grace`, and returns.
+pub async fn serve(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let state = Arc::new(AppState::new(&config)?);
+    let app = router(state);
+    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        shutdown.await;
+        tracing::info!("shutting down: no new connections, finishing requests");
+        let _ = stopping_tx.send(());
+    });
+    let grace = config.shutdown_grace;
+    tokio::select! {
+        result = server => result?,
+        () = async {
+            if stopping_rx.await.is_ok() {
+                tokio::time::sleep(grace).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        } => {
+            tracing::warn!(grace_secs = grace.as_secs(), "requests still running after the grace period; stopping anyway");
+        }
+    }
+    Ok(())
+}
+
+/// Runs blocking file-system work on tokio's blocking pool.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::internal("file-system task", &e))?
+}
