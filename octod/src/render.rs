@@ -419,8 +419,9 @@ fn template_dir(spec: &SessionSpec, config: &RenderConfig) -> Result<String, Ren
 
 /// `PidsLimit=` and the `PodmanArgs=` for the limits whose controllers are delegated.
 ///
-/// Memory and CPU go through `PodmanArgs=--memory=`/`--cpus=`: Quadlet's own `Memory=` key is
-/// not in every Podman 5.x, and an unknown key makes the generator drop the whole unit. Where
+/// Memory and CPU go through `PodmanArgs=--memory=`/`--cpus=`: Quadlet's own `Memory=` key came
+/// after Podman 5.4 (the 5.4.2 generator refuses it as an unsupported key and drops the whole
+/// unit). Where
 /// `pids` is not delegated, `PidsLimit=-1` keeps Podman's default limit (2048) from failing
 /// the start.
 fn limits(
