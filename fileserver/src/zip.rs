@@ -380,7 +380,7 @@ fn walk<W: Write>(
                 match open_child(dir.as_fd(), &name, OFlag::O_RDONLY | OFlag::O_DIRECTORY) {
                     Ok(sub) => walk(zip, sub, &path, depth + 1)?,
                     Err(e) => {
-                        tracing::warn!(path = %String::from_utf8_lossy(&path), error = %e, "zip: skipping directory")
+                        tracing::warn!(path = %String::from_utf8_lossy(&path), error = %e, "zip: skipping directory");
                     }
                 }
             }
@@ -396,7 +396,7 @@ fn walk<W: Write>(
                         zip.add_file(&path, st.st_mtime, st.st_mode, size, &mut File::from(fd))?;
                     }
                     Err(e) => {
-                        tracing::warn!(path = %String::from_utf8_lossy(&path), error = %e, "zip: skipping file")
+                        tracing::warn!(path = %String::from_utf8_lossy(&path), error = %e, "zip: skipping file");
                     }
                 }
             }
