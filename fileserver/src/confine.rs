@@ -148,14 +148,21 @@ pub struct Root {
 const EAGAIN_RETRIES: usize = 16;
 
 impl Root {
-    /// Opens the directory at `path` as the root.
+    /// Opens the directory at `path` as the root. Fails with `ENOSYS` on kernels without
+    /// `openat2` (before 5.6): better to refuse to start than to fail every request.
     pub fn new(path: &Path) -> Result<Self, Errno> {
         let fd = nix::fcntl::open(
             path,
             OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
             Mode::empty(),
         )?;
-        Ok(Root { fd })
+        let root = Root { fd };
+        root.open_with(
+            &RelPath::root(),
+            OFlag::O_PATH | OFlag::O_DIRECTORY,
+            Mode::empty(),
+        )?;
+        Ok(root)
     }
 
     /// Opens `path` beneath the root with `flags`, following symlinks only where they stay
