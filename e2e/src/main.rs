@@ -1,2 +1,56 @@
-//! e2e
-fn main() {}
+//! `octo-e2e`: end-to-end checks that run inside the test host, against a real systemd user
+//! manager and real rootless Podman. `cargo xtask ci` runs each subcommand in order (with a
+//! reboot of the host where a check needs one); a non-zero exit fails the check.
+
+mod generator;
+mod smoke;
+mod util;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(about = "Octo's end-to-end checks (run inside the test host)")]
+struct Cli {
+    #[command(subcommand)]
+    check: Check,
+}
+
+#[derive(Debug, Subcommand)]
+enum Check {
+    /// A Quadlet unit driven over D-Bus: start, survive a reboot, stop and remove.
+    Smoke {
+        #[command(subcommand)]
+        phase: smoke::Phase,
+    },
+    /// Session units rendered by octod go through Podman's real Quadlet generator.
+    QuadletGenerator,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("octo-e2e: starting the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.check {
+            Check::Smoke { phase } => smoke::run(phase).await,
+            Check::QuadletGenerator => generator::run(),
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("octo-e2e: FAILED: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

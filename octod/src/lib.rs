@@ -10,6 +10,7 @@ pub mod render;
 pub mod serve;
 pub mod session;
 pub mod store;
+pub mod systemd;
 
 /// The version of this build, reported by `/api/health` and `octoctl status`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -26,7 +26,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
-    match run(cli) {
+    match run(&cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!("{error:#}");
@@ -36,13 +36,15 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+fn run(cli: &Cli) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    match cli.command {
+    match &cli.command {
         Command::Serve { listen } => {
-            runtime.block_on(octod::serve::run(octod::serve::ServeOptions { listen }))
+            runtime.block_on(octod::serve::run(octod::serve::ServeOptions {
+                listen: *listen,
+            }))
         }
     }
 }

@@ -22,7 +22,7 @@ pub async fn run(options: ServeOptions) -> anyhow::Result<()> {
         .context("reading the listener's address")?;
     match origin {
         Origin::SocketActivation => {
-            tracing::info!(%local, "serving HTTP on the socket from systemd")
+            tracing::info!(%local, "serving HTTP on the socket from systemd");
         }
         Origin::Bound => tracing::info!(%local, "serving HTTP"),
     }

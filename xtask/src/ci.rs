@@ -50,6 +50,12 @@ struct Check {
 
 const CHECKS: &[Check] = &[
     Check {
+        name: "rendered session units pass Podman's Quadlet generator without warnings",
+        user: Some(testhost::OCTO_USER),
+        args: &["quadlet-generator"],
+        reboot_before: false,
+    },
+    Check {
         name: "quadlet unit started over D-Bus, port answers",
         user: Some(testhost::OCTO_USER),
         args: &["smoke", "start"],

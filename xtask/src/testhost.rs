@@ -5,8 +5,9 @@
 //! Layout under `target/testhost/`:
 //! - `cache/root-<key>/`: the pristine debootstrapped root, keyed by suite and package list;
 //!   never booted, only copied.
-//! - `host/root/`: the working copy that boots; thrown away by `down`.
-//! - `host/nspawn.pid`, `host/console.log`, `host/mounted-nspawn-tmpfs`: run state.
+//! - `<instance>/root/`: the working copy that boots; thrown away by `down`. The instance is
+//!   `host` unless `OCTO_TESTHOST` names another.
+//! - `<instance>/nspawn.pid`, `<instance>/console.log`: run state.
 
 use std::fs;
 use std::os::unix::process::CommandExt as _;
@@ -55,30 +56,47 @@ const POWEROFF_TIMEOUT: Duration = Duration::from_secs(60);
 /// Paths of the test host under the target directory.
 #[derive(Debug, Clone)]
 pub struct Paths {
-    pub base: PathBuf,
+    base: PathBuf,
+    instance: String,
 }
 
 impl Paths {
+    /// The test host named by `OCTO_TESTHOST` (default `host`): several engineers can each
+    /// run their own on one machine. They share the network namespace, so their tests must
+    /// use distinct ports.
     pub fn new() -> Self {
+        let instance = std::env::var("OCTO_TESTHOST")
+            .ok()
+            .filter(|name| {
+                !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            })
+            .unwrap_or_else(|| "host".to_owned());
         Self {
             base: util::target_dir().join("testhost"),
+            instance,
         }
     }
     fn cache_root(&self) -> PathBuf {
         let key = util::fnv1a(format!("{SUITE}:{}", PACKAGES.join(",")).as_bytes());
         self.base.join("cache").join(format!("root-{key:016x}"))
     }
+    fn dir(&self) -> PathBuf {
+        self.base.join(&self.instance)
+    }
     pub fn root(&self) -> PathBuf {
-        self.base.join("host/root")
+        self.dir().join("root")
+    }
+    fn machine(&self) -> String {
+        format!("octo-testhost-{}", self.instance)
     }
     fn pid_file(&self) -> PathBuf {
-        self.base.join("host/nspawn.pid")
+        self.dir().join("nspawn.pid")
     }
     fn console_log(&self) -> PathBuf {
-        self.base.join("host/console.log")
+        self.dir().join("console.log")
     }
     fn tmpfs_marker(&self) -> PathBuf {
-        self.base.join("host/mounted-nspawn-tmpfs")
+        self.base.join("mounted-nspawn-tmpfs")
     }
 }
 
@@ -423,14 +441,32 @@ fn provision(root: &Path) -> anyhow::Result<()> {
     for file in ["etc/subuid", "etc/subgid"] {
         let path = root.join(file);
         let existing = fs::read_to_string(&path).unwrap_or_default();
-        let mut text: String = existing
-            .lines()
-            .filter(|l| !l.starts_with("octo:"))
-            .map(|l| format!("{l}\n"))
-            .collect();
-        text.push_str(&format!("{OCTO_USER}:{SUBID_RANGE}\n"));
+        let mut text = String::new();
+        for line in existing.lines().filter(|l| !l.starts_with("octo:")) {
+            text.push_str(line);
+            text.push('\n');
+        }
+        text.push_str(OCTO_USER);
+        text.push(':');
+        text.push_str(SUBID_RANGE);
+        text.push('\n');
         fs::write(&path, text)?;
     }
+    // nspawn creates /dev/net/tun as 0600; rootless pasta opens it as the user (a real
+    // host has 0666 from udev).
+    fs::create_dir_all(root.join("etc/tmpfiles.d"))?;
+    fs::write(
+        root.join("etc/tmpfiles.d/octo-testhost.conf"),
+        "z /dev/net/tun 0666 root root -\n",
+    )?;
+    // octod reads its units' journal lines for failure reasons; system users log to the
+    // system journal.
+    util::run(Command::new("chroot").arg(root).args([
+        "usermod",
+        "-aG",
+        "systemd-journal",
+        OCTO_USER,
+    ]))?;
     fs::create_dir_all(root.join("var/lib/systemd/linger"))?;
     fs::write(root.join("var/lib/systemd/linger").join(OCTO_USER), "")?;
     // Rootless Quadlet units wait for the system's network-online.target; have it reached.
@@ -473,7 +509,11 @@ fn ensure_nspawn_tmpfs(paths: &Paths) -> anyhow::Result<()> {
 fn boot(paths: &Paths) -> anyhow::Result<()> {
     ensure_nspawn_tmpfs(paths)?;
     let root = paths.root();
-    let log = fs::File::create(paths.console_log())?;
+    // Appended, so that the log of a poweroff stays readable after the next boot.
+    let log = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(paths.console_log())?;
     let log_err = log.try_clone()?;
     let ws = util::workspace_root();
     let target = util::target_dir();
@@ -487,10 +527,9 @@ fn boot(paths: &Paths) -> anyhow::Result<()> {
             "--keep-unit",
             "--system-call-filter=@keyring",
             "--console=passive",
-            "--machine=octo-testhost",
         ])
-        .arg(format!("--bind-ro={}:{GUEST_SRC}", ws.display()))
-        .arg(format!("--bind-ro={}:{GUEST_TARGET}", target.display()))
+        .arg(format!("--machine={}", paths.machine()))
+        .args(bind_args(&ws, &target)?)
         .arg("-b")
         .env("SYSTEMD_NSPAWN_UNIFIED_HIERARCHY", "1")
         .stdin(Stdio::null())
@@ -540,6 +579,36 @@ fn boot(paths: &Paths) -> anyhow::Result<()> {
         ),
     }
     Ok(())
+}
+
+/// Read-only binds of the workspace and the build output. The root itself lives under
+/// `target/`, so neither the workspace nor `target/` is bound whole: the container would see
+/// its own mounts through the bind, and systemd would try to unmount them all at poweroff.
+fn bind_args(ws: &Path, target: &Path) -> anyhow::Result<Vec<String>> {
+    let mut args = Vec::new();
+    for entry in fs::read_dir(ws).context("listing the workspace")? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let path = entry.path();
+        if name == "target" || name.starts_with('.') || path == target || target.starts_with(&path)
+        {
+            continue;
+        }
+        args.push(format!(
+            "--bind-ro={}:{GUEST_SRC}/{name}:norbind",
+            path.display()
+        ));
+    }
+    for profile in ["debug", "release"] {
+        let dir = target.join(profile);
+        fs::create_dir_all(&dir)?;
+        args.push(format!(
+            "--bind-ro={}:{GUEST_TARGET}/{profile}:norbind",
+            dir.display()
+        ));
+    }
+    Ok(args)
 }
 
 /// PID 1 of the container, seen from outside, if it runs.

@@ -1,0 +1,108 @@
+//! Helpers shared by the checks: images built from the host's Debian packages, HTTP probes.
+
+use std::io::{Read as _, Write as _};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+
+/// Prints a line of progress (the CI log shows it).
+pub fn say(message: impl AsRef<str>) {
+    println!("  - {}", message.as_ref());
+}
+
+/// Runs a command; a failure names it.
+pub fn run(cmd: &mut Command) -> anyhow::Result<String> {
+    let out = cmd.output().with_context(|| format!("starting {cmd:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "{cmd:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Builds a tiny image from the host's busybox (no registry here): busybox, `sh`, and a web
+/// root with `index.html`. Imported under `name` unless it exists.
+pub fn ensure_busybox_image(name: &str) -> anyhow::Result<()> {
+    if Command::new("podman")
+        .args(["image", "exists", name])
+        .status()
+        .is_ok_and(|s| s.success())
+    {
+        return Ok(());
+    }
+    say(format!("building image {name} from the host's busybox"));
+    let dir = tempfile::tempdir()?;
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("bin"))?;
+    std::fs::create_dir_all(root.join("www"))?;
+    std::fs::create_dir_all(root.join("tmp"))?;
+    std::fs::copy("/bin/busybox", root.join("bin/busybox")).context("copying /bin/busybox")?;
+    std::os::unix::fs::symlink("busybox", root.join("bin/sh"))?;
+    std::fs::write(root.join("www/index.html"), "octo smoke ok\n")?;
+    let tar = root.join("../image.tar");
+    run(Command::new("tar")
+        .arg("-C")
+        .arg(root)
+        .arg("-cf")
+        .arg(&tar)
+        .arg("."))?;
+    run(Command::new("podman")
+        .args(["import", "--change", "CMD [\"/bin/sh\"]"])
+        .arg(&tar)
+        .arg(name))?;
+    let _ = std::fs::remove_file(&tar);
+    Ok(())
+}
+
+/// `GET path` on 127.0.0.1:port; returns the body of a 200 answer.
+pub fn http_get(port: u16, path: &str) -> anyhow::Result<String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))
+        .with_context(|| format!("connecting to 127.0.0.1:{port}"))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .context("malformed HTTP answer")?;
+    if !head.starts_with("HTTP/1.1 200") && !head.starts_with("HTTP/1.0 200") {
+        bail!(
+            "GET {path} on port {port}: {}",
+            head.lines().next().unwrap_or("")
+        );
+    }
+    Ok(body.to_owned())
+}
+
+/// Retries `probe` until it succeeds or `timeout` passes.
+pub async fn eventually<T>(
+    timeout: Duration,
+    what: &str,
+    mut probe: impl AsyncFnMut() -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match probe().await {
+            Ok(value) => return Ok(value),
+            Err(error) if Instant::now() > deadline => {
+                return Err(error.context(format!("{what}: not within {timeout:?}")));
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+        }
+    }
+}
+
+/// The user's Quadlet directory.
+pub fn quadlet_dir() -> anyhow::Result<std::path::PathBuf> {
+    let home = std::env::var("HOME").context("HOME is not set")?;
+    Ok(Path::new(&home).join(".config/containers/systemd"))
+}
