@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod listen;
+pub mod podman;
 pub mod render;
 pub mod serve;
 pub mod session;
