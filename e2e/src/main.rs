@@ -2,7 +2,12 @@
 //! manager and real rootless Podman. `cargo xtask ci` runs each subcommand in order (with a
 //! reboot of the host where a check needs one); a non-zero exit fails the check.
 
+// The checks are long sequential scenarios awaited once each; boxing them buys nothing.
+#![allow(clippy::large_futures)]
+
+mod engine;
 mod generator;
+mod podman;
 mod smoke;
 mod util;
 
@@ -26,6 +31,13 @@ enum Check {
     },
     /// Session units rendered by octod go through Podman's real Quadlet generator.
     QuadletGenerator,
+    /// octod's Podman API client against the real Podman 5 socket.
+    PodmanClient,
+    /// The session engine: lifecycle, concurrency, bad input, crashes, reboots.
+    Engine {
+        #[command(subcommand)]
+        phase: engine::Phase,
+    },
 }
 
 fn main() -> ExitCode {
@@ -44,6 +56,8 @@ fn main() -> ExitCode {
         match cli.check {
             Check::Smoke { phase } => smoke::run(phase).await,
             Check::QuadletGenerator => generator::run(),
+            Check::Engine { phase } => engine::run(phase).await,
+            Check::PodmanClient => podman::run().await,
         }
     });
     match result {

@@ -60,6 +60,47 @@ pub fn ensure_busybox_image(name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Builds the engine's test session image from the host's busybox: three busybox httpd on
+/// the session ports 41820–41822 under a shell that exits on SIGTERM.
+pub fn ensure_session_test_image(name: &str) -> anyhow::Result<()> {
+    if Command::new("podman")
+        .args(["image", "exists", name])
+        .status()
+        .is_ok_and(|s| s.success())
+    {
+        return Ok(());
+    }
+    say(format!("building image {name} from the host's busybox"));
+    let dir = tempfile::tempdir()?;
+    let root = dir.path().join("root");
+    for sub in ["bin", "www", "tmp", "home/dev"] {
+        std::fs::create_dir_all(root.join(sub))?;
+    }
+    std::fs::copy("/bin/busybox", root.join("bin/busybox")).context("copying /bin/busybox")?;
+    for applet in ["sh", "wget", "cat", "echo"] {
+        std::os::unix::fs::symlink("busybox", root.join("bin").join(applet))?;
+    }
+    std::fs::write(root.join("www/index.html"), "octo session ok\n")?;
+    std::fs::write(
+        root.join("start.sh"),
+        "trap 'exit 0' TERM INT\n\
+         for p in 41820 41821 41822; do /bin/busybox httpd -f -p $p -h /www & done\n\
+         wait\n",
+    )?;
+    let tar = dir.path().join("image.tar");
+    run(Command::new("tar")
+        .arg("-C")
+        .arg(&root)
+        .arg("-cf")
+        .arg(&tar)
+        .arg("."))?;
+    run(Command::new("podman")
+        .args(["import", "--change", "CMD [\"/bin/sh\", \"/start.sh\"]"])
+        .arg(&tar)
+        .arg(name))?;
+    Ok(())
+}
+
 /// `GET path` on 127.0.0.1:port; returns the body of a 200 answer.
 pub fn http_get(port: u16, path: &str) -> anyhow::Result<String> {
     let mut stream = TcpStream::connect(("127.0.0.1", port))

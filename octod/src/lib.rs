@@ -5,6 +5,7 @@
 //! tests drive the same code.
 
 pub mod api;
+pub mod engine;
 pub mod listen;
 pub mod podman;
 pub mod render;

@@ -351,11 +351,13 @@ fn container_unit(
                     source: VolumeSource::Unit(names.volume_file.clone()),
                     target: HOME_MOUNT.to_owned(),
                     read_only: false,
+                    chown: true,
                 },
                 VolumeMount {
                     source: VolumeSource::HostPath(template_dir),
                     target: TEMPLATE_MOUNT.to_owned(),
                     read_only: true,
+                    chown: false,
                 },
             ],
             secrets,
@@ -421,9 +423,9 @@ fn template_dir(spec: &SessionSpec, config: &RenderConfig) -> Result<String, Ren
 ///
 /// Memory and CPU go through `PodmanArgs=--memory=`/`--cpus=`: Quadlet's own `Memory=` key came
 /// after Podman 5.4 (the 5.4.2 generator refuses it as an unsupported key and drops the whole
-/// unit). Where
-/// `pids` is not delegated, `PidsLimit=-1` keeps Podman's default limit (2048) from failing
-/// the start.
+/// unit). Where `pids` is not delegated no `PidsLimit=` is written: even `-1` makes crun
+/// write `pids.max` and fail the start (seen in the test host). Podman's default limit then
+/// comes from `containers.conf`, which a host without the pids controller must set to 0.
 fn limits(
     spec: &SessionSpec,
     controllers: Controllers,
@@ -453,8 +455,7 @@ fn limits(
     let pids = match (limits.pids, controllers.pids) {
         (Some(0), _) => return Err(zero("pids")),
         (Some(n), true) => Some(PidsLimit::Max(n)),
-        (None, true) => None,
-        (_, false) => Some(PidsLimit::Unlimited),
+        (None, true) | (_, false) => None,
     };
     Ok((pids, args))
 }
@@ -551,7 +552,7 @@ UserNS=auto
 PublishPort=127.0.0.1:40001:41820
 PublishPort=127.0.0.1:40002:41821
 PublishPort=127.0.0.1:40003:41822
-Volume=octo-ab12.volume:/home/dev
+Volume=octo-ab12.volume:/home/dev:U
 Volume=/usr/share/octo/templates/coding-copilot:/etc/octo/template:ro
 Secret=octo-ab12-token,type=env,target=OCTO_SESSION_TOKEN
 Environment=OCTO_SESSION_ID=ab12
@@ -565,7 +566,6 @@ HealthTimeout=5s
 Notify=healthy
 DropCapability=ALL
 NoNewPrivileges=true
-PidsLimit=-1
 
 [Service]
 TimeoutStartSec=120s
@@ -632,7 +632,7 @@ WantedBy=default.target
         assert!(
             r.container
                 .contents
-                .contains("\nPidsLimit=-1\nPodmanArgs=--cpus=1.5\n")
+                .contains("\nNoNewPrivileges=true\nPodmanArgs=--cpus=1.5\n")
         );
         assert!(!r.container.contents.contains("--memory"));
         let warnings: Vec<String> = r.unenforced.iter().map(ToString::to_string).collect();

@@ -358,6 +358,25 @@ impl Systemd {
         })
     }
 
+    /// The `(unit, result)` of every job that ends from now on; the reconciler reacts to
+    /// session units whose jobs end in anything but `done`.
+    pub async fn job_results(
+        &self,
+    ) -> Result<futures_util::stream::BoxStream<'static, (String, String)>, SystemdError> {
+        let stream =
+            self.manager
+                .receive_job_removed()
+                .await
+                .map_err(|source| SystemdError::Call {
+                    action: "watching",
+                    unit: "jobs".to_owned(),
+                    source,
+                })?;
+        Ok(stream
+            .filter_map(|signal| async move { signal.args().ok().map(|a| (a.unit, a.result)) })
+            .boxed())
+    }
+
     /// Units matching glob patterns (e.g. `octo-*.service`) with their active state.
     pub async fn list_units(
         &self,

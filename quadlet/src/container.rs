@@ -218,6 +218,10 @@ pub struct VolumeMount {
     pub target: String,
     /// Adds the `ro` option: mounted read-only.
     pub read_only: bool,
+    /// Adds the `U` option: Podman chowns the source to the container's user (through its
+    /// user namespace) when the container starts. With `UserNS=auto` a container may get a
+    /// different id range at every start; without `U` its old files would belong to nobody.
+    pub chown: bool,
 }
 
 /// Where a [`VolumeMount`] comes from.
@@ -251,8 +255,15 @@ impl VolumeMount {
             }
         };
         value::check_volume_path("Volume", &self.target)?;
-        let options = if self.read_only { ":ro" } else { "" };
-        Ok(format!("{source}:{}{options}", self.target))
+        let options: Vec<&str> = [(self.read_only, "ro"), (self.chown, "U")]
+            .into_iter()
+            .filter_map(|(on, option)| on.then_some(option))
+            .collect();
+        if options.is_empty() {
+            Ok(format!("{source}:{}", self.target))
+        } else {
+            Ok(format!("{source}:{}:{}", self.target, options.join(",")))
+        }
     }
 }
 

@@ -80,11 +80,13 @@ mod tests {
                         source: VolumeSource::Unit("octo-ab12.volume".into()),
                         target: "/home/dev".into(),
                         read_only: false,
+                        chown: false,
                     },
                     VolumeMount {
                         source: VolumeSource::HostPath("/usr/share/octo/templates/x".into()),
                         target: "/etc/octo/template".into(),
                         read_only: true,
+                        chown: false,
                     },
                 ],
                 secrets: vec![Secret {

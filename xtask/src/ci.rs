@@ -48,31 +48,61 @@ struct Check {
     reboot_before: bool,
 }
 
+const fn check(name: &'static str, args: &'static [&'static str]) -> Check {
+    Check {
+        name,
+        user: Some(testhost::OCTO_USER),
+        args,
+        reboot_before: false,
+    }
+}
+
+/// The suite, in order: later checks build on earlier ones, and one reboot in the middle
+/// proves what must survive it.
 const CHECKS: &[Check] = &[
+    check(
+        "rendered session units pass Podman's Quadlet generator without warnings",
+        &["quadlet-generator"],
+    ),
+    check(
+        "octod's Podman client against the real Podman 5 API",
+        &["podman-client"],
+    ),
+    check(
+        "quadlet unit started over D-Bus, port answers",
+        &["smoke", "start"],
+    ),
+    check(
+        "engine: create → running → stop → resume → delete, nothing left behind",
+        &["engine", "lifecycle"],
+    ),
+    check(
+        "engine: bad input gives typed errors and changes nothing",
+        &["engine", "bad-input"],
+    ),
+    check(
+        "engine: 20 concurrent creates, distinct ports, all running",
+        &["engine", "concurrent"],
+    ),
+    check(
+        "engine: kill -9 during create and delete, the reconciler converges",
+        &["engine", "crash"],
+    ),
+    check(
+        "engine: a running and a stopped session before a reboot",
+        &["engine", "reboot-setup"],
+    ),
     Check {
-        name: "rendered session units pass Podman's Quadlet generator without warnings",
-        user: Some(testhost::OCTO_USER),
-        args: &["quadlet-generator"],
-        reboot_before: false,
-    },
-    Check {
-        name: "quadlet unit started over D-Bus, port answers",
-        user: Some(testhost::OCTO_USER),
-        args: &["smoke", "start"],
-        reboot_before: false,
-    },
-    Check {
-        name: "the unit came back after a reboot",
+        name: "the smoke unit came back after a reboot",
         user: Some(testhost::OCTO_USER),
         args: &["smoke", "after-reboot"],
         reboot_before: true,
     },
-    Check {
-        name: "the unit stops and is removed",
-        user: Some(testhost::OCTO_USER),
-        args: &["smoke", "remove"],
-        reboot_before: false,
-    },
+    check(
+        "engine: after the reboot the running session is back with its files, the stopped one stayed stopped",
+        &["engine", "reboot-check"],
+    ),
+    check("the smoke unit stops and is removed", &["smoke", "remove"]),
 ];
 
 /// The end-to-end suite: builds the programs, boots a fresh test host, runs each check in it,

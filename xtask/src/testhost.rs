@@ -86,8 +86,11 @@ impl Paths {
     pub fn root(&self) -> PathBuf {
         self.dir().join("root")
     }
+    /// nspawn keeps per-machine state under `/run/systemd/nspawn/propagate/<machine>`, so two
+    /// checkouts running the same instance name must not share a machine name.
     fn machine(&self) -> String {
-        format!("octo-testhost-{}", self.instance)
+        let key = util::fnv1a(self.base.to_string_lossy().as_bytes());
+        format!("octo-{}-{:08x}", self.instance, key & 0xffff_ffff)
     }
     fn pid_file(&self) -> PathBuf {
         self.dir().join("nspawn.pid")
@@ -328,7 +331,7 @@ fn nsenter(leader: u32) -> Command {
 
 /// The Debian mirror, from `OCTO_DEBIAN_MIRROR` or else the outer machine's apt sources, so
 /// that no registry host is written into the repository.
-fn debian_mirror() -> anyhow::Result<String> {
+pub(crate) fn debian_mirror() -> anyhow::Result<String> {
     if let Ok(mirror) = std::env::var("OCTO_DEBIAN_MIRROR") {
         return Ok(mirror);
     }

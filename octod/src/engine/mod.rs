@@ -1,0 +1,301 @@
+//! The session engine: the lifecycle API of octod (create, start, stop, resume, delete, list,
+//! get) and the reconciler that makes systemd match redb.
+//!
+//! - redb holds desired state; systemd holds observed state. Every transition is one write
+//!   transaction in the store, written *before* the side effects it asks for, so a crash at
+//!   any point leaves a record that says what was being done and the reconciler finishes it.
+//! - One operation per session at a time. A request for the operation already running joins
+//!   it (and gets its result); a request for another operation waits for it to end.
+//! - Operations run as their own tasks: a client that goes away does not cancel them.
+
+mod ops;
+mod reconcile;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::podman::{Podman, PodmanError};
+use crate::render::{RenderConfig, RenderError};
+use crate::session::{InvalidSessionId, SessionId};
+use crate::store::{SessionRecord, Store, StoreError};
+use crate::systemd::{Systemd, SystemdError};
+
+pub use reconcile::ReconcileReport;
+
+/// Settings of the engine.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Where session units are written: `~octo/.config/containers/systemd/octo/`.
+    pub quadlet_dir: PathBuf,
+    /// Host paths, health check, timeouts and controllers for rendering.
+    pub render: RenderConfig,
+    /// The image new sessions use, e.g. `localhost/octo-session:latest`.
+    pub image: String,
+    /// How long to wait for a stop job.
+    pub stop_timeout: Duration,
+    /// Sessions without activity for this long are stopped; `None` disables idle stop.
+    pub idle_timeout: Option<Duration>,
+}
+
+impl EngineConfig {
+    /// How long to wait for a start job: longer than the unit's own `TimeoutStartSec=`, so that
+    /// systemd, not we, decides that a start failed.
+    pub fn start_job_timeout(&self) -> Duration {
+        self.render.start_timeout + Duration::from_secs(30)
+    }
+}
+
+/// Why an engine operation failed. Bad input fails before anything is changed.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    InvalidId(#[from] InvalidSessionId),
+    #[error("unknown template {0:?}: no such directory in the templates directory")]
+    UnknownTemplate(String),
+    #[error("the session image {0} is missing: build it with `octoctl image build`")]
+    ImageMissing(String),
+    #[error("invalid owner {0:?}: 1-64 characters")]
+    InvalidOwner(String),
+    #[error("{0}")]
+    Internal(String),
+    #[error("no session {0}")]
+    NotFound(SessionId),
+    #[error("session {id} is being deleted")]
+    Deleting { id: SessionId },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Systemd(#[from] SystemdError),
+    #[error(transparent)]
+    Podman(#[from] PodmanError),
+    #[error(transparent)]
+    Render(#[from] RenderError),
+    #[error("writing {path}: {source}")]
+    Files {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("deleting session {id} left things behind: {}", problems.join("; "))]
+    Cleanup {
+        id: SessionId,
+        problems: Vec<String>,
+    },
+    #[error("session {id}: {message}")]
+    Failed { id: SessionId, message: String },
+}
+
+/// What a create asks for.
+#[derive(Debug, Clone)]
+pub struct CreateRequest {
+    /// A chosen id, or `None` for a random one.
+    pub id: Option<String>,
+    pub owner: String,
+    pub template: String,
+    pub limits: crate::session::Limits,
+}
+
+/// The kinds of operation; one runs per session at a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpKind {
+    Create,
+    Start,
+    Stop,
+    Delete,
+}
+
+type OpResult = Result<Option<SessionRecord>, Arc<EngineError>>;
+
+/// An operation in flight: its kind and where its result will appear.
+struct InFlight {
+    kind: OpKind,
+    done: tokio::sync::watch::Receiver<Option<OpResult>>,
+}
+
+/// The engine. Cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    store: Store,
+    systemd: Systemd,
+    podman: Podman,
+    config: EngineConfig,
+    in_flight: Mutex<HashMap<SessionId, InFlight>>,
+}
+
+impl Engine {
+    /// An engine over connected parts. Refuses Podman older than 5.0.
+    pub async fn new(
+        store: Store,
+        systemd: Systemd,
+        podman: Podman,
+        config: EngineConfig,
+    ) -> Result<Self, EngineError> {
+        podman.require_v5().await?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                store,
+                systemd,
+                podman,
+                config,
+                in_flight: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.inner.config
+    }
+
+    /// Records activity (proxied traffic) for idle stop; cheap, no IO.
+    pub fn record_activity(&self, id: &SessionId) {
+        self.inner
+            .store
+            .record_activity(id, std::time::SystemTime::now());
+    }
+
+    /// All sessions.
+    pub async fn list(&self) -> Result<Vec<SessionRecord>, EngineError> {
+        Ok(self.inner.store.run(crate::store::Store::list).await?)
+    }
+
+    /// One session.
+    pub async fn get(&self, id: &SessionId) -> Result<SessionRecord, EngineError> {
+        let key = id.clone();
+        self.inner
+            .store
+            .run(move |s| s.get(&key))
+            .await?
+            .ok_or_else(|| EngineError::NotFound(id.clone()))
+    }
+
+    /// Creates a session and starts it; returns once it is running (healthy) or failed.
+    pub async fn create(&self, request: CreateRequest) -> Result<SessionRecord, Arc<EngineError>> {
+        let id = match &request.id {
+            Some(id) => id.parse::<SessionId>().map_err(|e| Arc::new(e.into()))?,
+            None => ops::random_id().map_err(Arc::new)?,
+        };
+        // Validation that needs no lock: fails before anything is written.
+        self.validate_create(&request).await.map_err(Arc::new)?;
+        let engine = self.clone();
+        let key = id.clone();
+        self.run_op(id.clone(), OpKind::Create, async move {
+            engine.do_create(key, request).await.map(Some)
+        })
+        .await
+        .and_then(|r| r.ok_or_else(|| Arc::new(EngineError::NotFound(id))))
+    }
+
+    /// Starts (resumes) a stopped or failed session; returns once it is running.
+    pub async fn resume(&self, id: &SessionId) -> Result<SessionRecord, Arc<EngineError>> {
+        let engine = self.clone();
+        let key = id.clone();
+        self.run_op(id.clone(), OpKind::Start, async move {
+            engine.do_start(&key).await.map(Some)
+        })
+        .await
+        .and_then(|r| r.ok_or_else(|| Arc::new(EngineError::NotFound(id.clone()))))
+    }
+
+    /// Stops a session, keeping its workspace; it stays stopped across reboots.
+    pub async fn stop(&self, id: &SessionId) -> Result<SessionRecord, Arc<EngineError>> {
+        let engine = self.clone();
+        let key = id.clone();
+        self.run_op(id.clone(), OpKind::Stop, async move {
+            engine.do_stop(&key).await.map(Some)
+        })
+        .await
+        .and_then(|r| r.ok_or_else(|| Arc::new(EngineError::NotFound(id.clone()))))
+    }
+
+    /// Deletes a session and everything it owns: units, container, volume, secret, ports.
+    pub async fn delete(&self, id: &SessionId) -> Result<(), Arc<EngineError>> {
+        let engine = self.clone();
+        let key = id.clone();
+        self.run_op(id.clone(), OpKind::Delete, async move {
+            engine.do_delete(&key).await.map(|()| None)
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Runs `op` as the session's one operation, or joins the same operation in flight.
+    async fn run_op<F>(&self, id: SessionId, kind: OpKind, op: F) -> OpResult
+    where
+        F: Future<Output = Result<Option<SessionRecord>, EngineError>> + Send + 'static,
+    {
+        let mut op = Some(op);
+        loop {
+            let waiting = {
+                let mut in_flight = self
+                    .inner
+                    .in_flight
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                match in_flight.get(&id) {
+                    Some(running) => (running.kind == kind, running.done.clone()),
+                    None => {
+                        let (tx, rx) = tokio::sync::watch::channel(None);
+                        in_flight.insert(
+                            id.clone(),
+                            InFlight {
+                                kind,
+                                done: rx.clone(),
+                            },
+                        );
+                        let inner = Arc::clone(&self.inner);
+                        let key = id.clone();
+                        let Some(op) = op.take() else {
+                            // Unreachable: the op is taken only here, then we return.
+                            return Err(Arc::new(EngineError::Failed {
+                                id,
+                                message: "operation started twice".into(),
+                            }));
+                        };
+                        tokio::spawn(async move {
+                            let result = op.await.map_err(Arc::new);
+                            inner
+                                .in_flight
+                                .lock()
+                                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                                .remove(&key);
+                            let _ = tx.send(Some(result));
+                        });
+                        (true, rx)
+                    }
+                }
+            };
+            let (same, mut done) = waiting;
+            let result = done
+                .wait_for(Option::is_some)
+                .await
+                .map(|r| r.clone())
+                .ok()
+                .flatten();
+            if same {
+                return result.unwrap_or_else(|| {
+                    Err(Arc::new(EngineError::Failed {
+                        id: id.clone(),
+                        message: "the operation ended without a result".into(),
+                    }))
+                });
+            }
+            // Another kind of operation was running: now it is done, run ours.
+        }
+    }
+}

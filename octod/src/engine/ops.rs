@@ -1,0 +1,313 @@
+//! The lifecycle operations. Each first records its intent in one store transaction, then
+//! acts on Podman and systemd, then records the outcome.
+
+use std::path::Path;
+
+use crate::render::{self, SessionNames};
+use crate::session::{DesiredState, SessionId, SessionState};
+use crate::store::{NewSession, SessionRecord, StoreError};
+
+use super::{CreateRequest, Engine, EngineError};
+
+/// Failure reasons kept in the store and shown to users are bounded.
+const MAX_REASON: usize = 2000;
+
+/// A random session id: a letter and eleven of `[a-z0-9]` (~57 bits).
+pub(super) fn random_id() -> Result<SessionId, EngineError> {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut bytes = [0u8; 12];
+    getrandom::fill(&mut bytes)
+        .map_err(|e| EngineError::Internal(format!("no randomness for a session id: {e}")))?;
+    let mut id = String::with_capacity(bytes.len());
+    id.push(char::from(b'a' + bytes[0] % 26));
+    for b in &bytes[1..] {
+        id.push(char::from(ALPHABET[usize::from(*b) % ALPHABET.len()]));
+    }
+    Ok(id.parse()?)
+}
+
+fn bounded(reason: &str) -> String {
+    if reason.len() <= MAX_REASON {
+        return reason.to_owned();
+    }
+    let mut end = MAX_REASON;
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &reason[..end])
+}
+
+impl Engine {
+    /// Checks a create request before anything is written.
+    pub(super) async fn validate_create(&self, request: &CreateRequest) -> Result<(), EngineError> {
+        let template = &request.template;
+        let valid_name = !template.is_empty()
+            && template
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            && template.len() <= 64;
+        let dir = self.inner.config.render.templates_dir.join(template);
+        if !valid_name || !dir.is_dir() {
+            return Err(EngineError::UnknownTemplate(template.clone()));
+        }
+        if request.owner.is_empty() || request.owner.len() > 64 {
+            return Err(EngineError::InvalidOwner(request.owner.clone()));
+        }
+        let image = &self.inner.config.image;
+        if !self.inner.podman.image_exists(image).await? {
+            return Err(EngineError::ImageMissing(image.clone()));
+        }
+        Ok(())
+    }
+
+    pub(super) async fn do_create(
+        &self,
+        id: SessionId,
+        request: CreateRequest,
+    ) -> Result<SessionRecord, EngineError> {
+        let new = NewSession {
+            id: id.clone(),
+            owner: request.owner,
+            template: request.template,
+            image: self.inner.config.image.clone(),
+            limits: request.limits,
+            desired: DesiredState::Running,
+        };
+        // Ports, token and the record in one transaction (state `creating`).
+        let (record, _token) = self.inner.store.run(move |s| s.create_session(new)).await?;
+        tracing::info!(session = %id, owner = %record.spec.owner, template = %record.spec.template, "creating session");
+        self.do_start(&id).await
+    }
+
+    /// Start or resume: desired running, files and secret in place, start job awaited.
+    pub(super) async fn do_start(&self, id: &SessionId) -> Result<SessionRecord, EngineError> {
+        let key = id.clone();
+        let record = self
+            .blocking(move |s| {
+                s.update(&key, |r| {
+                    if r.state == SessionState::Deleting {
+                        return Err(EngineError::Deleting {
+                            id: r.spec.id.clone(),
+                        });
+                    }
+                    r.spec.desired = DesiredState::Running;
+                    r.state = SessionState::Starting;
+                    Ok(r.clone())
+                })
+            })
+            .await?;
+        let names = SessionNames::new(id);
+        let outcome = async {
+            self.ensure_secret(id, &names).await?;
+            if self.write_units(&record)? {
+                self.inner.systemd.reload().await?;
+            }
+            self.inner.systemd.reset_failed(&names.service).await?;
+            self.inner
+                .systemd
+                .start(&names.service, self.inner.config.start_job_timeout())
+                .await?;
+            Ok::<_, EngineError>(())
+        }
+        .await;
+        self.finish(id, outcome, SessionState::Running).await
+    }
+
+    /// Stop: desired stopped (no `[Install]`, so it stays stopped at boot), stop job awaited.
+    pub(super) async fn do_stop(&self, id: &SessionId) -> Result<SessionRecord, EngineError> {
+        let key = id.clone();
+        let record = self
+            .blocking(move |s| {
+                s.update(&key, |r| {
+                    if r.state == SessionState::Deleting {
+                        return Err(EngineError::Deleting {
+                            id: r.spec.id.clone(),
+                        });
+                    }
+                    r.spec.desired = DesiredState::Stopped;
+                    r.state = SessionState::Stopping;
+                    Ok(r.clone())
+                })
+            })
+            .await?;
+        let names = SessionNames::new(id);
+        let outcome = async {
+            if self.write_units(&record)? {
+                self.inner.systemd.reload().await?;
+            }
+            self.inner
+                .systemd
+                .stop(&names.service, self.inner.config.stop_timeout)
+                .await?;
+            Ok::<_, EngineError>(())
+        }
+        .await;
+        self.finish(id, outcome, SessionState::Stopped).await
+    }
+
+    /// Delete: marks the session `deleting`, removes everything it owns, collecting problems
+    /// and going on; the record (and its ports) goes last, only when nothing is left.
+    pub(super) async fn do_delete(&self, id: &SessionId) -> Result<(), EngineError> {
+        let key = id.clone();
+        self.blocking(move |s| {
+            s.update(&key, |r| {
+                r.spec.desired = DesiredState::Stopped;
+                r.state = SessionState::Deleting;
+                Ok::<_, EngineError>(())
+            })
+        })
+        .await?;
+        tracing::info!(session = %id, "deleting session");
+        let problems = self.remove_session_artifacts(id).await;
+        if !problems.is_empty() {
+            return Err(EngineError::Cleanup {
+                id: id.clone(),
+                problems,
+            });
+        }
+        let key = id.clone();
+        self.inner
+            .store
+            .run(move |s| s.delete_session(&key))
+            .await?;
+        tracing::info!(session = %id, "deleted session");
+        Ok(())
+    }
+
+    /// Removes units, files, container, volume and secret of a session id (also used for
+    /// orphans that have no record). Returns what could not be removed.
+    pub(super) async fn remove_session_artifacts(&self, id: &SessionId) -> Vec<String> {
+        let names = SessionNames::new(id);
+        let mut problems = Vec::new();
+        let systemd = &self.inner.systemd;
+        let podman = &self.inner.podman;
+        match systemd.unit_state(&names.service).await {
+            Ok(state) if state.exists() && state.active != "inactive" && !state.is_failed() => {
+                if let Err(e) = systemd
+                    .stop(&names.service, self.inner.config.stop_timeout)
+                    .await
+                {
+                    problems.push(e.to_string());
+                }
+            }
+            Ok(_) => {}
+            Err(e) => problems.push(e.to_string()),
+        }
+        let dir = &self.inner.config.quadlet_dir;
+        let mut removed_file = false;
+        for file in [&names.container_file, &names.volume_file] {
+            match std::fs::remove_file(dir.join(file)) {
+                Ok(()) => removed_file = true,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => problems.push(format!("removing {}: {e}", dir.join(file).display())),
+            }
+        }
+        if removed_file && let Err(e) = systemd.reload().await {
+            problems.push(e.to_string());
+        }
+        for unit in [&names.service, &names.volume_service] {
+            if let Err(e) = systemd.reset_failed(unit).await {
+                problems.push(e.to_string());
+            }
+        }
+        if let Err(e) = podman.remove_container(&names.container, true).await {
+            problems.push(e.to_string());
+        }
+        if let Err(e) = podman.remove_volume(&names.volume, true).await {
+            problems.push(e.to_string());
+        }
+        if let Err(e) = podman.delete_secret(&names.token_secret).await {
+            problems.push(e.to_string());
+        }
+        problems
+    }
+
+    /// Records the outcome of a start or stop and returns the record, or the error after
+    /// recording `failed(reason)`.
+    async fn finish(
+        &self,
+        id: &SessionId,
+        outcome: Result<(), EngineError>,
+        success: SessionState,
+    ) -> Result<SessionRecord, EngineError> {
+        let state = match &outcome {
+            Ok(()) => success,
+            Err(error) => {
+                tracing::warn!(session = %id, "{error}");
+                SessionState::Failed(bounded(&error.to_string()))
+            }
+        };
+        let key = id.clone();
+        let record = self
+            .inner
+            .store
+            .run(move |s| s.set_state(&key, state))
+            .await?;
+        outcome.map(|()| record)
+    }
+
+    /// Creates the session's token secret unless it exists (the token itself is in redb).
+    async fn ensure_secret(&self, id: &SessionId, names: &SessionNames) -> Result<(), EngineError> {
+        let podman = &self.inner.podman;
+        if podman.secret_exists(&names.token_secret).await? {
+            return Ok(());
+        }
+        let key = id.clone();
+        let token = self.inner.store.run(move |s| s.token(&key)).await?;
+        podman
+            .create_secret(&names.token_secret, token.expose().as_bytes(), true)
+            .await?;
+        Ok(())
+    }
+
+    /// Renders the session's units and writes those that differ (atomically: a temporary
+    /// file, then rename). Returns whether anything changed, i.e. whether a reload is due.
+    pub(super) fn write_units(&self, record: &SessionRecord) -> Result<bool, EngineError> {
+        let rendered = render::render(&record.spec, &self.inner.config.render)?;
+        for limit in &rendered.unenforced {
+            tracing::warn!(session = %record.spec.id, "{limit}");
+        }
+        let dir = &self.inner.config.quadlet_dir;
+        std::fs::create_dir_all(dir).map_err(|source| EngineError::Files {
+            path: dir.clone(),
+            source,
+        })?;
+        let mut changed = false;
+        for file in [&rendered.volume, &rendered.container] {
+            changed |= write_if_changed(&dir.join(&file.file_name), &file.contents)?;
+        }
+        Ok(changed)
+    }
+
+    /// Runs store work on the blocking pool, with engine errors (a missing record becomes
+    /// [`EngineError::NotFound`]).
+    pub(super) async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&crate::store::Store) -> Result<T, EngineError> + Send + 'static,
+    ) -> Result<T, EngineError> {
+        let store = self.inner.store.clone();
+        let result = tokio::task::spawn_blocking(move || f(&store))
+            .await
+            .map_err(|e| EngineError::Internal(format!("store task: {e}")))?;
+        match result {
+            Err(EngineError::Store(StoreError::NotFound(id))) => Err(EngineError::NotFound(id)),
+            other => other,
+        }
+    }
+}
+
+/// Writes `contents` to `path` through a temporary file and a rename, unless it is already
+/// there. The temporary name does not end in `.container`/`.volume`, so Quadlet ignores it.
+pub(super) fn write_if_changed(path: &Path, contents: &str) -> Result<bool, EngineError> {
+    if std::fs::read_to_string(path).is_ok_and(|old| old == contents) {
+        return Ok(false);
+    }
+    let err = |source| EngineError::Files {
+        path: path.to_owned(),
+        source,
+    };
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, contents).map_err(err)?;
+    std::fs::rename(&tmp, path).map_err(err)?;
+    Ok(true)
+}

@@ -1,0 +1,354 @@
+//! The reconciler: makes systemd and Podman match redb. It runs at start, periodically, and
+//! when a session unit's job ends badly; it finishes what a crash interrupted (a create, a
+//! delete), restarts what should run, marks what failed, removes orphans, and stops idle
+//! sessions.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use futures_util::StreamExt as _;
+
+use crate::render::SessionNames;
+use crate::session::{DesiredState, SessionId, SessionState};
+
+use super::Engine;
+
+/// What one pass did, for logs and tests.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ReconcileReport {
+    pub started: Vec<SessionId>,
+    pub stopped: Vec<SessionId>,
+    pub marked_running: Vec<SessionId>,
+    pub marked_failed: Vec<SessionId>,
+    pub rewritten: Vec<SessionId>,
+    pub deleted: Vec<SessionId>,
+    /// Names of orphaned units, files, containers, volumes and secrets removed.
+    pub orphans_removed: Vec<String>,
+    pub errors: Vec<String>,
+}
+
+impl ReconcileReport {
+    pub fn is_quiet(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+impl Engine {
+    /// One reconciliation pass over every session and every `octo-*` artifact.
+    pub async fn reconcile(&self) -> ReconcileReport {
+        let mut report = ReconcileReport::default();
+        let records = match self.list().await {
+            Ok(records) => records,
+            Err(e) => {
+                report.errors.push(e.to_string());
+                return report;
+            }
+        };
+        let known: BTreeSet<SessionId> = records.iter().map(|r| r.spec.id.clone()).collect();
+
+        // Files first, one reload for all of them.
+        let mut rewrote = false;
+        for record in &records {
+            if record.state == SessionState::Deleting || self.busy(&record.spec.id) {
+                continue;
+            }
+            match self.write_units(record) {
+                Ok(true) => {
+                    rewrote = true;
+                    report.rewritten.push(record.spec.id.clone());
+                }
+                Ok(false) => {}
+                Err(e) => report.errors.push(e.to_string()),
+            }
+        }
+        if rewrote && let Err(e) = self.inner.systemd.reload().await {
+            report.errors.push(e.to_string());
+        }
+
+        for record in records {
+            let id = record.spec.id.clone();
+            if self.busy(&id) {
+                continue;
+            }
+            if record.state == SessionState::Deleting {
+                match self.delete(&id).await {
+                    Ok(()) => report.deleted.push(id),
+                    Err(e) => report.errors.push(e.to_string()),
+                }
+                continue;
+            }
+            let names = SessionNames::new(&id);
+            let observed = match self.inner.systemd.unit_state(&names.service).await {
+                Ok(observed) => observed,
+                Err(e) => {
+                    report.errors.push(e.to_string());
+                    continue;
+                }
+            };
+            match record.spec.desired {
+                DesiredState::Running => match observed.active.as_str() {
+                    "active" => {
+                        if record.state != SessionState::Running {
+                            self.mark(&id, SessionState::Running, &mut report).await;
+                            report.marked_running.push(id);
+                        }
+                    }
+                    "activating" | "reloading" => {}
+                    "failed" => {
+                        if !matches!(record.state, SessionState::Failed(_)) {
+                            let reason = self.inner.systemd.failure_reason(&names.service).await;
+                            self.mark(&id, SessionState::Failed(reason), &mut report)
+                                .await;
+                            report.marked_failed.push(id);
+                        }
+                    }
+                    // inactive or deactivating: it should run. A session that failed is left
+                    // for its user to resume, not restarted in a loop.
+                    _ => {
+                        if !matches!(record.state, SessionState::Failed(_)) {
+                            match self.resume(&id).await {
+                                Ok(_) => report.started.push(id),
+                                Err(e) => report.errors.push(e.to_string()),
+                            }
+                        }
+                    }
+                },
+                DesiredState::Stopped => match observed.active.as_str() {
+                    "active" | "activating" | "reloading" => match self.stop(&id).await {
+                        Ok(_) => report.stopped.push(id),
+                        Err(e) => report.errors.push(e.to_string()),
+                    },
+                    _ => {
+                        if matches!(
+                            record.state,
+                            SessionState::Running
+                                | SessionState::Starting
+                                | SessionState::Stopping
+                                | SessionState::Creating
+                        ) {
+                            self.mark(&id, SessionState::Stopped, &mut report).await;
+                        }
+                    }
+                },
+            }
+        }
+        self.remove_orphans(&known, &mut report).await;
+        if let Err(e) = self.inner.store.flush_activity() {
+            report.errors.push(e.to_string());
+        }
+        report
+    }
+
+    /// Stops running sessions without activity for the configured idle time. Activity comes
+    /// from [`Engine::record_activity`]; a session never active counts from its last state
+    /// change.
+    pub async fn reap_idle(&self) -> Vec<SessionId> {
+        let Some(idle) = self.inner.config.idle_timeout else {
+            return Vec::new();
+        };
+        let Ok(records) = self.list().await else {
+            return Vec::new();
+        };
+        let now = SystemTime::now();
+        let mut stopped = Vec::new();
+        for record in records {
+            let id = record.spec.id.clone();
+            if record.spec.desired != DesiredState::Running
+                || record.state != SessionState::Running
+                || self.busy(&id)
+            {
+                continue;
+            }
+            let last = self
+                .inner
+                .store
+                .last_activity(&id)
+                .ok()
+                .flatten()
+                .unwrap_or(record.state_changed_at)
+                .max(record.state_changed_at);
+            if now.duration_since(last).unwrap_or_default() >= idle {
+                tracing::info!(session = %id, idle_for = ?now.duration_since(last).unwrap_or_default(), "stopping idle session");
+                if self.stop(&id).await.is_ok() {
+                    stopped.push(id);
+                }
+            }
+        }
+        stopped
+    }
+
+    /// Runs the reconciler and idle stop forever: every `period`, and soon after a session
+    /// unit's job ends in anything but `done`.
+    pub fn spawn_background(&self, period: Duration) -> tokio::task::JoinHandle<()> {
+        let engine = self.clone();
+        tokio::spawn(async move {
+            let mut jobs = engine.inner.systemd.job_results().await.ok();
+            let mut tick = tokio::time::interval(period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    Some((unit, result)) = async {
+                        match jobs.as_mut() {
+                            Some(stream) => stream.next().await,
+                            None => std::future::pending().await,
+                        }
+                    } => {
+                        if !(unit.starts_with("octo-") && result != "done") {
+                            continue;
+                        }
+                        tracing::debug!(%unit, %result, "session unit job ended badly: reconciling");
+                    }
+                }
+                let report = engine.reconcile().await;
+                if !report.is_quiet() {
+                    tracing::info!(?report, "reconciled");
+                }
+                engine.reap_idle().await;
+            }
+        })
+    }
+
+    fn busy(&self, id: &SessionId) -> bool {
+        self.inner
+            .in_flight
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains_key(id)
+    }
+
+    async fn mark(&self, id: &SessionId, state: SessionState, report: &mut ReconcileReport) {
+        let key = id.clone();
+        if let Err(e) = self
+            .inner
+            .store
+            .run(move |s| s.set_state(&key, state))
+            .await
+        {
+            report.errors.push(e.to_string());
+        }
+    }
+
+    /// Removes `octo-*` files, units, containers, volumes and secrets that belong to no
+    /// session in the store.
+    async fn remove_orphans(&self, known: &BTreeSet<SessionId>, report: &mut ReconcileReport) {
+        let mut orphans: BTreeSet<SessionId> = BTreeSet::new();
+        let dir = &self.inner.config.quadlet_dir;
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            for entry in entries.flatten() {
+                let name = entry.file_name();
+                let Some(name) = name.to_str() else { continue };
+                // Leftover temporary files of an interrupted write.
+                if name.starts_with("octo-")
+                    && Path::new(name).extension().is_some_and(|e| e == "tmp")
+                {
+                    let _ = std::fs::remove_file(entry.path());
+                    report.orphans_removed.push(name.to_owned());
+                    continue;
+                }
+                if let Some(id) = session_of(name, &[".container", ".volume"])
+                    && !known.contains(&id)
+                {
+                    orphans.insert(id);
+                }
+            }
+        }
+        let podman = &self.inner.podman;
+        match podman.list_secrets().await {
+            Ok(secrets) => {
+                for name in secrets {
+                    if let Some(id) = session_of(&name, &["-token"])
+                        && !known.contains(&id)
+                    {
+                        orphans.insert(id);
+                    }
+                }
+            }
+            Err(e) => report.errors.push(e.to_string()),
+        }
+        match podman.list_containers(crate::render::LABEL_SESSION).await {
+            Ok(containers) => {
+                for container in containers {
+                    if let Some(id) = session_of(&container.name, &[""])
+                        && !known.contains(&id)
+                    {
+                        orphans.insert(id);
+                    }
+                }
+            }
+            Err(e) => report.errors.push(e.to_string()),
+        }
+        let label = crate::podman::VolumeFilter::Label(crate::render::LABEL_SESSION.into());
+        match podman.list_volumes(&label).await {
+            Ok(volumes) => {
+                for volume in volumes {
+                    if let Some(id) = session_of(&volume.name, &[""])
+                        && !known.contains(&id)
+                    {
+                        orphans.insert(id);
+                    }
+                }
+            }
+            Err(e) => report.errors.push(e.to_string()),
+        }
+        match self.inner.systemd.list_units(&["octo-*.service"]).await {
+            Ok(units) => {
+                for unit in units.keys() {
+                    if let Some(id) = session_of(unit, &["-volume.service", ".service"])
+                        && !known.contains(&id)
+                    {
+                        orphans.insert(id);
+                    }
+                }
+            }
+            Err(e) => report.errors.push(e.to_string()),
+        }
+        for id in orphans {
+            tracing::info!(session = %id, "removing an orphaned session's leftovers");
+            let problems = self.remove_session_artifacts(&id).await;
+            report.orphans_removed.push(format!("octo-{id}"));
+            report.errors.extend(problems);
+        }
+    }
+}
+
+/// The session id in an `octo-<id><suffix>` name, for the first suffix that matches.
+fn session_of(name: &str, suffixes: &[&str]) -> Option<SessionId> {
+    let rest = name.strip_prefix("octo-")?;
+    suffixes
+        .iter()
+        .find_map(|suffix| rest.strip_suffix(suffix))
+        .and_then(|id| id.parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_ids_from_artifact_names() {
+        let id = |s: &str| s.parse::<SessionId>().ok();
+        assert_eq!(
+            session_of("octo-ab1.container", &[".container", ".volume"]),
+            id("ab1")
+        );
+        assert_eq!(
+            session_of("octo-ab1.volume", &[".container", ".volume"]),
+            id("ab1")
+        );
+        assert_eq!(session_of("octo-ab1-token", &["-token"]), id("ab1"));
+        assert_eq!(session_of("octo-ab1", &[""]), id("ab1"));
+        assert_eq!(
+            session_of("octo-ab1-volume.service", &["-volume.service", ".service"]),
+            id("ab1")
+        );
+        assert_eq!(
+            session_of("octo-ab1.service", &["-volume.service", ".service"]),
+            id("ab1")
+        );
+        assert_eq!(session_of("other-ab1.container", &[".container"]), None);
+        assert_eq!(session_of("octo-AB.container", &[".container"]), None);
+        assert_eq!(session_of("octo-smoke.service", &[".service"]), id("smoke"));
+    }
+}
