@@ -156,8 +156,10 @@ async fn check_gone(engine: &Engine, id: &SessionId) -> anyhow::Result<()> {
         "ports of {id} are still allocated"
     );
     let systemd = Systemd::connect_user().await?;
-    let state = systemd.unit_state(&names.service).await?;
-    ensure!(!state.exists(), "{} still loaded: {state:?}", names.service);
+    for unit in [&names.service, &names.volume_service] {
+        let state = systemd.unit_state(unit).await?;
+        ensure!(!state.exists(), "{unit} still loaded: {state:?}");
+    }
     let podman = Podman::connect_user(&systemd).await?;
     ensure!(
         !podman.secret_exists(&names.token_secret).await?,

@@ -181,17 +181,18 @@ impl Engine {
         let mut problems = Vec::new();
         let systemd = &self.inner.systemd;
         let podman = &self.inner.podman;
-        match systemd.unit_state(&names.service).await {
-            Ok(state) if state.exists() && state.active != "inactive" && !state.is_failed() => {
-                if let Err(e) = systemd
-                    .stop(&names.service, self.inner.config.stop_timeout)
-                    .await
-                {
-                    problems.push(e.to_string());
+        // The container first, then Quadlet's volume oneshot (it stays active, "exited",
+        // until stopped, and would stay loaded after its file is gone).
+        for unit in [&names.service, &names.volume_service] {
+            match systemd.unit_state(unit).await {
+                Ok(state) if state.exists() && state.active != "inactive" && !state.is_failed() => {
+                    if let Err(e) = systemd.stop(unit, self.inner.config.stop_timeout).await {
+                        problems.push(e.to_string());
+                    }
                 }
+                Ok(_) => {}
+                Err(e) => problems.push(e.to_string()),
             }
-            Ok(_) => {}
-            Err(e) => problems.push(e.to_string()),
         }
         let dir = &self.inner.config.quadlet_dir;
         let mut removed_file = false;
