@@ -1,0 +1,846 @@
+//! The session image for real: built by `octod::image` (a transient unit on the user manager,
+//! journal streamed, tagged after success; a failing build leaves `:latest` alone), then run
+//! rootless with `UserNS=auto` once per template, as the session unit runs it (token and LLM
+//! provider as Podman secrets, template mounted read-only, all capabilities dropped), and each
+//! service checked over its real protocol: opencode's health with and without the token and
+//! the template's agent in its config, the file server's listing of `/home/dev`, ttyd's
+//! WebSocket running `echo $((6*7))`. Also: every process runs as `dev`, secrets do not reach
+//! the user's shell or the log, user edits survive a restart, a killed service is restarted,
+//! and a stop takes less than Podman's grace time.
+//!
+//! Needs the base image `localhost/debian:trixie-slim` (imported by `cargo xtask`'s image
+//! helper, which also warms the layer cache) and `container/` at `/opt/octo/src/container`.
+
+use std::io::{Read as _, Write as _};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail, ensure};
+use futures_util::{SinkExt as _, StreamExt as _};
+use octod::image::{BuildConfig, ImageError};
+use octod::systemd::Systemd;
+use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest as _, http};
+
+use crate::util::{self, say};
+
+const CONTAINER_DIR: &str = "/opt/octo/src/container";
+const BASE_IMAGE: &str = "localhost/debian:trixie-slim";
+/// Extra CAs the xtask helper put into the test host for the build (see xtask/src/image.rs).
+const EXTRA_CA_DIR: &str = "/var/lib/octo/image-ca";
+const TOKEN: &str = "e2e-image-token-4f9c1d2b7a";
+const API_KEY: &str = "e2e-llm-key-must-not-be-logged";
+const LLM_MODEL: &str = "e2e-model";
+/// Host ports: distinct from other checks (test hosts share the network namespace).
+const PORT_BASE: u16 = 44_820;
+const READY_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// A template and what its opencode config must show.
+struct Template {
+    dir: &'static str,
+    default_agent: &'static str,
+}
+
+const TEMPLATES: &[Template] = &[
+    Template {
+        dir: "coding-copilot",
+        default_agent: "build",
+    },
+    Template {
+        dir: "research-assistant",
+        default_agent: "research",
+    },
+    Template {
+        dir: "meeting-synth",
+        default_agent: "meeting-synth",
+    },
+];
+
+pub(crate) async fn run() -> anyhow::Result<()> {
+    let systemd = Systemd::connect_user().await?;
+    let image = build(&systemd).await?;
+    failed_build_keeps_latest(&systemd, &image).await?;
+    supervisor_gives_up().await?;
+    for (index, template) in TEMPLATES.iter().enumerate() {
+        let first = index == 0;
+        let ports = Ports::new(index);
+        let session = Session::new(template.dir, ports);
+        session.remove();
+        let result = async {
+            session.start(first)?;
+            check_session(&session, template, first).await
+        }
+        .await;
+        if result.is_err() {
+            let _ = Command::new("podman")
+                .args(["logs", "--tail", "40", &session.name])
+                .status();
+        }
+        session.remove();
+        result.with_context(|| format!("template {}", template.dir))?;
+    }
+    Ok(())
+}
+
+fn build_config(version: &str, container_dir: &Path) -> anyhow::Result<BuildConfig> {
+    let home = std::env::var("HOME").context("HOME is not set")?;
+    let release = Path::new("/opt/octo/target/release/octo-fileserver");
+    let fileserver = if release.exists() {
+        release.to_owned()
+    } else {
+        PathBuf::from("/opt/octo/target/debug/octo-fileserver")
+    };
+    let extra_ca = Path::new(EXTRA_CA_DIR);
+    Ok(BuildConfig {
+        version: version.to_owned(),
+        base_image: Some(BASE_IMAGE.to_owned()),
+        extra_ca_dir: extra_ca.is_dir().then(|| extra_ca.to_owned()),
+        timeout: Duration::from_secs(1800),
+        ..BuildConfig::new(
+            container_dir,
+            fileserver,
+            Path::new(&home).join(".cache/octo/image-build"),
+        )
+    })
+}
+
+/// Builds the image through octod; returns the image id of `:latest`.
+async fn build(systemd: &Systemd) -> anyhow::Result<String> {
+    let config = build_config(octod::VERSION, Path::new(CONTAINER_DIR))?;
+    say(format!(
+        "building {} with octod::image (transient unit, journal followed)",
+        config.versioned_tag()
+    ));
+    let mut lines = Vec::new();
+    let built = octod::image::build(systemd, &config, |line| lines.push(line.to_owned()))
+        .await
+        .context("octod::image::build")?;
+    ensure!(
+        lines.iter().any(|l| l.starts_with("STEP ")),
+        "the build's progress did not stream podman's STEP lines (got {} lines)",
+        lines.len()
+    );
+    let versioned = image_id(&built.image)?;
+    let latest = image_id(&built.latest)?;
+    ensure!(
+        versioned == latest,
+        "{} ({versioned}) and {} ({latest}) differ",
+        built.image,
+        built.latest
+    );
+    let size = util::run(Command::new("podman").args([
+        "image",
+        "inspect",
+        "--format",
+        "{{.Size}}",
+        &built.image,
+    ]))?;
+    say(format!(
+        "built {} in {:.1} s through {} ({} progress lines, {} bytes)",
+        built.image,
+        built.elapsed.as_secs_f64(),
+        built.unit,
+        lines.len(),
+        size.trim()
+    ));
+    Ok(latest)
+}
+
+/// A build that fails leaves `:latest` where it was and tags nothing.
+async fn failed_build_keeps_latest(systemd: &Systemd, latest: &str) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let broken = dir.path().join("container");
+    util::run(Command::new("cp").arg("-a").arg(CONTAINER_DIR).arg(&broken))?;
+    let containerfile = broken.join("Containerfile");
+    let mut text = std::fs::read_to_string(&containerfile)?;
+    text.push_str("RUN echo 'e2e: this build must fail' && false\n");
+    std::fs::write(&containerfile, text)?;
+    let config = build_config("e2e-broken", &broken)?;
+    match octod::image::build(systemd, &config, |_| {}).await {
+        Err(ImageError::Failed { reason, .. }) => {
+            ensure!(
+                reason.contains("this build must fail") || reason.contains("exit-code"),
+                "the failure reason does not say why: {reason}"
+            );
+        }
+        Err(other) => bail!("a failing build ended with the wrong error: {other}"),
+        Ok(built) => bail!("a build with `RUN false` succeeded: {built:?}"),
+    }
+    ensure!(
+        image_id(&config.latest_tag())? == latest,
+        "a failed build moved :latest"
+    );
+    ensure!(
+        image_id(&config.versioned_tag()).is_err(),
+        "a failed build tagged {}",
+        config.versioned_tag()
+    );
+    say("a failing build leaves :latest in place and tags nothing");
+    Ok(())
+}
+
+fn image_id(image: &str) -> anyhow::Result<String> {
+    Ok(
+        util::run(Command::new("podman").args(["image", "inspect", "--format", "{{.Id}}", image]))?
+            .trim()
+            .to_owned(),
+    )
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Ports {
+    opencode: u16,
+    files: u16,
+    terminal: u16,
+}
+
+impl Ports {
+    fn new(index: usize) -> Self {
+        let base = PORT_BASE + 10 * u16::try_from(index).unwrap_or(0);
+        Self {
+            opencode: base,
+            files: base + 1,
+            terminal: base + 2,
+        }
+    }
+}
+
+/// One container run like a session unit runs it.
+struct Session {
+    name: String,
+    template: &'static str,
+    ports: Ports,
+}
+
+impl Session {
+    fn new(template: &'static str, ports: Ports) -> Self {
+        Self {
+            name: format!("octo-e2e-image-{template}"),
+            template,
+            ports,
+        }
+    }
+
+    fn token_secret(&self) -> String {
+        format!("{}-token", self.name)
+    }
+
+    fn llm_secret(&self) -> String {
+        format!("{}-llm", self.name)
+    }
+
+    fn start(&self, with_llm: bool) -> anyhow::Result<()> {
+        create_secret(&self.token_secret(), TOKEN)?;
+        let mut cmd = Command::new("podman");
+        cmd.args(["run", "--detach", "--name", &self.name, "--userns=auto"])
+            .args(["--cap-drop=ALL", "--security-opt=no-new-privileges"])
+            .arg(format!(
+                "--secret={},type=env,target=OCTO_SESSION_TOKEN",
+                self.token_secret()
+            ))
+            .arg(format!("--env=OCTO_SESSION_ID=e2e-{}", self.template))
+            .arg(format!("--volume={}:/home/dev:U", self.name))
+            .arg(format!(
+                "--volume={CONTAINER_DIR}/templates/{}:/etc/octo/template:ro",
+                self.template
+            ));
+        if with_llm {
+            let config = serde_json::json!({
+                "base_url": "http://127.0.0.1:9/v1",
+                "model": LLM_MODEL,
+                "api_key": API_KEY,
+                "name": "E2E stub",
+            });
+            create_secret(&self.llm_secret(), &config.to_string())?;
+            cmd.arg(format!(
+                "--secret={},type=env,target=OCTO_LLM_CONFIG",
+                self.llm_secret()
+            ));
+        }
+        for (host, inside) in [
+            (self.ports.opencode, 41_820),
+            (self.ports.files, 41_821),
+            (self.ports.terminal, 41_822),
+        ] {
+            cmd.arg(format!("--publish=127.0.0.1:{host}:{inside}"));
+        }
+        cmd.arg("localhost/octo-session:latest");
+        util::run(&mut cmd)?;
+        Ok(())
+    }
+
+    /// Waits until the image's own health check passes; returns how long that took.
+    async fn ready(&self) -> anyhow::Result<Duration> {
+        let started = Instant::now();
+        util::eventually(READY_TIMEOUT, "the session's health check", async || {
+            util::run(Command::new("podman").args([
+                "exec",
+                &self.name,
+                "/usr/local/bin/octo-healthcheck",
+            ]))
+        })
+        .await?;
+        Ok(started.elapsed())
+    }
+
+    fn exec(&self, script: &str) -> anyhow::Result<String> {
+        util::run(Command::new("podman").args(["exec", &self.name, "sh", "-c", script]))
+    }
+
+    fn logs(&self) -> anyhow::Result<String> {
+        let out = Command::new("podman")
+            .args(["logs", &self.name])
+            .output()
+            .context("podman logs")?;
+        Ok(format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+
+    fn remove(&self) {
+        let _ = Command::new("podman")
+            .args(["rm", "--force", "--time", "2", &self.name])
+            .output();
+        let _ = Command::new("podman")
+            .args(["volume", "rm", "--force", &self.name])
+            .output();
+        for secret in [self.token_secret(), self.llm_secret()] {
+            let _ = Command::new("podman")
+                .args(["secret", "rm", &secret])
+                .output();
+        }
+    }
+}
+
+fn create_secret(name: &str, value: &str) -> anyhow::Result<()> {
+    let _ = Command::new("podman").args(["secret", "rm", name]).output();
+    let mut child = Command::new("podman")
+        .args(["secret", "create", name, "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .context("podman secret create")?;
+    child
+        .stdin
+        .take()
+        .context("stdin of podman secret create")?
+        .write_all(value.as_bytes())?;
+    ensure!(
+        child.wait()?.success(),
+        "podman secret create {name} failed"
+    );
+    Ok(())
+}
+
+async fn check_session(session: &Session, template: &Template, first: bool) -> anyhow::Result<()> {
+    let ready = session.ready().await?;
+    say(format!(
+        "{}: healthy {:.1} s after `podman run`",
+        template.dir,
+        ready.as_secs_f64()
+    ));
+    let ports = session.ports;
+
+    // opencode: basic auth with the token, user "opencode".
+    let basic = format!("Basic {}", base64(format!("opencode:{TOKEN}").as_bytes()));
+    let (status, body) = http(ports.opencode, "/global/health", Some(&basic))?;
+    ensure!(
+        status == 200 && body.contains("\"healthy\":true"),
+        "opencode /global/health with the token: {status} {body}"
+    );
+    let (status, _) = http(ports.opencode, "/global/health", None)?;
+    ensure!(
+        status == 401,
+        "opencode without the token answered {status}, not 401"
+    );
+    let wrong = format!("Basic {}", base64(b"opencode:not-the-token"));
+    let (status, _) = http(ports.opencode, "/global/health", Some(&wrong))?;
+    ensure!(
+        status == 401,
+        "opencode with a wrong token answered {status}, not 401"
+    );
+    // The template is in effect: its default agent, and that agent exists.
+    let (status, config) = http(ports.opencode, "/config", Some(&basic))?;
+    ensure!(status == 200, "opencode /config: {status}");
+    let config: serde_json::Value = serde_json::from_str(&config).context("opencode /config")?;
+    ensure!(
+        config["default_agent"] == template.default_agent,
+        "opencode's default_agent is {}, the template says {}",
+        config["default_agent"],
+        template.default_agent
+    );
+    let (status, agents) = http(ports.opencode, "/agent", Some(&basic))?;
+    ensure!(status == 200, "opencode /agent: {status}");
+    let agents: serde_json::Value = serde_json::from_str(&agents).context("opencode /agent")?;
+    ensure!(
+        agents
+            .as_array()
+            .is_some_and(|a| a.iter().any(|a| a["name"] == template.default_agent)),
+        "opencode has no agent {}",
+        template.default_agent
+    );
+    say(format!(
+        "{}: opencode 200 with the token, 401 without; default agent {}",
+        template.dir, template.default_agent
+    ));
+
+    // The file server lists the workspace, with the template's files in it.
+    let bearer = format!("Bearer {TOKEN}");
+    let (status, body) = http(ports.files, "/api/list?path=/", Some(&bearer))?;
+    ensure!(status == 200, "fileserver list: {status} {body}");
+    for file in ["AGENTS.md", "opencode.json"] {
+        ensure!(
+            body.contains(&format!("\"name\":\"{file}\"")),
+            "the workspace listing lacks {file}: {body}"
+        );
+    }
+    let (status, _) = http(ports.files, "/api/list?path=/", None)?;
+    ensure!(
+        status == 401,
+        "fileserver without the token answered {status}"
+    );
+    say(format!(
+        "{}: the file server lists /home/dev (AGENTS.md, opencode.json)",
+        template.dir
+    ));
+
+    // ttyd over its WebSocket protocol.
+    let output = terminal(
+        ports.terminal,
+        &["echo $((6*7))", "echo \"token:[${OCTO_SESSION_TOKEN:-}]\""],
+        "token:[]",
+    )
+    .await?;
+    ensure!(
+        output.lines().any(|l| l.trim() == "42"),
+        "the terminal did not print 42:\n{output}"
+    );
+    ensure!(
+        terminal_refused(ports.terminal).await,
+        "ttyd accepted a WebSocket without credentials"
+    );
+    say(format!(
+        "{}: ttyd ran `echo $((6*7))` and printed 42; no token in the shell",
+        template.dir
+    ));
+    let logs = session.logs()?;
+    ensure!(
+        !logs.contains(TOKEN) && !logs.contains(&credential_b64()),
+        "the session token is in the container's log"
+    );
+
+    // Every process runs as dev, on a host uid of the user namespace, not octo's own.
+    let top = util::run(Command::new("podman").args(["top", &session.name, "user", "huser"]))?;
+    let mut processes = 0;
+    for line in top.lines().skip(1) {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        ensure!(
+            fields.first() == Some(&"dev"),
+            "a process does not run as dev: {line}"
+        );
+        let host_uid: u32 = fields.get(1).and_then(|u| u.parse().ok()).unwrap_or(0);
+        ensure!(
+            host_uid >= 100_000,
+            "a process runs as host uid {host_uid}: {line}"
+        );
+        processes += 1;
+    }
+    ensure!(
+        processes >= 4,
+        "only {processes} processes in the container:\n{top}"
+    );
+
+    if first {
+        llm_provider(session, &basic)?;
+        supervisor_restarts_a_service(session).await?;
+        user_edits_survive_a_restart(session).await?;
+    }
+    Ok(())
+}
+
+/// The provider from the secret is opencode's, and its key appears in no log.
+fn llm_provider(session: &Session, basic: &str) -> anyhow::Result<()> {
+    let (status, body) = http(session.ports.opencode, "/config/providers", Some(basic))?;
+    ensure!(status == 200, "opencode /config/providers: {status}");
+    let providers: serde_json::Value = serde_json::from_str(&body).context("/config/providers")?;
+    let octo = providers["providers"]
+        .as_array()
+        .and_then(|list| list.iter().find(|p| p["id"] == "octo"))
+        .context("opencode lists no provider `octo`")?;
+    ensure!(
+        octo["models"].get(LLM_MODEL).is_some(),
+        "the octo provider has no model {LLM_MODEL}: {octo}"
+    );
+    ensure!(
+        !session.logs()?.contains(API_KEY),
+        "the API key is in the container's log"
+    );
+    let mode = session.exec("stat -c %a /home/dev/.config/opencode/opencode.json")?;
+    ensure!(
+        mode.trim() == "600",
+        "opencode's global config has mode {}",
+        mode.trim()
+    );
+    say("the LLM provider from OCTO_LLM_CONFIG is opencode's `octo`; its key is in no log");
+    Ok(())
+}
+
+/// A service that dies is started again by the entrypoint.
+async fn supervisor_restarts_a_service(session: &Session) -> anyhow::Result<()> {
+    session.exec("pkill -x octo-fileserver")?;
+    util::eventually(
+        Duration::from_secs(30),
+        "the file server's restart",
+        async || {
+            let (status, _) = http(session.ports.files, "/health", None)?;
+            ensure!(status == 200, "fileserver /health: {status}");
+            let logs = session.logs()?;
+            ensure!(
+                logs.contains("fileserver: exited with status"),
+                "no restart in the log yet"
+            );
+            Ok(())
+        },
+    )
+    .await?;
+    say("a killed octo-fileserver was restarted by the entrypoint");
+    Ok(())
+}
+
+/// A service that keeps dying makes the entrypoint give up and exit 1, so that systemd
+/// restarts the whole unit.
+async fn supervisor_gives_up() -> anyhow::Result<()> {
+    let name = "octo-e2e-image-give-up";
+    let _ = Command::new("podman")
+        .args(["rm", "--force", name])
+        .output();
+    util::run(Command::new("podman").args([
+        "run",
+        "--detach",
+        "--name",
+        name,
+        "--userns=auto",
+        "--cap-drop=ALL",
+        "--security-opt=no-new-privileges",
+        &format!("--env=OCTO_SESSION_TOKEN={TOKEN}"),
+        "--env=OCTO_MAX_RESTARTS=1",
+        "localhost/octo-session:latest",
+    ]))?;
+    let result = util::eventually(
+        Duration::from_secs(60),
+        "the entrypoint giving up",
+        async || {
+            let _ = Command::new("podman")
+                .args(["exec", name, "pkill", "-x", "octo-fileserver"])
+                .output();
+            let state = util::run(Command::new("podman").args([
+                "inspect",
+                "--format",
+                "{{.State.Status}} {{.State.ExitCode}}",
+                name,
+            ]))?;
+            ensure!(
+                state.trim() == "exited 1",
+                "container state: {}",
+                state.trim()
+            );
+            Ok(())
+        },
+    )
+    .await;
+    let logs = Command::new("podman").args(["logs", name]).output();
+    let _ = Command::new("podman")
+        .args(["rm", "--force", name])
+        .output();
+    result?;
+    let logs = logs.context("podman logs")?;
+    let logs = String::from_utf8_lossy(&logs.stdout);
+    ensure!(
+        logs.contains("fileserver: exited with status") && logs.contains("giving up"),
+        "the log does not tell the restarts and the giving up:\n{logs}"
+    );
+    say("a service that keeps dying makes the container exit 1 (systemd restarts the unit)");
+    Ok(())
+}
+
+/// An edited AGENTS.md is kept across a restart; the stop is quick (tini forwards SIGTERM).
+async fn user_edits_survive_a_restart(session: &Session) -> anyhow::Result<()> {
+    session.exec("echo '# my own notes' >> /home/dev/AGENTS.md")?;
+    let started = Instant::now();
+    util::run(Command::new("podman").args(["stop", "--time", "10", &session.name]))?;
+    let stop = started.elapsed();
+    // The entrypoint kills what outlasts its 5 s grace; Podman would only after 10 s.
+    ensure!(
+        stop < Duration::from_secs(8),
+        "stopping took {stop:?}: SIGTERM did not stop the services"
+    );
+    let state = util::run(Command::new("podman").args([
+        "inspect",
+        "--format",
+        "{{.State.ExitCode}}",
+        &session.name,
+    ]))?;
+    ensure!(
+        state.trim() == "0",
+        "the entrypoint exited {} on SIGTERM",
+        state.trim()
+    );
+    util::run(Command::new("podman").args(["start", &session.name]))?;
+    session.ready().await?;
+    let agents = session.exec("cat /home/dev/AGENTS.md")?;
+    ensure!(
+        agents.contains("# my own notes"),
+        "the user's edit of AGENTS.md was overwritten"
+    );
+    ensure!(
+        session
+            .logs()?
+            .contains("AGENTS.md: changed by the user; kept"),
+        "the entrypoint did not report keeping AGENTS.md"
+    );
+    say(format!(
+        "stop took {:.2} s (exit 0); the edited AGENTS.md survived the restart",
+        stop.as_secs_f64()
+    ));
+    Ok(())
+}
+
+/// Runs commands in ttyd's shell over its WebSocket protocol and returns the terminal output
+/// once it contains `until`.
+async fn terminal(port: u16, commands: &[&str], until: &str) -> anyhow::Result<String> {
+    let credential = credential_b64();
+    let mut request = format!("ws://127.0.0.1:{port}/ws").into_client_request()?;
+    let headers = request.headers_mut();
+    headers.insert(
+        "Sec-WebSocket-Protocol",
+        http::HeaderValue::from_static("tty"),
+    );
+    headers.insert(
+        "Authorization",
+        http::HeaderValue::from_str(&format!("Basic {credential}"))?,
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(request)
+        .await
+        .context("WebSocket to ttyd")?;
+    // ttyd's protocol: a JSON hello with the credential and the size, then binary frames
+    // whose first byte is the command ('0' input / output, '1' resize or title, '2' prefs).
+    let hello = serde_json::json!({"AuthToken": credential, "columns": 100, "rows": 30});
+    ws.send(Message::Text(hello.to_string().into())).await?;
+    for command in commands {
+        let mut frame = b"0".to_vec();
+        frame.extend_from_slice(command.as_bytes());
+        frame.push(b'\r');
+        ws.send(Message::Binary(frame.into())).await?;
+    }
+    let mut output = String::new();
+    let read = async {
+        while let Some(message) = ws.next().await {
+            let data = match message? {
+                Message::Binary(data) => data.to_vec(),
+                Message::Text(text) => text.as_bytes().to_vec(),
+                Message::Close(_) => break,
+                _ => continue,
+            };
+            if data.first() == Some(&b'0') {
+                output.push_str(&String::from_utf8_lossy(&data[1..]));
+                // The echoed command line contains `until` only with quotes around the
+                // parameter expansion, so a match here is the command's output.
+                if strip_ansi(&output).lines().any(|l| l.trim() == until) {
+                    return Ok::<_, anyhow::Error>(true);
+                }
+            }
+        }
+        Ok(false)
+    };
+    let done = tokio::time::timeout(Duration::from_secs(30), read).await;
+    let _ = ws.close(None).await;
+    match done {
+        Ok(Ok(true)) => Ok(strip_ansi(&output)),
+        Ok(Ok(false)) => bail!("ttyd closed the WebSocket; output so far:\n{output}"),
+        Ok(Err(error)) => {
+            Err(error.context(format!("reading from ttyd; output so far:\n{output}")))
+        }
+        Err(_) => bail!("no `{until}` from ttyd within 30 s; output:\n{output}"),
+    }
+}
+
+/// The text without terminal escape sequences (CSI `ESC [ … final`, OSC `ESC ] … BEL`).
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '\u{1b}' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('[') => {
+                for c in chars.by_ref() {
+                    if ('\u{40}'..='\u{7e}').contains(&c) {
+                        break;
+                    }
+                }
+            }
+            Some(']') => {
+                while let Some(c) = chars.next() {
+                    if c == '\u{7}' {
+                        break;
+                    }
+                    if c == '\u{1b}' && chars.peek() == Some(&'\\') {
+                        chars.next();
+                        break;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// True when ttyd refuses a WebSocket that carries no credential.
+async fn terminal_refused(port: u16) -> bool {
+    let Ok(mut request) = format!("ws://127.0.0.1:{port}/ws").into_client_request() else {
+        return false;
+    };
+    request.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        http::HeaderValue::from_static("tty"),
+    );
+    match tokio_tungstenite::connect_async(request).await {
+        Err(_) => true,
+        Ok((mut ws, _)) => {
+            // Some versions accept the upgrade and close at the hello without AuthToken.
+            let hello = serde_json::json!({"columns": 80, "rows": 24});
+            let _ = ws.send(Message::Text(hello.to_string().into())).await;
+            let _ = ws
+                .send(Message::Binary(b"0echo $((6*7))\r".to_vec().into()))
+                .await;
+            let read = async {
+                while let Some(Ok(message)) = ws.next().await {
+                    if let Message::Binary(data) = message {
+                        if data.first() == Some(&b'0') {
+                            return false;
+                        }
+                    }
+                }
+                true
+            };
+            tokio::time::timeout(Duration::from_secs(5), read)
+                .await
+                .unwrap_or(true)
+        }
+    }
+}
+
+/// `GET path` on 127.0.0.1:port with an optional `Authorization`; returns the status and the
+/// body (chunked bodies decoded). Reads by `Content-Length` or to the last chunk: not every
+/// server closes the connection after its answer.
+fn http(port: u16, path: &str, authorization: Option<&str>) -> anyhow::Result<(u16, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))
+        .with_context(|| format!("connecting to 127.0.0.1:{port}"))?;
+    stream.set_read_timeout(Some(Duration::from_secs(15)))?;
+    let auth = authorization
+        .map(|a| format!("Authorization: {a}\r\n"))
+        .unwrap_or_default();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Connection: close\r\n\r\n"
+    )?;
+    let mut response = Vec::new();
+    let mut buf = [0_u8; 16 * 1024];
+    loop {
+        let n = stream
+            .read(&mut buf)
+            .with_context(|| format!("reading the answer to GET {path} on port {port}"))?;
+        if n == 0 {
+            break;
+        }
+        response.extend_from_slice(&buf[..n]);
+        if complete(&response) {
+            break;
+        }
+    }
+    let text = String::from_utf8_lossy(&response);
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .with_context(|| format!("malformed HTTP answer from port {port}"))?;
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .with_context(|| format!("no status in {head:?}"))?;
+    let body = if header(head, "transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+        dechunk(body)
+    } else {
+        body.to_owned()
+    };
+    Ok((status, body))
+}
+
+/// A header's value (names compared without case).
+fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().skip(1).find_map(|line| {
+        let (key, value) = line.split_once(':')?;
+        key.trim().eq_ignore_ascii_case(name).then(|| value.trim())
+    })
+}
+
+/// Whether a response read so far is complete (by its length or its last chunk).
+fn complete(response: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(response);
+    let Some((head, body)) = text.split_once("\r\n\r\n") else {
+        return false;
+    };
+    if let Some(length) = header(head, "content-length").and_then(|v| v.parse::<usize>().ok()) {
+        return body.len() >= length;
+    }
+    if header(head, "transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+        return body.ends_with("0\r\n\r\n");
+    }
+    false
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if size == 0 || rest.len() < size || !rest.is_char_boundary(size) {
+            break;
+        }
+        out.push_str(&rest[..size]);
+        body = rest[size..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// ttyd's credential as it encodes it, `base64("octo:<token>")`.
+fn credential_b64() -> String {
+    base64(format!("octo:{TOKEN}").as_bytes())
+}
+
+fn base64(data: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
