@@ -521,7 +521,15 @@ fn boot(paths: &Paths) -> anyhow::Result<()> {
     let ws = util::workspace_root();
     let target = util::target_dir();
     step("booting the test host with systemd-nspawn");
-    let mut cmd = Command::new("systemd-nspawn");
+    // Each host gets a cgroup of its own: with `--keep-unit`, nspawn roots the container in
+    // the cgroup it runs in, and two hosts in one cgroup share `user.slice/user-<uid>.slice`,
+    // so one host's poweroff waits for the other's user processes to leave it.
+    let cgroup = own_cgroup(paths)?;
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg("echo $$ > \"$0/cgroup.procs\" && exec \"$@\"")
+        .arg(&cgroup)
+        .arg("systemd-nspawn");
     cmd.arg("-q")
         .arg("-D")
         .arg(&root)
@@ -614,6 +622,41 @@ fn bind_args(ws: &Path, target: &Path) -> anyhow::Result<Vec<String>> {
     Ok(args)
 }
 
+/// The outer cgroup v2 directory for this host (created): under the unified hierarchy,
+/// wherever the outer machine mounts it.
+fn own_cgroup(paths: &Paths) -> anyhow::Result<PathBuf> {
+    let unified = ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"]
+        .into_iter()
+        .map(Path::new)
+        .find(|p| p.join("cgroup.procs").exists() && p.join("cgroup.subtree_control").exists())
+        .context("no cgroup v2 hierarchy on this machine: systemd-nspawn needs one")?;
+    let dir = unified.join("octo-testhost").join(paths.machine());
+    fs::create_dir_all(&dir).with_context(|| format!("creating cgroup {}", dir.display()))?;
+    Ok(dir)
+}
+
+/// Removes this host's cgroup tree (empty once nspawn has exited), deepest first.
+fn remove_own_cgroup(paths: &Paths) {
+    let Ok(top) = own_cgroup(paths) else { return };
+    let mut dirs = Vec::new();
+    let mut stack = vec![top];
+    while let Some(dir) = stack.pop() {
+        if let Ok(entries) = fs::read_dir(&dir) {
+            stack.extend(
+                entries
+                    .flatten()
+                    .filter(|e| e.path().is_dir())
+                    .map(|e| e.path()),
+            );
+        }
+        dirs.push(dir);
+    }
+    dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+    for dir in dirs {
+        let _ = fs::remove_dir(&dir);
+    }
+}
+
 /// PID 1 of the container, seen from outside, if it runs.
 fn leader(paths: &Paths) -> Option<u32> {
     let pid: u32 = fs::read_to_string(paths.pid_file())
@@ -699,6 +742,7 @@ fn poweroff(paths: &Paths) -> anyhow::Result<()> {
         }
     }
     let _ = fs::remove_file(paths.pid_file());
+    remove_own_cgroup(paths);
     Ok(())
 }
 
