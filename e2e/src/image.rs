@@ -6,7 +6,9 @@
 //! the template's agent in its config, the file server's listing of `/home/dev`, ttyd's
 //! WebSocket running `echo $((6*7))`. Also: every process runs as `dev`, secrets do not reach
 //! the user's shell or the log, user edits survive a restart, a killed service is restarted,
-//! and a stop takes less than Podman's grace time.
+//! and a stop takes less than Podman's grace time. And the full agent loop: a stub
+//! OpenAI-compatible model on the test host (tests only) answers a prompt sent through
+//! opencode's API with a shell tool call that writes a file, which the file server then shows.
 //!
 //! Needs the base image `localhost/debian:trixie-slim` (imported by `cargo xtask`'s image
 //! helper, which also warms the layer cache) and `container/` at `/opt/octo/src/container`.
@@ -35,6 +37,13 @@ const LLM_MODEL: &str = "e2e-model";
 /// Host ports: distinct from other checks (test hosts share the network namespace).
 const PORT_BASE: u16 = 44_820;
 const READY_TIMEOUT: Duration = Duration::from_secs(120);
+/// The OpenAI-compatible stub model on the test host (tests only; the real provider is the
+/// administrator's), reached from the container through pasta.
+const STUB_PORT: u16 = 44_899;
+/// What the stub's tool call writes, and what its final answer says.
+const AGENT_FILE: &str = "agent-loop.txt";
+const AGENT_FILE_TEXT: &str = "written by the agent through its shell tool";
+const AGENT_REPLY: &str = "The file is written.";
 
 /// A template and what its opencode config must show.
 struct Template {
@@ -62,6 +71,11 @@ pub(crate) async fn run() -> anyhow::Result<()> {
     let image = build(&systemd).await?;
     failed_build_keeps_latest(&systemd, &image).await?;
     supervisor_gives_up().await?;
+    let stub = tokio::spawn(stub_llm(
+        tokio::net::TcpListener::bind(("0.0.0.0", STUB_PORT))
+            .await
+            .with_context(|| format!("binding the stub model on port {STUB_PORT}"))?,
+    ));
     for (index, template) in TEMPLATES.iter().enumerate() {
         let first = index == 0;
         let ports = Ports::new(index);
@@ -80,6 +94,7 @@ pub(crate) async fn run() -> anyhow::Result<()> {
         session.remove();
         result.with_context(|| format!("template {}", template.dir))?;
     }
+    stub.abort();
     Ok(())
 }
 
@@ -247,7 +262,7 @@ impl Session {
             ));
         if with_llm {
             let config = serde_json::json!({
-                "base_url": "http://127.0.0.1:9/v1",
+                "base_url": format!("http://host.containers.internal:{STUB_PORT}/v1"),
                 "model": LLM_MODEL,
                 "api_key": API_KEY,
                 "name": "E2E stub",
@@ -455,6 +470,7 @@ async fn check_session(session: &Session, template: &Template, first: bool) -> a
 
     if first {
         llm_provider(session, &basic)?;
+        agent_loop(session, &basic).await?;
         supervisor_restarts_a_service(session).await?;
         user_edits_survive_a_restart(session).await?;
     }
@@ -485,6 +501,151 @@ fn llm_provider(session: &Session, basic: &str) -> anyhow::Result<()> {
         mode.trim()
     );
     say("the LLM provider from OCTO_LLM_CONFIG is opencode's `octo`; its key is in no log");
+    Ok(())
+}
+
+/// The full loop: a prompt through opencode's API, the stub model answers with a shell tool
+/// call that writes a file, the file shows up through the file server, and the model's final
+/// answer is in opencode's message list.
+async fn agent_loop(session: &Session, basic: &str) -> anyhow::Result<()> {
+    let port = session.ports.opencode;
+    let (status, created) = request(
+        port,
+        "POST",
+        "/session",
+        Some(basic),
+        Some(&serde_json::json!({})),
+    )?;
+    ensure!(
+        status == 200,
+        "creating an opencode session: {status} {created}"
+    );
+    let created: serde_json::Value = serde_json::from_str(&created)?;
+    let id = created["id"]
+        .as_str()
+        .context("opencode session without id")?;
+    let prompt =
+        serde_json::json!({"parts": [{"type": "text", "text": "Please create the file."}]});
+    // Blocking I/O on another thread: the stub model answers on this (single) thread.
+    let path = format!("/session/{id}/message");
+    let auth = basic.to_owned();
+    let (status, answer) = tokio::task::spawn_blocking(move || {
+        request(port, "POST", &path, Some(&auth), Some(&prompt))
+    })
+    .await??;
+    ensure!(
+        status == 200 && answer.contains(AGENT_REPLY),
+        "prompting opencode: {status} {answer}"
+    );
+    let (status, messages) = http(port, &format!("/session/{id}/message"), Some(basic))?;
+    ensure!(status == 200, "opencode's messages: {status}");
+    let bearer = format!("Bearer {TOKEN}");
+    let (status, text) = http(
+        session.ports.files,
+        &format!("/api/download?path={AGENT_FILE}"),
+        Some(&bearer),
+    )?;
+    ensure!(
+        status == 200 && text.trim() == AGENT_FILE_TEXT,
+        "the file the agent's tool wrote: {status} {text:?}; opencode's messages: {messages}"
+    );
+    ensure!(
+        messages.contains(AGENT_REPLY) && messages.contains("\"tool\":\"bash\""),
+        "opencode's message list lacks the tool call or the reply: {messages}"
+    );
+    say(format!(
+        "agent loop: prompt -> stub model -> bash tool wrote {AGENT_FILE} (seen by the file server) -> reply"
+    ));
+    Ok(())
+}
+
+/// A minimal OpenAI-compatible chat completions endpoint. Asked with tools and no tool result
+/// yet, it calls opencode's `bash` tool to write [`AGENT_FILE`]; otherwise it answers with
+/// [`AGENT_REPLY`]. Streams when asked to, as opencode does.
+async fn stub_llm(listener: tokio::net::TcpListener) {
+    while let Ok((stream, _)) = listener.accept().await {
+        tokio::spawn(async move {
+            let _ = stub_answer(stream).await;
+        });
+    }
+}
+
+async fn stub_answer(mut stream: tokio::net::TcpStream) -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut data = Vec::new();
+    let mut buf = [0_u8; 16 * 1024];
+    let (head, body) = loop {
+        let n = stream.read(&mut buf).await?;
+        ensure!(n > 0, "the client closed the connection");
+        data.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&data).into_owned();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length = header(head, "content-length")
+                .and_then(|v| v.parse::<usize>().ok())
+                .unwrap_or(0);
+            if body.len() >= length {
+                break (head.to_owned(), body.to_owned());
+            }
+        }
+    };
+    let request: serde_json::Value = if head.starts_with("POST") {
+        serde_json::from_str(&body)?
+    } else {
+        serde_json::json!({})
+    };
+    let messages = request["messages"].as_array().cloned().unwrap_or_default();
+    let has_tools = request["tools"].as_array().is_some_and(|t| !t.is_empty());
+    let tool_done = messages.iter().any(|m| m["role"] == "tool");
+    let (delta, finish) = if has_tools && !tool_done {
+        let arguments = serde_json::json!({
+            "command": format!("echo '{AGENT_FILE_TEXT}' > /home/dev/{AGENT_FILE}"),
+            "description": "Write the file",
+        });
+        let call = serde_json::json!({"index": 0, "id": "call_e2e", "type": "function",
+            "function": {"name": "bash", "arguments": arguments.to_string()}});
+        (
+            serde_json::json!({"role": "assistant", "tool_calls": [call]}),
+            "tool_calls",
+        )
+    } else {
+        (
+            serde_json::json!({"role": "assistant", "content": AGENT_REPLY}),
+            "stop",
+        )
+    };
+    let usage =
+        serde_json::json!({"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15});
+    let response = if request["stream"] == true {
+        let chunk = |delta: &serde_json::Value, finish: Option<&str>| {
+            let mut c = serde_json::json!({"id": "e2e", "object": "chat.completion.chunk",
+                "created": 0, "model": LLM_MODEL,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]});
+            if finish.is_some() {
+                c["usage"] = usage.clone();
+            }
+            format!("data: {c}\n\n")
+        };
+        let body = format!(
+            "{}{}data: [DONE]\n\n",
+            chunk(&delta, None),
+            chunk(&serde_json::json!({}), Some(finish))
+        );
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    } else {
+        let body = serde_json::json!({"id": "e2e", "object": "chat.completion", "created": 0,
+            "model": LLM_MODEL, "usage": usage,
+            "choices": [{"index": 0, "message": delta, "finish_reason": finish}]})
+        .to_string();
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    stream.write_all(response.as_bytes()).await?;
+    stream.shutdown().await?;
     Ok(())
 }
 
@@ -740,22 +901,43 @@ async fn terminal_refused(port: u16) -> bool {
 /// body (chunked bodies decoded). Reads by `Content-Length` or to the last chunk: not every
 /// server closes the connection after its answer.
 fn http(port: u16, path: &str, authorization: Option<&str>) -> anyhow::Result<(u16, String)> {
+    request(port, "GET", path, authorization, None)
+}
+
+/// An HTTP request with an optional JSON body; see [`http`].
+fn request(
+    port: u16,
+    method: &str,
+    path: &str,
+    authorization: Option<&str>,
+    json: Option<&serde_json::Value>,
+) -> anyhow::Result<(u16, String)> {
     let mut stream = TcpStream::connect(("127.0.0.1", port))
         .with_context(|| format!("connecting to 127.0.0.1:{port}"))?;
-    stream.set_read_timeout(Some(Duration::from_secs(15)))?;
+    // An agent turn waits for the model and the tools.
+    stream.set_read_timeout(Some(Duration::from_secs(90)))?;
     let auth = authorization
         .map(|a| format!("Authorization: {a}\r\n"))
         .unwrap_or_default();
+    let body = json.map(ToString::to_string).unwrap_or_default();
+    let content = if json.is_some() {
+        format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        )
+    } else {
+        String::new()
+    };
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Connection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}{content}Connection: close\r\n\r\n{body}"
     )?;
     let mut response = Vec::new();
     let mut buf = [0_u8; 16 * 1024];
     loop {
         let n = stream
             .read(&mut buf)
-            .with_context(|| format!("reading the answer to GET {path} on port {port}"))?;
+            .with_context(|| format!("reading the answer to {method} {path} on port {port}"))?;
         if n == 0 {
             break;
         }
