@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod engine;
+pub mod identity;
 pub mod image;
 pub mod listen;
 pub mod podman;

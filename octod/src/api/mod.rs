@@ -3,7 +3,11 @@
 //! Error policy: every failure answers `{ "error": { "code", "message" } }` with a stable
 //! `code`; internal details are logged, never shown to the client.
 
+pub mod error;
+
 use axum::{Json, Router, routing::get};
+
+pub use error::ApiError;
 use serde::Serialize;
 
 /// Shared state of the API handlers.
