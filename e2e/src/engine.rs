@@ -81,7 +81,7 @@ pub(crate) async fn engine_with(image: &str, ports: PortRange) -> anyhow::Result
     let podman = Podman::connect_user(&systemd).await?;
     let mut render = RenderConfig::new(&templates);
     render.health = HealthConfig {
-        cmd: "wget -q -O /dev/null http://127.0.0.1:41820/ && wget -q -O /dev/null http://127.0.0.1:41821/ && wget -q -O /dev/null http://127.0.0.1:41822/".into(),
+        cmd: health_cmd(),
         interval: Duration::from_secs(1),
         start_period: Duration::from_secs(5),
         retries: 3,
@@ -102,7 +102,14 @@ async fn engine() -> anyhow::Result<Engine> {
     engine_with(IMAGE, PortRange::new(PORTS.0, PORTS.1)?).await
 }
 
-fn request(id: &str) -> CreateRequest {
+/// The test image's health check: all three "services" answer.
+pub(crate) fn health_cmd() -> String {
+    [41820, 41821, 41822]
+        .map(|port| format!("wget -q -O /dev/null http://127.0.0.1:{port}/"))
+        .join(" && ")
+}
+
+pub(crate) fn request(id: &str) -> CreateRequest {
     CreateRequest {
         id: Some(id.to_owned()),
         owner: "alice".into(),

@@ -5,8 +5,10 @@
 // The checks are long sequential scenarios awaited once each; boxing them buys nothing.
 #![allow(clippy::large_futures)]
 
+mod bench;
 mod engine;
 mod generator;
+mod image;
 mod podman;
 mod smoke;
 mod util;
@@ -31,12 +33,28 @@ enum Check {
     },
     /// Session units rendered by octod go through Podman's real Quadlet generator.
     QuadletGenerator,
+    /// Benchmarks that need the test host; they print numbers and assert none.
+    Bench {
+        #[command(subcommand)]
+        bench: BenchKind,
+    },
+    /// The session image: build through octod, each template's services, the agent loop.
+    Image,
     /// octod's Podman API client against the real Podman 5 socket.
     PodmanClient,
     /// The session engine: lifecycle, concurrency, bad input, crashes, reboots.
     Engine {
         #[command(subcommand)]
         phase: engine::Phase,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchKind {
+    /// Engine create→ready and resume→ready against podman run→healthy.
+    SessionStart {
+        #[arg(long, default_value_t = 7)]
+        rounds: u32,
     },
 }
 
@@ -58,6 +76,10 @@ fn main() -> ExitCode {
             Check::QuadletGenerator => generator::run(),
             Check::Engine { phase } => engine::run(phase).await,
             Check::PodmanClient => podman::run().await,
+            Check::Image => image::run().await,
+            Check::Bench {
+                bench: BenchKind::SessionStart { rounds },
+            } => bench::session_start(rounds).await,
         }
     });
     match result {

@@ -113,7 +113,9 @@ fn e2e() -> anyhow::Result<()> {
     // A host left over from an interrupted run would not be fresh.
     testhost::down()?;
     testhost::up()?;
-    let result = run_checks();
+    let result = crate::image::build_session_image()
+        .map(|build| step(format!("session image: {build}")))
+        .and_then(|()| run_checks());
     let down = testhost::down();
     let (passed, failed) = result?;
     down?;

@@ -6,6 +6,7 @@
 mod bench;
 mod ci;
 mod demo;
+mod image;
 mod testhost;
 mod util;
 
@@ -65,6 +66,8 @@ enum TesthostCommand {
 enum Bench {
     /// octo-fileserver vs Caddy's file_server.
     Fileserver,
+    /// Engine create→ready vs podman run + wait-until-healthy, in the test host.
+    SessionStart,
 }
 
 fn main() -> ExitCode {
@@ -94,6 +97,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         },
         Task::Bench { bench } => match bench {
             Bench::Fileserver => bench::fileserver::run()?,
+            Bench::SessionStart => bench::session_start::run()?,
         },
     }
     Ok(ExitCode::SUCCESS)

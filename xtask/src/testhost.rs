@@ -71,9 +71,14 @@ impl Paths {
                 !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
             })
             .unwrap_or_else(|| "host".to_owned());
+        Self::named(&instance)
+    }
+
+    /// A named instance, whatever `OCTO_TESTHOST` says.
+    pub fn named(instance: &str) -> Self {
         Self {
             base: util::target_dir().join("testhost"),
-            instance,
+            instance: instance.to_owned(),
         }
     }
     fn cache_root(&self) -> PathBuf {
@@ -111,7 +116,12 @@ pub fn install_prerequisites() -> anyhow::Result<()> {
 /// `testhost up`: a fresh working root from the cache, booted.
 pub fn up() -> anyhow::Result<()> {
     util::require_root("testhost up")?;
-    let paths = Paths::new();
+    up_at(&Paths::new())
+}
+
+/// `up` of a given instance.
+pub fn up_at(paths: &Paths) -> anyhow::Result<()> {
+    let paths = paths.clone();
     if let Some(leader) = leader(&paths) {
         step(format!(
             "the test host is already up (PID 1 is {leader} outside)"
@@ -138,7 +148,12 @@ pub fn up() -> anyhow::Result<()> {
 /// `testhost down`: power off, then remove the working root and every mount we made.
 pub fn down() -> anyhow::Result<()> {
     util::require_root("testhost down")?;
-    let paths = Paths::new();
+    down_at(&Paths::new())
+}
+
+/// `down` of a given instance.
+pub fn down_at(paths: &Paths) -> anyhow::Result<()> {
+    let paths = paths.clone();
     poweroff(&paths)?;
     cleanup_leftovers(&paths)?;
     let root = paths.root();
@@ -206,7 +221,12 @@ pub struct ExecOptions {
 
 /// `testhost exec -- CMD…`: runs a command inside; returns its exit code.
 pub fn exec(command: &[String], options: &ExecOptions) -> anyhow::Result<i32> {
-    let paths = Paths::new();
+    exec_at(&Paths::new(), command, options)
+}
+
+/// `exec` in a given instance.
+pub fn exec_at(paths: &Paths, command: &[String], options: &ExecOptions) -> anyhow::Result<i32> {
+    let paths = paths.clone();
     let Some(leader) = leader(&paths) else {
         bail!("the test host is not up: run `cargo xtask testhost up` first");
     };

@@ -97,16 +97,32 @@ impl Engine {
             })
             .await?;
         let names = SessionNames::new(id);
+        let started = std::time::Instant::now();
         let outcome = async {
-            self.ensure_secret(id, &names).await?;
-            if self.write_units(&record)? {
-                self.inner.systemd.reload().await?;
-            }
-            self.inner.systemd.reset_failed(&names.service).await?;
-            self.inner
-                .systemd
+            let systemd = &self.inner.systemd;
+            // The secret and the files are independent: do both at once.
+            let (secret, units) = tokio::join!(self.ensure_secret(id, &names), async {
+                let loaded = systemd.unit_state(&names.service).await?.exists();
+                let change = self.write_units(&record)?;
+                // A resume only adds `[Install]` back: the loaded unit is already right, so the
+                // start need not wait for the reload that updates the boot-time link.
+                let reload_first = change.changed && !(loaded && change.only_install);
+                if reload_first {
+                    systemd.reload().await?;
+                }
+                Ok::<_, EngineError>(change.changed && !reload_first)
+            });
+            secret?;
+            let reload_after = units?;
+            tracing::debug!(session = %id, elapsed = ?started.elapsed(), "secret and units ready");
+            systemd.reset_failed(&names.service).await?;
+            systemd
                 .start(&names.service, self.inner.config.start_job_timeout())
                 .await?;
+            tracing::debug!(session = %id, elapsed = ?started.elapsed(), "start job done");
+            if reload_after {
+                systemd.reload().await?;
+            }
             Ok::<_, EngineError>(())
         }
         .await;
@@ -132,7 +148,7 @@ impl Engine {
             .await?;
         let names = SessionNames::new(id);
         let outcome = async {
-            if self.write_units(&record)? {
+            if self.write_units(&record)?.changed {
                 self.inner.systemd.reload().await?;
             }
             self.inner
@@ -262,8 +278,8 @@ impl Engine {
     }
 
     /// Renders the session's units and writes those that differ (atomically: a temporary
-    /// file, then rename). Returns whether anything changed, i.e. whether a reload is due.
-    pub(super) fn write_units(&self, record: &SessionRecord) -> Result<bool, EngineError> {
+    /// file, then rename). Says whether anything changed, i.e. whether a reload is due.
+    pub(super) fn write_units(&self, record: &SessionRecord) -> Result<UnitChange, EngineError> {
         let rendered = render::render(&record.spec, &self.inner.config.render)?;
         for limit in &rendered.unenforced {
             tracing::warn!(session = %record.spec.id, "{limit}");
@@ -273,11 +289,21 @@ impl Engine {
             path: dir.clone(),
             source,
         })?;
-        let mut changed = false;
+        let mut change = UnitChange {
+            changed: false,
+            only_install: true,
+        };
         for file in [&rendered.volume, &rendered.container] {
-            changed |= write_if_changed(&dir.join(&file.file_name), &file.contents)?;
+            let path = dir.join(&file.file_name);
+            let old = std::fs::read_to_string(&path).ok();
+            if write_if_changed(&path, &file.contents)? {
+                change.changed = true;
+                change.only_install &= old
+                    .as_deref()
+                    .is_some_and(|old| without_install(old) == without_install(&file.contents));
+            }
         }
-        Ok(changed)
+        Ok(change)
     }
 
     /// Runs store work on the blocking pool, with engine errors (a missing record becomes
@@ -297,6 +323,22 @@ impl Engine {
     }
 }
 
+/// What writing a session's units changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct UnitChange {
+    /// Some file was written: systemd needs a reload to see it.
+    pub changed: bool,
+    /// Only `[Install]` differs from what was there (stop ↔ resume).
+    pub only_install: bool,
+}
+
+/// A unit's text up to its `[Install]` section (which the renderer writes last).
+fn without_install(unit: &str) -> &str {
+    unit.find("\n[Install]\n")
+        .map_or(unit, |at| &unit[..at])
+        .trim_end()
+}
+
 /// Writes `contents` to `path` through a temporary file and a rename, unless it is already
 /// there. The temporary name does not end in `.container`/`.volume`, so Quadlet ignores it.
 pub(super) fn write_if_changed(path: &Path, contents: &str) -> Result<bool, EngineError> {
@@ -311,4 +353,19 @@ pub(super) fn write_if_changed(path: &Path, contents: &str) -> Result<bool, Engi
     std::fs::write(&tmp, contents).map_err(err)?;
     std::fs::rename(&tmp, path).map_err(err)?;
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn install_section_is_cut_off() {
+        let running =
+            "[Unit]\nDescription=x\n\n[Container]\nImage=i\n\n[Install]\nWantedBy=default.target\n";
+        let stopped = "[Unit]\nDescription=x\n\n[Container]\nImage=i\n";
+        assert_eq!(without_install(running), without_install(stopped));
+        assert_eq!(without_install(stopped), stopped.trim_end());
+        assert_ne!(without_install(running), without_install("[Unit]\n"));
+    }
 }

@@ -53,7 +53,7 @@ impl Engine {
             if record.state == SessionState::Deleting || self.busy(&record.spec.id) {
                 continue;
             }
-            match self.write_units(record) {
+            match self.write_units(record).map(|change| change.changed) {
                 Ok(true) => {
                     rewrote = true;
                     report.rewritten.push(record.spec.id.clone());

@@ -2,3 +2,4 @@
 //! one run and prints the ratio. No thresholds: the numbers are for people to read.
 
 pub mod fileserver;
+pub mod session_start;

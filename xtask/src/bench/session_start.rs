@@ -1,0 +1,33 @@
+//! `cargo xtask bench session-start`: the engine's create→ready against `podman run` +
+//! wait-until-healthy of the same image, measured inside a test host of its own.
+
+use crate::testhost::{self, ExecOptions};
+use crate::util::{self, step};
+
+/// The test-host instance the benchmark uses, so that it never disturbs a developer's host.
+const INSTANCE: &str = "bench";
+
+pub(crate) fn run() -> anyhow::Result<()> {
+    util::require_root("bench session-start")?;
+    step("building the end-to-end program");
+    util::run(&mut util::cargo(["build", "-p", "octo-e2e"]))?;
+    let paths = testhost::Paths::named(INSTANCE);
+    testhost::down_at(&paths)?;
+    testhost::up_at(&paths)?;
+    let program = format!("{}/debug/octo-e2e", testhost::GUEST_TARGET);
+    let result = testhost::exec_at(
+        &paths,
+        &[program, "bench".into(), "session-start".into()],
+        &ExecOptions {
+            user: Some(testhost::OCTO_USER.into()),
+            env: vec![],
+        },
+    );
+    let down = testhost::down_at(&paths);
+    let code = result?;
+    down?;
+    if code != 0 {
+        anyhow::bail!("the benchmark failed in the test host (exit code {code})");
+    }
+    Ok(())
+}
