@@ -229,7 +229,7 @@ fn check_case(
             "--publish".into(),
             format!("127.0.0.1:{}:41822", spec.ports.terminal),
         ),
-        ("-v".into(), format!("{}:/home/dev", names.volume)),
+        ("-v".into(), format!("{}:/home/dev:U", names.volume)),
         (
             "-v".into(),
             format!("{}:/etc/octo/template:ro", template_dir.display()),

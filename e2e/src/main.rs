@@ -60,6 +60,13 @@ enum BenchKind {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // `OCTO_E2E_LOG=octod=debug` shows what the engine does, with timings.
+    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_env("OCTO_E2E_LOG") {
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
