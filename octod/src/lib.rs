@@ -5,6 +5,7 @@
 //! tests drive the same code.
 
 pub mod api;
+pub mod auth;
 pub mod engine;
 pub mod identity;
 pub mod image;

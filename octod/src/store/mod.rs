@@ -15,6 +15,9 @@
 //! | `ports`    | host port (`u16`)   | session id (`&str`) that holds it              |
 //! | `activity` | session id (`&str`) | last activity, milliseconds since the epoch    |
 //!
+//! Accounts (users, invite codes, revoked tokens, the audit log) live in their own tables,
+//! described in [`accounts`].
+//!
 //! **Versioned values** (`sessions`, `tokens`) are one format-version byte followed by the
 //! JSON of the value in that version's shape (see [`codec`]). A reader that meets a version it
 //! does not know returns [`DecodeError::UnknownVersion`]; it never panics. The v1 JSON of a
@@ -44,6 +47,7 @@
 //! `Send + Sync`; redb serializes write transactions, which is what makes port allocation safe
 //! under concurrent creates.
 
+mod accounts;
 mod codec;
 mod ports;
 mod secret;
@@ -59,6 +63,9 @@ use std::time::SystemTime;
 use redb::{Database, ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
+pub use accounts::{
+    AUDIT_KEEP, AccountError, AuditEntry, Invite, TokenStatus, UserRecord, code_hint,
+};
 pub use codec::DecodeError;
 pub use ports::{InvalidPortRange, PORTS_PER_SESSION, PortRange};
 pub use secret::Secret;
@@ -336,6 +343,7 @@ impl Store {
                 txn.open_table(TOKENS)?;
                 txn.open_table(PORTS)?;
                 txn.open_table(ACTIVITY)?;
+                accounts::create_tables(&txn)?;
             }
             txn.commit()?;
             Ok(None)

@@ -1,0 +1,344 @@
+//! Extractors: who is asking ([`CurrentUser`], [`RequireAdmin`], [`Authenticated`]), from
+//! where ([`Client`]), and JSON bodies whose rejections use the API's error shape.
+//!
+//! The token comes from `Authorization: Bearer …` (API clients) or else the `octo_session`
+//! cookie (the browser). The first extractor that checks it keeps the result in the request's
+//! extensions, so a handler with several of them checks the token once.
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::Json;
+use axum::extract::{ConnectInfo, FromRef, FromRequest, FromRequestParts, Request};
+use axum::http::header::{AUTHORIZATION, COOKIE, SET_COOKIE};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue};
+use serde::de::DeserializeOwned;
+
+use super::super::{AuthError, AuthState, Authenticated, IssuedToken};
+use crate::api::ApiError;
+use crate::identity::CurrentUser;
+
+/// The session cookie's name.
+pub const COOKIE_NAME: &str = "octo_session";
+
+impl<S> FromRequestParts<S> for Authenticated
+where
+    AuthState: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        if let Some(done) = parts.extensions.get::<Authenticated>() {
+            return Ok(done.clone());
+        }
+        let token = token_from(&parts.headers).ok_or_else(ApiError::unauthorized)?;
+        let auth = AuthState::from_ref(state);
+        let authenticated = auth.authenticate(token).map_err(ApiError::from)?;
+        parts.extensions.insert(authenticated.clone());
+        Ok(authenticated)
+    }
+}
+
+/// The signed-in, enabled user; 401 `unauthorized` otherwise.
+impl<S> FromRequestParts<S> for CurrentUser
+where
+    AuthState: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Authenticated::from_request_parts(parts, state).await?.user)
+    }
+}
+
+/// A signed-in admin: 401 when not signed in, 403 `forbidden` for other users.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequireAdmin(pub CurrentUser);
+
+impl<S> FromRequestParts<S> for RequireAdmin
+where
+    AuthState: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let user = CurrentUser::from_request_parts(parts, state).await?;
+        if user.is_admin() {
+            Ok(Self(user))
+        } else {
+            Err(ApiError::forbidden())
+        }
+    }
+}
+
+/// The bearer token, else the session cookie's value.
+fn token_from(headers: &HeaderMap) -> Option<&str> {
+    if let Some(value) = headers.get(AUTHORIZATION) {
+        let value = value.to_str().ok()?;
+        let (scheme, token) = value.split_once(' ')?;
+        return scheme
+            .eq_ignore_ascii_case("bearer")
+            .then(|| token.trim())
+            .filter(|t| !t.is_empty());
+    }
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == COOKIE_NAME)
+        .map(|(_, value)| value.trim_matches('"'))
+        .filter(|t| !t.is_empty())
+}
+
+/// Where a request came from: the client's address (for the rate limit and the audit log) and
+/// whether it reached the proxy in front of octod over TLS.
+///
+/// The address is the peer's, from `ConnectInfo<SocketAddr>`. When the peer is a loopback
+/// address or unknown (a Unix socket, or no `ConnectInfo`) — octod behind Caddy on the same
+/// host — it is the last `X-Forwarded-For` entry, the one Caddy added. A remote peer cannot
+/// choose its address this way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Client {
+    pub address: String,
+    pub tls: bool,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Client {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip());
+        let forwarded =
+            || last_value(&parts.headers, "x-forwarded-for").and_then(|v| v.parse::<IpAddr>().ok());
+        let address = match peer {
+            Some(ip) if !ip.is_loopback() => Some(ip),
+            _ => forwarded().or(peer),
+        };
+        let tls = last_value(&parts.headers, "x-forwarded-proto")
+            .is_some_and(|p| p.eq_ignore_ascii_case("https"));
+        Ok(Self {
+            address: address.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string()),
+            tls,
+        })
+    }
+}
+
+/// The last comma-separated entry over all values of a header.
+fn last_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .rfind(|v| !v.is_empty())
+}
+
+/// `Set-Cookie` for a new token. `Secure` when configured or the client came over TLS.
+pub fn session_cookie(
+    issued: &IssuedToken,
+    max_age_secs: u64,
+    secure: bool,
+) -> (axum::http::HeaderName, HeaderValue) {
+    cookie(issued.token.expose(), max_age_secs, secure)
+}
+
+/// `Set-Cookie` that removes the session cookie.
+pub fn clear_cookie(secure: bool) -> (axum::http::HeaderName, HeaderValue) {
+    cookie("", 0, secure)
+}
+
+fn cookie(value: &str, max_age_secs: u64, secure: bool) -> (axum::http::HeaderName, HeaderValue) {
+    let secure = if secure { "; Secure" } else { "" };
+    let text = format!(
+        "{COOKIE_NAME}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age_secs}{secure}"
+    );
+    // A JWT is base64url and dots: always a valid header value.
+    let value = HeaderValue::try_from(text).unwrap_or_else(|_| HeaderValue::from_static(""));
+    (SET_COOKIE, value)
+}
+
+/// A JSON body whose rejections (bad JSON, wrong content type) answer in the API's error shape.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct JsonBody<T>(pub T);
+
+impl<T, S> FromRequest<S> for JsonBody<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(value)) => Ok(Self(value)),
+            Err(rejection) => Err(ApiError::new(
+                rejection.status(),
+                "bad_request",
+                rejection.body_text(),
+            )),
+        }
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        use super::super::InvalidCredential;
+        use crate::store::AccountError;
+        use axum::http::StatusCode;
+        let message = e.to_string();
+        match e {
+            AuthError::Account(AccountError::UserExists(_)) => {
+                ApiError::conflict("username_taken", "this user name is taken")
+            }
+            AuthError::Account(AccountError::NoSuchUser(_)) => ApiError::not_found("no such user"),
+            AuthError::Account(AccountError::InvalidInvite) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid_invite", message)
+            }
+            AuthError::Account(AccountError::NoSuchInvite) => {
+                ApiError::not_found("no such invite code")
+            }
+            AuthError::Account(AccountError::LastAdmin(_)) => {
+                ApiError::conflict("last_admin", "this would leave no enabled admin")
+            }
+            AuthError::Invalid(InvalidCredential::Username) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid_username", message)
+            }
+            AuthError::Invalid(_) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid_password", message)
+            }
+            AuthError::InvalidCredentials => {
+                ApiError::new(StatusCode::UNAUTHORIZED, "invalid_credentials", message)
+            }
+            AuthError::Disabled => {
+                ApiError::new(StatusCode::FORBIDDEN, "account_disabled", message)
+            }
+            AuthError::WrongPassword => {
+                ApiError::new(StatusCode::FORBIDDEN, "wrong_password", message)
+            }
+            AuthError::RateLimited { retry_after } => {
+                ApiError::too_many_requests(super::super::limit::retry_after_secs(retry_after))
+            }
+            AuthError::Unauthenticated => ApiError::unauthorized(),
+            AuthError::InvalidInvite(m) => ApiError::bad_request(m),
+            e @ (AuthError::Account(_)
+            | AuthError::Hash(_)
+            | AuthError::Key(_)
+            | AuthError::Sign(_)
+            | AuthError::Random(_)
+            | AuthError::Task(_)) => ApiError::internal(&e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (k, v) in pairs {
+            map.append(*k, HeaderValue::from_static(v));
+        }
+        map
+    }
+
+    #[test]
+    fn token_from_bearer_or_cookie() {
+        assert_eq!(
+            token_from(&headers(&[("authorization", "Bearer abc")])),
+            Some("abc")
+        );
+        assert_eq!(
+            token_from(&headers(&[("authorization", "bearer  abc ")])),
+            Some("abc")
+        );
+        // A non-bearer Authorization is no token, even with a cookie.
+        assert_eq!(
+            token_from(&headers(&[
+                ("authorization", "Basic x"),
+                ("cookie", "octo_session=c")
+            ])),
+            None
+        );
+        assert_eq!(
+            token_from(&headers(&[("cookie", "a=1; octo_session=tok; b=2")])),
+            Some("tok")
+        );
+        assert_eq!(
+            token_from(&headers(&[
+                ("cookie", "a=1"),
+                ("cookie", "octo_session=tok")
+            ])),
+            Some("tok")
+        );
+        assert_eq!(
+            token_from(&headers(&[("cookie", "xocto_session=tok")])),
+            None
+        );
+        assert_eq!(token_from(&headers(&[("cookie", "octo_session=")])), None);
+        assert_eq!(token_from(&headers(&[])), None);
+    }
+
+    #[test]
+    fn cookie_attributes() {
+        let (name, value) = cookie("tok", 60, false);
+        assert_eq!(name, SET_COOKIE);
+        assert_eq!(
+            value,
+            "octo_session=tok; Path=/; HttpOnly; SameSite=Strict; Max-Age=60"
+        );
+        let (_, value) = clear_cookie(true);
+        assert_eq!(
+            value,
+            "octo_session=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0; Secure"
+        );
+    }
+
+    async fn client(pairs: &[(&'static str, &'static str)], peer: Option<&str>) -> Client {
+        let mut req = axum::http::Request::get("/").body(()).expect("request");
+        *req.headers_mut() = headers(pairs);
+        if let Some(peer) = peer {
+            req.extensions_mut()
+                .insert(ConnectInfo(peer.parse::<SocketAddr>().expect("addr")));
+        }
+        let (mut parts, ()) = req.into_parts();
+        let Ok(client) = Client::from_request_parts(&mut parts, &()).await;
+        client
+    }
+
+    #[tokio::test]
+    async fn client_address_trusts_forwarded_for_only_from_loopback() {
+        let xff = ("x-forwarded-for", "10.0.0.1, 203.0.113.7");
+        assert_eq!(
+            client(&[xff], Some("127.0.0.1:5000")).await.address,
+            "203.0.113.7"
+        );
+        assert_eq!(client(&[xff], None).await.address, "203.0.113.7");
+        assert_eq!(
+            client(&[xff], Some("198.51.100.2:5000")).await.address,
+            "198.51.100.2"
+        );
+        assert_eq!(client(&[], Some("[::1]:5000")).await.address, "::1");
+        assert_eq!(client(&[], None).await.address, "unknown");
+        assert_eq!(
+            client(&[("x-forwarded-for", "junk")], None).await.address,
+            "unknown"
+        );
+    }
+
+    #[tokio::test]
+    async fn tls_from_forwarded_proto() {
+        assert!(client(&[("x-forwarded-proto", "https")], None).await.tls);
+        assert!(!client(&[("x-forwarded-proto", "http")], None).await.tls);
+        assert!(!client(&[], None).await.tls);
+    }
+}

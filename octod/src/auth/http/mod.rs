@@ -1,0 +1,410 @@
+//! The HTTP face of [`Auth`](super::Auth): the account routes, the extractors the rest of the
+//! API uses to know who is asking, and the same-origin middleware.
+//!
+//! | route                                        | who     | body → answer                       |
+//! | -------------------------------------------- | ------- | ----------------------------------- |
+//! | `POST /api/auth/register`                    | anyone  | `{invite_code, username, password}` → 201 user + cookie |
+//! | `POST /api/auth/login`                       | anyone  | `{username, password}` → user + cookie |
+//! | `POST /api/auth/logout`                      | anyone  | → 204, cookie cleared, token revoked |
+//! | `GET /api/me`                                | user    | → user                              |
+//! | `POST /api/me/password`                      | user    | `{current, new}` → 204 + new cookie |
+//! | `GET /api/admin/users`                       | admin   | → `[user]`                          |
+//! | `POST /api/admin/users`                      | admin   | `{username, password, role?}` → 201 user |
+//! | `POST /api/admin/users/{name}/disable`       | admin   | → user                              |
+//! | `POST /api/admin/users/{name}/enable`        | admin   | → user                              |
+//! | `POST /api/admin/users/{name}/role`          | admin   | `{role}` → user                     |
+//! | `POST /api/admin/users/{name}/password`      | admin   | `{password}` → 204                  |
+//! | `GET /api/admin/invite-codes`                | admin   | → `[invite]`                        |
+//! | `POST /api/admin/invite-codes`               | admin   | `{role?, uses?, expires_in_seconds?}` → 201 invite |
+//! | `DELETE /api/admin/invite-codes/{code}`      | admin   | → 204                               |
+//! | `GET /api/admin/audit?limit=`                | admin   | → `[entry]`, newest first (default 100, at most 1000) |
+//!
+//! Times are milliseconds since the Unix epoch. Errors are the API's one shape; the codes are
+//! listed in the `From<AuthError> for ApiError` mapping in [`extract`].
+//!
+//! The cookie: `octo_session=<JWT>; Path=/; HttpOnly; SameSite=Strict; Max-Age=<token ttl>`,
+//! plus `Secure` when `secure_cookies` is set or the request came through a TLS proxy
+//! (`X-Forwarded-Proto: https`). An API client may send the same JWT as
+//! `Authorization: Bearer`.
+
+pub mod extract;
+pub mod origin;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::extract::{FromRef, Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use serde::{Deserialize, Serialize};
+
+use super::{AuthState, Authenticated, IssuedToken, NewInvite};
+use crate::api::ApiError;
+use crate::identity::{CurrentUser, Role};
+use crate::store::{AuditEntry, Invite, UserRecord};
+
+pub use extract::{COOKIE_NAME, Client, JsonBody, RequireAdmin};
+pub use origin::{is_same_origin, same_origin};
+
+/// The account routes; merge them into the application's router, whose state provides an
+/// [`AuthState`] through `FromRef`.
+pub fn routes<S>() -> Router<S>
+where
+    AuthState: FromRef<S>,
+    S: Clone + Send + Sync + 'static,
+{
+    Router::new()
+        .route("/api/auth/register", post(register))
+        .route("/api/auth/login", post(login))
+        .route("/api/auth/logout", post(logout))
+        .route("/api/me", get(me))
+        .route("/api/me/password", post(change_password))
+        .route("/api/admin/users", get(list_users).post(create_user))
+        .route("/api/admin/users/{name}/disable", post(disable_user))
+        .route("/api/admin/users/{name}/enable", post(enable_user))
+        .route("/api/admin/users/{name}/role", post(set_role))
+        .route("/api/admin/users/{name}/password", post(reset_password))
+        .route(
+            "/api/admin/invite-codes",
+            get(list_invites).post(create_invite),
+        )
+        .route("/api/admin/invite-codes/{code}", delete(delete_invite))
+        .route("/api/admin/audit", get(audit))
+}
+
+// ---- Wire types.
+
+/// A user as the API shows it: never the hash or the token generation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserView {
+    pub name: String,
+    pub role: Role,
+    pub disabled: bool,
+    pub created_at: u64,
+}
+
+impl From<&UserRecord> for UserView {
+    fn from(u: &UserRecord) -> Self {
+        Self {
+            name: u.name.clone(),
+            role: u.role,
+            disabled: u.disabled,
+            created_at: unix_ms(u.created_at),
+        }
+    }
+}
+
+/// An invite code as admins see it, code included.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InviteView {
+    pub code: String,
+    pub role: Role,
+    pub uses_left: u32,
+    pub expires_at: Option<u64>,
+    pub created_by: String,
+    pub created_at: u64,
+}
+
+impl From<&Invite> for InviteView {
+    fn from(i: &Invite) -> Self {
+        Self {
+            code: i.code.expose().to_owned(),
+            role: i.role,
+            uses_left: i.uses_left,
+            expires_at: i.expires_at.map(unix_ms),
+            created_by: i.created_by.clone(),
+            created_at: unix_ms(i.created_at),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditView {
+    pub id: u64,
+    pub time: u64,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub detail: String,
+}
+
+impl From<(u64, AuditEntry)> for AuditView {
+    fn from((id, e): (u64, AuditEntry)) -> Self {
+        Self {
+            id,
+            time: unix_ms(e.time),
+            actor: e.actor,
+            action: e.action,
+            target: e.target,
+            detail: e.detail,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterRequest {
+    pub invite_code: String,
+    pub username: String,
+    pub password: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    pub username: String,
+    pub password: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordChange {
+    pub current: String,
+    pub new: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUser {
+    pub username: String,
+    pub password: String,
+    pub role: Option<Role>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetRole {
+    pub role: Role,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResetPassword {
+    pub password: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct CreateInvite {
+    pub role: Option<Role>,
+    pub uses: Option<u32>,
+    pub expires_in_seconds: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditQuery {
+    pub limit: Option<usize>,
+}
+
+/// Audit entries returned without `limit`, and the most returned with one.
+pub const AUDIT_DEFAULT_LIMIT: usize = 100;
+pub const AUDIT_MAX_LIMIT: usize = 1000;
+
+// ---- Handlers.
+
+fn signed_in(
+    auth: &AuthState,
+    client: &Client,
+    status: StatusCode,
+    user: &UserRecord,
+    issued: &IssuedToken,
+) -> Response {
+    let secure = auth.settings().secure_cookies || client.tls;
+    let max_age = issued.claims.exp.saturating_sub(issued.claims.iat);
+    (
+        status,
+        [extract::session_cookie(issued, max_age, secure)],
+        axum::Json(UserView::from(user)),
+    )
+        .into_response()
+}
+
+async fn register(
+    State(auth): State<AuthState>,
+    client: Client,
+    JsonBody(req): JsonBody<RegisterRequest>,
+) -> Result<Response, ApiError> {
+    let user = auth
+        .register(&req.invite_code, &req.username, &req.password)
+        .await?;
+    let issued = auth.issue(&user)?;
+    Ok(signed_in(
+        &auth,
+        &client,
+        StatusCode::CREATED,
+        &user,
+        &issued,
+    ))
+}
+
+async fn login(
+    State(auth): State<AuthState>,
+    client: Client,
+    JsonBody(req): JsonBody<LoginRequest>,
+) -> Result<Response, ApiError> {
+    let (user, issued) = auth
+        .login(&req.username, &req.password, &client.address)
+        .await?;
+    Ok(signed_in(&auth, &client, StatusCode::OK, &user, &issued))
+}
+
+/// Always succeeds: revokes the token if there is a valid one and clears the cookie.
+async fn logout(
+    State(auth): State<AuthState>,
+    client: Client,
+    session: Result<Authenticated, ApiError>,
+) -> Result<Response, ApiError> {
+    if let Ok(session) = session {
+        auth.logout(&session.claims).await?;
+    }
+    let secure = auth.settings().secure_cookies || client.tls;
+    Ok((StatusCode::NO_CONTENT, [extract::clear_cookie(secure)]).into_response())
+}
+
+async fn me(State(auth): State<AuthState>, user: CurrentUser) -> Result<Response, ApiError> {
+    let name = user.name;
+    let record = auth
+        .store()
+        .user(&name)
+        .map_err(super::AuthError::from)?
+        .ok_or_else(ApiError::unauthorized)?;
+    Ok(axum::Json(UserView::from(&record)).into_response())
+}
+
+async fn change_password(
+    State(auth): State<AuthState>,
+    client: Client,
+    user: CurrentUser,
+    JsonBody(req): JsonBody<PasswordChange>,
+) -> Result<Response, ApiError> {
+    let (record, issued) = auth
+        .change_password(&user.name, &req.current, &req.new, &client.address)
+        .await?;
+    let mut response = signed_in(&auth, &client, StatusCode::NO_CONTENT, &record, &issued);
+    // 204 has no body; the cookie is what matters.
+    *response.body_mut() = axum::body::Body::empty();
+    response
+        .headers_mut()
+        .remove(axum::http::header::CONTENT_TYPE);
+    Ok(response)
+}
+
+async fn list_users(
+    State(auth): State<AuthState>,
+    RequireAdmin(_): RequireAdmin,
+) -> Result<Response, ApiError> {
+    let users = auth.users().await?;
+    Ok(axum::Json(users.iter().map(UserView::from).collect::<Vec<_>>()).into_response())
+}
+
+async fn create_user(
+    State(auth): State<AuthState>,
+    RequireAdmin(admin): RequireAdmin,
+    JsonBody(req): JsonBody<CreateUser>,
+) -> Result<Response, ApiError> {
+    let user = auth
+        .add_user(
+            &req.username,
+            &req.password,
+            req.role.unwrap_or(Role::User),
+            &admin.name,
+        )
+        .await?;
+    Ok((StatusCode::CREATED, axum::Json(UserView::from(&user))).into_response())
+}
+
+async fn disable_user(
+    State(auth): State<AuthState>,
+    RequireAdmin(admin): RequireAdmin,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let user = auth.disable(&name, &admin.name).await?;
+    Ok(axum::Json(UserView::from(&user)).into_response())
+}
+
+async fn enable_user(
+    State(auth): State<AuthState>,
+    RequireAdmin(admin): RequireAdmin,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let user = auth.enable(&name, &admin.name).await?;
+    Ok(axum::Json(UserView::from(&user)).into_response())
+}
+
+async fn set_role(
+    State(auth): State<AuthState>,
+    RequireAdmin(admin): RequireAdmin,
+    Path(name): Path<String>,
+    JsonBody(req): JsonBody<SetRole>,
+) -> Result<Response, ApiError> {
+    let user = auth.set_role(&name, req.role, &admin.name).await?;
+    Ok(axum::Json(UserView::from(&user)).into_response())
+}
+
+async fn reset_password(
+    State(auth): State<AuthState>,
+    RequireAdmin(admin): RequireAdmin,
+    Path(name): Path<String>,
+    JsonBody(req): JsonBody<ResetPassword>,
+) -> Result<StatusCode, ApiError> {
+    auth.reset_password(&name, &req.password, &admin.name)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn list_invites(
+    State(auth): State<AuthState>,
+    RequireAdmin(_): RequireAdmin,
+) -> Result<Response, ApiError> {
+    let invites = auth.invites().await?;
+    Ok(axum::Json(invites.iter().map(InviteView::from).collect::<Vec<_>>()).into_response())
+}
+
+async fn create_invite(
+    State(auth): State<AuthState>,
+    RequireAdmin(admin): RequireAdmin,
+    JsonBody(req): JsonBody<CreateInvite>,
+) -> Result<Response, ApiError> {
+    let new = NewInvite {
+        role: req.role.unwrap_or(Role::User),
+        uses: req.uses,
+        expires_in: req.expires_in_seconds.map(Duration::from_secs),
+    };
+    let invite = auth.create_invite(new, &admin.name).await?;
+    Ok((StatusCode::CREATED, axum::Json(InviteView::from(&invite))).into_response())
+}
+
+async fn delete_invite(
+    State(auth): State<AuthState>,
+    RequireAdmin(admin): RequireAdmin,
+    Path(code): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    auth.revoke_invite(&code, &admin.name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn audit(
+    State(auth): State<AuthState>,
+    RequireAdmin(_): RequireAdmin,
+    query: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let limit = query.limit.unwrap_or(AUDIT_DEFAULT_LIMIT);
+    if !(1..=AUDIT_MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::bad_request(format!(
+            "limit must be 1 to {AUDIT_MAX_LIMIT}"
+        )));
+    }
+    let entries = auth.audit_log(limit).await?;
+    Ok(axum::Json(entries.into_iter().map(AuditView::from).collect::<Vec<_>>()).into_response())
+}
+
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests;

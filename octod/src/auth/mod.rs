@@ -1,0 +1,687 @@
+//! Accounts and sign-in: registration with invite codes, Argon2id passwords, HS256 session
+//! tokens and their revocation, the login rate limit, and the admin operations on users and
+//! invite codes that both the HTTP API and `octoctl` use.
+//!
+//! [`Auth`] holds no HTTP; [`http`] turns it into routes, extractors and the same-origin
+//! middleware.
+//!
+//! # Tokens and revocation
+//!
+//! A token is a JWT (HS256, see [`token`]) with the claims `sub`, `role`, `exp`, `iat`, `jti`
+//! and `gen`. Every authenticated request checks, in one read transaction, that the user still
+//! exists and is enabled, that `gen` equals the user's current token generation and that `jti`
+//! is not revoked. The role that counts is the stored one, so a role change takes effect at the
+//! next request. Logout revokes the token's `jti` until the token would have expired anyway;
+//! disabling a user and every password change or reset bump the generation, which ends all of
+//! that user's tokens at once (the changing session gets a fresh token).
+//!
+//! # Login
+//!
+//! An unknown user name and a wrong password get the same answer, and take comparable time:
+//! an unknown name is verified against a dummy hash made with the configured cost. A disabled
+//! account is only reported as such after the right password. Attempts are rate-limited per
+//! client address and per user name ([`limit`]). At most one Argon2 computation per CPU runs at
+//! a time, so a burst of logins queues instead of exhausting memory.
+
+pub mod http;
+pub mod limit;
+pub mod password;
+pub mod token;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::sync::Semaphore;
+
+use crate::identity::{CurrentUser, Role};
+use crate::store::{AccountError, AuditEntry, Invite, Secret, Store, UserRecord};
+
+pub use http::{RequireAdmin, routes, same_origin};
+pub use limit::LoginLimits;
+pub use password::{InvalidCredential, PasswordCost};
+pub use token::Claims;
+
+/// The state the auth routes and extractors need: a cheap `Clone`. The lead's application
+/// state implements `FromRef` for it.
+pub type AuthState = Auth;
+
+/// How auth behaves; every field has a sensible default.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthSettings {
+    /// Lifetime of a session token (and its cookie). Default 7 days.
+    pub token_ttl: Duration,
+    /// Always mark the cookie `Secure`. Without it, the cookie is `Secure` when the request
+    /// came through a TLS proxy (`X-Forwarded-Proto: https`, which Caddy sets).
+    pub secure_cookies: bool,
+    pub login_limits: LoginLimits,
+    pub password_cost: PasswordCost,
+    /// Expiry of an invite code made without one. Default 7 days.
+    pub invite_ttl: Duration,
+    /// Expiry of the admin code logged on first start. Default 24 hours; a restart without an
+    /// admin logs a new one once the old one expired.
+    pub bootstrap_invite_ttl: Duration,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            token_ttl: Duration::from_secs(7 * 24 * 3600),
+            secure_cookies: false,
+            login_limits: LoginLimits::default(),
+            password_cost: PasswordCost::default(),
+            invite_ttl: Duration::from_secs(7 * 24 * 3600),
+            bootstrap_invite_ttl: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+/// The most uses an invite code may have, and the longest expiry.
+pub const MAX_INVITE_USES: u32 = 10_000;
+pub const MAX_INVITE_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// What failed. [`http`] maps each to a status and a stable code.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error(transparent)]
+    Account(#[from] AccountError),
+    #[error(transparent)]
+    Invalid(#[from] InvalidCredential),
+    /// Unknown user or wrong password: one answer for both.
+    #[error("wrong user name or password")]
+    InvalidCredentials,
+    /// The right password for a disabled account.
+    #[error("this account is disabled")]
+    Disabled,
+    /// The current password given to a password change was wrong.
+    #[error("the current password is wrong")]
+    WrongPassword,
+    #[error("too many attempts; retry in {} s", limit::retry_after_secs(*.retry_after))]
+    RateLimited { retry_after: Duration },
+    /// No valid token, or one that was revoked, superseded or belongs to a disabled user.
+    #[error("not signed in")]
+    Unauthenticated,
+    #[error("invalid invite code settings: {0}")]
+    InvalidInvite(String),
+    #[error(transparent)]
+    Hash(#[from] password::HashError),
+    #[error(transparent)]
+    Key(#[from] token::KeyError),
+    #[error("signing a token: {0}")]
+    Sign(#[from] jsonwebtoken::errors::Error),
+    #[error("reading random bytes: {0}")]
+    Random(#[from] getrandom::Error),
+    #[error("a blocking auth task did not finish: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// A token just issued, with what the cookie needs.
+#[derive(Debug, Clone)]
+pub struct IssuedToken {
+    pub token: Secret,
+    pub claims: Claims,
+}
+
+/// The user and claims of a valid token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authenticated {
+    pub user: CurrentUser,
+    pub claims: Claims,
+}
+
+/// A request for a new invite code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NewInvite {
+    pub role: Role,
+    /// Default 1.
+    pub uses: Option<u32>,
+    /// Default [`AuthSettings::invite_ttl`].
+    pub expires_in: Option<Duration>,
+}
+
+impl Default for NewInvite {
+    fn default() -> Self {
+        Self {
+            role: Role::User,
+            uses: None,
+            expires_in: None,
+        }
+    }
+}
+
+/// Accounts and sign-in; see the module documentation. A cheap `Clone`.
+#[derive(Clone)]
+pub struct Auth {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    keys: token::Keys,
+    settings: AuthSettings,
+    hasher: password::Hasher,
+    /// What an unknown user's password is checked against.
+    dummy_hash: Secret,
+    limiter: limit::LoginLimiter,
+    /// One Argon2 computation per CPU at a time.
+    hash_slots: Semaphore,
+    failed_logins: AtomicU64,
+    rate_limited_logins: AtomicU64,
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Auth")
+            .field("store", &self.inner.store)
+            .field("settings", &self.inner.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Auth {
+    /// Loads or creates the token signing key in `state_dir` and sets up sign-in over `store`.
+    pub fn open(
+        state_dir: impl AsRef<Path>,
+        store: Store,
+        settings: AuthSettings,
+    ) -> Result<Self, AuthError> {
+        let keys = token::Keys::load_or_create(state_dir.as_ref())?;
+        let hasher = password::Hasher::new(settings.password_cost)?;
+        let dummy_hash = hasher.hash(&token::new_jti()?)?;
+        let slots = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                store,
+                keys,
+                hasher,
+                dummy_hash,
+                limiter: limit::LoginLimiter::new(settings.login_limits),
+                hash_slots: Semaphore::new(slots),
+                settings,
+                failed_logins: AtomicU64::new(0),
+                rate_limited_logins: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    pub fn settings(&self) -> &AuthSettings {
+        &self.inner.settings
+    }
+
+    /// Logins refused for a wrong user name or password or a disabled account, since start
+    /// (the `/metrics` counter).
+    pub fn failed_logins(&self) -> u64 {
+        self.inner.failed_logins.load(Ordering::Relaxed)
+    }
+
+    /// Logins refused by the rate limit, since start.
+    pub fn rate_limited_logins(&self) -> u64 {
+        self.inner.rate_limited_logins.load(Ordering::Relaxed)
+    }
+
+    /// On a start without an enabled admin and without a usable admin invite code: creates a
+    /// single-use admin code (expiring after [`AuthSettings::bootstrap_invite_ttl`]) and
+    /// returns it for octod to log, once. Otherwise `None`. Synchronous: one small write
+    /// transaction at start.
+    pub fn bootstrap_admin_invite(&self) -> Result<Option<Secret>, AuthError> {
+        let now = SystemTime::now();
+        let invite = Invite {
+            code: new_invite_code()?,
+            role: Role::Admin,
+            uses_left: 1,
+            expires_at: Some(now + self.inner.settings.bootstrap_invite_ttl),
+            created_by: "octod (first start)".to_owned(),
+            created_at: now,
+        };
+        let created = self.inner.store.create_bootstrap_invite(&invite, now)?;
+        Ok(created.then_some(invite.code))
+    }
+
+    /// Registers a user with an invite code; the user gets the code's role.
+    pub async fn register(
+        &self,
+        invite_code: &str,
+        username: &str,
+        password: &str,
+    ) -> Result<UserRecord, AuthError> {
+        password::check_username(username)?;
+        password::check_password(password)?;
+        // Cheap checks first: a bad code or a taken name costs no hashing. The transaction
+        // below checks both again.
+        let code = invite_code.to_owned();
+        let name = username.to_owned();
+        self.blocking(move |store| {
+            let now = SystemTime::now();
+            if !store
+                .invites()?
+                .iter()
+                .any(|i| i.code.expose() == code && i.is_usable(now))
+            {
+                return Err(AccountError::InvalidInvite.into());
+            }
+            if store.user(&name)?.is_some() {
+                return Err(AccountError::UserExists(name).into());
+            }
+            Ok(())
+        })
+        .await?;
+        let hash = self.hash(password).await?;
+        let code = invite_code.to_owned();
+        let user = UserRecord::new(username, Role::User, hash);
+        self.blocking(move |store| {
+            Ok(store.register_with_invite(&code, user, SystemTime::now())?)
+        })
+        .await
+    }
+
+    /// Checks a user name and password from `client` (an address, for the rate limit and the
+    /// audit log) and issues a token.
+    pub async fn login(
+        &self,
+        username: &str,
+        password: &str,
+        client: &str,
+    ) -> Result<(UserRecord, IssuedToken), AuthError> {
+        // The limiter key is bounded whatever the client sends.
+        let limit_key: String = username.chars().take(64).collect();
+        if let Err(retry_after) = self
+            .inner
+            .limiter
+            .attempt(client, &limit_key, Instant::now())
+        {
+            self.inner
+                .rate_limited_logins
+                .fetch_add(1, Ordering::Relaxed);
+            return Err(AuthError::RateLimited { retry_after });
+        }
+        let valid_name = password::check_username(username).is_ok();
+        let user = if valid_name {
+            let name = username.to_owned();
+            self.blocking(move |store| Ok(store.user(&name)?)).await?
+        } else {
+            None
+        };
+        // No stored password is longer; skipping the hash reveals nothing about the user.
+        let matches = password.len() <= password::MAX_PASSWORD_BYTES && {
+            let hash = user.as_ref().map_or_else(
+                || self.inner.dummy_hash.clone(),
+                |u| u.password_hash.clone(),
+            );
+            self.verify(password, hash).await? && user.is_some()
+        };
+        let target = if valid_name {
+            username
+        } else {
+            "(invalid name)"
+        };
+        match user {
+            Some(user) if matches && !user.disabled => {
+                self.inner.limiter.clear_user(&limit_key);
+                let issued = self.issue(&user)?;
+                self.audit(AuditEntry::new(
+                    &user.name,
+                    "login.success",
+                    &user.name,
+                    format!("from {client}"),
+                ))
+                .await?;
+                Ok((user, issued))
+            }
+            Some(user) if matches => {
+                self.inner.failed_logins.fetch_add(1, Ordering::Relaxed);
+                self.audit(AuditEntry::new(
+                    &user.name,
+                    "login.refused",
+                    &user.name,
+                    format!("account disabled; from {client}"),
+                ))
+                .await?;
+                Err(AuthError::Disabled)
+            }
+            _ => {
+                self.inner.failed_logins.fetch_add(1, Ordering::Relaxed);
+                self.audit(AuditEntry::new(
+                    "anonymous",
+                    "login.failure",
+                    target,
+                    format!("from {client}"),
+                ))
+                .await?;
+                Err(AuthError::InvalidCredentials)
+            }
+        }
+    }
+
+    /// A new token for `user` in their current generation.
+    pub fn issue(&self, user: &UserRecord) -> Result<IssuedToken, AuthError> {
+        let now = SystemTime::now();
+        let claims = Claims {
+            sub: user.name.clone(),
+            role: user.role,
+            exp: token::unix_seconds(now + self.inner.settings.token_ttl),
+            iat: token::unix_seconds(now),
+            jti: token::new_jti()?,
+            generation: user.token_generation,
+        };
+        Ok(IssuedToken {
+            token: self.inner.keys.sign(&claims)?,
+            claims,
+        })
+    }
+
+    /// Checks a token: signature (HS256 only), expiry, revocation, the user's generation and
+    /// that the user exists and is enabled. Any failure is [`AuthError::Unauthenticated`]
+    /// (the reason is logged at debug level), except a store failure.
+    ///
+    /// Synchronous and meant to be called on the runtime: one read transaction, which never
+    /// waits for writers.
+    pub fn authenticate(&self, token: &str) -> Result<Authenticated, AuthError> {
+        let claims = self.inner.keys.verify(token).map_err(|e| {
+            tracing::debug!("refused a token: {e}");
+            AuthError::Unauthenticated
+        })?;
+        let status = self.inner.store.token_status(&claims.sub, &claims.jti)?;
+        let refuse = |why: &str| {
+            tracing::debug!("refused a token of {}: {why}", claims.sub);
+            AuthError::Unauthenticated
+        };
+        let Some(user) = status.user else {
+            return Err(refuse("no such user"));
+        };
+        if status.revoked {
+            return Err(refuse("revoked"));
+        }
+        if user.disabled {
+            return Err(refuse("user disabled"));
+        }
+        if user.token_generation != claims.generation {
+            return Err(refuse("superseded by a password change or disable"));
+        }
+        Ok(Authenticated {
+            user: CurrentUser {
+                name: user.name,
+                role: user.role,
+            },
+            claims,
+        })
+    }
+
+    /// Revokes the token with these claims.
+    pub async fn logout(&self, claims: &Claims) -> Result<(), AuthError> {
+        let claims = claims.clone();
+        self.blocking(move |store| {
+            let audit = AuditEntry::new(&claims.sub, "logout", &claims.sub, "");
+            Ok(store.revoke_token(&claims.jti, claims.expires_at(), Some(&audit))?)
+        })
+        .await
+    }
+
+    /// A user changes their own password. Rate-limited like a login (a stolen session must not
+    /// become a password oracle). Ends all of the user's tokens and returns a fresh one.
+    pub async fn change_password(
+        &self,
+        name: &str,
+        current: &str,
+        new: &str,
+        client: &str,
+    ) -> Result<(UserRecord, IssuedToken), AuthError> {
+        password::check_password(new)?;
+        if let Err(retry_after) = self.inner.limiter.attempt(client, name, Instant::now()) {
+            return Err(AuthError::RateLimited { retry_after });
+        }
+        let owned = name.to_owned();
+        let user = self
+            .blocking(move |store| {
+                store
+                    .user(&owned)?
+                    .ok_or_else(|| AccountError::NoSuchUser(owned).into())
+            })
+            .await?;
+        let ok = current.len() <= password::MAX_PASSWORD_BYTES
+            && self.verify(current, user.password_hash.clone()).await?;
+        if !ok {
+            self.audit(AuditEntry::new(
+                name,
+                "user.password_change_refused",
+                name,
+                format!("wrong current password; from {client}"),
+            ))
+            .await?;
+            return Err(AuthError::WrongPassword);
+        }
+        self.inner.limiter.clear_user(name);
+        let user = self
+            .set_password(
+                name,
+                new,
+                AuditEntry::new(name, "user.password_change", name, ""),
+            )
+            .await?;
+        let issued = self.issue(&user)?;
+        Ok((user, issued))
+    }
+
+    // ---- Admin operations: the HTTP admin routes and octoctl call these. `actor` names who
+    // ---- asks, for the audit log: an admin's user name, or e.g. `octoctl (uid 0)`.
+
+    /// Creates a user directly, without an invite code.
+    pub async fn add_user(
+        &self,
+        name: &str,
+        password: &str,
+        role: Role,
+        actor: &str,
+    ) -> Result<UserRecord, AuthError> {
+        password::check_username(name)?;
+        password::check_password(password)?;
+        let hash = self.hash(password).await?;
+        let user = UserRecord::new(name, role, hash);
+        let actor = actor.to_owned();
+        self.blocking(move |store| Ok(store.add_user(user, &actor)?))
+            .await
+    }
+
+    pub async fn users(&self) -> Result<Vec<UserRecord>, AuthError> {
+        self.blocking(|store| Ok(store.users()?)).await
+    }
+
+    /// Changes a user's role; refused for the last enabled admin.
+    pub async fn set_role(
+        &self,
+        name: &str,
+        role: Role,
+        actor: &str,
+    ) -> Result<UserRecord, AuthError> {
+        let detail = match role {
+            Role::Admin => "admin",
+            Role::User => "user",
+        };
+        self.modify(
+            name,
+            AuditEntry::new(actor, "user.role", name, detail),
+            move |u| {
+                u.role = role;
+            },
+        )
+        .await
+    }
+
+    /// Disables a user and ends all their tokens; refused for the last enabled admin.
+    pub async fn disable(&self, name: &str, actor: &str) -> Result<UserRecord, AuthError> {
+        self.modify(
+            name,
+            AuditEntry::new(actor, "user.disable", name, ""),
+            |u| {
+                if !u.disabled {
+                    u.disabled = true;
+                    u.token_generation += 1;
+                }
+            },
+        )
+        .await
+    }
+
+    pub async fn enable(&self, name: &str, actor: &str) -> Result<UserRecord, AuthError> {
+        self.modify(name, AuditEntry::new(actor, "user.enable", name, ""), |u| {
+            u.disabled = false;
+        })
+        .await
+    }
+
+    /// Sets a user's password and ends all their tokens.
+    pub async fn reset_password(
+        &self,
+        name: &str,
+        password: &str,
+        actor: &str,
+    ) -> Result<UserRecord, AuthError> {
+        password::check_password(password)?;
+        self.set_password(
+            name,
+            password,
+            AuditEntry::new(actor, "user.password_reset", name, ""),
+        )
+        .await
+    }
+
+    /// Mints an invite code.
+    pub async fn create_invite(&self, new: NewInvite, actor: &str) -> Result<Invite, AuthError> {
+        let uses = new.uses.unwrap_or(1);
+        if !(1..=MAX_INVITE_USES).contains(&uses) {
+            return Err(AuthError::InvalidInvite(format!(
+                "uses must be 1 to {MAX_INVITE_USES}"
+            )));
+        }
+        let ttl = new.expires_in.unwrap_or(self.inner.settings.invite_ttl);
+        if ttl.is_zero() || ttl > MAX_INVITE_TTL {
+            return Err(AuthError::InvalidInvite(format!(
+                "the expiry must be 1 to {} seconds",
+                MAX_INVITE_TTL.as_secs()
+            )));
+        }
+        let now = SystemTime::now();
+        let invite = Invite {
+            code: new_invite_code()?,
+            role: new.role,
+            uses_left: uses,
+            expires_at: Some(now + ttl),
+            created_by: actor.to_owned(),
+            created_at: now,
+        };
+        let stored = invite.clone();
+        self.blocking(move |store| Ok(store.create_invite(&stored)?))
+            .await?;
+        Ok(invite)
+    }
+
+    pub async fn invites(&self) -> Result<Vec<Invite>, AuthError> {
+        self.blocking(|store| Ok(store.invites()?)).await
+    }
+
+    /// Deletes an invite code.
+    pub async fn revoke_invite(&self, code: &str, actor: &str) -> Result<(), AuthError> {
+        let (code, actor) = (code.to_owned(), actor.to_owned());
+        self.blocking(move |store| {
+            store.delete_invite(&code, &actor)?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// The newest `limit` audit entries, newest first.
+    pub async fn audit_log(&self, limit: usize) -> Result<Vec<(u64, AuditEntry)>, AuthError> {
+        self.blocking(move |store| Ok(store.audit_log(limit)?))
+            .await
+    }
+
+    async fn set_password(
+        &self,
+        name: &str,
+        password: &str,
+        audit: AuditEntry,
+    ) -> Result<UserRecord, AuthError> {
+        let hash = self.hash(password).await?;
+        self.modify(name, audit, move |u| {
+            u.password_hash = hash;
+            u.token_generation += 1;
+        })
+        .await
+    }
+
+    async fn modify(
+        &self,
+        name: &str,
+        audit: AuditEntry,
+        change: impl FnOnce(&mut UserRecord) + Send + 'static,
+    ) -> Result<UserRecord, AuthError> {
+        let name = name.to_owned();
+        self.blocking(move |store| {
+            Ok(store.modify_user(&name, &audit, |u| {
+                change(u);
+                Ok(())
+            })?)
+        })
+        .await
+    }
+
+    async fn audit(&self, entry: AuditEntry) -> Result<(), AuthError> {
+        self.blocking(move |store| {
+            store.append_audit(&entry)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn hash(&self, password: &str) -> Result<Secret, AuthError> {
+        let _slot = self.hash_slot().await;
+        let inner = self.inner.clone();
+        let password = password.to_owned();
+        Ok(tokio::task::spawn_blocking(move || inner.hasher.hash(&password)).await??)
+    }
+
+    async fn verify(&self, password: &str, hash: Secret) -> Result<bool, AuthError> {
+        let _slot = self.hash_slot().await;
+        let inner = self.inner.clone();
+        let password = password.to_owned();
+        Ok(tokio::task::spawn_blocking(move || inner.hasher.verify(&password, &hash)).await?)
+    }
+
+    async fn hash_slot(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        // The semaphore is never closed; `None` would only mean running unthrottled.
+        self.inner.hash_slots.acquire().await.ok()
+    }
+
+    /// Runs store work off the runtime (a write transaction waits for an fsync).
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Store) -> Result<T, AuthError> + Send + 'static,
+    ) -> Result<T, AuthError> {
+        let store = self.inner.store.clone();
+        tokio::task::spawn_blocking(move || f(&store)).await?
+    }
+}
+
+/// A fresh invite code: 20 random bytes as 32 characters of lower-case base32 (`a-z2-7`),
+/// easy to paste and to read out, 160 bits.
+fn new_invite_code() -> Result<Secret, getrandom::Error> {
+    const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
+    let mut bytes = [0u8; 20];
+    getrandom::fill(&mut bytes)?;
+    let mut code = String::with_capacity(32);
+    for chunk in bytes.chunks(5) {
+        let n = chunk.iter().fold(0u64, |n, &b| n << 8 | u64::from(b));
+        for i in (0..8).rev() {
+            let index = u8::try_from((n >> (5 * i)) & 31).unwrap_or(0);
+            code.push(char::from(ALPHABET[usize::from(index)]));
+        }
+    }
+    Ok(Secret::new(code))
+}
+
+#[cfg(test)]
+mod tests;
