@@ -34,6 +34,13 @@ pub(crate) async fn session_start(rounds: u32) -> anyhow::Result<()> {
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         let resumed = started.elapsed();
+        // The same unit started by systemd alone: Quadlet's `podman run --sdnotify=healthy`
+        // under a start job, without anything of the engine.
+        let unit = octod::render::SessionNames::new(&id).service;
+        systemd.stop(&unit, Duration::from_secs(60)).await?;
+        let started = Instant::now();
+        systemd.start(&unit, Duration::from_secs(120)).await?;
+        let unit_only = started.elapsed();
         engine
             .delete(&id)
             .await
@@ -56,6 +63,7 @@ pub(crate) async fn session_start(rounds: u32) -> anyhow::Result<()> {
         median(&mut resume),
         median(&mut podman),
     );
+    let q = median(&mut quadlet);
     println!();
     println!("session-start ({rounds} rounds, medians)");
     println!("  engine create→ready     {c:>10.2?}");

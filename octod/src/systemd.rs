@@ -377,6 +377,29 @@ impl Systemd {
             .boxed())
     }
 
+    /// A unit's `ActiveState` as it changes (from its `PropertiesChanged` signals), starting
+    /// with the current value. The reconciler watches session units with it.
+    pub async fn watch_active_state(
+        &self,
+        unit: &str,
+    ) -> Result<futures_util::stream::BoxStream<'static, String>, SystemdError> {
+        let err = |source| SystemdError::Property {
+            unit: unit.to_owned(),
+            source,
+        };
+        let path = self.manager.load_unit(unit).await.map_err(err)?;
+        let proxy = UnitProxy::builder(&self.connection)
+            .path(path)
+            .map_err(err)?
+            .build()
+            .await
+            .map_err(err)?;
+        let changes = proxy.receive_active_state_changed().await;
+        Ok(changes
+            .filter_map(|change| async move { change.get().await.ok() })
+            .boxed())
+    }
+
     /// Units matching glob patterns (e.g. `octo-*.service`) with their active state.
     pub async fn list_units(
         &self,

@@ -3,8 +3,9 @@
 //! delete), restarts what should run, marks what failed, removes orphans, and stops idle
 //! sessions.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use futures_util::StreamExt as _;
@@ -178,17 +179,23 @@ impl Engine {
         stopped
     }
 
-    /// Runs the reconciler and idle stop forever: every `period`, and soon after a session
-    /// unit's job ends in anything but `done`.
+    /// Runs the reconciler and idle stop forever: every `period`, soon after a session unit's
+    /// job ends in anything but `done`, and when a session unit's `ActiveState` changes to
+    /// `failed` or `inactive` behind our back (its `PropertiesChanged` signals).
     pub fn spawn_background(&self, period: Duration) -> tokio::task::JoinHandle<()> {
         let engine = self.clone();
         tokio::spawn(async move {
             let mut jobs = engine.inner.systemd.job_results().await.ok();
+            let changed = Arc::new(tokio::sync::Notify::new());
+            let mut watchers: HashMap<SessionId, tokio::task::JoinHandle<()>> = HashMap::new();
             let mut tick = tokio::time::interval(period);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
                     _ = tick.tick() => {}
+                    () = changed.notified() => {
+                        tracing::debug!("a session unit changed state: reconciling");
+                    }
                     Some((unit, result)) = async {
                         match jobs.as_mut() {
                             Some(stream) => stream.next().await,
@@ -206,8 +213,48 @@ impl Engine {
                     tracing::info!(?report, "reconciled");
                 }
                 engine.reap_idle().await;
+                engine.watch_units(&mut watchers, &changed).await;
             }
         })
+    }
+
+    /// Keeps one `ActiveState` watcher per session unit, and none for deleted sessions.
+    async fn watch_units(
+        &self,
+        watchers: &mut HashMap<SessionId, tokio::task::JoinHandle<()>>,
+        changed: &Arc<tokio::sync::Notify>,
+    ) {
+        let Ok(records) = self.list().await else {
+            return;
+        };
+        let ids: BTreeSet<SessionId> = records.into_iter().map(|r| r.spec.id).collect();
+        watchers.retain(|id, task| {
+            let keep = ids.contains(id) && !task.is_finished();
+            if !keep {
+                task.abort();
+            }
+            keep
+        });
+        for id in ids {
+            if watchers.contains_key(&id) {
+                continue;
+            }
+            let unit = SessionNames::new(&id).service;
+            let Ok(mut states) = self.inner.systemd.watch_active_state(&unit).await else {
+                continue;
+            };
+            let changed = Arc::clone(changed);
+            watchers.insert(
+                id,
+                tokio::spawn(async move {
+                    while let Some(state) = states.next().await {
+                        if state == "failed" || state == "inactive" {
+                            changed.notify_one();
+                        }
+                    }
+                }),
+            );
+        }
     }
 
     fn busy(&self, id: &SessionId) -> bool {
