@@ -8,14 +8,14 @@
 //! session comes back after a reboot with its files; a stopped one stays stopped).
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail, ensure};
 use octod::engine::{CreateRequest, Engine, EngineConfig, EngineError};
 use octod::podman::Podman;
-use octod::render::{HealthConfig, RenderConfig, SessionNames};
+use octod::render::{EnvSecret, HealthConfig, RenderConfig, SessionNames};
 use octod::session::{Limits, SessionId, SessionState};
 use octod::store::{PortRange, Store};
 use octod::systemd::Systemd;
@@ -66,7 +66,8 @@ fn home() -> anyhow::Result<PathBuf> {
     ))
 }
 
-/// The engine as octod would build it, over this host's real parts.
+/// The engine as octod would build it, over this host's real parts, with the busybox test
+/// image's health check and a test template.
 pub(crate) async fn engine_with(image: &str, ports: PortRange) -> anyhow::Result<Engine> {
     util::ensure_session_test_image(IMAGE)?;
     let base = home()?.join("e2e");
@@ -76,9 +77,6 @@ pub(crate) async fn engine_with(image: &str, ports: PortRange) -> anyhow::Result
         templates.join(TEMPLATE).join("AGENTS.md"),
         "# test template\n",
     )?;
-    let store = Store::open(base.join("octod.redb"), ports)?;
-    let systemd = Systemd::connect_user().await?;
-    let podman = Podman::connect_user(&systemd).await?;
     let mut render = RenderConfig::new(&templates);
     render.health = HealthConfig {
         cmd: health_cmd(),
@@ -88,10 +86,53 @@ pub(crate) async fn engine_with(image: &str, ports: PortRange) -> anyhow::Result
         timeout: Duration::from_secs(5),
     };
     render.start_timeout = Duration::from_secs(90);
+    engine_from(EngineSetup {
+        image: image.to_owned(),
+        ports,
+        redb: base.join("octod.redb"),
+        render,
+    })
+    .await
+}
+
+/// The engine over the real session image (`octo-e2e image`): the shipped templates, the
+/// production health check (the image's `octo-healthcheck`) and the LLM provider's secret,
+/// with a store of its own.
+pub(crate) async fn engine_for_image(
+    image: &str,
+    templates: &Path,
+    provider_secret: EnvSecret,
+    ports: PortRange,
+) -> anyhow::Result<Engine> {
+    let base = home()?.join("e2e");
+    std::fs::create_dir_all(&base)?;
+    let mut render = RenderConfig::new(templates);
+    render.provider_secret = Some(provider_secret);
+    engine_from(EngineSetup {
+        image: image.to_owned(),
+        ports,
+        redb: base.join("octod-image.redb"),
+        render,
+    })
+    .await
+}
+
+/// What differs between the engines of the checks.
+struct EngineSetup {
+    image: String,
+    ports: PortRange,
+    redb: PathBuf,
+    render: RenderConfig,
+}
+
+async fn engine_from(setup: EngineSetup) -> anyhow::Result<Engine> {
+    let store = Store::open(setup.redb, setup.ports)?;
+    let systemd = Systemd::connect_user().await?;
+    let podman = Podman::connect_user(&systemd).await?;
     let config = EngineConfig {
         quadlet_dir: util::quadlet_dir()?.join("octo"),
-        render,
-        image: image.to_owned(),
+        render: setup.render,
+        image: setup.image,
         stop_timeout: Duration::from_secs(60),
         idle_timeout: None,
     };
@@ -147,7 +188,7 @@ async fn check_running(engine: &Engine, id: &SessionId) -> anyhow::Result<()> {
 }
 
 /// Nothing named after the session is left: files, units, container, volume, secret, ports.
-async fn check_gone(engine: &Engine, id: &SessionId) -> anyhow::Result<()> {
+pub(crate) async fn check_gone(engine: &Engine, id: &SessionId) -> anyhow::Result<()> {
     let names = SessionNames::new(id);
     let dir = util::quadlet_dir()?.join("octo");
     for file in [&names.container_file, &names.volume_file] {

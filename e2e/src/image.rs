@@ -1,14 +1,16 @@
 //! The session image for real: built by `octod::image` (a transient unit on the user manager,
-//! journal streamed, tagged after success; a failing build leaves `:latest` alone), then run
-//! rootless with `UserNS=auto` once per template, as the session unit runs it (token and LLM
-//! provider as Podman secrets, template mounted read-only, all capabilities dropped), and each
-//! service checked over its real protocol: opencode's health with and without the token and
-//! the template's agent in its config, the file server's listing of `/home/dev`, ttyd's
-//! WebSocket running `echo $((6*7))`. Also: every process runs as `dev`, secrets do not reach
-//! the user's shell or the log, user edits survive a restart, a killed service is restarted,
-//! and a stop takes less than Podman's grace time. And the full agent loop: a stub
-//! OpenAI-compatible model on the test host (tests only) answers a prompt sent through
-//! opencode's API with a shell tool call that writes a file, which the file server then shows.
+//! journal streamed, tagged after success; a failing build leaves `:latest` alone), then one
+//! session per template created through the engine (`octod::engine`, the same Quadlet units,
+//! token secret, provider secret, read-only template and health check as octod uses), and each
+//! service checked over its real protocol: opencode's health with and without the session's
+//! token and the template's agent in its config, the file server's listing of `/home/dev`,
+//! ttyd's WebSocket running `echo $((6*7))`. Also: every process runs as `dev` on a subordinate
+//! host uid, secrets do not reach the user's shell or the log, user edits survive the engine's
+//! stop and resume, a killed service is restarted, and a stop takes less than Podman's grace
+//! time. And the full agent loop: a stub OpenAI-compatible model on the test host (tests
+//! only) answers a prompt sent through opencode's API with a shell tool call that writes a
+//! file, which the file server then shows. Each session is deleted through the engine and
+//! nothing of it is left.
 //!
 //! Needs the base image `localhost/debian:trixie-slim` (imported by `cargo xtask`'s image
 //! helper, which also warms the layer cache) and `container/` at `/opt/octo/src/container`.
@@ -21,22 +23,31 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail, ensure};
 use futures_util::{SinkExt as _, StreamExt as _};
+use octod::engine::{CreateRequest, Engine};
 use octod::image::{BuildConfig, ImageError};
+use octod::render::{EnvSecret, SessionNames};
+use octod::session::{Limits, Ports, SessionId, SessionState};
+use octod::store::PortRange;
 use octod::systemd::Systemd;
 use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest as _, http};
 
+use crate::engine::{check_gone, engine_for_image};
 use crate::util::{self, say};
 
 const CONTAINER_DIR: &str = "/opt/octo/src/container";
 const BASE_IMAGE: &str = "localhost/debian:trixie-slim";
 /// Extra CAs the xtask helper put into the test host for the build (see xtask/src/image.rs).
 const EXTRA_CA_DIR: &str = "/var/lib/octo/image-ca";
-const TOKEN: &str = "e2e-image-token-4f9c1d2b7a";
+/// The image the engine's sessions use (built by [`build`]).
+const IMAGE: &str = "localhost/octo-session:latest";
+/// The LLM provider's Podman secret, exposed to every session as [`LLM_ENV`].
+const LLM_SECRET: &str = "octo-e2e-llm";
+const LLM_ENV: &str = "OCTO_LLM_CONFIG";
 const API_KEY: &str = "e2e-llm-key-must-not-be-logged";
 const LLM_MODEL: &str = "e2e-model";
-/// Host ports: distinct from other checks (test hosts share the network namespace).
-const PORT_BASE: u16 = 44_820;
-const READY_TIMEOUT: Duration = Duration::from_secs(120);
+/// The engine's host ports: distinct from other checks (test hosts share the network
+/// namespace).
+const PORTS: (u16, u16) = (22_000, 22_099);
 /// The OpenAI-compatible stub model on the test host (tests only; the real provider is the
 /// administrator's), reached from the container through pasta.
 const STUB_PORT: u16 = 44_899;
@@ -45,23 +56,27 @@ const AGENT_FILE: &str = "agent-loop.txt";
 const AGENT_FILE_TEXT: &str = "written by the agent through its shell tool";
 const AGENT_REPLY: &str = "The file is written.";
 
-/// A template and what its opencode config must show.
+/// A template, the id of its session and what its opencode config must show.
 struct Template {
     dir: &'static str,
+    session: &'static str,
     default_agent: &'static str,
 }
 
 const TEMPLATES: &[Template] = &[
     Template {
         dir: "coding-copilot",
+        session: "imgcoding",
         default_agent: "build",
     },
     Template {
         dir: "research-assistant",
+        session: "imgresearch",
         default_agent: "research",
     },
     Template {
         dir: "meeting-synth",
+        session: "imgmeeting",
         default_agent: "meeting-synth",
     },
 ];
@@ -76,26 +91,123 @@ pub(crate) async fn run() -> anyhow::Result<()> {
             .await
             .with_context(|| format!("binding the stub model on port {STUB_PORT}"))?,
     ));
-    for (index, template) in TEMPLATES.iter().enumerate() {
-        let first = index == 0;
-        let ports = Ports::new(index);
-        let session = Session::new(template.dir, ports);
-        session.remove();
-        let result = async {
-            session.start(first)?;
-            check_session(&session, template, first).await
+    // The administrator's provider secret, here pointing at the stub model.
+    let llm = serde_json::json!({
+        "base_url": format!("http://host.containers.internal:{STUB_PORT}/v1"),
+        "model": LLM_MODEL,
+        "api_key": API_KEY,
+        "name": "E2E stub",
+    });
+    create_secret(LLM_SECRET, &llm.to_string())?;
+    let result = async {
+        let engine = engine_for_image(
+            IMAGE,
+            &Path::new(CONTAINER_DIR).join("templates"),
+            EnvSecret {
+                secret: LLM_SECRET.to_owned(),
+                env: LLM_ENV.to_owned(),
+            },
+            PortRange::new(PORTS.0, PORTS.1)?,
+        )
+        .await?;
+        let mut ready = Vec::new();
+        for (index, template) in TEMPLATES.iter().enumerate() {
+            let elapsed = template_session(&engine, template, index == 0)
+                .await
+                .with_context(|| format!("template {}", template.dir))?;
+            ready.push((template.dir, elapsed));
         }
-        .await;
-        if result.is_err() {
-            let _ = Command::new("podman")
-                .args(["logs", "--tail", "40", &session.name])
-                .status();
+        for (dir, elapsed) in ready {
+            say(format!(
+                "{dir}: engine create→ready {:.1} s",
+                elapsed.as_secs_f64()
+            ));
         }
-        session.remove();
-        result.with_context(|| format!("template {}", template.dir))?;
+        Ok(())
     }
+    .await;
+    let _ = Command::new("podman")
+        .args(["secret", "rm", LLM_SECRET])
+        .output();
     stub.abort();
-    Ok(())
+    result
+}
+
+/// Creates the template's session through the engine, checks it, deletes it through the
+/// engine and checks that nothing of it is left. Returns how long the create took (until
+/// the unit's start job ended: the container is healthy).
+async fn template_session(
+    engine: &Engine,
+    template: &Template,
+    first: bool,
+) -> anyhow::Result<Duration> {
+    let id: SessionId = template.session.parse()?;
+    // Left over from an interrupted run.
+    if engine.get(&id).await.is_ok() {
+        delete(engine, &id).await?;
+    }
+    let result = async {
+        let started = Instant::now();
+        let record = engine
+            .create(CreateRequest {
+                id: Some(id.to_string()),
+                owner: "e2e".into(),
+                template: template.dir.into(),
+                limits: Limits::default(),
+            })
+            .await
+            .map_err(|e| anyhow::anyhow!("creating session {id}: {e}"))?;
+        let elapsed = started.elapsed();
+        ensure!(
+            record.state == SessionState::Running,
+            "{id} after create: {:?}",
+            record.state
+        );
+        say(format!(
+            "{}: session {id} created through the engine, running (healthy) after {:.1} s; ports {:?}",
+            template.dir,
+            elapsed.as_secs_f64(),
+            record.spec.ports
+        ));
+        let session = Session {
+            name: SessionNames::new(&id).container,
+            token: engine.store().token(&id)?.expose().to_owned(),
+            ports: record.spec.ports,
+            id: id.clone(),
+        };
+        check_session(engine, &session, template, first).await?;
+        Ok(elapsed)
+    }
+    .await;
+    if result.is_err() {
+        let name = SessionNames::new(&id);
+        let _ = Command::new("podman")
+            .args(["logs", "--tail", "40", &name.container])
+            .status();
+        let _ = Command::new("journalctl")
+            .args(["--user", "--no-pager", "-n", "40", "-u", &name.service])
+            .status();
+    }
+    let deleted = if engine.get(&id).await.is_ok() {
+        delete(engine, &id).await
+    } else {
+        Ok(())
+    };
+    let elapsed = result?;
+    deleted?;
+    check_gone(engine, &id).await?;
+    say(format!(
+        "{}: deleted through the engine; no file, unit, container, volume, secret or port left",
+        template.dir
+    ));
+    Ok(elapsed)
+}
+
+async fn delete(engine: &Engine, id: &SessionId) -> anyhow::Result<()> {
+    engine
+        .delete(id)
+        .await
+        .map_err(|e| anyhow::anyhow!("deleting session {id}: {e}"))
 }
 
 fn build_config(version: &str, container_dir: &Path) -> anyhow::Result<BuildConfig> {
@@ -203,102 +315,17 @@ fn image_id(image: &str) -> anyhow::Result<String> {
     )
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Ports {
-    opencode: u16,
-    files: u16,
-    terminal: u16,
-}
-
-impl Ports {
-    fn new(index: usize) -> Self {
-        let base = PORT_BASE + 10 * u16::try_from(index).unwrap_or(0);
-        Self {
-            opencode: base,
-            files: base + 1,
-            terminal: base + 2,
-        }
-    }
-}
-
-/// One container run like a session unit runs it.
+/// A session the engine created, as the checks reach it.
 struct Session {
+    id: SessionId,
+    /// The container, `octo-<id>`.
     name: String,
-    template: &'static str,
+    /// The session's token from the store.
+    token: String,
     ports: Ports,
 }
 
 impl Session {
-    fn new(template: &'static str, ports: Ports) -> Self {
-        Self {
-            name: format!("octo-e2e-image-{template}"),
-            template,
-            ports,
-        }
-    }
-
-    fn token_secret(&self) -> String {
-        format!("{}-token", self.name)
-    }
-
-    fn llm_secret(&self) -> String {
-        format!("{}-llm", self.name)
-    }
-
-    fn start(&self, with_llm: bool) -> anyhow::Result<()> {
-        create_secret(&self.token_secret(), TOKEN)?;
-        let mut cmd = Command::new("podman");
-        cmd.args(["run", "--detach", "--name", &self.name, "--userns=auto"])
-            .args(["--cap-drop=ALL", "--security-opt=no-new-privileges"])
-            .arg(format!(
-                "--secret={},type=env,target=OCTO_SESSION_TOKEN",
-                self.token_secret()
-            ))
-            .arg(format!("--env=OCTO_SESSION_ID=e2e-{}", self.template))
-            .arg(format!("--volume={}:/home/dev:U", self.name))
-            .arg(format!(
-                "--volume={CONTAINER_DIR}/templates/{}:/etc/octo/template:ro",
-                self.template
-            ));
-        if with_llm {
-            let config = serde_json::json!({
-                "base_url": format!("http://host.containers.internal:{STUB_PORT}/v1"),
-                "model": LLM_MODEL,
-                "api_key": API_KEY,
-                "name": "E2E stub",
-            });
-            create_secret(&self.llm_secret(), &config.to_string())?;
-            cmd.arg(format!(
-                "--secret={},type=env,target=OCTO_LLM_CONFIG",
-                self.llm_secret()
-            ));
-        }
-        for (host, inside) in [
-            (self.ports.opencode, 41_820),
-            (self.ports.files, 41_821),
-            (self.ports.terminal, 41_822),
-        ] {
-            cmd.arg(format!("--publish=127.0.0.1:{host}:{inside}"));
-        }
-        cmd.arg("localhost/octo-session:latest");
-        util::run(&mut cmd)?;
-        Ok(())
-    }
-
-    /// Waits until the image's own health check passes; returns how long that took.
-    async fn ready(&self) -> anyhow::Result<Duration> {
-        let started = Instant::now();
-        util::eventually(READY_TIMEOUT, "the session's health check", async || {
-            util::run(Command::new("podman").args([
-                "exec",
-                &self.name,
-                "/usr/local/bin/octo-healthcheck",
-            ]))
-        })
-        .await?;
-        Ok(started.elapsed())
-    }
-
     fn exec(&self, script: &str) -> anyhow::Result<String> {
         util::run(Command::new("podman").args(["exec", &self.name, "sh", "-c", script]))
     }
@@ -313,20 +340,6 @@ impl Session {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         ))
-    }
-
-    fn remove(&self) {
-        let _ = Command::new("podman")
-            .args(["rm", "--force", "--time", "2", &self.name])
-            .output();
-        let _ = Command::new("podman")
-            .args(["volume", "rm", "--force", &self.name])
-            .output();
-        for secret in [self.token_secret(), self.llm_secret()] {
-            let _ = Command::new("podman")
-                .args(["secret", "rm", &secret])
-                .output();
-        }
     }
 }
 
@@ -350,17 +363,17 @@ fn create_secret(name: &str, value: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn check_session(session: &Session, template: &Template, first: bool) -> anyhow::Result<()> {
-    let ready = session.ready().await?;
-    say(format!(
-        "{}: healthy {:.1} s after `podman run`",
-        template.dir,
-        ready.as_secs_f64()
-    ));
+async fn check_session(
+    engine: &Engine,
+    session: &Session,
+    template: &Template,
+    first: bool,
+) -> anyhow::Result<()> {
     let ports = session.ports;
+    let token = session.token.as_str();
 
     // opencode: basic auth with the token, user "opencode".
-    let basic = format!("Basic {}", base64(format!("opencode:{TOKEN}").as_bytes()));
+    let basic = opencode_basic(token);
     let (status, body) = http(ports.opencode, "/global/health", Some(&basic))?;
     ensure!(
         status == 200 && body.contains("\"healthy\":true"),
@@ -403,7 +416,7 @@ async fn check_session(session: &Session, template: &Template, first: bool) -> a
     ));
 
     // The file server lists the workspace, with the template's files in it.
-    let bearer = format!("Bearer {TOKEN}");
+    let bearer = format!("Bearer {token}");
     let (status, body) = http(ports.files, "/api/list?path=/", Some(&bearer))?;
     ensure!(status == 200, "fileserver list: {status} {body}");
     for file in ["AGENTS.md", "opencode.json"] {
@@ -425,6 +438,7 @@ async fn check_session(session: &Session, template: &Template, first: bool) -> a
     // ttyd over its WebSocket protocol.
     let output = terminal(
         ports.terminal,
+        token,
         &["echo $((6*7))", "echo \"token:[${OCTO_SESSION_TOKEN:-}]\""],
         "token:[]",
     )
@@ -443,8 +457,8 @@ async fn check_session(session: &Session, template: &Template, first: bool) -> a
     ));
     let logs = session.logs()?;
     ensure!(
-        !logs.contains(TOKEN) && !logs.contains(&credential_b64()),
-        "the session token is in the container's log"
+        !logs.is_empty() && !logs.contains(token) && !logs.contains(&credential_b64(token)),
+        "the session token is in the container's log (or the log is empty)"
     );
 
     // Every process runs as dev, on a host uid of the user namespace, not octo's own.
@@ -472,7 +486,7 @@ async fn check_session(session: &Session, template: &Template, first: bool) -> a
         llm_provider(session, &basic)?;
         agent_loop(session, &basic).await?;
         supervisor_restarts_a_service(session).await?;
-        user_edits_survive_a_restart(session).await?;
+        user_edits_survive_a_restart(engine, session).await?;
     }
     Ok(())
 }
@@ -539,7 +553,7 @@ async fn agent_loop(session: &Session, basic: &str) -> anyhow::Result<()> {
     );
     let (status, messages) = http(port, &format!("/session/{id}/message"), Some(basic))?;
     ensure!(status == 200, "opencode's messages: {status}");
-    let bearer = format!("Bearer {TOKEN}");
+    let bearer = format!("Bearer {}", session.token);
     let (status, text) = http(
         session.ports.files,
         &format!("/api/download?path={AGENT_FILE}"),
@@ -674,6 +688,7 @@ async fn supervisor_restarts_a_service(session: &Session) -> anyhow::Result<()> 
 /// A service that keeps dying makes the entrypoint give up and exit 1, so that systemd
 /// restarts the whole unit.
 async fn supervisor_gives_up() -> anyhow::Result<()> {
+    const TOKEN: &str = "e2e-give-up-token-4f9c1d2b7a";
     let name = "octo-e2e-image-give-up";
     let _ = Command::new("podman")
         .args(["rm", "--force", name])
@@ -688,7 +703,7 @@ async fn supervisor_gives_up() -> anyhow::Result<()> {
         "--security-opt=no-new-privileges",
         &format!("--env=OCTO_SESSION_TOKEN={TOKEN}"),
         "--env=OCTO_MAX_RESTARTS=1",
-        "localhost/octo-session:latest",
+        IMAGE,
     ]))?;
     let result = util::eventually(
         Duration::from_secs(60),
@@ -727,52 +742,87 @@ async fn supervisor_gives_up() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// An edited AGENTS.md is kept across a restart; the stop is quick (tini forwards SIGTERM).
-async fn user_edits_survive_a_restart(session: &Session) -> anyhow::Result<()> {
+/// An edited AGENTS.md is kept across the engine's stop and resume; the stop is quick (tini
+/// forwards SIGTERM) and clean (the unit ends inactive, not failed).
+async fn user_edits_survive_a_restart(engine: &Engine, session: &Session) -> anyhow::Result<()> {
     session.exec("echo '# my own notes' >> /home/dev/AGENTS.md")?;
     let started = Instant::now();
-    util::run(Command::new("podman").args(["stop", "--time", "10", &session.name]))?;
+    let record = engine
+        .stop(&session.id)
+        .await
+        .map_err(|e| anyhow::anyhow!("engine.stop: {e}"))?;
     let stop = started.elapsed();
+    ensure!(
+        record.state == SessionState::Stopped,
+        "after engine.stop: {:?}",
+        record.state
+    );
     // The entrypoint kills what outlasts its 5 s grace; Podman would only after 10 s.
     ensure!(
         stop < Duration::from_secs(8),
         "stopping took {stop:?}: SIGTERM did not stop the services"
     );
-    let state = util::run(Command::new("podman").args([
-        "inspect",
-        "--format",
-        "{{.State.ExitCode}}",
-        &session.name,
-    ]))?;
+    let service = SessionNames::new(&session.id).service;
+    let state = Systemd::connect_user().await?.unit_state(&service).await?;
     ensure!(
-        state.trim() == "0",
-        "the entrypoint exited {} on SIGTERM",
-        state.trim()
+        state.active == "inactive",
+        "{service} after the stop: {state:?} (the entrypoint did not exit cleanly on SIGTERM)"
     );
-    util::run(Command::new("podman").args(["start", &session.name]))?;
-    session.ready().await?;
+    let started = Instant::now();
+    let record = engine
+        .resume(&session.id)
+        .await
+        .map_err(|e| anyhow::anyhow!("engine.resume: {e}"))?;
+    let resume = started.elapsed();
+    ensure!(
+        record.state == SessionState::Running && record.spec.ports == session.ports,
+        "after engine.resume: {:?}, ports {:?}",
+        record.state,
+        record.spec.ports
+    );
+    let (status, _) = http(
+        session.ports.opencode,
+        "/global/health",
+        Some(&opencode_basic(&session.token)),
+    )?;
+    ensure!(status == 200, "opencode after the resume: {status}");
     let agents = session.exec("cat /home/dev/AGENTS.md")?;
     ensure!(
         agents.contains("# my own notes"),
         "the user's edit of AGENTS.md was overwritten"
     );
-    ensure!(
-        session
-            .logs()?
-            .contains("AGENTS.md: changed by the user; kept"),
-        "the entrypoint did not report keeping AGENTS.md"
-    );
+    util::eventually(
+        Duration::from_secs(15),
+        "the entrypoint's report of keeping AGENTS.md",
+        async || {
+            ensure!(
+                session
+                    .logs()?
+                    .contains("AGENTS.md: changed by the user; kept"),
+                "the entrypoint did not report keeping AGENTS.md"
+            );
+            Ok(())
+        },
+    )
+    .await?;
     say(format!(
-        "stop took {:.2} s (exit 0); the edited AGENTS.md survived the restart",
-        stop.as_secs_f64()
+        "engine.stop took {:.2} s (unit inactive, not failed), engine.resume → ready {:.1} s; \
+         the edited AGENTS.md survived",
+        stop.as_secs_f64(),
+        resume.as_secs_f64()
     ));
     Ok(())
 }
 
 /// Runs commands in ttyd's shell over its WebSocket protocol and returns the terminal output
 /// once it contains `until`.
-async fn terminal(port: u16, commands: &[&str], until: &str) -> anyhow::Result<String> {
-    let credential = credential_b64();
+async fn terminal(
+    port: u16,
+    token: &str,
+    commands: &[&str],
+    until: &str,
+) -> anyhow::Result<String> {
+    let credential = credential_b64(token);
     let mut request = format!("ws://127.0.0.1:{port}/ws").into_client_request()?;
     let headers = request.headers_mut();
     headers.insert(
@@ -1002,8 +1052,13 @@ fn dechunk(mut body: &str) -> String {
 }
 
 /// ttyd's credential as it encodes it, `base64("octo:<token>")`.
-fn credential_b64() -> String {
-    base64(format!("octo:{TOKEN}").as_bytes())
+fn credential_b64(token: &str) -> String {
+    base64(format!("octo:{token}").as_bytes())
+}
+
+/// opencode's `Authorization` value: basic auth, user `opencode`, the token as password.
+fn opencode_basic(token: &str) -> String {
+    format!("Basic {}", base64(format!("opencode:{token}").as_bytes()))
 }
 
 fn base64(data: &[u8]) -> String {

@@ -60,6 +60,9 @@ enum TesthostCommand {
     Down,
     /// Whether the test host is up, and its systemd state.
     Status,
+    /// Build the session image in the running test host (as `cargo xtask ci` does).
+    #[command(hide = true)]
+    Image,
 }
 
 #[derive(Debug, Subcommand)]
@@ -90,6 +93,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             TesthostCommand::Down => testhost::down()?,
             TesthostCommand::Reboot => testhost::reboot()?,
             TesthostCommand::Status => testhost::status()?,
+            TesthostCommand::Image => {
+                let build = image::build_session_image()?;
+                println!("session image: {build}");
+            }
             TesthostCommand::Exec { user, command } => {
                 let code = testhost::exec(&command, &testhost::ExecOptions { user, env: vec![] })?;
                 return Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)));
