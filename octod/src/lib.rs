@@ -11,6 +11,7 @@ pub mod identity;
 pub mod image;
 pub mod listen;
 pub mod podman;
+pub mod proxy;
 pub mod render;
 pub mod serve;
 pub mod session;

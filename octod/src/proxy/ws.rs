@@ -1,0 +1,365 @@
+//! The terminal: the browser's WebSocket relayed to ttyd's `/ws`, frame by frame.
+//!
+//! The browser's upgrade is answered only after ttyd accepted ours (with basic auth
+//! `octo:<token>` and subprotocol `tty`), so a session that cannot be reached gets a JSON
+//! error instead of a socket that closes at once. Both sides are tungstenite streams, so
+//! text, binary, ping, pong and close frames (with their codes) pass through unchanged; only
+//! the first data message is rewritten, to carry the session's `AuthToken`.
+
+use std::net::Ipv4Addr;
+use std::pin::pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{OriginalUri, Request};
+use axum::http::StatusCode;
+use axum::http::header::{
+    AUTHORIZATION, CONNECTION, HeaderMap, HeaderValue, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY,
+    SEC_WEBSOCKET_PROTOCOL, SEC_WEBSOCKET_VERSION, UPGRADE,
+};
+use axum::response::{IntoResponse, Response};
+use futures_util::future::{Either, select};
+use futures_util::{Sink, SinkExt as _, Stream, StreamExt as _};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+
+use super::{
+    CONNECT_TIMEOUT, Proxy, Service, Sessions, TERMINAL_USER, base64_into, credential, parse_target,
+};
+use crate::api::ApiError;
+use crate::identity::CurrentUser;
+use crate::session::SessionId;
+use crate::store::Secret;
+
+/// ttyd's subprotocol.
+const SUBPROTOCOL: &str = "tty";
+/// After one side closed, how long the other may take to finish its closing handshake.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
+
+/// Small buffers: terminal frames are small, and 1,000 open terminals must stay cheap
+/// (tungstenite allocates its read buffer eagerly, 128 KiB by default).
+fn config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(8 * 1024)
+        .write_buffer_size(0)
+}
+
+pub(super) async fn upgrade<R: Sessions>(
+    proxy: Proxy,
+    sessions: Arc<R>,
+    user: &CurrentUser,
+    request: Request,
+) -> Response {
+    let (mut parts, _body) = request.into_parts();
+    let uri = match parts.extensions.remove::<OriginalUri>() {
+        Some(OriginalUri(uri)) => uri,
+        None => std::mem::take(&mut parts.uri),
+    };
+    let response = match accept(&proxy, sessions, user, uri.path(), parts).await {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
+    };
+    proxy
+        .metrics()
+        .record(Service::Terminal, response.status().as_u16());
+    response
+}
+
+async fn accept<R: Sessions>(
+    proxy: &Proxy,
+    sessions: Arc<R>,
+    user: &CurrentUser,
+    path: &str,
+    mut parts: axum::http::request::Parts,
+) -> Result<Response, ApiError> {
+    let Some(target) = parse_target(path).filter(|t| t.service == Service::Terminal) else {
+        return Err(ApiError::not_found("no such session"));
+    };
+    // Checked before resolving, so that a plain GET does not wake a session.
+    let key = client_key(&parts.headers)?;
+    let offers_tty = offers_protocol(&parts.headers, SUBPROTOCOL);
+    let on_upgrade = parts
+        .extensions
+        .remove::<hyper::upgrade::OnUpgrade>()
+        .ok_or_else(|| ApiError::internal(&"the HTTP server does not support upgrades"))?;
+
+    let id = target.id;
+    let upstream = sessions.resolve(user, &id, Service::Terminal).await?;
+    sessions.activity(&id);
+    let upstream_socket = connect(upstream.port, &upstream.token).await?;
+    let mut auth_token = String::new();
+    base64_into(
+        &mut auth_token,
+        TERMINAL_USER.as_bytes(),
+        upstream.token.expose().as_bytes(),
+    );
+    let auth_token = Secret::new(auth_token);
+
+    let proxy = proxy.clone();
+    tokio::spawn(async move {
+        let upgraded = match on_upgrade.await {
+            Ok(upgraded) => upgraded,
+            Err(error) => {
+                tracing::debug!(session = %id, "terminal upgrade failed: {error}");
+                return;
+            }
+        };
+        let client =
+            WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config()))
+                .await;
+        let _open = proxy.metrics().websocket_opened();
+        relay(client, upstream_socket, &auth_token, &*sessions, &id).await;
+    });
+
+    let mut response = StatusCode::SWITCHING_PROTOCOLS.into_response();
+    let headers = response.headers_mut();
+    headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+    headers.insert(UPGRADE, HeaderValue::from_static("websocket"));
+    if let Ok(accept) = HeaderValue::try_from(derive_accept_key(key.as_bytes())) {
+        headers.insert(SEC_WEBSOCKET_ACCEPT, accept);
+    }
+    if offers_tty {
+        headers.insert(
+            SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static(SUBPROTOCOL),
+        );
+    }
+    Ok(response)
+}
+
+/// The client's `Sec-WebSocket-Key` of a valid WebSocket upgrade request (RFC 6455 4.2.1).
+fn client_key(headers: &HeaderMap) -> Result<HeaderValue, ApiError> {
+    let upgrade_required = || {
+        ApiError::new(
+            StatusCode::UPGRADE_REQUIRED,
+            "upgrade_required",
+            "the terminal is a WebSocket",
+        )
+    };
+    let has_token = |name, token: &str| {
+        headers.get_all(name).iter().any(|v| {
+            v.to_str()
+                .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+        })
+    };
+    if !has_token(CONNECTION, "upgrade")
+        || !has_token(UPGRADE, "websocket")
+        || headers.get(SEC_WEBSOCKET_VERSION).is_none_or(|v| v != "13")
+    {
+        return Err(upgrade_required());
+    }
+    headers
+        .get(SEC_WEBSOCKET_KEY)
+        .cloned()
+        .ok_or_else(upgrade_required)
+}
+
+fn offers_protocol(headers: &HeaderMap, protocol: &str) -> bool {
+    headers.get_all(SEC_WEBSOCKET_PROTOCOL).iter().any(|v| {
+        v.to_str()
+            .is_ok_and(|v| v.split(',').any(|p| p.trim() == protocol))
+    })
+}
+
+/// Opens ttyd's WebSocket at `ws://127.0.0.1:<port>/ws`.
+async fn connect(port: u16, token: &Secret) -> Result<WebSocketStream<TcpStream>, ApiError> {
+    let unavailable = || {
+        ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "upstream_unavailable",
+            "the session's terminal is not answering",
+        )
+    };
+    let stream = match tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        TcpStream::connect((Ipv4Addr::LOCALHOST, port)),
+    )
+    .await
+    {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(error)) => {
+            tracing::debug!(port, "connecting to the terminal: {error}");
+            return Err(unavailable());
+        }
+        Err(_) => return Err(unavailable()),
+    };
+    let _ = stream.set_nodelay(true);
+    let mut request = format!("ws://127.0.0.1:{port}/ws")
+        .into_client_request()
+        .map_err(|e| ApiError::internal(&e))?;
+    let headers = request.headers_mut();
+    headers.insert(AUTHORIZATION, credential(Service::Terminal, token));
+    headers.insert(
+        SEC_WEBSOCKET_PROTOCOL,
+        HeaderValue::from_static(SUBPROTOCOL),
+    );
+    match tokio_tungstenite::client_async_with_config(request, stream, Some(config())).await {
+        Ok((socket, _response)) => Ok(socket),
+        Err(error) => {
+            tracing::debug!(port, "terminal handshake failed: {error}");
+            Err(ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "upstream_failed",
+                "the session's terminal refused the connection",
+            ))
+        }
+    }
+}
+
+/// Relays frames both ways until both sides have closed (or one has and the other does not
+/// finish within [`CLOSE_GRACE`]).
+async fn relay<C, R: Sessions>(
+    client: WebSocketStream<C>,
+    upstream: WebSocketStream<TcpStream>,
+    auth_token: &Secret,
+    sessions: &R,
+    id: &SessionId,
+) where
+    C: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let (client_tx, client_rx) = client.split();
+    let (upstream_tx, upstream_rx) = upstream.split();
+    let to_upstream = pin!(pipe(
+        client_rx,
+        upstream_tx,
+        sessions,
+        id,
+        Some(auth_token.expose())
+    ));
+    let to_client = pin!(pipe(upstream_rx, client_tx, sessions, id, None));
+    let rest = match select(to_upstream, to_client).await {
+        Either::Left(((), rest)) => Either::Left(rest),
+        Either::Right(((), rest)) => Either::Right(rest),
+    };
+    let _ = tokio::time::timeout(CLOSE_GRACE, rest).await;
+}
+
+/// Forwards messages from `rx` to `tx`. The first data message gets `auth_token` when one is
+/// given. A side that goes away without a close frame is reported to the other as 1011.
+async fn pipe<Rx, Tx, R>(
+    mut rx: Rx,
+    mut tx: Tx,
+    sessions: &R,
+    id: &SessionId,
+    mut auth_token: Option<&str>,
+) where
+    Rx: Stream<Item = Result<Message, WsError>> + Unpin,
+    Tx: Sink<Message, Error = WsError> + Unpin,
+    R: Sessions,
+{
+    let mut closed = false;
+    while let Some(Ok(mut message)) = rx.next().await {
+        sessions.activity(id);
+        if let Some(token) = auth_token {
+            if message.is_text() || message.is_binary() {
+                message = with_auth_token(message, token);
+                auth_token = None;
+            }
+        }
+        closed |= message.is_close();
+        if tx.send(message).await.is_err() {
+            return;
+        }
+    }
+    if !closed {
+        let _ = tx
+            .send(Message::Close(Some(CloseFrame {
+                code: CloseCode::Error,
+                reason: "connection lost".into(),
+            })))
+            .await;
+    }
+    let _ = tx.close().await;
+}
+
+/// ttyd's first message, `{"AuthToken":"…","columns":…,"rows":…}` (as text or binary), with
+/// the session's `AuthToken` in place of whatever the browser sent. Anything that is not a
+/// JSON object passes unchanged (ttyd then refuses it).
+fn with_auth_token(message: Message, auth_token: &str) -> Message {
+    let (bytes, text) = match &message {
+        Message::Text(text) => (text.as_bytes(), true),
+        Message::Binary(bytes) => (&bytes[..], false),
+        _ => return message,
+    };
+    let Ok(serde_json::Value::Object(mut object)) = serde_json::from_slice(bytes) else {
+        return message;
+    };
+    object.insert(
+        "AuthToken".to_owned(),
+        serde_json::Value::String(auth_token.to_owned()),
+    );
+    let Ok(json) = serde_json::to_string(&object) else {
+        return message;
+    };
+    if text {
+        Message::Text(json.into())
+    } else {
+        Message::Binary(json.into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_message_gets_the_session_auth_token() {
+        let replaced = with_auth_token(
+            Message::Binary(r#"{"AuthToken":"forged","columns":80,"rows":24}"#.into()),
+            "b2N0bzp0b2s=",
+        );
+        let Message::Binary(bytes) = replaced else {
+            panic!("binary stays binary: {replaced:?}");
+        };
+        let json: serde_json::Value = serde_json::from_slice(&bytes).expect("json");
+        assert_eq!(
+            json,
+            serde_json::json!({"AuthToken": "b2N0bzp0b2s=", "columns": 80, "rows": 24})
+        );
+
+        let added = with_auth_token(Message::Text(r#"{"columns":1}"#.into()), "t");
+        assert_eq!(
+            added,
+            Message::Text(r#"{"AuthToken":"t","columns":1}"#.into())
+        );
+
+        let other = Message::Binary("0ls\n".into());
+        assert_eq!(with_auth_token(other.clone(), "t"), other);
+    }
+
+    #[test]
+    fn upgrade_requests_are_recognised() {
+        let headers = |pairs: &[(&str, &str)]| {
+            let mut map = HeaderMap::new();
+            for (k, v) in pairs {
+                map.append(
+                    axum::http::HeaderName::from_bytes(k.as_bytes()).expect("name"),
+                    HeaderValue::from_str(v).expect("value"),
+                );
+            }
+            map
+        };
+        let valid = [
+            ("connection", "keep-alive, Upgrade"),
+            ("upgrade", "WebSocket"),
+            ("sec-websocket-version", "13"),
+            ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+            ("sec-websocket-protocol", "foo, tty"),
+        ];
+        assert_eq!(
+            client_key(&headers(&valid)).expect("valid"),
+            "dGhlIHNhbXBsZSBub25jZQ=="
+        );
+        assert!(offers_protocol(&headers(&valid), "tty"));
+        assert!(!offers_protocol(&headers(&valid[..4]), "tty"));
+        let error = client_key(&headers(&valid[1..])).expect_err("no connection: upgrade");
+        assert_eq!(error.status, StatusCode::UPGRADE_REQUIRED);
+        assert!(client_key(&headers(&valid[..3])).is_err(), "no key");
+    }
+}
