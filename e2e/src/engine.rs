@@ -44,6 +44,9 @@ pub enum Phase {
     RebootSetup,
     /// After the reboot: the running one came back by itself, the stopped one did not.
     RebootCheck,
+    /// Idle stop: a session without activity for the idle time is stopped, an active one is
+    /// not; the background reconciler notices a unit stopped behind its back.
+    Idle,
     /// Used by `crash`: run one operation, to be killed midway.
     Worker { op: String, id: String },
 }
@@ -56,6 +59,7 @@ pub(crate) async fn run(phase: Phase) -> anyhow::Result<()> {
         Phase::Crash { rounds } => crash(rounds).await,
         Phase::RebootSetup => reboot_setup().await,
         Phase::RebootCheck => reboot_check().await,
+        Phase::Idle => idle().await,
         Phase::Worker { op, id } => worker(&op, &id).await,
     }
 }
@@ -69,6 +73,15 @@ fn home() -> anyhow::Result<PathBuf> {
 /// The engine as octod would build it, over this host's real parts, with the busybox test
 /// image's health check and a test template.
 pub(crate) async fn engine_with(image: &str, ports: PortRange) -> anyhow::Result<Engine> {
+    engine_configured(image, ports, |_| {}).await
+}
+
+/// [`engine_with`], with a last say on the engine's configuration.
+pub(crate) async fn engine_configured(
+    image: &str,
+    ports: PortRange,
+    adjust: impl FnOnce(&mut EngineConfig),
+) -> anyhow::Result<Engine> {
     util::ensure_session_test_image(IMAGE)?;
     let base = home()?.join("e2e");
     let templates = base.join("templates");
@@ -86,12 +99,15 @@ pub(crate) async fn engine_with(image: &str, ports: PortRange) -> anyhow::Result
         timeout: Duration::from_secs(5),
     };
     render.start_timeout = Duration::from_secs(90);
-    engine_from(EngineSetup {
-        image: image.to_owned(),
-        ports,
-        redb: base.join("octod.redb"),
-        render,
-    })
+    engine_from(
+        EngineSetup {
+            image: image.to_owned(),
+            ports,
+            redb: base.join("octod.redb"),
+            render,
+        },
+        adjust,
+    )
     .await
 }
 
@@ -108,12 +124,15 @@ pub(crate) async fn engine_for_image(
     std::fs::create_dir_all(&base)?;
     let mut render = RenderConfig::new(templates);
     render.provider_secret = Some(provider_secret);
-    engine_from(EngineSetup {
-        image: image.to_owned(),
-        ports,
-        redb: base.join("octod-image.redb"),
-        render,
-    })
+    engine_from(
+        EngineSetup {
+            image: image.to_owned(),
+            ports,
+            redb: base.join("octod-image.redb"),
+            render,
+        },
+        |_| {},
+    )
     .await
 }
 
@@ -125,17 +144,21 @@ struct EngineSetup {
     render: RenderConfig,
 }
 
-async fn engine_from(setup: EngineSetup) -> anyhow::Result<Engine> {
+async fn engine_from(
+    setup: EngineSetup,
+    adjust: impl FnOnce(&mut EngineConfig),
+) -> anyhow::Result<Engine> {
     let store = Store::open(setup.redb, setup.ports)?;
     let systemd = Systemd::connect_user().await?;
     let podman = Podman::connect_user(&systemd).await?;
-    let config = EngineConfig {
+    let mut config = EngineConfig {
         quadlet_dir: util::quadlet_dir()?.join("octo"),
         render: setup.render,
         image: setup.image,
         stop_timeout: Duration::from_secs(60),
         idle_timeout: None,
     };
+    adjust(&mut config);
     Ok(Engine::new(store, systemd, podman, config).await?)
 }
 
@@ -669,4 +692,73 @@ async fn reboot_check() -> anyhow::Result<()> {
     }
     check_no_orphans(&engine).await?;
     Ok(())
+}
+
+async fn idle() -> anyhow::Result<()> {
+    let idle_for = Duration::from_secs(3);
+    let engine = engine_configured(IMAGE, PortRange::new(PORTS.0, PORTS.1)?, |config| {
+        config.idle_timeout = Some(idle_for);
+    })
+    .await?;
+    let (busy, quiet): (SessionId, SessionId) = ("idlebusy".parse()?, "idlequiet".parse()?);
+    for id in [&busy, &quiet] {
+        engine
+            .create(request(id.as_str()))
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    // `busy` keeps having activity (as the proxy would record it); `quiet` has none.
+    let deadline = std::time::Instant::now() + idle_for + Duration::from_secs(2);
+    while std::time::Instant::now() < deadline {
+        engine.record_activity(&busy);
+        let stopped = engine.reap_idle().await;
+        ensure!(
+            !stopped.contains(&busy),
+            "a session with activity was stopped as idle"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let record = engine.get(&quiet).await?;
+    ensure!(
+        record.state == SessionState::Stopped
+            && record.spec.desired == octod::session::DesiredState::Stopped,
+        "the idle session was not stopped: {:?}",
+        record.state
+    );
+    ensure!(
+        engine.get(&busy).await?.state == SessionState::Running,
+        "the busy session stopped"
+    );
+    say(format!(
+        "idle stop: quiet session stopped after {idle_for:?} without activity; busy one kept"
+    ));
+
+    // A unit stopped behind the engine's back: the background reconciler's PropertiesChanged
+    // watcher notices it long before its periodic pass (an hour here) and starts it again.
+    let background = engine.spawn_background(Duration::from_secs(3600));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let systemd = Systemd::connect_user().await?;
+    let unit = SessionNames::new(&busy).service;
+    engine.record_activity(&busy);
+    systemd.stop(&unit, Duration::from_secs(60)).await?;
+    util::eventually(
+        Duration::from_secs(60),
+        "the stopped unit restarted by the reconciler",
+        async || {
+            engine.record_activity(&busy);
+            let state = systemd.unit_state(&unit).await?;
+            ensure!(state.is_active(), "{unit} is {}", state.active);
+            Ok(())
+        },
+    )
+    .await?;
+    say("a unit stopped behind the engine's back was started again on its signal");
+    background.abort();
+    for id in [&busy, &quiet] {
+        engine
+            .delete(id)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    check_no_orphans(&engine).await
 }

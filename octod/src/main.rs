@@ -1,6 +1,7 @@
 //! The `octod` binary: parse arguments, set up logging, run.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -17,9 +18,12 @@ struct Cli {
 enum Command {
     /// Serve the API (socket-activated under systemd, or bound to --listen).
     Serve {
-        /// Address to bind when systemd passes no socket.
-        #[arg(long, default_value = "127.0.0.1:8484")]
-        listen: SocketAddr,
+        /// Address to bind when systemd passes no socket (overrides server.listen).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// The main configuration file; its drop-ins are `<name>.d/*.toml` beside it.
+        #[arg(long, default_value = octod::config::MAIN_FILE)]
+        config: PathBuf,
     },
 }
 
@@ -41,10 +45,13 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     match &cli.command {
-        Command::Serve { listen } => {
-            runtime.block_on(octod::serve::run(octod::serve::ServeOptions {
-                listen: *listen,
-            }))
+        Command::Serve { listen, config } => {
+            let dropins = config.with_extension("d");
+            let mut settings = octod::config::load(config, &dropins)?;
+            if let Some(listen) = listen {
+                settings.listen = *listen;
+            }
+            runtime.block_on(octod::serve::run(settings))
         }
     }
 }

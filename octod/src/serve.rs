@@ -1,22 +1,24 @@
-//! `octod serve`: obtain the listeners, serve the API, tell systemd we are ready, and shut
-//! down cleanly on SIGTERM.
+//! `octod serve`: read the configuration, open the state, connect to systemd and Podman, start
+//! the engine and its reconciler, serve the API, tell systemd we are ready (with a status line
+//! and watchdog pings), and shut down cleanly on SIGTERM.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
+use anyhow::Context as _;
+
+use crate::config::Settings;
 use crate::listen::{self, Origin};
 
-/// Options of `octod serve`.
-#[derive(Debug, Clone)]
-pub struct ServeOptions {
-    /// Address bound when systemd passed no socket.
-    pub listen: SocketAddr,
-}
+/// The Podman secret that carries the LLM provider's settings into every session.
+pub const LLM_SECRET: &str = "octo-llm";
 
 /// Runs the daemon until SIGTERM or SIGINT.
-pub async fn run(options: ServeOptions) -> anyhow::Result<()> {
-    use anyhow::Context as _;
-
-    let (listener, origin) = listen::http_listener(options.listen).await?;
+pub async fn run(settings: Settings) -> anyhow::Result<()> {
+    let state = build_state(&settings).await?;
+    let engine = state.engine.clone();
+    let (listener, origin) = listen::http_listener(settings.listen).await?;
     let local = listener
         .local_addr()
         .context("reading the listener's address")?;
@@ -26,19 +28,166 @@ pub async fn run(options: ServeOptions) -> anyhow::Result<()> {
         }
         Origin::Bound => tracing::info!(%local, "serving HTTP"),
     }
-    let app = crate::api::router(crate::api::AppState::default());
-
-    notify(&[
-        sd_notify::NotifyState::Ready,
-        sd_notify::NotifyState::Status("serving"),
-    ]);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("serving HTTP")?;
+    let reconciler = engine.spawn_background(Duration::from_secs(30));
+    let app = crate::api::router(state);
+    notify(&[sd_notify::NotifyState::Ready]);
+    let status = tokio::spawn(report_status(engine.clone()));
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await
+    .context("serving HTTP")?;
     notify(&[sd_notify::NotifyState::Stopping]);
+    status.abort();
+    reconciler.abort();
+    if let Err(error) = engine.store().flush_activity() {
+        tracing::warn!("saving session activity: {error}");
+    }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Everything the handlers share, from the configuration.
+pub async fn build_state(settings: &Settings) -> anyhow::Result<crate::api::AppState> {
+    use crate::engine::{Engine, EngineConfig};
+    use crate::render::{EnvSecret, RenderConfig};
+
+    std::fs::create_dir_all(&settings.state_dir).with_context(|| {
+        format!(
+            "creating the state directory {}",
+            settings.state_dir.display()
+        )
+    })?;
+    let store =
+        crate::store::Store::open(settings.state_dir.join("octod.redb"), settings.port_range)
+            .context("opening the state database")?;
+    let auth = crate::auth::Auth::open(
+        &settings.state_dir,
+        store.clone(),
+        crate::auth::AuthSettings {
+            secure_cookies: settings.secure_cookies,
+            ..crate::auth::AuthSettings::default()
+        },
+    )
+    .context("opening accounts")?;
+    if let Some(code) = auth
+        .bootstrap_admin_invite()
+        .context("checking for an admin")?
+    {
+        // The one secret octod logs on purpose: without it nobody can become the first admin.
+        tracing::warn!(
+            "no administrator yet: register the first admin account with invite code {}",
+            code.expose()
+        );
+        eprintln!("octod: first admin invite code: {}", code.expose());
+    }
+    let systemd = crate::systemd::Systemd::connect_user()
+        .await
+        .context("connecting to the systemd user manager (is linger enabled for this user?)")?;
+    let podman = crate::podman::Podman::connect_user(&systemd)
+        .await
+        .context("connecting to Podman")?;
+
+    let controllers = delegated_controllers();
+    let mut render = RenderConfig::new(&settings.templates_dir);
+    render.start_timeout = settings.start_timeout;
+    render.controllers = controllers;
+    if let Some(llm) = &settings.llm {
+        let value = serde_json::json!({
+            "name": llm.provider,
+            "base_url": llm.base_url,
+            "model": llm.model,
+            "api_key": llm.api_key,
+        });
+        podman
+            .create_secret(LLM_SECRET, value.to_string().as_bytes(), true)
+            .await
+            .context("storing the LLM provider's settings as a Podman secret")?;
+        render.provider_secret = Some(EnvSecret {
+            secret: LLM_SECRET.into(),
+            env: "OCTO_LLM_CONFIG".into(),
+        });
+    } else {
+        tracing::warn!("no LLM provider configured ([llm] in octod.toml): agents cannot answer");
+    }
+    let quadlet_dir = match &settings.quadlet_dir {
+        Some(dir) => dir.clone(),
+        None => home_dir()?.join(".config/containers/systemd/octo"),
+    };
+    let config = EngineConfig {
+        quadlet_dir,
+        render,
+        image: settings.image.clone(),
+        stop_timeout: Duration::from_secs(60),
+        idle_timeout: settings.idle_timeout,
+    };
+    let engine = Engine::new(store, systemd, podman, config)
+        .await
+        .context("starting the session engine")?;
+    Ok(crate::api::AppState {
+        engine,
+        auth,
+        max_sessions_per_user: settings.max_per_user,
+        started: Instant::now(),
+    })
+}
+
+fn home_dir() -> anyhow::Result<PathBuf> {
+    if let Some(home) = std::env::var_os("HOME") {
+        return Ok(PathBuf::from(home));
+    }
+    let uid = nix::unistd::getuid();
+    nix::unistd::User::from_uid(uid)
+        .ok()
+        .flatten()
+        .map(|u| u.dir)
+        .context("finding this user's home directory")
+}
+
+/// The cgroup controllers delegated to this user's systemd manager; a clear warning for each
+/// that is missing, since its limits cannot be enforced.
+fn delegated_controllers() -> crate::render::Controllers {
+    let uid = nix::unistd::getuid().as_raw();
+    let path =
+        format!("/sys/fs/cgroup/user.slice/user-{uid}.slice/user@{uid}.service/cgroup.controllers");
+    let text = std::fs::read_to_string(&path).unwrap_or_default();
+    let controllers = crate::render::Controllers::from_cgroup_controllers(&text);
+    for (name, on) in [
+        ("memory", controllers.memory),
+        ("cpu", controllers.cpu),
+        ("pids", controllers.pids),
+    ] {
+        if !on {
+            tracing::warn!(
+                "the {name} cgroup controller is not delegated to this user ({path}): session {name} limits are not enforced"
+            );
+        }
+    }
+    controllers
+}
+
+/// Keeps systemd's status line current and pings the watchdog when one is set.
+async fn report_status(engine: crate::engine::Engine) {
+    let mut usec = 0;
+    let watchdog =
+        sd_notify::watchdog_enabled(false, &mut usec).then(|| Duration::from_micros(usec));
+    let period = watchdog.map_or(Duration::from_secs(15), |w| w / 2);
+    loop {
+        let sessions = engine.list().await.unwrap_or_default();
+        let running = sessions
+            .iter()
+            .filter(|r| r.state == crate::session::SessionState::Running)
+            .count();
+        let status = format!("{} sessions, {running} running", sessions.len());
+        let mut states = vec![sd_notify::NotifyState::Status(&status)];
+        if watchdog.is_some() {
+            states.push(sd_notify::NotifyState::Watchdog);
+        }
+        notify(&states);
+        tokio::time::sleep(period).await;
+    }
 }
 
 /// Sends a notification to systemd when it is listening (`NOTIFY_SOCKET`); a failure is only

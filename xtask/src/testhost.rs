@@ -235,6 +235,17 @@ pub fn exec_at(paths: &Paths, command: &[String], options: &ExecOptions) -> anyh
     Ok(status.code().unwrap_or(128))
 }
 
+/// Runs a command inside as root and returns its standard output.
+pub fn exec_output(command: &[&str]) -> anyhow::Result<String> {
+    let paths = Paths::new();
+    let Some(leader) = leader(&paths) else {
+        bail!("the test host is not up: run `cargo xtask testhost up` first");
+    };
+    let command: Vec<String> = command.iter().map(ToString::to_string).collect();
+    let mut cmd = exec_command(&paths, leader, &command, &ExecOptions::default())?;
+    util::output(&mut cmd)
+}
+
 /// Like `exec`, but a failure is an error naming the command.
 pub fn exec_ok(command: &[&str], options: &ExecOptions) -> anyhow::Result<()> {
     let command: Vec<String> = command.iter().map(ToString::to_string).collect();

@@ -1,66 +1,142 @@
-//! The HTTP API. Only this module knows HTTP; it turns requests into calls on the engine.
+//! The HTTP API: accounts (`crate::auth::http`), sessions (`sessions`), health and metrics.
+//! It turns requests into calls on the engine and the account store; the proxy into sessions
+//! lives in `crate::proxy`.
 //!
 //! Error policy: every failure answers `{ "error": { "code", "message" } }` with a stable
-//! `code`; internal details are logged, never shown to the client.
+//! `code` ([`ApiError`]); internal details are logged, never shown to the client.
 
 pub mod error;
+pub mod sessions;
 
-use axum::{Json, Router, routing::get};
+use std::fmt::Write as _;
+use std::time::Instant;
 
-pub use error::ApiError;
+use axum::extract::{FromRef, State};
+use axum::http::header::CONTENT_TYPE;
+use axum::response::IntoResponse;
+use axum::{Json, Router, middleware, routing::get};
 use serde::Serialize;
 
-/// Shared state of the API handlers.
-#[derive(Debug, Clone, Default)]
-pub struct AppState {}
+pub use error::ApiError;
+
+use crate::auth::Auth;
+use crate::engine::Engine;
+use crate::session::SessionState;
+use crate::store::AuditEntry;
+
+/// Shared state of the handlers: cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub engine: Engine,
+    pub auth: Auth,
+    pub max_sessions_per_user: u32,
+    pub started: Instant,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState").finish_non_exhaustive()
+    }
+}
+
+impl FromRef<AppState> for Auth {
+    fn from_ref(state: &AppState) -> Self {
+        state.auth.clone()
+    }
+}
+
+impl AppState {
+    /// Appends to the audit log; a failure to write it is logged, not fatal to the request.
+    pub fn audit(&self, actor: &str, action: &str, target: &str) {
+        let entry = AuditEntry::new(actor, action, target, "");
+        if let Err(error) = self.engine.store().append_audit(&entry) {
+            tracing::warn!("writing the audit log: {error}");
+        }
+    }
+}
 
 /// The body of `GET /api/health`.
 #[derive(Debug, Serialize, PartialEq, Eq)]
 pub struct Health {
     pub status: &'static str,
     pub version: &'static str,
+    pub uptime_seconds: u64,
 }
 
-/// The whole HTTP surface of `octod`.
+/// The whole HTTP surface of `octod` except the proxy, which `serve` merges in.
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/api/health", get(health))
+        .route("/metrics", get(metrics))
+        .merge(crate::auth::routes())
+        .merge(sessions::routes())
+        .fallback(|| async { ApiError::not_found("no such route") })
+        .layer(middleware::from_fn(crate::auth::same_origin))
         .with_state(state)
 }
 
-async fn health() -> Json<Health> {
+async fn health(State(state): State<AppState>) -> Json<Health> {
     Json(Health {
         status: "ok",
         version: crate::VERSION,
+        uptime_seconds: state.started.elapsed().as_secs(),
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use axum::body::Body;
-    use http_body_util::BodyExt;
-    use tower::ServiceExt;
+/// Prometheus text format.
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let mut out = String::new();
+    let records = state.engine.list().await.unwrap_or_default();
+    let _ = writeln!(out, "# HELP octo_sessions Sessions by state.");
+    let _ = writeln!(out, "# TYPE octo_sessions gauge");
+    for name in [
+        "creating", "starting", "running", "stopping", "stopped", "deleting", "failed",
+    ] {
+        let count = records
+            .iter()
+            .filter(|r| state_name(&r.state) == name)
+            .count();
+        let _ = writeln!(out, "octo_sessions{{state=\"{name}\"}} {count}");
+    }
+    let _ = writeln!(out, "# HELP octo_failed_logins_total Failed sign-ins.");
+    let _ = writeln!(out, "# TYPE octo_failed_logins_total counter");
+    let _ = writeln!(
+        out,
+        "octo_failed_logins_total {}",
+        state.auth.failed_logins()
+    );
+    let _ = writeln!(
+        out,
+        "# HELP octo_rate_limited_logins_total Sign-ins refused by the rate limit."
+    );
+    let _ = writeln!(out, "# TYPE octo_rate_limited_logins_total counter");
+    let _ = writeln!(
+        out,
+        "octo_rate_limited_logins_total {}",
+        state.auth.rate_limited_logins()
+    );
+    let _ = writeln!(
+        out,
+        "# HELP octod_uptime_seconds Seconds since octod started."
+    );
+    let _ = writeln!(out, "# TYPE octod_uptime_seconds gauge");
+    let _ = writeln!(
+        out,
+        "octod_uptime_seconds {}",
+        state.started.elapsed().as_secs()
+    );
+    let _ = writeln!(out, "octod_build_info{{version=\"{}\"}} 1", crate::VERSION);
+    ([(CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+}
 
-    #[tokio::test]
-    async fn health_answers_ok_with_version() {
-        let response = router(AppState::default())
-            .oneshot(
-                axum::http::Request::get("/api/health")
-                    .body(Body::empty())
-                    .expect("request"),
-            )
-            .await
-            .expect("response");
-        assert_eq!(response.status(), 200);
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes();
-        let json: serde_json::Value = serde_json::from_slice(&body).expect("json");
-        assert_eq!(json["status"], "ok");
-        assert_eq!(json["version"], crate::VERSION);
+fn state_name(state: &SessionState) -> &'static str {
+    match state {
+        SessionState::Creating => "creating",
+        SessionState::Starting => "starting",
+        SessionState::Running => "running",
+        SessionState::Stopping => "stopping",
+        SessionState::Stopped => "stopped",
+        SessionState::Deleting => "deleting",
+        SessionState::Failed(_) => "failed",
     }
 }

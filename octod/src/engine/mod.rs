@@ -22,6 +22,7 @@ use crate::session::{InvalidSessionId, SessionId};
 use crate::store::{SessionRecord, Store, StoreError};
 use crate::systemd::{Systemd, SystemdError};
 
+pub use ops::random_id;
 pub use reconcile::ReconcileReport;
 
 /// Settings of the engine.
@@ -107,6 +108,12 @@ pub enum OpKind {
 }
 
 type OpResult = Result<Option<SessionRecord>, Arc<EngineError>>;
+
+/// An operation's future, boxed: it is moved into its own task, and the callers' futures stay
+/// small.
+type BoxedOp = std::pin::Pin<
+    Box<dyn Future<Output = Result<Option<SessionRecord>, EngineError>> + Send + 'static>,
+>;
 
 /// An operation in flight: its kind and where its result will appear.
 struct InFlight {
@@ -194,9 +201,11 @@ impl Engine {
         self.validate_create(&request).await.map_err(Arc::new)?;
         let engine = self.clone();
         let key = id.clone();
-        self.run_op(id.clone(), OpKind::Create, async move {
-            engine.do_create(key, request).await.map(Some)
-        })
+        self.run_op(
+            id.clone(),
+            OpKind::Create,
+            Box::pin(async move { engine.do_create(key, request).await.map(Some) }),
+        )
         .await
         .and_then(|r| r.ok_or_else(|| Arc::new(EngineError::NotFound(id))))
     }
@@ -205,9 +214,11 @@ impl Engine {
     pub async fn resume(&self, id: &SessionId) -> Result<SessionRecord, Arc<EngineError>> {
         let engine = self.clone();
         let key = id.clone();
-        self.run_op(id.clone(), OpKind::Start, async move {
-            engine.do_start(&key).await.map(Some)
-        })
+        self.run_op(
+            id.clone(),
+            OpKind::Start,
+            Box::pin(async move { engine.do_start(&key).await.map(Some) }),
+        )
         .await
         .and_then(|r| r.ok_or_else(|| Arc::new(EngineError::NotFound(id.clone()))))
     }
@@ -216,9 +227,11 @@ impl Engine {
     pub async fn stop(&self, id: &SessionId) -> Result<SessionRecord, Arc<EngineError>> {
         let engine = self.clone();
         let key = id.clone();
-        self.run_op(id.clone(), OpKind::Stop, async move {
-            engine.do_stop(&key).await.map(Some)
-        })
+        self.run_op(
+            id.clone(),
+            OpKind::Stop,
+            Box::pin(async move { engine.do_stop(&key).await.map(Some) }),
+        )
         .await
         .and_then(|r| r.ok_or_else(|| Arc::new(EngineError::NotFound(id.clone()))))
     }
@@ -227,18 +240,17 @@ impl Engine {
     pub async fn delete(&self, id: &SessionId) -> Result<(), Arc<EngineError>> {
         let engine = self.clone();
         let key = id.clone();
-        self.run_op(id.clone(), OpKind::Delete, async move {
-            engine.do_delete(&key).await.map(|()| None)
-        })
+        self.run_op(
+            id.clone(),
+            OpKind::Delete,
+            Box::pin(async move { engine.do_delete(&key).await.map(|()| None) }),
+        )
         .await
         .map(|_| ())
     }
 
     /// Runs `op` as the session's one operation, or joins the same operation in flight.
-    async fn run_op<F>(&self, id: SessionId, kind: OpKind, op: F) -> OpResult
-    where
-        F: Future<Output = Result<Option<SessionRecord>, EngineError>> + Send + 'static,
-    {
+    async fn run_op(&self, id: SessionId, kind: OpKind, op: BoxedOp) -> OpResult {
         let mut op = Some(op);
         loop {
             let waiting = {

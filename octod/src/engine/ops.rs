@@ -13,7 +13,7 @@ use super::{CreateRequest, Engine, EngineError};
 const MAX_REASON: usize = 2000;
 
 /// A random session id: a letter and eleven of `[a-z0-9]` (~57 bits).
-pub(super) fn random_id() -> Result<SessionId, EngineError> {
+pub fn random_id() -> Result<SessionId, EngineError> {
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
     let mut bytes = [0u8; 12];
     getrandom::fill(&mut bytes)
