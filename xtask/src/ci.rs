@@ -89,6 +89,10 @@ const CHECKS: &[Check] = &[
         &["engine", "crash"],
     ),
     check(
+        "engine: idle stop, and the reconciler reacts to a unit's PropertiesChanged",
+        &["engine", "idle"],
+    ),
+    check(
         "engine: a running and a stopped session before a reboot",
         &["engine", "reboot-setup"],
     ),
