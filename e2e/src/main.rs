@@ -5,6 +5,7 @@
 // The checks are long sequential scenarios awaited once each; boxing them buys nothing.
 #![allow(clippy::large_futures)]
 
+mod api;
 mod bench;
 mod engine;
 mod generator;
@@ -40,6 +41,8 @@ enum Check {
     },
     /// The session image: build through octod, each template's services, the agent loop.
     Image,
+    /// The real `octod serve` over its socket: accounts, sessions, authorization.
+    Api,
     /// octod's Podman API client against the real Podman 5 socket.
     PodmanClient,
     /// The session engine: lifecycle, concurrency, bad input, crashes, reboots.
@@ -84,6 +87,7 @@ fn main() -> ExitCode {
             Check::Engine { phase } => engine::run(phase).await,
             Check::PodmanClient => podman::run().await,
             Check::Image => image::run().await,
+            Check::Api => api::run().await,
             Check::Bench {
                 bench: BenchKind::SessionStart { rounds },
             } => bench::session_start(rounds).await,

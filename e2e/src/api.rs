@@ -1,0 +1,311 @@
+//! `octo-e2e api`: the real `octod serve` binary in the test host, driven over its real socket
+//! with the real session image: the first admin registers with the bootstrap invite code,
+//! invites a second user, creates a session and controls it; the other user, an anonymous
+//! client and a cross-origin request are refused; `/metrics` counts; SIGTERM stops it cleanly.
+
+use std::io::{BufRead as _, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context as _, bail, ensure};
+
+use crate::util::{self, Answer, say};
+
+const PORT: u16 = 18_484;
+const ORIGIN: &str = "http://127.0.0.1:18484";
+
+/// A signed-in client: its cookie.
+struct Client {
+    cookie: String,
+}
+
+impl Client {
+    fn call(&self, method: &str, path: &str, body: Option<&str>) -> anyhow::Result<Answer> {
+        util::request(
+            PORT,
+            method,
+            path,
+            &[("Cookie", &self.cookie), ("Origin", ORIGIN)],
+            body,
+        )
+    }
+}
+
+fn sign_in(answer: &Answer) -> anyhow::Result<Client> {
+    let set = answer
+        .header("set-cookie")
+        .context("no session cookie in the answer")?;
+    ensure!(
+        set.contains("HttpOnly") && set.contains("SameSite=Strict"),
+        "weak cookie: {set}"
+    );
+    let cookie = set.split(';').next().unwrap_or_default().to_owned();
+    Ok(Client { cookie })
+}
+
+fn expect(answer: &Answer, status: u16, what: &str) -> anyhow::Result<()> {
+    ensure!(
+        answer.status == status,
+        "{what}: expected {status}, got {} {}",
+        answer.status,
+        answer.body
+    );
+    Ok(())
+}
+
+pub(crate) async fn run() -> anyhow::Result<()> {
+    let home = std::path::PathBuf::from(std::env::var("HOME").context("HOME")?);
+    let base = home.join("e2e-api");
+    let _ = std::fs::remove_dir_all(&base);
+    std::fs::create_dir_all(&base)?;
+    let config = base.join("octod.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nstate_dir = \"{}\"\n\n[sessions]\ntemplates_dir = \"/opt/octo/src/container/templates\"\nport_range = \"23000-23099\"\nmax_per_user = 1\n",
+            base.join("state").display()
+        ),
+    )?;
+    let octod = format!(
+        "{}/octod",
+        std::env::var("OCTO_BIN_DIR").unwrap_or_else(|_| "/opt/octo/target/debug".into())
+    );
+    let mut child = Command::new(&octod)
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{PORT}"),
+            "--config",
+        ])
+        .arg(&config)
+        .env("OCTOD_LOG", "warn")
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting {octod}"))?;
+    let stderr = child.stderr.take().context("octod's stderr")?;
+    let (code_tx, code_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some((_, code)) = line.split_once("first admin invite code: ") {
+                let _ = code_tx.send(code.trim().to_owned());
+            }
+            eprintln!("    octod: {line}");
+        }
+    });
+    let result = scenario(&code_rx).await;
+    // SIGTERM: a clean shutdown.
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let status = child.wait()?;
+    result?;
+    ensure!(
+        status.success(),
+        "octod did not exit cleanly on SIGTERM: {status}"
+    );
+    say("SIGTERM: octod stopped cleanly");
+    Ok(())
+}
+
+async fn scenario(code: &std::sync::mpsc::Receiver<String>) -> anyhow::Result<()> {
+    let code = code
+        .recv_timeout(Duration::from_secs(60))
+        .context("octod logged no first admin invite code")?;
+    util::eventually(Duration::from_secs(30), "octod's /api/health", async || {
+        let answer = util::request(PORT, "GET", "/api/health", &[], None)?;
+        expect(&answer, 200, "health")
+    })
+    .await?;
+    say("octod serves; it logged a first admin invite code");
+
+    // Registration needs the invite code, and it works once.
+    let body = format!(
+        r#"{{"invite_code":"{code}","username":"admin","password":"correct horse battery"}}"#
+    );
+    let bad = body.replace(&code, "wrongcode");
+    expect(
+        &util::request(PORT, "POST", "/api/auth/register", &[], Some(&bad))?,
+        400,
+        "bad code",
+    )
+    .or_else(|_| {
+        expect(
+            &util::request(PORT, "POST", "/api/auth/register", &[], Some(&bad))?,
+            403,
+            "bad code",
+        )
+    })?;
+    let answer = util::request(PORT, "POST", "/api/auth/register", &[], Some(&body))?;
+    expect(&answer, 201, "register admin")?;
+    let admin = sign_in(&answer)?;
+    let again = body.replace("\"admin\"", "\"admin2\"");
+    ensure!(
+        util::request(PORT, "POST", "/api/auth/register", &[], Some(&again))?.status >= 400,
+        "a single-use invite code worked twice"
+    );
+    let me = admin.call("GET", "/api/me", None)?;
+    expect(&me, 200, "me")?;
+    ensure!(
+        me.json()?["role"] == "admin",
+        "the first user is not admin: {}",
+        me.body
+    );
+    say("registered the first admin with the invite code; the code does not work twice");
+
+    // A second user through an admin-made invite code.
+    let invite = admin.call("POST", "/api/admin/invite-codes", Some("{}"))?;
+    expect(&invite, 201, "invite code").or_else(|_| expect(&invite, 200, "invite code"))?;
+    let bob_code = invite.json()?["code"]
+        .as_str()
+        .context("invite code in the answer")?
+        .to_owned();
+    let answer = util::request(
+        PORT,
+        "POST",
+        "/api/auth/register",
+        &[],
+        Some(&format!(
+            r#"{{"invite_code":"{bob_code}","username":"bob","password":"another good one"}}"#
+        )),
+    )?;
+    expect(&answer, 201, "register bob")?;
+    let bob = sign_in(&answer)?;
+
+    let templates = admin.call("GET", "/api/templates", None)?;
+    expect(&templates, 200, "templates")?;
+    let ids: Vec<String> = templates
+        .json()?
+        .as_array()
+        .context("a list")?
+        .iter()
+        .filter_map(|t| t["id"].as_str().map(str::to_owned))
+        .collect();
+    ensure!(
+        ids.len() == 3 && ids.contains(&"coding-copilot".to_owned()),
+        "templates: {ids:?}"
+    );
+    say(format!("templates: {ids:?}"));
+
+    // Bad input, then a real session.
+    let answer = admin.call("POST", "/api/sessions", Some(r#"{"template":"nope"}"#))?;
+    expect(&answer, 400, "unknown template")?;
+    ensure!(
+        answer.json()?["error"]["code"] == "unknown_template",
+        "{}",
+        answer.body
+    );
+    let answer = admin.call(
+        "POST",
+        "/api/sessions",
+        Some(r#"{"template":"coding-copilot"}"#),
+    )?;
+    ensure!(
+        matches!(answer.status, 201 | 202),
+        "create: {} {}",
+        answer.status,
+        answer.body
+    );
+    let session = answer.json()?;
+    let id = session["id"].as_str().context("session id")?.to_owned();
+    let path = format!("/api/sessions/{id}");
+    util::eventually(
+        Duration::from_secs(120),
+        "the session running",
+        async || {
+            let answer = admin.call("GET", &path, None)?;
+            let state = answer.json()?["state"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            if state == "failed" {
+                bail!("the session failed: {}", answer.body);
+            }
+            ensure!(state == "running", "state {state}");
+            Ok(())
+        },
+    )
+    .await?;
+    say(format!("created session {id} through the API; it runs"));
+    let limit = admin.call(
+        "POST",
+        "/api/sessions",
+        Some(r#"{"template":"coding-copilot"}"#),
+    )?;
+    expect(&limit, 409, "the per-user limit")?;
+
+    // Only the owner (and admins) see it.
+    expect(
+        &bob.call("GET", &path, None)?,
+        404,
+        "bob reads admin's session",
+    )?;
+    expect(
+        &bob.call("POST", &format!("{path}/stop"), None)?,
+        404,
+        "bob stops admin's session",
+    )?;
+    expect(
+        &bob.call("DELETE", &path, None)?,
+        404,
+        "bob deletes admin's session",
+    )?;
+    let list = bob.call("GET", "/api/sessions", None)?;
+    ensure!(
+        list.json()?.as_array().is_some_and(Vec::is_empty),
+        "bob sees sessions: {}",
+        list.body
+    );
+    expect(
+        &bob.call("GET", "/api/admin/sessions", None)?,
+        403,
+        "bob lists all sessions",
+    )?;
+    expect(
+        &util::request(PORT, "GET", &path, &[], None)?,
+        401,
+        "anonymous",
+    )?;
+    let cross = util::request(
+        PORT,
+        "POST",
+        &format!("{path}/stop"),
+        &[("Cookie", &admin.cookie), ("Origin", "http://evil.example")],
+        None,
+    )?;
+    expect(&cross, 403, "a cross-origin stop")?;
+    say("another user gets 404, anonymous 401, cross-origin 403");
+
+    let answer = admin.call("POST", &format!("{path}/stop"), None)?;
+    ensure!(
+        answer.status == 200 && answer.json()?["state"] == "stopped",
+        "stop: {}",
+        answer.body
+    );
+    let answer = admin.call("POST", &format!("{path}/resume"), None)?;
+    ensure!(
+        answer.status == 200 && answer.json()?["state"] == "running",
+        "resume: {}",
+        answer.body
+    );
+    say("stop → stopped, resume → running");
+
+    let metrics = util::request(PORT, "GET", "/metrics", &[], None)?;
+    ensure!(
+        metrics.body.contains("octo_sessions{state=\"running\"} 1"),
+        "metrics: {}",
+        metrics.body
+    );
+
+    let answer = admin.call("DELETE", &path, None)?;
+    expect(&answer, 204, "delete")?;
+    expect(&admin.call("GET", &path, None)?, 404, "the deleted session")?;
+    let logout = admin.call("POST", "/api/auth/logout", None)?;
+    ensure!(logout.status < 300, "logout: {}", logout.body);
+    expect(
+        &admin.call("GET", "/api/me", None)?,
+        401,
+        "a revoked cookie",
+    )?;
+    say("delete → 404; after logout the old cookie is refused");
+    Ok(())
+}
