@@ -155,13 +155,23 @@ impl Proxy {
     }
 }
 
-/// The proxy's routes, to be merged (not nested) into octod's router.
-///
-/// `S` is the router's state; it provides the [`Proxy`] and the [`Sessions`] implementation
-/// `R` through `FromRef`. `U` is the extractor of the signed-in user: octod passes
-/// [`CurrentUser`] itself once auth implements `FromRequestParts<S>` for it; its rejection
-/// (`401`) answers requests without a valid sign-in, before anything else happens.
-pub fn routes<S, R, U>() -> Router<S>
+/// The proxy's routes, to be merged (not nested) into octod's router. `S` is the router's
+/// state; it provides the [`Proxy`] and the [`Sessions`] implementation `R` through `FromRef`,
+/// and the signed-in user through auth's [`CurrentUser`] extractor (its rejection, `401`,
+/// answers before anything else happens).
+pub fn routes<S, R>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    R: Sessions,
+    Proxy: FromRef<S>,
+    Arc<R>: FromRef<S>,
+    CurrentUser: FromRequestParts<S>,
+{
+    routes_with_user::<S, R, CurrentUser>()
+}
+
+/// [`routes`] with another extractor `U` of the signed-in user (the tests use a header).
+pub fn routes_with_user<S, R, U>() -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
     R: Sessions,

@@ -1,1 +1,1061 @@
-//! Tests of the proxy over real sockets.
+//! The proxy over real sockets: real upstream servers on 127.0.0.1 (an HTTP echo, a slow
+//! large body, an SSE stream, a ttyd-like WebSocket echo), the proxy's routes served on a real
+//! listener, and real clients (hyper, tungstenite). The signed-in user comes from a test
+//! header; the engine is an in-memory [`Sessions`].
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{FromRef, FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures_util::{SinkExt as _, StreamExt as _};
+use http_body_util::BodyExt as _;
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, mpsc};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+use tokio_tungstenite::tungstenite::handshake::server::{
+    ErrorResponse, Request as WsRequest, Response as WsResponse,
+};
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{self, Message};
+
+use super::*;
+use crate::identity::Role;
+use crate::session::Ports;
+
+const TOKEN: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+/// Generous: any test that hangs (a buffering proxy deadlocks the lockstep tests) fails.
+const TEST_TIMEOUT: Duration = Duration::from_secs(60);
+const MIB: u64 = 1024 * 1024;
+
+// ---------------------------------------------------------------------------------------
+// The user: `x-test-user: alice` or `x-test-user: admin:root`; none is 401.
+
+struct TestUser(CurrentUser);
+
+impl<S: Send + Sync> FromRequestParts<S> for TestUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let value = parts
+            .headers
+            .get("x-test-user")
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(ApiError::unauthorized)?;
+        let (role, name) = match value.strip_prefix("admin:") {
+            Some(name) => (Role::Admin, name),
+            None => (Role::User, value),
+        };
+        Ok(Self(CurrentUser {
+            name: name.to_owned(),
+            role,
+        }))
+    }
+}
+
+impl From<TestUser> for CurrentUser {
+    fn from(user: TestUser) -> Self {
+        user.0
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The engine, in memory.
+
+struct Entry {
+    owner: &'static str,
+    ports: Ports,
+    /// A session that does not become ready in time.
+    waking: bool,
+}
+
+#[derive(Default)]
+struct MemSessions {
+    sessions: HashMap<&'static str, Entry>,
+    activity: AtomicUsize,
+}
+
+impl Sessions for MemSessions {
+    async fn resolve(
+        &self,
+        user: &CurrentUser,
+        id: &SessionId,
+        service: Service,
+    ) -> Result<Upstream, ApiError> {
+        let entry = self
+            .sessions
+            .get(id.as_str())
+            .filter(|e| user.may_access(e.owner))
+            .ok_or_else(|| ApiError::not_found("no such session"))?;
+        if entry.waking {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            return Err(ApiError::unavailable(
+                "session_waking",
+                "the session is starting",
+                7,
+            ));
+        }
+        let port = match service {
+            Service::Opencode => entry.ports.opencode,
+            Service::Files => entry.ports.files,
+            Service::Terminal => entry.ports.terminal,
+        };
+        Ok(Upstream {
+            port,
+            token: Secret::new(TOKEN.to_owned()),
+        })
+    }
+
+    fn activity(&self, _id: &SessionId) {
+        self.activity.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[derive(Clone)]
+struct TestState {
+    proxy: Proxy,
+    sessions: Arc<MemSessions>,
+}
+
+impl FromRef<TestState> for Proxy {
+    fn from_ref(state: &TestState) -> Self {
+        state.proxy.clone()
+    }
+}
+
+impl FromRef<TestState> for Arc<MemSessions> {
+    fn from_ref(state: &TestState) -> Self {
+        Arc::clone(&state.sessions)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Bodies: a fixed pseudo-random pattern whose period (a prime) is no multiple of any chunk
+// size, so lost, repeated or reordered bytes never line up again.
+
+const PERIOD: usize = 1_048_573;
+const CHUNK: usize = 64 * 1024;
+
+fn pattern() -> &'static [u8] {
+    static PATTERN: OnceLock<Vec<u8>> = OnceLock::new();
+    PATTERN.get_or_init(|| {
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        (0..PERIOD)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x.to_le_bytes()[3]
+            })
+            .collect()
+    })
+}
+
+/// `len` bytes of the endless pattern from `offset`.
+fn chunk_at(offset: u64, len: usize) -> Bytes {
+    let mut out = Vec::with_capacity(len);
+    let mut at = usize::try_from(offset % PERIOD as u64).expect("small");
+    while out.len() < len {
+        let take = (len - out.len()).min(PERIOD - at);
+        out.extend_from_slice(&pattern()[at..at + take]);
+        at = 0;
+    }
+    Bytes::from(out)
+}
+
+/// Whether `data` is the pattern from `offset`.
+fn matches_at(offset: u64, data: &[u8]) -> bool {
+    let mut at = usize::try_from(offset % PERIOD as u64).expect("small");
+    let mut rest = data;
+    while !rest.is_empty() {
+        let take = rest.len().min(PERIOD - at);
+        if rest[..take] != pattern()[at..at + take] {
+            return false;
+        }
+        rest = &rest[take..];
+        at = 0;
+    }
+    true
+}
+
+/// A stream of `size` pattern bytes that counts what it produced, pausing once after the
+/// first chunk until `gate` is notified (when given).
+fn pattern_stream(
+    size: u64,
+    produced: Arc<AtomicU64>,
+    gate: Option<Arc<Notify>>,
+) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send {
+    futures_util::stream::unfold((0u64, gate), move |(offset, gate)| {
+        let produced = Arc::clone(&produced);
+        async move {
+            if offset >= size {
+                return None;
+            }
+            let gate = match gate {
+                Some(gate) if offset > 0 => {
+                    gate.notified().await;
+                    None
+                }
+                gate => gate,
+            };
+            let len = usize::try_from((size - offset).min(CHUNK as u64)).expect("small");
+            produced.fetch_add(len as u64, Ordering::SeqCst);
+            Some((Ok(chunk_at(offset, len)), (offset + len as u64, gate)))
+        }
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// The upstream HTTP server (stands in for opencode and the file server).
+
+#[derive(Default)]
+struct UpstreamState {
+    /// Bytes of `/download` produced so far.
+    download_produced: Arc<AtomicU64>,
+    /// Lets `/download` go on after its first chunk.
+    download_gate: Arc<Notify>,
+    /// `/upload` got its first chunk.
+    upload_started: Notify,
+    /// Lets `/upload` read on after its first chunk.
+    upload_gate: Notify,
+    /// Lets `/events` send its next event.
+    sse_gate: Arc<Notify>,
+}
+
+fn upstream_router(state: Arc<UpstreamState>) -> Router {
+    Router::new()
+        .route("/download", axum::routing::get(download))
+        .route("/upload", axum::routing::put(upload))
+        .route("/events", axum::routing::get(events))
+        .fallback(echo)
+        .with_state(state)
+}
+
+/// Answers with what arrived, and with headers that must not reach the browser.
+async fn echo(method: Method, uri: Uri, headers: HeaderMap) -> Response {
+    let mut seen: HashMap<String, Vec<String>> = HashMap::new();
+    for (name, value) in &headers {
+        seen.entry(name.as_str().to_owned())
+            .or_default()
+            .push(String::from_utf8_lossy(value.as_bytes()).into_owned());
+    }
+    let body = serde_json::json!({
+        "method": method.as_str(),
+        "path": uri.path(),
+        "query": uri.query(),
+        "headers": seen,
+    });
+    (
+        [
+            ("set-cookie", "container=1; Path=/"),
+            ("www-authenticate", "Basic realm=\"opencode\""),
+            ("connection", "x-hop"),
+            ("x-hop", "1"),
+            ("x-kept", "yes"),
+        ],
+        axum::Json(body),
+    )
+        .into_response()
+}
+
+#[derive(serde::Deserialize)]
+struct Size {
+    size: u64,
+}
+
+async fn download(
+    State(state): State<Arc<UpstreamState>>,
+    axum::extract::Query(Size { size }): axum::extract::Query<Size>,
+) -> Response {
+    let stream = pattern_stream(
+        size,
+        Arc::clone(&state.download_produced),
+        Some(Arc::clone(&state.download_gate)),
+    );
+    Body::from_stream(stream).into_response()
+}
+
+async fn upload(State(state): State<Arc<UpstreamState>>, body: Body) -> Response {
+    let mut stream = body.into_data_stream();
+    let mut received: u64 = 0;
+    let mut intact = true;
+    while let Some(chunk) = stream.next().await {
+        let Ok(chunk) = chunk else {
+            return StatusCode::BAD_REQUEST.into_response();
+        };
+        intact &= matches_at(received, &chunk);
+        if received == 0 {
+            state.upload_started.notify_one();
+            state.upload_gate.notified().await;
+        }
+        received += chunk.len() as u64;
+    }
+    axum::Json(serde_json::json!({"received": received, "intact": intact})).into_response()
+}
+
+async fn events(State(state): State<Arc<UpstreamState>>) -> Response {
+    let gate = Arc::clone(&state.sse_gate);
+    let stream = futures_util::stream::unfold(0u32, move |n| {
+        let gate = Arc::clone(&gate);
+        async move {
+            if n == 3 {
+                return None;
+            }
+            if n > 0 {
+                gate.notified().await;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let event = format!("event: tick\ndata: {n}\n\n");
+            Some((Ok::<_, std::io::Error>(Bytes::from(event)), n + 1))
+        }
+    });
+    (
+        [
+            ("content-type", "text/event-stream"),
+            ("cache-control", "no-cache"),
+        ],
+        Body::from_stream(stream),
+    )
+        .into_response()
+}
+
+// ---------------------------------------------------------------------------------------
+// The upstream terminal: ttyd's handshake rules, an echo, and commands to ping and close.
+
+#[derive(Debug, PartialEq)]
+enum WsEvent {
+    First(Message),
+    Ping(Bytes),
+    Close(Option<CloseFrame>),
+}
+
+async fn ttyd(listener: TcpListener, events: mpsc::UnboundedSender<WsEvent>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            return;
+        };
+        let events = events.clone();
+        tokio::spawn(async move {
+            // tungstenite's callback signature fixes the error type.
+            #[allow(clippy::result_large_err)]
+            let check = |request: &WsRequest, mut response: WsResponse| {
+                let expected = format!("Basic {}", {
+                    let mut b = String::new();
+                    base64_into(&mut b, b"octo", TOKEN.as_bytes());
+                    b
+                });
+                let authorized = request
+                    .headers()
+                    .get("authorization")
+                    .is_some_and(|v| v.as_bytes() == expected.as_bytes());
+                let tty = request
+                    .headers()
+                    .get("sec-websocket-protocol")
+                    .is_some_and(|v| v == "tty");
+                if !authorized || !tty || request.uri().path() != "/ws" {
+                    let mut refused = ErrorResponse::new(Some("refused".to_owned()));
+                    *refused.status_mut() = StatusCode::UNAUTHORIZED;
+                    return Err(refused);
+                }
+                response
+                    .headers_mut()
+                    .insert("sec-websocket-protocol", "tty".parse().expect("value"));
+                Ok(response)
+            };
+            let Ok(mut socket) = tokio_tungstenite::accept_hdr_async(stream, check).await else {
+                return;
+            };
+            let mut first = true;
+            while let Some(Ok(message)) = socket.next().await {
+                if first && (message.is_text() || message.is_binary()) {
+                    first = false;
+                    let _ = events.send(WsEvent::First(message.clone()));
+                }
+                match message {
+                    Message::Text(text) if text.as_str() == "ping-me" => {
+                        let _ = socket.send(Message::Ping(Bytes::from_static(b"hb"))).await;
+                    }
+                    Message::Text(text) if text.as_str() == "close-me" => {
+                        let _ = socket
+                            .send(Message::Close(Some(CloseFrame {
+                                code: CloseCode::Library(4002),
+                                reason: "done".into(),
+                            })))
+                            .await;
+                    }
+                    Message::Text(_) | Message::Binary(_) => {
+                        let _ = socket.send(message).await;
+                    }
+                    Message::Ping(payload) => {
+                        let _ = events.send(WsEvent::Ping(payload));
+                    }
+                    Message::Close(frame) => {
+                        let _ = events.send(WsEvent::Close(frame));
+                    }
+                    Message::Pong(_) | Message::Frame(_) => {}
+                }
+            }
+        });
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The fixture: upstreams, the proxy on a real listener, a client.
+
+struct Fixture {
+    addr: SocketAddr,
+    upstream: Arc<UpstreamState>,
+    ws_events: mpsc::UnboundedReceiver<WsEvent>,
+    proxy: Proxy,
+    sessions: Arc<MemSessions>,
+    client: Client<HttpConnector, Body>,
+}
+
+async fn listener() -> TcpListener {
+    TcpListener::bind("127.0.0.1:0").await.expect("bind")
+}
+
+fn port_of(listener: &TcpListener) -> u16 {
+    listener.local_addr().expect("local address").port()
+}
+
+async fn fixture() -> Fixture {
+    let upstream = Arc::new(UpstreamState::default());
+    let http = listener().await;
+    let http_port = port_of(&http);
+    let app = upstream_router(Arc::clone(&upstream));
+    tokio::spawn(async move { axum::serve(http, app).await });
+
+    let (events_tx, ws_events) = mpsc::unbounded_channel();
+    let terminal = listener().await;
+    let terminal_port = port_of(&terminal);
+    tokio::spawn(ttyd(terminal, events_tx));
+
+    // A port with nothing listening: bound, then closed.
+    let dead_port = port_of(&listener().await);
+
+    let ports = |http, terminal| Ports {
+        opencode: http,
+        files: http,
+        terminal,
+    };
+    let mut sessions = MemSessions::default();
+    for (id, owner, ports, waking) in [
+        ("alpha", "alice", ports(http_port, terminal_port), false),
+        ("bravo", "bob", ports(http_port, terminal_port), false),
+        ("sleepy", "alice", ports(http_port, terminal_port), true),
+        ("gone", "alice", ports(dead_port, dead_port), false),
+    ] {
+        sessions.sessions.insert(
+            id,
+            Entry {
+                owner,
+                ports,
+                waking,
+            },
+        );
+    }
+    let sessions = Arc::new(sessions);
+    let proxy = Proxy::new();
+    let state = TestState {
+        proxy: proxy.clone(),
+        sessions: Arc::clone(&sessions),
+    };
+    let app = routes_with_user::<TestState, MemSessions, TestUser>().with_state(state);
+    let front = listener().await;
+    let addr = front.local_addr().expect("address");
+    tokio::spawn(async move {
+        axum::serve(
+            front,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+    });
+    Fixture {
+        addr,
+        upstream,
+        ws_events,
+        proxy,
+        sessions,
+        client: Client::builder(TokioExecutor::new()).build_http(),
+    }
+}
+
+impl Fixture {
+    fn request(
+        &self,
+        method: Method,
+        path: &str,
+        user: Option<&str>,
+    ) -> axum::http::request::Builder {
+        let builder = axum::http::Request::builder()
+            .method(method)
+            .uri(format!("http://{}{path}", self.addr));
+        match user {
+            Some(user) => builder.header("x-test-user", user),
+            None => builder,
+        }
+    }
+
+    async fn send(&self, request: axum::http::Request<Body>) -> axum::http::Response<Incoming> {
+        self.client.request(request).await.expect("response")
+    }
+
+    async fn get(&self, path: &str, user: Option<&str>) -> axum::http::Response<Incoming> {
+        self.send(
+            self.request(Method::GET, path, user)
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await
+    }
+
+    async fn terminal(
+        &self,
+        id: &str,
+        user: &str,
+    ) -> Result<
+        tokio_tungstenite::WebSocketStream<
+            tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+        >,
+        tungstenite::Error,
+    > {
+        let mut request = format!("ws://{}/sessions/{id}/terminal", self.addr)
+            .into_client_request()
+            .expect("request");
+        let headers = request.headers_mut();
+        headers.insert("x-test-user", user.parse().expect("value"));
+        headers.insert("sec-websocket-protocol", "tty".parse().expect("value"));
+        headers.insert("cookie", "octo_session=jwt".parse().expect("value"));
+        let (socket, response) = tokio_tungstenite::connect_async(request).await?;
+        assert_eq!(response.headers()["sec-websocket-protocol"], "tty");
+        Ok(socket)
+    }
+}
+
+async fn json(response: axum::http::Response<Incoming>) -> serde_json::Value {
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    serde_json::from_slice(&body).expect("json body")
+}
+
+/// Runs a test body with a deadline, so that a buffering proxy fails instead of hanging.
+async fn within<F: Future<Output = ()>>(test: F) {
+    tokio::time::timeout(TEST_TIMEOUT, test)
+        .await
+        .expect("test finished in time");
+}
+
+fn basic(user: &str) -> String {
+    let mut out = String::from("Basic ");
+    base64_into(&mut out, user.as_bytes(), TOKEN.as_bytes());
+    out
+}
+
+// ---------------------------------------------------------------------------------------
+// HTTP
+
+#[tokio::test]
+async fn headers_are_stripped_and_injected_both_ways() {
+    within(async {
+        let fx = fixture().await;
+        let request = fx
+            .request(
+                Method::POST,
+                "/sessions/alpha/opencode/session/a%20b//c?x=1&y=%2F",
+                Some("alice"),
+            )
+            .header("cookie", "octo_session=jwt")
+            .header("authorization", "Bearer browser-token")
+            .header("connection", "keep-alive, x-secret")
+            .header("x-secret", "1")
+            .header("keep-alive", "timeout=5")
+            .header("proxy-authorization", "Basic eDp5")
+            .header("te", "trailers")
+            .header("host", "octo.example")
+            .header("accept", "application/json")
+            .body(Body::from("{}"))
+            .expect("request");
+        let response = fx.send(request).await;
+        assert_eq!(response.status(), 200);
+        let headers = response.headers();
+        assert!(headers.get("set-cookie").is_none(), "{headers:?}");
+        assert!(headers.get("www-authenticate").is_none(), "{headers:?}");
+        assert!(headers.get("x-hop").is_none(), "{headers:?}");
+        assert_eq!(headers["x-kept"], "yes");
+        let seen = json(response).await;
+        assert_eq!(seen["method"], "POST");
+        assert_eq!(seen["path"], "/session/a%20b//c");
+        assert_eq!(seen["query"], "x=1&y=%2F");
+        let seen = &seen["headers"];
+        for gone in [
+            "cookie",
+            "x-secret",
+            "keep-alive",
+            "proxy-authorization",
+            "te",
+            "x-test-user-not-sent",
+        ] {
+            assert!(
+                seen.get(gone).is_none(),
+                "{gone} reached the container: {seen}"
+            );
+        }
+        assert_eq!(
+            seen["authorization"],
+            serde_json::json!([basic("opencode")])
+        );
+        assert_eq!(seen["x-forwarded-for"], serde_json::json!(["127.0.0.1"]));
+        assert_eq!(seen["x-forwarded-proto"], serde_json::json!(["http"]));
+        assert_eq!(
+            seen["x-forwarded-host"],
+            serde_json::json!(["octo.example"])
+        );
+        assert_eq!(seen["accept"], serde_json::json!(["application/json"]));
+        assert_eq!(seen["content-length"], serde_json::json!(["2"]));
+        assert!(fx.sessions.activity.load(Ordering::Relaxed) >= 1);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn files_get_a_bearer_token_and_the_query_byte_for_byte() {
+    within(async {
+        let fx = fixture().await;
+        let query = "path=%2Fsrc%2F..%2Fa+b%C3%A9&&overwrite&x=%ZZ;y";
+        let response = fx
+            .get(
+                &format!("/sessions/alpha/files/api/list?{query}"),
+                Some("alice"),
+            )
+            .await;
+        assert_eq!(response.status(), 200);
+        let seen = json(response).await;
+        assert_eq!(seen["path"], "/api/list");
+        assert_eq!(seen["query"], query);
+        assert_eq!(
+            seen["headers"]["authorization"],
+            serde_json::json!([format!("Bearer {TOKEN}")])
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn service_roots_map_to_slash() {
+    within(async {
+        let fx = fixture().await;
+        for path in [
+            "/sessions/alpha/opencode",
+            "/sessions/alpha/opencode/",
+            "/sessions/alpha/files/",
+        ] {
+            let response = fx.get(path, Some("alice")).await;
+            assert_eq!(response.status(), 200, "{path}");
+            assert_eq!(json(response).await["path"], "/", "{path}");
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn only_owner_and_admin_get_through() {
+    within(async {
+        let fx = fixture().await;
+        for (path, user, status, code) in [
+            ("/sessions/alpha/files/x", Some("alice"), 200, None),
+            ("/sessions/alpha/files/x", Some("admin:root"), 200, None),
+            (
+                "/sessions/alpha/files/x",
+                Some("bob"),
+                404,
+                Some("not_found"),
+            ),
+            (
+                "/sessions/alpha/opencode/x",
+                Some("bob"),
+                404,
+                Some("not_found"),
+            ),
+            ("/sessions/alpha/files/x", None, 401, Some("unauthorized")),
+            (
+                "/sessions/nosuch/files/x",
+                Some("alice"),
+                404,
+                Some("not_found"),
+            ),
+            (
+                "/sessions/Bad-Id/files/x",
+                Some("alice"),
+                404,
+                Some("not_found"),
+            ),
+            (
+                "/sessions/bravo/files/x",
+                Some("alice"),
+                404,
+                Some("not_found"),
+            ),
+            ("/sessions/bravo/files/x", Some("bob"), 200, None),
+        ] {
+            let response = fx.get(path, user).await;
+            assert_eq!(response.status(), status, "{path} as {user:?}");
+            if let Some(code) = code {
+                assert_eq!(
+                    json(response).await["error"]["code"],
+                    code,
+                    "{path} as {user:?}"
+                );
+            }
+        }
+        // A terminal upgrade by another user is refused the same way.
+        let refused = fx.terminal("alpha", "bob").await.expect_err("refused");
+        let tungstenite::Error::Http(response) = refused else {
+            panic!("expected an HTTP refusal: {refused:?}");
+        };
+        assert_eq!(response.status(), 404);
+        assert_eq!(fx.proxy.metrics().requests(Service::Terminal, 404), 1);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_session_that_does_not_wake_in_time_is_503_with_retry_after() {
+    within(async {
+        let fx = fixture().await;
+        let response = fx.get("/sessions/sleepy/opencode/x", Some("alice")).await;
+        assert_eq!(response.status(), 503);
+        assert_eq!(response.headers()["retry-after"], "7");
+        assert_eq!(json(response).await["error"]["code"], "session_waking");
+        assert_eq!(fx.proxy.metrics().requests(Service::Opencode, 503), 1);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_service_that_is_down_is_502_upstream_unavailable() {
+    within(async {
+        let fx = fixture().await;
+        for path in ["/sessions/gone/opencode/x", "/sessions/gone/files/x"] {
+            let response = fx.get(path, Some("alice")).await;
+            assert_eq!(response.status(), 502, "{path}");
+            assert_eq!(
+                json(response).await["error"]["code"],
+                "upstream_unavailable"
+            );
+        }
+        let refused = fx.terminal("gone", "alice").await.expect_err("refused");
+        let tungstenite::Error::Http(response) = refused else {
+            panic!("expected an HTTP refusal: {refused:?}");
+        };
+        assert_eq!(response.status(), 502);
+        let body = response.body().as_deref().unwrap_or_default();
+        let body: serde_json::Value = serde_json::from_slice(body).expect("json");
+        assert_eq!(body["error"]["code"], "upstream_unavailable");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn server_sent_events_arrive_one_by_one() {
+    within(async {
+        let fx = fixture().await;
+        let response = fx
+            .get("/sessions/alpha/opencode/events", Some("alice"))
+            .await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["content-type"], "text/event-stream");
+        let mut body = response.into_body();
+        let mut received = String::new();
+        // The upstream sends event n+1 only after the client has seen event n: a proxy that
+        // buffered the stream would never deliver event 0, and the test would time out.
+        for n in 0..3 {
+            let expected = format!("event: tick\ndata: {n}\n\n");
+            while !received.ends_with(&expected) {
+                let frame = body
+                    .frame()
+                    .await
+                    .expect("stream still open")
+                    .expect("frame");
+                if let Ok(data) = frame.into_data() {
+                    received.push_str(std::str::from_utf8(&data).expect("utf-8"));
+                }
+            }
+            fx.upstream.sse_gate.notify_one();
+        }
+        assert!(
+            body.frame().await.is_none(),
+            "the stream ends after 3 events"
+        );
+        assert_eq!(
+            received,
+            "event: tick\ndata: 0\n\nevent: tick\ndata: 1\n\nevent: tick\ndata: 2\n\n"
+        );
+    })
+    .await;
+}
+
+/// At most this much of a body may be in flight between a stalled reader and its writer:
+/// kernel socket buffers on two loopback connections and hyper's own buffers. A proxy that
+/// read ahead without bound would hold all 100 MiB.
+const IN_FLIGHT_BOUND: u64 = 40 * MIB;
+const BIG: u64 = 100 * MIB;
+
+#[tokio::test]
+async fn a_100_mib_download_streams_byte_identical_with_bounded_memory() {
+    within(async {
+        let fx = fixture().await;
+        let response = fx
+            .get(
+                &format!("/sessions/alpha/files/download?size={BIG}"),
+                Some("alice"),
+            )
+            .await;
+        assert_eq!(response.status(), 200);
+        let mut body = response.into_body();
+        let mut received: u64 = 0;
+        let mut first = true;
+        while let Some(frame) = body.frame().await {
+            let Ok(data) = frame.expect("frame").into_data() else {
+                continue;
+            };
+            assert!(matches_at(received, &data), "bytes differ at {received}");
+            received += data.len() as u64;
+            if first {
+                first = false;
+                // The first bytes arrived while the upstream had produced one chunk and
+                // waits for us: nothing buffers the whole body.
+                assert_eq!(
+                    fx.upstream.download_produced.load(Ordering::SeqCst),
+                    CHUNK as u64
+                );
+                fx.upstream.download_gate.notify_one();
+                // Stall: the upstream may run ahead only as far as buffers reach.
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                let ahead = fx.upstream.download_produced.load(Ordering::SeqCst);
+                assert!(
+                    ahead < IN_FLIGHT_BOUND,
+                    "{} MiB produced while the client was not reading",
+                    ahead / MIB
+                );
+            }
+        }
+        assert_eq!(received, BIG);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_100_mib_upload_streams_byte_identical_with_bounded_memory() {
+    within(async {
+        let fx = fixture().await;
+        let produced = Arc::new(AtomicU64::new(0));
+        let body = Body::from_stream(pattern_stream(BIG, Arc::clone(&produced), None));
+        let request = fx
+            .request(Method::PUT, "/sessions/alpha/files/upload", Some("alice"))
+            .body(body)
+            .expect("request");
+        let response = tokio::spawn({
+            let client = fx.client.clone();
+            async move { client.request(request).await }
+        });
+        // The upstream has the first chunk and stops reading: the client may run ahead only
+        // as far as buffers reach.
+        fx.upstream.upload_started.notified().await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let ahead = produced.load(Ordering::SeqCst);
+        assert!(
+            ahead < IN_FLIGHT_BOUND,
+            "{} MiB sent while the upstream was not reading",
+            ahead / MIB
+        );
+        fx.upstream.upload_gate.notify_one();
+        let response = response.await.expect("task").expect("response");
+        assert_eq!(response.status(), 200);
+        assert_eq!(
+            json(response).await,
+            serde_json::json!({"received": BIG, "intact": true})
+        );
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------------------------------
+// WebSocket
+
+#[tokio::test]
+async fn terminal_frames_pings_and_the_auth_token_are_relayed() {
+    within(async {
+        let mut fx = fixture().await;
+        let mut socket = fx.terminal("alpha", "alice").await.expect("connected");
+        assert_eq!(fx.proxy.metrics().requests(Service::Terminal, 101), 1);
+
+        // ttyd's first message, with whatever the browser put in AuthToken.
+        socket
+            .send(Message::Binary(Bytes::from_static(
+                br#"{"AuthToken":"forged","columns":80,"rows":24}"#,
+            )))
+            .await
+            .expect("send");
+        let Some(WsEvent::First(Message::Binary(first))) = fx.ws_events.recv().await else {
+            panic!("the terminal got no first message");
+        };
+        let first: serde_json::Value = serde_json::from_slice(&first).expect("json");
+        let mut auth_token = String::new();
+        base64_into(&mut auth_token, b"octo", TOKEN.as_bytes());
+        assert_eq!(
+            first,
+            serde_json::json!({"AuthToken": auth_token, "columns": 80, "rows": 24})
+        );
+        // The echo of the rewritten first message.
+        assert!(matches!(socket.next().await, Some(Ok(Message::Binary(_)))));
+
+        // Later frames pass unchanged, text as text, binary as binary.
+        socket.send(Message::text("0ls\n")).await.expect("send");
+        assert_eq!(
+            socket.next().await.expect("open").expect("frame"),
+            Message::text("0ls\n")
+        );
+        let blob = chunk_at(0, 200_000);
+        socket
+            .send(Message::Binary(blob.clone()))
+            .await
+            .expect("send");
+        assert_eq!(
+            socket.next().await.expect("open").expect("frame"),
+            Message::Binary(blob)
+        );
+
+        // A ping from the browser reaches the terminal, and a pong comes back.
+        socket
+            .send(Message::Ping(Bytes::from_static(b"are you there")))
+            .await
+            .expect("send");
+        assert_eq!(
+            fx.ws_events.recv().await,
+            Some(WsEvent::Ping(Bytes::from_static(b"are you there")))
+        );
+        // A ping from the terminal reaches the browser.
+        socket.send(Message::text("ping-me")).await.expect("send");
+        let mut pongs = 0;
+        loop {
+            match socket.next().await.expect("open").expect("frame") {
+                Message::Pong(payload) => {
+                    assert_eq!(payload, Bytes::from_static(b"are you there"));
+                    pongs += 1;
+                }
+                Message::Ping(payload) => {
+                    assert_eq!(payload, Bytes::from_static(b"hb"));
+                    break;
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert!(pongs >= 1, "the browser's ping was answered");
+        assert_eq!(fx.proxy.metrics().websockets_open(), 1);
+
+        // The browser's close code reaches the terminal.
+        socket
+            .send(Message::Close(Some(CloseFrame {
+                code: CloseCode::Library(4001),
+                reason: "bye".into(),
+            })))
+            .await
+            .expect("send");
+        let close = loop {
+            match fx.ws_events.recv().await.expect("event") {
+                WsEvent::Close(frame) => break frame,
+                WsEvent::Ping(_) | WsEvent::First(_) => {}
+            }
+        };
+        let close = close.expect("a close frame with a code");
+        assert_eq!(close.code, CloseCode::Library(4001));
+        assert_eq!(close.reason.as_str(), "bye");
+        while socket.next().await.is_some() {}
+        // The relay ends, and the gauge with it.
+        for _ in 0..100 {
+            if fx.proxy.metrics().websockets_open() == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(fx.proxy.metrics().websockets_open(), 0);
+        assert!(fx.sessions.activity.load(Ordering::Relaxed) >= 6);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_terminal_close_code_reaches_the_browser() {
+    within(async {
+        let fx = fixture().await;
+        let mut socket = fx.terminal("alpha", "admin:root").await.expect("connected");
+        socket
+            .send(Message::text(r#"{"AuthToken":"","columns":1,"rows":1}"#))
+            .await
+            .expect("send");
+        assert!(matches!(socket.next().await, Some(Ok(Message::Text(_)))));
+        socket.send(Message::text("close-me")).await.expect("send");
+        let frame = loop {
+            match socket.next().await {
+                Some(Ok(Message::Close(frame))) => break frame,
+                Some(Ok(_)) => {}
+                other => panic!("no close frame: {other:?}"),
+            }
+        };
+        let frame = frame.expect("a close frame with a code");
+        assert_eq!(frame.code, CloseCode::Library(4002));
+        assert_eq!(frame.reason.as_str(), "done");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_plain_get_of_the_terminal_is_426_and_wakes_nothing() {
+    within(async {
+        let fx = fixture().await;
+        let response = fx.get("/sessions/sleepy/terminal", Some("alice")).await;
+        assert_eq!(response.status(), 426);
+        assert_eq!(json(response).await["error"]["code"], "upgrade_required");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn metrics_count_requests_by_service_and_status() {
+    within(async {
+        let fx = fixture().await;
+        let _ = fx.get("/sessions/alpha/files/x", Some("alice")).await;
+        let _ = fx.get("/sessions/alpha/files/x", Some("alice")).await;
+        let _ = fx.get("/sessions/bravo/opencode/x", Some("alice")).await;
+        let mut out = String::new();
+        fx.proxy.metrics().render_prometheus(&mut out);
+        assert!(
+            out.contains("octod_proxy_requests_total{service=\"files\",status=\"200\"} 2\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("octod_proxy_requests_total{service=\"opencode\",status=\"404\"} 1\n"),
+            "{out}"
+        );
+        assert!(out.contains("octod_proxy_websockets_open 0\n"), "{out}");
+    })
+    .await;
+}
