@@ -533,6 +533,22 @@ impl Fixture {
         >,
         tungstenite::Error,
     > {
+        self.terminal_from(id, user, &format!("http://{}", self.addr))
+            .await
+    }
+
+    /// Opens the terminal like a browser on the page at `origin`, with its cookie.
+    async fn terminal_from(
+        &self,
+        id: &str,
+        user: &str,
+        origin: &str,
+    ) -> Result<
+        tokio_tungstenite::WebSocketStream<
+            tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+        >,
+        tungstenite::Error,
+    > {
         let mut request = format!("ws://{}/sessions/{id}/terminal", self.addr)
             .into_client_request()
             .expect("request");
@@ -540,6 +556,7 @@ impl Fixture {
         headers.insert("x-test-user", user.parse().expect("value"));
         headers.insert("sec-websocket-protocol", "tty".parse().expect("value"));
         headers.insert("cookie", "octo_session=jwt".parse().expect("value"));
+        headers.insert("origin", origin.parse().expect("value"));
         let (socket, response) = tokio_tungstenite::connect_async(request).await?;
         assert_eq!(response.headers()["sec-websocket-protocol"], "tty");
         Ok(socket)
@@ -1025,6 +1042,35 @@ async fn the_terminal_close_code_reaches_the_browser() {
         assert_eq!(frame.reason.as_str(), "done");
     })
     .await;
+}
+
+#[tokio::test]
+async fn a_terminal_upgrade_from_another_origin_is_403() {
+    within(async {
+        let fx = fixture().await;
+        let refused = fx
+            .terminal_from("alpha", "alice", "https://evil.example")
+            .await
+            .expect_err("refused");
+        let tungstenite::Error::Http(response) = refused else {
+            panic!("expected an HTTP refusal: {refused:?}");
+        };
+        assert_eq!(response.status(), 403);
+    })
+    .await;
+}
+
+/// The real wiring compiles: with auth's state in the router's, `routes` takes the user
+/// from auth's `CurrentUser` extractor.
+#[allow(dead_code)]
+fn routes_plug_into_auth<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    Proxy: FromRef<S>,
+    Arc<MemSessions>: FromRef<S>,
+    crate::auth::AuthState: FromRef<S>,
+{
+    routes::<S, MemSessions>()
 }
 
 #[tokio::test]

@@ -83,6 +83,15 @@ async fn accept<R: Sessions>(
     };
     // Checked before resolving, so that a plain GET does not wake a session.
     let key = client_key(&parts.headers)?;
+    // An upgrade is a GET, which the same-origin middleware lets through; a cross-site page
+    // must not open a terminal with the user's cookie.
+    if !crate::auth::http::is_same_origin(&parts.headers) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "cross_origin",
+            "cross-origin request refused",
+        ));
+    }
     let offers_tty = offers_protocol(&parts.headers, SUBPROTOCOL);
     let on_upgrade = parts
         .extensions
