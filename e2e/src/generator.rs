@@ -76,7 +76,7 @@ fn cases(templates: &Path) -> anyhow::Result<Vec<Case>> {
     let first = Case {
         spec: spec("gen1", "alice", 40001, DesiredState::Running)?,
         config: plain.clone(),
-        extra: vec![pair("--pids-limit", "-1")],
+        extra: vec![],
     };
 
     // 2. Stopped, every limit delegated, a provider secret, a test health command and an
@@ -134,7 +134,7 @@ fn cases(templates: &Path) -> anyhow::Result<Vec<Case>> {
             controllers: Controllers::from_cgroup_controllers("cpuset cpu io"),
             ..plain
         },
-        extra: vec![pair("--pids-limit", "-1"), pair("--cpus=1.5", "")],
+        extra: vec![pair("--cpus=1.5", "")],
     };
     Ok(vec![first, second, third])
 }
@@ -256,6 +256,11 @@ fn check_case(
             exec.join("\n")
         );
     }
+    // Without the pids controller no limit at all: crun fails on any `--pids-limit`.
+    ensure!(
+        case.config.controllers.pids || !exec.iter().any(|a| a == "--pids-limit"),
+        "a pids limit without the pids controller: {exec:?}"
+    );
     ensure!(
         exec.last().map(String::as_str) == Some(spec.image.as_str()),
         "the image is not the last argument of ExecStart: {exec:?}"
