@@ -289,6 +289,102 @@ async fn scenario(code: &std::sync::mpsc::Receiver<String>) -> anyhow::Result<()
     );
     say("stop → stopped, resume → running");
 
+    // Through the proxy: each service with the browser's cookie; octod injects the token.
+    let files = admin.call(
+        "GET",
+        &format!("/sessions/{id}/files/api/list?path="),
+        None,
+    )?;
+    expect(&files, 200, "the file server through the proxy")?;
+    ensure!(files.json().is_ok(), "file listing: {}", files.body);
+    let health = admin.call(
+        "GET",
+        &format!("/sessions/{id}/opencode/global/health"),
+        None,
+    )?;
+    expect(&health, 200, "opencode through the proxy")?;
+    ensure!(
+        health.body.contains("healthy"),
+        "opencode health: {}",
+        health.body
+    );
+    expect(
+        &bob.call(
+            "GET",
+            &format!("/sessions/{id}/files/api/list?path="),
+            None,
+        )?,
+        404,
+        "bob through the proxy",
+    )?;
+    expect(
+        &util::request(
+            PORT,
+            "GET",
+            &format!("/sessions/{id}/opencode/global/health"),
+            &[],
+            None,
+        )?,
+        401,
+        "anonymous through the proxy",
+    )?;
+    let url = format!("ws://127.0.0.1:{PORT}/sessions/{id}/terminal");
+    let output = crate::image::terminal_at(
+        &url,
+        &[("Cookie", admin.cookie.as_str()), ("Origin", ORIGIN)],
+        "the browser does not know the session token",
+        &["echo $((6*7))"],
+        "42",
+    )
+    .await?;
+    ensure!(output.contains("42"), "terminal output: {output}");
+    let refused = crate::image::terminal_at(
+        &url,
+        &[("Cookie", bob.cookie.as_str()), ("Origin", ORIGIN)],
+        "x",
+        &["echo $((6*7))"],
+        "42",
+    )
+    .await;
+    ensure!(refused.is_err(), "bob got a terminal in admin's session");
+    say("through the proxy: files, opencode and the terminal (echo $((6*7)) → 42); bob refused");
+
+    // Wake on access: a request to a stopped session resumes it and is answered.
+    let answer = admin.call("POST", &format!("{path}/stop"), None)?;
+    ensure!(
+        answer.json()?["state"] == "stopped",
+        "stop: {}",
+        answer.body
+    );
+    let woken = admin.call(
+        "GET",
+        &format!("/sessions/{id}/opencode/global/health"),
+        None,
+    )?;
+    ensure!(
+        woken.status == 200 || (woken.status == 503 && woken.header("retry-after").is_some()),
+        "a request to a stopped session: {} {}",
+        woken.status,
+        woken.body
+    );
+    util::eventually(
+        Duration::from_secs(120),
+        "the woken session answering",
+        async || {
+            let answer = admin.call(
+                "GET",
+                &format!("/sessions/{id}/opencode/global/health"),
+                None,
+            )?;
+            expect(&answer, 200, "opencode after waking")
+        },
+    )
+    .await?;
+    say(format!(
+        "a request woke the stopped session (first answer {})",
+        woken.status
+    ));
+
     let metrics = util::request(PORT, "GET", "/metrics", &[], None)?;
     ensure!(
         metrics.body.contains("octo_sessions{state=\"running\"} 1"),

@@ -823,22 +823,44 @@ async fn terminal(
     until: &str,
 ) -> anyhow::Result<String> {
     let credential = credential_b64(token);
-    let mut request = format!("ws://127.0.0.1:{port}/ws").into_client_request()?;
+    let authorization = format!("Basic {credential}");
+    terminal_at(
+        &format!("ws://127.0.0.1:{port}/ws"),
+        &[("Authorization", authorization.as_str())],
+        &credential,
+        commands,
+        until,
+    )
+    .await
+}
+
+/// Runs commands in a ttyd terminal at `url` (directly, or through octod's proxy with the
+/// browser's headers) and returns the output once a line equals `until`.
+pub(crate) async fn terminal_at(
+    url: &str,
+    extra_headers: &[(&str, &str)],
+    auth_token: &str,
+    commands: &[&str],
+    until: &str,
+) -> anyhow::Result<String> {
+    let mut request = url.into_client_request()?;
     let headers = request.headers_mut();
     headers.insert(
         "Sec-WebSocket-Protocol",
         http::HeaderValue::from_static("tty"),
     );
-    headers.insert(
-        "Authorization",
-        http::HeaderValue::from_str(&format!("Basic {credential}"))?,
-    );
+    for (name, value) in extra_headers {
+        headers.insert(
+            http::HeaderName::from_bytes(name.as_bytes())?,
+            http::HeaderValue::from_str(value)?,
+        );
+    }
     let (mut ws, _) = tokio_tungstenite::connect_async(request)
         .await
-        .context("WebSocket to ttyd")?;
+        .with_context(|| format!("WebSocket to {url}"))?;
     // ttyd's protocol: a JSON hello with the credential and the size, then binary frames
     // whose first byte is the command ('0' input / output, '1' resize or title, '2' prefs).
-    let hello = serde_json::json!({"AuthToken": credential, "columns": 100, "rows": 30});
+    let hello = serde_json::json!({"AuthToken": auth_token, "columns": 100, "rows": 30});
     ws.send(Message::Text(hello.to_string().into())).await?;
     for command in commands {
         let mut frame = b"0".to_vec();

@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context as _;
 
@@ -126,12 +126,11 @@ pub async fn build_state(settings: &Settings) -> anyhow::Result<crate::api::AppS
     let engine = Engine::new(store, systemd, podman, config)
         .await
         .context("starting the session engine")?;
-    Ok(crate::api::AppState {
+    Ok(crate::api::AppState::new(
         engine,
         auth,
-        max_sessions_per_user: settings.max_per_user,
-        started: Instant::now(),
-    })
+        settings.max_per_user,
+    ))
 }
 
 fn home_dir() -> anyhow::Result<PathBuf> {

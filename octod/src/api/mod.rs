@@ -7,6 +7,7 @@
 
 pub mod error;
 pub mod sessions;
+pub mod wake;
 
 use std::fmt::Write as _;
 use std::time::Instant;
@@ -29,6 +30,8 @@ use crate::store::AuditEntry;
 pub struct AppState {
     pub engine: Engine,
     pub auth: Auth,
+    pub proxy: crate::proxy::Proxy,
+    pub sessions: std::sync::Arc<wake::EngineSessions>,
     pub max_sessions_per_user: u32,
     pub started: Instant,
 }
@@ -45,7 +48,34 @@ impl FromRef<AppState> for Auth {
     }
 }
 
+impl FromRef<AppState> for crate::proxy::Proxy {
+    fn from_ref(state: &AppState) -> Self {
+        state.proxy.clone()
+    }
+}
+
+impl FromRef<AppState> for std::sync::Arc<wake::EngineSessions> {
+    fn from_ref(state: &AppState) -> Self {
+        std::sync::Arc::clone(&state.sessions)
+    }
+}
+
 impl AppState {
+    /// The state for an engine and accounts, with a fresh proxy.
+    pub fn new(engine: Engine, auth: Auth, max_sessions_per_user: u32) -> Self {
+        Self {
+            sessions: std::sync::Arc::new(wake::EngineSessions {
+                engine: engine.clone(),
+                wake_wait: wake::WAKE_WAIT,
+            }),
+            engine,
+            auth,
+            proxy: crate::proxy::Proxy::new(),
+            max_sessions_per_user,
+            started: Instant::now(),
+        }
+    }
+
     /// Appends to the audit log; a failure to write it is logged, not fatal to the request.
     pub fn audit(&self, actor: &str, action: &str, target: &str) {
         let entry = AuditEntry::new(actor, action, target, "");
@@ -63,13 +93,14 @@ pub struct Health {
     pub uptime_seconds: u64,
 }
 
-/// The whole HTTP surface of `octod` except the proxy, which `serve` merges in.
+/// The whole HTTP surface of `octod`: API, metrics and the proxy into sessions.
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/api/health", get(health))
         .route("/metrics", get(metrics))
         .merge(crate::auth::routes())
         .merge(sessions::routes())
+        .merge(crate::proxy::routes::<AppState, wake::EngineSessions>())
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(middleware::from_fn(crate::auth::same_origin))
         .with_state(state)
@@ -126,6 +157,7 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         state.started.elapsed().as_secs()
     );
     let _ = writeln!(out, "octod_build_info{{version=\"{}\"}} 1", crate::VERSION);
+    state.proxy.metrics().render_prometheus(&mut out);
     ([(CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }
 
