@@ -290,11 +290,7 @@ async fn scenario(code: &std::sync::mpsc::Receiver<String>) -> anyhow::Result<()
     say("stop → stopped, resume → running");
 
     // Through the proxy: each service with the browser's cookie; octod injects the token.
-    let files = admin.call(
-        "GET",
-        &format!("/sessions/{id}/files/api/list?path="),
-        None,
-    )?;
+    let files = admin.call("GET", &format!("/sessions/{id}/files/api/list?path="), None)?;
     expect(&files, 200, "the file server through the proxy")?;
     ensure!(files.json().is_ok(), "file listing: {}", files.body);
     let health = admin.call(
@@ -309,11 +305,7 @@ async fn scenario(code: &std::sync::mpsc::Receiver<String>) -> anyhow::Result<()
         health.body
     );
     expect(
-        &bob.call(
-            "GET",
-            &format!("/sessions/{id}/files/api/list?path="),
-            None,
-        )?,
+        &bob.call("GET", &format!("/sessions/{id}/files/api/list?path="), None)?,
         404,
         "bob through the proxy",
     )?;

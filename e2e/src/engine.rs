@@ -278,7 +278,7 @@ async fn check_no_orphans(engine: &Engine) -> anyhow::Result<()> {
     let units = systemd.list_units(&["octo-*"]).await?;
     let live: Vec<_> = units
         .iter()
-        .filter(|(name, state)| !name.starts_with("octo-smoke") && *state != "inactive")
+        .filter(|(_, state)| *state != "inactive")
         .collect();
     ensure!(live.is_empty(), "units left: {live:?}");
     Ok(())

@@ -11,9 +11,11 @@ use octod::systemd::Systemd;
 
 use crate::util::{self, say};
 
-const IMAGE: &str = "localhost/octo-smoke:latest";
-const UNIT: &str = "octo-smoke.service";
-const FILE: &str = "octo-smoke.container";
+// Outside octod's `octo-*` namespace: the engine's reconciler removes `octo-*` units that no
+// session owns, and this unit runs beside the engine checks.
+const IMAGE: &str = "localhost/e2e-smoke:latest";
+const UNIT: &str = "e2e-smoke.service";
+const FILE: &str = "e2e-smoke.container";
 const PORT: u16 = 18_080;
 const TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -43,7 +45,7 @@ fn unit_text() -> String {
          \n\
          [Container]\n\
          Image={IMAGE}\n\
-         ContainerName=octo-smoke\n\
+         ContainerName=e2e-smoke\n\
          Exec=/bin/sh -c \"trap 'exit 0' TERM; /bin/busybox httpd -f -p 8080 -h /www & wait\"\n\
          PublishPort=127.0.0.1:{PORT}:8080\n\
          UserNS=auto\n\
@@ -168,7 +170,7 @@ fn check_userns() -> anyhow::Result<()> {
         "inspect",
         "--format",
         "{{.State.Pid}}",
-        "octo-smoke",
+        "e2e-smoke",
     ]))?;
     let map = std::fs::read_to_string(format!("/proc/{}/uid_map", pid.trim()))
         .context("reading the container's uid_map")?;

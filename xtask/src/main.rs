@@ -26,8 +26,11 @@ enum Task {
     /// Everything CI checks: fmt, clippy, tests, and the end-to-end suite in the test host.
     Ci {
         /// Skip the end-to-end suite in the test host (for a quick local check only).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "e2e_only")]
         no_e2e: bool,
+        /// Only the end-to-end suite (skips fmt, clippy and the unit tests).
+        #[arg(long)]
+        e2e_only: bool,
     },
     /// Boot a throwaway test host, start the current build of octod in it, print the URL.
     Demo,
@@ -86,7 +89,10 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.task {
-        Task::Ci { no_e2e } => ci::run(&ci::Options { e2e: !no_e2e })?,
+        Task::Ci { no_e2e, e2e_only } => ci::run(&ci::Options {
+            e2e: !no_e2e,
+            checks: !e2e_only,
+        })?,
         Task::Demo => demo::run()?,
         Task::Testhost { command } => match command {
             TesthostCommand::Up => testhost::up()?,
