@@ -74,6 +74,14 @@ const CHECKS: &[Check] = &[
         &["podman-client"],
     ),
     check(
+        "session image: every template through the engine, its services checked for real, the agent loop",
+        &["image"],
+    ),
+    check(
+        "octod serve: invite codes, sessions through the API and the proxy, owner-only access, wake on access",
+        &["api"],
+    ),
+    check(
         "quadlet unit started over D-Bus, port answers",
         &["smoke", "start"],
     ),
