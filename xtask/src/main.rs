@@ -72,6 +72,8 @@ enum TesthostCommand {
 enum Bench {
     /// octo-fileserver vs Caddy's file_server.
     Fileserver,
+    /// octod's proxy vs Caddy's reverse_proxy (HTTP, WebSocket round trip, RSS).
+    Proxy,
     /// Engine create→ready vs podman run + wait-until-healthy, in the test host.
     SessionStart,
 }
@@ -110,6 +112,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         },
         Task::Bench { bench } => match bench {
             Bench::Fileserver => bench::fileserver::run()?,
+            Bench::Proxy => bench::proxy::run()?,
             Bench::SessionStart => bench::session_start::run()?,
         },
     }

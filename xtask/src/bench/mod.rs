@@ -2,4 +2,5 @@
 //! one run and prints the ratio. No thresholds: the numbers are for people to read.
 
 pub mod fileserver;
+pub mod proxy;
 pub mod session_start;

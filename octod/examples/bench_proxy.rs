@@ -1,0 +1,332 @@
+//! The harness of `cargo xtask bench proxy`: one binary, several roles, each its own process
+//! so that the proxy's memory is the proxy's alone.
+//!
+//! - `proxy <listen> <files-port> <terminal-port> <token>`: `octod::proxy` routes (every
+//!   request is an admin's, every session resolves to the given ports and token), on the same
+//!   multi-threaded runtime octod uses;
+//! - `echo <listen>`: a ttyd-like WebSocket echo on `/ws` (subprotocol `tty`, any auth);
+//! - `rtt <messages> <url>…`: sequential small-message round trips over each URL (the first
+//!   one direct, the others through proxies), interleaved in rounds; prints `median_ns p99_ns`,
+//!   one line per URL;
+//! - `hold <url> <count>`: opens `count` WebSockets, one echoed message on each, prints
+//!   `ready <count>` and keeps them open until stdin closes.
+
+use std::convert::Infallible;
+use std::io::BufRead as _;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail, ensure};
+use axum::extract::{FromRef, FromRequestParts};
+use axum::http::HeaderValue;
+use axum::http::request::Parts;
+use futures_util::{SinkExt as _, StreamExt as _};
+use octod::api::ApiError;
+use octod::identity::{CurrentUser, Role};
+use octod::proxy::{Proxy, Service, Sessions, Upstream};
+use octod::session::SessionId;
+use octod::store::Secret;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+use tokio_tungstenite::tungstenite::handshake::server::{
+    ErrorResponse, Request as WsRequest, Response as WsResponse,
+};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+/// Rounds the round trips are split into, alternating direct and proxied.
+const RTT_ROUNDS: usize = 10;
+/// Round trips before measuring, on each URL.
+const RTT_WARMUP: usize = 200;
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match args.as_slice() {
+        ["proxy", listen, files, terminal, token] => runtime.block_on(proxy(
+            listen.parse()?,
+            files.parse()?,
+            terminal.parse()?,
+            token,
+        )),
+        ["echo", listen] => runtime.block_on(echo(listen.parse()?)),
+        ["rtt", messages, urls @ ..] if !urls.is_empty() => {
+            runtime.block_on(rtt(messages.parse()?, urls))
+        }
+        ["hold", url, count] => runtime.block_on(hold(url, count.parse()?)),
+        _ => bail!(
+            "usage: bench_proxy proxy <listen> <files-port> <terminal-port> <token> | echo <listen> \
+             | rtt <messages> <url>… | hold <url> <count>"
+        ),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The proxy.
+
+/// Every request is an admin's: the benchmark measures the proxy, not authentication.
+struct Admin;
+
+impl<S: Send + Sync> FromRequestParts<S> for Admin {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(_: &mut Parts, _: &S) -> Result<Self, Infallible> {
+        Ok(Self)
+    }
+}
+
+impl From<Admin> for CurrentUser {
+    fn from(_: Admin) -> Self {
+        CurrentUser {
+            name: "bench".to_owned(),
+            role: Role::Admin,
+        }
+    }
+}
+
+/// Every session is awake and listens on the same ports.
+struct FixedSessions {
+    files: u16,
+    terminal: u16,
+    token: Secret,
+    activity: AtomicU64,
+}
+
+impl Sessions for FixedSessions {
+    async fn resolve(
+        &self,
+        _user: &CurrentUser,
+        _id: &SessionId,
+        service: Service,
+    ) -> Result<Upstream, ApiError> {
+        let port = match service {
+            Service::Opencode | Service::Files => self.files,
+            Service::Terminal => self.terminal,
+        };
+        Ok(Upstream {
+            port,
+            token: self.token.clone(),
+        })
+    }
+
+    fn activity(&self, _id: &SessionId) {
+        self.activity.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[derive(Clone)]
+struct BenchState {
+    proxy: Proxy,
+    sessions: Arc<FixedSessions>,
+}
+
+impl FromRef<BenchState> for Proxy {
+    fn from_ref(state: &BenchState) -> Self {
+        state.proxy.clone()
+    }
+}
+
+impl FromRef<BenchState> for Arc<FixedSessions> {
+    fn from_ref(state: &BenchState) -> Self {
+        Arc::clone(&state.sessions)
+    }
+}
+
+async fn proxy(listen: SocketAddr, files: u16, terminal: u16, token: &str) -> anyhow::Result<()> {
+    let state = BenchState {
+        proxy: Proxy::new(),
+        sessions: Arc::new(FixedSessions {
+            files,
+            terminal,
+            token: Secret::new(token.to_owned()),
+            activity: AtomicU64::new(0),
+        }),
+    };
+    let app =
+        octod::proxy::routes_with_user::<BenchState, FixedSessions, Admin>().with_state(state);
+    let listener = TcpListener::bind(listen).await?;
+    axum::serve(listener, app).await?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// The echo server.
+
+/// Small buffers, as the proxy has: 1,000 echo sockets need not cost 128 MiB.
+fn ws_config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(8 * 1024)
+        .write_buffer_size(0)
+}
+
+async fn echo(listen: SocketAddr) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(listen).await?;
+    loop {
+        let (stream, _) = listener.accept().await?;
+        tokio::spawn(async move {
+            let _ = stream.set_nodelay(true);
+            // The error type is tungstenite's callback signature.
+            #[allow(clippy::result_large_err)]
+            let callback = |request: &WsRequest, mut response: WsResponse| {
+                if request.uri().path() != "/ws" {
+                    let mut refusal = ErrorResponse::new(Some("not /ws".to_owned()));
+                    *refusal.status_mut() = axum::http::StatusCode::NOT_FOUND;
+                    return Err(refusal);
+                }
+                let offers_tty = request
+                    .headers()
+                    .get_all("sec-websocket-protocol")
+                    .iter()
+                    .any(|v| {
+                        v.to_str()
+                            .is_ok_and(|v| v.split(',').any(|p| p.trim() == "tty"))
+                    });
+                if offers_tty {
+                    response
+                        .headers_mut()
+                        .insert("sec-websocket-protocol", HeaderValue::from_static("tty"));
+                }
+                Ok(response)
+            };
+            let Ok(mut socket) = tokio_tungstenite::accept_hdr_async_with_config(
+                stream,
+                callback,
+                Some(ws_config()),
+            )
+            .await
+            else {
+                return;
+            };
+            while let Some(Ok(message)) = socket.next().await {
+                if message.is_text() || message.is_binary() {
+                    if socket.send(message).await.is_err() {
+                        return;
+                    }
+                } else if message.is_close() {
+                    let _ = socket.close(None).await;
+                    return;
+                }
+            }
+        });
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The clients.
+
+async fn connect(url: &str) -> anyhow::Result<WebSocketStream<TcpStream>> {
+    let mut request = url.into_client_request()?;
+    request
+        .headers_mut()
+        .insert("sec-websocket-protocol", HeaderValue::from_static("tty"));
+    let host = request.uri().host().context("no host")?.to_owned();
+    let port = request.uri().port_u16().context("no port")?;
+    let stream = TcpStream::connect((host.as_str(), port)).await?;
+    stream.set_nodelay(true)?;
+    let (socket, response) =
+        tokio_tungstenite::client_async_with_config(request, stream, Some(ws_config()))
+            .await
+            .with_context(|| format!("opening {url}"))?;
+    ensure!(
+        response
+            .headers()
+            .get("sec-websocket-protocol")
+            .is_some_and(|v| v == "tty"),
+        "{url}: subprotocol tty not accepted"
+    );
+    Ok(socket)
+}
+
+/// One round trip: a small binary message out, its echo back.
+async fn round_trip(socket: &mut WebSocketStream<TcpStream>, payload: &[u8]) -> anyhow::Result<()> {
+    socket
+        .send(Message::Binary(payload.to_vec().into()))
+        .await?;
+    loop {
+        match socket.next().await.context("closed")?? {
+            Message::Binary(bytes) => {
+                ensure!(bytes[..] == *payload, "echo differs");
+                return Ok(());
+            }
+            Message::Ping(_) | Message::Pong(_) => {}
+            other => bail!("unexpected {other:?}"),
+        }
+    }
+}
+
+async fn rtt(messages: usize, urls: &[&str]) -> anyhow::Result<()> {
+    // Not JSON, so the proxy does not rewrite the first message (ttyd's AuthToken).
+    let payload = b"0bench-rt";
+    let mut sockets = Vec::new();
+    for url in urls {
+        sockets.push(connect(url).await?);
+    }
+    for socket in &mut sockets {
+        for _ in 0..RTT_WARMUP {
+            round_trip(socket, payload).await?;
+        }
+    }
+    let per_round = messages.div_ceil(RTT_ROUNDS);
+    let mut samples = vec![Vec::new(); sockets.len()];
+    for _ in 0..RTT_ROUNDS {
+        for (socket, samples) in sockets.iter_mut().zip(&mut samples) {
+            for _ in 0..per_round {
+                let start = Instant::now();
+                round_trip(socket, payload).await?;
+                samples.push(start.elapsed());
+            }
+        }
+    }
+    for samples in &mut samples {
+        samples.sort();
+        let at = |q: f64| {
+            #[allow(
+                clippy::cast_possible_truncation,
+                clippy::cast_sign_loss,
+                clippy::cast_precision_loss
+            )]
+            let i = ((samples.len() as f64 * q) as usize).min(samples.len() - 1);
+            samples[i].as_nanos()
+        };
+        println!("{} {}", at(0.5), at(0.99));
+    }
+    for socket in &mut sockets {
+        let _ = socket.close(None).await;
+    }
+    Ok(())
+}
+
+async fn hold(url: &str, count: usize) -> anyhow::Result<()> {
+    let mut sockets = Vec::with_capacity(count);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for i in 0..count {
+        ensure!(
+            Instant::now() < deadline,
+            "opened only {i} WebSockets in 60 s"
+        );
+        let mut socket = connect(url).await?;
+        round_trip(&mut socket, b"0hold").await?;
+        sockets.push(socket);
+    }
+    println!("ready {}", sockets.len());
+    // Until the benchmark closes our stdin (or goes away).
+    tokio::task::spawn_blocking(|| {
+        let mut line = String::new();
+        while std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .is_ok_and(|n| n > 0)
+        {
+            line.clear();
+        }
+    })
+    .await?;
+    drop(sockets);
+    Ok(())
+}

@@ -1,0 +1,608 @@
+//! `cargo xtask bench proxy`: octod's proxy against Caddy's `reverse_proxy`.
+//!
+//! Everything runs on 127.0.0.1 in one run. The proxy side is `octod/examples/bench_proxy.rs`
+//! (`octod::proxy` routes with an always-admin user and sessions that all resolve to the
+//! same upstreams); the anchor is Caddy with `handle_path` + `reverse_proxy` on the same
+//! paths, adding the same `Authorization` header. Both forward to the same upstreams:
+//!
+//! - HTTP: octo-fileserver, `/api/download` of a tiny file and of 1 MiB, driven by wrk,
+//!   rounds interleaved (octod, Caddy, direct); median requests/s and p99 latency;
+//! - WebSocket: a ttyd-like echo (subprotocol `tty`), small messages one at a time; median
+//!   round trip direct, via octod and via Caddy, interleaved in one client;
+//! - memory: a fresh proxy process of each with 1,000 proxied WebSockets open (`VmRSS`).
+//!
+//! The working files live in `<target>/bench-proxy/`.
+
+use std::fs;
+use std::io::{BufRead as _, BufReader};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail, ensure};
+
+use crate::util::{cargo, output, run as run_cmd, step, target_dir};
+
+const TOKEN: &str = "bench-token";
+/// `octo:bench-token`, as ttyd's basic auth wants it (the echo accepts anything).
+const TERMINAL_BASIC: &str = "b2N0bzpiZW5jaC10b2tlbg==";
+const SESSION: &str = "bench1";
+const MIB: usize = 1 << 20;
+const SMALL: &str = "hello from octo-fileserver\n";
+const WRK_SECONDS: u32 = 5;
+const WRK_ROUNDS: usize = 3;
+const RTT_MESSAGES: usize = 5_000;
+const SOCKETS: usize = 1_000;
+const RSS_TARGET_KIB: u64 = 64 * 1024;
+const RTT_TARGET_US: f64 = 100.0;
+/// Open files each process may need: 1,000 sockets per side of the proxy, and some.
+const NOFILE: u64 = 8_192;
+
+pub(crate) fn run() -> anyhow::Result<()> {
+    let work = target_dir().join("bench-proxy");
+    let files = work.join("files");
+    fs::create_dir_all(&files).with_context(|| format!("creating {}", files.display()))?;
+
+    step("building octo-fileserver and the proxy harness (release)");
+    run_cmd(&mut cargo([
+        "build",
+        "--release",
+        "--quiet",
+        "-p",
+        "octo-fileserver",
+    ]))?;
+    run_cmd(&mut cargo([
+        "build",
+        "--release",
+        "--quiet",
+        "-p",
+        "octod",
+        "--example",
+        "bench_proxy",
+    ]))?;
+    let fileserver = target_dir().join("release/octo-fileserver");
+    let harness = target_dir().join("release/examples/bench_proxy");
+    for binary in [&fileserver, &harness] {
+        ensure!(binary.is_file(), "{} was not built", binary.display());
+    }
+    let caddy = which("caddy").context("Caddy is the anchor: install Debian's `caddy` package")?;
+    let wrk = which("wrk").context("the HTTP load comes from wrk: install Debian's `wrk`")?;
+    which("curl").context("the checks use curl: install `curl`")?;
+    let caddy_version = output(Command::new(&caddy).arg("version"))?;
+    let caddy_version = caddy_version
+        .split_whitespace()
+        .next()
+        .unwrap_or("?")
+        .to_owned();
+
+    fs::write(files.join("small.txt"), SMALL)?;
+    let mib: Vec<u8> = (0..MIB).flat_map(|i| u8::try_from(i * 31 % 251)).collect();
+    fs::write(files.join("mib.bin"), &mib)?;
+
+    step("starting octo-fileserver, the echo, octod's proxy and caddy on 127.0.0.1");
+    let files_addr = free_addr()?;
+    let upstream = Server::start(
+        Command::new(&fileserver)
+            .arg("--listen")
+            .arg(files_addr.to_string())
+            .arg("--root")
+            .arg(&files)
+            .env("OCTO_SESSION_TOKEN", TOKEN)
+            .env("RUST_LOG", "warn"),
+        files_addr,
+        &work.join("octo-fileserver.log"),
+    )?;
+    let echo_addr = free_addr()?;
+    let echo = Server::start(
+        Command::new(&harness)
+            .arg("echo")
+            .arg(echo_addr.to_string()),
+        echo_addr,
+        &work.join("echo.log"),
+    )?;
+    let octo = start_octo(&harness, &work, files_addr, echo_addr)?;
+    let anchor = start_caddy(&caddy, &work, files_addr, echo_addr)?;
+
+    let targets = [
+        (
+            "octod",
+            octo.addr,
+            format!("/sessions/{SESSION}/files"),
+            None,
+        ),
+        (
+            "caddy",
+            anchor.addr,
+            format!("/sessions/{SESSION}/files"),
+            None,
+        ),
+        (
+            "direct",
+            files_addr,
+            String::new(),
+            Some(format!("Authorization: Bearer {TOKEN}")),
+        ),
+    ];
+    let loads = [
+        ("small", "small.txt", SMALL.len(), 64_u32),
+        ("1 MiB", "mib.bin", MIB, 16),
+    ];
+    for (_, addr, prefix, header) in &targets {
+        for (_, file, size, _) in &loads {
+            let url = format!("http://{addr}{prefix}/api/download?path={file}");
+            check_download(&url, header.as_deref(), *size)?;
+        }
+    }
+
+    step(format!(
+        "HTTP with wrk: {WRK_ROUNDS} rounds of {WRK_SECONDS} s per target and size, interleaved"
+    ));
+    // results[load][target]: one Wrk per round.
+    let mut results: Vec<Vec<Vec<Wrk>>> = loads
+        .iter()
+        .map(|_| targets.iter().map(|_| Vec::new()).collect())
+        .collect();
+    for round in 0..WRK_ROUNDS {
+        for (li, (load, file, _, connections)) in loads.iter().enumerate() {
+            for (ti, (name, addr, prefix, header)) in targets.iter().enumerate() {
+                let url = format!("http://{addr}{prefix}/api/download?path={file}");
+                let result = wrk_run(&wrk, &url, header.as_deref(), *connections)?;
+                eprintln!(
+                    "    round {} {load:<6} {name:<7} {:>10.0} req/s  p99 {:>8.2} ms",
+                    round + 1,
+                    result.rps,
+                    result.p99 * 1e3
+                );
+                results[li][ti].push(result);
+            }
+        }
+    }
+
+    step(format!(
+        "WebSocket echo: {RTT_MESSAGES} sequential round trips each, direct / octod / caddy"
+    ));
+    let terminal = format!("/sessions/{SESSION}/terminal");
+    let rtt_out = output(
+        Command::new(&harness)
+            .arg("rtt")
+            .arg(RTT_MESSAGES.to_string())
+            .arg(format!("ws://{echo_addr}/ws"))
+            .arg(format!("ws://{}{terminal}", octo.addr))
+            .arg(format!("ws://{}{terminal}", anchor.addr)),
+    )?;
+    let rtt: Vec<(f64, f64)> = rtt_out
+        .lines()
+        .map(|line| {
+            let mut fields = line.split_whitespace().map(str::parse::<f64>);
+            match (fields.next(), fields.next()) {
+                (Some(Ok(median)), Some(Ok(p99))) => Ok((median / 1e3, p99 / 1e3)),
+                _ => bail!("unexpected rtt output {line:?}"),
+            }
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let [direct_rtt, octo_rtt, caddy_rtt] = rtt.as_slice() else {
+        bail!("unexpected rtt output {rtt_out:?}");
+    };
+    drop(octo);
+    drop(anchor);
+
+    step(format!(
+        "memory: {SOCKETS} WebSockets held open through a fresh proxy of each"
+    ));
+    let octo = start_octo(&harness, &work, files_addr, echo_addr)?;
+    let octo_rss = rss_with_sockets(&harness, &octo, &terminal)?;
+    drop(octo);
+    let anchor = start_caddy(&caddy, &work, files_addr, echo_addr)?;
+    let caddy_rss = rss_with_sockets(&harness, &anchor, &terminal)?;
+    drop(anchor);
+    drop(echo);
+    drop(upstream);
+
+    println!();
+    println!(
+        "octod proxy vs Caddy {caddy_version} reverse_proxy — 127.0.0.1, same upstreams, {} CPUs",
+        cpus()
+    );
+    println!(
+        "{:<36} {:>13} {:>13} {:>13} {:>8}   target",
+        "", "octod", "caddy", "direct", "ratio"
+    );
+    for (li, (load, _, _, connections)) in loads.iter().enumerate() {
+        let [o, c, d] = [0, 1, 2].map(|ti| {
+            let runs = &results[li][ti];
+            (
+                median(runs.iter().map(|r| r.rps).collect()),
+                median(runs.iter().map(|r| r.p99).collect()),
+            )
+        });
+        println!(
+            "{:<36} {:>13} {:>13} {:>13} {:>7.2}×   ≥ 1.0× (octod/caddy)",
+            format!("HTTP {load}: req/s (wrk -c{connections})"),
+            format!("{:.0}", o.0),
+            format!("{:.0}", c.0),
+            format!("{:.0}", d.0),
+            o.0 / c.0
+        );
+        println!(
+            "{:<36} {:>13} {:>13} {:>13} {:>7.2}×   ≥ 1.0× (caddy/octod)",
+            format!("HTTP {load}: p99 latency"),
+            format!("{:.2} ms", o.1 * 1e3),
+            format!("{:.2} ms", c.1 * 1e3),
+            format!("{:.2} ms", d.1 * 1e3),
+            c.1 / o.1
+        );
+    }
+    println!(
+        "{:<36} {:>13} {:>13} {:>13} {:>7.2}×   ≥ 1.0× (caddy/octod)",
+        "WebSocket echo: median round trip",
+        format!("{:.1} µs", octo_rtt.0),
+        format!("{:.1} µs", caddy_rtt.0),
+        format!("{:.1} µs", direct_rtt.0),
+        caddy_rtt.0 / octo_rtt.0
+    );
+    println!(
+        "{:<36} {:>13} {:>13} {:>13} {:>8}   ≤ {RTT_TARGET_US:.0} µs (octod)",
+        "WebSocket echo: median overhead",
+        format!("{:.1} µs", octo_rtt.0 - direct_rtt.0),
+        format!("{:.1} µs", caddy_rtt.0 - direct_rtt.0),
+        "",
+        ""
+    );
+    println!(
+        "{:<36} {:>13} {:>13} {:>13} {:>7.2}×",
+        "WebSocket echo: p99 round trip",
+        format!("{:.1} µs", octo_rtt.1),
+        format!("{:.1} µs", caddy_rtt.1),
+        format!("{:.1} µs", direct_rtt.1),
+        caddy_rtt.1 / octo_rtt.1
+    );
+    println!(
+        "{:<36} {:>13} {:>13} {:>13} {:>7.2}×   ≤ 64 MiB (octod; {:.2} of it)",
+        format!("RSS, {SOCKETS} WebSockets open"),
+        format!("{:.1} MiB", kib_to_mib(octo_rss.with)),
+        format!("{:.1} MiB", kib_to_mib(caddy_rss.with)),
+        "",
+        ratio(caddy_rss.with, octo_rss.with),
+        ratio(octo_rss.with, RSS_TARGET_KIB)
+    );
+    println!(
+        "{:<36} {:>13} {:>13}",
+        "RSS idle (fresh process)",
+        format!("{:.1} MiB", kib_to_mib(octo_rss.idle)),
+        format!("{:.1} MiB", kib_to_mib(caddy_rss.idle)),
+    );
+    println!(
+        "{:<36} {:>13} {:>13}",
+        "RSS per open WebSocket",
+        format!("{:.1} KiB", per_socket(&octo_rss)),
+        format!("{:.1} KiB", per_socket(&caddy_rss)),
+    );
+    println!(
+        "(ratios above 1.0 mean octod is better; \"direct\" is the upstream without a proxy; \
+         medians of {WRK_ROUNDS} wrk runs of {WRK_SECONDS} s)"
+    );
+    Ok(())
+}
+
+fn start_octo(
+    harness: &Path,
+    work: &Path,
+    files: SocketAddr,
+    echo: SocketAddr,
+) -> anyhow::Result<Server> {
+    let addr = free_addr()?;
+    Server::start(
+        Command::new(harness)
+            .arg("proxy")
+            .arg(addr.to_string())
+            .arg(files.port().to_string())
+            .arg(echo.port().to_string())
+            .arg(TOKEN),
+        addr,
+        &work.join("octod-proxy.log"),
+    )
+}
+
+fn start_caddy(
+    caddy: &Path,
+    work: &Path,
+    files: SocketAddr,
+    echo: SocketAddr,
+) -> anyhow::Result<Server> {
+    let addr = free_addr()?;
+    let caddyfile = work.join("Caddyfile");
+    fs::write(
+        &caddyfile,
+        format!(
+            "{{
+\tadmin off
+\tauto_https off
+}}
+
+http://{addr} {{
+\thandle_path /sessions/{SESSION}/files/* {{
+\t\treverse_proxy {files} {{
+\t\t\theader_up Authorization \"Bearer {TOKEN}\"
+\t\t}}
+\t}}
+\thandle /sessions/{SESSION}/terminal {{
+\t\trewrite * /ws
+\t\treverse_proxy {echo} {{
+\t\t\theader_up Authorization \"Basic {TERMINAL_BASIC}\"
+\t\t}}
+\t}}
+}}
+"
+        ),
+    )?;
+    Server::start(
+        Command::new(caddy)
+            .args(["run", "--adapter", "caddyfile", "--config"])
+            .arg(&caddyfile)
+            // Keep Caddy's autosave and storage out of the home directory.
+            .env("XDG_CONFIG_HOME", work.join("caddy-config"))
+            .env("XDG_DATA_HOME", work.join("caddy-data")),
+        addr,
+        &work.join("caddy.log"),
+    )
+}
+
+struct Rss {
+    idle: u64,
+    with: u64,
+}
+
+/// `VmRSS` of `server` when fresh, then with [`SOCKETS`] WebSockets open through it.
+fn rss_with_sockets(harness: &Path, server: &Server, path: &str) -> anyhow::Result<Rss> {
+    // Let the runtime settle after start.
+    std::thread::sleep(Duration::from_millis(300));
+    let idle = vm_rss_kib(server.pid())?;
+    let mut holder = Command::new(harness)
+        .arg("hold")
+        .arg(format!("ws://{}{path}", server.addr))
+        .arg(SOCKETS.to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("starting the WebSocket holder")?;
+    raise_nofile(holder.id())?;
+    let result = wait_ready(holder.stdout.take(), &mut holder).and_then(|()| {
+        // Let buffers and tasks settle before reading.
+        std::thread::sleep(Duration::from_millis(500));
+        vm_rss_kib(server.pid())
+    });
+    drop(holder.stdin.take());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while holder.try_wait()?.is_none() {
+        if Instant::now() > deadline {
+            let _ = holder.kill();
+            let _ = holder.wait();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(Rss {
+        idle,
+        with: result?,
+    })
+}
+
+/// Waits (bounded) for the holder's `ready <n>` line.
+fn wait_ready(stdout: Option<ChildStdout>, holder: &mut Child) -> anyhow::Result<()> {
+    let stdout = stdout.context("no stdout")?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    match rx.recv_timeout(Duration::from_secs(90)) {
+        Ok(line) if line.trim() == format!("ready {SOCKETS}") => Ok(()),
+        Ok(line) => {
+            let status = holder.wait()?;
+            bail!("the WebSocket holder failed ({status}): {line:?}")
+        }
+        Err(_) => {
+            let _ = holder.kill();
+            let _ = holder.wait();
+            bail!("the WebSocket holder did not get {SOCKETS} sockets open in 90 s")
+        }
+    }
+}
+
+#[allow(clippy::cast_precision_loss)] // KiB counts are far below 2^52
+fn per_socket(rss: &Rss) -> f64 {
+    rss.with.saturating_sub(rss.idle) as f64 / SOCKETS as f64
+}
+
+#[allow(clippy::cast_precision_loss)]
+fn ratio(a: u64, b: u64) -> f64 {
+    a as f64 / b as f64
+}
+
+#[allow(clippy::cast_precision_loss)]
+fn kib_to_mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+fn cpus() -> usize {
+    std::thread::available_parallelism().map_or(0, std::num::NonZero::get)
+}
+
+fn which(program: &str) -> anyhow::Result<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|p| p.is_file())
+        .with_context(|| format!("`{program}` not found in PATH"))
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+fn free_addr() -> anyhow::Result<SocketAddr> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?)
+}
+
+/// The open-files limits (soft, hard) this process runs with, which children inherit.
+fn nofile_limits() -> anyhow::Result<(u64, Option<u64>)> {
+    let limits = fs::read_to_string("/proc/self/limits")?;
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .context("no open-files limit in /proc/self/limits")?;
+    let mut fields = line["Max open files".len()..].split_whitespace();
+    let parse = |f: Option<&str>| f.and_then(|f| f.parse::<u64>().ok());
+    let soft = parse(fields.next()).unwrap_or(u64::MAX); // "unlimited"
+    Ok((soft, parse(fields.next())))
+}
+
+/// Raises a child's soft open-files limit to [`NOFILE`] (within its hard limit) when the
+/// inherited one is lower, with util-linux's `prlimit`.
+fn raise_nofile(pid: u32) -> anyhow::Result<()> {
+    let (soft, hard) = nofile_limits()?;
+    if soft >= NOFILE {
+        return Ok(());
+    }
+    let want = hard.map_or(NOFILE, |h| h.min(NOFILE));
+    run_cmd(
+        Command::new("prlimit")
+            .arg("--pid")
+            .arg(pid.to_string())
+            .arg(format!("--nofile={want}:")),
+    )
+}
+
+/// A process we started; killed (by its own pid) when dropped.
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Server {
+    fn start(cmd: &mut Command, addr: SocketAddr, log: &Path) -> anyhow::Result<Server> {
+        let log_file =
+            fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .spawn()
+            .with_context(|| format!("starting {}", crate::util::display(cmd)))?;
+        if let Err(error) = raise_nofile(child.id()) {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(error);
+        }
+        let start = Instant::now();
+        while TcpStream::connect(addr).is_err() {
+            if let Some(status) = child.try_wait()? {
+                bail!(
+                    "server on {addr} exited at start: {status} (see {})",
+                    log.display()
+                );
+            }
+            if start.elapsed() > Duration::from_secs(15) {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!("server on {addr} did not start listening within 15 s");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(Server { child, addr })
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A GET with curl must answer 200 with `size` bytes, or the comparison means nothing.
+fn check_download(url: &str, header: Option<&str>, size: usize) -> anyhow::Result<()> {
+    let mut cmd = Command::new("curl");
+    cmd.args([
+        "-sS",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code} %{size_download}",
+    ]);
+    if let Some(header) = header {
+        cmd.args(["-H", header]);
+    }
+    let out = output(cmd.arg(url))?;
+    ensure!(
+        out == format!("200 {size}"),
+        "{url}: expected `200 {size}` (status, bytes), got `{out}`"
+    );
+    Ok(())
+}
+
+struct Wrk {
+    rps: f64,
+    /// Seconds.
+    p99: f64,
+}
+
+fn wrk_run(wrk: &Path, url: &str, header: Option<&str>, connections: u32) -> anyhow::Result<Wrk> {
+    let mut cmd = Command::new(wrk);
+    cmd.args(["-t2", "--latency", "--timeout", "5s"])
+        .arg(format!("-c{connections}"))
+        .arg(format!("-d{WRK_SECONDS}s"));
+    if let Some(header) = header {
+        cmd.args(["-H", header]);
+    }
+    let out = output(cmd.arg(url))?;
+    for bad in ["Non-2xx or 3xx responses", "Socket errors"] {
+        if let Some(line) = out.lines().find(|l| l.contains(bad)) {
+            bail!("{url}: wrk reports `{}`", line.trim());
+        }
+    }
+    let field = |prefix: &str| {
+        out.lines()
+            .find_map(|l| l.trim().strip_prefix(prefix))
+            .map(str::trim)
+            .with_context(|| format!("{url}: no `{prefix}` in wrk's output:\n{out}"))
+    };
+    Ok(Wrk {
+        rps: field("Requests/sec:")?.parse()?,
+        p99: seconds(field("99%")?)?,
+    })
+}
+
+/// wrk's durations: `812.00us`, `1.25ms`, `1.02s`, `2.00m`.
+fn seconds(value: &str) -> anyhow::Result<f64> {
+    let split = value
+        .find(|c: char| c.is_ascii_alphabetic())
+        .with_context(|| format!("no unit in {value:?}"))?;
+    let (number, unit) = value.split_at(split);
+    let number: f64 = number.parse()?;
+    let scale = match unit {
+        "us" => 1e-6,
+        "ms" => 1e-3,
+        "s" => 1.0,
+        "m" => 60.0,
+        _ => bail!("unknown unit in {value:?}"),
+    };
+    Ok(number * scale)
+}
+
+/// Resident set size of a process, from `/proc/<pid>/status`.
+fn vm_rss_kib(pid: u32) -> anyhow::Result<u64> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("no VmRSS in /proc/<pid>/status")
+}
