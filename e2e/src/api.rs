@@ -14,24 +14,35 @@ use crate::util::{self, Answer, say};
 const PORT: u16 = 18_484;
 const ORIGIN: &str = "http://127.0.0.1:18484";
 
-/// A signed-in client: its cookie.
-struct Client {
-    cookie: String,
+/// A signed-in client of the octod on `port`: its cookie.
+pub(crate) struct Client {
+    pub(crate) port: u16,
+    pub(crate) cookie: String,
 }
 
 impl Client {
-    fn call(&self, method: &str, path: &str, body: Option<&str>) -> anyhow::Result<Answer> {
+    /// octod's own origin, which its state-changing requests must carry.
+    pub(crate) fn origin(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub(crate) fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+    ) -> anyhow::Result<Answer> {
         util::request(
-            PORT,
+            self.port,
             method,
             path,
-            &[("Cookie", &self.cookie), ("Origin", ORIGIN)],
+            &[("Cookie", &self.cookie), ("Origin", &self.origin())],
             body,
         )
     }
 }
 
-fn sign_in(answer: &Answer) -> anyhow::Result<Client> {
+pub(crate) fn sign_in(port: u16, answer: &Answer) -> anyhow::Result<Client> {
     let set = answer
         .header("set-cookie")
         .context("no session cookie in the answer")?;
@@ -40,10 +51,10 @@ fn sign_in(answer: &Answer) -> anyhow::Result<Client> {
         "weak cookie: {set}"
     );
     let cookie = set.split(';').next().unwrap_or_default().to_owned();
-    Ok(Client { cookie })
+    Ok(Client { port, cookie })
 }
 
-fn expect(answer: &Answer, status: u16, what: &str) -> anyhow::Result<()> {
+pub(crate) fn expect(answer: &Answer, status: u16, what: &str) -> anyhow::Result<()> {
     ensure!(
         answer.status == status,
         "{what}: expected {status}, got {} {}",
@@ -66,6 +77,28 @@ pub(crate) async fn run() -> anyhow::Result<()> {
             base.join("state").display()
         ),
     )?;
+    let (mut child, code_rx) = spawn_octod(PORT, &config)?;
+    let result = scenario(&code_rx).await;
+    // SIGTERM: a clean shutdown.
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let status = child.wait()?;
+    result?;
+    ensure!(
+        status.success(),
+        "octod did not exit cleanly on SIGTERM: {status}"
+    );
+    say("SIGTERM: octod stopped cleanly");
+    Ok(())
+}
+
+/// Starts `octod serve` on 127.0.0.1:`port` with `config`; its log goes to stderr, and the
+/// first admin invite code it logs to the returned channel.
+pub(crate) fn spawn_octod(
+    port: u16,
+    config: &std::path::Path,
+) -> anyhow::Result<(std::process::Child, std::sync::mpsc::Receiver<String>)> {
     let octod = format!(
         "{}/octod",
         std::env::var("OCTO_BIN_DIR").unwrap_or_else(|_| "/opt/octo/target/debug".into())
@@ -74,10 +107,10 @@ pub(crate) async fn run() -> anyhow::Result<()> {
         .args([
             "serve",
             "--listen",
-            &format!("127.0.0.1:{PORT}"),
+            &format!("127.0.0.1:{port}"),
             "--config",
         ])
-        .arg(&config)
+        .arg(config)
         .env("OCTOD_LOG", "warn")
         .stderr(Stdio::piped())
         .spawn()
@@ -92,19 +125,7 @@ pub(crate) async fn run() -> anyhow::Result<()> {
             eprintln!("    octod: {line}");
         }
     });
-    let result = scenario(&code_rx).await;
-    // SIGTERM: a clean shutdown.
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let status = child.wait()?;
-    result?;
-    ensure!(
-        status.success(),
-        "octod did not exit cleanly on SIGTERM: {status}"
-    );
-    say("SIGTERM: octod stopped cleanly");
-    Ok(())
+    Ok((child, code_rx))
 }
 
 async fn scenario(code: &std::sync::mpsc::Receiver<String>) -> anyhow::Result<()> {
@@ -137,7 +158,7 @@ async fn scenario(code: &std::sync::mpsc::Receiver<String>) -> anyhow::Result<()
     })?;
     let answer = util::request(PORT, "POST", "/api/auth/register", &[], Some(&body))?;
     expect(&answer, 201, "register admin")?;
-    let admin = sign_in(&answer)?;
+    let admin = sign_in(PORT, &answer)?;
     let again = body.replace("\"admin\"", "\"admin2\"");
     ensure!(
         util::request(PORT, "POST", "/api/auth/register", &[], Some(&again))?.status >= 400,
@@ -169,7 +190,7 @@ async fn scenario(code: &std::sync::mpsc::Receiver<String>) -> anyhow::Result<()
         )),
     )?;
     expect(&answer, 201, "register bob")?;
-    let bob = sign_in(&answer)?;
+    let bob = sign_in(PORT, &answer)?;
 
     let templates = admin.call("GET", "/api/templates", None)?;
     expect(&templates, 200, "templates")?;

@@ -44,7 +44,7 @@ const IMAGE: &str = "localhost/octo-session:latest";
 const LLM_SECRET: &str = "octo-e2e-llm";
 const LLM_ENV: &str = "OCTO_LLM_CONFIG";
 const API_KEY: &str = "e2e-llm-key-must-not-be-logged";
-const LLM_MODEL: &str = "e2e-model";
+pub(crate) const LLM_MODEL: &str = "e2e-model";
 /// The engine's host ports: distinct from other checks (test hosts share the network
 /// namespace).
 const PORTS: (u16, u16) = (22_000, 22_099);
@@ -52,9 +52,9 @@ const PORTS: (u16, u16) = (22_000, 22_099);
 /// administrator's), reached from the container through pasta.
 const STUB_PORT: u16 = 44_899;
 /// What the stub's tool call writes, and what its final answer says.
-const AGENT_FILE: &str = "agent-loop.txt";
-const AGENT_FILE_TEXT: &str = "written by the agent through its shell tool";
-const AGENT_REPLY: &str = "The file is written.";
+pub(crate) const AGENT_FILE: &str = "agent-loop.txt";
+pub(crate) const AGENT_FILE_TEXT: &str = "written by the agent through its shell tool";
+pub(crate) const AGENT_REPLY: &str = "The file is written.";
 
 /// A template, the id of its session and what its opencode config must show.
 struct Template {
@@ -576,7 +576,7 @@ async fn agent_loop(session: &Session, basic: &str) -> anyhow::Result<()> {
 /// A minimal OpenAI-compatible chat completions endpoint. Asked with tools and no tool result
 /// yet, it calls opencode's `bash` tool to write [`AGENT_FILE`]; otherwise it answers with
 /// [`AGENT_REPLY`]. Streams when asked to, as opencode does.
-async fn stub_llm(listener: tokio::net::TcpListener) {
+pub(crate) async fn stub_llm(listener: tokio::net::TcpListener) {
     while let Ok((stream, _)) = listener.accept().await {
         tokio::spawn(async move {
             let _ = stub_answer(stream).await;

@@ -6,6 +6,7 @@
 #![allow(clippy::large_futures)]
 
 mod api;
+mod api_sdk;
 mod bench;
 mod engine;
 mod generator;
@@ -43,6 +44,8 @@ enum Check {
     Image,
     /// The real `octod serve` over its socket: accounts, sessions, authorization.
     Api,
+    /// Clients through octod's proxy: the opencode SDK, 100 MiB transfers, authorization.
+    ApiSdk,
     /// octod's Podman API client against the real Podman 5 socket.
     PodmanClient,
     /// The session engine: lifecycle, concurrency, bad input, crashes, reboots.
@@ -88,6 +91,7 @@ fn main() -> ExitCode {
             Check::PodmanClient => podman::run().await,
             Check::Image => image::run().await,
             Check::Api => api::run().await,
+            Check::ApiSdk => api_sdk::run().await,
             Check::Bench {
                 bench: BenchKind::SessionStart { rounds },
             } => bench::session_start(rounds).await,

@@ -82,6 +82,10 @@ const CHECKS: &[Check] = &[
         &["api"],
     ),
     check(
+        "octod's proxy: the opencode SDK with a cookie, 100 MiB both ways, the authorization matrix",
+        &["api-sdk"],
+    ),
+    check(
         "quadlet unit started over D-Bus, port answers",
         &["smoke", "start"],
     ),

@@ -41,9 +41,16 @@ const PACKAGES: &[&str] = &[
     "less",
 ];
 
+/// Packages installed with apt after debootstrap, which cannot resolve their virtual
+/// dependencies: node and npm for the SDK client of `octo-e2e api-sdk`. Part of the cache key.
+const APT_PACKAGES: &[&str] = &["nodejs", "npm"];
+
 /// Where the workspace and the target directory appear inside the host.
 pub const GUEST_SRC: &str = "/opt/octo/src";
 pub const GUEST_TARGET: &str = "/opt/octo/target";
+/// The outer machine's extra CAs (a site's TLS-intercepting proxy) as one PEM bundle inside
+/// the host, for clients that reach the network from there (`NODE_EXTRA_CA_CERTS` for npm).
+pub const GUEST_EXTRA_CAS: &str = "/etc/octo-testhost/extra-cas.pem";
 
 /// The rootless user that owns the sessions, as on a real install.
 pub const OCTO_USER: &str = "octo";
@@ -82,7 +89,9 @@ impl Paths {
         }
     }
     fn cache_root(&self) -> PathBuf {
-        let key = util::fnv1a(format!("{SUITE}:{}", PACKAGES.join(",")).as_bytes());
+        let key = util::fnv1a(
+            format!("{SUITE}:{}:{}", PACKAGES.join(","), APT_PACKAGES.join(",")).as_bytes(),
+        );
         self.base.join("cache").join(format!("root-{key:016x}"))
     }
     fn dir(&self) -> PathBuf {
@@ -435,6 +444,14 @@ fn ensure_cache(paths: &Paths) -> anyhow::Result<PathBuf> {
             .arg(&mirror),
     )
     .context("debootstrap of the test host's root failed (see its log above)")?;
+    util::run(
+        Command::new("chroot")
+            .arg(&partial)
+            .args(["apt-get", "install", "-y", "--no-install-recommends"])
+            .args(APT_PACKAGES)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
+    .context("installing the test host's apt packages")?;
     // The root's apt cache is not needed and makes every copy bigger.
     let _ = Command::new("sh")
         .arg("-c")
@@ -501,6 +518,7 @@ fn provision(root: &Path) -> anyhow::Result<()> {
         "systemd-journal",
         OCTO_USER,
     ]))?;
+    stage_extra_cas(root)?;
     fs::create_dir_all(root.join("var/lib/systemd/linger"))?;
     fs::write(root.join("var/lib/systemd/linger").join(OCTO_USER), "")?;
     // Rootless Quadlet units wait for the system's network-online.target; have it reached.
@@ -510,6 +528,30 @@ fn provision(root: &Path) -> anyhow::Result<()> {
     if !link.exists() {
         std::os::unix::fs::symlink("/usr/lib/systemd/system/network-online.target", &link)?;
     }
+    Ok(())
+}
+
+/// Copies the outer machine's extra CAs (`/usr/local/share/ca-certificates/*.crt`) into one
+/// bundle at [`GUEST_EXTRA_CAS`] (empty when there are none).
+fn stage_extra_cas(root: &Path) -> anyhow::Result<()> {
+    let mut bundle = String::new();
+    if let Ok(dir) = fs::read_dir("/usr/local/share/ca-certificates") {
+        let mut paths: Vec<PathBuf> = dir
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "crt") && p.is_file())
+            .collect();
+        paths.sort();
+        for path in paths {
+            let pem =
+                fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+            bundle.push_str(pem.trim_end());
+            bundle.push('\n');
+        }
+    }
+    let inside = root.join(GUEST_EXTRA_CAS.trim_start_matches('/'));
+    fs::create_dir_all(inside.parent().context("the bundle has a parent")?)?;
+    fs::write(&inside, bundle)?;
     Ok(())
 }
 
