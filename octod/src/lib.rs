@@ -11,6 +11,7 @@ pub mod engine;
 pub mod identity;
 pub mod image;
 pub mod listen;
+pub mod metrics;
 pub mod podman;
 pub mod proxy;
 pub mod render;

@@ -139,6 +139,7 @@ struct Inner {
     podman: Podman,
     config: EngineConfig,
     in_flight: Mutex<HashMap<SessionId, InFlight>>,
+    metrics: crate::metrics::EngineMetrics,
 }
 
 impl Engine {
@@ -157,6 +158,7 @@ impl Engine {
                 podman,
                 config,
                 in_flight: Mutex::new(HashMap::new()),
+                metrics: crate::metrics::EngineMetrics::default(),
             }),
         })
     }
@@ -167,6 +169,11 @@ impl Engine {
 
     pub fn config(&self) -> &EngineConfig {
         &self.inner.config
+    }
+
+    /// Latency histograms of successful creates and resumes, for `/metrics`.
+    pub fn metrics(&self) -> &crate::metrics::EngineMetrics {
+        &self.inner.metrics
     }
 
     /// Records activity (proxied traffic) for idle stop; cheap, no IO.
@@ -204,7 +211,13 @@ impl Engine {
         self.run_op(
             id.clone(),
             OpKind::Create,
-            Box::pin(async move { engine.do_create(key, request).await.map(Some) }),
+            Box::pin(async move {
+                // Timed inside the operation's task: recorded once, even if callers go away.
+                let started = std::time::Instant::now();
+                let record = engine.do_create(key, request).await?;
+                engine.inner.metrics.create.observe(started.elapsed());
+                Ok(Some(record))
+            }),
         )
         .await
         .and_then(|r| r.ok_or_else(|| Arc::new(EngineError::NotFound(id))))
@@ -217,7 +230,12 @@ impl Engine {
         self.run_op(
             id.clone(),
             OpKind::Start,
-            Box::pin(async move { engine.do_start(&key).await.map(Some) }),
+            Box::pin(async move {
+                let started = std::time::Instant::now();
+                let record = engine.do_start(&key).await?;
+                engine.inner.metrics.resume.observe(started.elapsed());
+                Ok(Some(record))
+            }),
         )
         .await
         .and_then(|r| r.ok_or_else(|| Arc::new(EngineError::NotFound(id.clone()))))
