@@ -98,7 +98,9 @@ pub(crate) async fn engine_configured(
         retries: 3,
         timeout: Duration::from_secs(5),
     };
-    render.start_timeout = Duration::from_secs(90);
+    // Short, so that a start that hangs at boot is restarted (Restart=on-failure) well
+    // within the reboot check's wait.
+    render.start_timeout = Duration::from_secs(40);
     engine_from(
         EngineSetup {
             image: image.to_owned(),
@@ -639,7 +641,7 @@ async fn reboot_check() -> anyhow::Result<()> {
     let systemd = Systemd::connect_user().await?;
     let run = SessionNames::new(&"bootrun".parse()?);
     util::eventually(
-        Duration::from_secs(120),
+        Duration::from_secs(150),
         "bootrun active after the reboot",
         async || {
             let state = systemd.unit_state(&run.service).await?;
