@@ -32,6 +32,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let app = crate::api::router(state);
     notify(&[sd_notify::NotifyState::Ready]);
     let status = tokio::spawn(report_status(engine.clone()));
+    // No Nagle on proxied connections: a response's head and body are separate writes.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
