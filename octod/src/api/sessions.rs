@@ -240,18 +240,56 @@ async fn create(
     Ok(response)
 }
 
+/// The three operations on an existing session.
+#[derive(Clone, Copy)]
+enum Operation {
+    Stop,
+    Resume,
+    Delete,
+}
+
+/// Checks the owner, runs the operation (waiting a bounded time), writes the audit log.
+/// Returns the session id and whether the operation finished.
+async fn operate(
+    state: &AppState,
+    user: &CurrentUser,
+    id: &str,
+    operation: Operation,
+) -> Result<(SessionId, bool), ApiError> {
+    let id = owned(state, user, id).await?.spec.id;
+    let engine = state.engine.clone();
+    let key = id.clone();
+    let (done, action) = match operation {
+        Operation::Stop => (
+            wait_for(async move { engine.stop(&key).await })
+                .await?
+                .is_some(),
+            "session.stop",
+        ),
+        Operation::Resume => (
+            wait_for(async move { engine.resume(&key).await })
+                .await?
+                .is_some(),
+            "session.resume",
+        ),
+        Operation::Delete => (
+            wait_for(async move { engine.delete(&key).await })
+                .await?
+                .is_some(),
+            "session.delete",
+        ),
+    };
+    state.audit(&user.name, action, id.as_str());
+    Ok((id, done))
+}
+
 async fn stop(
     State(state): State<AppState>,
     user: CurrentUser,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let record = owned(&state, &user, &id).await?;
-    let id = record.spec.id;
-    let engine = state.engine.clone();
-    let key = id.clone();
-    let done = wait_for(async move { engine.stop(&key).await }).await?;
-    state.audit(&user.name, "session.stop", id.as_str());
-    current(&state, &id, done.is_some()).await
+    let (id, done) = operate(&state, &user, &id, Operation::Stop).await?;
+    current(&state, &id, done).await
 }
 
 async fn resume(
@@ -259,13 +297,8 @@ async fn resume(
     user: CurrentUser,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let record = owned(&state, &user, &id).await?;
-    let id = record.spec.id;
-    let engine = state.engine.clone();
-    let key = id.clone();
-    let done = wait_for(async move { engine.resume(&key).await }).await?;
-    state.audit(&user.name, "session.resume", id.as_str());
-    current(&state, &id, done.is_some()).await
+    let (id, done) = operate(&state, &user, &id, Operation::Resume).await?;
+    current(&state, &id, done).await
 }
 
 async fn delete(
@@ -273,13 +306,8 @@ async fn delete(
     user: CurrentUser,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let record = owned(&state, &user, &id).await?;
-    let id = record.spec.id;
-    let engine = state.engine.clone();
-    let key = id.clone();
-    let done = wait_for(async move { engine.delete(&key).await }).await?;
-    state.audit(&user.name, "session.delete", id.as_str());
-    if done.is_some() {
+    let (id, done) = operate(&state, &user, &id, Operation::Delete).await?;
+    if done {
         Ok(StatusCode::NO_CONTENT.into_response())
     } else {
         current(&state, &id, false).await

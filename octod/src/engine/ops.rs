@@ -81,20 +81,8 @@ impl Engine {
 
     /// Start or resume: desired running, files and secret in place, start job awaited.
     pub(super) async fn do_start(&self, id: &SessionId) -> Result<SessionRecord, EngineError> {
-        let key = id.clone();
         let record = self
-            .blocking(move |s| {
-                s.update(&key, |r| {
-                    if r.state == SessionState::Deleting {
-                        return Err(EngineError::Deleting {
-                            id: r.spec.id.clone(),
-                        });
-                    }
-                    r.spec.desired = DesiredState::Running;
-                    r.state = SessionState::Starting;
-                    Ok(r.clone())
-                })
-            })
+            .begin(id, DesiredState::Running, SessionState::Starting)
             .await?;
         let names = SessionNames::new(id);
         let started = std::time::Instant::now();
@@ -131,20 +119,8 @@ impl Engine {
 
     /// Stop: desired stopped (no `[Install]`, so it stays stopped at boot), stop job awaited.
     pub(super) async fn do_stop(&self, id: &SessionId) -> Result<SessionRecord, EngineError> {
-        let key = id.clone();
         let record = self
-            .blocking(move |s| {
-                s.update(&key, |r| {
-                    if r.state == SessionState::Deleting {
-                        return Err(EngineError::Deleting {
-                            id: r.spec.id.clone(),
-                        });
-                    }
-                    r.spec.desired = DesiredState::Stopped;
-                    r.state = SessionState::Stopping;
-                    Ok(r.clone())
-                })
-            })
+            .begin(id, DesiredState::Stopped, SessionState::Stopping)
             .await?;
         let names = SessionNames::new(id);
         let outcome = async {
@@ -237,6 +213,30 @@ impl Engine {
             problems.push(e.to_string());
         }
         problems
+    }
+
+    /// Records what the user now wants and the state the operation starts in, in one
+    /// transaction; refused while the session is being deleted.
+    async fn begin(
+        &self,
+        id: &SessionId,
+        desired: DesiredState,
+        state: SessionState,
+    ) -> Result<SessionRecord, EngineError> {
+        let key = id.clone();
+        self.blocking(move |s| {
+            s.update(&key, |r| {
+                if r.state == SessionState::Deleting {
+                    return Err(EngineError::Deleting {
+                        id: r.spec.id.clone(),
+                    });
+                }
+                r.spec.desired = desired;
+                r.state = state;
+                Ok(r.clone())
+            })
+        })
+        .await
     }
 
     /// Records the outcome of a start or stop and returns the record, or the error after
