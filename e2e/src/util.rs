@@ -27,43 +27,21 @@ pub fn run(cmd: &mut Command) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// Builds a tiny image from the host's busybox (no registry here): busybox, `sh`, and a web
-/// root with `index.html`. Imported under `name` unless it exists.
-pub fn ensure_busybox_image(name: &str) -> anyhow::Result<()> {
-    if Command::new("podman")
-        .args(["image", "exists", name])
-        .status()
-        .is_ok_and(|s| s.success())
-    {
-        return Ok(());
-    }
-    say(format!("building image {name} from the host's busybox"));
-    let dir = tempfile::tempdir()?;
-    let root = dir.path();
-    std::fs::create_dir_all(root.join("bin"))?;
-    std::fs::create_dir_all(root.join("www"))?;
-    std::fs::create_dir_all(root.join("tmp"))?;
-    std::fs::copy("/bin/busybox", root.join("bin/busybox")).context("copying /bin/busybox")?;
-    std::os::unix::fs::symlink("busybox", root.join("bin/sh"))?;
-    std::fs::write(root.join("www/index.html"), "octo smoke ok\n")?;
-    let tar = root.join("../image.tar");
-    run(Command::new("tar")
-        .arg("-C")
-        .arg(root)
-        .arg("-cf")
-        .arg(&tar)
-        .arg("."))?;
-    run(Command::new("podman")
-        .args(["import", "--change", "CMD [\"/bin/sh\"]"])
-        .arg(&tar)
-        .arg(name))?;
-    let _ = std::fs::remove_file(&tar);
-    Ok(())
+/// What goes into an image built from the host's busybox.
+struct BusyboxImage<'a> {
+    /// Applets linked to busybox in `/bin`.
+    applets: &'a [&'a str],
+    /// Empty directories.
+    dirs: &'a [&'a str],
+    /// `(path, contents)` of files.
+    files: &'a [(&'a str, &'a str)],
+    /// The image's `CMD`, as JSON.
+    cmd: &'a str,
 }
 
-/// Builds the engine's test session image from the host's busybox: three busybox httpd on
-/// the session ports 41820–41822 under a shell that exits on SIGTERM.
-pub fn ensure_session_test_image(name: &str) -> anyhow::Result<()> {
+/// Imports an image made of the host's busybox (there is no registry here) under `name`,
+/// unless it exists.
+fn ensure_image_from_busybox(name: &str, image: &BusyboxImage<'_>) -> anyhow::Result<()> {
     if Command::new("podman")
         .args(["image", "exists", name])
         .status()
@@ -74,20 +52,17 @@ pub fn ensure_session_test_image(name: &str) -> anyhow::Result<()> {
     say(format!("building image {name} from the host's busybox"));
     let dir = tempfile::tempdir()?;
     let root = dir.path().join("root");
-    for sub in ["bin", "www", "tmp", "home/dev"] {
+    std::fs::create_dir_all(root.join("bin"))?;
+    for sub in image.dirs {
         std::fs::create_dir_all(root.join(sub))?;
     }
     std::fs::copy("/bin/busybox", root.join("bin/busybox")).context("copying /bin/busybox")?;
-    for applet in ["sh", "wget", "cat", "echo"] {
+    for applet in image.applets {
         std::os::unix::fs::symlink("busybox", root.join("bin").join(applet))?;
     }
-    std::fs::write(root.join("www/index.html"), "octo session ok\n")?;
-    std::fs::write(
-        root.join("start.sh"),
-        "trap 'exit 0' TERM INT\n\
-         for p in 41820 41821 41822; do /bin/busybox httpd -f -p $p -h /www & done\n\
-         wait\n",
-    )?;
+    for (path, contents) in image.files {
+        std::fs::write(root.join(path), contents)?;
+    }
     let tar = dir.path().join("image.tar");
     run(Command::new("tar")
         .arg("-C")
@@ -96,10 +71,45 @@ pub fn ensure_session_test_image(name: &str) -> anyhow::Result<()> {
         .arg(&tar)
         .arg("."))?;
     run(Command::new("podman")
-        .args(["import", "--change", "CMD [\"/bin/sh\", \"/start.sh\"]"])
+        .args(["import", "--change", &format!("CMD {}", image.cmd)])
         .arg(&tar)
         .arg(name))?;
     Ok(())
+}
+
+/// A tiny image: busybox, `sh`, and a web root with `index.html`.
+pub fn ensure_busybox_image(name: &str) -> anyhow::Result<()> {
+    ensure_image_from_busybox(
+        name,
+        &BusyboxImage {
+            applets: &["sh"],
+            dirs: &["www", "tmp"],
+            files: &[("www/index.html", "octo smoke ok\n")],
+            cmd: r#"["/bin/sh"]"#,
+        },
+    )
+}
+
+/// The engine's test session image: three busybox httpd on the session ports 41820–41822
+/// under a shell that exits on SIGTERM.
+pub fn ensure_session_test_image(name: &str) -> anyhow::Result<()> {
+    ensure_image_from_busybox(
+        name,
+        &BusyboxImage {
+            applets: &["sh", "wget", "cat", "echo"],
+            dirs: &["www", "tmp", "home/dev"],
+            files: &[
+                ("www/index.html", "octo session ok\n"),
+                (
+                    "start.sh",
+                    "trap 'exit 0' TERM INT\n\
+                     for p in 41820 41821 41822; do /bin/busybox httpd -f -p $p -h /www & done\n\
+                     wait\n",
+                ),
+            ],
+            cmd: r#"["/bin/sh", "/start.sh"]"#,
+        },
+    )
 }
 
 /// `GET path` on 127.0.0.1:port; returns the body of a 200 answer.
