@@ -11,6 +11,7 @@ mod bench;
 mod engine;
 mod generator;
 mod image;
+mod package;
 mod podman;
 mod smoke;
 mod util;
@@ -48,6 +49,12 @@ enum Check {
     ApiSdk,
     /// octod's Podman API client against the real Podman 5 socket.
     PodmanClient,
+    /// The installed `octo` package through Caddy: activation, octoctl, a session, reboot,
+    /// upgrade, remove, purge (one phase per step; run as root in a bare host).
+    Package {
+        #[command(subcommand)]
+        phase: package::Phase,
+    },
     /// The session engine: lifecycle, concurrency, bad input, crashes, reboots.
     Engine {
         #[command(subcommand)]
@@ -92,6 +99,7 @@ fn main() -> ExitCode {
             Check::Image => image::run().await,
             Check::Api => api::run().await,
             Check::ApiSdk => api_sdk::run().await,
+            Check::Package { phase } => package::run(phase).await,
             Check::Bench {
                 bench: BenchKind::SessionStart { rounds },
             } => bench::session_start(rounds).await,
