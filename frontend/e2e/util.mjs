@@ -9,6 +9,7 @@ export function expectNoConsoleErrors(page) {
   page.on("console", (message) => {
     if (message.type() !== "error") return;
     const text = message.text();
+    // A 401 is how the server answers an expired login or a wrong password; the page handles it.
     if (/status of 401/.test(text)) return;
     errors.push(text);
   });
