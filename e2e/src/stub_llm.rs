@@ -2,10 +2,11 @@
 //! agent loop of the `image` and `api-sdk` checks, and `octo-e2e stub-llm --port P`, which
 //! serves it until killed for the UI's development stack and its browser checks.
 //!
-//! Asked with tools and no tool result in the conversation yet, it calls opencode's `bash`
-//! tool to write [`AGENT_FILE`]; otherwise it answers with a short Markdown reply that starts
-//! with [`AGENT_REPLY`], streamed a few words per chunk with a pause between chunks so that a
-//! client sees the reply grow.
+//! Asked with tools and no tool result since the last user message, it calls a tool: opencode's
+//! `write` tool to create [`NOTE_FILE`] when that message asks to "write a note", else its
+//! `bash` tool to write [`AGENT_FILE`]. Otherwise it answers with a short Markdown reply that
+//! starts with [`AGENT_REPLY`], streamed a few words per chunk with a pause between chunks so
+//! that a client sees the reply grow.
 
 use std::time::Duration;
 
@@ -20,6 +21,9 @@ pub(crate) const LLM_MODEL: &str = "e2e-model";
 pub(crate) const AGENT_FILE: &str = "agent-loop.txt";
 pub(crate) const AGENT_FILE_TEXT: &str = "written by the agent through its shell tool";
 pub(crate) const AGENT_REPLY: &str = "The file is written.";
+/// What the `write` tool call creates (when asked to "write a note"), and its content.
+const NOTE_FILE: &str = "/home/dev/notes.md";
+const NOTE_TEXT: &str = "# Notes\n\n- written by the stub model\n- through opencode's write tool\n";
 /// The rest of the final answer: Markdown with a code block, for the UI's rendering.
 const REPLY_TAIL: &str = "\n\n`agent-loop.txt` now holds **one line**. Check it with:\n\n```sh\ncat ~/agent-loop.txt\n```\n";
 /// The pause between two streamed chunks of the reply.
@@ -67,15 +71,34 @@ async fn answer(mut stream: TcpStream) -> anyhow::Result<()> {
     };
     let messages = request["messages"].as_array().cloned().unwrap_or_default();
     let has_tools = request["tools"].as_array().is_some_and(|t| !t.is_empty());
-    let tool_done = messages.iter().any(|m| m["role"] == "tool");
+    let last_user = messages.iter().rposition(|m| m["role"] == "user");
+    let tool_done = messages
+        .iter()
+        .skip(last_user.unwrap_or(0))
+        .any(|m| m["role"] == "tool");
+    let asks_for_a_note = last_user.is_some_and(|index| {
+        text_of(&messages[index])
+            .to_lowercase()
+            .contains("write a note")
+    });
     // Each delta is one streamed chunk.
     let (deltas, finish) = if has_tools && !tool_done {
-        let arguments = serde_json::json!({
-            "command": format!("echo '{AGENT_FILE_TEXT}' > /home/dev/{AGENT_FILE}"),
-            "description": "Write the file",
-        });
-        let call = serde_json::json!({"index": 0, "id": "call_e2e", "type": "function",
-            "function": {"name": "bash", "arguments": arguments.to_string()}});
+        let (name, arguments) = if asks_for_a_note {
+            (
+                "write",
+                serde_json::json!({"filePath": NOTE_FILE, "content": NOTE_TEXT}),
+            )
+        } else {
+            (
+                "bash",
+                serde_json::json!({
+                    "command": format!("echo '{AGENT_FILE_TEXT}' > /home/dev/{AGENT_FILE}"),
+                    "description": "Write the file",
+                }),
+            )
+        };
+        let call = serde_json::json!({"index": 0, "id": format!("call_e2e_{name}"), "type": "function",
+            "function": {"name": name, "arguments": arguments.to_string()}});
         (
             vec![serde_json::json!({"role": "assistant", "tool_calls": [call]})],
             "tool_calls",
@@ -152,6 +175,19 @@ async fn answer(mut stream: TcpStream) -> anyhow::Result<()> {
     stream.write_all(b"0\r\n\r\n").await?;
     stream.shutdown().await?;
     Ok(())
+}
+
+/// A chat message's text: its `content` string, or its text parts joined.
+fn text_of(message: &serde_json::Value) -> String {
+    match &message["content"] {
+        serde_json::Value::String(text) => text.clone(),
+        serde_json::Value::Array(parts) => parts
+            .iter()
+            .filter_map(|part| part["text"].as_str())
+            .collect::<Vec<_>>()
+            .join("\n"),
+        _ => String::new(),
+    }
 }
 
 /// One HTTP/1.1 chunk.
@@ -238,7 +274,13 @@ mod tests {
                 .expect("read the answer");
             out
         };
+        let note = ask(serde_json::json!([{"role": "user",
+            "content": [{"type": "text", "text": "Please write a note."}]}]))
+        .await;
+        assert!(note.contains("\\\"filePath\\\""), "{note}");
+        assert!(note.contains(r#""name":"write""#), "{note}");
         let first = ask(serde_json::json!([{"role": "user", "content": "hi"}])).await;
+        assert!(first.contains(r#""name":"bash""#), "{first}");
         assert!(first.contains("Transfer-Encoding: chunked"), "{first}");
         assert!(first.contains("\"tool_calls\""), "{first}");
         assert!(first.contains(AGENT_FILE), "{first}");
@@ -259,6 +301,13 @@ mod tests {
         assert_eq!(contents, format!("{AGENT_REPLY}{REPLY_TAIL}"));
         assert!(second.matches("data: ").count() > 5, "{second}");
         assert!(second.contains("\"finish_reason\":\"stop\""), "{second}");
+        // A later prompt in the same conversation calls the tool again.
+        let third = ask(serde_json::json!([{"role": "user", "content": "hi"},
+            {"role": "tool", "content": "", "tool_call_id": "call_e2e"},
+            {"role": "assistant", "content": "done"},
+            {"role": "user", "content": "again"}]))
+        .await;
+        assert!(third.contains(r#""name":"bash""#), "{third}");
         server.abort();
     }
 }
