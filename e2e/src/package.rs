@@ -9,6 +9,7 @@
 //! `ca-certificates`), whose standard input and output carry the plain HTTP or WebSocket
 //! bytes.
 
+use std::fmt::Write as _;
 use std::io::{Read as _, Write as _};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -69,13 +70,14 @@ fn request(
 ) -> anyhow::Result<Answer> {
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {SITE}\r\nConnection: close\r\n");
     for (name, value) in headers {
-        head.push_str(&format!("{name}: {value}\r\n"));
+        let _ = write!(head, "{name}: {value}\r\n");
     }
     if let Some(body) = body {
-        head.push_str(&format!(
+        let _ = write!(
+            head,
             "Content-Type: application/json\r\nContent-Length: {}\r\n",
             body.len()
-        ));
+        );
     }
     head.push_str("\r\n");
     if let Some(body) = body {
@@ -232,9 +234,11 @@ fn container_identity(id: &str) -> anyhow::Result<String> {
 }
 
 fn octod_pid() -> anyhow::Result<String> {
-    Ok(sh("systemctl show --property MainPID --value octod.service")?
-        .trim()
-        .to_owned())
+    Ok(
+        sh("systemctl show --property MainPID --value octod.service")?
+            .trim()
+            .to_owned(),
+    )
 }
 
 /// Whether the installed octoctl has `command` (until the admin CLI exists it has none).
@@ -337,7 +341,6 @@ async fn activate() -> anyhow::Result<()> {
 }
 
 async fn install() -> anyhow::Result<()> {
-
     // An admin account through Caddy with an invite code.
     let code = if octoctl_has("invite-codes") {
         let out = sh("octoctl --json invite-codes generate --role admin")?;
@@ -351,15 +354,19 @@ async fn install() -> anyhow::Result<()> {
         let code = log
             .lines()
             .rev()
-            .find_map(|l| l.rsplit_once("invite code ").map(|(_, c)| c.trim().to_owned()))
+            .find_map(|l| {
+                l.rsplit_once("invite code ")
+                    .map(|(_, c)| c.trim().to_owned())
+            })
             .context("octod logged no first admin invite code")?;
-        say("SKIPPED octoctl invite-codes (not there yet): the first admin code from octod's journal");
+        say(
+            "SKIPPED octoctl invite-codes (not there yet): the first admin code from octod's journal",
+        );
         code
     };
     let password = "a long package test password";
-    let body = format!(
-        r#"{{"invite_code":"{code}","username":"pkgadmin","password":"{password}"}}"#
-    );
+    let body =
+        format!(r#"{{"invite_code":"{code}","username":"pkgadmin","password":"{password}"}}"#);
     let origin = format!("https://{SITE}");
     let answer = request(
         "POST",
@@ -446,7 +453,11 @@ async fn wait_running(browser: &Browser, id: &str) -> anyhow::Result<()> {
 
 /// opencode (200 with the cookie, 401 without), the file server's listing, the terminal.
 async fn services(browser: &Browser, id: &str) -> anyhow::Result<()> {
-    let health = browser.call("GET", &format!("/sessions/{id}/opencode/global/health"), None)?;
+    let health = browser.call(
+        "GET",
+        &format!("/sessions/{id}/opencode/global/health"),
+        None,
+    )?;
     expect(&health, 200, "opencode through Caddy")?;
     ensure!(health.body.contains("healthy"), "opencode: {}", health.body);
     let anonymous = request(
@@ -465,7 +476,9 @@ async fn services(browser: &Browser, id: &str) -> anyhow::Result<()> {
     );
     let output = browser.terminal(id, &["echo $((6*7))"], "42").await?;
     ensure!(output.contains("42"), "terminal: {output}");
-    say("through Caddy: opencode 200 (401 without the cookie), the file listing, the terminal (echo $((6*7)) → 42)");
+    say(
+        "through Caddy: opencode 200 (401 without the cookie), the file listing, the terminal (echo $((6*7)) → 42)",
+    );
     Ok(())
 }
 
@@ -574,11 +587,7 @@ fn after_remove() -> anyhow::Result<()> {
         ensure!(state != "active", "{unit} is {state} after remove");
     }
     ensure!(
-        Command::new("pgrep")
-            .args(["-x", "octod"])
-            .status()?
-            .code()
-            == Some(1),
+        Command::new("pgrep").args(["-x", "octod"]).status()?.code() == Some(1),
         "an octod process is left after remove"
     );
     for path in ["/var/lib/octod", "/var/lib/octo", "/etc/octo/octod.toml"] {
@@ -617,6 +626,8 @@ fn after_purge() -> anyhow::Result<()> {
             "{path} is left after purge"
         );
     }
-    say("purge: no process of octo (no octod, no conmon, no session), its data and configuration gone");
+    say(
+        "purge: no process of octo (no octod, no conmon, no session), its data and configuration gone",
+    );
     Ok(())
 }

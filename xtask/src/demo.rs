@@ -103,7 +103,9 @@ fn install(deb: &std::path::Path, options: Options) -> anyhow::Result<String> {
         {
             bail!("this octo-e2e has no `stub-llm` yet: run the demo without --stub-llm");
         }
-        step(format!("a stub model on port {STUB_LLM_PORT} for the agents"));
+        step(format!(
+            "a stub model on port {STUB_LLM_PORT} for the agents"
+        ));
         sh(&format!(
             "systemd-run --unit=octo-stub-llm {program} stub-llm --port {STUB_LLM_PORT}
              printf '[llm]\\nbase_url = \"http://host.containers.internal:{STUB_LLM_PORT}/v1\"\\nmodel = \"stub\"\\n' \
@@ -131,9 +133,14 @@ fn install(deb: &std::path::Path, options: Options) -> anyhow::Result<String> {
 /// A first admin invite code: from `octoctl`, or, while octoctl cannot make one yet, the
 /// one octod logged at its first start.
 fn invite_code() -> anyhow::Result<String> {
-    if let Ok(out) =
-        testhost::exec_output(&["octoctl", "--json", "invite-codes", "generate", "--role", "admin"])
-    {
+    if let Ok(out) = testhost::exec_output(&[
+        "octoctl",
+        "--json",
+        "invite-codes",
+        "generate",
+        "--role",
+        "admin",
+    ]) {
         let value: serde_json::Value =
             serde_json::from_str(&out).with_context(|| format!("octoctl's JSON: {out}"))?;
         if let Some(code) = value["code"].as_str() {

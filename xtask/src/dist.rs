@@ -76,10 +76,17 @@ pub fn run(options: &Options) -> anyhow::Result<Packages> {
     let deb = out.join(format!("{PACKAGE}_{version}-{revision}_amd64.deb"));
     let _ = fs::remove_file(&deb);
     util::run(
-        util::cargo(["deb", "-p", "octod", "--no-build", "--deb-revision", &revision])
-            .arg("--output")
-            .arg(&deb)
-            .env("PATH", tool_path(&tools)?),
+        util::cargo([
+            "deb",
+            "-p",
+            "octod",
+            "--no-build",
+            "--deb-revision",
+            &revision,
+        ])
+        .arg("--output")
+        .arg(&deb)
+        .env("PATH", tool_path(&tools)?),
     )?;
     if !deb.exists() {
         bail!("cargo deb succeeded but {} is missing", deb.display());
@@ -87,7 +94,9 @@ pub fn run(options: &Options) -> anyhow::Result<Packages> {
     let rpm = if options.no_rpm {
         None
     } else {
-        step(format!("cargo generate-rpm: {PACKAGE} {version}-{revision}"));
+        step(format!(
+            "cargo generate-rpm: {PACKAGE} {version}-{revision}"
+        ));
         let rpm = out.join(format!("{PACKAGE}-{version}-{revision}.x86_64.rpm"));
         let _ = fs::remove_file(&rpm);
         util::run(
@@ -99,7 +108,10 @@ pub fn run(options: &Options) -> anyhow::Result<Packages> {
                 .env("PATH", tool_path(&tools)?),
         )?;
         if !rpm.exists() {
-            bail!("cargo generate-rpm succeeded but {} is missing", rpm.display());
+            bail!(
+                "cargo generate-rpm succeeded but {} is missing",
+                rpm.display()
+            );
         }
         Some(rpm)
     };
@@ -126,15 +138,31 @@ fn stage_ui(dest: &Path) -> anyhow::Result<()> {
         return Ok(());
     }
     step("building the frontend (npm ci && npm run build)");
-    util::run(Command::new("npm").arg("ci").current_dir(&frontend))
-        .context("npm ci in frontend/")?;
-    util::run(Command::new("npm").args(["run", "build"]).current_dir(&frontend))
-        .context("npm run build in frontend/")?;
+    util::run(
+        Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(&frontend),
+    )
+    .context("npm ci in frontend/")?;
+    util::run(
+        Command::new("npm")
+            .args(["run", "build"])
+            .current_dir(&frontend),
+    )
+    .context("npm run build in frontend/")?;
     let dist = frontend.join("dist");
     if !dist.join("index.html").exists() {
-        bail!("npm run build left no {}", dist.join("index.html").display());
+        bail!(
+            "npm run build left no {}",
+            dist.join("index.html").display()
+        );
     }
-    util::run(Command::new("cp").arg("-a").arg(format!("{}/.", dist.display())).arg(dest))
+    util::run(
+        Command::new("cp")
+            .arg("-a")
+            .arg(format!("{}/.", dist.display()))
+            .arg(dest),
+    )
 }
 
 /// Man pages and shell completions from `octoctl generate-assets` and `octod
@@ -207,7 +235,10 @@ pub fn ensure_tools() -> anyhow::Result<PathBuf> {
         if bin.join(tool).exists() {
             continue;
         }
-        step(format!("installing {tool} {version} into {}", root.display()));
+        step(format!(
+            "installing {tool} {version} into {}",
+            root.display()
+        ));
         util::run(
             util::cargo(["install", "--locked", "--version", version, "--root"])
                 .arg(&root)

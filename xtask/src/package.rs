@@ -61,7 +61,7 @@ pub fn install_deb(deb: &Path, extra: &[&str]) -> anyhow::Result<()> {
 pub fn configure_caddy(site: &str) -> anyhow::Result<()> {
     step(format!("configuring Caddy for https://{site}"));
     sh(&format!(
-        "printf 'OCTO_SITE={site}\\n' > /etc/octo/caddy.env
+        "printf 'OCTO_SITE={site}\\n' >> /etc/octo/caddy.env
          cat > /etc/caddy/Caddyfile <<'EOF'
 {{
 \thttp_port 8480
@@ -96,7 +96,9 @@ pub fn build_image() -> anyhow::Result<()> {
         step("octoctl image build");
         sh("octoctl image build")
     } else {
-        step("warning: this octoctl has no `image build` yet: building the session image as octo directly");
+        step(
+            "warning: this octoctl has no `image build` yet: building the session image as octo directly",
+        );
         crate::image::build_session_image().map(|build| step(format!("session image: {build}")))
     }
 }
@@ -129,9 +131,11 @@ fn scenario(first: &Packages) -> anyhow::Result<()> {
     sh("! id octo 2>/dev/null && ! command -v podman")
         .context("the bare host already has an octo user or Podman")?;
     install_deb(&first.deb, &["caddy"])?;
-    sh("id octo && grep -q '^octo:' /etc/subuid && grep -q '^octo:' /etc/subgid \
+    sh(
+        "id octo && grep -q '^octo:' /etc/subuid && grep -q '^octo:' /etc/subgid \
         && test -e /var/lib/systemd/linger/octo && id -nG octo | grep -qw systemd-journal \
-        && getent group octo-admin && podman --version")
+        && getent group octo-admin && podman --version",
+    )
     .context("the package did not set up the octo user, its ids, linger and Podman")?;
     configure_caddy(SITE)?;
     step("systemctl enable --now octod.socket");
@@ -174,11 +178,18 @@ fn check_deb_statically(deb: &Path) -> anyhow::Result<()> {
         "prerm",
         "postrm",
     ] {
-        ensure!(info.contains(needle), "the .deb's control lacks {needle:?}:\n{info}");
+        ensure!(
+            info.contains(needle),
+            "the .deb's control lacks {needle:?}:\n{info}"
+        );
     }
     let conffiles = util::output(
         Command::new("sh")
-            .args(["-c", "dpkg-deb --ctrl-tarfile \"$1\" | tar -xO ./conffiles", "sh"])
+            .args([
+                "-c",
+                "dpkg-deb --ctrl-tarfile \"$1\" | tar -xO ./conffiles",
+                "sh",
+            ])
             .arg(deb),
     )?;
     for conf in [
@@ -200,14 +211,7 @@ fn check_deb_statically(deb: &Path) -> anyhow::Result<()> {
 fn check_rpm(rpm: &Path) -> anyhow::Result<()> {
     util::apt_install(&["rpm"])?;
     step(format!("rpm -qp checks of {}", rpm.display()));
-    let query = |args: &[&str]| {
-        util::output(
-            Command::new("rpm")
-                .args(["--dbpath", "/nonexistent", "-qp"])
-                .args(args)
-                .arg(rpm),
-        )
-    };
+    let query = |args: &[&str]| util::output(Command::new("rpm").arg("-qp").args(args).arg(rpm));
     let name = query(&["--queryformat", "%{NAME} %{VERSION}-%{RELEASE} %{ARCH}"])?;
     ensure!(name.starts_with("octo 0."), "rpm name/version: {name}");
     let files = query(&["--list"])?;
@@ -233,11 +237,7 @@ fn check_rpm(rpm: &Path) -> anyhow::Result<()> {
             .args(["ls-files", "container"])
             .current_dir(util::workspace_root()),
     )?;
-    expected.extend(
-        tracked
-            .lines()
-            .map(|f| format!("/usr/share/octo/{f}")),
-    );
+    expected.extend(tracked.lines().map(|f| format!("/usr/share/octo/{f}")));
     let missing: Vec<&String> = expected
         .iter()
         .filter(|f| !files.lines().any(|l| l == f.as_str()))
@@ -262,7 +262,10 @@ fn check_rpm(rpm: &Path) -> anyhow::Result<()> {
         "/etc/octo/caddy.env",
         "/etc/caddy/Caddyfile.d/octo.caddyfile",
     ] {
-        ensure!(config.lines().any(|l| l == conf), "{conf} is not a %config file: {config}");
+        ensure!(
+            config.lines().any(|l| l == conf),
+            "{conf} is not a %config file: {config}"
+        );
     }
     let noreplace = query(&["--queryformat", "[%{FILEFLAGS:fflags} %{FILENAMES}\\n]"])?;
     ensure!(
@@ -282,7 +285,10 @@ fn check_rpm(rpm: &Path) -> anyhow::Result<()> {
         "postuninstall scriptlet",
         "try-restart octod.service",
     ] {
-        ensure!(scripts.contains(needle), "the .rpm's scriptlets lack {needle:?}:\n{scripts}");
+        ensure!(
+            scripts.contains(needle),
+            "the .rpm's scriptlets lack {needle:?}:\n{scripts}"
+        );
     }
     let requires = query(&["--requires"])?;
     for needle in ["podman >= 5", "passt", "shadow-utils", "systemd", "/bin/sh"] {
@@ -292,7 +298,10 @@ fn check_rpm(rpm: &Path) -> anyhow::Result<()> {
         );
     }
     let recommends = query(&["--recommends"])?;
-    ensure!(recommends.contains("caddy"), "the .rpm does not recommend caddy");
+    ensure!(
+        recommends.contains("caddy"),
+        "the .rpm does not recommend caddy"
+    );
     step(format!(
         "rpm: {name}: {} files, config files, scriptlets and dependencies as expected",
         files.lines().count()
