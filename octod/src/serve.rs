@@ -65,7 +65,7 @@ fn start_admin(
     passed: &[(std::os::fd::RawFd, String)],
     app: crate::api::AppState,
 ) -> Option<tokio::task::JoinHandle<()>> {
-    let path = admin_socket_path(settings);
+    let path = settings.admin_socket.clone();
     let (listener, origin) = match listen::admin_listener(passed, &path) {
         Ok(found) => found,
         Err(error) => {
@@ -97,24 +97,19 @@ fn start_admin(
     }))
 }
 
-/// `server.admin_socket`. FIXME(config): read from the settings once the key lands.
-fn admin_socket_path(_settings: &Settings) -> PathBuf {
-    std::env::var_os("OCTOD_ADMIN_SOCKET")
-        .map_or_else(|| PathBuf::from("/run/octod/admin.sock"), PathBuf::from)
-}
-
-/// `[image]`. FIXME(config): read from the settings once the section lands.
-fn image_build_config(settings: &Settings) -> Option<crate::image::BuildConfig> {
-    let context = std::env::var_os("OCTOD_IMAGE_CONTEXT")?;
-    let fileserver = std::env::var_os("OCTOD_IMAGE_FILESERVER")?;
+/// `[image]`: the build settings of `octoctl image build`.
+fn image_build_config(settings: &Settings) -> crate::image::BuildConfig {
+    let image = &settings.image_build;
     let mut config = crate::admin::build_config(
         &settings.image,
-        context.into(),
-        fileserver.into(),
+        image.context.clone(),
+        image.fileserver.clone(),
         &settings.state_dir,
     );
-    config.base_image = std::env::var("OCTOD_IMAGE_BASE").ok();
-    Some(config)
+    config.base_image.clone_from(&image.base);
+    config.extra_ca_dir.clone_from(&image.extra_ca_dir);
+    config.timeout = image.build_timeout;
+    config
 }
 
 /// Everything the handlers share, from the configuration.

@@ -64,8 +64,8 @@ const WAIT: Duration = Duration::from_secs(300);
 /// What the admin socket needs beyond the API's state.
 #[derive(Debug, Clone)]
 pub struct AdminConfig {
-    /// Image builds (`[image]` in octod.toml); `None` when not configured.
-    pub build: Option<crate::image::BuildConfig>,
+    /// Image builds (`[image]` in octod.toml).
+    pub build: crate::image::BuildConfig,
     /// The user octod runs as, for the linger check of `status`.
     pub run_as: Option<String>,
 }
@@ -383,12 +383,10 @@ async fn image_build(
     State(state): State<AdminState>,
     Extension(actor): Extension<Actor>,
 ) -> Result<Response, ApiError> {
-    let Some(config) = state.config.build.clone() else {
-        return Err(ApiError::conflict(
-            "not_configured",
-            "image builds are not configured: set [image] context and fileserver in octod.toml",
-        ));
-    };
+    let config = state.config.build.clone();
+    if let Some(problem) = build_problem(&config) {
+        return Err(ApiError::conflict("not_configured", problem));
+    }
     let (tx, rx) = mpsc::unbounded_channel();
     let app = state.app.clone();
     tokio::spawn(async move {
@@ -431,6 +429,24 @@ async fn image_build(
         let _ = tx.send(event);
     });
     Ok(ndjson(rx))
+}
+
+/// What keeps a build from starting: a missing context or file server. Checked up front so
+/// the administrator reads the config key, not a staging error.
+pub fn build_problem(config: &crate::image::BuildConfig) -> Option<String> {
+    if !config.container_dir.join("Containerfile").is_file() {
+        return Some(format!(
+            "no Containerfile in the build context {} (image.context in octod.toml)",
+            config.container_dir.display()
+        ));
+    }
+    if !config.fileserver.is_file() {
+        return Some(format!(
+            "no octo-fileserver binary at {} (image.fileserver in octod.toml)",
+            config.fileserver.display()
+        ));
+    }
+    None
 }
 
 /// The build settings from `[image]`: where builds are staged (under the state directory,

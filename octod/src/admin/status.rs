@@ -80,11 +80,8 @@ pub(super) async fn status(State(state): State<AdminState>) -> Result<Json<Statu
             "no LLM provider configured ([llm] in octod.toml): agents cannot answer".to_owned(),
         );
     }
-    if state.config.build.is_none() {
-        warnings.push(
-            "image builds are not configured ([image] in octod.toml): `octoctl image build` cannot run"
-                .to_owned(),
-        );
+    if let Some(problem) = super::build_problem(&state.config.build) {
+        warnings.push(format!("`octoctl image build` cannot run: {problem}"));
     }
     if let Some(user) = &state.config.run_as {
         let linger = std::path::Path::new("/var/lib/systemd/linger").join(user);
