@@ -286,6 +286,10 @@ describe("the reducer's edge cases", () => {
     ] as unknown as Parameters<typeof sortedSessions>[0]["sessions"][string][];
     let state = chatReducer(initialChatState, { type: "sessions-loaded", sessions });
     expect(sortedSessions(state).map((s) => s.id)).toEqual(["ses_b", "ses_a"]);
+    // A session the pane created itself joins the list before its event arrives.
+    const created = { id: "ses_d", title: "D", time: { created: 4, updated: 11 } } as unknown as (typeof sessions)[number];
+    const withCreated = chatReducer(state, { type: "session-upserted", session: created });
+    expect(sortedSessions(withCreated).map((s) => s.id)).toEqual(["ses_d", "ses_b", "ses_a"]);
     state = chatReducer(state, { type: "statuses-loaded", statuses: { ses_a: { type: "busy" } } });
     expect(isBusy(conversationOf(state, "ses_a"))).toBe(true);
     expect(isBusy(conversationOf(state, "ses_b"))).toBe(false);

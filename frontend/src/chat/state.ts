@@ -52,6 +52,7 @@ export interface LoadedMessage {
 export type ChatAction =
   | { type: "event"; event: Event }
   | { type: "sessions-loaded"; sessions: Session[] }
+  | { type: "session-upserted"; session: Session }
   | { type: "messages-loaded"; sessionID: string; messages: LoadedMessage[] }
   | { type: "statuses-loaded"; statuses: Record<string, SessionStatus> }
   | { type: "permissions-loaded"; permissions: PermissionRequest[] }
@@ -80,6 +81,8 @@ export function chatReducer(state: ChatState, action: ChatAction): ChatState {
       for (const session of action.sessions) sessions[session.id] = session;
       return { ...state, sessions };
     }
+    case "session-upserted":
+      return { ...state, sessions: { ...state.sessions, [action.session.id]: action.session } };
     case "messages-loaded":
       return updateConversation(state, action.sessionID, (conversation) => ({
         ...conversation,
