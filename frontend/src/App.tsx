@@ -2,6 +2,7 @@
 // xterm, the opencode SDK and the panes) is loaded lazily so the sign-in page's JS stays small.
 import { lazy, Suspense, useCallback, useEffect, useState } from "react";
 import { api, ApiError, errorMessage, UNAUTHORIZED_EVENT, type User } from "./api";
+import { hasSignedInHint, setSignedInHint } from "./theme";
 import { matchRoute, navigate, useLocationPath, type Route } from "./router";
 import { Header } from "./components/Header";
 import { ErrorBanner } from "./components/ErrorBanner";
@@ -24,34 +25,51 @@ export function App(): JSX.Element {
   const [auth, setAuth] = useState<Auth>({ kind: "loading" });
 
   const loadMe = useCallback(() => {
+    // Without the hint this browser has not signed in: skip the request that could only answer
+    // 401 (which browsers log as a console error).
+    if (!hasSignedInHint()) {
+      setAuth({ kind: "signed-out", notice: null });
+      return;
+    }
     setAuth({ kind: "loading" });
     api.me().then(
       (user) => setAuth({ kind: "signed-in", user }),
       (err: unknown) => {
-        if (err instanceof ApiError && err.status === 401) setAuth({ kind: "signed-out", notice: null });
-        else setAuth({ kind: "failed", message: errorMessage(err) });
+        if (err instanceof ApiError && err.status === 401) {
+          setSignedInHint(false);
+          setAuth({ kind: "signed-out", notice: "Your sign-in has expired. Please sign in again." });
+        } else setAuth({ kind: "failed", message: errorMessage(err) });
       },
     );
   }, []);
 
   useEffect(loadMe, [loadMe]);
 
+  const title = auth.kind === "signed-in" ? pageTitle(route) : route.name === "register" ? "Create account" : "Sign in";
   useEffect(() => {
-    const onUnauthorized = () =>
+    document.title = `${title} · Octo`;
+  }, [title]);
+
+  useEffect(() => {
+    const onUnauthorized = () => {
+      setSignedInHint(false);
       setAuth((current) =>
         current.kind === "signed-in"
           ? { kind: "signed-out", notice: "Your sign-in has expired. Please sign in again." }
           : current,
       );
+    };
     window.addEventListener(UNAUTHORIZED_EVENT, onUnauthorized);
     return () => window.removeEventListener(UNAUTHORIZED_EVENT, onUnauthorized);
   }, []);
 
   const signedIn = (user: User) => {
+    setSignedInHint(true);
     setAuth({ kind: "signed-in", user });
     if (route.name === "login" || route.name === "register") navigate("/", { replace: true });
   };
   const signedOut = (notice: string | null) => {
+    setSignedInHint(false);
     setAuth({ kind: "signed-out", notice });
     navigate("/login");
   };
@@ -129,4 +147,25 @@ function SignedIn(props: {
       {body}
     </div>
   );
+}
+
+function pageTitle(route: Route): string {
+  switch (route.name) {
+    case "sessions":
+      return "Sessions";
+    case "account":
+      return "Account";
+    case "workspace":
+      return `Session ${route.sessionId}`;
+    case "admin-users":
+      return "Users";
+    case "admin-invites":
+      return "Invite codes";
+    case "admin-sessions":
+      return "All sessions";
+    case "not-found":
+      return "Not found";
+    default:
+      return "Octo";
+  }
 }

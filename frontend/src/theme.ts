@@ -1,5 +1,6 @@
 // Light/dark theme: the stored choice, else the system's (prefers-color-scheme); applied as
-// `data-theme` on <html> so the CSS variables in styles.css switch.
+// `data-theme` on <html> so the CSS variables in styles.css switch. Also the small localStorage
+// helpers, and the "signed in" hint (the login cookie is HttpOnly, so the page cannot see it).
 export type Theme = "light" | "dark";
 
 const KEY = "octo.theme";
@@ -28,5 +29,21 @@ export function safeSet(key: string, value: string): void {
     window.localStorage.setItem(key, value);
   } catch {
     // Storage disabled (private mode, quota): the choice lasts for this page only.
+  }
+}
+
+const SIGNED_IN_KEY = "octo.signedIn";
+
+/** Whether this browser signed in last time (the cookie may still have expired since). */
+export function hasSignedInHint(): boolean {
+  return safeGet(SIGNED_IN_KEY) === "1";
+}
+
+export function setSignedInHint(signedIn: boolean): void {
+  try {
+    if (signedIn) window.localStorage.setItem(SIGNED_IN_KEY, "1");
+    else window.localStorage.removeItem(SIGNED_IN_KEY);
+  } catch {
+    // Storage disabled: every load asks the server.
   }
 }
