@@ -26,5 +26,8 @@ systemd-tmpfiles --create octo.conf
 if [ -d /run/systemd/system ]; then
 	systemctl daemon-reload
 	loginctl enable-linger octo || true
+	# logind may refuse to start the manager itself (seen in a container: EUNATCH); the
+	# linger file is there, so start it directly.
+	systemctl start "user@$(id -u octo).service" || true
 fi
 exit 0

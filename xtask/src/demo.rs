@@ -13,9 +13,6 @@ use crate::package::{self, SITE};
 use crate::testhost::{self, ExecOptions};
 use crate::util::{self, step};
 
-/// The stub model's port in the test host (`octo-e2e stub-llm`).
-const STUB_LLM_PORT: u16 = 45_100;
-
 #[derive(Debug, Clone, Copy)]
 pub struct Options {
     /// Run `octo-e2e stub-llm` in the host and point octod's `[llm]` at it.
@@ -68,7 +65,10 @@ pub fn run(options: Options) -> anyhow::Result<()> {
     );
     println!("    as root inside: cargo xtask testhost exec -- octoctl status");
     if options.stub_llm {
-        println!("    the agents answer from a stub model on port {STUB_LLM_PORT}");
+        println!(
+            "    the agents answer from a stub model on port {}",
+            package::STUB_LLM_PORT
+        );
     }
     println!();
     println!("Press Ctrl-C (or run `cargo xtask testhost down`) to stop and clean up.");
@@ -95,23 +95,7 @@ fn install(deb: &std::path::Path, options: Options) -> anyhow::Result<String> {
     sh("systemctl enable --now octod.socket")?;
     package::build_image()?;
     if options.stub_llm {
-        let program = format!("{}/debug/octo-e2e", testhost::GUEST_TARGET);
-        if testhost::exec(
-            &[program.clone(), "stub-llm".into(), "--help".into()],
-            &ExecOptions::default(),
-        )? != 0
-        {
-            bail!("this octo-e2e has no `stub-llm` yet: run the demo without --stub-llm");
-        }
-        step(format!(
-            "a stub model on port {STUB_LLM_PORT} for the agents"
-        ));
-        sh(&format!(
-            "systemd-run --unit=octo-stub-llm {program} stub-llm --port {STUB_LLM_PORT}
-             printf '[llm]\\nbase_url = \"http://host.containers.internal:{STUB_LLM_PORT}/v1\"\\nmodel = \"stub\"\\n' \
-               > /etc/octo/octod.d/60-stub-llm.toml
-             systemctl try-restart octod.service"
-        ))?;
+        package::start_stub_llm()?;
     }
     step(format!("checking https://{SITE}/api/health through Caddy"));
     let out = testhost::exec_output(&[

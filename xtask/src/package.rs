@@ -88,10 +88,11 @@ pub fn build_image() -> anyhow::Result<()> {
             "printf '[image]\\nbase = \"{base}\"\\nextra_ca_dir = \"/etc/octo-testhost/cas\"\\n' \
                > /etc/octo/octod.d/50-testhost-image.toml
              mkdir -p /etc/octo-testhost/cas
-             cp /usr/local/share/ca-certificates/*.crt /etc/octo-testhost/cas/ 2>/dev/null || true
+             cp {cas} /etc/octo-testhost/cas/outer.crt
              octod config check
              systemctl try-restart octod.service",
-            base = crate::image::BASE_IMAGE
+            base = crate::image::BASE_IMAGE,
+            cas = testhost::GUEST_EXTRA_CAS,
         ))?;
         step("octoctl image build");
         sh("octoctl image build")
@@ -101,6 +102,26 @@ pub fn build_image() -> anyhow::Result<()> {
         );
         crate::image::build_session_image().map(|build| step(format!("session image: {build}")))
     }
+}
+
+/// The stub model's port in the test host (`octo-e2e stub-llm`).
+pub const STUB_LLM_PORT: u16 = 45_100;
+
+/// Runs `octo-e2e stub-llm` in the host as a transient unit and points octod's `[llm]` at
+/// it with a drop-in (the agents then answer from the stub), restarting octod if it runs.
+pub fn start_stub_llm() -> anyhow::Result<()> {
+    let program = format!("{}/debug/octo-e2e", testhost::GUEST_TARGET);
+    step(format!(
+        "a stub model on port {STUB_LLM_PORT} for the agents"
+    ));
+    sh(&format!(
+        "systemctl stop octo-stub-llm.service 2>/dev/null || true
+         systemd-run --unit=octo-stub-llm {program} stub-llm --port {STUB_LLM_PORT}
+         printf '[llm]\\nbase_url = \"http://host.containers.internal:{STUB_LLM_PORT}/v1\"\\nmodel = \"e2e-model\"\\napi_key = \"stub\"\\n' \\
+           > /etc/octo/octod.d/60-stub-llm.toml
+         octod config check
+         systemctl try-restart octod.service"
+    ))
 }
 
 fn e2e(phase: &str) -> anyhow::Result<()> {
