@@ -25,9 +25,9 @@ assign_subids /etc/subgid --add-subgids
 systemd-tmpfiles --create octo.conf
 if [ -d /run/systemd/system ]; then
 	systemctl daemon-reload
-	loginctl enable-linger octo || true
-	# logind may refuse to start the manager itself (seen in a container: EUNATCH); the
-	# linger file is there, so start it directly.
-	systemctl start "user@$(id -u octo).service" || true
+	# logind may refuse (seen in a container: EUNATCH) after writing the linger file;
+	# then start the manager directly.
+	loginctl enable-linger octo 2>/dev/null ||
+		systemctl start "user@$(id -u octo).service" || true
 fi
 exit 0

@@ -130,6 +130,19 @@ fn e2e(phase: &str) -> anyhow::Result<()> {
     testhost::exec_ok(&[program.as_str(), "package", phase], &root())
 }
 
+/// The web UI's browser checks (`crate::ui`) against the installed package through Caddy,
+/// with the agents answered by the stub model.
+fn browser_checks() -> anyhow::Result<()> {
+    start_stub_llm()?;
+    let out = testhost::exec_output(&["octoctl", "--json", "invite-codes", "generate", "--role", "admin"])?;
+    let value: serde_json::Value =
+        serde_json::from_str(&out).with_context(|| format!("octoctl's JSON: {out}"))?;
+    let code = value["code"]
+        .as_str()
+        .context("no code in octoctl's JSON")?;
+    crate::ui::browser_e2e(&format!("https://{SITE}"), code)
+}
+
 /// The whole package scenario in a fresh bare host; always takes the host down.
 pub fn check() -> anyhow::Result<()> {
     let first = dist::run(&dist::Options {
@@ -164,6 +177,7 @@ fn scenario(first: &Packages) -> anyhow::Result<()> {
     e2e("activate")?;
     build_image()?;
     e2e("install")?;
+    browser_checks()?;
     testhost::reboot()?;
     e2e("after-reboot")?;
 
