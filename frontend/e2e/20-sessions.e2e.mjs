@@ -42,6 +42,16 @@ export default async function sessions({ newContext, baseUrl, newUser, step, out
     await page.locator("#pane-chat").waitFor(LONG);
     const reloaded = Number(await page.getByTestId("splitter-0").getAttribute("aria-valuenow"));
     if (reloaded !== after) throw new Error(`layout not remembered: ${after} before reload, ${reloaded} after`);
+    step("dragging a splitter with the mouse resizes the panes next to it");
+    const splitter = page.getByTestId("splitter-1");
+    const filesBefore = (await page.locator("#pane-files").boundingBox()).width;
+    const box = await splitter.boundingBox();
+    await page.mouse.move(box.x + box.width / 2, box.y + box.height / 2);
+    await page.mouse.down();
+    await page.mouse.move(box.x + box.width / 2 + 120, box.y + box.height / 2, { steps: 5 });
+    await page.mouse.up();
+    const filesAfter = (await page.locator("#pane-files").boundingBox()).width;
+    if (!(filesAfter > filesBefore + 60)) throw new Error(`files pane ${filesBefore}px → ${filesAfter}px after dragging 120px`);
     await page.getByTestId("back-to-sessions").click();
 
     step("stop, then resume");
