@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail, ensure};
 
 use crate::api::{Client, expect, sign_in, spawn_octod};
-use crate::image::{AGENT_FILE, AGENT_FILE_TEXT, AGENT_REPLY, LLM_MODEL, stub_llm};
+use crate::stub_llm::{AGENT_FILE, AGENT_FILE_TEXT, AGENT_REPLY, LLM_MODEL, stub_llm};
 use crate::util::{self, say};
 
 const PORT: u16 = 18_485;

@@ -32,6 +32,7 @@ use octod::systemd::Systemd;
 use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest as _, http};
 
 use crate::engine::{check_gone, engine_for_image};
+use crate::stub_llm::{AGENT_FILE, AGENT_FILE_TEXT, AGENT_REPLY, LLM_MODEL, stub_llm};
 use crate::util::{self, say};
 
 const CONTAINER_DIR: &str = "/opt/octo/src/container";
@@ -44,17 +45,12 @@ const IMAGE: &str = "localhost/octo-session:latest";
 const LLM_SECRET: &str = "octo-e2e-llm";
 const LLM_ENV: &str = "OCTO_LLM_CONFIG";
 const API_KEY: &str = "e2e-llm-key-must-not-be-logged";
-pub(crate) const LLM_MODEL: &str = "e2e-model";
 /// The engine's host ports: distinct from other checks (test hosts share the network
 /// namespace).
 const PORTS: (u16, u16) = (22_000, 22_099);
 /// The OpenAI-compatible stub model on the test host (tests only; the real provider is the
 /// administrator's), reached from the container through pasta.
 const STUB_PORT: u16 = 44_899;
-/// What the stub's tool call writes, and what its final answer says.
-pub(crate) const AGENT_FILE: &str = "agent-loop.txt";
-pub(crate) const AGENT_FILE_TEXT: &str = "written by the agent through its shell tool";
-pub(crate) const AGENT_REPLY: &str = "The file is written.";
 
 /// A template, the id of its session and what its opencode config must show.
 struct Template {
@@ -570,96 +566,6 @@ async fn agent_loop(session: &Session, basic: &str) -> anyhow::Result<()> {
     say(format!(
         "agent loop: prompt -> stub model -> bash tool wrote {AGENT_FILE} (seen by the file server) -> reply"
     ));
-    Ok(())
-}
-
-/// A minimal OpenAI-compatible chat completions endpoint. Asked with tools and no tool result
-/// yet, it calls opencode's `bash` tool to write [`AGENT_FILE`]; otherwise it answers with
-/// [`AGENT_REPLY`]. Streams when asked to, as opencode does.
-pub(crate) async fn stub_llm(listener: tokio::net::TcpListener) {
-    while let Ok((stream, _)) = listener.accept().await {
-        tokio::spawn(async move {
-            let _ = stub_answer(stream).await;
-        });
-    }
-}
-
-async fn stub_answer(mut stream: tokio::net::TcpStream) -> anyhow::Result<()> {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let mut data = Vec::new();
-    let mut buf = [0_u8; 16 * 1024];
-    let (head, body) = loop {
-        let n = stream.read(&mut buf).await?;
-        ensure!(n > 0, "the client closed the connection");
-        data.extend_from_slice(&buf[..n]);
-        let text = String::from_utf8_lossy(&data).into_owned();
-        if let Some((head, body)) = text.split_once("\r\n\r\n") {
-            let length = header(head, "content-length")
-                .and_then(|v| v.parse::<usize>().ok())
-                .unwrap_or(0);
-            if body.len() >= length {
-                break (head.to_owned(), body.to_owned());
-            }
-        }
-    };
-    let request: serde_json::Value = if head.starts_with("POST") {
-        serde_json::from_str(&body)?
-    } else {
-        serde_json::json!({})
-    };
-    let messages = request["messages"].as_array().cloned().unwrap_or_default();
-    let has_tools = request["tools"].as_array().is_some_and(|t| !t.is_empty());
-    let tool_done = messages.iter().any(|m| m["role"] == "tool");
-    let (delta, finish) = if has_tools && !tool_done {
-        let arguments = serde_json::json!({
-            "command": format!("echo '{AGENT_FILE_TEXT}' > /home/dev/{AGENT_FILE}"),
-            "description": "Write the file",
-        });
-        let call = serde_json::json!({"index": 0, "id": "call_e2e", "type": "function",
-            "function": {"name": "bash", "arguments": arguments.to_string()}});
-        (
-            serde_json::json!({"role": "assistant", "tool_calls": [call]}),
-            "tool_calls",
-        )
-    } else {
-        (
-            serde_json::json!({"role": "assistant", "content": AGENT_REPLY}),
-            "stop",
-        )
-    };
-    let usage =
-        serde_json::json!({"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15});
-    let response = if request["stream"] == true {
-        let chunk = |delta: &serde_json::Value, finish: Option<&str>| {
-            let mut c = serde_json::json!({"id": "e2e", "object": "chat.completion.chunk",
-                "created": 0, "model": LLM_MODEL,
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]});
-            if finish.is_some() {
-                c["usage"] = usage.clone();
-            }
-            format!("data: {c}\n\n")
-        };
-        let body = format!(
-            "{}{}data: [DONE]\n\n",
-            chunk(&delta, None),
-            chunk(&serde_json::json!({}), Some(finish))
-        );
-        format!(
-            "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        )
-    } else {
-        let body = serde_json::json!({"id": "e2e", "object": "chat.completion", "created": 0,
-            "model": LLM_MODEL, "usage": usage,
-            "choices": [{"index": 0, "message": delta, "finish_reason": finish}]})
-        .to_string();
-        format!(
-            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        )
-    };
-    stream.write_all(response.as_bytes()).await?;
-    stream.shutdown().await?;
     Ok(())
 }
 

@@ -13,6 +13,7 @@ mod generator;
 mod image;
 mod podman;
 mod smoke;
+mod stub_llm;
 mod util;
 
 use std::process::ExitCode;
@@ -53,6 +54,12 @@ enum Check {
         #[command(subcommand)]
         phase: engine::Phase,
     },
+    /// Not a check: serves the stub OpenAI-compatible model of the agent-loop checks on
+    /// 0.0.0.0:PORT until killed (for the UI's development stack and its browser checks).
+    StubLlm {
+        #[arg(long)]
+        port: u16,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -92,6 +99,7 @@ fn main() -> ExitCode {
             Check::Image => image::run().await,
             Check::Api => api::run().await,
             Check::ApiSdk => api_sdk::run().await,
+            Check::StubLlm { port } => stub_llm::serve(port).await,
             Check::Bench {
                 bench: BenchKind::SessionStart { rounds },
             } => bench::session_start(rounds).await,

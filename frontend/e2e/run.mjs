@@ -12,9 +12,9 @@
 // --screenshots DIR (default e2e/out): a screenshot of every step, and of every failure.
 // CHROMIUM: the browser binary (default /usr/bin/chromium).
 //
-// ctx: { browser, baseUrl, inviteCode, admin, outDir, apiLogin, newUser, newInviteCode,
-//        setAdmin, step, screenshot, newPage }. A page from `newPage` fails its check on any
-// console error or uncaught page error (see util.mjs).
+// ctx: { browser, baseUrl, inviteCode, admin, outDir, apiLogin, freshCredentials, newUser,
+//        newInviteCode, setAdmin, newContext, step, screenshot }. Checks fail on any console
+// error or uncaught page error of their pages (util.mjs: expectNoConsoleErrors).
 import { readdirSync, mkdirSync } from "node:fs";
 import { join, dirname, resolve } from "node:path";
 import { parseArgs } from "node:util";

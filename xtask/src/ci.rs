@@ -36,11 +36,31 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
         ]))?;
         step("unit and integration tests");
         util::run(&mut util::cargo(["test", "--workspace"]))?;
+        frontend()?;
     }
     if options.e2e {
         e2e()?;
     }
     step(format!("ci passed in {:.0?}", started.elapsed()));
+    Ok(())
+}
+
+/// The web UI in `frontend/`: a clean install from the lock file, its unit tests, and the
+/// production build (which fails when the sign-in page's initial JS is over its size budget).
+fn frontend() -> anyhow::Result<()> {
+    let dir = util::workspace_root().join("frontend");
+    let npm = |args: &[&str]| {
+        let mut cmd = std::process::Command::new("npm");
+        cmd.current_dir(&dir).args(args);
+        cmd
+    };
+    step("frontend: npm ci");
+    util::run(&mut npm(&["ci", "--no-audit", "--no-fund"]))
+        .context("installing the frontend's dependencies (needs Node.js 18 or later and npm)")?;
+    step("frontend: npm test");
+    util::run(&mut npm(&["test"]))?;
+    step("frontend: npm run build");
+    util::run(&mut npm(&["run", "build"]))?;
     Ok(())
 }
 

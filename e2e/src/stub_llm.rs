@@ -1,0 +1,313 @@
+//! A stub OpenAI-compatible model (tests only; the real provider is the administrator's): the
+//! agent loop of the `image` and `api-sdk` checks, and `octo-e2e stub-llm --port P`, which
+//! serves it until killed for the UI's development stack and its browser checks.
+//!
+//! Asked with tools and no tool result since the last user message, it calls a tool: opencode's
+//! `write` tool to create [`NOTE_FILE`] when that message asks to "write a note", else its
+//! `bash` tool to write [`AGENT_FILE`]. Otherwise it answers with a short Markdown reply that
+//! starts with [`AGENT_REPLY`], streamed a few words per chunk with a pause between chunks so
+//! that a client sees the reply grow.
+
+use std::time::Duration;
+
+use anyhow::{Context as _, ensure};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::util::say;
+
+pub(crate) const LLM_MODEL: &str = "e2e-model";
+/// What the stub's tool call writes, and what its final answer starts with.
+pub(crate) const AGENT_FILE: &str = "agent-loop.txt";
+pub(crate) const AGENT_FILE_TEXT: &str = "written by the agent through its shell tool";
+pub(crate) const AGENT_REPLY: &str = "The file is written.";
+/// What the `write` tool call creates (when asked to "write a note"), and its content.
+const NOTE_FILE: &str = "/home/dev/notes.md";
+const NOTE_TEXT: &str = "# Notes\n\n- written by the stub model\n- through opencode's write tool\n";
+/// The rest of the final answer: Markdown with a code block, for the UI's rendering.
+const REPLY_TAIL: &str = "\n\n`agent-loop.txt` now holds **one line**. Check it with:\n\n```sh\ncat ~/agent-loop.txt\n```\n";
+/// The pause between two streamed chunks of the reply.
+const CHUNK_PAUSE: Duration = Duration::from_millis(40);
+
+/// Serves the stub model on `listener` until the task is dropped.
+pub(crate) async fn stub_llm(listener: TcpListener) {
+    while let Ok((stream, _)) = listener.accept().await {
+        tokio::spawn(async move {
+            let _ = answer(stream).await;
+        });
+    }
+}
+
+/// `octo-e2e stub-llm --port P`: the stub model on `0.0.0.0:P` until killed.
+pub(crate) async fn serve(port: u16) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(("0.0.0.0", port))
+        .await
+        .with_context(|| format!("binding the stub model on port {port}"))?;
+    say(format!(
+        "stub model {LLM_MODEL} on 0.0.0.0:{port} (OpenAI-compatible, POST /v1/chat/completions)"
+    ));
+    stub_llm(listener).await;
+    Ok(())
+}
+
+async fn answer(mut stream: TcpStream) -> anyhow::Result<()> {
+    let mut data = Vec::new();
+    let mut buf = [0_u8; 16 * 1024];
+    let (head, body) = loop {
+        let n = stream.read(&mut buf).await?;
+        ensure!(n > 0, "the client closed the connection");
+        data.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&data).into_owned();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            if body.len() >= content_length(head) {
+                break (head.to_owned(), body.to_owned());
+            }
+        }
+    };
+    let request: serde_json::Value = if head.starts_with("POST") {
+        serde_json::from_str(&body)?
+    } else {
+        serde_json::json!({})
+    };
+    let messages = request["messages"].as_array().cloned().unwrap_or_default();
+    let has_tools = request["tools"].as_array().is_some_and(|t| !t.is_empty());
+    let last_user = messages.iter().rposition(|m| m["role"] == "user");
+    let tool_done = messages
+        .iter()
+        .skip(last_user.unwrap_or(0))
+        .any(|m| m["role"] == "tool");
+    let asks_for_a_note = last_user.is_some_and(|index| {
+        text_of(&messages[index])
+            .to_lowercase()
+            .contains("write a note")
+    });
+    // Each delta is one streamed chunk.
+    let (deltas, finish) = if has_tools && !tool_done {
+        let (name, arguments) = if asks_for_a_note {
+            (
+                "write",
+                serde_json::json!({"filePath": NOTE_FILE, "content": NOTE_TEXT}),
+            )
+        } else {
+            (
+                "bash",
+                serde_json::json!({
+                    "command": format!("echo '{AGENT_FILE_TEXT}' > /home/dev/{AGENT_FILE}"),
+                    "description": "Write the file",
+                }),
+            )
+        };
+        let call = serde_json::json!({"index": 0, "id": format!("call_e2e_{name}"), "type": "function",
+            "function": {"name": name, "arguments": arguments.to_string()}});
+        (
+            vec![serde_json::json!({"role": "assistant", "tool_calls": [call]})],
+            "tool_calls",
+        )
+    } else {
+        let deltas = reply_chunks(&format!("{AGENT_REPLY}{REPLY_TAIL}"))
+            .into_iter()
+            .enumerate()
+            .map(|(index, chunk)| {
+                if index == 0 {
+                    serde_json::json!({"role": "assistant", "content": chunk})
+                } else {
+                    serde_json::json!({"content": chunk})
+                }
+            })
+            .collect();
+        (deltas, "stop")
+    };
+    let usage =
+        serde_json::json!({"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15});
+    if request["stream"] != true {
+        let content: String = deltas
+            .iter()
+            .filter_map(|d| d["content"].as_str())
+            .collect();
+        let mut message = deltas
+            .first()
+            .cloned()
+            .unwrap_or_else(|| serde_json::json!({}));
+        message["role"] = "assistant".into();
+        if !content.is_empty() {
+            message["content"] = content.into();
+        }
+        let body = serde_json::json!({"id": "e2e", "object": "chat.completion", "created": 0,
+            "model": LLM_MODEL, "usage": usage,
+            "choices": [{"index": 0, "message": message, "finish_reason": finish}]})
+        .to_string();
+        let response = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        stream.write_all(response.as_bytes()).await?;
+        stream.shutdown().await?;
+        return Ok(());
+    }
+    let chunk = |delta: &serde_json::Value, finish: Option<&str>| {
+        let mut c = serde_json::json!({"id": "e2e", "object": "chat.completion.chunk",
+            "created": 0, "model": LLM_MODEL,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]});
+        if finish.is_some() {
+            c["usage"] = usage.clone();
+        }
+        format!("data: {c}\n\n")
+    };
+    stream
+        .write_all(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+        )
+        .await?;
+    for (index, delta) in deltas.iter().enumerate() {
+        if index > 0 {
+            tokio::time::sleep(CHUNK_PAUSE).await;
+        }
+        write_chunk(&mut stream, &chunk(delta, None)).await?;
+    }
+    write_chunk(
+        &mut stream,
+        &format!(
+            "{}data: [DONE]\n\n",
+            chunk(&serde_json::json!({}), Some(finish))
+        ),
+    )
+    .await?;
+    stream.write_all(b"0\r\n\r\n").await?;
+    stream.shutdown().await?;
+    Ok(())
+}
+
+/// A chat message's text: its `content` string, or its text parts joined.
+fn text_of(message: &serde_json::Value) -> String {
+    match &message["content"] {
+        serde_json::Value::String(text) => text.clone(),
+        serde_json::Value::Array(parts) => parts
+            .iter()
+            .filter_map(|part| part["text"].as_str())
+            .collect::<Vec<_>>()
+            .join("\n"),
+        _ => String::new(),
+    }
+}
+
+/// One HTTP/1.1 chunk.
+async fn write_chunk(stream: &mut TcpStream, data: &str) -> anyhow::Result<()> {
+    stream
+        .write_all(format!("{:x}\r\n{data}\r\n", data.len()).as_bytes())
+        .await?;
+    Ok(())
+}
+
+/// The text in chunks of about two words each (whitespace kept with the word before it).
+fn reply_chunks(text: &str) -> Vec<String> {
+    let mut chunks = Vec::new();
+    let mut current = String::new();
+    let mut words = 0;
+    for (index, piece) in text.split_inclusive(char::is_whitespace).enumerate() {
+        current.push_str(piece);
+        if !piece.trim().is_empty() || index == 0 {
+            words += 1;
+        }
+        if words == 2 {
+            chunks.push(std::mem::take(&mut current));
+            words = 0;
+        }
+    }
+    if !current.is_empty() {
+        chunks.push(current);
+    }
+    chunks
+}
+
+/// The request's `Content-Length` (0 without one).
+fn content_length(head: &str) -> usize {
+    head.lines()
+        .skip(1)
+        .find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            key.trim()
+                .eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse().ok())?
+        })
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_reply_streams_in_several_chunks_that_add_up_to_it() {
+        let text = format!("{AGENT_REPLY}{REPLY_TAIL}");
+        let chunks = reply_chunks(&text);
+        assert!(chunks.len() > 5, "{chunks:?}");
+        assert_eq!(chunks.concat(), text);
+        assert!(chunks[0].starts_with("The file"));
+    }
+
+    #[tokio::test]
+    async fn a_prompt_gets_a_bash_call_then_after_its_result_a_streamed_reply() {
+        let listener = TcpListener::bind(("127.0.0.1", 0)).await.expect("bind");
+        let port = listener.local_addr().expect("local address").port();
+        let server = tokio::spawn(stub_llm(listener));
+        let ask = |messages: serde_json::Value| async move {
+            let body = serde_json::json!({"stream": true, "messages": messages,
+                "tools": [{"type": "function", "function": {"name": "bash"}}]})
+            .to_string();
+            let mut stream = TcpStream::connect(("127.0.0.1", port))
+                .await
+                .expect("connect");
+            stream
+                .write_all(
+                    format!(
+                        "POST /v1/chat/completions HTTP/1.1\r\nContent-Length: {}\r\n\r\n{body}",
+                        body.len()
+                    )
+                    .as_bytes(),
+                )
+                .await
+                .expect("write the request");
+            let mut out = String::new();
+            stream
+                .read_to_string(&mut out)
+                .await
+                .expect("read the answer");
+            out
+        };
+        let note = ask(serde_json::json!([{"role": "user",
+            "content": [{"type": "text", "text": "Please write a note."}]}]))
+        .await;
+        assert!(note.contains("\\\"filePath\\\""), "{note}");
+        assert!(note.contains(r#""name":"write""#), "{note}");
+        let first = ask(serde_json::json!([{"role": "user", "content": "hi"}])).await;
+        assert!(first.contains(r#""name":"bash""#), "{first}");
+        assert!(first.contains("Transfer-Encoding: chunked"), "{first}");
+        assert!(first.contains("\"tool_calls\""), "{first}");
+        assert!(first.contains(AGENT_FILE), "{first}");
+        assert!(first.ends_with("0\r\n\r\n"), "{first}");
+        let second = ask(serde_json::json!([{"role": "user", "content": "hi"},
+            {"role": "tool", "content": "", "tool_call_id": "call_e2e"}]))
+        .await;
+        let contents: String = second
+            .lines()
+            .filter_map(|line| line.strip_prefix("data: "))
+            .filter_map(|data| serde_json::from_str::<serde_json::Value>(data).ok())
+            .filter_map(|chunk| {
+                chunk["choices"][0]["delta"]["content"]
+                    .as_str()
+                    .map(str::to_owned)
+            })
+            .collect();
+        assert_eq!(contents, format!("{AGENT_REPLY}{REPLY_TAIL}"));
+        assert!(second.matches("data: ").count() > 5, "{second}");
+        assert!(second.contains("\"finish_reason\":\"stop\""), "{second}");
+        // A later prompt in the same conversation calls the tool again.
+        let third = ask(serde_json::json!([{"role": "user", "content": "hi"},
+            {"role": "tool", "content": "", "tool_call_id": "call_e2e"},
+            {"role": "assistant", "content": "done"},
+            {"role": "user", "content": "again"}]))
+        .await;
+        assert!(third.contains(r#""name":"bash""#), "{third}");
+        server.abort();
+    }
+}

@@ -1,0 +1,72 @@
+// The workspace picker and view against real sessions: create from a template (waking state,
+// then running), open the workspace, stop, resume, delete with confirmation; an expired login
+// mid-use goes back to sign-in with a message.
+import { expectNoConsoleErrors } from "./util.mjs";
+
+const LONG = { timeout: 180_000 };
+
+export default async function sessions({ browser, baseUrl, newUser, step, outDir }) {
+  const user = await newUser();
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const page = await context.newPage();
+  const consoleErrors = expectNoConsoleErrors(page);
+  const rowState = (id, state) => page.locator(`[data-testid=session-row][data-session-id="${id}"][data-state="${state}"]`);
+  try {
+    await page.goto(`${baseUrl}/login`);
+    await page.getByTestId("login-username").fill(user.username);
+    await page.getByTestId("login-password").fill(user.password);
+    await page.getByTestId("login-submit").click();
+
+    step("a template card creates a session; the row goes to running by itself");
+    const card = page.locator("[data-testid^=template-card-]").first();
+    await card.click();
+    const row = page.getByTestId("session-row").first();
+    await row.waitFor();
+    const id = await row.getAttribute("data-session-id");
+    await rowState(id, "running").waitFor(LONG);
+
+    step("open shows the workspace with the three panes; back returns to the list");
+    await rowState(id, "running").getByTestId("session-open").click();
+    await page.locator(`[data-testid=workspace][data-session-id="${id}"]`).waitFor();
+    await page.locator("#pane-chat").waitFor(LONG);
+    await page.locator("#pane-files").waitFor();
+    await page.locator("#pane-terminal").waitFor();
+
+    step("a splitter moves with the keyboard and the layout survives a reload");
+    const before = Number(await page.getByTestId("splitter-0").getAttribute("aria-valuenow"));
+    await page.getByTestId("splitter-0").focus();
+    await page.keyboard.press("Shift+ArrowRight");
+    const after = Number(await page.getByTestId("splitter-0").getAttribute("aria-valuenow"));
+    if (!(after > before)) throw new Error(`splitter did not move right: ${before} → ${after}`);
+    await page.reload();
+    await page.locator("#pane-chat").waitFor(LONG);
+    const reloaded = Number(await page.getByTestId("splitter-0").getAttribute("aria-valuenow"));
+    if (reloaded !== after) throw new Error(`layout not remembered: ${after} before reload, ${reloaded} after`);
+    await page.getByTestId("back-to-sessions").click();
+
+    step("stop, then resume");
+    await rowState(id, "running").getByTestId("session-stop").click();
+    await rowState(id, "stopped").waitFor(LONG);
+    await rowState(id, "stopped").getByTestId("session-resume").click();
+    await rowState(id, "running").waitFor(LONG);
+
+    step("delete asks first: cancel keeps it, confirm removes it");
+    await rowState(id, "running").getByTestId("session-delete").click();
+    await page.getByTestId("confirm-cancel").click();
+    await page.getByTestId("confirm-ok").waitFor({ state: "detached" });
+    await rowState(id, "running").getByTestId("session-delete").click();
+    await page.getByTestId("confirm-ok").click();
+    await page.locator(`[data-testid=session-row][data-session-id="${id}"]`).waitFor({ state: "detached", ...LONG });
+    consoleErrors.check();
+
+    step("an expired login (cookie gone) sends the user back to sign-in with a message");
+    await context.clearCookies();
+    await page.reload();
+    await page.getByTestId("login-notice").waitFor();
+  } catch (err) {
+    await page.screenshot({ path: `${outDir}/sessions-failure.png` }).catch(() => {});
+    throw err;
+  } finally {
+    await context.close();
+  }
+}

@@ -1,0 +1,145 @@
+// The app shell: who is signed in, which route is shown, the header. The workspace view (and with it
+// xterm, the opencode SDK and the panes) is loaded lazily so the sign-in page's JS stays small.
+import { lazy, Suspense, useCallback, useEffect, useState } from "react";
+import { api, ApiError, errorMessage, UNAUTHORIZED_EVENT, type User } from "./api";
+import { hasSignedInHint, setSignedInHint } from "./theme";
+import { matchRoute, navigate, useLocationPath, type Route } from "./router";
+import { Header } from "./components/Header";
+import { ErrorBanner } from "./components/ErrorBanner";
+import { LoginPage, RegisterPage } from "./pages/Auth";
+import { AccountPage } from "./pages/Account";
+import { SessionsPage } from "./pages/Sessions";
+import { AdminPage } from "./pages/Admin";
+
+const WorkspacePage = lazy(() => import("./workspace/Workspace"));
+
+type Auth =
+  | { kind: "loading" }
+  | { kind: "failed"; message: string }
+  | { kind: "signed-out"; notice: string | null }
+  | { kind: "signed-in"; user: User };
+
+export function App(): JSX.Element {
+  const path = useLocationPath();
+  const route = matchRoute(path);
+  const [auth, setAuth] = useState<Auth>({ kind: "loading" });
+
+  const loadMe = useCallback(() => {
+    // Without the hint this browser has not signed in: skip the request that could only answer
+    // 401 (which browsers log as a console error).
+    if (!hasSignedInHint()) {
+      setAuth({ kind: "signed-out", notice: null });
+      return;
+    }
+    setAuth({ kind: "loading" });
+    api.me().then(
+      (user) => setAuth({ kind: "signed-in", user }),
+      (err: unknown) => {
+        if (err instanceof ApiError && err.status === 401) {
+          setSignedInHint(false);
+          setAuth({ kind: "signed-out", notice: "Your sign-in has expired. Please sign in again." });
+        } else setAuth({ kind: "failed", message: errorMessage(err) });
+      },
+    );
+  }, []);
+
+  useEffect(loadMe, [loadMe]);
+
+  useEffect(() => {
+    const onUnauthorized = () => {
+      setSignedInHint(false);
+      setAuth((current) =>
+        current.kind === "signed-in"
+          ? { kind: "signed-out", notice: "Your sign-in has expired. Please sign in again." }
+          : current,
+      );
+    };
+    window.addEventListener(UNAUTHORIZED_EVENT, onUnauthorized);
+    return () => window.removeEventListener(UNAUTHORIZED_EVENT, onUnauthorized);
+  }, []);
+
+  const signedIn = (user: User) => {
+    setSignedInHint(true);
+    setAuth({ kind: "signed-in", user });
+    if (route.name === "login" || route.name === "register") navigate("/", { replace: true });
+  };
+  const signedOut = (notice: string | null) => {
+    setSignedInHint(false);
+    setAuth({ kind: "signed-out", notice });
+    navigate("/login");
+  };
+
+  if (auth.kind === "loading") return <div className="center-page muted">Loading…</div>;
+  if (auth.kind === "failed")
+    return (
+      <div className="center-page">
+        <div className="card narrow">
+          <h1>Octo</h1>
+          <ErrorBanner message={`Could not reach Octo: ${auth.message}`} />
+          <button className="btn primary" onClick={loadMe}>
+            Try again
+          </button>
+        </div>
+      </div>
+    );
+  if (auth.kind === "signed-out") {
+    if (route.name === "register") return <RegisterPage invite={route.invite} onSignedIn={signedIn} />;
+    return <LoginPage notice={auth.notice} onSignedIn={signedIn} />;
+  }
+  return (
+    <SignedIn route={route} user={auth.user} onSignedOut={signedOut} />
+  );
+}
+
+function SignedIn(props: {
+  route: Route;
+  user: User;
+  onSignedOut: (notice: string | null) => void;
+}): JSX.Element {
+  const { route, user } = props;
+  useEffect(() => {
+    if (route.name === "login" || route.name === "register") navigate("/", { replace: true });
+  }, [route.name]);
+
+  let body: JSX.Element;
+  switch (route.name) {
+    case "workspace":
+      body = (
+        <Suspense fallback={<div className="center-page muted">Loading workspace…</div>}>
+          <WorkspacePage sessionId={route.sessionId} />
+        </Suspense>
+      );
+      break;
+    case "account":
+      body = <AccountPage user={user} onSignedOut={props.onSignedOut} />;
+      break;
+    case "admin-users":
+    case "admin-invites":
+    case "admin-sessions":
+      body =
+        user.role === "admin" ? (
+          <AdminPage route={route} self={user} />
+        ) : (
+          <main className="page">
+            <ErrorBanner message="Only administrators can see this page." />
+          </main>
+        );
+      break;
+    case "not-found":
+      body = (
+        <main className="page">
+          <h1>Not found</h1>
+          <p className="muted">There is no page at {route.path}.</p>
+        </main>
+      );
+      break;
+    default:
+      body = <SessionsPage />;
+  }
+  return (
+    <div className={route.name === "workspace" ? "app app-workspace" : "app"}>
+      <Header user={user} route={route} onSignedOut={props.onSignedOut} />
+      {body}
+    </div>
+  );
+}

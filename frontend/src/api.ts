@@ -1,0 +1,175 @@
+// The one client for octod's JSON API (`/api/...`): every pane and page calls `apiFetch`.
+// Errors come back as `ApiError` with the API's `{ "error": { code, message } }` fields, or a
+// synthesized code (`network`, `http_<status>`) when the response was not that shape. A 401 outside
+// `/api/auth/` means the login expired: `octo:unauthorized` is dispatched on `window` and the shell
+// goes back to sign-in.
+
+export type Role = "admin" | "user";
+
+export interface User {
+  name: string;
+  role: Role;
+  disabled: boolean;
+  created_at: number;
+}
+
+export interface Invite {
+  code: string;
+  role: Role;
+  uses_left: number;
+  expires_at: number | null;
+  created_by: string;
+  created_at: number;
+}
+
+export interface Template {
+  id: string;
+  name: string;
+  description: string;
+}
+
+export type SessionState =
+  | "creating"
+  | "starting"
+  | "running"
+  | "stopping"
+  | "stopped"
+  | "deleting"
+  | "failed";
+
+export interface Session {
+  id: string;
+  owner: string;
+  template: string;
+  state: SessionState;
+  reason?: string;
+  desired: "running" | "stopped";
+  created_at: number;
+  updated_at: number;
+  urls: { opencode: string; files: string; terminal: string };
+}
+
+/** The name of the window event dispatched when the API answers 401 (login expired or revoked). */
+export const UNAUTHORIZED_EVENT = "octo:unauthorized";
+
+export class ApiError extends Error {
+  readonly status: number;
+  readonly code: string;
+
+  constructor(status: number, code: string, message: string) {
+    super(message);
+    this.name = "ApiError";
+    this.status = status;
+    this.code = code;
+  }
+}
+
+export interface ApiInit extends RequestInit {
+  /** Sent as the JSON request body (sets Content-Type). */
+  json?: unknown;
+}
+
+/**
+ * Calls the API and returns the parsed JSON body (`undefined` for an empty body such as 204).
+ * Throws `ApiError` for a non-2xx answer or a network failure.
+ */
+export async function apiFetch<T = unknown>(path: string, init: ApiInit = {}): Promise<T> {
+  const { json, ...rest } = init;
+  const headers = new Headers(rest.headers);
+  if (!headers.has("Accept")) headers.set("Accept", "application/json");
+  let body = rest.body;
+  if (json !== undefined) {
+    headers.set("Content-Type", "application/json");
+    body = JSON.stringify(json);
+  }
+  let response: Response;
+  try {
+    response = await fetch(path, { credentials: "same-origin", ...rest, headers, body });
+  } catch (err) {
+    const reason = err instanceof Error ? err.message : String(err);
+    throw new ApiError(0, "network", `Could not reach the server (${reason}).`);
+  }
+  const text = await response.text();
+  if (!response.ok) {
+    const error = parseError(response.status, text);
+    if (response.status === 401 && !path.startsWith("/api/auth/")) {
+      window.dispatchEvent(new CustomEvent(UNAUTHORIZED_EVENT, { detail: error }));
+    }
+    throw error;
+  }
+  if (text === "") return undefined as T;
+  try {
+    return JSON.parse(text) as T;
+  } catch {
+    throw new ApiError(response.status, "bad_response", `The server sent a response that is not JSON (${path}).`);
+  }
+}
+
+/** Builds an `ApiError` from an error response's status and body text. */
+export function parseError(status: number, text: string): ApiError {
+  try {
+    const parsed: unknown = JSON.parse(text);
+    if (isErrorBody(parsed)) return new ApiError(status, parsed.error.code, parsed.error.message);
+  } catch {
+    // Not JSON: a proxy's or the server's plain error page.
+  }
+  const snippet = text.trim().slice(0, 200);
+  return new ApiError(status, `http_${status}`, snippet ? `HTTP ${status}: ${snippet}` : `HTTP ${status}`);
+}
+
+function isErrorBody(value: unknown): value is { error: { code: string; message: string } } {
+  if (typeof value !== "object" || value === null) return false;
+  const error = (value as { error?: unknown }).error;
+  return (
+    typeof error === "object" &&
+    error !== null &&
+    typeof (error as { code?: unknown }).code === "string" &&
+    typeof (error as { message?: unknown }).message === "string"
+  );
+}
+
+/** A message for people from anything thrown. */
+export function errorMessage(err: unknown): string {
+  if (err instanceof Error) return err.message;
+  return String(err);
+}
+
+/** The session states in which the picker polls, because they change on their own. */
+export function isTransitional(state: SessionState): boolean {
+  return state === "creating" || state === "starting" || state === "stopping" || state === "deleting";
+}
+
+export const api = {
+  me: () => apiFetch<User>("/api/me"),
+  login: (username: string, password: string) =>
+    apiFetch<User>("/api/auth/login", { method: "POST", json: { username, password } }),
+  register: (invite_code: string, username: string, password: string) =>
+    apiFetch<User>("/api/auth/register", { method: "POST", json: { invite_code, username, password } }),
+  logout: () => apiFetch<void>("/api/auth/logout", { method: "POST" }),
+  changePassword: (current: string, next: string) =>
+    apiFetch<void>("/api/me/password", { method: "POST", json: { current, new: next } }),
+  templates: () => apiFetch<Template[]>("/api/templates"),
+  sessions: () => apiFetch<Session[]>("/api/sessions"),
+  session: (id: string) => apiFetch<Session>(`/api/sessions/${encodeURIComponent(id)}`),
+  createSession: (template: string) => apiFetch<Session>("/api/sessions", { method: "POST", json: { template } }),
+  stopSession: (id: string) =>
+    apiFetch<Session>(`/api/sessions/${encodeURIComponent(id)}/stop`, { method: "POST" }),
+  resumeSession: (id: string) =>
+    apiFetch<Session>(`/api/sessions/${encodeURIComponent(id)}/resume`, { method: "POST" }),
+  deleteSession: (id: string) =>
+    apiFetch<Session | undefined>(`/api/sessions/${encodeURIComponent(id)}`, { method: "DELETE" }),
+  admin: {
+    users: () => apiFetch<User[]>("/api/admin/users"),
+    setRole: (name: string, role: Role) =>
+      apiFetch<User>(`/api/admin/users/${encodeURIComponent(name)}/role`, { method: "POST", json: { role } }),
+    disable: (name: string) =>
+      apiFetch<User>(`/api/admin/users/${encodeURIComponent(name)}/disable`, { method: "POST" }),
+    enable: (name: string) => apiFetch<User>(`/api/admin/users/${encodeURIComponent(name)}/enable`, { method: "POST" }),
+    invites: () => apiFetch<Invite[]>("/api/admin/invite-codes"),
+    createInvite: (role: Role, uses: number, expires_in_seconds: number | null) =>
+      apiFetch<Invite>("/api/admin/invite-codes", { method: "POST", json: { role, uses, expires_in_seconds } }),
+    revokeInvite: (code: string) =>
+      apiFetch<void>(`/api/admin/invite-codes/${encodeURIComponent(code)}`, { method: "DELETE" }),
+    sessions: () => apiFetch<Session[]>("/api/admin/sessions"),
+  },
+};

@@ -1,0 +1,161 @@
+// A table of sessions with their live state and the actions the state allows (open, stop,
+// resume, delete with confirmation). Used by the picker and by the admin's all-sessions page.
+import { useState } from "react";
+import { api, type Session, type Template } from "../api";
+import { actionsFor, formatTime, isWaking, stateView } from "../sessions";
+import { routePath } from "../router";
+import { ConfirmDialog } from "./ConfirmDialog";
+import { ErrorBanner } from "./ErrorBanner";
+import { Link } from "./Link";
+
+export function StateBadge(props: { session: Session }): JSX.Element {
+  const view = stateView(props.session.state);
+  return (
+    <span className={`badge ${view.tone}`} data-testid="session-state" title={props.session.reason}>
+      {view.label}
+    </span>
+  );
+}
+
+export function templateName(templates: readonly Template[] | null, id: string): string {
+  return templates?.find((t) => t.id === id)?.name ?? id;
+}
+
+export function SessionTable(props: {
+  sessions: Session[];
+  templates: Template[] | null;
+  showOwner?: boolean;
+  onChanged: (id: string, next: Session | null) => void;
+}): JSX.Element {
+  const [pending, setPending] = useState<Record<string, boolean>>({});
+  const [error, setError] = useState<unknown>(undefined);
+  const [confirmDelete, setConfirmDelete] = useState<Session | null>(null);
+
+  const run = async (session: Session, action: () => Promise<Session | undefined>, gone = false) => {
+    setPending((p) => ({ ...p, [session.id]: true }));
+    setError(undefined);
+    try {
+      const next = await action();
+      props.onChanged(session.id, next ?? (gone ? null : session));
+    } catch (err) {
+      setError(err);
+      props.onChanged(session.id, session);
+    } finally {
+      setPending((p) => {
+        const copy = { ...p };
+        delete copy[session.id];
+        return copy;
+      });
+    }
+  };
+
+  return (
+    <>
+      <ErrorBanner error={error} onDismiss={() => setError(undefined)} />
+      <table className="table sessions-table">
+        <thead>
+          <tr>
+            <th>Session</th>
+            {props.showOwner && <th>Owner</th>}
+            <th>State</th>
+            <th>Created</th>
+            <th className="actions">
+              <span className="visually-hidden">Actions</span>
+            </th>
+          </tr>
+        </thead>
+        <tbody>
+          {props.sessions.map((session) => {
+            const actions = actionsFor(session.state);
+            const busy = pending[session.id] === true;
+            const name = templateName(props.templates, session.template);
+            return (
+              <tr key={session.id} data-testid="session-row" data-session-id={session.id} data-state={session.state}>
+                <td>
+                  <div className="session-name">{name}</div>
+                  <div className="mono muted">{session.id}</div>
+                </td>
+                {props.showOwner && <td>{session.owner}</td>}
+                <td>
+                  <StateBadge session={session} />
+                  {isWaking(session.state) && (
+                    <span className="muted small-text waking" data-testid="session-waking">
+                      {" "}
+                      starting up…
+                    </span>
+                  )}
+                  {session.state === "failed" && session.reason && (
+                    <div className="small-text failure-reason">{session.reason}</div>
+                  )}
+                </td>
+                <td className="muted" title={new Date(session.created_at).toLocaleString()}>
+                  {formatTime(session.created_at)}
+                </td>
+                <td className="actions">
+                  {actions.open && (
+                    <Link
+                      className="btn small primary"
+                      data-testid="session-open"
+                      href={routePath({ name: "workspace", sessionId: session.id })}
+                      aria-label={`Open ${name} ${session.id}`}
+                    >
+                      Open
+                    </Link>
+                  )}
+                  {actions.stop && (
+                    <button
+                      className="btn small"
+                      data-testid="session-stop"
+                      disabled={busy}
+                      onClick={() => void run(session, () => api.stopSession(session.id))}
+                    >
+                      Stop
+                    </button>
+                  )}
+                  {actions.resume && (
+                    <button
+                      className="btn small"
+                      data-testid="session-resume"
+                      disabled={busy}
+                      onClick={() => void run(session, () => api.resumeSession(session.id))}
+                    >
+                      Resume
+                    </button>
+                  )}
+                  {actions.delete && (
+                    <button
+                      className="btn small danger"
+                      data-testid="session-delete"
+                      disabled={busy}
+                      onClick={() => setConfirmDelete(session)}
+                    >
+                      Delete
+                    </button>
+                  )}
+                </td>
+              </tr>
+            );
+          })}
+        </tbody>
+      </table>
+      {confirmDelete && (
+        <ConfirmDialog
+          title="Delete this session?"
+          confirmLabel="Delete session"
+          danger
+          onCancel={() => setConfirmDelete(null)}
+          onConfirm={() => {
+            const session = confirmDelete;
+            setConfirmDelete(null);
+            void run(session, () => api.deleteSession(session.id), true);
+          }}
+        >
+          <p>
+            {templateName(props.templates, confirmDelete.template)} <span className="mono">{confirmDelete.id}</span>{" "}
+            and all files in its workspace are deleted. This cannot be undone.
+          </p>
+        </ConfirmDialog>
+      )}
+    </>
+  );
+}

@@ -1,0 +1,338 @@
+// Admin pages (role admin): users (role, disable/enable), invite codes (generate, copy, revoke),
+// every user's sessions.
+import { useCallback, useEffect, useState } from "react";
+import { api, type Invite, type Role, type Template, type User } from "../api";
+import { ConfirmDialog } from "../components/ConfirmDialog";
+import { ErrorBanner } from "../components/ErrorBanner";
+import { Link } from "../components/Link";
+import { SessionTable } from "../components/SessionTable";
+import type { Route } from "../router";
+import { formatTime, usePolledSessions } from "../sessions";
+import { EXPIRY_CHOICES, inviteLink, inviteStatus } from "./invites";
+
+export function AdminPage(props: { route: Route; self: User }): JSX.Element {
+  const tabs = [
+    { name: "admin-users", href: "/admin/users", label: "Users" },
+    { name: "admin-invites", href: "/admin/invites", label: "Invite codes" },
+    { name: "admin-sessions", href: "/admin/sessions", label: "All sessions" },
+  ] as const;
+  return (
+    <main className="page">
+      <h1>Administration</h1>
+      <nav className="subnav" aria-label="Administration">
+        {tabs.map((tab) => (
+          <Link key={tab.name} href={tab.href} aria-current={props.route.name === tab.name ? "page" : undefined}>
+            {tab.label}
+          </Link>
+        ))}
+      </nav>
+      {props.route.name === "admin-users" && <UsersAdmin self={props.self} />}
+      {props.route.name === "admin-invites" && <InvitesAdmin />}
+      {props.route.name === "admin-sessions" && <SessionsAdmin />}
+    </main>
+  );
+}
+
+function UsersAdmin(props: { self: User }): JSX.Element {
+  const [users, setUsers] = useState<User[] | null>(null);
+  const [error, setError] = useState<unknown>(undefined);
+  const [pending, setPending] = useState<string | null>(null);
+
+  const load = useCallback(() => {
+    api.admin.users().then(
+      (list) => setUsers(list.slice().sort((a, b) => a.name.localeCompare(b.name))),
+      setError,
+    );
+  }, []);
+  useEffect(load, [load]);
+
+  const change = async (user: User, action: () => Promise<User>) => {
+    setPending(user.name);
+    setError(undefined);
+    try {
+      const next = await action();
+      setUsers((list) => list?.map((u) => (u.name === next.name ? next : u)) ?? null);
+    } catch (err) {
+      setError(err);
+      load();
+    } finally {
+      setPending(null);
+    }
+  };
+
+  return (
+    <section aria-label="Users">
+      <ErrorBanner error={error} onDismiss={() => setError(undefined)} />
+      {users === null && !error && <p className="muted">Loading users…</p>}
+      {users && (
+        <table className="table">
+          <thead>
+            <tr>
+              <th>User</th>
+              <th>Role</th>
+              <th>Status</th>
+              <th>Created</th>
+              <th className="actions">
+                <span className="visually-hidden">Actions</span>
+              </th>
+            </tr>
+          </thead>
+          <tbody>
+            {users.map((user) => {
+              const self = user.name === props.self.name;
+              return (
+                <tr key={user.name} data-testid="user-row" data-user={user.name}>
+                  <td>
+                    <strong>{user.name}</strong>
+                    {self && <span className="muted small-text"> (you)</span>}
+                  </td>
+                  <td>
+                    <select
+                      aria-label={`Role of ${user.name}`}
+                      data-testid="user-role"
+                      value={user.role}
+                      disabled={self || pending === user.name}
+                      onChange={(event) => {
+                        const role = event.target.value as Role;
+                        void change(user, () => api.admin.setRole(user.name, role));
+                      }}
+                    >
+                      <option value="user">user</option>
+                      <option value="admin">admin</option>
+                    </select>
+                  </td>
+                  <td>
+                    <span className={user.disabled ? "badge failed" : "badge running"}>
+                      {user.disabled ? "Disabled" : "Active"}
+                    </span>
+                  </td>
+                  <td className="muted">{formatTime(user.created_at)}</td>
+                  <td className="actions">
+                    {user.disabled ? (
+                      <button
+                        className="btn small"
+                        data-testid="user-enable"
+                        disabled={pending === user.name}
+                        onClick={() => void change(user, () => api.admin.enable(user.name))}
+                      >
+                        Enable
+                      </button>
+                    ) : (
+                      <button
+                        className="btn small danger"
+                        data-testid="user-disable"
+                        disabled={self || pending === user.name}
+                        title={self ? "You cannot disable yourself" : undefined}
+                        onClick={() => void change(user, () => api.admin.disable(user.name))}
+                      >
+                        Disable
+                      </button>
+                    )}
+                  </td>
+                </tr>
+              );
+            })}
+          </tbody>
+        </table>
+      )}
+    </section>
+  );
+}
+
+function InvitesAdmin(): JSX.Element {
+  const [invites, setInvites] = useState<Invite[] | null>(null);
+  const [error, setError] = useState<unknown>(undefined);
+  const [role, setRole] = useState<Role>("user");
+  const [uses, setUses] = useState("1");
+  const [expiry, setExpiry] = useState<string>(String(EXPIRY_CHOICES[2].seconds));
+  const [busy, setBusy] = useState(false);
+  const [created, setCreated] = useState<Invite | null>(null);
+  const [copied, setCopied] = useState<string | null>(null);
+  const [revoking, setRevoking] = useState<Invite | null>(null);
+
+  const load = useCallback(() => {
+    api.admin.invites().then(
+      (list) => setInvites(list.slice().sort((a, b) => b.created_at - a.created_at)),
+      setError,
+    );
+  }, []);
+  useEffect(load, [load]);
+
+  const generate = async (event: React.FormEvent) => {
+    event.preventDefault();
+    setBusy(true);
+    setError(undefined);
+    setCopied(null);
+    try {
+      const seconds = expiry === "" ? null : Number(expiry);
+      const invite = await api.admin.createInvite(role, Number(uses), seconds);
+      setCreated(invite);
+      load();
+    } catch (err) {
+      setError(err);
+    } finally {
+      setBusy(false);
+    }
+  };
+
+  const copy = async (text: string, what: string) => {
+    try {
+      await navigator.clipboard.writeText(text);
+      setCopied(what);
+    } catch {
+      setError(new Error("Copying needs clipboard access (a secure origin); select the text and copy it instead."));
+    }
+  };
+
+  const revoke = async (invite: Invite) => {
+    setRevoking(null);
+    setError(undefined);
+    try {
+      await api.admin.revokeInvite(invite.code);
+      if (created?.code === invite.code) setCreated(null);
+    } catch (err) {
+      setError(err);
+    }
+    load();
+  };
+
+  const now = Date.now();
+  return (
+    <section aria-label="Invite codes">
+      <form className="card inline-form" onSubmit={(event) => void generate(event)}>
+        <label className="field">
+          <span>Role</span>
+          <select data-testid="invite-role" value={role} onChange={(event) => setRole(event.target.value as Role)}>
+            <option value="user">user</option>
+            <option value="admin">admin</option>
+          </select>
+        </label>
+        <label className="field">
+          <span>Uses</span>
+          <input
+            data-testid="invite-uses"
+            type="number"
+            min={1}
+            max={1000}
+            required
+            value={uses}
+            onChange={(event) => setUses(event.target.value)}
+            style={{ width: 90 }}
+          />
+        </label>
+        <label className="field">
+          <span>Expires</span>
+          <select data-testid="invite-expiry" value={expiry} onChange={(event) => setExpiry(event.target.value)}>
+            {EXPIRY_CHOICES.map((choice) => (
+              <option key={choice.label} value={choice.seconds === null ? "" : String(choice.seconds)}>
+                {choice.label}
+              </option>
+            ))}
+          </select>
+        </label>
+        <button className="btn primary" type="submit" data-testid="invite-generate" disabled={busy}>
+          {busy ? "Generating…" : "Generate invite code"}
+        </button>
+      </form>
+      <ErrorBanner error={error} onDismiss={() => setError(undefined)} />
+      {created && (
+        <div className="notice success new-invite" role="status">
+          <div>
+            New invite code: <code data-testid="invite-new-code">{created.code}</code>
+          </div>
+          <div className="new-invite-actions">
+            <button className="btn small" data-testid="invite-copy" onClick={() => void copy(created.code, "code")}>
+              {copied === "code" ? "Copied ✓" : "Copy code"}
+            </button>
+            <button
+              className="btn small"
+              data-testid="invite-copy-link"
+              onClick={() => void copy(inviteLink(window.location.origin, created.code), "link")}
+            >
+              {copied === "link" ? "Copied ✓" : "Copy sign-up link"}
+            </button>
+          </div>
+        </div>
+      )}
+      {invites === null && !error && <p className="muted">Loading invite codes…</p>}
+      {invites && invites.length === 0 && <p className="muted">No invite codes.</p>}
+      {invites && invites.length > 0 && (
+        <table className="table">
+          <thead>
+            <tr>
+              <th>Code</th>
+              <th>Role</th>
+              <th>Uses left</th>
+              <th>Expires</th>
+              <th>Created by</th>
+              <th className="actions">
+                <span className="visually-hidden">Actions</span>
+              </th>
+            </tr>
+          </thead>
+          <tbody>
+            {invites.map((invite) => {
+              const status = inviteStatus(invite, now);
+              return (
+                <tr key={invite.code} data-testid="invite-row" data-code={invite.code}>
+                  <td>
+                    <code>{invite.code}</code>
+                    {status !== "valid" && <span className="badge failed invite-status">{status}</span>}
+                  </td>
+                  <td>{invite.role}</td>
+                  <td>{invite.uses_left}</td>
+                  <td className="muted">
+                    {invite.expires_at === null ? "never" : new Date(invite.expires_at).toLocaleString()}
+                  </td>
+                  <td className="muted">
+                    {invite.created_by}, {formatTime(invite.created_at)}
+                  </td>
+                  <td className="actions">
+                    <button className="btn small" onClick={() => void copy(invite.code, invite.code)}>
+                      {copied === invite.code ? "Copied ✓" : "Copy"}
+                    </button>
+                    <button className="btn small danger" data-testid="invite-revoke" onClick={() => setRevoking(invite)}>
+                      Revoke
+                    </button>
+                  </td>
+                </tr>
+              );
+            })}
+          </tbody>
+        </table>
+      )}
+      {revoking && (
+        <ConfirmDialog
+          title="Revoke this invite code?"
+          confirmLabel="Revoke"
+          danger
+          onCancel={() => setRevoking(null)}
+          onConfirm={() => void revoke(revoking)}
+        >
+          <p>
+            <code>{revoking.code}</code> can no longer be used to create an account. Accounts already created with it
+            stay.
+          </p>
+        </ConfirmDialog>
+      )}
+    </section>
+  );
+}
+
+function SessionsAdmin(): JSX.Element {
+  const { sessions, error, replace } = usePolledSessions(api.admin.sessions);
+  const [templates, setTemplates] = useState<Template[] | null>(null);
+  useEffect(() => {
+    api.templates().then(setTemplates, () => setTemplates([]));
+  }, []);
+  return (
+    <section aria-label="All sessions">
+      <ErrorBanner error={error} />
+      {sessions === null && !error && <p className="muted">Loading sessions…</p>}
+      {sessions && sessions.length === 0 && <p className="muted">No sessions.</p>}
+      {sessions && sessions.length > 0 && (
+        <SessionTable sessions={sessions} templates={templates} showOwner onChanged={replace} />
+      )}
+    </section>
+  );
+}

@@ -1,0 +1,132 @@
+// Session list logic shared by the picker, the admin page and the workspace view: how a state is
+// shown, which actions it allows, and when to poll again.
+import { useCallback, useEffect, useRef, useState } from "react";
+import { isTransitional, type Session, type SessionState } from "./api";
+
+/** How often the list is fetched while something is changing on its own. */
+export const POLL_MS = 2500;
+
+export interface StateView {
+  label: string;
+  /** CSS class of the badge: running (green), failed (red), busy (pulsing), or idle. */
+  tone: "running" | "failed" | "busy" | "idle";
+}
+
+export function stateView(state: SessionState): StateView {
+  switch (state) {
+    case "creating":
+      return { label: "Creating", tone: "busy" };
+    case "starting":
+      return { label: "Waking up", tone: "busy" };
+    case "running":
+      return { label: "Running", tone: "running" };
+    case "stopping":
+      return { label: "Stopping", tone: "busy" };
+    case "stopped":
+      return { label: "Stopped", tone: "idle" };
+    case "deleting":
+      return { label: "Deleting", tone: "busy" };
+    case "failed":
+      return { label: "Failed", tone: "failed" };
+  }
+}
+
+export interface Actions {
+  open: boolean;
+  stop: boolean;
+  resume: boolean;
+  delete: boolean;
+}
+
+/** Which actions a session in a state offers. Opening a stopped session wakes it up. */
+export function actionsFor(state: SessionState): Actions {
+  return {
+    open: state === "running" || state === "starting" || state === "creating" || state === "stopped",
+    stop: state === "running" || state === "starting",
+    resume: state === "stopped" || state === "failed",
+    delete: state !== "deleting",
+  };
+}
+
+/** Whether a session is on its way up (the picker shows it as waking). */
+export function isWaking(state: SessionState): boolean {
+  return state === "creating" || state === "starting";
+}
+
+/** The delay before the next fetch, or null when nothing is changing. */
+export function nextPoll(sessions: readonly Session[], busy: boolean): number | null {
+  return busy || sessions.some((s) => isTransitional(s.state)) ? POLL_MS : null;
+}
+
+/** Replaces one session in a list (or appends it), keeping the order; `null` removes it. */
+export function upsert(sessions: readonly Session[], id: string, next: Session | null): Session[] {
+  const index = sessions.findIndex((s) => s.id === id);
+  if (next === null) return sessions.filter((s) => s.id !== id);
+  if (index === -1) return [...sessions, next];
+  const copy = sessions.slice();
+  copy[index] = next;
+  return copy;
+}
+
+/** Sessions newest first. */
+export function sortSessions(sessions: readonly Session[]): Session[] {
+  return sessions.slice().sort((a, b) => b.created_at - a.created_at || a.id.localeCompare(b.id));
+}
+
+/**
+ * A list of sessions fetched with `load`, refetched every POLL_MS while any is transitional.
+ * `refresh()` fetches now; `replace(id, session|null)` applies an action's answer at once.
+ */
+export function usePolledSessions(load: () => Promise<Session[]>) {
+  const [sessions, setSessions] = useState<Session[] | null>(null);
+  const [error, setError] = useState<unknown>(undefined);
+  const [generation, setGeneration] = useState(0);
+  const loadRef = useRef(load);
+  loadRef.current = load;
+
+  useEffect(() => {
+    let cancelled = false;
+    let timer: number | undefined;
+    const tick = async () => {
+      try {
+        const list = sortSessions(await loadRef.current());
+        if (cancelled) return;
+        setSessions(list);
+        setError(undefined);
+        const delay = nextPoll(list, false);
+        if (delay !== null) timer = window.setTimeout(() => void tick(), delay);
+      } catch (err) {
+        if (cancelled) return;
+        setError(err);
+        // Keep trying while the page is open: the server may be restarting.
+        timer = window.setTimeout(() => void tick(), POLL_MS * 2);
+      }
+    };
+    void tick();
+    return () => {
+      cancelled = true;
+      window.clearTimeout(timer);
+    };
+  }, [generation]);
+
+  const refresh = useCallback(() => setGeneration((g) => g + 1), []);
+  const replace = useCallback(
+    (id: string, next: Session | null) => {
+      setSessions((current) => (current ? sortSessions(upsert(current, id, next)) : current));
+      // An action's answer may be transitional (202): start polling again.
+      setGeneration((g) => g + 1);
+    },
+    [],
+  );
+  return { sessions, error, refresh, replace };
+}
+
+export function formatTime(ms: number): string {
+  const date = new Date(ms);
+  const now = Date.now();
+  const seconds = Math.round((now - ms) / 1000);
+  if (seconds >= 0 && seconds < 60) return "just now";
+  if (seconds >= 0 && seconds < 3600) return `${Math.floor(seconds / 60)} min ago`;
+  if (seconds >= 0 && seconds < 86400) return `${Math.floor(seconds / 3600)} h ago`;
+  return date.toLocaleDateString();
+}

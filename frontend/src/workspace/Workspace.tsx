@@ -1,0 +1,337 @@
+// The workspace view of one session: a header with the session's name and state, then — once the
+// session runs — the three panes (chat, files, terminal) side by side with draggable, keyboard-
+// resizable splitters (layout remembered), or one pane at a time with tabs on narrow screens.
+// A stopped session is woken up on opening; while it starts the view shows that and polls.
+import { useCallback, useEffect, useRef, useState } from "react";
+import { api, ApiError, isTransitional, type Session, type Template } from "../api";
+import { ChatPane } from "../chat/ChatPane";
+import { FilesPane } from "../files/FilesPane";
+import { TerminalPane } from "../terminal/TerminalPane";
+import { ErrorBanner } from "../components/ErrorBanner";
+import { Link } from "../components/Link";
+import { StateBadge, templateName } from "../components/SessionTable";
+import { POLL_MS } from "../sessions";
+import { keyDelta, loadLayout, moveSplitter, saveLayout, type Layout } from "./layout";
+import "./workspace.css";
+
+/** While running, the state is checked this often to notice an idle stop. */
+const RUNNING_POLL_MS = 15000;
+const NARROW_QUERY = "(max-width: 820px)";
+
+type PaneId = "chat" | "files" | "terminal";
+const PANES: { id: PaneId; label: string }[] = [
+  { id: "chat", label: "Chat" },
+  { id: "files", label: "Files" },
+  { id: "terminal", label: "Terminal" },
+];
+
+export default function Workspace(props: { sessionId: string }): JSX.Element {
+  const { sessionId } = props;
+  const [session, setSession] = useState<Session | null>(null);
+  const [templates, setTemplates] = useState<Template[] | null>(null);
+  const [error, setError] = useState<unknown>(undefined);
+  const [notFound, setNotFound] = useState(false);
+  const [generation, setGeneration] = useState(0);
+  const wokeUp = useRef(false);
+
+  useEffect(() => {
+    api.templates().then(setTemplates, () => setTemplates([]));
+  }, []);
+
+  useEffect(() => {
+    let cancelled = false;
+    let timer: number | undefined;
+    const tick = async () => {
+      try {
+        let current = await api.session(sessionId);
+        if (cancelled) return;
+        // Opening a stopped session wakes it up (once; a failed one waits for the user).
+        if (current.state === "stopped" && !wokeUp.current) {
+          wokeUp.current = true;
+          setSession(current);
+          current = await api.resumeSession(sessionId);
+          if (cancelled) return;
+        }
+        setSession(current);
+        setError(undefined);
+        const delay = isTransitional(current.state) ? POLL_MS : current.state === "running" ? RUNNING_POLL_MS : null;
+        if (delay !== null) timer = window.setTimeout(() => void tick(), delay);
+      } catch (err) {
+        if (cancelled) return;
+        if (err instanceof ApiError && err.status === 404) {
+          setNotFound(true);
+          return;
+        }
+        setError(err);
+        timer = window.setTimeout(() => void tick(), POLL_MS * 2);
+      }
+    };
+    void tick();
+    return () => {
+      cancelled = true;
+      window.clearTimeout(timer);
+    };
+  }, [sessionId, generation]);
+
+  const act = async (action: () => Promise<Session | undefined>) => {
+    setError(undefined);
+    try {
+      const next = await action();
+      if (next) setSession(next);
+    } catch (err) {
+      setError(err);
+    }
+    setGeneration((g) => g + 1);
+  };
+
+  const name = session ? templateName(templates, session.template) : "";
+  let body: JSX.Element;
+  if (notFound) {
+    body = (
+      <div className="workspace-message">
+        <h2>No such session</h2>
+        <p className="muted">It may have been deleted.</p>
+        <Link href="/" className="btn">
+          Back to sessions
+        </Link>
+      </div>
+    );
+  } else if (!session) {
+    body = <div className="workspace-message muted">{error ? null : "Loading session…"}</div>;
+  } else if (session.state === "running") {
+    body = <Panes sessionId={sessionId} />;
+  } else {
+    body = <NotRunning session={session} onResume={() => void act(() => api.resumeSession(sessionId))} />;
+  }
+
+  return (
+    <div className="workspace" data-testid="workspace" data-session-id={sessionId}>
+      <div className="workspace-bar">
+        <Link href="/" data-testid="back-to-sessions" className="btn ghost small" aria-label="Back to sessions">
+          ← Sessions
+        </Link>
+        <span className="workspace-sep" aria-hidden="true">
+          /
+        </span>
+        <h1 className="workspace-title">{name || "Session"}</h1>
+        <span className="mono muted workspace-id">{sessionId}</span>
+        {session && <StateBadge session={session} />}
+        <span className="workspace-bar-right">
+          {session?.state === "running" && (
+            <button className="btn small" data-testid="workspace-stop" onClick={() => void act(() => api.stopSession(sessionId))}>
+              Stop session
+            </button>
+          )}
+        </span>
+      </div>
+      {error !== undefined && (
+        <div className="workspace-error">
+          <ErrorBanner error={error} onDismiss={() => setError(undefined)} />
+        </div>
+      )}
+      {body}
+    </div>
+  );
+}
+
+function NotRunning(props: { session: Session; onResume: () => void }): JSX.Element {
+  const { session } = props;
+  if (session.state === "creating" || session.state === "starting") {
+    return (
+      <div className="workspace-message" data-testid="session-waking" role="status">
+        <div className="spinner" aria-hidden="true" />
+        <h2>{session.state === "creating" ? "Creating your session…" : "Waking up your session…"}</h2>
+        <p className="muted">This usually takes a few seconds. The workspace opens when it is ready.</p>
+      </div>
+    );
+  }
+  if (session.state === "failed") {
+    return (
+      <div className="workspace-message">
+        <h2>This session failed</h2>
+        {session.reason && <p className="failure-reason mono">{session.reason}</p>}
+        <button className="btn primary" data-testid="session-resume" onClick={props.onResume}>
+          Try to start it again
+        </button>
+      </div>
+    );
+  }
+  if (session.state === "stopped") {
+    return (
+      <div className="workspace-message">
+        <h2>This session is stopped</h2>
+        <p className="muted">Its files are kept. Resume it to continue.</p>
+        <button className="btn primary" data-testid="session-resume" onClick={props.onResume}>
+          Resume
+        </button>
+      </div>
+    );
+  }
+  return (
+    <div className="workspace-message" role="status">
+      <div className="spinner" aria-hidden="true" />
+      <h2>{session.state === "deleting" ? "Deleting this session…" : "Stopping this session…"}</h2>
+    </div>
+  );
+}
+
+function useMediaQuery(query: string): boolean {
+  const [matches, setMatches] = useState(() => window.matchMedia?.(query).matches ?? false);
+  useEffect(() => {
+    const list = window.matchMedia?.(query);
+    if (!list) return;
+    const onChange = () => setMatches(list.matches);
+    list.addEventListener("change", onChange);
+    onChange();
+    return () => list.removeEventListener("change", onChange);
+  }, [query]);
+  return matches;
+}
+
+function Panes(props: { sessionId: string }): JSX.Element {
+  const { sessionId } = props;
+  const [layout, setLayout] = useState<Layout>(loadLayout);
+  const [tab, setTab] = useState<PaneId>("chat");
+  const narrow = useMediaQuery(NARROW_QUERY);
+  const container = useRef<HTMLDivElement>(null);
+
+  const update = useCallback((next: Layout) => {
+    setLayout(next);
+    saveLayout(next);
+  }, []);
+
+  const paneContent = (id: PaneId, visible: boolean) => {
+    switch (id) {
+      case "chat":
+        return <ChatPane sessionId={sessionId} />;
+      case "files":
+        return <FilesPane sessionId={sessionId} />;
+      case "terminal":
+        return <TerminalPane sessionId={sessionId} active={visible} />;
+    }
+  };
+
+  if (narrow) {
+    return (
+      <div className="workspace-tabs-layout">
+        <div className="pane-tabs" role="tablist" aria-label="Panes">
+          {PANES.map((pane) => (
+            <button
+              key={pane.id}
+              role="tab"
+              id={`pane-tab-${pane.id}`}
+              aria-selected={tab === pane.id}
+              aria-controls={`pane-${pane.id}`}
+              className="pane-tab"
+              onClick={() => setTab(pane.id)}
+            >
+              {pane.label}
+            </button>
+          ))}
+        </div>
+        {PANES.map((pane) => (
+          <section
+            key={pane.id}
+            id={`pane-${pane.id}`}
+            role="tabpanel"
+            aria-labelledby={`pane-tab-${pane.id}`}
+            className="pane"
+            hidden={tab !== pane.id}
+          >
+            {paneContent(pane.id, tab === pane.id)}
+          </section>
+        ))}
+      </div>
+    );
+  }
+
+  return (
+    <div className="workspace-panes" ref={container}>
+      {PANES.map((pane, index) => (
+        <PaneWithSplitter
+          key={pane.id}
+          id={pane.id}
+          label={pane.label}
+          fraction={layout[index]}
+          splitter={index < 2 ? (index as 0 | 1) : null}
+          layout={layout}
+          container={container}
+          onLayout={update}
+        >
+          {paneContent(pane.id, true)}
+        </PaneWithSplitter>
+      ))}
+    </div>
+  );
+}
+
+function PaneWithSplitter(props: {
+  id: PaneId;
+  label: string;
+  fraction: number;
+  splitter: 0 | 1 | null;
+  layout: Layout;
+  container: React.RefObject<HTMLDivElement | null>;
+  onLayout: (layout: Layout) => void;
+  children: React.ReactNode;
+}): JSX.Element {
+  const { splitter, layout } = props;
+  const drag = useRef<{ startX: number; start: Layout; width: number } | null>(null);
+
+  const onPointerDown = (event: React.PointerEvent<HTMLDivElement>) => {
+    if (event.button !== 0 || !props.container.current) return;
+    event.preventDefault();
+    event.currentTarget.setPointerCapture(event.pointerId);
+    drag.current = { startX: event.clientX, start: layout, width: props.container.current.clientWidth };
+    document.body.classList.add("resizing");
+  };
+  const onPointerMove = (event: React.PointerEvent<HTMLDivElement>) => {
+    const state = drag.current;
+    if (!state || splitter === null || state.width === 0) return;
+    props.onLayout(moveSplitter(state.start, splitter, (event.clientX - state.startX) / state.width));
+  };
+  const endDrag = () => {
+    drag.current = null;
+    document.body.classList.remove("resizing");
+  };
+  const onKeyDown = (event: React.KeyboardEvent<HTMLDivElement>) => {
+    if (splitter === null) return;
+    const delta = keyDelta(event.key, event.shiftKey);
+    if (delta === null) return;
+    event.preventDefault();
+    props.onLayout(moveSplitter(layout, splitter, delta));
+  };
+
+  return (
+    <>
+      <section
+        className="pane"
+        id={`pane-${props.id}`}
+        aria-label={props.label}
+        style={{ flexGrow: props.fraction, flexBasis: 0 }}
+      >
+        {props.children}
+      </section>
+      {splitter !== null && (
+        <div
+          className="splitter"
+          role="separator"
+          aria-orientation="vertical"
+          aria-label={`Resize ${props.label}`}
+          aria-controls={`pane-${props.id}`}
+          aria-valuemin={0}
+          aria-valuemax={100}
+          aria-valuenow={Math.round(props.fraction * 100)}
+          tabIndex={0}
+          data-testid={`splitter-${splitter}`}
+          onPointerDown={onPointerDown}
+          onPointerMove={onPointerMove}
+          onPointerUp={endDrag}
+          onPointerCancel={endDrag}
+          onLostPointerCapture={endDrag}
+          onKeyDown={onKeyDown}
+        />
+      )}
+    </>
+  );
+}
