@@ -37,7 +37,7 @@ export default async function workspace(ctx) {
     await byTest("account-menu").waitFor();
     await shot("signed-in");
     const me = await page.evaluate(() => fetch("/api/me").then((r) => r.json()));
-    if (me.role === "admin") ctx.setAdmin(user);
+    if (me.role === "admin") await ctx.setAdmin(user);
 
     step("create a Coding Copilot session and wait until it runs");
     await byTest("template-card-coding-copilot").click();

@@ -2,10 +2,10 @@
 // disable that user (their sign-in is refused with the API's message), enable again, revoke a code.
 import { expectNoConsoleErrors } from "./util.mjs";
 
-export default async function admin({ browser, baseUrl, admin, step, outDir }) {
-  const adminContext = await browser.newContext();
+export default async function admin({ newContext, baseUrl, admin, step, outDir }) {
+  const adminContext = await newContext();
   const page = await adminContext.newPage();
-  const userContext = await browser.newContext();
+  const userContext = await newContext();
   const userPage = await userContext.newPage();
   const consoleErrors = expectNoConsoleErrors(page);
   try {
@@ -34,7 +34,8 @@ export default async function admin({ browser, baseUrl, admin, step, outDir }) {
     await userPage.getByTestId("account-menu").waitFor();
 
     step("the code is used up; using it again shows the API's error");
-    const other = await browser.newContext();
+    consoleErrors.allow(403);
+    const other = await newContext();
     const otherPage = await other.newPage();
     await otherPage.goto(`${baseUrl}/register?invite=${encodeURIComponent(code)}`);
     await otherPage.getByTestId("register-username").fill(`${username}x`);

@@ -5,9 +5,9 @@ import { expectNoConsoleErrors } from "./util.mjs";
 
 const LONG = { timeout: 180_000 };
 
-export default async function sessions({ browser, baseUrl, newUser, step, outDir }) {
+export default async function sessions({ newContext, baseUrl, newUser, step, outDir }) {
   const user = await newUser();
-  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const context = await newContext({ viewport: { width: 1280, height: 800 } });
   const page = await context.newPage();
   const consoleErrors = expectNoConsoleErrors(page);
   const rowState = (id, state) => page.locator(`[data-testid=session-row][data-session-id="${id}"][data-state="${state}"]`);

@@ -12,6 +12,11 @@
 // --screenshots DIR (default e2e/out): a screenshot of every step, and of every failure.
 // CHROMIUM: the browser binary (default /usr/bin/chromium).
 //
+// octod rate-limits sign-ins per client address, and every local client is 127.0.0.1 — shared with
+// anyone else using the same octod. `newContext()` gives each browser context its own client address
+// (X-Forwarded-For, which octod honours from a loopback peer, the way Caddy sends it), so the checks
+// neither run into nor use up anyone else's limit. Use it instead of `browser.newContext()`.
+//
 // ctx: { browser, baseUrl, inviteCode, admin, outDir, apiLogin, freshCredentials, newUser,
 //        newInviteCode, setAdmin, newContext, step, screenshot }. Checks fail on any console
 // error or uncaught page error of their pages (util.mjs: expectNoConsoleErrors).
@@ -54,19 +59,31 @@ async function apiLogin(context, user) {
   await post(context, "/api/auth/login", { username: user.username, password: user.password }, `signing in ${user.username}`);
 }
 
-/** A fresh invite code from the admin account. */
-async function newInviteCode(browser, role = "user") {
+let contextCounter = 0;
+/** A browser context that looks like its own client (see above). */
+async function newContext(options = {}) {
+  contextCounter += 1;
+  const address = `10.${(process.pid >> 8) & 255}.${process.pid & 255}.${(contextCounter % 250) + 1}`;
+  return browser.newContext({
+    ignoreHTTPSErrors: true,
+    acceptDownloads: true,
+    ...options,
+    extraHTTPHeaders: { ...(options.extraHTTPHeaders ?? {}), "X-Forwarded-For": address },
+  });
+}
+
+let adminContext = null;
+/** A fresh invite code from the admin account (signed in once for the whole run). */
+async function newInviteCode(role = "user") {
   if (!admin.password) {
     throw new Error("this check needs an admin account: pass --admin-password, or an admin --invite-code");
   }
-  const context = await browser.newContext({ ignoreHTTPSErrors: true });
-  try {
-    await apiLogin(context, admin);
-    const invite = await post(context, "/api/admin/invite-codes", { role, uses: 1 }, "creating an invite code");
-    return (await invite.json()).code;
-  } finally {
-    await context.close();
+  if (!adminContext) {
+    adminContext = await newContext();
+    await apiLogin(adminContext, admin);
   }
+  const invite = await post(adminContext, "/api/admin/invite-codes", { role, uses: 1 }, "creating an invite code");
+  return (await invite.json()).code;
 }
 
 let userCounter = 0;
@@ -80,9 +97,10 @@ function freshCredentials(prefix = "e2e") {
 }
 
 /** Creates a fresh user through an admin invite code and returns { username, password }. */
-async function newUser(browser, role = "user") {
-  const code = await newInviteCode(browser, role);
-  const context = await browser.newContext({ ignoreHTTPSErrors: true });
+async function newUser(role = "user") {
+  const code = await newInviteCode(role);
+  // Registering signs in: do it in a context of its own, so the admin's stays the admin's.
+  const context = await newContext();
   try {
     const user = freshCredentials();
     await post(context, "/api/auth/register", { invite_code: code, ...user }, `registering ${user.username}`);
@@ -122,13 +140,15 @@ try {
       outDir,
       apiLogin,
       freshCredentials,
-      newUser: (role) => newUser(browser, role),
-      newInviteCode: (role) => newInviteCode(browser, role),
+      newUser,
+      newInviteCode,
       /** Makes `user` the admin of the following checks (an account registered with an admin code). */
-      setAdmin: (user) => {
+      setAdmin: async (user) => {
         admin = user;
+        await adminContext?.close();
+        adminContext = null;
       },
-      newContext: () => browser.newContext({ ignoreHTTPSErrors: true, acceptDownloads: true }),
+      newContext,
       step: (message) => console.log(`    ${message}`),
       /** Saves `DIR/<nn>-<check>-<label>.png` of the page. */
       screenshot: async (page, label) => {
@@ -150,6 +170,7 @@ try {
     }
   }
 } finally {
+  await adminContext?.close();
   await browser.close();
 }
 console.log(`e2e: ${files.length - failed} passed, ${failed} failed; screenshots in ${outDir}`);

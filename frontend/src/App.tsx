@@ -45,6 +45,11 @@ export function App(): JSX.Element {
 
   useEffect(loadMe, [loadMe]);
 
+  const title = auth.kind === "signed-in" ? pageTitle(route) : route.name === "register" ? "Create account" : "Sign in";
+  useEffect(() => {
+    document.title = `${title} · Octo`;
+  }, [title]);
+
   useEffect(() => {
     const onUnauthorized = () => {
       setSignedInHint(false);
@@ -142,4 +147,25 @@ function SignedIn(props: {
       {body}
     </div>
   );
+}
+
+function pageTitle(route: Route): string {
+  switch (route.name) {
+    case "sessions":
+      return "Sessions";
+    case "account":
+      return "Account";
+    case "workspace":
+      return `Session ${route.sessionId}`;
+    case "admin-users":
+      return "Users";
+    case "admin-invites":
+      return "Invite codes";
+    case "admin-sessions":
+      return "All sessions";
+    case "not-found":
+      return "Not found";
+    default:
+      return "Octo";
+  }
 }

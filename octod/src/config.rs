@@ -15,6 +15,14 @@ use crate::store::PortRange;
 pub const MAIN_FILE: &str = "/etc/octo/octod.toml";
 /// The drop-in directory.
 pub const DROPIN_DIR: &str = "/etc/octo/octod.d";
+/// Where `octoctl` finds octod when systemd does not pass the socket.
+pub const DEFAULT_ADMIN_SOCKET: &str = "/run/octod/admin.sock";
+/// Templates as the packages install them.
+pub const DEFAULT_TEMPLATES_DIR: &str = "/usr/share/octo/container/templates";
+/// The session image's build context as the packages install it.
+pub const DEFAULT_IMAGE_CONTEXT: &str = "/usr/share/octo/container";
+/// The file server binary as the packages install it.
+pub const DEFAULT_FILESERVER: &str = "/usr/libexec/octo/octo-fileserver";
 
 /// Why the configuration is not usable.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +53,8 @@ pub struct Fragment {
     pub sessions: SessionsFragment,
     #[serde(default)]
     pub llm: LlmFragment,
+    #[serde(default)]
+    pub image: ImageFragment,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -56,6 +66,8 @@ pub struct ServerFragment {
     pub state_dir: Option<PathBuf>,
     /// Always mark the session cookie `Secure` (it is anyway behind TLS).
     pub secure_cookies: Option<bool>,
+    /// The admin socket bound when systemd passes none (development).
+    pub admin_socket: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -87,6 +99,31 @@ pub struct LlmFragment {
     pub model: Option<String>,
     /// Never logged; reaches sessions as a Podman secret.
     pub api_key: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageFragment {
+    /// The build context: the `container/` directory of the source tree.
+    pub context: Option<PathBuf>,
+    /// The `octo-fileserver` binary copied into the image.
+    pub fileserver: Option<PathBuf>,
+    /// `BASE_IMAGE` build argument; unset keeps the Containerfile's default.
+    pub base: Option<String>,
+    /// A directory of extra CA certificates (`*.crt`) to trust inside the image.
+    pub extra_ca_dir: Option<PathBuf>,
+    /// How long a build may take.
+    pub build_timeout_minutes: Option<u64>,
+}
+
+/// How the session image is built (`octoctl image build`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageSettings {
+    pub context: PathBuf,
+    pub fileserver: PathBuf,
+    pub base: Option<String>,
+    pub extra_ca_dir: Option<PathBuf>,
+    pub build_timeout: Duration,
 }
 
 /// Where a value came from, for `octod config show`.
@@ -129,6 +166,7 @@ impl std::fmt::Debug for Llm {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub listen: SocketAddr,
+    pub admin_socket: PathBuf,
     pub state_dir: PathBuf,
     pub secure_cookies: bool,
     pub image: String,
@@ -139,8 +177,11 @@ pub struct Settings {
     pub idle_timeout: Option<Duration>,
     pub start_timeout: Duration,
     pub llm: Option<Llm>,
+    pub image_build: ImageSettings,
     /// Where each set key came from (dotted key → file).
     pub sources: Vec<(&'static str, Source)>,
+    /// The files read, in order.
+    pub files: Vec<PathBuf>,
 }
 
 /// Reads the main file (if it exists) and the drop-ins of `dropins` (if it exists).
@@ -216,6 +257,15 @@ pub fn merge(fragments: &[(PathBuf, Fragment)]) -> Result<Settings, ConfigError>
         ));
     }
     let (secure_cookies, _) = pick!("server.secure_cookies", server.secure_cookies);
+    let (admin_socket, at) = pick!("server.admin_socket", server.admin_socket);
+    let admin_socket = admin_socket.unwrap_or_else(|| PathBuf::from(DEFAULT_ADMIN_SOCKET));
+    if !admin_socket.is_absolute() {
+        return Err(invalid(
+            &at,
+            "server.admin_socket",
+            "must be an absolute path".into(),
+        ));
+    }
 
     let (image, at) = pick!("sessions.image", sessions.image);
     let image = image.unwrap_or_else(|| "localhost/octo-session:latest".into());
@@ -227,7 +277,7 @@ pub fn merge(fragments: &[(PathBuf, Fragment)]) -> Result<Settings, ConfigError>
         ));
     }
     let (templates_dir, at) = pick!("sessions.templates_dir", sessions.templates_dir);
-    let templates_dir = templates_dir.unwrap_or_else(|| PathBuf::from("/usr/share/octo/templates"));
+    let templates_dir = templates_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_TEMPLATES_DIR));
     if !templates_dir.is_absolute() {
         return Err(invalid(
             &at,
@@ -312,8 +362,10 @@ pub fn merge(fragments: &[(PathBuf, Fragment)]) -> Result<Settings, ConfigError>
             ));
         }
     };
+    let image_build = image_settings(fragments, &mut sources)?;
     Ok(Settings {
         listen,
+        admin_socket,
         state_dir,
         secure_cookies: secure_cookies.unwrap_or(false),
         image,
@@ -324,8 +376,260 @@ pub fn merge(fragments: &[(PathBuf, Fragment)]) -> Result<Settings, ConfigError>
         idle_timeout,
         start_timeout: Duration::from_secs(start),
         llm,
+        image_build,
         sources,
+        files: fragments.iter().map(|(path, _)| path.clone()).collect(),
     })
+}
+
+/// The `[image]` section.
+fn image_settings(
+    fragments: &[(PathBuf, Fragment)],
+    sources: &mut Vec<(&'static str, Source)>,
+) -> Result<ImageSettings, ConfigError> {
+    // The last fragment that sets a key: its value and where it came from.
+    fn last<T: Clone>(
+        fragments: &[(PathBuf, Fragment)],
+        get: impl Fn(&ImageFragment) -> Option<&T>,
+    ) -> Option<(T, PathBuf)> {
+        fragments
+            .iter()
+            .rev()
+            .find_map(|(path, f)| get(&f.image).map(|v| (v.clone(), path.clone())))
+    }
+    let mut absolute = |key: &'static str,
+                        found: Option<(PathBuf, PathBuf)>,
+                        default: Option<&str>|
+     -> Result<Option<PathBuf>, ConfigError> {
+        match found {
+            Some((value, path)) => {
+                if !value.is_absolute() {
+                    return Err(ConfigError::Invalid {
+                        path: path.display().to_string(),
+                        key,
+                        message: "must be an absolute path".into(),
+                    });
+                }
+                sources.push((key, Source::File(path)));
+                Ok(Some(value))
+            }
+            None => Ok(default.map(PathBuf::from)),
+        }
+    };
+    let context = absolute(
+        "image.context",
+        last(fragments, |f| f.context.as_ref()),
+        Some(DEFAULT_IMAGE_CONTEXT),
+    )?
+    .unwrap_or_default();
+    let fileserver = absolute(
+        "image.fileserver",
+        last(fragments, |f| f.fileserver.as_ref()),
+        Some(DEFAULT_FILESERVER),
+    )?
+    .unwrap_or_default();
+    let extra_ca_dir = absolute(
+        "image.extra_ca_dir",
+        last(fragments, |f| f.extra_ca_dir.as_ref()),
+        None,
+    )?;
+    let base = match last(fragments, |f| f.base.as_ref()) {
+        Some((base, path)) => {
+            if base.is_empty() || base.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(ConfigError::Invalid {
+                    path: path.display().to_string(),
+                    key: "image.base",
+                    message: format!("not an image reference: {base:?}"),
+                });
+            }
+            sources.push(("image.base", Source::File(path)));
+            Some(base)
+        }
+        None => None,
+    };
+    let minutes = match last(fragments, |f| f.build_timeout_minutes.as_ref()) {
+        Some((minutes, path)) => {
+            if !(1..=24 * 60).contains(&minutes) {
+                return Err(ConfigError::Invalid {
+                    path: path.display().to_string(),
+                    key: "image.build_timeout_minutes",
+                    message: "must be 1–1440".into(),
+                });
+            }
+            sources.push(("image.build_timeout_minutes", Source::File(path)));
+            minutes
+        }
+        None => 60,
+    };
+    Ok(ImageSettings {
+        context,
+        fileserver,
+        base,
+        extra_ca_dir,
+        build_timeout: Duration::from_secs(minutes * 60),
+    })
+}
+
+/// One key of the effective configuration, for `octod config show`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// Dotted key, e.g. `sessions.port_range`.
+    pub key: &'static str,
+    /// The value as TOML (secrets shown as `"***"`); `None` when unset.
+    pub value: Option<String>,
+    pub source: Source,
+}
+
+impl Settings {
+    /// Every key with its effective value and where it came from.
+    pub fn effective(&self) -> Vec<Entry> {
+        fn text(s: &str) -> Option<String> {
+            Some(toml::Value::String(s.to_owned()).to_string())
+        }
+        fn path(p: &Path) -> Option<String> {
+            text(&p.display().to_string())
+        }
+        let llm = self.llm.as_ref();
+        let image = &self.image_build;
+        let values: Vec<(&'static str, Option<String>)> = vec![
+            ("server.listen", text(&self.listen.to_string())),
+            ("server.admin_socket", path(&self.admin_socket)),
+            ("server.state_dir", path(&self.state_dir)),
+            (
+                "server.secure_cookies",
+                Some(self.secure_cookies.to_string()),
+            ),
+            ("sessions.image", text(&self.image)),
+            ("sessions.templates_dir", path(&self.templates_dir)),
+            (
+                "sessions.quadlet_dir",
+                self.quadlet_dir.as_deref().and_then(path),
+            ),
+            (
+                "sessions.port_range",
+                text(&format!(
+                    "{}-{}",
+                    self.port_range.start(),
+                    self.port_range.end()
+                )),
+            ),
+            ("sessions.max_per_user", Some(self.max_per_user.to_string())),
+            (
+                "sessions.idle_timeout_minutes",
+                Some(
+                    self.idle_timeout
+                        .map_or(0, |d| d.as_secs() / 60)
+                        .to_string(),
+                ),
+            ),
+            (
+                "sessions.start_timeout_seconds",
+                Some(self.start_timeout.as_secs().to_string()),
+            ),
+            ("image.context", path(&image.context)),
+            ("image.fileserver", path(&image.fileserver)),
+            ("image.base", image.base.as_deref().and_then(text)),
+            (
+                "image.extra_ca_dir",
+                image.extra_ca_dir.as_deref().and_then(path),
+            ),
+            (
+                "image.build_timeout_minutes",
+                Some((image.build_timeout.as_secs() / 60).to_string()),
+            ),
+            ("llm.provider", llm.and_then(|l| text(&l.provider))),
+            ("llm.base_url", llm.and_then(|l| text(&l.base_url))),
+            ("llm.model", llm.and_then(|l| text(&l.model))),
+            (
+                "llm.api_key",
+                llm.and_then(|l| l.api_key.as_ref())
+                    .and_then(|_| text("***")),
+            ),
+        ];
+        values
+            .into_iter()
+            .map(|(key, value)| Entry {
+                key,
+                value,
+                source: self
+                    .sources
+                    .iter()
+                    .rev()
+                    .find(|(k, _)| *k == key)
+                    .map_or(Source::Default, |(_, s)| s.clone()),
+            })
+            .collect()
+    }
+
+    /// The effective configuration as TOML, each key commented with its origin.
+    pub fn show(&self) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::from("# The effective configuration of octod.\n");
+        if self.files.is_empty() {
+            out.push_str("# No configuration files: every value is a default.\n");
+        } else {
+            out.push_str("# Read, later files winning key by key:\n");
+            for file in &self.files {
+                let _ = writeln!(out, "#   {}", file.display());
+            }
+        }
+        let mut section = "";
+        for entry in self.effective() {
+            let (table, name) = entry.key.split_once('.').unwrap_or(("", entry.key));
+            if table != section {
+                let _ = write!(out, "\n[{table}]\n");
+                section = table;
+            }
+            match &entry.value {
+                Some(value) => {
+                    let line = format!("{name} = {value}");
+                    let _ = writeln!(out, "{line:<56} # {}", entry.source);
+                }
+                None => {
+                    let _ = writeln!(out, "# {name} is not set");
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Things that are valid but probably wrong on this host, for `octod config check`.
+pub fn warnings(settings: &Settings) -> Vec<String> {
+    let mut out = Vec::new();
+    let key = |k: &str| {
+        settings
+            .sources
+            .iter()
+            .rev()
+            .find(|(key, _)| *key == k)
+            .map_or_else(|| format!("{k} (default)"), |(_, s)| format!("{k} ({s})"))
+    };
+    if !settings.templates_dir.is_dir() {
+        out.push(format!(
+            "{}: {} is not a directory: no templates to offer",
+            key("sessions.templates_dir"),
+            settings.templates_dir.display()
+        ));
+    }
+    if !settings.image_build.context.join("Containerfile").is_file() {
+        out.push(format!(
+            "{}: no Containerfile in {}: `octoctl image build` cannot work",
+            key("image.context"),
+            settings.image_build.context.display()
+        ));
+    }
+    if !settings.image_build.fileserver.is_file() {
+        out.push(format!(
+            "{}: {} does not exist: `octoctl image build` cannot work",
+            key("image.fileserver"),
+            settings.image_build.fileserver.display()
+        ));
+    }
+    if settings.llm.is_none() {
+        out.push("no [llm] provider: agents in sessions cannot answer".to_owned());
+    }
+    out
 }
 
 fn parse_range(text: &str) -> Result<PortRange, String> {
@@ -386,6 +690,50 @@ mod tests {
         let error = merge(&[bad]).expect_err("model missing").to_string();
         assert!(error.contains("llm.model"), "{error}");
         assert!(toml::from_str::<Fragment>("[sessions]\nnope = 1\n").is_err());
+    }
+
+    #[test]
+    fn show_names_each_value_and_its_origin_and_hides_the_api_key() {
+        let f = fragment(
+            "[server]\nadmin_socket = \"/run/x/admin.sock\"\n[llm]\nbase_url = \"https://x/v1\"\nmodel = \"m\"\napi_key = \"sk-secret\"\n[image]\nbase = \"localhost/debian:trixie-slim\"\n",
+        );
+        let file = f.0.display().to_string();
+        let settings = merge(&[f]).expect("valid");
+        let text = settings.show();
+        assert!(!text.contains("sk-secret"), "{text}");
+        let line = |key: &str| {
+            text.lines()
+                .find(|l| l.starts_with(&format!("{key} =")))
+                .unwrap_or_else(|| panic!("{key} missing in\n{text}"))
+                .to_owned()
+        };
+        assert!(line("admin_socket").contains(&file), "{text}");
+        assert!(line("listen").ends_with("# default"), "{text}");
+        assert!(line("api_key").contains("\"***\""), "{text}");
+        assert!(
+            line("base").contains("localhost/debian:trixie-slim"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\n[image]\n") && text.contains("\n[llm]\n"),
+            "{text}"
+        );
+        assert!(text.contains("# quadlet_dir is not set"), "{text}");
+        // What show prints is itself a valid configuration (comments aside, secrets masked).
+        assert!(toml::from_str::<Fragment>(&text).is_ok(), "{text}");
+    }
+
+    #[test]
+    fn image_paths_must_be_absolute() {
+        let bad = fragment("[image]\ncontext = \"container\"\n");
+        let error = merge(&[bad]).expect_err("relative").to_string();
+        assert!(error.contains("image.context"), "{error}");
+        let defaults = merge(&[]).expect("defaults");
+        assert_eq!(
+            defaults.image_build.context,
+            PathBuf::from(DEFAULT_IMAGE_CONTEXT)
+        );
+        assert_eq!(defaults.admin_socket, PathBuf::from(DEFAULT_ADMIN_SOCKET));
     }
 
     #[test]

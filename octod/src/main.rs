@@ -25,10 +25,36 @@ enum Command {
         #[arg(long, default_value = octod::config::MAIN_FILE)]
         config: PathBuf,
     },
+    /// Show or check the configuration (`/etc/octo/octod.toml` and `octod.d/*.toml`).
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+        /// The main configuration file; its drop-ins are `<name>.d/*.toml` beside it.
+        #[arg(long, global = true, default_value = octod::config::MAIN_FILE)]
+        config: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Print the effective configuration and where each value came from.
+    Show,
+    /// Validate the configuration; exit 1 with the file and key at fault.
+    Check,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Config { command, config } = &cli.command {
+        // No logging and no runtime: a plain report on stdout, errors on stderr.
+        return match config_command(command, config) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("octod: {error:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     init_logging();
     match run(&cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -53,7 +79,36 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             }
             runtime.block_on(octod::serve::run(settings))
         }
+        Command::Config { command, config } => config_command(command, config),
     }
+}
+
+fn config_command(command: &ConfigCommand, config: &std::path::Path) -> anyhow::Result<()> {
+    let dropins = config.with_extension("d");
+    let settings = octod::config::load(config, &dropins)?;
+    match command {
+        ConfigCommand::Show => print!("{}", settings.show()),
+        ConfigCommand::Check => {
+            for warning in octod::config::warnings(&settings) {
+                eprintln!("octod: warning: {warning}");
+            }
+            let files: Vec<String> = settings
+                .files
+                .iter()
+                .map(|f| f.display().to_string())
+                .collect();
+            if files.is_empty() {
+                println!(
+                    "configuration OK (no files at {} or {}: defaults only)",
+                    config.display(),
+                    dropins.display()
+                );
+            } else {
+                println!("configuration OK: {}", files.join(", "));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Logs to the journal when started by systemd (it records time and unit), else to stderr.

@@ -202,7 +202,7 @@ pub struct EnvSecret {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RenderConfig {
     /// The host directory with one subdirectory per template (packaged as
-    /// `/usr/share/octo/templates`); `<templates_dir>/<template>` is mounted read-only.
+    /// `/usr/share/octo/container/templates`); `<templates_dir>/<template>` is mounted read-only.
     pub templates_dir: PathBuf,
     pub health: HealthConfig,
     /// `TimeoutStartSec=`: the start job's bound, covering container start and the first

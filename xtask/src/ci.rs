@@ -54,6 +54,12 @@ fn frontend() -> anyhow::Result<()> {
         cmd.current_dir(&dir).args(args);
         cmd
     };
+    step("frontend: package-lock.json names every platform package");
+    let mut check = std::process::Command::new("node");
+    check
+        .current_dir(&dir)
+        .args(["scripts/complete-lock.mjs", "--check"]);
+    util::run(&mut check)?;
     step("frontend: npm ci");
     util::run(&mut npm(&["ci", "--no-audit", "--no-fund"]))
         .context("installing the frontend's dependencies (needs Node.js 18 or later and npm)")?;

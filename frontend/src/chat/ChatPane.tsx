@@ -1,4 +1,361 @@
-// Placeholder until helper "chat" lands the real pane at this path.
+// The chat pane: conversations with the session's agent (opencode sessions) through the official
+// SDK and octod's proxy. Lists, creates and switches conversations, sends prompts, follows the event
+// stream (streamed replies, tool calls, permission requests) with reconnect and resync, stops a
+// running reply. State changes go through the event stream reducer (`state.ts`).
+import { useCallback, useEffect, useLayoutEffect, useMemo, useReducer, useRef, useState } from "react";
+import type { PermissionRequest } from "@opencode-ai/sdk/v2/client";
+import { call, opencodeClient, subscribeEvents } from "./client";
+import { loadRenderer } from "./Markdown";
+import { MessageView, PermissionPrompt, callKey, type PermissionHandlers, type PermissionReply } from "./MessageView";
+import {
+  chatReducer,
+  conversationOf,
+  describeError,
+  initialChatState,
+  isAbort,
+  isBusy,
+  permissionsOf,
+  sortedSessions,
+} from "./state";
+import { runEventStream } from "./stream";
+import "./chat.css";
+
+const selectedKey = (sessionId: string) => `octo.chat.${sessionId}.conversation`;
+
+function remembered(sessionId: string): string | undefined {
+  try {
+    return window.localStorage.getItem(selectedKey(sessionId)) ?? undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function remember(sessionId: string, conversation: string | undefined) {
+  try {
+    if (conversation) window.localStorage.setItem(selectedKey(sessionId), conversation);
+    else window.localStorage.removeItem(selectedKey(sessionId));
+  } catch {
+    // storage unavailable: the choice lasts for this page only
+  }
+}
+
+const message = (error: unknown) => (error instanceof Error ? error.message : String(error));
+
 export function ChatPane(props: { sessionId: string }): JSX.Element {
-  return <div className="pane-placeholder">Chat for {props.sessionId}</div>;
+  const { sessionId } = props;
+  const client = useMemo(() => opencodeClient(sessionId), [sessionId]);
+  const [state, dispatch] = useReducer(chatReducer, initialChatState);
+  const [selected, setSelected] = useState<string | undefined>(() => remembered(sessionId));
+  const [listed, setListed] = useState(false);
+  const [error, setError] = useState<string>();
+  const [streamError, setStreamError] = useState<string>();
+  const [draft, setDraft] = useState("");
+  const selectedRef = useRef(selected);
+  selectedRef.current = selected;
+
+  const select = useCallback(
+    (id: string | undefined) => {
+      setSelected(id);
+      remember(sessionId, id);
+    },
+    [sessionId],
+  );
+
+  const loadOverview = useCallback(async () => {
+    const [sessions, statuses, permissions] = await Promise.all([
+      call("Listing conversations", client.session.list({ roots: true })),
+      call("Reading the agent's status", client.session.status()),
+      call("Listing permission requests", client.permission.list()),
+    ]);
+    dispatch({ type: "sessions-loaded", sessions });
+    dispatch({ type: "statuses-loaded", statuses });
+    dispatch({ type: "permissions-loaded", permissions });
+    setListed(true);
+    return sessions;
+  }, [client]);
+
+  const loadMessages = useCallback(
+    async (id: string) => {
+      const messages = await call("Loading the conversation", client.session.messages({ sessionID: id }));
+      dispatch({ type: "messages-loaded", sessionID: id, messages });
+    },
+    [client],
+  );
+
+  useEffect(() => {
+    loadRenderer().catch(() => {});
+  }, []);
+
+  // The event stream, for the pane's lifetime; after a reconnect, reload what may have been missed.
+  useEffect(() => {
+    const controller = new AbortController();
+    void runEventStream({
+      subscribe: (signal) => subscribeEvents(client, signal),
+      onEvent: (event) => dispatch({ type: "event", event }),
+      onState: (connection, failure) => {
+        dispatch({ type: "connection", state: connection });
+        setStreamError(failure === undefined ? undefined : message(failure));
+      },
+      onResync: () => {
+        loadOverview().catch((failure) => setError(message(failure)));
+        const current = selectedRef.current;
+        if (current) loadMessages(current).catch((failure) => setError(message(failure)));
+      },
+      signal: controller.signal,
+    });
+    return () => controller.abort();
+  }, [client, loadOverview, loadMessages]);
+
+  // The conversations, then the remembered (or newest) one.
+  useEffect(() => {
+    let live = true;
+    loadOverview().then(
+      (sessions) => {
+        if (!live) return;
+        const current = selectedRef.current;
+        if (!current || !sessions.some((session) => session.id === current)) {
+          const newest = sessions.filter((s) => !s.parentID).sort((a, b) => b.time.updated - a.time.updated)[0];
+          select(newest?.id);
+        }
+      },
+      (failure) => live && setError(message(failure)),
+    );
+    return () => {
+      live = false;
+    };
+  }, [loadOverview, select]);
+
+  useEffect(() => {
+    if (!selected) return;
+    loadMessages(selected).catch((failure) => setError(message(failure)));
+  }, [selected, loadMessages]);
+
+  // A conversation deleted elsewhere is no longer shown.
+  useEffect(() => {
+    if (listed && selected && !state.sessions[selected]) select(sortedSessions(state)[0]?.id);
+  }, [listed, selected, state, select]);
+
+  const conversation = conversationOf(state, selected);
+  const busy = isBusy(conversation);
+  const pending = permissionsOf(state, selected);
+  const sessions = sortedSessions(state);
+
+  const newConversation = useCallback(async () => {
+    setError(undefined);
+    try {
+      const session = await call("Starting a conversation", client.session.create({}));
+      dispatch({ type: "session-upserted", session });
+      select(session.id);
+      return session.id;
+    } catch (failure) {
+      setError(message(failure));
+      return undefined;
+    }
+  }, [client, select]);
+
+  // The prompt on its way: shown at once, restored to the input if sending fails.
+  const [outgoing, setOutgoing] = useState<string>();
+  const send = useCallback(async () => {
+    const text = draft.trim();
+    if (!text || outgoing !== undefined) return;
+    setOutgoing(text);
+    setDraft("");
+    setError(undefined);
+    try {
+      const id = selected ?? (await newConversation());
+      if (!id) throw new Error("no conversation to send to");
+      await call("Sending the message", client.session.promptAsync({ sessionID: id, parts: [{ type: "text", text }] }));
+    } catch (failure) {
+      setError(message(failure));
+      setDraft((current) => current || text);
+    } finally {
+      setOutgoing(undefined);
+    }
+  }, [client, draft, newConversation, outgoing, selected]);
+
+  const abort = useCallback(async () => {
+    if (!selected) return;
+    try {
+      await call("Stopping the reply", client.session.abort({ sessionID: selected }));
+    } catch (failure) {
+      setError(message(failure));
+    }
+  }, [client, selected]);
+
+  const onReply = useCallback(
+    async (request: PermissionRequest, reply: PermissionReply) => {
+      try {
+        await call("Answering the permission request", client.permission.reply({ requestID: request.id, reply }));
+      } catch (failure) {
+        setError(message(failure));
+      }
+    },
+    [client],
+  );
+
+  const permissions: PermissionHandlers = useMemo(() => {
+    const byCall = new Map<string, PermissionRequest>();
+    for (const request of pending) if (request.tool) byCall.set(callKey(request.tool.messageID, request.tool.callID), request);
+    return { byCall, onReply };
+  }, [pending, onReply]);
+  // Requests that belong to no tool call shown here (e.g. the tool part has not arrived yet).
+  const shownCalls = new Set(
+    conversation.messages.flatMap((entry) => entry.parts.flatMap((part) => (part.type === "tool" ? [callKey(part.messageID, part.callID)] : []))),
+  );
+  const loose = pending.filter(
+    (request) => !request.tool || !shownCalls.has(callKey(request.tool.messageID, request.tool.callID)),
+  );
+
+  // Keep the newest content in view while the user is at the bottom.
+  const list = useRef<HTMLDivElement>(null);
+  const atBottom = useRef(true);
+  useLayoutEffect(() => {
+    const element = list.current;
+    if (element && atBottom.current) element.scrollTop = element.scrollHeight;
+  });
+
+  const lastUserSays = (text: string) => {
+    const user = [...conversation.messages].reverse().find((entry) => entry.info?.role === "user");
+    return !!user && user.parts.some((part) => part.type === "text" && part.text.trim() === text);
+  };
+
+  const status = conversation.status;
+  const last = conversation.messages[conversation.messages.length - 1];
+  const waiting = (busy || outgoing !== undefined) && pending.length === 0 && (!last || last.info?.role === "user" || last.parts.every((part) => part.type !== "text"));
+
+  return (
+    <div className="chat" data-testid="chat">
+      <div className="chat-bar">
+        <label className="chat-conversations">
+          <span className="visually-hidden">Conversation</span>
+          <select
+            data-testid="chat-conversations"
+            value={selected ?? ""}
+            onChange={(event) => select(event.target.value || undefined)}
+            disabled={sessions.length === 0}
+          >
+            {sessions.length === 0 && <option value="">No conversations yet</option>}
+            {selected && !state.sessions[selected] && <option value={selected}>…</option>}
+            {sessions.map((session) => (
+              <option key={session.id} value={session.id}>
+                {session.title || "Untitled"}
+                {isBusy(conversationOf(state, session.id)) ? " ●" : ""}
+              </option>
+            ))}
+          </select>
+        </label>
+        <button type="button" className="btn small" data-testid="chat-new" onClick={() => void newConversation()} title="New conversation">
+          + New
+        </button>
+        <span
+          className={`chat-conn chat-conn-${state.connection}`}
+          data-testid="chat-connection"
+          data-state={state.connection}
+          title={streamError ? `Event stream: ${streamError}` : "Event stream"}
+        >
+          {state.connection === "open" ? "Live" : state.connection === "connecting" ? "Connecting…" : "Reconnecting…"}
+        </span>
+      </div>
+
+      {error && (
+        <div className="chat-error" role="alert" data-testid="chat-error">
+          <span>{error}</span>
+          <button type="button" className="btn ghost small" onClick={() => setError(undefined)} aria-label="Dismiss the error">
+            ✕
+          </button>
+        </div>
+      )}
+
+      <div
+        className="chat-messages"
+        data-testid="chat-messages"
+        ref={list}
+        onScroll={(event) => {
+          const element = event.currentTarget;
+          atBottom.current = element.scrollHeight - element.scrollTop - element.clientHeight < 48;
+        }}
+        aria-live="polite"
+        aria-busy={busy}
+      >
+        {conversation.messages.length === 0 && !busy && (
+          <div className="chat-empty">
+            <p>Ask the agent to do something in this workspace.</p>
+            <p className="muted small-text">It can read and write files and run commands; replies stream in here.</p>
+          </div>
+        )}
+        {conversation.messages.map((entry) => (
+          <MessageView key={entry.id} entry={entry} permissions={permissions} />
+        ))}
+        {outgoing !== undefined && !lastUserSays(outgoing) && (
+          <article className="chat-msg chat-msg-user chat-msg-outgoing" aria-label="Sending">
+            <div className="chat-user-text">
+              <p>{outgoing}</p>
+            </div>
+          </article>
+        )}
+        {loose.map((request) => (
+          <PermissionPrompt key={request.id} request={request} onReply={onReply} />
+        ))}
+        {status.type === "retry" && (
+          <p className="chat-note chat-warn" role="status">
+            The model did not answer; retrying (attempt {status.attempt}): {status.message}
+          </p>
+        )}
+        {waiting && status.type !== "retry" && (
+          <p className="chat-note chat-working" role="status">
+            Working…
+          </p>
+        )}
+        {conversation.error && !isAbort(conversation.error) && (
+          <div className="chat-error" role="alert" data-testid="chat-session-error">
+            <span>{describeError(conversation.error)}</span>
+            <button
+              type="button"
+              className="btn ghost small"
+              onClick={() => selected && dispatch({ type: "dismiss-error", sessionID: selected })}
+              aria-label="Dismiss the error"
+            >
+              ✕
+            </button>
+          </div>
+        )}
+      </div>
+
+      <form
+        className="chat-composer"
+        onSubmit={(event) => {
+          event.preventDefault();
+          void send();
+        }}
+      >
+        <label className="visually-hidden" htmlFor={`chat-input-${sessionId}`}>
+          Message the agent
+        </label>
+        <textarea
+          id={`chat-input-${sessionId}`}
+          data-testid="chat-input"
+          value={draft}
+          rows={3}
+          placeholder="Message the agent — Enter to send, Shift+Enter for a new line"
+          onChange={(event) => setDraft(event.target.value)}
+          onKeyDown={(event) => {
+            if (event.key === "Enter" && !event.shiftKey && !event.nativeEvent.isComposing) {
+              event.preventDefault();
+              void send();
+            }
+          }}
+        />
+        <div className="chat-composer-actions">
+          {busy && (
+            <button type="button" className="btn small" data-testid="chat-abort" onClick={() => void abort()}>
+              ■ Stop
+            </button>
+          )}
+          <button type="submit" className="btn primary small" data-testid="chat-send" disabled={outgoing !== undefined || !draft.trim()}>
+            Send
+          </button>
+        </div>
+      </form>
+    </div>
+  );
 }

@@ -2,14 +2,14 @@
 import { useEffect, useRef, useState } from "react";
 import { api, type User } from "../api";
 import type { Route } from "../router";
-import { applyTheme, type Theme } from "../theme";
 import { Link } from "./Link";
+import { ThemeToggle } from "./ThemeToggle";
 
 export function Header(props: { user: User; route: Route; onSignedOut: (notice: string | null) => void }): JSX.Element {
   const { user, route } = props;
   const [menuOpen, setMenuOpen] = useState(false);
-  const [theme, setTheme] = useState<Theme>(() => (document.documentElement.dataset.theme === "dark" ? "dark" : "light"));
   const menuRef = useRef<HTMLDivElement>(null);
+  const buttonRef = useRef<HTMLButtonElement>(null);
 
   useEffect(() => {
     if (!menuOpen) return;
@@ -17,8 +17,20 @@ export function Header(props: { user: User; route: Route; onSignedOut: (notice: 
       if (!menuRef.current?.contains(event.target as Node)) setMenuOpen(false);
     };
     const onKey = (event: KeyboardEvent) => {
-      if (event.key === "Escape") setMenuOpen(false);
+      if (event.key === "Escape") {
+        setMenuOpen(false);
+        buttonRef.current?.focus();
+        return;
+      }
+      if (event.key !== "ArrowDown" && event.key !== "ArrowUp") return;
+      const items = Array.from(menuRef.current?.querySelectorAll<HTMLElement>("[role=menuitem]") ?? []);
+      if (items.length === 0) return;
+      event.preventDefault();
+      const index = items.indexOf(document.activeElement as HTMLElement);
+      const step = event.key === "ArrowDown" ? 1 : -1;
+      items[(index + step + items.length) % items.length].focus();
     };
+    menuRef.current?.querySelector<HTMLElement>("[role=menuitem]")?.focus();
     document.addEventListener("pointerdown", onPointer);
     document.addEventListener("keydown", onKey);
     return () => {
@@ -26,12 +38,6 @@ export function Header(props: { user: User; route: Route; onSignedOut: (notice: 
       document.removeEventListener("keydown", onKey);
     };
   }, [menuOpen]);
-
-  const toggleTheme = () => {
-    const next: Theme = theme === "dark" ? "light" : "dark";
-    applyTheme(next, true);
-    setTheme(next);
-  };
 
   const signOut = async () => {
     setMenuOpen(false);
@@ -60,17 +66,10 @@ export function Header(props: { user: User; route: Route; onSignedOut: (notice: 
         )}
       </nav>
       <div className="topbar-right">
-        <button
-          className="btn ghost icon"
-          data-testid="theme-toggle"
-          onClick={toggleTheme}
-          aria-label={theme === "dark" ? "Switch to light theme" : "Switch to dark theme"}
-          title={theme === "dark" ? "Light theme" : "Dark theme"}
-        >
-          {theme === "dark" ? "☀" : "☾"}
-        </button>
+        <ThemeToggle />
         <div className="menu" ref={menuRef}>
           <button
+            ref={buttonRef}
             className="btn ghost"
             data-testid="account-menu"
             aria-haspopup="menu"

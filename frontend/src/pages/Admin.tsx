@@ -2,6 +2,7 @@
 // every user's sessions.
 import { useCallback, useEffect, useState } from "react";
 import { api, type Invite, type Role, type Template, type User } from "../api";
+import { copyText } from "../clipboard";
 import { ConfirmDialog } from "../components/ConfirmDialog";
 import { ErrorBanner } from "../components/ErrorBanner";
 import { Link } from "../components/Link";
@@ -177,10 +178,10 @@ function InvitesAdmin(): JSX.Element {
 
   const copy = async (text: string, what: string) => {
     try {
-      await navigator.clipboard.writeText(text);
+      await copyText(text);
       setCopied(what);
     } catch {
-      setError(new Error("Copying needs clipboard access (a secure origin); select the text and copy it instead."));
+      setError(new Error("The browser did not allow copying; select the code and copy it by hand."));
     }
   };
 

@@ -3,6 +3,7 @@ import { useState } from "react";
 import { api, type User } from "../api";
 import { ErrorBanner } from "../components/ErrorBanner";
 import { Link } from "../components/Link";
+import { ThemeToggle } from "../components/ThemeToggle";
 
 export function LoginPage(props: { notice: string | null; onSignedIn: (user: User) => void }): JSX.Element {
   const [username, setUsername] = useState("");
@@ -24,6 +25,9 @@ export function LoginPage(props: { notice: string | null; onSignedIn: (user: Use
 
   return (
     <main className="center-page">
+      <div className="corner-actions">
+        <ThemeToggle />
+      </div>
       <form className="card narrow auth-card" onSubmit={(event) => void submit(event)} aria-labelledby="login-title">
         <div className="auth-brand" aria-hidden="true">◉</div>
         <h1 id="login-title">Sign in to Octo</h1>
@@ -97,6 +101,9 @@ export function RegisterPage(props: { invite: string | null; onSignedIn: (user: 
 
   return (
     <main className="center-page">
+      <div className="corner-actions">
+        <ThemeToggle />
+      </div>
       <form className="card narrow auth-card" onSubmit={(event) => void submit(event)} aria-labelledby="register-title">
         <div className="auth-brand" aria-hidden="true">◉</div>
         <h1 id="register-title">Create your Octo account</h1>

@@ -102,6 +102,11 @@ pub trait Sessions: Send + Sync + 'static {
     fn activity(&self, id: &SessionId);
 }
 
+/// How often an open terminal counts as activity although nothing flows: design.md counts an
+/// open terminal as use, so a shell left open (a long build, `tail -f`, a person reading) keeps
+/// its session from the idle stop.
+pub const TERMINAL_KEEPALIVE: Duration = Duration::from_secs(60);
+
 /// How often a long-running body (an SSE stream, a large transfer) reports activity.
 pub const ACTIVITY_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -121,6 +126,7 @@ pub struct Proxy {
 struct Inner {
     client: HttpClient,
     metrics: ProxyMetrics,
+    terminal_keepalive: Duration,
 }
 
 impl Default for Proxy {
@@ -146,8 +152,26 @@ impl Proxy {
             inner: Arc::new(Inner {
                 client,
                 metrics: ProxyMetrics::default(),
+                terminal_keepalive: TERMINAL_KEEPALIVE,
             }),
         }
+    }
+
+    /// How often an open terminal reports activity while nothing is typed (default
+    /// [`TERMINAL_KEEPALIVE`]).
+    #[must_use]
+    pub fn with_terminal_keepalive(self, every: Duration) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                client: self.inner.client.clone(),
+                metrics: ProxyMetrics::default(),
+                terminal_keepalive: every,
+            }),
+        }
+    }
+
+    pub(crate) fn terminal_keepalive(&self) -> Duration {
+        self.inner.terminal_keepalive
     }
 
     /// The counters, for `/metrics`.

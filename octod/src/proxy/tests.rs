@@ -469,7 +469,7 @@ async fn fixture() -> Fixture {
         );
     }
     let sessions = Arc::new(sessions);
-    let proxy = Proxy::new();
+    let proxy = Proxy::new().with_terminal_keepalive(KEEPALIVE);
     let state = TestState {
         proxy: proxy.clone(),
         sessions: Arc::clone(&sessions),
@@ -574,6 +574,37 @@ async fn json(response: axum::http::Response<Incoming>) -> serde_json::Value {
 }
 
 /// Runs a test body with a deadline, so that a buffering proxy fails instead of hanging.
+/// The terminal keepalive of the fixture's proxy: short, so that a test sees several.
+const KEEPALIVE: Duration = Duration::from_millis(50);
+
+#[tokio::test]
+async fn an_open_terminal_counts_as_activity_with_nothing_typed() {
+    within(async {
+        let fx = fixture().await;
+        let mut socket = fx.terminal("alpha", "alice").await.expect("connected");
+        socket
+            .send(Message::Binary(Bytes::from_static(
+                br#"{"AuthToken":"","columns":80,"rows":24}"#,
+            )))
+            .await
+            .expect("send");
+        let _echo = socket.next().await;
+        let start = fx.sessions.activity.load(Ordering::Relaxed);
+        // Nothing more is sent either way; the count still grows while the socket is open.
+        while fx.sessions.activity.load(Ordering::Relaxed) < start + 3 {
+            tokio::time::sleep(KEEPALIVE).await;
+        }
+        socket.close(None).await.expect("close");
+        while socket.next().await.is_some() {}
+        // Closed: the keepalive stops with the relay.
+        tokio::time::sleep(KEEPALIVE * 4).await;
+        let after_close = fx.sessions.activity.load(Ordering::Relaxed);
+        tokio::time::sleep(KEEPALIVE * 4).await;
+        assert_eq!(fx.sessions.activity.load(Ordering::Relaxed), after_close);
+    })
+    .await;
+}
+
 async fn within<F: Future<Output = ()>>(test: F) {
     tokio::time::timeout(TEST_TIMEOUT, test)
         .await

@@ -123,7 +123,16 @@ async fn accept<R: Sessions>(
             WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config()))
                 .await;
         let _open = proxy.metrics().websocket_opened();
-        relay(client, upstream_socket, &auth_token, &*sessions, &id).await;
+        let keepalive = proxy.terminal_keepalive();
+        relay(
+            client,
+            upstream_socket,
+            &auth_token,
+            &*sessions,
+            &id,
+            keepalive,
+        )
+        .await;
     });
 
     let mut response = StatusCode::SWITCHING_PROTOCOLS.into_response();
@@ -222,13 +231,15 @@ async fn connect(port: u16, token: &Secret) -> Result<WebSocketStream<TcpStream>
 }
 
 /// Relays frames both ways until both sides have closed (or one has and the other does not
-/// finish within [`CLOSE_GRACE`]).
+/// finish within [`CLOSE_GRACE`]). While both are open the session counts as active every
+/// `keepalive`, typed into or not.
 async fn relay<C, R: Sessions>(
     client: WebSocketStream<C>,
     upstream: WebSocketStream<TcpStream>,
     auth_token: &Secret,
     sessions: &R,
     id: &SessionId,
+    keepalive: Duration,
 ) where
     C: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
@@ -242,9 +253,20 @@ async fn relay<C, R: Sessions>(
         Some(auth_token.expose())
     ));
     let to_client = pin!(pipe(upstream_rx, client_tx, sessions, id, None));
-    let rest = match select(to_upstream, to_client).await {
-        Either::Left(((), rest)) => Either::Left(rest),
-        Either::Right(((), rest)) => Either::Right(rest),
+    let open = pin!(async {
+        let mut ticks = tokio::time::interval(keepalive);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticks.tick().await;
+        loop {
+            ticks.tick().await;
+            sessions.activity(id);
+        }
+    });
+    let relaying = select(to_upstream, to_client);
+    let rest = match select(relaying, open).await {
+        Either::Left((Either::Left(((), rest)), _)) => Either::Left(rest),
+        Either::Left((Either::Right(((), rest)), _)) => Either::Right(rest),
+        Either::Right(((), _)) => return,
     };
     let _ = tokio::time::timeout(CLOSE_GRACE, rest).await;
 }

@@ -1,0 +1,169 @@
+// The chat pane against a real stack (octod, a session's opencode, the stub model of
+// `octo-e2e stub-llm` behind octod's [llm]): a prompt gives a streamed Markdown reply and a bash
+// tool call that writes a file (read back through the file server); a write shows as a diff;
+// permission requests (the research template asks before any shell command) are approved and
+// denied from the UI; a running reply is stopped; conversations are created, switched and
+// remembered across a reload. No console errors.
+import { expectNoConsoleErrors } from "./util.mjs";
+
+const AGENT_FILE_TEXT = "written by the agent through its shell tool";
+
+async function createSession(context, baseUrl, template) {
+  const response = await context.request.post(`${baseUrl}/api/sessions`, {
+    data: { template },
+    headers: { Origin: baseUrl },
+  });
+  if (!response.ok()) throw new Error(`creating a ${template} session: HTTP ${response.status()} ${await response.text()}`);
+  const { id } = await response.json();
+  const deadline = Date.now() + 180_000;
+  for (;;) {
+    const state = await context.request.get(`${baseUrl}/api/sessions/${id}`);
+    const session = await state.json();
+    if (session.state === "running") return id;
+    if (session.state === "failed") throw new Error(`session ${id} failed: ${session.reason}`);
+    if (Date.now() > deadline) throw new Error(`session ${id} not running within 180 s: ${session.state}`);
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+  }
+}
+
+async function openChat(page, baseUrl, id) {
+  await page.goto(`${baseUrl}/w/${id}`);
+  await page.locator('[data-testid=chat-connection][data-state=open]').waitFor({ timeout: 30_000 });
+}
+
+async function send(page, text) {
+  await page.getByTestId("chat-input").fill(text);
+  await page.getByTestId("chat-send").click();
+}
+
+/** Records every distinct text the assistant's Markdown shows, as the DOM changes. */
+async function recordReplies(page) {
+  await page.evaluate(() => {
+    const seen = (window.__octoReplyTexts = []);
+    const root = document.querySelector("[data-testid=chat-messages]");
+    new MutationObserver(() => {
+      const all = [...root.querySelectorAll("[data-role=assistant] .md")].map((el) => el.textContent);
+      const last = all.at(-1) ?? "";
+      if (last && seen.at(-1) !== last) seen.push(last);
+    }).observe(root, { subtree: true, childList: true, characterData: true });
+  });
+}
+
+export default async function chat({ browser, baseUrl, newUser, apiLogin, step, outDir }) {
+  const user = await newUser();
+  const context = await browser.newContext({ viewport: { width: 1400, height: 900 } });
+  const page = await context.newPage();
+  const consoleErrors = expectNoConsoleErrors(page);
+  const sessions = [];
+  try {
+    await apiLogin(context, user);
+    step("two sessions: coding-copilot and research-assistant (asks before shell commands)");
+    const [coding, research] = await Promise.all([
+      createSession(context, baseUrl, "coding-copilot"),
+      createSession(context, baseUrl, "research-assistant"),
+    ]);
+    sessions.push(coding, research);
+
+    step("a prompt streams a Markdown reply after a bash tool call that writes the file");
+    await openChat(page, baseUrl, coding);
+    await page.getByText("Ask the agent to do something").waitFor();
+    await recordReplies(page);
+    await send(page, "Please create the file.");
+    await page.locator("[data-testid=chat-message][data-role=user]", { hasText: "Please create the file." }).waitFor();
+    const bash = page.locator("[data-testid=chat-tool][data-tool=bash]");
+    await bash.and(page.locator("[data-status=completed]")).waitFor({ timeout: 60_000 });
+    const reply = page.locator("[data-testid=chat-message][data-role=assistant] .md").last();
+    await reply.locator("pre code.hljs", { hasText: "cat ~/agent-loop.txt" }).waitFor({ timeout: 60_000 });
+    if ((await reply.locator("pre code span[class^=hljs-]").count()) === 0) throw new Error("the code block is not highlighted");
+    if ((await reply.locator("strong").textContent()) !== "one line") throw new Error("the reply's Markdown is not rendered");
+    await page.locator("[data-testid=chat-abort]").waitFor({ state: "detached" });
+    const texts = await page.evaluate(() => window.__octoReplyTexts);
+    // While streaming, the reply showed without its end (the code block comes last).
+    const final = texts.at(-1);
+    const partial = texts.filter((text) => text.startsWith("The file") && !text.includes("cat ~/agent-loop.txt"));
+    if (!final.startsWith("The file is written.") || partial.length < 2) {
+      throw new Error(`the reply did not stream (texts seen: ${JSON.stringify(texts)})`);
+    }
+    step(`  streamed: ${partial.length} partial texts before the final one`);
+    const file = await context.request.get(`${baseUrl}/sessions/${coding}/files/api/download?path=agent-loop.txt`);
+    if (!file.ok() || (await file.text()).trim() !== AGENT_FILE_TEXT) {
+      throw new Error(`the file the agent wrote: HTTP ${file.status()} ${await file.text()}`);
+    }
+    step("the bash call opens to its command and output");
+    await bash.locator("summary").click();
+    const terminal = bash.locator(".chat-terminal");
+    await terminal.waitFor();
+    const shown = await terminal.textContent();
+    if (!shown.includes(`$ echo '${AGENT_FILE_TEXT}' > /home/dev/agent-loop.txt`) || !shown.includes("(no output)")) {
+      throw new Error(`the bash call shows: ${shown}`);
+    }
+
+    step("a write tool call shows as a diff");
+    await send(page, "Please write a note.");
+    const write = page.locator("[data-testid=chat-tool][data-tool=write][data-status=completed]");
+    await write.waitFor({ timeout: 60_000 });
+    const added = await write.locator(".diff-add").allTextContents();
+    if (added.length !== 4 || !added[0].includes("# Notes")) throw new Error(`the write's diff: ${JSON.stringify(added)}`);
+    await page.locator("[data-testid=chat-abort]").waitFor({ state: "detached" });
+    await page.screenshot({ path: `${outDir}/chat-light.png` });
+
+    step("a new conversation starts empty; switching back shows the old one; a reload remembers it");
+    const conversations = page.getByTestId("chat-conversations");
+    const first = await conversations.inputValue();
+    await page.getByTestId("chat-new").click();
+    await page.waitForFunction((old) => document.querySelector("[data-testid=chat-conversations]").value !== old, first);
+    await page.getByText("Ask the agent to do something").waitFor();
+    await conversations.selectOption(first);
+    await write.waitFor();
+    const count = await page.getByTestId("chat-message").count();
+    await page.reload();
+    await page.locator("[data-testid=chat-tool][data-tool=write][data-status=completed]").waitFor({ timeout: 30_000 });
+    if ((await conversations.inputValue()) !== first) throw new Error("the selected conversation was not remembered");
+    if ((await page.getByTestId("chat-message").count()) !== count) throw new Error("the reloaded conversation differs");
+
+    step("research template: a permission request, approved once");
+    await openChat(page, baseUrl, research);
+    await send(page, "Please create the file.");
+    const asking = page.locator("[data-testid=chat-tool][data-tool=bash]").last();
+    await page.getByTestId("permission-approve").waitFor({ timeout: 60_000 });
+    if ((await asking.getAttribute("data-status")) !== "running") throw new Error("the tool is not waiting on the request");
+    await page.screenshot({ path: `${outDir}/chat-permission.png` });
+    await page.getByTestId("permission-approve").click();
+    await asking.and(page.locator("[data-status=completed]")).waitFor({ timeout: 60_000 });
+    await page.getByTestId("permission-approve").waitFor({ state: "detached" });
+    await page.locator("[data-testid=chat-abort]").waitFor({ state: "detached", timeout: 60_000 });
+
+    step("denied: the tool call fails and the agent goes on");
+    await send(page, "Once more, please.");
+    await page.getByTestId("permission-deny").waitFor({ timeout: 60_000 });
+    await page.getByTestId("permission-deny").click();
+    await page.locator("[data-testid=chat-tool][data-tool=bash]").last().and(page.locator("[data-status=error]")).waitFor({ timeout: 60_000 });
+    await page.getByTestId("permission-deny").waitFor({ state: "detached" });
+    await page.locator("[data-testid=chat-abort]").waitFor({ state: "detached", timeout: 60_000 });
+
+    step("stopping a reply that waits on a request");
+    await send(page, "And again.");
+    await page.getByTestId("permission-approve").waitFor({ timeout: 60_000 });
+    await page.getByTestId("chat-abort").click();
+    await page.locator("[data-testid=chat-abort]").waitFor({ state: "detached", timeout: 30_000 });
+    await page.getByTestId("permission-approve").waitFor({ state: "detached" });
+    await page.locator(".chat-note", { hasText: "Stopped." }).waitFor();
+    await page.locator("[data-testid=chat-tool][data-tool=bash]").last().and(page.locator("[data-status=error]")).waitFor({ timeout: 30_000 });
+
+    step("dark theme");
+    for (let i = 0; i < 2; i += 1) {
+      if ((await page.evaluate(() => document.documentElement.dataset.theme)) === "dark") break;
+      await page.getByTestId("theme-toggle").click();
+    }
+    await page.screenshot({ path: `${outDir}/chat-dark.png` });
+    consoleErrors.check();
+  } catch (err) {
+    await page.screenshot({ path: `${outDir}/chat-failure.png` }).catch(() => {});
+    throw err;
+  } finally {
+    for (const id of sessions) {
+      await context.request.delete(`${baseUrl}/api/sessions/${id}`, { headers: { Origin: baseUrl } }).catch(() => {});
+    }
+    await context.close();
+  }
+}

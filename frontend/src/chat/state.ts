@@ -1,0 +1,351 @@
+// The event stream reducer: opencode's events (from `GET /event`, through octod's proxy) and the
+// answers of the initial loads → the chat's state (conversations = opencode sessions, their
+// messages and parts, tool states, pending permission requests, status and errors). Pure: no I/O,
+// no DOM; every update returns new objects for what changed (React compares by reference).
+//
+// Event shapes are those of `@opencode-ai/sdk/v2` (the API of the opencode 1.x in the session
+// image); `fixtures/` holds real captured streams that the tests replay.
+import type {
+  Event,
+  Message,
+  Part,
+  PermissionRequest,
+  Session,
+  SessionStatus,
+} from "@opencode-ai/sdk/v2/client";
+
+/** A message and its parts (sorted by id, which opencode makes ascending in time). */
+export interface MessageEntry {
+  id: string;
+  /** Undefined while only parts of it have arrived (its `message.updated` comes later). */
+  info?: Message;
+  parts: Part[];
+}
+
+/** What `session.error` carries (the SDK's union of named errors). */
+export type SessionError = NonNullable<Extract<Event, { type: "session.error" }>["properties"]["error"]>;
+
+export interface Conversation {
+  /** Sorted by id. */
+  messages: MessageEntry[];
+  status: SessionStatus;
+  /** The last `session.error`, until the next turn starts. */
+  error?: SessionError;
+}
+
+export type ConnectionState = "connecting" | "open" | "reconnecting";
+
+export interface ChatState {
+  /** opencode sessions by id: the conversations the user can switch between. */
+  sessions: Record<string, Session>;
+  conversations: Record<string, Conversation>;
+  /** Pending permission requests by request id. */
+  permissions: Record<string, PermissionRequest>;
+  connection: ConnectionState;
+}
+
+export interface LoadedMessage {
+  info: Message;
+  parts: Part[];
+}
+
+export type ChatAction =
+  | { type: "event"; event: Event }
+  | { type: "sessions-loaded"; sessions: Session[] }
+  | { type: "session-upserted"; session: Session }
+  | { type: "messages-loaded"; sessionID: string; messages: LoadedMessage[] }
+  | { type: "statuses-loaded"; statuses: Record<string, SessionStatus> }
+  | { type: "permissions-loaded"; permissions: PermissionRequest[] }
+  | { type: "connection"; state: ConnectionState }
+  | { type: "dismiss-error"; sessionID: string };
+
+const IDLE: SessionStatus = { type: "idle" };
+
+export const initialChatState: ChatState = {
+  sessions: {},
+  conversations: {},
+  permissions: {},
+  connection: "connecting",
+};
+
+export function emptyConversation(): Conversation {
+  return { messages: [], status: IDLE };
+}
+
+export function chatReducer(state: ChatState, action: ChatAction): ChatState {
+  switch (action.type) {
+    case "event":
+      return applyEvent(state, action.event);
+    case "sessions-loaded": {
+      const sessions: Record<string, Session> = {};
+      for (const session of action.sessions) sessions[session.id] = session;
+      return { ...state, sessions };
+    }
+    case "session-upserted":
+      return { ...state, sessions: { ...state.sessions, [action.session.id]: action.session } };
+    case "messages-loaded":
+      return updateConversation(state, action.sessionID, (conversation) => ({
+        ...conversation,
+        messages: mergeLoaded(conversation.messages, action.messages),
+      }));
+    case "statuses-loaded": {
+      let next = state;
+      for (const [sessionID, status] of Object.entries(action.statuses)) {
+        next = setStatus(next, sessionID, status);
+      }
+      return next;
+    }
+    case "permissions-loaded": {
+      const permissions: Record<string, PermissionRequest> = {};
+      for (const request of action.permissions) permissions[request.id] = request;
+      return { ...state, permissions };
+    }
+    case "connection":
+      return state.connection === action.state ? state : { ...state, connection: action.state };
+    case "dismiss-error":
+      return updateConversation(state, action.sessionID, (conversation) =>
+        conversation.error ? { ...conversation, error: undefined } : conversation,
+      );
+  }
+}
+
+function applyEvent(state: ChatState, event: Event): ChatState {
+  switch (event.type) {
+    case "session.created":
+    case "session.updated": {
+      const info = event.properties.info;
+      return { ...state, sessions: { ...state.sessions, [info.id]: info } };
+    }
+    case "session.deleted": {
+      const id = event.properties.info.id;
+      const sessions = { ...state.sessions };
+      delete sessions[id];
+      const conversations = { ...state.conversations };
+      delete conversations[id];
+      return { ...state, sessions, conversations, permissions: withoutSession(state.permissions, id) };
+    }
+    case "session.status":
+      return setStatus(state, event.properties.sessionID, event.properties.status);
+    case "session.idle":
+      return setStatus(state, event.properties.sessionID, IDLE);
+    case "session.error": {
+      const { sessionID, error } = event.properties;
+      if (!sessionID || !error) return state;
+      return updateConversation(state, sessionID, (conversation) => ({ ...conversation, error }));
+    }
+    case "message.updated": {
+      const info = event.properties.info;
+      return updateConversation(state, info.sessionID, (conversation) => ({
+        ...conversation,
+        messages: upsertEntry(conversation.messages, info.id, (entry) => ({ ...entry, info })),
+      }));
+    }
+    case "message.removed": {
+      const { sessionID, messageID } = event.properties;
+      return updateConversation(state, sessionID, (conversation) => ({
+        ...conversation,
+        messages: conversation.messages.filter((entry) => entry.id !== messageID),
+      }));
+    }
+    case "message.part.updated": {
+      const part = event.properties.part;
+      return updateConversation(state, part.sessionID, (conversation) => ({
+        ...conversation,
+        messages: upsertEntry(conversation.messages, part.messageID, (entry) => ({
+          ...entry,
+          parts: upsertSorted(entry.parts, part),
+        })),
+      }));
+    }
+    case "message.part.delta": {
+      const { sessionID, messageID, partID, field, delta } = event.properties;
+      return updateConversation(state, sessionID, (conversation) => ({
+        ...conversation,
+        messages: upsertEntry(conversation.messages, messageID, (entry) => {
+          const index = entry.parts.findIndex((part) => part.id === partID);
+          if (index < 0) {
+            // The delta outran its part's first update: start a text part with it.
+            if (field !== "text") return entry;
+            const part: Part = { id: partID, sessionID, messageID, type: "text", text: delta };
+            return { ...entry, parts: upsertSorted(entry.parts, part) };
+          }
+          const part = entry.parts[index] as unknown as Record<string, unknown>;
+          const current = part[field];
+          if (current !== undefined && typeof current !== "string") return entry;
+          const parts = entry.parts.slice();
+          parts[index] = { ...part, [field]: (current ?? "") + delta } as unknown as Part;
+          return { ...entry, parts };
+        }),
+      }));
+    }
+    case "message.part.removed": {
+      const { sessionID, messageID, partID } = event.properties;
+      return updateConversation(state, sessionID, (conversation) => ({
+        ...conversation,
+        messages: conversation.messages.map((entry) =>
+          entry.id === messageID
+            ? { ...entry, parts: entry.parts.filter((part) => part.id !== partID) }
+            : entry,
+        ),
+      }));
+    }
+    case "permission.asked":
+      return {
+        ...state,
+        permissions: { ...state.permissions, [event.properties.id]: event.properties },
+      };
+    case "permission.replied": {
+      const id = event.properties.requestID;
+      if (!(id in state.permissions)) return state;
+      const permissions = { ...state.permissions };
+      delete permissions[id];
+      return { ...state, permissions };
+    }
+    case "server.connected":
+      return state.connection === "open" ? state : { ...state, connection: "open" };
+    default:
+      return state;
+  }
+}
+
+function setStatus(state: ChatState, sessionID: string, status: SessionStatus): ChatState {
+  let next = updateConversation(state, sessionID, (conversation) => ({
+    ...conversation,
+    status,
+    // A new turn starts: the last turn's error is history.
+    error: status.type === "busy" && conversation.status.type === "idle" ? undefined : conversation.error,
+  }));
+  if (status.type === "idle") {
+    // An aborted turn leaves its permission request unanswered and never says so.
+    const permissions = withoutSession(next.permissions, sessionID);
+    if (permissions !== next.permissions) next = { ...next, permissions };
+  }
+  return next;
+}
+
+function withoutSession(
+  permissions: Record<string, PermissionRequest>,
+  sessionID: string,
+): Record<string, PermissionRequest> {
+  const kept = Object.entries(permissions).filter(([, request]) => request.sessionID !== sessionID);
+  return kept.length === Object.keys(permissions).length ? permissions : Object.fromEntries(kept);
+}
+
+function updateConversation(
+  state: ChatState,
+  sessionID: string,
+  update: (conversation: Conversation) => Conversation,
+): ChatState {
+  const current = state.conversations[sessionID] ?? emptyConversation();
+  const next = update(current);
+  if (next === current && sessionID in state.conversations) return state;
+  return { ...state, conversations: { ...state.conversations, [sessionID]: next } };
+}
+
+/** Inserts or updates the entry `id`, keeping the list sorted by id. */
+function upsertEntry(
+  entries: MessageEntry[],
+  id: string,
+  update: (entry: MessageEntry) => MessageEntry,
+): MessageEntry[] {
+  const index = entries.findIndex((entry) => entry.id === id);
+  if (index >= 0) {
+    const next = entries.slice();
+    next[index] = update(entries[index]);
+    return next;
+  }
+  return upsertSorted(entries, update({ id, parts: [] }));
+}
+
+/** Replaces the item with the same id, or inserts it at its place in id order. */
+function upsertSorted<T extends { id: string }>(items: T[], item: T): T[] {
+  const index = items.findIndex((other) => other.id === item.id);
+  if (index >= 0) {
+    const next = items.slice();
+    next[index] = item;
+    return next;
+  }
+  let at = items.length;
+  while (at > 0 && items[at - 1].id > item.id) at -= 1;
+  return [...items.slice(0, at), item, ...items.slice(at)];
+}
+
+/**
+ * The server's list of messages replaces what the stream built, except text that the stream has
+ * already grown further (deltas that arrived while the list was on its way).
+ */
+function mergeLoaded(current: MessageEntry[], loaded: LoadedMessage[]): MessageEntry[] {
+  const byId = new Map(current.map((entry) => [entry.id, entry]));
+  const merged: MessageEntry[] = loaded.map(({ info, parts }) => {
+    const streamed = byId.get(info.id);
+    const sorted = parts.slice().sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    if (!streamed) return { id: info.id, info, parts: sorted };
+    const streamedParts = new Map(streamed.parts.map((part) => [part.id, part]));
+    return {
+      id: info.id,
+      info,
+      parts: sorted.map((part) => {
+        const other = streamedParts.get(part.id);
+        if (other && other.type === "text" && part.type === "text" && other.text.length > part.text.length) {
+          return other;
+        }
+        return part;
+      }),
+    };
+  });
+  // Messages the stream created after the list was taken stay.
+  const loadedIds = new Set(loaded.map(({ info }) => info.id));
+  const newest = merged.length ? merged[merged.length - 1].id : "";
+  for (const entry of current) {
+    if (!loadedIds.has(entry.id) && entry.id > newest) merged.push(entry);
+  }
+  return merged.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+}
+
+// ---- Selectors ----
+
+/** Top-level conversations (subagent sessions have a parent), most recently updated first. */
+export function sortedSessions(state: ChatState): Session[] {
+  return Object.values(state.sessions)
+    .filter((session) => !session.parentID)
+    .sort((a, b) => b.time.updated - a.time.updated);
+}
+
+export function conversationOf(state: ChatState, sessionID: string | undefined): Conversation {
+  return (sessionID && state.conversations[sessionID]) || EMPTY;
+}
+const EMPTY: Conversation = emptyConversation();
+
+export function isBusy(conversation: Conversation): boolean {
+  return conversation.status.type !== "idle";
+}
+
+/** The session's pending permission requests, oldest first. */
+export function permissionsOf(state: ChatState, sessionID: string | undefined): PermissionRequest[] {
+  if (!sessionID) return [];
+  return Object.values(state.permissions)
+    .filter((request) => request.sessionID === sessionID)
+    .sort((a, b) => (a.id < b.id ? -1 : 1));
+}
+
+/** A readable sentence for an error opencode reported (`session.error`, a message's `error`). */
+export function describeError(error: SessionError): string {
+  const data = (error.data ?? {}) as { message?: unknown; statusCode?: unknown; providerID?: unknown };
+  const message = typeof data.message === "string" && data.message ? data.message : "";
+  switch (error.name) {
+    case "MessageAbortedError":
+      return "Stopped.";
+    case "ProviderAuthError":
+      return `The model provider${typeof data.providerID === "string" ? ` ${data.providerID}` : ""} refused the credentials${message ? `: ${message}` : "."}`;
+    case "APIError":
+      return `The model's API failed${typeof data.statusCode === "number" ? ` (HTTP ${data.statusCode})` : ""}${message ? `: ${message}` : "."}`;
+    case "MessageOutputLengthError":
+      return "The reply was cut off: it reached the model's output limit.";
+    default:
+      return message ? `${error.name}: ${message}` : error.name;
+  }
+}
+
+export function isAbort(error: SessionError | undefined): boolean {
+  return error?.name === "MessageAbortedError";
+}
