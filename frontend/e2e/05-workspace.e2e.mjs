@@ -57,6 +57,9 @@ export default async function workspace(ctx) {
     await shot("workspace");
 
     step("prompt the agent: the reply streams in and its file appears in the tree");
+    // Prompt once the chat's event stream is open: a prompt sent before that never showed up in
+    // the conversation (seen on the dev stack).
+    await page.locator('[data-testid="chat-connection"][data-state="open"]').waitFor();
     await byTest("chat-input").fill("Write the e2e file, please.");
     await byTest("chat-send").click();
     await page.locator('[data-testid="chat-message"][data-role="user"]').first().waitFor();
