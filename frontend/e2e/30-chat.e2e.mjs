@@ -49,14 +49,18 @@ async function recordReplies(page) {
   });
 }
 
-export default async function chat({ browser, baseUrl, newUser, apiLogin, step, outDir }) {
+export default async function chat({ newContext, baseUrl, newUser, step, outDir }) {
   const user = await newUser();
-  const context = await browser.newContext({ viewport: { width: 1400, height: 900 } });
+  const context = await newContext({ viewport: { width: 1400, height: 900 } });
   const page = await context.newPage();
   const consoleErrors = expectNoConsoleErrors(page);
   const sessions = [];
   try {
-    await apiLogin(context, user);
+    await page.goto(`${baseUrl}/`);
+    await page.getByTestId("login-username").fill(user.username);
+    await page.getByTestId("login-password").fill(user.password);
+    await page.getByTestId("login-submit").click();
+    await page.getByTestId("account-menu").waitFor();
     step("two sessions: coding-copilot and research-assistant (asks before shell commands)");
     const [coding, research] = await Promise.all([
       createSession(context, baseUrl, "coding-copilot"),
