@@ -92,9 +92,7 @@ export async function apiFetch<T = unknown>(path: string, init: ApiInit = {}): P
   const text = await response.text();
   if (!response.ok) {
     const error = parseError(response.status, text);
-    if (response.status === 401 && !path.startsWith("/api/auth/")) {
-      window.dispatchEvent(new CustomEvent(UNAUTHORIZED_EVENT, { detail: error }));
-    }
+    if (response.status === 401 && !path.startsWith("/api/auth/")) notifyUnauthorized(error);
     throw error;
   }
   if (text === "") return undefined as T;
@@ -103,6 +101,14 @@ export async function apiFetch<T = unknown>(path: string, init: ApiInit = {}): P
   } catch {
     throw new ApiError(response.status, "bad_response", `The server sent a response that is not JSON (${path}).`);
   }
+}
+
+/**
+ * Tells the shell the login is gone (it shows sign-in with a message). `apiFetch` calls it on a
+ * 401; panes call it when their own traffic (`/sessions/<id>/…`) answers 401.
+ */
+export function notifyUnauthorized(error?: ApiError): void {
+  window.dispatchEvent(new CustomEvent(UNAUTHORIZED_EVENT, { detail: error }));
 }
 
 /** Builds an `ApiError` from an error response's status and body text. */

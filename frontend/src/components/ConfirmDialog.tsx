@@ -31,7 +31,7 @@ export function ConfirmDialog(props: {
         <button className="btn" data-testid="confirm-cancel" onClick={props.onCancel} autoFocus>
           Cancel
         </button>
-        <button className={props.danger ? "btn danger" : "btn primary"} data-testid="confirm-ok" onClick={props.onConfirm}>
+        <button className={props.danger ? "btn danger-solid" : "btn primary"} data-testid="confirm-ok" onClick={props.onConfirm}>
           {props.confirmLabel}
         </button>
       </div>

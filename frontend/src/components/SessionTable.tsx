@@ -1,7 +1,7 @@
 // A table of sessions with their live state and the actions the state allows (open, stop,
 // resume, delete with confirmation). Used by the picker and by the admin's all-sessions page.
 import { useState } from "react";
-import { api, type Session, type Template } from "../api";
+import { api, type Session, type SessionState, type Template } from "../api";
 import { actionsFor, formatTime, isWaking, stateView } from "../sessions";
 import { routePath } from "../router";
 import { ConfirmDialog } from "./ConfirmDialog";
@@ -27,12 +27,19 @@ export function SessionTable(props: {
   showOwner?: boolean;
   onChanged: (id: string, next: Session | null) => void;
 }): JSX.Element {
-  const [pending, setPending] = useState<Record<string, boolean>>({});
+  // While an action's request runs (the server waits a while for it), the row shows the state the
+  // action moves through, so the user sees at once that something is happening.
+  const [pending, setPending] = useState<Record<string, SessionState>>({});
   const [error, setError] = useState<unknown>(undefined);
   const [confirmDelete, setConfirmDelete] = useState<Session | null>(null);
 
-  const run = async (session: Session, action: () => Promise<Session | undefined>, gone = false) => {
-    setPending((p) => ({ ...p, [session.id]: true }));
+  const run = async (
+    session: Session,
+    through: SessionState,
+    action: () => Promise<Session | undefined>,
+    gone = false,
+  ) => {
+    setPending((p) => ({ ...p, [session.id]: through }));
     setError(undefined);
     try {
       const next = await action();
@@ -65,9 +72,11 @@ export function SessionTable(props: {
           </tr>
         </thead>
         <tbody>
-          {props.sessions.map((session) => {
+          {props.sessions.map((listed) => {
+            const through = pending[listed.id];
+            const session = through ? { ...listed, state: through } : listed;
             const actions = actionsFor(session.state);
-            const busy = pending[session.id] === true;
+            const busy = through !== undefined;
             const name = templateName(props.templates, session.template);
             return (
               <tr key={session.id} data-testid="session-row" data-session-id={session.id} data-state={session.state}>
@@ -107,7 +116,7 @@ export function SessionTable(props: {
                       className="btn small"
                       data-testid="session-stop"
                       disabled={busy}
-                      onClick={() => void run(session, () => api.stopSession(session.id))}
+                      onClick={() => void run(listed, "stopping", () => api.stopSession(session.id))}
                     >
                       Stop
                     </button>
@@ -117,7 +126,7 @@ export function SessionTable(props: {
                       className="btn small"
                       data-testid="session-resume"
                       disabled={busy}
-                      onClick={() => void run(session, () => api.resumeSession(session.id))}
+                      onClick={() => void run(listed, "starting", () => api.resumeSession(session.id))}
                     >
                       Resume
                     </button>
@@ -147,7 +156,7 @@ export function SessionTable(props: {
           onConfirm={() => {
             const session = confirmDelete;
             setConfirmDelete(null);
-            void run(session, () => api.deleteSession(session.id), true);
+            void run(session, "deleting", () => api.deleteSession(session.id), true);
           }}
         >
           <p>
