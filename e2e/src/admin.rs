@@ -4,7 +4,8 @@
 //! image build with live progress, and a container refresh that moves a running session onto
 //! the rebuilt image while a file in its home survives.
 //!
-//! The parts that need the `octo` user's Podman run as `octo-e2e admin --prepare` under
+//! Then the same octod socket-activated (`systemd-socket-activate`, fds named `http` and
+//! `admin`). The parts that need the `octo` user's Podman run as `octo-e2e admin --prepare` under
 //! `setpriv`, as the test host's `exec --user` does.
 
 use std::io::{BufRead as _, BufReader};
@@ -134,13 +135,72 @@ fn sh(script: &str) -> anyhow::Result<String> {
 
 pub(crate) async fn run() -> anyhow::Result<()> {
     setup_host()?;
-    let (mut octod, code_rx) = spawn_octod()?;
-    let result = scenario(&mut octod, &code_rx).await;
+    let octod = bin("octod");
+    let config = format!("{WORK}/octod.toml");
+    let listen = format!("127.0.0.1:{PORT}");
+    let (mut child, _log) = spawn_logged(&[
+        "env",
+        "OCTOD_LOG=info",
+        &octod,
+        "serve",
+        "--listen",
+        &listen,
+        "--config",
+        &config,
+    ])?;
+    let result = scenario(&mut child).await;
     if result.is_err() {
-        let _ = octod.kill();
+        let _ = child.kill();
     }
-    let _ = octod.wait();
+    let _ = child.wait();
+    result?;
+
+    // Socket activation: both sockets passed by systemd's protocol, named `http` and `admin`
+    // (as octod.socket and octod-admin.socket do); the first connection starts octod.
+    let _ = std::fs::remove_file(socket());
+    let admin = format!("{}", socket().display());
+    let (mut child, log) = spawn_logged(&[
+        "systemd-socket-activate",
+        "--listen",
+        &listen,
+        "--listen",
+        &admin,
+        "--fdname=http:admin",
+        "env",
+        "OCTOD_LOG=info",
+        &octod,
+        "serve",
+        "--config",
+        &config,
+    ])?;
+    let result = activated(&log).await;
+    let _ = sh(&format!("kill -TERM {}", child.id()));
+    let _ = child.wait();
     result
+}
+
+/// Against the socket-activated octod: the admin socket is the passed one.
+async fn activated(log: &std::sync::mpsc::Receiver<String>) -> anyhow::Result<()> {
+    util::eventually(
+        Duration::from_secs(60),
+        "octoctl status (socket-activated)",
+        async || ok(None, &["status"]),
+    )
+    .await?;
+    let health = util::request(PORT, "GET", "/api/health", &[], None)?;
+    crate::api::expect(&health, 200, "health on the passed HTTP socket")?;
+    let lines: Vec<String> = log.try_iter().collect();
+    ensure!(
+        lines
+            .iter()
+            .any(|l| l.contains("serving the admin API on the socket from systemd"))
+            && lines
+                .iter()
+                .any(|l| l.contains("serving HTTP on the socket from systemd")),
+        "octod did not take both passed sockets: {lines:?}"
+    );
+    say("socket-activated (fds named http and admin): octoctl status and /api/health answer");
+    Ok(())
 }
 
 /// Users, groups, directories, the config, the images.
@@ -187,43 +247,25 @@ fn setup_host() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn spawn_octod() -> anyhow::Result<(Child, std::sync::mpsc::Receiver<String>)> {
-    let octod = bin("octod");
-    let config = format!("{WORK}/octod.toml");
-    let listen = format!("127.0.0.1:{PORT}");
-    let mut child = as_user(
-        OCTO,
-        &[
-            "env",
-            "OCTOD_LOG=info",
-            &octod,
-            "serve",
-            "--listen",
-            &listen,
-            "--config",
-            &config,
-        ],
-    )?
-    .stderr(Stdio::piped())
-    .spawn()
-    .with_context(|| format!("starting {octod} as {OCTO}"))?;
+/// Starts `command` as `octo`; its standard error is echoed, and each line also sent to the
+/// returned channel.
+fn spawn_logged(command: &[&str]) -> anyhow::Result<(Child, std::sync::mpsc::Receiver<String>)> {
+    let mut child = as_user(OCTO, command)?
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting {command:?} as {OCTO}"))?;
     let stderr = child.stderr.take().context("octod's stderr")?;
-    let (code_tx, code_rx) = std::sync::mpsc::channel();
+    let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some((_, code)) = line.split_once("first admin invite code: ") {
-                let _ = code_tx.send(code.trim().to_owned());
-            }
             eprintln!("    octod: {line}");
+            let _ = tx.send(line);
         }
     });
-    Ok((child, code_rx))
+    Ok((child, rx))
 }
 
-async fn scenario(
-    octod: &mut Child,
-    _bootstrap: &std::sync::mpsc::Receiver<String>,
-) -> anyhow::Result<()> {
+async fn scenario(octod: &mut Child) -> anyhow::Result<()> {
     util::eventually(Duration::from_secs(60), "octoctl status", async || {
         ok(None, &["status"])
     })
