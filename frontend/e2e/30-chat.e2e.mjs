@@ -49,14 +49,18 @@ async function recordReplies(page) {
   });
 }
 
-export default async function chat({ browser, baseUrl, newUser, apiLogin, step, outDir }) {
+export default async function chat({ newContext, baseUrl, newUser, step, outDir }) {
   const user = await newUser();
-  const context = await browser.newContext({ viewport: { width: 1400, height: 900 } });
+  const context = await newContext({ viewport: { width: 1400, height: 900 } });
   const page = await context.newPage();
   const consoleErrors = expectNoConsoleErrors(page);
   const sessions = [];
   try {
-    await apiLogin(context, user);
+    await page.goto(`${baseUrl}/`);
+    await page.getByTestId("login-username").fill(user.username);
+    await page.getByTestId("login-password").fill(user.password);
+    await page.getByTestId("login-submit").click();
+    await page.getByTestId("account-menu").waitFor();
     step("two sessions: coding-copilot and research-assistant (asks before shell commands)");
     const [coding, research] = await Promise.all([
       createSession(context, baseUrl, "coding-copilot"),
@@ -107,14 +111,61 @@ export default async function chat({ browser, baseUrl, newUser, apiLogin, step, 
     await page.locator("[data-testid=chat-abort]").waitFor({ state: "detached" });
     await page.screenshot({ path: `${outDir}/chat-light.png` });
 
-    step("a new conversation starts empty; switching back shows the old one; a reload remembers it");
+    step("the event stream reconnects after opencode drops it, and catches up on what it missed");
     const conversations = page.getByTestId("chat-conversations");
+    const conversationId = await conversations.inputValue();
+    const bashCalls = await page.locator("[data-testid=chat-tool][data-tool=bash][data-status=completed]").count();
+    // Keep the pane from reconnecting while a turn runs without it (the refused attempts log
+    // network errors in the console: those are this check's own and are not counted).
+    let refused = 0;
+    let firstRefusal;
+    const refusing = new Promise((resolve) => (firstRefusal = resolve));
+    const errorsBefore = consoleErrors.errors.length;
+    await page.route("**/opencode/event**", (route) => {
+      refused += 1;
+      firstRefusal();
+      return route.abort();
+    });
+    // opencode ends every event stream when its instance is disposed.
+    const disposed = await context.request.post(`${baseUrl}/sessions/${coding}/opencode/instance/dispose`, {
+      headers: { Origin: baseUrl },
+    });
+    if (!disposed.ok()) throw new Error(`disposing opencode's instance: HTTP ${disposed.status()}`);
+    await refusing;
+    await page.locator("[data-testid=chat-connection][data-state=reconnecting]").waitFor({ timeout: 30_000 });
+    const prompted = await context.request.post(
+      `${baseUrl}/sessions/${coding}/opencode/session/${conversationId}/prompt_async`,
+      { data: { parts: [{ type: "text", text: "Sent while the pane was away." }] }, headers: { Origin: baseUrl } },
+    );
+    if (!prompted.ok()) throw new Error(`prompting through the API: HTTP ${prompted.status()} ${await prompted.text()}`);
+    for (const deadline = Date.now() + 60_000; ; ) {
+      const list = await context.request.get(`${baseUrl}/sessions/${coding}/opencode/session/${conversationId}/message`);
+      const messages = await list.json();
+      const asked = messages.findIndex((m) => m.parts.some((p) => p.text === "Sent while the pane was away."));
+      const last = messages.at(-1)?.info;
+      if (asked >= 0 && asked < messages.length - 1 && last.role === "assistant" && last.finish === "stop") break;
+      if (Date.now() > deadline) throw new Error("the turn sent through the API did not finish");
+      await new Promise((resolve) => setTimeout(resolve, 500));
+    }
+    await page.screenshot({ path: `${outDir}/chat-reconnecting.png` });
+    await page.unroute("**/opencode/event**");
+    await page.locator("[data-testid=chat-connection][data-state=open]").waitFor({ timeout: 60_000 });
+    const ours = consoleErrors.errors.splice(errorsBefore).filter((text) => !/net::ERR_FAILED/.test(text));
+    consoleErrors.errors.push(...ours);
+    step(`  ${refused} reconnect attempts refused while the turn ran, then connected and caught up`);
+    await page.locator("[data-testid=chat-message][data-role=user]", { hasText: "Sent while the pane was away." }).waitFor();
+    await page
+      .locator("[data-testid=chat-tool][data-tool=bash][data-status=completed]")
+      .nth(bashCalls)
+      .waitFor({ timeout: 30_000 });
+
+    step("a new conversation starts empty; switching back shows the old one; a reload remembers it");
     const first = await conversations.inputValue();
     await page.getByTestId("chat-new").click();
     await page.waitForFunction((old) => document.querySelector("[data-testid=chat-conversations]").value !== old, first);
     await page.getByText("Ask the agent to do something").waitFor();
     await conversations.selectOption(first);
-    await write.waitFor();
+    await page.locator("[data-testid=chat-message][data-role=user]", { hasText: "Sent while the pane was away." }).waitFor();
     const count = await page.getByTestId("chat-message").count();
     await page.reload();
     await page.locator("[data-testid=chat-tool][data-tool=write][data-status=completed]").waitFor({ timeout: 30_000 });

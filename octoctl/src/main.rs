@@ -1,13 +1,16 @@
-//! `octoctl`: the admin CLI of Octo.
+//! The `octoctl` binary: parse arguments, run, turn a failure into a message and an exit code.
 
-use clap::Parser;
+use std::process::ExitCode;
 
-/// Administer an Octo host.
-#[derive(Debug, Parser)]
-#[command(version, about)]
-struct Cli {}
+use clap::Parser as _;
 
-fn main() -> anyhow::Result<()> {
-    let _cli = Cli::parse();
-    anyhow::bail!("octoctl: no commands yet; the admin socket comes with the CLI issue")
+fn main() -> ExitCode {
+    let cli = octoctl::Cli::parse();
+    match octoctl::run(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("octoctl: {failure}");
+            ExitCode::from(failure.exit_code())
+        }
+    }
 }

@@ -4,6 +4,7 @@
 //! `main.rs` only parses arguments and sets up logging; everything else lives here so that
 //! tests drive the same code.
 
+pub mod admin;
 pub mod api;
 pub mod auth;
 pub mod config;

@@ -1,8 +1,10 @@
 //! Listening sockets: taken from systemd socket activation (`LISTEN_FDS`, named by
-//! `FileDescriptorName=`) or, without it (development), bound from the configured address.
+//! `FileDescriptorName=`: `http` and `admin`) or, without it (development), bound from the
+//! configured addresses.
 
 use std::net::SocketAddr;
 use std::os::fd::{FromRawFd, RawFd};
+use std::path::{Path, PathBuf};
 
 /// Where the listeners came from, for the start-up log line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,6 +24,12 @@ pub enum ListenError {
         #[source]
         source: std::io::Error,
     },
+    #[error("binding the admin socket {path}: {source}")]
+    BindUnix {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("socket {name:?} passed by systemd is not usable: {source}")]
     Unusable {
         name: String,
@@ -30,17 +38,19 @@ pub enum ListenError {
     },
 }
 
-/// Returns the HTTP listener: the socket named `http` (or the only unnamed one) when systemd
-/// passed sockets, else a fresh one bound to `fallback`.
+/// The sockets systemd passed, with their names; read once (it unsets the variables).
+pub fn passed() -> Result<Vec<(RawFd, String)>, ListenError> {
+    let passed = sd_notify::listen_fds_with_names(true).map_err(ListenError::Activation)?;
+    Ok(passed.collect())
+}
+
+/// Returns the HTTP listener: the passed socket named `http` (or the only one not named
+/// `admin`), else a fresh one bound to `fallback`.
 pub async fn http_listener(
+    fds: &[(RawFd, String)],
     fallback: SocketAddr,
 ) -> Result<(tokio::net::TcpListener, Origin), ListenError> {
-    let passed = sd_notify::listen_fds_with_names(true).map_err(ListenError::Activation)?;
-    let fds: Vec<(RawFd, String)> = passed.collect();
-    if let Some((fd, name)) = fds
-        .iter()
-        .find(|(_, name)| name == "http" || name == "unknown" || fds.len() == 1)
-    {
+    if let Some((fd, name)) = pick_http(fds) {
         let listener = take_tcp_listener(*fd).map_err(|source| ListenError::Unusable {
             name: name.clone(),
             source,
@@ -56,6 +66,60 @@ pub async fn http_listener(
     Ok((listener, Origin::Bound))
 }
 
+/// Which passed socket serves HTTP: the one named `http`, else an unnamed one (`unknown`) or
+/// the only one not named `admin`. Pure.
+fn pick_http(fds: &[(RawFd, String)]) -> Option<&(RawFd, String)> {
+    let candidates = fds.iter().filter(|(_, name)| name != ADMIN_NAME).count();
+    fds.iter().find(|(_, name)| name == "http").or_else(|| {
+        fds.iter()
+            .find(|(_, name)| name != ADMIN_NAME && (name == "unknown" || candidates == 1))
+    })
+}
+
+/// The `FileDescriptorName=` of the admin socket.
+pub const ADMIN_NAME: &str = "admin";
+
+/// Returns the admin listener: the passed socket named `admin`, else `path` bound here (its
+/// parent directory created, a stale socket file replaced, mode 0666: every connection is
+/// authorized by its peer credentials, see `crate::admin::peer`).
+pub fn admin_listener(
+    fds: &[(RawFd, String)],
+    path: &Path,
+) -> Result<(tokio::net::UnixListener, Origin), ListenError> {
+    if let Some((fd, name)) = fds.iter().find(|(_, name)| name == ADMIN_NAME) {
+        let listener = take_unix_listener(*fd).map_err(|source| ListenError::Unusable {
+            name: name.clone(),
+            source,
+        })?;
+        return Ok((listener, Origin::SocketActivation));
+    }
+    let err = |source| ListenError::BindUnix {
+        path: path.to_owned(),
+        source,
+    };
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(err)?;
+    }
+    // A socket file left by a previous run refuses the bind; anything else there is kept.
+    if std::fs::symlink_metadata(path)
+        .is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()))
+    {
+        std::fs::remove_file(path).map_err(err)?;
+    }
+    let listener = tokio::net::UnixListener::bind(path).map_err(err)?;
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o666))
+        .map_err(err)?;
+    Ok((listener, Origin::Bound))
+}
+
+#[allow(unsafe_code)]
+fn take_unix_listener(fd: RawFd) -> std::io::Result<tokio::net::UnixListener> {
+    // SAFETY: as for `take_tcp_listener`: each passed descriptor is taken once.
+    let std_listener = unsafe { std::os::unix::net::UnixListener::from_raw_fd(fd) };
+    std_listener.set_nonblocking(true)?;
+    tokio::net::UnixListener::from_std(std_listener)
+}
+
 #[allow(unsafe_code)]
 fn take_tcp_listener(fd: RawFd) -> std::io::Result<tokio::net::TcpListener> {
     // SAFETY: systemd passes each descriptor once, numbered from SD_LISTEN_FDS_START, and
@@ -64,4 +128,26 @@ fn take_tcp_listener(fd: RawFd) -> std::io::Result<tokio::net::TcpListener> {
     let std_listener = unsafe { std::net::TcpListener::from_raw_fd(fd) };
     std_listener.set_nonblocking(true)?;
     tokio::net::TcpListener::from_std(std_listener)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(fds: &[(RawFd, &str)], expected: Option<RawFd>) {
+        let fds: Vec<(RawFd, String)> = fds.iter().map(|(fd, n)| (*fd, (*n).to_owned())).collect();
+        assert_eq!(pick_http(&fds).map(|(fd, _)| *fd), expected, "{fds:?}");
+    }
+
+    #[test]
+    fn the_http_socket_is_picked_by_name_and_never_the_admin_one() {
+        check(&[(3, "admin"), (4, "http")], Some(4));
+        check(&[(3, "http"), (4, "admin")], Some(3));
+        check(&[(3, "admin")], None);
+        check(&[(3, "unknown")], Some(3));
+        check(&[(3, "web")], Some(3));
+        check(&[(3, "admin"), (4, "web")], Some(4));
+        check(&[(3, "web"), (4, "other")], None);
+        check(&[], None);
+    }
 }

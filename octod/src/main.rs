@@ -25,6 +25,12 @@ enum Command {
         #[arg(long, default_value = octod::config::MAIN_FILE)]
         config: PathBuf,
     },
+    /// Write the man pages into DIR/man (for packaging).
+    #[command(hide = true)]
+    GenerateAssets {
+        /// Where `man/` is written.
+        dir: PathBuf,
+    },
     /// Show or check the configuration (`/etc/octo/octod.toml` and `octod.d/*.toml`).
     Config {
         #[command(subcommand)]
@@ -67,6 +73,9 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: &Cli) -> anyhow::Result<()> {
+    if let Command::GenerateAssets { dir } = &cli.command {
+        return generate_assets(dir);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -79,6 +88,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             }
             runtime.block_on(octod::serve::run(settings))
         }
+        Command::GenerateAssets { .. } => Ok(()),
         Command::Config { command, config } => config_command(command, config),
     }
 }
@@ -109,6 +119,16 @@ fn config_command(command: &ConfigCommand, config: &std::path::Path) -> anyhow::
         }
     }
     Ok(())
+}
+
+/// `octod generate-assets DIR`: `DIR/man/octod.1` and one page per subcommand.
+fn generate_assets(dir: &std::path::Path) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    use clap::CommandFactory as _;
+    let man = dir.join("man");
+    std::fs::create_dir_all(&man).with_context(|| format!("creating {}", man.display()))?;
+    clap_mangen::generate_to(Cli::command(), &man)
+        .with_context(|| format!("writing man pages into {}", man.display()))
 }
 
 /// Logs to the journal when started by systemd (it records time and unit), else to stderr.

@@ -151,6 +151,8 @@ pub struct ContainerSummary {
     pub name: String,
     /// `created`, `running`, `exited`, `paused`, …
     pub state: String,
+    /// The full ID of the image it was created from (hex, without `sha256:`).
+    pub image_id: String,
     pub labels: BTreeMap<String, String>,
 }
 
@@ -359,6 +361,8 @@ impl Podman {
             names: Vec<String>,
             #[serde(rename = "State", default)]
             state: String,
+            #[serde(rename = "ImageID", default)]
+            image_id: String,
             #[serde(rename = "Labels", default)]
             labels: Option<BTreeMap<String, String>>,
         }
@@ -374,6 +378,7 @@ impl Podman {
                 name: c.names.into_iter().next().unwrap_or_default(),
                 id: c.id,
                 state: c.state,
+                image_id: c.image_id.trim_start_matches("sha256:").to_owned(),
                 labels: c.labels.unwrap_or_default(),
             })
             .collect())

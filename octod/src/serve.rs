@@ -18,7 +18,9 @@ pub const LLM_SECRET: &str = "octo-llm";
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let state = build_state(&settings).await?;
     let engine = state.engine.clone();
-    let (listener, origin) = listen::http_listener(settings.listen).await?;
+    let passed = listen::passed()?;
+    let (listener, origin) = listen::http_listener(&passed, settings.listen).await?;
+    let admin = start_admin(&settings, &passed, state.clone());
     let local = listener
         .local_addr()
         .context("reading the listener's address")?;
@@ -44,6 +46,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     .await
     .context("serving HTTP")?;
     notify(&[sd_notify::NotifyState::Stopping]);
+    if let Some(admin) = admin {
+        admin.abort();
+    }
     status.abort();
     reconciler.abort();
     if let Err(error) = engine.store().flush_activity() {
@@ -51,6 +56,60 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Serves the admin socket (`octoctl`) as its own task. Without it octod still serves the
+/// API, so a socket that cannot be bound is a loud warning, not a failed start.
+fn start_admin(
+    settings: &Settings,
+    passed: &[(std::os::fd::RawFd, String)],
+    app: crate::api::AppState,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let path = settings.admin_socket.clone();
+    let (listener, origin) = match listen::admin_listener(passed, &path) {
+        Ok(found) => found,
+        Err(error) => {
+            tracing::warn!("{error}: octoctl cannot reach this octod");
+            return None;
+        }
+    };
+    match origin {
+        Origin::SocketActivation => {
+            tracing::info!("serving the admin API on the socket from systemd");
+        }
+        Origin::Bound => tracing::info!(path = %path.display(), "serving the admin API"),
+    }
+    let config = crate::admin::AdminConfig {
+        build: image_build_config(settings),
+        run_as: nix::unistd::User::from_uid(nix::unistd::getuid())
+            .ok()
+            .flatten()
+            .map(|u| u.name),
+    };
+    let state = crate::admin::AdminState {
+        app,
+        config: std::sync::Arc::new(config),
+    };
+    Some(tokio::spawn(async move {
+        if let Err(error) = crate::admin::serve(listener, state).await {
+            tracing::error!("serving the admin socket: {error}");
+        }
+    }))
+}
+
+/// `[image]`: the build settings of `octoctl image build`.
+fn image_build_config(settings: &Settings) -> crate::image::BuildConfig {
+    let image = &settings.image_build;
+    let mut config = crate::admin::build_config(
+        &settings.image,
+        image.context.clone(),
+        image.fileserver.clone(),
+        &settings.state_dir,
+    );
+    config.base_image.clone_from(&image.base);
+    config.extra_ca_dir.clone_from(&image.extra_ca_dir);
+    config.timeout = image.build_timeout;
+    config
 }
 
 /// Everything the handlers share, from the configuration.

@@ -48,6 +48,8 @@ export function ChatPane(props: { sessionId: string }): JSX.Element {
   const [selected, setSelected] = useState<string | undefined>(() => remembered(sessionId));
   const [listed, setListed] = useState(false);
   const [error, setError] = useState<string>();
+  // Loading failures are replaced by the next load's outcome; other errors wait to be dismissed.
+  const [loadError, setLoadError] = useState<string>();
   const [streamError, setStreamError] = useState<string>();
   const [draft, setDraft] = useState("");
   const selectedRef = useRef(selected);
@@ -86,7 +88,8 @@ export function ChatPane(props: { sessionId: string }): JSX.Element {
     loadRenderer().catch(() => {});
   }, []);
 
-  // The event stream, for the pane's lifetime; after a reconnect, reload what may have been missed.
+  // The event stream, for the pane's lifetime. Each time it connects, load what it does not
+  // replay: the conversations, statuses and requests, and the open conversation's messages.
   useEffect(() => {
     const controller = new AbortController();
     void runEventStream({
@@ -96,38 +99,34 @@ export function ChatPane(props: { sessionId: string }): JSX.Element {
         dispatch({ type: "connection", state: connection });
         setStreamError(failure === undefined ? undefined : message(failure));
       },
-      onResync: () => {
-        loadOverview().catch((failure) => setError(message(failure)));
-        const current = selectedRef.current;
-        if (current) loadMessages(current).catch((failure) => setError(message(failure)));
+      onConnected: () => {
+        loadOverview().then(
+          (sessions) => {
+            if (controller.signal.aborted) return;
+            setLoadError(undefined);
+            const current = selectedRef.current;
+            if (current && sessions.some((session) => session.id === current)) {
+              loadMessages(current).catch((failure) => setLoadError(message(failure)));
+            } else {
+              // The remembered conversation is gone (or none was): open the newest.
+              const newest = sessions.filter((s) => !s.parentID).sort((a, b) => b.time.updated - a.time.updated)[0];
+              select(newest?.id);
+            }
+          },
+          (failure) => !controller.signal.aborted && setLoadError(message(failure)),
+        );
       },
       signal: controller.signal,
     });
     return () => controller.abort();
-  }, [client, loadOverview, loadMessages]);
-
-  // The conversations, then the remembered (or newest) one.
-  useEffect(() => {
-    let live = true;
-    loadOverview().then(
-      (sessions) => {
-        if (!live) return;
-        const current = selectedRef.current;
-        if (!current || !sessions.some((session) => session.id === current)) {
-          const newest = sessions.filter((s) => !s.parentID).sort((a, b) => b.time.updated - a.time.updated)[0];
-          select(newest?.id);
-        }
-      },
-      (failure) => live && setError(message(failure)),
-    );
-    return () => {
-      live = false;
-    };
-  }, [loadOverview, select]);
+  }, [client, loadOverview, loadMessages, select]);
 
   useEffect(() => {
     if (!selected) return;
-    loadMessages(selected).catch((failure) => setError(message(failure)));
+    loadMessages(selected).then(
+      () => setLoadError(undefined),
+      (failure) => setLoadError(message(failure)),
+    );
   }, [selected, loadMessages]);
 
   // A conversation deleted elsewhere is no longer shown.
@@ -193,11 +192,17 @@ export function ChatPane(props: { sessionId: string }): JSX.Element {
     [client],
   );
 
+  // Same requests, same object: messages re-render only when their own entry changes.
+  const pendingKey = pending.map((request) => request.id).join(" ");
+  const pendingRef = useRef(pending);
+  pendingRef.current = pending;
   const permissions: PermissionHandlers = useMemo(() => {
     const byCall = new Map<string, PermissionRequest>();
-    for (const request of pending) if (request.tool) byCall.set(callKey(request.tool.messageID, request.tool.callID), request);
+    for (const request of pendingRef.current) {
+      if (request.tool) byCall.set(callKey(request.tool.messageID, request.tool.callID), request);
+    }
     return { byCall, onReply };
-  }, [pending, onReply]);
+  }, [pendingKey, onReply]);
   // Requests that belong to no tool call shown here (e.g. the tool part has not arrived yet).
   const shownCalls = new Set(
     conversation.messages.flatMap((entry) => entry.parts.flatMap((part) => (part.type === "tool" ? [callKey(part.messageID, part.callID)] : []))),
@@ -257,10 +262,15 @@ export function ChatPane(props: { sessionId: string }): JSX.Element {
         </span>
       </div>
 
-      {error && (
+      {(error || loadError) && (
         <div className="chat-error" role="alert" data-testid="chat-error">
-          <span>{error}</span>
-          <button type="button" className="btn ghost small" onClick={() => setError(undefined)} aria-label="Dismiss the error">
+          <span>{error ?? loadError}</span>
+          <button
+            type="button"
+            className="btn ghost small"
+            onClick={() => (error ? setError(undefined) : setLoadError(undefined))}
+            aria-label="Dismiss the error"
+          >
             ✕
           </button>
         </div>

@@ -21,7 +21,7 @@ use crate::store::{SessionRecord, StoreError};
 
 /// How long a request waits for an operation before answering `202 Accepted` (the operation
 /// goes on; the client polls the session).
-const WAIT: Duration = Duration::from_secs(10);
+pub(crate) const WAIT: Duration = Duration::from_secs(10);
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
@@ -140,7 +140,11 @@ pub(crate) fn engine_error(error: &EngineError) -> ApiError {
 }
 
 /// The session if the user may see it; another user's session is "not found".
-async fn owned(state: &AppState, user: &CurrentUser, id: &str) -> Result<SessionRecord, ApiError> {
+pub(crate) async fn owned(
+    state: &AppState,
+    user: &CurrentUser,
+    id: &str,
+) -> Result<SessionRecord, ApiError> {
     let id: SessionId = id
         .parse()
         .map_err(|_| ApiError::not_found("no such session"))?;
@@ -181,11 +185,12 @@ async fn show(
     Ok(Json(SessionView::from(&owned(&state, &user, &id).await?)))
 }
 
-/// Waits a little for an operation; `Ok(None)` means it goes on in the background.
+/// Waits up to `wait` for an operation; `Ok(None)` means it goes on in the background.
 async fn wait_for<T>(
+    wait: Duration,
     operation: impl Future<Output = Result<T, std::sync::Arc<EngineError>>>,
 ) -> Result<Option<T>, ApiError> {
-    match tokio::time::timeout(WAIT, operation).await {
+    match tokio::time::timeout(wait, operation).await {
         Ok(Ok(value)) => Ok(Some(value)),
         Ok(Err(error)) => Err(engine_error(&error)),
         Err(_) => Ok(None),
@@ -193,7 +198,11 @@ async fn wait_for<T>(
 }
 
 /// The session's current view with `200`, or `202` while its operation goes on.
-async fn current(state: &AppState, id: &SessionId, done: bool) -> Result<Response, ApiError> {
+pub(crate) async fn current(
+    state: &AppState,
+    id: &SessionId,
+    done: bool,
+) -> Result<Response, ApiError> {
     let record = state.engine.get(id).await.map_err(|e| engine_error(&e))?;
     let status = if done {
         StatusCode::OK
@@ -231,7 +240,7 @@ async fn create(
     };
     let engine = state.engine.clone();
     // The operation runs as the engine's own task; waiting here only bounds the answer.
-    let created = wait_for(async move { engine.create(request).await }).await?;
+    let created = wait_for(WAIT, async move { engine.create(request).await }).await?;
     state.audit(&user.name, "session.create", id.as_str());
     let mut response = current(&state, &id, created.is_some()).await?;
     if created.is_some() {
@@ -241,39 +250,41 @@ async fn create(
 }
 
 /// The three operations on an existing session.
-#[derive(Clone, Copy)]
-enum Operation {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Operation {
     Stop,
     Resume,
     Delete,
 }
 
-/// Checks the owner, runs the operation (waiting a bounded time), writes the audit log.
-/// Returns the session id and whether the operation finished.
-async fn operate(
+/// Checks the owner, runs the operation (waiting up to `wait`), writes the audit log with
+/// the user as actor. Returns the session id and whether the operation finished. The admin
+/// socket calls it too, as an admin named after the Unix user.
+pub(crate) async fn operate(
     state: &AppState,
     user: &CurrentUser,
     id: &str,
     operation: Operation,
+    wait: Duration,
 ) -> Result<(SessionId, bool), ApiError> {
     let id = owned(state, user, id).await?.spec.id;
     let engine = state.engine.clone();
     let key = id.clone();
     let (done, action) = match operation {
         Operation::Stop => (
-            wait_for(async move { engine.stop(&key).await })
+            wait_for(wait, async move { engine.stop(&key).await })
                 .await?
                 .is_some(),
             "session.stop",
         ),
         Operation::Resume => (
-            wait_for(async move { engine.resume(&key).await })
+            wait_for(wait, async move { engine.resume(&key).await })
                 .await?
                 .is_some(),
             "session.resume",
         ),
         Operation::Delete => (
-            wait_for(async move { engine.delete(&key).await })
+            wait_for(wait, async move { engine.delete(&key).await })
                 .await?
                 .is_some(),
             "session.delete",
@@ -288,7 +299,7 @@ async fn stop(
     user: CurrentUser,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let (id, done) = operate(&state, &user, &id, Operation::Stop).await?;
+    let (id, done) = operate(&state, &user, &id, Operation::Stop, WAIT).await?;
     current(&state, &id, done).await
 }
 
@@ -297,7 +308,7 @@ async fn resume(
     user: CurrentUser,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let (id, done) = operate(&state, &user, &id, Operation::Resume).await?;
+    let (id, done) = operate(&state, &user, &id, Operation::Resume, WAIT).await?;
     current(&state, &id, done).await
 }
 
@@ -306,7 +317,7 @@ async fn delete(
     user: CurrentUser,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let (id, done) = operate(&state, &user, &id, Operation::Delete).await?;
+    let (id, done) = operate(&state, &user, &id, Operation::Delete, WAIT).await?;
     if done {
         Ok(StatusCode::NO_CONTENT.into_response())
     } else {

@@ -104,6 +104,8 @@ pub enum OpKind {
     Create,
     Start,
     Stop,
+    /// Restart of a running session, onto the image its tag names now (`container refresh`).
+    Restart,
     Delete,
 }
 
@@ -169,6 +171,16 @@ impl Engine {
 
     pub fn config(&self) -> &EngineConfig {
         &self.inner.config
+    }
+
+    /// The systemd user manager the engine drives (image builds run on it too).
+    pub fn systemd(&self) -> &Systemd {
+        &self.inner.systemd
+    }
+
+    /// The Podman client the engine uses.
+    pub fn podman(&self) -> &Podman {
+        &self.inner.podman
     }
 
     /// Latency histograms of successful creates and resumes, for `/metrics`.
@@ -249,6 +261,21 @@ impl Engine {
             id.clone(),
             OpKind::Stop,
             Box::pin(async move { engine.do_stop(&key).await.map(Some) }),
+        )
+        .await
+        .and_then(|r| r.ok_or_else(|| Arc::new(EngineError::NotFound(id.clone()))))
+    }
+
+    /// Restarts a running session: its container is recreated from the image its tag names
+    /// now, its home volume kept. Returns once it is running (healthy) again; refuses a session
+    /// that is not meant to run.
+    pub async fn restart(&self, id: &SessionId) -> Result<SessionRecord, Arc<EngineError>> {
+        let engine = self.clone();
+        let key = id.clone();
+        self.run_op(
+            id.clone(),
+            OpKind::Restart,
+            Box::pin(async move { engine.do_restart(&key).await.map(Some) }),
         )
         .await
         .and_then(|r| r.ok_or_else(|| Arc::new(EngineError::NotFound(id.clone()))))

@@ -117,6 +117,39 @@ impl Engine {
         self.finish(id, outcome, SessionState::Running).await
     }
 
+    /// Restart (`container refresh`): only a session meant to run; `podman run --replace`
+    /// under the restarted unit recreates the container from the image its tag names now.
+    pub(super) async fn do_restart(&self, id: &SessionId) -> Result<SessionRecord, EngineError> {
+        let current = self.get(id).await?;
+        if current.spec.desired != DesiredState::Running {
+            return Err(EngineError::Failed {
+                id: id.clone(),
+                message: "not restarted: it is stopped".into(),
+            });
+        }
+        let record = self
+            .begin(id, DesiredState::Running, SessionState::Starting)
+            .await?;
+        let names = SessionNames::new(id);
+        let started = std::time::Instant::now();
+        tracing::info!(session = %id, "restarting session");
+        let outcome = async {
+            let systemd = &self.inner.systemd;
+            self.ensure_secret(id, &names).await?;
+            if self.write_units(&record)?.changed {
+                systemd.reload().await?;
+            }
+            systemd.reset_failed(&names.service).await?;
+            systemd
+                .restart(&names.service, self.inner.config.start_job_timeout())
+                .await?;
+            tracing::info!(session = %id, elapsed = ?started.elapsed(), "restarted session");
+            Ok::<_, EngineError>(())
+        }
+        .await;
+        self.finish(id, outcome, SessionState::Running).await
+    }
+
     /// Stop: desired stopped (no `[Install]`, so it stays stopped at boot), stop job awaited.
     pub(super) async fn do_stop(&self, id: &SessionId) -> Result<SessionRecord, EngineError> {
         let record = self

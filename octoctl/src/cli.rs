@@ -1,0 +1,174 @@
+//! The command line: clap definitions only (also the source of completions and man pages).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// The default path of octod's admin socket.
+pub const DEFAULT_SOCKET: &str = "/run/octod/admin.sock";
+
+/// Administer an Octo host through octod's admin socket (root or group octo-admin).
+#[derive(Debug, Parser)]
+#[command(name = "octoctl", version, about, long_about = None, after_help = EXIT_CODES)]
+pub struct Cli {
+    /// The admin socket of octod.
+    #[arg(long, global = true, env = "OCTOCTL_SOCKET", default_value = DEFAULT_SOCKET)]
+    pub socket: PathBuf,
+    /// Print JSON (the admin API's wire types) instead of tables, for scripts.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The exit codes, shown in `--help` and the man page.
+pub const EXIT_CODES: &str = "Exit codes: 0 ok; 1 the operation failed; 2 usage error; 3 not found; \
+4 permission refused (needs root or group octo-admin); 5 octod not reachable.";
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Versions, the session image, sessions by state, uptime and warnings.
+    Status,
+    /// Sessions of all users.
+    #[command(subcommand)]
+    Session(SessionCommand),
+    /// Accounts.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Invite codes for registration.
+    #[command(subcommand)]
+    InviteCodes(InviteCommand),
+    /// The session image.
+    #[command(subcommand)]
+    Image(ImageCommand),
+    /// Session containers.
+    #[command(subcommand)]
+    Container(ContainerCommand),
+    /// Write shell completions and man pages into DIR (for packaging).
+    #[command(hide = true)]
+    GenerateAssets {
+        /// Where `completions/` and `man/` are written.
+        dir: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SessionCommand {
+    /// List every session.
+    List,
+    /// Show one session.
+    Show { id: String },
+    /// Stop a session; its workspace is kept.
+    Stop { id: String },
+    /// Start a stopped or failed session again.
+    Resume { id: String },
+    /// Delete a session and its workspace.
+    Delete {
+        id: String,
+        /// Confirm: the session's workspace is lost.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// The session's log (its unit's journal).
+    Logs {
+        id: String,
+        /// How many of the last lines to show.
+        #[arg(short = 'n', long, default_value_t = 50)]
+        lines: u32,
+        /// Keep printing new lines as they come.
+        #[arg(short, long)]
+        follow: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Role {
+    User,
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::User => "user",
+            Self::Admin => "admin",
+        }
+    }
+}
+
+/// How a new password is given.
+#[derive(Debug, Args)]
+pub struct PasswordArgs {
+    /// Read the password from the first line of standard input (else one is generated and
+    /// printed).
+    #[arg(long)]
+    pub password_stdin: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// List accounts.
+    List,
+    /// Create an account.
+    Add {
+        name: String,
+        #[arg(long, value_enum, default_value_t = Role::User)]
+        role: Role,
+        #[command(flatten)]
+        password: PasswordArgs,
+    },
+    /// Disable an account: it can no longer sign in, its sign-ins end.
+    Disable { name: String },
+    /// Enable a disabled account.
+    Enable { name: String },
+    /// Make an account a user or an admin.
+    SetRole {
+        name: String,
+        #[arg(value_enum)]
+        role: Role,
+    },
+    /// Set a new password; the account's sign-ins end.
+    ResetPassword {
+        name: String,
+        #[command(flatten)]
+        password: PasswordArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum InviteCommand {
+    /// Create an invite code.
+    Generate {
+        /// The role the code grants.
+        #[arg(long, value_enum, default_value_t = Role::User)]
+        role: Role,
+        /// How many registrations it allows.
+        #[arg(long)]
+        uses: Option<u32>,
+        /// How long it is valid, e.g. 30m, 12h, 7d, 2w, 1d12h.
+        #[arg(long, value_parser = crate::duration::parse)]
+        expires: Option<std::time::Duration>,
+    },
+    /// List invite codes.
+    List,
+    /// Revoke an invite code.
+    Revoke { code: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Build the session image, printing the build's output as it comes; `:latest` moves only
+    /// after success.
+    Build,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ContainerCommand {
+    /// Restart running sessions onto the current session image, a few at a time; their
+    /// workspaces are kept.
+    Refresh {
+        /// How many sessions restart at once.
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
+        parallel: u16,
+    },
+}

@@ -1,0 +1,178 @@
+//! `POST /admin/v1/container/refresh?parallel=N`: restarts running sessions whose container
+//! runs another image than the one the session image's tag names now, N at a time (default
+//! 2), so they move onto it; their home volumes are kept. Streams a `session` event per
+//! session and step, then a `summary`. It goes on if the client goes away.
+
+use std::collections::HashMap;
+
+use axum::Extension;
+use axum::extract::{Query, State};
+use axum::response::Response;
+use futures_util::StreamExt as _;
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::mpsc;
+
+use super::{Actor, AdminState, ndjson};
+use crate::api::ApiError;
+use crate::render::{LABEL_SESSION, SessionNames};
+use crate::session::{DesiredState, SessionId, SessionState};
+
+/// The default number of sessions restarted at once.
+pub const DEFAULT_PARALLEL: usize = 2;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshQuery {
+    pub parallel: Option<usize>,
+}
+
+/// What a refresh does with one running session. Pure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Plan {
+    /// Its container runs the current image already.
+    Current,
+    /// Its container runs another image (or none is found): restart it.
+    Restart,
+}
+
+/// Compares a container's image with the current one (IDs with or without `sha256:`).
+pub fn plan(container_image: Option<&str>, current: &str) -> Plan {
+    let bare = |s: &str| s.trim_start_matches("sha256:").to_owned();
+    match container_image {
+        Some(image) if bare(image) == bare(current) => Plan::Current,
+        _ => Plan::Restart,
+    }
+}
+
+pub(super) async fn refresh(
+    State(state): State<AdminState>,
+    Extension(actor): Extension<Actor>,
+    query: Result<Query<RefreshQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let parallel = query.parallel.unwrap_or(DEFAULT_PARALLEL);
+    if !(1..=64).contains(&parallel) {
+        return Err(ApiError::bad_request("parallel must be 1 to 64"));
+    }
+    let engine = state.app.engine.clone();
+    let reference = engine.config().image.clone();
+    let current = engine
+        .podman()
+        .image_inspect(&reference)
+        .await
+        .map_err(|e| ApiError::internal(&e))?
+        .ok_or_else(|| {
+            ApiError::conflict(
+                "image_missing",
+                format!("no session image {reference}: run `octoctl image build` first"),
+            )
+        })?;
+    let containers: HashMap<String, String> = engine
+        .podman()
+        .list_containers(LABEL_SESSION)
+        .await
+        .map_err(|e| ApiError::internal(&e))?
+        .into_iter()
+        .map(|c| (c.name.trim_start_matches('/').to_owned(), c.image_id))
+        .collect();
+    let records = engine
+        .list()
+        .await
+        .map_err(|e| crate::api::sessions::engine_error(&e))?;
+    let running: Vec<SessionId> = records
+        .iter()
+        .filter(|r| r.spec.desired == DesiredState::Running && r.state == SessionState::Running)
+        .map(|r| r.spec.id.clone())
+        .collect();
+
+    let (tx, rx) = mpsc::unbounded_channel();
+    let app = state.app.clone();
+    tokio::spawn(async move {
+        app.audit(&actor.0, "container.refresh", &reference);
+        let _ = tx.send(json!({
+            "event": "start",
+            "image": reference,
+            "id": current.id,
+            "running": running.len(),
+            "parallel": parallel,
+        }));
+        let mut skipped = 0_usize;
+        let mut to_restart = Vec::new();
+        for id in running {
+            let name = SessionNames::new(&id).container;
+            match plan(containers.get(&name).map(String::as_str), &current.id) {
+                Plan::Current => {
+                    skipped += 1;
+                    let _ = tx
+                        .send(json!({"event": "session", "id": id.as_str(), "status": "current"}));
+                }
+                Plan::Restart => to_restart.push(id),
+            }
+        }
+        let results: Vec<bool> = futures_util::stream::iter(to_restart)
+            .map(|id| {
+                let engine = app.engine.clone();
+                let tx = tx.clone();
+                let actor = actor.clone();
+                let app = app.clone();
+                async move {
+                    let _ = tx.send(
+                        json!({"event": "session", "id": id.as_str(), "status": "restarting"}),
+                    );
+                    let started = std::time::Instant::now();
+                    match engine.restart(&id).await {
+                        Ok(_) => {
+                            app.audit(&actor.0, "session.refresh", id.as_str());
+                            let _ = tx.send(json!({
+                                "event": "session",
+                                "id": id.as_str(),
+                                "status": "refreshed",
+                                "seconds": started.elapsed().as_secs_f64(),
+                            }));
+                            true
+                        }
+                        Err(error) => {
+                            let _ = tx.send(json!({
+                                "event": "session",
+                                "id": id.as_str(),
+                                "status": "failed",
+                                "message": error.to_string(),
+                            }));
+                            false
+                        }
+                    }
+                }
+            })
+            .buffer_unordered(parallel)
+            .collect()
+            .await;
+        let refreshed = results.iter().filter(|ok| **ok).count();
+        let failed = results.len() - refreshed;
+        tracing::info!(refreshed, skipped, failed, "container refresh done");
+        let _ = tx.send(json!({
+            "event": "summary",
+            "refreshed": refreshed,
+            "skipped": skipped,
+            "failed": failed,
+        }));
+    });
+    Ok(ndjson(rx))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_container_on_the_current_image_is_left_alone() {
+        assert_eq!(plan(Some("abc"), "abc"), Plan::Current);
+        assert_eq!(plan(Some("sha256:abc"), "abc"), Plan::Current);
+    }
+
+    #[test]
+    fn a_container_on_another_image_or_without_one_is_restarted() {
+        assert_eq!(plan(Some("old"), "abc"), Plan::Restart);
+        assert_eq!(plan(None, "abc"), Plan::Restart);
+    }
+}

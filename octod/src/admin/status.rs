@@ -1,0 +1,153 @@
+//! `GET /admin/v1/status`: versions, the session image, sessions by state, uptime, and the
+//! warnings an administrator should act on.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
+
+use super::AdminState;
+use crate::api::ApiError;
+use crate::api::sessions::SessionView;
+
+/// The answer of `octoctl status`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct StatusView {
+    pub octod_version: String,
+    /// `None` when Podman did not answer (a warning says why).
+    pub podman_version: Option<String>,
+    /// The configured session image, `None` when it is not built.
+    pub image: Option<ImageStatus>,
+    /// Session counts by state; every state is listed.
+    pub sessions: BTreeMap<String, usize>,
+    pub uptime_seconds: u64,
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ImageStatus {
+    pub reference: String,
+    pub id: String,
+    pub created: Option<String>,
+    pub size: u64,
+}
+
+/// The states a session can be in, as the API names them.
+pub const STATES: [&str; 7] = [
+    "creating", "starting", "running", "stopping", "stopped", "deleting", "failed",
+];
+
+pub(super) async fn status(State(state): State<AdminState>) -> Result<Json<StatusView>, ApiError> {
+    let engine = &state.app.engine;
+    let mut warnings = Vec::new();
+    let podman_version = match engine.podman().version().await {
+        Ok(v) => Some(v.to_string()),
+        Err(e) => {
+            warnings.push(format!("Podman does not answer: {e}"));
+            None
+        }
+    };
+    let reference = engine.config().image.clone();
+    let image = match engine.podman().image_inspect(&reference).await {
+        Ok(Some(info)) => Some(ImageStatus {
+            reference: reference.clone(),
+            id: info.id,
+            created: info.created,
+            size: info.size,
+        }),
+        Ok(None) => {
+            warnings.push(format!(
+                "no session image {reference}: run `octoctl image build`"
+            ));
+            None
+        }
+        Err(e) => {
+            warnings.push(format!("inspecting the session image {reference}: {e}"));
+            None
+        }
+    };
+    let records = engine
+        .list()
+        .await
+        .map_err(|e| crate::api::sessions::engine_error(&e))?;
+    let states = records.iter().map(|r| SessionView::from(r).state);
+    let sessions = count_states(states);
+    let render = &engine.config().render;
+    warnings.extend(controller_warnings(render.controllers));
+    if render.provider_secret.is_none() {
+        warnings.push(
+            "no LLM provider configured ([llm] in octod.toml): agents cannot answer".to_owned(),
+        );
+    }
+    if let Some(problem) = super::build_problem(&state.config.build) {
+        warnings.push(format!("`octoctl image build` cannot run: {problem}"));
+    }
+    if let Some(user) = &state.config.run_as {
+        let linger = std::path::Path::new("/var/lib/systemd/linger").join(user);
+        if !linger.exists() {
+            warnings.push(format!(
+                "linger is off for {user}: sessions stop when its last login ends and do not start at boot (loginctl enable-linger {user})"
+            ));
+        }
+    }
+    Ok(Json(StatusView {
+        octod_version: crate::VERSION.to_owned(),
+        podman_version,
+        image,
+        sessions,
+        uptime_seconds: state.app.started.elapsed().as_secs(),
+        warnings,
+    }))
+}
+
+/// Counts by state name, every state present. Pure.
+pub fn count_states<'a>(states: impl Iterator<Item = &'a str>) -> BTreeMap<String, usize> {
+    let mut counts: BTreeMap<String, usize> = STATES.iter().map(|s| ((*s).to_owned(), 0)).collect();
+    for state in states {
+        *counts.entry(state.to_owned()).or_default() += 1;
+    }
+    counts
+}
+
+/// One warning per cgroup controller not delegated to octod's user. Pure.
+pub fn controller_warnings(controllers: crate::render::Controllers) -> Vec<String> {
+    [
+        ("memory", controllers.memory),
+        ("cpu", controllers.cpu),
+        ("pids", controllers.pids),
+    ]
+    .into_iter()
+    .filter(|(_, on)| !on)
+    .map(|(name, _)| {
+        format!("cgroup controller {name} is not delegated to octod's user: session {name} limits are not enforced")
+    })
+    .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_state_is_counted_even_at_zero() {
+        let counts = count_states(["running", "running", "failed"].into_iter());
+        assert_eq!(counts.len(), STATES.len());
+        assert_eq!(counts["running"], 2);
+        assert_eq!(counts["failed"], 1);
+        assert_eq!(counts["stopped"], 0);
+    }
+
+    #[test]
+    fn a_warning_names_each_missing_controller() {
+        let none = controller_warnings(crate::render::Controllers::NONE);
+        assert_eq!(none.len(), 3);
+        assert!(none[1].contains("cpu"));
+        let all = crate::render::Controllers {
+            memory: true,
+            cpu: true,
+            pids: true,
+        };
+        assert!(controller_warnings(all).is_empty());
+    }
+}

@@ -1,0 +1,80 @@
+//! The admin router's peer check driven with `oneshot` (the credentials as the kernel would
+//! report them), and the pure helpers.
+
+use axum::body::Body;
+use axum::extract::connect_info::MockConnectInfo;
+use axum::http::{Request, StatusCode};
+use axum::routing::get;
+use axum::{Extension, Router, middleware};
+use tower::ServiceExt as _;
+
+use super::*;
+
+/// A router with the real middleware in front of a handler that echoes the actor.
+fn guarded(peer: Peer) -> Router {
+    Router::new()
+        .route(
+            "/admin/v1/whoami",
+            get(|Extension(actor): Extension<Actor>| async move { actor.0 }),
+        )
+        .layer(middleware::from_fn(peer::authorize))
+        .layer(MockConnectInfo(peer))
+}
+
+async fn call(peer: Peer) -> (StatusCode, String) {
+    let response = guarded(peer)
+        .oneshot(
+            Request::get("/admin/v1/whoami")
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await
+        .expect("answer");
+    let status = response.status();
+    let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+        .await
+        .expect("body");
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+#[tokio::test]
+async fn root_is_served_as_root() {
+    let (status, body) = call(Peer {
+        uid: 0,
+        gid: 0,
+        pid: None,
+    })
+    .await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "root"));
+}
+
+#[tokio::test]
+async fn an_unknown_uid_gets_a_403_in_the_api_error_shape() {
+    // A uid without a passwd entry, not in any group: refused, and told what is needed.
+    let (status, body) = call(Peer {
+        uid: 4_000_000,
+        gid: 4_000_000,
+        pid: None,
+    })
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let json: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(json["error"]["code"], "forbidden");
+    let message = json["error"]["message"].as_str().expect("message");
+    assert!(message.contains("uid 4000000"), "{message}");
+    assert!(message.contains("octo-admin"), "{message}");
+}
+
+#[test]
+fn repository_drops_only_the_tag() {
+    assert_eq!(
+        repository_of("localhost/octo-session:latest"),
+        "localhost/octo-session"
+    );
+    assert_eq!(
+        repository_of("localhost:5000/octo:1.2"),
+        "localhost:5000/octo"
+    );
+    assert_eq!(repository_of("localhost:5000/octo"), "localhost:5000/octo");
+    assert_eq!(repository_of("octo"), "octo");
+}
