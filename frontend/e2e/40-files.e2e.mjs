@@ -1,7 +1,7 @@
 // The Files and Terminal panes in depth, against a real session: new folder, upload into it by
 // the button and by drag and drop (several files, progress rows), text and image previews,
 // rename, a folder's zip download, delete with confirmation, names that need encoding; the
-// terminal follows the pane's size (stty) and keeps working after its socket drops.
+// terminal follows the pane's size (stty), and a new shell starts after the old one exits.
 import { readFile } from "node:fs/promises";
 import { expectNoConsoleErrors } from "./util.mjs";
 
@@ -97,6 +97,18 @@ export default async function files(ctx) {
     }
     await ctx.screenshot(page, "tree");
 
+    step("the tree works from the keyboard");
+    const selected = (path) => page.locator(`[data-testid="file-entry"][data-path="${path}"][aria-selected="true"]:focus`);
+    await entry(`${folder}/a.txt`).click();
+    await page.keyboard.press("ArrowDown");
+    await selected(`${folder}/drop1.txt`).waitFor();
+    await page.keyboard.press("ArrowLeft");
+    await selected(folder).waitFor();
+    await page.keyboard.press("ArrowLeft");
+    await entry(`${folder}/a.txt`).waitFor({ state: "detached" });
+    await page.keyboard.press("ArrowRight");
+    await entry(`${folder}/a.txt`).waitFor();
+
     step("delete: cancel keeps it, confirm removes the folder and everything in it");
     await entry(folder).hover();
     await entry(folder).getByTestId("file-delete").click();
@@ -129,6 +141,14 @@ export default async function files(ctx) {
     await waitForRow(page, "made-2");
     await entry("/from-shell").waitFor();
     await ctx.screenshot(page, "terminal");
+
+    step("when the shell exits the terminal says so, and Enter starts a new shell");
+    await typeLine(page, "exit");
+    await page.locator('[data-testid="terminal-status"][data-state="closed"]').waitFor();
+    await page.keyboard.press("Enter");
+    await page.locator('[data-testid="terminal-status"][data-state="connected"]').waitFor();
+    await typeLine(page, "echo again-$((2*3))");
+    await waitForRow(page, "again-6");
     consoleErrors.check();
   } catch (err) {
     await ctx.screenshot(page, "failure").catch(() => {});
