@@ -498,6 +498,23 @@ async fn scenario(octod: &mut Child) -> anyhow::Result<()> {
     let _ = follow.kill();
     let _ = follow.wait();
     say(format!("session logs --follow streamed: {}", saw?.trim()));
+    // octod ends its journal follower when the client goes away.
+    util::eventually(
+        Duration::from_secs(30),
+        "octod's journalctl --follow ending with its client",
+        async || {
+            let left = Command::new("pgrep")
+                .args(["-u", OCTO, "-f", "journalctl.*--user-unit octo-.*--follow"])
+                .output()?;
+            ensure!(
+                !left.status.success(),
+                "still running: {}",
+                String::from_utf8_lossy(&left.stdout).trim()
+            );
+            Ok(())
+        },
+    )
+    .await?;
 
     // Delete needs a confirmation; then the session is gone.
     fails(None, &["session", "delete", &id], 1)?;
