@@ -3,10 +3,10 @@
 // stream (streamed replies, tool calls, permission requests) with reconnect and resync, stops a
 // running reply. State changes go through the event stream reducer (`state.ts`).
 import { useCallback, useEffect, useLayoutEffect, useMemo, useReducer, useRef, useState } from "react";
-import type { PermissionRequest } from "@opencode-ai/sdk/v2/client";
+import type { PermissionRequest, QuestionRequest } from "@opencode-ai/sdk/v2/client";
 import { call, opencodeClient, subscribeEvents } from "./client";
 import { loadRenderer } from "./Markdown";
-import { MessageView, PermissionPrompt, callKey, type PermissionHandlers, type PermissionReply } from "./MessageView";
+import { MessageView, PermissionPrompt, QuestionPrompt, callKey, type PermissionHandlers, type PermissionReply } from "./MessageView";
 import {
   chatReducer,
   conversationOf,
@@ -15,6 +15,7 @@ import {
   isAbort,
   isBusy,
   permissionsOf,
+  questionsOf,
   sortedSessions,
 } from "./state";
 import { runEventStream } from "./stream";
@@ -64,14 +65,16 @@ export function ChatPane(props: { sessionId: string }): JSX.Element {
   );
 
   const loadOverview = useCallback(async () => {
-    const [sessions, statuses, permissions] = await Promise.all([
+    const [sessions, statuses, permissions, questions] = await Promise.all([
       call("Listing conversations", client.session.list({ roots: true })),
       call("Reading the agent's status", client.session.status()),
       call("Listing permission requests", client.permission.list()),
+      call("Listing the agent's questions", client.question.list()),
     ]);
     dispatch({ type: "sessions-loaded", sessions });
     dispatch({ type: "statuses-loaded", statuses });
     dispatch({ type: "permissions-loaded", permissions });
+    dispatch({ type: "questions-loaded", questions });
     setListed(true);
     return sessions;
   }, [client]);
@@ -137,6 +140,7 @@ export function ChatPane(props: { sessionId: string }): JSX.Element {
   const conversation = conversationOf(state, selected);
   const busy = isBusy(conversation);
   const pending = permissionsOf(state, selected);
+  const asked = questionsOf(state, selected);
   const sessions = sortedSessions(state);
 
   const newConversation = useCallback(async () => {
@@ -192,24 +196,44 @@ export function ChatPane(props: { sessionId: string }): JSX.Element {
     [client],
   );
 
+  const onAnswer = useCallback(
+    async (request: QuestionRequest, answers: string[][] | undefined) => {
+      try {
+        if (answers) {
+          await call("Answering the agent's question", client.question.reply({ requestID: request.id, answers }));
+        } else {
+          await call("Dismissing the agent's question", client.question.reject({ requestID: request.id }));
+        }
+      } catch (failure) {
+        setError(message(failure));
+      }
+    },
+    [client],
+  );
+
   // Same requests, same object: messages re-render only when their own entry changes.
-  const pendingKey = pending.map((request) => request.id).join(" ");
-  const pendingRef = useRef(pending);
-  pendingRef.current = pending;
+  const pendingKey = [...pending, ...asked].map((request) => request.id).join(" ");
+  const pendingRef = useRef({ pending, asked });
+  pendingRef.current = { pending, asked };
   const permissions: PermissionHandlers = useMemo(() => {
     const byCall = new Map<string, PermissionRequest>();
-    for (const request of pendingRef.current) {
+    for (const request of pendingRef.current.pending) {
       if (request.tool) byCall.set(callKey(request.tool.messageID, request.tool.callID), request);
     }
-    return { byCall, onReply };
-  }, [pendingKey, onReply]);
+    const questionsByCall = new Map<string, QuestionRequest>();
+    for (const request of pendingRef.current.asked) {
+      if (request.tool) questionsByCall.set(callKey(request.tool.messageID, request.tool.callID), request);
+    }
+    return { byCall, onReply, questionsByCall, onAnswer };
+  }, [pendingKey, onReply, onAnswer]);
   // Requests that belong to no tool call shown here (e.g. the tool part has not arrived yet).
   const shownCalls = new Set(
     conversation.messages.flatMap((entry) => entry.parts.flatMap((part) => (part.type === "tool" ? [callKey(part.messageID, part.callID)] : []))),
   );
-  const loose = pending.filter(
-    (request) => !request.tool || !shownCalls.has(callKey(request.tool.messageID, request.tool.callID)),
-  );
+  const shown = (request: { tool?: { messageID: string; callID: string } }) =>
+    !!request.tool && shownCalls.has(callKey(request.tool.messageID, request.tool.callID));
+  const loose = pending.filter((request) => !shown(request));
+  const looseQuestions = asked.filter((request) => !shown(request));
 
   // Keep the newest content in view while the user is at the bottom.
   const list = useRef<HTMLDivElement>(null);
@@ -226,7 +250,7 @@ export function ChatPane(props: { sessionId: string }): JSX.Element {
 
   const status = conversation.status;
   const last = conversation.messages[conversation.messages.length - 1];
-  const waiting = (busy || outgoing !== undefined) && pending.length === 0 && (!last || last.info?.role === "user" || last.parts.every((part) => part.type !== "text"));
+  const waiting = (busy || outgoing !== undefined) && pending.length === 0 && asked.length === 0 && (!last || last.info?.role === "user" || last.parts.every((part) => part.type !== "text"));
 
   return (
     <div className="chat" data-testid="chat">
@@ -305,6 +329,9 @@ export function ChatPane(props: { sessionId: string }): JSX.Element {
         )}
         {loose.map((request) => (
           <PermissionPrompt key={request.id} request={request} onReply={onReply} />
+        ))}
+        {looseQuestions.map((request) => (
+          <QuestionPrompt key={request.id} request={request} onAnswer={onAnswer} />
         ))}
         {status.type === "retry" && (
           <p className="chat-note chat-warn" role="status">

@@ -9,6 +9,7 @@ import {
   initialChatState,
   isBusy,
   permissionsOf,
+  questionsOf,
   sortedSessions,
   type ChatState,
   type LoadedMessage,
@@ -19,6 +20,7 @@ import writeNew from "./fixtures/write-new.json";
 import writeExisting from "./fixtures/write-existing.json";
 import abortAtPermission from "./fixtures/abort-at-permission.json";
 import modelUnreachable from "./fixtures/model-unreachable.json";
+import question from "./fixtures/question.json";
 
 interface Fixture {
   events: unknown[];
@@ -63,7 +65,7 @@ function textOf(parts: Part[]): string {
 
 describe("the event stream reducer", () => {
   it("builds from the stream the same conversation the server lists afterwards", () => {
-    for (const fixture of [bashReply, permissionOnce, writeNew, writeExisting, abortAtPermission] as Fixture[]) {
+    for (const fixture of [bashReply, permissionOnce, writeNew, writeExisting, abortAtPermission, question] as Fixture[]) {
       const sessionID = sessionOf(fixture);
       const state = replay(fixture);
       const built = conversationOf(state, sessionID).messages;
@@ -130,6 +132,31 @@ describe("the event stream reducer", () => {
     expect(request.tool?.callID).toBe(tool.callID);
     expect(permissionsOf(all[repliedAt], sessionID)).toEqual([]);
     expect(toolParts(all.at(-1)!, sessionID)[0].state.status).toBe("completed");
+  });
+
+  it("holds the agent's question until it is answered", () => {
+    const sessionID = sessionOf(question);
+    const all = states(question);
+    const askedAt = events(question).findIndex((event) => event.type === "question.asked");
+    const repliedAt = events(question).findIndex((event) => event.type === "question.replied");
+    expect(questionsOf(all[askedAt - 1], sessionID)).toEqual([]);
+    const [request] = questionsOf(all[askedAt], sessionID);
+    expect(request.questions[0].question).toBe("Which name should the note get?");
+    expect(request.questions[0].options.map((option) => option.label)).toEqual(["notes.md", "notes.txt"]);
+    expect(request.tool?.callID).toBe(toolParts(all[askedAt], sessionID)[0].callID);
+    expect(questionsOf(all[repliedAt], sessionID)).toEqual([]);
+    const [tool] = toolParts(all.at(-1)!, sessionID);
+    expect(tool.state.status === "completed" && tool.state.output).toContain('="notes.md"');
+    // A question left open by an abort goes with the turn, like a permission request.
+    const asked = events(question)[askedAt];
+    let state = chatReducer(initialChatState, { type: "event", event: asked });
+    expect(questionsOf(state, sessionID)).toHaveLength(1);
+    state = chatReducer(state, { type: "event", event: { id: "e", type: "session.idle", properties: { sessionID } } as Event });
+    expect(questionsOf(state, sessionID)).toEqual([]);
+    state = chatReducer(state, { type: "questions-loaded", questions: [asked.properties as never] });
+    expect(questionsOf(state, sessionID)).toHaveLength(1);
+    state = chatReducer(state, { type: "event", event: { id: "e", type: "question.rejected", properties: { sessionID, requestID: request.id } } as Event });
+    expect(questionsOf(state, sessionID)).toEqual([]);
   });
 
   it("drops a permission request that an abort left unanswered, and records the abort", () => {

@@ -10,6 +10,7 @@ import type {
   Message,
   Part,
   PermissionRequest,
+  QuestionRequest,
   Session,
   SessionStatus,
 } from "@opencode-ai/sdk/v2/client";
@@ -41,6 +42,8 @@ export interface ChatState {
   conversations: Record<string, Conversation>;
   /** Pending permission requests by request id. */
   permissions: Record<string, PermissionRequest>;
+  /** Pending questions of the agent (its `question` tool) by request id. */
+  questions: Record<string, QuestionRequest>;
   connection: ConnectionState;
 }
 
@@ -56,6 +59,7 @@ export type ChatAction =
   | { type: "messages-loaded"; sessionID: string; messages: LoadedMessage[] }
   | { type: "statuses-loaded"; statuses: Record<string, SessionStatus> }
   | { type: "permissions-loaded"; permissions: PermissionRequest[] }
+  | { type: "questions-loaded"; questions: QuestionRequest[] }
   | { type: "connection"; state: ConnectionState }
   | { type: "dismiss-error"; sessionID: string };
 
@@ -65,6 +69,7 @@ export const initialChatState: ChatState = {
   sessions: {},
   conversations: {},
   permissions: {},
+  questions: {},
   connection: "connecting",
 };
 
@@ -100,6 +105,11 @@ export function chatReducer(state: ChatState, action: ChatAction): ChatState {
       for (const request of action.permissions) permissions[request.id] = request;
       return { ...state, permissions };
     }
+    case "questions-loaded": {
+      const questions: Record<string, QuestionRequest> = {};
+      for (const request of action.questions) questions[request.id] = request;
+      return { ...state, questions };
+    }
     case "connection":
       return state.connection === action.state ? state : { ...state, connection: action.state };
     case "dismiss-error":
@@ -122,7 +132,13 @@ function applyEvent(state: ChatState, event: Event): ChatState {
       delete sessions[id];
       const conversations = { ...state.conversations };
       delete conversations[id];
-      return { ...state, sessions, conversations, permissions: withoutSession(state.permissions, id) };
+      return {
+        ...state,
+        sessions,
+        conversations,
+        permissions: withoutSession(state.permissions, id),
+        questions: withoutSession(state.questions, id),
+      };
     }
     case "session.status":
       return setStatus(state, event.properties.sessionID, event.properties.status);
@@ -201,6 +217,16 @@ function applyEvent(state: ChatState, event: Event): ChatState {
       delete permissions[id];
       return { ...state, permissions };
     }
+    case "question.asked":
+      return { ...state, questions: { ...state.questions, [event.properties.id]: event.properties } };
+    case "question.replied":
+    case "question.rejected": {
+      const id = event.properties.requestID;
+      if (!(id in state.questions)) return state;
+      const questions = { ...state.questions };
+      delete questions[id];
+      return { ...state, questions };
+    }
     case "server.connected":
       return state.connection === "open" ? state : { ...state, connection: "open" };
     default:
@@ -216,19 +242,17 @@ function setStatus(state: ChatState, sessionID: string, status: SessionStatus): 
     error: status.type === "busy" && conversation.status.type === "idle" ? undefined : conversation.error,
   }));
   if (status.type === "idle") {
-    // An aborted turn leaves its permission request unanswered and never says so.
+    // An aborted turn leaves its requests unanswered and never says so.
     const permissions = withoutSession(next.permissions, sessionID);
-    if (permissions !== next.permissions) next = { ...next, permissions };
+    const questions = withoutSession(next.questions, sessionID);
+    if (permissions !== next.permissions || questions !== next.questions) next = { ...next, permissions, questions };
   }
   return next;
 }
 
-function withoutSession(
-  permissions: Record<string, PermissionRequest>,
-  sessionID: string,
-): Record<string, PermissionRequest> {
-  const kept = Object.entries(permissions).filter(([, request]) => request.sessionID !== sessionID);
-  return kept.length === Object.keys(permissions).length ? permissions : Object.fromEntries(kept);
+function withoutSession<T extends { sessionID: string }>(requests: Record<string, T>, sessionID: string): Record<string, T> {
+  const kept = Object.entries(requests).filter(([, request]) => request.sessionID !== sessionID);
+  return kept.length === Object.keys(requests).length ? requests : Object.fromEntries(kept);
 }
 
 function updateConversation(
@@ -324,6 +348,14 @@ export function isBusy(conversation: Conversation): boolean {
 export function permissionsOf(state: ChatState, sessionID: string | undefined): PermissionRequest[] {
   if (!sessionID) return [];
   return Object.values(state.permissions)
+    .filter((request) => request.sessionID === sessionID)
+    .sort((a, b) => (a.id < b.id ? -1 : 1));
+}
+
+/** The session's pending questions, oldest first. */
+export function questionsOf(state: ChatState, sessionID: string | undefined): QuestionRequest[] {
+  if (!sessionID) return [];
+  return Object.values(state.questions)
     .filter((request) => request.sessionID === sessionID)
     .sort((a, b) => (a.id < b.id ? -1 : 1));
 }
