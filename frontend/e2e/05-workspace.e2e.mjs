@@ -1,7 +1,7 @@
 // The workspace flow of issue 8, as a user does it: register with an invite code, start a Coding
 // Copilot session, ask the agent (a stub model that answers with a bash tool call writing
 // agent-loop.txt), see the reply and the file, run a command in the terminal, upload a file and
-// download it back, stop and resume the session, sign out. A screenshot per step; any console
+// download it back, stop and resume the session, delete it, sign out. A screenshot per step; any console
 // error or page error fails it.
 import { readFile } from "node:fs/promises";
 import { randomBytes } from "node:crypto";
@@ -115,6 +115,12 @@ export default async function workspace(ctx) {
     await page.locator('[data-testid="terminal-status"][data-state="connected"]').waitFor();
     await runInTerminal(page, "echo resumed-$((40+2))", "resumed-42");
     await shot("workspace-resumed");
+
+    step("delete the session (with its confirmation)");
+    await byTest("back-to-sessions").click();
+    await thisRow.getByTestId("session-delete").click();
+    await byTest("confirm-ok").click();
+    await thisRow.waitFor({ state: "detached", timeout: START_TIMEOUT });
 
     step("sign out");
     await byTest("account-menu").click();

@@ -3,6 +3,7 @@
 // delete. The logic it relies on lives in fileops.ts; the requests in client.ts.
 import { useCallback, useEffect, useMemo, useReducer, useRef, useState } from "react";
 import type { DragEvent, KeyboardEvent, MouseEvent } from "react";
+import { api } from "../api";
 import { ConfirmDialog } from "../components/ConfirmDialog";
 import * as client from "./client";
 import {
@@ -111,13 +112,21 @@ export function FilesPane({ sessionId }: { sessionId: string }): JSX.Element {
     setPreview(null);
   }, [sessionId]);
 
-  // Poll while visible, so files the agent or the terminal writes show up.
+  // Poll while visible, so files the agent or the terminal writes show up — only while the
+  // session runs: a request to its files would wake a session that is stopping (octod resumes
+  // on access), so a stop would not stick.
   useEffect(() => {
     const timer = setInterval(() => {
-      if (document.visibilityState === "visible") void refresh(true);
+      if (document.visibilityState !== "visible") return;
+      api.session(sessionId).then(
+        (session) => {
+          if (session.state === "running") void refresh(true);
+        },
+        () => {},
+      );
     }, POLL_MS);
     return () => clearInterval(timer);
-  }, [refresh]);
+  }, [refresh, sessionId]);
 
   // --- Tree
 

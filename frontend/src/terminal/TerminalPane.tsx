@@ -5,6 +5,7 @@ import { Terminal, type ITheme } from "@xterm/xterm";
 import { FitAddon } from "@xterm/addon-fit";
 import "@xterm/xterm/css/xterm.css";
 import "./terminal.css";
+import { ApiError, api } from "../api";
 import {
   FlowControl,
   SUBPROTOCOL,
@@ -125,14 +126,35 @@ export function TerminalPane({ sessionId, active = true }: { sessionId: string; 
           setStatus({ state: "closed", detail: "The shell exited. Press Enter or Reconnect." });
           return;
         }
-        const delay = backoffDelay(attempt, Math.random());
-        attempt += 1;
-        setStatus({
-          state: "closed",
-          detail: `Connection lost${event.code ? ` (code ${event.code})` : ""}; retrying in ${Math.ceil(delay / 1000)} s.`,
-        });
-        timer = setTimeout(connect, delay);
+        retryLater(`Connection lost${event.code ? ` (code ${event.code})` : ""}`);
       };
+    };
+
+    // Reconnecting wakes a stopped session (octod resumes on access), so after a lost
+    // connection it waits until the session runs again: a stop — the user's or the idle
+    // timeout's — then sticks. The Reconnect button connects at once, waking it on purpose.
+    const retryLater = (why: string) => {
+      const delay = backoffDelay(attempt, Math.random());
+      attempt += 1;
+      setStatus({ state: "closed", detail: `${why}; retrying in ${Math.ceil(delay / 1000)} s.` });
+      timer = setTimeout(() => void retry(), delay);
+    };
+    const retry = async () => {
+      let state: string;
+      try {
+        state = (await api.session(sessionId)).state;
+      } catch (error) {
+        if (disposed) return;
+        if (error instanceof ApiError && error.status === 404) {
+          setStatus({ state: "closed", detail: "This session no longer exists." });
+          return;
+        }
+        retryLater("The server cannot be reached");
+        return;
+      }
+      if (disposed) return;
+      if (state === "running") connect();
+      else retryLater(`The session is ${state}`);
     };
     reconnect.current = () => {
       attempt = 0;
