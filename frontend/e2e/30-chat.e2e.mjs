@@ -116,6 +116,7 @@ export default async function chat({ newContext, baseUrl, newUser, step, outDir 
     await send(page, "Ask me first, please.");
     await page.getByTestId("question-prompt").waitFor({ timeout: 60_000 });
     await page.getByTestId("question-prompt").getByLabel("notes.txt").check();
+    await page.screenshot({ path: `${outDir}/chat-question.png` });
     await page.getByTestId("question-submit").click();
     const answered = page.locator("[data-testid=chat-tool][data-tool=question][data-status=completed]");
     await answered.waitFor({ timeout: 60_000 });

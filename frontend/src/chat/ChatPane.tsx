@@ -10,6 +10,7 @@ import { MessageView, PermissionPrompt, QuestionPrompt, callKey, type Permission
 import {
   chatReducer,
   conversationOf,
+  conversationTitle,
   describeError,
   initialChatState,
   isAbort,
@@ -238,6 +239,9 @@ export function ChatPane(props: { sessionId: string }): JSX.Element {
   // Keep the newest content in view while the user is at the bottom.
   const list = useRef<HTMLDivElement>(null);
   const atBottom = useRef(true);
+  useEffect(() => {
+    atBottom.current = true; // another conversation opens at its end
+  }, [selected]);
   useLayoutEffect(() => {
     const element = list.current;
     if (element && atBottom.current) element.scrollTop = element.scrollHeight;
@@ -267,7 +271,7 @@ export function ChatPane(props: { sessionId: string }): JSX.Element {
             {selected && !state.sessions[selected] && <option value={selected}>…</option>}
             {sessions.map((session) => (
               <option key={session.id} value={session.id}>
-                {session.title || "Untitled"}
+                {conversationTitle(session)}
                 {isBusy(conversationOf(state, session.id)) ? " ●" : ""}
               </option>
             ))}
@@ -308,7 +312,6 @@ export function ChatPane(props: { sessionId: string }): JSX.Element {
           const element = event.currentTarget;
           atBottom.current = element.scrollHeight - element.scrollTop - element.clientHeight < 48;
         }}
-        aria-live="polite"
         aria-busy={busy}
       >
         {conversation.messages.length === 0 && !busy && (
@@ -356,6 +359,10 @@ export function ChatPane(props: { sessionId: string }): JSX.Element {
             </button>
           </div>
         )}
+      </div>
+
+      <div className="visually-hidden" role="status" aria-live="polite">
+        {pending.length || asked.length ? "The agent is waiting for your answer." : busy ? "The agent is working." : ""}
       </div>
 
       <form

@@ -5,6 +5,7 @@ import type { Event, Part, ToolPart } from "@opencode-ai/sdk/v2/client";
 import {
   chatReducer,
   conversationOf,
+  conversationTitle,
   describeError,
   initialChatState,
   isBusy,
@@ -331,6 +332,16 @@ describe("the reducer's edge cases", () => {
     expect(chatReducer(state, { type: "connection", state: "reconnecting" })).toBe(state);
     state = chatReducer(state, event("server.connected", {}));
     expect(state.connection).toBe("open");
+  });
+});
+
+describe("conversationTitle", () => {
+  it("keeps opencode's generated titles and turns its placeholder into a readable one", () => {
+    expect(conversationTitle({ title: "The file is written.", time: { created: 0 } })).toBe("The file is written.");
+    const placeholder = conversationTitle({ title: "New session - 2026-11-24T08:33:18.471Z", time: { created: 0 } });
+    expect(placeholder).toMatch(/^New conversation · /);
+    expect(placeholder).not.toContain("2026-11-24T");
+    expect(conversationTitle({ title: "", time: { created: 0 } })).toMatch(/^New conversation · /);
   });
 });
 

@@ -360,6 +360,12 @@ export function questionsOf(state: ChatState, sessionID: string | undefined): Qu
     .sort((a, b) => (a.id < b.id ? -1 : 1));
 }
 
+/** opencode's placeholder title ("New session - <ISO time>") shown as a local time. */
+export function conversationTitle(session: { title: string; time: { created: number } }): string {
+  if (session.title && !/^New session - \d{4}-/.test(session.title)) return session.title;
+  return `New conversation · ${new Date(session.time.created).toLocaleString(undefined, { dateStyle: "short", timeStyle: "short" })}`;
+}
+
 /** A readable sentence for an error opencode reported (`session.error`, a message's `error`). */
 export function describeError(error: SessionError): string {
   const data = (error.data ?? {}) as { message?: unknown; statusCode?: unknown; providerID?: unknown };
