@@ -4,6 +4,7 @@
 // running reply. State changes go through the event stream reducer (`state.ts`).
 import { useCallback, useEffect, useLayoutEffect, useMemo, useReducer, useRef, useState } from "react";
 import type { PermissionRequest, QuestionRequest } from "@opencode-ai/sdk/v2/client";
+import { ConfirmDialog } from "../components/ConfirmDialog";
 import { call, opencodeClient, subscribeEvents } from "./client";
 import { loadRenderer } from "./Markdown";
 import { MessageView, PermissionPrompt, QuestionPrompt, callKey, type PermissionHandlers, type PermissionReply } from "./MessageView";
@@ -159,6 +160,19 @@ export function ChatPane(props: { sessionId: string }): JSX.Element {
 
   // The prompt on its way: shown at once, restored to the input if sending fails.
   const [outgoing, setOutgoing] = useState<string>();
+  const [confirmDelete, setConfirmDelete] = useState(false);
+  const deleteConversation = useCallback(async () => {
+    setConfirmDelete(false);
+    if (!selected) return;
+    try {
+      await call("Deleting the conversation", client.session.delete({ sessionID: selected }));
+      // The list then opens the newest other one.
+      dispatch({ type: "session-removed", sessionID: selected });
+    } catch (failure) {
+      setError(message(failure));
+    }
+  }, [client, selected]);
+
   const send = useCallback(async () => {
     const text = draft.trim();
     if (!text || outgoing !== undefined) return;
@@ -280,6 +294,17 @@ export function ChatPane(props: { sessionId: string }): JSX.Element {
         <button type="button" className="btn small" data-testid="chat-new" onClick={() => void newConversation()} title="New conversation">
           + New
         </button>
+        <button
+          type="button"
+          className="btn ghost small"
+          data-testid="chat-delete"
+          onClick={() => setConfirmDelete(true)}
+          disabled={!selected || !state.sessions[selected]}
+          title="Delete this conversation"
+          aria-label="Delete this conversation"
+        >
+          🗑
+        </button>
         <span
           className={`chat-conn chat-conn-${state.connection}`}
           data-testid="chat-connection"
@@ -289,6 +314,21 @@ export function ChatPane(props: { sessionId: string }): JSX.Element {
           {state.connection === "open" ? "Live" : state.connection === "connecting" ? "Connecting…" : "Reconnecting…"}
         </span>
       </div>
+
+      {confirmDelete && selected && state.sessions[selected] && (
+        <ConfirmDialog
+          title="Delete this conversation?"
+          confirmLabel="Delete"
+          danger
+          onConfirm={() => void deleteConversation()}
+          onCancel={() => setConfirmDelete(false)}
+        >
+          <p>
+            “{conversationTitle(state.sessions[selected])}” and its messages are deleted. Files the agent changed stay as they
+            are.
+          </p>
+        </ConfirmDialog>
+      )}
 
       {(error || loadError) && (
         <div className="chat-error" role="alert" data-testid="chat-error">

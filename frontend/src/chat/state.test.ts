@@ -318,6 +318,10 @@ describe("the reducer's edge cases", () => {
     const created = { id: "ses_d", title: "D", time: { created: 4, updated: 11 } } as unknown as (typeof sessions)[number];
     const withCreated = chatReducer(state, { type: "session-upserted", session: created });
     expect(sortedSessions(withCreated).map((s) => s.id)).toEqual(["ses_d", "ses_b", "ses_a"]);
+    // And one it deleted leaves before its event arrives (which then changes nothing).
+    const removed = chatReducer(withCreated, { type: "session-removed", sessionID: "ses_d" });
+    expect(sortedSessions(removed).map((s) => s.id)).toEqual(["ses_b", "ses_a"]);
+    expect(chatReducer(removed, { type: "session-removed", sessionID: "ses_d" })).toBe(removed);
     state = chatReducer(state, { type: "statuses-loaded", statuses: { ses_a: { type: "busy" } } });
     expect(isBusy(conversationOf(state, "ses_a"))).toBe(true);
     expect(isBusy(conversationOf(state, "ses_b"))).toBe(false);
