@@ -23,6 +23,11 @@ export default async function workspace(ctx) {
   const page = await context.newPage();
   page.setDefaultTimeout(STEP_TIMEOUT);
   const consoleErrors = expectNoConsoleErrors(page);
+  // Chromium's console line for an HTTP error has no URL; these say which request it was.
+  const failedRequests = [];
+  page.on("response", (r) => {
+    if (r.status() >= 400 && r.status() !== 401) failedRequests.push(`${r.status()} ${r.request().method()} ${r.url()}`);
+  });
   const shot = (label) => ctx.screenshot(page, label);
   const byTest = (id) => page.getByTestId(id);
   try {
@@ -130,6 +135,7 @@ export default async function workspace(ctx) {
     consoleErrors.check();
   } catch (err) {
     await ctx.screenshot(page, "failure").catch(() => {});
+    if (failedRequests.length > 0) err.message += `\nfailed requests:\n${failedRequests.join("\n")}`;
     throw err;
   } finally {
     await context.close();

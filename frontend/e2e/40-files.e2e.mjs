@@ -19,6 +19,11 @@ export default async function files(ctx) {
   const page = await context.newPage();
   page.setDefaultTimeout(60_000);
   const consoleErrors = expectNoConsoleErrors(page);
+  // Chromium's console line for an HTTP error has no URL; these say which request it was.
+  const failedRequests = [];
+  page.on("response", (r) => {
+    if (r.status() >= 400 && r.status() !== 401) failedRequests.push(`${r.status()} ${r.request().method()} ${r.url()}`);
+  });
   const byTest = (id) => page.getByTestId(id);
   const entry = (path) => page.locator(`[data-testid="file-entry"][data-path="${path}"]`);
   let sessionId = null;
@@ -152,6 +157,7 @@ export default async function files(ctx) {
     consoleErrors.check();
   } catch (err) {
     await ctx.screenshot(page, "failure").catch(() => {});
+    if (failedRequests.length > 0) err.message += `\nfailed requests:\n${failedRequests.join("\n")}`;
     throw err;
   } finally {
     if (sessionId) {
