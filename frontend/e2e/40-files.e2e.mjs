@@ -13,7 +13,7 @@ const PNG = Buffer.from(
 );
 
 export default async function files(ctx) {
-  const { baseUrl, step } = ctx;
+  const { baseUrl } = ctx;
   const user = await ctx.newUser();
   const context = await ctx.newContext({ viewport: { width: 1400, height: 900 } });
   const page = await context.newPage();
@@ -21,8 +21,15 @@ export default async function files(ctx) {
   const consoleErrors = expectNoConsoleErrors(page);
   // Chromium's console line for an HTTP error has no URL; these say which request it was.
   const failedRequests = [];
+  let current = "start";
+  const step = (message) => {
+    current = message;
+    ctx.step(message);
+  };
   page.on("response", (r) => {
-    if (r.status() >= 400 && r.status() !== 401) failedRequests.push(`${r.status()} ${r.request().method()} ${r.url()}`);
+    if (r.status() >= 400 && r.status() !== 401) {
+      failedRequests.push(`${r.status()} ${r.request().method()} ${r.url()} (during: ${current})`);
+    }
   });
   const byTest = (id) => page.getByTestId(id);
   const entry = (path) => page.locator(`[data-testid="file-entry"][data-path="${path}"]`);
