@@ -27,7 +27,7 @@ const NOTE_TEXT: &str = "# Notes\n\n- written by the stub model\n- through openc
 /// The rest of the final answer: Markdown with a code block, for the UI's rendering.
 const REPLY_TAIL: &str = "\n\n`agent-loop.txt` now holds **one line**. Check it with:\n\n```sh\ncat ~/agent-loop.txt\n```\n";
 /// The pause between two streamed chunks of the reply.
-const CHUNK_PAUSE: Duration = Duration::from_millis(40);
+const CHUNK_PAUSE: Duration = Duration::from_millis(120);
 
 /// Serves the stub model on `listener` until the task is dropped.
 pub(crate) async fn stub_llm(listener: TcpListener) {

@@ -4,7 +4,7 @@
 // permission requests (the research template asks before any shell command) are approved and
 // denied from the UI; the agent's questions are answered and dismissed; the event stream
 // reconnects and catches up; a running reply is stopped; conversations are created, switched and
-// remembered across a reload. No console errors.
+// remembered across a reload, and deleted. No console errors.
 import { expectNoConsoleErrors } from "./util.mjs";
 
 const AGENT_FILE_TEXT = "written by the agent through its shell tool";
@@ -116,6 +116,7 @@ export default async function chat({ newContext, baseUrl, newUser, step, outDir 
     await send(page, "Ask me first, please.");
     await page.getByTestId("question-prompt").waitFor({ timeout: 60_000 });
     await page.getByTestId("question-prompt").getByLabel("notes.txt").check();
+    await page.screenshot({ path: `${outDir}/chat-question.png` });
     await page.getByTestId("question-submit").click();
     const answered = page.locator("[data-testid=chat-tool][data-tool=question][data-status=completed]");
     await answered.waitFor({ timeout: 60_000 });
@@ -190,6 +191,18 @@ export default async function chat({ newContext, baseUrl, newUser, step, outDir 
     await page.locator("[data-testid=chat-tool][data-tool=write][data-status=completed]").waitFor({ timeout: 30_000 });
     if ((await conversations.inputValue()) !== first) throw new Error("the selected conversation was not remembered");
     if ((await page.getByTestId("chat-message").count()) !== count) throw new Error("the reloaded conversation differs");
+
+    step("deleting a conversation (confirmed) removes it and opens the remaining one");
+    const before = await conversations.locator("option").count();
+    await page.getByTestId("chat-delete").click();
+    await page.getByTestId("confirm-ok").click();
+    await page.waitForFunction(
+      (old) => document.querySelector("[data-testid=chat-conversations]").value !== old,
+      first,
+    );
+    if ((await conversations.locator("option").count()) !== before - 1) throw new Error("the conversation is still listed");
+    const listed = await context.request.get(`${baseUrl}/sessions/${coding}/opencode/session`);
+    if ((await listed.json()).some((session) => session.id === first)) throw new Error("opencode still has the conversation");
 
     step("research template: a permission request, approved once");
     await openChat(page, baseUrl, research);

@@ -74,15 +74,19 @@ export function sortSessions(sessions: readonly Session[]): Session[] {
 }
 
 /**
- * A list of sessions fetched with `load`, refetched every POLL_MS while any is transitional.
- * `refresh()` fetches now; `replace(id, session|null)` applies an action's answer at once.
+ * A list of sessions fetched with `load`, refetched every POLL_MS while any is transitional or
+ * while `busy` (e.g. a create request is under way: the server records the new session before it
+ * answers, so the row appears while the request still waits). `refresh()` fetches now;
+ * `replace(id, session|null)` applies an action's answer at once.
  */
-export function usePolledSessions(load: () => Promise<Session[]>) {
+export function usePolledSessions(load: () => Promise<Session[]>, busy = false) {
   const [sessions, setSessions] = useState<Session[] | null>(null);
   const [error, setError] = useState<unknown>(undefined);
   const [generation, setGeneration] = useState(0);
   const loadRef = useRef(load);
   loadRef.current = load;
+  const busyRef = useRef(busy);
+  busyRef.current = busy;
 
   useEffect(() => {
     let cancelled = false;
@@ -93,7 +97,7 @@ export function usePolledSessions(load: () => Promise<Session[]>) {
         if (cancelled) return;
         setSessions(list);
         setError(undefined);
-        const delay = nextPoll(list, false);
+        const delay = nextPoll(list, busyRef.current);
         if (delay !== null) timer = window.setTimeout(() => void tick(), delay);
       } catch (err) {
         if (cancelled) return;
@@ -107,7 +111,7 @@ export function usePolledSessions(load: () => Promise<Session[]>) {
       cancelled = true;
       window.clearTimeout(timer);
     };
-  }, [generation]);
+  }, [generation, busy]);
 
   const refresh = useCallback(() => setGeneration((g) => g + 1), []);
   const replace = useCallback(

@@ -4,12 +4,14 @@
 // running reply. State changes go through the event stream reducer (`state.ts`).
 import { useCallback, useEffect, useLayoutEffect, useMemo, useReducer, useRef, useState } from "react";
 import type { PermissionRequest, QuestionRequest } from "@opencode-ai/sdk/v2/client";
+import { ConfirmDialog } from "../components/ConfirmDialog";
 import { call, opencodeClient, subscribeEvents } from "./client";
 import { loadRenderer } from "./Markdown";
 import { MessageView, PermissionPrompt, QuestionPrompt, callKey, type PermissionHandlers, type PermissionReply } from "./MessageView";
 import {
   chatReducer,
   conversationOf,
+  conversationTitle,
   describeError,
   initialChatState,
   isAbort,
@@ -158,6 +160,19 @@ export function ChatPane(props: { sessionId: string }): JSX.Element {
 
   // The prompt on its way: shown at once, restored to the input if sending fails.
   const [outgoing, setOutgoing] = useState<string>();
+  const [confirmDelete, setConfirmDelete] = useState(false);
+  const deleteConversation = useCallback(async () => {
+    setConfirmDelete(false);
+    if (!selected) return;
+    try {
+      await call("Deleting the conversation", client.session.delete({ sessionID: selected }));
+      // The list then opens the newest other one.
+      dispatch({ type: "session-removed", sessionID: selected });
+    } catch (failure) {
+      setError(message(failure));
+    }
+  }, [client, selected]);
+
   const send = useCallback(async () => {
     const text = draft.trim();
     if (!text || outgoing !== undefined) return;
@@ -238,6 +253,9 @@ export function ChatPane(props: { sessionId: string }): JSX.Element {
   // Keep the newest content in view while the user is at the bottom.
   const list = useRef<HTMLDivElement>(null);
   const atBottom = useRef(true);
+  useEffect(() => {
+    atBottom.current = true; // another conversation opens at its end
+  }, [selected]);
   useLayoutEffect(() => {
     const element = list.current;
     if (element && atBottom.current) element.scrollTop = element.scrollHeight;
@@ -267,7 +285,7 @@ export function ChatPane(props: { sessionId: string }): JSX.Element {
             {selected && !state.sessions[selected] && <option value={selected}>…</option>}
             {sessions.map((session) => (
               <option key={session.id} value={session.id}>
-                {session.title || "Untitled"}
+                {conversationTitle(session)}
                 {isBusy(conversationOf(state, session.id)) ? " ●" : ""}
               </option>
             ))}
@@ -275,6 +293,17 @@ export function ChatPane(props: { sessionId: string }): JSX.Element {
         </label>
         <button type="button" className="btn small" data-testid="chat-new" onClick={() => void newConversation()} title="New conversation">
           + New
+        </button>
+        <button
+          type="button"
+          className="btn ghost small"
+          data-testid="chat-delete"
+          onClick={() => setConfirmDelete(true)}
+          disabled={!selected || !state.sessions[selected]}
+          title="Delete this conversation"
+          aria-label="Delete this conversation"
+        >
+          🗑
         </button>
         <span
           className={`chat-conn chat-conn-${state.connection}`}
@@ -285,6 +314,21 @@ export function ChatPane(props: { sessionId: string }): JSX.Element {
           {state.connection === "open" ? "Live" : state.connection === "connecting" ? "Connecting…" : "Reconnecting…"}
         </span>
       </div>
+
+      {confirmDelete && selected && state.sessions[selected] && (
+        <ConfirmDialog
+          title="Delete this conversation?"
+          confirmLabel="Delete"
+          danger
+          onConfirm={() => void deleteConversation()}
+          onCancel={() => setConfirmDelete(false)}
+        >
+          <p>
+            “{conversationTitle(state.sessions[selected])}” and its messages are deleted. Files the agent changed stay as they
+            are.
+          </p>
+        </ConfirmDialog>
+      )}
 
       {(error || loadError) && (
         <div className="chat-error" role="alert" data-testid="chat-error">
@@ -308,7 +352,6 @@ export function ChatPane(props: { sessionId: string }): JSX.Element {
           const element = event.currentTarget;
           atBottom.current = element.scrollHeight - element.scrollTop - element.clientHeight < 48;
         }}
-        aria-live="polite"
         aria-busy={busy}
       >
         {conversation.messages.length === 0 && !busy && (
@@ -356,6 +399,10 @@ export function ChatPane(props: { sessionId: string }): JSX.Element {
             </button>
           </div>
         )}
+      </div>
+
+      <div className="visually-hidden" role="status" aria-live="polite">
+        {pending.length || asked.length ? "The agent is waiting for your answer." : busy ? "The agent is working." : ""}
       </div>
 
       <form

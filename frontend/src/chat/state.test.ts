@@ -5,6 +5,7 @@ import type { Event, Part, ToolPart } from "@opencode-ai/sdk/v2/client";
 import {
   chatReducer,
   conversationOf,
+  conversationTitle,
   describeError,
   initialChatState,
   isBusy,
@@ -317,6 +318,10 @@ describe("the reducer's edge cases", () => {
     const created = { id: "ses_d", title: "D", time: { created: 4, updated: 11 } } as unknown as (typeof sessions)[number];
     const withCreated = chatReducer(state, { type: "session-upserted", session: created });
     expect(sortedSessions(withCreated).map((s) => s.id)).toEqual(["ses_d", "ses_b", "ses_a"]);
+    // And one it deleted leaves before its event arrives (which then changes nothing).
+    const removed = chatReducer(withCreated, { type: "session-removed", sessionID: "ses_d" });
+    expect(sortedSessions(removed).map((s) => s.id)).toEqual(["ses_b", "ses_a"]);
+    expect(chatReducer(removed, { type: "session-removed", sessionID: "ses_d" })).toBe(removed);
     state = chatReducer(state, { type: "statuses-loaded", statuses: { ses_a: { type: "busy" } } });
     expect(isBusy(conversationOf(state, "ses_a"))).toBe(true);
     expect(isBusy(conversationOf(state, "ses_b"))).toBe(false);
@@ -331,6 +336,16 @@ describe("the reducer's edge cases", () => {
     expect(chatReducer(state, { type: "connection", state: "reconnecting" })).toBe(state);
     state = chatReducer(state, event("server.connected", {}));
     expect(state.connection).toBe("open");
+  });
+});
+
+describe("conversationTitle", () => {
+  it("keeps opencode's generated titles and turns its placeholder into a readable one", () => {
+    expect(conversationTitle({ title: "The file is written.", time: { created: 0 } })).toBe("The file is written.");
+    const placeholder = conversationTitle({ title: "New session - 2026-11-24T08:33:18.471Z", time: { created: 0 } });
+    expect(placeholder).toMatch(/^New conversation · /);
+    expect(placeholder).not.toContain("2026-11-24T");
+    expect(conversationTitle({ title: "", time: { created: 0 } })).toMatch(/^New conversation · /);
   });
 });
 

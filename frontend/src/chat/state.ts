@@ -56,6 +56,7 @@ export type ChatAction =
   | { type: "event"; event: Event }
   | { type: "sessions-loaded"; sessions: Session[] }
   | { type: "session-upserted"; session: Session }
+  | { type: "session-removed"; sessionID: string }
   | { type: "messages-loaded"; sessionID: string; messages: LoadedMessage[] }
   | { type: "statuses-loaded"; statuses: Record<string, SessionStatus> }
   | { type: "permissions-loaded"; permissions: PermissionRequest[] }
@@ -88,6 +89,8 @@ export function chatReducer(state: ChatState, action: ChatAction): ChatState {
     }
     case "session-upserted":
       return { ...state, sessions: { ...state.sessions, [action.session.id]: action.session } };
+    case "session-removed":
+      return removeSession(state, action.sessionID);
     case "messages-loaded":
       return updateConversation(state, action.sessionID, (conversation) => ({
         ...conversation,
@@ -126,20 +129,8 @@ function applyEvent(state: ChatState, event: Event): ChatState {
       const info = event.properties.info;
       return { ...state, sessions: { ...state.sessions, [info.id]: info } };
     }
-    case "session.deleted": {
-      const id = event.properties.info.id;
-      const sessions = { ...state.sessions };
-      delete sessions[id];
-      const conversations = { ...state.conversations };
-      delete conversations[id];
-      return {
-        ...state,
-        sessions,
-        conversations,
-        permissions: withoutSession(state.permissions, id),
-        questions: withoutSession(state.questions, id),
-      };
-    }
+    case "session.deleted":
+      return removeSession(state, event.properties.info.id);
     case "session.status":
       return setStatus(state, event.properties.sessionID, event.properties.status);
     case "session.idle":
@@ -232,6 +223,21 @@ function applyEvent(state: ChatState, event: Event): ChatState {
     default:
       return state;
   }
+}
+
+function removeSession(state: ChatState, id: string): ChatState {
+  if (!(id in state.sessions) && !(id in state.conversations)) return state;
+  const sessions = { ...state.sessions };
+  delete sessions[id];
+  const conversations = { ...state.conversations };
+  delete conversations[id];
+  return {
+    ...state,
+    sessions,
+    conversations,
+    permissions: withoutSession(state.permissions, id),
+    questions: withoutSession(state.questions, id),
+  };
 }
 
 function setStatus(state: ChatState, sessionID: string, status: SessionStatus): ChatState {
@@ -358,6 +364,12 @@ export function questionsOf(state: ChatState, sessionID: string | undefined): Qu
   return Object.values(state.questions)
     .filter((request) => request.sessionID === sessionID)
     .sort((a, b) => (a.id < b.id ? -1 : 1));
+}
+
+/** opencode's placeholder title ("New session - <ISO time>") shown as a local time. */
+export function conversationTitle(session: { title: string; time: { created: number } }): string {
+  if (session.title && !/^New session - \d{4}-/.test(session.title)) return session.title;
+  return `New conversation · ${new Date(session.time.created).toLocaleString(undefined, { dateStyle: "short", timeStyle: "short" })}`;
 }
 
 /** A readable sentence for an error opencode reported (`session.error`, a message's `error`). */
