@@ -16,13 +16,25 @@ const START_TIMEOUT = 180_000;
 const STEP_TIMEOUT = 60_000;
 
 export default async function workspace(ctx) {
-  const { baseUrl, step } = ctx;
+  const { baseUrl } = ctx;
   const user = ctx.freshCredentials("ws");
   const inviteCode = ctx.inviteCode ?? (await ctx.newInviteCode("user"));
   const context = await ctx.newContext();
   const page = await context.newPage();
   page.setDefaultTimeout(STEP_TIMEOUT);
   const consoleErrors = expectNoConsoleErrors(page);
+  // Chromium's console line for an HTTP error has no URL; these say which request it was.
+  const failedRequests = [];
+  let current = "start";
+  const step = (message) => {
+    current = message;
+    ctx.step(message);
+  };
+  page.on("response", (r) => {
+    if (r.status() >= 400 && r.status() !== 401) {
+      failedRequests.push(`${r.status()} ${r.request().method()} ${r.url()} (during: ${current})`);
+    }
+  });
   const shot = (label) => ctx.screenshot(page, label);
   const byTest = (id) => page.getByTestId(id);
   try {
@@ -130,6 +142,7 @@ export default async function workspace(ctx) {
     consoleErrors.check();
   } catch (err) {
     await ctx.screenshot(page, "failure").catch(() => {});
+    if (failedRequests.length > 0) err.message += `\nfailed requests:\n${failedRequests.join("\n")}`;
     throw err;
   } finally {
     await context.close();

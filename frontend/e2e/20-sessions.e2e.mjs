@@ -68,7 +68,18 @@ export default async function sessions({ newContext, baseUrl, newUser, step, out
     await page.getByTestId("back-to-sessions").click();
     await rowState(id, "stopped").waitFor();
 
-    step("delete asks first: cancel keeps it, confirm removes it");
+    step("opening a stopped session wakes it up and shows the panes");
+    await rowState(id, "stopped").getByTestId("session-open").click();
+    await page.locator("#pane-chat").waitFor(LONG);
+    await page.getByTestId("workspace-stop").click();
+    await page.getByTestId("session-resume").waitFor(LONG);
+    await page.getByTestId("back-to-sessions").click();
+    await rowState(id, "stopped").waitFor();
+
+    step("delete asks first: Esc and cancel keep it, confirm removes it");
+    await rowState(id, "stopped").getByTestId("session-delete").click();
+    await page.keyboard.press("Escape");
+    await page.getByTestId("confirm-ok").waitFor({ state: "detached" });
     await rowState(id, "stopped").getByTestId("session-delete").click();
     await page.getByTestId("confirm-cancel").click();
     await page.getByTestId("confirm-ok").waitFor({ state: "detached" });

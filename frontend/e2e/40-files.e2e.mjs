@@ -13,12 +13,24 @@ const PNG = Buffer.from(
 );
 
 export default async function files(ctx) {
-  const { baseUrl, step } = ctx;
+  const { baseUrl } = ctx;
   const user = await ctx.newUser();
   const context = await ctx.newContext({ viewport: { width: 1400, height: 900 } });
   const page = await context.newPage();
   page.setDefaultTimeout(60_000);
   const consoleErrors = expectNoConsoleErrors(page);
+  // Chromium's console line for an HTTP error has no URL; these say which request it was.
+  const failedRequests = [];
+  let current = "start";
+  const step = (message) => {
+    current = message;
+    ctx.step(message);
+  };
+  page.on("response", (r) => {
+    if (r.status() >= 400 && r.status() !== 401) {
+      failedRequests.push(`${r.status()} ${r.request().method()} ${r.url()} (during: ${current})`);
+    }
+  });
   const byTest = (id) => page.getByTestId(id);
   const entry = (path) => page.locator(`[data-testid="file-entry"][data-path="${path}"]`);
   let sessionId = null;
@@ -152,6 +164,7 @@ export default async function files(ctx) {
     consoleErrors.check();
   } catch (err) {
     await ctx.screenshot(page, "failure").catch(() => {});
+    if (failedRequests.length > 0) err.message += `\nfailed requests:\n${failedRequests.join("\n")}`;
     throw err;
   } finally {
     if (sessionId) {

@@ -388,7 +388,9 @@ export function FilesPane({ sessionId }: { sessionId: string }): JSX.Element {
   const active = uploads.filter((u) => u.status !== "done" && u.status !== "cancelled");
 
   return (
-    <div className="files-pane">
+    // Drops anywhere in the pane upload (onto a folder's row: into it; elsewhere: into ~), so a
+    // file dropped beside the tree is not opened by the browser in place of the app.
+    <div className="files-pane" onDragOver={onDragOver} onDragLeave={onDragLeave} onDrop={onDrop}>
       <div className="files-toolbar" role="toolbar" aria-label="File actions">
         <span className="files-heading" title={`Uploads and new folders go to ${targetDir}`}>
           Files <span className="files-target">{targetDir === "/" ? "~" : `~${targetDir}`}</span>
@@ -452,9 +454,6 @@ export function FilesPane({ sessionId }: { sessionId: string }): JSX.Element {
         onFocus={(e) => {
           if (e.target === e.currentTarget && rows.length > 0 && !selectedEntry) focusRow(rows[0].entry.path);
         }}
-        onDragOver={onDragOver}
-        onDragLeave={onDragLeave}
-        onDrop={onDrop}
       >
         {!rootListed && !error && <div className="files-empty">Loading…</div>}
         {rootListed && rows.length === 0 && <div className="files-empty">The workspace is empty. Drop files here to upload.</div>}

@@ -51,7 +51,8 @@ export default function Workspace(props: { sessionId: string }): JSX.Element {
         const first = !loadedOnce.current;
         loadedOnce.current = true;
         if (first && current.state === "stopped") {
-          setSession(current);
+          // The resume request waits while the session starts: show it waking meanwhile.
+          setSession({ ...current, state: "starting" });
           current = await api.resumeSession(sessionId);
           if (cancelled) return;
         }
