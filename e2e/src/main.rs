@@ -5,6 +5,7 @@
 // The checks are long sequential scenarios awaited once each; boxing them buys nothing.
 #![allow(clippy::large_futures)]
 
+mod admin;
 mod api;
 mod api_sdk;
 mod bench;
@@ -46,6 +47,13 @@ enum Check {
     Image,
     /// The real `octod serve` over its socket: accounts, sessions, authorization.
     Api,
+    /// `octoctl` over octod's admin socket, as root, octo-admin and an unprivileged user
+    /// (runs as root).
+    Admin {
+        /// The part that runs as `octo` (images); the check runs it itself.
+        #[arg(long, hide = true)]
+        prepare: bool,
+    },
     /// Clients through octod's proxy: the opencode SDK, 100 MiB transfers, authorization.
     ApiSdk,
     /// octod's Podman API client against the real Podman 5 socket.
@@ -105,6 +113,8 @@ fn main() -> ExitCode {
             Check::PodmanClient => podman::run().await,
             Check::Image => image::run().await,
             Check::Api => api::run().await,
+            Check::Admin { prepare: true } => admin::prepare(),
+            Check::Admin { prepare: false } => admin::run().await,
             Check::ApiSdk => api_sdk::run().await,
             Check::Package { phase } => package::run(phase).await,
             Check::StubLlm { port } => stub_llm::serve(port).await,

@@ -3,8 +3,8 @@
 //! serves it until killed for the UI's development stack and its browser checks.
 //!
 //! Asked with tools and no tool result since the last user message, it calls a tool: opencode's
-//! `write` tool to create [`NOTE_FILE`] when that message asks to "write a note", else its
-//! `bash` tool to write [`AGENT_FILE`]. Otherwise it answers with a short Markdown reply that
+//! `write` tool to create [`NOTE_FILE`] when that message asks to "write a note", its `question`
+//! tool (two options) when it says "ask me", else its `bash` tool to write [`AGENT_FILE`]. Otherwise it answers with a short Markdown reply that
 //! starts with [`AGENT_REPLY`], streamed a few words per chunk with a pause between chunks so
 //! that a client sees the reply grow.
 
@@ -27,7 +27,7 @@ const NOTE_TEXT: &str = "# Notes\n\n- written by the stub model\n- through openc
 /// The rest of the final answer: Markdown with a code block, for the UI's rendering.
 const REPLY_TAIL: &str = "\n\n`agent-loop.txt` now holds **one line**. Check it with:\n\n```sh\ncat ~/agent-loop.txt\n```\n";
 /// The pause between two streamed chunks of the reply.
-const CHUNK_PAUSE: Duration = Duration::from_millis(40);
+const CHUNK_PAUSE: Duration = Duration::from_millis(120);
 
 /// Serves the stub model on `listener` until the task is dropped.
 pub(crate) async fn stub_llm(listener: TcpListener) {
@@ -76,17 +76,27 @@ async fn answer(mut stream: TcpStream) -> anyhow::Result<()> {
         .iter()
         .skip(last_user.unwrap_or(0))
         .any(|m| m["role"] == "tool");
-    let asks_for_a_note = last_user.is_some_and(|index| {
-        text_of(&messages[index])
-            .to_lowercase()
-            .contains("write a note")
+    let asked = last_user.map_or_else(String::new, |index| {
+        text_of(&messages[index]).to_lowercase()
     });
     // Each delta is one streamed chunk.
     let (deltas, finish) = if has_tools && !tool_done {
-        let (name, arguments) = if asks_for_a_note {
+        let (name, arguments) = if asked.contains("write a note") {
             (
                 "write",
                 serde_json::json!({"filePath": NOTE_FILE, "content": NOTE_TEXT}),
+            )
+        } else if asked.contains("ask me") {
+            (
+                "question",
+                serde_json::json!({"questions": [{
+                    "question": "Which name should the note get?",
+                    "header": "Note name",
+                    "options": [
+                        {"label": "notes.md", "description": "Markdown"},
+                        {"label": "notes.txt", "description": "Plain text"},
+                    ],
+                }]}),
             )
         } else {
             (
@@ -279,6 +289,8 @@ mod tests {
         .await;
         assert!(note.contains("\\\"filePath\\\""), "{note}");
         assert!(note.contains(r#""name":"write""#), "{note}");
+        let question = ask(serde_json::json!([{"role": "user", "content": "Ask me first."}])).await;
+        assert!(question.contains(r#""name":"question""#), "{question}");
         let first = ask(serde_json::json!([{"role": "user", "content": "hi"}])).await;
         assert!(first.contains(r#""name":"bash""#), "{first}");
         assert!(first.contains("Transfer-Encoding: chunked"), "{first}");

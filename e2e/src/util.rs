@@ -62,6 +62,11 @@ fn ensure_image_from_busybox(name: &str, image: &BusyboxImage<'_>) -> anyhow::Re
     }
     for (path, contents) in image.files {
         std::fs::write(root.join(path), contents)?;
+        // Programs (`/usr/local/bin/…`, as the real image's health check) must be executable.
+        if path.starts_with("usr/local/bin/") {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(root.join(path), std::fs::Permissions::from_mode(0o755))?;
+        }
     }
     let tar = dir.path().join("image.tar");
     run(Command::new("tar")
@@ -104,6 +109,37 @@ pub fn ensure_session_test_image(name: &str) -> anyhow::Result<()> {
                     "start.sh",
                     "trap 'exit 0' TERM INT\n\
                      for p in 41820 41821 41822; do /bin/busybox httpd -f -p $p -h /www & done\n\
+                     wait\n",
+                ),
+            ],
+            cmd: r#"["/bin/sh", "/start.sh"]"#,
+        },
+    )
+}
+
+/// A stand-in for the real session image that `octod serve` can run unchanged: three busybox
+/// httpd on the session ports, the production health check path
+/// (`/usr/local/bin/octo-healthcheck`), and a start line in the log naming the image's
+/// variant (`/etc/octo-variant`, replaced by derived images).
+pub fn ensure_served_session_image(name: &str) -> anyhow::Result<()> {
+    ensure_image_from_busybox(
+        name,
+        &BusyboxImage {
+            applets: &["sh", "wget", "cat", "echo"],
+            dirs: &["www", "tmp", "home/dev", "usr/local/bin", "etc"],
+            files: &[
+                ("www/index.html", "octo session ok\n"),
+                ("etc/octo-variant", "base\n"),
+                (
+                    "usr/local/bin/octo-healthcheck",
+                    "#!/bin/sh\n\
+                     for p in 41820 41821 41822; do wget -q -O /dev/null http://127.0.0.1:$p/ || exit 1; done\n",
+                ),
+                (
+                    "start.sh",
+                    "trap 'exit 0' TERM INT\n\
+                     for p in 41820 41821 41822; do /bin/busybox httpd -f -p $p -h /www & done\n\
+                     echo \"session up: $(cat /etc/octo-variant)\"\n\
                      wait\n",
                 ),
             ],

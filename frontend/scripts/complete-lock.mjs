@@ -46,7 +46,15 @@ for (const [path, entry] of Object.entries(packages)) {
       continue;
     }
     const key = packages[`node_modules/${name}`] ? `${path}/node_modules/${name}` : `node_modules/${name}`;
-    packages[key] = { version, ...(entry.dev ? { dev: true } : {}), optional: true, ...platform };
+    // Keys in the order npm writes them, so a later `npm install` leaves the entry as it is.
+    packages[key] = {
+      version,
+      cpu: platform.cpu,
+      ...(entry.dev ? { dev: true } : {}),
+      ...(platform.libc ? { libc: platform.libc } : {}),
+      optional: true,
+      os: platform.os,
+    };
     added.push(`${name}@${version}`);
   }
 }

@@ -11,7 +11,8 @@ import { AccountPage } from "./pages/Account";
 import { SessionsPage } from "./pages/Sessions";
 import { AdminPage } from "./pages/Admin";
 
-const WorkspacePage = lazy(() => import("./workspace/Workspace"));
+const loadWorkspace = () => import("./workspace/Workspace");
+const WorkspacePage = lazy(loadWorkspace);
 
 type Auth =
   | { kind: "loading" }
@@ -102,6 +103,12 @@ function SignedIn(props: {
   onSignedOut: (notice: string | null) => void;
 }): JSX.Element {
   const { route, user } = props;
+  // Signed in, the workspace view is the likely next page: fetch its code while the browser idles
+  // (it stays out of the sign-in page's initial JS).
+  useEffect(() => {
+    const timer = window.setTimeout(() => void loadWorkspace().catch(() => {}), 1500);
+    return () => window.clearTimeout(timer);
+  }, []);
   useEffect(() => {
     if (route.name === "login" || route.name === "register") navigate("/", { replace: true });
   }, [route.name]);

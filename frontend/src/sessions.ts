@@ -53,9 +53,12 @@ export function isWaking(state: SessionState): boolean {
   return state === "creating" || state === "starting";
 }
 
-/** The delay before the next fetch, or null when nothing is changing. */
-export function nextPoll(sessions: readonly Session[], busy: boolean): number | null {
-  return busy || sessions.some((s) => isTransitional(s.state)) ? POLL_MS : null;
+/** While nothing is changing, the list is still refreshed this often (octod stops idle sessions). */
+export const IDLE_POLL_MS = 30000;
+
+/** The delay before the next fetch: short while something is changing on its own. */
+export function nextPoll(sessions: readonly Session[], busy: boolean): number {
+  return busy || sessions.some((s) => isTransitional(s.state)) ? POLL_MS : IDLE_POLL_MS;
 }
 
 /** Replaces one session in a list (or appends it), keeping the order; `null` removes it. */
@@ -74,15 +77,20 @@ export function sortSessions(sessions: readonly Session[]): Session[] {
 }
 
 /**
- * A list of sessions fetched with `load`, refetched every POLL_MS while any is transitional.
- * `refresh()` fetches now; `replace(id, session|null)` applies an action's answer at once.
+ * A list of sessions fetched with `load`, refetched every POLL_MS while any is transitional or
+ * while `busy` (e.g. a create request is under way: the server records the new session before it
+ * answers, so the row appears while the request still waits), else every IDLE_POLL_MS (octod
+ * stops idle sessions by itself). `refresh()` fetches now;
+ * `replace(id, session|null)` applies an action's answer at once.
  */
-export function usePolledSessions(load: () => Promise<Session[]>) {
+export function usePolledSessions(load: () => Promise<Session[]>, busy = false) {
   const [sessions, setSessions] = useState<Session[] | null>(null);
   const [error, setError] = useState<unknown>(undefined);
   const [generation, setGeneration] = useState(0);
   const loadRef = useRef(load);
   loadRef.current = load;
+  const busyRef = useRef(busy);
+  busyRef.current = busy;
 
   useEffect(() => {
     let cancelled = false;
@@ -93,8 +101,7 @@ export function usePolledSessions(load: () => Promise<Session[]>) {
         if (cancelled) return;
         setSessions(list);
         setError(undefined);
-        const delay = nextPoll(list, false);
-        if (delay !== null) timer = window.setTimeout(() => void tick(), delay);
+        timer = window.setTimeout(() => void tick(), nextPoll(list, busyRef.current));
       } catch (err) {
         if (cancelled) return;
         setError(err);
@@ -107,7 +114,7 @@ export function usePolledSessions(load: () => Promise<Session[]>) {
       cancelled = true;
       window.clearTimeout(timer);
     };
-  }, [generation]);
+  }, [generation, busy]);
 
   const refresh = useCallback(() => setGeneration((g) => g + 1), []);
   const replace = useCallback(

@@ -86,7 +86,7 @@ fn a_socket_nobody_listens_on_is_exit_5() {
 #[test]
 fn refused_by_octod_is_exit_4_and_names_the_group() {
     let dir = tempfile::tempdir().expect("dir");
-    let body = r#"{"error":{"code":"forbidden","message":"permission denied: bob is neither root nor a member of group octo-admin; the admin socket needs root or membership in group octo-admin"}}"#;
+    let body = r#"{"error":{"code":"forbidden","message":"permission denied: bob is neither root nor a member of group octo-admin"}}"#;
     let (path, server) = serve_once(dir.path(), "403 Forbidden", "application/json", body);
     let out = octoctl(&path, &["status"]);
     assert_eq!(server.join().expect("server"), "GET /admin/v1/status ");

@@ -50,10 +50,7 @@ pub async fn http_listener(
     fds: &[(RawFd, String)],
     fallback: SocketAddr,
 ) -> Result<(tokio::net::TcpListener, Origin), ListenError> {
-    let candidates = fds.iter().filter(|(_, name)| name != ADMIN_NAME).count();
-    if let Some((fd, name)) = fds.iter().find(|(_, name)| {
-        name == "http" || (name != ADMIN_NAME && (name == "unknown" || candidates == 1))
-    }) {
+    if let Some((fd, name)) = pick_http(fds) {
         let listener = take_tcp_listener(*fd).map_err(|source| ListenError::Unusable {
             name: name.clone(),
             source,
@@ -67,6 +64,16 @@ pub async fn http_listener(
             source,
         })?;
     Ok((listener, Origin::Bound))
+}
+
+/// Which passed socket serves HTTP: the one named `http`, else an unnamed one (`unknown`) or
+/// the only one not named `admin`. Pure.
+fn pick_http(fds: &[(RawFd, String)]) -> Option<&(RawFd, String)> {
+    let candidates = fds.iter().filter(|(_, name)| name != ADMIN_NAME).count();
+    fds.iter().find(|(_, name)| name == "http").or_else(|| {
+        fds.iter()
+            .find(|(_, name)| name != ADMIN_NAME && (name == "unknown" || candidates == 1))
+    })
 }
 
 /// The `FileDescriptorName=` of the admin socket.
@@ -121,4 +128,26 @@ fn take_tcp_listener(fd: RawFd) -> std::io::Result<tokio::net::TcpListener> {
     let std_listener = unsafe { std::net::TcpListener::from_raw_fd(fd) };
     std_listener.set_nonblocking(true)?;
     tokio::net::TcpListener::from_std(std_listener)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(fds: &[(RawFd, &str)], expected: Option<RawFd>) {
+        let fds: Vec<(RawFd, String)> = fds.iter().map(|(fd, n)| (*fd, (*n).to_owned())).collect();
+        assert_eq!(pick_http(&fds).map(|(fd, _)| *fd), expected, "{fds:?}");
+    }
+
+    #[test]
+    fn the_http_socket_is_picked_by_name_and_never_the_admin_one() {
+        check(&[(3, "admin"), (4, "http")], Some(4));
+        check(&[(3, "http"), (4, "admin")], Some(3));
+        check(&[(3, "admin")], None);
+        check(&[(3, "unknown")], Some(3));
+        check(&[(3, "web")], Some(3));
+        check(&[(3, "admin"), (4, "web")], Some(4));
+        check(&[(3, "web"), (4, "other")], None);
+        check(&[], None);
+    }
 }

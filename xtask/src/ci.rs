@@ -118,6 +118,12 @@ const CHECKS: &[Check] = &[
         "octod's proxy: the opencode SDK with a cookie, 100 MiB both ways, the authorization matrix",
         &["api-sdk"],
     ),
+    Check {
+        name: "octoctl over the admin socket: root, octo-admin, refused for others; users, invite codes, sessions, image build, container refresh",
+        user: None,
+        args: &["admin"],
+        reboot_before: false,
+    },
     check(
         "quadlet unit started over D-Bus, port answers",
         &["smoke", "start"],
@@ -163,7 +169,9 @@ const CHECKS: &[Check] = &[
 /// and always takes the host down again.
 fn e2e() -> anyhow::Result<()> {
     step("building octod and the end-to-end programs");
-    util::run(&mut util::cargo(["build", "-p", "octod", "-p", "octo-e2e"]))?;
+    util::run(&mut util::cargo([
+        "build", "-p", "octod", "-p", "octoctl", "-p", "octo-e2e",
+    ]))?;
     // A host left over from an interrupted run would not be fresh.
     testhost::down()?;
     testhost::up()?;

@@ -1,4 +1,4 @@
-//! Development automation for Octo: `cargo xtask ci | demo | testhost … | bench …`.
+//! Development automation for Octo: `cargo xtask ci | demo | testhost … | bench … | ui-e2e`.
 //!
 //! Every task installs what it needs itself, says what it is doing, and fails with a clear
 //! message (never a panic) when something is missing.
@@ -10,6 +10,7 @@ mod dist;
 mod image;
 mod package;
 mod testhost;
+mod ui;
 mod util;
 
 use std::process::ExitCode;
@@ -62,6 +63,16 @@ enum Task {
     Bench {
         #[command(subcommand)]
         bench: Bench,
+    },
+    /// The browser end-to-end checks of the web UI against a running Octo (screenshots in
+    /// target/ui-e2e/).
+    UiE2e {
+        /// Where the UI is served, e.g. https://127.0.0.1:8443 or a Vite dev server.
+        #[arg(long)]
+        base_url: String,
+        /// An invite code to register the check's account with (an admin code covers every check).
+        #[arg(long)]
+        invite_code: String,
     },
 }
 
@@ -147,6 +158,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Bench::Proxy => bench::proxy::run()?,
             Bench::SessionStart => bench::session_start::run()?,
         },
+        Task::UiE2e {
+            base_url,
+            invite_code,
+        } => ui::browser_e2e(&base_url, &invite_code)?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -3,18 +3,21 @@
 // stream (streamed replies, tool calls, permission requests) with reconnect and resync, stops a
 // running reply. State changes go through the event stream reducer (`state.ts`).
 import { useCallback, useEffect, useLayoutEffect, useMemo, useReducer, useRef, useState } from "react";
-import type { PermissionRequest } from "@opencode-ai/sdk/v2/client";
+import type { PermissionRequest, QuestionRequest } from "@opencode-ai/sdk/v2/client";
+import { ConfirmDialog } from "../components/ConfirmDialog";
 import { call, opencodeClient, subscribeEvents } from "./client";
 import { loadRenderer } from "./Markdown";
-import { MessageView, PermissionPrompt, callKey, type PermissionHandlers, type PermissionReply } from "./MessageView";
+import { MessageView, PermissionPrompt, QuestionPrompt, callKey, type PermissionHandlers, type PermissionReply } from "./MessageView";
 import {
   chatReducer,
   conversationOf,
+  conversationTitle,
   describeError,
   initialChatState,
   isAbort,
   isBusy,
   permissionsOf,
+  questionsOf,
   sortedSessions,
 } from "./state";
 import { runEventStream } from "./stream";
@@ -48,6 +51,8 @@ export function ChatPane(props: { sessionId: string }): JSX.Element {
   const [selected, setSelected] = useState<string | undefined>(() => remembered(sessionId));
   const [listed, setListed] = useState(false);
   const [error, setError] = useState<string>();
+  // Loading failures are replaced by the next load's outcome; other errors wait to be dismissed.
+  const [loadError, setLoadError] = useState<string>();
   const [streamError, setStreamError] = useState<string>();
   const [draft, setDraft] = useState("");
   const selectedRef = useRef(selected);
@@ -62,14 +67,16 @@ export function ChatPane(props: { sessionId: string }): JSX.Element {
   );
 
   const loadOverview = useCallback(async () => {
-    const [sessions, statuses, permissions] = await Promise.all([
+    const [sessions, statuses, permissions, questions] = await Promise.all([
       call("Listing conversations", client.session.list({ roots: true })),
       call("Reading the agent's status", client.session.status()),
       call("Listing permission requests", client.permission.list()),
+      call("Listing the agent's questions", client.question.list()),
     ]);
     dispatch({ type: "sessions-loaded", sessions });
     dispatch({ type: "statuses-loaded", statuses });
     dispatch({ type: "permissions-loaded", permissions });
+    dispatch({ type: "questions-loaded", questions });
     setListed(true);
     return sessions;
   }, [client]);
@@ -86,7 +93,8 @@ export function ChatPane(props: { sessionId: string }): JSX.Element {
     loadRenderer().catch(() => {});
   }, []);
 
-  // The event stream, for the pane's lifetime; after a reconnect, reload what may have been missed.
+  // The event stream, for the pane's lifetime. Each time it connects, load what it does not
+  // replay: the conversations, statuses and requests, and the open conversation's messages.
   useEffect(() => {
     const controller = new AbortController();
     void runEventStream({
@@ -96,38 +104,34 @@ export function ChatPane(props: { sessionId: string }): JSX.Element {
         dispatch({ type: "connection", state: connection });
         setStreamError(failure === undefined ? undefined : message(failure));
       },
-      onResync: () => {
-        loadOverview().catch((failure) => setError(message(failure)));
-        const current = selectedRef.current;
-        if (current) loadMessages(current).catch((failure) => setError(message(failure)));
+      onConnected: () => {
+        loadOverview().then(
+          (sessions) => {
+            if (controller.signal.aborted) return;
+            setLoadError(undefined);
+            const current = selectedRef.current;
+            if (current && sessions.some((session) => session.id === current)) {
+              loadMessages(current).catch((failure) => setLoadError(message(failure)));
+            } else {
+              // The remembered conversation is gone (or none was): open the newest.
+              const newest = sessions.filter((s) => !s.parentID).sort((a, b) => b.time.updated - a.time.updated)[0];
+              select(newest?.id);
+            }
+          },
+          (failure) => !controller.signal.aborted && setLoadError(message(failure)),
+        );
       },
       signal: controller.signal,
     });
     return () => controller.abort();
-  }, [client, loadOverview, loadMessages]);
-
-  // The conversations, then the remembered (or newest) one.
-  useEffect(() => {
-    let live = true;
-    loadOverview().then(
-      (sessions) => {
-        if (!live) return;
-        const current = selectedRef.current;
-        if (!current || !sessions.some((session) => session.id === current)) {
-          const newest = sessions.filter((s) => !s.parentID).sort((a, b) => b.time.updated - a.time.updated)[0];
-          select(newest?.id);
-        }
-      },
-      (failure) => live && setError(message(failure)),
-    );
-    return () => {
-      live = false;
-    };
-  }, [loadOverview, select]);
+  }, [client, loadOverview, loadMessages, select]);
 
   useEffect(() => {
     if (!selected) return;
-    loadMessages(selected).catch((failure) => setError(message(failure)));
+    loadMessages(selected).then(
+      () => setLoadError(undefined),
+      (failure) => setLoadError(message(failure)),
+    );
   }, [selected, loadMessages]);
 
   // A conversation deleted elsewhere is no longer shown.
@@ -138,6 +142,7 @@ export function ChatPane(props: { sessionId: string }): JSX.Element {
   const conversation = conversationOf(state, selected);
   const busy = isBusy(conversation);
   const pending = permissionsOf(state, selected);
+  const asked = questionsOf(state, selected);
   const sessions = sortedSessions(state);
 
   const newConversation = useCallback(async () => {
@@ -155,6 +160,19 @@ export function ChatPane(props: { sessionId: string }): JSX.Element {
 
   // The prompt on its way: shown at once, restored to the input if sending fails.
   const [outgoing, setOutgoing] = useState<string>();
+  const [confirmDelete, setConfirmDelete] = useState(false);
+  const deleteConversation = useCallback(async () => {
+    setConfirmDelete(false);
+    if (!selected) return;
+    try {
+      await call("Deleting the conversation", client.session.delete({ sessionID: selected }));
+      // The list then opens the newest other one.
+      dispatch({ type: "session-removed", sessionID: selected });
+    } catch (failure) {
+      setError(message(failure));
+    }
+  }, [client, selected]);
+
   const send = useCallback(async () => {
     const text = draft.trim();
     if (!text || outgoing !== undefined) return;
@@ -193,22 +211,51 @@ export function ChatPane(props: { sessionId: string }): JSX.Element {
     [client],
   );
 
+  const onAnswer = useCallback(
+    async (request: QuestionRequest, answers: string[][] | undefined) => {
+      try {
+        if (answers) {
+          await call("Answering the agent's question", client.question.reply({ requestID: request.id, answers }));
+        } else {
+          await call("Dismissing the agent's question", client.question.reject({ requestID: request.id }));
+        }
+      } catch (failure) {
+        setError(message(failure));
+      }
+    },
+    [client],
+  );
+
+  // Same requests, same object: messages re-render only when their own entry changes.
+  const pendingKey = [...pending, ...asked].map((request) => request.id).join(" ");
+  const pendingRef = useRef({ pending, asked });
+  pendingRef.current = { pending, asked };
   const permissions: PermissionHandlers = useMemo(() => {
     const byCall = new Map<string, PermissionRequest>();
-    for (const request of pending) if (request.tool) byCall.set(callKey(request.tool.messageID, request.tool.callID), request);
-    return { byCall, onReply };
-  }, [pending, onReply]);
+    for (const request of pendingRef.current.pending) {
+      if (request.tool) byCall.set(callKey(request.tool.messageID, request.tool.callID), request);
+    }
+    const questionsByCall = new Map<string, QuestionRequest>();
+    for (const request of pendingRef.current.asked) {
+      if (request.tool) questionsByCall.set(callKey(request.tool.messageID, request.tool.callID), request);
+    }
+    return { byCall, onReply, questionsByCall, onAnswer };
+  }, [pendingKey, onReply, onAnswer]);
   // Requests that belong to no tool call shown here (e.g. the tool part has not arrived yet).
   const shownCalls = new Set(
     conversation.messages.flatMap((entry) => entry.parts.flatMap((part) => (part.type === "tool" ? [callKey(part.messageID, part.callID)] : []))),
   );
-  const loose = pending.filter(
-    (request) => !request.tool || !shownCalls.has(callKey(request.tool.messageID, request.tool.callID)),
-  );
+  const shown = (request: { tool?: { messageID: string; callID: string } }) =>
+    !!request.tool && shownCalls.has(callKey(request.tool.messageID, request.tool.callID));
+  const loose = pending.filter((request) => !shown(request));
+  const looseQuestions = asked.filter((request) => !shown(request));
 
   // Keep the newest content in view while the user is at the bottom.
   const list = useRef<HTMLDivElement>(null);
   const atBottom = useRef(true);
+  useEffect(() => {
+    atBottom.current = true; // another conversation opens at its end
+  }, [selected]);
   useLayoutEffect(() => {
     const element = list.current;
     if (element && atBottom.current) element.scrollTop = element.scrollHeight;
@@ -221,7 +268,7 @@ export function ChatPane(props: { sessionId: string }): JSX.Element {
 
   const status = conversation.status;
   const last = conversation.messages[conversation.messages.length - 1];
-  const waiting = (busy || outgoing !== undefined) && pending.length === 0 && (!last || last.info?.role === "user" || last.parts.every((part) => part.type !== "text"));
+  const waiting = (busy || outgoing !== undefined) && pending.length === 0 && asked.length === 0 && (!last || last.info?.role === "user" || last.parts.every((part) => part.type !== "text"));
 
   return (
     <div className="chat" data-testid="chat">
@@ -238,7 +285,7 @@ export function ChatPane(props: { sessionId: string }): JSX.Element {
             {selected && !state.sessions[selected] && <option value={selected}>…</option>}
             {sessions.map((session) => (
               <option key={session.id} value={session.id}>
-                {session.title || "Untitled"}
+                {conversationTitle(session)}
                 {isBusy(conversationOf(state, session.id)) ? " ●" : ""}
               </option>
             ))}
@@ -246,6 +293,19 @@ export function ChatPane(props: { sessionId: string }): JSX.Element {
         </label>
         <button type="button" className="btn small" data-testid="chat-new" onClick={() => void newConversation()} title="New conversation">
           + New
+        </button>
+        <button
+          type="button"
+          className="btn ghost small"
+          data-testid="chat-delete"
+          onClick={() => setConfirmDelete(true)}
+          disabled={!selected || !state.sessions[selected]}
+          title="Delete this conversation"
+          aria-label="Delete this conversation"
+        >
+          <svg width="14" height="14" viewBox="0 0 16 16" aria-hidden="true" fill="currentColor">
+            <path d="M6 1.5h4a.5.5 0 0 1 .5.5V3h3a.5.5 0 0 1 0 1h-.56l-.8 9.6A1.5 1.5 0 0 1 10.65 15h-5.3a1.5 1.5 0 0 1-1.49-1.4L3.06 4H2.5a.5.5 0 0 1 0-1h3V2a.5.5 0 0 1 .5-.5ZM6.5 3h3v-.5h-3V3ZM4.07 4l.79 9.52a.5.5 0 0 0 .5.48h5.28a.5.5 0 0 0 .5-.48L11.93 4H4.07Z" />
+          </svg>
         </button>
         <span
           className={`chat-conn chat-conn-${state.connection}`}
@@ -257,10 +317,30 @@ export function ChatPane(props: { sessionId: string }): JSX.Element {
         </span>
       </div>
 
-      {error && (
+      {confirmDelete && selected && state.sessions[selected] && (
+        <ConfirmDialog
+          title="Delete this conversation?"
+          confirmLabel="Delete"
+          danger
+          onConfirm={() => void deleteConversation()}
+          onCancel={() => setConfirmDelete(false)}
+        >
+          <p>
+            “{conversationTitle(state.sessions[selected])}” and its messages are deleted. Files the agent changed stay as they
+            are.
+          </p>
+        </ConfirmDialog>
+      )}
+
+      {(error || loadError) && (
         <div className="chat-error" role="alert" data-testid="chat-error">
-          <span>{error}</span>
-          <button type="button" className="btn ghost small" onClick={() => setError(undefined)} aria-label="Dismiss the error">
+          <span>{error ?? loadError}</span>
+          <button
+            type="button"
+            className="btn ghost small"
+            onClick={() => (error ? setError(undefined) : setLoadError(undefined))}
+            aria-label="Dismiss the error"
+          >
             ✕
           </button>
         </div>
@@ -274,7 +354,6 @@ export function ChatPane(props: { sessionId: string }): JSX.Element {
           const element = event.currentTarget;
           atBottom.current = element.scrollHeight - element.scrollTop - element.clientHeight < 48;
         }}
-        aria-live="polite"
         aria-busy={busy}
       >
         {conversation.messages.length === 0 && !busy && (
@@ -295,6 +374,9 @@ export function ChatPane(props: { sessionId: string }): JSX.Element {
         )}
         {loose.map((request) => (
           <PermissionPrompt key={request.id} request={request} onReply={onReply} />
+        ))}
+        {looseQuestions.map((request) => (
+          <QuestionPrompt key={request.id} request={request} onAnswer={onAnswer} />
         ))}
         {status.type === "retry" && (
           <p className="chat-note chat-warn" role="status">
@@ -321,6 +403,10 @@ export function ChatPane(props: { sessionId: string }): JSX.Element {
         )}
       </div>
 
+      <div className="visually-hidden" role="status" aria-live="polite">
+        {pending.length || asked.length ? "The agent is waiting for your answer." : busy ? "The agent is working." : ""}
+      </div>
+
       <form
         className="chat-composer"
         onSubmit={(event) => {
@@ -336,12 +422,15 @@ export function ChatPane(props: { sessionId: string }): JSX.Element {
           data-testid="chat-input"
           value={draft}
           rows={3}
-          placeholder="Message the agent — Enter to send, Shift+Enter for a new line"
+          placeholder={busy ? "Esc stops the reply" : "Message the agent — Enter to send, Shift+Enter for a new line"}
           onChange={(event) => setDraft(event.target.value)}
           onKeyDown={(event) => {
             if (event.key === "Enter" && !event.shiftKey && !event.nativeEvent.isComposing) {
               event.preventDefault();
               void send();
+            } else if (event.key === "Escape" && busy) {
+              event.preventDefault();
+              void abort();
             }
           }}
         />

@@ -2,7 +2,7 @@
 // reasoning, tool calls (bash: command + output; file writes and edits: a diff; others: name, input,
 // output) and the permission requests that wait on them.
 import { memo, useState } from "react";
-import type { Part, PermissionRequest, ToolPart } from "@opencode-ai/sdk/v2/client";
+import type { Part, PermissionRequest, QuestionRequest, ToolPart } from "@opencode-ai/sdk/v2/client";
 import type { MessageEntry } from "./state";
 import { describeError, isAbort } from "./state";
 import { Markdown } from "./Markdown";
@@ -14,6 +14,9 @@ export interface PermissionHandlers {
   /** Pending requests by the tool call they are about (`callKey`). */
   byCall: Map<string, PermissionRequest>;
   onReply: (request: PermissionRequest, reply: PermissionReply) => Promise<void>;
+  /** Pending questions by the tool call that asks them. */
+  questionsByCall: Map<string, QuestionRequest>;
+  onAnswer: (request: QuestionRequest, answers: string[][] | undefined) => Promise<void>;
 }
 
 /** Identifies a tool call: call ids are the model's and only unique within a message. */
@@ -86,7 +89,14 @@ function AssistantPart(props: { part: Part; permissions: PermissionHandlers }): 
         </details>
       );
     case "tool":
-      return <ToolCard part={part} permission={permissions.byCall.get(callKey(part.messageID, part.callID))} onReply={permissions.onReply} />;
+      return (
+        <ToolCard
+          part={part}
+          permission={permissions.byCall.get(callKey(part.messageID, part.callID))}
+          question={permissions.questionsByCall.get(callKey(part.messageID, part.callID))}
+          handlers={permissions}
+        />
+      );
     case "file":
       return <span className="chat-chip">📎 {part.filename ?? part.url}</span>;
     case "retry":
@@ -116,20 +126,22 @@ const STATUS_LABEL: Record<string, string> = {
 function ToolCard(props: {
   part: ToolPart;
   permission?: PermissionRequest;
-  onReply: PermissionHandlers["onReply"];
+  question?: QuestionRequest;
+  handlers: PermissionHandlers;
 }): JSX.Element {
-  const { part, permission, onReply } = props;
+  const { part, permission, question, handlers } = props;
+  const asking = !!permission || !!question;
   const status = part.state.status;
   const view = toolView(part);
   // Open while it runs, fails or asks; the user's own toggle wins afterwards.
   const [toggled, setToggled] = useState<boolean | undefined>();
-  const open = toggled ?? (status === "running" || status === "error" || !!permission || view.kind === "diff");
+  const open = toggled ?? (status === "running" || status === "error" || asking || view.kind === "diff");
   const summary =
     view.kind === "bash" ? view.description || view.command : view.kind === "diff" ? `${view.verb} ${view.file}` : view.title;
   return (
     <div className="chat-tool-wrap">
     <details
-      className={`chat-tool chat-tool-${status}${permission ? " chat-tool-asking" : ""}`}
+      className={`chat-tool chat-tool-${status}${asking ? " chat-tool-asking" : ""}`}
       data-testid="chat-tool"
       data-tool={part.tool}
       data-status={status}
@@ -148,7 +160,7 @@ function ToolCard(props: {
             <span className="diff-add-count">+{view.added}</span> <span className="diff-del-count">−{view.removed}</span>
           </span>
         )}
-        <span className="chat-tool-status">{permission ? "Waiting for you" : STATUS_LABEL[status]}</span>
+        <span className="chat-tool-status">{asking ? "Waiting for you" : STATUS_LABEL[status]}</span>
       </summary>
       <div className="chat-tool-body">
         {view.kind === "bash" && (
@@ -171,7 +183,8 @@ function ToolCard(props: {
         )}
       </div>
     </details>
-    {permission && <PermissionPrompt request={permission} onReply={onReply} />}
+    {permission && <PermissionPrompt request={permission} onReply={handlers.onReply} />}
+    {question && <QuestionPrompt request={question} onAnswer={handlers.onAnswer} />}
     </div>
   );
 }
@@ -239,5 +252,101 @@ export function PermissionPrompt(props: {
         </button>
       </div>
     </div>
+  );
+}
+
+/** The agent's questions (its `question` tool): pick options or type an answer, or dismiss. */
+export function QuestionPrompt(props: {
+  request: QuestionRequest;
+  onAnswer: PermissionHandlers["onAnswer"];
+}): JSX.Element {
+  const { request, onAnswer } = props;
+  const [picked, setPicked] = useState<string[][]>(() => request.questions.map(() => []));
+  const [typed, setTyped] = useState<string[]>(() => request.questions.map(() => ""));
+  const [busy, setBusy] = useState(false);
+  const answers = request.questions.map((_, index) => {
+    const own = typed[index].trim();
+    return own ? [...picked[index], own] : picked[index];
+  });
+  const complete = answers.every((answer) => answer.length > 0);
+  const submit = async (value: string[][] | undefined) => {
+    setBusy(true);
+    try {
+      await onAnswer(request, value);
+    } finally {
+      setBusy(false);
+    }
+  };
+  return (
+    <form
+      className="chat-permission chat-question"
+      data-testid="question-prompt"
+      onSubmit={(event) => {
+        event.preventDefault();
+        if (complete) void submit(answers);
+      }}
+    >
+      {request.questions.map((question, index) => (
+        <fieldset key={index} className="chat-question-set">
+          <legend>
+            {question.header && <span className="chat-question-header">{question.header}</span>} {question.question}
+          </legend>
+          {question.options.map((option) => {
+            const checked = picked[index].includes(option.label);
+            return (
+              <label key={option.label} className="chat-question-option">
+                <input
+                  type={question.multiple ? "checkbox" : "radio"}
+                  name={`${request.id}-${index}`}
+                  data-testid="question-option"
+                  value={option.label}
+                  checked={checked}
+                  onChange={() =>
+                    setPicked((all) =>
+                      all.map((list, i) =>
+                        i !== index
+                          ? list
+                          : question.multiple
+                            ? checked
+                              ? list.filter((label) => label !== option.label)
+                              : [...list, option.label]
+                            : [option.label],
+                      ),
+                    )
+                  }
+                />
+                <span>
+                  <strong>{option.label}</strong>
+                  {option.description && <span className="muted"> — {option.description}</span>}
+                </span>
+              </label>
+            );
+          })}
+          {question.custom !== false && (
+            <input
+              type="text"
+              className="chat-question-custom"
+              data-testid="question-custom"
+              placeholder="Or type your own answer"
+              aria-label={`Your own answer to: ${question.question}`}
+              value={typed[index]}
+              onChange={(event) => {
+                const value = event.target.value;
+                setTyped((all) => all.map((text, i) => (i === index ? value : text)));
+                if (!question.multiple && value) setPicked((all) => all.map((list, i) => (i === index ? [] : list)));
+              }}
+            />
+          )}
+        </fieldset>
+      ))}
+      <div className="chat-permission-actions">
+        <button type="submit" className="btn primary small" data-testid="question-submit" disabled={busy || !complete}>
+          Answer
+        </button>
+        <button type="button" className="btn small" data-testid="question-dismiss" disabled={busy} onClick={() => void submit(undefined)}>
+          Dismiss
+        </button>
+      </div>
+    </form>
   );
 }

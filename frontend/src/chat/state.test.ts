@@ -5,10 +5,12 @@ import type { Event, Part, ToolPart } from "@opencode-ai/sdk/v2/client";
 import {
   chatReducer,
   conversationOf,
+  conversationTitle,
   describeError,
   initialChatState,
   isBusy,
   permissionsOf,
+  questionsOf,
   sortedSessions,
   type ChatState,
   type LoadedMessage,
@@ -19,6 +21,7 @@ import writeNew from "./fixtures/write-new.json";
 import writeExisting from "./fixtures/write-existing.json";
 import abortAtPermission from "./fixtures/abort-at-permission.json";
 import modelUnreachable from "./fixtures/model-unreachable.json";
+import question from "./fixtures/question.json";
 
 interface Fixture {
   events: unknown[];
@@ -63,7 +66,7 @@ function textOf(parts: Part[]): string {
 
 describe("the event stream reducer", () => {
   it("builds from the stream the same conversation the server lists afterwards", () => {
-    for (const fixture of [bashReply, permissionOnce, writeNew, writeExisting, abortAtPermission] as Fixture[]) {
+    for (const fixture of [bashReply, permissionOnce, writeNew, writeExisting, abortAtPermission, question] as Fixture[]) {
       const sessionID = sessionOf(fixture);
       const state = replay(fixture);
       const built = conversationOf(state, sessionID).messages;
@@ -130,6 +133,31 @@ describe("the event stream reducer", () => {
     expect(request.tool?.callID).toBe(tool.callID);
     expect(permissionsOf(all[repliedAt], sessionID)).toEqual([]);
     expect(toolParts(all.at(-1)!, sessionID)[0].state.status).toBe("completed");
+  });
+
+  it("holds the agent's question until it is answered", () => {
+    const sessionID = sessionOf(question);
+    const all = states(question);
+    const askedAt = events(question).findIndex((event) => event.type === "question.asked");
+    const repliedAt = events(question).findIndex((event) => event.type === "question.replied");
+    expect(questionsOf(all[askedAt - 1], sessionID)).toEqual([]);
+    const [request] = questionsOf(all[askedAt], sessionID);
+    expect(request.questions[0].question).toBe("Which name should the note get?");
+    expect(request.questions[0].options.map((option) => option.label)).toEqual(["notes.md", "notes.txt"]);
+    expect(request.tool?.callID).toBe(toolParts(all[askedAt], sessionID)[0].callID);
+    expect(questionsOf(all[repliedAt], sessionID)).toEqual([]);
+    const [tool] = toolParts(all.at(-1)!, sessionID);
+    expect(tool.state.status === "completed" && tool.state.output).toContain('="notes.md"');
+    // A question left open by an abort goes with the turn, like a permission request.
+    const asked = events(question)[askedAt];
+    let state = chatReducer(initialChatState, { type: "event", event: asked });
+    expect(questionsOf(state, sessionID)).toHaveLength(1);
+    state = chatReducer(state, { type: "event", event: { id: "e", type: "session.idle", properties: { sessionID } } as Event });
+    expect(questionsOf(state, sessionID)).toEqual([]);
+    state = chatReducer(state, { type: "questions-loaded", questions: [asked.properties as never] });
+    expect(questionsOf(state, sessionID)).toHaveLength(1);
+    state = chatReducer(state, { type: "event", event: { id: "e", type: "question.rejected", properties: { sessionID, requestID: request.id } } as Event });
+    expect(questionsOf(state, sessionID)).toEqual([]);
   });
 
   it("drops a permission request that an abort left unanswered, and records the abort", () => {
@@ -290,6 +318,10 @@ describe("the reducer's edge cases", () => {
     const created = { id: "ses_d", title: "D", time: { created: 4, updated: 11 } } as unknown as (typeof sessions)[number];
     const withCreated = chatReducer(state, { type: "session-upserted", session: created });
     expect(sortedSessions(withCreated).map((s) => s.id)).toEqual(["ses_d", "ses_b", "ses_a"]);
+    // And one it deleted leaves before its event arrives (which then changes nothing).
+    const removed = chatReducer(withCreated, { type: "session-removed", sessionID: "ses_d" });
+    expect(sortedSessions(removed).map((s) => s.id)).toEqual(["ses_b", "ses_a"]);
+    expect(chatReducer(removed, { type: "session-removed", sessionID: "ses_d" })).toBe(removed);
     state = chatReducer(state, { type: "statuses-loaded", statuses: { ses_a: { type: "busy" } } });
     expect(isBusy(conversationOf(state, "ses_a"))).toBe(true);
     expect(isBusy(conversationOf(state, "ses_b"))).toBe(false);
@@ -304,6 +336,16 @@ describe("the reducer's edge cases", () => {
     expect(chatReducer(state, { type: "connection", state: "reconnecting" })).toBe(state);
     state = chatReducer(state, event("server.connected", {}));
     expect(state.connection).toBe("open");
+  });
+});
+
+describe("conversationTitle", () => {
+  it("keeps opencode's generated titles and turns its placeholder into a readable one", () => {
+    expect(conversationTitle({ title: "The file is written.", time: { created: 0 } })).toBe("The file is written.");
+    const placeholder = conversationTitle({ title: "New session - 2026-11-24T08:33:18.471Z", time: { created: 0 } });
+    expect(placeholder).toMatch(/^New conversation · /);
+    expect(placeholder).not.toContain("2026-11-24T");
+    expect(conversationTitle({ title: "", time: { created: 0 } })).toMatch(/^New conversation · /);
   });
 });
 

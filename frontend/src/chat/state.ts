@@ -10,6 +10,7 @@ import type {
   Message,
   Part,
   PermissionRequest,
+  QuestionRequest,
   Session,
   SessionStatus,
 } from "@opencode-ai/sdk/v2/client";
@@ -41,6 +42,8 @@ export interface ChatState {
   conversations: Record<string, Conversation>;
   /** Pending permission requests by request id. */
   permissions: Record<string, PermissionRequest>;
+  /** Pending questions of the agent (its `question` tool) by request id. */
+  questions: Record<string, QuestionRequest>;
   connection: ConnectionState;
 }
 
@@ -53,9 +56,11 @@ export type ChatAction =
   | { type: "event"; event: Event }
   | { type: "sessions-loaded"; sessions: Session[] }
   | { type: "session-upserted"; session: Session }
+  | { type: "session-removed"; sessionID: string }
   | { type: "messages-loaded"; sessionID: string; messages: LoadedMessage[] }
   | { type: "statuses-loaded"; statuses: Record<string, SessionStatus> }
   | { type: "permissions-loaded"; permissions: PermissionRequest[] }
+  | { type: "questions-loaded"; questions: QuestionRequest[] }
   | { type: "connection"; state: ConnectionState }
   | { type: "dismiss-error"; sessionID: string };
 
@@ -65,6 +70,7 @@ export const initialChatState: ChatState = {
   sessions: {},
   conversations: {},
   permissions: {},
+  questions: {},
   connection: "connecting",
 };
 
@@ -83,6 +89,8 @@ export function chatReducer(state: ChatState, action: ChatAction): ChatState {
     }
     case "session-upserted":
       return { ...state, sessions: { ...state.sessions, [action.session.id]: action.session } };
+    case "session-removed":
+      return removeSession(state, action.sessionID);
     case "messages-loaded":
       return updateConversation(state, action.sessionID, (conversation) => ({
         ...conversation,
@@ -100,6 +108,11 @@ export function chatReducer(state: ChatState, action: ChatAction): ChatState {
       for (const request of action.permissions) permissions[request.id] = request;
       return { ...state, permissions };
     }
+    case "questions-loaded": {
+      const questions: Record<string, QuestionRequest> = {};
+      for (const request of action.questions) questions[request.id] = request;
+      return { ...state, questions };
+    }
     case "connection":
       return state.connection === action.state ? state : { ...state, connection: action.state };
     case "dismiss-error":
@@ -116,14 +129,8 @@ function applyEvent(state: ChatState, event: Event): ChatState {
       const info = event.properties.info;
       return { ...state, sessions: { ...state.sessions, [info.id]: info } };
     }
-    case "session.deleted": {
-      const id = event.properties.info.id;
-      const sessions = { ...state.sessions };
-      delete sessions[id];
-      const conversations = { ...state.conversations };
-      delete conversations[id];
-      return { ...state, sessions, conversations, permissions: withoutSession(state.permissions, id) };
-    }
+    case "session.deleted":
+      return removeSession(state, event.properties.info.id);
     case "session.status":
       return setStatus(state, event.properties.sessionID, event.properties.status);
     case "session.idle":
@@ -201,11 +208,36 @@ function applyEvent(state: ChatState, event: Event): ChatState {
       delete permissions[id];
       return { ...state, permissions };
     }
+    case "question.asked":
+      return { ...state, questions: { ...state.questions, [event.properties.id]: event.properties } };
+    case "question.replied":
+    case "question.rejected": {
+      const id = event.properties.requestID;
+      if (!(id in state.questions)) return state;
+      const questions = { ...state.questions };
+      delete questions[id];
+      return { ...state, questions };
+    }
     case "server.connected":
       return state.connection === "open" ? state : { ...state, connection: "open" };
     default:
       return state;
   }
+}
+
+function removeSession(state: ChatState, id: string): ChatState {
+  if (!(id in state.sessions) && !(id in state.conversations)) return state;
+  const sessions = { ...state.sessions };
+  delete sessions[id];
+  const conversations = { ...state.conversations };
+  delete conversations[id];
+  return {
+    ...state,
+    sessions,
+    conversations,
+    permissions: withoutSession(state.permissions, id),
+    questions: withoutSession(state.questions, id),
+  };
 }
 
 function setStatus(state: ChatState, sessionID: string, status: SessionStatus): ChatState {
@@ -216,19 +248,17 @@ function setStatus(state: ChatState, sessionID: string, status: SessionStatus): 
     error: status.type === "busy" && conversation.status.type === "idle" ? undefined : conversation.error,
   }));
   if (status.type === "idle") {
-    // An aborted turn leaves its permission request unanswered and never says so.
+    // An aborted turn leaves its requests unanswered and never says so.
     const permissions = withoutSession(next.permissions, sessionID);
-    if (permissions !== next.permissions) next = { ...next, permissions };
+    const questions = withoutSession(next.questions, sessionID);
+    if (permissions !== next.permissions || questions !== next.questions) next = { ...next, permissions, questions };
   }
   return next;
 }
 
-function withoutSession(
-  permissions: Record<string, PermissionRequest>,
-  sessionID: string,
-): Record<string, PermissionRequest> {
-  const kept = Object.entries(permissions).filter(([, request]) => request.sessionID !== sessionID);
-  return kept.length === Object.keys(permissions).length ? permissions : Object.fromEntries(kept);
+function withoutSession<T extends { sessionID: string }>(requests: Record<string, T>, sessionID: string): Record<string, T> {
+  const kept = Object.entries(requests).filter(([, request]) => request.sessionID !== sessionID);
+  return kept.length === Object.keys(requests).length ? requests : Object.fromEntries(kept);
 }
 
 function updateConversation(
@@ -326,6 +356,20 @@ export function permissionsOf(state: ChatState, sessionID: string | undefined): 
   return Object.values(state.permissions)
     .filter((request) => request.sessionID === sessionID)
     .sort((a, b) => (a.id < b.id ? -1 : 1));
+}
+
+/** The session's pending questions, oldest first. */
+export function questionsOf(state: ChatState, sessionID: string | undefined): QuestionRequest[] {
+  if (!sessionID) return [];
+  return Object.values(state.questions)
+    .filter((request) => request.sessionID === sessionID)
+    .sort((a, b) => (a.id < b.id ? -1 : 1));
+}
+
+/** opencode's placeholder title ("New session - <ISO time>") shown as a local time. */
+export function conversationTitle(session: { title: string; time: { created: number } }): string {
+  if (session.title && !/^New session - \d{4}-/.test(session.title)) return session.title;
+  return `New conversation · ${new Date(session.time.created).toLocaleString(undefined, { dateStyle: "short", timeStyle: "short" })}`;
 }
 
 /** A readable sentence for an error opencode reported (`session.error`, a message's `error`). */

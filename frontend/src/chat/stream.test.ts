@@ -34,7 +34,7 @@ describe("runEventStream", () => {
     const seen: string[] = [];
     const states: [ConnectionState, string?][] = [];
     const pauses: number[] = [];
-    let resyncs = 0;
+    const connections: boolean[] = [];
     await runEventStream({
       subscribe: scripted(
         [
@@ -47,15 +47,15 @@ describe("runEventStream", () => {
       ),
       onEvent: (event) => seen.push(event.id),
       onState: (state, error) => states.push([state, error ? String(error) : undefined]),
-      onResync: () => (resyncs += 1),
+      onConnected: (reconnected) => connections.push(reconnected),
       signal: controller.signal,
       sleep: async (ms) => {
         pauses.push(ms);
       },
     });
     expect(seen).toEqual(["e0", "e1", "e0", "e2", "e0", "e3"]);
-    // The first connection is not a resync; the two later successful ones are.
-    expect(resyncs).toBe(2);
+    // Every connection asks for a load; only the later ones are reconnects.
+    expect(connections).toEqual([false, true, true]);
     expect(states[0]).toEqual(["connecting", undefined]);
     expect(states[1]).toEqual(["open", undefined]);
     expect(states).toContainEqual(["reconnecting", "Error: SSE failed: 502 Bad Gateway"]);
@@ -74,7 +74,7 @@ describe("runEventStream", () => {
       },
       onEvent: () => {},
       onState: () => {},
-      onResync: () => {},
+      onConnected: () => {},
       signal: controller.signal,
     });
     await new Promise((resolve) => setTimeout(resolve, 10));
@@ -95,7 +95,7 @@ describe("runEventStream", () => {
       },
       onEvent: () => {},
       onState: (state) => states.push(state),
-      onResync: () => {},
+      onConnected: () => {},
       signal: controller.signal,
       silenceMs: 20,
       sleep: async () => {},

@@ -1,6 +1,7 @@
 // The event stream's connection: subscribes, hands every event on, and when the stream ends or
 // fails (octod restarted, the session was stopped and woke up again, the network blinked) connects
-// again with a growing pause, then asks for a resync (events were missed in between). A stream that
+// again with a growing pause, and each time it connects asks for a (re)load of what the stream
+// does not replay. A stream that
 // stays silent longer than `silenceMs` is treated as dead (opencode sends a heartbeat meanwhile).
 import type { Event } from "@opencode-ai/sdk/v2/client";
 import type { ConnectionState } from "./state";
@@ -10,8 +11,11 @@ export interface StreamOptions {
   subscribe: (signal: AbortSignal) => Promise<AsyncIterable<Event>>;
   onEvent: (event: Event) => void;
   onState: (state: ConnectionState, error?: unknown) => void;
-  /** After a reconnect (not the first connection): reload what the stream may have missed. */
-  onResync: () => void;
+  /**
+   * On every connection (the first included): load what the stream does not replay — the state
+   * before it connected, and after a reconnect whatever happened while it was down.
+   */
+  onConnected: (reconnected: boolean) => void;
   signal: AbortSignal;
   /** Pause before reconnect attempt n (1-based). */
   backoff?: (attempt: number) => number;
@@ -35,7 +39,7 @@ function abortableSleep(ms: number, signal: AbortSignal): Promise<void> {
 
 /** Runs until `signal` aborts. Never rejects. */
 export async function runEventStream(options: StreamOptions): Promise<void> {
-  const { signal, onEvent, onState, onResync } = options;
+  const { signal, onEvent, onState, onConnected } = options;
   const backoff = options.backoff ?? defaultBackoff;
   const sleep = options.sleep ?? abortableSleep;
   const silenceMs = options.silenceMs ?? 60_000;
@@ -61,7 +65,7 @@ export async function runEventStream(options: StreamOptions): Promise<void> {
         if (event.type === "server.connected") {
           onState("open");
           failures = 0;
-          if (everConnected) onResync();
+          onConnected(everConnected);
           everConnected = true;
         }
         onEvent(event);

@@ -5,6 +5,7 @@ import bashReply from "./fixtures/bash-reply.json";
 import writeNew from "./fixtures/write-new.json";
 import writeExisting from "./fixtures/write-existing.json";
 import abortAtPermission from "./fixtures/abort-at-permission.json";
+import question from "./fixtures/question.json";
 
 /** The tool part of a captured stream, in the state it reached last. */
 function lastTool(fixture: { events: unknown[] }): ToolPart {
@@ -81,6 +82,12 @@ describe("toolView", () => {
     } as ToolPart;
     const fromStrings = toolView(running);
     expect(fromStrings.kind === "diff" && [fromStrings.added, fromStrings.removed]).toEqual([1, 1]);
+  });
+
+  it("shows a question call as its questions and the answer", () => {
+    const view = toolView(lastTool(question));
+    expect(view.kind === "generic" && view.title).toBe("Which name should the note get?");
+    expect(view.kind === "generic" && view.output).toContain('="notes.md"');
   });
 
   it("shows other tools by name, input and output", () => {

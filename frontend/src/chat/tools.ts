@@ -48,6 +48,15 @@ export function toolView(part: ToolPart): ToolView {
       const verb = metadata.exists === true ? "Overwrite" : metadata.exists === false ? "Create" : "Write";
       return withCounts({ kind: "diff", file, verb, lines });
     }
+    case "question": {
+      const questions = Array.isArray(input.questions) ? (input.questions as { question?: unknown }[]) : [];
+      return {
+        kind: "generic",
+        title: questions.map((q) => str(q.question)).join(" · ") || "question",
+        input: "",
+        output: toolOutput(part),
+      };
+    }
     case "apply_patch":
     case "patch": {
       const text = str(input.patchText) || str(input.patch);

@@ -1,4 +1,782 @@
-// Placeholder until helper "files" lands the real pane at this path.
-export function FilesPane(props: { sessionId: string }): JSX.Element {
-  return <div className="pane-placeholder">Files for {props.sessionId}</div>;
+// The Files pane: the session's home as a tree (through the file server behind octod), with
+// preview, upload (button or drag and drop, with progress), download, new folder, rename and
+// delete. The logic it relies on lives in fileops.ts; the requests in client.ts.
+import { useCallback, useEffect, useMemo, useReducer, useRef, useState } from "react";
+import type { DragEvent, KeyboardEvent, MouseEvent } from "react";
+import { api } from "../api";
+import { ConfirmDialog } from "../components/ConfirmDialog";
+import * as client from "./client";
+import {
+  FileError,
+  TEXT_PREVIEW_BYTES,
+  decodeText,
+  describeError,
+  dropPaths,
+  formatSize,
+  isDir,
+  isWithin,
+  joinPath,
+  parentPath,
+  planPreview,
+  renamePaths,
+  sameListing,
+  uploadFraction,
+  uploadReducer,
+  uploadsToStart,
+  validateName,
+  visibleRows,
+  type FileEntry,
+  type TreeRow,
+  type Upload,
+} from "./fileops";
+import "./files.css";
+
+/** While the pane is visible, listings are refreshed this often (agents write files too). */
+const POLL_MS = 4000;
+
+type Preview =
+  | { state: "loading"; entry: FileEntry }
+  | { state: "text"; entry: FileEntry; text: string; truncated: boolean }
+  | { state: "image"; entry: FileEntry; url: string }
+  | { state: "message"; entry: FileEntry; message: string };
+
+type Dialog =
+  | { kind: "mkdir"; dir: string }
+  | { kind: "rename"; entry: FileEntry }
+  | { kind: "delete"; entry: FileEntry };
+
+export function FilesPane({ sessionId }: { sessionId: string }): JSX.Element {
+  const [listings, setListings] = useState<ReadonlyMap<string, FileEntry[]>>(new Map());
+  const [expanded, setExpanded] = useState<ReadonlySet<string>>(new Set());
+  const [selected, setSelected] = useState<string | null>(null);
+  const [preview, setPreview] = useState<Preview | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  const [dialog, setDialog] = useState<Dialog | null>(null);
+  const [hidden, setHidden] = useState(false);
+  const [dropTarget, setDropTarget] = useState<string | null>(null);
+  const [uploads, dispatch] = useReducer(uploadReducer, []);
+  const uploadId = useRef(1);
+  const handles = useRef(new Map<number, client.UploadHandle>());
+  const input = useRef<HTMLInputElement>(null);
+  const tree = useRef<HTMLDivElement>(null);
+  const expandedRef = useRef(expanded);
+  expandedRef.current = expanded;
+
+  const rows = useMemo(() => visibleRows(listings, expanded), [listings, expanded]);
+  const entries = useMemo(() => new Map(rows.map((r) => [r.entry.path, r.entry])), [rows]);
+  const selectedEntry = selected ? entries.get(selected) : undefined;
+  /** Where uploads and new folders go: the selected folder, or the selected file's folder. */
+  const targetDir = selectedEntry ? (isDir(selectedEntry) ? selectedEntry.path : parentPath(selectedEntry.path)) : "/";
+
+  const load = useCallback(
+    async (dir: string, quiet = false) => {
+      try {
+        const fresh = await client.list(sessionId, dir, hidden);
+        setListings((old) => {
+          if (sameListing(old.get(dir), fresh)) return old;
+          const next = new Map(old);
+          next.set(dir, fresh);
+          return next;
+        });
+        if (!quiet) setError(null);
+      } catch (e) {
+        if (e instanceof FileError && e.code === "not_found" && dir !== "/") {
+          // The folder went away (deleted in the terminal, by the agent): forget it.
+          setExpanded((old) => dropPaths(old, dir));
+          setListings((old) => new Map([...old].filter(([k]) => !isWithin(k, dir))));
+          return;
+        }
+        if (!quiet) setError(describeError(`Listing ${dir}`, e));
+      }
+    },
+    [sessionId, hidden],
+  );
+
+  const refresh = useCallback(
+    async (quiet = false) => {
+      const dirs = ["/", ...expandedRef.current];
+      await Promise.all(dirs.map((d) => load(d, quiet)));
+    },
+    [load],
+  );
+
+  // First listing, and again when the session or the hidden-files choice changes.
+  useEffect(() => {
+    setListings(new Map());
+    void refresh();
+  }, [refresh]);
+
+  useEffect(() => {
+    setExpanded(new Set());
+    setSelected(null);
+    setPreview(null);
+  }, [sessionId]);
+
+  // Poll while visible, so files the agent or the terminal writes show up — only while the
+  // session runs: a request to its files would wake a session that is stopping (octod resumes
+  // on access), so a stop would not stick.
+  useEffect(() => {
+    const timer = setInterval(() => {
+      if (document.visibilityState !== "visible") return;
+      api.session(sessionId).then(
+        (session) => {
+          if (session.state === "running") void refresh(true);
+        },
+        () => {},
+      );
+    }, POLL_MS);
+    return () => clearInterval(timer);
+  }, [refresh, sessionId]);
+
+  // --- Tree
+
+  const toggle = useCallback(
+    (entry: FileEntry, open?: boolean) => {
+      const isOpen = expandedRef.current.has(entry.path);
+      const want = open ?? !isOpen;
+      if (want === isOpen) return;
+      setExpanded((old) => {
+        const next = new Set(old);
+        if (want) next.add(entry.path);
+        else next.delete(entry.path);
+        return next;
+      });
+      if (want) void load(entry.path);
+    },
+    [load],
+  );
+
+  // --- Preview
+
+  useEffect(() => {
+    if (!preview || preview.state !== "image") return;
+    const url = preview.url;
+    return () => URL.revokeObjectURL(url);
+  }, [preview]);
+
+  const openPreview = useCallback(
+    async (entry: FileEntry) => {
+      const plan = planPreview(entry);
+      if (plan.kind === "none") {
+        setPreview({ state: "message", entry, message: plan.reason });
+        return;
+      }
+      setPreview({ state: "loading", entry });
+      const current = (p: Preview | null) => p?.entry.path === entry.path;
+      try {
+        if (plan.kind === "image") {
+          const blob = await client.readBlob(sessionId, entry.path, plan.mime);
+          const url = URL.createObjectURL(blob);
+          setPreview((p) => {
+            if (current(p)) return { state: "image", entry, url };
+            URL.revokeObjectURL(url);
+            return p;
+          });
+          return;
+        }
+        const bytes =
+          entry.size === 0 ? new Uint8Array() : await client.readHead(sessionId, entry.path, TEXT_PREVIEW_BYTES, plan.truncated);
+        const text = decodeText(bytes, plan.truncated);
+        setPreview((p) => {
+          if (!current(p)) return p;
+          if (text === null) return { state: "message", entry, message: "Binary file: download it to open it." };
+          return { state: "text", entry, text, truncated: plan.truncated };
+        });
+      } catch (e) {
+        setPreview((p) => (current(p) ? { state: "message", entry, message: describeError("Preview", e) } : p));
+      }
+    },
+    [sessionId],
+  );
+
+  const activate = useCallback(
+    (entry: FileEntry) => {
+      setSelected(entry.path);
+      if (isDir(entry)) toggle(entry);
+      else void openPreview(entry);
+    },
+    [toggle, openPreview],
+  );
+
+  // --- Operations
+
+  const run = useCallback(async (action: string, op: () => Promise<void>) => {
+    try {
+      await op();
+      setError(null);
+    } catch (e) {
+      setError(describeError(action, e));
+    }
+  }, []);
+
+  const createFolder = async (dir: string, name: string) => {
+    const path = joinPath(dir, name);
+    await run(`Creating ${path}`, async () => {
+      await client.mkdir(sessionId, path);
+      if (dir !== "/") setExpanded((old) => new Set(old).add(dir));
+      await load(dir);
+      setSelected(path);
+    });
+  };
+
+  const rename = async (entry: FileEntry, name: string) => {
+    const to = joinPath(parentPath(entry.path), name);
+    if (to === entry.path) return;
+    await run(`Renaming ${entry.path}`, async () => {
+      await client.move(sessionId, entry.path, to);
+      setExpanded((old) => renamePaths(old, entry.path, to));
+      setListings((old) => new Map([...old].filter(([k]) => !isWithin(k, entry.path))));
+      setSelected(to);
+      if (preview && isWithin(preview.entry.path, entry.path)) setPreview(null);
+      await load(parentPath(entry.path));
+    });
+  };
+
+  const remove = async (entry: FileEntry) => {
+    await run(`Deleting ${entry.path}`, async () => {
+      await client.remove(sessionId, entry.path, isDir(entry));
+      setExpanded((old) => dropPaths(old, entry.path));
+      setListings((old) => new Map([...old].filter(([k]) => !isWithin(k, entry.path))));
+      if (selected && isWithin(selected, entry.path)) setSelected(null);
+      if (preview && isWithin(preview.entry.path, entry.path)) setPreview(null);
+      await load(parentPath(entry.path));
+    });
+  };
+
+  // --- Uploads
+
+  const files = useRef(new Map<number, File>());
+
+  const addFiles = useCallback((list: File[], dir: string) => {
+    if (list.length === 0) return;
+    const firstId = uploadId.current;
+    uploadId.current += list.length;
+    list.forEach((f, i) => files.current.set(firstId + i, f));
+    dispatch({ type: "add", files: list.map((f) => ({ name: f.name, size: f.size })), dir, firstId });
+  }, []);
+
+  useEffect(() => {
+    for (const u of uploadsToStart(uploads)) {
+      const file = files.current.get(u.id);
+      if (!file) continue;
+      dispatch({ type: "start", id: u.id });
+      const handle = client.upload(
+        sessionId,
+        u.target,
+        file,
+        u.overwrite,
+        (loaded) => dispatch({ type: "progress", id: u.id, loaded }),
+        (e) => {
+          handles.current.delete(u.id);
+          if (e === null) {
+            files.current.delete(u.id);
+            dispatch({ type: "done", id: u.id });
+            void load(parentPath(u.target));
+          } else if (e.code !== "aborted") {
+            dispatch({
+              type: "failed",
+              id: u.id,
+              error: describeError(`Uploading ${u.name}`, e),
+              conflict: e.code === "already_exists",
+            });
+          }
+        },
+      );
+      handles.current.set(u.id, handle);
+    }
+  }, [uploads, sessionId, load]);
+
+  useEffect(
+    () => () => {
+      for (const h of handles.current.values()) h.abort();
+    },
+    [],
+  );
+
+  const cancelUpload = (u: Upload) => {
+    dispatch({ type: "cancel", id: u.id });
+    handles.current.get(u.id)?.abort();
+    files.current.delete(u.id);
+  };
+
+  // --- Drag and drop
+
+  const dirOfEvent = (event: DragEvent): string => {
+    const row = (event.target as HTMLElement).closest<HTMLElement>("[data-drop-dir]");
+    return row?.dataset.dropDir ?? "/";
+  };
+  const carriesFiles = (event: DragEvent) => Array.from(event.dataTransfer.types).includes("Files");
+
+  const onDragOver = (event: DragEvent) => {
+    if (!carriesFiles(event)) return;
+    event.preventDefault();
+    event.dataTransfer.dropEffect = "copy";
+    const dir = dirOfEvent(event);
+    if (dir !== dropTarget) setDropTarget(dir);
+  };
+  const onDragLeave = (event: DragEvent) => {
+    if (!event.currentTarget.contains(event.relatedTarget as Node | null)) setDropTarget(null);
+  };
+  const onDrop = (event: DragEvent) => {
+    if (!carriesFiles(event)) return;
+    event.preventDefault();
+    setDropTarget(null);
+    const dir = dirOfEvent(event);
+    const items = Array.from(event.dataTransfer.items);
+    const folders = items.filter((i) => i.webkitGetAsEntry?.()?.isDirectory).length;
+    const list = Array.from(event.dataTransfer.files).filter((_, i) => !items[i]?.webkitGetAsEntry?.()?.isDirectory);
+    if (folders > 0) setError("Folders cannot be dropped here; drop their files, or upload a zip.");
+    addFiles(list, dir);
+  };
+
+  // --- Keyboard
+
+  const focusRow = (path: string) => {
+    setSelected(path);
+    requestAnimationFrame(() => {
+      tree.current?.querySelector<HTMLElement>(`[data-path="${CSS.escape(path)}"]`)?.focus();
+    });
+  };
+
+  const onTreeKey = (event: KeyboardEvent) => {
+    if (dialog) return;
+    const index = rows.findIndex((r) => r.entry.path === selected);
+    const row = rows[index] as TreeRow | undefined;
+    const go = (i: number) => {
+      const r = rows[Math.max(0, Math.min(rows.length - 1, i))];
+      if (r) focusRow(r.entry.path);
+    };
+    switch (event.key) {
+      case "ArrowDown":
+        go(index + 1);
+        break;
+      case "ArrowUp":
+        go(index < 0 ? 0 : index - 1);
+        break;
+      case "Home":
+        go(0);
+        break;
+      case "End":
+        go(rows.length - 1);
+        break;
+      case "ArrowRight":
+        if (row && isDir(row.entry)) {
+          if (!row.expanded) toggle(row.entry, true);
+          else go(index + 1);
+        }
+        break;
+      case "ArrowLeft":
+        if (row && row.expanded) toggle(row.entry, false);
+        else if (row && row.depth > 0) focusRow(parentPath(row.entry.path));
+        break;
+      case "Enter":
+        if (row) activate(row.entry);
+        break;
+      case "F2":
+        if (row) setDialog({ kind: "rename", entry: row.entry });
+        break;
+      case "Delete":
+        if (row) setDialog({ kind: "delete", entry: row.entry });
+        break;
+      default:
+        return;
+    }
+    event.preventDefault();
+  };
+
+  const rootListed = listings.has("/");
+  const active = uploads.filter((u) => u.status !== "done" && u.status !== "cancelled");
+
+  return (
+    // Drops anywhere in the pane upload (onto a folder's row: into it; elsewhere: into ~), so a
+    // file dropped beside the tree is not opened by the browser in place of the app.
+    <div className="files-pane" onDragOver={onDragOver} onDragLeave={onDragLeave} onDrop={onDrop}>
+      <div className="files-toolbar" role="toolbar" aria-label="File actions">
+        <span className="files-heading" title={`Uploads and new folders go to ${targetDir}`}>
+          Files <span className="files-target">{targetDir === "/" ? "~" : `~${targetDir}`}</span>
+        </span>
+        <button type="button" className="btn small ghost" onClick={() => input.current?.click()} title="Upload files">
+          Upload
+        </button>
+        <input
+          ref={input}
+          type="file"
+          multiple
+          hidden
+          data-testid="files-upload-input"
+          onChange={(event) => {
+            addFiles(Array.from(event.target.files ?? []), targetDir);
+            event.target.value = "";
+          }}
+        />
+        <button
+          type="button"
+          className="btn small ghost"
+          data-testid="files-new-folder"
+          onClick={() => setDialog({ kind: "mkdir", dir: targetDir })}
+          title="New folder"
+        >
+          New folder
+        </button>
+        <button
+          type="button"
+          className="btn small ghost"
+          data-testid="files-refresh"
+          onClick={() => void refresh()}
+          title="Refresh"
+          aria-label="Refresh"
+        >
+          <Icon name="refresh" />
+        </button>
+        <label className="files-hidden-toggle" title="Show hidden files">
+          <input type="checkbox" checked={hidden} onChange={(e) => setHidden(e.target.checked)} /> Hidden
+        </label>
+      </div>
+
+      {error && (
+        <div className="error-banner files-error" role="alert" data-testid="files-error">
+          <span className="error-text">{error}</span>
+          <button type="button" className="btn ghost small" onClick={() => setError(null)} aria-label="Dismiss error">
+            ×
+          </button>
+        </div>
+      )}
+
+      <div
+        className={`files-tree${dropTarget === "/" ? " drop-root" : ""}`}
+        data-testid="files-tree"
+        role="tree"
+        aria-label="Files in the workspace"
+        aria-busy={!rootListed}
+        ref={tree}
+        tabIndex={selectedEntry ? -1 : 0}
+        onKeyDown={onTreeKey}
+        onFocus={(e) => {
+          if (e.target === e.currentTarget && rows.length > 0 && !selectedEntry) focusRow(rows[0].entry.path);
+        }}
+      >
+        {!rootListed && !error && <div className="files-empty">Loading…</div>}
+        {rootListed && rows.length === 0 && <div className="files-empty">The workspace is empty. Drop files here to upload.</div>}
+        {rows.map((row) => (
+          <Row
+            key={row.entry.path}
+            row={row}
+            selected={row.entry.path === selected}
+            dropping={dropTarget === row.entry.path}
+            onActivate={activate}
+            onDownload={(e) => client.download(sessionId, e.path)}
+            onRename={(e) => setDialog({ kind: "rename", entry: e })}
+            onDelete={(e) => setDialog({ kind: "delete", entry: e })}
+          />
+        ))}
+      </div>
+
+      {uploads.length > 0 && (
+        <div className="files-uploads" aria-label="Uploads">
+          <div className="files-uploads-head">
+            <span>{active.length > 0 ? `Uploading ${active.length} file${active.length === 1 ? "" : "s"}` : "Uploads"}</span>
+            <button type="button" className="btn ghost small" onClick={() => dispatch({ type: "clear" })}>
+              Clear finished
+            </button>
+          </div>
+          {uploads.map((u) => (
+            <UploadRow
+              key={u.id}
+              upload={u}
+              onCancel={() => cancelUpload(u)}
+              onReplace={() => dispatch({ type: "replace", id: u.id })}
+            />
+          ))}
+        </div>
+      )}
+
+      {preview && <PreviewPanel preview={preview} onClose={() => setPreview(null)} sessionId={sessionId} />}
+
+      {dialog?.kind === "mkdir" && (
+        <NameDialog
+          title={`New folder in ${dialog.dir === "/" ? "~" : `~${dialog.dir}`}`}
+          initial=""
+          confirmLabel="Create"
+          onCancel={() => setDialog(null)}
+          onSubmit={(name) => {
+            setDialog(null);
+            void createFolder(dialog.dir, name);
+          }}
+        />
+      )}
+      {dialog?.kind === "rename" && (
+        <NameDialog
+          title={`Rename ${dialog.entry.name}`}
+          initial={dialog.entry.name}
+          confirmLabel="Rename"
+          onCancel={() => setDialog(null)}
+          onSubmit={(name) => {
+            setDialog(null);
+            void rename(dialog.entry, name);
+          }}
+        />
+      )}
+      {dialog?.kind === "delete" && (
+        <ConfirmDialog
+          title={`Delete ${dialog.entry.name}?`}
+          confirmLabel="Delete"
+          danger
+          onCancel={() => setDialog(null)}
+          onConfirm={() => {
+            const entry = dialog.entry;
+            setDialog(null);
+            void remove(entry);
+          }}
+        >
+          {isDir(dialog.entry)
+            ? `The folder ~${dialog.entry.path} and everything in it will be deleted. This cannot be undone.`
+            : `~${dialog.entry.path} will be deleted. This cannot be undone.`}
+        </ConfirmDialog>
+      )}
+    </div>
+  );
+}
+
+/** Small line icons (16×16, currentColor): fonts on servers often lack the symbol glyphs. */
+const ICONS = {
+  download: "M8 2v8m-3.5-3.5L8 10l3.5-3.5M3 13h10",
+  rename: "M10.5 2.5l3 3L6 13H3v-3z",
+  delete: "M3 4.5h10M6.5 4.5V3h3v1.5M4.5 4.5l.7 8.5h5.6l.7-8.5",
+  refresh: "M13 8a5 5 0 1 1-1.5-3.5M13 2.5v3h-3",
+  close: "M4 4l8 8M12 4l-8 8",
+};
+
+function Icon({ name }: { name: keyof typeof ICONS }): JSX.Element {
+  return (
+    <svg width="14" height="14" viewBox="0 0 16 16" aria-hidden="true" fill="none" stroke="currentColor" strokeWidth="1.4" strokeLinecap="round" strokeLinejoin="round">
+      <path d={ICONS[name]} />
+    </svg>
+  );
+}
+
+function Row(props: {
+  row: TreeRow;
+  selected: boolean;
+  dropping: boolean;
+  onActivate: (e: FileEntry) => void;
+  onDownload: (e: FileEntry) => void;
+  onRename: (e: FileEntry) => void;
+  onDelete: (e: FileEntry) => void;
+}): JSX.Element {
+  const { row, selected, dropping } = props;
+  const { entry } = row;
+  const dir = isDir(entry);
+  const stop = (f: (e: FileEntry) => void) => (event: MouseEvent) => {
+    event.stopPropagation();
+    f(entry);
+  };
+  return (
+    <div
+      className={`file-entry${selected ? " selected" : ""}${dropping ? " dropping" : ""}`}
+      data-testid="file-entry"
+      data-path={entry.path}
+      data-kind={dir ? "dir" : "file"}
+      data-drop-dir={dir ? entry.path : parentPath(entry.path)}
+      role="treeitem"
+      aria-level={row.depth + 1}
+      aria-expanded={dir ? row.expanded : undefined}
+      aria-selected={selected}
+      tabIndex={selected ? 0 : -1}
+      style={{ paddingLeft: 6 + row.depth * 14 }}
+      onClick={() => props.onActivate(entry)}
+      title={entry.kind === "symlink" ? `${entry.path} (link)` : entry.path}
+    >
+      <span className="file-twisty" aria-hidden="true">
+        {dir ? (row.expanded ? "▾" : "▸") : ""}
+      </span>
+      <span className={`file-icon ${dir ? "dir" : "file"}`} aria-hidden="true" />
+      <span className="file-name">
+        {entry.name}
+        {entry.kind === "symlink" && <span className="file-link"> ↗</span>}
+      </span>
+      {row.loading && <span className="file-meta">…</span>}
+      {!dir && <span className="file-meta">{formatSize(entry.size)}</span>}
+      <span className="file-actions">
+        <button
+          type="button"
+          className="btn icon ghost small"
+          data-testid="file-download"
+          aria-label={`Download ${entry.name}${dir ? " as zip" : ""}`}
+          title={dir ? "Download as zip" : "Download"}
+          tabIndex={-1}
+          onClick={stop(props.onDownload)}
+        >
+          <Icon name="download" />
+        </button>
+        <button
+          type="button"
+          className="btn icon ghost small"
+          data-testid="file-rename"
+          aria-label={`Rename ${entry.name}`}
+          title="Rename (F2)"
+          tabIndex={-1}
+          onClick={stop(props.onRename)}
+        >
+          <Icon name="rename" />
+        </button>
+        <button
+          type="button"
+          className="btn icon ghost small danger-hover"
+          data-testid="file-delete"
+          aria-label={`Delete ${entry.name}`}
+          title="Delete (Del)"
+          tabIndex={-1}
+          onClick={stop(props.onDelete)}
+        >
+          <Icon name="delete" />
+        </button>
+      </span>
+    </div>
+  );
+}
+
+function UploadRow(props: { upload: Upload; onCancel: () => void; onReplace: () => void }): JSX.Element {
+  const { upload: u } = props;
+  const percent = Math.round(uploadFraction(u) * 100);
+  return (
+    <div className={`upload-row upload-is-${u.status}`} data-testid="upload-row" data-status={u.status} data-path={u.target}>
+      <div className="upload-line">
+        <span className="upload-name" title={u.target}>
+          {u.name}
+        </span>
+        <span className="upload-state">
+          {u.status === "uploading" && `${percent}%`}
+          {u.status === "queued" && "Waiting"}
+          {u.status === "done" && "Done"}
+          {u.status === "cancelled" && "Cancelled"}
+          {(u.status === "error" || u.status === "conflict") && "Failed"}
+        </span>
+        {u.status === "conflict" && (
+          <button type="button" className="btn small" onClick={props.onReplace}>
+            Replace
+          </button>
+        )}
+        {(u.status === "queued" || u.status === "uploading" || u.status === "conflict") && (
+          <button type="button" className="btn ghost small" onClick={props.onCancel} aria-label={`Cancel uploading ${u.name}`}>
+            ×
+          </button>
+        )}
+      </div>
+      <progress max={100} value={percent} aria-label={`${u.name}: ${percent}%`} />
+      {u.error && <div className="upload-error">{u.error}</div>}
+    </div>
+  );
+}
+
+function PreviewPanel(props: { preview: Preview; sessionId: string; onClose: () => void }): JSX.Element {
+  const { preview } = props;
+  const { entry } = preview;
+  return (
+    <div className="file-preview" data-testid="file-preview" data-path={entry.path} data-state={preview.state}>
+      <div className="file-preview-head">
+        <span className="file-preview-name" title={entry.path}>
+          {entry.name}
+        </span>
+        <span className="file-meta">{formatSize(entry.size)}</span>
+        <button
+          type="button"
+          className="btn icon ghost small"
+          aria-label={`Download ${entry.name}`}
+          onClick={() => client.download(props.sessionId, entry.path)}
+        >
+          <Icon name="download" />
+        </button>
+        <button type="button" className="btn icon ghost small" aria-label="Close preview" onClick={props.onClose}>
+          <Icon name="close" />
+        </button>
+      </div>
+      <div className="file-preview-body">
+        {preview.state === "loading" && <div className="files-empty">Loading…</div>}
+        {preview.state === "message" && <div className="files-empty">{preview.message}</div>}
+        {preview.state === "image" && <img src={preview.url} alt={entry.name} />}
+        {preview.state === "text" && (
+          <>
+            <pre>{preview.text}</pre>
+            {preview.truncated && (
+              <div className="files-empty">Showing the first {formatSize(TEXT_PREVIEW_BYTES)}; download the file for the rest.</div>
+            )}
+          </>
+        )}
+      </div>
+    </div>
+  );
+}
+
+/** Asks for a file or folder name, checked as it is typed; Esc cancels. */
+function NameDialog(props: {
+  title: string;
+  initial: string;
+  confirmLabel: string;
+  onSubmit: (name: string) => void;
+  onCancel: () => void;
+}): JSX.Element {
+  const ref = useRef<HTMLDialogElement>(null);
+  const [name, setName] = useState(props.initial);
+  const [touched, setTouched] = useState(false);
+  const clean = name.trim();
+  const problem = validateName(clean);
+  useEffect(() => {
+    const dialog = ref.current;
+    if (dialog && !dialog.open) dialog.showModal();
+    // Select the name without its extension, as file managers do.
+    const field = dialog?.querySelector("input");
+    if (field) {
+      const dot = props.initial.lastIndexOf(".");
+      field.setSelectionRange(0, dot > 0 ? dot : props.initial.length);
+    }
+    return () => dialog?.close();
+  }, []);
+  return (
+    <dialog
+      ref={ref}
+      className="dialog"
+      aria-labelledby="files-name-title"
+      onCancel={(event) => {
+        event.preventDefault();
+        props.onCancel();
+      }}
+    >
+      <form
+        method="dialog"
+        onSubmit={(event) => {
+          event.preventDefault();
+          setTouched(true);
+          if (!problem) props.onSubmit(clean);
+        }}
+      >
+        <h2 id="files-name-title">{props.title}</h2>
+        <label className="field">
+          <span>Name</span>
+          <input
+            data-testid="files-name-input"
+            value={name}
+            autoFocus
+            spellCheck={false}
+            aria-invalid={touched && problem !== null}
+            aria-describedby="files-name-problem"
+            onChange={(e) => {
+              setName(e.target.value);
+              setTouched(true);
+            }}
+          />
+        </label>
+        <div id="files-name-problem" className="files-name-problem" role="status">
+          {touched && problem}
+        </div>
+        <div className="dialog-actions">
+          <button type="button" className="btn" data-testid="confirm-cancel" onClick={props.onCancel}>
+            Cancel
+          </button>
+          <button type="submit" className="btn primary" data-testid="confirm-ok" disabled={touched && problem !== null}>
+            {props.confirmLabel}
+          </button>
+        </div>
+      </form>
+    </dialog>
+  );
 }

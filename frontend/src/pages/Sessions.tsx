@@ -6,10 +6,10 @@ import { SessionTable } from "../components/SessionTable";
 import { usePolledSessions } from "../sessions";
 
 export function SessionsPage(): JSX.Element {
-  const { sessions, error, replace } = usePolledSessions(api.sessions);
+  const [creating, setCreating] = useState<string | null>(null);
+  const { sessions, error, replace } = usePolledSessions(api.sessions, creating !== null);
   const [templates, setTemplates] = useState<Template[] | null>(null);
   const [templatesError, setTemplatesError] = useState<unknown>(undefined);
-  const [creating, setCreating] = useState<string | null>(null);
   const [createError, setCreateError] = useState<unknown>(undefined);
 
   useEffect(() => {

@@ -3,6 +3,7 @@
 // resizable splitters (layout remembered), or one pane at a time with tabs on narrow screens.
 // A stopped session is woken up on opening; while it starts the view shows that and polls.
 import { useCallback, useEffect, useRef, useState } from "react";
+import { flushSync } from "react-dom";
 import { api, ApiError, isTransitional, type Session, type Template } from "../api";
 import { ChatPane } from "../chat/ChatPane";
 import { FilesPane } from "../files/FilesPane";
@@ -32,7 +33,7 @@ export default function Workspace(props: { sessionId: string }): JSX.Element {
   const [error, setError] = useState<unknown>(undefined);
   const [notFound, setNotFound] = useState(false);
   const [generation, setGeneration] = useState(0);
-  const wokeUp = useRef(false);
+  const loadedOnce = useRef(false);
 
   useEffect(() => {
     api.templates().then(setTemplates, () => setTemplates([]));
@@ -45,10 +46,13 @@ export default function Workspace(props: { sessionId: string }): JSX.Element {
       try {
         let current = await api.session(sessionId);
         if (cancelled) return;
-        // Opening a stopped session wakes it up (once; a failed one waits for the user).
-        if (current.state === "stopped" && !wokeUp.current) {
-          wokeUp.current = true;
-          setSession(current);
+        // Opening a stopped session wakes it up: only on the first load of this view (a session
+        // stopped while the view is open stays stopped; a failed one waits for the user).
+        const first = !loadedOnce.current;
+        loadedOnce.current = true;
+        if (first && current.state === "stopped") {
+          // The resume request waits while the session starts: show it waking meanwhile.
+          setSession({ ...current, state: "starting" });
           current = await api.resumeSession(sessionId);
           if (cancelled) return;
         }
@@ -82,6 +86,14 @@ export default function Workspace(props: { sessionId: string }): JSX.Element {
       setError(err);
     }
     setGeneration((g) => g + 1);
+  };
+
+  const stop = () => {
+    if (!session) return;
+    // Unmount the panes first: octod wakes a session that is accessed while it stops, and a pane's
+    // event stream reconnecting (its upstream closes as the container stops) would do exactly that.
+    flushSync(() => setSession({ ...session, state: "stopping" }));
+    void act(() => api.stopSession(sessionId));
   };
 
   const name = session ? templateName(templates, session.template) : "";
@@ -118,7 +130,7 @@ export default function Workspace(props: { sessionId: string }): JSX.Element {
         {session && <StateBadge session={session} />}
         <span className="workspace-bar-right">
           {session?.state === "running" && (
-            <button className="btn small" data-testid="workspace-stop" onClick={() => void act(() => api.stopSession(sessionId))}>
+            <button className="btn small" data-testid="workspace-stop" onClick={stop}>
               Stop session
             </button>
           )}

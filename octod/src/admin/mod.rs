@@ -246,28 +246,43 @@ async fn session_logs(
     };
     let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
+        // Read concurrently: a full stderr pipe would block journalctl.
+        let errors = tokio::spawn(async move {
+            let mut text = String::new();
+            let _ = tokio::io::AsyncReadExt::read_to_string(
+                &mut tokio::io::BufReader::new(stderr),
+                &mut text,
+            )
+            .await;
+            text
+        });
         let mut out = tokio::io::BufReader::new(stdout).lines();
+        let mut gone = false;
         loop {
             tokio::select! {
                 line = out.next_line() => match line {
                     Ok(Some(line)) => {
                         if tx.send(json!({"event": "line", "line": line})).is_err() {
+                            gone = true;
                             break;
                         }
                     }
                     _ => break,
                 },
-                // The client went away: stop following (kill_on_drop ends journalctl).
-                () = tx.closed() => break,
+                () = tx.closed() => {
+                    gone = true;
+                    break;
+                }
             }
         }
+        if gone {
+            // The client went away: a follower would never end by itself.
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+            return;
+        }
         let status = child.wait().await;
-        let mut err = String::new();
-        let _ = tokio::io::AsyncReadExt::read_to_string(
-            &mut tokio::io::BufReader::new(stderr),
-            &mut err,
-        )
-        .await;
+        let err = errors.await.unwrap_or_default();
         let event = match status {
             Ok(s) if s.success() => json!({"event": "done", "unit": unit}),
             Ok(s) => {

@@ -153,7 +153,7 @@ pub async fn authorize(
             ApiError::new(
                 axum::http::StatusCode::FORBIDDEN,
                 "forbidden",
-                format!("permission denied: {why}; the admin socket needs root or membership in group {ADMIN_GROUP}"),
+                format!("permission denied: {why}"),
             )
             .into_response()
         }

@@ -1,0 +1,293 @@
+// File operations: paths, URLs, listings, errors, preview decisions and the upload queue.
+import { describe, expect, it } from "vitest";
+import {
+  FileError,
+  apiUrl,
+  baseName,
+  decodeText,
+  describeError,
+  dropPaths,
+  formatSize,
+  isWithin,
+  joinPath,
+  normalizePath,
+  parentPath,
+  parseError,
+  parseListing,
+  planPreview,
+  renamePaths,
+  sameListing,
+  sortEntries,
+  uploadFraction,
+  uploadReducer,
+  uploadsToStart,
+  urls,
+  validateName,
+  visibleRows,
+  type FileEntry,
+  type Upload,
+} from "./fileops";
+
+const entry = (path: string, kind: FileEntry["kind"] = "file", extra: Partial<FileEntry> = {}): FileEntry => ({
+  name: path.slice(path.lastIndexOf("/") + 1),
+  path,
+  kind,
+  size: 1,
+  mtime: 0,
+  ...extra,
+});
+
+describe("paths", () => {
+  it.each([
+    ["", "/"],
+    ["/", "/"],
+    ["a", "/a"],
+    ["/a/b/", "/a/b"],
+    ["//a//./b", "/a/b"],
+    ["a/../b", "/b"],
+    ["/../../etc/passwd", "/etc/passwd"],
+    ["a/b/../../..", "/"],
+    ["/with space/ü", "/with space/ü"],
+  ])("normalizes %j to %j", (input, expected) => {
+    expect(normalizePath(input)).toBe(expected);
+  });
+
+  it("joins, splits and compares", () => {
+    expect(joinPath("/", "x.txt")).toBe("/x.txt");
+    expect(joinPath("/src", "main.rs")).toBe("/src/main.rs");
+    expect(parentPath("/src/main.rs")).toBe("/src");
+    expect(parentPath("/x")).toBe("/");
+    expect(parentPath("/")).toBe("/");
+    expect(baseName("/src/main.rs")).toBe("main.rs");
+    expect(baseName("/")).toBe("");
+    expect(isWithin("/a/b", "/a")).toBe(true);
+    expect(isWithin("/a", "/a")).toBe(true);
+    expect(isWithin("/ab", "/a")).toBe(false);
+    expect(isWithin("/anything", "/")).toBe(true);
+  });
+
+  it("validates new names", () => {
+    expect(validateName("notes.txt")).toBeNull();
+    expect(validateName(".env")).toBeNull();
+    expect(validateName("")).toMatch(/empty/);
+    expect(validateName("  ")).toMatch(/empty/);
+    expect(validateName("a/b")).toMatch(/\//);
+    expect(validateName("..")).not.toBeNull();
+    expect(validateName("a\0b")).toMatch(/NUL/);
+    expect(validateName("é".repeat(127))).toBeNull(); // 254 bytes
+    expect(validateName("é".repeat(128))).toMatch(/255 bytes/);
+  });
+});
+
+describe("URLs", () => {
+  it("puts paths in the query, encoded, relative to the home", () => {
+    expect(urls.list("abc", "/")).toBe("/sessions/abc/files/api/list?path=");
+    expect(urls.list("abc", "/src", true)).toBe("/sessions/abc/files/api/list?path=src&hidden=true");
+    expect(urls.download("abc", "/a b/c&d.txt")).toBe("/sessions/abc/files/api/download?path=a+b%2Fc%26d.txt");
+    expect(urls.download("abc", "/img.png", true)).toBe("/sessions/abc/files/api/download?path=img.png&inline=true");
+    expect(urls.upload("abc", "/x/../y.bin")).toBe("/sessions/abc/files/api/upload?path=y.bin");
+    expect(urls.upload("abc", "/y.bin", true)).toBe("/sessions/abc/files/api/upload?path=y.bin&overwrite=true");
+    expect(urls.move("abc", "/a", "/d/b")).toBe("/sessions/abc/files/api/move?from=a&to=d%2Fb");
+    expect(urls.remove("abc", "/d", true)).toBe("/sessions/abc/files/api/delete?path=d&recursive=true");
+    expect(urls.remove("abc", "/f", false)).toBe("/sessions/abc/files/api/delete?path=f");
+    expect(urls.mkdir("abc", "/new")).toBe("/sessions/abc/files/api/mkdir?path=new");
+  });
+
+  it("round-trips any name through the query", () => {
+    const name = "100% ünïcode + spaces & #hash?.txt";
+    const url = new URL(urls.download("s1", `/dir/${name}`), "http://x");
+    expect(url.searchParams.get("path")).toBe(`dir/${name}`);
+  });
+
+  it("encodes the session id and leaves out unset parameters", () => {
+    expect(apiUrl("a/b", "stat", { path: "x", depth: undefined, hidden: false })).toBe(
+      "/sessions/a%2Fb/files/api/stat?path=x",
+    );
+    expect(apiUrl("s", "list", { depth: 2 })).toBe("/sessions/s/files/api/list?depth=2");
+  });
+});
+
+describe("listings", () => {
+  it("parses the file server's answer into absolute, sorted entries", () => {
+    const body = {
+      path: "",
+      truncated: false,
+      entries: [
+        { name: "b.txt", path: "b.txt", kind: "file", size: 3, mtime: 5, mode: 420 },
+        { name: "src", path: "src", kind: "dir", size: 4096, mtime: 1, mode: 493 },
+        { name: "link", path: "link", kind: "symlink", size: 3, mtime: 1, mode: 511, target: "src", target_kind: "dir" },
+        { name: "dangling", path: "dangling", kind: "symlink", size: 3, mtime: 1, mode: 511, target: "nope" },
+        { name: "bad\ufffd", path: "bad\ufffd", raw_path: "bad%FF", kind: "file", size: 0, mtime: 0, mode: 420 },
+        { name: "broken" },
+      ],
+    };
+    const { entries, truncated } = parseListing(body);
+    expect(truncated).toBe(false);
+    expect(entries.map((e) => e.path)).toEqual(["/link", "/src", "/b.txt", "/bad\ufffd", "/dangling"]);
+    expect(entries[0].targetKind).toBe("dir");
+    expect(entries[3].rawPath).toBe("bad%FF");
+    expect(entries[4].targetKind).toBeUndefined();
+  });
+
+  it("refuses a body without entries", () => {
+    expect(() => parseListing({ error: {} })).toThrow(FileError);
+    expect(() => parseListing(null)).toThrow(/without entries/);
+  });
+
+  it("sorts folders first, then names as people read them", () => {
+    const sorted = sortEntries([
+      entry("/file10.txt"),
+      entry("/File2.txt"),
+      entry("/zdir", "dir"),
+      entry("/file1.txt"),
+      entry("/Adir", "dir"),
+      entry("/file2.txt"),
+    ]);
+    expect(sorted.map((e) => e.name)).toEqual(["Adir", "zdir", "file1.txt", "File2.txt", "file2.txt", "file10.txt"]);
+  });
+
+  it("compares listings by content", () => {
+    const a = [entry("/a"), entry("/b", "dir")];
+    expect(sameListing(a, [entry("/a"), entry("/b", "dir")])).toBe(true);
+    expect(sameListing(a, [entry("/a", "file", { size: 2 }), entry("/b", "dir")])).toBe(false);
+    expect(sameListing(a, [entry("/a")])).toBe(false);
+    expect(sameListing(undefined, [])).toBe(false);
+  });
+});
+
+describe("errors", () => {
+  it("reads the JSON error shape", () => {
+    const e = parseError(409, '{"error":{"code":"already_exists","message":"x: already exists"}}');
+    expect(e).toBeInstanceOf(FileError);
+    expect([e.status, e.code, e.message]).toEqual([409, "already_exists", "x: already exists"]);
+    expect(describeError("Renaming x", e)).toBe("Renaming x: something with that name already exists.");
+  });
+
+  it("falls back to the status for other bodies", () => {
+    const e = parseError(502, "<html>Bad Gateway</html>");
+    expect(e.code).toBe("http_502");
+    expect(e.message).toBe("HTTP 502: <html>Bad Gateway</html>");
+    expect(parseError(500, "").message).toBe("HTTP 500");
+    expect(describeError("Listing /", new Error("offline"))).toBe("Listing /: offline");
+  });
+});
+
+describe("tree", () => {
+  it("shows expanded folders' entries below them, indented", () => {
+    const listings = new Map<string, FileEntry[]>([
+      ["/", [entry("/a", "dir"), entry("/b", "dir"), entry("/c.txt")]],
+      ["/a", [entry("/a/x", "dir"), entry("/a/y.txt")]],
+      ["/a/x", [entry("/a/x/deep.txt")]],
+    ]);
+    const rows = visibleRows(listings, new Set(["/a", "/a/x", "/b"]));
+    expect(rows.map((r) => [r.entry.path, r.depth, r.expanded, r.loading])).toEqual([
+      ["/a", 0, true, false],
+      ["/a/x", 1, true, false],
+      ["/a/x/deep.txt", 2, false, false],
+      ["/a/y.txt", 1, false, false],
+      ["/b", 0, true, true],
+      ["/c.txt", 0, false, false],
+    ]);
+    expect(visibleRows(listings, new Set(["/a/x"])).map((r) => r.entry.path)).toEqual(["/a", "/b", "/c.txt"]);
+  });
+
+  it("follows renames and deletes in the set of expanded paths", () => {
+    const expanded = ["/a", "/a/b", "/ab", "/c"];
+    expect([...renamePaths(expanded, "/a", "/z")].sort()).toEqual(["/ab", "/c", "/z", "/z/b"]);
+    expect([...dropPaths(expanded, "/a")].sort()).toEqual(["/ab", "/c"]);
+  });
+});
+
+describe("preview", () => {
+  it("plans images by extension and size, everything else as capped text", () => {
+    expect(planPreview(entry("/p.PNG", "file", { size: 10 }))).toEqual({ kind: "image", mime: "image/png" });
+    expect(planPreview(entry("/p.jpg", "file", { size: 30 * 1024 * 1024 })).kind).toBe("none");
+    expect(planPreview(entry("/notes.txt", "file", { size: 10 }))).toEqual({ kind: "text", truncated: false });
+    expect(planPreview(entry("/big.log", "file", { size: 10 * 1024 * 1024 }))).toEqual({ kind: "text", truncated: true });
+    expect(planPreview(entry("/d", "dir")).kind).toBe("none");
+    expect(planPreview(entry("/l", "symlink", { targetKind: "file" })).kind).toBe("text");
+  });
+
+  it("decodes UTF-8 text and refuses binary", () => {
+    const enc = new TextEncoder();
+    expect(decodeText(enc.encode("héllo\n"), false)).toBe("héllo\n");
+    expect(decodeText(new Uint8Array([0x89, 0x50, 0x4e, 0x47, 0, 1]), false)).toBeNull();
+    expect(decodeText(new Uint8Array([0xff, 0xfe, 0x41]), false)).toBeNull();
+    // A read cut in the middle of "€" (e2 82 ac) is still text when truncated.
+    const cut = enc.encode("ab€").subarray(0, 4);
+    expect(decodeText(cut, true)).toBe("ab");
+    expect(decodeText(cut, false)).toBeNull();
+  });
+
+  it("formats sizes", () => {
+    expect(formatSize(0)).toBe("0 B");
+    expect(formatSize(1023)).toBe("1023 B");
+    expect(formatSize(1536)).toBe("1.5 KiB");
+    expect(formatSize(256 * 1024)).toBe("256 KiB");
+    expect(formatSize(5 * 1024 ** 3)).toBe("5.0 GiB");
+  });
+});
+
+describe("upload queue", () => {
+  const add = (q: Upload[], names: string[], dir = "/", firstId = q.length + 1) =>
+    uploadReducer(q, { type: "add", files: names.map((name) => ({ name, size: 100 })), dir, firstId });
+
+  it("queues files into a folder and starts at most the limit", () => {
+    let q = add([], ["a.txt", "b.txt", "c.txt"], "/src");
+    expect(q.map((u) => [u.id, u.target, u.status])).toEqual([
+      [1, "/src/a.txt", "queued"],
+      [2, "/src/b.txt", "queued"],
+      [3, "/src/c.txt", "queued"],
+    ]);
+    expect(uploadsToStart(q, 2).map((u) => u.id)).toEqual([1, 2]);
+    q = uploadReducer(q, { type: "start", id: 1 });
+    expect(uploadsToStart(q, 2).map((u) => u.id)).toEqual([2]);
+    q = uploadReducer(q, { type: "start", id: 2 });
+    expect(uploadsToStart(q, 2)).toEqual([]);
+    q = uploadReducer(q, { type: "done", id: 1 });
+    expect(uploadsToStart(q, 2).map((u) => u.id)).toEqual([3]);
+  });
+
+  it("tracks progress without going backwards or past the size", () => {
+    let q = uploadReducer(add([], ["a"]), { type: "start", id: 1 });
+    q = uploadReducer(q, { type: "progress", id: 1, loaded: 40 });
+    expect(uploadFraction(q[0])).toBeCloseTo(0.4);
+    q = uploadReducer(q, { type: "progress", id: 1, loaded: 10 });
+    expect(q[0].loaded).toBe(40);
+    q = uploadReducer(q, { type: "progress", id: 1, loaded: 500 });
+    expect(q[0].loaded).toBe(100);
+    q = uploadReducer(q, { type: "done", id: 1 });
+    expect([q[0].status, uploadFraction(q[0])]).toEqual(["done", 1]);
+    // Progress after the end changes nothing.
+    expect(uploadReducer(q, { type: "progress", id: 1, loaded: 1 })).toEqual(q);
+  });
+
+  it("offers replacing on a conflict, then retries with overwrite", () => {
+    let q = uploadReducer(add([], ["a"]), { type: "start", id: 1 });
+    q = uploadReducer(q, { type: "failed", id: 1, error: "exists", conflict: true });
+    expect([q[0].status, q[0].error]).toEqual(["conflict", "exists"]);
+    q = uploadReducer(q, { type: "replace", id: 1 });
+    expect([q[0].status, q[0].overwrite, q[0].error]).toEqual(["queued", true, undefined]);
+    expect(uploadsToStart(q).map((u) => u.id)).toEqual([1]);
+  });
+
+  it("cancels, fails and clears what is finished", () => {
+    let q = add([], ["a", "b", "c", "d"]);
+    q = uploadReducer(q, { type: "start", id: 1 });
+    q = uploadReducer(q, { type: "start", id: 2 });
+    q = uploadReducer(q, { type: "failed", id: 1, error: "disk full" });
+    q = uploadReducer(q, { type: "cancel", id: 2 });
+    q = uploadReducer(q, { type: "cancel", id: 3 });
+    expect(q.map((u) => u.status)).toEqual(["error", "cancelled", "cancelled", "queued"]);
+    // A cancelled upload is not started again, nor does a late "done" revive it.
+    expect(uploadReducer(q, { type: "done", id: 2 })[1].status).toBe("cancelled");
+    expect(uploadsToStart(q).map((u) => u.id)).toEqual([4]);
+    expect(uploadReducer(q, { type: "clear" }).map((u) => u.id)).toEqual([4]);
+  });
+
+  it("counts an empty file as sent only when done", () => {
+    const base = { size: 0, loaded: 0 };
+    expect(uploadFraction({ ...base, status: "uploading" })).toBe(0);
+    expect(uploadFraction({ ...base, status: "done" })).toBe(1);
+  });
+});

@@ -1,0 +1,435 @@
+// File operations: the pure logic behind the Files pane — paths inside the session's home,
+// the file server's URLs (behind octod's `/sessions/<id>/files/` proxy), listings, errors,
+// preview decisions and the upload queue. No DOM, no network: everything here is unit-tested.
+
+/** One entry of a listing, with `path` absolute inside the home (`/src/main.rs`). */
+export interface FileEntry {
+  name: string;
+  path: string;
+  kind: "file" | "dir" | "symlink" | "other";
+  size: number;
+  mtime: number;
+  /** What a symlink resolves to beneath the root; absent when it dangles or leads outside. */
+  targetKind?: "file" | "dir" | "symlink" | "other";
+  /** For names that are not UTF-8: the server's percent-encoded path, sent back as is. */
+  rawPath?: string;
+}
+
+/** A failed file server (or proxy) request, with the server's stable error code. */
+export class FileError extends Error {
+  readonly status: number;
+  readonly code: string;
+  constructor(status: number, code: string, message: string) {
+    super(message);
+    this.name = "FileError";
+    this.status = status;
+    this.code = code;
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Paths
+
+/** `p` as an absolute path inside the home: `/`-separated, no empty, `.` or `..` segments
+ * (`..` never climbs above the root, as the file server confines paths to the home anyway). */
+export function normalizePath(p: string): string {
+  const out: string[] = [];
+  for (const segment of p.split("/")) {
+    if (segment === "" || segment === ".") continue;
+    if (segment === "..") out.pop();
+    else out.push(segment);
+  }
+  return "/" + out.join("/");
+}
+
+/** `name` inside directory `dir`. */
+export function joinPath(dir: string, name: string): string {
+  return normalizePath(`${dir}/${name}`);
+}
+
+/** The directory that holds `p` (`/` for the root and its children). */
+export function parentPath(p: string): string {
+  const n = normalizePath(p);
+  const i = n.lastIndexOf("/");
+  return i <= 0 ? "/" : n.slice(0, i);
+}
+
+/** The last segment of `p` (empty for the root). */
+export function baseName(p: string): string {
+  const n = normalizePath(p);
+  return n.slice(n.lastIndexOf("/") + 1);
+}
+
+/** True when `p` is `ancestor` or lies below it. */
+export function isWithin(p: string, ancestor: string): boolean {
+  const a = normalizePath(ancestor);
+  const n = normalizePath(p);
+  return a === "/" || n === a || n.startsWith(a + "/");
+}
+
+/** Why `name` cannot be a new file or folder name, or null when it can. */
+export function validateName(name: string): string | null {
+  if (name.trim() === "") return "The name is empty.";
+  if (name.includes("/")) return "A name cannot contain “/”.";
+  if (name.includes("\0")) return "A name cannot contain a NUL character.";
+  if (name === "." || name === "..") return "“.” and “..” are not names.";
+  if (new TextEncoder().encode(name).length > 255) return "The name is longer than 255 bytes.";
+  return null;
+}
+
+// ---------------------------------------------------------------------------------------
+// URLs
+
+/** The file server's base URL for a session, as the browser reaches it through octod. */
+export function filesBase(sessionId: string): string {
+  return `/sessions/${encodeURIComponent(sessionId)}/files`;
+}
+
+type Params = Record<string, string | number | boolean | undefined>;
+
+/** The URL of a file server API route with its query (paths go in the query, never the URL
+ * path, so nothing on the way normalises them). */
+export function apiUrl(sessionId: string, route: string, params: Params = {}): string {
+  const query = new URLSearchParams();
+  for (const [key, value] of Object.entries(params)) {
+    if (value === undefined || value === false) continue;
+    query.set(key, String(value));
+  }
+  const q = query.toString();
+  return `${filesBase(sessionId)}/api/${route}${q ? `?${q}` : ""}`;
+}
+
+/** The path as the server wants it: relative to the home (the server accepts a leading `/`
+ * too, but relative paths read better in logs). Entries with a `rawPath` are sent by it. */
+export function wirePath(p: string): string {
+  return normalizePath(p).slice(1);
+}
+
+export const urls = {
+  list: (id: string, dir: string, hidden = false) =>
+    apiUrl(id, "list", { path: wirePath(dir), hidden }),
+  download: (id: string, p: string, inline = false) =>
+    apiUrl(id, "download", { path: wirePath(p), inline }),
+  upload: (id: string, p: string, overwrite = false) =>
+    apiUrl(id, "upload", { path: wirePath(p), overwrite }),
+  mkdir: (id: string, p: string) => apiUrl(id, "mkdir", { path: wirePath(p) }),
+  move: (id: string, from: string, to: string) =>
+    apiUrl(id, "move", { from: wirePath(from), to: wirePath(to) }),
+  remove: (id: string, p: string, recursive: boolean) =>
+    apiUrl(id, "delete", { path: wirePath(p), recursive }),
+};
+
+// ---------------------------------------------------------------------------------------
+// Listings and errors
+
+const KINDS = new Set(["file", "dir", "symlink", "other"]);
+
+function asKind(v: unknown): FileEntry["kind"] | undefined {
+  return typeof v === "string" && KINDS.has(v) ? (v as FileEntry["kind"]) : undefined;
+}
+
+/** The entries of a `GET /api/list` answer, validated and sorted; throws on a malformed body. */
+export function parseListing(body: unknown): { entries: FileEntry[]; truncated: boolean } {
+  if (typeof body !== "object" || body === null || !Array.isArray((body as { entries?: unknown }).entries)) {
+    throw new FileError(0, "bad_listing", "The file server sent a listing without entries.");
+  }
+  const raw = (body as { entries: unknown[]; truncated?: unknown }).entries;
+  const entries: FileEntry[] = [];
+  for (const item of raw) {
+    if (typeof item !== "object" || item === null) continue;
+    const e = item as Record<string, unknown>;
+    const kind = asKind(e.kind);
+    if (typeof e.name !== "string" || typeof e.path !== "string" || !kind) continue;
+    const entry: FileEntry = {
+      name: e.name,
+      path: normalizePath(e.path),
+      kind,
+      size: typeof e.size === "number" ? e.size : 0,
+      mtime: typeof e.mtime === "number" ? e.mtime : 0,
+    };
+    const target = asKind(e.target_kind);
+    if (target) entry.targetKind = target;
+    if (typeof e.raw_path === "string") entry.rawPath = e.raw_path;
+    entries.push(entry);
+  }
+  return { entries: sortEntries(entries), truncated: (body as { truncated?: unknown }).truncated === true };
+}
+
+/** Whether the tree treats an entry as a folder (a symlink to a folder is one). */
+export function isDir(e: Pick<FileEntry, "kind" | "targetKind">): boolean {
+  return e.kind === "dir" || (e.kind === "symlink" && e.targetKind === "dir");
+}
+
+const collator = new Intl.Collator(undefined, { numeric: true, sensitivity: "base" });
+
+/** Folders first, then by name as people read it (numbers in order, case folded); ties by
+ * code units so the order is total. */
+export function sortEntries(entries: FileEntry[]): FileEntry[] {
+  return [...entries].sort((a, b) => {
+    const d = Number(isDir(b)) - Number(isDir(a));
+    if (d !== 0) return d;
+    const c = collator.compare(a.name, b.name);
+    if (c !== 0) return c;
+    return a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
+  });
+}
+
+/** A failed response's error, from the `{"error":{"code","message"}}` body both octod and the
+ * file server send; anything else becomes a message with the status. */
+export function parseError(status: number, bodyText: string): FileError {
+  try {
+    const body = JSON.parse(bodyText) as { error?: { code?: unknown; message?: unknown } };
+    const code = body.error?.code;
+    const message = body.error?.message;
+    if (typeof code === "string" && typeof message === "string") {
+      return new FileError(status, code, message);
+    }
+  } catch {
+    // Not JSON: a proxy's or a gateway's page.
+  }
+  const text = bodyText.trim().slice(0, 200);
+  return new FileError(status, `http_${status}`, text ? `HTTP ${status}: ${text}` : `HTTP ${status}`);
+}
+
+/** A sentence for people about a failed operation. */
+export function describeError(action: string, error: unknown): string {
+  if (error instanceof FileError) {
+    switch (error.code) {
+      case "already_exists":
+        return `${action}: something with that name already exists.`;
+      case "directory_not_empty":
+        return `${action}: the folder is not empty.`;
+      case "payload_too_large":
+        return `${action}: the file is larger than the server accepts.`;
+      case "insufficient_storage":
+        return `${action}: the workspace's disk is full.`;
+      default:
+        return `${action}: ${error.message}`;
+    }
+  }
+  if (error instanceof Error) return `${action}: ${error.message}`;
+  return `${action}: ${String(error)}`;
+}
+
+// ---------------------------------------------------------------------------------------
+// Tree
+
+/** The rows a tree shows: the root's entries and, below each expanded folder, its own. */
+export interface TreeRow {
+  entry: FileEntry;
+  depth: number;
+  expanded: boolean;
+  /** Expanded but its listing has not arrived yet. */
+  loading: boolean;
+}
+
+export function visibleRows(
+  listings: ReadonlyMap<string, readonly FileEntry[]>,
+  expanded: ReadonlySet<string>,
+  root = "/",
+): TreeRow[] {
+  const rows: TreeRow[] = [];
+  const walk = (dir: string, depth: number) => {
+    for (const entry of listings.get(dir) ?? []) {
+      const open = isDir(entry) && expanded.has(entry.path);
+      rows.push({ entry, depth, expanded: open, loading: open && !listings.has(entry.path) });
+      if (open) walk(entry.path, depth + 1);
+    }
+  };
+  walk(normalizePath(root), 0);
+  return rows;
+}
+
+/** After a rename or move from `from` to `to`: the same paths with that prefix replaced. */
+export function renamePaths(paths: Iterable<string>, from: string, to: string): Set<string> {
+  const out = new Set<string>();
+  for (const p of paths) {
+    if (isWithin(p, from) && normalizePath(from) !== "/") out.add(normalizePath(to + p.slice(normalizePath(from).length)));
+    else out.add(p);
+  }
+  return out;
+}
+
+/** `paths` without `removed` and what lay below it. */
+export function dropPaths(paths: Iterable<string>, removed: string): Set<string> {
+  const out = new Set<string>();
+  for (const p of paths) if (!isWithin(p, removed)) out.add(p);
+  return out;
+}
+
+/** Listings are equal when they hold the same entries (then the tree need not re-render). */
+export function sameListing(a: readonly FileEntry[] | undefined, b: readonly FileEntry[]): boolean {
+  if (!a || a.length !== b.length) return false;
+  return a.every(
+    (e, i) =>
+      e.path === b[i].path && e.kind === b[i].kind && e.size === b[i].size && e.mtime === b[i].mtime &&
+      e.targetKind === b[i].targetKind,
+  );
+}
+
+// ---------------------------------------------------------------------------------------
+// Preview
+
+/** Text previews read at most this much (a `Range` request). */
+export const TEXT_PREVIEW_BYTES = 256 * 1024;
+/** Larger images are not previewed. */
+export const IMAGE_PREVIEW_BYTES = 20 * 1024 * 1024;
+
+const IMAGE_TYPES: Record<string, string> = {
+  png: "image/png",
+  jpg: "image/jpeg",
+  jpeg: "image/jpeg",
+  gif: "image/gif",
+  webp: "image/webp",
+  avif: "image/avif",
+  bmp: "image/bmp",
+  ico: "image/x-icon",
+  svg: "image/svg+xml",
+};
+
+export function extension(name: string): string {
+  const dot = name.lastIndexOf(".");
+  return dot > 0 ? name.slice(dot + 1).toLowerCase() : "";
+}
+
+export type PreviewPlan =
+  | { kind: "image"; mime: string }
+  | { kind: "text"; truncated: boolean }
+  | { kind: "none"; reason: string };
+
+/** How to preview a file: images by extension (up to a size), anything else as text, read
+ * up to [`TEXT_PREVIEW_BYTES`] (what turns out to be binary is said so then). */
+export function planPreview(entry: Pick<FileEntry, "name" | "kind" | "size" | "targetKind">): PreviewPlan {
+  const isFile = entry.kind === "file" || (entry.kind === "symlink" && entry.targetKind === "file");
+  if (!isFile) return { kind: "none", reason: "Not a regular file." };
+  const mime = IMAGE_TYPES[extension(entry.name)];
+  if (mime) {
+    return entry.size <= IMAGE_PREVIEW_BYTES
+      ? { kind: "image", mime }
+      : { kind: "none", reason: `The image is larger than ${formatSize(IMAGE_PREVIEW_BYTES)}.` };
+  }
+  return { kind: "text", truncated: entry.size > TEXT_PREVIEW_BYTES };
+}
+
+/** Bytes as text for a preview, or null when they look binary (a NUL byte, or not UTF-8
+ * apart from a character cut at the end of a truncated read). */
+export function decodeText(bytes: Uint8Array, truncated: boolean): string | null {
+  if (bytes.includes(0)) return null;
+  let end = bytes.length;
+  if (truncated) {
+    // Step back over a UTF-8 sequence the range cut in half.
+    let i = end - 1;
+    let back = 0;
+    while (i >= 0 && back < 3 && (bytes[i] & 0xc0) === 0x80) {
+      i--;
+      back++;
+    }
+    if (i >= 0 && bytes[i] >= 0xc0) {
+      const need = bytes[i] >= 0xf0 ? 4 : bytes[i] >= 0xe0 ? 3 : 2;
+      if (end - i < need) end = i;
+    }
+  }
+  try {
+    return new TextDecoder("utf-8", { fatal: true }).decode(bytes.subarray(0, end));
+  } catch {
+    return null;
+  }
+}
+
+export function formatSize(bytes: number): string {
+  if (bytes < 1024) return `${bytes} B`;
+  const units = ["KiB", "MiB", "GiB", "TiB"];
+  let value = bytes / 1024;
+  let u = 0;
+  while (value >= 1024 && u < units.length - 1) {
+    value /= 1024;
+    u++;
+  }
+  return `${value < 10 ? value.toFixed(1) : Math.round(value)} ${units[u]}`;
+}
+
+// ---------------------------------------------------------------------------------------
+// Upload queue
+
+export type UploadStatus = "queued" | "uploading" | "done" | "error" | "conflict" | "cancelled";
+
+export interface Upload {
+  id: number;
+  name: string;
+  /** Where the file goes, absolute inside the home. */
+  target: string;
+  size: number;
+  loaded: number;
+  status: UploadStatus;
+  overwrite: boolean;
+  error?: string;
+}
+
+export type UploadAction =
+  | { type: "add"; files: { name: string; size: number }[]; dir: string; firstId: number }
+  | { type: "start"; id: number }
+  | { type: "progress"; id: number; loaded: number }
+  | { type: "done"; id: number }
+  | { type: "failed"; id: number; error: string; conflict?: boolean }
+  | { type: "cancel"; id: number }
+  | { type: "replace"; id: number }
+  | { type: "clear" };
+
+/** At most this many uploads run at once; the rest wait their turn. */
+export const UPLOAD_CONCURRENCY = 2;
+
+export function uploadReducer(queue: readonly Upload[], action: UploadAction): Upload[] {
+  const update = (id: number, change: (u: Upload) => Upload) =>
+    queue.map((u) => (u.id === id ? change(u) : u));
+  switch (action.type) {
+    case "add":
+      return [
+        ...queue,
+        ...action.files.map((f, i) => ({
+          id: action.firstId + i,
+          name: f.name,
+          target: joinPath(action.dir, f.name),
+          size: f.size,
+          loaded: 0,
+          status: "queued" as const,
+          overwrite: false,
+        })),
+      ];
+    case "start":
+      return update(action.id, (u) => (u.status === "queued" ? { ...u, status: "uploading", loaded: 0 } : u));
+    case "progress":
+      return update(action.id, (u) =>
+        u.status === "uploading" ? { ...u, loaded: Math.min(Math.max(action.loaded, u.loaded), u.size) } : u,
+      );
+    case "done":
+      return update(action.id, (u) => (u.status === "uploading" ? { ...u, status: "done", loaded: u.size } : u));
+    case "failed":
+      return update(action.id, (u) =>
+        u.status === "uploading" ? { ...u, status: action.conflict ? "conflict" : "error", error: action.error } : u,
+      );
+    case "cancel":
+      return update(action.id, (u) =>
+        u.status === "queued" || u.status === "uploading" || u.status === "conflict"
+          ? { ...u, status: "cancelled" }
+          : u,
+      );
+    case "replace":
+      return update(action.id, (u) =>
+        u.status === "conflict" ? { ...u, status: "queued", overwrite: true, loaded: 0, error: undefined } : u,
+      );
+    case "clear":
+      return queue.filter((u) => u.status === "queued" || u.status === "uploading" || u.status === "conflict");
+  }
+}
+
+/** The queued uploads to start now, oldest first, keeping at most `limit` running. */
+export function uploadsToStart(queue: readonly Upload[], limit = UPLOAD_CONCURRENCY): Upload[] {
+  const running = queue.filter((u) => u.status === "uploading").length;
+  return queue.filter((u) => u.status === "queued").slice(0, Math.max(0, limit - running));
+}
+
+/** Fraction (0–1) of an upload sent; an empty file counts as sent once done. */
+export function uploadFraction(u: Pick<Upload, "loaded" | "size" | "status">): number {
+  if (u.status === "done") return 1;
+  return u.size === 0 ? 0 : Math.min(1, u.loaded / u.size);
+}
