@@ -534,8 +534,11 @@ async fn after_reboot() -> anyhow::Result<()> {
         Duration::from_secs(120),
         "opencode answering after the reboot",
         async || {
-            let answer =
-                browser.call("GET", &format!("/sessions/{id}/opencode/global/health"), None)?;
+            let answer = browser.call(
+                "GET",
+                &format!("/sessions/{id}/opencode/global/health"),
+                None,
+            )?;
             expect(&answer, 200, "opencode after the reboot")
         },
     )
