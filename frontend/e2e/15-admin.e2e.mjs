@@ -23,6 +23,17 @@ export default async function admin({ newContext, baseUrl, admin, step, outDir }
     if (!code) throw new Error("no invite code shown after generating one");
     await page.locator(`[data-testid=invite-row][data-code="${code}"]`).waitFor();
 
+    step("the code and the sign-up link copy to the clipboard");
+    await adminContext.grantPermissions(["clipboard-read", "clipboard-write"], { origin: baseUrl });
+    await page.getByTestId("invite-copy").click();
+    await page.getByTestId("invite-copy").filter({ hasText: "Copied" }).waitFor();
+    const copied = await page.evaluate(() => navigator.clipboard.readText());
+    if (copied !== code) throw new Error(`clipboard holds ${JSON.stringify(copied)}, not the code ${code}`);
+    await page.getByTestId("invite-copy-link").click();
+    await page.getByTestId("invite-copy-link").filter({ hasText: "Copied" }).waitFor();
+    const link = await page.evaluate(() => navigator.clipboard.readText());
+    if (link !== `${baseUrl}/register?invite=${encodeURIComponent(code)}`) throw new Error(`copied link is ${link}`);
+
     step("a new user registers with the sign-up link");
     const username = `adm${Date.now().toString(36)}`;
     const password = "a-long-password-1";

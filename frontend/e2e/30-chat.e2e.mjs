@@ -233,6 +233,14 @@ export default async function chat({ newContext, baseUrl, newUser, step, outDir 
     await page.locator(".chat-note", { hasText: "Stopped." }).waitFor();
     await page.locator("[data-testid=chat-tool][data-tool=bash]").last().and(page.locator("[data-status=error]")).waitFor({ timeout: 30_000 });
 
+    step("Esc in the input stops a reply too");
+    await send(page, "And once more.");
+    await page.getByTestId("permission-approve").waitFor({ timeout: 60_000 });
+    await page.getByTestId("chat-input").press("Escape");
+    await page.locator("[data-testid=chat-abort]").waitFor({ state: "detached", timeout: 30_000 });
+    await page.getByTestId("permission-approve").waitFor({ state: "detached" });
+    await page.locator(".chat-note", { hasText: "Stopped." }).nth(1).waitFor({ timeout: 30_000 });
+
     step("dark theme");
     for (let i = 0; i < 2; i += 1) {
       if ((await page.evaluate(() => document.documentElement.dataset.theme)) === "dark") break;

@@ -303,7 +303,9 @@ export function ChatPane(props: { sessionId: string }): JSX.Element {
           title="Delete this conversation"
           aria-label="Delete this conversation"
         >
-          🗑
+          <svg width="14" height="14" viewBox="0 0 16 16" aria-hidden="true" fill="currentColor">
+            <path d="M6 1.5h4a.5.5 0 0 1 .5.5V3h3a.5.5 0 0 1 0 1h-.56l-.8 9.6A1.5 1.5 0 0 1 10.65 15h-5.3a1.5 1.5 0 0 1-1.49-1.4L3.06 4H2.5a.5.5 0 0 1 0-1h3V2a.5.5 0 0 1 .5-.5ZM6.5 3h3v-.5h-3V3ZM4.07 4l.79 9.52a.5.5 0 0 0 .5.48h5.28a.5.5 0 0 0 .5-.48L11.93 4H4.07Z" />
+          </svg>
         </button>
         <span
           className={`chat-conn chat-conn-${state.connection}`}
@@ -420,12 +422,15 @@ export function ChatPane(props: { sessionId: string }): JSX.Element {
           data-testid="chat-input"
           value={draft}
           rows={3}
-          placeholder="Message the agent — Enter to send, Shift+Enter for a new line"
+          placeholder={busy ? "Esc stops the reply" : "Message the agent — Enter to send, Shift+Enter for a new line"}
           onChange={(event) => setDraft(event.target.value)}
           onKeyDown={(event) => {
             if (event.key === "Enter" && !event.shiftKey && !event.nativeEvent.isComposing) {
               event.preventDefault();
               void send();
+            } else if (event.key === "Escape" && busy) {
+              event.preventDefault();
+              void abort();
             }
           }}
         />
