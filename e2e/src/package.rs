@@ -111,11 +111,15 @@ fn request(
     util::parse_answer(&raw)
 }
 
-/// `openssl s_client` to Caddy's site, verifying its certificate (name and chain) against
+/// `openssl s_client` (at most 60 s) to Caddy's site, verifying its certificate (name and chain) against
 /// Caddy's internal CA, quiet, staying open until the server closes.
 fn s_client() -> Command {
-    let mut cmd = Command::new("openssl");
+    // Bounded: octod's proxy waits on a session's service as long as it takes, and a request
+    // that reached a service still starting after a reboot was seen to never be answered.
+    let mut cmd = Command::new("timeout");
     cmd.args([
+        "60",
+        "openssl",
         "s_client",
         "-connect",
         "127.0.0.1:8443",
@@ -167,9 +171,13 @@ impl Browser {
         headers.insert("Sec-WebSocket-Protocol", "tty".parse()?);
         headers.insert("Cookie", self.cookie.parse()?);
         headers.insert("Origin", origin.parse()?);
-        let (ws, _) = tokio_tungstenite::client_async(request, stream)
-            .await
-            .context("the terminal's WebSocket through Caddy")?;
+        let (ws, _) = tokio::time::timeout(
+            Duration::from_secs(60),
+            tokio_tungstenite::client_async(request, stream),
+        )
+        .await
+        .context("no WebSocket handshake through Caddy within 60 s")?
+        .context("the terminal's WebSocket through Caddy")?;
         let output = crate::image::terminal_over(
             ws,
             "the browser does not know the session token",
