@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { Session, SessionState } from "./api";
-import { actionsFor, nextPoll, POLL_MS, sortSessions, stateView, upsert } from "./sessions";
+import { actionsFor, IDLE_POLL_MS, nextPoll, POLL_MS, sortSessions, stateView, upsert } from "./sessions";
 
 const ALL: SessionState[] = ["creating", "starting", "running", "stopping", "stopped", "deleting", "failed"];
 
@@ -18,14 +18,15 @@ const session = (id: string, state: SessionState, created_at = 0): Session => ({
 describe("nextPoll", () => {
   it("polls while any session is transitional", () => {
     for (const state of ALL) {
-      const expected = ["creating", "starting", "stopping", "deleting"].includes(state) ? POLL_MS : null;
+      const expected = ["creating", "starting", "stopping", "deleting"].includes(state) ? POLL_MS : IDLE_POLL_MS;
       expect(nextPoll([session("a", "running"), session("b", state)], false)).toBe(expected);
     }
   });
 
-  it("polls while the caller is busy, and not for an empty list", () => {
+  it("polls fast while the caller is busy, slowly otherwise", () => {
     expect(nextPoll([], true)).toBe(POLL_MS);
-    expect(nextPoll([], false)).toBeNull();
+    expect(nextPoll([], false)).toBe(IDLE_POLL_MS);
+    expect(IDLE_POLL_MS).toBeGreaterThan(POLL_MS);
   });
 });
 

@@ -53,9 +53,12 @@ export function isWaking(state: SessionState): boolean {
   return state === "creating" || state === "starting";
 }
 
-/** The delay before the next fetch, or null when nothing is changing. */
-export function nextPoll(sessions: readonly Session[], busy: boolean): number | null {
-  return busy || sessions.some((s) => isTransitional(s.state)) ? POLL_MS : null;
+/** While nothing is changing, the list is still refreshed this often (octod stops idle sessions). */
+export const IDLE_POLL_MS = 30000;
+
+/** The delay before the next fetch: short while something is changing on its own. */
+export function nextPoll(sessions: readonly Session[], busy: boolean): number {
+  return busy || sessions.some((s) => isTransitional(s.state)) ? POLL_MS : IDLE_POLL_MS;
 }
 
 /** Replaces one session in a list (or appends it), keeping the order; `null` removes it. */
@@ -76,7 +79,8 @@ export function sortSessions(sessions: readonly Session[]): Session[] {
 /**
  * A list of sessions fetched with `load`, refetched every POLL_MS while any is transitional or
  * while `busy` (e.g. a create request is under way: the server records the new session before it
- * answers, so the row appears while the request still waits). `refresh()` fetches now;
+ * answers, so the row appears while the request still waits), else every IDLE_POLL_MS (octod
+ * stops idle sessions by itself). `refresh()` fetches now;
  * `replace(id, session|null)` applies an action's answer at once.
  */
 export function usePolledSessions(load: () => Promise<Session[]>, busy = false) {
@@ -97,8 +101,7 @@ export function usePolledSessions(load: () => Promise<Session[]>, busy = false) 
         if (cancelled) return;
         setSessions(list);
         setError(undefined);
-        const delay = nextPoll(list, busyRef.current);
-        if (delay !== null) timer = window.setTimeout(() => void tick(), delay);
+        timer = window.setTimeout(() => void tick(), nextPoll(list, busyRef.current));
       } catch (err) {
         if (cancelled) return;
         setError(err);
