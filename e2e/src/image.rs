@@ -761,9 +761,22 @@ pub(crate) async fn terminal_at(
             http::HeaderValue::from_str(value)?,
         );
     }
-    let (mut ws, _) = tokio_tungstenite::connect_async(request)
+    let (ws, _) = tokio_tungstenite::connect_async(request)
         .await
         .with_context(|| format!("WebSocket to {url}"))?;
+    terminal_over(ws, auth_token, commands, until).await
+}
+
+/// [`terminal_at`] over a WebSocket that is already open (e.g. through TLS).
+pub(crate) async fn terminal_over<S>(
+    mut ws: tokio_tungstenite::WebSocketStream<S>,
+    auth_token: &str,
+    commands: &[&str],
+    until: &str,
+) -> anyhow::Result<String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     // ttyd's protocol: a JSON hello with the credential and the size, then binary frames
     // whose first byte is the command ('0' input / output, '1' resize or title, '2' prefs).
     let hello = serde_json::json!({"AuthToken": auth_token, "columns": 100, "rows": 30});

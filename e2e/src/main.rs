@@ -12,6 +12,7 @@ mod bench;
 mod engine;
 mod generator;
 mod image;
+mod package;
 mod podman;
 mod smoke;
 mod stub_llm;
@@ -57,6 +58,12 @@ enum Check {
     ApiSdk,
     /// octod's Podman API client against the real Podman 5 socket.
     PodmanClient,
+    /// The installed `octo` package through Caddy: activation, octoctl, a session, reboot,
+    /// upgrade, remove, purge (one phase per step; run as root in a bare host).
+    Package {
+        #[command(subcommand)]
+        phase: package::Phase,
+    },
     /// The session engine: lifecycle, concurrency, bad input, crashes, reboots.
     Engine {
         #[command(subcommand)]
@@ -109,6 +116,7 @@ fn main() -> ExitCode {
             Check::Admin { prepare: true } => admin::prepare(),
             Check::Admin { prepare: false } => admin::run().await,
             Check::ApiSdk => api_sdk::run().await,
+            Check::Package { phase } => package::run(phase).await,
             Check::StubLlm { port } => stub_llm::serve(port).await,
             Check::Bench {
                 bench: BenchKind::SessionStart { rounds },

@@ -245,7 +245,13 @@ pub fn request(
     }
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw)?;
-    let text = String::from_utf8_lossy(&raw).into_owned();
+    parse_answer(&raw)
+}
+
+/// Parses a whole HTTP/1.1 answer (the connection closed after it); a chunked body is
+/// decoded.
+pub fn parse_answer(raw: &[u8]) -> anyhow::Result<Answer> {
+    let text = String::from_utf8_lossy(raw).into_owned();
     let (head, body) = text
         .split_once("\r\n\r\n")
         .context("malformed HTTP answer")?;

@@ -154,6 +154,20 @@ export default async function files(ctx) {
     await entry("/from-shell").waitFor();
     await ctx.screenshot(page, "terminal");
 
+    step("a name that is not UTF-8: previewed and deleted by its raw path");
+    await typeLine(page, "printf 'raw bytes\\n' > $'bad\\xffname.txt' && echo made-raw");
+    await waitForRow(page, "made-raw");
+    const raw = entry("/bad\ufffdname.txt");
+    await raw.waitFor();
+    await raw.click();
+    await page.locator('[data-testid="file-preview"]', { hasText: "raw bytes" }).waitFor();
+    await raw.hover();
+    await raw.getByTestId("file-delete").click();
+    await byTest("confirm-ok").click();
+    await raw.waitFor({ state: "detached" });
+    await typeLine(page, "ls bad* 2>/dev/null | wc -l | sed 's/^/left=/'");
+    await waitForRow(page, "left=0");
+
     step("when the shell exits the terminal says so, and Enter starts a new shell");
     await typeLine(page, "exit");
     await page.locator('[data-testid="terminal-status"][data-state="closed"]').waitFor();

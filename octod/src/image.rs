@@ -161,7 +161,7 @@ pub async fn build(
     result?;
     let image = config.versioned_tag();
     let latest = config.latest_tag();
-    tag(&config.podman, &image, &latest).await?;
+    tag(systemd, &image, &latest).await?;
     Ok(Built {
         image,
         latest,
@@ -412,25 +412,22 @@ async fn journal_lines(unit: &str) -> Vec<String> {
     }
 }
 
-/// `podman tag IMAGE TAG`.
-async fn tag(podman: &Path, image: &str, tag: &str) -> Result<(), ImageError> {
-    let out = Command::new(podman)
-        .args(["tag", image, tag])
-        .output()
+/// Tags `image` as `tag` through Podman's API. Not the `podman` command: octod's sandbox
+/// (read-only `/run/user`, `NoNewPrivileges=`, `RestrictNamespaces=`) stops the CLI from
+/// entering the rootless user namespace, while the API's service runs under the user manager.
+async fn tag(systemd: &Systemd, image: &str, tag: &str) -> Result<(), ImageError> {
+    let error = |message: String| ImageError::Tag {
+        image: image.to_owned(),
+        tag: tag.to_owned(),
+        message,
+    };
+    let podman = crate::podman::Podman::connect_user(systemd)
         .await
-        .map_err(|e| ImageError::Tag {
-            image: image.to_owned(),
-            tag: tag.to_owned(),
-            message: e.to_string(),
-        })?;
-    if !out.status.success() {
-        return Err(ImageError::Tag {
-            image: image.to_owned(),
-            tag: tag.to_owned(),
-            message: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-        });
-    }
-    Ok(())
+        .map_err(|e| error(e.to_string()))?;
+    podman
+        .tag_image(image, tag)
+        .await
+        .map_err(|e| error(e.to_string()))
 }
 
 /// An image tag: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.

@@ -316,6 +316,27 @@ impl Podman {
             .await
     }
 
+    /// Tags `image` as `reference` (`repository:tag`); the image must exist.
+    pub async fn tag_image(&self, image: &str, reference: &str) -> Result<(), PodmanError> {
+        let what = format!("tagging {image} as {reference}");
+        let (repo, tag) = match reference.rsplit_once(':') {
+            Some((repo, tag)) if !tag.contains('/') => (repo, tag),
+            _ => (reference, "latest"),
+        };
+        let path = format!(
+            "{API}/images/{}/tag?repo={}&tag={}",
+            segment(image),
+            query(repo),
+            query(tag)
+        );
+        let (status, body) = self.request(&what, Method::POST, path, None).await?;
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(api_error(&what, status, &body))
+        }
+    }
+
     /// ID, creation time and size of a local image; `None` when there is no such image.
     pub async fn image_inspect(&self, reference: &str) -> Result<Option<ImageInfo>, PodmanError> {
         #[derive(Deserialize)]

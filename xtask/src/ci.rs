@@ -13,6 +13,8 @@ pub struct Options {
     pub e2e: bool,
     /// fmt, clippy and the unit and integration tests.
     pub checks: bool,
+    /// The dev-host checks of the end-to-end suite (else only the package checks).
+    pub dev_host: bool,
 }
 
 pub fn run(options: &Options) -> anyhow::Result<()> {
@@ -39,7 +41,12 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
         frontend()?;
     }
     if options.e2e {
-        e2e()?;
+        if options.dev_host {
+            e2e()?;
+        }
+        step("package checks: the .deb in a bare test host, the .rpm with rpm -qp");
+        util::run(&mut util::cargo(["build", "-p", "octo-e2e"]))?;
+        crate::package::check()?;
     }
     step(format!("ci passed in {:.0?}", started.elapsed()));
     Ok(())

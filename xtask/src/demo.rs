@@ -1,43 +1,77 @@
-//! `cargo xtask demo`: a throwaway test host running the current build of `octod`.
+//! `cargo xtask demo`: the built `.deb` installed into a throwaway bare test host the way a
+//! sysadmin would (`apt install ./octo_*.deb caddy`, Caddy's site, `systemctl enable --now
+//! octod.socket`, `octoctl image build`), then the HTTPS URL and a first admin invite code.
+//! Ctrl-C tears it down.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use anyhow::Context as _;
+use anyhow::{Context as _, bail};
 
+use crate::package::{self, SITE};
 use crate::testhost::{self, ExecOptions};
 use crate::util::{self, step};
 
-/// Where octod listens; the test host shares the outer network namespace.
-const LISTEN: &str = "127.0.0.1:8484";
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// Run `octo-e2e stub-llm` in the host and point octod's `[llm]` at it.
+    pub stub_llm: bool,
+}
 
-pub fn run() -> anyhow::Result<()> {
+pub fn run(options: Options) -> anyhow::Result<()> {
     util::require_root("demo")?;
-    step("building octod");
-    util::run(&mut util::cargo(["build", "-p", "octod"]))?;
-    testhost::up()?;
-    let code = match start_octod() {
+    let paths = testhost::Paths::new();
+    if paths.root().exists() {
+        bail!(
+            "a test host named {:?} exists already: take it down first (`cargo xtask testhost \
+             down`), or pick another name with OCTO_TESTHOST",
+            std::env::var("OCTO_TESTHOST").unwrap_or_else(|_| "host".into())
+        );
+    }
+    let packages = crate::dist::run(&crate::dist::Options {
+        revision: 1,
+        no_rpm: true,
+    })?;
+    if options.stub_llm {
+        util::run(&mut util::cargo(["build", "-p", "octo-e2e"]))?;
+    }
+    testhost::up_bare()?;
+    let code = match install(&packages.deb, options) {
         Ok(code) => code,
         Err(error) => {
             let _ = testhost::down();
             return Err(error);
         }
     };
+    let ca = util::target_dir().join("demo-caddy-root.crt");
+    let _ = std::fs::copy(
+        paths
+            .root()
+            .join("var/lib/caddy/.local/share/caddy/pki/authorities/local/root.crt"),
+        &ca,
+    );
     let stop = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&stop);
     ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))
         .context("installing the Ctrl-C handler")?;
     println!();
-    println!("Octo is running in the test host:");
-    println!("    http://{LISTEN}/          (health: http://{LISTEN}/api/health)");
+    println!("Octo is installed from its .deb in the test host, behind Caddy:");
+    println!("    https://{SITE}/");
     println!("    first admin invite code: {code}");
     println!(
-        "    register: curl -H 'Content-Type: application/json' -d '{{\"invite_code\":\"{code}\",\"username\":\"admin\",\"password\":\"…\"}}' http://{LISTEN}/api/auth/register"
+        "    Caddy's local CA (trust it in your browser, or curl --cacert): {}",
+        ca.display()
     );
+    println!("    as root inside: cargo xtask testhost exec -- octoctl status");
+    if options.stub_llm {
+        println!(
+            "    the agents answer from a stub model on port {}",
+            package::STUB_LLM_PORT
+        );
+    }
     println!();
     println!("Press Ctrl-C (or run `cargo xtask testhost down`) to stop and clean up.");
-    let paths = testhost::Paths::new();
     while !stop.load(Ordering::SeqCst) {
         std::thread::sleep(Duration::from_millis(300));
         if !paths.root().exists() {
@@ -49,56 +83,55 @@ pub fn run() -> anyhow::Result<()> {
     testhost::down()
 }
 
-/// The demo's configuration: state and units under the `octo` user's home, templates from
-/// the workspace.
-const CONFIG: &str = "[server]\n\
-state_dir = \"/var/lib/octo/octod\"\n\
-\n\
-[sessions]\n\
-templates_dir = \"/opt/octo/src/container/templates\"\n";
+fn sh(script: &str) -> anyhow::Result<()> {
+    testhost::exec_ok(&["sh", "-euc", script], &ExecOptions::default())
+}
 
-fn start_octod() -> anyhow::Result<String> {
-    let binary = format!("{}/debug/octod", testhost::GUEST_TARGET);
-    let root = testhost::Paths::new().root();
-    std::fs::create_dir_all(root.join("etc/octo"))?;
-    std::fs::write(root.join("etc/octo/octod.toml"), CONFIG)?;
-    step("starting octod in the test host (a notify service as the octo user)");
-    testhost::exec_ok(
-        &[
-            "systemd-run",
-            "--unit=octod",
-            "--uid=octo",
-            "--gid=octo",
-            "--property=Type=notify",
-            "--property=Wants=network-online.target",
-            "--property=After=network-online.target",
-            "--property=After=user@996.service",
-            "--setenv=OCTOD_LOG=info",
-            "--setenv=HOME=/var/lib/octo",
-            &binary,
-            "serve",
-            "--listen",
-            LISTEN,
-        ],
-        &ExecOptions::default(),
-    )?;
-    step("checking /api/health from outside");
-    let body = util::output(std::process::Command::new("curl").args([
+/// The sysadmin's steps; returns the first admin invite code.
+fn install(deb: &std::path::Path, options: Options) -> anyhow::Result<String> {
+    package::install_deb(deb, &["caddy"])?;
+    package::configure_caddy(SITE)?;
+    step("systemctl enable --now octod.socket");
+    sh("systemctl enable --now octod.socket")?;
+    package::build_image()?;
+    if options.stub_llm {
+        package::start_stub_llm()?;
+    }
+    step(format!("checking https://{SITE}/api/health through Caddy"));
+    let out = testhost::exec_output(&[
+        "curl",
         "-fsS",
         "--retry",
-        "10",
-        "--retry-connrefused",
+        "20",
+        "--retry-all-errors",
         "--retry-delay",
         "1",
-        &format!("http://{LISTEN}/api/health"),
-    ]))?;
-    println!("{}", body.trim());
-    // octod logs the first admin invite code once, on its first start.
+        "--cacert",
+        "/var/lib/caddy/.local/share/caddy/pki/authorities/local/root.crt",
+        &format!("https://{SITE}/api/health"),
+    ])?;
+    println!("{}", out.trim());
     invite_code()
 }
 
-/// The first admin invite code from octod's journal.
+/// A first admin invite code: from `octoctl`, or, while octoctl cannot make one yet, the
+/// one octod logged at its first start.
 fn invite_code() -> anyhow::Result<String> {
+    if let Ok(out) = testhost::exec_output(&[
+        "octoctl",
+        "--json",
+        "invite-codes",
+        "generate",
+        "--role",
+        "admin",
+    ]) {
+        let value: serde_json::Value =
+            serde_json::from_str(&out).with_context(|| format!("octoctl's JSON: {out}"))?;
+        if let Some(code) = value["code"].as_str() {
+            return Ok(code.to_owned());
+        }
+    }
+    step("warning: octoctl cannot generate invite codes yet: the one octod logged");
     let out = testhost::exec_output(&["journalctl", "-u", "octod", "-o", "cat", "--no-pager"])?;
     out.lines()
         .rev()

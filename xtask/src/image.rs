@@ -222,7 +222,7 @@ fn stage_extra_cas() -> anyhow::Result<String> {
 
 /// Imports the base tarball as [`BASE_IMAGE`] for `octo`, unless the image there already came
 /// from this tarball.
-fn import_base_image(tarball: &Path) -> anyhow::Result<()> {
+pub(crate) fn import_base_image(tarball: &Path) -> anyhow::Result<()> {
     let key = base_key();
     let current = octo_output(&[
         "sh",

@@ -6,7 +6,9 @@
 mod bench;
 mod ci;
 mod demo;
+mod dist;
 mod image;
+mod package;
 mod testhost;
 mod ui;
 mod util;
@@ -32,9 +34,26 @@ enum Task {
         /// Only the end-to-end suite (skips fmt, clippy and the unit tests).
         #[arg(long)]
         e2e_only: bool,
+        /// Of the end-to-end suite only the package checks (.deb in a bare host, .rpm).
+        #[arg(long, conflicts_with = "no_e2e")]
+        package_only: bool,
     },
-    /// Boot a throwaway test host, start the current build of octod in it, print the URL.
-    Demo,
+    /// Install the built .deb and Caddy into a throwaway test host as a sysadmin would; print
+    /// the HTTPS URL and a first admin invite code. Ctrl-C tears it down.
+    Demo {
+        /// Run a stub model in the host and point octod's [llm] at it.
+        #[arg(long)]
+        stub_llm: bool,
+    },
+    /// Build the `octo` .deb and .rpm into target/dist/.
+    Dist {
+        /// Package revision (Debian revision, RPM release); a higher one upgrades.
+        #[arg(long, default_value_t = 1)]
+        revision: u32,
+        /// Only the .deb.
+        #[arg(long)]
+        no_rpm: bool,
+    },
     /// Manage the test host: a Debian 13 root with systemd and Podman 5, booted by nspawn.
     Testhost {
         #[command(subcommand)]
@@ -60,7 +79,11 @@ enum Task {
 #[derive(Debug, Subcommand)]
 enum TesthostCommand {
     /// Debootstrap (cached) and boot a fresh test host.
-    Up,
+    Up {
+        /// A bare Debian 13 with systemd only (no Podman, no octo user), for the packages.
+        #[arg(long)]
+        bare: bool,
+    },
     /// Run a command inside the test host (as root, or --user octo with its user manager).
     Exec {
         #[arg(long)]
@@ -102,13 +125,22 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.task {
-        Task::Ci { no_e2e, e2e_only } => ci::run(&ci::Options {
+        Task::Ci {
+            no_e2e,
+            e2e_only,
+            package_only,
+        } => ci::run(&ci::Options {
             e2e: !no_e2e,
-            checks: !e2e_only,
+            checks: !e2e_only && !package_only,
+            dev_host: !package_only,
         })?,
-        Task::Demo => demo::run()?,
+        Task::Demo { stub_llm } => demo::run(demo::Options { stub_llm })?,
+        Task::Dist { revision, no_rpm } => {
+            dist::run(&dist::Options { revision, no_rpm })?;
+        }
         Task::Testhost { command } => match command {
-            TesthostCommand::Up => testhost::up()?,
+            TesthostCommand::Up { bare: false } => testhost::up()?,
+            TesthostCommand::Up { bare: true } => testhost::up_bare()?,
             TesthostCommand::Down => testhost::down()?,
             TesthostCommand::Reboot => testhost::reboot()?,
             TesthostCommand::Status => testhost::status()?,

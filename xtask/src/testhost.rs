@@ -41,6 +41,19 @@ const PACKAGES: &[&str] = &[
     "less",
 ];
 
+/// Packages of a bare host ([`Flavor::Bare`]): systemd and the tools the checks use, but no
+/// Podman, no uidmap, no user bus: the `octo` package's dependencies must bring them.
+const BARE_PACKAGES: &[&str] = &[
+    "systemd",
+    "systemd-sysv",
+    "dbus",
+    "iproute2",
+    "ca-certificates",
+    "procps",
+    "curl",
+    "less",
+];
+
 /// Packages installed with apt after debootstrap, which cannot resolve their virtual
 /// dependencies: node and npm for the SDK client of `octo-e2e api-sdk`. Part of the cache key.
 const APT_PACKAGES: &[&str] = &["nodejs", "npm"];
@@ -60,11 +73,23 @@ const SUBID_RANGE: &str = "100000:10485760";
 const BOOT_TIMEOUT: Duration = Duration::from_secs(180);
 const POWEROFF_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// What a test host is provisioned for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    /// The development host: Podman preinstalled, the `octo` user with linger and a large
+    /// subordinate id range, as a real install would have them.
+    Dev,
+    /// A bare Debian 13 with systemd and nothing of Octo's: no `octo` user, no linger, no
+    /// subordinate ids, no Podman. Installing the `octo` package must set all of it up.
+    Bare,
+}
+
 /// Paths of the test host under the target directory.
 #[derive(Debug, Clone)]
 pub struct Paths {
     base: PathBuf,
     instance: String,
+    flavor: Flavor,
 }
 
 impl Paths {
@@ -86,11 +111,28 @@ impl Paths {
         Self {
             base: util::target_dir().join("testhost"),
             instance: instance.to_owned(),
+            flavor: Flavor::Dev,
+        }
+    }
+
+    /// The same instance, provisioned as `flavor` when it is brought up (once up, every
+    /// other operation is the same for both).
+    pub fn with_flavor(mut self, flavor: Flavor) -> Self {
+        self.flavor = flavor;
+        self
+    }
+
+    /// Debootstrap's packages and those apt installs afterwards, for this flavor.
+    fn packages(&self) -> (&'static [&'static str], &'static [&'static str]) {
+        match self.flavor {
+            Flavor::Dev => (PACKAGES, APT_PACKAGES),
+            Flavor::Bare => (BARE_PACKAGES, &[]),
         }
     }
     fn cache_root(&self) -> PathBuf {
+        let (packages, apt_packages) = self.packages();
         let key = util::fnv1a(
-            format!("{SUITE}:{}:{}", PACKAGES.join(","), APT_PACKAGES.join(",")).as_bytes(),
+            format!("{SUITE}:{}:{}", packages.join(","), apt_packages.join(",")).as_bytes(),
         );
         self.base.join("cache").join(format!("root-{key:016x}"))
     }
@@ -150,8 +192,18 @@ pub fn up_at(paths: &Paths) -> anyhow::Result<()> {
             .arg(&cache)
             .arg(&root),
     )?;
-    provision(&root)?;
+    match paths.flavor {
+        Flavor::Dev => provision(&root)?,
+        Flavor::Bare => provision_host(&root)?,
+    }
     boot(&paths)
+}
+
+/// `up` of the `OCTO_TESTHOST` instance as a bare host ([`Flavor::Bare`]), for the package
+/// checks.
+pub fn up_bare() -> anyhow::Result<()> {
+    util::require_root("testhost up")?;
+    up_at(&Paths::new().with_flavor(Flavor::Bare))
 }
 
 /// `testhost down`: power off, then remove the working root and every mount we made.
@@ -435,23 +487,26 @@ fn ensure_cache(paths: &Paths) -> anyhow::Result<PathBuf> {
         "debootstrapping Debian {SUITE} into {} (cached for later runs)",
         cache.display()
     ));
+    let (packages, apt_packages) = paths.packages();
     util::run(
         Command::new("debootstrap")
             .arg("--variant=minbase")
-            .arg(format!("--include={}", PACKAGES.join(",")))
+            .arg(format!("--include={}", packages.join(",")))
             .arg(SUITE)
             .arg(&partial)
             .arg(&mirror),
     )
     .context("debootstrap of the test host's root failed (see its log above)")?;
-    util::run(
-        Command::new("chroot")
-            .arg(&partial)
-            .args(["apt-get", "install", "-y", "--no-install-recommends"])
-            .args(APT_PACKAGES)
-            .env("DEBIAN_FRONTEND", "noninteractive"),
-    )
-    .context("installing the test host's apt packages")?;
+    if !apt_packages.is_empty() {
+        util::run(
+            Command::new("chroot")
+                .arg(&partial)
+                .args(["apt-get", "install", "-y", "--no-install-recommends"])
+                .args(apt_packages)
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        )
+        .context("installing the test host's apt packages")?;
+    }
     // The root's apt cache is not needed and makes every copy bigger.
     let _ = Command::new("sh")
         .arg("-c")
@@ -467,14 +522,7 @@ fn ensure_cache(paths: &Paths) -> anyhow::Result<PathBuf> {
 /// linger and a large subordinate id range, and a reachable `network-online.target`.
 fn provision(root: &Path) -> anyhow::Result<()> {
     step("provisioning the root: containers.conf, the octo user, linger");
-    fs::create_dir_all(root.join("etc/containers"))?;
-    fs::write(
-        root.join("etc/containers/containers.conf"),
-        "# Written by `cargo xtask testhost`: this nspawn host delegates no cgroup\n\
-         # controllers and mounts /proc/sys read-only.\n\
-         [containers]\npids_limit = 0\ndefault_sysctls = []\n",
-    )?;
-    fs::write(root.join("etc/hostname"), "octo-testhost\n")?;
+    provision_host(root)?;
     let passwd = fs::read_to_string(root.join("etc/passwd"))?;
     if !passwd.lines().any(|l| l.starts_with("octo:")) {
         util::run(Command::new("chroot").arg(root).args([
@@ -503,13 +551,6 @@ fn provision(root: &Path) -> anyhow::Result<()> {
         text.push('\n');
         fs::write(&path, text)?;
     }
-    // nspawn creates /dev/net/tun as 0600; rootless pasta opens it as the user (a real
-    // host has 0666 from udev).
-    fs::create_dir_all(root.join("etc/tmpfiles.d"))?;
-    fs::write(
-        root.join("etc/tmpfiles.d/octo-testhost.conf"),
-        "z /dev/net/tun 0666 root root -\n",
-    )?;
     // octod reads its units' journal lines for failure reasons; system users log to the
     // system journal.
     util::run(Command::new("chroot").arg(root).args([
@@ -518,7 +559,6 @@ fn provision(root: &Path) -> anyhow::Result<()> {
         "systemd-journal",
         OCTO_USER,
     ]))?;
-    stage_extra_cas(root)?;
     fs::create_dir_all(root.join("var/lib/systemd/linger"))?;
     fs::write(root.join("var/lib/systemd/linger").join(OCTO_USER), "")?;
     // Rootless Quadlet units wait for the system's network-online.target; have it reached.
@@ -529,6 +569,27 @@ fn provision(root: &Path) -> anyhow::Result<()> {
         std::os::unix::fs::symlink("/usr/lib/systemd/system/network-online.target", &link)?;
     }
     Ok(())
+}
+
+/// What any host built on this machine needs, whatever runs on it: settings for the nspawn
+/// environment (which a real host does not need) and the outer machine's CAs.
+fn provision_host(root: &Path) -> anyhow::Result<()> {
+    fs::create_dir_all(root.join("etc/containers"))?;
+    fs::write(
+        root.join("etc/containers/containers.conf"),
+        "# Written by `cargo xtask testhost`: this nspawn host delegates no cgroup\n\
+         # controllers and mounts /proc/sys read-only.\n\
+         [containers]\npids_limit = 0\ndefault_sysctls = []\n",
+    )?;
+    fs::write(root.join("etc/hostname"), "octo-testhost\n")?;
+    // nspawn creates /dev/net/tun as 0600; rootless pasta opens it as the user (a real
+    // host has 0666 from udev).
+    fs::create_dir_all(root.join("etc/tmpfiles.d"))?;
+    fs::write(
+        root.join("etc/tmpfiles.d/octo-testhost.conf"),
+        "z /dev/net/tun 0666 root root -\n",
+    )?;
+    stage_extra_cas(root)
 }
 
 /// Copies the outer machine's extra CAs (`/usr/local/share/ca-certificates/*.crt`) into one

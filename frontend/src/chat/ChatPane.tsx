@@ -81,10 +81,13 @@ export function ChatPane(props: { sessionId: string }): JSX.Element {
     return sessions;
   }, [client]);
 
+  // Conversations whose messages have been loaded once (until then: "Loading…", not "empty").
+  const [loadedOnce, setLoadedOnce] = useState<ReadonlySet<string>>(() => new Set());
   const loadMessages = useCallback(
     async (id: string) => {
       const messages = await call("Loading the conversation", client.session.messages({ sessionID: id }));
       dispatch({ type: "messages-loaded", sessionID: id, messages });
+      setLoadedOnce((ids) => (ids.has(id) ? ids : new Set(ids).add(id)));
     },
     [client],
   );
@@ -356,7 +359,12 @@ export function ChatPane(props: { sessionId: string }): JSX.Element {
         }}
         aria-busy={busy}
       >
-        {conversation.messages.length === 0 && !busy && (
+        {selected && !loadedOnce.has(selected) && conversation.messages.length === 0 && !loadError && (
+          <p className="chat-note chat-loading" role="status">
+            Loading the conversation…
+          </p>
+        )}
+        {(!selected || loadedOnce.has(selected)) && conversation.messages.length === 0 && !busy && (
           <div className="chat-empty">
             <p>Ask the agent to do something in this workspace.</p>
             <p className="muted small-text">It can read and write files and run commands; replies stream in here.</p>

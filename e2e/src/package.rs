@@ -1,0 +1,649 @@
+//! `octo-e2e package <phase>`: the installed `octo` package in a bare test host, as a
+//! browser and a sysadmin meet it: everything goes through Caddy's TLS site (verified
+//! against Caddy's local CA), every octod process is systemd's. `cargo xtask ci` installs the
+//! package and runs the phases in order, rebooting, upgrading, removing and purging between
+//! them; what one phase learns (the account, the session, the container) is kept in
+//! [`STATE`] for the next.
+//!
+//! TLS without a TLS library: each connection is an `openssl s_client` (installed with
+//! `ca-certificates`), whose standard input and output carry the plain HTTP or WebSocket
+//! bytes.
+
+use std::fmt::Write as _;
+use std::io::{Read as _, Write as _};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context as _, bail, ensure};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+
+use crate::api::expect;
+use crate::util::{self, Answer, say};
+
+/// Caddy's site for Octo in the test host (`OCTO_SITE` in `/etc/octo/caddy.env`).
+const SITE: &str = "localhost:8443";
+/// Where the `caddy` user's Caddy keeps the root of its internal CA.
+const CADDY_CA: &str = "/var/lib/caddy/.local/share/caddy/pki/authorities/local/root.crt";
+/// What the phases hand on.
+const STATE: &str = "/root/octo-e2e-package.json";
+/// The workspace file that must survive the reboot and the upgrade.
+const PROOF_FILE: &str = "package-proof.txt";
+const PROOF_TEXT: &str = "octo-package-proof-4242";
+
+#[derive(Debug, Clone, Copy, clap::Subcommand)]
+pub enum Phase {
+    /// Just installed, `octod.socket` enabled: the first request through Caddy starts
+    /// octod; the UI's headers; octoctl lets root in and refuses others.
+    Activate,
+    /// With the session image built: an account with an invite code, a session and its
+    /// three services through Caddy, a workspace file.
+    Install,
+    /// After a reboot: octod comes back on the first request, the session by itself, the
+    /// file is there.
+    AfterReboot,
+    /// After an upgrade to a rebuilt package: octod restarted, the session's container
+    /// untouched.
+    AfterUpgrade,
+    /// After `apt-get remove`: octod and its sockets stopped, the data kept.
+    AfterRemove,
+    /// After `apt-get purge`: nothing of Octo runs or stays.
+    AfterPurge,
+}
+
+pub async fn run(phase: Phase) -> anyhow::Result<()> {
+    match phase {
+        Phase::Activate => activate().await,
+        Phase::Install => install().await,
+        Phase::AfterReboot => after_reboot().await,
+        Phase::AfterUpgrade => after_upgrade().await,
+        Phase::AfterRemove => after_remove(),
+        Phase::AfterPurge => after_purge(),
+    }
+}
+
+/// A request through Caddy over TLS; the answer once Caddy closes the connection.
+fn request(
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> anyhow::Result<Answer> {
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {SITE}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        let _ = write!(head, "{name}: {value}\r\n");
+    }
+    if let Some(body) = body {
+        let _ = write!(
+            head,
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        );
+    }
+    head.push_str("\r\n");
+    if let Some(body) = body {
+        head.push_str(body);
+    }
+    let mut child = s_client()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("starting openssl s_client")?;
+    child
+        .stdin
+        .as_mut()
+        .context("s_client's stdin")?
+        .write_all(head.as_bytes())?;
+    let mut raw = Vec::new();
+    child
+        .stdout
+        .take()
+        .context("s_client's stdout")?
+        .read_to_end(&mut raw)?;
+    drop(child.stdin.take());
+    let out = child.wait_with_output()?;
+    if raw.is_empty() {
+        bail!(
+            "no answer from https://{SITE}{path}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    util::parse_answer(&raw)
+}
+
+/// `openssl s_client` to Caddy's site, verifying its certificate (name and chain) against
+/// Caddy's internal CA, quiet, staying open until the server closes.
+fn s_client() -> Command {
+    let mut cmd = Command::new("openssl");
+    cmd.args([
+        "s_client",
+        "-connect",
+        "127.0.0.1:8443",
+        "-servername",
+        "localhost",
+        "-verify_hostname",
+        "localhost",
+        "-CAfile",
+        CADDY_CA,
+        "-verify_return_error",
+        "-quiet",
+    ]);
+    cmd
+}
+
+/// A signed-in browser: its cookie.
+struct Browser {
+    cookie: String,
+}
+
+impl Browser {
+    fn call(&self, method: &str, path: &str, body: Option<&str>) -> anyhow::Result<Answer> {
+        let origin = format!("https://{SITE}");
+        request(
+            method,
+            path,
+            &[("Cookie", &self.cookie), ("Origin", &origin)],
+            body,
+        )
+    }
+
+    /// The terminal's WebSocket through Caddy: runs `commands`, returns the output once a
+    /// line equals `until`.
+    async fn terminal(&self, id: &str, commands: &[&str], until: &str) -> anyhow::Result<String> {
+        let mut child = tokio::process::Command::from(s_client())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting openssl s_client")?;
+        let stream = tokio::io::join(
+            child.stdout.take().context("s_client's stdout")?,
+            child.stdin.take().context("s_client's stdin")?,
+        );
+        let mut request = format!("ws://{SITE}/sessions/{id}/terminal").into_client_request()?;
+        let origin = format!("https://{SITE}");
+        let headers = request.headers_mut();
+        headers.insert("Sec-WebSocket-Protocol", "tty".parse()?);
+        headers.insert("Cookie", self.cookie.parse()?);
+        headers.insert("Origin", origin.parse()?);
+        let (ws, _) = tokio_tungstenite::client_async(request, stream)
+            .await
+            .context("the terminal's WebSocket through Caddy")?;
+        let output = crate::image::terminal_over(
+            ws,
+            "the browser does not know the session token",
+            commands,
+            until,
+        )
+        .await;
+        let _ = child.kill().await;
+        output
+    }
+}
+
+fn sign_in(answer: &Answer) -> anyhow::Result<Browser> {
+    let set = answer
+        .header("set-cookie")
+        .context("no session cookie in the answer")?;
+    ensure!(
+        set.contains("HttpOnly") && set.contains("SameSite=Strict"),
+        "weak cookie: {set}"
+    );
+    Ok(Browser {
+        cookie: set.split(';').next().unwrap_or_default().to_owned(),
+    })
+}
+
+fn sh(script: &str) -> anyhow::Result<String> {
+    util::run(Command::new("sh").args(["-c", script]))
+}
+
+/// `systemctl is-active UNIT` (its word, whatever the exit code).
+fn unit_state(unit: &str) -> String {
+    Command::new("systemctl")
+        .args(["is-active", unit])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default()
+}
+
+/// A command as `octo` with its user manager's environment.
+fn as_octo(script: &str) -> anyhow::Result<String> {
+    let uid = sh("id -u octo")?.trim().to_owned();
+    util::run(Command::new("runuser").args([
+        "-u",
+        "octo",
+        "--",
+        "env",
+        &format!("XDG_RUNTIME_DIR=/run/user/{uid}"),
+        &format!("DBUS_SESSION_BUS_ADDRESS=unix:path=/run/user/{uid}/bus"),
+        "sh",
+        "-c",
+        &format!("cd /var/lib/octo && {script}"),
+    ]))
+}
+
+/// The session container's id and start time, as Podman reports them.
+fn container_identity(id: &str) -> anyhow::Result<String> {
+    Ok(as_octo(&format!(
+        "podman container inspect --format '{{{{.Id}}}} {{{{.State.StartedAt}}}}' octo-{id}"
+    ))?
+    .trim()
+    .to_owned())
+}
+
+fn octod_pid() -> anyhow::Result<String> {
+    Ok(
+        sh("systemctl show --property MainPID --value octod.service")?
+            .trim()
+            .to_owned(),
+    )
+}
+
+/// Whether the installed octoctl has `command` (until the admin CLI exists it has none).
+fn octoctl_has(command: &str) -> bool {
+    Command::new("octoctl")
+        .args([command, "--help"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+async fn activate() -> anyhow::Result<()> {
+    ensure!(
+        unit_state("octod.socket") == "active",
+        "octod.socket is not listening after `systemctl enable --now octod.socket`"
+    );
+    ensure!(
+        unit_state("octod.service") != "active",
+        "octod.service runs before anything asked for it"
+    );
+    say("octod.socket listens; octod.service is not running yet");
+    util::eventually(Duration::from_secs(60), "Caddy's local CA", async || {
+        ensure!(std::path::Path::new(CADDY_CA).exists(), "no {CADDY_CA} yet");
+        Ok(())
+    })
+    .await?;
+    let health = util::eventually(
+        Duration::from_secs(90),
+        "/api/health through Caddy",
+        async || {
+            let answer = request("GET", "/api/health", &[], None)?;
+            expect(&answer, 200, "health through Caddy")?;
+            Ok(answer)
+        },
+    )
+    .await?;
+    ensure!(
+        unit_state("octod.service") == "active",
+        "a request through Caddy answered but octod.service is {}",
+        unit_state("octod.service")
+    );
+    say(format!(
+        "the first request through Caddy (TLS verified against its local CA) activated octod: {}",
+        health.body.trim()
+    ));
+
+    // The UI: security headers, and the single-page app's fallback.
+    let index = request("GET", "/", &[], None)?;
+    expect(&index, 200, "the UI's index")?;
+    for header in [
+        "strict-transport-security",
+        "content-security-policy",
+        "x-content-type-options",
+        "x-frame-options",
+        "referrer-policy",
+    ] {
+        ensure!(index.header(header).is_some(), "the UI lacks {header}");
+    }
+    let deep = request("GET", "/sessions-view/some/deep/link", &[], None)?;
+    expect(&deep, 200, "a deep link of the UI")?;
+    ensure!(
+        deep.body == index.body,
+        "a deep link is not answered with index.html"
+    );
+    let metrics = request("GET", "/metrics", &[], None)?;
+    expect(&metrics, 200, "/metrics from this machine")?;
+    ensure!(metrics.body.contains("octo_"), "metrics: {}", metrics.body);
+    say("the UI with security headers and SPA fallback; /metrics from localhost");
+
+    // octoctl: root is let in, anyone else is refused.
+    if octoctl_has("status") {
+        let status = sh("octoctl status")?;
+        say(format!("octoctl status as root:\n{}", status.trim_end()));
+        let refused = Command::new("setpriv")
+            .args([
+                "--reuid",
+                "nobody",
+                "--regid",
+                "nogroup",
+                "--clear-groups",
+                "octoctl",
+                "status",
+            ])
+            .output()?;
+        ensure!(
+            refused.status.code() == Some(4),
+            "octoctl status as nobody: expected exit code 4, got {:?}: {}",
+            refused.status.code(),
+            String::from_utf8_lossy(&refused.stderr)
+        );
+        say(format!(
+            "octoctl status as nobody is refused (exit 4): {}",
+            String::from_utf8_lossy(&refused.stderr).trim()
+        ));
+    } else {
+        say("SKIPPED: this octoctl has no `status` command yet");
+    }
+    Ok(())
+}
+
+async fn install() -> anyhow::Result<()> {
+    // An admin account through Caddy with an invite code.
+    let code = if octoctl_has("invite-codes") {
+        let out = sh("octoctl --json invite-codes generate --role admin")?;
+        let value: serde_json::Value =
+            serde_json::from_str(&out).with_context(|| format!("octoctl's JSON: {out}"))?;
+        let code = value["code"].as_str().context("code in octoctl's JSON")?;
+        say("invite code from `octoctl invite-codes generate --role admin`");
+        code.to_owned()
+    } else {
+        let log = sh("journalctl -u octod.service -o cat --no-pager")?;
+        let code = log
+            .lines()
+            .rev()
+            .find_map(|l| {
+                l.rsplit_once("invite code ")
+                    .map(|(_, c)| c.trim().to_owned())
+            })
+            .context("octod logged no first admin invite code")?;
+        say(
+            "SKIPPED octoctl invite-codes (not there yet): the first admin code from octod's journal",
+        );
+        code
+    };
+    let password = "a long package test password";
+    let body =
+        format!(r#"{{"invite_code":"{code}","username":"pkgadmin","password":"{password}"}}"#);
+    let origin = format!("https://{SITE}");
+    let answer = request(
+        "POST",
+        "/api/auth/register",
+        &[("Origin", &origin)],
+        Some(&body),
+    )?;
+    expect(&answer, 201, "register through Caddy")?;
+    let login = request(
+        "POST",
+        "/api/auth/login",
+        &[("Origin", &origin)],
+        Some(&format!(
+            r#"{{"username":"pkgadmin","password":"{password}"}}"#
+        )),
+    )?;
+    expect(&login, 200, "log in through Caddy")?;
+    let browser = sign_in(&login)?;
+    let me = browser.call("GET", "/api/me", None)?;
+    expect(&me, 200, "me")?;
+    say("registered with the invite code and logged in through Caddy");
+
+    // A session and its three services.
+    let answer = browser.call(
+        "POST",
+        "/api/sessions",
+        Some(r#"{"template":"coding-copilot"}"#),
+    )?;
+    ensure!(
+        matches!(answer.status, 201 | 202),
+        "create: {} {}",
+        answer.status,
+        answer.body
+    );
+    let id = answer.json()?["id"]
+        .as_str()
+        .context("session id")?
+        .to_owned();
+    wait_running(&browser, &id).await?;
+    say(format!("session {id} created through Caddy; it runs"));
+    services(&browser, &id).await?;
+    let written = browser
+        .terminal(
+            &id,
+            &[&format!(
+                "echo {PROOF_TEXT} > ~/{PROOF_FILE} && echo written-$((40+2))"
+            )],
+            "written-42",
+        )
+        .await?;
+    ensure!(written.contains("written-42"), "{written}");
+    proof_file_listed(&browser, &id)?;
+    say(format!("wrote ~/{PROOF_FILE} in the session's workspace"));
+
+    let state = serde_json::json!({
+        "cookie": browser.cookie,
+        "session": id,
+        "container": container_identity(&id)?,
+    });
+    std::fs::write(STATE, state.to_string())?;
+    Ok(())
+}
+
+async fn wait_running(browser: &Browser, id: &str) -> anyhow::Result<()> {
+    let path = format!("/api/sessions/{id}");
+    util::eventually(
+        Duration::from_secs(180),
+        "the session running",
+        async || {
+            let answer = browser.call("GET", &path, None)?;
+            let state = answer.json()?["state"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            if state == "failed" {
+                bail!("the session failed: {}", answer.body);
+            }
+            ensure!(state == "running", "state {state}");
+            Ok(())
+        },
+    )
+    .await
+}
+
+/// opencode (200 with the cookie, 401 without), the file server's listing, the terminal.
+async fn services(browser: &Browser, id: &str) -> anyhow::Result<()> {
+    let health = browser.call(
+        "GET",
+        &format!("/sessions/{id}/opencode/global/health"),
+        None,
+    )?;
+    expect(&health, 200, "opencode through Caddy")?;
+    ensure!(health.body.contains("healthy"), "opencode: {}", health.body);
+    let anonymous = request(
+        "GET",
+        &format!("/sessions/{id}/opencode/global/health"),
+        &[],
+        None,
+    )?;
+    expect(&anonymous, 401, "opencode through Caddy without a cookie")?;
+    let files = browser.call("GET", &format!("/sessions/{id}/files/api/list?path="), None)?;
+    expect(&files, 200, "the file server through Caddy")?;
+    ensure!(
+        files.json()?["entries"].is_array(),
+        "file listing: {}",
+        files.body
+    );
+    let output = browser.terminal(id, &["echo $((6*7))"], "42").await?;
+    ensure!(output.contains("42"), "terminal: {output}");
+    say(
+        "through Caddy: opencode 200 (401 without the cookie), the file listing, the terminal (echo $((6*7)) → 42)",
+    );
+    Ok(())
+}
+
+fn proof_file_listed(browser: &Browser, id: &str) -> anyhow::Result<()> {
+    let files = browser.call("GET", &format!("/sessions/{id}/files/api/list?path="), None)?;
+    expect(&files, 200, "the file listing")?;
+    let listed = files.json()?["entries"]
+        .as_array()
+        .is_some_and(|entries| entries.iter().any(|e| e["name"] == PROOF_FILE));
+    ensure!(listed, "{PROOF_FILE} is not listed: {}", files.body);
+    Ok(())
+}
+
+fn load_state() -> anyhow::Result<(Browser, String, String)> {
+    let text = std::fs::read_to_string(STATE).with_context(|| format!("reading {STATE}"))?;
+    let state: serde_json::Value = serde_json::from_str(&text)?;
+    let get = |key: &str| {
+        state[key]
+            .as_str()
+            .map(str::to_owned)
+            .with_context(|| format!("{key} in {STATE}"))
+    };
+    Ok((
+        Browser {
+            cookie: get("cookie")?,
+        },
+        get("session")?,
+        get("container")?,
+    ))
+}
+
+async fn after_reboot() -> anyhow::Result<()> {
+    let (browser, id, _) = load_state()?;
+    ensure!(
+        unit_state("octod.socket") == "active",
+        "octod.socket does not listen after the reboot"
+    );
+    util::eventually(
+        Duration::from_secs(90),
+        "/api/health through Caddy after the reboot",
+        async || expect(&request("GET", "/api/health", &[], None)?, 200, "health"),
+    )
+    .await?;
+    ensure!(
+        unit_state("octod.service") == "active",
+        "octod is not active after answering"
+    );
+    wait_running(&browser, &id).await?;
+    // The API may say `running` while the unit that the user manager started at boot is
+    // still becoming healthy (FIXME: octod reports the desired state there); wait for the
+    // agent to answer.
+    util::eventually(
+        Duration::from_secs(120),
+        "opencode answering after the reboot",
+        async || {
+            let answer = browser.call(
+                "GET",
+                &format!("/sessions/{id}/opencode/global/health"),
+                None,
+            )?;
+            expect(&answer, 200, "opencode after the reboot")
+        },
+    )
+    .await?;
+    say("after the reboot: octod answers through Caddy, the session runs again");
+    let output = browser
+        .terminal(&id, &[&format!("cat ~/{PROOF_FILE}")], PROOF_TEXT)
+        .await?;
+    ensure!(output.contains(PROOF_TEXT), "{output}");
+    proof_file_listed(&browser, &id)?;
+    services(&browser, &id).await?;
+    say(format!("~/{PROOF_FILE} survived the reboot"));
+    let state = serde_json::json!({
+        "cookie": browser.cookie,
+        "session": id,
+        "container": container_identity(&id)?,
+        "octod_pid": octod_pid()?,
+    });
+    std::fs::write(STATE, state.to_string())?;
+    Ok(())
+}
+
+async fn after_upgrade() -> anyhow::Result<()> {
+    let (browser, id, container) = load_state()?;
+    let text = std::fs::read_to_string(STATE)?;
+    let before_pid = serde_json::from_str::<serde_json::Value>(&text)?["octod_pid"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let now = container_identity(&id)?;
+    ensure!(
+        now == container,
+        "the upgrade touched the session's container: before {container}, after {now}"
+    );
+    say(format!(
+        "the session's container is the same one, never restarted: {now}"
+    ));
+    util::eventually(
+        Duration::from_secs(60),
+        "/api/health through Caddy after the upgrade",
+        async || expect(&request("GET", "/api/health", &[], None)?, 200, "health"),
+    )
+    .await?;
+    let pid = octod_pid()?;
+    ensure!(
+        pid != before_pid && pid != "0",
+        "octod was not restarted by the upgrade (MainPID {before_pid} → {pid})"
+    );
+    say(format!("octod restarted (MainPID {before_pid} → {pid})"));
+    wait_running(&browser, &id).await?;
+    let output = browser
+        .terminal(&id, &[&format!("cat ~/{PROOF_FILE}")], PROOF_TEXT)
+        .await?;
+    ensure!(output.contains(PROOF_TEXT), "{output}");
+    say("the session answers through the upgraded octod with its file");
+    Ok(())
+}
+
+fn after_remove() -> anyhow::Result<()> {
+    for unit in ["octod.service", "octod.socket", "octod-admin.socket"] {
+        let state = unit_state(unit);
+        ensure!(state != "active", "{unit} is {state} after remove");
+    }
+    ensure!(
+        Command::new("pgrep").args(["-x", "octod"]).status()?.code() == Some(1),
+        "an octod process is left after remove"
+    );
+    for path in ["/var/lib/octod", "/var/lib/octo", "/etc/octo/octod.toml"] {
+        ensure!(
+            std::path::Path::new(path).exists(),
+            "{path} is gone after remove (only purge removes data)"
+        );
+    }
+    say("remove: octod and its sockets stopped; state, workspaces and configuration kept");
+    Ok(())
+}
+
+fn after_purge() -> anyhow::Result<()> {
+    let uid = sh("id -u octo")?.trim().to_owned();
+    let left = Command::new("pgrep").args(["-u", &uid, "-l"]).output()?;
+    ensure!(
+        left.status.code() == Some(1),
+        "processes of octo are left after purge: {}",
+        String::from_utf8_lossy(&left.stdout)
+    );
+    for name in ["octod", "conmon", "ttyd", "opencode"] {
+        ensure!(
+            Command::new("pgrep").args(["-x", name]).status()?.code() == Some(1),
+            "a {name} process is left after purge"
+        );
+    }
+    for path in [
+        "/var/lib/octod",
+        "/var/lib/octo",
+        "/etc/octo",
+        "/var/lib/systemd/linger/octo",
+        "/etc/caddy/Caddyfile.d/octo.caddyfile",
+    ] {
+        ensure!(
+            !std::path::Path::new(path).exists(),
+            "{path} is left after purge"
+        );
+    }
+    say(
+        "purge: no process of octo (no octod, no conmon, no session), its data and configuration gone",
+    );
+    Ok(())
+}

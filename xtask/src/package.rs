@@ -1,0 +1,345 @@
+//! The package checks of `cargo xtask ci`: the `.deb` installed into a bare Debian 13 test
+//! host the way a sysadmin would (`apt install ./octo_*.deb caddy`, `systemctl enable --now
+//! octod.socket`), then driven from the outside in by `octo-e2e package <phase>`: activation
+//! through Caddy, a session, a reboot, an upgrade with the session running, remove, purge.
+//! The `.rpm` is checked statically with `rpm -qp` (no RPM-based host here).
+//!
+//! Also the sysadmin's steps for `cargo xtask demo` ([`install_deb`], [`configure_caddy`]).
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{Context as _, ensure};
+
+use crate::dist::{self, Packages};
+use crate::testhost::{self, ExecOptions};
+use crate::util::{self, step};
+
+/// Caddy's site in the test host (the host shares the machine's network: no port 443).
+pub const SITE: &str = "localhost:8443";
+/// Where packages are put inside the test host.
+const GUEST_PKG_DIR: &str = "var/tmp/octo-packages";
+
+fn root() -> ExecOptions {
+    ExecOptions {
+        user: None,
+        env: vec![
+            ("DEBIAN_FRONTEND".into(), "noninteractive".into()),
+            ("RUST_BACKTRACE".into(), "1".into()),
+        ],
+    }
+}
+
+fn sh(script: &str) -> anyhow::Result<()> {
+    testhost::exec_ok(&["sh", "-euc", script], &root())
+}
+
+/// Copies `deb` into the running test host; returns its path there.
+fn stage(deb: &Path) -> anyhow::Result<String> {
+    let dir = testhost::Paths::new().root().join(GUEST_PKG_DIR);
+    fs::create_dir_all(&dir)?;
+    let name = deb.file_name().context("a package has a file name")?;
+    fs::copy(deb, dir.join(name)).with_context(|| format!("copying {}", deb.display()))?;
+    Ok(format!("/{GUEST_PKG_DIR}/{}", name.to_string_lossy()))
+}
+
+/// `apt-get install ./octo_….deb` (plus `extra` packages), dependencies from the Debian
+/// archive of the host's apt sources.
+pub fn install_deb(deb: &Path, extra: &[&str]) -> anyhow::Result<()> {
+    let guest = stage(deb)?;
+    step(format!("apt-get install {guest} {}", extra.join(" ")));
+    sh(&format!(
+        "apt-get update -qq && apt-get install -y -q {guest} {}",
+        extra.join(" ")
+    ))
+}
+
+/// Caddy as the README tells a sysadmin: Octo's site imported into `/etc/caddy/Caddyfile`,
+/// its address in `/etc/octo/caddy.env`. The test host shares the machine's network, so
+/// Caddy's own ports move off 80 and 2019 too.
+pub fn configure_caddy(site: &str) -> anyhow::Result<()> {
+    step(format!("configuring Caddy for https://{site}"));
+    sh(&format!(
+        "printf 'OCTO_SITE={site}\\n' >> /etc/octo/caddy.env
+         cat > /etc/caddy/Caddyfile <<'EOF'
+{{
+\thttp_port 8480
+\tadmin localhost:2119
+}}
+import /etc/caddy/Caddyfile.d/*.caddyfile
+EOF
+         systemctl restart caddy"
+    ))
+}
+
+/// Imports the test host's base image for `octo` and builds the session image the way
+/// the package would: `octoctl image build` with `[image] base` in a drop-in, or, while
+/// octoctl has no `image build`, the development build as `octo`.
+pub fn build_image() -> anyhow::Result<()> {
+    let tarball = crate::image::ensure_base_rootfs()?;
+    crate::image::import_base_image(&tarball)?;
+    let has_build = testhost::exec(
+        &["octoctl", "image", "build", "--help"].map(String::from),
+        &root(),
+    )? == 0;
+    if has_build {
+        sh(&format!(
+            "printf '[image]\\nbase = \"{base}\"\\nextra_ca_dir = \"/etc/octo-testhost/cas\"\\n' \
+               > /etc/octo/octod.d/50-testhost-image.toml
+             mkdir -p /etc/octo-testhost/cas
+             cp {cas} /etc/octo-testhost/cas/outer.crt
+             octod config check
+             systemctl try-restart octod.service",
+            base = crate::image::BASE_IMAGE,
+            cas = testhost::GUEST_EXTRA_CAS,
+        ))?;
+        step("octoctl image build");
+        sh("octoctl image build")
+    } else {
+        step(
+            "warning: this octoctl has no `image build` yet: building the session image as octo directly",
+        );
+        crate::image::build_session_image().map(|build| step(format!("session image: {build}")))
+    }
+}
+
+/// The stub model's port in the test host (`octo-e2e stub-llm`).
+pub const STUB_LLM_PORT: u16 = 45_100;
+
+/// Runs `octo-e2e stub-llm` in the host as a transient unit and points octod's `[llm]` at
+/// it with a drop-in (the agents then answer from the stub), restarting octod if it runs.
+pub fn start_stub_llm() -> anyhow::Result<()> {
+    let program = format!("{}/debug/octo-e2e", testhost::GUEST_TARGET);
+    step(format!(
+        "a stub model on port {STUB_LLM_PORT} for the agents"
+    ));
+    sh(&format!(
+        "systemctl stop octo-stub-llm.service 2>/dev/null || true
+         systemd-run --unit=octo-stub-llm {program} stub-llm --port {STUB_LLM_PORT}
+         printf '[llm]\\nbase_url = \"http://host.containers.internal:{STUB_LLM_PORT}/v1\"\\nmodel = \"e2e-model\"\\napi_key = \"stub\"\\n' \\
+           > /etc/octo/octod.d/60-stub-llm.toml
+         octod config check
+         systemctl try-restart octod.service"
+    ))
+}
+
+fn e2e(phase: &str) -> anyhow::Result<()> {
+    step(format!("e2e: package {phase}"));
+    let program = format!("{}/debug/octo-e2e", testhost::GUEST_TARGET);
+    testhost::exec_ok(&[program.as_str(), "package", phase], &root())
+}
+
+/// The web UI's browser checks (`crate::ui`) against the installed package through Caddy,
+/// with the agents answered by the stub model.
+fn browser_checks() -> anyhow::Result<()> {
+    start_stub_llm()?;
+    let out = testhost::exec_output(&["octoctl", "--json", "invite-codes", "generate", "--role", "admin"])?;
+    let value: serde_json::Value =
+        serde_json::from_str(&out).with_context(|| format!("octoctl's JSON: {out}"))?;
+    let code = value["code"]
+        .as_str()
+        .context("no code in octoctl's JSON")?;
+    crate::ui::browser_e2e(&format!("https://{SITE}"), code)
+}
+
+/// The whole package scenario in a fresh bare host; always takes the host down.
+pub fn check() -> anyhow::Result<()> {
+    let first = dist::run(&dist::Options {
+        revision: 1,
+        no_rpm: false,
+    })?;
+    if let Some(rpm) = &first.rpm {
+        check_rpm(rpm)?;
+    }
+    check_deb_statically(&first.deb)?;
+    testhost::down()?;
+    testhost::up_bare()?;
+    let result = scenario(&first);
+    let down = testhost::down();
+    result?;
+    down
+}
+
+fn scenario(first: &Packages) -> anyhow::Result<()> {
+    sh("! id octo 2>/dev/null && ! command -v podman")
+        .context("the bare host already has an octo user or Podman")?;
+    install_deb(&first.deb, &["caddy"])?;
+    sh(
+        "id octo && grep -q '^octo:' /etc/subuid && grep -q '^octo:' /etc/subgid \
+        && test -e /var/lib/systemd/linger/octo && id -nG octo | grep -qw systemd-journal \
+        && getent group octo-admin && podman --version",
+    )
+    .context("the package did not set up the octo user, its ids, linger and Podman")?;
+    configure_caddy(SITE)?;
+    step("systemctl enable --now octod.socket");
+    sh("systemctl enable --now octod.socket")?;
+    e2e("activate")?;
+    build_image()?;
+    e2e("install")?;
+    browser_checks()?;
+    testhost::reboot()?;
+    e2e("after-reboot")?;
+
+    step("rebuilding the package with a higher revision, upgrading while the session runs");
+    let second = dist::run(&dist::Options {
+        revision: 2,
+        no_rpm: true,
+    })?;
+    install_deb(&second.deb, &[])?;
+    sh("dpkg-query -W -f='${Version}' octo | grep -q -- '-2$'")
+        .context("the upgraded package is not installed")?;
+    e2e("after-upgrade")?;
+
+    step("apt-get remove octo");
+    sh("apt-get remove -y -q octo")?;
+    e2e("after-remove")?;
+    step("apt-get purge octo");
+    sh("apt-get purge -y -q octo")?;
+    e2e("after-purge")
+}
+
+/// The `.deb`'s control data: name, dependencies, conffiles, scripts.
+fn check_deb_statically(deb: &Path) -> anyhow::Result<()> {
+    let info = util::output(Command::new("dpkg-deb").arg("--info").arg(deb))?;
+    for needle in [
+        "Package: octo",
+        "podman (>= 5)",
+        "passt",
+        "uidmap",
+        "Recommends: caddy",
+        "conffiles",
+        "postinst",
+        "prerm",
+        "postrm",
+    ] {
+        ensure!(
+            info.contains(needle),
+            "the .deb's control lacks {needle:?}:\n{info}"
+        );
+    }
+    let conffiles = util::output(
+        Command::new("sh")
+            .args([
+                "-c",
+                "dpkg-deb --ctrl-tarfile \"$1\" | tar -xO ./conffiles",
+                "sh",
+            ])
+            .arg(deb),
+    )?;
+    for conf in [
+        "/etc/octo/octod.toml",
+        "/etc/octo/caddy.env",
+        "/etc/caddy/Caddyfile.d/octo.caddyfile",
+    ] {
+        ensure!(
+            conffiles.lines().any(|l| l == conf),
+            "{conf} is not a conffile of the .deb: {conffiles}"
+        );
+    }
+    step("deb: control fields, dependencies, conffiles and maintainer scripts as expected");
+    Ok(())
+}
+
+/// `rpm -qp` checks of the `.rpm`: the files (every file of `container/` among them), the
+/// config files, the scriptlets and the dependencies.
+fn check_rpm(rpm: &Path) -> anyhow::Result<()> {
+    util::apt_install(&["rpm"])?;
+    step(format!("rpm -qp checks of {}", rpm.display()));
+    let query = |args: &[&str]| util::output(Command::new("rpm").arg("-qp").args(args).arg(rpm));
+    let name = query(&["--queryformat", "%{NAME} %{VERSION}-%{RELEASE} %{ARCH}"])?;
+    ensure!(name.starts_with("octo 0."), "rpm name/version: {name}");
+    let files = query(&["--list"])?;
+    let mut expected: Vec<String> = [
+        "/usr/bin/octod",
+        "/usr/bin/octoctl",
+        "/usr/libexec/octo/octo-fileserver",
+        "/usr/lib/systemd/system/octod.service",
+        "/usr/lib/systemd/system/octod.socket",
+        "/usr/lib/systemd/system/octod-admin.socket",
+        "/usr/lib/systemd/system/caddy.service.d/octo.conf",
+        "/usr/lib/sysusers.d/octo.conf",
+        "/usr/lib/tmpfiles.d/octo.conf",
+        "/usr/share/octo/ui/index.html",
+        "/etc/octo/octod.toml",
+        "/etc/octo/caddy.env",
+        "/etc/caddy/Caddyfile.d/octo.caddyfile",
+    ]
+    .map(String::from)
+    .to_vec();
+    let tracked = util::output(
+        Command::new("git")
+            .args(["ls-files", "container"])
+            .current_dir(util::workspace_root()),
+    )?;
+    expected.extend(tracked.lines().map(|f| format!("/usr/share/octo/{f}")));
+    let missing: Vec<&String> = expected
+        .iter()
+        .filter(|f| !files.lines().any(|l| l == f.as_str()))
+        .collect();
+    ensure!(missing.is_empty(), "the .rpm lacks {missing:?}");
+    let modes = query(&["--queryformat", "[%{FILEMODES:perms} %{FILENAMES}\\n]"])?;
+    for exe in [
+        "/usr/bin/octod",
+        "/usr/share/octo/container/entrypoint",
+        "/usr/share/octo/container/healthcheck",
+    ] {
+        ensure!(
+            modes
+                .lines()
+                .any(|l| l.starts_with("-rwxr-xr-x") && l.ends_with(exe)),
+            "{exe} is not executable in the .rpm:\n{modes}"
+        );
+    }
+    let config = query(&["--configfiles"])?;
+    for conf in [
+        "/etc/octo/octod.toml",
+        "/etc/octo/caddy.env",
+        "/etc/caddy/Caddyfile.d/octo.caddyfile",
+    ] {
+        ensure!(
+            config.lines().any(|l| l == conf),
+            "{conf} is not a %config file: {config}"
+        );
+    }
+    let noreplace = query(&["--queryformat", "[%{FILEFLAGS:fflags} %{FILENAMES}\\n]"])?;
+    ensure!(
+        noreplace
+            .lines()
+            .any(|l| l.ends_with("/etc/octo/octod.toml") && l.starts_with("cn")),
+        "/etc/octo/octod.toml is not %config(noreplace):\n{noreplace}"
+    );
+    let scripts = query(&["--scripts"])?;
+    for needle in [
+        "postinstall scriptlet",
+        "systemd-sysusers octo.conf",
+        "--add-subuids",
+        "enable-linger octo",
+        "preuninstall scriptlet",
+        "systemctl stop octod.socket",
+        "postuninstall scriptlet",
+        "try-restart octod.service",
+    ] {
+        ensure!(
+            scripts.contains(needle),
+            "the .rpm's scriptlets lack {needle:?}:\n{scripts}"
+        );
+    }
+    let requires = query(&["--requires"])?;
+    for needle in ["podman >= 5", "passt", "shadow-utils", "systemd", "/bin/sh"] {
+        ensure!(
+            requires.lines().any(|l| l.trim().starts_with(needle)),
+            "the .rpm does not require {needle}:\n{requires}"
+        );
+    }
+    let recommends = query(&["--recommends"])?;
+    ensure!(
+        recommends.contains("caddy"),
+        "the .rpm does not recommend caddy"
+    );
+    step(format!(
+        "rpm: {name}: {} files, config files, scriptlets and dependencies as expected",
+        files.lines().count()
+    ));
+    Ok(())
+}
