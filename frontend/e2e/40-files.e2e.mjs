@@ -1,7 +1,8 @@
 // The Files and Terminal panes in depth, against a real session: new folder, upload into it by
 // the button and by drag and drop (several files, progress rows), text and image previews,
-// rename, a folder's zip download, delete with confirmation, names that need encoding; the
-// terminal follows the pane's size (stty), and a new shell starts after the old one exits.
+// replacing an existing file, rename, a folder's zip download, delete with confirmation, names
+// that need encoding or are not UTF-8; the terminal follows the pane's size (stty), and a new
+// shell starts after the old one exits.
 import { readFile } from "node:fs/promises";
 import { expectNoConsoleErrors } from "./util.mjs";
 
@@ -26,9 +27,12 @@ export default async function files(ctx) {
     current = message;
     ctx.step(message);
   };
+  const issuedDuring = new WeakMap();
+  page.on("request", (r) => issuedDuring.set(r, current));
   page.on("response", (r) => {
     if (r.status() >= 400 && r.status() !== 401) {
-      failedRequests.push(`${r.status()} ${r.request().method()} ${r.url()} (during: ${current})`);
+      const issued = issuedDuring.get(r.request());
+      failedRequests.push(`${r.status()} ${r.request().method()} ${r.url()} (sent during: ${issued}; answered during: ${current})`);
     }
   });
   const byTest = (id) => page.getByTestId(id);
@@ -76,6 +80,17 @@ export default async function files(ctx) {
     await image.waitFor();
     await page.waitForFunction((img) => img.complete && img.naturalWidth === 2 && img.naturalHeight === 1, await image.elementHandle());
     await ctx.screenshot(page, "previews");
+
+    step("uploading over an existing file asks first; Replace overwrites it");
+    consoleErrors.allow(409); // the refused first attempt
+    // pixel.png is selected, so uploads go to its folder.
+    await byTest("files-upload-input").setInputFiles({ name: "a.txt", mimeType: "text/plain", buffer: Buffer.from("second version\n") });
+    const again = page.locator(`[data-testid="upload-row"][data-path="${folder}/a.txt"]`).last();
+    await again.and(page.locator('[data-status="conflict"]')).waitFor();
+    await again.getByRole("button", { name: "Replace" }).click();
+    await again.and(page.locator('[data-status="done"]')).waitFor();
+    await entry(`${folder}/a.txt`).click();
+    await page.locator(`[data-testid="file-preview"][data-path="${folder}/a.txt"]`, { hasText: "second version" }).waitFor();
 
     step("drop two files on the folder's row");
     await entry(folder).evaluate((target) => {

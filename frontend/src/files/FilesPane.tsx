@@ -3,7 +3,7 @@
 // delete. The logic it relies on lives in fileops.ts; the requests in client.ts.
 import { useCallback, useEffect, useMemo, useReducer, useRef, useState } from "react";
 import type { DragEvent, KeyboardEvent, MouseEvent } from "react";
-import { api } from "../api";
+import { apiFetch, type Session } from "../api";
 import { ConfirmDialog } from "../components/ConfirmDialog";
 import * as client from "./client";
 import {
@@ -61,6 +61,14 @@ export function FilesPane({ sessionId }: { sessionId: string }): JSX.Element {
   const tree = useRef<HTMLDivElement>(null);
   const expandedRef = useRef(expanded);
   expandedRef.current = expanded;
+  // Aborted when the pane goes: a request still running then (say, to a session being stopped
+  // or deleted) must not fail later in the console, nor touch the session at all.
+  const lifetime = useRef(new AbortController());
+  useEffect(() => {
+    const controller = new AbortController();
+    lifetime.current = controller;
+    return () => controller.abort();
+  }, []);
 
   const rows = useMemo(() => visibleRows(listings, expanded), [listings, expanded]);
   const entries = useMemo(() => new Map(rows.map((r) => [r.entry.path, r.entry])), [rows]);
@@ -73,7 +81,9 @@ export function FilesPane({ sessionId }: { sessionId: string }): JSX.Element {
   const load = useCallback(
     async (dir: string, quiet = false) => {
       try {
-        const fresh = await client.list(sessionId, entriesRef.current.get(dir) ?? dir, hidden);
+        const signal = lifetime.current.signal;
+        const fresh = await client.list(sessionId, entriesRef.current.get(dir) ?? dir, hidden, signal);
+        if (signal.aborted) return;
         setListings((old) => {
           if (sameListing(old.get(dir), fresh)) return old;
           const next = new Map(old);
@@ -82,6 +92,7 @@ export function FilesPane({ sessionId }: { sessionId: string }): JSX.Element {
         });
         if (!quiet) setError(null);
       } catch (e) {
+        if (lifetime.current.signal.aborted) return;
         if (e instanceof FileError && e.code === "not_found" && dir !== "/") {
           // The folder went away (deleted in the terminal, by the agent): forget it.
           setExpanded((old) => dropPaths(old, dir));
@@ -120,9 +131,10 @@ export function FilesPane({ sessionId }: { sessionId: string }): JSX.Element {
   useEffect(() => {
     const timer = setInterval(() => {
       if (document.visibilityState !== "visible") return;
-      api.session(sessionId).then(
+      const signal = lifetime.current.signal;
+      apiFetch<Session>(`/api/sessions/${encodeURIComponent(sessionId)}`, { signal }).then(
         (session) => {
-          if (session.state === "running") void refresh(true);
+          if (session.state === "running" && !signal.aborted) void refresh(true);
         },
         () => {},
       );
@@ -167,7 +179,7 @@ export function FilesPane({ sessionId }: { sessionId: string }): JSX.Element {
       const current = (p: Preview | null) => p?.entry.path === entry.path;
       try {
         if (plan.kind === "image") {
-          const blob = await client.readBlob(sessionId, entry, plan.mime);
+          const blob = await client.readBlob(sessionId, entry, plan.mime, lifetime.current.signal);
           const url = URL.createObjectURL(blob);
           setPreview((p) => {
             if (current(p)) return { state: "image", entry, url };
@@ -177,7 +189,7 @@ export function FilesPane({ sessionId }: { sessionId: string }): JSX.Element {
           return;
         }
         const bytes =
-          entry.size === 0 ? new Uint8Array() : await client.readHead(sessionId, entry, TEXT_PREVIEW_BYTES, plan.truncated);
+          entry.size === 0 ? new Uint8Array() : await client.readHead(sessionId, entry, TEXT_PREVIEW_BYTES, plan.truncated, lifetime.current.signal);
         const text = decodeText(bytes, plan.truncated);
         setPreview((p) => {
           if (!current(p)) return p;
