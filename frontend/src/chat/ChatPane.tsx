@@ -4,6 +4,7 @@
 // running reply. State changes go through the event stream reducer (`state.ts`).
 import { useCallback, useEffect, useLayoutEffect, useMemo, useReducer, useRef, useState } from "react";
 import type { PermissionRequest, QuestionRequest } from "@opencode-ai/sdk/v2/client";
+import { api, ApiError } from "../api";
 import { ConfirmDialog } from "../components/ConfirmDialog";
 import { call, opencodeClient, subscribeEvents } from "./client";
 import { loadRenderer } from "./Markdown";
@@ -124,10 +125,18 @@ export function ChatPane(props: { sessionId: string }): JSX.Element {
           (failure) => !controller.signal.aborted && setLoadError(message(failure)),
         );
       },
+      // Only while the session runs: a request through the proxy would wake a stopped one.
+      mayReconnect: async () => {
+        try {
+          return (await api.session(sessionId)).state === "running";
+        } catch (failure) {
+          return !(failure instanceof ApiError && failure.status !== 0);
+        }
+      },
       signal: controller.signal,
     });
     return () => controller.abort();
-  }, [client, loadOverview, loadMessages, select]);
+  }, [client, loadOverview, loadMessages, select, sessionId]);
 
   useEffect(() => {
     if (!selected) return;
