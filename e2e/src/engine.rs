@@ -394,6 +394,16 @@ async fn concurrent() -> anyhow::Result<()> {
         "the reconciler removed parts of sessions being created: {removed:?}"
     );
     say(format!("{passes} reconciler passes ran during the creates"));
+    // The race itself, made certain: a pass that read the store before these sessions existed
+    // scans for leftovers after they do. Their records (or their operations in flight) keep them.
+    let stale = engine
+        .remove_orphans_seen_from(&BTreeSet::new())
+        .await
+        .orphans_removed;
+    ensure!(
+        stale.is_empty(),
+        "a reconcile pass with a view of the store older than the sessions removed their parts: {stale:?}"
+    );
     let mut triples = BTreeSet::new();
     let mut ports = BTreeSet::new();
     for (id, result) in ids.iter().zip(results) {

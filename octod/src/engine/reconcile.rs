@@ -286,6 +286,17 @@ impl Engine {
 
     /// Removes `octo-*` files, units, containers, volumes and secrets that belong to no
     /// session in the store.
+    /// The orphan removal of a reconcile pass whose view of the store, `known`, may be stale:
+    /// what a pass does when sessions are created between its reading the store and its
+    /// scanning for leftovers. For the end-to-end checks; [`Engine::reconcile`] calls it with
+    /// the list it just read.
+    #[doc(hidden)]
+    pub async fn remove_orphans_seen_from(&self, known: &BTreeSet<SessionId>) -> ReconcileReport {
+        let mut report = ReconcileReport::default();
+        self.remove_orphans(known, &mut report).await;
+        report
+    }
+
     async fn remove_orphans(&self, known: &BTreeSet<SessionId>, report: &mut ReconcileReport) {
         let mut orphans: BTreeSet<SessionId> = BTreeSet::new();
         let dir = &self.inner.config.quadlet_dir;
