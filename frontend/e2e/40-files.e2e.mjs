@@ -183,6 +183,21 @@ export default async function files(ctx) {
     await typeLine(page, "ls bad* 2>/dev/null | wc -l | sed 's/^/left=/'");
     await waitForRow(page, "left=0");
 
+    step("Ctrl+C copies the terminal's selection (and sends no ^C)");
+    await context.grantPermissions(["clipboard-read", "clipboard-write"], { origin: baseUrl });
+    await typeLine(page, "echo copy-$((3*5))-me");
+    await waitForRow(page, "copy-15-me");
+    const copied = page.locator('[data-testid="terminal"] .xterm-rows > div', { hasText: /^copy-15-me\s*$/ });
+    // xterm's screen lies over its rows and takes the mouse: double-click where the word is.
+    const box = await copied.boundingBox();
+    await page.mouse.dblclick(box.x + 20, box.y + box.height / 2);
+    await page.keyboard.press("Control+c");
+    await page.waitForFunction(() => navigator.clipboard.readText().then((t) => t.includes("copy-15-me")));
+    await typeLine(page, "echo after-copy");
+    await waitForRow(page, "after-copy");
+    const interrupted = await page.locator('[data-testid="terminal"] .xterm-rows').evaluate((rows) => rows.textContent.includes("^C"));
+    if (interrupted) throw new Error("Ctrl+C with a selection also sent ^C to the shell");
+
     step("when the shell exits the terminal says so, and Enter starts a new shell");
     await typeLine(page, "exit");
     await page.locator('[data-testid="terminal-status"][data-state="closed"]').waitFor();

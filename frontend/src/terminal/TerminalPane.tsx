@@ -168,6 +168,17 @@ export function TerminalPane({ sessionId, active = true }: { sessionId: string; 
       connect();
     };
 
+    // Ctrl+C (⌘C) with a selection copies it, as in VS Code's terminal; without one it is ^C.
+    term.attachCustomKeyEventHandler((event) => {
+      const copy = event.type === "keydown" && (event.ctrlKey || event.metaKey) && !event.altKey && event.key.toLowerCase() === "c";
+      if (copy && term.hasSelection()) {
+        navigator.clipboard?.writeText(term.getSelection()).catch(() => {});
+        term.clearSelection();
+        return false;
+      }
+      return true;
+    });
+
     const onData = term.onData((data) => {
       if (socket?.readyState === WebSocket.OPEN) send(inputFrame(data));
       else if (exited && data === "\r") reconnect.current();
