@@ -134,7 +134,14 @@ fn e2e(phase: &str) -> anyhow::Result<()> {
 /// with the agents answered by the stub model.
 fn browser_checks() -> anyhow::Result<()> {
     start_stub_llm()?;
-    let out = testhost::exec_output(&["octoctl", "--json", "invite-codes", "generate", "--role", "admin"])?;
+    let out = testhost::exec_output(&[
+        "octoctl",
+        "--json",
+        "invite-codes",
+        "generate",
+        "--role",
+        "admin",
+    ])?;
     let value: serde_json::Value =
         serde_json::from_str(&out).with_context(|| format!("octoctl's JSON: {out}"))?;
     let code = value["code"]
