@@ -30,9 +30,12 @@ export default async function workspace(ctx) {
     current = message;
     ctx.step(message);
   };
+  const issuedDuring = new WeakMap();
+  page.on("request", (r) => issuedDuring.set(r, current));
   page.on("response", (r) => {
     if (r.status() >= 400 && r.status() !== 401) {
-      failedRequests.push(`${r.status()} ${r.request().method()} ${r.url()} (during: ${current})`);
+      const issued = issuedDuring.get(r.request());
+      failedRequests.push(`${r.status()} ${r.request().method()} ${r.url()} (sent during: ${issued}; answered during: ${current})`);
     }
   });
   const shot = (label) => ctx.screenshot(page, label);

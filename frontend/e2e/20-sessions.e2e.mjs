@@ -25,7 +25,13 @@ export default async function sessions({ newContext, baseUrl, newUser, step, out
     const row = page.getByTestId("session-row").first();
     await row.waitFor(LONG);
     id = await row.getAttribute("data-session-id");
-    await rowState(id, "running").waitFor(LONG);
+    const settled = page.locator(
+      `[data-testid=session-row][data-session-id="${id}"]:is([data-state="running"], [data-state="failed"])`,
+    );
+    await settled.waitFor(LONG);
+    if ((await settled.getAttribute("data-state")) === "failed") {
+      throw new Error(`session ${id} failed to start: ${await settled.locator(".failure-reason").textContent()}`);
+    }
 
     step("stop, then resume, from the list");
     await rowState(id, "running").getByTestId("session-stop").click();

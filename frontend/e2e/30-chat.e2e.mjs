@@ -94,6 +94,15 @@ export default async function chat({ newContext, baseUrl, newUser, step, outDir 
     if (!file.ok() || (await file.text()).trim() !== AGENT_FILE_TEXT) {
       throw new Error(`the file the agent wrote: HTTP ${file.status()} ${await file.text()}`);
     }
+    step("a code block's copy button copies its code");
+    await context.grantPermissions(["clipboard-read", "clipboard-write"], { origin: baseUrl });
+    const block = reply.locator("pre.md-code");
+    await block.hover();
+    await block.locator(".md-code-copy").click();
+    await block.locator(".md-code-copy", { hasText: "Copied" }).waitFor();
+    const copied = await page.evaluate(() => navigator.clipboard.readText());
+    if (copied !== "cat ~/agent-loop.txt") throw new Error(`the clipboard holds ${JSON.stringify(copied)}`);
+
     step("the bash call opens to its command and output");
     await bash.locator("summary").click();
     const terminal = bash.locator(".chat-terminal");

@@ -1,7 +1,8 @@
 // The Files and Terminal panes in depth, against a real session: new folder, upload into it by
 // the button and by drag and drop (several files, progress rows), text and image previews,
-// rename, a folder's zip download, delete with confirmation, names that need encoding; the
-// terminal follows the pane's size (stty), and a new shell starts after the old one exits.
+// replacing an existing file, rename, a folder's zip download, delete with confirmation, names
+// that need encoding or are not UTF-8; the terminal follows the pane's size (stty), and a new
+// shell starts after the old one exits.
 import { readFile } from "node:fs/promises";
 import { expectNoConsoleErrors } from "./util.mjs";
 
@@ -26,9 +27,12 @@ export default async function files(ctx) {
     current = message;
     ctx.step(message);
   };
+  const issuedDuring = new WeakMap();
+  page.on("request", (r) => issuedDuring.set(r, current));
   page.on("response", (r) => {
     if (r.status() >= 400 && r.status() !== 401) {
-      failedRequests.push(`${r.status()} ${r.request().method()} ${r.url()} (during: ${current})`);
+      const issued = issuedDuring.get(r.request());
+      failedRequests.push(`${r.status()} ${r.request().method()} ${r.url()} (sent during: ${issued}; answered during: ${current})`);
     }
   });
   const byTest = (id) => page.getByTestId(id);
@@ -76,6 +80,17 @@ export default async function files(ctx) {
     await image.waitFor();
     await page.waitForFunction((img) => img.complete && img.naturalWidth === 2 && img.naturalHeight === 1, await image.elementHandle());
     await ctx.screenshot(page, "previews");
+
+    step("uploading over an existing file asks first; Replace overwrites it");
+    consoleErrors.allow(409); // the refused first attempt
+    // pixel.png is selected, so uploads go to its folder.
+    await byTest("files-upload-input").setInputFiles({ name: "a.txt", mimeType: "text/plain", buffer: Buffer.from("second version\n") });
+    const again = page.locator(`[data-testid="upload-row"][data-path="${folder}/a.txt"]`).last();
+    await again.and(page.locator('[data-status="conflict"]')).waitFor();
+    await again.getByRole("button", { name: "Replace" }).click();
+    await again.and(page.locator('[data-status="done"]')).waitFor();
+    await entry(`${folder}/a.txt`).click();
+    await page.locator(`[data-testid="file-preview"][data-path="${folder}/a.txt"]`, { hasText: "second version" }).waitFor();
 
     step("drop two files on the folder's row");
     await entry(folder).evaluate((target) => {
@@ -153,6 +168,35 @@ export default async function files(ctx) {
     await waitForRow(page, "made-2");
     await entry("/from-shell").waitFor();
     await ctx.screenshot(page, "terminal");
+
+    step("a name that is not UTF-8: previewed and deleted by its raw path");
+    await typeLine(page, "printf 'raw bytes\\n' > $'bad\\xffname.txt' && echo made-raw");
+    await waitForRow(page, "made-raw");
+    const raw = entry("/bad\ufffdname.txt");
+    await raw.waitFor();
+    await raw.click();
+    await page.locator('[data-testid="file-preview"]', { hasText: "raw bytes" }).waitFor();
+    await raw.hover();
+    await raw.getByTestId("file-delete").click();
+    await byTest("confirm-ok").click();
+    await raw.waitFor({ state: "detached" });
+    await typeLine(page, "ls bad* 2>/dev/null | wc -l | sed 's/^/left=/'");
+    await waitForRow(page, "left=0");
+
+    step("Ctrl+C copies the terminal's selection (and sends no ^C)");
+    await context.grantPermissions(["clipboard-read", "clipboard-write"], { origin: baseUrl });
+    await typeLine(page, "echo copy-$((3*5))-me");
+    await waitForRow(page, "copy-15-me");
+    const copied = page.locator('[data-testid="terminal"] .xterm-rows > div', { hasText: /^copy-15-me\s*$/ });
+    // xterm's screen lies over its rows and takes the mouse: double-click where the word is.
+    const box = await copied.boundingBox();
+    await page.mouse.dblclick(box.x + 20, box.y + box.height / 2);
+    await page.keyboard.press("Control+c");
+    await page.waitForFunction(() => navigator.clipboard.readText().then((t) => t.includes("copy-15-me")));
+    await typeLine(page, "echo after-copy");
+    await waitForRow(page, "after-copy");
+    const interrupted = await page.locator('[data-testid="terminal"] .xterm-rows').evaluate((rows) => rows.textContent.includes("^C"));
+    if (interrupted) throw new Error("Ctrl+C with a selection also sent ^C to the shell");
 
     step("when the shell exits the terminal says so, and Enter starts a new shell");
     await typeLine(page, "exit");

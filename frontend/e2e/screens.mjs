@@ -11,7 +11,12 @@ const sessionId = process.argv[2];
 const browser = await chromium.launch({ executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium", args: ["--no-sandbox"] });
 try {
   for (const theme of ["light", "dark"]) {
-    const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, colorScheme: theme });
+    // Its own client address for octod's sign-in rate limit (see run.mjs).
+    const context = await browser.newContext({
+      viewport: { width: 1280, height: 800 },
+      colorScheme: theme,
+      extraHTTPHeaders: { "X-Forwarded-For": `10.250.${process.pid & 255}.${theme === "light" ? 1 : 2}` },
+    });
     const page = await context.newPage();
     page.on("console", (m) => m.type() === "error" && console.log(`console error (${page.url()}): ${m.text()}`));
     await page.goto(`${baseUrl}/login`);

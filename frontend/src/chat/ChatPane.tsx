@@ -4,6 +4,7 @@
 // running reply. State changes go through the event stream reducer (`state.ts`).
 import { useCallback, useEffect, useLayoutEffect, useMemo, useReducer, useRef, useState } from "react";
 import type { PermissionRequest, QuestionRequest } from "@opencode-ai/sdk/v2/client";
+import { api, ApiError } from "../api";
 import { ConfirmDialog } from "../components/ConfirmDialog";
 import { call, opencodeClient, subscribeEvents } from "./client";
 import { loadRenderer } from "./Markdown";
@@ -81,10 +82,13 @@ export function ChatPane(props: { sessionId: string }): JSX.Element {
     return sessions;
   }, [client]);
 
+  // Conversations whose messages have been loaded once (until then: "Loading…", not "empty").
+  const [loadedOnce, setLoadedOnce] = useState<ReadonlySet<string>>(() => new Set());
   const loadMessages = useCallback(
     async (id: string) => {
       const messages = await call("Loading the conversation", client.session.messages({ sessionID: id }));
       dispatch({ type: "messages-loaded", sessionID: id, messages });
+      setLoadedOnce((ids) => (ids.has(id) ? ids : new Set(ids).add(id)));
     },
     [client],
   );
@@ -121,10 +125,18 @@ export function ChatPane(props: { sessionId: string }): JSX.Element {
           (failure) => !controller.signal.aborted && setLoadError(message(failure)),
         );
       },
+      // Only while the session runs: a request through the proxy would wake a stopped one.
+      mayReconnect: async () => {
+        try {
+          return (await api.session(sessionId)).state === "running";
+        } catch (failure) {
+          return !(failure instanceof ApiError && failure.status !== 0);
+        }
+      },
       signal: controller.signal,
     });
     return () => controller.abort();
-  }, [client, loadOverview, loadMessages, select]);
+  }, [client, loadOverview, loadMessages, select, sessionId]);
 
   useEffect(() => {
     if (!selected) return;
@@ -356,7 +368,12 @@ export function ChatPane(props: { sessionId: string }): JSX.Element {
         }}
         aria-busy={busy}
       >
-        {conversation.messages.length === 0 && !busy && (
+        {selected && !loadedOnce.has(selected) && conversation.messages.length === 0 && !loadError && (
+          <p className="chat-note chat-loading" role="status">
+            Loading the conversation…
+          </p>
+        )}
+        {(!selected || loadedOnce.has(selected)) && conversation.messages.length === 0 && !busy && (
           <div className="chat-empty">
             <p>Ask the agent to do something in this workspace.</p>
             <p className="muted small-text">It can read and write files and run commands; replies stream in here.</p>

@@ -1,6 +1,7 @@
 // A reply's Markdown, rendered by `markdown.ts` once that module (marked, DOMPurify, highlight.js)
 // has loaded; plain text until then.
-import { memo, useEffect, useState } from "react";
+import { memo, useEffect, useState, type MouseEvent } from "react";
+import { copyText } from "../clipboard";
 
 type Render = (source: string) => string;
 let loaded: Render | undefined;
@@ -29,5 +30,23 @@ export const Markdown = memo(function Markdown(props: { text: string }): JSX.Ele
     };
   }, [render]);
   if (!render) return <div className="md md-plain">{props.text}</div>;
-  return <div className="md" dangerouslySetInnerHTML={{ __html: render(props.text) }} />;
+  return <div className="md" onClick={copyCode} dangerouslySetInnerHTML={{ __html: render(props.text) }} />;
 });
+
+/** A click on a code block's copy button copies that block's code. */
+function copyCode(event: MouseEvent<HTMLDivElement>) {
+  const button = (event.target as HTMLElement).closest<HTMLButtonElement>(".md-code-copy");
+  const code = button?.parentElement?.querySelector("code");
+  if (!button || !code) return;
+  copyText(code.textContent ?? "").then(
+    () => flash(button, "Copied"),
+    () => flash(button, "Copy failed"),
+  );
+}
+
+function flash(button: HTMLButtonElement, label: string) {
+  button.textContent = label;
+  setTimeout(() => {
+    button.textContent = "Copy";
+  }, 1500);
+}

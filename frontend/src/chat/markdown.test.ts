@@ -21,6 +21,9 @@ describe("renderMarkdown", () => {
     expect(code?.textContent).toBe("cat ~/agent-loop.txt");
     expect(code?.querySelector("span[class^=hljs-]")).not.toBeNull();
     expect(root.querySelector(".md-code-lang")?.textContent).toBe("sh");
+    const copy = root.querySelector("pre button.md-code-copy");
+    expect(copy?.getAttribute("type")).toBe("button");
+    expect(copy?.getAttribute("aria-label")).toBe("Copy the code");
   });
 
   it("escapes code in unknown languages and keeps GFM tables and lists", () => {

@@ -43,7 +43,9 @@ const marked = new Marked({
       const known = language && hljs.getLanguage(language) ? language : "";
       const body = known ? hljs.highlight(text, { language: known, ignoreIllegals: true }).value : escapeHtml(text);
       const label = language ? `<span class="md-code-lang">${escapeHtml(language)}</span>` : "";
-      return `<pre class="md-code">${label}<code class="hljs${known ? ` language-${known}` : ""}">${body}</code></pre>\n`;
+      // The copy button works through the chat's click handler (Markdown.tsx): no script in here.
+      const copy = `<button type="button" class="md-code-copy" aria-label="Copy the code">Copy</button>`;
+      return `<pre class="md-code">${label}${copy}<code class="hljs${known ? ` language-${known}` : ""}">${body}</code></pre>\n`;
     },
   },
 });

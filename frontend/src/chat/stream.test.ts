@@ -104,6 +104,33 @@ describe("runEventStream", () => {
     expect(states).toContain("reconnecting");
   });
 
+  it("reconnects only when allowed, asking again after each pause", async () => {
+    const controller = new AbortController();
+    const answers = [false, false, true];
+    const asked: number[] = [];
+    const states: [ConnectionState, string?][] = [];
+    let subscribed = 0;
+    const script = scripted([[connected], [connected]], () => controller.abort());
+    await runEventStream({
+      subscribe: (signal) => {
+        subscribed += 1;
+        return script(signal);
+      },
+      onEvent: () => {},
+      onState: (state, error) => states.push([state, error ? String(error) : undefined]),
+      onConnected: () => {},
+      mayReconnect: async () => {
+        asked.push(subscribed);
+        return answers.shift() ?? true;
+      },
+      signal: controller.signal,
+      sleep: async () => {},
+    });
+    // Not asked before the first connection; asked three times before the second one.
+    expect(asked).toEqual([1, 1, 1, 2]);
+    expect(states).toContainEqual(["reconnecting", "Error: the session is not running"]);
+  });
+
   it("backs off up to a ceiling", () => {
     expect(defaultBackoff(1)).toBe(500);
     expect(defaultBackoff(2)).toBe(1000);

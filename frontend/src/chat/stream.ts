@@ -17,6 +17,12 @@ export interface StreamOptions {
    */
   onConnected: (reconnected: boolean) => void;
   signal: AbortSignal;
+  /**
+   * Asked before every reconnect (not the first connection): false waits another pause instead.
+   * Octo wakes a stopped session on any request through its proxy, so the pane asks octod's API
+   * (which does not) whether the session still runs, and never wakes one that was stopped.
+   */
+  mayReconnect?: () => Promise<boolean>;
   /** Pause before reconnect attempt n (1-based). */
   backoff?: (attempt: number) => number;
   silenceMs?: number;
@@ -47,6 +53,13 @@ export async function runEventStream(options: StreamOptions): Promise<void> {
   let everConnected = false;
   while (!signal.aborted) {
     onState(everConnected ? "reconnecting" : "connecting");
+    if (failures > 0 && options.mayReconnect && !(await options.mayReconnect().catch(() => false))) {
+      if (signal.aborted) break;
+      failures += 1;
+      onState("reconnecting", new Error("the session is not running"));
+      await sleep(backoff(failures), signal);
+      continue;
+    }
     const attempt = new AbortController();
     const stop = () => attempt.abort();
     signal.addEventListener("abort", stop, { once: true });

@@ -3,7 +3,7 @@
 // delete. The logic it relies on lives in fileops.ts; the requests in client.ts.
 import { useCallback, useEffect, useMemo, useReducer, useRef, useState } from "react";
 import type { DragEvent, KeyboardEvent, MouseEvent } from "react";
-import { api } from "../api";
+import { apiFetch, type Session } from "../api";
 import { ConfirmDialog } from "../components/ConfirmDialog";
 import * as client from "./client";
 import {
@@ -61,9 +61,19 @@ export function FilesPane({ sessionId }: { sessionId: string }): JSX.Element {
   const tree = useRef<HTMLDivElement>(null);
   const expandedRef = useRef(expanded);
   expandedRef.current = expanded;
+  // Aborted when the pane goes: a request still running then (say, to a session being stopped
+  // or deleted) must not fail later in the console, nor touch the session at all.
+  const lifetime = useRef(new AbortController());
+  useEffect(() => {
+    const controller = new AbortController();
+    lifetime.current = controller;
+    return () => controller.abort();
+  }, []);
 
   const rows = useMemo(() => visibleRows(listings, expanded), [listings, expanded]);
   const entries = useMemo(() => new Map(rows.map((r) => [r.entry.path, r.entry])), [rows]);
+  const entriesRef = useRef(entries);
+  entriesRef.current = entries;
   const selectedEntry = selected ? entries.get(selected) : undefined;
   /** Where uploads and new folders go: the selected folder, or the selected file's folder. */
   const targetDir = selectedEntry ? (isDir(selectedEntry) ? selectedEntry.path : parentPath(selectedEntry.path)) : "/";
@@ -71,7 +81,9 @@ export function FilesPane({ sessionId }: { sessionId: string }): JSX.Element {
   const load = useCallback(
     async (dir: string, quiet = false) => {
       try {
-        const fresh = await client.list(sessionId, dir, hidden);
+        const signal = lifetime.current.signal;
+        const fresh = await client.list(sessionId, entriesRef.current.get(dir) ?? dir, hidden, signal);
+        if (signal.aborted) return;
         setListings((old) => {
           if (sameListing(old.get(dir), fresh)) return old;
           const next = new Map(old);
@@ -80,6 +92,7 @@ export function FilesPane({ sessionId }: { sessionId: string }): JSX.Element {
         });
         if (!quiet) setError(null);
       } catch (e) {
+        if (lifetime.current.signal.aborted) return;
         if (e instanceof FileError && e.code === "not_found" && dir !== "/") {
           // The folder went away (deleted in the terminal, by the agent): forget it.
           setExpanded((old) => dropPaths(old, dir));
@@ -118,9 +131,10 @@ export function FilesPane({ sessionId }: { sessionId: string }): JSX.Element {
   useEffect(() => {
     const timer = setInterval(() => {
       if (document.visibilityState !== "visible") return;
-      api.session(sessionId).then(
+      const signal = lifetime.current.signal;
+      apiFetch<Session>(`/api/sessions/${encodeURIComponent(sessionId)}`, { signal }).then(
         (session) => {
-          if (session.state === "running") void refresh(true);
+          if (session.state === "running" && !signal.aborted) void refresh(true);
         },
         () => {},
       );
@@ -165,7 +179,7 @@ export function FilesPane({ sessionId }: { sessionId: string }): JSX.Element {
       const current = (p: Preview | null) => p?.entry.path === entry.path;
       try {
         if (plan.kind === "image") {
-          const blob = await client.readBlob(sessionId, entry.path, plan.mime);
+          const blob = await client.readBlob(sessionId, entry, plan.mime, lifetime.current.signal);
           const url = URL.createObjectURL(blob);
           setPreview((p) => {
             if (current(p)) return { state: "image", entry, url };
@@ -175,7 +189,7 @@ export function FilesPane({ sessionId }: { sessionId: string }): JSX.Element {
           return;
         }
         const bytes =
-          entry.size === 0 ? new Uint8Array() : await client.readHead(sessionId, entry.path, TEXT_PREVIEW_BYTES, plan.truncated);
+          entry.size === 0 ? new Uint8Array() : await client.readHead(sessionId, entry, TEXT_PREVIEW_BYTES, plan.truncated, lifetime.current.signal);
         const text = decodeText(bytes, plan.truncated);
         setPreview((p) => {
           if (!current(p)) return p;
@@ -223,7 +237,7 @@ export function FilesPane({ sessionId }: { sessionId: string }): JSX.Element {
     const to = joinPath(parentPath(entry.path), name);
     if (to === entry.path) return;
     await run(`Renaming ${entry.path}`, async () => {
-      await client.move(sessionId, entry.path, to);
+      await client.move(sessionId, entry, to);
       setExpanded((old) => renamePaths(old, entry.path, to));
       setListings((old) => new Map([...old].filter(([k]) => !isWithin(k, entry.path))));
       setSelected(to);
@@ -234,7 +248,7 @@ export function FilesPane({ sessionId }: { sessionId: string }): JSX.Element {
 
   const remove = async (entry: FileEntry) => {
     await run(`Deleting ${entry.path}`, async () => {
-      await client.remove(sessionId, entry.path, isDir(entry));
+      await client.remove(sessionId, entry, isDir(entry));
       setExpanded((old) => dropPaths(old, entry.path));
       setListings((old) => new Map([...old].filter(([k]) => !isWithin(k, entry.path))));
       if (selected && isWithin(selected, entry.path)) setSelected(null);
@@ -464,7 +478,7 @@ export function FilesPane({ sessionId }: { sessionId: string }): JSX.Element {
             selected={row.entry.path === selected}
             dropping={dropTarget === row.entry.path}
             onActivate={activate}
-            onDownload={(e) => client.download(sessionId, e.path)}
+            onDownload={(e) => client.download(sessionId, e)}
             onRename={(e) => setDialog({ kind: "rename", entry: e })}
             onDelete={(e) => setDialog({ kind: "delete", entry: e })}
           />
@@ -682,7 +696,7 @@ function PreviewPanel(props: { preview: Preview; sessionId: string; onClose: () 
           type="button"
           className="btn icon ghost small"
           aria-label={`Download ${entry.name}`}
-          onClick={() => client.download(props.sessionId, entry.path)}
+          onClick={() => client.download(props.sessionId, entry)}
         >
           <Icon name="download" />
         </button>

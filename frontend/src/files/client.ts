@@ -7,6 +7,7 @@ import {
   parseListing,
   urls,
   type FileEntry,
+  type PathRef,
 } from "./fileops";
 
 /** How often a request is retried while octod says the session is waking up. */
@@ -49,7 +50,7 @@ export async function request(url: string, init: RequestInit = {}): Promise<Resp
   }
 }
 
-export async function list(sessionId: string, dir: string, hidden: boolean, signal?: AbortSignal): Promise<FileEntry[]> {
+export async function list(sessionId: string, dir: PathRef, hidden: boolean, signal?: AbortSignal): Promise<FileEntry[]> {
   const response = await request(urls.list(sessionId, dir, hidden), { signal });
   return parseListing(await response.json()).entries;
 }
@@ -58,18 +59,18 @@ export async function mkdir(sessionId: string, path: string): Promise<void> {
   await request(urls.mkdir(sessionId, path), { method: "POST" });
 }
 
-export async function move(sessionId: string, from: string, to: string): Promise<void> {
+export async function move(sessionId: string, from: PathRef, to: string): Promise<void> {
   await request(urls.move(sessionId, from, to), { method: "POST" });
 }
 
-export async function remove(sessionId: string, path: string, recursive: boolean): Promise<void> {
+export async function remove(sessionId: string, path: PathRef, recursive: boolean): Promise<void> {
   await request(urls.remove(sessionId, path, recursive), { method: "DELETE" });
 }
 
 /** The first `limit` bytes of a file (a `Range` request when the file is larger). */
 export async function readHead(
   sessionId: string,
-  path: string,
+  path: PathRef,
   limit: number,
   ranged: boolean,
   signal?: AbortSignal,
@@ -80,7 +81,7 @@ export async function readHead(
   return bytes.length > limit ? bytes.subarray(0, limit) : bytes;
 }
 
-export async function readBlob(sessionId: string, path: string, type: string, signal?: AbortSignal): Promise<Blob> {
+export async function readBlob(sessionId: string, path: PathRef, type: string, signal?: AbortSignal): Promise<Blob> {
   const response = await request(urls.download(sessionId, path, true), { signal });
   return new Blob([await response.arrayBuffer()], { type });
 }
@@ -118,7 +119,7 @@ export function upload(
 }
 
 /** Starts the browser's download of a file, or of a folder as a zip. */
-export function download(sessionId: string, path: string): void {
+export function download(sessionId: string, path: PathRef): void {
   const a = document.createElement("a");
   a.href = urls.download(sessionId, path);
   a.download = "";

@@ -99,6 +99,14 @@ describe("URLs", () => {
     expect(url.searchParams.get("path")).toBe(`dir/${name}`);
   });
 
+  it("sends a non-UTF-8 entry back by its raw path, as is", () => {
+    const entry = { path: "/d\ufffd/x", rawPath: "d%FF%2Fx" };
+    expect(urls.download("s", entry)).toBe("/sessions/s/files/api/download?path=d%FF%2Fx");
+    expect(urls.list("s", entry, true)).toBe("/sessions/s/files/api/list?path=d%FF%2Fx&hidden=true");
+    expect(urls.move("s", entry, "/y z")).toBe("/sessions/s/files/api/move?from=d%FF%2Fx&to=y+z");
+    expect(urls.remove("s", { path: "/plain" }, false)).toBe("/sessions/s/files/api/delete?path=plain");
+  });
+
   it("encodes the session id and leaves out unset parameters", () => {
     expect(apiUrl("a/b", "stat", { path: "x", depth: undefined, hidden: false })).toBe(
       "/sessions/a%2Fb/files/api/stat?path=x",

@@ -85,38 +85,49 @@ export function filesBase(sessionId: string): string {
   return `/sessions/${encodeURIComponent(sessionId)}/files`;
 }
 
-type Params = Record<string, string | number | boolean | undefined>;
+/** A query value sent exactly as given: an entry's `raw_path`, already percent-encoded. */
+export class RawQuery {
+  constructor(readonly encoded: string) {}
+}
+
+type Params = Record<string, string | number | boolean | RawQuery | undefined>;
 
 /** The URL of a file server API route with its query (paths go in the query, never the URL
  * path, so nothing on the way normalises them). */
 export function apiUrl(sessionId: string, route: string, params: Params = {}): string {
-  const query = new URLSearchParams();
+  const parts: string[] = [];
   for (const [key, value] of Object.entries(params)) {
     if (value === undefined || value === false) continue;
-    query.set(key, String(value));
+    if (value instanceof RawQuery) parts.push(`${encodeURIComponent(key)}=${value.encoded}`);
+    else parts.push(new URLSearchParams([[key, String(value)]]).toString());
   }
-  const q = query.toString();
-  return `${filesBase(sessionId)}/api/${route}${q ? `?${q}` : ""}`;
+  return `${filesBase(sessionId)}/api/${route}${parts.length ? `?${parts.join("&")}` : ""}`;
 }
 
 /** The path as the server wants it: relative to the home (the server accepts a leading `/`
- * too, but relative paths read better in logs). Entries with a `rawPath` are sent by it. */
+ * too, but relative paths read better in logs). */
 export function wirePath(p: string): string {
   return normalizePath(p).slice(1);
 }
 
+/** A path, or an entry: an entry whose path is not UTF-8 is sent back by its `raw_path` (its
+ * `path` holds replacement characters and names nothing on disk). */
+export type PathRef = string | Pick<FileEntry, "path" | "rawPath">;
+
+export function wireRef(ref: PathRef): string | RawQuery {
+  if (typeof ref === "string") return wirePath(ref);
+  return ref.rawPath !== undefined ? new RawQuery(ref.rawPath) : wirePath(ref.path);
+}
+
 export const urls = {
-  list: (id: string, dir: string, hidden = false) =>
-    apiUrl(id, "list", { path: wirePath(dir), hidden }),
-  download: (id: string, p: string, inline = false) =>
-    apiUrl(id, "download", { path: wirePath(p), inline }),
+  list: (id: string, dir: PathRef, hidden = false) => apiUrl(id, "list", { path: wireRef(dir), hidden }),
+  download: (id: string, p: PathRef, inline = false) => apiUrl(id, "download", { path: wireRef(p), inline }),
   upload: (id: string, p: string, overwrite = false) =>
     apiUrl(id, "upload", { path: wirePath(p), overwrite }),
   mkdir: (id: string, p: string) => apiUrl(id, "mkdir", { path: wirePath(p) }),
-  move: (id: string, from: string, to: string) =>
-    apiUrl(id, "move", { from: wirePath(from), to: wirePath(to) }),
-  remove: (id: string, p: string, recursive: boolean) =>
-    apiUrl(id, "delete", { path: wirePath(p), recursive }),
+  move: (id: string, from: PathRef, to: string) => apiUrl(id, "move", { from: wireRef(from), to: wirePath(to) }),
+  remove: (id: string, p: PathRef, recursive: boolean) =>
+    apiUrl(id, "delete", { path: wireRef(p), recursive }),
 };
 
 // ---------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ import { Terminal, type ITheme } from "@xterm/xterm";
 import { FitAddon } from "@xterm/addon-fit";
 import "@xterm/xterm/css/xterm.css";
 import "./terminal.css";
-import { ApiError, api } from "../api";
+import { ApiError, apiFetch, type Session } from "../api";
 import {
   FlowControl,
   SUBPROTOCOL,
@@ -72,6 +72,7 @@ export function TerminalPane({ sessionId, active = true }: { sessionId: string; 
     let timer: ReturnType<typeof setTimeout> | undefined;
     let disposed = false;
     let exited = false;
+    const lifetime = new AbortController();
     const flow = new FlowControl();
 
     const send = (data: Uint8Array) => {
@@ -142,7 +143,8 @@ export function TerminalPane({ sessionId, active = true }: { sessionId: string; 
     const retry = async () => {
       let state: string;
       try {
-        state = (await api.session(sessionId)).state;
+        const path = `/api/sessions/${encodeURIComponent(sessionId)}`;
+        state = (await apiFetch<Session>(path, { signal: lifetime.signal })).state;
       } catch (error) {
         if (disposed) return;
         if (error instanceof ApiError && error.status === 404) {
@@ -165,6 +167,17 @@ export function TerminalPane({ sessionId, active = true }: { sessionId: string; 
       }
       connect();
     };
+
+    // Ctrl+C (⌘C) with a selection copies it, as in VS Code's terminal; without one it is ^C.
+    term.attachCustomKeyEventHandler((event) => {
+      const copy = event.type === "keydown" && (event.ctrlKey || event.metaKey) && !event.altKey && event.key.toLowerCase() === "c";
+      if (copy && term.hasSelection()) {
+        navigator.clipboard?.writeText(term.getSelection()).catch(() => {});
+        term.clearSelection();
+        return false;
+      }
+      return true;
+    });
 
     const onData = term.onData((data) => {
       if (socket?.readyState === WebSocket.OPEN) send(inputFrame(data));
@@ -194,6 +207,7 @@ export function TerminalPane({ sessionId, active = true }: { sessionId: string; 
 
     return () => {
       disposed = true;
+      lifetime.abort();
       clearTimeout(timer);
       cancelAnimationFrame(frame);
       observer.disconnect();

@@ -36,6 +36,15 @@ impl Sessions for EngineSessions {
         let record = match record.state {
             SessionState::Running => record,
             SessionState::Deleting => return Err(not_found()),
+            // A stop in progress was asked for: a request still in flight from a page that
+            // is closing must not undo it. Once stopped, access wakes the session again.
+            SessionState::Stopping => {
+                return Err(ApiError::new(
+                    axum::http::StatusCode::CONFLICT,
+                    "session_stopping",
+                    "the session is stopping; resume it to use it again",
+                ));
+            }
             // Stopped, failed, or on its way: resume (a resume in flight is joined).
             _ => {
                 tracing::info!(session = %id, "waking session on access");
