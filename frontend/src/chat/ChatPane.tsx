@@ -47,7 +47,16 @@ const message = (error: unknown) => (error instanceof Error ? error.message : St
 
 export function ChatPane(props: { sessionId: string }): JSX.Element {
   const { sessionId } = props;
-  const client = useMemo(() => opencodeClient(sessionId), [sessionId]);
+  // The pane's lifetime: requests of its client still running when it closes are cancelled.
+  // Made in an effect (not with the client), so that React's development double mount does
+  // not leave the client with an aborted signal.
+  const lifetime = useRef<AbortController | undefined>(undefined);
+  useEffect(() => {
+    const controller = new AbortController();
+    lifetime.current = controller;
+    return () => controller.abort();
+  }, [sessionId]);
+  const client = useMemo(() => opencodeClient(sessionId, () => lifetime.current?.signal), [sessionId]);
   const [state, dispatch] = useReducer(chatReducer, initialChatState);
   const [selected, setSelected] = useState<string | undefined>(() => remembered(sessionId));
   const [listed, setListed] = useState(false);

@@ -6,10 +6,23 @@ import { UNAUTHORIZED_EVENT } from "../api";
 
 export type { OpencodeClient };
 
-export function opencodeClient(sessionId: string): OpencodeClient {
+/**
+ * `lifetime` gives the signal of the pane that owns the client: once it is aborted (the pane
+ * closed), every request of the client still on its way is cancelled and no new one is sent. A
+ * request left running would otherwise be answered after the session stopped or was deleted
+ * (octod: 502/404), a failure in the console of a page that has moved on.
+ */
+export function opencodeClient(sessionId: string, lifetime?: () => AbortSignal | undefined): OpencodeClient {
   return createOpencodeClient({
     baseUrl: `${window.location.origin}/sessions/${encodeURIComponent(sessionId)}/opencode`,
     credentials: "same-origin",
+    fetch: (input: RequestInfo | URL, init?: RequestInit) => {
+      const owner = lifetime?.();
+      if (!owner) return fetch(input, init);
+      const own = init?.signal ?? (input instanceof Request ? input.signal : undefined);
+      const signal = own ? AbortSignal.any([own, owner]) : owner;
+      return fetch(input, { ...init, signal });
+    },
   });
 }
 
