@@ -7,7 +7,7 @@ use std::io::{BufRead as _, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use anyhow::{Context as _, bail, ensure};
+use anyhow::{Context as _, ensure};
 
 use crate::util::{self, Answer, say};
 
@@ -229,21 +229,10 @@ async fn scenario(code: &std::sync::mpsc::Receiver<String>) -> anyhow::Result<()
     let session = answer.json()?;
     let id = session["id"].as_str().context("session id")?.to_owned();
     let path = format!("/api/sessions/{id}");
-    util::eventually(
+    util::session_running(
+        |path| admin.call("GET", path, None),
+        &id,
         Duration::from_secs(120),
-        "the session running",
-        async || {
-            let answer = admin.call("GET", &path, None)?;
-            let state = answer.json()?["state"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned();
-            if state == "failed" {
-                bail!("the session failed: {}", answer.body);
-            }
-            ensure!(state == "running", "state {state}");
-            Ok(())
-        },
     )
     .await?;
     say(format!("created session {id} through the API; it runs"));

@@ -216,22 +216,10 @@ fn create_session(owner: &Client, cleanup: &mut Cleanup) -> anyhow::Result<Strin
 }
 
 async fn wait_running(client: &Client, id: &str) -> anyhow::Result<()> {
-    let path = format!("/api/sessions/{id}");
-    util::eventually(
+    util::session_running(
+        |path| client.call("GET", path, None),
+        id,
         Duration::from_secs(120),
-        &format!("session {id} running"),
-        async || {
-            let answer = client.call("GET", &path, None)?;
-            let state = answer.json()?["state"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned();
-            if state == "failed" {
-                bail!("the session failed: {}", answer.body);
-            }
-            ensure!(state == "running", "state {state}");
-            Ok(())
-        },
     )
     .await
 }

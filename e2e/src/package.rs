@@ -439,22 +439,10 @@ async fn install() -> anyhow::Result<()> {
 }
 
 async fn wait_running(browser: &Browser, id: &str) -> anyhow::Result<()> {
-    let path = format!("/api/sessions/{id}");
-    util::eventually(
+    util::session_running(
+        |path| browser.call("GET", path, None),
+        id,
         Duration::from_secs(180),
-        "the session running",
-        async || {
-            let answer = browser.call("GET", &path, None)?;
-            let state = answer.json()?["state"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned();
-            if state == "failed" {
-                bail!("the session failed: {}", answer.body);
-            }
-            ensure!(state == "running", "state {state}");
-            Ok(())
-        },
     )
     .await
 }

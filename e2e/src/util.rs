@@ -195,6 +195,29 @@ pub fn quadlet_dir() -> anyhow::Result<std::path::PathBuf> {
     Ok(Path::new(&home).join(".config/containers/systemd"))
 }
 
+/// Waits until `GET /api/sessions/<id>`, sent by `get`, says the session runs; a `failed`
+/// state ends the wait at once with the API's answer.
+pub async fn session_running(
+    get: impl Fn(&str) -> anyhow::Result<Answer>,
+    id: &str,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let path = format!("/api/sessions/{id}");
+    eventually(timeout, &format!("session {id} running"), async || {
+        let answer = get(&path)?;
+        let state = answer.json()?["state"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        if state == "failed" {
+            bail!("the session failed: {}", answer.body);
+        }
+        anyhow::ensure!(state == "running", "state {state}");
+        Ok(())
+    })
+    .await
+}
+
 /// An HTTP/1.1 answer: status, headers (lower-case names), body.
 #[derive(Debug, Clone)]
 pub struct Answer {
