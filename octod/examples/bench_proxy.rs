@@ -23,7 +23,7 @@ use axum::extract::{FromRef, FromRequestParts};
 use axum::http::HeaderValue;
 use axum::http::request::Parts;
 use futures_util::{SinkExt as _, StreamExt as _};
-use octod::api::ApiError;
+use octod::http::ApiError;
 use octod::identity::{CurrentUser, Role};
 use octod::proxy::{Proxy, Service, Sessions, Upstream};
 use octod::session::SessionId;

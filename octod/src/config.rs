@@ -592,6 +592,50 @@ impl Settings {
         }
         out
     }
+
+    /// The build settings of `octoctl image build` from `[image]`: builds are staged under the
+    /// state directory (which the `octo` user owns) and tagged in the repository of
+    /// `sessions.image`.
+    pub fn image_build_config(&self) -> crate::image::BuildConfig {
+        let image = &self.image_build;
+        let mut config = crate::image::BuildConfig::new(
+            image.context.clone(),
+            image.fileserver.clone(),
+            self.state_dir.join("image-build"),
+        );
+        repository_of(&self.image).clone_into(&mut config.repository);
+        config.base_image.clone_from(&image.base);
+        config.extra_ca_dir.clone_from(&image.extra_ca_dir);
+        config.timeout = image.build_timeout;
+        config
+    }
+}
+
+/// What keeps a build from starting: a missing context or file server. Checked up front so
+/// the administrator reads the config key, not a staging error.
+pub fn build_problem(config: &crate::image::BuildConfig) -> Option<String> {
+    if !config.container_dir.join("Containerfile").is_file() {
+        return Some(format!(
+            "no Containerfile in the build context {} (image.context in octod.toml)",
+            config.container_dir.display()
+        ));
+    }
+    if !config.fileserver.is_file() {
+        return Some(format!(
+            "no octo-fileserver binary at {} (image.fileserver in octod.toml)",
+            config.fileserver.display()
+        ));
+    }
+    None
+}
+
+/// `localhost/octo-session:latest` → `localhost/octo-session` (a registry port is kept).
+pub fn repository_of(image: &str) -> &str {
+    let name_start = image.rfind('/').map_or(0, |i| i + 1);
+    match image[name_start..].rfind(':') {
+        Some(colon) => &image[..name_start + colon],
+        None => image,
+    }
 }
 
 /// Things that are valid but probably wrong on this host, for `octod config check`.
@@ -743,5 +787,19 @@ mod tests {
         );
         let settings = merge(&[f]).expect("valid");
         assert!(!format!("{settings:?}").contains("sk-secret"));
+    }
+
+    #[test]
+    fn repository_drops_only_the_tag() {
+        assert_eq!(
+            repository_of("localhost/octo-session:latest"),
+            "localhost/octo-session"
+        );
+        assert_eq!(
+            repository_of("localhost:5000/octo:1.2"),
+            "localhost:5000/octo"
+        );
+        assert_eq!(repository_of("localhost:5000/octo"), "localhost:5000/octo");
+        assert_eq!(repository_of("octo"), "octo");
     }
 }

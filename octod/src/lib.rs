@@ -6,9 +6,11 @@
 
 pub mod admin;
 pub mod api;
+pub mod app;
 pub mod auth;
 pub mod config;
 pub mod engine;
+pub mod http;
 pub mod identity;
 pub mod image;
 pub mod listen;
@@ -17,6 +19,7 @@ pub mod podman;
 pub mod proxy;
 pub mod render;
 pub mod serve;
+pub mod service;
 pub mod session;
 pub mod store;
 pub mod systemd;

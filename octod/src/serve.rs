@@ -31,7 +31,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         Origin::Bound => tracing::info!(%local, "serving HTTP"),
     }
     let reconciler = engine.spawn_background(Duration::from_secs(30));
-    let app = crate::api::router(state);
+    let app = crate::app::router(state);
     notify(&[sd_notify::NotifyState::Ready]);
     let status = tokio::spawn(report_status(engine.clone()));
     // No Nagle on proxied connections: a response's head and body are separate writes.
@@ -63,7 +63,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
 fn start_admin(
     settings: &Settings,
     passed: &[(std::os::fd::RawFd, String)],
-    app: crate::api::AppState,
+    app: crate::app::AppState,
 ) -> Option<tokio::task::JoinHandle<()>> {
     let path = settings.admin_socket.clone();
     let (listener, origin) = match listen::admin_listener(passed, &path) {
@@ -80,7 +80,7 @@ fn start_admin(
         Origin::Bound => tracing::info!(path = %path.display(), "serving the admin API"),
     }
     let config = crate::admin::AdminConfig {
-        build: image_build_config(settings),
+        build: settings.image_build_config(),
         run_as: nix::unistd::User::from_uid(nix::unistd::getuid())
             .ok()
             .flatten()
@@ -97,23 +97,8 @@ fn start_admin(
     }))
 }
 
-/// `[image]`: the build settings of `octoctl image build`.
-fn image_build_config(settings: &Settings) -> crate::image::BuildConfig {
-    let image = &settings.image_build;
-    let mut config = crate::admin::build_config(
-        &settings.image,
-        image.context.clone(),
-        image.fileserver.clone(),
-        &settings.state_dir,
-    );
-    config.base_image.clone_from(&image.base);
-    config.extra_ca_dir.clone_from(&image.extra_ca_dir);
-    config.timeout = image.build_timeout;
-    config
-}
-
 /// Everything the handlers share, from the configuration.
-pub async fn build_state(settings: &Settings) -> anyhow::Result<crate::api::AppState> {
+pub async fn build_state(settings: &Settings) -> anyhow::Result<crate::app::AppState> {
     use crate::engine::{Engine, EngineConfig};
     use crate::render::{EnvSecret, RenderConfig};
 
@@ -189,7 +174,7 @@ pub async fn build_state(settings: &Settings) -> anyhow::Result<crate::api::AppS
     let engine = Engine::new(store, systemd, podman, config)
         .await
         .context("starting the session engine")?;
-    Ok(crate::api::AppState::new(
+    Ok(crate::app::AppState::new(
         engine,
         auth,
         settings.max_per_user,

@@ -3,9 +3,9 @@
 //! ([`peer`]: root or group `octo-admin`), and acts as an admin named after the Unix user
 //! (`root`, `alice`), who is the actor of the audit log.
 //!
-//! The handlers are thin: sessions go through the same `operate` as the sessions API, accounts
-//! through the same [`Auth`](crate::auth::Auth) methods as the admin API, builds through
-//! [`crate::image`], restarts through the engine.
+//! Sessions, users and invite codes are served by the very handlers of the HTTP API
+//! ([`crate::api::sessions`], [`crate::auth::http`]) with the [`Actor`] as their caller; builds
+//! go through [`crate::image`], restarts through the engine.
 //!
 //! | route                                          | answer                                    |
 //! | ---------------------------------------------- | ----------------------------------------- |
@@ -30,36 +30,41 @@ mod refresh;
 mod status;
 
 use std::convert::Infallible;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::extract::{FromRef, Path, Query, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
-use axum::{Extension, Json, Router, middleware};
+use axum::routing::{get, post};
+use axum::{Extension, Router, middleware};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::io::AsyncBufReadExt as _;
 use tokio::sync::mpsc;
 
-use crate::api::sessions::{self, Operation, SessionView};
-use crate::api::{ApiError, AppState};
-use crate::auth::NewInvite;
-use crate::auth::http::{
-    CreateInvite, CreateUser, InviteView, JsonBody, ResetPassword, SetRole, UserView,
-};
-use crate::identity::Role;
+use crate::api::sessions;
+use crate::app::AppState;
+use crate::auth::Auth;
+use crate::auth::http as accounts;
+use crate::engine::Engine;
+use crate::http::ApiError;
 use crate::render::SessionNames;
+use crate::service::{AdminCaller, Caller};
 
 pub use peer::{Actor, Peer};
 pub use status::StatusView;
 
-/// How long a stop or resume over the admin socket waits before answering `202`: the
-/// administrator at a terminal wants the outcome, and a start may take a while.
-const WAIT: Duration = Duration::from_secs(300);
+/// The admin socket's caller: an admin named after the Unix user.
+impl Caller for Actor {
+    /// The administrator at a terminal wants the outcome, and a start may take a while.
+    const WAIT: Duration = Duration::from_secs(300);
+    fn user(&self) -> crate::identity::CurrentUser {
+        self.as_user()
+    }
+}
+
+impl AdminCaller for Actor {}
 
 /// What the admin socket needs beyond the API's state.
 #[derive(Debug, Clone)]
@@ -83,28 +88,28 @@ impl std::fmt::Debug for AdminState {
     }
 }
 
+impl FromRef<AdminState> for Engine {
+    fn from_ref(state: &AdminState) -> Self {
+        state.app.engine.clone()
+    }
+}
+
+impl FromRef<AdminState> for Auth {
+    fn from_ref(state: &AdminState) -> Self {
+        state.app.auth.clone()
+    }
+}
+
 /// The admin routes, without the peer check.
 pub fn routes() -> Router<AdminState> {
     Router::new()
         .route("/admin/v1/status", get(status::status))
-        .route("/admin/v1/sessions", get(list_sessions))
-        .route(
-            "/admin/v1/sessions/{id}",
-            get(show_session).delete(delete_session),
-        )
-        .route("/admin/v1/sessions/{id}/stop", post(stop_session))
-        .route("/admin/v1/sessions/{id}/resume", post(resume_session))
+        .route("/admin/v1/sessions", get(sessions::list_all::<Actor>))
+        .merge(sessions::one_session_routes::<_, Actor>(
+            "/admin/v1/sessions",
+        ))
         .route("/admin/v1/sessions/{id}/logs", get(session_logs))
-        .route("/admin/v1/users", get(list_users).post(create_user))
-        .route("/admin/v1/users/{name}/disable", post(disable_user))
-        .route("/admin/v1/users/{name}/enable", post(enable_user))
-        .route("/admin/v1/users/{name}/role", post(set_role))
-        .route("/admin/v1/users/{name}/password", post(reset_password))
-        .route(
-            "/admin/v1/invite-codes",
-            get(list_invites).post(create_invite),
-        )
-        .route("/admin/v1/invite-codes/{code}", delete(revoke_invite))
+        .merge(accounts::account_routes::<_, Actor>("/admin/v1"))
         .route("/admin/v1/image/build", post(image_build))
         .route("/admin/v1/container/refresh", post(refresh::refresh))
 }
@@ -145,65 +150,7 @@ pub(crate) fn ndjson(rx: mpsc::UnboundedReceiver<Value>) -> Response {
         .into_response()
 }
 
-// ---- Sessions.
-
-async fn list_sessions(
-    State(state): State<AdminState>,
-) -> Result<Json<Vec<SessionView>>, ApiError> {
-    let records = state
-        .app
-        .engine
-        .list()
-        .await
-        .map_err(|e| sessions::engine_error(&e))?;
-    Ok(Json(records.iter().map(SessionView::from).collect()))
-}
-
-async fn show_session(
-    State(state): State<AdminState>,
-    Extension(actor): Extension<Actor>,
-    Path(id): Path<String>,
-) -> Result<Json<SessionView>, ApiError> {
-    let record = sessions::owned(&state.app, &actor.as_user(), &id).await?;
-    Ok(Json(SessionView::from(&record)))
-}
-
-async fn operate(
-    state: &AdminState,
-    actor: &Actor,
-    id: &str,
-    operation: Operation,
-) -> Result<Response, ApiError> {
-    let (id, done) = sessions::operate(&state.app, &actor.as_user(), id, operation, WAIT).await?;
-    if operation == Operation::Delete && done {
-        return Ok(StatusCode::NO_CONTENT.into_response());
-    }
-    sessions::current(&state.app, &id, done).await
-}
-
-async fn stop_session(
-    State(state): State<AdminState>,
-    Extension(actor): Extension<Actor>,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    operate(&state, &actor, &id, Operation::Stop).await
-}
-
-async fn resume_session(
-    State(state): State<AdminState>,
-    Extension(actor): Extension<Actor>,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    operate(&state, &actor, &id, Operation::Resume).await
-}
-
-async fn delete_session(
-    State(state): State<AdminState>,
-    Extension(actor): Extension<Actor>,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    operate(&state, &actor, &id, Operation::Delete).await
-}
+// ---- Session logs.
 
 /// `?lines=N&follow=true`.
 #[derive(Debug, Deserialize)]
@@ -222,7 +169,7 @@ async fn session_logs(
     query: Result<Query<LogsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let record = sessions::owned(&state.app, &actor.as_user(), &id).await?;
+    let record = crate::service::sessions::owned(&state.app.engine, &actor.as_user(), &id).await?;
     let unit = SessionNames::new(&record.spec.id).service;
     let lines = query.lines.unwrap_or(50);
     let mut command = tokio::process::Command::new("journalctl");
@@ -295,101 +242,6 @@ async fn session_logs(
     Ok(ndjson(rx))
 }
 
-// ---- Users and invite codes: the same `Auth` calls as `/api/admin/…`.
-
-async fn list_users(State(state): State<AdminState>) -> Result<Json<Vec<UserView>>, ApiError> {
-    let users = state.app.auth.users().await?;
-    Ok(Json(users.iter().map(UserView::from).collect()))
-}
-
-async fn create_user(
-    State(state): State<AdminState>,
-    Extension(actor): Extension<Actor>,
-    JsonBody(req): JsonBody<CreateUser>,
-) -> Result<Response, ApiError> {
-    let user = state
-        .app
-        .auth
-        .add_user(
-            &req.username,
-            &req.password,
-            req.role.unwrap_or(Role::User),
-            &actor.0,
-        )
-        .await?;
-    Ok((StatusCode::CREATED, Json(UserView::from(&user))).into_response())
-}
-
-async fn disable_user(
-    State(state): State<AdminState>,
-    Extension(actor): Extension<Actor>,
-    Path(name): Path<String>,
-) -> Result<Json<UserView>, ApiError> {
-    let user = state.app.auth.disable(&name, &actor.0).await?;
-    Ok(Json(UserView::from(&user)))
-}
-
-async fn enable_user(
-    State(state): State<AdminState>,
-    Extension(actor): Extension<Actor>,
-    Path(name): Path<String>,
-) -> Result<Json<UserView>, ApiError> {
-    let user = state.app.auth.enable(&name, &actor.0).await?;
-    Ok(Json(UserView::from(&user)))
-}
-
-async fn set_role(
-    State(state): State<AdminState>,
-    Extension(actor): Extension<Actor>,
-    Path(name): Path<String>,
-    JsonBody(req): JsonBody<SetRole>,
-) -> Result<Json<UserView>, ApiError> {
-    let user = state.app.auth.set_role(&name, req.role, &actor.0).await?;
-    Ok(Json(UserView::from(&user)))
-}
-
-async fn reset_password(
-    State(state): State<AdminState>,
-    Extension(actor): Extension<Actor>,
-    Path(name): Path<String>,
-    JsonBody(req): JsonBody<ResetPassword>,
-) -> Result<StatusCode, ApiError> {
-    state
-        .app
-        .auth
-        .reset_password(&name, &req.password, &actor.0)
-        .await?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
-async fn list_invites(State(state): State<AdminState>) -> Result<Json<Vec<InviteView>>, ApiError> {
-    let invites = state.app.auth.invites().await?;
-    Ok(Json(invites.iter().map(InviteView::from).collect()))
-}
-
-async fn create_invite(
-    State(state): State<AdminState>,
-    Extension(actor): Extension<Actor>,
-    JsonBody(req): JsonBody<CreateInvite>,
-) -> Result<Response, ApiError> {
-    let new = NewInvite {
-        role: req.role.unwrap_or(Role::User),
-        uses: req.uses,
-        expires_in: req.expires_in_seconds.map(Duration::from_secs),
-    };
-    let invite = state.app.auth.create_invite(new, &actor.0).await?;
-    Ok((StatusCode::CREATED, Json(InviteView::from(&invite))).into_response())
-}
-
-async fn revoke_invite(
-    State(state): State<AdminState>,
-    Extension(actor): Extension<Actor>,
-    Path(code): Path<String>,
-) -> Result<StatusCode, ApiError> {
-    state.app.auth.revoke_invite(&code, &actor.0).await?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
 // ---- Image build.
 
 /// Builds the session image as a transient unit and streams its journal lines; the build
@@ -399,13 +251,18 @@ async fn image_build(
     Extension(actor): Extension<Actor>,
 ) -> Result<Response, ApiError> {
     let config = state.config.build.clone();
-    if let Some(problem) = build_problem(&config) {
+    if let Some(problem) = crate::config::build_problem(&config) {
         return Err(ApiError::conflict("not_configured", problem));
     }
     let (tx, rx) = mpsc::unbounded_channel();
     let app = state.app.clone();
     tokio::spawn(async move {
-        app.audit(&actor.0, "image.build", &config.versioned_tag());
+        crate::service::audit(
+            &app.engine,
+            &actor.0,
+            "image.build",
+            &config.versioned_tag(),
+        );
         let _ = tx.send(json!({
             "event": "start",
             "image": config.versioned_tag(),
@@ -444,47 +301,6 @@ async fn image_build(
         let _ = tx.send(event);
     });
     Ok(ndjson(rx))
-}
-
-/// What keeps a build from starting: a missing context or file server. Checked up front so
-/// the administrator reads the config key, not a staging error.
-pub fn build_problem(config: &crate::image::BuildConfig) -> Option<String> {
-    if !config.container_dir.join("Containerfile").is_file() {
-        return Some(format!(
-            "no Containerfile in the build context {} (image.context in octod.toml)",
-            config.container_dir.display()
-        ));
-    }
-    if !config.fileserver.is_file() {
-        return Some(format!(
-            "no octo-fileserver binary at {} (image.fileserver in octod.toml)",
-            config.fileserver.display()
-        ));
-    }
-    None
-}
-
-/// The build settings from `[image]`: where builds are staged (under the state directory,
-/// which the `octo` user owns) and the repository of the configured session image.
-pub fn build_config(
-    image: &str,
-    context: PathBuf,
-    fileserver: PathBuf,
-    state_dir: &std::path::Path,
-) -> crate::image::BuildConfig {
-    let mut config =
-        crate::image::BuildConfig::new(context, fileserver, state_dir.join("image-build"));
-    repository_of(image).clone_into(&mut config.repository);
-    config
-}
-
-/// `localhost/octo-session:latest` → `localhost/octo-session` (a registry port is kept).
-pub fn repository_of(image: &str) -> &str {
-    let name_start = image.rfind('/').map_or(0, |i| i + 1);
-    match image[name_start..].rfind(':') {
-        Some(colon) => &image[..name_start + colon],
-        None => image,
-    }
 }
 
 #[cfg(test)]

@@ -3,13 +3,14 @@
 //! `SO_PEERCRED`, never from anything the client says.
 
 use axum::extract::connect_info::Connected;
-use axum::extract::{ConnectInfo, Request};
+use axum::extract::{ConnectInfo, FromRequestParts, Request};
+use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::serve::IncomingStream;
 use tokio::net::UnixListener;
 
-use crate::api::ApiError;
+use crate::http::ApiError;
 
 /// The group whose members may use the admin socket.
 pub const ADMIN_GROUP: &str = "octo-admin";
@@ -55,6 +56,16 @@ impl Actor {
             name: self.0.clone(),
             role: crate::identity::Role::Admin,
         }
+    }
+}
+
+/// The actor [`authorize`] put into the request (refused outside the middleware).
+impl<S: Send + Sync> FromRequestParts<S> for Actor {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let actor = parts.extensions.get().cloned();
+        actor.ok_or_else(ApiError::forbidden)
     }
 }
 

@@ -14,8 +14,9 @@ use serde_json::json;
 use tokio::sync::mpsc;
 
 use super::{Actor, AdminState, ndjson};
-use crate::api::ApiError;
+use crate::http::ApiError;
 use crate::render::{LABEL_SESSION, SessionNames};
+use crate::service::audit;
 use crate::session::{DesiredState, SessionId, SessionState};
 
 /// The default number of sessions restarted at once.
@@ -76,10 +77,7 @@ pub(super) async fn refresh(
         .into_iter()
         .map(|c| (c.name.trim_start_matches('/').to_owned(), c.image_id))
         .collect();
-    let records = engine
-        .list()
-        .await
-        .map_err(|e| crate::api::sessions::engine_error(&e))?;
+    let records = engine.list().await.map_err(|e| ApiError::from(&e))?;
     let running: Vec<SessionId> = records
         .iter()
         .filter(|r| r.spec.desired == DesiredState::Running && r.state == SessionState::Running)
@@ -89,7 +87,7 @@ pub(super) async fn refresh(
     let (tx, rx) = mpsc::unbounded_channel();
     let app = state.app.clone();
     tokio::spawn(async move {
-        app.audit(&actor.0, "container.refresh", &reference);
+        audit(&app.engine, &actor.0, "container.refresh", &reference);
         let _ = tx.send(json!({
             "event": "start",
             "image": reference,
@@ -123,7 +121,7 @@ pub(super) async fn refresh(
                     let started = std::time::Instant::now();
                     match engine.restart(&id).await {
                         Ok(_) => {
-                            app.audit(&actor.0, "session.refresh", id.as_str());
+                            audit(&app.engine, &actor.0, "session.refresh", id.as_str());
                             let _ = tx.send(json!({
                                 "event": "session",
                                 "id": id.as_str(),

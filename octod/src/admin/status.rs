@@ -8,8 +8,8 @@ use axum::extract::State;
 use serde::{Deserialize, Serialize};
 
 use super::AdminState;
-use crate::api::ApiError;
 use crate::api::sessions::SessionView;
+use crate::http::ApiError;
 
 /// The answer of `octoctl status`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -67,10 +67,7 @@ pub(super) async fn status(State(state): State<AdminState>) -> Result<Json<Statu
             None
         }
     };
-    let records = engine
-        .list()
-        .await
-        .map_err(|e| crate::api::sessions::engine_error(&e))?;
+    let records = engine.list().await.map_err(|e| ApiError::from(&e))?;
     let states = records.iter().map(|r| SessionView::from(r).state);
     let sessions = count_states(states);
     let render = &engine.config().render;
@@ -80,7 +77,7 @@ pub(super) async fn status(State(state): State<AdminState>) -> Result<Json<Statu
             "no LLM provider configured ([llm] in octod.toml): agents cannot answer".to_owned(),
         );
     }
-    if let Some(problem) = super::build_problem(&state.config.build) {
+    if let Some(problem) = crate::config::build_problem(&state.config.build) {
         warnings.push(format!("`octoctl image build` cannot run: {problem}"));
     }
     if let Some(user) = &state.config.run_as {

@@ -1,5 +1,5 @@
 //! The admin router's peer check driven with `oneshot` (the credentials as the kernel would
-//! report them), and the pure helpers.
+//! report them).
 
 use axum::body::Body;
 use axum::extract::connect_info::MockConnectInfo;
@@ -63,18 +63,4 @@ async fn an_unknown_uid_gets_a_403_in_the_api_error_shape() {
     let message = json["error"]["message"].as_str().expect("message");
     assert!(message.contains("uid 4000000"), "{message}");
     assert!(message.contains("octo-admin"), "{message}");
-}
-
-#[test]
-fn repository_drops_only_the_tag() {
-    assert_eq!(
-        repository_of("localhost/octo-session:latest"),
-        "localhost/octo-session"
-    );
-    assert_eq!(
-        repository_of("localhost:5000/octo:1.2"),
-        "localhost:5000/octo"
-    );
-    assert_eq!(repository_of("localhost:5000/octo"), "localhost:5000/octo");
-    assert_eq!(repository_of("octo"), "octo");
 }

@@ -2,8 +2,7 @@
 //! tokens and their revocation, the login rate limit, and the admin operations on users and
 //! invite codes that both the HTTP API and `octoctl` use.
 //!
-//! [`Auth`] holds no HTTP; [`http`] turns it into routes, extractors and the same-origin
-//! middleware.
+//! [`Auth`] holds no HTTP; [`http`] turns it into routes and extractors.
 //!
 //! # Tokens and revocation
 //!
@@ -38,7 +37,6 @@ use tokio::sync::Semaphore;
 use crate::identity::{CurrentUser, Role};
 use crate::store::{AccountError, AuditEntry, Invite, Secret, Store, UserRecord};
 
-pub use http::{RequireAdmin, routes, same_origin};
 pub use limit::LoginLimits;
 pub use password::{InvalidCredential, PasswordCost};
 pub use token::Claims;

@@ -17,7 +17,7 @@ use tokio::time::Instant;
 
 use super::headers::{self, Peer};
 use super::{ACTIVITY_INTERVAL, Proxy, Sessions, Target, credential, parse_target};
-use crate::api::ApiError;
+use crate::http::ApiError;
 use crate::identity::CurrentUser;
 use crate::session::SessionId;
 

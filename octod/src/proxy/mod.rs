@@ -3,7 +3,7 @@
 //! the session's services on 127.0.0.1, with the session's token injected.
 //!
 //! Every request is authorized and, for a stopped session, woken by a [`Sessions`]
-//! implementation (the engine); this module only moves bytes. Bodies stream through
+//! implementation (the engine's is [`resolve::EngineSessions`]); this module only moves bytes. Bodies stream through
 //! unbuffered, with no timeouts, so SSE and long transfers work; header rules are in
 //! [`headers`].
 //!
@@ -15,6 +15,7 @@
 mod headers;
 mod http;
 mod metrics;
+pub mod resolve;
 mod ws;
 
 use std::future::Future;
@@ -31,8 +32,9 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
 pub use metrics::ProxyMetrics;
+pub use resolve::EngineSessions;
 
-use crate::api::ApiError;
+use crate::http::ApiError;
 use crate::identity::CurrentUser;
 use crate::session::SessionId;
 use crate::store::Secret;

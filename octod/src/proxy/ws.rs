@@ -32,7 +32,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use super::{
     CONNECT_TIMEOUT, Proxy, Service, Sessions, TERMINAL_USER, base64_into, credential, parse_target,
 };
-use crate::api::ApiError;
+use crate::http::ApiError;
 use crate::identity::CurrentUser;
 use crate::session::SessionId;
 use crate::store::Secret;
@@ -85,7 +85,7 @@ async fn accept<R: Sessions>(
     let key = client_key(&parts.headers)?;
     // An upgrade is a GET, which the same-origin middleware lets through; a cross-site page
     // must not open a terminal with the user's cookie.
-    if !crate::auth::http::is_same_origin(&parts.headers) {
+    if !crate::http::is_same_origin(&parts.headers) {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "cross_origin",

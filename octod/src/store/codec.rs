@@ -75,7 +75,7 @@ pub(super) fn decode<T: DeserializeOwned>(
 }
 
 /// Milliseconds since the Unix epoch; times before it count as the epoch.
-pub(super) fn to_unix_ms(t: SystemTime) -> u64 {
+pub fn to_unix_ms(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }

@@ -66,7 +66,7 @@ use serde::{Deserialize, Serialize};
 pub use accounts::{
     AUDIT_KEEP, AccountError, AuditEntry, Invite, TokenStatus, UserRecord, code_hint,
 };
-pub use codec::DecodeError;
+pub use codec::{DecodeError, to_unix_ms};
 pub use ports::{InvalidPortRange, PORTS_PER_SESSION, PortRange};
 pub use secret::Secret;
 

@@ -1,5 +1,5 @@
-//! Extractors: who is asking ([`CurrentUser`], [`RequireAdmin`], [`Authenticated`]), from
-//! where ([`Client`]), and JSON bodies whose rejections use the API's error shape.
+//! Extractors: who is asking ([`CurrentUser`], [`RequireAdmin`], [`Authenticated`]) and from
+//! where ([`Client`]); the session cookie.
 //!
 //! The token comes from `Authorization: Bearer …` (API clients) or else the `octo_session`
 //! cookie (the browser). The first extractor that checks it keeps the result in the request's
@@ -7,16 +7,15 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use axum::Json;
-use axum::extract::{ConnectInfo, FromRef, FromRequest, FromRequestParts, Request};
+use axum::extract::{ConnectInfo, FromRef, FromRequestParts};
 use axum::http::header::{AUTHORIZATION, COOKIE, SET_COOKIE};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue};
-use serde::de::DeserializeOwned;
 
-use super::super::{AuthError, AuthState, Authenticated, IssuedToken};
-use crate::api::ApiError;
+use super::super::{AuthState, Authenticated, IssuedToken};
+use crate::http::ApiError;
 use crate::identity::CurrentUser;
+use crate::service::{AdminCaller, Caller};
 
 /// The session cookie's name.
 pub const COOKIE_NAME: &str = "octo_session";
@@ -73,6 +72,24 @@ where
         }
     }
 }
+
+/// The signed-in user as the caller of the shared handlers.
+impl Caller for CurrentUser {
+    const WAIT: std::time::Duration = crate::service::sessions::WAIT;
+    fn user(&self) -> CurrentUser {
+        self.clone()
+    }
+}
+
+/// The signed-in admin as the caller of the shared handlers.
+impl Caller for RequireAdmin {
+    const WAIT: std::time::Duration = crate::service::sessions::WAIT;
+    fn user(&self) -> CurrentUser {
+        self.0.clone()
+    }
+}
+
+impl AdminCaller for RequireAdmin {}
 
 /// The bearer token, else the session cookie's value.
 fn token_from(headers: &HeaderMap) -> Option<&str> {
@@ -164,79 +181,6 @@ fn cookie(value: &str, max_age_secs: u64, secure: bool) -> (axum::http::HeaderNa
     // A JWT is base64url and dots: always a valid header value.
     let value = HeaderValue::try_from(text).unwrap_or_else(|_| HeaderValue::from_static(""));
     (SET_COOKIE, value)
-}
-
-/// A JSON body whose rejections (bad JSON, wrong content type) answer in the API's error shape.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct JsonBody<T>(pub T);
-
-impl<T, S> FromRequest<S> for JsonBody<T>
-where
-    T: DeserializeOwned,
-    S: Send + Sync,
-{
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match Json::<T>::from_request(req, state).await {
-            Ok(Json(value)) => Ok(Self(value)),
-            Err(rejection) => Err(ApiError::new(
-                rejection.status(),
-                "bad_request",
-                rejection.body_text(),
-            )),
-        }
-    }
-}
-
-impl From<AuthError> for ApiError {
-    fn from(e: AuthError) -> Self {
-        use super::super::InvalidCredential;
-        use crate::store::AccountError;
-        use axum::http::StatusCode;
-        let message = e.to_string();
-        match e {
-            AuthError::Account(AccountError::UserExists(_)) => {
-                ApiError::conflict("username_taken", "this user name is taken")
-            }
-            AuthError::Account(AccountError::NoSuchUser(_)) => ApiError::not_found("no such user"),
-            AuthError::Account(AccountError::InvalidInvite) => {
-                ApiError::new(StatusCode::BAD_REQUEST, "invalid_invite", message)
-            }
-            AuthError::Account(AccountError::NoSuchInvite) => {
-                ApiError::not_found("no such invite code")
-            }
-            AuthError::Account(AccountError::LastAdmin(_)) => {
-                ApiError::conflict("last_admin", "this would leave no enabled admin")
-            }
-            AuthError::Invalid(InvalidCredential::Username) => {
-                ApiError::new(StatusCode::BAD_REQUEST, "invalid_username", message)
-            }
-            AuthError::Invalid(_) => {
-                ApiError::new(StatusCode::BAD_REQUEST, "invalid_password", message)
-            }
-            AuthError::InvalidCredentials => {
-                ApiError::new(StatusCode::UNAUTHORIZED, "invalid_credentials", message)
-            }
-            AuthError::Disabled => {
-                ApiError::new(StatusCode::FORBIDDEN, "account_disabled", message)
-            }
-            AuthError::WrongPassword => {
-                ApiError::new(StatusCode::FORBIDDEN, "wrong_password", message)
-            }
-            AuthError::RateLimited { retry_after } => {
-                ApiError::too_many_requests(super::super::limit::retry_after_secs(retry_after))
-            }
-            AuthError::Unauthenticated => ApiError::unauthorized(),
-            AuthError::InvalidInvite(m) => ApiError::bad_request(m),
-            e @ (AuthError::Account(_)
-            | AuthError::Hash(_)
-            | AuthError::Key(_)
-            | AuthError::Sign(_)
-            | AuthError::Random(_)
-            | AuthError::Task(_)) => ApiError::internal(&e),
-        }
-    }
 }
 
 #[cfg(test)]

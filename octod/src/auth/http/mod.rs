@@ -1,5 +1,6 @@
-//! The HTTP face of [`Auth`](super::Auth): the account routes, the extractors the rest of the
-//! API uses to know who is asking, and the same-origin middleware.
+//! The HTTP face of [`Auth`](super::Auth): the account routes and the extractors the rest of the
+//! API uses to know who is asking. The admin handlers are generic over the
+//! [`AdminCaller`]: the admin socket mounts the same ones with its own actor.
 //!
 //! | route                                        | who     | body → answer                       |
 //! | -------------------------------------------- | ------- | ----------------------------------- |
@@ -20,7 +21,7 @@
 //! | `GET /api/admin/audit?limit=`                | admin   | → `[entry]`, newest first (default 100, at most 1000) |
 //!
 //! Times are milliseconds since the Unix epoch. Errors are the API's one shape; the codes are
-//! listed in the `From<AuthError> for ApiError` mapping in [`extract`].
+//! listed in the `From<AuthError> for ApiError` mapping in [`crate::http::error`].
 //!
 //! The cookie: `octo_session=<JWT>; Path=/; HttpOnly; SameSite=Strict; Max-Age=<token ttl>`,
 //! plus `Secure` when `secure_cookies` is set or the request came through a TLS proxy
@@ -28,24 +29,23 @@
 //! `Authorization: Bearer`.
 
 pub mod extract;
-pub mod origin;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{FromRef, Path, Query, State};
+use axum::extract::{FromRef, FromRequestParts, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use serde::{Deserialize, Serialize};
 
 use super::{AuthState, Authenticated, IssuedToken, NewInvite};
-use crate::api::ApiError;
+use crate::http::{ApiError, JsonBody};
 use crate::identity::{CurrentUser, Role};
-use crate::store::{AuditEntry, Invite, UserRecord};
+use crate::service::AdminCaller;
+use crate::store::{AuditEntry, Invite, UserRecord, to_unix_ms as unix_ms};
 
-pub use extract::{COOKIE_NAME, Client, JsonBody, RequireAdmin};
-pub use origin::{is_same_origin, same_origin};
+pub use extract::{COOKIE_NAME, Client, RequireAdmin};
 
 /// The account routes; merge them into the application's router, whose state provides an
 /// [`AuthState`] through `FromRef`.
@@ -60,17 +60,30 @@ where
         .route("/api/auth/logout", post(logout))
         .route("/api/me", get(me))
         .route("/api/me/password", post(change_password))
-        .route("/api/admin/users", get(list_users).post(create_user))
-        .route("/api/admin/users/{name}/disable", post(disable_user))
-        .route("/api/admin/users/{name}/enable", post(enable_user))
-        .route("/api/admin/users/{name}/role", post(set_role))
-        .route("/api/admin/users/{name}/password", post(reset_password))
-        .route(
-            "/api/admin/invite-codes",
-            get(list_invites).post(create_invite),
-        )
-        .route("/api/admin/invite-codes/{code}", delete(delete_invite))
         .route("/api/admin/audit", get(audit))
+        .merge(account_routes::<S, RequireAdmin>("/api/admin"))
+}
+
+/// An admin's routes on users and invite codes under `prefix`, for a caller `A`: the API
+/// mounts them for the signed-in admin, the admin socket for its actor.
+pub fn account_routes<S, A>(prefix: &str) -> Router<S>
+where
+    AuthState: FromRef<S>,
+    A: AdminCaller + FromRequestParts<S> + 'static,
+    S: Clone + Send + Sync + 'static,
+{
+    let at = |path: &str| format!("{prefix}{path}");
+    Router::new()
+        .route(&at("/users"), get(list_users::<A>).post(create_user::<A>))
+        .route(&at("/users/{name}/disable"), post(disable_user::<A>))
+        .route(&at("/users/{name}/enable"), post(enable_user::<A>))
+        .route(&at("/users/{name}/role"), post(set_role::<A>))
+        .route(&at("/users/{name}/password"), post(reset_password::<A>))
+        .route(
+            &at("/invite-codes"),
+            get(list_invites::<A>).post(create_invite::<A>),
+        )
+        .route(&at("/invite-codes/{code}"), delete(delete_invite::<A>))
 }
 
 // ---- Wire types.
@@ -291,17 +304,17 @@ async fn change_password(
     Ok(response)
 }
 
-async fn list_users(
+async fn list_users<A: AdminCaller>(
     State(auth): State<AuthState>,
-    RequireAdmin(_): RequireAdmin,
+    _: A,
 ) -> Result<Response, ApiError> {
     let users = auth.users().await?;
     Ok(axum::Json(users.iter().map(UserView::from).collect::<Vec<_>>()).into_response())
 }
 
-async fn create_user(
+async fn create_user<A: AdminCaller>(
     State(auth): State<AuthState>,
-    RequireAdmin(admin): RequireAdmin,
+    admin: A,
     JsonBody(req): JsonBody<CreateUser>,
 ) -> Result<Response, ApiError> {
     let user = auth
@@ -309,62 +322,62 @@ async fn create_user(
             &req.username,
             &req.password,
             req.role.unwrap_or(Role::User),
-            &admin.name,
+            &admin.user().name,
         )
         .await?;
     Ok((StatusCode::CREATED, axum::Json(UserView::from(&user))).into_response())
 }
 
-async fn disable_user(
+async fn disable_user<A: AdminCaller>(
     State(auth): State<AuthState>,
-    RequireAdmin(admin): RequireAdmin,
+    admin: A,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
-    let user = auth.disable(&name, &admin.name).await?;
+    let user = auth.disable(&name, &admin.user().name).await?;
     Ok(axum::Json(UserView::from(&user)).into_response())
 }
 
-async fn enable_user(
+async fn enable_user<A: AdminCaller>(
     State(auth): State<AuthState>,
-    RequireAdmin(admin): RequireAdmin,
+    admin: A,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
-    let user = auth.enable(&name, &admin.name).await?;
+    let user = auth.enable(&name, &admin.user().name).await?;
     Ok(axum::Json(UserView::from(&user)).into_response())
 }
 
-async fn set_role(
+async fn set_role<A: AdminCaller>(
     State(auth): State<AuthState>,
-    RequireAdmin(admin): RequireAdmin,
+    admin: A,
     Path(name): Path<String>,
     JsonBody(req): JsonBody<SetRole>,
 ) -> Result<Response, ApiError> {
-    let user = auth.set_role(&name, req.role, &admin.name).await?;
+    let user = auth.set_role(&name, req.role, &admin.user().name).await?;
     Ok(axum::Json(UserView::from(&user)).into_response())
 }
 
-async fn reset_password(
+async fn reset_password<A: AdminCaller>(
     State(auth): State<AuthState>,
-    RequireAdmin(admin): RequireAdmin,
+    admin: A,
     Path(name): Path<String>,
     JsonBody(req): JsonBody<ResetPassword>,
 ) -> Result<StatusCode, ApiError> {
-    auth.reset_password(&name, &req.password, &admin.name)
+    auth.reset_password(&name, &req.password, &admin.user().name)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn list_invites(
+async fn list_invites<A: AdminCaller>(
     State(auth): State<AuthState>,
-    RequireAdmin(_): RequireAdmin,
+    _: A,
 ) -> Result<Response, ApiError> {
     let invites = auth.invites().await?;
     Ok(axum::Json(invites.iter().map(InviteView::from).collect::<Vec<_>>()).into_response())
 }
 
-async fn create_invite(
+async fn create_invite<A: AdminCaller>(
     State(auth): State<AuthState>,
-    RequireAdmin(admin): RequireAdmin,
+    admin: A,
     JsonBody(req): JsonBody<CreateInvite>,
 ) -> Result<Response, ApiError> {
     let new = NewInvite {
@@ -372,16 +385,16 @@ async fn create_invite(
         uses: req.uses,
         expires_in: req.expires_in_seconds.map(Duration::from_secs),
     };
-    let invite = auth.create_invite(new, &admin.name).await?;
+    let invite = auth.create_invite(new, &admin.user().name).await?;
     Ok((StatusCode::CREATED, axum::Json(InviteView::from(&invite))).into_response())
 }
 
-async fn delete_invite(
+async fn delete_invite<A: AdminCaller>(
     State(auth): State<AuthState>,
-    RequireAdmin(admin): RequireAdmin,
+    admin: A,
     Path(code): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    auth.revoke_invite(&code, &admin.name).await?;
+    auth.revoke_invite(&code, &admin.user().name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -399,11 +412,6 @@ async fn audit(
     }
     let entries = auth.audit_log(limit).await?;
     Ok(axum::Json(entries.into_iter().map(AuditView::from).collect::<Vec<_>>()).into_response())
-}
-
-fn unix_ms(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ use tower::ServiceExt;
 use super::*;
 use crate::auth::tests::{Fixture, password_of};
 use crate::auth::{AuthSettings, LoginLimits, PasswordCost, token};
+use crate::http::same_origin;
 
 const HOST: &str = "octo.example";
 

@@ -19,7 +19,7 @@ use axum::http::{HeaderMap, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use crate::api::ApiError;
+use super::error::ApiError;
 
 /// Middleware: refuses state-changing requests that are not same-origin with 403
 /// `cross_origin`. Layer it on the whole router with `axum::middleware::from_fn(same_origin)`.

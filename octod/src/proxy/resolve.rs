@@ -1,12 +1,12 @@
-//! The proxy's view of sessions ([`crate::proxy::Sessions`]) over the engine: the owner check
+//! The proxy's view of sessions ([`Sessions`]) over the engine: the owner check
 //! on every request and upgrade, wake on access, and activity for idle stop.
 
 use std::time::Duration;
 
-use crate::api::ApiError;
+use super::{Service, Sessions, Upstream};
 use crate::engine::Engine;
+use crate::http::ApiError;
 use crate::identity::CurrentUser;
-use crate::proxy::{Service, Sessions, Upstream};
 use crate::session::{SessionId, SessionState};
 
 /// How long a request to a stopped session is held while it wakes; then `503` with
@@ -54,7 +54,7 @@ impl Sessions for EngineSessions {
                     .await
                 {
                     Ok(Ok(record)) => record,
-                    Ok(Err(error)) => return Err(super::sessions::engine_error(&error)),
+                    Ok(Err(error)) => return Err(ApiError::from(&*error)),
                     Err(_) => {
                         return Err(ApiError::unavailable(
                             "session_waking",

@@ -1,0 +1,220 @@
+//! The one error type of octod's HTTP edges, and what each domain error means in HTTP.
+//!
+//! Error policy: every failure answers `{ "error": { "code", "message" } }` with a stable,
+//! machine-readable `code` and a short message for people. Internal errors are logged with
+//! their full chain and shown to the client only as `internal`. Bad input is the client's;
+//! the domain errors' mappings below are the only place that gives them a status and a code.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::http::header::{HeaderValue, RETRY_AFTER};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::auth::{AuthError, InvalidCredential};
+use crate::engine::EngineError;
+use crate::service::sessions::SessionError;
+use crate::store::{AccountError, StoreError};
+
+/// An API failure: status, stable code, message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    /// Seconds for `Retry-After` (503 while a session wakes, 429 for rate limits).
+    pub retry_after: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: Inner<'a>,
+}
+
+#[derive(Serialize)]
+struct Inner<'a> {
+    code: &'a str,
+    message: &'a str,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+    pub fn unauthorized() -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", "sign in first")
+    }
+    pub fn forbidden() -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", "not allowed")
+    }
+    /// Also used for another user's session: its existence is not revealed.
+    pub fn not_found(what: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", what)
+    }
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, code, message)
+    }
+    pub fn too_many_requests(retry_after: u64) -> Self {
+        Self {
+            retry_after: Some(retry_after),
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "too many attempts; try again later",
+            )
+        }
+    }
+    pub fn unavailable(code: &'static str, message: impl Into<String>, retry_after: u64) -> Self {
+        Self {
+            retry_after: Some(retry_after),
+            ..Self::new(StatusCode::SERVICE_UNAVAILABLE, code, message)
+        }
+    }
+    /// Logs the cause and hides it from the client.
+    pub fn internal(cause: &dyn std::fmt::Display) -> Self {
+        tracing::error!("internal error: {cause:#}");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error; see the server log",
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (
+            self.status,
+            Json(Body {
+                error: Inner {
+                    code: self.code,
+                    message: &self.message,
+                },
+            }),
+        )
+            .into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {}: {}",
+            self.status.as_u16(),
+            self.code,
+            self.message
+        )
+    }
+}
+
+/// Engine errors: bad input is the client's, the rest is logged.
+impl From<&EngineError> for ApiError {
+    fn from(error: &EngineError) -> Self {
+        match error {
+            EngineError::InvalidId(e) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid_id", e.to_string())
+            }
+            EngineError::UnknownTemplate(_) => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "unknown_template",
+                error.to_string(),
+            ),
+            EngineError::InvalidOwner(_) => ApiError::bad_request(error.to_string()),
+            EngineError::NotFound(_) => ApiError::not_found("no such session"),
+            EngineError::Deleting { .. } => {
+                ApiError::conflict("session_deleting", error.to_string())
+            }
+            EngineError::ImageMissing(_) => ApiError::unavailable(
+                "image_missing",
+                "the session image is not built yet; an administrator runs `octoctl image build`",
+                60,
+            ),
+            EngineError::Store(StoreError::PortsExhausted { .. }) => ApiError::unavailable(
+                "capacity",
+                "this host has no room for another session right now",
+                60,
+            ),
+            EngineError::Systemd(e) => {
+                tracing::warn!("{e}");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "session_failed",
+                    "the session did not start; see its state for the reason",
+                )
+            }
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+impl From<SessionError> for ApiError {
+    fn from(error: SessionError) -> Self {
+        match error {
+            SessionError::NotFound => ApiError::not_found("no such session"),
+            SessionError::Limit(_) => ApiError::conflict("session_limit", error.to_string()),
+            SessionError::Engine(error) => ApiError::from(&*error),
+        }
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        let message = e.to_string();
+        match e {
+            AuthError::Account(AccountError::UserExists(_)) => {
+                ApiError::conflict("username_taken", "this user name is taken")
+            }
+            AuthError::Account(AccountError::NoSuchUser(_)) => ApiError::not_found("no such user"),
+            AuthError::Account(AccountError::InvalidInvite) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid_invite", message)
+            }
+            AuthError::Account(AccountError::NoSuchInvite) => {
+                ApiError::not_found("no such invite code")
+            }
+            AuthError::Account(AccountError::LastAdmin(_)) => {
+                ApiError::conflict("last_admin", "this would leave no enabled admin")
+            }
+            AuthError::Invalid(InvalidCredential::Username) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid_username", message)
+            }
+            AuthError::Invalid(_) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid_password", message)
+            }
+            AuthError::InvalidCredentials => {
+                ApiError::new(StatusCode::UNAUTHORIZED, "invalid_credentials", message)
+            }
+            AuthError::Disabled => {
+                ApiError::new(StatusCode::FORBIDDEN, "account_disabled", message)
+            }
+            AuthError::WrongPassword => {
+                ApiError::new(StatusCode::FORBIDDEN, "wrong_password", message)
+            }
+            AuthError::RateLimited { retry_after } => {
+                ApiError::too_many_requests(crate::auth::limit::retry_after_secs(retry_after))
+            }
+            AuthError::Unauthenticated => ApiError::unauthorized(),
+            AuthError::InvalidInvite(m) => ApiError::bad_request(m),
+            e @ (AuthError::Account(_)
+            | AuthError::Hash(_)
+            | AuthError::Key(_)
+            | AuthError::Sign(_)
+            | AuthError::Random(_)
+            | AuthError::Task(_)) => ApiError::internal(&e),
+        }
+    }
+}

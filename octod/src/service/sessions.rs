@@ -1,0 +1,152 @@
+//! Session operations as both edges offer them. A user sees and controls only their own
+//! sessions (another user's is "not found", so its existence is not revealed); admins all.
+//! An operation is waited for a bounded time, then goes on in the background as the engine's
+//! own task: the [`Outcome`] says which.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::engine::{CreateRequest, Engine, EngineError};
+use crate::identity::CurrentUser;
+use crate::session::{Limits, SessionId};
+use crate::store::SessionRecord;
+
+/// How long an API request waits for an operation before answering `202 Accepted` (the
+/// operation goes on; the client polls the session).
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// The most sessions one user may have (`max_sessions_per_user` in octod.toml).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MaxSessions(pub u32);
+
+/// Why a session operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// No such session, or another user's.
+    #[error("no such session")]
+    NotFound,
+    /// The user already has this many sessions, the most allowed.
+    #[error("you have {0} sessions, the most allowed; delete one first")]
+    Limit(usize),
+    #[error(transparent)]
+    Engine(#[from] Arc<EngineError>),
+}
+
+impl From<EngineError> for SessionError {
+    fn from(error: EngineError) -> Self {
+        Self::Engine(Arc::new(error))
+    }
+}
+
+/// Where an operation stands when the caller stops waiting.
+#[derive(Debug)]
+pub enum Outcome {
+    /// It finished: the session as it is now.
+    Done(SessionRecord),
+    /// It goes on in the background: the session as it is now.
+    Pending(SessionRecord),
+    /// The session was deleted.
+    Deleted,
+}
+
+/// The three operations on an existing session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    Stop,
+    Resume,
+    Delete,
+}
+
+/// The session if the user may see it; another user's session is "not found".
+pub async fn owned(
+    engine: &Engine,
+    user: &CurrentUser,
+    id: &str,
+) -> Result<SessionRecord, SessionError> {
+    let id: SessionId = id.parse().map_err(|_| SessionError::NotFound)?;
+    let record = engine.get(&id).await?;
+    if !user.may_access(&record.spec.owner) {
+        return Err(SessionError::NotFound);
+    }
+    Ok(record)
+}
+
+/// Creates a session of `template` owned by the user, unless they have `max` sessions
+/// already; waits up to `wait` for it to run.
+pub async fn create(
+    engine: &Engine,
+    user: &CurrentUser,
+    template: String,
+    max: MaxSessions,
+    wait: Duration,
+) -> Result<Outcome, SessionError> {
+    let mine = engine.list().await?;
+    let mine = mine.iter().filter(|r| r.spec.owner == user.name).count();
+    if mine >= usize::try_from(max.0).unwrap_or(usize::MAX) {
+        return Err(SessionError::Limit(mine));
+    }
+    let id = crate::engine::random_id()?;
+    let request = CreateRequest {
+        id: Some(id.to_string()),
+        owner: user.name.clone(),
+        template,
+        limits: Limits::default(),
+    };
+    let task = engine.clone();
+    let created = wait_for(wait, async move { task.create(request).await }).await?;
+    super::audit(engine, &user.name, "session.create", id.as_str());
+    current(engine, &id, created.is_some()).await
+}
+
+/// Checks the owner, runs the operation (waiting up to `wait`), writes the audit log with
+/// the user as actor.
+pub async fn operate(
+    engine: &Engine,
+    user: &CurrentUser,
+    id: &str,
+    operation: Operation,
+    wait: Duration,
+) -> Result<Outcome, SessionError> {
+    let id = owned(engine, user, id).await?.spec.id;
+    let (task, key) = (engine.clone(), id.clone());
+    let running = async move {
+        match operation {
+            Operation::Stop => task.stop(&key).await.map(drop),
+            Operation::Resume => task.resume(&key).await.map(drop),
+            Operation::Delete => task.delete(&key).await,
+        }
+    };
+    let done = wait_for(wait, running).await?.is_some();
+    let action = match operation {
+        Operation::Stop => "session.stop",
+        Operation::Resume => "session.resume",
+        Operation::Delete => "session.delete",
+    };
+    super::audit(engine, &user.name, action, id.as_str());
+    if operation == Operation::Delete && done {
+        return Ok(Outcome::Deleted);
+    }
+    current(engine, &id, done).await
+}
+
+/// Waits up to `wait` for an operation; `Ok(None)` means it goes on in the background.
+async fn wait_for<T>(
+    wait: Duration,
+    operation: impl Future<Output = Result<T, Arc<EngineError>>>,
+) -> Result<Option<T>, SessionError> {
+    match tokio::time::timeout(wait, operation).await {
+        Ok(Ok(value)) => Ok(Some(value)),
+        Ok(Err(error)) => Err(SessionError::Engine(error)),
+        Err(_) => Ok(None),
+    }
+}
+
+/// The session as it is now, and whether its operation finished.
+async fn current(engine: &Engine, id: &SessionId, done: bool) -> Result<Outcome, SessionError> {
+    let record = engine.get(id).await?;
+    Ok(if done {
+        Outcome::Done(record)
+    } else {
+        Outcome::Pending(record)
+    })
+}
