@@ -14,6 +14,7 @@ mod generator;
 mod image;
 mod package;
 mod podman;
+mod session_limit;
 mod smoke;
 mod stub_llm;
 mod util;
@@ -47,6 +48,8 @@ enum Check {
     Image,
     /// The real `octod serve` over its socket: accounts, sessions, authorization.
     Api,
+    /// The per-user session limit under 10 concurrent creates through the real `octod serve`.
+    SessionLimit,
     /// `octoctl` over octod's admin socket, as root, octo-admin and an unprivileged user
     /// (runs as root).
     Admin {
@@ -113,6 +116,7 @@ fn main() -> ExitCode {
             Check::PodmanClient => podman::run().await,
             Check::Image => image::run().await,
             Check::Api => api::run().await,
+            Check::SessionLimit => session_limit::run().await,
             Check::Admin { prepare: true } => admin::prepare(),
             Check::Admin { prepare: false } => admin::run().await,
             Check::ApiSdk => api_sdk::run().await,

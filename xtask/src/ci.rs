@@ -115,6 +115,10 @@ const CHECKS: &[Check] = &[
         &["api"],
     ),
     check(
+        "octod serve: 10 concurrent creates by one user against a limit of 2 leave exactly 2 sessions",
+        &["session-limit"],
+    ),
+    check(
         "octod's proxy: the opencode SDK with a cookie, 100 MiB both ways, the authorization matrix",
         &["api-sdk"],
     ),
