@@ -64,3 +64,41 @@ async fn an_unknown_uid_gets_a_403_in_the_api_error_shape() {
     assert!(message.contains("uid 4000000"), "{message}");
     assert!(message.contains("octo-admin"), "{message}");
 }
+
+/// The paths the admin router mounts (the API's own handlers among them, mounted with the
+/// admin socket's actor), read from its route table's `Debug` output as the OpenAPI tests
+/// read the API's: `RouteId(3): "/admin/v1/status"`.
+#[test]
+fn the_admin_routes_are_the_documented_ones() {
+    let debug = format!("{:?}", routes());
+    let debug = &debug[..debug.find("fallback_router").unwrap_or(debug.len())];
+    let mut paths: Vec<&str> = debug
+        .split("RouteId(")
+        .filter_map(|rest| {
+            let (id, quoted) = rest.split_once("): \"")?;
+            id.bytes().all(|b| b.is_ascii_digit()).then_some(())?;
+            quoted.split('"').next()
+        })
+        .collect();
+    paths.sort_unstable();
+    assert_eq!(
+        paths,
+        [
+            "/admin/v1/container/refresh",
+            "/admin/v1/image/build",
+            "/admin/v1/invite-codes",
+            "/admin/v1/invite-codes/{code}",
+            "/admin/v1/sessions",
+            "/admin/v1/sessions/{id}",
+            "/admin/v1/sessions/{id}/logs",
+            "/admin/v1/sessions/{id}/resume",
+            "/admin/v1/sessions/{id}/stop",
+            "/admin/v1/status",
+            "/admin/v1/users",
+            "/admin/v1/users/{name}/disable",
+            "/admin/v1/users/{name}/enable",
+            "/admin/v1/users/{name}/password",
+            "/admin/v1/users/{name}/role",
+        ]
+    );
+}
