@@ -21,7 +21,7 @@ use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::process::Command;
 use zbus::zvariant::{OwnedValue, Value};
 
-use crate::systemd::{Systemd, SystemdError};
+use crate::systemd::{ActiveState, SubState, Systemd, SystemdError};
 
 /// The prefix of every build unit's name; one build runs at a time.
 pub const UNIT_PREFIX: &str = "octo-image-build-";
@@ -141,10 +141,12 @@ pub async fn build(
     let running = systemd
         .list_units(&[&format!("{UNIT_PREFIX}*.service")])
         .await?;
-    if let Some((unit, _)) = running
-        .iter()
-        .find(|(_, state)| matches!(state.as_str(), "active" | "activating" | "reloading"))
-    {
+    if let Some((unit, _)) = running.iter().find(|(_, state)| {
+        matches!(
+            state,
+            ActiveState::Active | ActiveState::Activating | ActiveState::Reloading
+        )
+    }) {
         return Err(ImageError::AlreadyRunning { unit: unit.clone() });
     }
     let started = Instant::now();
@@ -287,7 +289,7 @@ async fn run_build(
                 let state = systemd.unit_state(unit).await?;
                 // RemainAfterExit: a successful build stays active (exited); a failed one
                 // stays failed. Either way the unit is still there to be read.
-                if state.is_failed() || (state.is_active() && state.sub == "exited") {
+                if state.is_failed() || (state.is_active() && state.sub == SubState::Exited) {
                     break state;
                 }
                 if Instant::now() > deadline {

@@ -6,6 +6,7 @@ use std::path::Path;
 use crate::render::{self, SessionNames};
 use crate::session::{DesiredState, SessionId, SessionState};
 use crate::store::{NewSession, SessionRecord, StoreError};
+use crate::systemd::ActiveState;
 
 use super::{CreateRequest, Engine, EngineError};
 
@@ -210,7 +211,11 @@ impl Engine {
         // until stopped, and would stay loaded after its file is gone).
         for unit in [&names.service, &names.volume_service] {
             match systemd.unit_state(unit).await {
-                Ok(state) if state.exists() && state.active != "inactive" && !state.is_failed() => {
+                Ok(state)
+                    if state.exists()
+                        && state.active != ActiveState::Inactive
+                        && !state.is_failed() =>
+                {
                     if let Err(e) = systemd.stop(unit, self.inner.config.stop_timeout).await {
                         problems.push(e.to_string());
                     }

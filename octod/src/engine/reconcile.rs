@@ -12,6 +12,7 @@ use futures_util::StreamExt as _;
 
 use crate::render::SessionNames;
 use crate::session::{DesiredState, SessionId, SessionState};
+use crate::systemd::ActiveState;
 
 use super::Engine;
 
@@ -88,15 +89,15 @@ impl Engine {
                 }
             };
             match record.spec.desired {
-                DesiredState::Running => match observed.active.as_str() {
-                    "active" => {
+                DesiredState::Running => match observed.active {
+                    ActiveState::Active => {
                         if record.state != SessionState::Running {
                             self.mark(&id, SessionState::Running, &mut report).await;
                             report.marked_running.push(id);
                         }
                     }
-                    "activating" | "reloading" => {}
-                    "failed" => {
+                    ActiveState::Activating | ActiveState::Reloading => {}
+                    ActiveState::Failed => {
                         if !matches!(record.state, SessionState::Failed(_)) {
                             let reason = self.inner.systemd.failure_reason(&names.service).await;
                             self.mark(&id, SessionState::Failed(reason), &mut report)
@@ -115,11 +116,13 @@ impl Engine {
                         }
                     }
                 },
-                DesiredState::Stopped => match observed.active.as_str() {
-                    "active" | "activating" | "reloading" => match self.stop(&id).await {
-                        Ok(_) => report.stopped.push(id),
-                        Err(e) => report.errors.push(e.to_string()),
-                    },
+                DesiredState::Stopped => match observed.active {
+                    ActiveState::Active | ActiveState::Activating | ActiveState::Reloading => {
+                        match self.stop(&id).await {
+                            Ok(_) => report.stopped.push(id),
+                            Err(e) => report.errors.push(e.to_string()),
+                        }
+                    }
                     _ => {
                         if matches!(
                             record.state,
@@ -248,7 +251,7 @@ impl Engine {
                 id,
                 tokio::spawn(async move {
                     while let Some(state) = states.next().await {
-                        if state == "failed" || state == "inactive" {
+                        if matches!(state, ActiveState::Failed | ActiveState::Inactive) {
                             changed.notify_one();
                         }
                     }
