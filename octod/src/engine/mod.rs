@@ -9,6 +9,7 @@
 //! - Operations run as their own tasks: a client that goes away does not cancel them.
 
 mod ops;
+mod plan;
 mod reconcile;
 
 use std::collections::HashMap;

@@ -11,10 +11,11 @@ use std::time::{Duration, SystemTime};
 use futures_util::StreamExt as _;
 
 use crate::render::SessionNames;
-use crate::session::{DesiredState, SessionId, SessionState};
-use crate::systemd::ActiveState;
+use crate::session::{SessionId, SessionState};
+use crate::store::SessionRecord;
 
 use super::Engine;
+use super::plan::{self, Action, Session};
 
 /// What one pass did, for logs and tests.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -52,7 +53,7 @@ impl Engine {
         // Files first, one reload for all of them.
         let mut rewrote = false;
         for record in &records {
-            if record.state == SessionState::Deleting || self.busy(&record.spec.id) {
+            if !plan::writes_units(self.facts(record)) {
                 continue;
             }
             match self.write_units(record).map(|change| change.changed) {
@@ -70,71 +71,46 @@ impl Engine {
 
         for record in records {
             let id = record.spec.id.clone();
-            if self.busy(&id) {
-                continue;
+            let names = SessionNames::new(&id);
+            let facts = self.facts(&record);
+            let mut action = plan::plan(facts, None);
+            if action == Action::ReadUnit {
+                let observed = match self.inner.systemd.unit_state(&names.service).await {
+                    Ok(observed) => observed,
+                    Err(e) => {
+                        report.errors.push(e.to_string());
+                        continue;
+                    }
+                };
+                action = plan::plan(facts, Some(&observed.active));
             }
-            if record.state == SessionState::Deleting {
-                match self.delete(&id).await {
+            match action {
+                Action::Leave | Action::ReadUnit => {}
+                Action::FinishDelete => match self.delete(&id).await {
                     Ok(()) => report.deleted.push(id),
                     Err(e) => report.errors.push(e.to_string()),
-                }
-                continue;
-            }
-            let names = SessionNames::new(&id);
-            let observed = match self.inner.systemd.unit_state(&names.service).await {
-                Ok(observed) => observed,
-                Err(e) => {
-                    report.errors.push(e.to_string());
-                    continue;
-                }
-            };
-            match record.spec.desired {
-                DesiredState::Running => match observed.active {
-                    ActiveState::Active => {
-                        if record.state != SessionState::Running {
-                            self.mark(&id, SessionState::Running, &mut report).await;
-                            report.marked_running.push(id);
-                        }
-                    }
-                    ActiveState::Activating | ActiveState::Reloading => {}
-                    ActiveState::Failed => {
-                        if !matches!(record.state, SessionState::Failed(_)) {
-                            let reason = self.inner.systemd.failure_reason(&names.service).await;
-                            self.mark(&id, SessionState::Failed(reason), &mut report)
-                                .await;
-                            report.marked_failed.push(id);
-                        }
-                    }
-                    // inactive or deactivating: it should run. A session that failed is left
-                    // for its user to resume, not restarted in a loop.
-                    _ => {
-                        if !matches!(record.state, SessionState::Failed(_)) {
-                            match self.resume(&id).await {
-                                Ok(_) => report.started.push(id),
-                                Err(e) => report.errors.push(e.to_string()),
-                            }
-                        }
-                    }
                 },
-                DesiredState::Stopped => match observed.active {
-                    ActiveState::Active | ActiveState::Activating | ActiveState::Reloading => {
-                        match self.stop(&id).await {
-                            Ok(_) => report.stopped.push(id),
-                            Err(e) => report.errors.push(e.to_string()),
-                        }
-                    }
-                    _ => {
-                        if matches!(
-                            record.state,
-                            SessionState::Running
-                                | SessionState::Starting
-                                | SessionState::Stopping
-                                | SessionState::Creating
-                        ) {
-                            self.mark(&id, SessionState::Stopped, &mut report).await;
-                        }
-                    }
+                Action::Start => match self.resume(&id).await {
+                    Ok(_) => report.started.push(id),
+                    Err(e) => report.errors.push(e.to_string()),
                 },
+                Action::Stop => match self.stop(&id).await {
+                    Ok(_) => report.stopped.push(id),
+                    Err(e) => report.errors.push(e.to_string()),
+                },
+                Action::MarkRunning => {
+                    self.mark(&id, SessionState::Running, &mut report).await;
+                    report.marked_running.push(id);
+                }
+                Action::MarkFailed => {
+                    let reason = self.inner.systemd.failure_reason(&names.service).await;
+                    self.mark(&id, SessionState::Failed(reason), &mut report)
+                        .await;
+                    report.marked_failed.push(id);
+                }
+                Action::MarkStopped => {
+                    self.mark(&id, SessionState::Stopped, &mut report).await;
+                }
             }
         }
         self.remove_orphans(&known, &mut report).await;
@@ -158,22 +134,13 @@ impl Engine {
         let mut stopped = Vec::new();
         for record in records {
             let id = record.spec.id.clone();
-            if record.spec.desired != DesiredState::Running
-                || record.state != SessionState::Running
-                || self.busy(&id)
-            {
+            if !plan::may_idle_stop(self.facts(&record)) {
                 continue;
             }
-            let last = self
-                .inner
-                .store
-                .last_activity(&id)
-                .ok()
-                .flatten()
-                .unwrap_or(record.state_changed_at)
-                .max(record.state_changed_at);
-            if now.duration_since(last).unwrap_or_default() >= idle {
-                tracing::info!(session = %id, idle_for = ?now.duration_since(last).unwrap_or_default(), "stopping idle session");
+            let last = self.inner.store.last_activity(&id).ok().flatten();
+            let idle_for = plan::idle_for(last, record.state_changed_at, now);
+            if idle_for >= idle {
+                tracing::info!(session = %id, ?idle_for, "stopping idle session");
                 if self.stop(&id).await.is_ok() {
                     stopped.push(id);
                 }
@@ -251,12 +218,21 @@ impl Engine {
                 id,
                 tokio::spawn(async move {
                     while let Some(state) = states.next().await {
-                        if matches!(state, ActiveState::Failed | ActiveState::Inactive) {
+                        if plan::unit_change_wakes(&state) {
                             changed.notify_one();
                         }
                     }
                 }),
             );
+        }
+    }
+
+    /// What the plan needs to know of a record.
+    fn facts<'a>(&self, record: &'a SessionRecord) -> Session<'a> {
+        Session {
+            state: &record.state,
+            desired: record.spec.desired,
+            busy: self.busy(&record.spec.id),
         }
     }
 
