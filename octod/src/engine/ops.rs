@@ -338,7 +338,7 @@ impl Engine {
                 change.changed = true;
                 change.only_install &= old
                     .as_deref()
-                    .is_some_and(|old| without_install(old) == without_install(&file.contents));
+                    .is_some_and(|old| render::differ_only_in_install(old, &file.contents));
             }
         }
         Ok(change)
@@ -370,13 +370,6 @@ pub(super) struct UnitChange {
     pub only_install: bool,
 }
 
-/// A unit's text up to its `[Install]` section (which the renderer writes last).
-fn without_install(unit: &str) -> &str {
-    unit.find("\n[Install]\n")
-        .map_or(unit, |at| &unit[..at])
-        .trim_end()
-}
-
 /// Writes `contents` to `path` through a temporary file and a rename, unless it is already
 /// there. The temporary name does not end in `.container`/`.volume`, so Quadlet ignores it.
 pub(super) fn write_if_changed(path: &Path, contents: &str) -> Result<bool, EngineError> {
@@ -391,19 +384,4 @@ pub(super) fn write_if_changed(path: &Path, contents: &str) -> Result<bool, Engi
     std::fs::write(&tmp, contents).map_err(err)?;
     std::fs::rename(&tmp, path).map_err(err)?;
     Ok(true)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn install_section_is_cut_off() {
-        let running =
-            "[Unit]\nDescription=x\n\n[Container]\nImage=i\n\n[Install]\nWantedBy=default.target\n";
-        let stopped = "[Unit]\nDescription=x\n\n[Container]\nImage=i\n";
-        assert_eq!(without_install(running), without_install(stopped));
-        assert_eq!(without_install(stopped), stopped.trim_end());
-        assert_ne!(without_install(running), without_install("[Unit]\n"));
-    }
 }

@@ -4,13 +4,12 @@
 //! sessions.
 
 use std::collections::{BTreeSet, HashMap};
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use futures_util::StreamExt as _;
 
-use crate::render::SessionNames;
+use crate::render::{Part, SessionNames};
 use crate::session::{SessionId, SessionState};
 use crate::store::SessionRecord;
 
@@ -172,7 +171,7 @@ impl Engine {
                             None => std::future::pending().await,
                         }
                     } => {
-                        if !(unit.starts_with("octo-") && result != "done") {
+                        if !(unit.starts_with(SessionNames::PREFIX) && result != "done") {
                             continue;
                         }
                         tracing::debug!(%unit, %result, "session unit job ended badly: reconciling");
@@ -284,15 +283,15 @@ impl Engine {
                 let name = entry.file_name();
                 let Some(name) = name.to_str() else { continue };
                 // Leftover temporary files of an interrupted write (not one being written now).
-                if name.starts_with("octo-")
-                    && Path::new(name).extension().is_some_and(|e| e == "tmp")
-                    && !session_of(name, &[".tmp"]).is_some_and(|id| self.is_current(&id))
+                if SessionNames::is_partial_file(name)
+                    && !SessionNames::parse(name).is_some_and(|(id, _)| self.is_current(&id))
                 {
                     let _ = std::fs::remove_file(entry.path());
                     report.orphans_removed.push(name.to_owned());
                     continue;
                 }
-                if let Some(id) = session_of(name, &[".container", ".volume"])
+                if let Some((id, Part::ContainerFile | Part::VolumeFile)) =
+                    SessionNames::parse(name)
                     && !known.contains(&id)
                 {
                     orphans.insert(id);
@@ -303,7 +302,7 @@ impl Engine {
         match podman.list_secrets().await {
             Ok(secrets) => {
                 for name in secrets {
-                    if let Some(id) = session_of(&name, &["-token"])
+                    if let Some((id, Part::TokenSecret)) = SessionNames::parse(&name)
                         && !known.contains(&id)
                     {
                         orphans.insert(id);
@@ -315,7 +314,7 @@ impl Engine {
         match podman.list_containers(crate::render::LABEL_SESSION).await {
             Ok(containers) => {
                 for container in containers {
-                    if let Some(id) = session_of(&container.name, &[""])
+                    if let Some((id, Part::PodmanObject)) = SessionNames::parse(&container.name)
                         && !known.contains(&id)
                     {
                         orphans.insert(id);
@@ -328,7 +327,7 @@ impl Engine {
         match podman.list_volumes(&label).await {
             Ok(volumes) => {
                 for volume in volumes {
-                    if let Some(id) = session_of(&volume.name, &[""])
+                    if let Some((id, Part::PodmanObject)) = SessionNames::parse(&volume.name)
                         && !known.contains(&id)
                     {
                         orphans.insert(id);
@@ -340,7 +339,8 @@ impl Engine {
         match self.inner.systemd.list_units(&["octo-*.service"]).await {
             Ok(units) => {
                 for unit in units.keys() {
-                    if let Some(id) = session_of(unit, &["-volume.service", ".service"])
+                    if let Some((id, Part::Service | Part::VolumeService)) =
+                        SessionNames::parse(unit)
                         && !known.contains(&id)
                     {
                         orphans.insert(id);
@@ -361,45 +361,5 @@ impl Engine {
             report.orphans_removed.push(format!("octo-{id}"));
             report.errors.extend(problems);
         }
-    }
-}
-
-/// The session id in an `octo-<id><suffix>` name, for the first suffix that matches.
-fn session_of(name: &str, suffixes: &[&str]) -> Option<SessionId> {
-    let rest = name.strip_prefix("octo-")?;
-    suffixes
-        .iter()
-        .find_map(|suffix| rest.strip_suffix(suffix))
-        .and_then(|id| id.parse().ok())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn session_ids_from_artifact_names() {
-        let id = |s: &str| s.parse::<SessionId>().ok();
-        assert_eq!(
-            session_of("octo-ab1.container", &[".container", ".volume"]),
-            id("ab1")
-        );
-        assert_eq!(
-            session_of("octo-ab1.volume", &[".container", ".volume"]),
-            id("ab1")
-        );
-        assert_eq!(session_of("octo-ab1-token", &["-token"]), id("ab1"));
-        assert_eq!(session_of("octo-ab1", &[""]), id("ab1"));
-        assert_eq!(
-            session_of("octo-ab1-volume.service", &["-volume.service", ".service"]),
-            id("ab1")
-        );
-        assert_eq!(
-            session_of("octo-ab1.service", &["-volume.service", ".service"]),
-            id("ab1")
-        );
-        assert_eq!(session_of("other-ab1.container", &[".container"]), None);
-        assert_eq!(session_of("octo-AB.container", &[".container"]), None);
-        assert_eq!(session_of("octo-smoke.service", &[".service"]), id("smoke"));
     }
 }
