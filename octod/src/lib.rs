@@ -11,6 +11,7 @@ pub mod config;
 pub mod engine;
 pub mod identity;
 pub mod image;
+pub mod journal;
 pub mod listen;
 pub mod metrics;
 pub mod podman;

@@ -512,29 +512,12 @@ impl Systemd {
             |e| e.to_string(),
             |s| format!("unit {} ({}), result {}", s.active, s.sub, s.result),
         );
-        let journal = last_journal_lines(unit, 10).await;
+        let journal = crate::journal::last_lines(unit, 10).await;
         if journal.is_empty() {
             result
         } else {
             format!("{result}; last log lines:\n{journal}")
         }
-    }
-}
-
-/// The last lines that a unit of our user manager logged (empty when the journal cannot be
-/// read). A system user's units log to the system journal, so this needs the
-/// `systemd-journal` group; `--user-unit` matches our own uid.
-pub async fn last_journal_lines(unit: &str, lines: u32) -> String {
-    let output = tokio::process::Command::new("journalctl")
-        .args(["--quiet", "--no-pager", "-o", "cat", "-n"])
-        .arg(lines.to_string())
-        .arg("--user-unit")
-        .arg(unit)
-        .output()
-        .await;
-    match output {
-        Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).trim().to_owned(),
-        _ => String::new(),
     }
 }
 
