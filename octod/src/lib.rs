@@ -21,6 +21,7 @@ pub mod serve;
 pub mod session;
 pub mod store;
 pub mod systemd;
+pub mod templates;
 
 /// The version of this build, reported by `/api/health` and `octoctl status`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

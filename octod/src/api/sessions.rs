@@ -19,6 +19,9 @@ use crate::identity::CurrentUser;
 use crate::session::{Limits, SessionId, SessionState};
 use crate::store::{SessionRecord, StoreError};
 
+/// One template as `GET /api/templates` lists it.
+pub use crate::templates::Template as TemplateView;
+
 /// How long a request waits for an operation before answering `202 Accepted` (the operation
 /// goes on; the client polls the session).
 pub(crate) const WAIT: Duration = Duration::from_secs(10);
@@ -325,52 +328,13 @@ async fn delete(
     }
 }
 
-/// One template as `GET /api/templates` lists it.
-#[derive(Debug, Serialize, PartialEq, Eq)]
-pub struct TemplateView {
-    pub id: String,
-    pub name: String,
-    pub description: String,
-}
-
-#[derive(Debug, Deserialize)]
-struct TemplateToml {
-    name: String,
-    #[serde(default)]
-    description: String,
-}
-
 async fn templates(
     State(state): State<AppState>,
     _user: CurrentUser,
 ) -> Result<Json<Vec<TemplateView>>, ApiError> {
     let dir = state.engine.config().render.templates_dir.clone();
-    let list = tokio::task::spawn_blocking(move || list_templates(&dir))
+    let list = tokio::task::spawn_blocking(move || crate::templates::list(&dir))
         .await
         .map_err(|e| ApiError::internal(&e))?;
     Ok(Json(list))
-}
-
-/// The templates in a directory: each subdirectory with a readable `template.toml`.
-pub fn list_templates(dir: &std::path::Path) -> Vec<TemplateView> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut list: Vec<TemplateView> = entries
-        .flatten()
-        .filter_map(|entry| {
-            let id = entry.file_name().to_str()?.to_owned();
-            let text = std::fs::read_to_string(entry.path().join("template.toml")).ok()?;
-            let parsed: TemplateToml = toml::from_str(&text)
-                .inspect_err(|e| tracing::warn!(template = %id, "template.toml: {e}"))
-                .ok()?;
-            Some(TemplateView {
-                id,
-                name: parsed.name,
-                description: parsed.description,
-            })
-        })
-        .collect();
-    list.sort_by(|a, b| a.name.cmp(&b.name));
-    list
 }

@@ -41,15 +41,9 @@ fn bounded(reason: &str) -> String {
 impl Engine {
     /// Checks a create request before anything is written.
     pub(super) async fn validate_create(&self, request: &CreateRequest) -> Result<(), EngineError> {
-        let template = &request.template;
-        let valid_name = !template.is_empty()
-            && template
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-            && template.len() <= 64;
-        let dir = self.inner.config.render.templates_dir.join(template);
-        if !valid_name || !dir.is_dir() {
-            return Err(EngineError::UnknownTemplate(template.clone()));
+        let templates = &self.inner.config.render.templates_dir;
+        if crate::templates::resolve(templates, &request.template).is_none() {
+            return Err(EngineError::UnknownTemplate(request.template.clone()));
         }
         if request.owner.is_empty() || request.owner.len() > 64 {
             return Err(EngineError::InvalidOwner(request.owner.clone()));
