@@ -181,6 +181,7 @@ pub(crate) fn request(id: &str) -> CreateRequest {
         owner: "alice".into(),
         template: TEMPLATE.into(),
         limits: Limits::default(),
+        max_per_owner: None,
     }
 }
 

@@ -150,6 +150,7 @@ async fn template_session(
                 owner: "e2e".into(),
                 template: template.dir.into(),
                 limits: Limits::default(),
+                max_per_owner: None,
             })
             .await
             .map_err(|e| anyhow::anyhow!("creating session {id}: {e}"))?;

@@ -125,6 +125,10 @@ pub(crate) fn engine_error(error: &EngineError) -> ApiError {
             "the session image is not built yet; an administrator runs `octoctl image build`",
             60,
         ),
+        EngineError::Store(StoreError::SessionLimit { count, .. }) => ApiError::conflict(
+            "session_limit",
+            format!("you have {count} sessions, the most allowed; delete one first"),
+        ),
         EngineError::Store(StoreError::PortsExhausted { .. }) => ApiError::unavailable(
             "capacity",
             "this host has no room for another session right now",
@@ -220,26 +224,14 @@ async fn create(
     user: CurrentUser,
     JsonBody(body): JsonBody<CreateSession>,
 ) -> Result<Response, ApiError> {
-    let mine = state
-        .engine
-        .list()
-        .await
-        .map_err(|e| engine_error(&e))?
-        .iter()
-        .filter(|r| r.spec.owner == user.name)
-        .count();
-    if mine >= usize::try_from(state.max_sessions_per_user).unwrap_or(usize::MAX) {
-        return Err(ApiError::conflict(
-            "session_limit",
-            format!("you have {mine} sessions, the most allowed; delete one first"),
-        ));
-    }
     let id = crate::engine::random_id().map_err(|e| ApiError::internal(&e))?;
     let request = crate::engine::CreateRequest {
         id: Some(id.to_string()),
         owner: user.name.clone(),
         template: body.template,
         limits: Limits::default(),
+        // Checked in the store's creating transaction: concurrent creates cannot pass it.
+        max_per_owner: Some(state.max_sessions_per_user),
     };
     let engine = state.engine.clone();
     // The operation runs as the engine's own task; waiting here only bounds the answer.

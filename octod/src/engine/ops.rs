@@ -67,8 +67,9 @@ impl Engine {
             image: self.inner.config.image.clone(),
             limits: request.limits,
             desired: DesiredState::Running,
+            max_per_owner: request.max_per_owner,
         };
-        // Ports, token and the record in one transaction (state `creating`).
+        // The owner's limit, ports, token and the record in one transaction (state `creating`).
         let (record, _token) = self.inner.store.run(move |s| s.create_session(new)).await?;
         tracing::info!(session = %id, owner = %record.spec.owner, template = %record.spec.template, "creating session");
         self.do_start(&id).await
