@@ -1,7 +1,8 @@
 //! The reconciler: makes systemd and Podman match redb. It runs at start, periodically, and
 //! when a session unit's job ends badly; it finishes what a crash interrupted (a create, a
 //! delete), restarts what should run, marks what failed, removes orphans, and stops idle
-//! sessions.
+//! sessions. What to do with each session is decided by [`plan`](super::plan); this module
+//! reads the facts and does the IO.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
