@@ -53,35 +53,30 @@ pub enum JournalError {
     },
 }
 
-/// The `journalctl` arguments for a unit's lines.
-fn args(unit: &str, format: Format, lines: Lines, follow: bool) -> Vec<String> {
+/// `journalctl` for a unit's lines.
+fn command(unit: &str, format: Format, lines: Lines, follow: bool) -> Command {
     let format = match format {
         Format::Message => "cat",
         Format::Timestamped => "short-iso",
     };
-    let lines = match lines {
-        Lines::Last(n) => n.to_string(),
-        Lines::All => "all".to_owned(),
-    };
-    let mut args: Vec<String> = ["--quiet", "--no-pager", "--output", format, "--lines"]
-        .into_iter()
-        .map(str::to_owned)
-        .collect();
-    args.extend([lines, "--user-unit".to_owned(), unit.to_owned()]);
+    let mut command = Command::new("journalctl");
+    command
+        .args(["--quiet", "--no-pager", "--output", format, "--lines"])
+        .arg(match lines {
+            Lines::Last(n) => n.to_string(),
+            Lines::All => "all".to_owned(),
+        })
+        .args(["--user-unit", unit])
+        .stdin(Stdio::null());
     if follow {
-        args.push("--follow".to_owned());
+        command.arg("--follow");
     }
-    args
+    command
 }
 
 /// The lines asked for, read to the end (empty when the journal cannot be read).
 async fn read(unit: &str, lines: Lines) -> String {
-    let output = Command::new("journalctl")
-        .args(args(unit, Format::Message, lines, false))
-        .stdin(Stdio::null())
-        .output()
-        .await;
-    match output {
+    match command(unit, Format::Message, lines, false).output().await {
         Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).into_owned(),
         _ => String::new(),
     }
@@ -120,9 +115,7 @@ pub fn open(
     lines: Lines,
     follow: bool,
 ) -> Result<Reader, JournalError> {
-    let mut child = Command::new("journalctl")
-        .args(args(unit, format, lines, follow))
-        .stdin(Stdio::null())
+    let mut child = command(unit, format, lines, follow)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
@@ -183,10 +176,13 @@ mod tests {
     use super::*;
 
     fn check(format: Format, lines: Lines, follow: bool, expected: &str) {
-        assert_eq!(
-            args("octo-ab1.service", format, lines, follow).join(" "),
-            expected
-        );
+        let command = command("octo-ab1.service", format, lines, follow);
+        let args: Vec<_> = command
+            .as_std()
+            .get_args()
+            .map(|a| a.to_string_lossy())
+            .collect();
+        assert_eq!(args.join(" "), expected);
     }
 
     #[test]
