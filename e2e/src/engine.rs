@@ -18,7 +18,7 @@ use octod::podman::Podman;
 use octod::render::{EnvSecret, HealthConfig, RenderConfig, SessionNames};
 use octod::session::{Limits, SessionId, SessionState};
 use octod::store::{PortRange, Store};
-use octod::systemd::Systemd;
+use octod::systemd::{ActiveState, Systemd};
 
 use crate::util::{self, say};
 
@@ -181,6 +181,7 @@ pub(crate) fn request(id: &str) -> CreateRequest {
         owner: "alice".into(),
         template: TEMPLATE.into(),
         limits: Limits::default(),
+        max_per_owner: None,
     }
 }
 
@@ -280,7 +281,7 @@ async fn check_no_orphans(engine: &Engine) -> anyhow::Result<()> {
     let units = systemd.list_units(&["octo-*"]).await?;
     let live: Vec<_> = units
         .iter()
-        .filter(|(_, state)| *state != "inactive")
+        .filter(|(_, state)| **state != ActiveState::Inactive)
         .collect();
     ensure!(live.is_empty(), "units left: {live:?}");
     Ok(())

@@ -28,7 +28,7 @@ use octod::image::{BuildConfig, ImageError};
 use octod::render::{EnvSecret, SessionNames};
 use octod::session::{Limits, Ports, SessionId, SessionState};
 use octod::store::PortRange;
-use octod::systemd::Systemd;
+use octod::systemd::{ActiveState, Systemd};
 use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest as _, http};
 
 use crate::engine::{check_gone, engine_for_image};
@@ -150,6 +150,7 @@ async fn template_session(
                 owner: "e2e".into(),
                 template: template.dir.into(),
                 limits: Limits::default(),
+                max_per_owner: None,
             })
             .await
             .map_err(|e| anyhow::anyhow!("creating session {id}: {e}"))?;
@@ -671,7 +672,7 @@ async fn user_edits_survive_a_restart(engine: &Engine, session: &Session) -> any
     let service = SessionNames::new(&session.id).service;
     let state = Systemd::connect_user().await?.unit_state(&service).await?;
     ensure!(
-        state.active == "inactive",
+        state.active == ActiveState::Inactive,
         "{service} after the stop: {state:?} (the entrypoint did not exit cleanly on SIGTERM)"
     );
     let started = Instant::now();

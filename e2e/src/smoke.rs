@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use anyhow::{Context as _, bail, ensure};
-use octod::systemd::Systemd;
+use octod::systemd::{ActiveState, Systemd};
 
 use crate::util::{self, say};
 
@@ -126,7 +126,7 @@ async fn remove(systemd: &Systemd) -> anyhow::Result<()> {
     systemd.stop(UNIT, TIMEOUT).await?;
     let state = systemd.unit_state(UNIT).await?;
     ensure!(
-        state.active == "inactive",
+        state.active == ActiveState::Inactive,
         "{UNIT} is not cleanly inactive after StopUnit: {state:?}"
     );
     say(format!("StopUnit job done: ActiveState={}", state.active));

@@ -3,8 +3,7 @@
 //!
 //! The build runs under systemd, not as a child of octod (design.md, "Long work runs under
 //! systemd too"): it is outside octod's sandboxing, survives an octod restart and logs to the
-//! journal. octod follows the unit's journal lines (`journalctl --user-unit`, which needs the
-//! `octo` user in the `systemd-journal` group, as for failure reasons) and reports each line.
+//! journal. octod follows the unit's journal lines ([`crate::journal`]) and reports each line.
 //!
 //! Tags: the build itself tags `<repository>:<version>`, and only a successful build tags at
 //! all; `<repository>:latest` is moved to it afterwards. A failed build therefore leaves the
@@ -17,11 +16,10 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use tokio::io::{AsyncBufReadExt as _, BufReader};
-use tokio::process::Command;
 use zbus::zvariant::{OwnedValue, Value};
 
-use crate::systemd::{Systemd, SystemdError};
+use crate::journal;
+use crate::systemd::{ActiveState, SubState, Systemd, SystemdError};
 
 /// The prefix of every build unit's name; one build runs at a time.
 pub const UNIT_PREFIX: &str = "octo-image-build-";
@@ -141,10 +139,12 @@ pub async fn build(
     let running = systemd
         .list_units(&[&format!("{UNIT_PREFIX}*.service")])
         .await?;
-    if let Some((unit, _)) = running
-        .iter()
-        .find(|(_, state)| matches!(state.as_str(), "active" | "activating" | "reloading"))
-    {
+    if let Some((unit, _)) = running.iter().find(|(_, state)| {
+        matches!(
+            state,
+            ActiveState::Active | ActiveState::Activating | ActiveState::Reloading
+        )
+    }) {
         return Err(ImageError::AlreadyRunning { unit: unit.clone() });
     }
     let started = Instant::now();
@@ -265,7 +265,8 @@ async fn run_build(
 ) -> Result<(), ImageError> {
     let properties = transient_properties(config, context)?;
     // The journal is followed from before the start, so no line is missed.
-    let mut follower = follow_journal(unit);
+    let mut follower =
+        journal::open(unit, journal::Format::Message, journal::Lines::All, true).ok();
     systemd
         .start_transient_service(unit, properties, Duration::from_secs(30))
         .await?;
@@ -287,7 +288,7 @@ async fn run_build(
                 let state = systemd.unit_state(unit).await?;
                 // RemainAfterExit: a successful build stays active (exited); a failed one
                 // stays failed. Either way the unit is still there to be read.
-                if state.is_failed() || (state.is_active() && state.sub == "exited") {
+                if state.is_failed() || (state.is_active() && state.sub == SubState::Exited) {
                     break state;
                 }
                 if Instant::now() > deadline {
@@ -301,12 +302,12 @@ async fn run_build(
             }
         }
     };
-    if let Some(mut child) = follower.map(|f| f.child) {
-        let _ = child.kill().await;
+    if let Some(follower) = follower {
+        follower.stop().await;
     }
     // The lines the follower had not delivered yet.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let all = journal_lines(unit).await;
+    let all = journal::all_lines(unit).await;
     for line in all.iter().skip(streamed) {
         progress(line);
     }
@@ -362,53 +363,11 @@ fn transient_properties(
     ])
 }
 
-struct Follower {
-    child: tokio::process::Child,
-    lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
-}
-
-/// `journalctl --user-unit UNIT --follow`, if it can be started.
-fn follow_journal(unit: &str) -> Option<Follower> {
-    let mut child = Command::new("journalctl")
-        .args(["--quiet", "--no-pager", "--output", "cat", "--lines", "all"])
-        .arg("--follow")
-        .arg("--user-unit")
-        .arg(unit)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .ok()?;
-    let stdout = child.stdout.take()?;
-    Some(Follower {
-        child,
-        lines: BufReader::new(stdout).lines(),
-    })
-}
-
 /// The follower's next line; never resolves when there is no follower.
-async fn next_line(follower: &mut Option<Follower>) -> Option<String> {
+async fn next_line(follower: &mut Option<journal::Reader>) -> Option<String> {
     match follower {
-        Some(f) => f.lines.next_line().await.ok().flatten(),
+        Some(f) => f.next_line().await,
         None => std::future::pending().await,
-    }
-}
-
-/// Every journal line of the unit so far (empty when the journal cannot be read).
-async fn journal_lines(unit: &str) -> Vec<String> {
-    let output = Command::new("journalctl")
-        .args(["--quiet", "--no-pager", "--output", "cat", "--lines", "all"])
-        .arg("--user-unit")
-        .arg(unit)
-        .output()
-        .await;
-    match output {
-        Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(str::to_owned)
-            .collect(),
-        _ => Vec::new(),
     }
 }
 

@@ -13,6 +13,7 @@ pub mod engine;
 pub mod http;
 pub mod identity;
 pub mod image;
+pub mod journal;
 pub mod listen;
 pub mod metrics;
 pub mod podman;
@@ -23,6 +24,7 @@ pub mod service;
 pub mod session;
 pub mod store;
 pub mod systemd;
+pub mod templates;
 
 /// The version of this build, reported by `/api/health` and `octoctl status`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

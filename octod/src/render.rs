@@ -64,9 +64,31 @@ pub struct SessionNames {
     pub token_secret: String,
 }
 
+/// Which of a session's things a name names (see [`SessionNames`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    /// `octo-<id>.container`
+    ContainerFile,
+    /// `octo-<id>.volume`
+    VolumeFile,
+    /// `octo-<id>.tmp`: a unit file being written (the engine writes it, then renames it).
+    PartialFile,
+    /// `octo-<id>.service`
+    Service,
+    /// `octo-<id>-volume.service`
+    VolumeService,
+    /// `octo-<id>`: the Podman container and the Podman volume.
+    PodmanObject,
+    /// `octo-<id>-token`
+    TokenSecret,
+}
+
 impl SessionNames {
+    /// The prefix of every name a session owns (and of octod's other units).
+    pub const PREFIX: &str = "octo-";
+
     pub fn new(id: &SessionId) -> Self {
-        let base = format!("octo-{id}");
+        let base = format!("{}{id}", Self::PREFIX);
         Self {
             container_file: format!("{base}.container"),
             volume_file: format!("{base}.volume"),
@@ -77,6 +99,47 @@ impl SessionNames {
             token_secret: format!("{base}-token"),
         }
     }
+
+    /// The session and the part that `name` names, if it is one of the names above.
+    pub fn parse(name: &str) -> Option<(SessionId, Part)> {
+        let rest = name.strip_prefix(Self::PREFIX)?;
+        // Session ids are `[a-z0-9]`: the id ends where the suffix begins.
+        let end = rest
+            .find(|c: char| !(c.is_ascii_lowercase() || c.is_ascii_digit()))
+            .unwrap_or(rest.len());
+        let part = match &rest[end..] {
+            ".container" => Part::ContainerFile,
+            ".volume" => Part::VolumeFile,
+            ".tmp" => Part::PartialFile,
+            ".service" => Part::Service,
+            "-volume.service" => Part::VolumeService,
+            "" => Part::PodmanObject,
+            "-token" => Part::TokenSecret,
+            _ => return None,
+        };
+        Some((rest[..end].parse().ok()?, part))
+    }
+
+    /// Whether `name` is a unit file being written (`octo-….tmp`), whatever its session.
+    pub fn is_partial_file(name: &str) -> bool {
+        name.starts_with(Self::PREFIX)
+            && std::path::Path::new(name)
+                .extension()
+                .is_some_and(|e| e == "tmp")
+    }
+}
+
+/// Whether two renderings of a unit differ in their `[Install]` section only (a stop or a
+/// resume), so that a loaded unit is already right and only the boot-time link changes.
+pub fn differ_only_in_install(old: &str, new: &str) -> bool {
+    without_install(old) == without_install(new)
+}
+
+/// A unit's text up to its `[Install]` section (which the renderer writes last).
+fn without_install(unit: &str) -> &str {
+    unit.find("\n[Install]\n")
+        .map_or(unit, |at| &unit[..at])
+        .trim_end()
 }
 
 /// Which cgroup controllers the `octo` user's systemd manager may use (delegated to it).
@@ -826,5 +889,78 @@ WantedBy=default.target
                 "octo-ab12-token"
             ]
         );
+    }
+
+    #[test]
+    fn names_parse_back_to_their_session() {
+        let ab12: SessionId = "ab12".parse().expect("id");
+        let n = SessionNames::new(&ab12);
+        for (name, part) in [
+            (&n.container_file, Part::ContainerFile),
+            (&n.volume_file, Part::VolumeFile),
+            (&n.service, Part::Service),
+            (&n.volume_service, Part::VolumeService),
+            (&n.container, Part::PodmanObject),
+            (&n.volume, Part::PodmanObject),
+            (&n.token_secret, Part::TokenSecret),
+        ] {
+            assert_eq!(
+                SessionNames::parse(name),
+                Some((ab12.clone(), part)),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn session_ids_from_artifact_names() {
+        let check = |name: &str, expected: Option<(&str, Part)>| {
+            let expected = expected.map(|(id, part)| (id.parse().expect("id"), part));
+            assert_eq!(SessionNames::parse(name), expected, "{name}");
+        };
+        check("octo-ab1.container", Some(("ab1", Part::ContainerFile)));
+        check("octo-ab1.volume", Some(("ab1", Part::VolumeFile)));
+        check("octo-ab1.tmp", Some(("ab1", Part::PartialFile)));
+        check("octo-ab1-token", Some(("ab1", Part::TokenSecret)));
+        check("octo-ab1", Some(("ab1", Part::PodmanObject)));
+        check(
+            "octo-ab1-volume.service",
+            Some(("ab1", Part::VolumeService)),
+        );
+        check("octo-ab1.service", Some(("ab1", Part::Service)));
+        check("other-ab1.container", None);
+        check("octo-AB.container", None);
+        check("octo-smoke.service", Some(("smoke", Part::Service)));
+        check("octo-image-build-1_2-17.service", None);
+        check("octo-ab1.socket", None);
+        check("octo-.service", None);
+        check("octo-1ab.service", None);
+    }
+
+    #[test]
+    fn partial_files_are_recognized_without_a_session() {
+        for (name, expected) in [
+            ("octo-ab1.tmp", true),
+            ("octo-AB.tmp", true),
+            ("octo-ab1.container", false),
+            ("other-ab1.tmp", false),
+        ] {
+            assert_eq!(SessionNames::is_partial_file(name), expected, "{name}");
+        }
+    }
+
+    #[test]
+    fn install_section_is_cut_off() {
+        let running =
+            "[Unit]\nDescription=x\n\n[Container]\nImage=i\n\n[Install]\nWantedBy=default.target\n";
+        let stopped = "[Unit]\nDescription=x\n\n[Container]\nImage=i\n";
+        assert_eq!(without_install(running), without_install(stopped));
+        assert_eq!(without_install(stopped), stopped.trim_end());
+        assert_ne!(without_install(running), without_install("[Unit]\n"));
+        assert!(differ_only_in_install(running, stopped));
+        assert!(differ_only_in_install(stopped, running));
+        assert!(!differ_only_in_install(running, "[Unit]\n"));
+        let other_image = stopped.replace("Image=i", "Image=j");
+        assert!(!differ_only_in_install(running, &other_image));
     }
 }

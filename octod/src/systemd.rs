@@ -132,24 +132,82 @@ pub trait Service {
     fn result(&self) -> zbus::Result<String>;
 }
 
+/// A state enum read from one of systemd's D-Bus strings: the values octod acts on are
+/// variants, any other value is kept as `Other` (systemd adds values over time).
+macro_rules! unit_state_enum {
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident = $text:literal,)* }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $($(#[$vdoc])* $variant,)*
+            /// A value octod does not act on, as systemd spelled it.
+            Other(String),
+        }
+
+        impl $name {
+            /// systemd's spelling.
+            pub fn as_str(&self) -> &str {
+                match self {
+                    $(Self::$variant => $text,)*
+                    Self::Other(other) => other,
+                }
+            }
+        }
+
+        impl From<&str> for $name {
+            fn from(text: &str) -> Self {
+                match text {
+                    $($text => Self::$variant,)*
+                    other => Self::Other(other.to_owned()),
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+unit_state_enum! {
+    /// A unit's `ActiveState`.
+    ActiveState {
+        Active = "active",
+        Reloading = "reloading",
+        Inactive = "inactive",
+        Failed = "failed",
+        Activating = "activating",
+        Deactivating = "deactivating",
+    }
+}
+
+unit_state_enum! {
+    /// A unit's `SubState` (its values depend on the unit type).
+    SubState {
+        /// A `RemainAfterExit=` service whose process ended successfully.
+        Exited = "exited",
+    }
+}
+
 /// A unit's state as systemd reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnitState {
     /// `loaded`, `not-found`, `error`, `masked`, …
     pub load: String,
-    /// `active`, `activating`, `deactivating`, `inactive`, `failed`, `reloading`.
-    pub active: String,
-    pub sub: String,
+    pub active: ActiveState,
+    pub sub: SubState,
     /// The service result (`success`, `exit-code`, `timeout`, …); empty for non-services.
     pub result: String,
 }
 
 impl UnitState {
     pub fn is_active(&self) -> bool {
-        self.active == "active"
+        self.active == ActiveState::Active
     }
     pub fn is_failed(&self) -> bool {
-        self.active == "failed"
+        self.active == ActiveState::Failed
     }
     pub fn exists(&self) -> bool {
         self.load != "not-found"
@@ -352,8 +410,8 @@ impl Systemd {
         };
         Ok(UnitState {
             load,
-            active,
-            sub,
+            active: active.as_str().into(),
+            sub: sub.as_str().into(),
             result,
         })
     }
@@ -382,7 +440,7 @@ impl Systemd {
     pub async fn watch_active_state(
         &self,
         unit: &str,
-    ) -> Result<futures_util::stream::BoxStream<'static, String>, SystemdError> {
+    ) -> Result<futures_util::stream::BoxStream<'static, ActiveState>, SystemdError> {
         let err = |source| SystemdError::Property {
             unit: unit.to_owned(),
             source,
@@ -396,7 +454,7 @@ impl Systemd {
             .map_err(err)?;
         let changes = proxy.receive_active_state_changed().await;
         Ok(changes
-            .filter_map(|change| async move { change.get().await.ok() })
+            .filter_map(|change| async move { change.get().await.ok().map(|s| s.as_str().into()) })
             .boxed())
     }
 
@@ -404,7 +462,7 @@ impl Systemd {
     pub async fn list_units(
         &self,
         patterns: &[&str],
-    ) -> Result<HashMap<String, String>, SystemdError> {
+    ) -> Result<HashMap<String, ActiveState>, SystemdError> {
         let units = self
             .manager
             .list_units_by_patterns(&[], patterns)
@@ -414,7 +472,10 @@ impl Systemd {
                 unit: patterns.join(" "),
                 source,
             })?;
-        Ok(units.into_iter().map(|u| (u.0, u.3)).collect())
+        Ok(units
+            .into_iter()
+            .map(|u| (u.0, u.3.as_str().into()))
+            .collect())
     }
 
     /// Forgets a failed unit's state so a later start begins clean.
@@ -442,7 +503,7 @@ impl Systemd {
             |e| e.to_string(),
             |s| format!("unit {} ({}), result {}", s.active, s.sub, s.result),
         );
-        let journal = last_journal_lines(unit, 10).await;
+        let journal = crate::journal::last_lines(unit, 10).await;
         if journal.is_empty() {
             result
         } else {
@@ -451,19 +512,37 @@ impl Systemd {
     }
 }
 
-/// The last lines that a unit of our user manager logged (empty when the journal cannot be
-/// read). A system user's units log to the system journal, so this needs the
-/// `systemd-journal` group; `--user-unit` matches our own uid.
-pub async fn last_journal_lines(unit: &str, lines: u32) -> String {
-    let output = tokio::process::Command::new("journalctl")
-        .args(["--quiet", "--no-pager", "-o", "cat", "-n"])
-        .arg(lines.to_string())
-        .arg("--user-unit")
-        .arg(unit)
-        .output()
-        .await;
-    match output {
-        Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).trim().to_owned(),
-        _ => String::new(),
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(text: &str, active: &ActiveState, sub: &SubState) {
+        assert_eq!(&ActiveState::from(text), active);
+        assert_eq!(&SubState::from(text), sub);
+        // Read and written back unchanged, named or not.
+        assert_eq!(active.to_string(), text);
+        assert_eq!(sub.as_str(), text);
+    }
+
+    #[test]
+    fn unit_states_are_read_from_systemds_strings() {
+        let other = |s: &str| (ActiveState::Other(s.into()), SubState::Other(s.into()));
+        check("active", &ActiveState::Active, &other("active").1);
+        check("reloading", &ActiveState::Reloading, &other("reloading").1);
+        check("inactive", &ActiveState::Inactive, &other("inactive").1);
+        check("failed", &ActiveState::Failed, &other("failed").1);
+        check(
+            "activating",
+            &ActiveState::Activating,
+            &other("activating").1,
+        );
+        check(
+            "deactivating",
+            &ActiveState::Deactivating,
+            &other("deactivating").1,
+        );
+        check("exited", &other("exited").0, &SubState::Exited);
+        let (active, sub) = other("maintenance");
+        check("maintenance", &active, &sub);
     }
 }

@@ -40,7 +40,6 @@ use axum::routing::{get, post};
 use axum::{Extension, Router, middleware};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::io::AsyncBufReadExt as _;
 use tokio::sync::mpsc;
 
 use crate::api::sessions;
@@ -171,73 +170,34 @@ async fn session_logs(
     let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let record = crate::service::sessions::owned(&state.app.engine, &actor.as_user(), &id).await?;
     let unit = SessionNames::new(&record.spec.id).service;
-    let lines = query.lines.unwrap_or(50);
-    let mut command = tokio::process::Command::new("journalctl");
-    command
-        .args(["--quiet", "--no-pager", "--output", "short-iso", "--lines"])
-        .arg(lines.to_string())
-        .arg("--user-unit")
-        .arg(&unit)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true);
-    if query.follow.unwrap_or(false) {
-        command.arg("--follow");
-    }
-    let mut child = command
-        .spawn()
-        .map_err(|e| ApiError::internal(&format!("starting journalctl for {unit}: {e}")))?;
-    let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
-        return Err(ApiError::internal(&"journalctl without pipes"));
-    };
+    let lines = crate::journal::Lines::Last(query.lines.unwrap_or(50));
+    let format = crate::journal::Format::Timestamped;
+    let follow = query.follow.unwrap_or(false);
+    let mut reader =
+        crate::journal::open(&unit, format, lines, follow).map_err(|e| ApiError::internal(&e))?;
     let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
-        // Read concurrently: a full stderr pipe would block journalctl.
-        let errors = tokio::spawn(async move {
-            let mut text = String::new();
-            let _ = tokio::io::AsyncReadExt::read_to_string(
-                &mut tokio::io::BufReader::new(stderr),
-                &mut text,
-            )
-            .await;
-            text
-        });
-        let mut out = tokio::io::BufReader::new(stdout).lines();
-        let mut gone = false;
         loop {
             tokio::select! {
-                line = out.next_line() => match line {
-                    Ok(Some(line)) => {
+                line = reader.next_line() => match line {
+                    Some(line) => {
                         if tx.send(json!({"event": "line", "line": line})).is_err() {
-                            gone = true;
-                            break;
+                            break reader.stop().await;
                         }
                     }
-                    _ => break,
+                    None => {
+                        let event = match reader.finish().await {
+                            Ok(()) => json!({"event": "done", "unit": unit}),
+                            Err(e) => json!({"event": "error", "message": e.to_string()}),
+                        };
+                        let _ = tx.send(event);
+                        break;
+                    }
                 },
-                () = tx.closed() => {
-                    gone = true;
-                    break;
-                }
+                // The client went away: a follower would never end by itself.
+                () = tx.closed() => break reader.stop().await,
             }
         }
-        if gone {
-            // The client went away: a follower would never end by itself.
-            let _ = child.start_kill();
-            let _ = child.wait().await;
-            return;
-        }
-        let status = child.wait().await;
-        let err = errors.await.unwrap_or_default();
-        let event = match status {
-            Ok(s) if s.success() => json!({"event": "done", "unit": unit}),
-            Ok(s) => {
-                json!({"event": "error", "message": format!("journalctl for {unit}: {s}: {}", err.trim())})
-            }
-            Err(e) => json!({"event": "error", "message": format!("journalctl for {unit}: {e}")}),
-        };
-        let _ = tx.send(event);
     });
     Ok(ndjson(rx))
 }

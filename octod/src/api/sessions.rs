@@ -182,51 +182,15 @@ async fn create(
 }
 
 /// One template as `GET /api/templates` lists it.
-#[derive(Debug, Serialize, PartialEq, Eq)]
-pub struct TemplateView {
-    pub id: String,
-    pub name: String,
-    pub description: String,
-}
-
-#[derive(Debug, Deserialize)]
-struct TemplateToml {
-    name: String,
-    #[serde(default)]
-    description: String,
-}
+pub use crate::templates::Template as TemplateView;
 
 async fn templates(
     State(engine): State<Engine>,
     _user: CurrentUser,
 ) -> Result<Json<Vec<TemplateView>>, ApiError> {
     let dir = engine.config().render.templates_dir.clone();
-    let list = tokio::task::spawn_blocking(move || list_templates(&dir))
+    let list = tokio::task::spawn_blocking(move || crate::templates::list(&dir))
         .await
         .map_err(|e| ApiError::internal(&e))?;
     Ok(Json(list))
-}
-
-/// The templates in a directory: each subdirectory with a readable `template.toml`.
-pub fn list_templates(dir: &std::path::Path) -> Vec<TemplateView> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut list: Vec<TemplateView> = entries
-        .flatten()
-        .filter_map(|entry| {
-            let id = entry.file_name().to_str()?.to_owned();
-            let text = std::fs::read_to_string(entry.path().join("template.toml")).ok()?;
-            let parsed: TemplateToml = toml::from_str(&text)
-                .inspect_err(|e| tracing::warn!(template = %id, "template.toml: {e}"))
-                .ok()?;
-            Some(TemplateView {
-                id,
-                name: parsed.name,
-                description: parsed.description,
-            })
-        })
-        .collect();
-    list.sort_by(|a, b| a.name.cmp(&b.name));
-    list
 }

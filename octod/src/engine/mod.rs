@@ -9,6 +9,7 @@
 //! - Operations run as their own tasks: a client that goes away does not cancel them.
 
 mod ops;
+mod plan;
 mod reconcile;
 
 use std::collections::HashMap;
@@ -96,6 +97,8 @@ pub struct CreateRequest {
     pub owner: String,
     pub template: String,
     pub limits: crate::session::Limits,
+    /// Refuse the create when the owner has this many sessions already ([`StoreError::SessionLimit`]).
+    pub max_per_owner: Option<u32>,
 }
 
 /// The kinds of operation; one runs per session at a time.

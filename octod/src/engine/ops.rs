@@ -6,6 +6,7 @@ use std::path::Path;
 use crate::render::{self, SessionNames};
 use crate::session::{DesiredState, SessionId, SessionState};
 use crate::store::{NewSession, SessionRecord, StoreError};
+use crate::systemd::ActiveState;
 
 use super::{CreateRequest, Engine, EngineError};
 
@@ -40,15 +41,9 @@ fn bounded(reason: &str) -> String {
 impl Engine {
     /// Checks a create request before anything is written.
     pub(super) async fn validate_create(&self, request: &CreateRequest) -> Result<(), EngineError> {
-        let template = &request.template;
-        let valid_name = !template.is_empty()
-            && template
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-            && template.len() <= 64;
-        let dir = self.inner.config.render.templates_dir.join(template);
-        if !valid_name || !dir.is_dir() {
-            return Err(EngineError::UnknownTemplate(template.clone()));
+        let templates = &self.inner.config.render.templates_dir;
+        if crate::templates::resolve(templates, &request.template).is_none() {
+            return Err(EngineError::UnknownTemplate(request.template.clone()));
         }
         if request.owner.is_empty() || request.owner.len() > 64 {
             return Err(EngineError::InvalidOwner(request.owner.clone()));
@@ -72,8 +67,9 @@ impl Engine {
             image: self.inner.config.image.clone(),
             limits: request.limits,
             desired: DesiredState::Running,
+            max_per_owner: request.max_per_owner,
         };
-        // Ports, token and the record in one transaction (state `creating`).
+        // The owner's limit, ports, token and the record in one transaction (state `creating`).
         let (record, _token) = self.inner.store.run(move |s| s.create_session(new)).await?;
         tracing::info!(session = %id, owner = %record.spec.owner, template = %record.spec.template, "creating session");
         self.do_start(&id).await
@@ -210,7 +206,11 @@ impl Engine {
         // until stopped, and would stay loaded after its file is gone).
         for unit in [&names.service, &names.volume_service] {
             match systemd.unit_state(unit).await {
-                Ok(state) if state.exists() && state.active != "inactive" && !state.is_failed() => {
+                Ok(state)
+                    if state.exists()
+                        && state.active != ActiveState::Inactive
+                        && !state.is_failed() =>
+                {
                     if let Err(e) = systemd.stop(unit, self.inner.config.stop_timeout).await {
                         problems.push(e.to_string());
                     }
@@ -333,7 +333,7 @@ impl Engine {
                 change.changed = true;
                 change.only_install &= old
                     .as_deref()
-                    .is_some_and(|old| without_install(old) == without_install(&file.contents));
+                    .is_some_and(|old| render::differ_only_in_install(old, &file.contents));
             }
         }
         Ok(change)
@@ -365,13 +365,6 @@ pub(super) struct UnitChange {
     pub only_install: bool,
 }
 
-/// A unit's text up to its `[Install]` section (which the renderer writes last).
-fn without_install(unit: &str) -> &str {
-    unit.find("\n[Install]\n")
-        .map_or(unit, |at| &unit[..at])
-        .trim_end()
-}
-
 /// Writes `contents` to `path` through a temporary file and a rename, unless it is already
 /// there. The temporary name does not end in `.container`/`.volume`, so Quadlet ignores it.
 pub(super) fn write_if_changed(path: &Path, contents: &str) -> Result<bool, EngineError> {
@@ -386,19 +379,4 @@ pub(super) fn write_if_changed(path: &Path, contents: &str) -> Result<bool, Engi
     std::fs::write(&tmp, contents).map_err(err)?;
     std::fs::rename(&tmp, path).map_err(err)?;
     Ok(true)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn install_section_is_cut_off() {
-        let running =
-            "[Unit]\nDescription=x\n\n[Container]\nImage=i\n\n[Install]\nWantedBy=default.target\n";
-        let stopped = "[Unit]\nDescription=x\n\n[Container]\nImage=i\n";
-        assert_eq!(without_install(running), without_install(stopped));
-        assert_eq!(without_install(stopped), stopped.trim_end());
-        assert_ne!(without_install(running), without_install("[Unit]\n"));
-    }
 }

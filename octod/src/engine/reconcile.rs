@@ -1,19 +1,21 @@
 //! The reconciler: makes systemd and Podman match redb. It runs at start, periodically, and
 //! when a session unit's job ends badly; it finishes what a crash interrupted (a create, a
 //! delete), restarts what should run, marks what failed, removes orphans, and stops idle
-//! sessions.
+//! sessions. What to do with each session is decided by [`plan`](super::plan); this module
+//! reads the facts and does the IO.
 
 use std::collections::{BTreeSet, HashMap};
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use futures_util::StreamExt as _;
 
-use crate::render::SessionNames;
-use crate::session::{DesiredState, SessionId, SessionState};
+use crate::render::{Part, SessionNames};
+use crate::session::{SessionId, SessionState};
+use crate::store::SessionRecord;
 
 use super::Engine;
+use super::plan::{self, Action, Session};
 
 /// What one pass did, for logs and tests.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -51,7 +53,7 @@ impl Engine {
         // Files first, one reload for all of them.
         let mut rewrote = false;
         for record in &records {
-            if record.state == SessionState::Deleting || self.busy(&record.spec.id) {
+            if !plan::writes_units(self.facts(record)) {
                 continue;
             }
             match self.write_units(record).map(|change| change.changed) {
@@ -69,69 +71,46 @@ impl Engine {
 
         for record in records {
             let id = record.spec.id.clone();
-            if self.busy(&id) {
-                continue;
+            let names = SessionNames::new(&id);
+            let facts = self.facts(&record);
+            let mut action = plan::plan(facts, None);
+            if action == Action::ReadUnit {
+                let observed = match self.inner.systemd.unit_state(&names.service).await {
+                    Ok(observed) => observed,
+                    Err(e) => {
+                        report.errors.push(e.to_string());
+                        continue;
+                    }
+                };
+                action = plan::plan(facts, Some(&observed.active));
             }
-            if record.state == SessionState::Deleting {
-                match self.delete(&id).await {
+            match action {
+                Action::Leave | Action::ReadUnit => {}
+                Action::FinishDelete => match self.delete(&id).await {
                     Ok(()) => report.deleted.push(id),
                     Err(e) => report.errors.push(e.to_string()),
-                }
-                continue;
-            }
-            let names = SessionNames::new(&id);
-            let observed = match self.inner.systemd.unit_state(&names.service).await {
-                Ok(observed) => observed,
-                Err(e) => {
-                    report.errors.push(e.to_string());
-                    continue;
-                }
-            };
-            match record.spec.desired {
-                DesiredState::Running => match observed.active.as_str() {
-                    "active" => {
-                        if record.state != SessionState::Running {
-                            self.mark(&id, SessionState::Running, &mut report).await;
-                            report.marked_running.push(id);
-                        }
-                    }
-                    "activating" | "reloading" => {}
-                    "failed" => {
-                        if !matches!(record.state, SessionState::Failed(_)) {
-                            let reason = self.inner.systemd.failure_reason(&names.service).await;
-                            self.mark(&id, SessionState::Failed(reason), &mut report)
-                                .await;
-                            report.marked_failed.push(id);
-                        }
-                    }
-                    // inactive or deactivating: it should run. A session that failed is left
-                    // for its user to resume, not restarted in a loop.
-                    _ => {
-                        if !matches!(record.state, SessionState::Failed(_)) {
-                            match self.resume(&id).await {
-                                Ok(_) => report.started.push(id),
-                                Err(e) => report.errors.push(e.to_string()),
-                            }
-                        }
-                    }
                 },
-                DesiredState::Stopped => match observed.active.as_str() {
-                    "active" | "activating" | "reloading" => match self.stop(&id).await {
-                        Ok(_) => report.stopped.push(id),
-                        Err(e) => report.errors.push(e.to_string()),
-                    },
-                    _ => {
-                        if matches!(
-                            record.state,
-                            SessionState::Running
-                                | SessionState::Starting
-                                | SessionState::Stopping
-                                | SessionState::Creating
-                        ) {
-                            self.mark(&id, SessionState::Stopped, &mut report).await;
-                        }
-                    }
+                Action::Start => match self.resume(&id).await {
+                    Ok(_) => report.started.push(id),
+                    Err(e) => report.errors.push(e.to_string()),
                 },
+                Action::Stop => match self.stop(&id).await {
+                    Ok(_) => report.stopped.push(id),
+                    Err(e) => report.errors.push(e.to_string()),
+                },
+                Action::MarkRunning => {
+                    self.mark(&id, SessionState::Running, &mut report).await;
+                    report.marked_running.push(id);
+                }
+                Action::MarkFailed => {
+                    let reason = self.inner.systemd.failure_reason(&names.service).await;
+                    self.mark(&id, SessionState::Failed(reason), &mut report)
+                        .await;
+                    report.marked_failed.push(id);
+                }
+                Action::MarkStopped => {
+                    self.mark(&id, SessionState::Stopped, &mut report).await;
+                }
             }
         }
         self.remove_orphans(&known, &mut report).await;
@@ -155,22 +134,13 @@ impl Engine {
         let mut stopped = Vec::new();
         for record in records {
             let id = record.spec.id.clone();
-            if record.spec.desired != DesiredState::Running
-                || record.state != SessionState::Running
-                || self.busy(&id)
-            {
+            if !plan::may_idle_stop(self.facts(&record)) {
                 continue;
             }
-            let last = self
-                .inner
-                .store
-                .last_activity(&id)
-                .ok()
-                .flatten()
-                .unwrap_or(record.state_changed_at)
-                .max(record.state_changed_at);
-            if now.duration_since(last).unwrap_or_default() >= idle {
-                tracing::info!(session = %id, idle_for = ?now.duration_since(last).unwrap_or_default(), "stopping idle session");
+            let last = self.inner.store.last_activity(&id).ok().flatten();
+            let idle_for = plan::idle_for(last, record.state_changed_at, now);
+            if idle_for >= idle {
+                tracing::info!(session = %id, ?idle_for, "stopping idle session");
                 if self.stop(&id).await.is_ok() {
                     stopped.push(id);
                 }
@@ -202,7 +172,7 @@ impl Engine {
                             None => std::future::pending().await,
                         }
                     } => {
-                        if !(unit.starts_with("octo-") && result != "done") {
+                        if !(unit.starts_with(SessionNames::PREFIX) && result != "done") {
                             continue;
                         }
                         tracing::debug!(%unit, %result, "session unit job ended badly: reconciling");
@@ -248,12 +218,21 @@ impl Engine {
                 id,
                 tokio::spawn(async move {
                     while let Some(state) = states.next().await {
-                        if state == "failed" || state == "inactive" {
+                        if plan::unit_change_wakes(&state) {
                             changed.notify_one();
                         }
                     }
                 }),
             );
+        }
+    }
+
+    /// What the plan needs to know of a record.
+    fn facts<'a>(&self, record: &'a SessionRecord) -> Session<'a> {
+        Session {
+            state: &record.state,
+            desired: record.spec.desired,
+            busy: self.busy(&record.spec.id),
         }
     }
 
@@ -305,15 +284,15 @@ impl Engine {
                 let name = entry.file_name();
                 let Some(name) = name.to_str() else { continue };
                 // Leftover temporary files of an interrupted write (not one being written now).
-                if name.starts_with("octo-")
-                    && Path::new(name).extension().is_some_and(|e| e == "tmp")
-                    && !session_of(name, &[".tmp"]).is_some_and(|id| self.is_current(&id))
+                if SessionNames::is_partial_file(name)
+                    && !SessionNames::parse(name).is_some_and(|(id, _)| self.is_current(&id))
                 {
                     let _ = std::fs::remove_file(entry.path());
                     report.orphans_removed.push(name.to_owned());
                     continue;
                 }
-                if let Some(id) = session_of(name, &[".container", ".volume"])
+                if let Some((id, Part::ContainerFile | Part::VolumeFile)) =
+                    SessionNames::parse(name)
                     && !known.contains(&id)
                 {
                     orphans.insert(id);
@@ -324,7 +303,7 @@ impl Engine {
         match podman.list_secrets().await {
             Ok(secrets) => {
                 for name in secrets {
-                    if let Some(id) = session_of(&name, &["-token"])
+                    if let Some((id, Part::TokenSecret)) = SessionNames::parse(&name)
                         && !known.contains(&id)
                     {
                         orphans.insert(id);
@@ -336,7 +315,7 @@ impl Engine {
         match podman.list_containers(crate::render::LABEL_SESSION).await {
             Ok(containers) => {
                 for container in containers {
-                    if let Some(id) = session_of(&container.name, &[""])
+                    if let Some((id, Part::PodmanObject)) = SessionNames::parse(&container.name)
                         && !known.contains(&id)
                     {
                         orphans.insert(id);
@@ -349,7 +328,7 @@ impl Engine {
         match podman.list_volumes(&label).await {
             Ok(volumes) => {
                 for volume in volumes {
-                    if let Some(id) = session_of(&volume.name, &[""])
+                    if let Some((id, Part::PodmanObject)) = SessionNames::parse(&volume.name)
                         && !known.contains(&id)
                     {
                         orphans.insert(id);
@@ -361,7 +340,8 @@ impl Engine {
         match self.inner.systemd.list_units(&["octo-*.service"]).await {
             Ok(units) => {
                 for unit in units.keys() {
-                    if let Some(id) = session_of(unit, &["-volume.service", ".service"])
+                    if let Some((id, Part::Service | Part::VolumeService)) =
+                        SessionNames::parse(unit)
                         && !known.contains(&id)
                     {
                         orphans.insert(id);
@@ -382,45 +362,5 @@ impl Engine {
             report.orphans_removed.push(format!("octo-{id}"));
             report.errors.extend(problems);
         }
-    }
-}
-
-/// The session id in an `octo-<id><suffix>` name, for the first suffix that matches.
-fn session_of(name: &str, suffixes: &[&str]) -> Option<SessionId> {
-    let rest = name.strip_prefix("octo-")?;
-    suffixes
-        .iter()
-        .find_map(|suffix| rest.strip_suffix(suffix))
-        .and_then(|id| id.parse().ok())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn session_ids_from_artifact_names() {
-        let id = |s: &str| s.parse::<SessionId>().ok();
-        assert_eq!(
-            session_of("octo-ab1.container", &[".container", ".volume"]),
-            id("ab1")
-        );
-        assert_eq!(
-            session_of("octo-ab1.volume", &[".container", ".volume"]),
-            id("ab1")
-        );
-        assert_eq!(session_of("octo-ab1-token", &["-token"]), id("ab1"));
-        assert_eq!(session_of("octo-ab1", &[""]), id("ab1"));
-        assert_eq!(
-            session_of("octo-ab1-volume.service", &["-volume.service", ".service"]),
-            id("ab1")
-        );
-        assert_eq!(
-            session_of("octo-ab1.service", &["-volume.service", ".service"]),
-            id("ab1")
-        );
-        assert_eq!(session_of("other-ab1.container", &[".container"]), None);
-        assert_eq!(session_of("octo-AB.container", &[".container"]), None);
-        assert_eq!(session_of("octo-smoke.service", &[".service"]), id("smoke"));
     }
 }

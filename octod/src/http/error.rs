@@ -144,6 +144,10 @@ impl From<&EngineError> for ApiError {
                 "the session image is not built yet; an administrator runs `octoctl image build`",
                 60,
             ),
+            EngineError::Store(StoreError::SessionLimit { count, .. }) => ApiError::conflict(
+                "session_limit",
+                format!("you have {count} sessions, the most allowed; delete one first"),
+            ),
             EngineError::Store(StoreError::PortsExhausted { .. }) => ApiError::unavailable(
                 "capacity",
                 "this host has no room for another session right now",
@@ -166,7 +170,6 @@ impl From<SessionError> for ApiError {
     fn from(error: SessionError) -> Self {
         match error {
             SessionError::NotFound => ApiError::not_found("no such session"),
-            SessionError::Limit(_) => ApiError::conflict("session_limit", error.to_string()),
             SessionError::Engine(error) => ApiError::from(&*error),
         }
     }

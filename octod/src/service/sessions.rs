@@ -25,9 +25,6 @@ pub enum SessionError {
     /// No such session, or another user's.
     #[error("no such session")]
     NotFound,
-    /// The user already has this many sessions, the most allowed.
-    #[error("you have {0} sessions, the most allowed; delete one first")]
-    Limit(usize),
     #[error(transparent)]
     Engine(#[from] Arc<EngineError>),
 }
@@ -72,7 +69,8 @@ pub async fn owned(
 }
 
 /// Creates a session of `template` owned by the user, unless they have `max` sessions
-/// already; waits up to `wait` for it to run.
+/// already (counted by the store in the transaction that creates it); waits up to `wait`
+/// for it to run.
 pub async fn create(
     engine: &Engine,
     user: &CurrentUser,
@@ -80,17 +78,14 @@ pub async fn create(
     max: MaxSessions,
     wait: Duration,
 ) -> Result<Outcome, SessionError> {
-    let mine = engine.list().await?;
-    let mine = mine.iter().filter(|r| r.spec.owner == user.name).count();
-    if mine >= usize::try_from(max.0).unwrap_or(usize::MAX) {
-        return Err(SessionError::Limit(mine));
-    }
     let id = crate::engine::random_id()?;
     let request = CreateRequest {
         id: Some(id.to_string()),
         owner: user.name.clone(),
         template,
         limits: Limits::default(),
+        // Counted in the store's creating transaction: concurrent creates cannot pass it.
+        max_per_owner: Some(max.0),
     };
     let task = engine.clone();
     let created = wait_for(wait, async move { task.create(request).await }).await?;

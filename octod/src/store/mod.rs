@@ -44,8 +44,8 @@
 //! redb is synchronous and a write transaction waits for an fsync. From async code use
 //! [`Store::run`] (or `tokio::task::spawn_blocking` directly); `record_activity` is the
 //! exception and is fine to call on the runtime. `Store` is a cheap `Clone` (an `Arc`) and
-//! `Send + Sync`; redb serializes write transactions, which is what makes port allocation safe
-//! under concurrent creates.
+//! `Send + Sync`; redb serializes write transactions, which is what makes port allocation and
+//! the per-owner session limit safe under concurrent creates.
 
 mod accounts;
 mod codec;
@@ -116,6 +116,13 @@ pub enum StoreError {
     },
     #[error("session {0} already exists")]
     AlreadyExists(SessionId),
+    /// A create would take the owner past [`NewSession::max_per_owner`].
+    #[error("{owner} has {count} sessions, the most allowed ({limit})")]
+    SessionLimit {
+        owner: String,
+        limit: u32,
+        count: usize,
+    },
     #[error("session {0} does not exist")]
     NotFound(SessionId),
     #[error(
@@ -187,6 +194,9 @@ pub struct NewSession {
     pub image: String,
     pub limits: Limits,
     pub desired: DesiredState,
+    /// Refuse the create when the owner has this many sessions already (counted in the
+    /// creating transaction, so concurrent creates cannot pass it together).
+    pub max_per_owner: Option<u32>,
 }
 
 /// A session as stored: its spec, its lifecycle state and when things happened. The token is
@@ -376,9 +386,9 @@ impl Store {
         self.inner.ports
     }
 
-    /// Creates a session in state `creating`: allocates its three ports (the lowest free ones
-    /// in the range), generates its token and stores both with the record, all in one write
-    /// transaction. Returns the record and the token.
+    /// Creates a session in state `creating`: checks the owner's session limit, allocates its
+    /// three ports (the lowest free ones in the range), generates its token and stores both
+    /// with the record, all in one write transaction. Returns the record and the token.
     pub fn create_session(&self, new: NewSession) -> Result<(SessionRecord, Secret), StoreError> {
         // Before the transaction: the OS random source is not the database's business.
         let token = Secret::generate().map_err(|source| StoreError::Random {
@@ -398,6 +408,22 @@ impl Store {
                 let mut sessions = txn.open_table(SESSIONS)?;
                 if sessions.get(new.id.as_str())?.is_some() {
                     return Err(StoreError::AlreadyExists(new.id));
+                }
+                if let Some(limit) = new.max_per_owner {
+                    let mut count = 0;
+                    for entry in sessions.iter()? {
+                        let (key, value) = entry?;
+                        count += usize::from(
+                            decode_record(key.value(), value.value())?.spec.owner == new.owner,
+                        );
+                    }
+                    if count >= usize::try_from(limit).unwrap_or(usize::MAX) {
+                        return Err(StoreError::SessionLimit {
+                            owner: new.owner,
+                            limit,
+                            count,
+                        });
+                    }
                 }
                 let mut ports = txn.open_table(PORTS)?;
                 let range = self.inner.ports;

@@ -21,6 +21,7 @@ fn new(session: &str, owner: &str) -> NewSession {
         image: "localhost/octo-session:latest".to_owned(),
         limits: Limits::default(),
         desired: DesiredState::Running,
+        max_per_owner: None,
     }
 }
 
@@ -282,6 +283,59 @@ fn concurrent_creates_get_distinct_ports() {
         fx.store.create_session(new("extra", "ann")),
         Err(StoreError::PortsExhausted { free: 0, .. })
     ));
+}
+
+/// The per-user limit was checked before the create, outside its transaction: 10 concurrent
+/// creates by one user against a limit of 5 were all accepted.
+#[test]
+fn concurrent_creates_by_one_owner_stop_at_the_limit() {
+    const N: u16 = 10;
+    let fx = Fixture::new(range(42000, 42000 + 3 * N - 1));
+    fx.create("other", "bob");
+    let barrier = Arc::new(Barrier::new(N.into()));
+    let threads: Vec<_> = (0..N)
+        .map(|i| {
+            let store = fx.store.clone();
+            let barrier = Arc::clone(&barrier);
+            std::thread::spawn(move || {
+                barrier.wait();
+                store.create_session(NewSession {
+                    max_per_owner: Some(2),
+                    ..new(&format!("s{i}"), "ann")
+                })
+            })
+        })
+        .collect();
+    let mut created = 0;
+    for t in threads {
+        match t.join().expect("thread") {
+            Ok(_) => created += 1,
+            Err(StoreError::SessionLimit {
+                owner,
+                limit: 2,
+                count: 2,
+            }) if owner == "ann" => {}
+            Err(e) => panic!("unexpected: {e}"),
+        }
+    }
+    assert_eq!(created, 2);
+    assert_eq!(fx.store.list_by_owner("ann").expect("list").len(), 2);
+    fx.assert_consistent();
+    // Other owners have their own count; no limit, no count.
+    let limited = |session: &str, owner: &str, max| NewSession {
+        max_per_owner: max,
+        ..new(session, owner)
+    };
+    assert!(
+        fx.store
+            .create_session(limited("b2", "bob", Some(2)))
+            .is_ok()
+    );
+    assert!(matches!(
+        fx.store.create_session(limited("b3", "bob", Some(2))),
+        Err(StoreError::SessionLimit { count: 2, .. })
+    ));
+    assert!(fx.store.create_session(limited("a3", "ann", None)).is_ok());
 }
 
 #[test]

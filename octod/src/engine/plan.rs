@@ -1,0 +1,460 @@
+//! The reconciler's decisions as a pure table: for what the store says about a session and
+//! what systemd says about its unit, the one [`Action`] to take. No IO here; `reconcile.rs`
+//! reads the facts, asks [`plan`] and does what it says.
+//!
+//! The crash-recovery rows are ordinary rows: a killed octod leaves a record in `creating`,
+//! `starting`, `stopping` or `deleting` (each operation records its intent before acting), and
+//! the table finishes it from the desired state and the unit's state alone.
+
+use std::time::{Duration, SystemTime};
+
+use crate::session::{DesiredState, SessionState};
+use crate::systemd::ActiveState;
+
+/// What the reconciler knows of a session before it asks systemd.
+#[derive(Debug, Clone, Copy)]
+pub struct Session<'a> {
+    pub state: &'a SessionState,
+    pub desired: DesiredState,
+    /// An operation on it is in flight in this octod.
+    pub busy: bool,
+}
+
+/// What to do with one session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Nothing: it is as it should be, or it is someone else's to change.
+    Leave,
+    /// Read the unit's `ActiveState`, then plan again with it.
+    ReadUnit,
+    /// Run the delete operation again: it was interrupted.
+    FinishDelete,
+    /// Resume it: it should run and does not.
+    Start,
+    /// Stop it: it should not run and does.
+    Stop,
+    /// Record `running`: the unit runs.
+    MarkRunning,
+    /// Record `failed` with the unit's result and journal as the reason.
+    MarkFailed,
+    /// Record `stopped`: the unit is down, as wanted.
+    MarkStopped,
+}
+
+/// The reconciler's decision for a session; `unit` is its unit's `ActiveState`, `None` while
+/// not read (it is read only when the decision needs it).
+pub fn plan(session: Session<'_>, unit: Option<&ActiveState>) -> Action {
+    use ActiveState as A;
+    use SessionState as S;
+    let failed = matches!(session.state, S::Failed(_));
+    if session.busy {
+        // The operation in flight decides; it records its own outcome.
+        return Action::Leave;
+    }
+    if *session.state == S::Deleting {
+        return Action::FinishDelete;
+    }
+    let Some(unit) = unit else {
+        return Action::ReadUnit;
+    };
+    match (session.desired, unit) {
+        (DesiredState::Running, A::Active) if *session.state == S::Running => Action::Leave,
+        (DesiredState::Running, A::Active) => Action::MarkRunning,
+        (DesiredState::Running, A::Activating | A::Reloading) => Action::Leave,
+        (DesiredState::Running, A::Failed) if failed => Action::Leave,
+        (DesiredState::Running, A::Failed) => Action::MarkFailed,
+        // Inactive or deactivating: it should run. A session that failed is left for its user
+        // to resume, not restarted in a loop.
+        (DesiredState::Running, _) if failed => Action::Leave,
+        (DesiredState::Running, _) => Action::Start,
+        (DesiredState::Stopped, A::Active | A::Activating | A::Reloading) => Action::Stop,
+        (DesiredState::Stopped, _)
+            if matches!(
+                session.state,
+                S::Running | S::Starting | S::Stopping | S::Creating
+            ) =>
+        {
+            Action::MarkStopped
+        }
+        (DesiredState::Stopped, _) => Action::Leave,
+    }
+}
+
+/// Whether a session unit's change to `state` behind our back calls for a pass at once.
+pub fn unit_change_wakes(state: &ActiveState) -> bool {
+    matches!(state, ActiveState::Failed | ActiveState::Inactive)
+}
+
+/// Whether the pass rewrites the session's unit files: not while it is being deleted (the
+/// delete removes them) nor while an operation writes them itself.
+pub fn writes_units(session: Session<'_>) -> bool {
+    !session.busy && *session.state != SessionState::Deleting
+}
+
+/// Whether idle stop may stop the session (once idle for long enough): it runs as wanted and
+/// nothing else is being done to it.
+pub fn may_idle_stop(session: Session<'_>) -> bool {
+    session.desired == DesiredState::Running
+        && *session.state == SessionState::Running
+        && !session.busy
+}
+
+/// How long a session has been idle at `now`: since its last activity or, if later or there
+/// was none, its last state change (activity before a resume does not count).
+pub fn idle_for(
+    last_activity: Option<SystemTime>,
+    state_changed_at: SystemTime,
+    now: SystemTime,
+) -> Duration {
+    let last = last_activity
+        .unwrap_or(state_changed_at)
+        .max(state_changed_at);
+    now.duration_since(last).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use Action::{
+        FinishDelete, Leave, MarkFailed, MarkRunning, MarkStopped, ReadUnit, Start, Stop,
+    };
+    use DesiredState::{Running as WantRunning, Stopped as WantStopped};
+
+    fn failed() -> SessionState {
+        SessionState::Failed("unit failed".into())
+    }
+
+    const EVERY_UNIT_STATE: [ActiveState; 6] = [
+        ActiveState::Active,
+        ActiveState::Reloading,
+        ActiveState::Inactive,
+        ActiveState::Failed,
+        ActiveState::Activating,
+        ActiveState::Deactivating,
+    ];
+
+    fn every_state() -> [SessionState; 7] {
+        [
+            SessionState::Creating,
+            SessionState::Starting,
+            SessionState::Running,
+            SessionState::Stopping,
+            SessionState::Stopped,
+            SessionState::Deleting,
+            failed(),
+        ]
+    }
+
+    /// Plans for `(record state, desired, busy, unit)` and expects `action`.
+    fn check(
+        state: &SessionState,
+        desired: DesiredState,
+        busy: bool,
+        unit: Option<&ActiveState>,
+        action: Action,
+    ) {
+        let session = Session {
+            state,
+            desired,
+            busy,
+        };
+        assert_eq!(
+            plan(session, unit),
+            action,
+            "{state:?}, desired {desired:?}, busy {busy}, unit {unit:?}"
+        );
+    }
+
+    /// [`check`] for a session that is not busy, with each unit state in `units`.
+    fn check_units(
+        state: &SessionState,
+        desired: DesiredState,
+        units: &[ActiveState],
+        action: Action,
+    ) {
+        for unit in units {
+            check(state, desired, false, Some(unit), action);
+        }
+    }
+
+    fn other() -> ActiveState {
+        ActiveState::Other("maintenance".into())
+    }
+
+    #[test]
+    fn a_busy_session_is_left_to_its_operation() {
+        for state in every_state() {
+            for desired in [WantRunning, WantStopped] {
+                check(&state, desired, true, None, Leave);
+                for unit in &EVERY_UNIT_STATE {
+                    check(&state, desired, true, Some(unit), Leave);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn crash_while_deleting_finishes_the_delete() {
+        for desired in [WantRunning, WantStopped] {
+            check(&SessionState::Deleting, desired, false, None, FinishDelete);
+            check_units(
+                &SessionState::Deleting,
+                desired,
+                &EVERY_UNIT_STATE,
+                FinishDelete,
+            );
+        }
+    }
+
+    #[test]
+    fn the_unit_is_read_before_any_other_decision() {
+        for state in every_state() {
+            if state == SessionState::Deleting {
+                continue;
+            }
+            for desired in [WantRunning, WantStopped] {
+                check(&state, desired, false, None, ReadUnit);
+            }
+        }
+    }
+
+    #[test]
+    fn running_as_wanted_is_left() {
+        check(
+            &SessionState::Running,
+            WantRunning,
+            false,
+            Some(&ActiveState::Active),
+            Leave,
+        );
+    }
+
+    #[test]
+    fn an_active_unit_that_should_run_is_marked_running() {
+        for state in [
+            SessionState::Starting,
+            SessionState::Stopping,
+            SessionState::Stopped,
+            failed(),
+        ] {
+            check_units(&state, WantRunning, &[ActiveState::Active], MarkRunning);
+        }
+    }
+
+    #[test]
+    fn crash_while_creating_with_the_unit_up_marks_it_running() {
+        check_units(
+            &SessionState::Creating,
+            WantRunning,
+            &[ActiveState::Active],
+            MarkRunning,
+        );
+    }
+
+    #[test]
+    fn a_unit_on_its_way_up_is_left() {
+        for state in every_state() {
+            if state == SessionState::Deleting {
+                continue;
+            }
+            check_units(
+                &state,
+                WantRunning,
+                &[ActiveState::Activating, ActiveState::Reloading],
+                Leave,
+            );
+        }
+    }
+
+    #[test]
+    fn a_failed_unit_that_should_run_is_marked_failed() {
+        for state in [
+            SessionState::Creating,
+            SessionState::Starting,
+            SessionState::Running,
+            SessionState::Stopping,
+            SessionState::Stopped,
+        ] {
+            check_units(&state, WantRunning, &[ActiveState::Failed], MarkFailed);
+        }
+    }
+
+    #[test]
+    fn a_failed_unit_already_marked_failed_is_left() {
+        check_units(&failed(), WantRunning, &[ActiveState::Failed], Leave);
+    }
+
+    #[test]
+    fn a_unit_down_that_should_run_is_started() {
+        for state in [
+            SessionState::Running,
+            SessionState::Stopping,
+            SessionState::Stopped,
+        ] {
+            check_units(
+                &state,
+                WantRunning,
+                &[ActiveState::Inactive, ActiveState::Deactivating, other()],
+                Start,
+            );
+        }
+    }
+
+    #[test]
+    fn crash_while_creating_or_starting_starts_it() {
+        for state in [SessionState::Creating, SessionState::Starting] {
+            check_units(
+                &state,
+                WantRunning,
+                &[ActiveState::Inactive, ActiveState::Deactivating, other()],
+                Start,
+            );
+        }
+    }
+
+    #[test]
+    fn a_failed_session_is_not_restarted() {
+        check_units(
+            &failed(),
+            WantRunning,
+            &[ActiveState::Inactive, ActiveState::Deactivating, other()],
+            Leave,
+        );
+    }
+
+    #[test]
+    fn a_unit_up_that_should_not_run_is_stopped() {
+        for state in every_state() {
+            if state == SessionState::Deleting {
+                continue;
+            }
+            check_units(
+                &state,
+                WantStopped,
+                &[
+                    ActiveState::Active,
+                    ActiveState::Activating,
+                    ActiveState::Reloading,
+                ],
+                Stop,
+            );
+        }
+    }
+
+    #[test]
+    fn a_unit_down_as_wanted_is_marked_stopped() {
+        for state in [SessionState::Running, SessionState::Starting] {
+            check_units(
+                &state,
+                WantStopped,
+                &[
+                    ActiveState::Inactive,
+                    ActiveState::Failed,
+                    ActiveState::Deactivating,
+                    other(),
+                ],
+                MarkStopped,
+            );
+        }
+    }
+
+    #[test]
+    fn crash_while_stopping_or_creating_marks_it_stopped() {
+        for state in [SessionState::Stopping, SessionState::Creating] {
+            check_units(
+                &state,
+                WantStopped,
+                &[
+                    ActiveState::Inactive,
+                    ActiveState::Failed,
+                    ActiveState::Deactivating,
+                    other(),
+                ],
+                MarkStopped,
+            );
+        }
+    }
+
+    #[test]
+    fn stopped_or_failed_and_down_as_wanted_is_left() {
+        for state in [SessionState::Stopped, failed()] {
+            check_units(
+                &state,
+                WantStopped,
+                &[
+                    ActiveState::Inactive,
+                    ActiveState::Failed,
+                    ActiveState::Deactivating,
+                    other(),
+                ],
+                Leave,
+            );
+        }
+    }
+
+    #[test]
+    fn a_unit_that_fails_or_goes_down_wakes_the_reconciler() {
+        for (state, expected) in [
+            (ActiveState::Active, false),
+            (ActiveState::Reloading, false),
+            (ActiveState::Inactive, true),
+            (ActiveState::Failed, true),
+            (ActiveState::Activating, false),
+            (ActiveState::Deactivating, false),
+            (other(), false),
+        ] {
+            assert_eq!(unit_change_wakes(&state), expected, "{state}");
+        }
+    }
+
+    #[test]
+    fn units_are_rewritten_unless_busy_or_deleting() {
+        for state in every_state() {
+            for busy in [false, true] {
+                let session = Session {
+                    state: &state,
+                    desired: WantRunning,
+                    busy,
+                };
+                let expected = !busy && state != SessionState::Deleting;
+                assert_eq!(writes_units(session), expected, "{state:?}, busy {busy}");
+            }
+        }
+    }
+
+    #[test]
+    fn only_a_session_running_as_wanted_and_not_busy_is_stopped_when_idle() {
+        for state in every_state() {
+            for desired in [WantRunning, WantStopped] {
+                for busy in [false, true] {
+                    let session = Session {
+                        state: &state,
+                        desired,
+                        busy,
+                    };
+                    let expected =
+                        state == SessionState::Running && desired == WantRunning && !busy;
+                    assert_eq!(may_idle_stop(session), expected, "{session:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn idle_time_counts_from_the_later_of_activity_and_state_change() {
+        let at = |secs| SystemTime::UNIX_EPOCH + Duration::from_secs(secs);
+        // (last activity, state changed at, now) → idle for
+        let check_idle = |activity, changed, now, expected: u64| {
+            assert_eq!(
+                idle_for(activity, changed, now),
+                Duration::from_secs(expected),
+                "{activity:?}, {changed:?}, {now:?}"
+            );
+        };
+        check_idle(None, at(10), at(70), 60);
+        check_idle(Some(at(30)), at(10), at(70), 40);
+        check_idle(Some(at(0)), at(30), at(70), 40);
+        // A clock that went back: not idle.
+        check_idle(None, at(100), at(0), 0);
+    }
+}
