@@ -16,7 +16,6 @@ use axum::extract::{FromRef, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
 use axum::{Json, Router, middleware, routing::get};
-use serde::Serialize;
 
 pub use error::ApiError;
 
@@ -86,12 +85,7 @@ impl AppState {
 }
 
 /// The body of `GET /api/health`.
-#[derive(Debug, Serialize, PartialEq, Eq)]
-pub struct Health {
-    pub status: &'static str,
-    pub version: &'static str,
-    pub uptime_seconds: u64,
-}
+pub use octo_wire::Health;
 
 /// The OpenAPI 3.1 document of the whole HTTP surface, served at `GET /api/openapi.json`.
 /// Hand-maintained JSON (no OpenAPI generator dependency); the tests below check it against
@@ -165,8 +159,8 @@ async fn openapi() -> impl IntoResponse {
 
 async fn health(State(state): State<AppState>) -> Json<Health> {
     Json(Health {
-        status: "ok",
-        version: crate::VERSION,
+        status: "ok".to_owned(),
+        version: crate::VERSION.to_owned(),
         uptime_seconds: state.started.elapsed().as_secs(),
     })
 }
@@ -245,6 +239,7 @@ mod tests {
     use std::panic::{AssertUnwindSafe, catch_unwind};
 
     use axum::routing::{MethodFilter, any, on};
+    use serde::Serialize;
     use serde::de::DeserializeOwned;
     use serde_json::{Value, json};
 
@@ -745,8 +740,8 @@ mod tests {
         };
         assert_response_schema(&doc, "AuditEntry", &to_value(&entry));
         let health = Health {
-            status: "ok",
-            version: crate::VERSION,
+            status: "ok".into(),
+            version: crate::VERSION.into(),
             uptime_seconds: 3,
         };
         assert_response_schema(&doc, "Health", &to_value(&health));
@@ -757,8 +752,11 @@ mod tests {
         };
         assert_response_schema(&doc, "Template", &to_value(&template));
         for (state, reason) in [
-            ("running", None),
-            ("failed", Some("the start job failed".to_owned())),
+            (sessions::SessionStatus::Running, None),
+            (
+                sessions::SessionStatus::Failed,
+                Some("the start job failed".to_owned()),
+            ),
         ] {
             let view = sessions::SessionView {
                 id: "s1".into(),
@@ -766,7 +764,7 @@ mod tests {
                 template: "default".into(),
                 state,
                 reason,
-                desired: "running",
+                desired: sessions::Desired::Running,
                 created_at: 1,
                 updated_at: 2,
                 urls: sessions::SessionUrls {

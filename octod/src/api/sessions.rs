@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use super::{ApiError, AppState};
 use crate::auth::RequireAdmin;
@@ -33,30 +33,9 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/api/templates", get(templates))
 }
 
-/// A session as the API shows it: no ports, no token.
-#[derive(Debug, Serialize)]
-pub struct SessionView {
-    pub id: String,
-    pub owner: String,
-    pub template: String,
-    /// `creating`, `starting`, `running`, `stopping`, `stopped`, `deleting`, `failed`.
-    pub state: &'static str,
-    /// Why it failed, for `failed`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    /// Whether the user wants it running.
-    pub desired: &'static str,
-    pub created_at: u64,
-    pub updated_at: u64,
-    pub urls: SessionUrls,
-}
-
-#[derive(Debug, Serialize)]
-pub struct SessionUrls {
-    pub opencode: String,
-    pub files: String,
-    pub terminal: String,
-}
+pub use octo_wire::{
+    CreateSession, Desired, SessionStatus, SessionUrls, SessionView, TemplateView,
+};
 
 fn millis(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
@@ -66,13 +45,13 @@ fn millis(t: SystemTime) -> u64 {
 impl From<&SessionRecord> for SessionView {
     fn from(record: &SessionRecord) -> Self {
         let (state, reason) = match &record.state {
-            SessionState::Creating => ("creating", None),
-            SessionState::Starting => ("starting", None),
-            SessionState::Running => ("running", None),
-            SessionState::Stopping => ("stopping", None),
-            SessionState::Stopped => ("stopped", None),
-            SessionState::Deleting => ("deleting", None),
-            SessionState::Failed(reason) => ("failed", Some(reason.clone())),
+            SessionState::Creating => (SessionStatus::Creating, None),
+            SessionState::Starting => (SessionStatus::Starting, None),
+            SessionState::Running => (SessionStatus::Running, None),
+            SessionState::Stopping => (SessionStatus::Stopping, None),
+            SessionState::Stopped => (SessionStatus::Stopped, None),
+            SessionState::Deleting => (SessionStatus::Deleting, None),
+            SessionState::Failed(reason) => (SessionStatus::Failed, Some(reason.clone())),
         };
         let id = record.spec.id.as_str();
         Self {
@@ -82,8 +61,8 @@ impl From<&SessionRecord> for SessionView {
             state,
             reason,
             desired: match record.spec.desired {
-                crate::session::DesiredState::Running => "running",
-                crate::session::DesiredState::Stopped => "stopped",
+                crate::session::DesiredState::Running => Desired::Running,
+                crate::session::DesiredState::Stopped => Desired::Stopped,
             },
             created_at: millis(record.created_at),
             updated_at: millis(record.updated_at),
@@ -94,13 +73,6 @@ impl From<&SessionRecord> for SessionView {
             },
         }
     }
-}
-
-/// The body of `POST /api/sessions`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CreateSession {
-    pub template: String,
 }
 
 /// Engine errors as API errors: bad input is the client's, the rest is logged.
@@ -323,14 +295,6 @@ async fn delete(
     } else {
         current(&state, &id, false).await
     }
-}
-
-/// One template as `GET /api/templates` lists it.
-#[derive(Debug, Serialize, PartialEq, Eq)]
-pub struct TemplateView {
-    pub id: String,
-    pub name: String,
-    pub description: String,
 }
 
 #[derive(Debug, Deserialize)]
