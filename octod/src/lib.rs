@@ -13,6 +13,7 @@ pub mod identity;
 pub mod image;
 pub mod listen;
 pub mod metrics;
+pub mod openapi;
 pub mod podman;
 pub mod proxy;
 pub mod render;

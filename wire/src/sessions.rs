@@ -14,7 +14,7 @@ pub struct SessionView {
     /// Why it failed; only for `failed`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
-    /// Whether the user wants it running.
+    // No doc comment: utoipa would wrap the inlined enum in a `oneOf` to describe it.
     #[cfg_attr(feature = "openapi", schema(inline))]
     pub desired: Desired,
     /// Milliseconds since the Unix epoch.
@@ -64,7 +64,7 @@ impl SessionStatus {
     }
 }
 
-/// Whether the user wants a session running.
+/// Whether the user wants the session running.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
