@@ -96,6 +96,7 @@ pub struct CreateUser {
     pub username: String,
     pub password: String,
     /// Default `user`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub role: Option<Role>,
 }
 
@@ -121,10 +122,13 @@ pub struct ResetPassword {
 #[serde(deny_unknown_fields)]
 pub struct CreateInvite {
     /// Default `user`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub role: Option<Role>,
     /// Default 1.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub uses: Option<u32>,
     /// Default: never expires.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub expires_in_seconds: Option<u64>,
 }
 

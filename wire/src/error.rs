@@ -5,7 +5,6 @@ use serde::{Deserialize, Serialize};
 /// The one error shape of the API: `{ "error": { "code", "message" } }`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = Error))]
-#[serde(deny_unknown_fields)]
 pub struct ErrorBody {
     #[cfg_attr(feature = "openapi", schema(inline))]
     pub error: ErrorDetail,
@@ -14,7 +13,6 @@ pub struct ErrorBody {
 /// What failed.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(deny_unknown_fields)]
 pub struct ErrorDetail {
     /// Stable, machine-readable code; each operation lists its codes in `x-error-codes`.
     pub code: String,
