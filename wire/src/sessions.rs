@@ -13,6 +13,7 @@ pub struct SessionView {
     pub state: SessionStatus,
     /// Why it failed; only for `failed`.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub reason: Option<String>,
     // No doc comment: utoipa would wrap the inlined enum in a `oneOf` to describe it.
     #[cfg_attr(feature = "openapi", schema(inline))]
