@@ -4,50 +4,17 @@
 // `/api/auth/` means the login expired: `octo:unauthorized` is dispatched on `window` and the shell
 // goes back to sign-in.
 
-export type Role = "admin" | "user";
+import type { components } from "./api-types.gen";
 
-export interface User {
-  name: string;
-  role: Role;
-  disabled: boolean;
-  created_at: number;
-}
-
-export interface Invite {
-  code: string;
-  role: Role;
-  uses_left: number;
-  expires_at: number | null;
-  created_by: string;
-  created_at: number;
-}
-
-export interface Template {
-  id: string;
-  name: string;
-  description: string;
-}
-
-export type SessionState =
-  | "creating"
-  | "starting"
-  | "running"
-  | "stopping"
-  | "stopped"
-  | "deleting"
-  | "failed";
-
-export interface Session {
-  id: string;
-  owner: string;
-  template: string;
-  state: SessionState;
-  reason?: string;
-  desired: "running" | "stopped";
-  created_at: number;
-  updated_at: number;
-  urls: { opencode: string; files: string; terminal: string };
-}
+// The wire types, generated from octod's OpenAPI document (`npm run gen:api`): a field renamed in
+// octod fails `tsc` here and wherever it is used.
+type Schemas = components["schemas"];
+export type Role = Schemas["Role"];
+export type User = Schemas["User"];
+export type Invite = Schemas["Invite"];
+export type Template = Schemas["Template"];
+export type Session = Schemas["Session"];
+export type SessionState = Session["state"];
 
 /** The name of the window event dispatched when the API answers 401 (login expired or revoked). */
 export const UNAUTHORIZED_EVENT = "octo:unauthorized";
@@ -123,7 +90,7 @@ export function parseError(status: number, text: string): ApiError {
   return new ApiError(status, `http_${status}`, snippet ? `HTTP ${status}: ${snippet}` : `HTTP ${status}`);
 }
 
-function isErrorBody(value: unknown): value is { error: { code: string; message: string } } {
+function isErrorBody(value: unknown): value is Schemas["Error"] {
   if (typeof value !== "object" || value === null) return false;
   const error = (value as { error?: unknown }).error;
   return (
@@ -148,16 +115,16 @@ export function isTransitional(state: SessionState): boolean {
 export const api = {
   me: () => apiFetch<User>("/api/me"),
   login: (username: string, password: string) =>
-    apiFetch<User>("/api/auth/login", { method: "POST", json: { username, password } }),
+    apiFetch<User>("/api/auth/login", { method: "POST", json: { username, password } satisfies Schemas["LoginRequest"] }),
   register: (invite_code: string, username: string, password: string) =>
-    apiFetch<User>("/api/auth/register", { method: "POST", json: { invite_code, username, password } }),
+    apiFetch<User>("/api/auth/register", { method: "POST", json: { invite_code, username, password } satisfies Schemas["RegisterRequest"] }),
   logout: () => apiFetch<void>("/api/auth/logout", { method: "POST" }),
   changePassword: (current: string, next: string) =>
-    apiFetch<void>("/api/me/password", { method: "POST", json: { current, new: next } }),
+    apiFetch<void>("/api/me/password", { method: "POST", json: { current, new: next } satisfies Schemas["PasswordChange"] }),
   templates: () => apiFetch<Template[]>("/api/templates"),
   sessions: () => apiFetch<Session[]>("/api/sessions"),
   session: (id: string) => apiFetch<Session>(`/api/sessions/${encodeURIComponent(id)}`),
-  createSession: (template: string) => apiFetch<Session>("/api/sessions", { method: "POST", json: { template } }),
+  createSession: (template: string) => apiFetch<Session>("/api/sessions", { method: "POST", json: { template } satisfies Schemas["CreateSession"] }),
   stopSession: (id: string) =>
     apiFetch<Session>(`/api/sessions/${encodeURIComponent(id)}/stop`, { method: "POST" }),
   resumeSession: (id: string) =>
@@ -167,13 +134,13 @@ export const api = {
   admin: {
     users: () => apiFetch<User[]>("/api/admin/users"),
     setRole: (name: string, role: Role) =>
-      apiFetch<User>(`/api/admin/users/${encodeURIComponent(name)}/role`, { method: "POST", json: { role } }),
+      apiFetch<User>(`/api/admin/users/${encodeURIComponent(name)}/role`, { method: "POST", json: { role } satisfies Schemas["SetRole"] }),
     disable: (name: string) =>
       apiFetch<User>(`/api/admin/users/${encodeURIComponent(name)}/disable`, { method: "POST" }),
     enable: (name: string) => apiFetch<User>(`/api/admin/users/${encodeURIComponent(name)}/enable`, { method: "POST" }),
     invites: () => apiFetch<Invite[]>("/api/admin/invite-codes"),
     createInvite: (role: Role, uses: number, expires_in_seconds: number | null) =>
-      apiFetch<Invite>("/api/admin/invite-codes", { method: "POST", json: { role, uses, expires_in_seconds } }),
+      apiFetch<Invite>("/api/admin/invite-codes", { method: "POST", json: { role, uses, expires_in_seconds } satisfies Schemas["CreateInvite"] }),
     revokeInvite: (code: string) =>
       apiFetch<void>(`/api/admin/invite-codes/${encodeURIComponent(code)}`, { method: "DELETE" }),
     sessions: () => apiFetch<Session[]>("/api/admin/sessions"),

@@ -138,10 +138,10 @@ impl Client {
     }
 
     fn http_failure(&self, status: StatusCode, body: &[u8]) -> Failure {
-        let message = serde_json::from_slice::<Value>(body)
-            .ok()
-            .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
-            .unwrap_or_else(|| String::from_utf8_lossy(body).trim().to_owned());
+        let message = serde_json::from_slice::<octo_wire::ErrorBody>(body).map_or_else(
+            |_| String::from_utf8_lossy(body).trim().to_owned(),
+            |b| b.error.message,
+        );
         http_failure(status, &message, &self.socket)
     }
 }

@@ -1,16 +1,23 @@
 //! Each command: one call to the admin socket, then a table or message for people, or the
-//! JSON answer (a stream: its JSON lines) for scripts.
+//! JSON answer (a stream: its JSON lines) for scripts. Answers are read as the wire types of
+//! `octo_wire`; `--json` prints the answer as it came.
 
 use std::fmt::Write as _;
 use std::io::{BufRead as _, Write as _};
 use std::time::Duration;
 
 use hyper::Method;
+use octo_wire::{
+    BuildEvent, CreateInvite, CreateUser, InviteView, LogEvent, RefreshEvent, RefreshStatus,
+    ResetPassword, SessionView, SetRole, StatusView, UserView,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use crate::cli::{
-    Cli, Command, ContainerCommand, ImageCommand, InviteCommand, PasswordArgs, SessionCommand,
-    UserCommand,
+    Cli, Command, ContainerCommand, ImageCommand, InviteCommand, PasswordArgs, Role,
+    SessionCommand, UserCommand,
 };
 use crate::client::Client;
 use crate::table;
@@ -41,31 +48,59 @@ struct Output {
 impl Output {
     /// Prints the JSON for scripts, else what `human` makes of it.
     fn show(self, value: &Value, human: impl FnOnce(&Value) -> String) {
+        let _ = self.show_typed(value, |_: Value| human(value));
+    }
+
+    /// Prints the JSON for scripts as it came, else what `human` makes of its wire type.
+    fn show_typed<T: DeserializeOwned>(
+        self,
+        value: &Value,
+        human: impl FnOnce(T) -> String,
+    ) -> Result<(), Failure> {
         let text = if self.json {
             let mut text = serde_json::to_string_pretty(value).unwrap_or_default();
             text.push('\n');
             text
         } else {
-            human(value)
+            human(typed(value)?)
         };
         let mut stdout = std::io::stdout().lock();
         let _ = stdout.write_all(text.as_bytes());
         let _ = stdout.flush();
+        Ok(())
     }
 }
 
-fn text(v: &Value, key: &str) -> String {
-    match &v[key] {
-        Value::String(s) => s.clone(),
-        Value::Null => String::new(),
-        other => other.to_string(),
+/// An answer as its wire type.
+fn typed<T: DeserializeOwned>(value: &Value) -> Result<T, Failure> {
+    T::deserialize(value).map_err(|e| {
+        Failure::Failed(format!(
+            "octod's answer is not the {} octoctl knows: {e}",
+            std::any::type_name::<T>()
+        ))
+    })
+}
+
+/// A stream event as its wire type; `None` for an event this octoctl does not know.
+fn event<T: DeserializeOwned>(value: &Value) -> Option<T> {
+    T::deserialize(value).ok()
+}
+
+/// A request body as the JSON octod reads.
+fn body(request: &impl Serialize) -> Value {
+    serde_json::to_value(request).unwrap_or_default()
+}
+
+fn wire_role(role: Role) -> octo_wire::Role {
+    match role {
+        Role::User => octo_wire::Role::User,
+        Role::Admin => octo_wire::Role::Admin,
     }
 }
 
-fn time(v: &Value, key: &str) -> String {
-    v[key]
-        .as_u64()
-        .map_or_else(|| "-".to_owned(), table::utc_minutes)
+/// The first 12 characters of an image ID, as `podman images` shows it.
+fn short_id(id: &str) -> String {
+    id.chars().take(12).collect()
 }
 
 /// A path segment, percent-encoded beyond the unreserved characters.
@@ -89,71 +124,62 @@ fn answer(value: Option<Value>) -> Value {
 
 async fn status(client: &Client, out: Output) -> Result<(), Failure> {
     let v = answer(client.call(Method::GET, "/admin/v1/status", None).await?);
-    out.show(&v, |v| {
+    out.show_typed(&v, |v: StatusView| {
         let mut s = String::new();
-        let uptime = duration::human(Duration::from_secs(
-            v["uptime_seconds"].as_u64().unwrap_or(0),
-        ));
-        let _ = writeln!(s, "octod     {} (up {uptime})", text(v, "octod_version"));
-        let podman = v["podman_version"].as_str().unwrap_or("not answering");
+        let uptime = duration::human(Duration::from_secs(v.uptime_seconds));
+        let _ = writeln!(s, "octod     {} (up {uptime})", v.octod_version);
+        let podman = v.podman_version.as_deref().unwrap_or("not answering");
         let _ = writeln!(s, "podman    {podman}");
-        match v.get("image").filter(|i| !i.is_null()) {
+        match &v.image {
             Some(image) => {
-                let id: String = text(image, "id").chars().take(12).collect();
-                let created = text(image, "created");
+                let created = image.created.clone().unwrap_or_default();
                 let _ = writeln!(
                     s,
-                    "image     {}  {id}  built {}",
-                    text(image, "reference"),
+                    "image     {}  {}  built {}",
+                    image.reference,
+                    short_id(&image.id),
                     created.get(..19).unwrap_or(&created).replace('T', " ")
                 );
             }
             None => s.push_str("image     none (octoctl image build)\n"),
         }
-        let counts: Vec<String> = v["sessions"]
-            .as_object()
-            .map(|m| {
-                m.iter()
-                    .filter(|(_, n)| n.as_u64().unwrap_or(0) > 0)
-                    .map(|(state, n)| format!("{n} {state}"))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let counts: Vec<String> = v
+            .sessions
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(state, n)| format!("{n} {state}"))
+            .collect();
         let counts = if counts.is_empty() {
             "none".to_owned()
         } else {
             counts.join(", ")
         };
         let _ = writeln!(s, "sessions  {counts}");
-        let warnings = v["warnings"].as_array().cloned().unwrap_or_default();
-        if warnings.is_empty() {
+        if v.warnings.is_empty() {
             s.push_str("warnings  none\n");
         } else {
             s.push_str("warnings:\n");
-            for w in warnings {
-                let _ = writeln!(s, "  - {}", w.as_str().unwrap_or_default());
+            for w in &v.warnings {
+                let _ = writeln!(s, "  - {w}");
             }
         }
         s
-    });
-    Ok(())
+    })
 }
 
 // ---- sessions
 
-fn session_table(list: &Value) -> String {
+fn session_table(list: &[SessionView]) -> String {
     let rows: Vec<Vec<String>> = list
-        .as_array()
-        .into_iter()
-        .flatten()
+        .iter()
         .map(|s| {
             vec![
-                text(s, "id"),
-                text(s, "owner"),
-                text(s, "template"),
-                text(s, "state"),
-                text(s, "desired"),
-                time(s, "created_at"),
+                s.id.clone(),
+                s.owner.clone(),
+                s.template.clone(),
+                s.state.as_str().to_owned(),
+                s.desired.as_str().to_owned(),
+                table::utc_minutes(s.created_at),
             ]
         })
         .collect();
@@ -170,23 +196,23 @@ fn session_table(list: &Value) -> String {
     )
 }
 
-fn session_details(s: &Value) -> String {
+fn session_details(s: &SessionView) -> String {
     let mut rows = vec![
-        vec!["id".to_owned(), text(s, "id")],
-        vec!["owner".to_owned(), text(s, "owner")],
-        vec!["template".to_owned(), text(s, "template")],
-        vec!["state".to_owned(), text(s, "state")],
-        vec!["wanted".to_owned(), text(s, "desired")],
+        vec!["id".to_owned(), s.id.clone()],
+        vec!["owner".to_owned(), s.owner.clone()],
+        vec!["template".to_owned(), s.template.clone()],
+        vec!["state".to_owned(), s.state.as_str().to_owned()],
+        vec!["wanted".to_owned(), s.desired.as_str().to_owned()],
         vec![
             "created".to_owned(),
-            format!("{} UTC", time(s, "created_at")),
+            format!("{} UTC", table::utc_minutes(s.created_at)),
         ],
         vec![
             "updated".to_owned(),
-            format!("{} UTC", time(s, "updated_at")),
+            format!("{} UTC", table::utc_minutes(s.updated_at)),
         ],
     ];
-    if let Some(reason) = s["reason"].as_str() {
+    if let Some(reason) = &s.reason {
         rows.push(vec![
             "reason".to_owned(),
             reason.replace('\n', "\n          "),
@@ -204,11 +230,11 @@ async fn session(client: &Client, out: Output, command: &SessionCommand) -> Resu
     match command {
         SessionCommand::List => {
             let v = answer(client.call(Method::GET, "/admin/v1/sessions", None).await?);
-            out.show(&v, session_table);
+            out.show_typed(&v, |list: Vec<SessionView>| session_table(&list))?;
         }
         SessionCommand::Show { id } => {
             let v = answer(client.call(Method::GET, &path(id, ""), None).await?);
-            out.show(&v, session_details);
+            out.show_typed(&v, |s: SessionView| session_details(&s))?;
         }
         SessionCommand::Stop { id } | SessionCommand::Resume { id } => {
             let op = if matches!(command, SessionCommand::Stop { .. }) {
@@ -217,9 +243,9 @@ async fn session(client: &Client, out: Output, command: &SessionCommand) -> Resu
                 "/resume"
             };
             let v = answer(client.call(Method::POST, &path(id, op), None).await?);
-            out.show(&v, |v| {
-                format!("session {}: {}\n", text(v, "id"), text(v, "state"))
-            });
+            out.show_typed(&v, |s: SessionView| {
+                format!("session {}: {}\n", s.id, s.state.as_str())
+            })?;
         }
         SessionCommand::Delete { id, yes } => {
             if !yes {
@@ -230,9 +256,9 @@ async fn session(client: &Client, out: Output, command: &SessionCommand) -> Resu
             let v = client.call(Method::DELETE, &path(id, ""), None).await?;
             match v {
                 // 202: still deleting.
-                Some(v) => out.show(&v, |v| {
-                    format!("session {}: {}\n", text(v, "id"), text(v, "state"))
-                }),
+                Some(v) => out.show_typed(&v, |s: SessionView| {
+                    format!("session {}: {}\n", s.id, s.state.as_str())
+                })?,
                 None => out.show(&json!({"id": id, "deleted": true}), |_| {
                     format!("session {id}: deleted\n")
                 }),
@@ -242,12 +268,10 @@ async fn session(client: &Client, out: Output, command: &SessionCommand) -> Resu
             let query = format!("/logs?lines={lines}&follow={follow}");
             let mut failed = None;
             client
-                .stream(Method::GET, &path(id, &query), |raw, event| {
-                    match event["event"].as_str() {
-                        Some("line") if !out.json => {
-                            println!("{}", text(event, "line"));
-                        }
-                        Some("error") => failed = Some(text(event, "message")),
+                .stream(Method::GET, &path(id, &query), |raw, value| {
+                    match event::<LogEvent>(value) {
+                        Some(LogEvent::Line { line }) if !out.json => println!("{line}"),
+                        Some(LogEvent::Error { message }) => failed = Some(message),
                         _ => {}
                     }
                     if out.json {
@@ -266,22 +290,20 @@ async fn session(client: &Client, out: Output, command: &SessionCommand) -> Resu
 
 // ---- users
 
-fn user_table(list: &Value) -> String {
+/// `enabled` or `disabled`.
+fn user_status(user: &UserView) -> &'static str {
+    if user.disabled { "disabled" } else { "enabled" }
+}
+
+fn user_table(list: &[UserView]) -> String {
     let rows: Vec<Vec<String>> = list
-        .as_array()
-        .into_iter()
-        .flatten()
+        .iter()
         .map(|u| {
-            let status = if u["disabled"].as_bool().unwrap_or(false) {
-                "disabled"
-            } else {
-                "enabled"
-            };
             vec![
-                text(u, "name"),
-                text(u, "role"),
-                status.to_owned(),
-                time(u, "created_at"),
+                u.name.clone(),
+                u.role.as_str().to_owned(),
+                user_status(u).to_owned(),
+                table::utc_minutes(u.created_at),
             ]
         })
         .collect();
@@ -329,18 +351,18 @@ fn generate_password() -> Result<String, Failure> {
 
 async fn user(client: &Client, out: Output, command: &UserCommand) -> Result<(), Failure> {
     let path = |name: &str, op: &str| format!("/admin/v1/users/{}{op}", segment(name));
-    let one = |v: &Value| {
-        let status = if v["disabled"].as_bool().unwrap_or(false) {
-            "disabled"
-        } else {
-            "enabled"
-        };
-        format!("user {}: {}, {status}\n", text(v, "name"), text(v, "role"))
+    let one = |u: UserView| {
+        format!(
+            "user {}: {}, {}\n",
+            u.name,
+            u.role.as_str(),
+            user_status(&u)
+        )
     };
     match command {
         UserCommand::List => {
             let v = answer(client.call(Method::GET, "/admin/v1/users", None).await?);
-            out.show(&v, user_table);
+            out.show_typed(&v, |list: Vec<UserView>| user_table(&list))?;
         }
         UserCommand::Add {
             name,
@@ -348,17 +370,22 @@ async fn user(client: &Client, out: Output, command: &UserCommand) -> Result<(),
             password: args,
         } => {
             let (password, generated) = password(args)?;
-            let body = json!({"username": name, "password": password, "role": role.as_str()});
+            let request = CreateUser {
+                username: name.clone(),
+                password: password.clone(),
+                role: Some(wire_role(*role)),
+            };
             let mut v = answer(
                 client
-                    .call(Method::POST, "/admin/v1/users", Some(&body))
+                    .call(Method::POST, "/admin/v1/users", Some(&body(&request)))
                     .await?,
             );
+            let user: UserView = typed(&v)?;
             if generated && let Some(map) = v.as_object_mut() {
                 map.insert("password".into(), Value::String(password.clone()));
             }
-            out.show(&v, |v| {
-                let mut s = format!("created {}", one(v));
+            out.show(&v, |_| {
+                let mut s = format!("created {}", one(user));
                 if generated {
                     let _ = writeln!(s, "password: {password}");
                 }
@@ -371,7 +398,7 @@ async fn user(client: &Client, out: Output, command: &UserCommand) -> Result<(),
                     .call(Method::POST, &path(name, "/disable"), None)
                     .await?,
             );
-            out.show(&v, one);
+            out.show_typed(&v, one)?;
         }
         UserCommand::Enable { name } => {
             let v = answer(
@@ -379,25 +406,33 @@ async fn user(client: &Client, out: Output, command: &UserCommand) -> Result<(),
                     .call(Method::POST, &path(name, "/enable"), None)
                     .await?,
             );
-            out.show(&v, one);
+            out.show_typed(&v, one)?;
         }
         UserCommand::SetRole { name, role } => {
-            let body = json!({"role": role.as_str()});
+            let request = SetRole {
+                role: wire_role(*role),
+            };
             let v = answer(
                 client
-                    .call(Method::POST, &path(name, "/role"), Some(&body))
+                    .call(Method::POST, &path(name, "/role"), Some(&body(&request)))
                     .await?,
             );
-            out.show(&v, one);
+            out.show_typed(&v, one)?;
         }
         UserCommand::ResetPassword {
             name,
             password: args,
         } => {
             let (password, generated) = password(args)?;
-            let body = json!({"password": password});
+            let request = ResetPassword {
+                password: password.clone(),
+            };
             client
-                .call(Method::POST, &path(name, "/password"), Some(&body))
+                .call(
+                    Method::POST,
+                    &path(name, "/password"),
+                    Some(&body(&request)),
+                )
                 .await?;
             let mut v = json!({"name": name, "password_reset": true});
             if generated {
@@ -417,23 +452,18 @@ async fn user(client: &Client, out: Output, command: &UserCommand) -> Result<(),
 
 // ---- invite codes
 
-fn invite_table(list: &Value) -> String {
+fn invite_table(list: &[InviteView]) -> String {
     let rows: Vec<Vec<String>> = list
-        .as_array()
-        .into_iter()
-        .flatten()
+        .iter()
         .map(|i| {
             vec![
-                text(i, "code"),
-                text(i, "role"),
-                text(i, "uses_left"),
-                if i["expires_at"].is_null() {
-                    "never".to_owned()
-                } else {
-                    time(i, "expires_at")
-                },
-                text(i, "created_by"),
-                time(i, "created_at"),
+                i.code.clone(),
+                i.role.as_str().to_owned(),
+                i.uses_left.to_string(),
+                i.expires_at
+                    .map_or_else(|| "never".to_owned(), table::utc_minutes),
+                i.created_by.clone(),
+                table::utc_minutes(i.created_at),
             ]
         })
         .collect();
@@ -457,31 +487,32 @@ async fn invite(client: &Client, out: Output, command: &InviteCommand) -> Result
             uses,
             expires,
         } => {
-            let mut body = json!({"role": role.as_str()});
-            if let Some(uses) = uses {
-                body["uses"] = json!(uses);
-            }
-            if let Some(expires) = expires {
-                body["expires_in_seconds"] = json!(expires.as_secs());
-            }
+            let request = CreateInvite {
+                role: Some(wire_role(*role)),
+                uses: *uses,
+                expires_in_seconds: expires.map(|e| e.as_secs()),
+            };
             let v = answer(
                 client
-                    .call(Method::POST, "/admin/v1/invite-codes", Some(&body))
+                    .call(
+                        Method::POST,
+                        "/admin/v1/invite-codes",
+                        Some(&body(&request)),
+                    )
                     .await?,
             );
-            out.show(&v, |v| {
-                let expires = if v["expires_at"].is_null() {
-                    "never expires".to_owned()
-                } else {
-                    format!("expires {} UTC", time(v, "expires_at"))
-                };
+            out.show_typed(&v, |i: InviteView| {
+                let expires = i.expires_at.map_or_else(
+                    || "never expires".to_owned(),
+                    |at| format!("expires {} UTC", table::utc_minutes(at)),
+                );
                 format!(
                     "{}\n(role {}, {} use(s), {expires})\n",
-                    text(v, "code"),
-                    text(v, "role"),
-                    text(v, "uses_left")
+                    i.code,
+                    i.role.as_str(),
+                    i.uses_left
                 )
-            });
+            })?;
         }
         InviteCommand::List => {
             let v = answer(
@@ -489,7 +520,7 @@ async fn invite(client: &Client, out: Output, command: &InviteCommand) -> Result
                     .call(Method::GET, "/admin/v1/invite-codes", None)
                     .await?,
             );
-            out.show(&v, invite_table);
+            out.show_typed(&v, |list: Vec<InviteView>| invite_table(&list))?;
         }
         InviteCommand::Revoke { code } => {
             let path = format!("/admin/v1/invite-codes/{}", segment(code));
@@ -508,30 +539,32 @@ async fn image_build(client: &Client, out: Output) -> Result<(), Failure> {
     let mut failed = None;
     let mut done = false;
     client
-        .stream(Method::POST, "/admin/v1/image/build", |raw, event| {
+        .stream(Method::POST, "/admin/v1/image/build", |raw, value| {
             if out.json {
                 println!("{raw}");
             }
-            match event["event"].as_str() {
-                Some("start") if !out.json => {
-                    println!("building {}", text(event, "image"));
+            match event::<BuildEvent>(value) {
+                Some(BuildEvent::Start { image, .. }) if !out.json => {
+                    println!("building {image}");
                 }
-                Some("line") if !out.json => println!("  {}", text(event, "line")),
-                Some("done") => {
+                Some(BuildEvent::Line { line }) if !out.json => println!("  {line}"),
+                Some(BuildEvent::Done {
+                    image,
+                    latest,
+                    id,
+                    elapsed_seconds,
+                    ..
+                }) => {
                     done = true;
                     if !out.json {
-                        let id: String = text(event, "id").chars().take(12).collect();
                         println!(
-                            "built {} in {}; {} is now {id}",
-                            text(event, "image"),
-                            duration::human(Duration::from_secs(
-                                event["elapsed_seconds"].as_u64().unwrap_or(0)
-                            )),
-                            text(event, "latest"),
+                            "built {image} in {}; {latest} is now {}",
+                            duration::human(Duration::from_secs(elapsed_seconds)),
+                            short_id(&id.unwrap_or_default()),
                         );
                     }
                 }
-                Some("error") => failed = Some(text(event, "message")),
+                Some(BuildEvent::Error { message }) => failed = Some(message),
                 _ => {}
             }
             Ok(())
@@ -547,46 +580,50 @@ async fn image_build(client: &Client, out: Output) -> Result<(), Failure> {
 }
 
 async fn refresh(client: &Client, out: Output, parallel: u16) -> Result<(), Failure> {
-    let mut failed = 0_u64;
+    let mut failed = 0_usize;
     let mut summary = false;
     let path = format!("/admin/v1/container/refresh?parallel={parallel}");
     client
-        .stream(Method::POST, &path, |raw, event| {
+        .stream(Method::POST, &path, |raw, value| {
             if out.json {
                 println!("{raw}");
             }
-            match event["event"].as_str() {
-                Some("start") if !out.json => {
-                    let id: String = text(event, "id").chars().take(12).collect();
+            match event::<RefreshEvent>(value) {
+                Some(RefreshEvent::Start {
+                    image,
+                    id,
+                    running,
+                    parallel,
+                }) if !out.json => {
                     println!(
-                        "{} is {id}; {} running session(s), {} at a time",
-                        text(event, "image"),
-                        text(event, "running"),
-                        text(event, "parallel")
+                        "{image} is {}; {running} running session(s), {parallel} at a time",
+                        short_id(&id)
                     );
                 }
-                Some("session") if !out.json => {
-                    let id = text(event, "id");
-                    match event["status"].as_str().unwrap_or_default() {
-                        "current" => println!("{id}: already on the current image"),
-                        "restarting" => println!("{id}: restarting"),
-                        "refreshed" => println!(
-                            "{id}: refreshed ({:.1} s)",
-                            event["seconds"].as_f64().unwrap_or(0.0)
-                        ),
-                        "failed" => println!("{id}: FAILED: {}", text(event, "message")),
-                        other => println!("{id}: {other}"),
+                Some(RefreshEvent::Session {
+                    id,
+                    status,
+                    seconds,
+                    message,
+                }) if !out.json => match status {
+                    RefreshStatus::Current => println!("{id}: already on the current image"),
+                    RefreshStatus::Restarting => println!("{id}: restarting"),
+                    RefreshStatus::Refreshed => {
+                        println!("{id}: refreshed ({:.1} s)", seconds.unwrap_or(0.0));
                     }
-                }
-                Some("summary") => {
+                    RefreshStatus::Failed => {
+                        println!("{id}: FAILED: {}", message.unwrap_or_default());
+                    }
+                },
+                Some(RefreshEvent::Summary {
+                    refreshed,
+                    skipped,
+                    failed: count,
+                }) => {
                     summary = true;
-                    failed = event["failed"].as_u64().unwrap_or(0);
+                    failed = count;
                     if !out.json {
-                        println!(
-                            "refreshed {}, skipped {}, failed {failed}",
-                            text(event, "refreshed"),
-                            text(event, "skipped")
-                        );
+                        println!("refreshed {refreshed}, skipped {skipped}, failed {failed}");
                     }
                 }
                 _ => {}
@@ -628,7 +665,21 @@ mod tests {
 
     #[test]
     fn sessions_table_shows_state_and_owner() {
-        let list = json!([{"id": "ab12", "owner": "alice", "template": "coding", "state": "running", "desired": "running", "created_at": 0}]);
+        let list = [SessionView {
+            id: "ab12".into(),
+            owner: "alice".into(),
+            template: "coding".into(),
+            state: octo_wire::SessionStatus::Running,
+            reason: None,
+            desired: octo_wire::Desired::Running,
+            created_at: 0,
+            updated_at: 0,
+            urls: octo_wire::SessionUrls {
+                opencode: String::new(),
+                files: String::new(),
+                terminal: String::new(),
+            },
+        }];
         let table = session_table(&list);
         assert_eq!(
             table,

@@ -4,13 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
-/// A user's role.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    Admin,
-    User,
-}
+/// A user's role (a wire type too: the API and the store name it alike).
+pub use octo_wire::Role;
 
 /// The signed-in, enabled user of a request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

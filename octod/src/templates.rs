@@ -5,13 +5,13 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 /// The longest template name a create accepts.
 const MAX_NAME: usize = 64;
 
-/// One template as `GET /api/templates` lists it.
-#[derive(Debug, Serialize, PartialEq, Eq)]
+/// A template: its directory and what `template.toml` says of it.
+#[derive(Debug, PartialEq, Eq)]
 pub struct Template {
     /// Its directory's name, which a create names.
     pub id: String,

@@ -38,8 +38,8 @@ use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router, middleware};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use octo_wire::{BuildEvent, LogEvent};
+use serde::Serialize;
 use tokio::sync::mpsc;
 
 use crate::api::sessions;
@@ -135,9 +135,18 @@ pub async fn serve(listener: tokio::net::UnixListener, state: AdminState) -> std
 
 /// A stream of events: the handler's task sends, the response body carries one JSON object
 /// per line. The task goes on if the client goes away (its sends then fail quietly).
-pub(crate) fn ndjson(rx: mpsc::UnboundedReceiver<Value>) -> Response {
+///
+/// Each event goes through a [`serde_json::Value`], whose object keys are sorted: the lines are the ones
+/// octod sent before the events were typed (`event` is not always the first key).
+pub(crate) fn ndjson<E: Serialize + Send + 'static>(rx: mpsc::UnboundedReceiver<E>) -> Response {
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
         let event = rx.recv().await?;
+        let event = serde_json::to_value(&event).unwrap_or_else(|e| {
+            serde_json::to_value(LogEvent::Error {
+                message: format!("serializing an event: {e}"),
+            })
+            .unwrap_or_default()
+        });
         let mut line = event.to_string();
         line.push('\n');
         Some((Ok::<_, Infallible>(line), rx))
@@ -152,12 +161,7 @@ pub(crate) fn ndjson(rx: mpsc::UnboundedReceiver<Value>) -> Response {
 // ---- Session logs.
 
 /// `?lines=N&follow=true`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LogsQuery {
-    pub lines: Option<u32>,
-    pub follow: Option<bool>,
-}
+pub use octo_wire::LogsQuery;
 
 /// The session unit's journal (`journalctl --user-unit octo-<id>.service`), as `line` events;
 /// with `follow`, new lines as they come until the client goes away.
@@ -181,14 +185,16 @@ async fn session_logs(
             tokio::select! {
                 line = reader.next_line() => match line {
                     Some(line) => {
-                        if tx.send(json!({"event": "line", "line": line})).is_err() {
+                        if tx.send(LogEvent::Line { line }).is_err() {
                             break reader.stop().await;
                         }
                     }
                     None => {
                         let event = match reader.finish().await {
-                            Ok(()) => json!({"event": "done", "unit": unit}),
-                            Err(e) => json!({"event": "error", "message": e.to_string()}),
+                            Ok(()) => LogEvent::Done { unit },
+                            Err(e) => LogEvent::Error {
+                                message: e.to_string(),
+                            },
                         };
                         let _ = tx.send(event);
                         break;
@@ -223,14 +229,13 @@ async fn image_build(
             "image.build",
             &config.versioned_tag(),
         );
-        let _ = tx.send(json!({
-            "event": "start",
-            "image": config.versioned_tag(),
-            "latest": config.latest_tag(),
-        }));
+        let _ = tx.send(BuildEvent::Start {
+            image: config.versioned_tag(),
+            latest: config.latest_tag(),
+        });
         let lines = tx.clone();
         let result = crate::image::build(app.engine.systemd(), &config, |line| {
-            let _ = lines.send(json!({"event": "line", "line": line}));
+            let _ = lines.send(BuildEvent::Line { line: line.into() });
         })
         .await;
         let event = match result {
@@ -244,18 +249,19 @@ async fn image_build(
                     .flatten()
                     .map(|i| i.id);
                 tracing::info!(image = %built.image, unit = %built.unit, "built the session image");
-                json!({
-                    "event": "done",
-                    "image": built.image,
-                    "latest": built.latest,
-                    "id": id,
-                    "unit": built.unit,
-                    "elapsed_seconds": built.elapsed.as_secs(),
-                })
+                BuildEvent::Done {
+                    image: built.image,
+                    latest: built.latest,
+                    id,
+                    unit: built.unit,
+                    elapsed_seconds: built.elapsed.as_secs(),
+                }
             }
             Err(error) => {
                 tracing::warn!("image build: {error}");
-                json!({"event": "error", "message": error.to_string()})
+                BuildEvent::Error {
+                    message: error.to_string(),
+                }
             }
         };
         let _ = tx.send(event);

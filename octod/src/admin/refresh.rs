@@ -9,8 +9,7 @@ use axum::Extension;
 use axum::extract::{Query, State};
 use axum::response::Response;
 use futures_util::StreamExt as _;
-use serde::Deserialize;
-use serde_json::json;
+use octo_wire::{RefreshEvent, RefreshStatus};
 use tokio::sync::mpsc;
 
 use super::{Actor, AdminState, ndjson};
@@ -22,11 +21,7 @@ use crate::session::{DesiredState, SessionId, SessionState};
 /// The default number of sessions restarted at once.
 pub const DEFAULT_PARALLEL: usize = 2;
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RefreshQuery {
-    pub parallel: Option<usize>,
-}
+pub use octo_wire::RefreshQuery;
 
 /// What a refresh does with one running session. Pure.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,13 +83,12 @@ pub(super) async fn refresh(
     let app = state.app.clone();
     tokio::spawn(async move {
         audit(&app.engine, &actor.0, "container.refresh", &reference);
-        let _ = tx.send(json!({
-            "event": "start",
-            "image": reference,
-            "id": current.id,
-            "running": running.len(),
-            "parallel": parallel,
-        }));
+        let _ = tx.send(RefreshEvent::Start {
+            image: reference,
+            id: current.id.clone(),
+            running: running.len(),
+            parallel,
+        });
         let mut skipped = 0_usize;
         let mut to_restart = Vec::new();
         for id in running {
@@ -102,8 +96,7 @@ pub(super) async fn refresh(
             match plan(containers.get(&name).map(String::as_str), &current.id) {
                 Plan::Current => {
                     skipped += 1;
-                    let _ = tx
-                        .send(json!({"event": "session", "id": id.as_str(), "status": "current"}));
+                    let _ = tx.send(session_event(&id, RefreshStatus::Current));
                 }
                 Plan::Restart => to_restart.push(id),
             }
@@ -115,28 +108,26 @@ pub(super) async fn refresh(
                 let actor = actor.clone();
                 let app = app.clone();
                 async move {
-                    let _ = tx.send(
-                        json!({"event": "session", "id": id.as_str(), "status": "restarting"}),
-                    );
+                    let _ = tx.send(session_event(&id, RefreshStatus::Restarting));
                     let started = std::time::Instant::now();
                     match engine.restart(&id).await {
                         Ok(_) => {
                             audit(&app.engine, &actor.0, "session.refresh", id.as_str());
-                            let _ = tx.send(json!({
-                                "event": "session",
-                                "id": id.as_str(),
-                                "status": "refreshed",
-                                "seconds": started.elapsed().as_secs_f64(),
-                            }));
+                            let _ = tx.send(RefreshEvent::Session {
+                                id: id.as_str().to_owned(),
+                                status: RefreshStatus::Refreshed,
+                                seconds: Some(started.elapsed().as_secs_f64()),
+                                message: None,
+                            });
                             true
                         }
                         Err(error) => {
-                            let _ = tx.send(json!({
-                                "event": "session",
-                                "id": id.as_str(),
-                                "status": "failed",
-                                "message": error.to_string(),
-                            }));
+                            let _ = tx.send(RefreshEvent::Session {
+                                id: id.as_str().to_owned(),
+                                status: RefreshStatus::Failed,
+                                seconds: None,
+                                message: Some(error.to_string()),
+                            });
                             false
                         }
                     }
@@ -148,14 +139,23 @@ pub(super) async fn refresh(
         let refreshed = results.iter().filter(|ok| **ok).count();
         let failed = results.len() - refreshed;
         tracing::info!(refreshed, skipped, failed, "container refresh done");
-        let _ = tx.send(json!({
-            "event": "summary",
-            "refreshed": refreshed,
-            "skipped": skipped,
-            "failed": failed,
-        }));
+        let _ = tx.send(RefreshEvent::Summary {
+            refreshed,
+            skipped,
+            failed,
+        });
     });
     Ok(ndjson(rx))
+}
+
+/// A session's step without timing or message.
+fn session_event(id: &SessionId, status: RefreshStatus) -> RefreshEvent {
+    RefreshEvent::Session {
+        id: id.as_str().to_owned(),
+        status,
+        seconds: None,
+        message: None,
+    }
 }
 
 #[cfg(test)]

@@ -5,33 +5,13 @@ use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::extract::State;
-use serde::{Deserialize, Serialize};
 
 use super::AdminState;
 use crate::api::sessions::SessionView;
 use crate::http::ApiError;
 
 /// The answer of `octoctl status`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct StatusView {
-    pub octod_version: String,
-    /// `None` when Podman did not answer (a warning says why).
-    pub podman_version: Option<String>,
-    /// The configured session image, `None` when it is not built.
-    pub image: Option<ImageStatus>,
-    /// Session counts by state; every state is listed.
-    pub sessions: BTreeMap<String, usize>,
-    pub uptime_seconds: u64,
-    pub warnings: Vec<String>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct ImageStatus {
-    pub reference: String,
-    pub id: String,
-    pub created: Option<String>,
-    pub size: u64,
-}
+pub use octo_wire::{ImageStatus, StatusView};
 
 /// The states a session can be in, as the API names them.
 pub const STATES: [&str; 7] = [
@@ -68,7 +48,7 @@ pub(super) async fn status(State(state): State<AdminState>) -> Result<Json<Statu
         }
     };
     let records = engine.list().await.map_err(|e| ApiError::from(&e))?;
-    let states = records.iter().map(|r| SessionView::from(r).state);
+    let states = records.iter().map(|r| SessionView::from(r).state.as_str());
     let sessions = count_states(states);
     let render = &engine.config().render;
     warnings.extend(controller_warnings(render.controllers));

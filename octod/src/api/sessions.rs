@@ -8,7 +8,6 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
 
 use crate::auth::AuthState;
 use crate::auth::http::RequireAdmin;
@@ -59,47 +58,31 @@ where
         .route(&at("/{id}/resume"), post(run(Operation::Resume)))
 }
 
-/// A session as the API shows it: no ports, no token.
-#[derive(Debug, Serialize)]
-pub struct SessionView {
-    pub id: String,
-    pub owner: String,
-    pub template: String,
-    /// `creating`, `starting`, `running`, `stopping`, `stopped`, `deleting`, `failed`.
-    pub state: &'static str,
-    /// Why it failed, for `failed`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    /// Whether the user wants it running.
-    pub desired: &'static str,
-    pub created_at: u64,
-    pub updated_at: u64,
-    pub urls: SessionUrls,
-}
-
-#[derive(Debug, Serialize)]
-pub struct SessionUrls {
-    pub opencode: String,
-    pub files: String,
-    pub terminal: String,
-}
+pub use octo_wire::{
+    CreateSession, Desired, SessionStatus, SessionUrls, SessionView, TemplateView,
+};
 
 impl From<&SessionRecord> for SessionView {
     fn from(record: &SessionRecord) -> Self {
-        let reason = match &record.state {
-            SessionState::Failed(reason) => Some(reason.clone()),
-            _ => None,
+        let (state, reason) = match &record.state {
+            SessionState::Creating => (SessionStatus::Creating, None),
+            SessionState::Starting => (SessionStatus::Starting, None),
+            SessionState::Running => (SessionStatus::Running, None),
+            SessionState::Stopping => (SessionStatus::Stopping, None),
+            SessionState::Stopped => (SessionStatus::Stopped, None),
+            SessionState::Deleting => (SessionStatus::Deleting, None),
+            SessionState::Failed(reason) => (SessionStatus::Failed, Some(reason.clone())),
         };
         let id = record.spec.id.as_str();
         Self {
             id: id.to_owned(),
             owner: record.spec.owner.clone(),
             template: record.spec.template.clone(),
-            state: state_name(&record.state),
+            state,
             reason,
             desired: match record.spec.desired {
-                crate::session::DesiredState::Running => "running",
-                crate::session::DesiredState::Stopped => "stopped",
+                crate::session::DesiredState::Running => Desired::Running,
+                crate::session::DesiredState::Stopped => Desired::Stopped,
             },
             created_at: to_unix_ms(record.created_at),
             updated_at: to_unix_ms(record.updated_at),
@@ -123,13 +106,6 @@ pub fn state_name(state: &SessionState) -> &'static str {
         SessionState::Deleting => "deleting",
         SessionState::Failed(_) => "failed",
     }
-}
-
-/// The body of `POST /api/sessions`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CreateSession {
-    pub template: String,
 }
 
 /// An operation's outcome as an answer: `done` (`200`, or `201` for a create) with the
@@ -181,16 +157,28 @@ async fn create(
     Ok(answer(outcome, StatusCode::CREATED))
 }
 
-/// One template as `GET /api/templates` lists it.
-pub use crate::templates::Template as TemplateView;
+impl From<crate::templates::Template> for TemplateView {
+    fn from(template: crate::templates::Template) -> Self {
+        Self {
+            id: template.id,
+            name: template.name,
+            description: template.description,
+        }
+    }
+}
 
 async fn templates(
     State(engine): State<Engine>,
     _user: CurrentUser,
 ) -> Result<Json<Vec<TemplateView>>, ApiError> {
     let dir = engine.config().render.templates_dir.clone();
-    let list = tokio::task::spawn_blocking(move || crate::templates::list(&dir))
-        .await
-        .map_err(|e| ApiError::internal(&e))?;
+    let list = tokio::task::spawn_blocking(move || {
+        crate::templates::list(&dir)
+            .into_iter()
+            .map(TemplateView::from)
+            .collect::<Vec<_>>()
+    })
+    .await
+    .map_err(|e| ApiError::internal(&e))?;
     Ok(Json(list))
 }

@@ -9,7 +9,7 @@ use axum::Json;
 use axum::http::StatusCode;
 use axum::http::header::{HeaderValue, RETRY_AFTER};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
+use octo_wire::{ErrorBody, ErrorDetail};
 
 use crate::auth::{AuthError, InvalidCredential};
 use crate::engine::EngineError;
@@ -24,17 +24,6 @@ pub struct ApiError {
     pub message: String,
     /// Seconds for `Retry-After` (503 while a session wakes, 429 for rate limits).
     pub retry_after: Option<u64>,
-}
-
-#[derive(Serialize)]
-struct Body<'a> {
-    error: Inner<'a>,
-}
-
-#[derive(Serialize)]
-struct Inner<'a> {
-    code: &'a str,
-    message: &'a str,
 }
 
 impl ApiError {
@@ -93,10 +82,10 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = (
             self.status,
-            Json(Body {
-                error: Inner {
-                    code: self.code,
-                    message: &self.message,
+            Json(ErrorBody {
+                error: ErrorDetail {
+                    code: self.code.to_owned(),
+                    message: self.message,
                 },
             }),
         )

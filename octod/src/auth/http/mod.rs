@@ -37,7 +37,6 @@ use axum::extract::{FromRef, FromRequestParts, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
-use serde::{Deserialize, Serialize};
 
 use super::{AuthState, Authenticated, IssuedToken, NewInvite};
 use crate::http::{ApiError, JsonBody};
@@ -86,16 +85,12 @@ where
         .route(&at("/invite-codes/{code}"), delete(delete_invite::<A>))
 }
 
-// ---- Wire types.
+// ---- Wire types (`octo_wire`), and their conversions from the account store's records.
 
-/// A user as the API shows it: never the hash or the token generation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct UserView {
-    pub name: String,
-    pub role: Role,
-    pub disabled: bool,
-    pub created_at: u64,
-}
+pub use octo_wire::{
+    AuditQuery, AuditView, CreateInvite, CreateUser, InviteView, LoginRequest, PasswordChange,
+    RegisterRequest, ResetPassword, SetRole, UserView,
+};
 
 impl From<&UserRecord> for UserView {
     fn from(u: &UserRecord) -> Self {
@@ -106,17 +101,6 @@ impl From<&UserRecord> for UserView {
             created_at: unix_ms(u.created_at),
         }
     }
-}
-
-/// An invite code as admins see it, code included.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct InviteView {
-    pub code: String,
-    pub role: Role,
-    pub uses_left: u32,
-    pub expires_at: Option<u64>,
-    pub created_by: String,
-    pub created_at: u64,
 }
 
 impl From<&Invite> for InviteView {
@@ -132,83 +116,16 @@ impl From<&Invite> for InviteView {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AuditView {
-    pub id: u64,
-    pub time: u64,
-    pub actor: String,
-    pub action: String,
-    pub target: String,
-    pub detail: String,
-}
-
-impl From<(u64, AuditEntry)> for AuditView {
-    fn from((id, e): (u64, AuditEntry)) -> Self {
-        Self {
-            id,
-            time: unix_ms(e.time),
-            actor: e.actor,
-            action: e.action,
-            target: e.target,
-            detail: e.detail,
-        }
+/// An audit log entry with its id as the API shows it.
+fn audit_view((id, e): (u64, AuditEntry)) -> AuditView {
+    AuditView {
+        id,
+        time: unix_ms(e.time),
+        actor: e.actor,
+        action: e.action,
+        target: e.target,
+        detail: e.detail,
     }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RegisterRequest {
-    pub invite_code: String,
-    pub username: String,
-    pub password: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LoginRequest {
-    pub username: String,
-    pub password: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PasswordChange {
-    pub current: String,
-    pub new: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CreateUser {
-    pub username: String,
-    pub password: String,
-    pub role: Option<Role>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SetRole {
-    pub role: Role,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ResetPassword {
-    pub password: String,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub struct CreateInvite {
-    pub role: Option<Role>,
-    pub uses: Option<u32>,
-    pub expires_in_seconds: Option<u64>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AuditQuery {
-    pub limit: Option<usize>,
 }
 
 /// Audit entries returned without `limit`, and the most returned with one.
@@ -411,7 +328,7 @@ async fn audit(
         )));
     }
     let entries = auth.audit_log(limit).await?;
-    Ok(axum::Json(entries.into_iter().map(AuditView::from).collect::<Vec<_>>()).into_response())
+    Ok(axum::Json(entries.into_iter().map(audit_view).collect::<Vec<_>>()).into_response())
 }
 
 #[cfg(test)]

@@ -1,0 +1,1464 @@
+//! The OpenAPI 3.1 document of the whole HTTP surface, served at `GET /api/openapi.json`: its
+//! schemas are derived from the wire types (`octo_wire`, `utoipa::ToSchema`), its operations
+//! are declared here, one row of [`OPERATIONS`] per route (the proxy's `ANY` routes by
+//! [`proxy_paths`]), with each error status and its codes (`x-error-codes`).
+//!
+//! The tests below prove that the document lists exactly [`ROUTES`], which is exactly what the
+//! router mounts, and that the wire types match its schemas. The document is also committed as
+//! `octod/openapi.json`, the source of the web UI's generated types; a test fails when that copy
+//! is stale (`OCTO_BLESS=1 cargo test -p octod openapi` rewrites it).
+//!
+//! [`ROUTES`]: super::ROUTES
+
+use std::sync::LazyLock;
+
+use octo_wire::{
+    AuditView, CreateInvite, CreateSession, CreateUser, ErrorBody, Health, InviteView,
+    LoginRequest, PasswordChange, RegisterRequest, ResetPassword, Role, SessionUrls, SessionView,
+    SetRole, TemplateView, UserView,
+};
+use utoipa::ToSchema;
+use utoipa::openapi::extensions::Extensions;
+use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::path::{
+    HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn, PathItem,
+};
+use utoipa::openapi::request_body::RequestBodyBuilder;
+use utoipa::openapi::security::{
+    ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+};
+use utoipa::openapi::tag::Tag;
+use utoipa::openapi::{
+    ArrayBuilder, Components, ComponentsBuilder, Content, InfoBuilder, ObjectBuilder, OpenApi,
+    OpenApiBuilder, Paths, Ref, RefOr, Required, Response, ResponseBuilder, Schema, Server, Type,
+};
+
+/// The document as served, pretty-printed JSON.
+pub static OPENAPI: LazyLock<String> = LazyLock::new(|| {
+    // It has string keys and JSON values only, so this cannot fail; the tests read it.
+    let mut json = document().to_pretty_json().unwrap_or_else(|e| {
+        tracing::error!("serializing the OpenAPI document: {e}");
+        String::from("{}")
+    });
+    json.push('\n');
+    json
+});
+
+/// The document: info, security, tags, paths and components.
+pub fn document() -> OpenApi {
+    OpenApiBuilder::new()
+        .info(
+            InfoBuilder::new()
+                .title("Octo")
+                .version(crate::VERSION)
+                .description(Some(DESCRIPTION))
+                .build(),
+        )
+        .servers(Some([Server::new("/")]))
+        .security(Some([
+            SecurityRequirement::new("cookie", Vec::<String>::new()),
+            SecurityRequirement::new("bearer", Vec::<String>::new()),
+        ]))
+        .tags(Some(TAGS.iter().map(|name| Tag::new(*name))))
+        .paths(paths())
+        .components(Some(components()))
+        .build()
+}
+
+const DESCRIPTION: &str = "The HTTP API of octod. Errors are always `{ \"error\": { \"code\", \"message\" } }` (schema `Error`); each operation lists its codes in `x-error-codes` per status. Every unsafe method (POST, DELETE, ...) must be same-origin (`Origin`/`Sec-Fetch-Site`), else 403 `cross_origin`. Times are milliseconds since the Unix epoch. Derived from the wire types (crate `octo-wire`) and the operation table of octod's `openapi.rs`, whose tests check it against the router.";
+
+const TAGS: [&str; 7] = [
+    "auth",
+    "me",
+    "admin",
+    "sessions",
+    "templates",
+    "proxy",
+    "operations",
+];
+
+/// One operation: a route of the API with its answers.
+struct Op {
+    method: HttpMethod,
+    path: &'static str,
+    id: &'static str,
+    tag: &'static str,
+    summary: &'static str,
+    description: Option<&'static str>,
+    /// No sign-in needed (`security: []`).
+    public: bool,
+    params: &'static [Param],
+    /// The JSON request body's schema.
+    body: Option<fn() -> RefOr<Schema>>,
+    answers: &'static [Answer],
+}
+
+impl Op {
+    const fn new(
+        method: HttpMethod,
+        path: &'static str,
+        id: &'static str,
+        tag: &'static str,
+        summary: &'static str,
+    ) -> Self {
+        Op {
+            method,
+            path,
+            id,
+            tag,
+            summary,
+            description: None,
+            public: false,
+            params: &[],
+            body: None,
+            answers: &[],
+        }
+    }
+    const fn get(
+        path: &'static str,
+        id: &'static str,
+        tag: &'static str,
+        summary: &'static str,
+    ) -> Self {
+        Self::new(HttpMethod::Get, path, id, tag, summary)
+    }
+    const fn post(
+        path: &'static str,
+        id: &'static str,
+        tag: &'static str,
+        summary: &'static str,
+    ) -> Self {
+        Self::new(HttpMethod::Post, path, id, tag, summary)
+    }
+    const fn delete(
+        path: &'static str,
+        id: &'static str,
+        tag: &'static str,
+        summary: &'static str,
+    ) -> Self {
+        Self::new(HttpMethod::Delete, path, id, tag, summary)
+    }
+    const fn describe(self, description: &'static str) -> Self {
+        Op {
+            description: Some(description),
+            ..self
+        }
+    }
+    const fn public(self) -> Self {
+        Op {
+            public: true,
+            ..self
+        }
+    }
+    const fn params(self, params: &'static [Param]) -> Self {
+        Op { params, ..self }
+    }
+    const fn body(self, body: fn() -> RefOr<Schema>) -> Self {
+        Op {
+            body: Some(body),
+            ..self
+        }
+    }
+    const fn answers(self, answers: &'static [Answer]) -> Self {
+        Op { answers, ..self }
+    }
+}
+
+/// A path or query parameter.
+struct Param {
+    name: &'static str,
+    query: bool,
+    description: &'static str,
+    /// `integer` within these bounds; else `string`.
+    range: Option<(u32, u32)>,
+}
+
+const SESSION_ID: Param = Param {
+    name: "id",
+    query: false,
+    description: "Session id.",
+    range: None,
+};
+const USER_NAME: Param = Param {
+    name: "name",
+    query: false,
+    description: "User name.",
+    range: None,
+};
+const INVITE_CODE: Param = Param {
+    name: "code",
+    query: false,
+    description: "The invite code.",
+    range: None,
+};
+const AUDIT_LIMIT: Param = Param {
+    name: "limit",
+    query: true,
+    description: "How many entries (default 100).",
+    range: Some((1, 1000)),
+};
+const REST: Param = Param {
+    name: "rest",
+    query: false,
+    description: "The rest of the path, passed on to the service; it may contain `/` (the router matches `{*rest}`).",
+    range: None,
+};
+
+/// A success answer's body.
+#[derive(Clone, Copy)]
+enum Body {
+    Empty,
+    Json(fn() -> RefOr<Schema>),
+    /// Any JSON object (the document itself).
+    Object,
+    Text,
+}
+
+/// One answer of an operation.
+enum Answer {
+    Ok(&'static str, &'static str, Body),
+    /// A success that sets the session cookie; the header's description.
+    Cookie(&'static str, &'static str, Body, &'static str),
+    Fail(&'static Failure),
+}
+
+/// An error answer: the one error shape, with the codes it may carry.
+struct Failure {
+    status: &'static str,
+    description: &'static str,
+    codes: &'static [&'static str],
+    /// Sent with `Retry-After`.
+    retry_after: bool,
+}
+
+const fn fail(
+    status: &'static str,
+    description: &'static str,
+    codes: &'static [&'static str],
+) -> Failure {
+    Failure {
+        status,
+        description,
+        codes,
+        retry_after: false,
+    }
+}
+
+const INTERNAL: Failure = fail(
+    "500",
+    "Internal error (details are in the server log).",
+    &["internal"],
+);
+const UNAUTHORIZED: Failure = fail(
+    "401",
+    "Not signed in, or the token is invalid, expired or revoked.",
+    &["unauthorized"],
+);
+const TOO_LARGE: Failure = fail("413", "The body is too large.", &["bad_request"]);
+const NOT_JSON: Failure = fail(
+    "415",
+    "The body is not `application/json`.",
+    &["bad_request"],
+);
+const BAD_SHAPE: Failure = fail(
+    "422",
+    "The JSON does not match the expected shape (unknown or missing fields).",
+    &["bad_request"],
+);
+const BAD_REQUEST: Failure = fail("400", "Invalid request.", &["bad_request"]);
+const BAD_PASSWORD: Failure = fail(
+    "400",
+    "Invalid request.",
+    &["bad_request", "invalid_password"],
+);
+const CROSS_ORIGIN: Failure = fail("403", "Refused.", &["cross_origin"]);
+const DISABLED: Failure = fail("403", "Refused.", &["account_disabled"]);
+const DISABLED_OR_CROSS_ORIGIN: Failure =
+    fail("403", "Refused.", &["account_disabled", "cross_origin"]);
+const NOT_ADMIN: Failure = fail("403", "Refused.", &["forbidden", "account_disabled"]);
+const NOT_ADMIN_OR_CROSS_ORIGIN: Failure = fail(
+    "403",
+    "Refused.",
+    &["forbidden", "account_disabled", "cross_origin"],
+);
+const NO_USER: Failure = fail("404", "No such user.", &["not_found"]);
+const LAST_ADMIN: Failure = fail("409", "This would leave no enabled admin.", &["last_admin"]);
+const USERNAME_TAKEN: Failure = fail("409", "The user name is taken.", &["username_taken"]);
+const NO_SESSION: Failure = fail(
+    "404",
+    "No such session, or another user's (not revealed).",
+    &["not_found"],
+);
+const SESSION_FAILED: Failure = fail(
+    "500",
+    "The session did not start, or an internal error.",
+    &["session_failed", "internal"],
+);
+const DELETING: Failure = fail(
+    "409",
+    "The session is being deleted.",
+    &["session_deleting"],
+);
+const STOPPING: Failure = fail(
+    "409",
+    "The session is stopping: a stop was asked for and is not undone by access. Resume it, or retry once it is stopped (access then wakes it).",
+    &["session_stopping"],
+);
+const WAKING: Failure = Failure {
+    retry_after: true,
+    ..fail(
+        "503",
+        "A stopped session is being woken; retry (or no session image / capacity).",
+        &["session_waking", "image_missing", "capacity"],
+    )
+};
+
+const RATE_LIMITED: Failure = Failure {
+    retry_after: true,
+    ..fail("429", "Too many attempts.", &["rate_limited"])
+};
+
+/// A `$ref` to a wire type's schema.
+fn json<T: ToSchema>() -> RefOr<Schema> {
+    RefOr::Ref(Ref::from_schema_name(T::name()))
+}
+
+/// An array of a wire type.
+fn list<T: ToSchema>() -> RefOr<Schema> {
+    ArrayBuilder::new().items(json::<T>()).into()
+}
+
+/// Every operation but the proxy's `ANY` routes.
+const OPERATIONS: &[Op] = &[
+    Op::get("/api/health", "health", "operations", "Liveness and version.")
+        .public()
+        .answers(&[
+            Answer::Ok("200", "octod is up.", Body::Json(json::<Health>)),
+            Answer::Fail(&INTERNAL),
+        ]),
+    Op::get("/api/openapi.json", "openapi", "operations", "This document.")
+        .public()
+        .answers(&[
+            Answer::Ok("200", "The OpenAPI 3.1 document of the API.", Body::Object),
+            Answer::Fail(&INTERNAL),
+        ]),
+    Op::get("/metrics", "metrics", "operations", "Prometheus metrics.")
+        .describe("Prometheus text format 0.0.4: sessions by state, create/resume latency histograms (`octo_session_create_seconds`, `octo_session_resume_seconds`), proxied requests by service and status, open WebSockets, failed and rate-limited sign-ins, uptime, build info.")
+        .public()
+        .answers(&[
+            Answer::Ok("200", "Metrics.", Body::Text),
+        ]),
+    Op::post("/api/auth/register", "register", "auth", "Create an account with an invite code; signs in.")
+        .public()
+        .body(json::<RegisterRequest>)
+        .answers(&[
+            Answer::Cookie("201", "The new user; the session cookie is set.", Body::Json(json::<UserView>), "`octo_session=<JWT>; Path=/; HttpOnly; SameSite=Strict; Max-Age=<token ttl>` (plus `Secure` behind TLS)"),
+            Answer::Fail(&fail("400", "Invalid request.", &["bad_request", "invalid_invite", "invalid_username", "invalid_password"])),
+            Answer::Fail(&CROSS_ORIGIN),
+            Answer::Fail(&USERNAME_TAKEN),
+            Answer::Fail(&TOO_LARGE),
+            Answer::Fail(&NOT_JSON),
+            Answer::Fail(&BAD_SHAPE),
+            Answer::Fail(&INTERNAL),
+        ]),
+    Op::post("/api/auth/login", "login", "auth", "Sign in.")
+        .public()
+        .body(json::<LoginRequest>)
+        .answers(&[
+            Answer::Cookie("200", "The user; the session cookie is set.", Body::Json(json::<UserView>), "`octo_session=<JWT>; Path=/; HttpOnly; SameSite=Strict; Max-Age=<token ttl>` (plus `Secure` behind TLS)"),
+            Answer::Fail(&BAD_REQUEST),
+            Answer::Fail(&fail("401", "Wrong user name or password.", &["invalid_credentials"])),
+            Answer::Fail(&DISABLED_OR_CROSS_ORIGIN),
+            Answer::Fail(&TOO_LARGE),
+            Answer::Fail(&NOT_JSON),
+            Answer::Fail(&BAD_SHAPE),
+            Answer::Fail(&RATE_LIMITED),
+            Answer::Fail(&INTERNAL),
+        ]),
+    Op::post("/api/auth/logout", "logout", "auth", "Sign out: revokes the token (if any) and clears the cookie.")
+        .public()
+        .answers(&[
+            Answer::Cookie("204", "Signed out; the cookie is cleared.", Body::Empty, "Clears `octo_session`."),
+            Answer::Fail(&CROSS_ORIGIN),
+            Answer::Fail(&INTERNAL),
+        ]),
+    Op::get("/api/me", "me", "me", "The signed-in user.")
+        .answers(&[
+            Answer::Ok("200", "The user.", Body::Json(json::<UserView>)),
+            Answer::Fail(&UNAUTHORIZED),
+            Answer::Fail(&DISABLED),
+            Answer::Fail(&INTERNAL),
+        ]),
+    Op::post("/api/me/password", "changePassword", "me", "Change one's own password; other tokens are revoked.")
+        .body(json::<PasswordChange>)
+        .answers(&[
+            Answer::Cookie("204", "Changed; a new session cookie is set.", Body::Empty, "`octo_session=<JWT>; Path=/; HttpOnly; SameSite=Strict; Max-Age=<token ttl>` (plus `Secure` behind TLS)"),
+            Answer::Fail(&BAD_PASSWORD),
+            Answer::Fail(&UNAUTHORIZED),
+            Answer::Fail(&fail("403", "Refused.", &["account_disabled", "wrong_password", "cross_origin"])),
+            Answer::Fail(&TOO_LARGE),
+            Answer::Fail(&NOT_JSON),
+            Answer::Fail(&BAD_SHAPE),
+            Answer::Fail(&RATE_LIMITED),
+            Answer::Fail(&INTERNAL),
+        ]),
+    Op::get("/api/admin/users", "listUsers", "admin", "All users.")
+        .answers(&[
+            Answer::Ok("200", "Users.", Body::Json(list::<UserView>)),
+            Answer::Fail(&UNAUTHORIZED),
+            Answer::Fail(&NOT_ADMIN),
+            Answer::Fail(&INTERNAL),
+        ]),
+    Op::post("/api/admin/users", "createUser", "admin", "Create a user.")
+        .body(json::<CreateUser>)
+        .answers(&[
+            Answer::Ok("201", "The new user.", Body::Json(json::<UserView>)),
+            Answer::Fail(&fail("400", "Invalid request.", &["bad_request", "invalid_username", "invalid_password"])),
+            Answer::Fail(&UNAUTHORIZED),
+            Answer::Fail(&NOT_ADMIN_OR_CROSS_ORIGIN),
+            Answer::Fail(&USERNAME_TAKEN),
+            Answer::Fail(&TOO_LARGE),
+            Answer::Fail(&NOT_JSON),
+            Answer::Fail(&BAD_SHAPE),
+            Answer::Fail(&INTERNAL),
+        ]),
+    Op::post("/api/admin/users/{name}/disable", "disableUser", "admin", "Disable a user (their tokens stop working).")
+        .params(&[USER_NAME])
+        .answers(&[
+            Answer::Ok("200", "The user.", Body::Json(json::<UserView>)),
+            Answer::Fail(&UNAUTHORIZED),
+            Answer::Fail(&NOT_ADMIN_OR_CROSS_ORIGIN),
+            Answer::Fail(&NO_USER),
+            Answer::Fail(&LAST_ADMIN),
+            Answer::Fail(&INTERNAL),
+        ]),
+    Op::post("/api/admin/users/{name}/enable", "enableUser", "admin", "Enable a user.")
+        .params(&[USER_NAME])
+        .answers(&[
+            Answer::Ok("200", "The user.", Body::Json(json::<UserView>)),
+            Answer::Fail(&UNAUTHORIZED),
+            Answer::Fail(&NOT_ADMIN_OR_CROSS_ORIGIN),
+            Answer::Fail(&NO_USER),
+            Answer::Fail(&LAST_ADMIN),
+            Answer::Fail(&INTERNAL),
+        ]),
+    Op::post("/api/admin/users/{name}/role", "setRole", "admin", "Set a user's role.")
+        .params(&[USER_NAME])
+        .body(json::<SetRole>)
+        .answers(&[
+            Answer::Ok("200", "The user.", Body::Json(json::<UserView>)),
+            Answer::Fail(&BAD_REQUEST),
+            Answer::Fail(&UNAUTHORIZED),
+            Answer::Fail(&NOT_ADMIN_OR_CROSS_ORIGIN),
+            Answer::Fail(&NO_USER),
+            Answer::Fail(&LAST_ADMIN),
+            Answer::Fail(&TOO_LARGE),
+            Answer::Fail(&NOT_JSON),
+            Answer::Fail(&BAD_SHAPE),
+            Answer::Fail(&INTERNAL),
+        ]),
+    Op::post("/api/admin/users/{name}/password", "resetPassword", "admin", "Set a user's password; their tokens are revoked.")
+        .params(&[USER_NAME])
+        .body(json::<ResetPassword>)
+        .answers(&[
+            Answer::Ok("204", "Done.", Body::Empty),
+            Answer::Fail(&BAD_PASSWORD),
+            Answer::Fail(&UNAUTHORIZED),
+            Answer::Fail(&NOT_ADMIN_OR_CROSS_ORIGIN),
+            Answer::Fail(&NO_USER),
+            Answer::Fail(&TOO_LARGE),
+            Answer::Fail(&NOT_JSON),
+            Answer::Fail(&BAD_SHAPE),
+            Answer::Fail(&INTERNAL),
+        ]),
+    Op::get("/api/admin/invite-codes", "listInvites", "admin", "All invite codes.")
+        .answers(&[
+            Answer::Ok("200", "Invite codes.", Body::Json(list::<InviteView>)),
+            Answer::Fail(&UNAUTHORIZED),
+            Answer::Fail(&NOT_ADMIN),
+            Answer::Fail(&INTERNAL),
+        ]),
+    Op::post("/api/admin/invite-codes", "createInvite", "admin", "Create an invite code.")
+        .body(json::<CreateInvite>)
+        .answers(&[
+            Answer::Ok("201", "The new invite code.", Body::Json(json::<InviteView>)),
+            Answer::Fail(&BAD_REQUEST),
+            Answer::Fail(&UNAUTHORIZED),
+            Answer::Fail(&NOT_ADMIN_OR_CROSS_ORIGIN),
+            Answer::Fail(&TOO_LARGE),
+            Answer::Fail(&NOT_JSON),
+            Answer::Fail(&BAD_SHAPE),
+            Answer::Fail(&INTERNAL),
+        ]),
+    Op::delete("/api/admin/invite-codes/{code}", "deleteInvite", "admin", "Revoke an invite code.")
+        .params(&[INVITE_CODE])
+        .answers(&[
+            Answer::Ok("204", "Revoked.", Body::Empty),
+            Answer::Fail(&UNAUTHORIZED),
+            Answer::Fail(&NOT_ADMIN_OR_CROSS_ORIGIN),
+            Answer::Fail(&fail("404", "No such invite code.", &["not_found"])),
+            Answer::Fail(&INTERNAL),
+        ]),
+    Op::get("/api/admin/audit", "audit", "admin", "The audit log, newest first.")
+        .params(&[AUDIT_LIMIT])
+        .answers(&[
+            Answer::Ok("200", "Entries.", Body::Json(list::<AuditView>)),
+            Answer::Fail(&BAD_REQUEST),
+            Answer::Fail(&UNAUTHORIZED),
+            Answer::Fail(&NOT_ADMIN),
+            Answer::Fail(&INTERNAL),
+        ]),
+    Op::get("/api/admin/sessions", "listAllSessions", "admin", "Every user's sessions.")
+        .answers(&[
+            Answer::Ok("200", "Sessions.", Body::Json(list::<SessionView>)),
+            Answer::Fail(&UNAUTHORIZED),
+            Answer::Fail(&NOT_ADMIN),
+            Answer::Fail(&INTERNAL),
+        ]),
+    Op::get("/api/sessions", "listSessions", "sessions", "The user's sessions.")
+        .answers(&[
+            Answer::Ok("200", "Sessions.", Body::Json(list::<SessionView>)),
+            Answer::Fail(&UNAUTHORIZED),
+            Answer::Fail(&DISABLED),
+            Answer::Fail(&INTERNAL),
+        ]),
+    Op::post("/api/sessions", "createSession", "sessions", "Create and start a session.")
+        .body(json::<CreateSession>)
+        .answers(&[
+            Answer::Ok("201", "Created and running.", Body::Json(json::<SessionView>)),
+            Answer::Ok("202", "The operation goes on in the background (it did not finish within 10 s); poll the session.", Body::Json(json::<SessionView>)),
+            Answer::Fail(&fail("400", "Invalid request.", &["bad_request", "unknown_template", "invalid_id"])),
+            Answer::Fail(&UNAUTHORIZED),
+            Answer::Fail(&DISABLED_OR_CROSS_ORIGIN),
+            Answer::Fail(&fail("409", "The user has the most sessions allowed.", &["session_limit"])),
+            Answer::Fail(&TOO_LARGE),
+            Answer::Fail(&NOT_JSON),
+            Answer::Fail(&BAD_SHAPE),
+            Answer::Fail(&SESSION_FAILED),
+            Answer::Fail(&Failure { retry_after: true, ..fail("503", "No capacity or no session image yet.", &["image_missing", "capacity"]) }),
+        ]),
+    Op::get("/api/sessions/{id}", "getSession", "sessions", "One session.")
+        .params(&[SESSION_ID])
+        .answers(&[
+            Answer::Ok("200", "The session.", Body::Json(json::<SessionView>)),
+            Answer::Fail(&UNAUTHORIZED),
+            Answer::Fail(&DISABLED),
+            Answer::Fail(&NO_SESSION),
+            Answer::Fail(&INTERNAL),
+        ]),
+    Op::delete("/api/sessions/{id}", "deleteSession", "sessions", "Delete a session and its workspace.")
+        .params(&[SESSION_ID])
+        .answers(&[
+            Answer::Ok("202", "The operation goes on in the background (it did not finish within 10 s); poll the session.", Body::Json(json::<SessionView>)),
+            Answer::Ok("204", "Deleted.", Body::Empty),
+            Answer::Fail(&UNAUTHORIZED),
+            Answer::Fail(&DISABLED_OR_CROSS_ORIGIN),
+            Answer::Fail(&NO_SESSION),
+            Answer::Fail(&INTERNAL),
+        ]),
+    Op::post("/api/sessions/{id}/stop", "stopSession", "sessions", "Stop a session, keeping its workspace.")
+        .params(&[SESSION_ID])
+        .answers(&[
+            Answer::Ok("200", "Stopped.", Body::Json(json::<SessionView>)),
+            Answer::Ok("202", "The operation goes on in the background (it did not finish within 10 s); poll the session.", Body::Json(json::<SessionView>)),
+            Answer::Fail(&UNAUTHORIZED),
+            Answer::Fail(&DISABLED_OR_CROSS_ORIGIN),
+            Answer::Fail(&NO_SESSION),
+            Answer::Fail(&DELETING),
+            Answer::Fail(&INTERNAL),
+        ]),
+    Op::post("/api/sessions/{id}/resume", "resumeSession", "sessions", "Start a stopped or failed session.")
+        .params(&[SESSION_ID])
+        .answers(&[
+            Answer::Ok("200", "Running.", Body::Json(json::<SessionView>)),
+            Answer::Ok("202", "The operation goes on in the background (it did not finish within 10 s); poll the session.", Body::Json(json::<SessionView>)),
+            Answer::Fail(&UNAUTHORIZED),
+            Answer::Fail(&DISABLED_OR_CROSS_ORIGIN),
+            Answer::Fail(&NO_SESSION),
+            Answer::Fail(&DELETING),
+            Answer::Fail(&SESSION_FAILED),
+            Answer::Fail(&Failure { retry_after: true, ..fail("503", "No session image yet.", &["image_missing"]) }),
+        ]),
+    Op::get("/api/templates", "listTemplates", "templates", "The session templates.")
+        .answers(&[
+            Answer::Ok("200", "Templates.", Body::Json(list::<TemplateView>)),
+            Answer::Fail(&UNAUTHORIZED),
+            Answer::Fail(&DISABLED),
+            Answer::Fail(&INTERNAL),
+        ]),
+    Op::get("/sessions/{id}/terminal", "terminal", "proxy", "The session's terminal (ttyd) as a WebSocket.")
+        .describe("A WebSocket upgrade (`Connection: upgrade`, `Upgrade: websocket`, `Sec-WebSocket-Version: 13`), same-origin only; subprotocol `tty` is passed on.")
+        .params(&[SESSION_ID])
+        .answers(&[
+            Answer::Ok("101", "Switching protocols: the WebSocket to the terminal.", Body::Empty),
+            Answer::Fail(&UNAUTHORIZED),
+            Answer::Fail(&DISABLED_OR_CROSS_ORIGIN),
+            Answer::Fail(&NO_SESSION),
+            Answer::Fail(&fail("426", "Not a WebSocket upgrade.", &["upgrade_required"])),
+            Answer::Fail(&STOPPING),
+            Answer::Fail(&fail("502", "The terminal is not answering or refused the connection.", &["upstream_unavailable", "upstream_failed"])),
+            Answer::Fail(&WAKING),
+            Answer::Fail(&SESSION_FAILED),
+        ]),
+];
+
+/// The proxy's routes: opencode and the files under `/sessions/{id}/…` for every method (axum's
+/// `ANY`; OpenAPI has no wildcard, so `{rest}` stands for `{*rest}`), and the terminal.
+fn proxy_paths(paths: &mut Paths) {
+    const ANY: [HttpMethod; 8] = [
+        HttpMethod::Get,
+        HttpMethod::Put,
+        HttpMethod::Post,
+        HttpMethod::Delete,
+        HttpMethod::Options,
+        HttpMethod::Head,
+        HttpMethod::Patch,
+        HttpMethod::Trace,
+    ];
+    let services = [
+        (
+            "opencode",
+            "opencode's HTTP API and server-sent events (the session's token is injected). Authorized as the session's owner or an admin; a stopped session is woken.",
+        ),
+        (
+            "files",
+            "The session's file server: uploads and downloads streamed both ways. Authorized as the session's owner or an admin; a stopped session is woken.",
+        ),
+    ];
+    for (service, description) in services {
+        for (suffix, params) in [
+            ("", &[SESSION_ID][..]),
+            ("/", &[SESSION_ID][..]),
+            ("/{rest}", &[SESSION_ID, REST][..]),
+        ] {
+            let mut item = PathItem::default();
+            item.summary = Some(format!("Proxy to the session's {service}"));
+            item.description = Some(description.to_owned());
+            item.parameters = Some(params.iter().map(parameter).collect());
+            for method in ANY.clone() {
+                let mut op = OperationBuilder::new()
+                    .tag("proxy")
+                    .summary(Some(format!("{} through to {service}", method_name(&method))))
+                    .response(
+                        "2XX",
+                        Response::new(format!("Whatever the session's {service} answers, passed on as it is (any status, streamed; server-sent events included).")),
+                    );
+                for (status, _) in PROXY_FAILURES {
+                    op = op.response(status, Ref::from_response_name(format!("Proxy{status}")));
+                }
+                item.merge_operations(PathItem::new(method, op.build()));
+            }
+            paths
+                .paths
+                .insert(format!("/sessions/{{id}}/{service}{suffix}"), item);
+        }
+    }
+}
+
+/// The error answers every proxied route shares (`components/responses/Proxy<status>`).
+const PROXY_FAILURES: [(&str, &Failure); 7] = [
+    ("401", &UNAUTHORIZED),
+    ("403", &DISABLED_OR_CROSS_ORIGIN),
+    ("404", &NO_SESSION),
+    ("409", &STOPPING),
+    (
+        "502",
+        &fail(
+            "502",
+            "The service is not answering or did not complete the request.",
+            &["upstream_unavailable", "upstream_failed"],
+        ),
+    ),
+    ("503", &WAKING),
+    ("500", &SESSION_FAILED),
+];
+
+fn method_name(method: &HttpMethod) -> &'static str {
+    match method {
+        HttpMethod::Get => "GET",
+        HttpMethod::Put => "PUT",
+        HttpMethod::Post => "POST",
+        HttpMethod::Delete => "DELETE",
+        HttpMethod::Options => "OPTIONS",
+        HttpMethod::Head => "HEAD",
+        HttpMethod::Patch => "PATCH",
+        HttpMethod::Trace => "TRACE",
+    }
+}
+
+fn paths() -> Paths {
+    let mut paths = Paths::new();
+    for op in OPERATIONS {
+        let mut builder = OperationBuilder::new()
+            .tag(op.tag)
+            .summary(Some(op.summary))
+            .description(op.description);
+        if !op.id.is_empty() {
+            builder = builder.operation_id(Some(op.id));
+        }
+        if op.public {
+            builder = builder.securities(Some(Vec::<SecurityRequirement>::new()));
+        }
+        if !op.params.is_empty() {
+            builder = builder.parameters(Some(op.params.iter().map(parameter)));
+        }
+        if let Some(schema) = op.body {
+            builder = builder.request_body(Some(
+                RequestBodyBuilder::new()
+                    .required(Some(Required::True))
+                    .content("application/json", Content::new(Some(schema())))
+                    .build(),
+            ));
+        }
+        for answer in op.answers {
+            builder = match answer {
+                Answer::Ok(status, description, body) => {
+                    builder.response(*status, success(description, *body))
+                }
+                Answer::Cookie(status, description, body, cookie) => {
+                    let mut response = success(description, *body);
+                    response.headers.insert(
+                        "Set-Cookie".to_owned(),
+                        HeaderBuilder::new()
+                            .schema(ObjectBuilder::new().schema_type(Type::String))
+                            .description(Some(*cookie))
+                            .build(),
+                    );
+                    builder.response(*status, response)
+                }
+                Answer::Fail(failure) => builder.response(failure.status, error(failure)),
+            };
+        }
+        paths.add_path_operation(op.path, vec![op.method.clone()], builder.build());
+    }
+    proxy_paths(&mut paths);
+    paths
+}
+
+fn parameter(param: &Param) -> utoipa::openapi::path::Parameter {
+    let schema = match param.range {
+        Some((min, max)) => ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .minimum(Some(min))
+            .maximum(Some(max)),
+        None => ObjectBuilder::new().schema_type(Type::String),
+    };
+    ParameterBuilder::new()
+        .name(param.name)
+        .parameter_in(if param.query {
+            ParameterIn::Query
+        } else {
+            ParameterIn::Path
+        })
+        .required(if param.query {
+            Required::False
+        } else {
+            Required::True
+        })
+        .description(Some(param.description))
+        .schema(Some(schema))
+        .build()
+}
+
+fn success(description: &str, body: Body) -> Response {
+    let response = ResponseBuilder::new().description(description);
+    match body {
+        Body::Empty => response,
+        Body::Json(schema) => response.content("application/json", Content::new(Some(schema()))),
+        Body::Object => response.content(
+            "application/json",
+            Content::new(Some(ObjectBuilder::new().schema_type(Type::Object))),
+        ),
+        Body::Text => response.content(
+            "text/plain",
+            Content::new(Some(ObjectBuilder::new().schema_type(Type::String))),
+        ),
+    }
+    .build()
+}
+
+/// The one error shape with the codes this answer may carry.
+fn error(failure: &Failure) -> Response {
+    let mut response = ResponseBuilder::new()
+        .description(failure.description)
+        .content("application/json", Content::new(Some(json::<ErrorBody>())))
+        .extensions(Some(
+            Extensions::builder()
+                .add("x-error-codes", failure.codes)
+                .build(),
+        ));
+    if failure.retry_after {
+        response = response.header(
+            "Retry-After",
+            HeaderBuilder::new()
+                .schema(ObjectBuilder::new().schema_type(Type::Integer))
+                .description(Some("Seconds to wait before retrying."))
+                .build(),
+        );
+    }
+    response.build()
+}
+
+fn components() -> Components {
+    let mut components = ComponentsBuilder::new()
+        .security_scheme(
+            "cookie",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                crate::auth::http::COOKIE_NAME,
+                "The session cookie set by register/login (a JWT).",
+            ))),
+        )
+        .security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some(
+                        "The same JWT as `Authorization: Bearer`, for API clients.",
+                    ))
+                    .build(),
+            ),
+        )
+        .schema_from::<ErrorBody>()
+        .schema_from::<Role>()
+        .schema_from::<UserView>()
+        .schema_from::<InviteView>()
+        .schema_from::<AuditView>()
+        .schema_from::<Health>()
+        .schema_from::<TemplateView>()
+        .schema_from::<SessionUrls>()
+        .schema_from::<SessionView>()
+        .schema_from::<RegisterRequest>()
+        .schema_from::<LoginRequest>()
+        .schema_from::<PasswordChange>()
+        .schema_from::<CreateUser>()
+        .schema_from::<SetRole>()
+        .schema_from::<ResetPassword>()
+        .schema_from::<CreateInvite>()
+        .schema_from::<CreateSession>();
+    for (status, failure) in PROXY_FAILURES {
+        components = components.response(format!("Proxy{status}"), error(failure));
+    }
+    components.build()
+}
+
+#[cfg(test)]
+mod tests {
+    //! The OpenAPI document against the real router and the real wire types.
+    //!
+    //! The router's routes are read from [`routes`] itself, which [`router`] serves: its paths
+    //! from axum's `Debug` output of the route table, and each path's methods by probing:
+    //! adding a route for a method the path already has panics in axum ("Overlapping method
+    //! route"), so a probe that panics proves the method is mounted. [`ROUTES`] must equal
+    //! what the probes find, and the document must list exactly [`ROUTES`].
+
+    use std::collections::BTreeSet;
+    use std::panic::{AssertUnwindSafe, catch_unwind};
+
+    use axum::routing::{MethodFilter, any, on};
+    use serde::Serialize;
+    use serde::de::DeserializeOwned;
+    use serde_json::{Value, json};
+
+    use axum::Router;
+    use axum::response::IntoResponse as _;
+
+    use super::OPENAPI;
+    use crate::api::sessions::{self, state_name};
+    use crate::app::{AppState, Health, ROUTES, routes};
+    use crate::http::ApiError;
+    use crate::session::SessionState;
+
+    /// The methods an `ANY` route answers, as the document lists them.
+    const ANY_METHODS: [&str; 8] = [
+        "get", "put", "post", "delete", "options", "head", "patch", "trace",
+    ];
+
+    const PROBES: [(&str, MethodFilter); 9] = [
+        ("GET", MethodFilter::GET),
+        ("HEAD", MethodFilter::HEAD),
+        ("POST", MethodFilter::POST),
+        ("PUT", MethodFilter::PUT),
+        ("DELETE", MethodFilter::DELETE),
+        ("PATCH", MethodFilter::PATCH),
+        ("OPTIONS", MethodFilter::OPTIONS),
+        ("TRACE", MethodFilter::TRACE),
+        ("CONNECT", MethodFilter::CONNECT),
+    ];
+
+    fn doc() -> Value {
+        serde_json::from_str(&OPENAPI).expect("the document is JSON")
+    }
+
+    /// The paths of a router's route table, from its `Debug` output
+    /// (`Node { paths: {RouteId(3): "/api/health", …} }`).
+    fn router_paths(router: &Router<AppState>) -> BTreeSet<String> {
+        let debug = format!("{router:?}");
+        // Only the path router: the fallback router has axum's private catch-all paths.
+        let end = debug.find("fallback_router").unwrap_or(debug.len());
+        let debug = &debug[..end];
+        let mut paths = BTreeSet::new();
+        let mut rest = debug;
+        while let Some(at) = rest.find("RouteId(") {
+            rest = &rest[at + "RouteId(".len()..];
+            let Some(close) = rest.find("): \"") else {
+                continue;
+            };
+            if !rest[..close].bytes().all(|b| b.is_ascii_digit()) {
+                continue;
+            }
+            let quoted = &rest[close + "): \"".len()..];
+            let end = quoted.find('"').expect("a closing quote");
+            paths.insert(quoted[..end].to_owned());
+        }
+        paths
+    }
+
+    /// Whether adding `probe` at `path` panics as an overlap: the method is already mounted.
+    fn mounted(router: &Router<AppState>, path: &str, probe: MethodRouterFor) -> bool {
+        let router = router.clone();
+        let outcome = catch_unwind(AssertUnwindSafe(move || {
+            let _ = router.route(path, probe());
+        }));
+        match outcome {
+            Ok(()) => false,
+            Err(panic) => {
+                let message = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                    .unwrap_or_default();
+                assert!(
+                    message.contains("Overlapping method route")
+                        || message.contains("both have a fallback"),
+                    "probing {path} panicked for another reason: {message}"
+                );
+                true
+            }
+        }
+    }
+
+    type MethodRouterFor = Box<dyn FnOnce() -> axum::routing::MethodRouter<AppState>>;
+
+    /// (method, path) of every route the router mounts, found by probing.
+    fn probed_routes() -> BTreeSet<(String, String)> {
+        let router = routes();
+        let paths = router_paths(&router);
+        assert!(
+            paths.contains("/api/health") && paths.len() > 20,
+            "reading the route table from axum's Debug output failed: {paths:?}"
+        );
+        let mut found = BTreeSet::new();
+        for path in &paths {
+            if mounted(&router, path, Box::new(|| any(|| async {}))) {
+                found.insert(("ANY".to_owned(), path.clone()));
+                continue;
+            }
+            let methods: BTreeSet<&str> = PROBES
+                .iter()
+                .filter(|(_, filter)| {
+                    let filter = *filter;
+                    mounted(&router, path, Box::new(move || on(filter, || async {})))
+                })
+                .map(|(name, _)| *name)
+                .collect();
+            assert!(
+                !methods.is_empty(),
+                "{path} is in the table but answers no method"
+            );
+            for method in &methods {
+                // `get` also answers HEAD.
+                if *method == "HEAD" && methods.contains("GET") {
+                    continue;
+                }
+                found.insert(((*method).to_owned(), path.clone()));
+            }
+        }
+        found
+    }
+
+    fn routes_const() -> BTreeSet<(String, String)> {
+        let set: BTreeSet<_> = ROUTES
+            .iter()
+            .map(|(m, p)| ((*m).to_owned(), (*p).to_owned()))
+            .collect();
+        assert_eq!(set.len(), ROUTES.len(), "ROUTES has duplicates");
+        set
+    }
+
+    #[test]
+    fn routes_const_is_exactly_what_the_router_mounts() {
+        let probed = probed_routes();
+        let listed = routes_const();
+        let missing: Vec<_> = probed.difference(&listed).collect();
+        let extra: Vec<_> = listed.difference(&probed).collect();
+        assert!(
+            missing.is_empty() && extra.is_empty(),
+            "mounted but not in ROUTES: {missing:?}; in ROUTES but not mounted: {extra:?}"
+        );
+    }
+
+    #[test]
+    fn the_probe_sees_a_route_that_is_not_listed() {
+        // The check above can fail: a route added to the router is found by the probe.
+        let router = routes().route("/api/extra", axum::routing::put(|| async {}));
+        assert!(router_paths(&router).contains("/api/extra"));
+        assert!(mounted(
+            &router,
+            "/api/extra",
+            Box::new(|| on(MethodFilter::PUT, || async {}))
+        ));
+        assert!(!mounted(
+            &router,
+            "/api/extra",
+            Box::new(|| on(MethodFilter::GET, || async {}))
+        ));
+    }
+
+    /// A document path item, following a `$ref` into `components/pathItems`.
+    fn resolve<'a>(doc: &'a Value, value: &'a Value) -> &'a Value {
+        match value.get("$ref").and_then(Value::as_str) {
+            Some(pointer) => doc
+                .pointer(pointer.strip_prefix('#').expect("a local $ref"))
+                .unwrap_or_else(|| panic!("unresolved $ref {pointer}")),
+            None => value,
+        }
+    }
+
+    const DOC_METHODS: [&str; 8] = [
+        "get", "put", "post", "delete", "options", "head", "patch", "trace",
+    ];
+
+    /// (method, path) of every operation in the document, in [`ROUTES`]' terms.
+    fn document_routes(doc: &Value) -> BTreeSet<(String, String)> {
+        let mut found = BTreeSet::new();
+        for (path, item) in doc["paths"].as_object().expect("paths") {
+            let item = resolve(doc, item);
+            let methods: BTreeSet<&str> = DOC_METHODS
+                .iter()
+                .copied()
+                .filter(|m| item.get(*m).is_some())
+                .collect();
+            // OpenAPI has no wildcard: `{rest}` stands for axum's `{*rest}`.
+            let path = path.replace("{rest}", "{*rest}");
+            if methods == ANY_METHODS.into_iter().collect() {
+                found.insert(("ANY".to_owned(), path));
+            } else {
+                for m in methods {
+                    found.insert((m.to_uppercase(), path.clone()));
+                }
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn document_lists_exactly_the_routes() {
+        let doc = doc();
+        assert_eq!(doc["openapi"], "3.1.0");
+        assert_eq!(doc["info"]["version"], crate::VERSION);
+        let documented = document_routes(&doc);
+        let listed = routes_const();
+        let missing: Vec<_> = listed.difference(&documented).collect();
+        let extra: Vec<_> = documented.difference(&listed).collect();
+        assert!(
+            missing.is_empty() && extra.is_empty(),
+            "routes not documented: {missing:?}; documented but not routed: {extra:?}"
+        );
+    }
+
+    /// Every operation of the document with its path and method.
+    fn operations(doc: &Value) -> Vec<(String, String, &Value)> {
+        let mut ops = Vec::new();
+        for (path, item) in doc["paths"].as_object().expect("paths") {
+            let item = resolve(doc, item);
+            for m in DOC_METHODS {
+                if let Some(op) = item.get(m) {
+                    ops.push((m.to_owned(), path.clone(), op));
+                }
+            }
+        }
+        ops
+    }
+
+    fn refs(value: &Value, out: &mut Vec<String>) {
+        match value {
+            Value::Object(map) => {
+                for (key, v) in map {
+                    if key == "$ref" {
+                        out.push(v.as_str().expect("a string $ref").to_owned());
+                    }
+                    refs(v, out);
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|v| refs(v, out)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn every_ref_resolves_and_path_parameters_are_declared() {
+        let doc = doc();
+        let mut all = Vec::new();
+        refs(&doc, &mut all);
+        assert!(!all.is_empty());
+        for pointer in all {
+            let local = pointer.strip_prefix('#').expect("local $ref");
+            assert!(doc.pointer(local).is_some(), "unresolved $ref {pointer}");
+        }
+        for (path, item) in doc["paths"].as_object().expect("paths") {
+            let item = resolve(&doc, item);
+            for (method, op) in DOC_METHODS.iter().filter_map(|m| Some((m, item.get(*m)?))) {
+                let declared: BTreeSet<&str> = item["parameters"]
+                    .as_array()
+                    .into_iter()
+                    .chain(op["parameters"].as_array())
+                    .flatten()
+                    .filter(|p| p["in"] == "path")
+                    .filter_map(|p| p["name"].as_str())
+                    .collect();
+                let in_path: BTreeSet<&str> = path
+                    .split('/')
+                    .filter_map(|s| s.strip_prefix('{')?.strip_suffix('}'))
+                    .collect();
+                assert_eq!(declared, in_path, "{method} {path}: path parameters");
+            }
+        }
+    }
+
+    #[test]
+    fn errors_use_the_one_shape_with_their_codes() {
+        let doc = doc();
+        assert_eq!(
+            doc["components"]["securitySchemes"]["cookie"],
+            json!({
+                "type": "apiKey", "in": "cookie", "name": crate::auth::http::COOKIE_NAME,
+                "description": doc["components"]["securitySchemes"]["cookie"]["description"],
+            })
+        );
+        for (method, path, op) in operations(&doc) {
+            let responses = op["responses"].as_object().expect("responses");
+            assert!(
+                responses
+                    .keys()
+                    .any(|s| s.starts_with('1') || s.starts_with('2')),
+                "{method} {path}: no success response"
+            );
+            for (status, response) in responses {
+                if status.starts_with('1') || status.starts_with('2') {
+                    continue;
+                }
+                let response = resolve(&doc, response);
+                assert_eq!(
+                    response["content"]["application/json"]["schema"]["$ref"],
+                    "#/components/schemas/Error",
+                    "{method} {path} {status}: not the error shape"
+                );
+                let codes = response["x-error-codes"].as_array();
+                assert!(
+                    codes.is_some_and(|c| !c.is_empty()),
+                    "{method} {path} {status}: no x-error-codes"
+                );
+            }
+            let public = op["security"].as_array().is_some_and(Vec::is_empty);
+            if !public {
+                let has = |status: &str, code: &str| {
+                    responses
+                        .get(status)
+                        .map_or(&Value::Null, |r| resolve(&doc, r))["x-error-codes"]
+                        .as_array()
+                        .is_some_and(|c| c.iter().any(|c| c == code))
+                };
+                assert!(has("401", "unauthorized"), "{method} {path}: no 401");
+                if path.starts_with("/api/admin/") {
+                    assert!(has("403", "forbidden"), "{method} {path}: no 403 forbidden");
+                }
+            }
+            if method != "get" && method != "head" && method != "options" && method != "trace" {
+                let cross_origin = responses
+                    .get("403")
+                    .and_then(|r| resolve(&doc, r)["x-error-codes"].as_array())
+                    .is_some_and(|c| c.iter().any(|c| c == "cross_origin"));
+                assert!(cross_origin, "{method} {path}: no 403 cross_origin");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn the_error_schema_is_what_api_error_sends() {
+        use http_body_util::BodyExt as _;
+        let response = ApiError::not_found("no such route").into_response();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        let body: Value = serde_json::from_slice(&bytes).expect("JSON");
+        assert_response_schema(&doc(), "Error", &body);
+    }
+
+    fn schema<'a>(doc: &'a Value, name: &str) -> &'a Value {
+        doc.pointer(&format!("/components/schemas/{name}"))
+            .unwrap_or_else(|| panic!("no schema {name}"))
+    }
+
+    /// A serialized value has exactly the schema's properties (nested objects too); the
+    /// schema's required ones are the ones always there.
+    fn assert_response_schema(doc: &Value, name: &str, value: &Value) {
+        let schema = resolve(doc, schema(doc, name));
+        check_object(doc, name, schema, value);
+    }
+
+    fn check_object(doc: &Value, name: &str, schema: &Value, value: &Value) {
+        let schema = resolve(doc, schema);
+        let Some(object) = value.as_object() else {
+            if let Some(values) = schema["enum"].as_array() {
+                assert!(values.contains(value), "{name}: {value} not in {values:?}");
+            }
+            return;
+        };
+        let props = schema["properties"].as_object().expect("properties");
+        let sent: BTreeSet<&str> = object.keys().map(String::as_str).collect();
+        let documented: BTreeSet<&str> = props.keys().map(String::as_str).collect();
+        assert!(
+            sent.is_subset(&documented),
+            "{name}: sent {sent:?}, documented {documented:?}"
+        );
+        let required: BTreeSet<&str> = schema["required"]
+            .as_array()
+            .expect("required")
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        assert!(
+            required.is_subset(&sent),
+            "{name}: required {required:?}, sent {sent:?}"
+        );
+        for (key, v) in object {
+            check_object(doc, &format!("{name}.{key}"), &props[key], v);
+        }
+    }
+
+    /// A value of each documented property, from its schema.
+    fn sample(doc: &Value, schema: &Value) -> Value {
+        let schema = resolve(doc, schema);
+        // utoipa lists an `Option`'s `{"type": "null"}` first: sample the other alternative.
+        if let Some(first) = schema["oneOf"]
+            .as_array()
+            .and_then(|a| a.iter().find(|s| s["type"] != "null"))
+        {
+            return sample(doc, first);
+        }
+        if let Some(first) = schema["enum"].as_array().and_then(|a| a.first()) {
+            return first.clone();
+        }
+        let ty = match &schema["type"] {
+            Value::Array(types) => types.first().cloned().unwrap_or_default(),
+            other => other.clone(),
+        };
+        match ty.as_str() {
+            Some("string") => json!("x1"),
+            Some("integer") => json!(1),
+            Some("boolean") => json!(true),
+            other => panic!("no sample for {other:?}"),
+        }
+    }
+
+    /// The document's request schema `name` against the type the handler deserializes (all of
+    /// them `deny_unknown_fields`): every documented property is accepted, the required ones
+    /// are enough, and leaving out any required one is refused.
+    fn check_request<T: DeserializeOwned>(doc: &Value, name: &str) {
+        let schema = schema(doc, name);
+        let props = schema["properties"].as_object().expect("properties");
+        // utoipa leaves out an empty `required` (CreateInvite's).
+        let required: Vec<&str> = schema["required"]
+            .as_array()
+            .map_or(&[][..], Vec::as_slice)
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        let full: serde_json::Map<String, Value> = props
+            .iter()
+            .map(|(k, s)| (k.clone(), sample(doc, s)))
+            .collect();
+        serde_json::from_value::<T>(Value::Object(full.clone()))
+            .unwrap_or_else(|e| panic!("{name}: all documented properties refused: {e}"));
+        let minimal: serde_json::Map<String, Value> = full
+            .iter()
+            .filter(|(k, _)| required.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        serde_json::from_value::<T>(Value::Object(minimal.clone()))
+            .unwrap_or_else(|e| panic!("{name}: the required properties are not enough: {e}"));
+        for key in &required {
+            let mut without = minimal.clone();
+            without.remove(*key);
+            assert!(
+                serde_json::from_value::<T>(Value::Object(without)).is_err(),
+                "{name}: {key} is documented as required but is optional"
+            );
+        }
+        let mut unknown = full;
+        unknown.insert("not_a_field".into(), json!(1));
+        assert!(
+            serde_json::from_value::<T>(Value::Object(unknown)).is_err(),
+            "{name}: unknown fields must be refused (deny_unknown_fields)"
+        );
+    }
+
+    #[test]
+    fn request_schemas_match_the_handlers_types() {
+        use crate::auth::http::{
+            CreateInvite, CreateUser, LoginRequest, PasswordChange, RegisterRequest, ResetPassword,
+            SetRole,
+        };
+        let doc = doc();
+        check_request::<RegisterRequest>(&doc, "RegisterRequest");
+        check_request::<LoginRequest>(&doc, "LoginRequest");
+        check_request::<PasswordChange>(&doc, "PasswordChange");
+        check_request::<CreateUser>(&doc, "CreateUser");
+        check_request::<SetRole>(&doc, "SetRole");
+        check_request::<ResetPassword>(&doc, "ResetPassword");
+        check_request::<CreateInvite>(&doc, "CreateInvite");
+        check_request::<sessions::CreateSession>(&doc, "CreateSession");
+        // Every role the document names is one the server accepts, and back.
+        for role in schema(&doc, "Role")["enum"].as_array().expect("enum") {
+            serde_json::from_value::<crate::identity::Role>(role.clone()).expect("a role");
+        }
+        for role in [crate::identity::Role::Admin, crate::identity::Role::User] {
+            let value = serde_json::to_value(role).expect("role");
+            check_object(&doc, "Role", schema(&doc, "Role"), &value);
+        }
+    }
+
+    fn to_value(value: impl Serialize) -> Value {
+        serde_json::to_value(value).expect("serializes")
+    }
+
+    #[test]
+    fn response_schemas_match_the_wire_types() {
+        use crate::auth::http::{AuditView, InviteView, UserView};
+        use crate::identity::Role;
+        let doc = doc();
+        let user = UserView {
+            name: "ada".into(),
+            role: Role::Admin,
+            disabled: false,
+            created_at: 1,
+        };
+        assert_response_schema(&doc, "User", &to_value(&user));
+        for expires_at in [None, Some(5)] {
+            let invite = InviteView {
+                code: "c".into(),
+                role: Role::User,
+                uses_left: 1,
+                expires_at,
+                created_by: "ada".into(),
+                created_at: 1,
+            };
+            assert_response_schema(&doc, "Invite", &to_value(&invite));
+        }
+        let entry = AuditView {
+            id: 1,
+            time: 2,
+            actor: "ada".into(),
+            action: "user.create".into(),
+            target: "bob".into(),
+            detail: String::new(),
+        };
+        assert_response_schema(&doc, "AuditEntry", &to_value(&entry));
+        let health = Health {
+            status: "ok".into(),
+            version: crate::VERSION.into(),
+            uptime_seconds: 3,
+        };
+        assert_response_schema(&doc, "Health", &to_value(&health));
+        let template = sessions::TemplateView {
+            id: "default".into(),
+            name: "Default".into(),
+            description: String::new(),
+        };
+        assert_response_schema(&doc, "Template", &to_value(&template));
+        for (state, reason) in [
+            (sessions::SessionStatus::Running, None),
+            (
+                sessions::SessionStatus::Failed,
+                Some("the start job failed".to_owned()),
+            ),
+        ] {
+            let view = sessions::SessionView {
+                id: "s1".into(),
+                owner: "ada".into(),
+                template: "default".into(),
+                state,
+                reason,
+                desired: sessions::Desired::Running,
+                created_at: 1,
+                updated_at: 2,
+                urls: sessions::SessionUrls {
+                    opencode: "/sessions/s1/opencode/".into(),
+                    files: "/sessions/s1/files/".into(),
+                    terminal: "/sessions/s1/terminal".into(),
+                },
+            };
+            assert_response_schema(&doc, "Session", &to_value(&view));
+        }
+        // Every documented session state is one the API sends.
+        let states: BTreeSet<&str> = schema(&doc, "Session")["properties"]["state"]["enum"]
+            .as_array()
+            .expect("enum")
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        let sent: BTreeSet<&str> = [
+            SessionState::Creating,
+            SessionState::Starting,
+            SessionState::Running,
+            SessionState::Stopping,
+            SessionState::Stopped,
+            SessionState::Deleting,
+            SessionState::Failed(String::new()),
+        ]
+        .iter()
+        .map(state_name)
+        .collect();
+        assert_eq!(states, sent);
+    }
+
+    #[test]
+    fn every_documented_schema_is_checked_or_used() {
+        // A schema nobody references is probably stale.
+        let doc = doc();
+        let mut all = Vec::new();
+        refs(&doc["paths"], &mut all);
+        refs(&doc["components"]["pathItems"], &mut all);
+        refs(&doc["components"]["schemas"], &mut all);
+        let used: BTreeSet<String> = all.into_iter().collect();
+        for name in doc["components"]["schemas"]
+            .as_object()
+            .expect("schemas")
+            .keys()
+        {
+            let pointer = format!("#/components/schemas/{name}");
+            assert!(used.contains(&pointer), "schema {name} is unused");
+        }
+    }
+
+    #[test]
+    fn the_committed_document_is_current() {
+        // `octod/openapi.json` is what the web UI generates its types from (`npm run gen:api`).
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("openapi.json");
+        if std::env::var_os("OCTO_BLESS").is_some_and(|v| v == "1") {
+            std::fs::write(&path, OPENAPI.as_str()).expect("writing openapi.json");
+        }
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            committed == *OPENAPI,
+            "{} is stale: regenerate it with `OCTO_BLESS=1 cargo test -p octod openapi`, then \
+             `npm run gen:api` in frontend/",
+            path.display()
+        );
+    }
+}

@@ -1,0 +1,35 @@
+//! The wire types of Octo: what octod's HTTP API (`/api/*`) and its admin socket
+//! (`/admin/v1/*`) send and accept, written once. octod serializes them (and derives its OpenAPI
+//! document from them, with the `openapi` feature), octoctl deserializes them, and the web UI's
+//! TypeScript types are generated from that document.
+//!
+//! The serde attributes are the wire format: changing one changes what clients see. Domain
+//! types and their conversions into these stay in octod.
+
+pub mod admin;
+pub mod auth;
+pub mod error;
+pub mod sessions;
+
+pub use admin::{
+    BuildEvent, ImageStatus, LogEvent, LogsQuery, RefreshEvent, RefreshQuery, RefreshStatus,
+    StatusView,
+};
+pub use auth::{
+    AuditQuery, AuditView, CreateInvite, CreateUser, InviteView, LoginRequest, PasswordChange,
+    RegisterRequest, ResetPassword, Role, SetRole, UserView,
+};
+pub use error::{ErrorBody, ErrorDetail};
+pub use sessions::{CreateSession, Desired, SessionStatus, SessionUrls, SessionView, TemplateView};
+
+use serde::{Deserialize, Serialize};
+
+/// The body of `GET /api/health`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Health {
+    /// Always `ok`.
+    pub status: String,
+    pub version: String,
+    pub uptime_seconds: u64,
+}

@@ -1,0 +1,112 @@
+//! Sessions and templates.
+
+use serde::{Deserialize, Serialize};
+
+/// A session as the API shows it: no ports, no token.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = Session))]
+pub struct SessionView {
+    pub id: String,
+    pub owner: String,
+    pub template: String,
+    #[cfg_attr(feature = "openapi", schema(inline))]
+    pub state: SessionStatus,
+    /// Why it failed; only for `failed`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
+    pub reason: Option<String>,
+    // No doc comment: utoipa would wrap the inlined enum in a `oneOf` to describe it.
+    #[cfg_attr(feature = "openapi", schema(inline))]
+    pub desired: Desired,
+    /// Milliseconds since the Unix epoch.
+    pub created_at: u64,
+    /// Milliseconds since the Unix epoch.
+    pub updated_at: u64,
+    pub urls: SessionUrls,
+}
+
+/// A session's lifecycle state as the API names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum SessionStatus {
+    Creating,
+    Starting,
+    Running,
+    Stopping,
+    Stopped,
+    Deleting,
+    Failed,
+}
+
+impl SessionStatus {
+    /// Every state, in lifecycle order.
+    pub const ALL: [SessionStatus; 7] = [
+        SessionStatus::Creating,
+        SessionStatus::Starting,
+        SessionStatus::Running,
+        SessionStatus::Stopping,
+        SessionStatus::Stopped,
+        SessionStatus::Deleting,
+        SessionStatus::Failed,
+    ];
+
+    /// The state as the wire names it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionStatus::Creating => "creating",
+            SessionStatus::Starting => "starting",
+            SessionStatus::Running => "running",
+            SessionStatus::Stopping => "stopping",
+            SessionStatus::Stopped => "stopped",
+            SessionStatus::Deleting => "deleting",
+            SessionStatus::Failed => "failed",
+        }
+    }
+}
+
+/// Whether the user wants the session running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum Desired {
+    Running,
+    Stopped,
+}
+
+impl Desired {
+    /// The desired state as the wire names it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Desired::Running => "running",
+            Desired::Stopped => "stopped",
+        }
+    }
+}
+
+/// Paths of the session's services through the proxy.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SessionUrls {
+    pub opencode: String,
+    pub files: String,
+    pub terminal: String,
+}
+
+/// The body of `POST /api/sessions`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct CreateSession {
+    /// A template id from `GET /api/templates`.
+    pub template: String,
+}
+
+/// One template as `GET /api/templates` lists it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = Template))]
+pub struct TemplateView {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+}
