@@ -33,6 +33,75 @@ fn octod_has_no_import_circle() {
     assert!(circles.is_empty(), "{}", graph.report(&circles));
 }
 
+/// octod's layers, bottom up (ARCHITECTURE.md, "Layers"): a module may use its own layer and
+/// the ones below, never one above. A module is named by its longest prefix listed here.
+const LAYERS: &[(&str, &[&str])] = &[
+    (
+        "domain and IO adapters",
+        &[
+            "session",
+            "identity",
+            "metrics",
+            "config",
+            "templates",
+            "render",
+            "journal",
+            "systemd",
+            "podman",
+            "store",
+            "image",
+        ],
+    ),
+    ("engine and services", &["engine", "auth", "service"]),
+    ("the HTTP floor", &["http"]),
+    ("the edges", &["api", "auth::http", "proxy"]),
+    // `admin` is the admin socket's own root: its router mounts the edges' handlers over the
+    // app's state with another caller.
+    (
+        "the composition roots",
+        &["app", "admin", "listen", "serve", "lib"],
+    ),
+];
+
+/// The layer of a module: the index in [`LAYERS`] of its longest listed prefix.
+fn layer_of(module: &ModPath) -> Option<usize> {
+    let name = if module.is_empty() {
+        "lib".to_owned()
+    } else {
+        module.join("::")
+    };
+    LAYERS
+        .iter()
+        .enumerate()
+        .flat_map(|(layer, (_, names))| names.iter().map(move |n| (layer, *n)))
+        .filter(|(_, n)| name == *n || name.starts_with(&format!("{n}::")))
+        .max_by_key(|(_, n)| n.len())
+        .map(|(layer, _)| layer)
+}
+
+#[test]
+fn octod_uses_only_its_own_layer_and_the_ones_below() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let graph = Graph::read(&src).expect("reading octod/src");
+    let mut problems = String::new();
+    for (module, file) in &graph.files {
+        let Some(from) = layer_of(module) else {
+            let _ = writeln!(problems, "{file} is in no layer: add it to LAYERS");
+            continue;
+        };
+        for (target, why) in graph.edges.get(module).into_iter().flatten() {
+            if let Some(to) = layer_of(target).filter(|to| *to > from) {
+                let _ = writeln!(
+                    problems,
+                    "{file} ({}) uses {} ({}) through {why}",
+                    LAYERS[from].0, graph.files[target], LAYERS[to].0
+                );
+            }
+        }
+    }
+    assert!(problems.is_empty(), "layering broken:\n{problems}");
+}
+
 /// The file-level module graph of one crate's `src/`.
 struct Graph {
     /// Every file module, with its file relative to `src/` ("api/mod.rs").
