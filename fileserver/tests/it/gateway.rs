@@ -131,7 +131,7 @@ impl Gateway {
         if opencode_up {
             rt.block_on(start_opencode(opencode, events.clone()));
         }
-        rt.block_on(start_ws_echo(&terminal));
+        start_ws_echo(&rt, &terminal);
         let listener = {
             let _guard = rt.enter();
             tokio::net::UnixListener::bind(&socket).expect("bind")
@@ -254,30 +254,16 @@ async fn start_opencode(addr: SocketAddr, events: Arc<tokio::sync::Notify>) {
 
 /// The stand-in ttyd: a WebSocket echo on a Unix socket that accepts only `/ws` without the
 /// gateway's `Authorization`, and answers every message with `echo:` + the message.
-async fn start_ws_echo(path: &Path) {
-    let listener = tokio::net::UnixListener::bind(path).expect("bind ttyd");
-    tokio::spawn(async move {
+fn start_ws_echo(rt: &tokio::runtime::Runtime, path: &Path) {
+    let listener = {
+        let _guard = rt.enter();
+        tokio::net::UnixListener::bind(path).expect("bind ttyd")
+    };
+    rt.spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
             tokio::spawn(async move {
-                let check = |request: &tokio_tungstenite::tungstenite::handshake::server::Request,
-                             mut response: tokio_tungstenite::tungstenite::handshake::server::Response| {
-                    if request.uri().path() == "/ws"
-                        && request.headers().get(header::AUTHORIZATION).is_none()
-                    {
-                        // ttyd's subprotocol, as ttyd answers it.
-                        response
-                            .headers_mut()
-                            .insert("Sec-WebSocket-Protocol", "tty".parse().expect("v"));
-                        Ok(response)
-                    } else {
-                        let mut refusal = tokio_tungstenite::tungstenite::handshake::server::ErrorResponse::new(
-                            Some("wrong path or leaked credential".to_owned()),
-                        );
-                        *refusal.status_mut() = StatusCode::FORBIDDEN;
-                        Err(refusal)
-                    }
-                };
-                let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(stream, check).await else {
+                let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(stream, ttyd_handshake).await
+                else {
                     return;
                 };
                 while let Some(Ok(message)) = ws.next().await {
@@ -298,6 +284,30 @@ async fn start_ws_echo(path: &Path) {
             });
         }
     });
+}
+
+/// The stand-in ttyd's handshake: only `/ws`, never the gateway's credential; answers with
+/// ttyd's subprotocol. (The signature is tungstenite's callback's.)
+#[allow(clippy::result_large_err)]
+fn ttyd_handshake(
+    request: &tokio_tungstenite::tungstenite::handshake::server::Request,
+    mut response: tokio_tungstenite::tungstenite::handshake::server::Response,
+) -> Result<
+    tokio_tungstenite::tungstenite::handshake::server::Response,
+    tokio_tungstenite::tungstenite::handshake::server::ErrorResponse,
+> {
+    if request.uri().path() == "/ws" && request.headers().get(header::AUTHORIZATION).is_none() {
+        response
+            .headers_mut()
+            .insert("Sec-WebSocket-Protocol", "tty".parse().expect("v"));
+        Ok(response)
+    } else {
+        let mut refusal = tokio_tungstenite::tungstenite::handshake::server::ErrorResponse::new(
+            Some("wrong path or leaked credential".to_owned()),
+        );
+        *refusal.status_mut() = StatusCode::FORBIDDEN;
+        Err(refusal)
+    }
 }
 
 #[test]
