@@ -26,13 +26,16 @@ use crate::util::{Resp, Server, TOKEN, parse_response};
 /// Sends `head` with a `Content-Length` far larger than what follows, then body bytes slowly
 /// (like a browser uploading over a slow link) while reading the answer. The answer must
 /// arrive, complete and followed by a clean end of stream (no reset), within a second.
+/// `conn` and `writer` are the two ends of one connection (`try_clone`), TCP or Unix.
 #[track_caller]
-fn check_refusal(server: &Server, head: &str, expected_status: u16, expected_code: &str) {
-    let mut conn = std::net::TcpStream::connect(server.addr).expect("connect");
-    conn.set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
+fn check_refusal(
+    mut conn: impl Read + Write,
+    mut writer: impl Write + Send + 'static,
+    head: &str,
+    expected_status: u16,
+    expected_code: &str,
+) {
     conn.write_all(head.as_bytes()).expect("head");
-    let mut writer = conn.try_clone().expect("clone");
     let sending = std::thread::spawn(move || {
         let chunk = vec![b'x'; 16 * 1024];
         let start = Instant::now();
@@ -64,6 +67,14 @@ fn check_refusal(server: &Server, head: &str, expected_status: u16, expected_cod
     assert!(kept_sending, "the upload was cut off after {sent} bytes");
 }
 
+fn tcp(server: &Server) -> (std::net::TcpStream, std::net::TcpStream) {
+    let conn = std::net::TcpStream::connect(server.addr).expect("connect");
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let writer = conn.try_clone().expect("clone");
+    (conn, writer)
+}
+
 fn upload_head(path: &str, token: &str, length: u64) -> String {
     format!(
         "PUT {path} HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {token}\r\nContent-Length: {length}\r\n\r\n"
@@ -73,8 +84,10 @@ fn upload_head(path: &str, token: &str, length: u64) -> String {
 #[test]
 fn an_oversized_upload_gets_its_413_while_still_sending() {
     let server = Server::with_limit(1 << 20);
+    let (conn, writer) = tcp(&server);
     check_refusal(
-        &server,
+        conn,
+        writer,
         &upload_head("/api/upload?path=big", TOKEN, 100 << 20),
         413,
         "payload_too_large",
@@ -85,14 +98,18 @@ fn an_oversized_upload_gets_its_413_while_still_sending() {
 #[test]
 fn a_401_or_404_before_the_body_is_read_arrives_too() {
     let server = Server::with_limit(1 << 30);
+    let (conn, writer) = tcp(&server);
     check_refusal(
-        &server,
+        conn,
+        writer,
         &upload_head("/api/upload?path=big", "wrong-token", 100 << 20),
         401,
         "unauthorized",
     );
+    let (conn, writer) = tcp(&server);
     check_refusal(
-        &server,
+        conn,
+        writer,
         &upload_head("/api/nothing-here", TOKEN, 100 << 20),
         404,
         "no_route",
@@ -319,6 +336,29 @@ fn the_file_api_answers_on_a_unix_socket() {
     gw.request("GET", "/api/list", None, "", b"")
         .assert_error(401, "unauthorized");
     assert_eq!(gw.request("GET", "/health", None, "", b"").status, 200);
+}
+
+#[test]
+fn refusals_arrive_on_a_unix_socket_too() {
+    let gw = Gateway::start(true, Duration::from_secs(5));
+    let conn = gw.connect();
+    let writer = conn.try_clone().expect("clone");
+    check_refusal(
+        conn,
+        writer,
+        &upload_head("/api/upload?path=big", "wrong-token", 100 << 20),
+        401,
+        "unauthorized",
+    );
+    let conn = gw.connect();
+    let writer = conn.try_clone().expect("clone");
+    check_refusal(
+        conn,
+        writer,
+        &upload_head("/opencode/session", "wrong-token", 100 << 20),
+        401,
+        "unauthorized",
+    );
 }
 
 #[test]
