@@ -96,7 +96,7 @@ pub enum StdListener {
 /// Takes the socket passed by socket activation, given the value of `LISTEN_FDS`: `None`
 /// when it is absent or `0`. Only fd 3 is used; further descriptors are left alone (and
 /// logged). The caller unsets `LISTEN_FDS`, `LISTEN_PID` and `LISTEN_FDNAMES` so that no
-/// child inherits them; calling this twice for one process is an error of the caller's.
+/// child inherits them. Fd 3 is taken at most once per process: a second call is an error.
 pub fn activated(listen_fds: Option<&str>) -> Result<Option<StdListener>, ListenError> {
     let Some(raw) = listen_fds else {
         return Ok(None);
@@ -138,8 +138,14 @@ pub fn activated(listen_fds: Option<&str>) -> Result<Option<StdListener>, Listen
     Ok(Some(listener))
 }
 
+/// Whether fd 3 has been taken (made an `OwnedFd`) already.
+static TAKEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 #[allow(unsafe_code)]
 fn take_fd() -> Result<OwnedFd, ListenError> {
+    if TAKEN.swap(true, std::sync::atomic::Ordering::SeqCst) {
+        return Err(ListenError::Unusable("already taken".to_owned()));
+    }
     // SAFETY: fd 3 is only borrowed here to ask the kernel whether it is open at all
     // (F_GETFD fails with EBADF otherwise), so an `OwnedFd` is never made of a closed number.
     let open = nix::fcntl::fcntl(
@@ -150,7 +156,8 @@ fn take_fd() -> Result<OwnedFd, ListenError> {
         return Err(ListenError::Unusable(format!("not open: {e}")));
     }
     // SAFETY: the descriptor is open (checked above) and socket activation hands it to this
-    // process once: `activated` is called once, before anything else could claim fd 3.
+    // process once; `TAKEN` makes sure it becomes an `OwnedFd` only once, and the binary calls
+    // this before anything else could have claimed fd 3.
     Ok(unsafe { OwnedFd::from_raw_fd(LISTEN_FDS_START) })
 }
 
