@@ -1,5 +1,6 @@
 //! The HTTP API: routes, query parameters, and the thin handlers that call [`crate::fsops`],
-//! [`crate::download`] and [`crate::upload`]. Only this module (and those two) know HTTP.
+//! [`crate::download`] and [`crate::upload`], and the gateway's relays ([`crate::relay`]).
+//! Only this module (and those) know HTTP.
 //!
 //! Paths travel in the query string (`?path=…`), never in the URL path, so that proxies and
 //! browsers, which normalise `..` and `//` in URL paths, cannot change which file is meant.
@@ -15,7 +16,7 @@ use axum::extract::{MatchedPath, RawQuery, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post, put};
+use axum::routing::{any, delete, get, post, put};
 use percent_encoding::percent_decode;
 use serde::Serialize;
 use tracing::Instrument;
@@ -23,6 +24,7 @@ use tracing::Instrument;
 use crate::confine::RelPath;
 use crate::error::{ApiError, Code};
 use crate::fsops::{self, ListOptions, SearchOptions};
+use crate::relay::{self, Relays};
 use crate::upload::UploadOptions;
 use crate::{AppState, blocking};
 
@@ -35,9 +37,16 @@ pub const SEARCH_LIMIT: (usize, usize) = (200, 10_000);
 /// Entries a search looks at before it gives up (`truncated`).
 pub const SEARCH_MAX_VISITED: usize = 1_000_000;
 
-/// The router: `/health` without auth, everything under `/api/` with the bearer token.
+/// The router of the file server alone: `/health` without auth, everything under `/api/`
+/// with the bearer token.
 pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
+    gateway_router(state, &Relays::default())
+}
+
+/// The session gateway's router: the file server's routes plus the configured relays
+/// (`/opencode`, `/opencode/*`, `/terminal`), all behind the same bearer token.
+pub fn gateway_router(state: Arc<AppState>, relays: &Relays) -> Router {
+    let mut routes = Router::new()
         .route("/api/list", get(list))
         .route("/api/stat", get(stat))
         .route("/api/download", get(download))
@@ -46,7 +55,21 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/move", post(move_))
         .route("/api/copy", post(copy))
         .route("/api/delete", delete(remove))
-        .route("/api/search", get(search))
+        .route("/api/search", get(search));
+    let wait = relays.wait;
+    if let Some(addr) = relays.opencode {
+        let relay = any(move |request: Request| relay::opencode(addr, wait, request));
+        routes = routes
+            .route("/opencode", relay.clone())
+            .route("/opencode/{*rest}", relay);
+    }
+    if let Some(socket) = relays.terminal_socket.clone() {
+        routes = routes.route(
+            "/terminal",
+            get(move |request: Request| relay::terminal(socket.clone(), wait, request)),
+        );
+    }
+    routes
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             crate::auth::require_token,

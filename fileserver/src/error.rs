@@ -56,6 +56,10 @@ pub enum Code {
     RangeNotSatisfiable,
     /// 500: anything unexpected; details are in the server log.
     Internal,
+    /// 502: a relayed service (opencode, the terminal) failed to answer properly.
+    BadGateway,
+    /// 503: a relayed service is not accepting connections (yet); see `Retry-After`.
+    UpstreamUnavailable,
     /// 507: the disk or the quota is full.
     InsufficientStorage,
 }
@@ -85,6 +89,8 @@ impl Code {
             Code::PayloadTooLarge => "payload_too_large",
             Code::RangeNotSatisfiable => "range_not_satisfiable",
             Code::Internal => "internal",
+            Code::BadGateway => "bad_gateway",
+            Code::UpstreamUnavailable => "upstream_unavailable",
             Code::InsufficientStorage => "insufficient_storage",
         }
     }
@@ -111,6 +117,8 @@ impl Code {
             Code::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Code::RangeNotSatisfiable => StatusCode::RANGE_NOT_SATISFIABLE,
             Code::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            Code::BadGateway => StatusCode::BAD_GATEWAY,
+            Code::UpstreamUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Code::InsufficientStorage => StatusCode::INSUFFICIENT_STORAGE,
         }
     }
@@ -246,6 +254,8 @@ mod tests {
             Code::PayloadTooLarge,
             Code::RangeNotSatisfiable,
             Code::Internal,
+            Code::BadGateway,
+            Code::UpstreamUnavailable,
             Code::InsufficientStorage,
         ];
         let mut names: Vec<_> = all.iter().map(|c| c.as_str()).collect();

@@ -5,6 +5,10 @@
 //! boundary), [`fsops`] holds the file operations, [`download`], [`upload`] and [`zip`] the
 //! streaming parts, [`api`] the routes, [`auth`] the bearer token, [`error`] the one error
 //! type. The API is documented in `fileserver/README.md`.
+//!
+//! It is also the session's gateway: [`listen`] takes the socket-activated socket (or binds
+//! TCP or a Unix socket) and closes connections without losing early answers, and [`relay`]
+//! passes `/opencode/*` and `/terminal` on to the session's other services.
 
 pub mod api;
 pub mod auth;
@@ -12,6 +16,8 @@ pub mod confine;
 pub mod download;
 pub mod error;
 pub mod fsops;
+pub mod listen;
+pub mod relay;
 pub mod upload;
 pub mod zip;
 
@@ -20,11 +26,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
-
-pub use api::router;
+pub use api::{gateway_router, router};
 pub use auth::Token;
 pub use error::{ApiError, Code};
+pub use listen::{ListenAddr, Listener};
+pub use relay::Relays;
 
 /// Everything the server needs, validated.
 #[derive(Debug)]
@@ -83,19 +89,24 @@ impl AppState {
 /// Serves the API on `listener` until `shutdown` resolves; then stops accepting, lets
 /// in-flight requests finish for up to `shutdown_grace`, and returns.
 pub async fn serve(
-    listener: TcpListener,
+    listener: impl Into<Listener>,
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    serve_gateway(listener, config, Relays::default(), shutdown).await
+}
+
+/// [`serve`], with the gateway's relays.
+pub async fn serve_gateway(
+    listener: impl Into<Listener>,
+    config: Config,
+    relays: Relays,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
     let state = Arc::new(AppState::new(&config)?);
-    let app = router(state);
+    let app = gateway_router(state, &relays);
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
-    // No Nagle: a response's head and body leave in separate writes, and with Nagle the body
-    // waits for the client's delayed ACK (~40 ms per download, seen in `bench proxy`).
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+    let server = axum::serve(listener.into(), app).with_graceful_shutdown(async move {
         shutdown.await;
         tracing::info!("shutting down: no new connections, finishing requests");
         let _ = stopping_tx.send(());

@@ -1,23 +1,39 @@
-//! The `octo-fileserver` binary: flags and environment, logging, signals, then [`fileserver::serve`].
+//! The `octo-fileserver` binary: flags and environment, logging, signals, the listening
+//! socket (socket-activated or bound), then [`fileserver::serve_gateway`].
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use fileserver::{Config, Token};
+use fileserver::listen::{self, StdListener};
+use fileserver::{Config, ListenAddr, Listener, Relays, Token};
 
-/// The file server inside an Octo session container. The bearer token is read from
-/// `OCTO_SESSION_TOKEN` (never a flag: flags are visible in `ps`).
+/// The file server inside an Octo session container, and the session's gateway. The bearer
+/// token is read from the file `--token-file` names, else from `OCTO_SESSION_TOKEN` (never
+/// a flag: flags are visible in `ps`).
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Args {
-    /// Address to listen on.
+    /// Address to listen on: host:port, or a Unix socket (unix:PATH or /PATH). Ignored when
+    /// a socket is passed by socket activation (LISTEN_FDS).
     #[arg(long, env = "OCTO_FILESERVER_LISTEN", default_value = "0.0.0.0:41821")]
-    listen: SocketAddr,
+    listen: ListenAddr,
+    /// A file holding the bearer token (a trailing newline is ignored).
+    #[arg(long, env = "OCTO_GATEWAY_TOKEN_FILE")]
+    token_file: Option<PathBuf>,
+    /// Relay /opencode/* to opencode at this address (the container's loopback).
+    #[arg(long, env = "OCTO_GATEWAY_OPENCODE")]
+    opencode: Option<SocketAddr>,
+    /// Relay /terminal (WebSocket) to ttyd listening on this Unix socket.
+    #[arg(long, env = "OCTO_GATEWAY_TERMINAL_SOCKET")]
+    terminal_socket: Option<PathBuf>,
+    /// Seconds a relayed request waits for its service to accept connections, then 503.
+    #[arg(long, env = "OCTO_GATEWAY_UPSTREAM_WAIT", default_value_t = 30)]
+    upstream_wait: u64,
     /// The workspace root: nothing outside it is served.
     #[arg(long, env = "OCTO_FILESERVER_ROOT", default_value = "/home/dev")]
     root: PathBuf,
@@ -52,7 +68,20 @@ fn parse_size(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("size too large: {s:?}"))
 }
 
+/// The variables of socket activation. Read once, then removed from the environment, so that
+/// nothing started from here inherits a claim on descriptors it does not have.
+const ACTIVATION_VARS: [&str; 3] = ["LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"];
+
 fn main() -> ExitCode {
+    let listen_fds = std::env::var("LISTEN_FDS").ok();
+    for var in ACTIVATION_VARS {
+        // SAFETY: no other thread exists yet (the runtime starts in `run`), so nothing reads
+        // the environment concurrently.
+        #[allow(unsafe_code)]
+        unsafe {
+            std::env::remove_var(var);
+        }
+    }
     let args = Args::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -64,7 +93,7 @@ fn main() -> ExitCode {
         // The container runtime's log driver (journald) stamps every line already.
         .without_time()
         .init();
-    match run(args) {
+    match run(args, listen_fds.as_deref()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
@@ -74,28 +103,68 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(args: Args) -> anyhow::Result<()> {
-    let token = std::env::var("OCTO_SESSION_TOKEN").context("reading OCTO_SESSION_TOKEN")?;
-    let token = Token::new(token).context("OCTO_SESSION_TOKEN")?;
+fn run(args: Args, listen_fds: Option<&str>) -> anyhow::Result<()> {
+    let token = read_token(args.token_file.as_deref())?;
     let config = Config {
         root: args.root,
         token,
         max_upload_bytes: args.max_upload,
         shutdown_grace: Duration::from_secs(args.shutdown_grace),
     };
+    let relays = Relays {
+        opencode: args.opencode,
+        terminal_socket: args.terminal_socket,
+        wait: Duration::from_secs(args.upstream_wait),
+    };
+    // Taken before the runtime starts: nothing else in the process can have claimed fd 3.
+    let activated: Option<StdListener> = listen::activated(listen_fds)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(args.listen)
-            .await
-            .with_context(|| format!("listening on {}", args.listen))?;
-        tracing::info!(listen = %args.listen, root = %config.root.display(), max_upload = config.max_upload_bytes, "octo-fileserver ready");
-        fileserver::serve(listener, config, shutdown_signal()).await?;
+        let (listener, origin) = match activated {
+            Some(l) => (
+                Listener::from_std(l).context("using the socket-activated socket")?,
+                "socket activation",
+            ),
+            None => (Listener::bind(&args.listen).await?, "bound"),
+        };
+        tracing::info!(
+            listen = %listener.describe(),
+            origin,
+            root = %config.root.display(),
+            max_upload = config.max_upload_bytes,
+            opencode = ?relays.opencode,
+            terminal = ?relays.terminal_socket,
+            "octo-fileserver ready"
+        );
+        fileserver::serve_gateway(listener, config, relays, shutdown_signal()).await?;
         tracing::info!("stopped");
         anyhow::Ok(())
     })
+}
+
+/// The token: from `token_file` when given, else from `OCTO_SESSION_TOKEN`. Errors never
+/// include the contents.
+fn read_token(token_file: Option<&Path>) -> anyhow::Result<Token> {
+    if let Some(path) = token_file {
+        let raw = std::fs::read(path)
+            .with_context(|| format!("reading the token file {}", path.display()))?;
+        return Token::new(trim_newline(raw))
+            .with_context(|| format!("the token file {}", path.display()));
+    }
+    let token = std::env::var("OCTO_SESSION_TOKEN")
+        .context("no token: set OCTO_SESSION_TOKEN or --token-file (OCTO_GATEWAY_TOKEN_FILE)")?;
+    Token::new(token).context("OCTO_SESSION_TOKEN")
+}
+
+/// A file's contents without the line ending editors and `echo` add.
+fn trim_newline(mut raw: Vec<u8>) -> Vec<u8> {
+    while raw.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+        raw.pop();
+    }
+    raw
 }
 
 /// Resolves on SIGTERM (systemd, podman stop) or SIGINT (a terminal).
@@ -116,7 +185,18 @@ async fn shutdown_signal() {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_size;
+    use super::{parse_size, trim_newline};
+
+    #[test]
+    fn token_files_lose_their_line_ending() {
+        let check =
+            |input: &[u8], expected: &[u8]| assert_eq!(trim_newline(input.to_vec()), expected);
+        check(b"tok\n", b"tok");
+        check(b"tok\r\n", b"tok");
+        check(b"tok", b"tok");
+        check(b" tok \n\n", b" tok ");
+        check(b"\n", b"");
+    }
 
     #[test]
     fn sizes() {

@@ -1,6 +1,7 @@
-//! Integration tests of octo-fileserver over a real TCP socket and a real temp directory.
+//! Integration tests of octo-fileserver over real TCP and Unix sockets and a real temp directory.
 
 mod escape;
+mod gateway;
 mod ops;
 mod process;
 mod util;

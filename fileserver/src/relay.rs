@@ -1,0 +1,361 @@
+//! The session gateway's relays: `/opencode/*` to opencode on the container's loopback (HTTP
+//! and SSE, streamed both ways) and `/terminal` to ttyd on a Unix socket (a WebSocket upgrade,
+//! then bytes spliced both ways; no frame is parsed here).
+//!
+//! Both are behind the same bearer check as the file API (see [`crate::api::gateway_router`]);
+//! the gateway's `Authorization` is removed before a request goes on, since it is the
+//! gateway's credential, not the service's. A service that refuses connections (still
+//! starting) is retried until [`Relays::wait`] runs out, then the client gets
+//! `503 upstream_unavailable` with `Retry-After`; any other failure is `502 bad_gateway`.
+//! Each relayed request opens its own upstream connection: on the loopback or a Unix socket
+//! that costs microseconds, and it keeps a long SSE stream from holding up other requests.
+
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpStream, UnixStream};
+
+use crate::error::{ApiError, Code};
+
+/// ttyd's WebSocket path; `/terminal` is relayed to it.
+pub const TTYD_WS_PATH: &str = "/ws";
+/// The default of [`Relays::wait`].
+pub const DEFAULT_WAIT: Duration = Duration::from_secs(30);
+/// What a `503` tells the client to wait before trying again, in seconds.
+const RETRY_AFTER_SECS: &str = "2";
+
+/// Which services the gateway relays to; nothing is relayed unless configured.
+#[derive(Debug, Clone)]
+pub struct Relays {
+    /// opencode's address on the container's loopback (`/opencode/*`).
+    pub opencode: Option<SocketAddr>,
+    /// ttyd's Unix socket (`/terminal`).
+    pub terminal_socket: Option<PathBuf>,
+    /// How long a request waits for a service that refuses connections (still starting).
+    pub wait: Duration,
+}
+
+impl Default for Relays {
+    fn default() -> Self {
+        Relays {
+            opencode: None,
+            terminal_socket: None,
+            wait: DEFAULT_WAIT,
+        }
+    }
+}
+
+/// Where a relayed request goes.
+#[derive(Debug, Clone)]
+enum Upstream {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+impl Upstream {
+    fn name(&self) -> &'static str {
+        match self {
+            Upstream::Tcp(_) => "opencode",
+            Upstream::Unix(_) => "the terminal",
+        }
+    }
+
+    /// Connects, retrying while the service refuses (it is starting) until `wait` runs out.
+    async fn connect(&self, wait: Duration) -> Result<UpstreamIo, ApiError> {
+        let deadline = Instant::now() + wait;
+        let mut pause = Duration::from_millis(25);
+        loop {
+            let attempt = match self {
+                Upstream::Tcp(addr) => TcpStream::connect(addr).await.map(|s| {
+                    let _ = s.set_nodelay(true);
+                    UpstreamIo::Tcp(s)
+                }),
+                Upstream::Unix(path) => UnixStream::connect(path).await.map(UpstreamIo::Unix),
+            };
+            let error = match attempt {
+                Ok(io) => return Ok(io),
+                Err(e) => e,
+            };
+            // Refused: nothing listens yet. Not found: ttyd has not created its socket yet.
+            let starting = matches!(
+                error.kind(),
+                io::ErrorKind::ConnectionRefused | io::ErrorKind::NotFound
+            );
+            let now = Instant::now();
+            if !starting {
+                tracing::warn!(upstream = self.name(), error = %error, "connecting to a relayed service");
+                return Err(ApiError::new(
+                    Code::BadGateway,
+                    format!("{} cannot be reached", self.name()),
+                ));
+            }
+            if now >= deadline {
+                tracing::info!(
+                    upstream = self.name(),
+                    waited_ms = wait.as_millis(),
+                    "relayed service not answering"
+                );
+                return Err(ApiError::new(
+                    Code::UpstreamUnavailable,
+                    format!(
+                        "{} is not answering yet (waited {} s); try again",
+                        self.name(),
+                        wait.as_secs()
+                    ),
+                )
+                .with_header(
+                    header::RETRY_AFTER,
+                    HeaderValue::from_static(RETRY_AFTER_SECS),
+                ));
+            }
+            tokio::time::sleep(pause.min(deadline - now)).await;
+            pause = (pause * 2).min(Duration::from_millis(500));
+        }
+    }
+}
+
+/// A connection to a relayed service.
+enum UpstreamIo {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+/// `/opencode` and `/opencode/*`: the request without the prefix, streamed to opencode and
+/// its answer streamed back (SSE included: frames are passed on as they come).
+pub async fn opencode(addr: SocketAddr, wait: Duration, request: Request) -> Response {
+    relay_http(&Upstream::Tcp(addr), wait, request)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn relay_http(
+    upstream: &Upstream,
+    wait: Duration,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let (mut parts, body) = request.into_parts();
+    parts.uri = strip_prefix(&parts.uri, "/opencode")?;
+    remove_hop_by_hop(&mut parts.headers);
+    parts.headers.remove(header::AUTHORIZATION);
+    if let Upstream::Tcp(addr) = upstream {
+        if let Ok(host) = HeaderValue::from_str(&addr.to_string()) {
+            parts.headers.insert(header::HOST, host);
+        }
+    }
+    let io = upstream.connect(wait).await?;
+    let response = match io {
+        UpstreamIo::Tcp(s) => send(upstream, s, Request::from_parts(parts, body), false).await?,
+        UpstreamIo::Unix(s) => send(upstream, s, Request::from_parts(parts, body), false).await?,
+    };
+    let (mut head, body) = response.into_parts();
+    remove_hop_by_hop(&mut head.headers);
+    Ok(Response::from_parts(head, Body::new(body)))
+}
+
+/// Sends one request on a fresh HTTP/1.1 connection; the connection is driven by a task of
+/// its own until the response body has been passed on (or dropped).
+async fn send<S>(
+    upstream: &Upstream,
+    io: S,
+    request: Request,
+    upgrades: bool,
+) -> Result<hyper::Response<hyper::body::Incoming>, ApiError>
+where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let name = upstream.name();
+    let failed = move |e: hyper::Error| {
+        tracing::warn!(upstream = name, error = %e, "relayed request failed");
+        ApiError::new(Code::BadGateway, format!("{name} did not answer properly"))
+    };
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+        .await
+        .map_err(failed)?;
+    if upgrades {
+        tokio::spawn(async move {
+            if let Err(e) = conn.with_upgrades().await {
+                tracing::debug!(upstream = name, error = %e, "relay connection ended");
+            }
+        });
+    } else {
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(upstream = name, error = %e, "relay connection ended");
+            }
+        });
+    }
+    sender.send_request(request).await.map_err(failed)
+}
+
+/// `/terminal`: the WebSocket upgrade forwarded to ttyd's `/ws` over its Unix socket; after
+/// its `101` the two connections are spliced byte for byte until either side closes.
+pub async fn terminal(socket: PathBuf, wait: Duration, request: Request) -> Response {
+    relay_upgrade(&Upstream::Unix(socket), wait, request)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn relay_upgrade(
+    upstream: &Upstream,
+    wait: Duration,
+    mut request: Request,
+) -> Result<Response, ApiError> {
+    let wants_upgrade = request
+        .headers()
+        .get(header::UPGRADE)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
+    if !wants_upgrade {
+        return Err(ApiError::new(
+            Code::BadRequest,
+            "the terminal is a WebSocket: send Upgrade: websocket",
+        ));
+    }
+    let client_upgrade = hyper::upgrade::on(&mut request);
+    let (mut parts, _body) = request.into_parts();
+    let query = parts
+        .uri
+        .query()
+        .map(|q| format!("?{q}"))
+        .unwrap_or_default();
+    parts.uri = format!("{TTYD_WS_PATH}{query}")
+        .parse()
+        .map_err(|_| ApiError::new(Code::BadRequest, "malformed query"))?;
+    // The upgrade's own hop-by-hop headers (Connection, Upgrade) must reach ttyd.
+    parts.headers.remove(header::AUTHORIZATION);
+    parts.headers.remove(header::PROXY_AUTHORIZATION);
+    parts
+        .headers
+        .insert(header::HOST, HeaderValue::from_static("localhost"));
+    let io = upstream.connect(wait).await?;
+    let UpstreamIo::Unix(io) = io else {
+        return Err(ApiError::new(
+            Code::BadGateway,
+            "terminal upstream is not a socket",
+        ));
+    };
+    let mut response = send(
+        upstream,
+        io,
+        Request::from_parts(parts, Body::empty()),
+        true,
+    )
+    .await?;
+    if response.status() != StatusCode::SWITCHING_PROTOCOLS {
+        // ttyd refused the upgrade: its answer goes back as it is.
+        let (mut head, body) = response.into_parts();
+        remove_hop_by_hop(&mut head.headers);
+        return Ok(Response::from_parts(head, Body::new(body)));
+    }
+    let upstream_upgrade = hyper::upgrade::on(&mut response);
+    tokio::spawn(async move {
+        let (client, ttyd) = match tokio::try_join!(client_upgrade, upstream_upgrade) {
+            Ok(both) => both,
+            Err(e) => {
+                tracing::info!(error = %e, "terminal upgrade did not complete");
+                return;
+            }
+        };
+        let (mut client, mut ttyd) = (TokioIo::new(client), TokioIo::new(ttyd));
+        match tokio::io::copy_bidirectional(&mut client, &mut ttyd).await {
+            Ok((up, down)) => tracing::debug!(up, down, "terminal closed"),
+            Err(e) => tracing::debug!(error = %e, "terminal ended"),
+        }
+    });
+    let (head, _) = response.into_parts();
+    Ok(Response::from_parts(head, Body::empty()))
+}
+
+/// `/opencode/x?y` → `/x?y`; `/opencode` → `/`.
+fn strip_prefix(uri: &Uri, prefix: &str) -> Result<Uri, ApiError> {
+    let path = uri.path().strip_prefix(prefix).unwrap_or(uri.path());
+    let path = if path.is_empty() { "/" } else { path };
+    let target = match uri.query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_owned(),
+    };
+    target
+        .parse()
+        .map_err(|_| ApiError::new(Code::BadRequest, "malformed request target"))
+}
+
+/// Headers that describe one connection, not the message (RFC 9110 §7.6.1): the standard
+/// ones and those the `Connection` header names.
+fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in [
+        header::CONNECTION,
+        header::TE,
+        header::TRAILER,
+        header::TRANSFER_ENCODING,
+        header::UPGRADE,
+        header::PROXY_AUTHORIZATION,
+        header::PROXY_AUTHENTICATE,
+    ] {
+        headers.remove(name);
+    }
+    headers.remove("keep-alive");
+    headers.remove("proxy-connection");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check_prefix(input: &str, expected: &str) {
+        let uri: Uri = input.parse().expect("uri");
+        assert_eq!(
+            strip_prefix(&uri, "/opencode").expect("strip").to_string(),
+            expected
+        );
+    }
+
+    #[test]
+    fn prefix_is_stripped() {
+        check_prefix("/opencode", "/");
+        check_prefix("/opencode/", "/");
+        check_prefix("/opencode/global/health", "/global/health");
+        check_prefix(
+            "/opencode/event?directory=%2Fhome",
+            "/event?directory=%2Fhome",
+        );
+    }
+
+    #[test]
+    fn hop_by_hop_headers_go() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-secret-hop"),
+        );
+        h.insert("x-secret-hop", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/event-stream"),
+        );
+        remove_hop_by_hop(&mut h);
+        let left: Vec<_> = h.keys().map(HeaderName::as_str).collect();
+        assert_eq!(left, ["content-type"]);
+    }
+}
