@@ -58,7 +58,9 @@ pub fn gateway_router(state: Arc<AppState>, relays: &Relays) -> Router {
         .route("/api/search", get(search));
     let wait = relays.wait;
     if let Some(addr) = relays.opencode {
-        let relay = any(move |request: Request| relay::opencode(addr, wait, request));
+        let ready = relay::OpencodeReady::default();
+        let relay =
+            any(move |request: Request| relay::opencode(addr, wait, ready.clone(), request));
         routes = routes
             .route("/opencode", relay.clone())
             .route("/opencode/{*rest}", relay);

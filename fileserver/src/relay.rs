@@ -9,10 +9,20 @@
 //! `503 upstream_unavailable` with `Retry-After`; any other failure is `502 bad_gateway`.
 //! Each relayed request opens its own upstream connection: on the loopback or a Unix socket
 //! that costs microseconds, and it keeps a long SSE stream from holding up other requests.
+//!
+//! opencode (1.18) accepts connections about a second before it serves them, and a request
+//! sent on a connection made in that window is never answered (seen in the session image:
+//! such requests hang for minutes, later ones answer in milliseconds). So opencode counts as
+//! ready only once it has answered `GET /global/health` on a probe connection of the
+//! gateway's own ([`OpencodeReady`]); until then, and again after it refused a connection
+//! (restarted), a relayed request first probes, each probe bounded by [`PROBE_TIMEOUT`],
+//! within the same [`Relays::wait`].
 
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -31,6 +41,16 @@ pub const TTYD_WS_PATH: &str = "/ws";
 pub const DEFAULT_WAIT: Duration = Duration::from_secs(30);
 /// What a `503` tells the client to wait before trying again, in seconds.
 const RETRY_AFTER_SECS: &str = "2";
+/// How long one readiness probe of opencode may take; a probe on a connection opencode will
+/// never serve is abandoned after this and a new one is made.
+pub const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
+/// opencode's health route, the readiness probe.
+const OPENCODE_HEALTH: &str = "/global/health";
+
+/// Whether opencode has answered a readiness probe since it last refused a connection; one
+/// per gateway, shared by its relayed requests.
+#[derive(Debug, Clone, Default)]
+pub struct OpencodeReady(Arc<AtomicBool>);
 
 /// Which services the gateway relays to; nothing is relayed unless configured.
 #[derive(Debug, Clone)]
@@ -70,8 +90,18 @@ impl Upstream {
 
     /// Connects, retrying while the service refuses (it is starting) until `wait` runs out.
     async fn connect(&self, wait: Duration) -> Result<UpstreamIo, ApiError> {
+        self.connect_noting_refusals(wait).await.map(|(io, _)| io)
+    }
+
+    /// [`Upstream::connect`], also telling whether the service refused at first (so it has
+    /// just started).
+    async fn connect_noting_refusals(
+        &self,
+        wait: Duration,
+    ) -> Result<(UpstreamIo, bool), ApiError> {
         let deadline = Instant::now() + wait;
         let mut pause = Duration::from_millis(25);
+        let mut refused = false;
         loop {
             let attempt = match self {
                 Upstream::Tcp(addr) => TcpStream::connect(addr).await.map(|s| {
@@ -81,7 +111,7 @@ impl Upstream {
                 Upstream::Unix(path) => UnixStream::connect(path).await.map(UpstreamIo::Unix),
             };
             let error = match attempt {
-                Ok(io) => return Ok(io),
+                Ok(io) => return Ok((io, refused)),
                 Err(e) => e,
             };
             // Refused: nothing listens yet. Not found: ttyd has not created its socket yet.
@@ -116,6 +146,7 @@ impl Upstream {
                     HeaderValue::from_static(RETRY_AFTER_SECS),
                 ));
             }
+            refused = true;
             tokio::time::sleep(pause.min(deadline - now)).await;
             pause = (pause * 2).min(Duration::from_millis(500));
         }
@@ -130,15 +161,91 @@ enum UpstreamIo {
 
 /// `/opencode` and `/opencode/*`: the request without the prefix, streamed to opencode and
 /// its answer streamed back (SSE included: frames are passed on as they come).
-pub async fn opencode(addr: SocketAddr, wait: Duration, request: Request) -> Response {
-    relay_http(&Upstream::Tcp(addr), wait, request)
+pub async fn opencode(
+    addr: SocketAddr,
+    wait: Duration,
+    ready: OpencodeReady,
+    request: Request,
+) -> Response {
+    relay_http(&Upstream::Tcp(addr), wait, &ready, request)
         .await
         .unwrap_or_else(IntoResponse::into_response)
+}
+
+/// A connection to opencode that it will serve: probes first while it is not known to be
+/// ready, or when it refused at first (it has just restarted).
+async fn connect_opencode(
+    upstream: &Upstream,
+    wait: Duration,
+    ready: &OpencodeReady,
+) -> Result<UpstreamIo, ApiError> {
+    let deadline = Instant::now() + wait;
+    loop {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if ready.0.load(Ordering::Acquire) {
+            let (io, refused) = upstream.connect_noting_refusals(remaining).await?;
+            if !refused {
+                return Ok(io);
+            }
+            ready.0.store(false, Ordering::Release);
+        }
+        let (io, _) = upstream.connect_noting_refusals(remaining).await?;
+        if probe(io).await {
+            ready.0.store(true, Ordering::Release);
+            tracing::info!(upstream = upstream.name(), "relayed service ready");
+            continue;
+        }
+        if Instant::now() >= deadline {
+            return Err(ApiError::new(
+                Code::UpstreamUnavailable,
+                format!(
+                    "{} is not answering yet (waited {} s); try again",
+                    upstream.name(),
+                    wait.as_secs()
+                ),
+            )
+            .with_header(
+                header::RETRY_AFTER,
+                HeaderValue::from_static(RETRY_AFTER_SECS),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Whether opencode answers `GET /global/health` (with any status) on `io` within
+/// [`PROBE_TIMEOUT`]. The connection is closed either way (nothing is left waiting on it).
+async fn probe(io: UpstreamIo) -> bool {
+    let UpstreamIo::Tcp(io) = io else {
+        return false;
+    };
+    let Ok((mut sender, conn)) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await
+    else {
+        return false;
+    };
+    // Driven by a task of its own, so that an answer is seen even when opencode closes the
+    // connection right after it; aborting the task closes the connection.
+    let conn = tokio::spawn(conn);
+    let answered = match Request::builder()
+        .uri(OPENCODE_HEALTH)
+        .header(header::HOST, "localhost")
+        .body(Body::empty())
+    {
+        // Any answer shows opencode serves its connections now.
+        Ok(request) => matches!(
+            tokio::time::timeout(PROBE_TIMEOUT, sender.send_request(request)).await,
+            Ok(Ok(_))
+        ),
+        Err(_) => false,
+    };
+    conn.abort();
+    answered
 }
 
 async fn relay_http(
     upstream: &Upstream,
     wait: Duration,
+    ready: &OpencodeReady,
     request: Request,
 ) -> Result<Response, ApiError> {
     let (mut parts, body) = request.into_parts();
@@ -150,7 +257,7 @@ async fn relay_http(
             parts.headers.insert(header::HOST, host);
         }
     }
-    let io = upstream.connect(wait).await?;
+    let io = connect_opencode(upstream, wait, ready).await?;
     let response = match io {
         UpstreamIo::Tcp(s) => send(upstream, s, Request::from_parts(parts, body), false).await?,
         UpstreamIo::Unix(s) => send(upstream, s, Request::from_parts(parts, body), false).await?,

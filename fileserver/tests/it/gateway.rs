@@ -445,6 +445,55 @@ fn opencode_requests_wait_for_it_to_start_then_get_through() {
     assert!(start.elapsed() >= Duration::from_millis(400));
 }
 
+/// A stand-in for opencode's start: it accepts connections at once but never answers those
+/// made in the first `mute`; later ones get `200 ok`.
+async fn start_mute_then_serving(addr: SocketAddr, mute: Duration) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind(addr).await.expect("bind");
+    let started = Instant::now();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
+            let muted = started.elapsed() < mute;
+            tokio::spawn(async move {
+                if muted {
+                    // Held open, never answered (as opencode does).
+                    tokio::time::sleep(Duration::from_secs(60)).await;
+                    return;
+                }
+                let mut seen = Vec::new();
+                let mut buf = [0_u8; 1024];
+                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = stream
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+                    )
+                    .await;
+            });
+        }
+    });
+}
+
+#[test]
+fn opencode_is_probed_until_it_serves_so_no_request_hangs_on_its_start() {
+    let gw = Gateway::start(false, Duration::from_secs(10));
+    let mute = Duration::from_millis(800);
+    gw.rt.block_on(start_mute_then_serving(gw.opencode, mute));
+    let start = Instant::now();
+    let r = gw.request("GET", "/opencode/global/health", Some(TOKEN), "", b"");
+    let took = start.elapsed();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.text(), "ok");
+    assert!(took >= mute && took < Duration::from_secs(3), "{took:?}");
+}
+
 #[test]
 fn opencode_not_answering_in_time_is_a_503_with_retry_after() {
     let gw = Gateway::start(false, Duration::from_secs(1));
