@@ -31,7 +31,6 @@ use octod::engine::{CreateRequest, Engine};
 use octod::image::{BuildConfig, ImageError};
 use octod::render::{EnvSecret, SessionNames};
 use octod::session::{Limits, SessionId, SessionState};
-use octod::store::PortRange;
 use octod::systemd::{ActiveState, Systemd};
 use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest as _, http};
 
@@ -49,9 +48,6 @@ const IMAGE: &str = "localhost/octo-session:latest";
 const LLM_SECRET: &str = "octo-e2e-llm";
 const LLM_ENV: &str = "OCTO_LLM_CONFIG";
 const API_KEY: &str = "e2e-llm-key-must-not-be-logged";
-/// The engine's host ports: distinct from other checks (test hosts share the network
-/// namespace).
-const PORTS: (u16, u16) = (22_000, 22_099);
 /// The OpenAI-compatible stub model on the test host (tests only; the real provider is the
 /// administrator's), reached from the container through pasta.
 const STUB_PORT: u16 = 44_899;
@@ -109,7 +105,6 @@ pub(crate) async fn run() -> anyhow::Result<()> {
                 secret: LLM_SECRET.to_owned(),
                 env: LLM_ENV.to_owned(),
             },
-            PortRange::new(PORTS.0, PORTS.1)?,
         )
         .await?;
         let mut ready = Vec::new();
@@ -166,7 +161,7 @@ async fn template_session(
             "{id} after create: {:?}",
             record.state
         );
-        let socket = util::session_socket(&id)?;
+        let socket = engine.socket_path(&id);
         say(format!(
             "{}: session {id} created through the engine, running (healthy) after {:.1} s; socket {}",
             template.dir,
