@@ -153,6 +153,10 @@ const CHECKS: &[Check] = &[
         &["engine", "idle"],
     ),
     check(
+        "engine: a running session whose container unit changed is restarted once (upgrade in place)",
+        &["engine", "upgrade-restart"],
+    ),
+    check(
         "engine: a running, an idle and a stopped session before a reboot",
         &["engine", "reboot-setup"],
     ),
