@@ -53,6 +53,9 @@ pub enum Phase {
     /// listening), an active one is not; a connection to the socket wakes it without octod;
     /// the background reconciler notices a unit stopped behind its back.
     Idle,
+    /// Upgrade in place: a running session whose container unit octod would render
+    /// differently (beyond `[Install]`) is restarted once by the reconciler, home kept.
+    UpgradeRestart,
     /// Used by `crash`: run one operation, to be killed midway.
     Worker { op: String, id: String },
 }
@@ -66,6 +69,7 @@ pub(crate) async fn run(phase: Phase) -> anyhow::Result<()> {
         Phase::RebootSetup => reboot_setup().await,
         Phase::RebootCheck => reboot_check().await,
         Phase::Idle => idle().await,
+        Phase::UpgradeRestart => upgrade_restart().await,
         Phase::Worker { op, id } => worker(&op, &id).await,
     }
 }
@@ -938,5 +942,79 @@ async fn idle() -> anyhow::Result<()> {
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
     }
+    check_no_orphans(&engine).await
+}
+
+/// The container's start time, as Podman reports it.
+fn started_at(container: &str) -> anyhow::Result<String> {
+    Ok(util::run(Command::new("podman").args([
+        "inspect",
+        "--format",
+        "{{.State.StartedAt}}",
+        container,
+    ]))?
+    .trim()
+    .to_owned())
+}
+
+async fn upgrade_restart() -> anyhow::Result<()> {
+    let engine = engine().await?;
+    let id: SessionId = "upgr1".parse()?;
+    engine
+        .create(request(id.as_str()))
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let names = SessionNames::new(&id);
+    exec(&names.container, "echo kept > /home/dev/keep.txt")?;
+    // What an older octod left: a unit that differs beyond [Install], its container running
+    // from it.
+    let path = util::quadlet_dir()?
+        .join("octo")
+        .join(&names.container_file);
+    let current = std::fs::read_to_string(&path)?;
+    let old = current.replace(
+        "\n[Container]\n",
+        "\n[Container]\nEnvironment=OCTO_OLD_UNIT=1\n",
+    );
+    ensure!(old != current, "no [Container] section in {current}");
+    std::fs::write(&path, old)?;
+    let systemd = Systemd::connect_user().await?;
+    systemd.reload().await?;
+    systemd
+        .restart(&names.service, Duration::from_secs(120))
+        .await?;
+    ensure!(
+        exec(&names.container, "env")?.contains("OCTO_OLD_UNIT=1"),
+        "the container does not run from the old unit"
+    );
+    let before = started_at(&names.container)?;
+    let report = engine.reconcile().await;
+    ensure!(
+        report.errors.is_empty() && report.restarted == [id.clone()],
+        "the reconciler did not restart the session once: {report:?}"
+    );
+    ensure!(
+        !exec(&names.container, "env")?.contains("OCTO_OLD_UNIT"),
+        "the container still runs from the old unit"
+    );
+    ensure!(
+        started_at(&names.container)? != before,
+        "the container was not restarted"
+    );
+    ensure!(
+        exec(&names.container, "cat /home/dev/keep.txt")?.trim() == "kept",
+        "the home did not survive the restart"
+    );
+    check_running(&engine, &id).await?;
+    let again = engine.reconcile().await;
+    ensure!(
+        again.restarted.is_empty() && again.errors.is_empty(),
+        "a second pass restarted again: {again:?}"
+    );
+    say("a running session whose unit changed was restarted once onto the new unit, home kept");
+    engine
+        .delete(&id)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     check_no_orphans(&engine).await
 }

@@ -31,6 +31,11 @@ pub(crate) fn run() -> anyhow::Result<()> {
     let units = dir.path().join("units");
     std::fs::create_dir(&units).context("creating the Quadlet dir")?;
 
+    // Socket units are not Quadlet's: they go, with the services the generator makes, to a
+    // directory of their own for `systemd-analyze verify`.
+    let sockets = dir.path().join("sockets");
+    std::fs::create_dir(&sockets).context("creating the socket dir")?;
+
     let cases = cases(&templates)?;
     for case in &cases {
         let rendered = render::render(&case.spec, &case.config)
@@ -39,15 +44,21 @@ pub(crate) fn run() -> anyhow::Result<()> {
             std::fs::write(units.join(&file.file_name), &file.contents)
                 .with_context(|| format!("writing {}", file.file_name))?;
         }
+        std::fs::write(
+            sockets.join(&rendered.socket.file_name),
+            &rendered.socket.contents,
+        )?;
     }
 
     let services = generate(&units)?;
     for case in &cases {
         check_case(case, &templates, &services)
             .with_context(|| format!("session {}", case.spec.id))?;
+        verify_socket(&sockets, &case.spec, &services)
+            .with_context(|| format!("session {}'s socket", case.spec.id))?;
     }
     println!(
-        "  - {} sessions: the generator accepted every unit without a warning",
+        "  - {} sessions: the generator accepted every unit without a warning; systemd-analyze verified each socket unit",
         cases.len()
     );
     Ok(())
@@ -186,6 +197,38 @@ fn generate(units: &Path) -> anyhow::Result<BTreeMap<String, String>> {
     }
     services.extend(current);
     Ok(services)
+}
+
+/// systemd's own checks of the session's socket unit, beside the service Quadlet generated for
+/// it: it loads without a complaint, and its service is the session's.
+fn verify_socket(
+    dir: &Path,
+    spec: &SessionSpec,
+    services: &BTreeMap<String, String>,
+) -> anyhow::Result<()> {
+    let names = render::SessionNames::new(&spec.id);
+    let service = services
+        .get(&names.service)
+        .with_context(|| format!("no {} generated", names.service))?;
+    std::fs::write(dir.join(&names.service), service)?;
+    let out = Command::new("systemd-analyze")
+        .args(["--user", "verify"])
+        .arg(dir.join(&names.socket_unit))
+        .current_dir(dir)
+        .output()
+        .context("running systemd-analyze verify")?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let complaints: Vec<&str> = stderr
+        .lines()
+        .filter(|line| line.contains(&names.socket_unit))
+        .collect();
+    ensure!(
+        out.status.success() && complaints.is_empty(),
+        "systemd-analyze verify {} ({}):\n{stderr}",
+        names.socket_unit,
+        out.status
+    );
+    Ok(())
 }
 
 fn check_case(

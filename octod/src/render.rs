@@ -53,7 +53,8 @@ pub const TOKEN_FILE: &str = "/run/secrets/octo-token";
 /// - `-t none`, `-u none`: no forwarding of host ports into the container (nothing is
 ///   published: the session's one way in is its socket);
 /// - `--no-map-gw`: the gateway address is not translated to the host's loopback (Podman's
-///   default too; `--map-gw` would undo it). `host.containers.internal` stays Podman's
+///   default too: Podman 5.4.2 then passes it twice, which pasta accepts — seen in the test
+///   host; `--map-gw` would undo it). `host.containers.internal` stays Podman's
 ///   `--map-guest-addr 169.254.1.2`, which reaches the host's *outward* address only: a
 ///   service bound to 127.0.0.1 on the host does not answer there.
 pub const PASTA: [&str; 9] = [

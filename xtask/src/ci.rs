@@ -149,11 +149,15 @@ const CHECKS: &[Check] = &[
         &["engine", "crash"],
     ),
     check(
-        "engine: idle stop, and the reconciler reacts to a unit's PropertiesChanged",
+        "engine: idle stop keeps the socket, a connection wakes the session without octod, the reconciler reacts to a unit's PropertiesChanged",
         &["engine", "idle"],
     ),
     check(
-        "engine: a running and a stopped session before a reboot",
+        "engine: a running session whose container unit changed is restarted once (upgrade in place)",
+        &["engine", "upgrade-restart"],
+    ),
+    check(
+        "engine: a running, an idle and a stopped session before a reboot",
         &["engine", "reboot-setup"],
     ),
     Check {
@@ -163,7 +167,7 @@ const CHECKS: &[Check] = &[
         reboot_before: true,
     },
     check(
-        "engine: after the reboot the running session is back with its files, the stopped one stayed stopped",
+        "engine: after the reboot the running session is back with its files, the idle one's socket listens and wakes it, the stopped one stayed stopped",
         &["engine", "reboot-check"],
     ),
     check("the smoke unit stops and is removed", &["smoke", "remove"]),
