@@ -66,6 +66,8 @@ pub struct ServerFragment {
     pub secure_cookies: Option<bool>,
     /// The admin socket bound when systemd passes none (development).
     pub admin_socket: Option<PathBuf>,
+    /// How long a running session may take to send a proxied response's head.
+    pub proxy_head_timeout_seconds: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -169,6 +171,8 @@ pub struct Settings {
     pub admin_socket: PathBuf,
     pub state_dir: PathBuf,
     pub secure_cookies: bool,
+    /// How long a running session may take to send a proxied response's head (then `504`).
+    pub proxy_head_timeout: Duration,
     pub image: String,
     pub templates_dir: PathBuf,
     pub quadlet_dir: Option<PathBuf>,
@@ -265,6 +269,20 @@ pub fn merge(fragments: &[(PathBuf, Fragment)]) -> Result<Settings, ConfigError>
             &at,
             "server.admin_socket",
             "must be an absolute path".into(),
+        ));
+    }
+
+    let (head, at) = pick!(
+        "server.proxy_head_timeout_seconds",
+        server.proxy_head_timeout_seconds
+    );
+    // The default of `proxy::HEAD_TIMEOUT`.
+    let head = head.unwrap_or(300);
+    if !(1..=86_400).contains(&head) {
+        return Err(invalid(
+            &at,
+            "server.proxy_head_timeout_seconds",
+            "must be 1–86400".into(),
         ));
     }
 
@@ -368,6 +386,7 @@ pub fn merge(fragments: &[(PathBuf, Fragment)]) -> Result<Settings, ConfigError>
         admin_socket,
         state_dir,
         secure_cookies: secure_cookies.unwrap_or(false),
+        proxy_head_timeout: Duration::from_secs(head),
         image,
         templates_dir,
         quadlet_dir,
@@ -498,6 +517,10 @@ impl Settings {
             (
                 "server.secure_cookies",
                 Some(self.secure_cookies.to_string()),
+            ),
+            (
+                "server.proxy_head_timeout_seconds",
+                Some(self.proxy_head_timeout.as_secs().to_string()),
             ),
             ("sessions.image", text(&self.image)),
             ("sessions.templates_dir", path(&self.templates_dir)),

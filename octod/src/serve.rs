@@ -182,11 +182,9 @@ pub async fn build_state(settings: &Settings) -> anyhow::Result<crate::app::AppS
     let engine = Engine::new(store, systemd, podman, config)
         .await
         .context("starting the session engine")?;
-    Ok(crate::app::AppState::new(
-        engine,
-        auth,
-        settings.max_per_user,
-    ))
+    let mut state = crate::app::AppState::new(engine, auth, settings.max_per_user);
+    state.proxy = state.proxy.with_head_timeout(settings.proxy_head_timeout);
+    Ok(state)
 }
 
 /// This user's runtime directory, systemd's `%t` for its user manager: `$XDG_RUNTIME_DIR`,

@@ -1,8 +1,8 @@
 // ttyd framing: the WebSocket protocol of the session's terminal (subprotocol `tty`), and the
 // reconnect policy. Pure functions, unit-tested; TerminalPane does the IO.
 //
-// Client → server: first a JSON hello `{"AuthToken","columns","rows"}` (octod's proxy replaces
-// AuthToken with the session's credential, so the browser sends an empty one), then binary
+// Client → server: first a JSON hello `{"AuthToken","columns","rows"}` (ttyd sits behind the
+// session's gateway and takes no credential, so the browser sends an empty one), then binary
 // frames whose first byte is the command: '0' input, '1' resize (JSON columns/rows),
 // '2' pause and '3' resume output (flow control).
 // Server → client: '0' output bytes, '1' window title, '2' preferences (JSON).
@@ -31,7 +31,7 @@ const size = (columns: number, rows: number) => ({
   rows: Math.max(1, Math.floor(rows)),
 });
 
-/** The first message: the terminal's size, and an empty AuthToken for octod to fill in. */
+/** The first message: the terminal's size, and an empty AuthToken (ttyd checks none). */
 export function helloFrame(columns: number, rows: number): Uint8Array {
   return encoder.encode(JSON.stringify({ AuthToken: "", ...size(columns, rows) }));
 }
