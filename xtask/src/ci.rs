@@ -114,6 +114,16 @@ const CHECKS: &[Check] = &[
         "octod serve: invite codes, sessions through the API and the proxy, owner-only access, wake on access",
         &["api"],
     ),
+    Check {
+        name: "the session's wall: an unprivileged user sees no TCP port, no token in argv, EACCES on the socket; no port squatting after podman kill",
+        user: None,
+        args: &["boundary", "wall"],
+        reboot_before: false,
+    },
+    check(
+        "socket activation: an idle-stopped session wakes on a connection with octod stopped, and through octod without octod starting it; a user-stopped one answers 409 and stays stopped",
+        &["boundary", "wake"],
+    ),
     check(
         "octod serve: 10 concurrent creates by one user against a limit of 2 leave exactly 2 sessions",
         &["session-limit"],
@@ -156,6 +166,10 @@ const CHECKS: &[Check] = &[
         "engine: a running and a stopped session before a reboot",
         &["engine", "reboot-setup"],
     ),
+    check(
+        "boundary: a running, an idle-stopped and a user-stopped session, each with a file, before a reboot",
+        &["boundary", "reboot-setup"],
+    ),
     Check {
         name: "the smoke unit came back after a reboot",
         user: Some(testhost::OCTO_USER),
@@ -165,6 +179,10 @@ const CHECKS: &[Check] = &[
     check(
         "engine: after the reboot the running session is back with its files, the stopped one stayed stopped",
         &["engine", "reboot-check"],
+    ),
+    check(
+        "boundary after the reboot: running is back, idle wakes on its first request, stopped stays stopped; files intact",
+        &["boundary", "reboot-check"],
     ),
     check("the smoke unit stops and is removed", &["smoke", "remove"]),
 ];
