@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use octod::session::SessionId;
-use octod::store::PortRange;
 
 use crate::api::{self, Client};
 use crate::boundary::{self, Octod, Runner};
@@ -22,7 +21,7 @@ use crate::engine::{IMAGE, engine_with, health_cmd, request};
 use crate::util::{self, say};
 
 pub(crate) async fn session_start(rounds: u32) -> anyhow::Result<()> {
-    let engine = engine_with(IMAGE, PortRange::new(21_000, 21_299)?).await?;
+    let engine = engine_with(IMAGE).await?;
     let systemd = octod::systemd::Systemd::connect_user().await?;
     let (mut create, mut resume, mut podman, mut quadlet) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());

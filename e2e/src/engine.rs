@@ -1,11 +1,13 @@
 //! `octo-e2e engine …`: the session engine (`octod::engine`) against the real systemd user
-//! manager and Podman, with a minimal session image built from the host's busybox whose three
-//! "services" are busybox httpd on 41820–41822.
+//! manager and Podman, with a minimal session image built from the host's busybox and the
+//! real gateway (`octo-fileserver`), which serves on the socket systemd passes in as fd 3.
 //!
 //! Phases: `lifecycle` (create → running → stop → resume → delete, nothing left behind),
 //! `concurrent` (20 creates at once), `bad-input`, `crash` (kill -9 of a worker during create
-//! and delete, then the reconciler converges), `reboot-setup` / `reboot-check` (a running
-//! session comes back after a reboot with its files; a stopped one stays stopped).
+//! and delete, then the reconciler converges), `idle` (idle stop keeps the socket listening;
+//! a connection wakes the session without octod), `reboot-setup` / `reboot-check` (after a
+//! reboot a running session is back with its files, an idle one's socket listens and wakes
+//! it, a stopped one stays stopped).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -16,23 +18,25 @@ use anyhow::{Context as _, bail, ensure};
 use octod::engine::{CreateRequest, Engine, EngineConfig, EngineError};
 use octod::podman::Podman;
 use octod::render::{EnvSecret, HealthConfig, RenderConfig, SessionNames};
-use octod::session::{Limits, SessionId, SessionState};
-use octod::store::{PortRange, Store};
+use octod::session::{DesiredState, Limits, SessionId, SessionState};
+use octod::store::Store;
 use octod::systemd::{ActiveState, Systemd};
 
 use crate::util::{self, say};
 
-pub(crate) const IMAGE: &str = "localhost/octo-e2e-session:latest";
+/// The stand-in session image (a new tag for the gateway: an older image of the same host
+/// had three httpd on published ports).
+pub(crate) const IMAGE: &str = "localhost/octo-e2e-session:gateway";
 const TEMPLATE: &str = "coding-copilot";
-const PORTS: (u16, u16) = (20_000, 20_299);
 
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum Phase {
     /// Create → running → stop → resume → delete; a file survives stop/resume.
     Lifecycle,
-    /// 20 sessions created at once get distinct ports and all run.
+    /// 20 sessions created at once all run, each behind its own socket, none listening on a
+    /// host port.
     Concurrent,
-    /// Unknown template, invalid id, ports exhausted, image missing: typed errors, no change.
+    /// Unknown template, invalid id, image missing: typed errors, no change.
     BadInput,
     /// kill -9 of the engine at random points during create and delete; the reconciler
     /// converges with no orphan left.
@@ -40,12 +44,14 @@ pub enum Phase {
         #[arg(long, default_value_t = 12)]
         rounds: u32,
     },
-    /// Before a reboot: one running and one stopped session, each with a file.
+    /// Before a reboot: one running, one idle and one stopped session, each with a file.
     RebootSetup,
-    /// After the reboot: the running one came back by itself, the stopped one did not.
+    /// After the reboot: the running one came back by itself, the idle one's socket listens
+    /// and a connection wakes it, the stopped one stays down.
     RebootCheck,
-    /// Idle stop: a session without activity for the idle time is stopped, an active one is
-    /// not; the background reconciler notices a unit stopped behind its back.
+    /// Idle stop: a session without activity for the idle time is idle-stopped (its socket
+    /// listening), an active one is not; a connection to the socket wakes it without octod;
+    /// the background reconciler notices a unit stopped behind its back.
     Idle,
     /// Used by `crash`: run one operation, to be killed midway.
     Worker { op: String, id: String },
@@ -72,14 +78,13 @@ fn home() -> anyhow::Result<PathBuf> {
 
 /// The engine as octod would build it, over this host's real parts, with the busybox test
 /// image's health check and a test template.
-pub(crate) async fn engine_with(image: &str, ports: PortRange) -> anyhow::Result<Engine> {
-    engine_configured(image, ports, |_| {}).await
+pub(crate) async fn engine_with(image: &str) -> anyhow::Result<Engine> {
+    engine_configured(image, |_| {}).await
 }
 
 /// [`engine_with`], with a last say on the engine's configuration.
 pub(crate) async fn engine_configured(
     image: &str,
-    ports: PortRange,
     adjust: impl FnOnce(&mut EngineConfig),
 ) -> anyhow::Result<Engine> {
     util::ensure_session_test_image(IMAGE)?;
@@ -104,7 +109,6 @@ pub(crate) async fn engine_configured(
     engine_from(
         EngineSetup {
             image: image.to_owned(),
-            ports,
             redb: base.join("octod.redb"),
             render,
         },
@@ -120,7 +124,6 @@ pub(crate) async fn engine_for_image(
     image: &str,
     templates: &Path,
     provider_secret: EnvSecret,
-    ports: PortRange,
 ) -> anyhow::Result<Engine> {
     let base = home()?.join("e2e");
     std::fs::create_dir_all(&base)?;
@@ -129,7 +132,6 @@ pub(crate) async fn engine_for_image(
     engine_from(
         EngineSetup {
             image: image.to_owned(),
-            ports,
             redb: base.join("octod-image.redb"),
             render,
         },
@@ -141,7 +143,6 @@ pub(crate) async fn engine_for_image(
 /// What differs between the engines of the checks.
 struct EngineSetup {
     image: String,
-    ports: PortRange,
     redb: PathBuf,
     render: RenderConfig,
 }
@@ -150,11 +151,13 @@ async fn engine_from(
     setup: EngineSetup,
     adjust: impl FnOnce(&mut EngineConfig),
 ) -> anyhow::Result<Engine> {
-    let store = Store::open(setup.redb, setup.ports)?;
+    let store = Store::open(setup.redb)?;
     let systemd = Systemd::connect_user().await?;
     let podman = Podman::connect_user(&systemd).await?;
     let mut config = EngineConfig {
         quadlet_dir: util::quadlet_dir()?.join("octo"),
+        systemd_user_dir: systemd_user_dir()?,
+        runtime_dir: octod::serve::runtime_dir(),
         render: setup.render,
         image: setup.image,
         stop_timeout: Duration::from_secs(60),
@@ -165,14 +168,17 @@ async fn engine_from(
 }
 
 async fn engine() -> anyhow::Result<Engine> {
-    engine_with(IMAGE, PortRange::new(PORTS.0, PORTS.1)?).await
+    engine_with(IMAGE).await
 }
 
-/// The test image's health check: all three "services" answer.
+/// The user's systemd directory, where session sockets are.
+fn systemd_user_dir() -> anyhow::Result<PathBuf> {
+    Ok(home()?.join(".config/systemd/user"))
+}
+
+/// The test image's health check: its httpd answers inside the container.
 pub(crate) fn health_cmd() -> String {
-    [41820, 41821, 41822]
-        .map(|port| format!("wget -q -O /dev/null http://127.0.0.1:{port}/"))
-        .join(" && ")
+    "wget -q -O /dev/null http://127.0.0.1:41820/".to_owned()
 }
 
 pub(crate) fn request(id: &str) -> CreateRequest {
@@ -189,7 +195,8 @@ fn exec(container: &str, script: &str) -> anyhow::Result<String> {
     util::run(Command::new("podman").args(["exec", container, "/bin/sh", "-c", script]))
 }
 
-/// The three published ports answer, and the token reached the container as a secret.
+/// The gateway answers on the session's socket (with the store's token, which reached the
+/// container as a file only), and the container publishes no port.
 async fn check_running(engine: &Engine, id: &SessionId) -> anyhow::Result<()> {
     let record = engine.get(id).await?;
     ensure!(
@@ -197,40 +204,74 @@ async fn check_running(engine: &Engine, id: &SessionId) -> anyhow::Result<()> {
         "{id} is {:?}",
         record.state
     );
-    let ports = record.spec.ports;
-    for port in [ports.opencode, ports.files, ports.terminal] {
-        util::http_get(port, "/").with_context(|| format!("session {id}, port {port}"))?;
-    }
     let token = engine.store().token(id)?;
-    let inside = exec(
-        &SessionNames::new(id).container,
-        "echo \"$OCTO_SESSION_TOKEN\"",
-    )?;
+    let socket = engine.socket_path(id);
+    let (status, _) = util::unix_get(&socket, "/api/list?path=/", Some(token.expose()))
+        .with_context(|| format!("session {id}"))?;
+    ensure!(
+        status == 200,
+        "{id}: the gateway answered {status} with the token"
+    );
+    let (status, _) = util::unix_get(&socket, "/api/list?path=/", None)?;
+    ensure!(
+        status == 401,
+        "{id}: the gateway answered {status} without a token"
+    );
+    let names = SessionNames::new(id);
+    let inside = exec(&names.container, "cat /run/secrets/octo-token")?;
     ensure!(
         inside.trim() == token.expose(),
-        "the container's token differs from the store's"
+        "the container's token file differs from the store's"
+    );
+    let env = exec(&names.container, "env")?;
+    ensure!(
+        !env.contains(token.expose()),
+        "the token is in the container's environment"
+    );
+    let published = util::run(Command::new("podman").args(["port", &names.container]))?;
+    ensure!(
+        published.trim().is_empty(),
+        "{id} publishes ports: {published}"
     );
     Ok(())
 }
 
-/// Nothing named after the session is left: files, units, container, volume, secret, ports.
+/// Whether the session's socket unit is active and its enablement link present.
+async fn socket_state(engine: &Engine, id: &SessionId) -> anyhow::Result<(bool, bool)> {
+    let names = SessionNames::new(id);
+    let systemd = Systemd::connect_user().await?;
+    let active = systemd.unit_state(&names.socket_unit).await?.is_active();
+    let linked = systemd_user_dir()?
+        .join("sockets.target.wants")
+        .join(&names.socket_unit)
+        .symlink_metadata()
+        .is_ok();
+    let _ = engine;
+    Ok((active, linked))
+}
+
+/// Nothing named after the session is left: files, units, socket, container, volume, secret.
 pub(crate) async fn check_gone(engine: &Engine, id: &SessionId) -> anyhow::Result<()> {
     let names = SessionNames::new(id);
     let dir = util::quadlet_dir()?.join("octo");
     for file in [&names.container_file, &names.volume_file] {
         ensure!(!dir.join(file).exists(), "{file} is left");
     }
+    let user = systemd_user_dir()?;
+    for path in [
+        user.join(&names.socket_unit),
+        user.join("sockets.target.wants").join(&names.socket_unit),
+        engine.socket_path(id),
+    ] {
+        ensure!(
+            path.symlink_metadata().is_err(),
+            "{} is left",
+            path.display()
+        );
+    }
     ensure!(engine.get(id).await.is_err(), "the record of {id} is left");
-    ensure!(
-        !engine
-            .store()
-            .allocated_ports()?
-            .values()
-            .any(|owner| owner == id),
-        "ports of {id} are still allocated"
-    );
     let systemd = Systemd::connect_user().await?;
-    for unit in [&names.service, &names.volume_service] {
+    for unit in [&names.service, &names.socket_unit, &names.volume_service] {
         let state = systemd.unit_state(unit).await?;
         ensure!(!state.exists(), "{unit} still loaded: {state:?}");
     }
@@ -260,13 +301,20 @@ async fn check_no_orphans(engine: &Engine) -> anyhow::Result<()> {
             .collect();
         ensure!(left.is_empty(), "files left in {}: {left:?}", dir.display());
     }
+    let user = systemd_user_dir()?;
+    for dir in [user.clone(), user.join("sockets.target.wants")] {
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            let left: Vec<String> = entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|name| name.starts_with("octo-"))
+                .collect();
+            ensure!(left.is_empty(), "files left in {}: {left:?}", dir.display());
+        }
+    }
     ensure!(
         engine.list().await?.is_empty(),
         "sessions left in the store"
-    );
-    ensure!(
-        engine.store().allocated_ports()?.is_empty(),
-        "ports left allocated"
     );
     for (what, args) in [
         ("secrets", &["secret", "ls", "--format", "{{.Name}}"][..]),
@@ -296,11 +344,15 @@ async fn lifecycle() -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     say(format!(
-        "create → running in {:.2?}: ports {:?}",
+        "create → running in {:.2?}: socket {}",
         started.elapsed(),
-        record.spec.ports
+        engine.socket_path(&record.spec.id).display()
     ));
     check_running(&engine, &id).await?;
+    ensure!(
+        socket_state(&engine, &id).await? == (true, true),
+        "a running session's socket must listen and be enabled"
+    );
     let names = SessionNames::new(&id);
     let unit = std::fs::read_to_string(
         util::quadlet_dir()?
@@ -329,10 +381,14 @@ async fn lifecycle() -> anyhow::Result<()> {
         "a stopped session must not start at boot"
     );
     ensure!(
-        std::net::TcpStream::connect(("127.0.0.1", record.spec.ports.files)).is_err(),
-        "a stopped session's port still answers"
+        socket_state(&engine, &id).await? == (false, false),
+        "a stopped session's socket must be stopped and disabled"
     );
-    say("stop → stopped; no [Install]; ports closed");
+    ensure!(
+        util::unix_get(&engine.socket_path(&id), "/health", None).is_err(),
+        "a stopped session's socket still answers"
+    );
+    say("stop → stopped; no [Install]; socket stopped and disabled, nothing answers");
 
     let started = std::time::Instant::now();
     engine
@@ -341,6 +397,10 @@ async fn lifecycle() -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     say(format!("resume → running in {:.2?}", started.elapsed()));
     check_running(&engine, &id).await?;
+    ensure!(
+        socket_state(&engine, &id).await? == (true, true),
+        "a resumed session's socket must listen and be enabled"
+    );
     let kept = exec(&names.container, "cat /home/dev/keep.txt")?;
     ensure!(
         kept.trim() == "kept",
@@ -357,7 +417,7 @@ async fn lifecycle() -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     check_gone(&engine, &id).await?;
-    say("delete: no file, unit, container, volume, secret or port left");
+    say("delete: no file, unit, socket, container, volume or secret left");
     Ok(())
 }
 
@@ -405,8 +465,7 @@ async fn concurrent() -> anyhow::Result<()> {
         stale.is_empty(),
         "a reconcile pass with a view of the store older than the sessions removed their parts: {stale:?}"
     );
-    let mut triples = BTreeSet::new();
-    let mut ports = BTreeSet::new();
+    let mut sockets = BTreeSet::new();
     for (id, result) in ids.iter().zip(results) {
         let record = result.map_err(|e| anyhow::anyhow!("{id}: {e}"))?;
         ensure!(
@@ -414,21 +473,18 @@ async fn concurrent() -> anyhow::Result<()> {
             "{id}: {:?}",
             record.state
         );
-        let p = record.spec.ports;
-        triples.insert((p.opencode, p.files, p.terminal));
-        ports.extend([p.opencode, p.files, p.terminal]);
+        sockets.insert(engine.socket_path(&record.spec.id));
     }
-    ensure!(
-        triples.len() == 20 && ports.len() == 60,
-        "ports were handed out twice"
-    );
+    ensure!(sockets.len() == 20, "sockets are shared: {sockets:?}");
     say(format!(
-        "20 concurrent creates: all running in {:.2?}, 60 distinct ports",
+        "20 concurrent creates: all running in {:.2?}, 20 distinct sockets",
         started.elapsed()
     ));
+    // Each answers on its own socket with its own token; none publishes a host port.
     for id in &ids {
         check_running(&engine, &id.parse()?).await?;
     }
+    say("each gateway answers on its socket with its token; no container publishes a port");
     let results = futures_join_all(ids.iter().map(|id| {
         let engine = engine.clone();
         let id: Result<SessionId, _> = id.parse();
@@ -495,45 +551,14 @@ async fn bad_input() -> anyhow::Result<()> {
     })?;
     drop(engine);
 
-    let missing = engine_with(
-        "localhost/octo-no-such-image:1",
-        PortRange::new(PORTS.0, PORTS.1)?,
-    )
-    .await?;
+    let missing = engine_with("localhost/octo-no-such-image:1").await?;
     expect(
         "image missing",
         missing.create(request("bad2")).await,
         |e| matches!(e, EngineError::ImageMissing(_)),
     )?;
-    drop(missing);
-
-    // A range that holds one session: the second create finds it exhausted.
-    let small = engine_with(IMAGE, PortRange::new(PORTS.0, PORTS.0 + 2)?).await?;
-    small
-        .create(request("bad3"))
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let before_second = snapshot(&small).await?;
-    expect(
-        "ports exhausted",
-        small.create(request("bad4")).await,
-        |e| {
-            matches!(
-                e,
-                EngineError::Store(octod::store::StoreError::PortsExhausted { .. })
-            )
-        },
-    )?;
     ensure!(
-        snapshot(&small).await? == before_second,
-        "a refused create changed something"
-    );
-    small
-        .delete(&"bad3".parse()?)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    ensure!(
-        snapshot(&small).await? == before,
+        snapshot(&missing).await? == before,
         "bad input changed something"
     );
     Ok(())
@@ -652,9 +677,81 @@ async fn converge(engine: &Engine) -> anyhow::Result<()> {
     }
 }
 
+/// Waits for the session's service to be active.
+async fn service_active(systemd: &Systemd, id: &SessionId, within: Duration) -> anyhow::Result<()> {
+    let service = SessionNames::new(id).service;
+    util::eventually(within, &format!("{service} active"), async || {
+        let state = systemd.unit_state(&service).await?;
+        ensure!(state.is_active(), "{service} is {}", state.active);
+        Ok(())
+    })
+    .await
+}
+
+/// An idle session: recorded stopped with desired idle, its service down, its socket
+/// listening and enabled; then a connection to the socket wakes it with no engine involved
+/// (systemd starts the service and the gateway answers), and a reconcile pass records it
+/// running, desired running, with `[Install]` back.
+async fn check_idle_then_wake(engine: &Engine, id: &SessionId) -> anyhow::Result<()> {
+    let record = engine.get(id).await?;
+    ensure!(
+        record.state == SessionState::Stopped && record.spec.desired == DesiredState::Idle,
+        "{id} is not idle: {:?}, desired {:?}",
+        record.state,
+        record.spec.desired
+    );
+    let names = SessionNames::new(id);
+    let systemd = Systemd::connect_user().await?;
+    let service = systemd.unit_state(&names.service).await?;
+    ensure!(!service.is_active(), "{id}'s service runs: {service:?}");
+    ensure!(
+        socket_state(engine, id).await? == (true, true),
+        "an idle session's socket must listen and be enabled"
+    );
+    let unit_path = util::quadlet_dir()?
+        .join("octo")
+        .join(&names.container_file);
+    let unit = std::fs::read_to_string(&unit_path)?;
+    ensure!(
+        !unit.contains("WantedBy="),
+        "an idle session must not start at boot by itself"
+    );
+    // As `octo`, like octod's proxy would, but octod is not asked: systemd starts it.
+    let started = std::time::Instant::now();
+    let (status, _) = util::unix_get(&engine.socket_path(id), "/health", None)?;
+    ensure!(status == 200, "the woken gateway answered {status}");
+    say(format!(
+        "{id}: a connection to its socket woke it; first answer after {:.2?}",
+        started.elapsed()
+    ));
+    service_active(&systemd, id, Duration::from_secs(60)).await?;
+    let report = engine.reconcile().await;
+    ensure!(
+        report.woken.contains(id),
+        "the reconciler did not record the wake: {report:?}"
+    );
+    let record = engine.get(id).await?;
+    ensure!(
+        record.state == SessionState::Running && record.spec.desired == DesiredState::Running,
+        "after the wake: {:?}, desired {:?}",
+        record.state,
+        record.spec.desired
+    );
+    let unit = std::fs::read_to_string(&unit_path)?;
+    ensure!(
+        unit.contains("WantedBy=default.target"),
+        "a woken session must start at boot again"
+    );
+    check_running(engine, id).await?;
+    say(format!(
+        "{id}: recorded running (desired running, [Install] back)"
+    ));
+    Ok(())
+}
+
 async fn reboot_setup() -> anyhow::Result<()> {
     let engine = engine().await?;
-    for id in ["bootrun", "bootstop"] {
+    for id in ["bootrun", "bootidle", "bootstop"] {
         engine
             .create(request(id))
             .await
@@ -665,28 +762,42 @@ async fn reboot_setup() -> anyhow::Result<()> {
         )?;
     }
     engine
+        .idle_stop(&"bootidle".parse()?)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    engine
         .stop(&"bootstop".parse()?)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    say("bootrun is running, bootstop is stopped; each wrote /home/dev/boot.txt");
+    say("bootrun is running, bootidle idle, bootstop stopped; each wrote /home/dev/boot.txt");
     Ok(())
 }
 
 async fn reboot_check() -> anyhow::Result<()> {
     let systemd = Systemd::connect_user().await?;
-    let run = SessionNames::new(&"bootrun".parse()?);
-    util::eventually(
-        Duration::from_secs(150),
-        "bootrun active after the reboot",
-        async || {
-            let state = systemd.unit_state(&run.service).await?;
-            ensure!(state.is_active(), "{} is {}", run.service, state.active);
-            Ok(())
-        },
-    )
-    .await?;
+    let running: SessionId = "bootrun".parse()?;
+    service_active(&systemd, &running, Duration::from_secs(150)).await?;
     say("bootrun came back by itself (WantedBy=default.target + linger)");
     let engine = engine().await?;
+    // The idle one first, before any reconcile pass: only systemd has been at work.
+    let idle: SessionId = "bootidle".parse()?;
+    let service = systemd
+        .unit_state(&SessionNames::new(&idle).service)
+        .await?;
+    ensure!(
+        !service.is_active(),
+        "bootidle started at boot: {service:?}"
+    );
+    check_idle_then_wake(&engine, &idle).await?;
+    let text = exec(
+        &SessionNames::new(&idle).container,
+        "cat /home/dev/boot.txt",
+    )?;
+    ensure!(
+        text.trim() == "bootidle",
+        "bootidle's file is gone after the reboot"
+    );
+    say("bootidle: its socket listened after the reboot; woken with its file");
     let report = engine.reconcile().await;
     ensure!(
         report.errors.is_empty(),
@@ -694,25 +805,33 @@ async fn reboot_check() -> anyhow::Result<()> {
         report.errors
     );
     ensure!(
-        report.started.is_empty(),
+        report.started.is_empty() && report.restarted.is_empty(),
         "the reconciler had to start something: {report:?}"
     );
-    check_running(&engine, &"bootrun".parse()?).await?;
-    let text = exec(&run.container, "cat /home/dev/boot.txt")?;
+    check_running(&engine, &running).await?;
+    let text = exec(
+        &SessionNames::new(&running).container,
+        "cat /home/dev/boot.txt",
+    )?;
     ensure!(
         text.trim() == "bootrun",
         "the workspace file is gone after the reboot"
     );
-    let stop = SessionNames::new(&"bootstop".parse()?);
+    let stopped: SessionId = "bootstop".parse()?;
+    let stop = SessionNames::new(&stopped);
     let state = systemd.unit_state(&stop.service).await?;
     ensure!(!state.is_active(), "bootstop started at boot: {state:?}");
     ensure!(
-        engine.get(&"bootstop".parse()?).await?.state == SessionState::Stopped,
+        socket_state(&engine, &stopped).await? == (false, false),
+        "bootstop's socket listens after the reboot"
+    );
+    ensure!(
+        engine.get(&stopped).await?.state == SessionState::Stopped,
         "bootstop not stopped"
     );
-    say("bootstop stayed stopped");
+    say("bootstop stayed stopped, its socket too");
     engine
-        .resume(&"bootstop".parse()?)
+        .resume(&stopped)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let text = exec(&stop.container, "cat /home/dev/boot.txt")?;
@@ -721,7 +840,7 @@ async fn reboot_check() -> anyhow::Result<()> {
         "the stopped session's file is gone after the reboot"
     );
     say("bootstop resumed with its file after the reboot");
-    for id in ["bootrun", "bootstop"] {
+    for id in ["bootrun", "bootidle", "bootstop"] {
         engine
             .delete(&id.parse()?)
             .await
@@ -733,7 +852,7 @@ async fn reboot_check() -> anyhow::Result<()> {
 
 async fn idle() -> anyhow::Result<()> {
     let idle_for = Duration::from_secs(3);
-    let engine = engine_configured(IMAGE, PortRange::new(PORTS.0, PORTS.1)?, |config| {
+    let engine = engine_configured(IMAGE, |config| {
         config.idle_timeout = Some(idle_for);
     })
     .await?;
@@ -755,20 +874,14 @@ async fn idle() -> anyhow::Result<()> {
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let record = engine.get(&quiet).await?;
-    ensure!(
-        record.state == SessionState::Stopped
-            && record.spec.desired == octod::session::DesiredState::Stopped,
-        "the idle session was not stopped: {:?}",
-        record.state
-    );
     ensure!(
         engine.get(&busy).await?.state == SessionState::Running,
         "the busy session stopped"
     );
     say(format!(
-        "idle stop: quiet session stopped after {idle_for:?} without activity; busy one kept"
+        "idle stop: quiet session idle after {idle_for:?} without activity; busy one kept"
     ));
+    check_idle_then_wake(&engine, &quiet).await?;
 
     // A unit stopped behind the engine's back: the background reconciler's PropertiesChanged
     // watcher notices it long before its periodic pass (an hour here) and starts it again.
@@ -790,6 +903,34 @@ async fn idle() -> anyhow::Result<()> {
     )
     .await?;
     say("a unit stopped behind the engine's back was started again on its signal");
+
+    // With the background reconciler running, a wake is recorded on the unit's signal.
+    engine
+        .idle_stop(&quiet)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    engine.record_activity(&quiet);
+    let (status, _) = util::unix_get(&engine.socket_path(&quiet), "/health", None)?;
+    ensure!(status == 200, "the woken gateway answered {status}");
+    util::eventually(
+        Duration::from_secs(30),
+        "the wake recorded by the background reconciler",
+        async || {
+            engine.record_activity(&busy);
+            engine.record_activity(&quiet);
+            let record = engine.get(&quiet).await?;
+            ensure!(
+                record.state == SessionState::Running
+                    && record.spec.desired == DesiredState::Running,
+                "{:?}, desired {:?}",
+                record.state,
+                record.spec.desired
+            );
+            Ok(())
+        },
+    )
+    .await?;
+    say("with the engine's reconciler running, the wake was recorded on the unit's signal");
     background.abort();
     for id in [&busy, &quiet] {
         engine

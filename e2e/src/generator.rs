@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail, ensure};
 use octod::render::{self, Controllers, EnvSecret, HealthConfig, RenderConfig};
-use octod::session::{DesiredState, Limits, Ports, SessionSpec};
+use octod::session::{DesiredState, Limits, SessionSpec};
 
 const GENERATOR: &str = "/usr/lib/systemd/system-generators/podman-system-generator";
 const TEMPLATE: &str = "coding-copilot";
@@ -54,17 +54,12 @@ pub(crate) fn run() -> anyhow::Result<()> {
 }
 
 fn cases(templates: &Path) -> anyhow::Result<Vec<Case>> {
-    let spec = |id: &str, owner: &str, base: u16, desired| -> anyhow::Result<SessionSpec> {
+    let spec = |id: &str, owner: &str, _base: u16, desired| -> anyhow::Result<SessionSpec> {
         Ok(SessionSpec {
             id: id.parse()?,
             owner: owner.to_owned(),
             template: TEMPLATE.to_owned(),
             image: "localhost/octo-session:latest".to_owned(),
-            ports: Ports {
-                opencode: base,
-                files: base + 1,
-                terminal: base + 2,
-            },
             limits: Limits::default(),
             desired,
         })
@@ -218,16 +213,8 @@ fn check_case(
         ("--security-opt=no-new-privileges".into(), String::new()),
         ("--cap-drop".into(), "all".into()),
         (
-            "--publish".into(),
-            format!("127.0.0.1:{}:41820", spec.ports.opencode),
-        ),
-        (
-            "--publish".into(),
-            format!("127.0.0.1:{}:41821", spec.ports.files),
-        ),
-        (
-            "--publish".into(),
-            format!("127.0.0.1:{}:41822", spec.ports.terminal),
+            "--network".into(),
+            format!("pasta:{}", render::PASTA.join(",")),
         ),
         ("-v".into(), format!("{}:/home/dev:U", names.volume)),
         (
@@ -236,7 +223,11 @@ fn check_case(
         ),
         (
             "--secret".into(),
-            format!("{},type=env,target=OCTO_SESSION_TOKEN", names.token_secret),
+            format!(
+                "{},type=mount,target={},mode=0400,uid=1000,gid=1000",
+                names.token_secret,
+                render::TOKEN_FILE
+            ),
         ),
         ("--env".into(), format!("OCTO_SESSION_ID={}", spec.id)),
         ("--label".into(), format!("octo.session={}", spec.id)),
@@ -256,6 +247,12 @@ fn check_case(
             exec.join("\n")
         );
     }
+    ensure!(
+        !exec
+            .iter()
+            .any(|a| a == "--publish" || a.starts_with("--publish=")),
+        "a session publishes no port: {exec:?}"
+    );
     // Without the pids controller no limit at all: crun fails on any `--pids-limit`.
     ensure!(
         case.config.controllers.pids || !exec.iter().any(|a| a == "--pids-limit"),
@@ -272,6 +269,8 @@ fn check_case(
         "Restart=on-failure",
         "Type=notify",
         &format!("Requires={}", names.volume_service),
+        &format!("Requires={}", names.socket_unit),
+        &format!("After={}", names.socket_unit),
     ] {
         ensure!(
             service.lines().any(|l| l == line),
@@ -282,7 +281,9 @@ fn check_case(
     let wanted = service.lines().any(|l| l == "WantedBy=default.target");
     match spec.desired {
         DesiredState::Running => ensure!(wanted, "running session without WantedBy"),
-        DesiredState::Stopped => ensure!(!wanted, "stopped session with WantedBy"),
+        DesiredState::Idle | DesiredState::Stopped => {
+            ensure!(!wanted, "stopped or idle session with WantedBy");
+        }
     }
 
     let volume_exec = exec_start(volume_service)?;

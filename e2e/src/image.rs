@@ -26,8 +26,7 @@ use futures_util::{SinkExt as _, StreamExt as _};
 use octod::engine::{CreateRequest, Engine};
 use octod::image::{BuildConfig, ImageError};
 use octod::render::{EnvSecret, SessionNames};
-use octod::session::{Limits, Ports, SessionId, SessionState};
-use octod::store::PortRange;
+use octod::session::{Limits, SessionId, SessionState};
 use octod::systemd::{ActiveState, Systemd};
 use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest as _, http};
 
@@ -45,9 +44,6 @@ const IMAGE: &str = "localhost/octo-session:latest";
 const LLM_SECRET: &str = "octo-e2e-llm";
 const LLM_ENV: &str = "OCTO_LLM_CONFIG";
 const API_KEY: &str = "e2e-llm-key-must-not-be-logged";
-/// The engine's host ports: distinct from other checks (test hosts share the network
-/// namespace).
-const PORTS: (u16, u16) = (22_000, 22_099);
 /// The OpenAI-compatible stub model on the test host (tests only; the real provider is the
 /// administrator's), reached from the container through pasta.
 const STUB_PORT: u16 = 44_899;
@@ -103,7 +99,6 @@ pub(crate) async fn run() -> anyhow::Result<()> {
                 secret: LLM_SECRET.to_owned(),
                 env: LLM_ENV.to_owned(),
             },
-            PortRange::new(PORTS.0, PORTS.1)?,
         )
         .await?;
         let mut ready = Vec::new();
@@ -161,15 +156,14 @@ async fn template_session(
             record.state
         );
         say(format!(
-            "{}: session {id} created through the engine, running (healthy) after {:.1} s; ports {:?}",
+            "{}: session {id} created through the engine, running (healthy) after {:.1} s",
             template.dir,
             elapsed.as_secs_f64(),
-            record.spec.ports
         ));
         let session = Session {
             name: SessionNames::new(&id).container,
             token: engine.store().token(&id)?.expose().to_owned(),
-            ports: record.spec.ports,
+            ports: Ports::GONE,
             id: id.clone(),
         };
         check_session(engine, &session, template, first).await?;
@@ -320,6 +314,23 @@ struct Session {
     /// The session's token from the store.
     token: String,
     ports: Ports,
+}
+
+/// FIXME(issue 13): sessions publish no ports any more; h/b-container moves these probes to
+/// the session's socket (`Engine::socket_path`) and its gateway. Until then they fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Ports {
+    opencode: u16,
+    files: u16,
+    terminal: u16,
+}
+
+impl Ports {
+    const GONE: Self = Self {
+        opencode: 0,
+        files: 0,
+        terminal: 0,
+    };
 }
 
 impl Session {
@@ -682,10 +693,9 @@ async fn user_edits_survive_a_restart(engine: &Engine, session: &Session) -> any
         .map_err(|e| anyhow::anyhow!("engine.resume: {e}"))?;
     let resume = started.elapsed();
     ensure!(
-        record.state == SessionState::Running && record.spec.ports == session.ports,
-        "after engine.resume: {:?}, ports {:?}",
+        record.state == SessionState::Running,
+        "after engine.resume: {:?}",
         record.state,
-        record.spec.ports
     );
     let (status, _) = http(
         session.ports.opencode,

@@ -37,6 +37,10 @@ struct BusyboxImage<'a> {
     files: &'a [(&'a str, &'a str)],
     /// The image's `CMD`, as JSON.
     cmd: &'a str,
+    /// The image's `USER`, if not root.
+    user: Option<&'a str>,
+    /// `(host path, path in the image)` of files copied in (programs, their libraries).
+    host_files: &'a [(std::path::PathBuf, std::path::PathBuf)],
 }
 
 /// Imports an image made of the host's busybox (there is no registry here) under `name`,
@@ -68,6 +72,13 @@ fn ensure_image_from_busybox(name: &str, image: &BusyboxImage<'_>) -> anyhow::Re
             std::fs::set_permissions(root.join(path), std::fs::Permissions::from_mode(0o755))?;
         }
     }
+    for (file, at) in image.host_files {
+        let inside = root.join(at.strip_prefix("/").unwrap_or(at));
+        if let Some(parent) = inside.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::copy(file, &inside).with_context(|| format!("copying {}", file.display()))?;
+    }
     let tar = dir.path().join("image.tar");
     run(Command::new("tar")
         .arg("-C")
@@ -75,10 +86,12 @@ fn ensure_image_from_busybox(name: &str, image: &BusyboxImage<'_>) -> anyhow::Re
         .arg("-cf")
         .arg(&tar)
         .arg("."))?;
-    run(Command::new("podman")
-        .args(["import", "--change", &format!("CMD {}", image.cmd)])
-        .arg(&tar)
-        .arg(name))?;
+    let mut import = Command::new("podman");
+    import.args(["import", "--change", &format!("CMD {}", image.cmd)]);
+    if let Some(user) = image.user {
+        import.args(["--change", &format!("USER {user}")]);
+    }
+    run(import.arg(&tar).arg(name))?;
     Ok(())
 }
 
@@ -91,30 +104,65 @@ pub fn ensure_busybox_image(name: &str) -> anyhow::Result<()> {
             dirs: &["www", "tmp"],
             files: &[("www/index.html", "octo smoke ok\n")],
             cmd: r#"["/bin/sh"]"#,
+            user: None,
+            host_files: &[],
         },
     )
 }
 
-/// The engine's test session image: three busybox httpd on the session ports 41820–41822
-/// under a shell that exits on SIGTERM.
+/// The engine's test session image: the real gateway, `octo-fileserver` (beside this
+/// program, with the libraries `ldd` names), serving the file API on the socket systemd
+/// passes in as fd 3 with the token from its file; and a busybox httpd on 41820 inside the
+/// container's own network for the health check. Under a shell that exits on SIGTERM, as
+/// `dev`'s uid (1000), which owns the token file. The gateway is the smallest thing here that
+/// truly accepts on fd 3: busybox has no server that takes an inherited listening socket.
 pub fn ensure_session_test_image(name: &str) -> anyhow::Result<()> {
+    let gateway = std::env::current_exe()?.with_file_name("octo-fileserver");
+    anyhow::ensure!(
+        gateway.is_file(),
+        "{} is missing: cargo build -p octo-fileserver",
+        gateway.display()
+    );
+    let mut host_files: Vec<_> = shared_libraries(&gateway)?
+        .into_iter()
+        .map(|lib| (lib.clone(), lib))
+        .collect();
+    host_files.push((gateway, "/usr/local/bin/octo-fileserver".into()));
     ensure_image_from_busybox(
         name,
         &BusyboxImage {
-            applets: &["sh", "wget", "cat", "echo"],
-            dirs: &["www", "tmp", "home/dev"],
+            applets: &["sh", "wget", "cat", "echo", "httpd"],
+            dirs: &["www", "tmp", "home/dev", "usr/local/bin"],
             files: &[
                 ("www/index.html", "octo session ok\n"),
                 (
                     "start.sh",
                     "trap 'exit 0' TERM INT\n\
-                     for p in 41820 41821 41822; do /bin/busybox httpd -f -p $p -h /www & done\n\
+                     /bin/busybox httpd -f -p 41820 -h /www &\n\
+                     /usr/local/bin/octo-fileserver --root /home/dev \
+                       --token-file /run/secrets/octo-token &\n\
                      wait\n",
                 ),
             ],
             cmd: r#"["/bin/sh", "/start.sh"]"#,
+            user: Some("1000:1000"),
+            host_files: &host_files,
         },
     )
+}
+
+/// The shared libraries `program` loads, as `ldd` resolves them here.
+fn shared_libraries(program: &Path) -> anyhow::Result<Vec<std::path::PathBuf>> {
+    let out = run(Command::new("ldd").arg(program))?;
+    Ok(out
+        .lines()
+        .filter_map(|line| {
+            // `libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x…)` or `/lib64/ld-linux… (0x…)`
+            let path = line.split("=>").last()?.split_whitespace().next()?;
+            path.starts_with('/')
+                .then(|| std::path::PathBuf::from(path))
+        })
+        .collect())
 }
 
 /// A stand-in for the real session image that `octod serve` can run unchanged: three busybox
@@ -144,8 +192,27 @@ pub fn ensure_served_session_image(name: &str) -> anyhow::Result<()> {
                 ),
             ],
             cmd: r#"["/bin/sh", "/start.sh"]"#,
+            user: None,
+            host_files: &[],
         },
     )
+}
+
+/// `GET path` over the Unix socket at `socket`, with the bearer `token` if any; returns the
+/// status code and the body. A tiny client: what octod's proxy does, without octod.
+pub fn unix_get(socket: &Path, path: &str, token: Option<&str>) -> anyhow::Result<(u16, String)> {
+    let mut stream = std::os::unix::net::UnixStream::connect(socket)
+        .with_context(|| format!("connecting to {}", socket.display()))?;
+    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+    let auth = token.map_or_else(String::new, |t| format!("Authorization: Bearer {t}\r\n"));
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: session\r\n{auth}Connection: close\r\n\r\n"
+    )?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response)?;
+    let answer = parse_answer(&response)?;
+    Ok((answer.status, answer.body))
 }
 
 /// `GET path` on 127.0.0.1:port; returns the body of a 200 answer.

@@ -9,8 +9,6 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::store::PortRange;
-
 /// The main configuration file.
 pub const MAIN_FILE: &str = "/etc/octo/octod.toml";
 /// The drop-in directory.
@@ -79,7 +77,9 @@ pub struct SessionsFragment {
     pub templates_dir: Option<PathBuf>,
     /// Where session units are written; default `~/.config/containers/systemd/octo`.
     pub quadlet_dir: Option<PathBuf>,
-    /// Host ports for sessions, `"start-end"`; three per session.
+    /// No longer used: sessions publish no host ports since issue 13 (each has a Unix
+    /// socket). Still accepted so that an existing file keeps working; `octod config check`
+    /// warns about it.
     pub port_range: Option<String>,
     /// Most sessions one user may have.
     pub max_per_user: Option<u32>,
@@ -172,7 +172,8 @@ pub struct Settings {
     pub image: String,
     pub templates_dir: PathBuf,
     pub quadlet_dir: Option<PathBuf>,
-    pub port_range: PortRange,
+    /// `sessions.port_range` is set somewhere (ignored; `config check` warns).
+    pub obsolete_port_range: bool,
     pub max_per_user: u32,
     pub idle_timeout: Option<Duration>,
     pub start_timeout: Duration,
@@ -293,9 +294,8 @@ pub fn merge(fragments: &[(PathBuf, Fragment)]) -> Result<Settings, ConfigError>
             "must be an absolute path".into(),
         ));
     }
-    let (range, at) = pick!("sessions.port_range", sessions.port_range);
-    let port_range = parse_range(range.as_deref().unwrap_or("40000-44999"))
-        .map_err(|message| invalid(&at, "sessions.port_range", message))?;
+    let (range, _) = pick!("sessions.port_range", sessions.port_range);
+    let obsolete_port_range = range.is_some();
     let (max, at) = pick!("sessions.max_per_user", sessions.max_per_user);
     let max_per_user = max.unwrap_or(5);
     if max_per_user == 0 {
@@ -371,7 +371,7 @@ pub fn merge(fragments: &[(PathBuf, Fragment)]) -> Result<Settings, ConfigError>
         image,
         templates_dir,
         quadlet_dir,
-        port_range,
+        obsolete_port_range,
         max_per_user,
         idle_timeout,
         start_timeout: Duration::from_secs(start),
@@ -473,7 +473,7 @@ fn image_settings(
 /// One key of the effective configuration, for `octod config show`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
-    /// Dotted key, e.g. `sessions.port_range`.
+    /// Dotted key, e.g. `sessions.image`.
     pub key: &'static str,
     /// The value as TOML (secrets shown as `"***"`); `None` when unset.
     pub value: Option<String>,
@@ -504,14 +504,6 @@ impl Settings {
             (
                 "sessions.quadlet_dir",
                 self.quadlet_dir.as_deref().and_then(path),
-            ),
-            (
-                "sessions.port_range",
-                text(&format!(
-                    "{}-{}",
-                    self.port_range.start(),
-                    self.port_range.end()
-                )),
             ),
             ("sessions.max_per_user", Some(self.max_per_user.to_string())),
             (
@@ -670,22 +662,17 @@ pub fn warnings(settings: &Settings) -> Vec<String> {
             settings.image_build.fileserver.display()
         ));
     }
+    if settings.obsolete_port_range {
+        out.push(format!(
+            "{}: ignored: sessions publish no host ports any more (each has a Unix socket); \
+             remove the key",
+            key("sessions.port_range")
+        ));
+    }
     if settings.llm.is_none() {
         out.push("no [llm] provider: agents in sessions cannot answer".to_owned());
     }
     out
-}
-
-fn parse_range(text: &str) -> Result<PortRange, String> {
-    let (start, end) = text
-        .split_once('-')
-        .ok_or_else(|| format!("{text:?} is not \"start-end\""))?;
-    let port = |s: &str| {
-        s.trim()
-            .parse::<u16>()
-            .map_err(|_| format!("{s:?} is not a port number"))
-    };
-    PortRange::new(port(start)?, port(end)?).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -726,14 +713,30 @@ mod tests {
 
     #[test]
     fn errors_name_the_file_and_key() {
-        let bad = fragment("[sessions]\nport_range = \"5-2\"\n");
-        let error = merge(&[bad]).expect_err("invalid range").to_string();
-        assert!(error.contains("sessions.port_range"), "{error}");
+        let bad = fragment("[sessions]\nmax_per_user = 0\n");
+        let error = merge(&[bad]).expect_err("invalid limit").to_string();
+        assert!(error.contains("sessions.max_per_user"), "{error}");
         assert!(error.contains("/etc/octo/"), "{error}");
         let bad = fragment("[llm]\nbase_url = \"https://x/v1\"\n");
         let error = merge(&[bad]).expect_err("model missing").to_string();
         assert!(error.contains("llm.model"), "{error}");
         assert!(toml::from_str::<Fragment>("[sessions]\nnope = 1\n").is_err());
+    }
+
+    #[test]
+    fn an_old_port_range_is_accepted_and_warned_about() {
+        let old = fragment("[sessions]\nport_range = \"40000-44999\"\n");
+        let settings = merge(&[old]).expect("still valid");
+        assert!(settings.obsolete_port_range);
+        let warnings = warnings(&settings);
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.starts_with("sessions.port_range (/etc/octo/") && w.contains("ignored")),
+            "{warnings:?}"
+        );
+        assert!(!settings.show().contains("port_range"));
+        assert!(!merge(&[]).expect("defaults").obsolete_port_range);
     }
 
     #[test]

@@ -5,37 +5,68 @@
 //! For session `<id>` it renders:
 //!
 //! - `octo-<id>.volume`: the Podman volume `octo-<id>`, the persistent home;
+//! - `octo-<id>.socket` (for the user's systemd directory, not Quadlet's): the session's one
+//!   entry point, a Unix socket at `%t/octo/sessions/<id>.sock` (mode 0600: only the `octo`
+//!   user connects) that activates the container's service; the gateway in the container
+//!   accepts on it as fd 3. `[Install] WantedBy=sockets.target`, linked while the session is
+//!   running or idle (see [`SessionNames::socket_unit`]);
 //! - `octo-<id>.container`: the container `octo-<id>` from the session's image (`Pull=never`:
-//!   images are local), `UserNS=auto`, the three services published on `127.0.0.1`, the home
-//!   volume at [`HOME_MOUNT`], the template directory read-only at [`TEMPLATE_MOUNT`], the
-//!   session token from the Podman secret `octo-<id>-token` as [`TOKEN_ENV`], a health check
-//!   with `Notify=healthy`, labels `octo.session`/`octo.owner`, all capabilities dropped and
-//!   `NoNewPrivileges=true`, resource limits for delegated controllers only, a deliberate
-//!   `TimeoutStartSec=`, and `[Install] WantedBy=default.target` only while the desired state
-//!   is running (so running sessions come back after a reboot and stopped ones stay stopped).
+//!   images are local), `UserNS=auto`, no published port and a pinned network ([`PASTA`]),
+//!   `Requires=`/`After=` its socket, the home volume at [`HOME_MOUNT`], the template
+//!   directory read-only at [`TEMPLATE_MOUNT`], the session token from the Podman secret
+//!   `octo-<id>-token` as a file at [`TOKEN_FILE`] readable by the image's user only, a
+//!   health check with `Notify=healthy`, labels `octo.session`/`octo.owner`, all capabilities
+//!   dropped and `NoNewPrivileges=true`, resource limits for delegated controllers only, a
+//!   deliberate `TimeoutStartSec=`, and `[Install] WantedBy=default.target` only while the
+//!   desired state is running (so running sessions come back after a reboot; idle ones wait
+//!   for a connection to their socket, stopped ones stay stopped).
 //!
 //! Rendering is pure: no IO. The caller reads `cgroup.controllers`, writes the files, creates
 //! the secret and logs [`RenderedSession::unenforced`].
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use quadlet::{
-    ContainerSection, ContainerUnit, EnvVar, HealthCheck, InstallSection, Label, PidsLimit,
-    PublishPort, PullPolicy, Restart, Secret, ServiceSection, UnitSection, UserNs, VolumeMount,
-    VolumeSection, VolumeSource, VolumeUnit,
+    ContainerSection, ContainerUnit, EnvVar, HealthCheck, InstallSection, Label, ListenStream,
+    Network, PidsLimit, PullPolicy, Restart, Secret, SecretTarget, ServiceSection, SocketSection,
+    SocketUnit, UnitSection, UserNs, VolumeMount, VolumeSection, VolumeSource, VolumeUnit,
 };
 
-use crate::session::{DesiredState, Limits, SessionId, SessionSpec, container_ports};
+use crate::session::{DesiredState, Limits, SessionId, SessionSpec};
 
 /// Where the persistent home volume is mounted in the container.
 pub const HOME_MOUNT: &str = "/home/dev";
 /// Where the session's template directory is mounted (read-only); the entrypoint applies it.
 pub const TEMPLATE_MOUNT: &str = "/etc/octo/template";
-/// The environment variable that carries the session token inside the container.
-pub const TOKEN_ENV: &str = "OCTO_SESSION_TOKEN";
+/// Where the session token is, as a file, inside the container (the gateway's `--token-file`).
+pub const TOKEN_FILE: &str = "/run/secrets/octo-token";
+/// The options of the container's network, pasta(1) (passt(1) for the options; how Podman
+/// adds its own: podman-run(1) `--network pasta`). Podman 5.4 would assume most of them, but
+/// a `pasta_options` line in `containers.conf` could change that behind our back, so the
+/// unit states them: the host's loopback must stay out of the session's reach (octod, the
+/// admin socket and other local services listen there).
+///
+/// - `-T none`, `-U none`: no forwarding of the container's own loopback ports to the host's
+///   loopback (pasta's `auto` would forward every port the host has bound);
+/// - `-t none`, `-u none`: no forwarding of host ports into the container (nothing is
+///   published: the session's one way in is its socket);
+/// - `--no-map-gw`: the gateway address is not translated to the host's loopback (Podman's
+///   default too; `--map-gw` would undo it). `host.containers.internal` stays Podman's
+///   `--map-guest-addr 169.254.1.2`, which reaches the host's *outward* address only: a
+///   service bound to 127.0.0.1 on the host does not answer there.
+pub const PASTA: [&str; 9] = [
+    "--no-map-gw",
+    "-t",
+    "none",
+    "-u",
+    "none",
+    "-T",
+    "none",
+    "-U",
+    "none",
+];
 /// The environment variable that carries the session id inside the container.
 pub const SESSION_ID_ENV: &str = "OCTO_SESSION_ID";
 /// The health check of the real session image: checks all three services.
@@ -52,6 +83,11 @@ pub struct SessionNames {
     pub container_file: String,
     /// `octo-<id>.volume`
     pub volume_file: String,
+    /// `octo-<id>.socket`: the socket unit, also its file's name in the user's systemd
+    /// directory and its enablement link's in `sockets.target.wants/`.
+    pub socket_unit: String,
+    /// `octo/sessions/<id>.sock`: the socket's path under the manager's runtime directory.
+    pub socket_relative: String,
     /// `octo-<id>.service`: the unit to start and stop.
     pub service: String,
     /// `octo-<id>-volume.service`: Quadlet's oneshot that creates the volume.
@@ -71,6 +107,8 @@ pub enum Part {
     ContainerFile,
     /// `octo-<id>.volume`
     VolumeFile,
+    /// `octo-<id>.socket`: the socket unit and its file.
+    SocketUnit,
     /// `octo-<id>.tmp`: a unit file being written (the engine writes it, then renames it).
     PartialFile,
     /// `octo-<id>.service`
@@ -92,6 +130,8 @@ impl SessionNames {
         Self {
             container_file: format!("{base}.container"),
             volume_file: format!("{base}.volume"),
+            socket_unit: format!("{base}.socket"),
+            socket_relative: format!("octo/sessions/{id}.sock"),
             service: format!("{base}.service"),
             volume_service: format!("{base}-volume.service"),
             container: base.clone(),
@@ -110,6 +150,7 @@ impl SessionNames {
         let part = match &rest[end..] {
             ".container" => Part::ContainerFile,
             ".volume" => Part::VolumeFile,
+            ".socket" => Part::SocketUnit,
             ".tmp" => Part::PartialFile,
             ".service" => Part::Service,
             "-volume.service" => Part::VolumeService,
@@ -118,6 +159,12 @@ impl SessionNames {
             _ => return None,
         };
         Some((rest[..end].parse().ok()?, part))
+    }
+
+    /// The session's socket on the host: `<runtime_dir>/octo/sessions/<id>.sock`, where
+    /// `runtime_dir` is the `octo` user's `$XDG_RUNTIME_DIR` (systemd's `%t`).
+    pub fn socket_path(&self, runtime_dir: &Path) -> PathBuf {
+        runtime_dir.join(&self.socket_relative)
     }
 
     /// Whether `name` is a unit file being written (`octo-….tmp`), whatever its session.
@@ -279,6 +326,9 @@ pub struct RenderConfig {
     /// Capabilities added back after `DropCapability=ALL`. Empty for the session image, which
     /// runs as an unprivileged user and needs none.
     pub add_capabilities: Vec<String>,
+    /// Who owns the token file ([`TOKEN_FILE`], mode 0400) inside the container: the image's
+    /// user, `dev` (`useradd --uid 1000 --user-group` in `container/Containerfile`).
+    pub token_owner: (u32, u32),
 }
 
 impl RenderConfig {
@@ -291,6 +341,7 @@ impl RenderConfig {
             controllers: Controllers::NONE,
             provider_secret: None,
             add_capabilities: Vec::new(),
+            token_owner: (1000, 1000),
         }
     }
 }
@@ -307,6 +358,8 @@ pub struct RenderedFile {
 pub struct RenderedSession {
     pub volume: RenderedFile,
     pub container: RenderedFile,
+    /// For the user's systemd directory (`~/.config/systemd/user/`), not Quadlet's.
+    pub socket: RenderedFile,
     pub unenforced: Vec<UnenforcedLimit>,
 }
 
@@ -330,7 +383,7 @@ pub enum RenderError {
     },
 }
 
-/// Renders the session's `.volume` and `.container` files.
+/// Renders the session's `.volume`, `.container` and `.socket` files.
 pub fn render(spec: &SessionSpec, config: &RenderConfig) -> Result<RenderedSession, RenderError> {
     let names = SessionNames::new(&spec.id);
     let unit_error = |source| RenderError::Unit {
@@ -340,6 +393,7 @@ pub fn render(spec: &SessionSpec, config: &RenderConfig) -> Result<RenderedSessi
     let volume = VolumeUnit {
         unit: UnitSection {
             description: Some(format!("Octo session {} home volume", spec.id)),
+            ..UnitSection::default()
         },
         volume: VolumeSection {
             volume_name: Some(names.volume.clone()),
@@ -352,6 +406,7 @@ pub fn render(spec: &SessionSpec, config: &RenderConfig) -> Result<RenderedSessi
     let container = container_unit(spec, config, &names)?
         .render()
         .map_err(unit_error)?;
+    let socket = socket_unit(spec, &names).render().map_err(unit_error)?;
     Ok(RenderedSession {
         volume: RenderedFile {
             file_name: names.volume_file,
@@ -361,8 +416,32 @@ pub fn render(spec: &SessionSpec, config: &RenderConfig) -> Result<RenderedSessi
             file_name: names.container_file,
             contents: container,
         },
+        socket: RenderedFile {
+            file_name: names.socket_unit,
+            contents: socket,
+        },
         unenforced: unenforced_limits(&spec.limits, config.controllers),
     })
+}
+
+/// The session's socket: the same text whatever the desired state (whether it is enabled is
+/// a link, not the file).
+fn socket_unit(spec: &SessionSpec, names: &SessionNames) -> SocketUnit {
+    SocketUnit {
+        unit: UnitSection {
+            description: Some(format!("Octo session {}: its gateway's socket", spec.id)),
+            ..UnitSection::default()
+        },
+        socket: SocketSection {
+            listen_stream: ListenStream::RuntimeDir(names.socket_relative.clone()),
+            socket_mode: Some(0o600),
+            directory_mode: Some(0o700),
+            service: Some(names.service.clone()),
+        },
+        install: Some(InstallSection {
+            wanted_by: vec!["sockets.target".to_owned()],
+        }),
+    }
 }
 
 fn labels(spec: &SessionSpec) -> Vec<Label> {
@@ -378,20 +457,22 @@ fn container_unit(
     names: &SessionNames,
 ) -> Result<ContainerUnit, RenderError> {
     let template_dir = template_dir(spec, config)?;
-    let localhost = IpAddr::V4(Ipv4Addr::LOCALHOST);
-    let publish = |host_port, container_port| PublishPort {
-        host_ip: localhost,
-        host_port,
-        container_port,
-    };
+    let (uid, gid) = config.token_owner;
+    // A file, not a variable: an environment variable is inherited by every process in the
+    // session (the agent's shell included) and readable in /proc.
     let mut secrets = vec![Secret {
         name: names.token_secret.clone(),
-        env: TOKEN_ENV.to_owned(),
+        target: SecretTarget::File {
+            path: TOKEN_FILE.to_owned(),
+            mode: 0o400,
+            uid,
+            gid,
+        },
     }];
     if let Some(provider) = &config.provider_secret {
         secrets.push(Secret {
             name: provider.secret.clone(),
-            env: provider.env.clone(),
+            target: SecretTarget::Env(provider.env.clone()),
         });
     }
     let (pids_limit, podman_args) = limits(spec, config.controllers)?;
@@ -399,16 +480,18 @@ fn container_unit(
     Ok(ContainerUnit {
         unit: UnitSection {
             description: Some(format!("Octo session {} of {}", spec.id, spec.owner)),
+            // The socket first: Podman passes the listening socket in only if it is there
+            // when the container starts; and stopping the socket stops the session.
+            requires: vec![names.socket_unit.clone()],
+            after: vec![names.socket_unit.clone()],
         },
         container: ContainerSection {
             container_name: Some(names.container.clone()),
             pull: Some(PullPolicy::Never),
             user_ns: Some(UserNs::Auto),
-            publish_ports: vec![
-                publish(spec.ports.opencode, container_ports::OPENCODE),
-                publish(spec.ports.files, container_ports::FILES),
-                publish(spec.ports.terminal, container_ports::TERMINAL),
-            ],
+            network: Some(Network::Pasta(
+                PASTA.iter().map(|&o| o.to_owned()).collect(),
+            )),
             volumes: vec![
                 VolumeMount {
                     source: VolumeSource::Unit(names.volume_file.clone()),
@@ -454,7 +537,7 @@ fn container_unit(
             DesiredState::Running => Some(InstallSection {
                 wanted_by: vec!["default.target".to_owned()],
             }),
-            DesiredState::Stopped => None,
+            DesiredState::Idle | DesiredState::Stopped => None,
         },
     })
 }
@@ -538,7 +621,6 @@ mod tests {
     use std::fmt::Write as _;
 
     use super::*;
-    use crate::session::Ports;
 
     fn spec() -> SessionSpec {
         SessionSpec {
@@ -546,11 +628,6 @@ mod tests {
             owner: "alice".into(),
             template: "coding-copilot".into(),
             image: "localhost/octo-session:latest".into(),
-            ports: Ports {
-                opencode: 40001,
-                files: 40002,
-                terminal: 40003,
-            },
             limits: Limits::default(),
             desired: DesiredState::Running,
         }
@@ -565,8 +642,13 @@ mod tests {
     fn check(spec: &SessionSpec, config: &RenderConfig, expected: &str) {
         let r = render(spec, config).expect("renders");
         let mut actual = format!(
-            "--- {}\n{}--- {}\n{}",
-            r.volume.file_name, r.volume.contents, r.container.file_name, r.container.contents
+            "--- {}\n{}--- {}\n{}--- {}\n{}",
+            r.volume.file_name,
+            r.volume.contents,
+            r.container.file_name,
+            r.container.contents,
+            r.socket.file_name,
+            r.socket.contents
         );
         for warning in &r.unenforced {
             writeln!(actual, "--- warning: {warning}").expect("writes to a String");
@@ -606,18 +688,18 @@ Label=octo.owner=alice
 --- octo-ab12.container
 [Unit]
 Description=Octo session ab12 of alice
+Requires=octo-ab12.socket
+After=octo-ab12.socket
 
 [Container]
 Image=localhost/octo-session:latest
 ContainerName=octo-ab12
 Pull=never
 UserNS=auto
-PublishPort=127.0.0.1:40001:41820
-PublishPort=127.0.0.1:40002:41821
-PublishPort=127.0.0.1:40003:41822
+Network=pasta:--no-map-gw,-t,none,-u,none,-T,none,-U,none
 Volume=octo-ab12.volume:/home/dev:U
 Volume=/usr/share/octo/templates/coding-copilot:/etc/octo/template:ro
-Secret=octo-ab12-token,type=env,target=OCTO_SESSION_TOKEN
+Secret=octo-ab12-token,type=mount,target=/run/secrets/octo-token,mode=0400,uid=1000,gid=1000
 Environment=OCTO_SESSION_ID=ab12
 Label=octo.session=ab12
 Label=octo.owner=alice
@@ -636,25 +718,47 @@ Restart=on-failure
 
 [Install]
 WantedBy=default.target
+--- octo-ab12.socket
+[Unit]
+Description=Octo session ab12: its gateway's socket
+
+[Socket]
+ListenStream=%t/octo/sessions/ab12.sock
+SocketMode=0600
+DirectoryMode=0700
+Service=octo-ab12.service
+
+[Install]
+WantedBy=sockets.target
 ",
         );
     }
 
     #[test]
-    fn stopped_has_no_install_section() {
-        let stopped = SessionSpec {
-            desired: DesiredState::Stopped,
-            ..spec()
-        };
-        let r = render(&stopped, &config()).expect("renders");
+    fn idle_and_stopped_have_no_install_section() {
         let running = render(&spec(), &config()).expect("renders");
-        assert_eq!(r.volume, running.volume);
-        let expected = running
-            .container
-            .contents
-            .replace("\n[Install]\nWantedBy=default.target\n", "");
-        assert_ne!(expected, running.container.contents);
-        check_container(&stopped, &config(), &expected);
+        for desired in [DesiredState::Idle, DesiredState::Stopped] {
+            let other = SessionSpec { desired, ..spec() };
+            let r = render(&other, &config()).expect("renders");
+            assert_eq!(r.volume, running.volume);
+            // The socket's file is the same; whether it is enabled is a link.
+            assert_eq!(r.socket, running.socket);
+            let expected = running
+                .container
+                .contents
+                .replace("\n[Install]\nWantedBy=default.target\n", "");
+            assert_ne!(expected, running.container.contents);
+            check_container(&other, &config(), &expected);
+        }
+    }
+
+    #[test]
+    fn socket_path_under_the_runtime_dir() {
+        let names = SessionNames::new(&"ab12".parse().expect("id"));
+        assert_eq!(
+            names.socket_path(Path::new("/run/user/998")),
+            Path::new("/run/user/998/octo/sessions/ab12.sock")
+        );
     }
 
     fn limited() -> SessionSpec {
@@ -731,7 +835,7 @@ WantedBy=default.target
         let r = render(&spec(), &config).expect("renders");
         let c = &r.container.contents;
         for line in [
-            "Secret=octo-ab12-token,type=env,target=OCTO_SESSION_TOKEN\n\
+            "Secret=octo-ab12-token,type=mount,target=/run/secrets/octo-token,mode=0400,uid=1000,gid=1000\n\
              Secret=octo-provider,type=env,target=ANTHROPIC_API_KEY\n",
             "HealthCmd=wget -q -O /dev/null http://127.0.0.1:41820/ && test -f /tmp/ready\n\
              HealthInterval=500ms\nHealthStartPeriod=5s\nHealthRetries=2\nHealthTimeout=2s\n",
@@ -806,12 +910,6 @@ WantedBy=default.target
             ),
             "session ab12: invalid Image= value \"localhost/x y\": it contains whitespace"
         );
-        let mut zero_port = spec();
-        zero_port.ports.files = 0;
-        assert_eq!(
-            fails(zero_port, config()),
-            "session ab12: invalid PublishPort= value \"0:41821\": port 0 cannot be published"
-        );
         let mut zero_memory = spec();
         zero_memory.limits.memory_bytes = Some(0);
         assert_eq!(
@@ -873,6 +971,8 @@ WantedBy=default.target
             [
                 n.container_file.as_str(),
                 &n.volume_file,
+                &n.socket_unit,
+                &n.socket_relative,
                 &n.service,
                 &n.volume_service,
                 &n.container,
@@ -882,6 +982,8 @@ WantedBy=default.target
             [
                 "octo-ab12.container",
                 "octo-ab12.volume",
+                "octo-ab12.socket",
+                "octo/sessions/ab12.sock",
                 "octo-ab12.service",
                 "octo-ab12-volume.service",
                 "octo-ab12",
@@ -898,6 +1000,7 @@ WantedBy=default.target
         for (name, part) in [
             (&n.container_file, Part::ContainerFile),
             (&n.volume_file, Part::VolumeFile),
+            (&n.socket_unit, Part::SocketUnit),
             (&n.service, Part::Service),
             (&n.volume_service, Part::VolumeService),
             (&n.container, Part::PodmanObject),
@@ -932,7 +1035,8 @@ WantedBy=default.target
         check("octo-AB.container", None);
         check("octo-smoke.service", Some(("smoke", Part::Service)));
         check("octo-image-build-1_2-17.service", None);
-        check("octo-ab1.socket", None);
+        check("octo-ab1.socket", Some(("ab1", Part::SocketUnit)));
+        check("octo-ab1.sock", None);
         check("octo-.service", None);
         check("octo-1ab.service", None);
     }

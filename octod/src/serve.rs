@@ -108,9 +108,13 @@ pub async fn build_state(settings: &Settings) -> anyhow::Result<crate::app::AppS
             settings.state_dir.display()
         )
     })?;
-    let store =
-        crate::store::Store::open(settings.state_dir.join("octod.redb"), settings.port_range)
-            .context("opening the state database")?;
+    let store = crate::store::Store::open(settings.state_dir.join("octod.redb"))
+        .context("opening the state database")?;
+    if settings.obsolete_port_range {
+        tracing::warn!(
+            "sessions.port_range is set but ignored: sessions publish no host ports any more"
+        );
+    }
     let auth = crate::auth::Auth::open(
         &settings.state_dir,
         store.clone(),
@@ -160,12 +164,16 @@ pub async fn build_state(settings: &Settings) -> anyhow::Result<crate::app::AppS
     } else {
         tracing::warn!("no LLM provider configured ([llm] in octod.toml): agents cannot answer");
     }
+    let home = home_dir()?;
     let quadlet_dir = match &settings.quadlet_dir {
         Some(dir) => dir.clone(),
-        None => home_dir()?.join(".config/containers/systemd/octo"),
+        None => home.join(".config/containers/systemd/octo"),
     };
     let config = EngineConfig {
         quadlet_dir,
+        // The user manager reads socket units from here (Quadlet's directory has none).
+        systemd_user_dir: home.join(".config/systemd/user"),
+        runtime_dir: runtime_dir(),
         render,
         image: settings.image.clone(),
         stop_timeout: Duration::from_secs(60),
@@ -179,6 +187,17 @@ pub async fn build_state(settings: &Settings) -> anyhow::Result<crate::app::AppS
         auth,
         settings.max_per_user,
     ))
+}
+
+/// This user's runtime directory, systemd's `%t` for its user manager: `$XDG_RUNTIME_DIR`,
+/// else `/run/user/<uid>` (what logind creates for a lingering user).
+pub fn runtime_dir() -> PathBuf {
+    std::env::var_os("XDG_RUNTIME_DIR")
+        .filter(|dir| !dir.is_empty())
+        .map_or_else(
+            || PathBuf::from(format!("/run/user/{}", nix::unistd::getuid().as_raw())),
+            PathBuf::from,
+        )
 }
 
 fn home_dir() -> anyhow::Result<PathBuf> {

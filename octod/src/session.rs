@@ -62,21 +62,6 @@ impl fmt::Display for SessionId {
     }
 }
 
-/// The host ports published for a session's three services (on 127.0.0.1 only).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Ports {
-    pub opencode: u16,
-    pub files: u16,
-    pub terminal: u16,
-}
-
-/// The ports the services listen on inside the container (design.md).
-pub mod container_ports {
-    pub const OPENCODE: u16 = 41820;
-    pub const FILES: u16 = 41821;
-    pub const TERMINAL: u16 = 41822;
-}
-
 /// Resource limits; applied only where the host delegates the cgroup controllers.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Limits {
@@ -88,11 +73,16 @@ pub struct Limits {
     pub pids: Option<u32>,
 }
 
-/// What the user wants the session to be doing. Only `Running` sessions start at boot.
+/// What the user (or idle stop) wants the session to be doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DesiredState {
+    /// Running now and after a reboot.
     Running,
+    /// Stopped for lack of activity, not by its user: it does not start at boot, but the first
+    /// connection to it wakes it (and makes it `Running` again).
+    Idle,
+    /// Stopped by its user: nothing wakes it but a resume.
     Stopped,
 }
 
@@ -106,7 +96,6 @@ pub struct SessionSpec {
     pub template: String,
     /// Container image reference, e.g. `localhost/octo-session:latest`.
     pub image: String,
-    pub ports: Ports,
     pub limits: Limits,
     pub desired: DesiredState,
 }

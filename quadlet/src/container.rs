@@ -44,6 +44,8 @@ pub struct ContainerSection {
     pub pull: Option<PullPolicy>,
     /// `UserNS=`: the user namespace mode (`--userns`).
     pub user_ns: Option<UserNs>,
+    /// `Network=`: the network mode (`--network`); Podman's default when unset.
+    pub network: Option<Network>,
     /// `PublishPort=`: `ip:hostPort:containerPort` (`--publish`), one line each.
     pub publish_ports: Vec<PublishPort>,
     /// `Volume=`: `SOURCE:CONTAINER-DIR[:OPTIONS]` (`--volume`), one line each. A source
@@ -82,6 +84,7 @@ impl ContainerSection {
             container_name: None,
             pull: None,
             user_ns: None,
+            network: None,
             publish_ports: Vec::new(),
             volumes: Vec::new(),
             secrets: Vec::new(),
@@ -109,6 +112,9 @@ impl ContainerSection {
         }
         if let Some(user_ns) = self.user_ns {
             s.raw("UserNS", user_ns.as_str())?;
+        }
+        if let Some(network) = &self.network {
+            s.raw("Network", &network.encode()?)?;
         }
         for port in &self.publish_ports {
             s.raw("PublishPort", &port.encode()?)?;
@@ -179,6 +185,36 @@ impl UserNs {
     fn as_str(self) -> &'static str {
         match self {
             Self::Auto => "auto",
+        }
+    }
+}
+
+/// `Network=` values (podman-run(1) `--network`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Network {
+    /// `pasta:OPTION,OPTION,…`: rootless user-mode networking through pasta(1); each option
+    /// is one argument of pasta's command line (passt(1)). Podman adds its own defaults only
+    /// for options not given here.
+    Pasta(Vec<String>),
+}
+
+impl Network {
+    fn encode(&self) -> Result<String, Error> {
+        match self {
+            Self::Pasta(options) if options.is_empty() => Ok("pasta".to_owned()),
+            Self::Pasta(options) => {
+                for option in options {
+                    value::check_no_whitespace("Network", option)?;
+                    if option.contains(',') {
+                        return Err(Error {
+                            key: "Network",
+                            value: option.clone(),
+                            problem: Problem::Comma,
+                        });
+                    }
+                }
+                Ok(format!("pasta:{}", options.join(",")))
+            }
         }
     }
 }
@@ -267,20 +303,59 @@ impl VolumeMount {
     }
 }
 
-/// One `Secret=name,type=env,target=VAR`: the Podman secret `name` (created beforehand with
-/// `podman secret create`) is exposed as the environment variable `VAR`. Its value never
-/// appears in the unit, the generated service or `podman inspect`.
+/// One `Secret=`: the Podman secret `name` (created beforehand with `podman secret create`)
+/// exposed to the container. Its value never appears in the unit, the generated service or
+/// `podman inspect`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Secret {
     pub name: String,
-    pub env: String,
+    pub target: SecretTarget,
+}
+
+/// How a [`Secret`] reaches the container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretTarget {
+    /// `type=env,target=VAR`: the environment variable `VAR` (inherited by every process of
+    /// the container and readable in `/proc/<pid>/environ` of each).
+    Env(String),
+    /// `type=mount,target=PATH,mode=…,uid=…,gid=…`: a file at the absolute `PATH`, owned by
+    /// `uid:gid` inside the container's user namespace, with `mode`.
+    File {
+        path: String,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    },
 }
 
 impl Secret {
     fn encode(&self) -> Result<String, Error> {
         value::check_name("Secret", &self.name)?;
-        value::check_env_name("Secret", &self.env)?;
-        Ok(format!("{},type=env,target={}", self.name, self.env))
+        match &self.target {
+            SecretTarget::Env(var) => {
+                value::check_env_name("Secret", var)?;
+                Ok(format!("{},type=env,target={var}", self.name))
+            }
+            SecretTarget::File {
+                path,
+                mode,
+                uid,
+                gid,
+            } => {
+                value::check_volume_path("Secret", path)?;
+                if path.contains(',') {
+                    return Err(Error {
+                        key: "Secret",
+                        value: path.clone(),
+                        problem: Problem::Comma,
+                    });
+                }
+                Ok(format!(
+                    "{},type=mount,target={path},mode={mode:04o},uid={uid},gid={gid}",
+                    self.name
+                ))
+            }
+        }
     }
 }
 

@@ -30,6 +30,8 @@ pub enum Problem {
     Whitespace,
     #[error("it is not an absolute path")]
     NotAbsolute,
+    #[error("it is not a plain relative path (no leading '/', empty or '..' parts)")]
+    NotRelative,
     #[error("it contains ':', the field separator of this key")]
     Colon,
     #[error(
@@ -48,6 +50,8 @@ pub enum Problem {
     BadUnitName,
     #[error("it does not name a Quadlet .volume file")]
     NotVolumeUnit,
+    #[error("it contains ',', the option separator of this key")]
+    Comma,
     #[error("port 0 cannot be published")]
     ZeroPort,
     #[error("a zero duration disables the setting; leave the setting out instead")]

@@ -1,4 +1,5 @@
-//! Typed Podman Quadlet units (`.container`, `.volume`): validation, rendering and a parser for tests.
+//! Typed Podman Quadlet units (`.container`, `.volume`) and the plain systemd `.socket` unit
+//! that activates a container: validation, rendering and a parser for tests.
 //!
 //! Each section is a struct with exactly the keys Octo uses, documented from
 //! podman-systemd.unit(5). [`ContainerUnit::render`] and [`VolumeUnit::render`] validate every
@@ -17,17 +18,19 @@
 mod container;
 mod error;
 mod parse;
+mod socket;
 mod systemd;
 mod value;
 mod volume;
 mod writer;
 
 pub use container::{
-    ContainerSection, ContainerUnit, EnvVar, HealthCheck, Label, PidsLimit, PublishPort,
-    PullPolicy, Secret, UserNs, VolumeMount, VolumeSource,
+    ContainerSection, ContainerUnit, EnvVar, HealthCheck, Label, Network, PidsLimit, PublishPort,
+    PullPolicy, Secret, SecretTarget, UserNs, VolumeMount, VolumeSource,
 };
 pub use error::{Error, ParseError, Problem};
 pub use parse::{ParsedSection, UnitFile};
+pub use socket::{ListenStream, SocketSection, SocketUnit};
 pub use systemd::{InstallSection, Restart, ServiceSection, UnitSection};
 pub use volume::{VolumeSection, VolumeUnit};
 
@@ -65,11 +68,18 @@ mod tests {
         ContainerUnit {
             unit: UnitSection {
                 description: Some("Octo session ab12".into()),
+                requires: vec!["octo-ab12.socket".into()],
+                after: vec!["octo-ab12.socket".into()],
             },
             container: ContainerSection {
                 container_name: Some("octo-ab12".into()),
                 pull: Some(PullPolicy::Never),
                 user_ns: Some(UserNs::Auto),
+                network: Some(Network::Pasta(vec![
+                    "--no-map-gw".into(),
+                    "-T".into(),
+                    "none".into(),
+                ])),
                 publish_ports: vec![PublishPort {
                     host_ip: localhost(),
                     host_port: 40001,
@@ -89,10 +99,21 @@ mod tests {
                         chown: false,
                     },
                 ],
-                secrets: vec![Secret {
-                    name: "octo-ab12-token".into(),
-                    env: "OCTO_SESSION_TOKEN".into(),
-                }],
+                secrets: vec![
+                    Secret {
+                        name: "octo-ab12-token".into(),
+                        target: SecretTarget::File {
+                            path: "/run/secrets/octo-token".into(),
+                            mode: 0o400,
+                            uid: 1000,
+                            gid: 1000,
+                        },
+                    },
+                    Secret {
+                        name: "octo-llm".into(),
+                        target: SecretTarget::Env("OCTO_LLM_CONFIG".into()),
+                    },
+                ],
                 environment: vec![EnvVar {
                     name: "OCTO_SESSION_ID".into(),
                     value: "ab12".into(),
@@ -130,16 +151,20 @@ mod tests {
             r"
 [Unit]
 Description=Octo session ab12
+Requires=octo-ab12.socket
+After=octo-ab12.socket
 
 [Container]
 Image=localhost/octo-session:latest
 ContainerName=octo-ab12
 Pull=never
 UserNS=auto
+Network=pasta:--no-map-gw,-T,none
 PublishPort=127.0.0.1:40001:41820
 Volume=octo-ab12.volume:/home/dev
 Volume=/usr/share/octo/templates/x:/etc/octo/template:ro
-Secret=octo-ab12-token,type=env,target=OCTO_SESSION_TOKEN
+Secret=octo-ab12-token,type=mount,target=/run/secrets/octo-token,mode=0400,uid=1000,gid=1000
+Secret=octo-llm,type=env,target=OCTO_LLM_CONFIG
 Environment=OCTO_SESSION_ID=ab12
 Label=octo.session=ab12
 HealthCmd=/usr/local/bin/octo-healthcheck
@@ -184,8 +209,12 @@ Image=localhost/busybox:latest
     #[test]
     fn quoting_and_escaping() {
         let mut unit = full_container();
-        unit.unit.description = Some("50% of $HOME".into());
+        unit.unit = UnitSection {
+            description: Some("50% of $HOME".into()),
+            ..UnitSection::default()
+        };
         let c = &mut unit.container;
+        c.network = None;
         c.publish_ports = vec![PublishPort {
             host_ip: IpAddr::V6(Ipv6Addr::LOCALHOST),
             host_port: 1,
@@ -268,11 +297,64 @@ PodmanArgs="--annotation=a b"
         );
     }
 
+    fn socket() -> SocketUnit {
+        SocketUnit {
+            unit: UnitSection {
+                description: Some("Octo session ab12: its gateway's socket".into()),
+                ..UnitSection::default()
+            },
+            socket: SocketSection {
+                listen_stream: ListenStream::RuntimeDir("octo/sessions/ab12.sock".into()),
+                socket_mode: Some(0o600),
+                directory_mode: Some(0o700),
+                service: Some("octo-ab12.service".into()),
+            },
+            install: Some(InstallSection {
+                wanted_by: vec!["sockets.target".into()],
+            }),
+        }
+    }
+
+    #[test]
+    fn socket_unit() {
+        check(
+            socket().render(),
+            r"
+[Unit]
+Description=Octo session ab12: its gateway's socket
+
+[Socket]
+ListenStream=%t/octo/sessions/ab12.sock
+SocketMode=0600
+DirectoryMode=0700
+Service=octo-ab12.service
+
+[Install]
+WantedBy=sockets.target
+",
+        );
+        let mut odd = socket();
+        odd.socket.listen_stream = ListenStream::RuntimeDir("100%/x.sock".into());
+        odd.install = None;
+        let text = odd.render().expect("renders");
+        assert!(text.contains("\nListenStream=%t/100%%/x.sock\n"), "{text}");
+        for bad in ["/abs.sock", "a/../b", "a//b", "", "a b"] {
+            let mut unit = socket();
+            unit.socket.listen_stream = ListenStream::RuntimeDir(bad.into());
+            let error = unit.render().expect_err(bad);
+            assert_eq!(error.key, "ListenStream", "{bad}: {error}");
+        }
+        let mut unit = socket();
+        unit.socket.service = Some("not a unit".into());
+        check_error(unit.render(), "Service", Problem::BadUnitName);
+    }
+
     #[test]
     fn volume() {
         let unit = VolumeUnit {
             unit: UnitSection {
                 description: Some("Octo session ab12: home".into()),
+                ..UnitSection::default()
             },
             volume: VolumeSection {
                 volume_name: Some("octo-ab12".into()),
@@ -345,9 +427,31 @@ Label=octo.owner=alice
             Problem::NotVolumeUnit,
         );
         check_error(
-            with(|u| u.container.secrets[0].env = "NOT-A-VAR".into()),
+            with(|u| u.container.secrets[1].target = SecretTarget::Env("NOT-A-VAR".into())),
             "Secret",
             Problem::BadEnvName,
+        );
+        check_error(
+            with(|u| {
+                u.container.secrets[0].target = SecretTarget::File {
+                    path: "run/x".into(),
+                    mode: 0o400,
+                    uid: 0,
+                    gid: 0,
+                }
+            }),
+            "Secret",
+            Problem::NotAbsolute,
+        );
+        check_error(
+            with(|u| u.container.network = Some(Network::Pasta(vec!["-T,all".into()]))),
+            "Network",
+            Problem::Comma,
+        );
+        check_error(
+            with(|u| u.unit.requires = vec!["no suffix".into()]),
+            "Requires",
+            Problem::BadUnitName,
         );
         check_error(
             with(|u| u.container.secrets[0].name = "a,type=mount".into()),

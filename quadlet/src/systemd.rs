@@ -13,6 +13,10 @@ pub struct UnitSection {
     /// `Description=`: a human-readable name shown by `systemctl status` and in the journal.
     /// systemd resolves `%` specifiers here; the renderer escapes `%` as `%%`.
     pub description: Option<String>,
+    /// `Requires=`: units started with this one; when one of them stops, this one stops too.
+    pub requires: Vec<String>,
+    /// `After=`: units this one starts after (ordering only).
+    pub after: Vec<String>,
 }
 
 impl UnitSection {
@@ -20,6 +24,12 @@ impl UnitSection {
         let mut s = Section::new("Unit");
         if let Some(description) = &self.description {
             s.raw("Description", description)?;
+        }
+        for (key, units) in [("Requires", &self.requires), ("After", &self.after)] {
+            for unit in units {
+                value::check_unit_name(key, unit)?;
+            }
+            s.words(key, units)?;
         }
         Ok(s)
     }

@@ -42,7 +42,7 @@ pub(crate) fn kind(section: &str, key: &str) -> Kind {
         )
         | ("Volume", "Label" | "PodmanArgs") => Kind::WordsExec,
         ("Container" | "Volume", _) => Kind::RawExec,
-        ("Install", "WantedBy") => Kind::Words,
+        ("Install", "WantedBy") | ("Unit", "Requires" | "After") => Kind::Words,
         _ => Kind::Raw,
     }
 }

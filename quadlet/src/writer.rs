@@ -62,6 +62,12 @@ impl Section {
         Ok(())
     }
 
+    /// Adds a value its caller has encoded already (a specifier it means, such as `%t`,
+    /// followed by a part encoded with [`value::raw`]).
+    pub(crate) fn encoded(&mut self, key: &'static str, value: String) {
+        self.lines.push((key, value));
+    }
+
     /// Adds a boolean key as `true`/`false`.
     pub(crate) fn bool(&mut self, key: &'static str, value: bool) -> Result<(), Error> {
         self.raw(key, if value { "true" } else { "false" })

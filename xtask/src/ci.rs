@@ -151,7 +151,7 @@ const CHECKS: &[Check] = &[
         &["engine", "bad-input"],
     ),
     check(
-        "engine: 20 concurrent creates, distinct ports, all running",
+        "engine: 20 concurrent creates, distinct sockets, all running",
         &["engine", "concurrent"],
     ),
     check(

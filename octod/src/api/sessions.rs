@@ -82,7 +82,11 @@ impl From<&SessionRecord> for SessionView {
             reason,
             desired: match record.spec.desired {
                 crate::session::DesiredState::Running => Desired::Running,
-                crate::session::DesiredState::Stopped => Desired::Stopped,
+                // The wire keeps two values: an idle session is stopped to its user (it wakes
+                // on access, which the user sees as it starting).
+                crate::session::DesiredState::Idle | crate::session::DesiredState::Stopped => {
+                    Desired::Stopped
+                }
             },
             created_at: to_unix_ms(record.created_at),
             updated_at: to_unix_ms(record.updated_at),

@@ -5,7 +5,6 @@ use std::time::Duration;
 use tempfile::TempDir;
 
 use super::*;
-use crate::store::PortRange;
 
 pub(crate) struct Fixture {
     pub dir: TempDir,
@@ -27,11 +26,7 @@ impl Fixture {
 
     pub fn with(settings: AuthSettings) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(
-            dir.path().join("octod.redb"),
-            PortRange::new(42000, 42999).expect("range"),
-        )
-        .expect("open store");
+        let store = Store::open(dir.path().join("octod.redb")).expect("open store");
         let auth = Auth::open(dir.path(), store, settings).expect("open auth");
         Self { dir, auth }
     }

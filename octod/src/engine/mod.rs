@@ -31,6 +31,13 @@ pub use reconcile::ReconcileReport;
 pub struct EngineConfig {
     /// Where session units are written: `~octo/.config/containers/systemd/octo/`.
     pub quadlet_dir: PathBuf,
+    /// Where session socket units are written, and enabled by a link in
+    /// `sockets.target.wants/`: the user's systemd directory, `~octo/.config/systemd/user/`
+    /// (Quadlet reads no `.socket` files from its own directory).
+    pub systemd_user_dir: PathBuf,
+    /// The `octo` user's runtime directory (`$XDG_RUNTIME_DIR`, `/run/user/<uid>`): systemd's
+    /// `%t`, under which the session sockets are.
+    pub runtime_dir: PathBuf,
     /// Host paths, health check, timeouts and controllers for rendering.
     pub render: RenderConfig,
     /// The image new sessions use, e.g. `localhost/octo-session:latest`.
@@ -107,6 +114,8 @@ pub enum OpKind {
     Create,
     Start,
     Stop,
+    /// Stop for lack of activity: the socket stays, a connection wakes the session.
+    IdleStop,
     /// Restart of a running session, onto the image its tag names now (`container refresh`).
     Restart,
     Delete,
@@ -191,6 +200,12 @@ impl Engine {
         &self.inner.metrics
     }
 
+    /// The session's socket on the host (`<runtime dir>/octo/sessions/<id>.sock`): connecting
+    /// to it reaches the session's gateway, and wakes the session if it is idle.
+    pub fn socket_path(&self, id: &SessionId) -> PathBuf {
+        crate::render::SessionNames::new(id).socket_path(&self.inner.config.runtime_dir)
+    }
+
     /// Records activity (proxied traffic) for idle stop; cheap, no IO.
     pub fn record_activity(&self, id: &SessionId) {
         self.inner
@@ -256,7 +271,22 @@ impl Engine {
         .and_then(|r| r.ok_or_else(|| Arc::new(EngineError::NotFound(id.clone()))))
     }
 
-    /// Stops a session, keeping its workspace; it stays stopped across reboots.
+    /// Stops an idle session's container but keeps its socket listening, so that the next
+    /// connection wakes it (systemd starts it; octod need not be asked). Desired: `idle`.
+    pub async fn idle_stop(&self, id: &SessionId) -> Result<SessionRecord, Arc<EngineError>> {
+        let engine = self.clone();
+        let key = id.clone();
+        self.run_op(
+            id.clone(),
+            OpKind::IdleStop,
+            Box::pin(async move { engine.do_idle_stop(&key).await.map(Some) }),
+        )
+        .await
+        .and_then(|r| r.ok_or_else(|| Arc::new(EngineError::NotFound(id.clone()))))
+    }
+
+    /// Stops a session and its socket, keeping its workspace; it stays stopped across reboots
+    /// and no connection wakes it.
     pub async fn stop(&self, id: &SessionId) -> Result<SessionRecord, Arc<EngineError>> {
         let engine = self.clone();
         let key = id.clone();
@@ -284,7 +314,7 @@ impl Engine {
         .and_then(|r| r.ok_or_else(|| Arc::new(EngineError::NotFound(id.clone()))))
     }
 
-    /// Deletes a session and everything it owns: units, container, volume, secret, ports.
+    /// Deletes a session and everything it owns: units, socket, container, volume, secret.
     pub async fn delete(&self, id: &SessionId) -> Result<(), Arc<EngineError>> {
         let engine = self.clone();
         let key = id.clone();

@@ -69,13 +69,14 @@ impl Engine {
             desired: DesiredState::Running,
             max_per_owner: request.max_per_owner,
         };
-        // The owner's limit, ports, token and the record in one transaction (state `creating`).
+        // The owner's limit, token and the record in one transaction (state `creating`).
         let (record, _token) = self.inner.store.run(move |s| s.create_session(new)).await?;
         tracing::info!(session = %id, owner = %record.spec.owner, template = %record.spec.template, "creating session");
         self.do_start(&id).await
     }
 
-    /// Start or resume: desired running, files and secret in place, start job awaited.
+    /// Start or resume: desired running, files, link and secret in place, the socket started,
+    /// then the service's start job awaited.
     pub(super) async fn do_start(&self, id: &SessionId) -> Result<SessionRecord, EngineError> {
         let record = self
             .begin(id, DesiredState::Running, SessionState::Starting)
@@ -99,7 +100,14 @@ impl Engine {
             secret?;
             let reload_after = units?;
             tracing::debug!(session = %id, elapsed = ?started.elapsed(), "secret and units ready");
-            systemd.reset_failed(&names.service).await?;
+            // The socket first (the service requires it anyway): its listening fd is what
+            // Podman passes into the container.
+            for unit in [&names.socket_unit, &names.service] {
+                systemd.reset_failed(unit).await?;
+            }
+            systemd
+                .start(&names.socket_unit, self.inner.config.stop_timeout)
+                .await?;
             systemd
                 .start(&names.service, self.inner.config.start_job_timeout())
                 .await?;
@@ -146,20 +154,36 @@ impl Engine {
         self.finish(id, outcome, SessionState::Running).await
     }
 
-    /// Stop: desired stopped (no `[Install]`, so it stays stopped at boot), stop job awaited.
+    /// Stop by the user: desired stopped (no `[Install]`, the socket's link removed, so it
+    /// stays stopped at boot), the service's then the socket's stop job awaited: nothing
+    /// listens for it any more.
     pub(super) async fn do_stop(&self, id: &SessionId) -> Result<SessionRecord, EngineError> {
-        let record = self
-            .begin(id, DesiredState::Stopped, SessionState::Stopping)
-            .await?;
+        self.stop_as(id, DesiredState::Stopped).await
+    }
+
+    /// Idle stop: desired idle (no `[Install]`; the socket stays linked and listening), the
+    /// service's stop job awaited. A connection to the socket starts the service again.
+    pub(super) async fn do_idle_stop(&self, id: &SessionId) -> Result<SessionRecord, EngineError> {
+        self.stop_as(id, DesiredState::Idle).await
+    }
+
+    async fn stop_as(
+        &self,
+        id: &SessionId,
+        desired: DesiredState,
+    ) -> Result<SessionRecord, EngineError> {
+        let record = self.begin(id, desired, SessionState::Stopping).await?;
         let names = SessionNames::new(id);
         let outcome = async {
+            let systemd = &self.inner.systemd;
             if self.write_units(&record)?.changed {
-                self.inner.systemd.reload().await?;
+                systemd.reload().await?;
             }
-            self.inner
-                .systemd
-                .stop(&names.service, self.inner.config.stop_timeout)
-                .await?;
+            let timeout = self.inner.config.stop_timeout;
+            systemd.stop(&names.service, timeout).await?;
+            if desired == DesiredState::Stopped {
+                systemd.stop(&names.socket_unit, timeout).await?;
+            }
             Ok::<_, EngineError>(())
         }
         .await;
@@ -167,7 +191,7 @@ impl Engine {
     }
 
     /// Delete: marks the session `deleting`, removes everything it owns, collecting problems
-    /// and going on; the record (and its ports) goes last, only when nothing is left.
+    /// and going on; the record goes last, only when nothing is left.
     pub(super) async fn do_delete(&self, id: &SessionId) -> Result<(), EngineError> {
         let key = id.clone();
         self.blocking(move |s| {
@@ -195,16 +219,18 @@ impl Engine {
         Ok(())
     }
 
-    /// Removes units, files, container, volume and secret of a session id (also used for
-    /// orphans that have no record). Returns what could not be removed.
+    /// Removes units, files, socket, container, volume and secret of a session id (also used
+    /// for orphans that have no record). Returns what could not be removed.
     pub(super) async fn remove_session_artifacts(&self, id: &SessionId) -> Vec<String> {
         let names = SessionNames::new(id);
         let mut problems = Vec::new();
         let systemd = &self.inner.systemd;
         let podman = &self.inner.podman;
-        // The container first, then Quadlet's volume oneshot (it stays active, "exited",
-        // until stopped, and would stay loaded after its file is gone).
-        for unit in [&names.service, &names.volume_service] {
+        let config = &self.inner.config;
+        // The container first, then its socket (or a connection would start it again), then
+        // Quadlet's volume oneshot (it stays active, "exited", until stopped, and would stay
+        // loaded after its file is gone).
+        for unit in [&names.service, &names.socket_unit, &names.volume_service] {
             match systemd.unit_state(unit).await {
                 Ok(state)
                     if state.exists()
@@ -219,19 +245,32 @@ impl Engine {
                 Err(e) => problems.push(e.to_string()),
             }
         }
-        let dir = &self.inner.config.quadlet_dir;
+        let quadlet = &config.quadlet_dir;
+        let user = &config.systemd_user_dir;
         let mut removed_file = false;
-        for file in [&names.container_file, &names.volume_file] {
-            match std::fs::remove_file(dir.join(file)) {
+        for path in [
+            quadlet.join(&names.container_file),
+            quadlet.join(&names.volume_file),
+            user.join(SOCKETS_WANTS).join(&names.socket_unit),
+            user.join(&names.socket_unit),
+        ] {
+            match std::fs::remove_file(&path) {
                 Ok(()) => removed_file = true,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => problems.push(format!("removing {}: {e}", dir.join(file).display())),
+                Err(e) => problems.push(format!("removing {}: {e}", path.display())),
             }
+        }
+        // systemd leaves a stopped socket's file (RemoveOnStop=no).
+        let socket = names.socket_path(&config.runtime_dir);
+        match std::fs::remove_file(&socket) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => problems.push(format!("removing {}: {e}", socket.display())),
         }
         if removed_file && let Err(e) = systemd.reload().await {
             problems.push(e.to_string());
         }
-        for unit in [&names.service, &names.volume_service] {
+        for unit in [&names.service, &names.socket_unit, &names.volume_service] {
             if let Err(e) = systemd.reset_failed(unit).await {
                 problems.push(e.to_string());
             }
@@ -311,30 +350,61 @@ impl Engine {
     }
 
     /// Renders the session's units and writes those that differ (atomically: a temporary
-    /// file, then rename). Says whether anything changed, i.e. whether a reload is due.
+    /// file, then rename): volume and container in the Quadlet directory, the socket in the
+    /// user's systemd directory, and the socket's enablement link
+    /// (`sockets.target.wants/octo-<id>.socket`) present while the session is running or idle.
+    /// Says whether anything changed, i.e. whether a reload is due.
+    ///
+    /// The link is what `systemctl --user enable` makes for a unit in that directory with
+    /// `WantedBy=sockets.target`. Written here rather than through D-Bus `EnableUnitFiles`: it
+    /// is one more file of the session's, written in the same step as the others and
+    /// re-checked by every reconciler pass without a D-Bus call per session, and the one
+    /// reload that follows makes systemd see it.
     pub(super) fn write_units(&self, record: &SessionRecord) -> Result<UnitChange, EngineError> {
         let rendered = render::render(&record.spec, &self.inner.config.render)?;
         for limit in &rendered.unenforced {
             tracing::warn!(session = %record.spec.id, "{limit}");
         }
-        let dir = &self.inner.config.quadlet_dir;
-        std::fs::create_dir_all(dir).map_err(|source| EngineError::Files {
-            path: dir.clone(),
-            source,
-        })?;
+        let config = &self.inner.config;
+        let wants = config.systemd_user_dir.join(SOCKETS_WANTS);
+        for dir in [&config.quadlet_dir, &config.systemd_user_dir, &wants] {
+            std::fs::create_dir_all(dir).map_err(|source| EngineError::Files {
+                path: dir.clone(),
+                source,
+            })?;
+        }
         let mut change = UnitChange {
             changed: false,
             only_install: true,
+            container_changed: false,
         };
-        for file in [&rendered.volume, &rendered.container] {
+        for (dir, file, is_container) in [
+            (&config.quadlet_dir, &rendered.volume, false),
+            (&config.quadlet_dir, &rendered.container, true),
+            (&config.systemd_user_dir, &rendered.socket, false),
+        ] {
             let path = dir.join(&file.file_name);
             let old = std::fs::read_to_string(&path).ok();
             if write_if_changed(&path, &file.contents)? {
                 change.changed = true;
-                change.only_install &= old
+                let install_only = old
                     .as_deref()
                     .is_some_and(|old| render::differ_only_in_install(old, &file.contents));
+                change.only_install &= install_only;
+                if is_container && old.is_some() && !install_only {
+                    change.container_changed = true;
+                }
             }
+        }
+        let enabled = matches!(
+            record.spec.desired,
+            DesiredState::Running | DesiredState::Idle
+        );
+        let link = wants.join(&rendered.socket.file_name);
+        let target = config.systemd_user_dir.join(&rendered.socket.file_name);
+        if set_link(&link, enabled.then_some(target.as_path()))? {
+            // Like `[Install]`: only what happens at boot changes.
+            change.changed = true;
         }
         Ok(change)
     }
@@ -356,13 +426,43 @@ impl Engine {
     }
 }
 
+/// The enablement links of units in the user's systemd directory wanted by `sockets.target`.
+const SOCKETS_WANTS: &str = "sockets.target.wants";
+
 /// What writing a session's units changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct UnitChange {
-    /// Some file was written: systemd needs a reload to see it.
+    /// Some file or link was written: systemd needs a reload to see it.
     pub changed: bool,
-    /// Only `[Install]` differs from what was there (stop ↔ resume).
+    /// Only `[Install]` and the socket's link differ from what was there (stop ↔ resume).
     pub only_install: bool,
+    /// The container's unit was there and changed beyond `[Install]`: a running container is
+    /// not what its unit says (an upgrade of octod), see [`super::plan::restarts_after_rewrite`].
+    pub container_changed: bool,
+}
+
+/// Makes `link` a symlink to `target`, or removes it for `None`; says whether it changed.
+fn set_link(link: &Path, target: Option<&Path>) -> Result<bool, EngineError> {
+    let err = |source| EngineError::Files {
+        path: link.to_owned(),
+        source,
+    };
+    let current = std::fs::read_link(link).ok();
+    match target {
+        Some(target) if current.as_deref() == Some(target) => Ok(false),
+        Some(target) => {
+            if current.is_some() {
+                std::fs::remove_file(link).map_err(err)?;
+            }
+            std::os::unix::fs::symlink(target, link).map_err(err)?;
+            Ok(true)
+        }
+        None => match std::fs::remove_file(link) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(err(e)),
+        },
+    }
 }
 
 /// Writes `contents` to `path` through a temporary file and a rename, unless it is already

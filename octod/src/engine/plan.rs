@@ -39,6 +39,10 @@ pub enum Action {
     MarkFailed,
     /// Record `stopped`: the unit is down, as wanted.
     MarkStopped,
+    /// An idle session's unit is up: a connection to its socket woke it (systemd started it,
+    /// not octod). Record `running` with desired running, and render `[Install]` again so that
+    /// it comes back after a reboot.
+    MarkWoken,
 }
 
 /// The reconciler's decision for a session; `unit` is its unit's `ActiveState`, `None` while
@@ -60,15 +64,19 @@ pub fn plan(session: Session<'_>, unit: Option<&ActiveState>) -> Action {
     match (session.desired, unit) {
         (DesiredState::Running, A::Active) if *session.state == S::Running => Action::Leave,
         (DesiredState::Running, A::Active) => Action::MarkRunning,
-        (DesiredState::Running, A::Activating | A::Reloading) => Action::Leave,
+        // On its way up (for an idle session: waking; the unit's next change brings the
+        // reconciler back).
+        (DesiredState::Running | DesiredState::Idle, A::Activating | A::Reloading) => Action::Leave,
         (DesiredState::Running, A::Failed) if failed => Action::Leave,
         (DesiredState::Running, A::Failed) => Action::MarkFailed,
         // Inactive or deactivating: it should run. A session that failed is left for its user
         // to resume, not restarted in a loop.
         (DesiredState::Running, _) if failed => Action::Leave,
         (DesiredState::Running, _) => Action::Start,
+        (DesiredState::Idle, A::Active) => Action::MarkWoken,
         (DesiredState::Stopped, A::Active | A::Activating | A::Reloading) => Action::Stop,
-        (DesiredState::Stopped, _)
+        // Down, as wanted (an idle session's socket still listens).
+        (DesiredState::Stopped | DesiredState::Idle, _)
             if matches!(
                 session.state,
                 S::Running | S::Starting | S::Stopping | S::Creating
@@ -76,13 +84,48 @@ pub fn plan(session: Session<'_>, unit: Option<&ActiveState>) -> Action {
         {
             Action::MarkStopped
         }
-        (DesiredState::Stopped, _) => Action::Leave,
+        (DesiredState::Stopped | DesiredState::Idle, _) => Action::Leave,
     }
 }
 
-/// Whether a session unit's change to `state` behind our back calls for a pass at once.
+/// Whether a session unit's change to `state` behind our back calls for a pass at once: it
+/// failed or went down, or it came up (an idle session woken by a connection).
 pub fn unit_change_wakes(state: &ActiveState) -> bool {
-    matches!(state, ActiveState::Failed | ActiveState::Inactive)
+    matches!(
+        state,
+        ActiveState::Failed | ActiveState::Inactive | ActiveState::Active
+    )
+}
+
+/// Whether the pass starts the session's socket when it does not listen (`socket` is the
+/// socket unit's `ActiveState`): an idle session is woken through its socket, so it must
+/// listen (after an upgrade from units without sockets, or a socket stopped by hand). A
+/// running session's socket comes with its service (`Requires=`); a stopped one's stays down.
+pub fn starts_socket(session: Session<'_>, socket: &ActiveState) -> bool {
+    session.desired == DesiredState::Idle
+        && !session.busy
+        && *session.state != SessionState::Deleting
+        && !matches!(
+            socket,
+            ActiveState::Active | ActiveState::Activating | ActiveState::Reloading
+        )
+}
+
+/// Whether the pass restarts a session after rewriting its units: its container's unit
+/// changed beyond `[Install]` (`container_changed`, e.g. octod was upgraded from units that
+/// published ports to units with a socket) while its container runs, so the container is
+/// not what its unit says. Once: the next pass finds the unit unchanged. Only a session
+/// running as wanted and left alone; a stopped or idle one starts from the new unit anyway.
+pub fn restarts_after_rewrite(
+    session: Session<'_>,
+    container_changed: bool,
+    unit: &ActiveState,
+) -> bool {
+    container_changed
+        && !session.busy
+        && session.desired == DesiredState::Running
+        && *session.state == SessionState::Running
+        && *unit == ActiveState::Active
 }
 
 /// Whether the pass rewrites the session's unit files: not while it is being deleted (the
@@ -92,7 +135,7 @@ pub fn writes_units(session: Session<'_>) -> bool {
 }
 
 /// Whether idle stop may stop the session (once idle for long enough): it runs as wanted and
-/// nothing else is being done to it.
+/// nothing else is being done to it. It becomes desired `idle`: its socket keeps listening.
 pub fn may_idle_stop(session: Session<'_>) -> bool {
     session.desired == DesiredState::Running
         && *session.state == SessionState::Running
@@ -116,9 +159,9 @@ pub fn idle_for(
 mod tests {
     use super::*;
     use Action::{
-        FinishDelete, Leave, MarkFailed, MarkRunning, MarkStopped, ReadUnit, Start, Stop,
+        FinishDelete, Leave, MarkFailed, MarkRunning, MarkStopped, MarkWoken, ReadUnit, Start, Stop,
     };
-    use DesiredState::{Running as WantRunning, Stopped as WantStopped};
+    use DesiredState::{Idle as WantIdle, Running as WantRunning, Stopped as WantStopped};
 
     fn failed() -> SessionState {
         SessionState::Failed("unit failed".into())
@@ -184,7 +227,7 @@ mod tests {
     #[test]
     fn a_busy_session_is_left_to_its_operation() {
         for state in every_state() {
-            for desired in [WantRunning, WantStopped] {
+            for desired in [WantRunning, WantIdle, WantStopped] {
                 check(&state, desired, true, None, Leave);
                 for unit in &EVERY_UNIT_STATE {
                     check(&state, desired, true, Some(unit), Leave);
@@ -195,7 +238,7 @@ mod tests {
 
     #[test]
     fn crash_while_deleting_finishes_the_delete() {
-        for desired in [WantRunning, WantStopped] {
+        for desired in [WantRunning, WantIdle, WantStopped] {
             check(&SessionState::Deleting, desired, false, None, FinishDelete);
             check_units(
                 &SessionState::Deleting,
@@ -212,7 +255,7 @@ mod tests {
             if state == SessionState::Deleting {
                 continue;
             }
-            for desired in [WantRunning, WantStopped] {
+            for desired in [WantRunning, WantIdle, WantStopped] {
                 check(&state, desired, false, None, ReadUnit);
             }
         }
@@ -395,7 +438,7 @@ mod tests {
     #[test]
     fn a_unit_that_fails_or_goes_down_wakes_the_reconciler() {
         for (state, expected) in [
-            (ActiveState::Active, false),
+            (ActiveState::Active, true),
             (ActiveState::Reloading, false),
             (ActiveState::Inactive, true),
             (ActiveState::Failed, true),
@@ -405,6 +448,135 @@ mod tests {
         ] {
             assert_eq!(unit_change_wakes(&state), expected, "{state}");
         }
+    }
+
+    #[test]
+    fn an_idle_session_whose_unit_came_up_was_woken() {
+        for state in every_state() {
+            if state == SessionState::Deleting {
+                continue;
+            }
+            check_units(&state, WantIdle, &[ActiveState::Active], MarkWoken);
+        }
+    }
+
+    #[test]
+    fn an_idle_session_waking_is_left() {
+        for state in [SessionState::Stopped, SessionState::Running, failed()] {
+            check_units(
+                &state,
+                WantIdle,
+                &[ActiveState::Activating, ActiveState::Reloading],
+                Leave,
+            );
+        }
+    }
+
+    #[test]
+    fn an_idle_session_down_is_left() {
+        for state in [SessionState::Stopped, failed()] {
+            check_units(
+                &state,
+                WantIdle,
+                &[
+                    ActiveState::Inactive,
+                    ActiveState::Failed,
+                    ActiveState::Deactivating,
+                    other(),
+                ],
+                Leave,
+            );
+        }
+    }
+
+    #[test]
+    fn crash_during_an_idle_stop_marks_it_stopped() {
+        for state in [
+            SessionState::Stopping,
+            SessionState::Running,
+            SessionState::Starting,
+            SessionState::Creating,
+        ] {
+            check_units(
+                &state,
+                WantIdle,
+                &[ActiveState::Inactive, ActiveState::Failed, other()],
+                MarkStopped,
+            );
+        }
+    }
+
+    #[test]
+    fn only_an_idle_session_gets_its_socket_started() {
+        use ActiveState as A;
+        // (desired, busy, record state, socket) → start it
+        let check_socket =
+            |desired, busy, state: SessionState, socket: ActiveState, expected: bool| {
+                let session = Session {
+                    state: &state,
+                    desired,
+                    busy,
+                };
+                assert_eq!(
+                    starts_socket(session, &socket),
+                    expected,
+                    "{session:?}, socket {socket}"
+                );
+            };
+        check_socket(WantIdle, false, SessionState::Stopped, A::Inactive, true);
+        check_socket(WantIdle, false, SessionState::Stopped, A::Failed, true);
+        check_socket(WantIdle, false, SessionState::Stopped, other(), true);
+        check_socket(WantIdle, false, SessionState::Stopped, A::Active, false);
+        check_socket(WantIdle, false, SessionState::Stopped, A::Activating, false);
+        check_socket(WantIdle, true, SessionState::Stopped, A::Inactive, false);
+        check_socket(WantIdle, false, SessionState::Deleting, A::Inactive, false);
+        check_socket(
+            WantRunning,
+            false,
+            SessionState::Running,
+            A::Inactive,
+            false,
+        );
+        check_socket(
+            WantStopped,
+            false,
+            SessionState::Stopped,
+            A::Inactive,
+            false,
+        );
+    }
+
+    #[test]
+    fn a_running_session_whose_container_unit_changed_is_restarted_once() {
+        use ActiveState as A;
+        use SessionState as S;
+        // (container changed, desired, record state, busy, unit) → restart
+        let check_restart =
+            |changed, desired, state: SessionState, busy, unit: ActiveState, expected: bool| {
+                let session = Session {
+                    state: &state,
+                    desired,
+                    busy,
+                };
+                assert_eq!(
+                    restarts_after_rewrite(session, changed, &unit),
+                    expected,
+                    "changed {changed}, {session:?}, unit {unit}"
+                );
+            };
+        // Upgraded from published ports to a socket while it runs: restart it.
+        check_restart(true, WantRunning, S::Running, false, A::Active, true);
+        // Unchanged (the pass after the restart), or only [Install]: leave it.
+        check_restart(false, WantRunning, S::Running, false, A::Active, false);
+        // Not running: it starts from the new unit anyway.
+        check_restart(true, WantRunning, S::Running, false, A::Inactive, false);
+        check_restart(true, WantRunning, S::Running, false, A::Activating, false);
+        check_restart(true, WantRunning, failed(), false, A::Failed, false);
+        check_restart(true, WantIdle, S::Stopped, false, A::Inactive, false);
+        check_restart(true, WantStopped, S::Stopped, false, A::Inactive, false);
+        // An operation is at work on it, or it is mid-transition: not ours.
+        check_restart(true, WantRunning, S::Running, true, A::Active, false);
+        check_restart(true, WantRunning, S::Starting, false, A::Active, false);
     }
 
     #[test]
@@ -425,7 +597,7 @@ mod tests {
     #[test]
     fn only_a_session_running_as_wanted_and_not_busy_is_stopped_when_idle() {
         for state in every_state() {
-            for desired in [WantRunning, WantStopped] {
+            for desired in [WantRunning, WantIdle, WantStopped] {
                 for busy in [false, true] {
                     let session = Session {
                         state: &state,

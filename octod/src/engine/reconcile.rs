@@ -1,7 +1,9 @@
 //! The reconciler: makes systemd and Podman match redb. It runs at start, periodically, and
-//! when a session unit's job ends badly; it finishes what a crash interrupted (a create, a
-//! delete), restarts what should run, marks what failed, removes orphans, and stops idle
-//! sessions. What to do with each session is decided by [`plan`](super::plan); this module
+//! when a session unit's job ends badly or its unit changes state; it rewrites every unit
+//! (restarting, once, a running session whose container unit changed: an upgrade), finishes
+//! what a crash interrupted (a create, a delete), restarts what should run, marks what failed,
+//! records a session woken through its socket as running, keeps idle sessions' sockets
+//! listening, removes orphans, and stops idle sessions. What to do with each session is decided by [`plan`](super::plan); this module
 //! reads the facts and does the IO.
 
 use std::collections::{BTreeSet, HashMap};
@@ -22,6 +24,12 @@ use super::plan::{self, Action, Session};
 pub struct ReconcileReport {
     pub started: Vec<SessionId>,
     pub stopped: Vec<SessionId>,
+    /// Running sessions restarted because their container unit changed (an upgrade).
+    pub restarted: Vec<SessionId>,
+    /// Idle sessions a connection woke, now recorded running.
+    pub woken: Vec<SessionId>,
+    /// Idle sessions whose socket was started.
+    pub sockets_started: Vec<SessionId>,
     pub marked_running: Vec<SessionId>,
     pub marked_failed: Vec<SessionId>,
     pub rewritten: Vec<SessionId>,
@@ -52,27 +60,50 @@ impl Engine {
 
         // Files first, one reload for all of them.
         let mut rewrote = false;
+        let mut container_changed = BTreeSet::new();
         for record in &records {
             if !plan::writes_units(self.facts(record)) {
                 continue;
             }
-            match self.write_units(record).map(|change| change.changed) {
-                Ok(true) => {
+            match self.write_units(record) {
+                Ok(change) if change.changed => {
                     rewrote = true;
                     report.rewritten.push(record.spec.id.clone());
+                    if change.container_changed {
+                        container_changed.insert(record.spec.id.clone());
+                    }
                 }
-                Ok(false) => {}
+                Ok(_) => {}
                 Err(e) => report.errors.push(e.to_string()),
             }
         }
         if rewrote && let Err(e) = self.inner.systemd.reload().await {
             report.errors.push(e.to_string());
         }
+        // A running container whose unit changed is not what its unit says: restart it.
+        for record in records
+            .iter()
+            .filter(|r| container_changed.contains(&r.spec.id))
+        {
+            let id = &record.spec.id;
+            let service = SessionNames::new(id).service;
+            let Ok(observed) = self.inner.systemd.unit_state(&service).await else {
+                continue;
+            };
+            if plan::restarts_after_rewrite(self.facts(record), true, &observed.active) {
+                tracing::info!(session = %id, "its container unit changed: restarting it");
+                match self.restart(id).await {
+                    Ok(_) => report.restarted.push(id.clone()),
+                    Err(e) => report.errors.push(e.to_string()),
+                }
+            }
+        }
 
         for record in records {
             let id = record.spec.id.clone();
             let names = SessionNames::new(&id);
             let facts = self.facts(&record);
+            self.keep_listening(&record, &names, &mut report).await;
             let mut action = plan::plan(facts, None);
             if action == Action::ReadUnit {
                 let observed = match self.inner.systemd.unit_state(&names.service).await {
@@ -111,6 +142,10 @@ impl Engine {
                 Action::MarkStopped => {
                     self.mark(&id, SessionState::Stopped, &mut report).await;
                 }
+                Action::MarkWoken => match self.mark_woken(&id).await {
+                    Ok(()) => report.woken.push(id),
+                    Err(e) => report.errors.push(e.to_string()),
+                },
             }
         }
         self.remove_orphans(&known, &mut report).await;
@@ -120,9 +155,62 @@ impl Engine {
         report
     }
 
-    /// Stops running sessions without activity for the configured idle time. Activity comes
-    /// from [`Engine::record_activity`]; a session never active counts from its last state
-    /// change.
+    /// Starts an idle session's socket when it does not listen ([`plan::starts_socket`]).
+    async fn keep_listening(
+        &self,
+        record: &SessionRecord,
+        names: &SessionNames,
+        report: &mut ReconcileReport,
+    ) {
+        if record.spec.desired != crate::session::DesiredState::Idle {
+            return;
+        }
+        let systemd = &self.inner.systemd;
+        let socket = match systemd.unit_state(&names.socket_unit).await {
+            Ok(socket) => socket,
+            Err(e) => return report.errors.push(e.to_string()),
+        };
+        if !plan::starts_socket(self.facts(record), &socket.active) {
+            return;
+        }
+        let started = async {
+            systemd.reset_failed(&names.socket_unit).await?;
+            systemd
+                .start(&names.socket_unit, self.inner.config.stop_timeout)
+                .await
+        };
+        match started.await {
+            Ok(()) => report.sockets_started.push(record.spec.id.clone()),
+            Err(e) => report.errors.push(e.to_string()),
+        }
+    }
+
+    /// An idle session woken through its socket: desired and recorded running again (unless
+    /// something changed it meanwhile), and its units rendered with `[Install]` again.
+    async fn mark_woken(&self, id: &SessionId) -> Result<(), super::EngineError> {
+        use crate::session::DesiredState;
+        let key = id.clone();
+        let record = self
+            .blocking(move |s| {
+                s.update(&key, |r| {
+                    if r.spec.desired == DesiredState::Idle {
+                        r.spec.desired = DesiredState::Running;
+                        r.state = SessionState::Running;
+                    }
+                    Ok::<_, super::EngineError>(r.clone())
+                })
+            })
+            .await?;
+        tracing::info!(session = %id, "woken by a connection to its socket");
+        if self.write_units(&record)?.changed {
+            self.inner.systemd.reload().await?;
+        }
+        Ok(())
+    }
+
+    /// Idle-stops running sessions without activity for the configured idle time: they
+    /// become desired `idle`, their sockets listening. Activity comes from
+    /// [`Engine::record_activity`]; a session never active counts from its last state change.
     pub async fn reap_idle(&self) -> Vec<SessionId> {
         let Some(idle) = self.inner.config.idle_timeout else {
             return Vec::new();
@@ -141,7 +229,7 @@ impl Engine {
             let idle_for = plan::idle_for(last, record.state_changed_at, now);
             if idle_for >= idle {
                 tracing::info!(session = %id, ?idle_for, "stopping idle session");
-                if self.stop(&id).await.is_ok() {
+                if self.idle_stop(&id).await.is_ok() {
                     stopped.push(id);
                 }
             }
@@ -151,7 +239,8 @@ impl Engine {
 
     /// Runs the reconciler and idle stop forever: every `period`, soon after a session unit's
     /// job ends in anything but `done`, and when a session unit's `ActiveState` changes to
-    /// `failed` or `inactive` behind our back (its `PropertiesChanged` signals).
+    /// `failed`, `inactive` or `active` behind our back (its `PropertiesChanged` signals; a
+    /// connection to an idle session's socket makes it `active`).
     pub fn spawn_background(&self, period: Duration) -> tokio::task::JoinHandle<()> {
         let engine = self.clone();
         tokio::spawn(async move {
@@ -278,8 +367,11 @@ impl Engine {
 
     async fn remove_orphans(&self, known: &BTreeSet<SessionId>, report: &mut ReconcileReport) {
         let mut orphans: BTreeSet<SessionId> = BTreeSet::new();
-        let dir = &self.inner.config.quadlet_dir;
-        if let Ok(entries) = std::fs::read_dir(dir) {
+        let config = &self.inner.config;
+        for dir in [&config.quadlet_dir, &config.systemd_user_dir] {
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                continue;
+            };
             for entry in entries.flatten() {
                 let name = entry.file_name();
                 let Some(name) = name.to_str() else { continue };
@@ -291,7 +383,7 @@ impl Engine {
                     report.orphans_removed.push(name.to_owned());
                     continue;
                 }
-                if let Some((id, Part::ContainerFile | Part::VolumeFile)) =
+                if let Some((id, Part::ContainerFile | Part::VolumeFile | Part::SocketUnit)) =
                     SessionNames::parse(name)
                     && !known.contains(&id)
                 {
@@ -337,10 +429,15 @@ impl Engine {
             }
             Err(e) => report.errors.push(e.to_string()),
         }
-        match self.inner.systemd.list_units(&["octo-*.service"]).await {
+        match self
+            .inner
+            .systemd
+            .list_units(&["octo-*.service", "octo-*.socket"])
+            .await
+        {
             Ok(units) => {
                 for unit in units.keys() {
-                    if let Some((id, Part::Service | Part::VolumeService)) =
+                    if let Some((id, Part::Service | Part::VolumeService | Part::SocketUnit)) =
                         SessionNames::parse(unit)
                         && !known.contains(&id)
                     {

@@ -137,11 +137,6 @@ impl From<&EngineError> for ApiError {
                 "session_limit",
                 format!("you have {count} sessions, the most allowed; delete one first"),
             ),
-            EngineError::Store(StoreError::PortsExhausted { .. }) => ApiError::unavailable(
-                "capacity",
-                "this host has no room for another session right now",
-                60,
-            ),
             EngineError::Systemd(e) => {
                 tracing::warn!("{e}");
                 ApiError::new(

@@ -34,7 +34,6 @@ use tokio_tungstenite::tungstenite::{self, Message};
 
 use super::*;
 use crate::identity::Role;
-use crate::session::Ports;
 
 const TOKEN: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 /// Generous: any test that hangs (a buffering proxy deadlocks the lockstep tests) fails.
@@ -74,6 +73,15 @@ impl From<TestUser> for CurrentUser {
 
 // ---------------------------------------------------------------------------------------
 // The engine, in memory.
+
+/// The ports of a stand-in session's services (sessions had host ports before issue 13; the
+/// proxy's tests move to Unix sockets with h/b-proxy).
+#[derive(Clone, Copy)]
+struct Ports {
+    opencode: u16,
+    files: u16,
+    terminal: u16,
+}
 
 struct Entry {
     owner: &'static str,

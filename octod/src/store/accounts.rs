@@ -686,15 +686,10 @@ mod tests {
     use tempfile::TempDir;
 
     use super::*;
-    use crate::store::PortRange;
 
     fn open() -> (TempDir, Store) {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(
-            dir.path().join("octod.redb"),
-            PortRange::new(42000, 42999).expect("range"),
-        )
-        .expect("open store");
+        let store = Store::open(dir.path().join("octod.redb")).expect("open store");
         (dir, store)
     }
 

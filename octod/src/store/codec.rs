@@ -13,7 +13,7 @@ pub enum DecodeError {
     #[error("reading {table}[{key}]: the stored value is empty")]
     Empty { table: &'static str, key: String },
     #[error(
-        "reading {table}[{key}]: unknown format version {version} (this octod reads version {supported}; was the state written by a newer octod?)"
+        "reading {table}[{key}]: unknown format version {version} (this octod reads versions 1 to {supported}; was the state written by a newer octod?)"
     )]
     UnknownVersion {
         table: &'static str,
@@ -43,9 +43,9 @@ pub(super) fn encode<T: Serialize>(version: u8, value: &T) -> Result<Vec<u8>, se
     Ok(bytes)
 }
 
-/// Reads a value written by [`encode`] with version `supported`, the only version there is so
-/// far. When a type gains a version 2, its reader matches on the version byte and converts the
-/// older shape.
+/// Reads a value written by [`encode`] with any version from 1 to `supported`. The caller's
+/// type reads every one of them: a newer version only ever adds a variant or drops a field
+/// (serde ignores unknown fields). A change that needs more becomes a match on the version.
 pub(super) fn decode<T: DeserializeOwned>(
     table: &'static str,
     key: &str,
@@ -58,7 +58,7 @@ pub(super) fn decode<T: DeserializeOwned>(
             key: key.to_owned(),
         });
     };
-    if version != supported {
+    if version == 0 || version > supported {
         return Err(DecodeError::UnknownVersion {
             table,
             key: key.to_owned(),
@@ -128,7 +128,7 @@ mod tests {
         );
         assert_eq!(
             err.to_string(),
-            "reading sessions[ab12]: unknown format version 7 (this octod reads version 1; was the state written by a newer octod?)"
+            "reading sessions[ab12]: unknown format version 7 (this octod reads versions 1 to 1; was the state written by a newer octod?)"
         );
     }
 

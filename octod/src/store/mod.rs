@@ -1,4 +1,4 @@
-//! octod's persistent state in redb: session records, their host ports and their tokens.
+//! octod's persistent state in redb: session records and their tokens.
 //! redb is the single source of desired state (design.md); every transition here is one
 //! write transaction, so a crash at any moment leaves either the old or the new state.
 //!
@@ -12,7 +12,6 @@
 //! | `meta`     | `&str`              | `u64`; `"schema"` = [`SCHEMA_VERSION`]         |
 //! | `sessions` | session id (`&str`) | versioned [`SessionRecord`]                    |
 //! | `tokens`   | session id (`&str`) | versioned token string (64 hex characters)     |
-//! | `ports`    | host port (`u16`)   | session id (`&str`) that holds it              |
 //! | `activity` | session id (`&str`) | last activity, milliseconds since the epoch    |
 //!
 //! Accounts (users, invite codes, revoked tokens, the audit log) live in their own tables,
@@ -23,13 +22,18 @@
 //! does not know returns [`DecodeError::UnknownVersion`]; it never panics. The v1 JSON of a
 //! session record is the serde shape of [`SessionRecord`] and so of
 //! [`SessionSpec`](crate::session::SessionSpec): changing either changes the format, so bump
-//! the version and keep a reader for v1 (the `v1_record_format_is_pinned` test fails first).
-//! Plain values (ids, ports, times) use redb's own types; their meaning is pinned by the
-//! `meta` schema version, and [`Store::open`] refuses a file with a newer schema.
+//! the version and keep a reader for the older ones (the `record_format_is_pinned` test fails
+//! first). Records are at version 2: version 1 had `spec.ports` (sessions published host
+//! ports until issue 13) and no `idle` desired state; its JSON reads as version 2 with
+//! `ports` ignored. Plain values (ids, times) use redb's own types; their meaning is pinned by
+//! the `meta` schema version, and [`Store::open`] refuses a file with a newer schema.
+//!
+//! **Migrations** run in [`Store::open`], in the transaction that sets the new schema version:
+//! schema 1 → 2 drops the `ports` table (host port → session) and rewrites every record as
+//! version 2. An older octod then refuses the file (newer schema) instead of misreading it.
 //!
 //! **Invariants**, kept by every write transaction and reported by [`Store::check`]: each
-//! session owns exactly the three `ports` entries named in its record, and a token; `ports`,
-//! `tokens` and `activity` hold nothing for sessions that do not exist.
+//! session has a token; `tokens` and `activity` hold nothing for sessions that do not exist.
 //!
 //! # Activity
 //!
@@ -44,12 +48,11 @@
 //! redb is synchronous and a write transaction waits for an fsync. From async code use
 //! [`Store::run`] (or `tokio::task::spawn_blocking` directly); `record_activity` is the
 //! exception and is fine to call on the runtime. `Store` is a cheap `Clone` (an `Arc`) and
-//! `Send + Sync`; redb serializes write transactions, which is what makes port allocation and
-//! the per-owner session limit safe under concurrent creates.
+//! `Send + Sync`; redb serializes write transactions, which is what makes the per-owner
+//! session limit safe under concurrent creates.
 
 mod accounts;
 mod codec;
-mod ports;
 mod secret;
 
 use std::collections::{BTreeMap, HashMap};
@@ -67,23 +70,23 @@ pub use accounts::{
     AUDIT_KEEP, AccountError, AuditEntry, Invite, TokenStatus, UserRecord, code_hint,
 };
 pub use codec::{DecodeError, to_unix_ms};
-pub use ports::{InvalidPortRange, PORTS_PER_SESSION, PortRange};
 pub use secret::Secret;
 
-use crate::session::{DesiredState, Limits, Ports, SessionId, SessionSpec, SessionState};
+use crate::session::{DesiredState, Limits, SessionId, SessionSpec, SessionState};
 
 /// The schema version this octod writes into `meta` and the newest it opens.
-pub const SCHEMA_VERSION: u64 = 1;
+pub const SCHEMA_VERSION: u64 = 2;
 const SCHEMA_KEY: &str = "schema";
-/// Format version of values in `sessions`.
-const RECORD_VERSION: u8 = 1;
+/// Format version of values in `sessions` (1, with ports, is still read).
+const RECORD_VERSION: u8 = 2;
 /// Format version of values in `tokens`.
 const TOKEN_VERSION: u8 = 1;
 
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions");
 const TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("tokens");
-const PORTS: TableDefinition<u16, &str> = TableDefinition::new("ports");
+/// Schema 1's host ports (port → session); dropped by the migration to schema 2.
+const OLD_PORTS: &str = "ports";
 const ACTIVITY: TableDefinition<&str, u64> = TableDefinition::new("activity");
 
 /// What failed in the store. Each message names the operation and the session.
@@ -125,14 +128,6 @@ pub enum StoreError {
     },
     #[error("session {0} does not exist")]
     NotFound(SessionId),
-    #[error(
-        "no free host ports for session {id}: the range {range} has {free} free, {PORTS_PER_SESSION} are needed"
-    )]
-    PortsExhausted {
-        id: SessionId,
-        range: PortRange,
-        free: usize,
-    },
     #[error("session {id} has no token in the state database")]
     MissingToken { id: SessionId },
     #[error(transparent)]
@@ -184,8 +179,7 @@ from_redb!(
     redb::CommitError
 );
 
-/// A new session as the lifecycle asks for it: the spec without the ports, which the store
-/// allocates.
+/// A new session as the lifecycle asks for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewSession {
     pub id: SessionId,
@@ -219,27 +213,6 @@ pub struct SessionRecord {
 /// the check is there for tests and for `octoctl` diagnostics.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Inconsistency {
-    /// A `ports` entry for a session that does not exist.
-    OrphanPort {
-        port: u16,
-        holder: String,
-    },
-    /// A port in a session's record that `ports` does not assign to it.
-    PortNotHeld {
-        id: SessionId,
-        port: u16,
-        holder: Option<String>,
-    },
-    /// A `ports` entry naming a session whose record does not list that port.
-    PortNotInRecord {
-        id: SessionId,
-        port: u16,
-    },
-    /// The same port appears twice in one record.
-    DuplicatePort {
-        id: SessionId,
-        port: u16,
-    },
     MissingToken(SessionId),
     OrphanToken(String),
     OrphanActivity(String),
@@ -248,32 +221,6 @@ pub enum Inconsistency {
 impl fmt::Display for Inconsistency {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::OrphanPort { port, holder } => {
-                write!(
-                    f,
-                    "port {port} is held by {holder:?}, which is not a session"
-                )
-            }
-            Self::PortNotInRecord { id, port } => {
-                write!(
-                    f,
-                    "port {port} is held by session {id}, whose record does not list it"
-                )
-            }
-            Self::PortNotHeld {
-                id,
-                port,
-                holder: Some(holder),
-            } => write!(
-                f,
-                "session {id} lists port {port}, which is held by {holder:?}"
-            ),
-            Self::PortNotHeld {
-                id,
-                port,
-                holder: None,
-            } => write!(f, "session {id} lists port {port}, which is not allocated"),
-            Self::DuplicatePort { id, port } => write!(f, "session {id} lists port {port} twice"),
             Self::MissingToken(id) => write!(f, "session {id} has no token"),
             Self::OrphanToken(key) => {
                 write!(f, "a token is stored for {key:?}, which is not a session")
@@ -294,7 +241,6 @@ pub struct Store {
 struct Inner {
     db: Database,
     path: PathBuf,
-    ports: PortRange,
     /// Activity recorded since the last flush, newest time per session.
     pending: Mutex<HashMap<SessionId, SystemTime>>,
 }
@@ -303,17 +249,15 @@ impl fmt::Debug for Store {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Store")
             .field("path", &self.inner.path)
-            .field("ports", &self.inner.ports)
             .finish_non_exhaustive()
     }
 }
 
 impl Store {
-    /// Opens the database at `path`, creating the file (mode 0600) and its tables if needed.
-    /// `ports` is the range new sessions get their host ports from; ports held by existing
-    /// sessions stay theirs even if they lie outside it (after a configuration change).
-    /// Fails if another process has the file open.
-    pub fn open(path: impl AsRef<Path>, ports: PortRange) -> Result<Self, StoreError> {
+    /// Opens the database at `path`, creating the file (mode 0600) and its tables if needed,
+    /// and migrating an older schema (see the module documentation). Fails if another process
+    /// has the file open.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         let path = path.as_ref().to_path_buf();
         let file_err = |source| StoreError::OpenFile {
             path: path.clone(),
@@ -344,14 +288,17 @@ impl Store {
                 let found = meta.get(SCHEMA_KEY)?.map(|v| v.value());
                 match found {
                     Some(found) if found > SCHEMA_VERSION => return Ok(Some(found)),
-                    Some(_) => {}
+                    Some(SCHEMA_VERSION) => {}
+                    Some(_) => {
+                        migrate_to_v2(&txn)?;
+                        meta.insert(SCHEMA_KEY, SCHEMA_VERSION)?;
+                    }
                     None => {
                         meta.insert(SCHEMA_KEY, SCHEMA_VERSION)?;
                     }
                 }
                 txn.open_table(SESSIONS)?;
                 txn.open_table(TOKENS)?;
-                txn.open_table(PORTS)?;
                 txn.open_table(ACTIVITY)?;
                 accounts::create_tables(&txn)?;
             }
@@ -370,7 +317,6 @@ impl Store {
                 inner: Arc::new(Inner {
                     db,
                     path,
-                    ports,
                     pending: Mutex::new(HashMap::new()),
                 }),
             }),
@@ -381,14 +327,9 @@ impl Store {
         &self.inner.path
     }
 
-    /// The range new sessions get their ports from.
-    pub fn port_range(&self) -> PortRange {
-        self.inner.ports
-    }
-
-    /// Creates a session in state `creating`: checks the owner's session limit, allocates its
-    /// three ports (the lowest free ones in the range), generates its token and stores both
-    /// with the record, all in one write transaction. Returns the record and the token.
+    /// Creates a session in state `creating`: checks the owner's session limit, generates its
+    /// token and stores it with the record, in one write transaction. Returns the record and
+    /// the token.
     pub fn create_session(&self, new: NewSession) -> Result<(SessionRecord, Secret), StoreError> {
         // Before the transaction: the OS random source is not the database's business.
         let token = Secret::generate().map_err(|source| StoreError::Random {
@@ -425,21 +366,6 @@ impl Store {
                         });
                     }
                 }
-                let mut ports = txn.open_table(PORTS)?;
-                let range = self.inner.ports;
-                let used = ports
-                    .range(range.start()..=range.end())?
-                    .map(|entry| entry.map(|(port, _)| port.value()))
-                    .collect::<Result<Vec<u16>, _>>()?;
-                let [opencode, files, terminal] =
-                    ports::pick(range, used).map_err(|free| StoreError::PortsExhausted {
-                        id: new.id.clone(),
-                        range,
-                        free,
-                    })?;
-                for port in [opencode, files, terminal] {
-                    ports.insert(port, new.id.as_str())?;
-                }
                 let now = now();
                 let record = SessionRecord {
                     spec: SessionSpec {
@@ -447,11 +373,6 @@ impl Store {
                         owner: new.owner,
                         template: new.template,
                         image: new.image,
-                        ports: Ports {
-                            opencode,
-                            files,
-                            terminal,
-                        },
                         limits: new.limits,
                         desired: new.desired,
                     },
@@ -539,7 +460,7 @@ impl Store {
     /// Reads the record, lets `f` change it and writes it back, in one write transaction. If
     /// `f` fails, nothing is written and its error is returned; if it changes nothing, nothing
     /// is written either. `updated_at` is set, and `state_changed_at` when the state changed.
-    /// The id, the ports and `created_at` belong to the store: changing them fails with
+    /// The id and `created_at` belong to the store: changing them fails with
     /// [`StoreError::Immutable`].
     pub fn update<T, E: From<StoreError>>(
         &self,
@@ -603,9 +524,6 @@ impl Store {
                 if record.spec.id != before.spec.id {
                     return Err(immutable("id"));
                 }
-                if record.spec.ports != before.spec.ports {
-                    return Err(immutable("ports"));
-                }
                 if record.created_at != before.created_at {
                     return Err(immutable("creation time"));
                 }
@@ -625,10 +543,9 @@ impl Store {
             .and_then(|r| r)
     }
 
-    /// Removes the session's record, frees its ports and removes its token and activity, in
-    /// one write transaction. Returns the removed record. The engine calls this last, after
-    /// the units, container, secret and volume are gone, so that the ports are free for reuse
-    /// only when nothing listens on them any more.
+    /// Removes the session's record, its token and activity, in one write transaction. Returns
+    /// the removed record. The engine calls this last, after the units, container, secret and
+    /// volume are gone, so that a failed cleanup is retried from the record.
     pub fn delete_session(&self, id: &SessionId) -> Result<SessionRecord, StoreError> {
         let record = self.write(
             || format!("deleting session {id}"),
@@ -637,15 +554,6 @@ impl Store {
                 let record =
                     get_record(&sessions, id)?.ok_or_else(|| StoreError::NotFound(id.clone()))?;
                 sessions.remove(id.as_str())?;
-                let mut ports = txn.open_table(PORTS)?;
-                let p = record.spec.ports;
-                for port in [p.opencode, p.files, p.terminal] {
-                    // Only if it is this session's: never free another session's port.
-                    let held = ports.get(port)?.is_some_and(|h| h.value() == id.as_str());
-                    if held {
-                        ports.remove(port)?;
-                    }
-                }
                 txn.open_table(TOKENS)?.remove(id.as_str())?;
                 txn.open_table(ACTIVITY)?.remove(id.as_str())?;
                 Ok(record)
@@ -653,23 +561,6 @@ impl Store {
         )?;
         self.inner.lock_pending().remove(id);
         Ok(record)
-    }
-
-    /// Every allocated host port and the session holding it.
-    pub fn allocated_ports(&self) -> Result<BTreeMap<u16, SessionId>, StoreError> {
-        self.read(
-            || "listing allocated ports".to_owned(),
-            |txn| {
-                let ports = txn.open_table(PORTS)?;
-                let mut out = BTreeMap::new();
-                for entry in ports.iter()? {
-                    let (port, holder) = entry?;
-                    let id = parse_id("ports", &port.value().to_string(), holder.value())?;
-                    out.insert(port.value(), id);
-                }
-                Ok(out)
-            },
-        )
     }
 
     /// Notes activity on a session at `when`. Memory only, no IO: cheap enough for every
@@ -740,7 +631,6 @@ impl Store {
             || "checking the state database".to_owned(),
             |txn| {
                 let sessions = txn.open_table(SESSIONS)?;
-                let ports = txn.open_table(PORTS)?;
                 let tokens = txn.open_table(TOKENS)?;
                 let activity = txn.open_table(ACTIVITY)?;
                 let mut found = Vec::new();
@@ -752,45 +642,8 @@ impl Store {
                 }
                 for (name, record) in &records {
                     let id = &record.spec.id;
-                    let p = record.spec.ports;
-                    let mine = [p.opencode, p.files, p.terminal];
-                    for (i, &port) in mine.iter().enumerate() {
-                        if mine[..i].contains(&port) {
-                            found.push(Inconsistency::DuplicatePort {
-                                id: id.clone(),
-                                port,
-                            });
-                        }
-                        let holder = ports.get(port)?.map(|h| h.value().to_owned());
-                        if holder.as_deref() != Some(name.as_str()) {
-                            found.push(Inconsistency::PortNotHeld {
-                                id: id.clone(),
-                                port,
-                                holder,
-                            });
-                        }
-                    }
                     if tokens.get(name.as_str())?.is_none() {
                         found.push(Inconsistency::MissingToken(id.clone()));
-                    }
-                }
-                for entry in ports.iter()? {
-                    let (port, holder) = entry?;
-                    let (port, holder) = (port.value(), holder.value());
-                    match records.get(holder) {
-                        None => found.push(Inconsistency::OrphanPort {
-                            port,
-                            holder: holder.to_owned(),
-                        }),
-                        Some(r) => {
-                            let p = r.spec.ports;
-                            if ![p.opencode, p.files, p.terminal].contains(&port) {
-                                found.push(Inconsistency::PortNotInRecord {
-                                    id: r.spec.id.clone(),
-                                    port,
-                                });
-                            }
-                        }
                     }
                 }
                 for entry in tokens.iter()? {
@@ -924,8 +777,31 @@ fn encode_record(record: &SessionRecord) -> Result<Vec<u8>, StoreError> {
     })
 }
 
+/// Reads a record of any version this octod knows: version 1's JSON differs only by the
+/// `spec.ports` that version 2 ignores.
 fn decode_record(key: &str, bytes: &[u8]) -> Result<SessionRecord, DecodeError> {
     codec::decode("sessions", key, RECORD_VERSION, bytes)
+}
+
+/// Schema 1 → 2: drops the `ports` table and rewrites every record as version 2, inside the
+/// caller's transaction (all or nothing with the new schema version).
+fn migrate_to_v2(txn: &WriteTransaction) -> Result<(), StoreError> {
+    let mut sessions = txn.open_table(SESSIONS)?;
+    let mut records = Vec::new();
+    for entry in sessions.iter()? {
+        let (key, value) = entry?;
+        records.push(decode_record(key.value(), value.value())?);
+    }
+    for record in &records {
+        sessions.insert(record.spec.id.as_str(), encode_record(record)?.as_slice())?;
+    }
+    let old_ports: redb::TableDefinition<u16, &str> = TableDefinition::new(OLD_PORTS);
+    txn.delete_table(old_ports)?;
+    tracing::info!(
+        sessions = records.len(),
+        "state database migrated to schema 2: host ports dropped"
+    );
+    Ok(())
 }
 
 fn get_record(

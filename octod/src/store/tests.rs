@@ -25,19 +25,15 @@ fn new(session: &str, owner: &str) -> NewSession {
     }
 }
 
-fn range(start: u16, end: u16) -> PortRange {
-    PortRange::new(start, end).expect("valid range")
-}
-
 struct Fixture {
     dir: TempDir,
     store: Store,
 }
 
 impl Fixture {
-    fn new(ports: PortRange) -> Self {
+    fn new() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(dir.path().join("octod.redb"), ports).expect("open store");
+        let store = Store::open(dir.path().join("octod.redb")).expect("open store");
         Self { dir, store }
     }
 
@@ -47,10 +43,9 @@ impl Fixture {
 
     /// Closes the store and opens the same file again.
     fn reopen(&mut self) {
-        let ports = self.store.port_range();
-        let placeholder = Store::open(self.dir.path().join("other.redb"), ports).expect("open");
+        let placeholder = Store::open(self.dir.path().join("other.redb")).expect("open");
         drop(std::mem::replace(&mut self.store, placeholder));
-        self.store = Store::open(self.path(), ports).expect("reopen store");
+        self.store = Store::open(self.path()).expect("reopen store");
     }
 
     fn create(&self, session: &str, owner: &str) -> (SessionRecord, Secret) {
@@ -75,11 +70,6 @@ impl Fixture {
     }
 }
 
-fn ports_of(r: &SessionRecord) -> [u16; 3] {
-    let p = r.spec.ports;
-    [p.opencode, p.files, p.terminal]
-}
-
 #[test]
 fn store_is_send_sync_and_clone() {
     fn assert_bounds<T: Send + Sync + Clone + 'static>() {}
@@ -88,13 +78,12 @@ fn store_is_send_sync_and_clone() {
 
 #[test]
 fn create_get_list_delete() {
-    let fx = Fixture::new(range(42000, 42029));
+    let fx = Fixture::new();
     let (a, token) = fx.create("alpha", "ann");
     assert_eq!(a.spec.id, id("alpha"));
     assert_eq!(a.spec.owner, "ann");
     assert_eq!(a.spec.desired, DesiredState::Running);
     assert_eq!(a.state, SessionState::Creating);
-    assert_eq!(ports_of(&a), [42000, 42001, 42002]);
     assert_eq!(a.created_at, a.updated_at);
     assert_eq!(a.created_at, a.state_changed_at);
     assert_eq!(token.expose().len(), 64);
@@ -103,7 +92,6 @@ fn create_get_list_delete() {
     let (b, token_b) = fx.create("beta", "bob");
     let (c, _) = fx.create("gamma", "ann");
     assert_ne!(token, token_b);
-    assert_eq!(ports_of(&b), [42003, 42004, 42005]);
     assert_eq!(fx.store.get(&id("beta")).expect("get"), Some(b.clone()));
     assert_eq!(fx.store.get(&id("nope")).expect("get"), None);
     assert_eq!(
@@ -112,7 +100,6 @@ fn create_get_list_delete() {
     );
     assert_eq!(fx.store.list_by_owner("ann").expect("list"), [a.clone(), c]);
     assert_eq!(fx.store.list_by_owner("nobody").expect("list"), []);
-    assert_eq!(fx.store.allocated_ports().expect("ports").len(), 9);
     fx.assert_consistent();
 
     assert_eq!(fx.store.delete_session(&id("alpha")).expect("delete"), a);
@@ -121,14 +108,7 @@ fn create_get_list_delete() {
         fx.store.token(&id("alpha")),
         Err(StoreError::NotFound(_))
     ));
-    let held: BTreeSet<u16> = fx
-        .store
-        .allocated_ports()
-        .expect("ports")
-        .into_keys()
-        .collect();
-    assert!(held.is_disjoint(&BTreeSet::from(ports_of(&a))), "{held:?}");
-    assert_eq!(held.len(), 6);
+    assert_eq!(fx.store.list().expect("list").len(), 2);
     fx.assert_consistent();
 
     let err = fx
@@ -144,7 +124,7 @@ fn create_get_list_delete() {
 
 #[test]
 fn creating_an_existing_session_fails_and_changes_nothing() {
-    let fx = Fixture::new(range(42000, 42029));
+    let fx = Fixture::new();
     let (a, token) = fx.create("alpha", "ann");
     let err = fx
         .store
@@ -157,13 +137,12 @@ fn creating_an_existing_session_fails_and_changes_nothing() {
     assert_eq!(err.to_string(), "session alpha already exists");
     assert_eq!(fx.store.list().expect("list"), [a]);
     assert_eq!(fx.store.token(&id("alpha")).expect("token"), token);
-    assert_eq!(fx.store.allocated_ports().expect("ports").len(), 3);
     fx.assert_consistent();
 }
 
 #[test]
 fn data_survives_reopening_the_file() {
-    let mut fx = Fixture::new(range(42000, 42029));
+    let mut fx = Fixture::new();
     let (a, token) = fx.create("alpha", "ann");
     let b = fx
         .store
@@ -182,21 +161,19 @@ fn data_survives_reopening_the_file() {
         fx.store.last_activity(&id("alpha")).expect("activity"),
         Some(when)
     );
-    // Allocations are remembered: the next session gets fresh ports.
-    let (c, _) = fx.create("gamma", "ann");
-    assert_eq!(ports_of(&c), [42006, 42007, 42008]);
+    fx.create("gamma", "ann");
     fx.assert_consistent();
 }
 
 #[test]
 fn the_file_is_private_and_locked() {
-    let fx = Fixture::new(range(42000, 42029));
+    let fx = Fixture::new();
     let mode = std::fs::metadata(fx.path())
         .expect("stat")
         .permissions()
         .mode();
     assert_eq!(mode & 0o777, 0o600);
-    let err = Store::open(fx.path(), range(42000, 42029)).expect_err("opened twice");
+    let err = Store::open(fx.path()).expect_err("opened twice");
     assert!(matches!(err, StoreError::Open { .. }), "{err:?}");
     assert!(
         err.to_string()
@@ -211,49 +188,15 @@ fn a_loose_file_mode_is_tightened() {
     let path = dir.path().join("octod.redb");
     std::fs::write(&path, b"").expect("create");
     std::fs::set_permissions(&path, Permissions::from_mode(0o644)).expect("chmod");
-    let _store = Store::open(&path, range(42000, 42029)).expect("open");
+    let _store = Store::open(&path).expect("open");
     let mode = std::fs::metadata(&path).expect("stat").permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
 }
 
 #[test]
-fn exhausted_port_range_is_a_typed_error_and_delete_frees_ports() {
-    let fx = Fixture::new(range(42000, 42007)); // 8 ports: two sessions, two left over
-    let (a, _) = fx.create("alpha", "ann");
-    fx.create("beta", "ann");
-    let err = fx
-        .store
-        .create_session(new("gamma", "ann"))
-        .expect_err("exhausted");
-    assert!(
-        matches!(err, StoreError::PortsExhausted { ref id, free: 2, .. } if id.as_str() == "gamma"),
-        "{err:?}"
-    );
-    assert_eq!(
-        err.to_string(),
-        "no free host ports for session gamma: the range 42000-42007 has 2 free, 3 are needed"
-    );
-    // Nothing of gamma was stored.
-    assert_eq!(fx.store.get(&id("gamma")).expect("get"), None);
-    assert!(matches!(
-        fx.store.token(&id("gamma")),
-        Err(StoreError::NotFound(_))
-    ));
-    assert_eq!(fx.store.allocated_ports().expect("ports").len(), 6);
-    fx.assert_consistent();
-
-    fx.store.delete_session(&a.spec.id).expect("delete");
-    let (g, _) = fx.create("gamma", "ann");
-    assert_eq!(ports_of(&g), [42000, 42001, 42002]);
-    fx.assert_consistent();
-}
-
-#[test]
-fn concurrent_creates_get_distinct_ports() {
+fn concurrent_creates_all_get_a_record_and_a_token() {
     const N: u16 = 20;
-    // Exactly enough ports for N sessions, so any double allocation also shows as exhaustion.
-    let ports = range(42000, 42000 + 3 * N - 1);
-    let fx = Fixture::new(ports);
+    let fx = Fixture::new();
     let barrier = Arc::new(Barrier::new(N.into()));
     let threads: Vec<_> = (0..N)
         .map(|i| {
@@ -265,24 +208,14 @@ fn concurrent_creates_get_distinct_ports() {
             })
         })
         .collect();
-    let mut seen = BTreeSet::new();
     let mut tokens = BTreeSet::new();
     for t in threads {
-        let (record, token) = t.join().expect("thread").expect("create");
-        for port in ports_of(&record) {
-            assert!(ports.contains(port), "{port} outside {ports}");
-            assert!(seen.insert(port), "port {port} handed out twice");
-        }
+        let (_, token) = t.join().expect("thread").expect("create");
         tokens.insert(token.expose().to_owned());
     }
-    assert_eq!(seen.len(), 3 * usize::from(N));
     assert_eq!(tokens.len(), usize::from(N));
     assert_eq!(fx.store.list().expect("list").len(), usize::from(N));
     fx.assert_consistent();
-    assert!(matches!(
-        fx.store.create_session(new("extra", "ann")),
-        Err(StoreError::PortsExhausted { free: 0, .. })
-    ));
 }
 
 /// The per-user limit was checked before the create, outside its transaction: 10 concurrent
@@ -290,7 +223,7 @@ fn concurrent_creates_get_distinct_ports() {
 #[test]
 fn concurrent_creates_by_one_owner_stop_at_the_limit() {
     const N: u16 = 10;
-    let fx = Fixture::new(range(42000, 42000 + 3 * N - 1));
+    let fx = Fixture::new();
     fx.create("other", "bob");
     let barrier = Arc::new(Barrier::new(N.into()));
     let threads: Vec<_> = (0..N)
@@ -340,7 +273,7 @@ fn concurrent_creates_by_one_owner_stop_at_the_limit() {
 
 #[test]
 fn transitions() {
-    let fx = Fixture::new(range(42000, 42029));
+    let fx = Fixture::new();
     let (a, _) = fx.create("alpha", "ann");
     let alpha = &a.spec.id;
     std::thread::sleep(Duration::from_millis(2));
@@ -390,7 +323,7 @@ fn update_is_all_or_nothing() {
         Store(#[from] StoreError),
     }
 
-    let fx = Fixture::new(range(42000, 42029));
+    let fx = Fixture::new();
     let (a, _) = fx.create("alpha", "ann");
     let alpha = &a.spec.id;
 
@@ -419,10 +352,9 @@ fn update_is_all_or_nothing() {
 
     for (field, change) in [
         (
-            "ports",
-            (|r: &mut SessionRecord| r.spec.ports.files = 1) as fn(&mut SessionRecord),
+            "id",
+            (|r: &mut SessionRecord| r.spec.id = id("other")) as fn(&mut SessionRecord),
         ),
-        ("id", |r| r.spec.id = id("other")),
         ("creation time", |r| r.created_at = UNIX_EPOCH),
     ] {
         let err = fx
@@ -447,7 +379,7 @@ fn update_is_all_or_nothing() {
 
 #[test]
 fn unknown_value_versions_are_typed_errors() {
-    let fx = Fixture::new(range(42000, 42029));
+    let fx = Fixture::new();
     let (a, _) = fx.create("alpha", "ann");
     let mut bytes = encode_record(&a).expect("encode");
     bytes[0] = 9;
@@ -460,7 +392,7 @@ fn unknown_value_versions_are_typed_errors() {
             StoreError::Decode(DecodeError::UnknownVersion {
                 table: "sessions",
                 version: 9,
-                supported: 1,
+                supported: 2,
                 ref key,
             }) if key == "alpha"
         ),
@@ -496,7 +428,7 @@ fn unknown_value_versions_are_typed_errors() {
 
 #[test]
 fn a_newer_schema_is_refused() {
-    let mut fx = Fixture::new(range(42000, 42029));
+    let mut fx = Fixture::new();
     {
         let txn = fx.store.inner.db.begin_write().expect("begin");
         txn.open_table(META)
@@ -505,15 +437,15 @@ fn a_newer_schema_is_refused() {
             .expect("insert");
         txn.commit().expect("commit");
     }
-    let placeholder = Store::open(fx.dir.path().join("other.redb"), range(42000, 42029));
+    let placeholder = Store::open(fx.dir.path().join("other.redb"));
     drop(std::mem::replace(&mut fx.store, placeholder.expect("open")));
-    let err = Store::open(fx.path(), range(42000, 42029)).expect_err("newer schema");
+    let err = Store::open(fx.path()).expect_err("newer schema");
     assert!(
         matches!(
             err,
             StoreError::NewerSchema {
-                found: 2,
-                supported: 1,
+                found: 3,
+                supported: 2,
                 ..
             }
         ),
@@ -522,24 +454,19 @@ fn a_newer_schema_is_refused() {
 }
 
 #[test]
-fn v1_record_format_is_pinned() {
+fn record_format_is_pinned() {
     let record = SessionRecord {
         spec: SessionSpec {
             id: id("alpha"),
             owner: "ann".to_owned(),
             template: "coding-copilot".to_owned(),
             image: "localhost/octo-session:latest".to_owned(),
-            ports: Ports {
-                opencode: 42000,
-                files: 42001,
-                terminal: 42002,
-            },
             limits: Limits {
                 memory_bytes: Some(1 << 30),
                 cpu_centis: None,
                 pids: Some(512),
             },
-            desired: DesiredState::Running,
+            desired: DesiredState::Idle,
         },
         state: SessionState::Failed("unit failed".to_owned()),
         created_at: UNIX_EPOCH + Duration::from_secs(1_700_000_000),
@@ -548,12 +475,11 @@ fn v1_record_format_is_pinned() {
     };
     let bytes = encode_record(&record).expect("encode");
     let expected = concat!(
-        "\u{1}",
+        "\u{2}",
         r#"{"spec":{"id":"alpha","owner":"ann","template":"coding-copilot","#,
         r#""image":"localhost/octo-session:latest","#,
-        r#""ports":{"opencode":42000,"files":42001,"terminal":42002},"#,
         r#""limits":{"memory_bytes":1073741824,"cpu_centis":null,"pids":512},"#,
-        r#""desired":"running"},"#,
+        r#""desired":"idle"},"#,
         r#""state":{"state":"failed","reason":"unit failed"},"#,
         r#""created_at":1700000000000,"updated_at":1700000000500,"state_changed_at":1700000000250}"#,
     );
@@ -563,7 +489,7 @@ fn v1_record_format_is_pinned() {
 
 #[test]
 fn activity_is_kept_in_memory_until_flushed() {
-    let mut fx = Fixture::new(range(42000, 42029));
+    let mut fx = Fixture::new();
     fx.create("alpha", "ann");
     fx.create("beta", "ann");
     let (alpha, beta) = (id("alpha"), id("beta"));
@@ -607,38 +533,24 @@ fn activity_is_kept_in_memory_until_flushed() {
 
 #[test]
 fn check_reports_broken_invariants() {
-    let fx = Fixture::new(range(42000, 42029));
+    let fx = Fixture::new();
     fx.create("alpha", "ann");
     {
         let txn = fx.store.inner.db.begin_write().expect("begin");
         {
-            let mut ports = txn.open_table(PORTS).expect("ports");
-            ports.insert(42001, "ghost").expect("insert");
-            ports.insert(42010, "alpha").expect("insert");
+            let mut tokens = txn.open_table(TOKENS).expect("tokens");
+            tokens.remove("alpha").expect("remove");
+            tokens
+                .insert("ghost", b"\x01\"x\"".as_slice())
+                .expect("insert");
         }
-        txn.open_table(TOKENS)
-            .expect("tokens")
-            .remove("alpha")
-            .expect("remove");
         txn.commit().expect("commit");
     }
     assert_eq!(
         fx.store.check().expect("check"),
         [
-            Inconsistency::PortNotHeld {
-                id: id("alpha"),
-                port: 42001,
-                holder: Some("ghost".to_owned())
-            },
             Inconsistency::MissingToken(id("alpha")),
-            Inconsistency::OrphanPort {
-                port: 42001,
-                holder: "ghost".to_owned()
-            },
-            Inconsistency::PortNotInRecord {
-                id: id("alpha"),
-                port: 42010
-            },
+            Inconsistency::OrphanToken("ghost".to_owned()),
         ]
     );
     assert!(matches!(
@@ -646,18 +558,120 @@ fn check_reports_broken_invariants() {
         Err(StoreError::MissingToken { .. })
     ));
     assert_eq!(
-        Inconsistency::OrphanPort {
-            port: 42001,
-            holder: "ghost".to_owned()
-        }
-        .to_string(),
-        r#"port 42001 is held by "ghost", which is not a session"#
+        Inconsistency::OrphanToken("ghost".to_owned()).to_string(),
+        r#"a token is stored for "ghost", which is not a session"#
     );
+}
+
+/// A state file as octod wrote it before issue 13 (schema 1: a `ports` table, version-1
+/// records with `spec.ports`), built here with those table and record shapes.
+fn write_schema_1(path: &Path) {
+    let db = Database::create(path).expect("create");
+    let txn = db.begin_write().expect("begin");
+    {
+        txn.open_table(META)
+            .expect("meta")
+            .insert(SCHEMA_KEY, 1)
+            .expect("schema");
+        let mut sessions = txn.open_table(SESSIONS).expect("sessions");
+        let mut tokens = txn.open_table(TOKENS).expect("tokens");
+        let ports: TableDefinition<u16, &str> = TableDefinition::new("ports");
+        let mut ports = txn.open_table(ports).expect("ports");
+        for (i, (name, desired, state)) in [
+            ("alpha", "running", r#"{"state":"running"}"#),
+            ("beta", "stopped", r#"{"state":"stopped"}"#),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let base = 42000 + 3 * u16::try_from(i).expect("small");
+            let record = format!(
+                concat!(
+                    "\u{1}",
+                    r#"{{"spec":{{"id":"{name}","owner":"ann","template":"coding-copilot","#,
+                    r#""image":"localhost/octo-session:latest","#,
+                    r#""ports":{{"opencode":{a},"files":{b},"terminal":{c}}},"#,
+                    r#""limits":{{"memory_bytes":null,"cpu_centis":null,"pids":null}},"#,
+                    r#""desired":"{desired}"}},"state":{state},"#,
+                    r#""created_at":1700000000000,"updated_at":1700000000500,"state_changed_at":1700000000250}}"#,
+                ),
+                name = name,
+                a = base,
+                b = base + 1,
+                c = base + 2,
+                desired = desired,
+                state = state,
+            );
+            sessions.insert(name, record.as_bytes()).expect("record");
+            tokens
+                .insert(name, format!("\u{1}\"{}\"", "ab".repeat(32)).as_bytes())
+                .expect("token");
+            for port in base..base + 3 {
+                ports.insert(port, name).expect("port");
+            }
+        }
+    }
+    txn.commit().expect("commit");
+}
+
+#[test]
+fn a_schema_1_file_is_migrated_and_its_sessions_kept() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("octod.redb");
+    write_schema_1(&path);
+    let store = Store::open(&path).expect("open migrates");
+    let records = store.list().expect("list");
+    let summary: Vec<(&str, DesiredState, SessionState)> = records
+        .iter()
+        .map(|r| (r.spec.id.as_str(), r.spec.desired, r.state.clone()))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("alpha", DesiredState::Running, SessionState::Running),
+            ("beta", DesiredState::Stopped, SessionState::Stopped),
+        ]
+    );
+    assert_eq!(
+        records[0].created_at,
+        UNIX_EPOCH + Duration::from_secs(1_700_000_000)
+    );
+    assert_eq!(
+        store.token(&id("beta")).expect("token").expose(),
+        "ab".repeat(32)
+    );
+    assert_eq!(store.check().expect("check"), []);
+    {
+        let txn = store.inner.db.begin_read().expect("read");
+        let ports: TableDefinition<u16, &str> = TableDefinition::new("ports");
+        assert!(
+            matches!(
+                txn.open_table(ports),
+                Err(redb::TableError::TableDoesNotExist(_))
+            ),
+            "the ports table is left"
+        );
+        let meta = txn.open_table(META).expect("meta");
+        assert_eq!(
+            meta.get(SCHEMA_KEY).expect("get").map(|v| v.value()),
+            Some(2)
+        );
+        let sessions = txn.open_table(SESSIONS).expect("sessions");
+        let alpha = sessions.get("alpha").expect("get").expect("alpha");
+        assert_eq!(alpha.value()[0], RECORD_VERSION, "rewritten as version 2");
+        assert!(!String::from_utf8_lossy(alpha.value()).contains("ports"));
+    }
+    // And again: a migrated file opens as is, and takes new sessions.
+    drop(store);
+    let store = Store::open(&path).expect("reopen");
+    assert_eq!(store.list().expect("list").len(), 2);
+    store.create_session(new("gamma", "ann")).expect("create");
+    assert_eq!(store.check().expect("check"), []);
 }
 
 #[test]
 fn debug_output_never_shows_the_token() {
-    let fx = Fixture::new(range(42000, 42029));
+    let fx = Fixture::new();
     let created = fx.create("alpha", "ann");
     let token = created.1.expose().to_owned();
     let shown = format!(
@@ -671,7 +685,7 @@ fn debug_output_never_shows_the_token() {
 
 #[tokio::test]
 async fn async_callers_use_run() {
-    let fx = Fixture::new(range(42000, 42029));
+    let fx = Fixture::new();
     let (record, _) = fx
         .store
         .run(|s| s.create_session(new("alpha", "ann")))
