@@ -413,6 +413,7 @@ export interface paths {
                 500: components["responses"]["Proxy500"];
                 502: components["responses"]["Proxy502"];
                 503: components["responses"]["Proxy503"];
+                504: components["responses"]["Proxy504"];
                 /** @description Whatever the session's files answers, passed on as it is (any status, streamed; server-sent events included). */
                 "2XX": {
                     headers: {
@@ -442,6 +443,7 @@ export interface paths {
                 500: components["responses"]["Proxy500"];
                 502: components["responses"]["Proxy502"];
                 503: components["responses"]["Proxy503"];
+                504: components["responses"]["Proxy504"];
                 /** @description Whatever the session's files answers, passed on as it is (any status, streamed; server-sent events included). */
                 "2XX": {
                     headers: {
@@ -471,6 +473,7 @@ export interface paths {
                 500: components["responses"]["Proxy500"];
                 502: components["responses"]["Proxy502"];
                 503: components["responses"]["Proxy503"];
+                504: components["responses"]["Proxy504"];
                 /** @description Whatever the session's files answers, passed on as it is (any status, streamed; server-sent events included). */
                 "2XX": {
                     headers: {
@@ -500,6 +503,7 @@ export interface paths {
                 500: components["responses"]["Proxy500"];
                 502: components["responses"]["Proxy502"];
                 503: components["responses"]["Proxy503"];
+                504: components["responses"]["Proxy504"];
                 /** @description Whatever the session's files answers, passed on as it is (any status, streamed; server-sent events included). */
                 "2XX": {
                     headers: {
@@ -529,6 +533,7 @@ export interface paths {
                 500: components["responses"]["Proxy500"];
                 502: components["responses"]["Proxy502"];
                 503: components["responses"]["Proxy503"];
+                504: components["responses"]["Proxy504"];
                 /** @description Whatever the session's files answers, passed on as it is (any status, streamed; server-sent events included). */
                 "2XX": {
                     headers: {
@@ -558,6 +563,7 @@ export interface paths {
                 500: components["responses"]["Proxy500"];
                 502: components["responses"]["Proxy502"];
                 503: components["responses"]["Proxy503"];
+                504: components["responses"]["Proxy504"];
                 /** @description Whatever the session's files answers, passed on as it is (any status, streamed; server-sent events included). */
                 "2XX": {
                     headers: {
@@ -587,6 +593,7 @@ export interface paths {
                 500: components["responses"]["Proxy500"];
                 502: components["responses"]["Proxy502"];
                 503: components["responses"]["Proxy503"];
+                504: components["responses"]["Proxy504"];
                 /** @description Whatever the session's files answers, passed on as it is (any status, streamed; server-sent events included). */
                 "2XX": {
                     headers: {
@@ -616,6 +623,7 @@ export interface paths {
                 500: components["responses"]["Proxy500"];
                 502: components["responses"]["Proxy502"];
                 503: components["responses"]["Proxy503"];
+                504: components["responses"]["Proxy504"];
                 /** @description Whatever the session's files answers, passed on as it is (any status, streamed; server-sent events included). */
                 "2XX": {
                     headers: {
@@ -656,6 +664,7 @@ export interface paths {
                 500: components["responses"]["Proxy500"];
                 502: components["responses"]["Proxy502"];
                 503: components["responses"]["Proxy503"];
+                504: components["responses"]["Proxy504"];
                 /** @description Whatever the session's files answers, passed on as it is (any status, streamed; server-sent events included). */
                 "2XX": {
                     headers: {
@@ -685,6 +694,7 @@ export interface paths {
                 500: components["responses"]["Proxy500"];
                 502: components["responses"]["Proxy502"];
                 503: components["responses"]["Proxy503"];
+                504: components["responses"]["Proxy504"];
                 /** @description Whatever the session's files answers, passed on as it is (any status, streamed; server-sent events included). */
                 "2XX": {
                     headers: {
@@ -714,6 +724,7 @@ export interface paths {
                 500: components["responses"]["Proxy500"];
                 502: components["responses"]["Proxy502"];
                 503: components["responses"]["Proxy503"];
+                504: components["responses"]["Proxy504"];
                 /** @description Whatever the session's files answers, passed on as it is (any status, streamed; server-sent events included). */
                 "2XX": {
                     headers: {
@@ -743,6 +754,7 @@ export interface paths {
                 500: components["responses"]["Proxy500"];
                 502: components["responses"]["Proxy502"];
                 503: components["responses"]["Proxy503"];
+                504: components["responses"]["Proxy504"];
                 /** @description Whatever the session's files answers, passed on as it is (any status, streamed; server-sent events included). */
                 "2XX": {
                     headers: {
@@ -772,6 +784,7 @@ export interface paths {
                 500: components["responses"]["Proxy500"];
                 502: components["responses"]["Proxy502"];
                 503: components["responses"]["Proxy503"];
+                504: components["responses"]["Proxy504"];
                 /** @description Whatever the session's files answers, passed on as it is (any status, streamed; server-sent events included). */
                 "2XX": {
                     headers: {
@@ -801,6 +814,7 @@ export interface paths {
                 500: components["responses"]["Proxy500"];
                 502: components["responses"]["Proxy502"];
                 503: components["responses"]["Proxy503"];
+                504: components["responses"]["Proxy504"];
                 /** @description Whatever the session's files answers, passed on as it is (any status, streamed; server-sent events included). */
                 "2XX": {
                     headers: {
@@ -830,6 +844,7 @@ export interface paths {
                 500: components["responses"]["Proxy500"];
                 502: components["responses"]["Proxy502"];
                 503: components["responses"]["Proxy503"];
+                504: components["responses"]["Proxy504"];
                 /** @description Whatever the session's files answers, passed on as it is (any status, streamed; server-sent events included). */
                 "2XX": {
                     headers: {
@@ -859,6 +874,7 @@ export interface paths {
                 500: components["responses"]["Proxy500"];
                 502: components["responses"]["Proxy502"];
                 503: components["responses"]["Proxy503"];
+                504: components["responses"]["Proxy504"];
                 /** @description Whatever the session's files answers, passed on as it is (any status, streamed; server-sent events included). */
                 "2XX": {
                     headers: {
@@ -903,6 +919,7 @@ export interface paths {
                 500: components["responses"]["Proxy500"];
                 502: components["responses"]["Proxy502"];
                 503: components["responses"]["Proxy503"];
+                504: components["responses"]["Proxy504"];
                 /** @description Whatever the session's files answers, passed on as it is (any status, streamed; server-sent events included). */
                 "2XX": {
                     headers: {
@@ -934,6 +951,7 @@ export interface paths {
                 500: components["responses"]["Proxy500"];
                 502: components["responses"]["Proxy502"];
                 503: components["responses"]["Proxy503"];
+                504: components["responses"]["Proxy504"];
                 /** @description Whatever the session's files answers, passed on as it is (any status, streamed; server-sent events included). */
                 "2XX": {
                     headers: {
@@ -965,6 +983,7 @@ export interface paths {
                 500: components["responses"]["Proxy500"];
                 502: components["responses"]["Proxy502"];
                 503: components["responses"]["Proxy503"];
+                504: components["responses"]["Proxy504"];
                 /** @description Whatever the session's files answers, passed on as it is (any status, streamed; server-sent events included). */
                 "2XX": {
                     headers: {
@@ -996,6 +1015,7 @@ export interface paths {
                 500: components["responses"]["Proxy500"];
                 502: components["responses"]["Proxy502"];
                 503: components["responses"]["Proxy503"];
+                504: components["responses"]["Proxy504"];
                 /** @description Whatever the session's files answers, passed on as it is (any status, streamed; server-sent events included). */
                 "2XX": {
                     headers: {
@@ -1027,6 +1047,7 @@ export interface paths {
                 500: components["responses"]["Proxy500"];
                 502: components["responses"]["Proxy502"];
                 503: components["responses"]["Proxy503"];
+                504: components["responses"]["Proxy504"];
                 /** @description Whatever the session's files answers, passed on as it is (any status, streamed; server-sent events included). */
                 "2XX": {
                     headers: {
@@ -1058,6 +1079,7 @@ export interface paths {
                 500: components["responses"]["Proxy500"];
                 502: components["responses"]["Proxy502"];
                 503: components["responses"]["Proxy503"];
+                504: components["responses"]["Proxy504"];
                 /** @description Whatever the session's files answers, passed on as it is (any status, streamed; server-sent events included). */
                 "2XX": {
                     headers: {
@@ -1089,6 +1111,7 @@ export interface paths {
                 500: components["responses"]["Proxy500"];
                 502: components["responses"]["Proxy502"];
                 503: components["responses"]["Proxy503"];
+                504: components["responses"]["Proxy504"];
                 /** @description Whatever the session's files answers, passed on as it is (any status, streamed; server-sent events included). */
                 "2XX": {
                     headers: {
@@ -1120,6 +1143,7 @@ export interface paths {
                 500: components["responses"]["Proxy500"];
                 502: components["responses"]["Proxy502"];
                 503: components["responses"]["Proxy503"];
+                504: components["responses"]["Proxy504"];
                 /** @description Whatever the session's files answers, passed on as it is (any status, streamed; server-sent events included). */
                 "2XX": {
                     headers: {
@@ -1160,6 +1184,7 @@ export interface paths {
                 500: components["responses"]["Proxy500"];
                 502: components["responses"]["Proxy502"];
                 503: components["responses"]["Proxy503"];
+                504: components["responses"]["Proxy504"];
                 /** @description Whatever the session's opencode answers, passed on as it is (any status, streamed; server-sent events included). */
                 "2XX": {
                     headers: {
@@ -1189,6 +1214,7 @@ export interface paths {
                 500: components["responses"]["Proxy500"];
                 502: components["responses"]["Proxy502"];
                 503: components["responses"]["Proxy503"];
+                504: components["responses"]["Proxy504"];
                 /** @description Whatever the session's opencode answers, passed on as it is (any status, streamed; server-sent events included). */
                 "2XX": {
                     headers: {
@@ -1218,6 +1244,7 @@ export interface paths {
                 500: components["responses"]["Proxy500"];
                 502: components["responses"]["Proxy502"];
                 503: components["responses"]["Proxy503"];
+                504: components["responses"]["Proxy504"];
                 /** @description Whatever the session's opencode answers, passed on as it is (any status, streamed; server-sent events included). */
                 "2XX": {
                     headers: {
@@ -1247,6 +1274,7 @@ export interface paths {
                 500: components["responses"]["Proxy500"];
                 502: components["responses"]["Proxy502"];
                 503: components["responses"]["Proxy503"];
+                504: components["responses"]["Proxy504"];
                 /** @description Whatever the session's opencode answers, passed on as it is (any status, streamed; server-sent events included). */
                 "2XX": {
                     headers: {
@@ -1276,6 +1304,7 @@ export interface paths {
                 500: components["responses"]["Proxy500"];
                 502: components["responses"]["Proxy502"];
                 503: components["responses"]["Proxy503"];
+                504: components["responses"]["Proxy504"];
                 /** @description Whatever the session's opencode answers, passed on as it is (any status, streamed; server-sent events included). */
                 "2XX": {
                     headers: {
@@ -1305,6 +1334,7 @@ export interface paths {
                 500: components["responses"]["Proxy500"];
                 502: components["responses"]["Proxy502"];
                 503: components["responses"]["Proxy503"];
+                504: components["responses"]["Proxy504"];
                 /** @description Whatever the session's opencode answers, passed on as it is (any status, streamed; server-sent events included). */
                 "2XX": {
                     headers: {
@@ -1334,6 +1364,7 @@ export interface paths {
                 500: components["responses"]["Proxy500"];
                 502: components["responses"]["Proxy502"];
                 503: components["responses"]["Proxy503"];
+                504: components["responses"]["Proxy504"];
                 /** @description Whatever the session's opencode answers, passed on as it is (any status, streamed; server-sent events included). */
                 "2XX": {
                     headers: {
@@ -1363,6 +1394,7 @@ export interface paths {
                 500: components["responses"]["Proxy500"];
                 502: components["responses"]["Proxy502"];
                 503: components["responses"]["Proxy503"];
+                504: components["responses"]["Proxy504"];
                 /** @description Whatever the session's opencode answers, passed on as it is (any status, streamed; server-sent events included). */
                 "2XX": {
                     headers: {
@@ -1403,6 +1435,7 @@ export interface paths {
                 500: components["responses"]["Proxy500"];
                 502: components["responses"]["Proxy502"];
                 503: components["responses"]["Proxy503"];
+                504: components["responses"]["Proxy504"];
                 /** @description Whatever the session's opencode answers, passed on as it is (any status, streamed; server-sent events included). */
                 "2XX": {
                     headers: {
@@ -1432,6 +1465,7 @@ export interface paths {
                 500: components["responses"]["Proxy500"];
                 502: components["responses"]["Proxy502"];
                 503: components["responses"]["Proxy503"];
+                504: components["responses"]["Proxy504"];
                 /** @description Whatever the session's opencode answers, passed on as it is (any status, streamed; server-sent events included). */
                 "2XX": {
                     headers: {
@@ -1461,6 +1495,7 @@ export interface paths {
                 500: components["responses"]["Proxy500"];
                 502: components["responses"]["Proxy502"];
                 503: components["responses"]["Proxy503"];
+                504: components["responses"]["Proxy504"];
                 /** @description Whatever the session's opencode answers, passed on as it is (any status, streamed; server-sent events included). */
                 "2XX": {
                     headers: {
@@ -1490,6 +1525,7 @@ export interface paths {
                 500: components["responses"]["Proxy500"];
                 502: components["responses"]["Proxy502"];
                 503: components["responses"]["Proxy503"];
+                504: components["responses"]["Proxy504"];
                 /** @description Whatever the session's opencode answers, passed on as it is (any status, streamed; server-sent events included). */
                 "2XX": {
                     headers: {
@@ -1519,6 +1555,7 @@ export interface paths {
                 500: components["responses"]["Proxy500"];
                 502: components["responses"]["Proxy502"];
                 503: components["responses"]["Proxy503"];
+                504: components["responses"]["Proxy504"];
                 /** @description Whatever the session's opencode answers, passed on as it is (any status, streamed; server-sent events included). */
                 "2XX": {
                     headers: {
@@ -1548,6 +1585,7 @@ export interface paths {
                 500: components["responses"]["Proxy500"];
                 502: components["responses"]["Proxy502"];
                 503: components["responses"]["Proxy503"];
+                504: components["responses"]["Proxy504"];
                 /** @description Whatever the session's opencode answers, passed on as it is (any status, streamed; server-sent events included). */
                 "2XX": {
                     headers: {
@@ -1577,6 +1615,7 @@ export interface paths {
                 500: components["responses"]["Proxy500"];
                 502: components["responses"]["Proxy502"];
                 503: components["responses"]["Proxy503"];
+                504: components["responses"]["Proxy504"];
                 /** @description Whatever the session's opencode answers, passed on as it is (any status, streamed; server-sent events included). */
                 "2XX": {
                     headers: {
@@ -1606,6 +1645,7 @@ export interface paths {
                 500: components["responses"]["Proxy500"];
                 502: components["responses"]["Proxy502"];
                 503: components["responses"]["Proxy503"];
+                504: components["responses"]["Proxy504"];
                 /** @description Whatever the session's opencode answers, passed on as it is (any status, streamed; server-sent events included). */
                 "2XX": {
                     headers: {
@@ -1650,6 +1690,7 @@ export interface paths {
                 500: components["responses"]["Proxy500"];
                 502: components["responses"]["Proxy502"];
                 503: components["responses"]["Proxy503"];
+                504: components["responses"]["Proxy504"];
                 /** @description Whatever the session's opencode answers, passed on as it is (any status, streamed; server-sent events included). */
                 "2XX": {
                     headers: {
@@ -1681,6 +1722,7 @@ export interface paths {
                 500: components["responses"]["Proxy500"];
                 502: components["responses"]["Proxy502"];
                 503: components["responses"]["Proxy503"];
+                504: components["responses"]["Proxy504"];
                 /** @description Whatever the session's opencode answers, passed on as it is (any status, streamed; server-sent events included). */
                 "2XX": {
                     headers: {
@@ -1712,6 +1754,7 @@ export interface paths {
                 500: components["responses"]["Proxy500"];
                 502: components["responses"]["Proxy502"];
                 503: components["responses"]["Proxy503"];
+                504: components["responses"]["Proxy504"];
                 /** @description Whatever the session's opencode answers, passed on as it is (any status, streamed; server-sent events included). */
                 "2XX": {
                     headers: {
@@ -1743,6 +1786,7 @@ export interface paths {
                 500: components["responses"]["Proxy500"];
                 502: components["responses"]["Proxy502"];
                 503: components["responses"]["Proxy503"];
+                504: components["responses"]["Proxy504"];
                 /** @description Whatever the session's opencode answers, passed on as it is (any status, streamed; server-sent events included). */
                 "2XX": {
                     headers: {
@@ -1774,6 +1818,7 @@ export interface paths {
                 500: components["responses"]["Proxy500"];
                 502: components["responses"]["Proxy502"];
                 503: components["responses"]["Proxy503"];
+                504: components["responses"]["Proxy504"];
                 /** @description Whatever the session's opencode answers, passed on as it is (any status, streamed; server-sent events included). */
                 "2XX": {
                     headers: {
@@ -1805,6 +1850,7 @@ export interface paths {
                 500: components["responses"]["Proxy500"];
                 502: components["responses"]["Proxy502"];
                 503: components["responses"]["Proxy503"];
+                504: components["responses"]["Proxy504"];
                 /** @description Whatever the session's opencode answers, passed on as it is (any status, streamed; server-sent events included). */
                 "2XX": {
                     headers: {
@@ -1836,6 +1882,7 @@ export interface paths {
                 500: components["responses"]["Proxy500"];
                 502: components["responses"]["Proxy502"];
                 503: components["responses"]["Proxy503"];
+                504: components["responses"]["Proxy504"];
                 /** @description Whatever the session's opencode answers, passed on as it is (any status, streamed; server-sent events included). */
                 "2XX": {
                     headers: {
@@ -1867,6 +1914,7 @@ export interface paths {
                 500: components["responses"]["Proxy500"];
                 502: components["responses"]["Proxy502"];
                 503: components["responses"]["Proxy503"];
+                504: components["responses"]["Proxy504"];
                 /** @description Whatever the session's opencode answers, passed on as it is (any status, streamed; server-sent events included). */
                 "2XX": {
                     headers: {
@@ -2086,7 +2134,7 @@ export interface components {
                 "application/json": components["schemas"]["Error"];
             };
         };
-        /** @description The session is stopping: a stop was asked for and is not undone by access. Resume it, or retry once it is stopped (access then wakes it). */
+        /** @description The session is stopping (`session_stopping`: a stop was asked for and is not undone by access), or was stopped by its user (`session_stopped`). Resume it to use it; an idle session is woken by access instead. */
         Proxy409: {
             headers: {
                 [name: string]: unknown;
@@ -2113,11 +2161,20 @@ export interface components {
                 "application/json": components["schemas"]["Error"];
             };
         };
-        /** @description A stopped session is being woken; retry (or no session image / capacity). */
+        /** @description The session is being woken (its socket started it) and has not answered yet; retry. */
         Proxy503: {
             headers: {
                 /** @description Seconds to wait before retrying. */
                 "Retry-After"?: number;
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["Error"];
+            };
+        };
+        /** @description The running session sent no response head in time. */
+        Proxy504: {
+            headers: {
                 [name: string]: unknown;
             };
             content: {
@@ -3909,7 +3966,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description The session is stopping: a stop was asked for and is not undone by access. Resume it, or retry once it is stopped (access then wakes it). */
+            /** @description The session is stopping (`session_stopping`: a stop was asked for and is not undone by access), or was stopped by its user (`session_stopped`). Resume it to use it; an idle session is woken by access instead. */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -3945,11 +4002,20 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description A stopped session is being woken; retry (or no session image / capacity). */
+            /** @description The session is being woken (its socket started it) and has not answered yet; retry. */
             503: {
                 headers: {
                     /** @description Seconds to wait before retrying. */
                     "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The running session sent no response head in time. */
+            504: {
+                headers: {
                     [name: string]: unknown;
                 };
                 content: {

@@ -1,10 +1,12 @@
 //! The harness of `cargo xtask bench proxy`: one binary, several roles, each its own process
 //! so that the proxy's memory is the proxy's alone.
 //!
-//! - `proxy <listen> <files-port> <terminal-port> <token>`: `octod::proxy` routes (every
-//!   request is an admin's, every session resolves to the given ports and token), on the same
-//!   multi-threaded runtime octod uses;
-//! - `echo <listen>`: a ttyd-like WebSocket echo on `/ws` (subprotocol `tty`, any auth);
+//! - `proxy <listen> <gateway-socket> <token> [tcp <addr>]`: `octod::proxy` routes (every
+//!   request is an admin's, every session resolves to the given gateway socket and token), on
+//!   the same multi-threaded runtime octod uses; with `tcp <addr>`, HTTP goes to `addr` over
+//!   TCP instead (the path before sessions had sockets), for comparison;
+//! - `echo <listen> <socket>`: a ttyd-like WebSocket echo on `/ws` (subprotocol `tty`, any
+//!   auth), on TCP and on a Unix socket (where the gateway relays `/terminal`);
 //! - `rtt <messages> <url>…`: sequential small-message round trips over each URL (the first
 //!   one direct, the others through proxies), interleaved in rounds; prints `median_ns p99_ns`,
 //!   one line per URL;
@@ -14,6 +16,7 @@
 use std::convert::Infallible;
 use std::io::BufRead as _;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -28,7 +31,8 @@ use octod::identity::{CurrentUser, Role};
 use octod::proxy::{Proxy, Service, Sessions, Upstream};
 use octod::session::SessionId;
 use octod::store::Secret;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream, UnixListener};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
@@ -49,20 +53,23 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     match args.as_slice() {
-        ["proxy", listen, files, terminal, token] => runtime.block_on(proxy(
+        ["proxy", listen, socket, token] => {
+            runtime.block_on(proxy(listen.parse()?, Path::new(socket), token, None))
+        }
+        ["proxy", listen, socket, token, "tcp", addr] => runtime.block_on(proxy(
             listen.parse()?,
-            files.parse()?,
-            terminal.parse()?,
+            Path::new(socket),
             token,
+            Some(addr.parse()?),
         )),
-        ["echo", listen] => runtime.block_on(echo(listen.parse()?)),
+        ["echo", listen, socket] => runtime.block_on(echo(listen.parse()?, Path::new(socket))),
         ["rtt", messages, urls @ ..] if !urls.is_empty() => {
             runtime.block_on(rtt(messages.parse()?, urls))
         }
         ["hold", url, count] => runtime.block_on(hold(url, count.parse()?)),
         _ => bail!(
-            "usage: bench_proxy proxy <listen> <files-port> <terminal-port> <token> | echo <listen> \
-             | rtt <messages> <url>… | hold <url> <count>"
+            "usage: bench_proxy proxy <listen> <gateway-socket> <token> [tcp <addr>] \
+             | echo <listen> <socket> | rtt <messages> <url>… | hold <url> <count>"
         ),
     }
 }
@@ -90,10 +97,9 @@ impl From<Admin> for CurrentUser {
     }
 }
 
-/// Every session is awake and listens on the same ports.
+/// Every session is awake and has the same gateway.
 struct FixedSessions {
-    files: u16,
-    terminal: u16,
+    socket: PathBuf,
     token: Secret,
     activity: AtomicU64,
 }
@@ -103,15 +109,12 @@ impl Sessions for FixedSessions {
         &self,
         _user: &CurrentUser,
         _id: &SessionId,
-        service: Service,
+        _service: Service,
     ) -> Result<Upstream, ApiError> {
-        let port = match service {
-            Service::Opencode | Service::Files => self.files,
-            Service::Terminal => self.terminal,
-        };
         Ok(Upstream {
-            port,
+            socket: self.socket.clone(),
             token: self.token.clone(),
+            wake: None,
         })
     }
 
@@ -138,12 +141,16 @@ impl FromRef<BenchState> for Arc<FixedSessions> {
     }
 }
 
-async fn proxy(listen: SocketAddr, files: u16, terminal: u16, token: &str) -> anyhow::Result<()> {
+async fn proxy(
+    listen: SocketAddr,
+    socket: &Path,
+    token: &str,
+    tcp: Option<SocketAddr>,
+) -> anyhow::Result<()> {
     let state = BenchState {
-        proxy: Proxy::new(),
+        proxy: tcp.map_or_else(Proxy::new, Proxy::over_tcp_for_benchmark),
         sessions: Arc::new(FixedSessions {
-            files,
-            terminal,
+            socket: socket.to_owned(),
             token: Secret::new(token.to_owned()),
             activity: AtomicU64::new(0),
         }),
@@ -165,55 +172,59 @@ fn ws_config() -> WebSocketConfig {
         .write_buffer_size(0)
 }
 
-async fn echo(listen: SocketAddr) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(listen).await?;
+async fn echo(listen: SocketAddr, socket: &Path) -> anyhow::Result<()> {
+    let tcp = TcpListener::bind(listen).await?;
+    let unix = UnixListener::bind(socket)?;
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = unix.accept().await {
+            tokio::spawn(echo_one(stream));
+        }
+    });
     loop {
-        let (stream, _) = listener.accept().await?;
-        tokio::spawn(async move {
-            let _ = stream.set_nodelay(true);
-            // The error type is tungstenite's callback signature.
-            #[allow(clippy::result_large_err)]
-            let callback = |request: &WsRequest, mut response: WsResponse| {
-                if request.uri().path() != "/ws" {
-                    let mut refusal = ErrorResponse::new(Some("not /ws".to_owned()));
-                    *refusal.status_mut() = axum::http::StatusCode::NOT_FOUND;
-                    return Err(refusal);
-                }
-                let offers_tty = request
-                    .headers()
-                    .get_all("sec-websocket-protocol")
-                    .iter()
-                    .any(|v| {
-                        v.to_str()
-                            .is_ok_and(|v| v.split(',').any(|p| p.trim() == "tty"))
-                    });
-                if offers_tty {
-                    response
-                        .headers_mut()
-                        .insert("sec-websocket-protocol", HeaderValue::from_static("tty"));
-                }
-                Ok(response)
-            };
-            let Ok(mut socket) = tokio_tungstenite::accept_hdr_async_with_config(
-                stream,
-                callback,
-                Some(ws_config()),
-            )
-            .await
-            else {
+        let (stream, _) = tcp.accept().await?;
+        let _ = stream.set_nodelay(true);
+        tokio::spawn(echo_one(stream));
+    }
+}
+
+async fn echo_one<S: AsyncRead + AsyncWrite + Unpin>(stream: S) {
+    // The error type is tungstenite's callback signature.
+    #[allow(clippy::result_large_err)]
+    let callback = |request: &WsRequest, mut response: WsResponse| {
+        if request.uri().path() != "/ws" {
+            let mut refusal = ErrorResponse::new(Some("not /ws".to_owned()));
+            *refusal.status_mut() = axum::http::StatusCode::NOT_FOUND;
+            return Err(refusal);
+        }
+        let offers_tty = request
+            .headers()
+            .get_all("sec-websocket-protocol")
+            .iter()
+            .any(|v| {
+                v.to_str()
+                    .is_ok_and(|v| v.split(',').any(|p| p.trim() == "tty"))
+            });
+        if offers_tty {
+            response
+                .headers_mut()
+                .insert("sec-websocket-protocol", HeaderValue::from_static("tty"));
+        }
+        Ok(response)
+    };
+    let Ok(mut socket) =
+        tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(ws_config())).await
+    else {
+        return;
+    };
+    while let Some(Ok(message)) = socket.next().await {
+        if message.is_text() || message.is_binary() {
+            if socket.send(message).await.is_err() {
                 return;
-            };
-            while let Some(Ok(message)) = socket.next().await {
-                if message.is_text() || message.is_binary() {
-                    if socket.send(message).await.is_err() {
-                        return;
-                    }
-                } else if message.is_close() {
-                    let _ = socket.close(None).await;
-                    return;
-                }
             }
-        });
+        } else if message.is_close() {
+            let _ = socket.close(None).await;
+            return;
+        }
     }
 }
 
@@ -261,7 +272,6 @@ async fn round_trip(socket: &mut WebSocketStream<TcpStream>, payload: &[u8]) -> 
 }
 
 async fn rtt(messages: usize, urls: &[&str]) -> anyhow::Result<()> {
-    // Not JSON, so the proxy does not rewrite the first message (ttyd's AuthToken).
     let payload = b"0bench-rt";
     let mut sockets = Vec::new();
     for url in urls {

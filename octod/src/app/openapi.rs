@@ -299,19 +299,26 @@ const DELETING: Failure = fail(
     "The session is being deleted.",
     &["session_deleting"],
 );
-const STOPPING: Failure = fail(
+/// The proxy's 409: a stop in progress, or a session its user stopped (access wakes only
+/// idle sessions).
+const PROXY_CONFLICT: Failure = fail(
     "409",
-    "The session is stopping: a stop was asked for and is not undone by access. Resume it, or retry once it is stopped (access then wakes it).",
-    &["session_stopping"],
+    "The session is stopping (`session_stopping`: a stop was asked for and is not undone by access), or was stopped by its user (`session_stopped`). Resume it to use it; an idle session is woken by access instead.",
+    &["session_stopping", "session_stopped"],
 );
 const WAKING: Failure = Failure {
     retry_after: true,
     ..fail(
         "503",
-        "A stopped session is being woken; retry (or no session image / capacity).",
-        &["session_waking", "image_missing", "capacity"],
+        "The session is being woken (its socket started it) and has not answered yet; retry.",
+        &["session_waking"],
     )
 };
+const HEAD_TIMEOUT: Failure = fail(
+    "504",
+    "The running session sent no response head in time.",
+    &["upstream_timeout"],
+);
 
 const RATE_LIMITED: Failure = Failure {
     retry_after: true,
@@ -595,9 +602,10 @@ const OPERATIONS: &[Op] = &[
             Answer::Fail(&DISABLED_OR_CROSS_ORIGIN),
             Answer::Fail(&NO_SESSION),
             Answer::Fail(&fail("426", "Not a WebSocket upgrade.", &["upgrade_required"])),
-            Answer::Fail(&STOPPING),
+            Answer::Fail(&PROXY_CONFLICT),
             Answer::Fail(&fail("502", "The terminal is not answering or refused the connection.", &["upstream_unavailable", "upstream_failed"])),
             Answer::Fail(&WAKING),
+            Answer::Fail(&HEAD_TIMEOUT),
             Answer::Fail(&SESSION_FAILED),
         ]),
 ];
@@ -618,11 +626,11 @@ fn proxy_paths(paths: &mut Paths) {
     let services = [
         (
             "opencode",
-            "opencode's HTTP API and server-sent events (the session's token is injected). Authorized as the session's owner or an admin; a stopped session is woken.",
+            "opencode's HTTP API and server-sent events, through the session's gateway (the session's token is injected). Authorized as the session's owner or an admin; an idle session is woken by access (its socket starts it).",
         ),
         (
             "files",
-            "The session's file server: uploads and downloads streamed both ways. Authorized as the session's owner or an admin; a stopped session is woken.",
+            "The session's file API (the gateway's root): uploads and downloads streamed both ways; an upload over the gateway's limit is refused (`413`) before its body is sent. Authorized as the session's owner or an admin; an idle session is woken by access (its socket starts it).",
         ),
     ];
     for (service, description) in services {
@@ -656,11 +664,11 @@ fn proxy_paths(paths: &mut Paths) {
 }
 
 /// The error answers every proxied route shares (`components/responses/Proxy<status>`).
-const PROXY_FAILURES: [(&str, &Failure); 7] = [
+const PROXY_FAILURES: [(&str, &Failure); 8] = [
     ("401", &UNAUTHORIZED),
     ("403", &DISABLED_OR_CROSS_ORIGIN),
     ("404", &NO_SESSION),
-    ("409", &STOPPING),
+    ("409", &PROXY_CONFLICT),
     (
         "502",
         &fail(
@@ -670,6 +678,7 @@ const PROXY_FAILURES: [(&str, &Failure); 7] = [
         ),
     ),
     ("503", &WAKING),
+    ("504", &HEAD_TIMEOUT),
     ("500", &SESSION_FAILED),
 ];
 

@@ -1,6 +1,11 @@
-//! HTTP through the proxy: one request in, one request to the service over the pooled
-//! client, bodies streamed frame by frame in both directions (never collected), so SSE
+//! HTTP through the proxy: one request in, one request to the session's gateway over the
+//! pooled client, bodies streamed frame by frame in both directions (never collected), so SSE
 //! events reach the browser as they are written and 100 MiB transfers stay small in memory.
+//!
+//! The answer is passed on as soon as its head arrives, also while the request body is still
+//! being sent: a gateway that refuses an upload early (`413`, `401`) is heard at once, and
+//! the rest of the body is then dropped with the connection (hyper does not reuse a
+//! connection whose request body did not finish).
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -16,7 +21,7 @@ use hyper::body::{Body as HttpBody, Frame, SizeHint};
 use tokio::time::Instant;
 
 use super::headers::{self, Peer};
-use super::{ACTIVITY_INTERVAL, Proxy, Sessions, Target, credential, parse_target};
+use super::{ACTIVITY_INTERVAL, Proxy, Service, Sessions, Target, credential, parse_target};
 use crate::http::ApiError;
 use crate::identity::CurrentUser;
 use crate::session::SessionId;
@@ -65,23 +70,20 @@ async fn proxy_request<R: Sessions>(
             .get::<ConnectInfo<std::net::SocketAddr>>()
             .map(|c| c.0),
     };
-    parts.uri = upstream_uri(upstream.port, target.rest, query)?;
+    parts.uri = upstream_uri(&upstream.socket, service, target.rest, query)?;
     parts.version = Version::HTTP_11;
     // Nothing of octod's request state (the user, upgrade handles) goes to the client.
     parts.extensions = Extensions::new();
-    headers::prepare_request(
-        &mut parts.headers,
-        peer,
-        credential(service, &upstream.token),
-    );
+    headers::prepare_request(&mut parts.headers, peer, credential(&upstream.token));
 
     let body = Body::new(Activity::new(body, Arc::clone(sessions), target.id.clone()));
-    match proxy
-        .inner
-        .client
-        .request(Request::from_parts(parts, body))
-        .await
-    {
+    let (wait, late) = proxy.head_wait(&upstream, service);
+    let request = proxy.inner.client.request(Request::from_parts(parts, body));
+    let Ok(answer) = tokio::time::timeout(wait, request).await else {
+        tracing::info!(session = %target.id, service = service.as_str(), waited_ms = wait.as_millis(), "no response head in time");
+        return Err(late);
+    };
+    match answer {
         Ok(response) => {
             let (mut parts, body) = response.into_parts();
             headers::prepare_response(&mut parts.headers);
@@ -89,12 +91,13 @@ async fn proxy_request<R: Sessions>(
             Ok(Response::from_parts(parts, Body::new(body)))
         }
         Err(error) if error.is_connect() => {
-            tracing::debug!(session = %target.id, service = service.as_str(), "connecting to the service: {error}");
-            Err(ApiError::new(
-                StatusCode::BAD_GATEWAY,
-                "upstream_unavailable",
-                format!("the session's {} is not answering", service.as_str()),
-            ))
+            tracing::debug!(session = %target.id, service = service.as_str(), "connecting to the session's socket: {error}");
+            // A session on its way up whose socket is not listening yet (being created):
+            // the client retries; a running session's socket that refuses is broken.
+            Err(match upstream.wake {
+                Some(_) => super::waking(),
+                None => super::unavailable(service),
+            })
         }
         Err(error) => {
             tracing::debug!(session = %target.id, service = service.as_str(), "proxied request failed: {error}");
@@ -110,14 +113,37 @@ async fn proxy_request<R: Sessions>(
     }
 }
 
-/// `http://127.0.0.1:<port><rest>?<query>`, the query byte for byte.
-fn upstream_uri(port: u16, rest: &str, query: Option<&str>) -> Result<Uri, ApiError> {
-    use std::fmt::Write as _;
-    let path = if rest.is_empty() { "/" } else { rest };
+/// The gateway's path for `rest` of `service`: the file API at the root, opencode under
+/// `/opencode`. `""` stands for the service's root.
+fn gateway_path(service: Service, rest: &str) -> (&'static str, &str) {
+    match (service, rest) {
+        (Service::Files, "") => ("", "/"),
+        (Service::Files, rest) => ("", rest),
+        (Service::Opencode, rest) => ("/opencode", rest),
+        (Service::Terminal, _) => ("/terminal", ""),
+    }
+}
+
+/// `http://<socket as authority><gateway path>?<query>`, the path and query byte for byte.
+fn upstream_uri(
+    socket: &std::path::Path,
+    service: Service,
+    rest: &str,
+    query: Option<&str>,
+) -> Result<Uri, ApiError> {
+    let (prefix, path) = gateway_path(service, rest);
+    let authority = super::connect::authority(socket);
     let mut uri = String::with_capacity(
-        "http://127.0.0.1:65535".len() + path.len() + query.map_or(0, |q| q.len() + 1),
+        "http://".len()
+            + authority.len()
+            + prefix.len()
+            + path.len()
+            + query.map_or(0, |q| q.len() + 1),
     );
-    let _ = write!(uri, "http://127.0.0.1:{port}{path}");
+    uri.push_str("http://");
+    uri.push_str(&authority);
+    uri.push_str(prefix);
+    uri.push_str(path);
     if let Some(query) = query {
         uri.push('?');
         uri.push_str(query);
@@ -184,15 +210,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn upstream_uri_keeps_path_and_query_bytes() {
-        let uri = upstream_uri(4100, "/api/list", Some("path=a%2Fb+c&x=%ZZ&&")).expect("uri");
-        assert_eq!(
-            uri.to_string(),
-            "http://127.0.0.1:4100/api/list?path=a%2Fb+c&x=%ZZ&&"
+    fn upstream_uris_keep_path_and_query_bytes() {
+        let socket = std::path::Path::new("/s");
+        let check = |service, rest, query, expected: &str| {
+            let uri = upstream_uri(socket, service, rest, query).expect("uri");
+            assert_eq!(uri.to_string(), format!("http://2f73{expected}"));
+        };
+        check(
+            Service::Files,
+            "/api/list",
+            Some("path=a%2Fb+c&x=%ZZ&&"),
+            "/api/list?path=a%2Fb+c&x=%ZZ&&",
         );
-        let uri = upstream_uri(1, "", None).expect("uri");
-        assert_eq!(uri.to_string(), "http://127.0.0.1:1/");
-        let uri = upstream_uri(1, "/", Some("")).expect("uri");
-        assert_eq!(uri.to_string(), "http://127.0.0.1:1/?");
+        check(Service::Files, "", None, "/");
+        check(Service::Files, "/", Some(""), "/?");
+        check(Service::Opencode, "", None, "/opencode");
+        check(Service::Opencode, "/", None, "/opencode/");
+        check(
+            Service::Opencode,
+            "/session/a%20b//c",
+            Some("x=1"),
+            "/opencode/session/a%20b//c?x=1",
+        );
     }
 }

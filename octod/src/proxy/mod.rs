@@ -1,17 +1,23 @@
 //! The proxy into each session: `/sessions/{id}/opencode/…` (HTTP and server-sent events),
 //! `/sessions/{id}/files/…` (streamed both ways) and `/sessions/{id}/terminal` (WebSocket) to
-//! the session's services on 127.0.0.1, with the session's token injected.
+//! the session's gateway on its Unix socket (`…/octo/sessions/<id>.sock`, listened on by
+//! systemd, so a connection to an idle session starts it), with the session's token injected
+//! as `Authorization: Bearer`. The gateway serves the file API at its root and relays
+//! `/opencode/…` and `/terminal` to the session's other services.
 //!
-//! Every request is authorized and, for a stopped session, woken by a [`Sessions`]
-//! implementation (the engine's is [`resolve::EngineSessions`]); this module only moves bytes. Bodies stream through
-//! unbuffered, with no timeouts, so SSE and long transfers work; header rules are in
-//! [`headers`].
+//! Every request is authorized by a [`Sessions`] implementation (the engine's is
+//! [`resolve::EngineSessions`]); this module only moves bytes. Bodies stream through
+//! unbuffered, so SSE and long transfers work; only the wait for the response head is
+//! bounded. Header rules are in [`headers`], the per-session connection pool in [`connect`].
 //!
-//! Error policy: failures before the container answers use [`ApiError`] (`not_found` for
-//! a session the user may not see, `session_waking` 503 + `Retry-After` from the resolver,
-//! `upstream_unavailable` 502 when the service refuses the connection); whatever the
-//! container answers is passed on as it is.
+//! Error policy: failures before the gateway answers use [`ApiError`] (`not_found` for a
+//! session the user may not see, `session_stopped`/`session_stopping` 409 from the resolver,
+//! `session_waking` 503 + `Retry-After` for a session that is starting and has not answered
+//! within its wake bound, `upstream_unavailable` 502 when a running session's socket refuses,
+//! `upstream_timeout` 504 when no response head comes in time); whatever the gateway answers
+//! is passed on as it is.
 
+mod connect;
 mod headers;
 mod http;
 mod metrics;
@@ -19,16 +25,16 @@ pub mod resolve;
 mod ws;
 
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{FromRef, FromRequestParts, Request, State};
-use axum::http::HeaderValue;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::Response;
 use axum::routing::{any, get};
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
 pub use metrics::ProxyMetrics;
@@ -39,14 +45,14 @@ use crate::identity::CurrentUser;
 use crate::session::SessionId;
 use crate::store::Secret;
 
-/// A service in a session container.
+/// A service in a session, as the gateway serves it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Service {
-    /// `opencode serve`: HTTP and server-sent events.
+    /// `opencode serve` behind the gateway's `/opencode/…`: HTTP and server-sent events.
     Opencode,
-    /// `octo-fileserver`: HTTP, large bodies both ways.
+    /// The gateway's own file API at its root: HTTP, large bodies both ways.
     Files,
-    /// ttyd: one WebSocket.
+    /// ttyd behind the gateway's `/terminal`: one WebSocket.
     Terminal,
 }
 
@@ -71,26 +77,26 @@ impl Service {
     }
 }
 
-/// Where a session's service listens: `127.0.0.1:<port>`, demanding `token`.
+/// Where a session's gateway listens, and what it demands.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Upstream {
-    pub port: u16,
+    /// The gateway's Unix socket.
+    pub socket: PathBuf,
+    /// The session's token, sent as `Authorization: Bearer`.
     pub token: Secret,
+    /// Set when the session is not known to be running (idle, starting, woken by this very
+    /// connection): how long to wait for the response head before answering
+    /// `503 session_waking`. `None`: the proxy's head timeout applies (then `504`).
+    pub wake: Option<Duration>,
 }
-
-/// The user name opencode's HTTP basic auth expects (`OPENCODE_SERVER_USERNAME` in the
-/// session image's entrypoint).
-pub const OPENCODE_USER: &str = "opencode";
-/// The user name of ttyd's `-c octo:<token>`.
-pub const TERMINAL_USER: &str = "octo";
 
 /// What the proxy needs from the engine. Implemented over the engine by the API; tests have
 /// an in-memory one.
 pub trait Sessions: Send + Sync + 'static {
     /// The upstream of `service` in session `id` for `user`. Checks owner-or-admin (another
-    /// user's session is `ApiError::not_found`, so its existence is not revealed), wakes a
-    /// stopped session and waits until it is ready, bounded (then
-    /// `ApiError::unavailable("session_waking", …, retry_after)`).
+    /// user's session is `ApiError::not_found`, so its existence is not revealed) and refuses
+    /// sessions that must not be woken (user-stopped, stopping, deleting). Does not start
+    /// anything: connecting to an idle session's socket wakes it.
     fn resolve(
         &self,
         user: &CurrentUser,
@@ -112,13 +118,21 @@ pub const TERMINAL_KEEPALIVE: Duration = Duration::from_secs(60);
 /// How often a long-running body (an SSE stream, a large transfer) reports activity.
 pub const ACTIVITY_INTERVAL: Duration = Duration::from_secs(5);
 
-/// How long connecting to a service on 127.0.0.1 may take. Refusals come at once; this only
-/// bounds a container whose network namespace is wedged.
+/// How long connecting to a session's socket may take. Refusals come at once; this only
+/// bounds a socket whose backlog is full.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-type HttpClient = Client<HttpConnector, axum::body::Body>;
+/// The default of [`Proxy::with_head_timeout`]: how long a running session may take to send
+/// a response head (opencode's long prompt calls send their head early and then stream).
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// The proxy: a pooled HTTP/1 client for the services and the counters. Cheap to clone.
+/// What `503 session_waking` tells the client to wait, in seconds.
+pub const WAKING_RETRY_AFTER: u64 = 5;
+
+type HttpClient = Client<connect::SessionConnector, axum::body::Body>;
+
+/// The proxy: a pooled HTTP/1 client for the gateways (one pool per session socket) and the
+/// counters. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Proxy {
     inner: Arc<Inner>,
@@ -129,6 +143,7 @@ struct Inner {
     client: HttpClient,
     metrics: ProxyMetrics,
     terminal_keepalive: Duration,
+    head_timeout: Duration,
 }
 
 impl Default for Proxy {
@@ -139,14 +154,22 @@ impl Default for Proxy {
 
 impl Proxy {
     pub fn new() -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
-        connector.enforce_http(true);
+        Self::with_connector(connect::SessionConnector::default())
+    }
+
+    /// A proxy whose HTTP requests all go to `addr` over TCP instead of each session's
+    /// socket: the path before sessions had sockets, kept only so that `cargo xtask bench
+    /// proxy` can compare both in one run. Not for octod.
+    #[doc(hidden)]
+    pub fn over_tcp_for_benchmark(addr: std::net::SocketAddr) -> Self {
+        Self::with_connector(connect::SessionConnector { tcp: Some(addr) })
+    }
+
+    fn with_connector(connector: connect::SessionConnector) -> Self {
         let client = Client::builder(TokioExecutor::new())
-            // Idle keep-alive connections kept per session service. Loopback connections are
-            // cheap to keep and not free to reopen under load (the proxy benchmark drives
-            // hundreds of concurrent requests at one session).
+            // Idle keep-alive connections kept per session socket. Unix connections are cheap
+            // to keep and not free to reopen under load (the proxy benchmark drives hundreds
+            // of concurrent requests at one session).
             .pool_max_idle_per_host(256)
             .pool_idle_timeout(Duration::from_secs(60))
             .build(connector);
@@ -155,6 +178,22 @@ impl Proxy {
                 client,
                 metrics: ProxyMetrics::default(),
                 terminal_keepalive: TERMINAL_KEEPALIVE,
+                head_timeout: HEAD_TIMEOUT,
+            }),
+        }
+    }
+
+    /// How long a running session may take to send a response head (or to accept the
+    /// terminal's WebSocket) before the client gets `504 upstream_timeout` (default
+    /// [`HEAD_TIMEOUT`]).
+    #[must_use]
+    pub fn with_head_timeout(self, timeout: Duration) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                client: self.inner.client.clone(),
+                metrics: ProxyMetrics::default(),
+                terminal_keepalive: self.inner.terminal_keepalive,
+                head_timeout: timeout,
             }),
         }
     }
@@ -168,12 +207,29 @@ impl Proxy {
                 client: self.inner.client.clone(),
                 metrics: ProxyMetrics::default(),
                 terminal_keepalive: every,
+                head_timeout: self.inner.head_timeout,
             }),
         }
     }
 
     pub(crate) fn terminal_keepalive(&self) -> Duration {
         self.inner.terminal_keepalive
+    }
+
+    /// The bound on the wait for a response head from `upstream`, and the error when it
+    /// runs out: `503 session_waking` for a session that is starting, else `504`.
+    pub(crate) fn head_wait(&self, upstream: &Upstream, service: Service) -> (Duration, ApiError) {
+        match upstream.wake {
+            Some(wake) => (wake, waking()),
+            None => (
+                self.inner.head_timeout,
+                ApiError::new(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "upstream_timeout",
+                    format!("the session's {} did not answer in time", service.as_str()),
+                ),
+            ),
+        }
     }
 
     /// The counters, for `/metrics`.
@@ -268,42 +324,32 @@ fn parse_target(path: &str) -> Option<Target<'_>> {
     })
 }
 
-/// The `Authorization` value a service demands.
-fn credential(service: Service, token: &Secret) -> HeaderValue {
-    let value = match service {
-        Service::Opencode => basic(OPENCODE_USER, token),
-        Service::Terminal => basic(TERMINAL_USER, token),
-        Service::Files => format!("Bearer {}", token.expose()),
-    };
+/// `503 session_waking` with `Retry-After`: the session is starting and has not answered yet.
+pub(crate) fn waking() -> ApiError {
+    ApiError::unavailable(
+        "session_waking",
+        "the session is starting; try again in a moment",
+        WAKING_RETRY_AFTER,
+    )
+}
+
+/// `502 upstream_unavailable`: nothing accepts connections on the session's socket.
+pub(crate) fn unavailable(service: Service) -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_GATEWAY,
+        "upstream_unavailable",
+        format!("the session's {} is not answering", service.as_str()),
+    )
+}
+
+/// The `Authorization` value the gateway demands: the session's token as a bearer token.
+fn credential(token: &Secret) -> HeaderValue {
     // Tokens are hex (Secret::generate); a value a header cannot carry cannot authenticate
-    // either, and the container answers 401.
-    let mut value = HeaderValue::try_from(value).unwrap_or(HeaderValue::from_static(""));
+    // either, and the gateway answers 401.
+    let mut value = HeaderValue::try_from(format!("Bearer {}", token.expose()))
+        .unwrap_or(HeaderValue::from_static(""));
     value.set_sensitive(true);
     value
-}
-
-fn basic(user: &str, token: &Secret) -> String {
-    let mut out = String::from("Basic ");
-    base64_into(&mut out, user.as_bytes(), token.expose().as_bytes());
-    out
-}
-
-/// Standard base64 (RFC 4648, padded) of `a` followed by `:` and `b`, appended to `out`: the
-/// user-pass of HTTP basic auth, and ttyd's `AuthToken`.
-fn base64_into(out: &mut String, a: &[u8], b: &[u8]) {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut bytes = a.iter().chain(b":").chain(b).copied();
-    out.reserve((a.len() + b.len() + 1).div_ceil(3) * 4);
-    while let Some(b0) = bytes.next() {
-        let b1 = bytes.next();
-        let b2 = bytes.next();
-        let n = u32::from(b0) << 16 | u32::from(b1.unwrap_or(0)) << 8 | u32::from(b2.unwrap_or(0));
-        let sextet = |shift: u32| char::from(ALPHABET[((n >> shift) & 0x3f) as usize]);
-        out.push(sextet(18));
-        out.push(sextet(12));
-        out.push(if b1.is_some() { sextet(6) } else { '=' });
-        out.push(if b2.is_some() { sextet(0) } else { '=' });
-    }
 }
 
 #[cfg(test)]
@@ -340,32 +386,9 @@ mod unit_tests {
     }
 
     #[test]
-    fn base64_matches_rfc_4648_vectors() {
-        let enc = |a: &str, b: &str| {
-            let mut out = String::new();
-            base64_into(&mut out, a.as_bytes(), b.as_bytes());
-            out
-        };
-        // "f:" "fo:" "foo:" cover every padding case.
-        assert_eq!(enc("f", ""), "Zjo=");
-        assert_eq!(enc("fo", ""), "Zm86");
-        assert_eq!(enc("foo", ""), "Zm9vOg==");
-        assert_eq!(
-            enc("Aladdin", "open sesame"),
-            "QWxhZGRpbjpvcGVuIHNlc2FtZQ=="
-        );
-        assert_eq!(enc("octo", "tok"), "b2N0bzp0b2s=");
-    }
-
-    #[test]
-    fn credentials_per_service() {
+    fn the_credential_is_a_sensitive_bearer_token() {
         let token = Secret::new("tok".to_owned());
-        assert_eq!(
-            credential(Service::Opencode, &token),
-            "Basic b3BlbmNvZGU6dG9r" // opencode:tok
-        );
-        assert_eq!(credential(Service::Terminal, &token), "Basic b2N0bzp0b2s=");
-        assert_eq!(credential(Service::Files, &token), "Bearer tok");
-        assert!(credential(Service::Files, &token).is_sensitive());
+        assert_eq!(credential(&token), "Bearer tok");
+        assert!(credential(&token).is_sensitive());
     }
 }

@@ -1,16 +1,26 @@
-//! The proxy's view of sessions ([`Sessions`]) over the engine: the owner check
-//! on every request and upgrade, wake on access, and activity for idle stop.
+//! The proxy's view of sessions ([`Sessions`]) over the engine: the owner check on every
+//! request and upgrade, which sessions may be reached (and so woken), where their gateway
+//! listens, and activity for idle stop.
+//!
+//! Waking is systemd's: an idle session's socket stays listening, and the proxy's connection
+//! to it starts the session's service. The engine is not asked to start anything here; its
+//! reconciler sees the unit become active and records the session as running.
 
+use std::path::PathBuf;
+use std::sync::LazyLock;
 use std::time::Duration;
+
+use axum::http::StatusCode;
 
 use super::{Service, Sessions, Upstream};
 use crate::engine::Engine;
 use crate::http::ApiError;
 use crate::identity::CurrentUser;
-use crate::session::{SessionId, SessionState};
+use crate::session::{DesiredState, SessionId, SessionState};
 
-/// How long a request to a stopped session is held while it wakes; then `503` with
-/// `Retry-After` (the session goes on starting).
+/// How long a request to a session that is not running yet is held for its response head
+/// while the session wakes; then `503 session_waking` with `Retry-After` (the session goes on
+/// starting).
 pub const WAKE_WAIT: Duration = Duration::from_secs(25);
 
 /// Sessions as the proxy needs them.
@@ -20,12 +30,46 @@ pub struct EngineSessions {
     pub wake_wait: Duration,
 }
 
+/// What a request to a session in a given state gets.
+#[derive(Debug, PartialEq, Eq)]
+enum Access {
+    /// Connect; the service is active.
+    Connect,
+    /// Connect; the connection wakes the session (or it is starting anyway), so the wait for
+    /// the response head is the wake bound.
+    Wake,
+    Refuse(Refusal),
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Refusal {
+    /// Being deleted: as if it did not exist.
+    NotFound,
+    /// A stop in progress was asked for: a request still in flight from a page that is
+    /// closing must not undo it.
+    Stopping,
+    /// Stopped by its user: its socket is not listening, and access must not start it.
+    Stopped,
+}
+
+fn access(desired: DesiredState, state: &SessionState) -> Access {
+    match state {
+        SessionState::Deleting => Access::Refuse(Refusal::NotFound),
+        SessionState::Stopping => Access::Refuse(Refusal::Stopping),
+        _ if desired == DesiredState::Stopped => Access::Refuse(Refusal::Stopped),
+        SessionState::Running => Access::Connect,
+        // Idle (stopped with its socket listening), starting, being created, or failed (the
+        // socket may start it again): the connection is held while it comes up.
+        _ => Access::Wake,
+    }
+}
+
 impl Sessions for EngineSessions {
     async fn resolve(
         &self,
         user: &CurrentUser,
         id: &SessionId,
-        service: Service,
+        _service: Service,
     ) -> Result<Upstream, ApiError> {
         let not_found = || ApiError::not_found("no such session");
         let record = self.engine.get(id).await.map_err(|_| not_found())?;
@@ -33,49 +77,107 @@ impl Sessions for EngineSessions {
         if !user.may_access(&record.spec.owner) {
             return Err(not_found());
         }
-        let record = match record.state {
-            SessionState::Running => record,
-            SessionState::Deleting => return Err(not_found()),
-            // A stop in progress was asked for: a request still in flight from a page that
-            // is closing must not undo it. Once stopped, access wakes the session again.
-            SessionState::Stopping => {
+        let wake = match access(record.spec.desired, &record.state) {
+            Access::Connect => None,
+            Access::Wake => {
+                tracing::debug!(session = %id, state = ?record.state, "connecting to a session that is not running; its socket wakes it");
+                Some(self.wake_wait)
+            }
+            Access::Refuse(Refusal::NotFound) => return Err(not_found()),
+            Access::Refuse(Refusal::Stopping) => {
                 return Err(ApiError::new(
-                    axum::http::StatusCode::CONFLICT,
+                    StatusCode::CONFLICT,
                     "session_stopping",
                     "the session is stopping; resume it to use it again",
                 ));
             }
-            // Stopped, failed, or on its way: resume (a resume in flight is joined).
-            _ => {
-                tracing::info!(session = %id, "waking session on access");
-                let engine = self.engine.clone();
-                let key = id.clone();
-                match tokio::time::timeout(self.wake_wait, async move { engine.resume(&key).await })
-                    .await
-                {
-                    Ok(Ok(record)) => record,
-                    Ok(Err(error)) => return Err(ApiError::from(&*error)),
-                    Err(_) => {
-                        return Err(ApiError::unavailable(
-                            "session_waking",
-                            "the session is starting; try again in a moment",
-                            5,
-                        ));
-                    }
-                }
+            Access::Refuse(Refusal::Stopped) => {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "session_stopped",
+                    "the session is stopped; resume it to use it",
+                ));
             }
         };
-        // FIXME(issue 13): sessions publish no ports any more; h/b-proxy connects to
-        // `self.engine.socket_path(id)` instead. Until that merges, the proxy has no upstream.
-        let _ = (record, service);
-        Err(ApiError::unavailable(
-            "session_waking",
-            "the proxy to session sockets is not wired yet",
-            5,
-        ))
+        let token = self
+            .engine
+            .store()
+            .token(id)
+            .map_err(|e| ApiError::internal(&e))?;
+        Ok(Upstream {
+            socket: socket_path(id),
+            token,
+            wake,
+        })
     }
 
     fn activity(&self, id: &SessionId) {
         self.engine.record_activity(id);
+    }
+}
+
+/// The session's gateway socket: `<runtime dir>/octo/sessions/<id>.sock`, where systemd's
+/// `octo-<id>.socket` listens (`%t/octo/sessions/<id>.sock`).
+// TODO(merge h/b-engine): the same path as `Engine::socket_path`; use that once merged.
+fn socket_path(id: &SessionId) -> PathBuf {
+    RUNTIME_DIR
+        .join("octo/sessions")
+        .join(format!("{}.sock", id.as_str()))
+}
+
+/// `$XDG_RUNTIME_DIR`, else `/run/user/<uid>` (systemd's `%t` for the user's manager).
+static RUNTIME_DIR: LazyLock<PathBuf> = LazyLock::new(|| {
+    std::env::var_os("XDG_RUNTIME_DIR")
+        .filter(|dir| !dir.is_empty())
+        .map_or_else(
+            || PathBuf::from(format!("/run/user/{}", nix::unistd::getuid().as_raw())),
+            PathBuf::from,
+        )
+});
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn access_by_desired_and_actual_state() {
+        use DesiredState::{Running as WantRunning, Stopped as WantStopped};
+        let check = |desired, state, expected| {
+            assert_eq!(access(desired, &state), expected, "{desired:?} {state:?}");
+        };
+        check(WantRunning, SessionState::Running, Access::Connect);
+        for waking in [
+            SessionState::Stopped,
+            SessionState::Starting,
+            SessionState::Creating,
+            SessionState::Failed("exit 1".to_owned()),
+        ] {
+            check(WantRunning, waking, Access::Wake);
+        }
+        check(
+            WantRunning,
+            SessionState::Stopping,
+            Access::Refuse(Refusal::Stopping),
+        );
+        check(
+            WantStopped,
+            SessionState::Stopping,
+            Access::Refuse(Refusal::Stopping),
+        );
+        check(
+            WantStopped,
+            SessionState::Stopped,
+            Access::Refuse(Refusal::Stopped),
+        );
+        check(
+            WantStopped,
+            SessionState::Running,
+            Access::Refuse(Refusal::Stopped),
+        );
+        check(
+            WantRunning,
+            SessionState::Deleting,
+            Access::Refuse(Refusal::NotFound),
+        );
     }
 }

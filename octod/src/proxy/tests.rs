@@ -1,10 +1,13 @@
-//! The proxy over real sockets: real upstream servers on 127.0.0.1 (an HTTP echo, a slow
-//! large body, an SSE stream, a ttyd-like WebSocket echo), the proxy's routes served on a real
-//! listener, and real clients (hyper, tungstenite). The signed-in user comes from a test
-//! header; the engine is an in-memory [`Sessions`].
+//! The proxy over real sockets: a gateway stand-in on a Unix socket (an HTTP echo, a slow
+//! large body, an SSE stream, a ttyd-like WebSocket echo at `/terminal`), the real session
+//! gateway (`octo-fileserver` as a library, on its Unix socket, relaying to an opencode
+//! stand-in on 127.0.0.1 and a ttyd stand-in on a Unix socket), the proxy's routes served on
+//! a real listener, and real clients (hyper, tungstenite, raw TCP). The signed-in user comes
+//! from a test header; the engine is an in-memory [`Sessions`].
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -22,18 +25,21 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{Notify, mpsc};
+use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::handshake::server::{
     ErrorResponse, Request as WsRequest, Response as WsResponse,
 };
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role};
 use tokio_tungstenite::tungstenite::{self, Message};
 
 use super::*;
-use crate::identity::Role;
+use crate::identity::Role as UserRole;
 
 const TOKEN: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 /// Generous: any test that hangs (a buffering proxy deadlocks the lockstep tests) fails.
@@ -55,8 +61,8 @@ impl<S: Send + Sync> FromRequestParts<S> for TestUser {
             .and_then(|v| v.to_str().ok())
             .ok_or_else(ApiError::unauthorized)?;
         let (role, name) = match value.strip_prefix("admin:") {
-            Some(name) => (Role::Admin, name),
-            None => (Role::User, value),
+            Some(name) => (UserRole::Admin, name),
+            None => (UserRole::User, value),
         };
         Ok(Self(CurrentUser {
             name: name.to_owned(),
@@ -74,20 +80,11 @@ impl From<TestUser> for CurrentUser {
 // ---------------------------------------------------------------------------------------
 // The engine, in memory.
 
-/// The ports of a stand-in session's services (sessions had host ports before issue 13; the
-/// proxy's tests move to Unix sockets with h/b-proxy).
-#[derive(Clone, Copy)]
-struct Ports {
-    opencode: u16,
-    files: u16,
-    terminal: u16,
-}
-
 struct Entry {
     owner: &'static str,
-    ports: Ports,
-    /// A session that does not become ready in time.
-    waking: bool,
+    socket: PathBuf,
+    /// A session that is not running: the proxy waits this long for its answer.
+    wake: Option<Duration>,
 }
 
 #[derive(Default)]
@@ -101,29 +98,17 @@ impl Sessions for MemSessions {
         &self,
         user: &CurrentUser,
         id: &SessionId,
-        service: Service,
+        _service: Service,
     ) -> Result<Upstream, ApiError> {
         let entry = self
             .sessions
             .get(id.as_str())
             .filter(|e| user.may_access(e.owner))
             .ok_or_else(|| ApiError::not_found("no such session"))?;
-        if entry.waking {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            return Err(ApiError::unavailable(
-                "session_waking",
-                "the session is starting",
-                7,
-            ));
-        }
-        let port = match service {
-            Service::Opencode => entry.ports.opencode,
-            Service::Files => entry.ports.files,
-            Service::Terminal => entry.ports.terminal,
-        };
         Ok(Upstream {
-            port,
+            socket: entry.socket.clone(),
             token: Secret::new(TOKEN.to_owned()),
+            wake: entry.wake,
         })
     }
 
@@ -227,9 +212,9 @@ fn pattern_stream(
 }
 
 // ---------------------------------------------------------------------------------------
-// The upstream HTTP server (stands in for opencode and the file server).
+// The gateway stand-in: the file API's place at the root, opencode's under `/opencode`, the
+// terminal at `/terminal`.
 
-#[derive(Default)]
 struct UpstreamState {
     /// Bytes of `/download` produced so far.
     download_produced: Arc<AtomicU64>,
@@ -241,15 +226,37 @@ struct UpstreamState {
     upload_gate: Notify,
     /// Lets `/events` send its next event.
     sse_gate: Arc<Notify>,
+    /// What the terminal saw.
+    ws_events: mpsc::UnboundedSender<WsEvent>,
+}
+
+impl UpstreamState {
+    fn new(ws_events: mpsc::UnboundedSender<WsEvent>) -> Self {
+        Self {
+            download_produced: Arc::default(),
+            download_gate: Arc::default(),
+            upload_started: Notify::new(),
+            upload_gate: Notify::new(),
+            sse_gate: Arc::default(),
+            ws_events,
+        }
+    }
 }
 
 fn upstream_router(state: Arc<UpstreamState>) -> Router {
     Router::new()
         .route("/download", axum::routing::get(download))
         .route("/upload", axum::routing::put(upload))
-        .route("/events", axum::routing::get(events))
+        .route("/opencode/events", axum::routing::get(events))
+        .route("/terminal", axum::routing::get(gateway_terminal))
         .fallback(echo)
         .with_state(state)
+}
+
+/// Serves `app` on a new Unix socket at `path`.
+fn serve_unix(path: &Path, app: Router) {
+    let listener = UnixListener::bind(path).expect("bind");
+    tokio::spawn(async move { axum::serve(listener, app).await });
 }
 
 /// Answers with what arrived, and with headers that must not reach the browser.
@@ -350,7 +357,58 @@ enum WsEvent {
     Close(Option<CloseFrame>),
 }
 
-async fn ttyd(listener: TcpListener, events: mpsc::UnboundedSender<WsEvent>) {
+/// The gateway's `/terminal` as the proxy sees it: the session's bearer token and
+/// subprotocol `tty` are demanded, then the WebSocket is served here.
+async fn gateway_terminal(
+    State(state): State<Arc<UpstreamState>>,
+    mut request: axum::extract::Request,
+) -> Response {
+    let headers = request.headers();
+    let authorized = headers
+        .get("authorization")
+        .is_some_and(|v| v.as_bytes() == format!("Bearer {TOKEN}").as_bytes());
+    let tty = headers
+        .get("sec-websocket-protocol")
+        .is_some_and(|v| v == "tty");
+    let Some(key) = headers.get("sec-websocket-key").cloned() else {
+        return StatusCode::BAD_REQUEST.into_response();
+    };
+    if !authorized || !tty {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    let Some(on_upgrade) = request
+        .extensions_mut()
+        .remove::<hyper::upgrade::OnUpgrade>()
+    else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    let events = state.ws_events.clone();
+    tokio::spawn(async move {
+        let Ok(upgraded) = on_upgrade.await else {
+            return;
+        };
+        let socket = WebSocketStream::from_raw_socket(
+            hyper_util::rt::TokioIo::new(upgraded),
+            Role::Server,
+            None,
+        )
+        .await;
+        terminal_echo(socket, events).await;
+    });
+    (
+        StatusCode::SWITCHING_PROTOCOLS,
+        [
+            ("connection", "upgrade".to_owned()),
+            ("upgrade", "websocket".to_owned()),
+            ("sec-websocket-protocol", "tty".to_owned()),
+            ("sec-websocket-accept", derive_accept_key(key.as_bytes())),
+        ],
+    )
+        .into_response()
+}
+
+/// ttyd on its Unix socket behind the real gateway: `/ws`, subprotocol `tty`, no credential.
+async fn ttyd(listener: UnixListener, events: mpsc::UnboundedSender<WsEvent>) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             return;
@@ -360,22 +418,13 @@ async fn ttyd(listener: TcpListener, events: mpsc::UnboundedSender<WsEvent>) {
             // tungstenite's callback signature fixes the error type.
             #[allow(clippy::result_large_err)]
             let check = |request: &WsRequest, mut response: WsResponse| {
-                let expected = format!("Basic {}", {
-                    let mut b = String::new();
-                    base64_into(&mut b, b"octo", TOKEN.as_bytes());
-                    b
-                });
-                let authorized = request
-                    .headers()
-                    .get("authorization")
-                    .is_some_and(|v| v.as_bytes() == expected.as_bytes());
                 let tty = request
                     .headers()
                     .get("sec-websocket-protocol")
                     .is_some_and(|v| v == "tty");
-                if !authorized || !tty || request.uri().path() != "/ws" {
+                if !tty || request.uri().path() != "/ws" {
                     let mut refused = ErrorResponse::new(Some("refused".to_owned()));
-                    *refused.status_mut() = StatusCode::UNAUTHORIZED;
+                    *refused.status_mut() = StatusCode::BAD_REQUEST;
                     return Err(refused);
                 }
                 response
@@ -383,40 +432,47 @@ async fn ttyd(listener: TcpListener, events: mpsc::UnboundedSender<WsEvent>) {
                     .insert("sec-websocket-protocol", "tty".parse().expect("value"));
                 Ok(response)
             };
-            let Ok(mut socket) = tokio_tungstenite::accept_hdr_async(stream, check).await else {
-                return;
-            };
-            let mut first = true;
-            while let Some(Ok(message)) = socket.next().await {
-                if first && (message.is_text() || message.is_binary()) {
-                    first = false;
-                    let _ = events.send(WsEvent::First(message.clone()));
-                }
-                match message {
-                    Message::Text(text) if text.as_str() == "ping-me" => {
-                        let _ = socket.send(Message::Ping(Bytes::from_static(b"hb"))).await;
-                    }
-                    Message::Text(text) if text.as_str() == "close-me" => {
-                        let _ = socket
-                            .send(Message::Close(Some(CloseFrame {
-                                code: CloseCode::Library(4002),
-                                reason: "done".into(),
-                            })))
-                            .await;
-                    }
-                    Message::Text(_) | Message::Binary(_) => {
-                        let _ = socket.send(message).await;
-                    }
-                    Message::Ping(payload) => {
-                        let _ = events.send(WsEvent::Ping(payload));
-                    }
-                    Message::Close(frame) => {
-                        let _ = events.send(WsEvent::Close(frame));
-                    }
-                    Message::Pong(_) | Message::Frame(_) => {}
-                }
+            if let Ok(socket) = tokio_tungstenite::accept_hdr_async(stream, check).await {
+                terminal_echo(socket, events).await;
             }
         });
+    }
+}
+
+/// A terminal: echoes data, reports the first data message, pings and closes on command.
+async fn terminal_echo<S>(mut socket: WebSocketStream<S>, events: mpsc::UnboundedSender<WsEvent>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let mut first = true;
+    while let Some(Ok(message)) = socket.next().await {
+        if first && (message.is_text() || message.is_binary()) {
+            first = false;
+            let _ = events.send(WsEvent::First(message.clone()));
+        }
+        match message {
+            Message::Text(text) if text.as_str() == "ping-me" => {
+                let _ = socket.send(Message::Ping(Bytes::from_static(b"hb"))).await;
+            }
+            Message::Text(text) if text.as_str() == "close-me" => {
+                let _ = socket
+                    .send(Message::Close(Some(CloseFrame {
+                        code: CloseCode::Library(4002),
+                        reason: "done".into(),
+                    })))
+                    .await;
+            }
+            Message::Text(_) | Message::Binary(_) => {
+                let _ = socket.send(message).await;
+            }
+            Message::Ping(payload) => {
+                let _ = events.send(WsEvent::Ping(payload));
+            }
+            Message::Close(frame) => {
+                let _ = events.send(WsEvent::Close(frame));
+            }
+            Message::Pong(_) | Message::Frame(_) => {}
+        }
     }
 }
 
@@ -430,54 +486,65 @@ struct Fixture {
     proxy: Proxy,
     sessions: Arc<MemSessions>,
     client: Client<HttpConnector, Body>,
+    /// The sockets; removed with the fixture.
+    _dir: tempfile::TempDir,
 }
 
 async fn listener() -> TcpListener {
     TcpListener::bind("127.0.0.1:0").await.expect("bind")
 }
 
-fn port_of(listener: &TcpListener) -> u16 {
-    listener.local_addr().expect("local address").port()
-}
+/// How long the fixture's proxy waits for a running session's response head.
+const HEAD_WAIT: Duration = Duration::from_secs(2);
+/// How long the fixture's proxy waits for a waking session's response head.
+const WAKE_WAIT: Duration = Duration::from_millis(300);
+/// The real gateway's upload limit.
+const GATEWAY_UPLOAD_LIMIT: u64 = MIB;
 
 async fn fixture() -> Fixture {
-    let upstream = Arc::new(UpstreamState::default());
-    let http = listener().await;
-    let http_port = port_of(&http);
-    let app = upstream_router(Arc::clone(&upstream));
-    tokio::spawn(async move { axum::serve(http, app).await });
-
+    let dir = tempfile::tempdir().expect("temporary directory");
     let (events_tx, ws_events) = mpsc::unbounded_channel();
-    let terminal = listener().await;
-    let terminal_port = port_of(&terminal);
-    tokio::spawn(ttyd(terminal, events_tx));
+    let upstream = Arc::new(UpstreamState::new(events_tx.clone()));
+    let stand_in = dir.path().join("stand-in.sock");
+    serve_unix(&stand_in, upstream_router(Arc::clone(&upstream)));
 
-    // A port with nothing listening: bound, then closed.
-    let dead_port = port_of(&listener().await);
+    // A socket that accepts connections and never answers (a session whose service does not
+    // come up, or hangs).
+    let silent = dir.path().join("silent.sock");
+    let silent_listener = UnixListener::bind(&silent).expect("bind");
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((conn, _)) = silent_listener.accept().await {
+            held.push(conn);
+        }
+    });
 
-    let ports = |http, terminal| Ports {
-        opencode: http,
-        files: http,
-        terminal,
-    };
+    let gateway = real_gateway(dir.path(), events_tx).await;
+    let nothing = dir.path().join("nothing.sock");
+
     let mut sessions = MemSessions::default();
-    for (id, owner, ports, waking) in [
-        ("alpha", "alice", ports(http_port, terminal_port), false),
-        ("bravo", "bob", ports(http_port, terminal_port), false),
-        ("sleepy", "alice", ports(http_port, terminal_port), true),
-        ("gone", "alice", ports(dead_port, dead_port), false),
+    for (id, owner, socket, wake) in [
+        ("alpha", "alice", &stand_in, None),
+        ("bravo", "bob", &stand_in, None),
+        ("sleepy", "alice", &silent, Some(WAKE_WAIT)),
+        ("hung", "alice", &silent, None),
+        ("gone", "alice", &nothing, None),
+        ("unborn", "alice", &nothing, Some(WAKE_WAIT)),
+        ("real", "alice", &gateway, None),
     ] {
         sessions.sessions.insert(
             id,
             Entry {
                 owner,
-                ports,
-                waking,
+                socket: socket.clone(),
+                wake,
             },
         );
     }
     let sessions = Arc::new(sessions);
-    let proxy = Proxy::new().with_terminal_keepalive(KEEPALIVE);
+    let proxy = Proxy::new()
+        .with_terminal_keepalive(KEEPALIVE)
+        .with_head_timeout(HEAD_WAIT);
     let state = TestState {
         proxy: proxy.clone(),
         sessions: Arc::clone(&sessions),
@@ -499,7 +566,42 @@ async fn fixture() -> Fixture {
         proxy,
         sessions,
         client: Client::builder(TokioExecutor::new()).build_http(),
+        _dir: dir,
     }
+}
+
+/// The real session gateway on `dir/gateway.sock`: the file API over `dir/root` (uploads up to
+/// [`GATEWAY_UPLOAD_LIMIT`]), `/opencode/…` relayed to an echo on 127.0.0.1, `/terminal` to a
+/// ttyd stand-in on `dir/ttyd.sock`. Returns the socket.
+async fn real_gateway(dir: &Path, events: mpsc::UnboundedSender<WsEvent>) -> PathBuf {
+    let opencode = listener().await;
+    let opencode_addr = opencode.local_addr().expect("address");
+    tokio::spawn(async move { axum::serve(opencode, Router::new().fallback(echo)).await });
+    let ttyd_socket = dir.join("ttyd.sock");
+    tokio::spawn(ttyd(
+        UnixListener::bind(&ttyd_socket).expect("bind"),
+        events,
+    ));
+
+    let root = dir.join("root");
+    std::fs::create_dir(&root).expect("root");
+    let socket = dir.join("gateway.sock");
+    let listener = UnixListener::bind(&socket).expect("bind");
+    let config = fileserver::Config {
+        root,
+        token: fileserver::Token::new(TOKEN).expect("token"),
+        max_upload_bytes: GATEWAY_UPLOAD_LIMIT,
+        shutdown_grace: Duration::from_secs(1),
+    };
+    let relays = fileserver::Relays {
+        opencode: Some(opencode_addr),
+        terminal_socket: Some(ttyd_socket),
+        wait: Duration::from_secs(1),
+    };
+    tokio::spawn(async move {
+        fileserver::serve_gateway(listener, config, relays, std::future::pending()).await
+    });
+    socket
 }
 
 impl Fixture {
@@ -619,12 +721,6 @@ async fn within<F: Future<Output = ()>>(test: F) {
         .expect("test finished in time");
 }
 
-fn basic(user: &str) -> String {
-    let mut out = String::from("Basic ");
-    base64_into(&mut out, user.as_bytes(), TOKEN.as_bytes());
-    out
-}
-
 // ---------------------------------------------------------------------------------------
 // HTTP
 
@@ -658,7 +754,7 @@ async fn headers_are_stripped_and_injected_both_ways() {
         assert_eq!(headers["x-kept"], "yes");
         let seen = json(response).await;
         assert_eq!(seen["method"], "POST");
-        assert_eq!(seen["path"], "/session/a%20b//c");
+        assert_eq!(seen["path"], "/opencode/session/a%20b//c");
         assert_eq!(seen["query"], "x=1&y=%2F");
         let seen = &seen["headers"];
         for gone in [
@@ -676,7 +772,7 @@ async fn headers_are_stripped_and_injected_both_ways() {
         }
         assert_eq!(
             seen["authorization"],
-            serde_json::json!([basic("opencode")])
+            serde_json::json!([format!("Bearer {TOKEN}")])
         );
         assert_eq!(seen["x-forwarded-for"], serde_json::json!(["127.0.0.1"]));
         assert_eq!(seen["x-forwarded-proto"], serde_json::json!(["http"]));
@@ -718,14 +814,15 @@ async fn files_get_a_bearer_token_and_the_query_byte_for_byte() {
 async fn service_roots_map_to_slash() {
     within(async {
         let fx = fixture().await;
-        for path in [
-            "/sessions/alpha/opencode",
-            "/sessions/alpha/opencode/",
-            "/sessions/alpha/files/",
+        for (path, gateway) in [
+            ("/sessions/alpha/opencode", "/opencode"),
+            ("/sessions/alpha/opencode/", "/opencode/"),
+            ("/sessions/alpha/files", "/"),
+            ("/sessions/alpha/files/", "/"),
         ] {
             let response = fx.get(path, Some("alice")).await;
             assert_eq!(response.status(), 200, "{path}");
-            assert_eq!(json(response).await["path"], "/", "{path}");
+            assert_eq!(json(response).await["path"], gateway, "{path}");
         }
     })
     .await;
@@ -796,11 +893,43 @@ async fn only_owner_and_admin_get_through() {
 async fn a_session_that_does_not_wake_in_time_is_503_with_retry_after() {
     within(async {
         let fx = fixture().await;
+        // Its socket accepts (systemd holds the connection) but nothing answers.
+        let start = tokio::time::Instant::now();
         let response = fx.get("/sessions/sleepy/opencode/x", Some("alice")).await;
+        assert!(start.elapsed() >= WAKE_WAIT, "held for the wake bound");
+        assert!(start.elapsed() < HEAD_WAIT, "not for the head timeout");
         assert_eq!(response.status(), 503);
-        assert_eq!(response.headers()["retry-after"], "7");
+        assert_eq!(response.headers()["retry-after"], "5");
         assert_eq!(json(response).await["error"]["code"], "session_waking");
         assert_eq!(fx.proxy.metrics().requests(Service::Opencode, 503), 1);
+        // Its socket is not there yet (being created): at once, the same answer.
+        let response = fx.get("/sessions/unborn/files/x", Some("alice")).await;
+        assert_eq!(response.status(), 503);
+        assert_eq!(json(response).await["error"]["code"], "session_waking");
+        // The terminal too.
+        let refused = fx.terminal("sleepy", "alice").await.expect_err("refused");
+        let tungstenite::Error::Http(response) = refused else {
+            panic!("expected an HTTP refusal: {refused:?}");
+        };
+        assert_eq!(response.status(), 503);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_running_session_that_sends_no_head_in_time_is_504() {
+    within(async {
+        let fx = fixture().await;
+        let start = tokio::time::Instant::now();
+        let response = fx.get("/sessions/hung/opencode/x", Some("alice")).await;
+        assert!(start.elapsed() >= HEAD_WAIT);
+        assert_eq!(response.status(), 504);
+        assert_eq!(json(response).await["error"]["code"], "upstream_timeout");
+        let refused = fx.terminal("hung", "alice").await.expect_err("refused");
+        let tungstenite::Error::Http(response) = refused else {
+            panic!("expected an HTTP refusal: {refused:?}");
+        };
+        assert_eq!(response.status(), 504);
     })
     .await;
 }
@@ -957,31 +1086,27 @@ async fn a_100_mib_upload_streams_byte_identical_with_bounded_memory() {
 // WebSocket
 
 #[tokio::test]
-async fn terminal_frames_pings_and_the_auth_token_are_relayed() {
+async fn terminal_frames_pings_and_the_hello_are_relayed() {
     within(async {
         let mut fx = fixture().await;
         let mut socket = fx.terminal("alpha", "alice").await.expect("connected");
         assert_eq!(fx.proxy.metrics().requests(Service::Terminal, 101), 1);
 
-        // ttyd's first message, with whatever the browser put in AuthToken.
+        // ttyd's first message (the browser's hello) passes unchanged: ttyd behind the
+        // gateway takes no credential.
+        let hello = Bytes::from_static(br#"{"AuthToken":"","columns":80,"rows":24}"#);
         socket
-            .send(Message::Binary(Bytes::from_static(
-                br#"{"AuthToken":"forged","columns":80,"rows":24}"#,
-            )))
+            .send(Message::Binary(hello.clone()))
             .await
             .expect("send");
-        let Some(WsEvent::First(Message::Binary(first))) = fx.ws_events.recv().await else {
-            panic!("the terminal got no first message");
-        };
-        let first: serde_json::Value = serde_json::from_slice(&first).expect("json");
-        let mut auth_token = String::new();
-        base64_into(&mut auth_token, b"octo", TOKEN.as_bytes());
         assert_eq!(
-            first,
-            serde_json::json!({"AuthToken": auth_token, "columns": 80, "rows": 24})
+            fx.ws_events.recv().await,
+            Some(WsEvent::First(Message::Binary(hello.clone())))
         );
-        // The echo of the rewritten first message.
-        assert!(matches!(socket.next().await, Some(Ok(Message::Binary(_)))));
+        assert_eq!(
+            socket.next().await.expect("open").expect("frame"),
+            Message::Binary(hello)
+        );
 
         // Later frames pass unchanged, text as text, binary as binary.
         socket.send(Message::text("0ls\n")).await.expect("send");
@@ -1141,6 +1266,126 @@ async fn metrics_count_requests_by_service_and_status() {
             "{out}"
         );
         assert!(out.contains("octod_proxy_websockets_open 0\n"), "{out}");
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------------------------------
+// Through the real gateway
+
+#[tokio::test]
+async fn files_opencode_and_the_terminal_through_the_real_gateway() {
+    within(async {
+        let mut fx = fixture().await;
+        // The file API: an upload, then a listing that shows it.
+        let request = fx
+            .request(
+                Method::PUT,
+                "/sessions/real/files/api/upload?path=notes.txt",
+                Some("alice"),
+            )
+            .header("cookie", "octo_session=jwt")
+            .body(Body::from("hello"))
+            .expect("request");
+        let response = fx.send(request).await;
+        assert_eq!(response.status(), 201);
+        let response = fx
+            .get("/sessions/real/files/api/list?path=", Some("alice"))
+            .await;
+        assert_eq!(response.status(), 200);
+        let listing = json(response).await.to_string();
+        assert!(listing.contains("notes.txt"), "{listing}");
+
+        // opencode's API: the gateway strips `/opencode` and its own credential.
+        let response = fx
+            .get("/sessions/real/opencode/session?x=%2F", Some("alice"))
+            .await;
+        assert_eq!(response.status(), 200);
+        let seen = json(response).await;
+        assert_eq!(seen["path"], "/session");
+        assert_eq!(seen["query"], "x=%2F");
+        assert!(seen["headers"].get("authorization").is_none(), "{seen}");
+        assert!(seen["headers"].get("cookie").is_none(), "{seen}");
+
+        // The terminal: the hello reaches ttyd unchanged, and the echo comes back.
+        let mut socket = fx.terminal("real", "alice").await.expect("connected");
+        let hello = Message::text(r#"{"AuthToken":"","columns":80,"rows":24}"#);
+        socket.send(hello.clone()).await.expect("send");
+        assert_eq!(
+            fx.ws_events.recv().await,
+            Some(WsEvent::First(hello.clone()))
+        );
+        assert_eq!(socket.next().await.expect("open").expect("frame"), hello);
+        socket.close(None).await.expect("close");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_upload_over_the_gateway_limit_is_413_at_once_while_still_sending() {
+    within(async {
+        let fx = fixture().await;
+        // A raw client: a huge Content-Length, then the body trickles in and never ends.
+        let mut conn = tokio::net::TcpStream::connect(fx.addr)
+            .await
+            .expect("connect");
+        let huge = 10 * 1024 * MIB;
+        let head = format!(
+            "PUT /sessions/real/files/api/upload?path=big HTTP/1.1\r\nhost: octo\r\n\
+             x-test-user: alice\r\ncontent-length: {huge}\r\n\r\n"
+        );
+        let start = tokio::time::Instant::now();
+        conn.write_all(head.as_bytes()).await.expect("send head");
+        let (mut read, mut write) = conn.into_split();
+        let sender = tokio::spawn(async move {
+            let chunk = vec![b'x'; 64 * 1024];
+            let mut sent = 0u64;
+            while write.write_all(&chunk).await.is_ok() {
+                sent += chunk.len() as u64;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            sent
+        });
+        // The whole answer (its body is JSON with a content length) within a second.
+        let mut answer = Vec::new();
+        let mut buf = vec![0u8; 16 * 1024];
+        let complete = |answer: &[u8]| {
+            let text = String::from_utf8_lossy(answer);
+            let Some((head, body)) = text.split_once("\r\n\r\n") else {
+                return false;
+            };
+            head.lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length: ")
+                        .map(str::to_owned)
+                })
+                .and_then(|n| n.trim().parse::<usize>().ok())
+                .is_some_and(|n| body.len() >= n)
+        };
+        while !complete(&answer) {
+            let n = tokio::time::timeout_at(start + Duration::from_secs(1), read.read(&mut buf))
+                .await
+                .expect("the 413 arrives within a second")
+                .expect("read");
+            assert!(
+                n > 0,
+                "closed before the answer: {:?}",
+                String::from_utf8_lossy(&answer)
+            );
+            answer.extend_from_slice(&buf[..n]);
+        }
+        let answer = String::from_utf8_lossy(&answer).into_owned();
+        assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+        assert!(answer.contains("payload_too_large"), "{answer}");
+        // The rest of the body is not relayed forever: octod stops reading it and the
+        // connection ends (the gateway's lingering close bounds it to a few seconds).
+        let sent = tokio::time::timeout(Duration::from_secs(15), sender)
+            .await
+            .expect("the client's body is refused in the end")
+            .expect("task");
+        assert!(sent < huge, "{sent}");
+        assert_eq!(fx.proxy.metrics().requests(Service::Files, 413), 1);
     })
     .await;
 }

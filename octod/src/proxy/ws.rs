@@ -1,12 +1,13 @@
-//! The terminal: the browser's WebSocket relayed to ttyd's `/ws`, frame by frame.
+//! The terminal: the browser's WebSocket relayed to the gateway's `/terminal` (which splices
+//! it to ttyd's Unix socket), frame by frame.
 //!
-//! The browser's upgrade is answered only after ttyd accepted ours (with basic auth
-//! `octo:<token>` and subprotocol `tty`), so a session that cannot be reached gets a JSON
-//! error instead of a socket that closes at once. Both sides are tungstenite streams, so
-//! text, binary, ping, pong and close frames (with their codes) pass through unchanged; only
-//! the first data message is rewritten, to carry the session's `AuthToken`.
+//! The browser's upgrade is answered only after the gateway accepted ours (over the session's
+//! Unix socket, with the session's bearer token and subprotocol `tty`), so a session that
+//! cannot be reached gets a JSON error instead of a socket that closes at once. Both sides are
+//! tungstenite streams, so text, binary, ping, pong and close frames (with their codes) pass
+//! through unchanged, ttyd's first message (the browser's hello) included: ttyd behind the
+//! gateway takes no credential of its own.
 
-use std::net::Ipv4Addr;
 use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,7 +22,7 @@ use axum::response::{IntoResponse, Response};
 use futures_util::future::{Either, select};
 use futures_util::{Sink, SinkExt as _, Stream, StreamExt as _};
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
+use tokio::net::UnixStream;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
@@ -29,13 +30,10 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
-use super::{
-    CONNECT_TIMEOUT, Proxy, Service, Sessions, TERMINAL_USER, base64_into, credential, parse_target,
-};
+use super::{Proxy, Service, Sessions, Upstream, credential, parse_target};
 use crate::http::ApiError;
 use crate::identity::CurrentUser;
 use crate::session::SessionId;
-use crate::store::Secret;
 
 /// ttyd's subprotocol.
 const SUBPROTOCOL: &str = "tty";
@@ -101,14 +99,12 @@ async fn accept<R: Sessions>(
     let id = target.id;
     let upstream = sessions.resolve(user, &id, Service::Terminal).await?;
     sessions.activity(&id);
-    let upstream_socket = connect(upstream.port, &upstream.token).await?;
-    let mut auth_token = String::new();
-    base64_into(
-        &mut auth_token,
-        TERMINAL_USER.as_bytes(),
-        upstream.token.expose().as_bytes(),
-    );
-    let auth_token = Secret::new(auth_token);
+    let (wait, late) = proxy.head_wait(&upstream, Service::Terminal);
+    let Ok(upstream_socket) = tokio::time::timeout(wait, connect(&upstream)).await else {
+        tracing::info!(session = %id, waited_ms = wait.as_millis(), "the terminal did not answer in time");
+        return Err(late);
+    };
+    let upstream_socket = upstream_socket?;
 
     let proxy = proxy.clone();
     tokio::spawn(async move {
@@ -124,15 +120,7 @@ async fn accept<R: Sessions>(
                 .await;
         let _open = proxy.metrics().websocket_opened();
         let keepalive = proxy.terminal_keepalive();
-        relay(
-            client,
-            upstream_socket,
-            &auth_token,
-            &*sessions,
-            &id,
-            keepalive,
-        )
-        .await;
+        relay(client, upstream_socket, &*sessions, &id, keepalive).await;
     });
 
     let mut response = StatusCode::SWITCHING_PROTOCOLS.into_response();
@@ -185,34 +173,24 @@ fn offers_protocol(headers: &HeaderMap, protocol: &str) -> bool {
     })
 }
 
-/// Opens ttyd's WebSocket at `ws://127.0.0.1:<port>/ws`.
-async fn connect(port: u16, token: &Secret) -> Result<WebSocketStream<TcpStream>, ApiError> {
-    let unavailable = || {
-        ApiError::new(
-            StatusCode::BAD_GATEWAY,
-            "upstream_unavailable",
-            "the session's terminal is not answering",
-        )
-    };
-    let stream = match tokio::time::timeout(
-        CONNECT_TIMEOUT,
-        TcpStream::connect((Ipv4Addr::LOCALHOST, port)),
-    )
-    .await
-    {
-        Ok(Ok(stream)) => stream,
-        Ok(Err(error)) => {
-            tracing::debug!(port, "connecting to the terminal: {error}");
-            return Err(unavailable());
+/// Opens the gateway's `/terminal` WebSocket over the session's socket.
+async fn connect(upstream: &Upstream) -> Result<WebSocketStream<UnixStream>, ApiError> {
+    let stream = match super::connect::connect(&upstream.socket).await {
+        Ok(stream) => stream,
+        Err(error) => {
+            tracing::debug!(socket = %upstream.socket.display(), "connecting to the session's socket: {error}");
+            return Err(match upstream.wake {
+                Some(_) => super::waking(),
+                None => super::unavailable(Service::Terminal),
+            });
         }
-        Err(_) => return Err(unavailable()),
     };
-    let _ = stream.set_nodelay(true);
-    let mut request = format!("ws://127.0.0.1:{port}/ws")
+    // The host is not looked at: the socket is the address.
+    let mut request = "ws://session/terminal"
         .into_client_request()
         .map_err(|e| ApiError::internal(&e))?;
     let headers = request.headers_mut();
-    headers.insert(AUTHORIZATION, credential(Service::Terminal, token));
+    headers.insert(AUTHORIZATION, credential(&upstream.token));
     headers.insert(
         SEC_WEBSOCKET_PROTOCOL,
         HeaderValue::from_static(SUBPROTOCOL),
@@ -220,7 +198,7 @@ async fn connect(port: u16, token: &Secret) -> Result<WebSocketStream<TcpStream>
     match tokio_tungstenite::client_async_with_config(request, stream, Some(config())).await {
         Ok((socket, _response)) => Ok(socket),
         Err(error) => {
-            tracing::debug!(port, "terminal handshake failed: {error}");
+            tracing::debug!(socket = %upstream.socket.display(), "terminal handshake failed: {error}");
             Err(ApiError::new(
                 StatusCode::BAD_GATEWAY,
                 "upstream_failed",
@@ -235,8 +213,7 @@ async fn connect(port: u16, token: &Secret) -> Result<WebSocketStream<TcpStream>
 /// `keepalive`, typed into or not.
 async fn relay<C, R: Sessions>(
     client: WebSocketStream<C>,
-    upstream: WebSocketStream<TcpStream>,
-    auth_token: &Secret,
+    upstream: WebSocketStream<UnixStream>,
     sessions: &R,
     id: &SessionId,
     keepalive: Duration,
@@ -245,14 +222,8 @@ async fn relay<C, R: Sessions>(
 {
     let (client_tx, client_rx) = client.split();
     let (upstream_tx, upstream_rx) = upstream.split();
-    let to_upstream = pin!(pipe(
-        client_rx,
-        upstream_tx,
-        sessions,
-        id,
-        Some(auth_token.expose())
-    ));
-    let to_client = pin!(pipe(upstream_rx, client_tx, sessions, id, None));
+    let to_upstream = pin!(pipe(client_rx, upstream_tx, sessions, id));
+    let to_client = pin!(pipe(upstream_rx, client_tx, sessions, id));
     let open = pin!(async {
         let mut ticks = tokio::time::interval(keepalive);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -271,28 +242,17 @@ async fn relay<C, R: Sessions>(
     let _ = tokio::time::timeout(CLOSE_GRACE, rest).await;
 }
 
-/// Forwards messages from `rx` to `tx`. The first data message gets `auth_token` when one is
-/// given. A side that goes away without a close frame is reported to the other as 1011.
-async fn pipe<Rx, Tx, R>(
-    mut rx: Rx,
-    mut tx: Tx,
-    sessions: &R,
-    id: &SessionId,
-    mut auth_token: Option<&str>,
-) where
+/// Forwards messages from `rx` to `tx`. A side that goes away without a close frame is
+/// reported to the other as 1011.
+async fn pipe<Rx, Tx, R>(mut rx: Rx, mut tx: Tx, sessions: &R, id: &SessionId)
+where
     Rx: Stream<Item = Result<Message, WsError>> + Unpin,
     Tx: Sink<Message, Error = WsError> + Unpin,
     R: Sessions,
 {
     let mut closed = false;
-    while let Some(Ok(mut message)) = rx.next().await {
+    while let Some(Ok(message)) = rx.next().await {
         sessions.activity(id);
-        if let Some(token) = auth_token {
-            if message.is_text() || message.is_binary() {
-                message = with_auth_token(message, token);
-                auth_token = None;
-            }
-        }
         closed |= message.is_close();
         if tx.send(message).await.is_err() {
             return;
@@ -309,60 +269,9 @@ async fn pipe<Rx, Tx, R>(
     let _ = tx.close().await;
 }
 
-/// ttyd's first message, `{"AuthToken":"…","columns":…,"rows":…}` (as text or binary), with
-/// the session's `AuthToken` in place of whatever the browser sent. Anything that is not a
-/// JSON object passes unchanged (ttyd then refuses it).
-fn with_auth_token(message: Message, auth_token: &str) -> Message {
-    let (bytes, text) = match &message {
-        Message::Text(text) => (text.as_bytes(), true),
-        Message::Binary(bytes) => (&bytes[..], false),
-        _ => return message,
-    };
-    let Ok(serde_json::Value::Object(mut object)) = serde_json::from_slice(bytes) else {
-        return message;
-    };
-    object.insert(
-        "AuthToken".to_owned(),
-        serde_json::Value::String(auth_token.to_owned()),
-    );
-    let Ok(json) = serde_json::to_string(&object) else {
-        return message;
-    };
-    if text {
-        Message::Text(json.into())
-    } else {
-        Message::Binary(json.into())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn first_message_gets_the_session_auth_token() {
-        let replaced = with_auth_token(
-            Message::Binary(r#"{"AuthToken":"forged","columns":80,"rows":24}"#.into()),
-            "b2N0bzp0b2s=",
-        );
-        let Message::Binary(bytes) = replaced else {
-            panic!("binary stays binary: {replaced:?}");
-        };
-        let json: serde_json::Value = serde_json::from_slice(&bytes).expect("json");
-        assert_eq!(
-            json,
-            serde_json::json!({"AuthToken": "b2N0bzp0b2s=", "columns": 80, "rows": 24})
-        );
-
-        let added = with_auth_token(Message::Text(r#"{"columns":1}"#.into()), "t");
-        assert_eq!(
-            added,
-            Message::Text(r#"{"AuthToken":"t","columns":1}"#.into())
-        );
-
-        let other = Message::Binary("0ls\n".into());
-        assert_eq!(with_auth_token(other.clone(), "t"), other);
-    }
 
     #[test]
     fn upgrade_requests_are_recognised() {

@@ -1,17 +1,23 @@
-//! `cargo xtask bench proxy`: octod's proxy against Caddy's `reverse_proxy`.
+//! `cargo xtask bench proxy`: octod's proxy to a session's gateway over its Unix socket,
+//! against the same proxy over TCP (the path before sessions had sockets) and against
+//! Caddy's `reverse_proxy` to the same socket.
 //!
-//! Everything runs on 127.0.0.1 in one run. The proxy side is `octod/examples/bench_proxy.rs`
+//! Everything runs on the host in one run. The proxy side is `octod/examples/bench_proxy.rs`
 //! (`octod::proxy` routes with an always-admin user and sessions that all resolve to the
-//! same upstreams); the anchor is Caddy with `handle_path` + `reverse_proxy` on the same
-//! paths, adding the same `Authorization` header. Both forward to the same upstreams:
+//! same gateway socket; its `tcp` mode sends HTTP to a TCP address instead); the anchor is
+//! Caddy with `handle_path` + `reverse_proxy unix//…` on the same paths, adding the same
+//! `Authorization` header. The upstream is octo-fileserver as the session gateway, twice
+//! from the same root: on a Unix socket (with `/terminal` relayed to the echo's socket) and
+//! on 127.0.0.1 (octod's TCP mode and "direct"):
 //!
-//! - HTTP: octo-fileserver, `/api/download` of a tiny file and of 1 MiB, driven by wrk,
-//!   rounds interleaved (octod, Caddy, direct); median requests/s and p99 latency. Also its
-//!   `/health` (a small body written at once): the download's headers and body leave in two
-//!   writes, which a server without `TCP_NODELAY` can hold for a delayed ACK (~40 ms), and
-//!   then the small download measures that, not the proxies;
-//! - WebSocket: a ttyd-like echo (subprotocol `tty`), small messages one at a time; median
-//!   round trip direct, via octod and via Caddy, interleaved in one client;
+//! - HTTP: `/api/download` of a tiny file and of 1 MiB, driven by wrk, rounds interleaved
+//!   (octod over the socket, octod over TCP, Caddy, direct); median requests/s and p99
+//!   latency. Also `/health` (a small body written at once): the download's headers and body
+//!   leave in two writes, which a server without `TCP_NODELAY` can hold for a delayed ACK
+//!   (~40 ms), and then the small download measures that, not the proxies;
+//! - WebSocket: a ttyd-like echo (subprotocol `tty`) behind the gateway's `/terminal`, small
+//!   messages one at a time; median round trip direct (to the echo), via octod and via Caddy
+//!   (both through the gateway), interleaved in one client;
 //! - memory: a fresh proxy process of each with 1,000 proxied WebSockets open (`VmRSS`).
 //!
 //! The working files live in `<target>/bench-proxy/`.
@@ -28,8 +34,6 @@ use anyhow::{Context as _, bail, ensure};
 use crate::util::{cargo, output, run as run_cmd, step, target_dir};
 
 const TOKEN: &str = "bench-token";
-/// `octo:bench-token`, as ttyd's basic auth wants it (the echo accepts anything).
-const TERMINAL_BASIC: &str = "b2N0bzpiZW5jaC10b2tlbg==";
 const SESSION: &str = "bench1";
 const MIB: usize = 1 << 20;
 const SMALL: &str = "hello from octo-fileserver\n";
@@ -83,7 +87,34 @@ pub(crate) fn run() -> anyhow::Result<()> {
     let mib: Vec<u8> = (0..MIB).flat_map(|i| u8::try_from(i * 31 % 251)).collect();
     fs::write(files.join("mib.bin"), &mib)?;
 
-    step("starting octo-fileserver, the echo, octod's proxy and caddy on 127.0.0.1");
+    step("starting the echo, the gateway (Unix socket and TCP), octod's proxy and caddy");
+    let echo_socket = work.join("echo.sock");
+    let gateway = work.join("gateway.sock");
+    for socket in [&echo_socket, &gateway] {
+        let _ = fs::remove_file(socket);
+    }
+    let echo_addr = free_addr()?;
+    let echo = Server::start(
+        Command::new(&harness)
+            .arg("echo")
+            .arg(echo_addr.to_string())
+            .arg(&echo_socket),
+        echo_addr,
+        &work.join("echo.log"),
+    )?;
+    let upstream_unix = Server::start_unix(
+        Command::new(&fileserver)
+            .arg("--listen")
+            .arg(format!("unix:{}", gateway.display()))
+            .arg("--terminal-socket")
+            .arg(&echo_socket)
+            .arg("--root")
+            .arg(&files)
+            .env("OCTO_SESSION_TOKEN", TOKEN)
+            .env("RUST_LOG", "warn"),
+        &gateway,
+        &work.join("octo-fileserver-unix.log"),
+    )?;
     let files_addr = free_addr()?;
     let upstream = Server::start(
         Command::new(&fileserver)
@@ -96,21 +127,20 @@ pub(crate) fn run() -> anyhow::Result<()> {
         files_addr,
         &work.join("octo-fileserver.log"),
     )?;
-    let echo_addr = free_addr()?;
-    let echo = Server::start(
-        Command::new(&harness)
-            .arg("echo")
-            .arg(echo_addr.to_string()),
-        echo_addr,
-        &work.join("echo.log"),
-    )?;
-    let octo = start_octo(&harness, &work, files_addr, echo_addr)?;
-    let anchor = start_caddy(&caddy, &work, files_addr, echo_addr)?;
+    let octo = start_octo(&harness, &work, &gateway, None)?;
+    let octo_tcp = start_octo(&harness, &work, &gateway, Some(files_addr))?;
+    let anchor = start_caddy(&caddy, &work, &gateway)?;
 
     let targets = [
         (
             "octod",
             octo.addr,
+            format!("/sessions/{SESSION}/files"),
+            None,
+        ),
+        (
+            "octod/tcp",
+            octo_tcp.addr,
             format!("/sessions/{SESSION}/files"),
             None,
         ),
@@ -159,7 +189,7 @@ pub(crate) fn run() -> anyhow::Result<()> {
                 let url = format!("http://{addr}{prefix}{path}");
                 let result = wrk_run(&wrk, &url, header.as_deref(), *connections)?;
                 eprintln!(
-                    "    round {} {load:<6} {name:<7} {:>10.0} req/s  p99 {:>8.2} ms",
+                    "    round {} {load:<7} {name:<9} {:>10.0} req/s  p99 {:>8.2} ms",
                     round + 1,
                     result.rps,
                     result.p99 * 1e3
@@ -195,31 +225,34 @@ pub(crate) fn run() -> anyhow::Result<()> {
         bail!("unexpected rtt output {rtt_out:?}");
     };
     drop(octo);
+    drop(octo_tcp);
     drop(anchor);
 
     step(format!(
         "memory: {SOCKETS} WebSockets held open through a fresh proxy of each"
     ));
-    let octo = start_octo(&harness, &work, files_addr, echo_addr)?;
+    let octo = start_octo(&harness, &work, &gateway, None)?;
     let octo_rss = rss_with_sockets(&harness, &octo, &terminal)?;
     drop(octo);
-    let anchor = start_caddy(&caddy, &work, files_addr, echo_addr)?;
+    let anchor = start_caddy(&caddy, &work, &gateway)?;
     let caddy_rss = rss_with_sockets(&harness, &anchor, &terminal)?;
     drop(anchor);
     drop(echo);
     drop(upstream);
+    drop(upstream_unix);
 
     println!();
     println!(
-        "octod proxy vs Caddy {caddy_version} reverse_proxy — 127.0.0.1, same upstreams, {} CPUs",
+        "octod proxy (Unix socket / TCP) vs Caddy {caddy_version} reverse_proxy (Unix socket) — \
+         same gateway, {} CPUs",
         cpus()
     );
     println!(
-        "{:<36} {:>13} {:>13} {:>13} {:>8}   target",
-        "", "octod", "caddy", "direct", "ratio"
+        "{:<36} {:>11} {:>11} {:>11} {:>11} {:>9} {:>9}",
+        "", "octod", "octod/tcp", "caddy", "direct", "unix/tcp", "vs caddy"
     );
     for (li, (load, _, _, connections)) in loads.iter().enumerate() {
-        let [o, c, d] = [0, 1, 2].map(|ti| {
+        let [o, t, c, d] = [0, 1, 2, 3].map(|ti| {
             let runs = &results[li][ti];
             (
                 median(runs.iter().map(|r| r.rps).collect()),
@@ -227,22 +260,31 @@ pub(crate) fn run() -> anyhow::Result<()> {
             )
         });
         println!(
-            "{:<36} {:>13} {:>13} {:>13} {:>7.2}×   ≥ 1.0× (octod/caddy)",
+            "{:<36} {:>11} {:>11} {:>11} {:>11} {:>8.2}× {:>8.2}×",
             format!("HTTP {load}: req/s (wrk -c{connections})"),
             format!("{:.0}", o.0),
+            format!("{:.0}", t.0),
             format!("{:.0}", c.0),
             format!("{:.0}", d.0),
+            o.0 / t.0,
             o.0 / c.0
         );
         println!(
-            "{:<36} {:>13} {:>13} {:>13} {:>7.2}×   ≥ 1.0× (caddy/octod)",
+            "{:<36} {:>11} {:>11} {:>11} {:>11} {:>8.2}× {:>8.2}×",
             format!("HTTP {load}: p99 latency"),
             format!("{:.2} ms", o.1 * 1e3),
+            format!("{:.2} ms", t.1 * 1e3),
             format!("{:.2} ms", c.1 * 1e3),
             format!("{:.2} ms", d.1 * 1e3),
+            t.1 / o.1,
             c.1 / o.1
         );
     }
+    println!();
+    println!(
+        "{:<36} {:>13} {:>13} {:>13} {:>8}   target",
+        "", "octod", "caddy", "direct", "ratio"
+    );
     println!(
         "{:<36} {:>13} {:>13} {:>13} {:>7.2}×   ≥ 1.0× (caddy/octod)",
         "WebSocket echo: median round trip",
@@ -289,8 +331,9 @@ pub(crate) fn run() -> anyhow::Result<()> {
         format!("{:.1} KiB", per_socket(&caddy_rss)),
     );
     println!(
-        "(ratios above 1.0 mean octod is better; \"direct\" is the upstream without a proxy; \
-         medians of {WRK_ROUNDS} wrk runs of {WRK_SECONDS} s)"
+        "(ratios above 1.0 mean octod over its Unix socket is better: \"unix/tcp\" against the \
+         same proxy over TCP, \"vs caddy\" against Caddy; \"direct\" is the gateway on TCP \
+         without a proxy, or the echo itself; medians of {WRK_ROUNDS} wrk runs of {WRK_SECONDS} s)"
     );
     println!(
         "(HTTP /health: the upstream's small body written at once, so the row shows the proxies' \
@@ -300,31 +343,32 @@ pub(crate) fn run() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// octod's proxy to the gateway on `gateway`, or (HTTP only) to `tcp` over TCP.
 fn start_octo(
     harness: &Path,
     work: &Path,
-    files: SocketAddr,
-    echo: SocketAddr,
+    gateway: &Path,
+    tcp: Option<SocketAddr>,
 ) -> anyhow::Result<Server> {
     let addr = free_addr()?;
-    Server::start(
-        Command::new(harness)
-            .arg("proxy")
-            .arg(addr.to_string())
-            .arg(files.port().to_string())
-            .arg(echo.port().to_string())
-            .arg(TOKEN),
-        addr,
-        &work.join("octod-proxy.log"),
-    )
+    let mut cmd = Command::new(harness);
+    cmd.arg("proxy")
+        .arg(addr.to_string())
+        .arg(gateway)
+        .arg(TOKEN);
+    if let Some(tcp) = tcp {
+        cmd.arg("tcp").arg(tcp.to_string());
+    }
+    let log = if tcp.is_some() {
+        "octod-proxy-tcp.log"
+    } else {
+        "octod-proxy.log"
+    };
+    Server::start(&mut cmd, addr, &work.join(log))
 }
 
-fn start_caddy(
-    caddy: &Path,
-    work: &Path,
-    files: SocketAddr,
-    echo: SocketAddr,
-) -> anyhow::Result<Server> {
+fn start_caddy(caddy: &Path, work: &Path, gateway: &Path) -> anyhow::Result<Server> {
+    let gateway = gateway.display();
     let addr = free_addr()?;
     let caddyfile = work.join("Caddyfile");
     fs::write(
@@ -337,14 +381,14 @@ fn start_caddy(
 
 http://{addr} {{
 \thandle_path /sessions/{SESSION}/files/* {{
-\t\treverse_proxy {files} {{
+\t\treverse_proxy unix/{gateway} {{
 \t\t\theader_up Authorization \"Bearer {TOKEN}\"
 \t\t}}
 \t}}
 \thandle /sessions/{SESSION}/terminal {{
-\t\trewrite * /ws
-\t\treverse_proxy {echo} {{
-\t\t\theader_up Authorization \"Basic {TERMINAL_BASIC}\"
+\t\trewrite * /terminal
+\t\treverse_proxy unix/{gateway} {{
+\t\t\theader_up Authorization \"Bearer {TOKEN}\"
 \t\t}}
 \t}}
 }}
@@ -498,7 +542,29 @@ struct Server {
 }
 
 impl Server {
+    /// Starts a server and waits until it accepts TCP connections on `addr`.
     fn start(cmd: &mut Command, addr: SocketAddr, log: &Path) -> anyhow::Result<Server> {
+        Self::start_until(cmd, addr, &addr.to_string(), log, || {
+            TcpStream::connect(addr).is_ok()
+        })
+    }
+
+    /// Starts a server and waits until it accepts connections on the Unix socket `path`.
+    fn start_unix(cmd: &mut Command, path: &Path, log: &Path) -> anyhow::Result<Server> {
+        // Not a TCP server: its `addr` is never used.
+        let unused = SocketAddr::from(([0, 0, 0, 0], 0));
+        Self::start_until(cmd, unused, &path.display().to_string(), log, || {
+            std::os::unix::net::UnixStream::connect(path).is_ok()
+        })
+    }
+
+    fn start_until(
+        cmd: &mut Command,
+        addr: SocketAddr,
+        on: &str,
+        log: &Path,
+        ready: impl Fn() -> bool,
+    ) -> anyhow::Result<Server> {
         let log_file =
             fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
         let mut child = cmd
@@ -513,17 +579,17 @@ impl Server {
             return Err(error);
         }
         let start = Instant::now();
-        while TcpStream::connect(addr).is_err() {
+        while !ready() {
             if let Some(status) = child.try_wait()? {
                 bail!(
-                    "server on {addr} exited at start: {status} (see {})",
+                    "server on {on} exited at start: {status} (see {})",
                     log.display()
                 );
             }
             if start.elapsed() > Duration::from_secs(15) {
                 let _ = child.kill();
                 let _ = child.wait();
-                bail!("server on {addr} did not start listening within 15 s");
+                bail!("server on {on} did not start listening within 15 s");
             }
             std::thread::sleep(Duration::from_millis(20));
         }
