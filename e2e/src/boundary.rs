@@ -464,7 +464,12 @@ fn probe(socket: &Path) -> anyhow::Result<()> {
     };
     let uid = std::fs::read_to_string("/proc/self/status")?
         .lines()
-        .find_map(|l| l.strip_prefix("Uid:")?.split_whitespace().next().map(str::to_owned))
+        .find_map(|l| {
+            l.strip_prefix("Uid:")?
+                .split_whitespace()
+                .next()
+                .map(str::to_owned)
+        })
         .unwrap_or_default();
     let report = json!({
         "uid": uid,

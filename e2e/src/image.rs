@@ -2,12 +2,16 @@
 //! journal streamed, tagged after success; a failing build leaves `:latest` alone), then one
 //! session per template created through the engine (`octod::engine`, the same Quadlet units,
 //! token secret, provider secret, read-only template and health check as octod uses), and each
-//! service checked over its real protocol: opencode's health with and without the session's
-//! token and the template's agent in its config, the file server's listing of `/home/dev`,
-//! ttyd's WebSocket running `echo $((6*7))`. Also: every process runs as `dev` on a subordinate
-//! host uid, secrets do not reach the user's shell or the log, user edits survive the engine's
-//! stop and resume, a killed service is restarted, and a stop takes less than Podman's grace
-//! time. And the full agent loop: a stub OpenAI-compatible model on the test host (tests
+//! service checked over its real protocol the way octod reaches it: through the session's
+//! socket (its socket unit's `/run/user/<uid>/octo/sessions/<id>.sock`) and the gateway in the
+//! container, with the session's bearer token: opencode's health (`/opencode/…`, refused
+//! without the token) and the template's agent in its config, the file server's listing of
+//! `/home/dev`, ttyd's WebSocket (`/terminal`) running `echo $((6*7))`. Also: every process
+//! runs as `dev` on a subordinate host uid, the token is on no command line (inside or outside
+//! the container) and secrets do not reach the user's shell or the log, opencode and ttyd hold
+//! neither the gateway's listener nor `LISTEN_*`, user edits survive the engine's stop and
+//! resume, a killed gateway is restarted on the same listener, and a stop takes less than
+//! Podman's grace time. And the full agent loop: a stub OpenAI-compatible model on the test host (tests
 //! only) answers a prompt sent through opencode's API with a shell tool call that writes a
 //! file, which the file server then shows. Each session is deleted through the engine and
 //! nothing of it is left.
@@ -16,7 +20,7 @@
 //! helper, which also warms the layer cache) and `container/` at `/opt/octo/src/container`.
 
 use std::io::{Read as _, Write as _};
-use std::net::TcpStream;
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -47,6 +51,8 @@ const API_KEY: &str = "e2e-llm-key-must-not-be-logged";
 /// The OpenAI-compatible stub model on the test host (tests only; the real provider is the
 /// administrator's), reached from the container through pasta.
 const STUB_PORT: u16 = 44_899;
+/// `dev`'s uid (and gid) in the image, owner of the mounted token file.
+const DEV_UID: u32 = 1000;
 
 /// A template, the id of its session and what its opencode config must show.
 struct Template {
@@ -155,15 +161,17 @@ async fn template_session(
             "{id} after create: {:?}",
             record.state
         );
+        let socket = util::session_socket(&id)?;
         say(format!(
-            "{}: session {id} created through the engine, running (healthy) after {:.1} s",
+            "{}: session {id} created through the engine, running (healthy) after {:.1} s; socket {}",
             template.dir,
             elapsed.as_secs_f64(),
+            socket.display()
         ));
         let session = Session {
             name: SessionNames::new(&id).container,
             token: engine.store().token(&id)?.expose().to_owned(),
-            ports: Ports::GONE,
+            socket,
             id: id.clone(),
         };
         check_session(engine, &session, template, first).await?;
@@ -313,27 +321,15 @@ struct Session {
     name: String,
     /// The session's token from the store.
     token: String,
-    ports: Ports,
-}
-
-/// FIXME(issue 13): sessions publish no ports any more; h/b-container moves these probes to
-/// the session's socket (`Engine::socket_path`) and its gateway. Until then they fail.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Ports {
-    opencode: u16,
-    files: u16,
-    terminal: u16,
-}
-
-impl Ports {
-    const GONE: Self = Self {
-        opencode: 0,
-        files: 0,
-        terminal: 0,
-    };
+    /// The session's socket on the host (its socket unit's), where the gateway answers.
+    socket: PathBuf,
 }
 
 impl Session {
+    fn bearer(&self) -> String {
+        format!("Bearer {}", self.token)
+    }
+
     fn exec(&self, script: &str) -> anyhow::Result<String> {
         util::run(Command::new("podman").args(["exec", &self.name, "sh", "-c", script]))
     }
@@ -377,29 +373,33 @@ async fn check_session(
     template: &Template,
     first: bool,
 ) -> anyhow::Result<()> {
-    let ports = session.ports;
+    let socket = session.socket.as_path();
     let token = session.token.as_str();
+    let bearer = format!("Bearer {token}");
 
-    // opencode: basic auth with the token, user "opencode".
-    let basic = opencode_basic(token);
-    let (status, body) = http(ports.opencode, "/global/health", Some(&basic))?;
+    // opencode through the gateway: the bearer token opens it, nothing else does (opencode
+    // itself has no password: only the gateway reaches it).
+    let (status, body) = http(socket, "/opencode/global/health", Some(&bearer))?;
     ensure!(
         status == 200 && body.contains("\"healthy\":true"),
-        "opencode /global/health with the token: {status} {body}"
+        "opencode /global/health through the gateway with the token: {status} {body}"
     );
-    let (status, _) = http(ports.opencode, "/global/health", None)?;
+    let (status, _) = http(socket, "/opencode/global/health", None)?;
     ensure!(
         status == 401,
-        "opencode without the token answered {status}, not 401"
+        "opencode through the gateway without the token answered {status}, not 401"
     );
-    let wrong = format!("Basic {}", base64(b"opencode:not-the-token"));
-    let (status, _) = http(ports.opencode, "/global/health", Some(&wrong))?;
+    let (status, _) = http(
+        socket,
+        "/opencode/global/health",
+        Some("Bearer not-the-token"),
+    )?;
     ensure!(
         status == 401,
-        "opencode with a wrong token answered {status}, not 401"
+        "opencode through the gateway with a wrong token answered {status}, not 401"
     );
     // The template is in effect: its default agent, and that agent exists.
-    let (status, config) = http(ports.opencode, "/config", Some(&basic))?;
+    let (status, config) = http(socket, "/opencode/config", Some(&bearer))?;
     ensure!(status == 200, "opencode /config: {status}");
     let config: serde_json::Value = serde_json::from_str(&config).context("opencode /config")?;
     ensure!(
@@ -408,7 +408,7 @@ async fn check_session(
         config["default_agent"],
         template.default_agent
     );
-    let (status, agents) = http(ports.opencode, "/agent", Some(&basic))?;
+    let (status, agents) = http(socket, "/opencode/agent", Some(&bearer))?;
     ensure!(status == 200, "opencode /agent: {status}");
     let agents: serde_json::Value = serde_json::from_str(&agents).context("opencode /agent")?;
     ensure!(
@@ -419,13 +419,12 @@ async fn check_session(
         template.default_agent
     );
     say(format!(
-        "{}: opencode 200 with the token, 401 without; default agent {}",
+        "{}: opencode through the gateway: 200 with the token, 401 without or wrong; default agent {}",
         template.dir, template.default_agent
     ));
 
     // The file server lists the workspace, with the template's files in it.
-    let bearer = format!("Bearer {token}");
-    let (status, body) = http(ports.files, "/api/list?path=/", Some(&bearer))?;
+    let (status, body) = http(socket, "/api/list?path=/", Some(&bearer))?;
     ensure!(status == 200, "fileserver list: {status} {body}");
     for file in ["AGENTS.md", "opencode.json"] {
         ensure!(
@@ -433,22 +432,26 @@ async fn check_session(
             "the workspace listing lacks {file}: {body}"
         );
     }
-    let (status, _) = http(ports.files, "/api/list?path=/", None)?;
+    let (status, _) = http(socket, "/api/list?path=/", None)?;
     ensure!(
         status == 401,
         "fileserver without the token answered {status}"
     );
     say(format!(
-        "{}: the file server lists /home/dev (AGENTS.md, opencode.json)",
+        "{}: the gateway lists /home/dev (AGENTS.md, opencode.json)",
         template.dir
     ));
 
-    // ttyd over its WebSocket protocol.
+    // ttyd over its WebSocket protocol, through the gateway's /terminal. The shell has no
+    // token, no LISTEN_* variable and not the gateway's listener.
     let output = terminal(
-        ports.terminal,
+        socket,
         token,
-        &["echo $((6*7))", "echo \"token:[${OCTO_SESSION_TOKEN:-}]\""],
-        "token:[]",
+        &[
+            "echo $((6*7))",
+            "echo \"clean:[${OCTO_SESSION_TOKEN:-}${LISTEN_FDS:-}${LISTEN_PID:-}]\"",
+        ],
+        "clean:[]",
     )
     .await?;
     ensure!(
@@ -456,18 +459,26 @@ async fn check_session(
         "the terminal did not print 42:\n{output}"
     );
     ensure!(
-        terminal_refused(ports.terminal).await,
-        "ttyd accepted a WebSocket without credentials"
+        terminal_refused(socket).await?,
+        "the gateway opened the terminal without the token"
     );
     say(format!(
-        "{}: ttyd ran `echo $((6*7))` and printed 42; no token in the shell",
+        "{}: ttyd through the gateway's /terminal ran `echo $((6*7))` and printed 42; no token \
+         or LISTEN_* in the shell; refused without the token",
         template.dir
     ));
     let logs = session.logs()?;
     ensure!(
-        !logs.is_empty() && !logs.contains(token) && !logs.contains(&credential_b64(token)),
+        !logs.is_empty() && !logs.contains(token),
         "the session token is in the container's log (or the log is empty)"
     );
+    no_token_on_command_lines(session)?;
+    listener_only_in_the_gateway(session)?;
+    say(format!(
+        "{}: the token is on no command line inside or outside the container; opencode and \
+         ttyd hold neither the gateway's listener nor LISTEN_*",
+        template.dir
+    ));
 
     // Every process runs as dev, on a host uid of the user namespace, not octo's own.
     let top = util::run(Command::new("podman").args(["top", &session.name, "user", "huser"]))?;
@@ -491,17 +502,53 @@ async fn check_session(
     );
 
     if first {
-        llm_provider(session, &basic)?;
-        agent_loop(session, &basic).await?;
+        llm_provider(session)?;
+        agent_loop(session).await?;
         supervisor_restarts_a_service(session).await?;
         user_edits_survive_a_restart(engine, session).await?;
     }
     Ok(())
 }
 
+/// `ps -eo args` in the container and on the host (where the octo user sees every process,
+/// the container's included) shows no token.
+fn no_token_on_command_lines(session: &Session) -> anyhow::Result<()> {
+    let inside = session.exec("ps -eo args")?;
+    ensure!(
+        inside.lines().count() >= 4 && !inside.contains(&session.token),
+        "the token is on a command line in the container (or ps shows nothing):\n{inside}"
+    );
+    let outside = util::run(Command::new("ps").args(["-eo", "args"]))?;
+    ensure!(
+        outside.contains("octo-fileserver") && !outside.contains(&session.token),
+        "the token is on a command line on the host (or the host's ps misses the gateway)"
+    );
+    Ok(())
+}
+
+/// The socket unit's listener (fd 3 of the gateway) is in no opencode or ttyd process, and
+/// neither has a `LISTEN_*` variable.
+fn listener_only_in_the_gateway(session: &Session) -> anyhow::Result<()> {
+    let report = session.exec(
+        r#"gw=$(pgrep -x octo-fileserver | head -1)
+listener=$(readlink /proc/$gw/fd/3)
+case "$listener" in socket:*) ;; *) echo "the gateway's fd 3 is $listener"; exit 0;; esac
+for p in $(pgrep -x opencode) $(pgrep -x ttyd); do
+    for fd in /proc/$p/fd/*; do
+        [ "$(readlink "$fd")" = "$listener" ] && echo "process $p holds the listener as $fd"
+    done
+    tr '\0' '\n' < /proc/$p/environ | grep '^LISTEN_' | sed "s/^/process $p has /"
+done
+true"#,
+    )?;
+    ensure!(report.trim().is_empty(), "{}", report.trim());
+    Ok(())
+}
+
 /// The provider from the secret is opencode's, and its key appears in no log.
-fn llm_provider(session: &Session, basic: &str) -> anyhow::Result<()> {
-    let (status, body) = http(session.ports.opencode, "/config/providers", Some(basic))?;
+fn llm_provider(session: &Session) -> anyhow::Result<()> {
+    let bearer = session.bearer();
+    let (status, body) = http(&session.socket, "/opencode/config/providers", Some(&bearer))?;
     ensure!(status == 200, "opencode /config/providers: {status}");
     let providers: serde_json::Value = serde_json::from_str(&body).context("/config/providers")?;
     let octo = providers["providers"]
@@ -529,13 +576,14 @@ fn llm_provider(session: &Session, basic: &str) -> anyhow::Result<()> {
 /// The full loop: a prompt through opencode's API, the stub model answers with a shell tool
 /// call that writes a file, the file shows up through the file server, and the model's final
 /// answer is in opencode's message list.
-async fn agent_loop(session: &Session, basic: &str) -> anyhow::Result<()> {
-    let port = session.ports.opencode;
+async fn agent_loop(session: &Session) -> anyhow::Result<()> {
+    let socket = session.socket.clone();
+    let bearer = session.bearer();
     let (status, created) = request(
-        port,
+        &socket,
         "POST",
-        "/session",
-        Some(basic),
+        "/opencode/session",
+        Some(&bearer),
         Some(&serde_json::json!({})),
     )?;
     ensure!(
@@ -549,21 +597,24 @@ async fn agent_loop(session: &Session, basic: &str) -> anyhow::Result<()> {
     let prompt =
         serde_json::json!({"parts": [{"type": "text", "text": "Please create the file."}]});
     // Blocking I/O on another thread: the stub model answers on this (single) thread.
-    let path = format!("/session/{id}/message");
-    let auth = basic.to_owned();
+    let path = format!("/opencode/session/{id}/message");
+    let auth = bearer.clone();
     let (status, answer) = tokio::task::spawn_blocking(move || {
-        request(port, "POST", &path, Some(&auth), Some(&prompt))
+        request(&socket, "POST", &path, Some(&auth), Some(&prompt))
     })
     .await??;
     ensure!(
         status == 200 && answer.contains(AGENT_REPLY),
         "prompting opencode: {status} {answer}"
     );
-    let (status, messages) = http(port, &format!("/session/{id}/message"), Some(basic))?;
+    let (status, messages) = http(
+        &session.socket,
+        &format!("/opencode/session/{id}/message"),
+        Some(&bearer),
+    )?;
     ensure!(status == 200, "opencode's messages: {status}");
-    let bearer = format!("Bearer {}", session.token);
     let (status, text) = http(
-        session.ports.files,
+        &session.socket,
         &format!("/api/download?path={AGENT_FILE}"),
         Some(&bearer),
     )?;
@@ -581,15 +632,17 @@ async fn agent_loop(session: &Session, basic: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A service that dies is started again by the entrypoint.
+/// A service that dies is started again by the entrypoint; a restarted gateway gets the same
+/// listener (the socket unit's, kept open by the entrypoint), so the session's socket answers
+/// again without systemd or Podman noticing.
 async fn supervisor_restarts_a_service(session: &Session) -> anyhow::Result<()> {
     session.exec("pkill -x octo-fileserver")?;
     util::eventually(
         Duration::from_secs(30),
-        "the file server's restart",
+        "the gateway's restart",
         async || {
-            let (status, _) = http(session.ports.files, "/health", None)?;
-            ensure!(status == 200, "fileserver /health: {status}");
+            let (status, _) = http(&session.socket, "/health", None)?;
+            ensure!(status == 200, "gateway /health: {status}");
             let logs = session.logs()?;
             ensure!(
                 logs.contains("fileserver: exited with status"),
@@ -599,7 +652,7 @@ async fn supervisor_restarts_a_service(session: &Session) -> anyhow::Result<()> 
         },
     )
     .await?;
-    say("a killed octo-fileserver was restarted by the entrypoint");
+    say("a killed gateway was restarted by the entrypoint and answers on the same socket");
     Ok(())
 }
 
@@ -608,9 +661,12 @@ async fn supervisor_restarts_a_service(session: &Session) -> anyhow::Result<()> 
 async fn supervisor_gives_up() -> anyhow::Result<()> {
     const TOKEN: &str = "e2e-give-up-token-4f9c1d2b7a";
     let name = "octo-e2e-image-give-up";
+    let secret = format!("{name}-token");
     let _ = Command::new("podman")
         .args(["rm", "--force", name])
         .output();
+    create_secret(&secret, TOKEN)?;
+    // Not socket-activated: the gateway listens on a Unix socket inside the container.
     util::run(Command::new("podman").args([
         "run",
         "--detach",
@@ -619,7 +675,7 @@ async fn supervisor_gives_up() -> anyhow::Result<()> {
         "--userns=auto",
         "--cap-drop=ALL",
         "--security-opt=no-new-privileges",
-        &format!("--env=OCTO_SESSION_TOKEN={TOKEN}"),
+        &format!("--secret={secret},type=mount,target=/run/secrets/octo-token,mode=0400,uid={DEV_UID},gid={DEV_UID}"),
         "--env=OCTO_MAX_RESTARTS=1",
         IMAGE,
     ]))?;
@@ -648,6 +704,9 @@ async fn supervisor_gives_up() -> anyhow::Result<()> {
     let logs = Command::new("podman").args(["logs", name]).output();
     let _ = Command::new("podman")
         .args(["rm", "--force", name])
+        .output();
+    let _ = Command::new("podman")
+        .args(["secret", "rm", &secret])
         .output();
     result?;
     let logs = logs.context("podman logs")?;
@@ -695,12 +754,12 @@ async fn user_edits_survive_a_restart(engine: &Engine, session: &Session) -> any
     ensure!(
         record.state == SessionState::Running,
         "after engine.resume: {:?}",
-        record.state,
+        record.state
     );
     let (status, _) = http(
-        session.ports.opencode,
-        "/global/health",
-        Some(&opencode_basic(&session.token)),
+        &session.socket,
+        "/opencode/global/health",
+        Some(&session.bearer()),
     )?;
     ensure!(status == 200, "opencode after the resume: {status}");
     let agents = session.exec("cat /home/dev/AGENTS.md")?;
@@ -731,24 +790,57 @@ async fn user_edits_survive_a_restart(engine: &Engine, session: &Session) -> any
     Ok(())
 }
 
-/// Runs commands in ttyd's shell over its WebSocket protocol and returns the terminal output
-/// once it contains `until`.
-async fn terminal(
-    port: u16,
+/// Runs commands in ttyd's shell through the gateway's `/terminal` on the session's socket
+/// and returns the terminal output once it contains `until`.
+pub(crate) async fn terminal(
+    socket: &Path,
     token: &str,
     commands: &[&str],
     until: &str,
 ) -> anyhow::Result<String> {
-    let credential = credential_b64(token);
-    let authorization = format!("Basic {credential}");
-    terminal_at(
-        &format!("ws://127.0.0.1:{port}/ws"),
-        &[("Authorization", authorization.as_str())],
-        &credential,
-        commands,
-        until,
-    )
-    .await
+    let ws = terminal_socket(socket, Some(token))
+        .await
+        .with_context(|| format!("WebSocket to /terminal on {}", socket.display()))?;
+    // ttyd runs without a credential of its own (the gateway checked the token): an empty
+    // AuthToken in the hello.
+    terminal_over(ws, "", commands, until).await
+}
+
+/// `octo-e2e terminal`: `echo $((6*7))` through the gateway's `/terminal`; prints the output
+/// and fails unless a line is 42.
+pub(crate) async fn terminal_probe(socket: &Path, token_file: &Path) -> anyhow::Result<()> {
+    let token = std::fs::read_to_string(token_file)
+        .with_context(|| format!("reading {}", token_file.display()))?;
+    let output = terminal(socket, token.trim_end(), &["echo $((6*7))"], "42").await?;
+    println!("{output}");
+    Ok(())
+}
+
+/// Opens the WebSocket at the gateway's `/terminal` on `socket`, subprotocol `tty`, with the
+/// bearer token if given.
+async fn terminal_socket(
+    socket: &Path,
+    token: Option<&str>,
+) -> Result<
+    tokio_tungstenite::WebSocketStream<tokio::net::UnixStream>,
+    tokio_tungstenite::tungstenite::Error,
+> {
+    let stream = tokio::net::UnixStream::connect(socket).await?;
+    // The host part only fills `Host:`; the stream is already connected.
+    let mut request = "ws://session/terminal".into_client_request()?;
+    let headers = request.headers_mut();
+    headers.insert(
+        "Sec-WebSocket-Protocol",
+        http::HeaderValue::from_static("tty"),
+    );
+    if let Some(token) = token {
+        headers.insert(
+            http::header::AUTHORIZATION,
+            http::HeaderValue::from_str(&format!("Bearer {token}"))?,
+        );
+    }
+    let (ws, _) = tokio_tungstenite::client_async(request, stream).await?;
+    Ok(ws)
 }
 
 /// Runs commands in a ttyd terminal at `url` (directly, or through octod's proxy with the
@@ -864,58 +956,34 @@ fn strip_ansi(text: &str) -> String {
     out
 }
 
-/// True when ttyd refuses a WebSocket that carries no credential.
-async fn terminal_refused(port: u16) -> bool {
-    let Ok(mut request) = format!("ws://127.0.0.1:{port}/ws").into_client_request() else {
-        return false;
-    };
-    request.headers_mut().insert(
-        "Sec-WebSocket-Protocol",
-        http::HeaderValue::from_static("tty"),
-    );
-    match tokio_tungstenite::connect_async(request).await {
-        Err(_) => true,
-        Ok((mut ws, _)) => {
-            // Some versions accept the upgrade and close at the hello without AuthToken.
-            let hello = serde_json::json!({"columns": 80, "rows": 24});
-            let _ = ws.send(Message::Text(hello.to_string().into())).await;
-            let _ = ws
-                .send(Message::Binary(b"0echo $((6*7))\r".to_vec().into()))
-                .await;
-            let read = async {
-                while let Some(Ok(message)) = ws.next().await {
-                    if let Message::Binary(data) = message {
-                        if data.first() == Some(&b'0') {
-                            return false;
-                        }
-                    }
-                }
-                true
-            };
-            tokio::time::timeout(Duration::from_secs(5), read)
-                .await
-                .unwrap_or(true)
+/// True when the gateway refuses `/terminal` without the token (401 to the upgrade).
+async fn terminal_refused(socket: &Path) -> anyhow::Result<bool> {
+    match terminal_socket(socket, None).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            Ok(response.status() == http::StatusCode::UNAUTHORIZED)
         }
+        Err(error) => Err(error).context("opening /terminal without the token"),
+        Ok(_) => Ok(false),
     }
 }
 
-/// `GET path` on 127.0.0.1:port with an optional `Authorization`; returns the status and the
-/// body (chunked bodies decoded). Reads by `Content-Length` or to the last chunk: not every
-/// server closes the connection after its answer.
-fn http(port: u16, path: &str, authorization: Option<&str>) -> anyhow::Result<(u16, String)> {
-    request(port, "GET", path, authorization, None)
+/// `GET path` on the session's socket (the gateway) with an optional `Authorization`; returns
+/// the status and the body (chunked bodies decoded). Reads by `Content-Length` or to the last
+/// chunk: not every server closes the connection after its answer.
+fn http(socket: &Path, path: &str, authorization: Option<&str>) -> anyhow::Result<(u16, String)> {
+    request(socket, "GET", path, authorization, None)
 }
 
 /// An HTTP request with an optional JSON body; see [`http`].
 fn request(
-    port: u16,
+    socket: &Path,
     method: &str,
     path: &str,
     authorization: Option<&str>,
     json: Option<&serde_json::Value>,
 ) -> anyhow::Result<(u16, String)> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port))
-        .with_context(|| format!("connecting to 127.0.0.1:{port}"))?;
+    let mut stream = UnixStream::connect(socket)
+        .with_context(|| format!("connecting to {}", socket.display()))?;
     // An agent turn waits for the model and the tools.
     stream.set_read_timeout(Some(Duration::from_secs(90)))?;
     let auth = authorization
@@ -932,14 +1000,14 @@ fn request(
     };
     write!(
         stream,
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}{content}Connection: close\r\n\r\n{body}"
+        "{method} {path} HTTP/1.1\r\nHost: session\r\n{auth}{content}Connection: close\r\n\r\n{body}"
     )?;
     let mut response = Vec::new();
     let mut buf = [0_u8; 16 * 1024];
     loop {
         let n = stream
             .read(&mut buf)
-            .with_context(|| format!("reading the answer to {method} {path} on port {port}"))?;
+            .with_context(|| format!("reading the answer to {method} {path}"))?;
         if n == 0 {
             break;
         }
@@ -951,7 +1019,7 @@ fn request(
     let text = String::from_utf8_lossy(&response);
     let (head, body) = text
         .split_once("\r\n\r\n")
-        .with_context(|| format!("malformed HTTP answer from port {port}"))?;
+        .with_context(|| format!("malformed HTTP answer to {method} {path}"))?;
     let status = head
         .split_whitespace()
         .nth(1)
@@ -999,37 +1067,6 @@ fn dechunk(mut body: &str) -> String {
         }
         out.push_str(&rest[..size]);
         body = rest[size..].trim_start_matches("\r\n");
-    }
-    out
-}
-
-/// ttyd's credential as it encodes it, `base64("octo:<token>")`.
-fn credential_b64(token: &str) -> String {
-    base64(format!("octo:{token}").as_bytes())
-}
-
-/// opencode's `Authorization` value: basic auth, user `opencode`, the token as password.
-fn opencode_basic(token: &str) -> String {
-    format!("Basic {}", base64(format!("opencode:{token}").as_bytes()))
-}
-
-fn base64(data: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
     }
     out
 }

@@ -86,6 +86,14 @@ enum Check {
         #[arg(long)]
         port: u16,
     },
+    /// Not a check: runs `echo $((6*7))` in a session's terminal through its gateway's
+    /// `/terminal` on the session's socket (the token read from a file) and prints the output.
+    Terminal {
+        #[arg(long)]
+        socket: std::path::PathBuf,
+        #[arg(long)]
+        token_file: std::path::PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -131,6 +139,9 @@ fn main() -> ExitCode {
             Check::ApiSdk => api_sdk::run().await,
             Check::Package { phase } => package::run(phase).await,
             Check::StubLlm { port } => stub_llm::serve(port).await,
+            Check::Terminal { socket, token_file } => {
+                image::terminal_probe(&socket, &token_file).await
+            }
             Check::Bench {
                 bench: BenchKind::SessionStart { rounds },
             } => bench::session_start(rounds).await,

@@ -407,3 +407,25 @@ pub fn request_unix(
     stream.read_to_end(&mut raw)?;
     parse_answer(&raw)
 }
+
+/// The session's socket on the host, as its socket unit names it
+/// (`ListenStream=%t/octo/sessions/<id>.sock`): under `$XDG_RUNTIME_DIR`, else
+/// `/run/user/<uid>`.
+pub fn session_socket(id: &octod::session::SessionId) -> anyhow::Result<std::path::PathBuf> {
+    let runtime = match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(dir) => std::path::PathBuf::from(dir),
+        None => Path::new("/run/user").join(own_uid()?.to_string()),
+    };
+    Ok(runtime.join("octo/sessions").join(format!("{id}.sock")))
+}
+
+/// This process's real uid, from `/proc/self/status` (no libc here).
+fn own_uid() -> anyhow::Result<u32> {
+    let status = std::fs::read_to_string("/proc/self/status").context("/proc/self/status")?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|u| u.parse().ok())
+        .context("no Uid: line in /proc/self/status")
+}
