@@ -816,11 +816,17 @@ async fn wake() -> anyhow::Result<()> {
         "the file straight from the woken session's socket",
     )?;
     expect_text(&answer.body, &format!("wake-{direct}"), "wake.txt")?;
-    let state = runner.unit("is-active", &format!("octo-{direct}.service"))?;
-    ensure!(
-        state == "active",
-        "octo-{direct}.service is {state} after answering"
-    );
+    // The gateway answers before the unit is healthy (`activating`); it then becomes active.
+    util::eventually(
+        Duration::from_secs(90),
+        "the socket-activated service active",
+        async || {
+            let state = runner.unit("is-active", &format!("octo-{direct}.service"))?;
+            ensure!(state == "active", "octo-{direct}.service is {state}");
+            Ok(())
+        },
+    )
+    .await?;
     say(format!(
         "octod stopped: a request on {direct}'s socket started it by socket activation and got its file in {took:.2?}"
     ));
