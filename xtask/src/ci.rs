@@ -52,6 +52,15 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `cargo xtask ci --previous-upgrade-only`: the upgrade from the package before issue 13
+/// in a bare test host, alone.
+pub fn previous_upgrade() -> anyhow::Result<()> {
+    util::require_root("ci")?;
+    testhost::install_prerequisites()?;
+    util::run(&mut util::cargo(["build", "-p", "octo-e2e"]))?;
+    crate::package::upgrade_from_previous()
+}
+
 /// The web UI in `frontend/`: a clean install from the lock file, its unit tests, and the
 /// production build (which fails when the sign-in page's initial JS is over its size budget).
 fn frontend() -> anyhow::Result<()> {

@@ -244,7 +244,7 @@ fn previous_deb() -> anyhow::Result<std::path::PathBuf> {
 /// running session (publishing ports) and a file in its home, then this package (revision 2
 /// so that apt upgrades), the image rebuilt and the containers refreshed as a sysadmin
 /// would; the session must run with the same home, hold no TCP port, and have its socket.
-fn upgrade_from_previous() -> anyhow::Result<()> {
+pub fn upgrade_from_previous() -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let previous = previous_deb()?;
     let current = dist::run(&dist::Options {
