@@ -640,7 +640,16 @@ async fn after_boundary_upgrade() -> anyhow::Result<()> {
         async || expect(&request("GET", "/api/health", &[], None)?, 200, "health"),
     )
     .await?;
-    wait_running(&browser, &id).await?;
+    if let Err(error) = wait_running(&browser, &id).await {
+        // What the session's unit said, for whoever reads the failure.
+        let journal = sh(&format!(
+            "journalctl --no-pager -o short-monotonic _SYSTEMD_USER_UNIT=octo-{id}.service | tail -60; \
+             journalctl --no-pager -o short-monotonic -u octod.service | tail -30"
+        ))
+        .unwrap_or_default();
+        eprintln!("{journal}");
+        return Err(error);
+    }
     util::eventually(
         Duration::from_secs(120),
         "the file listing after the upgrade",
