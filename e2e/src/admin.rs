@@ -27,7 +27,7 @@ const OCTO: &str = "octo";
 const GUEST: &str = "guest";
 const OPERATOR: &str = "operator1";
 
-fn bin(name: &str) -> String {
+pub(crate) fn bin(name: &str) -> String {
     format!(
         "{}/{name}",
         std::env::var("OCTO_BIN_DIR").unwrap_or_else(|_| "/opt/octo/target/debug".into())
@@ -46,7 +46,7 @@ pub(crate) fn prepare() -> anyhow::Result<()> {
 }
 
 /// A user's uid and home from the passwd database.
-fn user(name: &str) -> anyhow::Result<(u32, PathBuf)> {
+pub(crate) fn user(name: &str) -> anyhow::Result<(u32, PathBuf)> {
     let passwd = std::fs::read_to_string("/etc/passwd")?;
     let fields = passwd
         .lines()
@@ -57,7 +57,7 @@ fn user(name: &str) -> anyhow::Result<(u32, PathBuf)> {
 }
 
 /// `command` as `name`, with its user manager's environment, as `testhost exec --user`.
-fn as_user(name: &str, command: &[&str]) -> anyhow::Result<Command> {
+pub(crate) fn as_user(name: &str, command: &[&str]) -> anyhow::Result<Command> {
     let (uid, home) = user(name)?;
     let mut cmd = Command::new("setpriv");
     cmd.current_dir(&home)

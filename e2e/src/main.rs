@@ -9,6 +9,7 @@ mod admin;
 mod api;
 mod api_sdk;
 mod bench;
+mod boundary;
 mod engine;
 mod generator;
 mod image;
@@ -48,6 +49,13 @@ enum Check {
     Image,
     /// The real `octod serve` over its socket: accounts, sessions, authorization.
     Api,
+    /// The session's wall (issue 13): no TCP port, no token in argv, the socket refused to
+    /// others, no port squatting; socket activation; a reboot with running, idle-stopped and
+    /// user-stopped sessions. `wall` runs as root, the others as `octo`.
+    Boundary {
+        #[command(subcommand)]
+        phase: boundary::Phase,
+    },
     /// The per-user session limit under 10 concurrent creates through the real `octod serve`.
     SessionLimit,
     /// `octoctl` over octod's admin socket, as root, octo-admin and an unprivileged user
@@ -124,6 +132,7 @@ fn main() -> ExitCode {
             Check::PodmanClient => podman::run().await,
             Check::Image => image::run().await,
             Check::Api => api::run().await,
+            Check::Boundary { phase } => boundary::run(phase).await,
             Check::SessionLimit => session_limit::run().await,
             Check::Admin { prepare: true } => admin::prepare(),
             Check::Admin { prepare: false } => admin::run().await,

@@ -44,6 +44,12 @@ pub enum Phase {
     /// After an upgrade to a rebuilt package: octod restarted, the session's container
     /// untouched.
     AfterUpgrade,
+    /// Before the upgrade from the package of the commit before issue 13: records the TCP
+    /// listeners its running session holds (its published ports).
+    BeforeBoundaryUpgrade,
+    /// After that upgrade (and the image rebuilt, the containers refreshed): the session
+    /// runs with the same home, holds no TCP port, and has its socket unit.
+    AfterBoundaryUpgrade,
     /// After `apt-get remove`: octod and its sockets stopped, the data kept.
     AfterRemove,
     /// After `apt-get purge`: nothing of Octo runs or stays.
@@ -56,6 +62,8 @@ pub async fn run(phase: Phase) -> anyhow::Result<()> {
         Phase::Install => install().await,
         Phase::AfterReboot => after_reboot().await,
         Phase::AfterUpgrade => after_upgrade().await,
+        Phase::BeforeBoundaryUpgrade => before_boundary_upgrade(),
+        Phase::AfterBoundaryUpgrade => after_boundary_upgrade().await,
         Phase::AfterRemove => after_remove(),
         Phase::AfterPurge => after_purge(),
     }
@@ -590,6 +598,105 @@ async fn after_upgrade() -> anyhow::Result<()> {
         .await?;
     ensure!(output.contains(PROOF_TEXT), "{output}");
     say("the session answers through the upgraded octod with its file");
+    Ok(())
+}
+
+/// Where `before-boundary-upgrade` keeps the session's listeners for the next phase.
+const LISTENERS_BEFORE: &str = "/root/octo-e2e-listeners-before.json";
+
+/// TCP listeners held by a process of `octo` other than octod (whose own port, socket-
+/// activated, is systemd's and octod's): the session's published ports, if any.
+fn session_listeners() -> anyhow::Result<Vec<String>> {
+    let uid: u32 = sh("id -u octo")?.trim().parse()?;
+    Ok(crate::boundary::listeners()?
+        .into_iter()
+        .filter(|l| {
+            l.holders
+                .iter()
+                .any(|(u, comm, _)| *u == uid && comm != "octod")
+        })
+        .map(|l| format!("{} {:?}", l.local, l.holders))
+        .collect())
+}
+
+fn before_boundary_upgrade() -> anyhow::Result<()> {
+    let published = session_listeners()?;
+    if published.is_empty() {
+        say("WARNING: the previous package's session holds no TCP port: nothing to convert");
+    } else {
+        say(format!(
+            "the previous package's session publishes TCP ports: {published:?}"
+        ));
+    }
+    std::fs::write(LISTENERS_BEFORE, serde_json::to_string(&published)?)?;
+    Ok(())
+}
+
+async fn after_boundary_upgrade() -> anyhow::Result<()> {
+    let (browser, id, container) = load_state()?;
+    util::eventually(
+        Duration::from_secs(90),
+        "/api/health through Caddy after the upgrade",
+        async || expect(&request("GET", "/api/health", &[], None)?, 200, "health"),
+    )
+    .await?;
+    if let Err(error) = wait_running(&browser, &id).await {
+        // What the session's unit said, for whoever reads the failure.
+        let journal = sh(&format!(
+            "journalctl --no-pager -o short-monotonic _SYSTEMD_USER_UNIT=octo-{id}.service | tail -60; \
+             journalctl --no-pager -o short-monotonic -u octod.service | tail -30"
+        ))
+        .unwrap_or_default();
+        eprintln!("{journal}");
+        return Err(error);
+    }
+    util::eventually(
+        Duration::from_secs(120),
+        "the file listing after the upgrade",
+        async || proof_file_listed(&browser, &id),
+    )
+    .await?;
+    let output = browser
+        .terminal(&id, &[&format!("cat ~/{PROOF_FILE}")], PROOF_TEXT)
+        .await?;
+    ensure!(output.contains(PROOF_TEXT), "{output}");
+    services(&browser, &id).await?;
+    let now = container_identity(&id)?;
+    say(format!(
+        "after the upgrade the session runs with the same home (~/{PROOF_FILE}); its container {}",
+        if now == container {
+            "was not restarted"
+        } else {
+            "was restarted once"
+        }
+    ));
+    let before: Vec<String> = std::fs::read_to_string(LISTENERS_BEFORE)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default();
+    let published = session_listeners()?;
+    ensure!(
+        published.is_empty(),
+        "after the upgrade the session still holds TCP ports: {published:?} (before: {before:?})"
+    );
+    say(format!(
+        "`ss -ltnp`: no TCP port held by octo's sessions any more (before: {before:?})"
+    ));
+    let uid = sh("id -u octo")?.trim().to_owned();
+    let socket = as_octo(&format!(
+        "systemctl --user is-active octo-{id}.socket || true"
+    ))?;
+    ensure!(
+        socket.trim() == "active",
+        "octo-{id}.socket is {} after the upgrade",
+        socket.trim()
+    );
+    let path = format!("/run/user/{uid}/octo/sessions/{id}.sock");
+    ensure!(
+        std::path::Path::new(&path).exists(),
+        "{path} does not exist after the upgrade"
+    );
+    say(format!("octo-{id}.socket listens on {path}"));
     Ok(())
 }
 

@@ -52,6 +52,15 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `cargo xtask ci --previous-upgrade-only`: the upgrade from the package before issue 13
+/// in a bare test host, alone.
+pub fn previous_upgrade() -> anyhow::Result<()> {
+    util::require_root("ci")?;
+    testhost::install_prerequisites()?;
+    util::run(&mut util::cargo(["build", "-p", "octo-e2e"]))?;
+    crate::package::upgrade_from_previous()
+}
+
 /// The web UI in `frontend/`: a clean install from the lock file, its unit tests, and the
 /// production build (which fails when the sign-in page's initial JS is over its size budget).
 fn frontend() -> anyhow::Result<()> {
@@ -114,6 +123,16 @@ const CHECKS: &[Check] = &[
         "octod serve: invite codes, sessions through the API and the proxy, owner-only access, wake on access",
         &["api"],
     ),
+    Check {
+        name: "the session's wall: an unprivileged user sees no TCP port, no token in argv, EACCES on the socket; no port squatting after podman kill",
+        user: None,
+        args: &["boundary", "wall"],
+        reboot_before: false,
+    },
+    check(
+        "socket activation: an idle-stopped session wakes on a connection with octod stopped, and through octod without octod starting it; a user-stopped one answers 409 and stays stopped",
+        &["boundary", "wake"],
+    ),
     check(
         "octod serve: 10 concurrent creates by one user against a limit of 2 leave exactly 2 sessions",
         &["session-limit"],
@@ -160,6 +179,10 @@ const CHECKS: &[Check] = &[
         "engine: a running, an idle and a stopped session before a reboot",
         &["engine", "reboot-setup"],
     ),
+    check(
+        "boundary: a running, an idle-stopped and a user-stopped session, each with a file, before a reboot",
+        &["boundary", "reboot-setup"],
+    ),
     Check {
         name: "the smoke unit came back after a reboot",
         user: Some(testhost::OCTO_USER),
@@ -169,6 +192,10 @@ const CHECKS: &[Check] = &[
     check(
         "engine: after the reboot the running session is back with its files, the idle one's socket listens and wakes it, the stopped one stayed stopped",
         &["engine", "reboot-check"],
+    ),
+    check(
+        "boundary after the reboot: running is back, idle wakes on its first request, stopped stays stopped; files intact",
+        &["boundary", "reboot-check"],
     ),
     check("the smoke unit stops and is removed", &["smoke", "remove"]),
 ];

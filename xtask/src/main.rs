@@ -37,6 +37,9 @@ enum Task {
         /// Of the end-to-end suite only the package checks (.deb in a bare host, .rpm).
         #[arg(long, conflicts_with = "no_e2e")]
         package_only: bool,
+        /// Of the package checks only the upgrade from the package before issue 13.
+        #[arg(long, conflicts_with_all = ["no_e2e", "e2e_only", "package_only"])]
+        previous_upgrade_only: bool,
     },
     /// Install the built .deb and Caddy into a throwaway test host as a sysadmin would; print
     /// the HTTPS URL and a first admin invite code. Ctrl-C tears it down.
@@ -126,9 +129,14 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.task {
         Task::Ci {
+            previous_upgrade_only: true,
+            ..
+        } => ci::previous_upgrade()?,
+        Task::Ci {
             no_e2e,
             e2e_only,
             package_only,
+            previous_upgrade_only: false,
         } => ci::run(&ci::Options {
             e2e: !no_e2e,
             checks: !e2e_only && !package_only,

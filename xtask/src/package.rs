@@ -165,7 +165,120 @@ pub fn check() -> anyhow::Result<()> {
     let result = scenario(&first);
     let down = testhost::down();
     result?;
-    down
+    down?;
+    upgrade_from_previous()
+}
+
+/// The commit before issue 13 (the session boundary): integrate2's tip then, with the same
+/// package as main after issue 12. Its sessions publish TCP ports; upgrading from it must
+/// convert them. Pinned, since a merge-base stops meaning that once issue 13 lands.
+const PREVIOUS_COMMIT: &str = "e9fdeec48cfb50de8f1ae60dcee33d9788800a01";
+
+/// The `.deb` of [`PREVIOUS_COMMIT`]: built once (`cargo xtask dist --no-rpm` in a detached
+/// `git worktree` with a target directory of its own) and cached under
+/// `target/previous-package/<commit>/`.
+fn previous_deb() -> anyhow::Result<std::path::PathBuf> {
+    let base = util::target_dir()
+        .join("previous-package")
+        .join(PREVIOUS_COMMIT);
+    let cached = base.join("octo-previous.deb");
+    if cached.exists() {
+        step(format!(
+            "the previous package (cached): {}",
+            cached.display()
+        ));
+        return Ok(cached);
+    }
+    let started = std::time::Instant::now();
+    let src = base.join("src");
+    let target = base.join("target");
+    fs::create_dir_all(&base)?;
+    if !src.join("Cargo.toml").exists() {
+        let _ = fs::remove_dir_all(&src);
+        let root = util::workspace_root();
+        util::run(
+            Command::new("git")
+                .current_dir(&root)
+                .args(["worktree", "prune"]),
+        )?;
+        util::run(
+            Command::new("git")
+                .current_dir(&root)
+                .args(["worktree", "add", "--detach"])
+                .arg(&src)
+                .arg(PREVIOUS_COMMIT),
+        )
+        .context("checking out the previous commit (is it in this repository?)")?;
+    }
+    // The packaging tools are the same: share them rather than build them again.
+    let tools = dist::ensure_tools()?;
+    fs::create_dir_all(&target)?;
+    let link = target.join("tools");
+    if !link.exists() {
+        std::os::unix::fs::symlink(tools.parent().context("the tools' root")?, &link)?;
+    }
+    step(format!(
+        "building the package of {} (release, once; cached)",
+        &PREVIOUS_COMMIT[..7]
+    ));
+    util::run(
+        util::cargo(["xtask", "dist", "--no-rpm", "--revision", "1"])
+            .current_dir(&src)
+            .env("CARGO_TARGET_DIR", &target),
+    )?;
+    let deb = fs::read_dir(target.join("dist"))?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "deb"))
+        .context("the previous commit's dist built no .deb")?;
+    fs::copy(&deb, &cached)?;
+    step(format!(
+        "built the previous package in {:.0?}: {}",
+        started.elapsed(),
+        cached.display()
+    ));
+    Ok(cached)
+}
+
+/// Issue 13's upgrade in place, in a bare host of its own: the previous package with a
+/// running session (publishing ports) and a file in its home, then this package (revision 2
+/// so that apt upgrades), the image rebuilt and the containers refreshed as a sysadmin
+/// would; the session must run with the same home, hold no TCP port, and have its socket.
+pub fn upgrade_from_previous() -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let previous = previous_deb()?;
+    let current = dist::run(&dist::Options {
+        revision: 2,
+        no_rpm: true,
+    })?;
+    testhost::down()?;
+    testhost::up_bare()?;
+    let result = (|| {
+        install_deb(&previous, &["caddy"])?;
+        configure_caddy(SITE)?;
+        sh("systemctl enable --now octod.socket")?;
+        e2e("activate")?;
+        build_image()?;
+        e2e("install")?;
+        e2e("before-boundary-upgrade")?;
+        step("upgrading to this package with the session running");
+        install_deb(&current.deb, &[])?;
+        sh("dpkg-query -W -f='${Version}' octo | grep -q -- '-2$'")
+            .context("the upgraded package is not installed")?;
+        build_image()?;
+        step("octoctl container refresh");
+        sh("octoctl container refresh")?;
+        e2e("after-boundary-upgrade")
+    })();
+    let down = testhost::down();
+    result?;
+    down?;
+    step(format!(
+        "upgrade from {}: passed in {:.0?}",
+        &PREVIOUS_COMMIT[..7],
+        started.elapsed()
+    ));
+    Ok(())
 }
 
 fn scenario(first: &Packages) -> anyhow::Result<()> {

@@ -1,5 +1,7 @@
 //! `cargo xtask bench session-start`: the engine's create→ready against `podman run` +
-//! wait-until-healthy of the same image, measured inside a test host of its own.
+//! wait-until-healthy of the same image, measured inside a test host of its own; with the
+//! real session image built there, also wake on access against `podman start` + healthy, and
+//! the time until files and terminal answer after a create against opencode's.
 
 use crate::testhost::{self, ExecOptions};
 use crate::util::{self, step};
@@ -14,6 +16,17 @@ pub(crate) fn run() -> anyhow::Result<()> {
     let paths = testhost::Paths::named(INSTANCE);
     testhost::down_at(&paths)?;
     testhost::up_at(&paths)?;
+    // The image is built for the instance `OCTO_TESTHOST` names: this same program, told so.
+    step("building the session image in the benchmark's host");
+    let image = util::run(
+        std::process::Command::new(std::env::current_exe()?)
+            .args(["testhost", "image"])
+            .env("OCTO_TESTHOST", INSTANCE),
+    );
+    if let Err(error) = image {
+        let _ = testhost::down_at(&paths);
+        return Err(error);
+    }
     let program = format!("{}/debug/octo-e2e", testhost::GUEST_TARGET);
     let result = testhost::exec_at(
         &paths,
