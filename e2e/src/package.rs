@@ -47,7 +47,7 @@ pub enum Phase {
     /// Before the upgrade from the package of the commit before issue 13: records the TCP
     /// listeners its running session holds (its published ports).
     BeforeBoundaryUpgrade,
-    /// After that upgrade (and the image rebuilt, the containers refreshed): the session
+    /// After that upgrade (octod rebuilds the image by itself and moves the session): the session
     /// runs with the same home, holds no TCP port, and has its socket unit.
     AfterBoundaryUpgrade,
     /// After `apt-get remove`: octod and its sockets stopped, the data kept.
@@ -632,6 +632,10 @@ fn before_boundary_upgrade() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How long octod's own rebuild of the outdated image may take in the test host (the build's
+/// own limit is an hour; the layers of the previous image are mostly reused).
+const REBUILD_WAIT: Duration = Duration::from_secs(40 * 60);
+
 async fn after_boundary_upgrade() -> anyhow::Result<()> {
     let (browser, id, container) = load_state()?;
     util::eventually(
@@ -640,6 +644,86 @@ async fn after_boundary_upgrade() -> anyhow::Result<()> {
         async || expect(&request("GET", "/api/health", &[], None)?, 200, "health"),
     )
     .await?;
+    // No administrator step: the new octod finds the previous package's image (runtime 1),
+    // rebuilds it by itself, and the session waits on its old units meanwhile.
+    let status: serde_json::Value = serde_json::from_str(&sh("octoctl status --json")?)?;
+    let runtime = status["image"]["runtime"].as_u64();
+    if runtime == Some(u64::from(octod::render::SESSION_RUNTIME)) {
+        say("WARNING: the image fits already: the rebuild ended before this check");
+    } else {
+        ensure!(
+            runtime == Some(1),
+            "octoctl status shows the previous image's runtime as {runtime:?}, not 1: {status}"
+        );
+        let warned = status["warnings"].as_array().is_some_and(|w| {
+            w.iter()
+                .any(|w| w.as_str().is_some_and(|w| w.contains("rebuilding")))
+        });
+        ensure!(
+            warned,
+            "octoctl status does not say the image is being rebuilt: {status}"
+        );
+        let waiting = browser.call("GET", &format!("/sessions/{id}/files/api/list?path="), None)?;
+        if waiting.status == 503 {
+            ensure!(
+                waiting.body.contains("session_upgrading"),
+                "503 while the image is rebuilt, but not session_upgrading: {}",
+                waiting.body
+            );
+            say(
+                "while octod rebuilds the image: the session answers 503 session_upgrading, octoctl status says so",
+            );
+        } else {
+            say(format!(
+                "WARNING: the session answered {} while the image is rebuilt (the rebuild may have ended)",
+                waiting.status
+            ));
+        }
+        let created = browser.call(
+            "POST",
+            "/api/sessions",
+            Some(r#"{"template":"coding-copilot"}"#),
+        )?;
+        ensure!(
+            created.status == 503 && created.body.contains("image_outdated")
+                || runtime_now()? == Some(u64::from(octod::render::SESSION_RUNTIME)),
+            "a create while the image is outdated answered {}: {}",
+            created.status,
+            created.body
+        );
+    }
+    let started = std::time::Instant::now();
+    let mut said = std::time::Instant::now();
+    while runtime_now()? != Some(u64::from(octod::render::SESSION_RUNTIME)) {
+        ensure!(
+            started.elapsed() < REBUILD_WAIT,
+            "octod did not rebuild the image within {REBUILD_WAIT:?}: {}",
+            sh("journalctl --no-pager -u octod.service | tail -40").unwrap_or_default()
+        );
+        if said.elapsed() > Duration::from_secs(60) {
+            said = std::time::Instant::now();
+            let step = sh("journalctl --no-pager -o cat -u octod.service | grep 'image rebuild: STEP' | tail -1")
+                .unwrap_or_default();
+            say(format!(
+                "  waiting for octod's rebuild ({:.0?}): {}",
+                started.elapsed(),
+                step.trim()
+            ));
+        }
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+    let rebuilt = sh(
+        "journalctl --no-pager -o cat -u octod.service | grep 'rebuilt the session image' | tail -1",
+    )?;
+    ensure!(
+        !rebuilt.trim().is_empty(),
+        "the image fits, but octod's journal does not say it rebuilt it"
+    );
+    say(format!(
+        "octod rebuilt the image by itself in {:.0?}: {}",
+        started.elapsed(),
+        rebuilt.trim()
+    ));
     if let Err(error) = wait_running(&browser, &id).await {
         // What the session's unit said, for whoever reads the failure.
         let journal = sh(&format!(
@@ -698,6 +782,12 @@ async fn after_boundary_upgrade() -> anyhow::Result<()> {
     );
     say(format!("octo-{id}.socket listens on {path}"));
     Ok(())
+}
+
+/// The session runtime of the image as `octoctl status` shows it.
+fn runtime_now() -> anyhow::Result<Option<u64>> {
+    let status: serde_json::Value = serde_json::from_str(&sh("octoctl status --json")?)?;
+    Ok(status["image"]["runtime"].as_u64())
 }
 
 fn after_remove() -> anyhow::Result<()> {

@@ -44,12 +44,21 @@ struct BusyboxImage<'a> {
 }
 
 /// Imports an image made of the host's busybox (there is no registry here) under `name`,
-/// unless it exists.
+/// unless it exists with the session runtime label octod checks (a stand-in declares the
+/// runtime it stands in for: `org.octo.session-runtime`).
 fn ensure_image_from_busybox(name: &str, image: &BusyboxImage<'_>) -> anyhow::Result<()> {
-    if Command::new("podman")
-        .args(["image", "exists", name])
-        .status()
-        .is_ok_and(|s| s.success())
+    let runtime = octod::render::SESSION_RUNTIME.to_string();
+    let label = Command::new("podman")
+        .args([
+            "image",
+            "inspect",
+            "--format",
+            &format!("{{{{index .Labels \"{}\"}}}}", octod::render::LABEL_RUNTIME),
+            name,
+        ])
+        .output();
+    if label
+        .is_ok_and(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).trim() == runtime)
     {
         return Ok(());
     }
@@ -88,6 +97,10 @@ fn ensure_image_from_busybox(name: &str, image: &BusyboxImage<'_>) -> anyhow::Re
         .arg("."))?;
     let mut import = Command::new("podman");
     import.args(["import", "--change", &format!("CMD {}", image.cmd)]);
+    import.args([
+        "--change",
+        &format!("LABEL {}={runtime}", octod::render::LABEL_RUNTIME),
+    ]);
     if let Some(user) = image.user {
         import.args(["--change", &format!("USER {user}")]);
     }

@@ -133,9 +133,13 @@ async fn status(client: &Client, out: Output) -> Result<(), Failure> {
         match &v.image {
             Some(image) => {
                 let created = image.created.clone().unwrap_or_default();
+                let runtime = image
+                    .runtime
+                    .map(|r| format!("  session runtime {r}"))
+                    .unwrap_or_default();
                 let _ = writeln!(
                     s,
-                    "image     {}  {}  built {}",
+                    "image     {}  {}  built {}{runtime}",
                     image.reference,
                     short_id(&image.id),
                     created.get(..19).unwrap_or(&created).replace('T', " ")

@@ -116,6 +116,9 @@ pub struct ImageFragment {
     pub extra_ca_dir: Option<PathBuf>,
     /// How long a build may take.
     pub build_timeout_minutes: Option<u64>,
+    /// Whether octod rebuilds, by itself, a session image that an older package built for
+    /// another session runtime (after an upgrade).
+    pub rebuild_outdated: Option<bool>,
 }
 
 /// How the session image is built (`octoctl image build`).
@@ -126,6 +129,8 @@ pub struct ImageSettings {
     pub base: Option<String>,
     pub extra_ca_dir: Option<PathBuf>,
     pub build_timeout: Duration,
+    /// Rebuild an outdated image at start (default true).
+    pub rebuild_outdated: bool,
 }
 
 /// Where a value came from, for `octod config show`.
@@ -480,12 +485,20 @@ fn image_settings(
         }
         None => 60,
     };
+    let rebuild_outdated = match last(fragments, |f| f.rebuild_outdated.as_ref()) {
+        Some((rebuild, path)) => {
+            sources.push(("image.rebuild_outdated", Source::File(path)));
+            rebuild
+        }
+        None => true,
+    };
     Ok(ImageSettings {
         context,
         fileserver,
         base,
         extra_ca_dir,
         build_timeout: Duration::from_secs(minutes * 60),
+        rebuild_outdated,
     })
 }
 
@@ -551,6 +564,10 @@ impl Settings {
             (
                 "image.build_timeout_minutes",
                 Some((image.build_timeout.as_secs() / 60).to_string()),
+            ),
+            (
+                "image.rebuild_outdated",
+                Some(image.rebuild_outdated.to_string()),
             ),
             ("llm.provider", llm.and_then(|l| text(&l.provider))),
             ("llm.base_url", llm.and_then(|l| text(&l.base_url))),

@@ -142,6 +142,8 @@ pub struct ImageInfo {
     pub created: Option<String>,
     /// Size in bytes.
     pub size: u64,
+    /// The image's labels (`LABEL` in its Containerfile).
+    pub labels: BTreeMap<String, String>,
 }
 
 /// A container as listed.
@@ -337,7 +339,7 @@ impl Podman {
         }
     }
 
-    /// ID, creation time and size of a local image; `None` when there is no such image.
+    /// ID, creation time, size and labels of a local image; `None` when there is no such image.
     pub async fn image_inspect(&self, reference: &str) -> Result<Option<ImageInfo>, PodmanError> {
         #[derive(Deserialize)]
         struct Answer {
@@ -347,6 +349,8 @@ impl Podman {
             created: Option<String>,
             #[serde(rename = "Size", default)]
             size: u64,
+            #[serde(rename = "Labels", default)]
+            labels: Option<BTreeMap<String, String>>,
         }
         let what = format!("inspecting image {reference}");
         let path = format!("{API}/images/{}/json", segment(reference));
@@ -359,6 +363,7 @@ impl Podman {
             id: answer.id,
             created: answer.created,
             size: answer.size,
+            labels: answer.labels.unwrap_or_default(),
         }))
     }
 

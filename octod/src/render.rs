@@ -72,6 +72,15 @@ pub const PASTA: [&str; 9] = [
 pub const SESSION_ID_ENV: &str = "OCTO_SESSION_ID";
 /// The health check of the real session image: checks all three services.
 pub const DEFAULT_HEALTH_CMD: &str = "/usr/local/bin/octo-healthcheck";
+/// The session runtime these units are written for: what the container must do to run under
+/// them (accept on the socket unit's fd 3, read its token from [`TOKEN_FILE`], publish no
+/// port). The session image declares the runtime it implements in [`LABEL_RUNTIME`]; octod
+/// starts no session on an image of another runtime (an image built by an older package), and
+/// rebuilds it first. Raise it with every change of that contract, in the Containerfile too.
+/// Runtime 1 (no label) published TCP ports and took its token on the command line.
+pub const SESSION_RUNTIME: u32 = 2;
+/// The image label that carries the session runtime the image implements.
+pub const LABEL_RUNTIME: &str = "org.octo.session-runtime";
 /// Label keys on the container and the volume; cleanup finds orphans by them.
 pub const LABEL_SESSION: &str = "octo.session";
 pub const LABEL_OWNER: &str = "octo.owner";
@@ -622,6 +631,17 @@ mod tests {
     use std::fmt::Write as _;
 
     use super::*;
+
+    #[test]
+    fn the_session_image_declares_the_runtime_the_units_are_written_for() {
+        let containerfile = include_str!("../../container/Containerfile");
+        let label = format!("LABEL {LABEL_RUNTIME}={SESSION_RUNTIME}\n");
+        assert!(
+            containerfile.contains(&label),
+            "container/Containerfile must carry `{}`",
+            label.trim_end()
+        );
+    }
 
     fn spec() -> SessionSpec {
         SessionSpec {

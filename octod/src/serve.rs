@@ -30,6 +30,12 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         }
         Origin::Bound => tracing::info!(%local, "serving HTTP"),
     }
+    // After an upgrade that changed the session runtime: the sessions wait for this.
+    crate::service::image::rebuild_if_outdated(
+        &engine,
+        settings.image_build_config(),
+        settings.image_build.rebuild_outdated,
+    );
     let reconciler = engine.spawn_background(Duration::from_secs(30));
     let app = crate::app::router(state);
     notify(&[sd_notify::NotifyState::Ready]);

@@ -32,6 +32,10 @@ pub struct ImageStatus {
     #[cfg_attr(feature = "openapi", schema(required = true))]
     pub created: Option<String>,
     pub size: u64,
+    /// The session runtime the image implements (its `org.octo.session-runtime` label; 1
+    /// without one); octod starts sessions only on its own runtime.
+    #[serde(default)]
+    pub runtime: Option<u32>,
 }
 
 /// `GET /admin/v1/sessions/{id}/logs?lines=N&follow=true`.

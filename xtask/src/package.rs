@@ -242,8 +242,9 @@ fn previous_deb() -> anyhow::Result<std::path::PathBuf> {
 
 /// Issue 13's upgrade in place, in a bare host of its own: the previous package with a
 /// running session (publishing ports) and a file in its home, then this package (revision 2
-/// so that apt upgrades), the image rebuilt and the containers refreshed as a sysadmin
-/// would; the session must run with the same home, hold no TCP port, and have its socket.
+/// so that apt upgrades), and nothing else: octod must rebuild the previous package's image
+/// (another session runtime) by itself and move the session onto it; the session must run
+/// with the same home, hold no TCP port, and have its socket.
 pub fn upgrade_from_previous() -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let previous = previous_deb()?;
@@ -265,9 +266,8 @@ pub fn upgrade_from_previous() -> anyhow::Result<()> {
         install_deb(&current.deb, &[])?;
         sh("dpkg-query -W -f='${Version}' octo | grep -q -- '-2$'")
             .context("the upgraded package is not installed")?;
-        build_image()?;
-        step("octoctl container refresh");
-        sh("octoctl container refresh")?;
+        // No `octoctl image build`, no refresh: octod rebuilds the outdated image and moves
+        // the session by itself.
         e2e("after-boundary-upgrade")
     })();
     let down = testhost::down();

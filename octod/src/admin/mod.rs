@@ -234,7 +234,7 @@ async fn image_build(
             latest: config.latest_tag(),
         });
         let lines = tx.clone();
-        let result = crate::image::build(app.engine.systemd(), &config, |line| {
+        let result = crate::service::image::build(&app.engine, &config, |line| {
             let _ = lines.send(BuildEvent::Line { line: line.into() });
         })
         .await;

@@ -30,12 +30,27 @@ pub(super) async fn status(State(state): State<AdminState>) -> Result<Json<Statu
     };
     let reference = engine.config().image.clone();
     let image = match engine.podman().image_inspect(&reference).await {
-        Ok(Some(info)) => Some(ImageStatus {
-            reference: reference.clone(),
-            id: info.id,
-            created: info.created,
-            size: info.size,
-        }),
+        Ok(Some(info)) => {
+            let fit = crate::engine::ImageFit::of(Some(&info.labels));
+            if fit.is_outdated() {
+                warnings.push(if engine.rebuilding() {
+                    format!(
+                        "the session image {reference} {fit}: octod is rebuilding it; sessions wait for it and then move onto it"
+                    )
+                } else {
+                    format!(
+                        "the session image {reference} {fit}: sessions wait until it is rebuilt (octoctl image build)"
+                    )
+                });
+            }
+            Some(ImageStatus {
+                reference: reference.clone(),
+                id: info.id,
+                created: info.created,
+                size: info.size,
+                runtime: fit.found_runtime(),
+            })
+        }
         Ok(None) => {
             warnings.push(format!(
                 "no session image {reference}: run `octoctl image build`"

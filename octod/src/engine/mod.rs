@@ -8,12 +8,14 @@
 //!   it (and gets its result); a request for another operation waits for it to end.
 //! - Operations run as their own tasks: a client that goes away does not cancel them.
 
+mod image_fit;
 mod ops;
 mod plan;
 mod reconcile;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -23,6 +25,7 @@ use crate::session::{InvalidSessionId, SessionId};
 use crate::store::{SessionRecord, Store, StoreError};
 use crate::systemd::{Systemd, SystemdError};
 
+pub use image_fit::ImageFit;
 pub use ops::random_id;
 pub use reconcile::ReconcileReport;
 
@@ -65,6 +68,10 @@ pub enum EngineError {
     UnknownTemplate(String),
     #[error("the session image {0} is missing: build it with `octoctl image build`")]
     ImageMissing(String),
+    #[error(
+        "the session image {image} does not fit this octod ({fit}): it must be rebuilt with `octoctl image build` (octod starts that by itself after an upgrade)"
+    )]
+    ImageOutdated { image: String, fit: ImageFit },
     #[error("invalid owner {0:?}: 1-64 characters")]
     InvalidOwner(String),
     #[error("{0}")]
@@ -154,6 +161,10 @@ struct Inner {
     config: EngineConfig,
     in_flight: Mutex<HashMap<SessionId, InFlight>>,
     metrics: crate::metrics::EngineMetrics,
+    /// The session image's fit as last checked ([`Engine::check_image`]).
+    image_fit: Mutex<ImageFit>,
+    /// A rebuild of an outdated image is under way (set by whoever runs it).
+    rebuilding: AtomicBool,
 }
 
 impl Engine {
@@ -165,7 +176,7 @@ impl Engine {
         config: EngineConfig,
     ) -> Result<Self, EngineError> {
         podman.require_v5().await?;
-        Ok(Self {
+        let engine = Self {
             inner: Arc::new(Inner {
                 store,
                 systemd,
@@ -173,8 +184,88 @@ impl Engine {
                 config,
                 in_flight: Mutex::new(HashMap::new()),
                 metrics: crate::metrics::EngineMetrics::default(),
+                image_fit: Mutex::new(ImageFit::Unknown),
+                rebuilding: AtomicBool::new(false),
             }),
-        })
+        };
+        engine.check_image().await;
+        Ok(engine)
+    }
+
+    /// Inspects the session image, records whether it fits this octod ([`ImageFit`]) and
+    /// logs a change. Every reconcile pass checks again, so an image rebuilt by any means is
+    /// taken up within one period.
+    pub async fn check_image(&self) -> ImageFit {
+        let image = &self.inner.config.image;
+        let fit = match self.inner.podman.image_inspect(image).await {
+            Ok(info) => ImageFit::of(info.as_ref().map(|i| &i.labels)),
+            Err(error) => {
+                tracing::warn!("inspecting the session image {image}: {error}");
+                ImageFit::Unknown
+            }
+        };
+        let previous = std::mem::replace(
+            &mut *self
+                .inner
+                .image_fit
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+            fit,
+        );
+        if previous != fit {
+            match &fit {
+                ImageFit::Outdated { .. } => tracing::warn!(
+                    "the session image {image} {fit}: sessions stay on the units they have, and none starts, until it is rebuilt"
+                ),
+                ImageFit::Missing => tracing::warn!(
+                    "the session image {image} is missing: build it with `octoctl image build`"
+                ),
+                ImageFit::Current if previous != ImageFit::Unknown => {
+                    tracing::info!("the session image {image} fits this octod now");
+                }
+                ImageFit::Current | ImageFit::Unknown => {}
+            }
+        }
+        fit
+    }
+
+    /// The session image's fit as last checked.
+    pub fn image_fit(&self) -> ImageFit {
+        *self
+            .inner
+            .image_fit
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Records that a rebuild of the outdated image runs (or ended), for what users are told.
+    pub fn set_rebuilding(&self, rebuilding: bool) {
+        self.inner.rebuilding.store(rebuilding, Ordering::Relaxed);
+    }
+
+    /// Whether a rebuild of the outdated image runs.
+    pub fn rebuilding(&self) -> bool {
+        self.inner.rebuilding.load(Ordering::Relaxed)
+    }
+
+    /// Refuses work that would start a session on an image that does not fit. `fresh`
+    /// inspects the image again even when it fitted at the last check (a create, which must
+    /// find the image present); a start trusts a fit recorded as current.
+    async fn require_image(&self, fresh: bool) -> Result<(), EngineError> {
+        let image = &self.inner.config.image;
+        let fit = match self.image_fit() {
+            ImageFit::Current if !fresh => ImageFit::Current,
+            _ => self.check_image().await,
+        };
+        match fit {
+            // Unknown: Podman did not answer; the start fails on its own with Podman's error.
+            ImageFit::Current | ImageFit::Unknown => Ok(()),
+            ImageFit::Missing => Err(EngineError::ImageMissing(image.clone())),
+            fit @ ImageFit::Outdated { .. } => Err(EngineError::ImageOutdated {
+                image: image.clone(),
+                fit,
+            }),
+        }
     }
 
     pub fn store(&self) -> &Store {

@@ -48,11 +48,7 @@ impl Engine {
         if request.owner.is_empty() || request.owner.len() > 64 {
             return Err(EngineError::InvalidOwner(request.owner.clone()));
         }
-        let image = &self.inner.config.image;
-        if !self.inner.podman.image_exists(image).await? {
-            return Err(EngineError::ImageMissing(image.clone()));
-        }
-        Ok(())
+        self.require_image(true).await
     }
 
     pub(super) async fn do_create(
@@ -78,6 +74,7 @@ impl Engine {
     /// Start or resume: desired running, files, link and secret in place, the socket started,
     /// then the service's start job awaited.
     pub(super) async fn do_start(&self, id: &SessionId) -> Result<SessionRecord, EngineError> {
+        self.require_image(false).await?;
         let record = self
             .begin(id, DesiredState::Running, SessionState::Starting)
             .await?;
@@ -124,6 +121,7 @@ impl Engine {
     /// Restart (`container refresh`): only a session meant to run; `podman run --replace`
     /// under the restarted unit recreates the container from the image its tag names now.
     pub(super) async fn do_restart(&self, id: &SessionId) -> Result<SessionRecord, EngineError> {
+        self.require_image(false).await?;
         let current = self.get(id).await?;
         if current.spec.desired != DesiredState::Running {
             return Err(EngineError::Failed {

@@ -3,8 +3,10 @@
 //! (restarting, once, a running session whose container unit changed: an upgrade), finishes
 //! what a crash interrupted (a create, a delete), restarts what should run, marks what failed,
 //! records a session woken through its socket as running, keeps idle sessions' sockets
-//! listening, removes orphans, and stops idle sessions. What to do with each session is decided by [`plan`](super::plan); this module
-//! reads the facts and does the IO.
+//! listening, removes orphans, and stops idle sessions. What to do with each session is
+//! decided by [`plan`](super::plan); this module reads the facts and does the IO. While the
+//! session image does not fit this octod ([`ImageFit`](super::ImageFit)), it writes no unit
+//! and starts nothing.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -57,12 +59,16 @@ impl Engine {
             }
         };
         let known: BTreeSet<SessionId> = records.iter().map(|r| r.spec.id.clone()).collect();
+        // Units of this octod's session runtime do not run on an image of another: until the
+        // image fits, every session stays on the units it has and nothing is started
+        // (image_fit.rs). Stops, deletes and records of what the units do go on.
+        let image_fits = self.check_image().await.is_current();
 
         // Files first, one reload for all of them.
         let mut rewrote = false;
         let mut container_changed = BTreeSet::new();
         for record in &records {
-            if !plan::writes_units(self.facts(record)) {
+            if !image_fits || !plan::writes_units(self.facts(record)) {
                 continue;
             }
             match self.write_units(record) {
@@ -103,7 +109,9 @@ impl Engine {
             let id = record.spec.id.clone();
             let names = SessionNames::new(&id);
             let facts = self.facts(&record);
-            self.keep_listening(&record, &names, &mut report).await;
+            if image_fits {
+                self.keep_listening(&record, &names, &mut report).await;
+            }
             let mut action = plan::plan(facts, None);
             if action == Action::ReadUnit {
                 let observed = match self.inner.systemd.unit_state(&names.service).await {
@@ -117,6 +125,9 @@ impl Engine {
             }
             match action {
                 Action::Leave | Action::ReadUnit => {}
+                // Starting it, or recording it as woken (which rewrites its units), waits for
+                // an image that fits.
+                Action::Start | Action::MarkWoken if !image_fits => {}
                 Action::FinishDelete => match self.delete(&id).await {
                     Ok(()) => report.deleted.push(id),
                     Err(e) => report.errors.push(e.to_string()),
@@ -215,6 +226,10 @@ impl Engine {
         let Some(idle) = self.inner.config.idle_timeout else {
             return Vec::new();
         };
+        // An idle stop rewrites the units, for a socket that the image may not serve yet.
+        if !self.image_fit().is_current() {
+            return Vec::new();
+        }
         let Ok(records) = self.list().await else {
             return Vec::new();
         };

@@ -133,6 +133,11 @@ impl From<&EngineError> for ApiError {
                 "the session image is not built yet; an administrator runs `octoctl image build`",
                 60,
             ),
+            EngineError::ImageOutdated { .. } => ApiError::unavailable(
+                "image_outdated",
+                "Octo was upgraded and its session image is being rebuilt for the new version; try again in a few minutes",
+                60,
+            ),
             EngineError::Store(StoreError::SessionLimit { count, .. }) => ApiError::conflict(
                 "session_limit",
                 format!("you have {count} sessions, the most allowed; delete one first"),

@@ -75,6 +75,16 @@ impl Sessions for EngineSessions {
         if !user.may_access(&record.spec.owner) {
             return Err(not_found());
         }
+        // After an upgrade that changed the session runtime, the session is on its old units
+        // until the image is rebuilt and the reconciler moves it (engine/image_fit.rs); its
+        // socket is not there yet.
+        if self.engine.image_fit().is_outdated() {
+            return Err(ApiError::unavailable(
+                "session_upgrading",
+                "Octo was upgraded and this session moves to the new version once its image is rebuilt; try again in a few minutes",
+                30,
+            ));
+        }
         let wake = match access(record.spec.desired, &record.state) {
             Access::Connect => None,
             Access::Wake => {

@@ -3,8 +3,11 @@
 //! an audit entry with the caller as actor. Sessions are [`sessions`] (owner rule,
 //! wait-then-202, create); accounts and invite codes are the methods of
 //! [`Auth`](crate::auth::Auth). Both edges mount the same handlers, generic over the
-//! [`Caller`]: the signed-in user on the API, the Unix user on the admin socket.
+//! [`Caller`]: the signed-in user on the API, the Unix user on the admin socket. Session
+//! image builds are [`image`]: the engine takes up a new image at once, and an image of an
+//! older session runtime is rebuilt when octod starts.
 
+pub mod image;
 pub mod sessions;
 
 use std::time::Duration;
