@@ -724,16 +724,24 @@ async fn after_boundary_upgrade() -> anyhow::Result<()> {
         started.elapsed(),
         rebuilt.trim()
     ));
-    if let Err(error) = wait_running(&browser, &id).await {
-        // What the session's unit said, for whoever reads the failure.
+    let moved = session_moved(&browser, &id, &container).await;
+    if moved.is_err() {
+        // What the session's unit and octod said, for whoever reads the failure.
         let journal = sh(&format!(
-            "journalctl --no-pager -o short-monotonic _SYSTEMD_USER_UNIT=octo-{id}.service | tail -60; \
-             journalctl --no-pager -o short-monotonic -u octod.service | tail -30"
+            "date; journalctl --no-pager -o short-precise _SYSTEMD_USER_UNIT=octo-{id}.service | tail -80; \
+             journalctl --no-pager -o short-precise -u octod.service | tail -50"
         ))
         .unwrap_or_default();
         eprintln!("{journal}");
-        return Err(error);
     }
+    moved
+}
+
+/// The session after octod moved it onto the rebuilt image: running, same home, services,
+/// no TCP port, its socket.
+async fn session_moved(browser: &Browser, id: &str, container: &str) -> anyhow::Result<()> {
+    let (browser, id, container) = (browser, id.to_owned(), container.to_owned());
+    wait_running(browser, &id).await?;
     util::eventually(
         Duration::from_secs(120),
         "the file listing after the upgrade",
