@@ -745,14 +745,14 @@ async fn session_moved(browser: &Browser, id: &str, container: &str) -> anyhow::
     util::eventually(
         Duration::from_secs(120),
         "the file listing after the upgrade",
-        async || proof_file_listed(&browser, &id),
+        async || proof_file_listed(browser, &id),
     )
     .await?;
     let output = browser
         .terminal(&id, &[&format!("cat ~/{PROOF_FILE}")], PROOF_TEXT)
         .await?;
     ensure!(output.contains(PROOF_TEXT), "{output}");
-    services(&browser, &id).await?;
+    services(browser, &id).await?;
     let now = container_identity(&id)?;
     say(format!(
         "after the upgrade the session runs with the same home (~/{PROOF_FILE}); its container {}",

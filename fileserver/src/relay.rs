@@ -16,7 +16,11 @@
 //! ready only once it has answered `GET /global/health` on a probe connection of the
 //! gateway's own ([`OpencodeReady`]); until then, and again after it refused a connection
 //! (restarted), a relayed request first probes, each probe bounded by [`PROBE_TIMEOUT`],
-//! within the same [`Relays::wait`].
+//! within the same [`Relays::wait`]. Every connection attempt is bounded too
+//! ([`CONNECT_TIMEOUT`]): a service that listens but does not accept (opencode busy
+//! starting, its accept queue full of early connections) makes the kernel drop new SYNs, and
+//! an unbounded connect() waited through their retransmissions, minutes (seen after an
+//! upgrade moved a session: its first `/opencode` request never answered).
 
 use std::io;
 use std::net::SocketAddr;
@@ -44,6 +48,9 @@ const RETRY_AFTER_SECS: &str = "2";
 /// How long one readiness probe of opencode may take; a probe on a connection opencode will
 /// never serve is abandoned after this and a new one is made.
 pub const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
+/// How long one connection attempt to a relayed service may take; one that takes longer is
+/// abandoned and retried while the request's wait lasts.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// opencode's health route, the readiness probe.
 const OPENCODE_HEALTH: &str = "/global/health";
 
@@ -103,21 +110,41 @@ impl Upstream {
         let mut pause = Duration::from_millis(25);
         let mut refused = false;
         loop {
-            let attempt = match self {
-                Upstream::Tcp(addr) => TcpStream::connect(addr).await.map(|s| {
-                    let _ = s.set_nodelay(true);
-                    UpstreamIo::Tcp(s)
-                }),
-                Upstream::Unix(path) => UnixStream::connect(path).await.map(UpstreamIo::Unix),
+            // Bounded: a listener that does not accept (a service busy starting, its accept
+            // queue full) makes the kernel drop our SYN, and connect() would wait through
+            // its retransmissions, minutes, far past `wait`.
+            let bound = CONNECT_TIMEOUT.min(deadline.saturating_duration_since(Instant::now()));
+            let connect = async {
+                match self {
+                    Upstream::Tcp(addr) => TcpStream::connect(addr).await.map(|s| {
+                        let _ = s.set_nodelay(true);
+                        UpstreamIo::Tcp(s)
+                    }),
+                    Upstream::Unix(path) => UnixStream::connect(path).await.map(UpstreamIo::Unix),
+                }
             };
+            let attempt = tokio::time::timeout(bound, connect)
+                .await
+                .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()));
             let error = match attempt {
                 Ok(io) => return Ok((io, refused)),
                 Err(e) => e,
             };
+            if error.kind() == io::ErrorKind::TimedOut {
+                tracing::info!(
+                    upstream = self.name(),
+                    "a relayed service accepted no connection within {} ms; retrying",
+                    bound.as_millis()
+                );
+            }
             // Refused: nothing listens yet. Not found: ttyd has not created its socket yet.
+            // Timed out: it listens but does not accept yet.
             let starting = matches!(
                 error.kind(),
-                io::ErrorKind::ConnectionRefused | io::ErrorKind::NotFound
+                io::ErrorKind::ConnectionRefused
+                    | io::ErrorKind::NotFound
+                    | io::ErrorKind::TimedOut
+                    | io::ErrorKind::WouldBlock
             );
             let now = Instant::now();
             if !starting {

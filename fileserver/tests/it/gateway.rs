@@ -568,3 +568,36 @@ fn the_terminal_websocket_is_spliced_to_the_unix_socket() {
         .assert_error(400, "bad_request");
     drop(gw.tmp);
 }
+
+/// A stand-in for opencode busy starting: it listens but never accepts, and its accept queue
+/// is full, so the kernel drops new SYNs and a plain connect() would wait through its
+/// retransmissions for minutes. Returns the queued connections (kept open).
+fn listening_but_full(
+    rt: &tokio::runtime::Runtime,
+    addr: SocketAddr,
+) -> (tokio::net::TcpListener, Vec<std::net::TcpStream>) {
+    let listener = {
+        let _guard = rt.enter();
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.set_reuseaddr(true).expect("reuse");
+        socket.bind(addr).expect("bind");
+        socket.listen(0).expect("listen")
+    };
+    let mut queued = Vec::new();
+    while let Ok(stream) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(300)) {
+        queued.push(stream);
+        assert!(queued.len() < 64, "the accept queue never filled");
+    }
+    (listener, queued)
+}
+
+#[test]
+fn opencode_that_accepts_nothing_is_a_503_in_time_not_a_hang() {
+    let gw = Gateway::start(false, Duration::from_secs(2));
+    let _full = listening_but_full(&gw.rt, gw.opencode);
+    // The request's read timeout is 10 s: a connect() left to the kernel's SYN retries
+    // would not answer within it.
+    let r = gw.request("GET", "/opencode/global/health", Some(TOKEN), "", b"");
+    r.assert_error(503, "upstream_unavailable");
+    assert!(r.header("retry-after").is_some(), "{:?}", r.headers);
+}
