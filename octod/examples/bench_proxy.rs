@@ -158,14 +158,11 @@ async fn proxy(
     };
     let app =
         octod::proxy::routes_with_user::<BenchState, FixedSessions, Admin>().with_state(state);
-    let listener = TcpListener::bind(listen).await?;
-    // Served as `octod serve` serves (serve.rs): no Nagle on accepted connections, and the
-    // peer's address for `X-Forwarded-For`. Without `TCP_NODELAY` a response whose head and
-    // body reach the proxy apart (the gateway's downloads) leaves in two writes, and the second
-    // waits for wrk's delayed ACK (~40 ms): that measured Nagle, not the proxy.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
+    // Served as `octod serve` serves: no Nagle on accepted connections, and the peer's
+    // address for `X-Forwarded-For`. Without `TCP_NODELAY` a response whose head and body
+    // reach the proxy apart (the gateway's downloads) leaves in two writes, and the second
+    // waited for wrk's delayed ACK (~40 ms): the benchmark measured Nagle, not the proxy.
+    let listener = octod::listen::without_nagle(TcpListener::bind(listen).await?);
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
