@@ -13,8 +13,9 @@
 //! - HTTP: `/api/download` of a tiny file and of 1 MiB, driven by wrk, rounds interleaved
 //!   (octod over the socket, octod over TCP, Caddy, direct); median requests/s and p99
 //!   latency. Also `/health` (a small body written at once): the download's headers and body
-//!   leave in two writes, which a server without `TCP_NODELAY` can hold for a delayed ACK
-//!   (~40 ms), and then the small download measures that, not the proxies. With each run, the
+//!   leave the gateway in two writes, and a proxy passes them on as two, which any hop without
+//!   `TCP_NODELAY` holds for a delayed ACK (~40 ms; the harness once served octod's side
+//!   without it, and the small download measured that, not the proxies). With each run, the
 //!   CPU time (user + system) the proxy process spent per request, from `/proc/<pid>/stat`
 //!   (for "direct", the gateway's own): unlike requests/s and p99 it hardly moves when
 //!   something else loads the machine, so it shows what each proxy costs;
@@ -363,8 +364,8 @@ pub(crate) fn run() -> anyhow::Result<()> {
     );
     println!(
         "(HTTP /health: the upstream's small body written at once, so the row shows the proxies' \
-         own cost; the small download's headers and body go out in two writes and may wait for \
-         a delayed ACK upstream)"
+         own cost; the small download's headers and body leave the gateway in two writes, and \
+         every hop here has TCP_NODELAY, so neither waits for a delayed ACK)"
     );
     Ok(())
 }
