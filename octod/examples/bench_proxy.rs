@@ -3,7 +3,8 @@
 //!
 //! - `proxy <listen> <gateway-socket> <token> [tcp <addr>]`: `octod::proxy` routes (every
 //!   request is an admin's, every session resolves to the given gateway socket and token), on
-//!   the same multi-threaded runtime octod uses; with `tcp <addr>`, HTTP goes to `addr` over
+//!   the same multi-threaded runtime octod uses and served as `octod serve` serves them
+//!   (`TCP_NODELAY` on accepted connections, the peer's address for `X-Forwarded-For`); with `tcp <addr>`, HTTP goes to `addr` over
 //!   TCP instead (the path before sessions had sockets), for comparison;
 //! - `echo <listen> <socket>`: a ttyd-like WebSocket echo on `/ws` (subprotocol `tty`, any
 //!   auth), on TCP and on a Unix socket (where the gateway relays `/terminal`);
@@ -157,8 +158,16 @@ async fn proxy(
     };
     let app =
         octod::proxy::routes_with_user::<BenchState, FixedSessions, Admin>().with_state(state);
-    let listener = TcpListener::bind(listen).await?;
-    axum::serve(listener, app).await?;
+    // Served as `octod serve` serves: no Nagle on accepted connections, and the peer's
+    // address for `X-Forwarded-For`. Without `TCP_NODELAY` a response whose head and body
+    // reach the proxy apart (the gateway's downloads) leaves in two writes, and the second
+    // waited for wrk's delayed ACK (~40 ms): the benchmark measured Nagle, not the proxy.
+    let listener = octod::listen::without_nagle(TcpListener::bind(listen).await?);
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .await?;
     Ok(())
 }
 

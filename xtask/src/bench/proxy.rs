@@ -13,8 +13,12 @@
 //! - HTTP: `/api/download` of a tiny file and of 1 MiB, driven by wrk, rounds interleaved
 //!   (octod over the socket, octod over TCP, Caddy, direct); median requests/s and p99
 //!   latency. Also `/health` (a small body written at once): the download's headers and body
-//!   leave in two writes, which a server without `TCP_NODELAY` can hold for a delayed ACK
-//!   (~40 ms), and then the small download measures that, not the proxies;
+//!   leave the gateway in two writes, and a proxy passes them on as two, which any hop without
+//!   `TCP_NODELAY` holds for a delayed ACK (~40 ms; the harness once served octod's side
+//!   without it, and the small download measured that, not the proxies). With each run, the
+//!   CPU time (user + system) the proxy process spent per request, from `/proc/<pid>/stat`
+//!   (for "direct", the gateway's own): unlike requests/s and p99 it hardly moves when
+//!   something else loads the machine, so it shows what each proxy costs;
 //! - WebSocket: a ttyd-like echo (subprotocol `tty`) behind the gateway's `/terminal`, small
 //!   messages one at a time; median round trip direct (to the echo), via octod and via Caddy
 //!   (both through the gateway), interleaved in one client;
@@ -131,30 +135,35 @@ pub(crate) fn run() -> anyhow::Result<()> {
     let octo_tcp = start_octo(&harness, &work, &gateway, Some(files_addr))?;
     let anchor = start_caddy(&caddy, &work, &gateway)?;
 
+    // (label, address, path prefix, extra header, the process whose CPU time counts)
     let targets = [
         (
             "octod",
             octo.addr,
             format!("/sessions/{SESSION}/files"),
             None,
+            octo.pid(),
         ),
         (
             "octod/tcp",
             octo_tcp.addr,
             format!("/sessions/{SESSION}/files"),
             None,
+            octo_tcp.pid(),
         ),
         (
             "caddy",
             anchor.addr,
             format!("/sessions/{SESSION}/files"),
             None,
+            anchor.pid(),
         ),
         (
             "direct",
             files_addr,
             String::new(),
             Some(format!("Authorization: Bearer {TOKEN}")),
+            upstream.pid(),
         ),
     ];
     // (label, path, expected size, wrk connections)
@@ -168,7 +177,7 @@ pub(crate) fn run() -> anyhow::Result<()> {
         ("1 MiB", "/api/download?path=mib.bin", Some(MIB), 16),
         ("/health", "/health", None, 64),
     ];
-    for (_, addr, prefix, header) in &targets {
+    for (_, addr, prefix, header, _) in &targets {
         for (_, path, size, _) in &loads {
             let url = format!("http://{addr}{prefix}{path}");
             check_download(&url, header.as_deref(), *size)?;
@@ -185,14 +194,17 @@ pub(crate) fn run() -> anyhow::Result<()> {
         .collect();
     for round in 0..WRK_ROUNDS {
         for (li, (load, path, _, connections)) in loads.iter().enumerate() {
-            for (ti, (name, addr, prefix, header)) in targets.iter().enumerate() {
+            for (ti, (name, addr, prefix, header, pid)) in targets.iter().enumerate() {
                 let url = format!("http://{addr}{prefix}{path}");
-                let result = wrk_run(&wrk, &url, header.as_deref(), *connections)?;
+                let before = cpu_seconds(*pid)?;
+                let mut result = wrk_run(&wrk, &url, header.as_deref(), *connections)?;
+                result.cpu = (cpu_seconds(*pid)? - before) / result.requests;
                 eprintln!(
-                    "    round {} {load:<7} {name:<9} {:>10.0} req/s  p99 {:>8.2} ms",
+                    "    round {} {load:<7} {name:<9} {:>10.0} req/s  p99 {:>8.2} ms  {:>7.1} µs CPU/req",
                     round + 1,
                     result.rps,
-                    result.p99 * 1e3
+                    result.p99 * 1e3,
+                    result.cpu * 1e6
                 );
                 results[li][ti].push(result);
             }
@@ -257,6 +269,7 @@ pub(crate) fn run() -> anyhow::Result<()> {
             (
                 median(runs.iter().map(|r| r.rps).collect()),
                 median(runs.iter().map(|r| r.p99).collect()),
+                median(runs.iter().map(|r| r.cpu).collect()),
             )
         });
         println!(
@@ -278,6 +291,16 @@ pub(crate) fn run() -> anyhow::Result<()> {
             format!("{:.2} ms", d.1 * 1e3),
             t.1 / o.1,
             c.1 / o.1
+        );
+        println!(
+            "{:<36} {:>11} {:>11} {:>11} {:>11} {:>8.2}× {:>8.2}×",
+            format!("HTTP {load}: CPU per request"),
+            format!("{:.1} µs", o.2 * 1e6),
+            format!("{:.1} µs", t.2 * 1e6),
+            format!("{:.1} µs", c.2 * 1e6),
+            format!("{:.1} µs", d.2 * 1e6),
+            t.2 / o.2,
+            c.2 / o.2
         );
     }
     println!();
@@ -336,9 +359,13 @@ pub(crate) fn run() -> anyhow::Result<()> {
          without a proxy, or the echo itself; medians of {WRK_ROUNDS} wrk runs of {WRK_SECONDS} s)"
     );
     println!(
+        "(CPU per request: user + system time of the proxy process over a run, divided by its \
+         requests; for \"direct\" the gateway's own)"
+    );
+    println!(
         "(HTTP /health: the upstream's small body written at once, so the row shows the proxies' \
-         own cost; the small download's headers and body go out in two writes and may wait for \
-         a delayed ACK upstream)"
+         own cost; the small download's headers and body leave the gateway in two writes, and \
+         every hop here has TCP_NODELAY, so neither waits for a delayed ACK)"
     );
     Ok(())
 }
@@ -638,6 +665,9 @@ struct Wrk {
     rps: f64,
     /// Seconds.
     p99: f64,
+    requests: f64,
+    /// CPU seconds per request of the process measured with this run (set by the caller).
+    cpu: f64,
 }
 
 fn wrk_run(wrk: &Path, url: &str, header: Option<&str>, connections: u32) -> anyhow::Result<Wrk> {
@@ -660,10 +690,40 @@ fn wrk_run(wrk: &Path, url: &str, header: Option<&str>, connections: u32) -> any
             .map(str::trim)
             .with_context(|| format!("{url}: no `{prefix}` in wrk's output:\n{out}"))
     };
+    let requests = out
+        .lines()
+        .find(|l| l.contains(" requests in "))
+        .and_then(|l| l.split_whitespace().next())
+        .with_context(|| format!("{url}: no request count in wrk's output:\n{out}"))?;
     Ok(Wrk {
         rps: field("Requests/sec:")?.parse()?,
         p99: seconds(field("99%")?)?,
+        requests: requests.parse()?,
+        cpu: f64::NAN,
     })
+}
+
+/// Clock ticks per second in `/proc/<pid>/stat` (`USER_HZ`, 100 in every Linux ABI).
+const USER_HZ: f64 = 100.0;
+
+/// CPU time (user + system, all threads, exited ones included) a process has used, in
+/// seconds, from `/proc/<pid>/stat`.
+fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name, which is in parentheses and may hold spaces: the state
+    // is field 3, utime and stime fields 14 and 15.
+    let (_, after) = stat
+        .rsplit_once(')')
+        .with_context(|| format!("unexpected /proc/{pid}/stat: {stat:?}"))?;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| -> anyhow::Result<u64> {
+        Ok(fields
+            .get(i)
+            .with_context(|| format!("short /proc/{pid}/stat: {stat:?}"))?
+            .parse()?)
+    };
+    #[allow(clippy::cast_precision_loss)] // tick counts are far below 2^52
+    Ok((ticks(11)? + ticks(12)?) as f64 / USER_HZ)
 }
 
 /// wrk's durations: `812.00us`, `1.25ms`, `1.02s`, `2.00m`.
