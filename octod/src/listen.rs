@@ -70,8 +70,7 @@ pub async fn http_listener(
 /// proxy passes a response's head on as soon as it arrives, and its body follows in another
 /// write whenever the gateway sent them apart (a file download); with Nagle that write waits
 /// for the client's delayed ACK, ~40 ms per response. The proxy benchmark serves through
-/// this so that it measures what octod does. FIXME: `serve.rs` still sets the option in its
-/// own `tap_io`; it should call this, so that the two cannot drift apart.
+/// this, as `serve` does, so that it measures what octod does.
 pub fn without_nagle(
     listener: tokio::net::TcpListener,
 ) -> axum::serve::TapIo<tokio::net::TcpListener, fn(&mut tokio::net::TcpStream)> {

@@ -41,9 +41,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     notify(&[sd_notify::NotifyState::Ready]);
     let status = tokio::spawn(report_status(engine.clone()));
     // No Nagle on proxied connections: a response's head and body are separate writes.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
+    let listener = listen::without_nagle(listener);
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
