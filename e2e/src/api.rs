@@ -351,41 +351,50 @@ async fn scenario(code: &std::sync::mpsc::Receiver<String>) -> anyhow::Result<()
     ensure!(refused.is_err(), "bob got a terminal in admin's session");
     say("through the proxy: files, opencode and the terminal (echo $((6*7)) → 42); bob refused");
 
-    // Wake on access: a request to a stopped session resumes it and is answered.
+    // A session its user stopped is not woken by a request (its socket is stopped too: only
+    // an idle-stopped session wakes on access, the `boundary wake` check): 409, and it stays
+    // stopped until resumed.
     let answer = admin.call("POST", &format!("{path}/stop"), None)?;
     ensure!(
         answer.json()?["state"] == "stopped",
         "stop: {}",
         answer.body
     );
-    let woken = admin.call(
+    let refused = admin.call(
         "GET",
         &format!("/sessions/{id}/opencode/global/health"),
         None,
     )?;
+    expect(&refused, 409, "a request to a stopped session")?;
     ensure!(
-        woken.status == 200 || (woken.status == 503 && woken.header("retry-after").is_some()),
-        "a request to a stopped session: {} {}",
-        woken.status,
-        woken.body
+        refused.body.contains("session_stopped"),
+        "a request to a stopped session: {}",
+        refused.body
     );
+    let state = admin.call("GET", &path, None)?;
+    ensure!(
+        state.json()?["state"] == "stopped",
+        "the stopped session after a request: {}",
+        state.body
+    );
+    let answer = admin.call("POST", &format!("{path}/resume"), None)?;
+    expect(&answer, 200, "resume")?;
     util::eventually(
         Duration::from_secs(120),
-        "the woken session answering",
+        "the resumed session answering",
         async || {
             let answer = admin.call(
                 "GET",
                 &format!("/sessions/{id}/opencode/global/health"),
                 None,
             )?;
-            expect(&answer, 200, "opencode after waking")
+            expect(&answer, 200, "opencode after resuming")
         },
     )
     .await?;
-    say(format!(
-        "a request woke the stopped session (first answer {})",
-        woken.status
-    ));
+    say(
+        "a request to the stopped session: 409 session_stopped, and it stays stopped; resumed, it answers",
+    );
 
     let metrics = util::request(PORT, "GET", "/metrics", &[], None)?;
     ensure!(

@@ -120,7 +120,7 @@ const CHECKS: &[Check] = &[
         &["image"],
     ),
     check(
-        "octod serve: invite codes, sessions through the API and the proxy, owner-only access, wake on access",
+        "octod serve: invite codes, sessions through the API and the proxy, owner-only access, a stopped session refused (409)",
         &["api"],
     ),
     Check {
