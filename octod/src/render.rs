@@ -446,6 +446,10 @@ fn socket_unit(spec: &SessionSpec, names: &SessionNames) -> SocketUnit {
             listen_stream: ListenStream::RuntimeDir(names.socket_relative.clone()),
             socket_mode: Some(0o600),
             directory_mode: Some(0o700),
+            // The socket file goes with the socket: octod cannot remove it itself (its
+            // sandbox, ProtectSystem=strict, keeps /run read-only), and a stopped session's
+            // path should not look like a listening one.
+            remove_on_stop: true,
             service: Some(names.service.clone()),
         },
         install: Some(InstallSection {
@@ -747,6 +751,7 @@ Description=Octo session ab12: its gateway's socket
 ListenStream=%t/octo/sessions/ab12.sock
 SocketMode=0600
 DirectoryMode=0700
+RemoveOnStop=yes
 Service=octo-ab12.service
 
 [Install]

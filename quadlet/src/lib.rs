@@ -307,6 +307,7 @@ PodmanArgs="--annotation=a b"
                 listen_stream: ListenStream::RuntimeDir("octo/sessions/ab12.sock".into()),
                 socket_mode: Some(0o600),
                 directory_mode: Some(0o700),
+                remove_on_stop: true,
                 service: Some("octo-ab12.service".into()),
             },
             install: Some(InstallSection {
@@ -327,6 +328,7 @@ Description=Octo session ab12: its gateway's socket
 ListenStream=%t/octo/sessions/ab12.sock
 SocketMode=0600
 DirectoryMode=0700
+RemoveOnStop=yes
 Service=octo-ab12.service
 
 [Install]

@@ -65,6 +65,9 @@ pub struct SocketSection {
     pub socket_mode: Option<u32>,
     /// `DirectoryMode=`: the mode of directories systemd creates for the socket (octal).
     pub directory_mode: Option<u32>,
+    /// `RemoveOnStop=`: whether systemd removes the socket file when the socket stops (its
+    /// default leaves it).
+    pub remove_on_stop: bool,
     /// `Service=`: the service activated by a connection (default: the socket's own name).
     pub service: Option<String>,
 }
@@ -78,6 +81,9 @@ impl SocketSection {
         }
         if let Some(mode) = self.directory_mode {
             s.raw("DirectoryMode", &format!("{mode:04o}"))?;
+        }
+        if self.remove_on_stop {
+            s.raw("RemoveOnStop", "yes")?;
         }
         if let Some(service) = &self.service {
             value::check_unit_name("Service", service)?;

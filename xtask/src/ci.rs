@@ -105,7 +105,7 @@ const fn check(name: &'static str, args: &'static [&'static str]) -> Check {
 }
 
 /// The suite, in order: later checks build on earlier ones, and two reboots in the middle
-/// proves what must survive it.
+/// prove what must survive them.
 const CHECKS: &[Check] = &[
     check(
         "rendered session units pass Podman's Quadlet generator without warnings",

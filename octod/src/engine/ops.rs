@@ -258,13 +258,8 @@ impl Engine {
                 Err(e) => problems.push(format!("removing {}: {e}", path.display())),
             }
         }
-        // systemd leaves a stopped socket's file (RemoveOnStop=no).
-        let socket = names.socket_path(&config.runtime_dir);
-        match std::fs::remove_file(&socket) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => problems.push(format!("removing {}: {e}", socket.display())),
-        }
+        // The socket file is systemd's: `RemoveOnStop=yes` removes it with the socket above.
+        // (octod's sandbox keeps /run read-only, so it could not remove it itself.)
         if removed_file && let Err(e) = systemd.reload().await {
             problems.push(e.to_string());
         }
