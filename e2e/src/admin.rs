@@ -413,6 +413,62 @@ async fn scenario(octod: &mut Child) -> anyhow::Result<()> {
         "session {id} of alice runs; a file written in its home"
     ));
 
+    // Names: the default from the template, a rename by root, the list and show with it.
+    let table = ok(None, &["session", "list"])?;
+    let header = table.lines().next().unwrap_or_default();
+    ensure!(
+        header.contains("NAME") && header.contains("LAST ACTIVE"),
+        "session list's columns: {table}"
+    );
+    ensure!(
+        table
+            .lines()
+            .any(|l| l.starts_with(&id) && l.contains("Coding Copilot")),
+        "session list does not show the default name: {table}"
+    );
+    let renamed = ok(None, &["session", "rename", &id, "Alice's thesis"])?;
+    ensure!(renamed.contains("Alice's thesis"), "rename: {renamed}");
+    ok(
+        Some(OPERATOR),
+        &["session", "rename", &id, "--description", "chapter 2"],
+    )?;
+    let table = ok(None, &["session", "list"])?;
+    ensure!(
+        table
+            .lines()
+            .any(|l| l.starts_with(&id) && l.contains("Alice's thesis")),
+        "session list after the rename: {table}"
+    );
+    let row = json(&["session", "list"])?
+        .as_array()
+        .and_then(|l| l.iter().find(|s| s["id"] == id.as_str()).cloned())
+        .context("the session in the list")?;
+    ensure!(
+        row["name"] == "Alice's thesis"
+            && row["description"] == "chapter 2"
+            && row["last_active_at"].as_u64() >= row["created_at"].as_u64(),
+        "session list --json: {row}"
+    );
+    let shown = ok(None, &["session", "show", &id])?;
+    ensure!(
+        shown.contains("Alice's thesis") && shown.contains("chapter 2"),
+        "session show: {shown}"
+    );
+    let refused = fails(None, &["session", "rename", &id, " "], 1)?;
+    ensure!(
+        refused.contains("name cannot be empty"),
+        "an empty name: {refused}"
+    );
+    fails(None, &["session", "rename", "nosuchsession", "x"], 3)?;
+    fails(None, &["session", "rename", &id], 2)?;
+    ensure!(
+        json(&["session", "show", &id])?["name"] == "Alice's thesis",
+        "a refused rename changed the name"
+    );
+    say(format!(
+        "session list shows names and last activity; rename (root), --description (operator1); an empty name is refused (exit 1), an unknown session exit 3:\n{table}"
+    ));
+
     ok(None, &["session", "stop", &id])?;
     ensure!(
         json(&["session", "show", &id])?["state"] == "stopped",
@@ -534,6 +590,10 @@ async fn scenario(octod: &mut Child) -> anyhow::Result<()> {
     ensure!(
         by("root", "user.create"),
         "no user creation by root in the audit log: {entries}"
+    );
+    ensure!(
+        by("root", "session.rename") && by(OPERATOR, "session.describe"),
+        "no session.rename by root or session.describe by {OPERATOR}: {entries}"
     );
     ensure!(
         by(OPERATOR, "user.disable") && by(OPERATOR, "session.resume"),

@@ -54,6 +54,138 @@ pub(crate) fn sign_in(port: u16, answer: &Answer) -> anyhow::Result<Client> {
     Ok(Client { port, cookie })
 }
 
+/// Issue 19's named sessions on the admin's running session `id`: the default name, a rename
+/// and a description through `PATCH`, the audit entry; bad input is 400 with a code and changes
+/// nothing; bob (another user) gets 404 as on every session route, a cross-origin PATCH 403,
+/// an anonymous one 401.
+fn names(admin: &Client, bob: &Client, id: &str) -> anyhow::Result<()> {
+    let path = format!("/api/sessions/{id}");
+    let shown = |client: &Client| -> anyhow::Result<serde_json::Value> {
+        let answer = client.call("GET", &path, None)?;
+        expect(&answer, 200, "show")?;
+        answer.json()
+    };
+    let before = shown(admin)?;
+    ensure!(
+        before["name"] == "Coding Copilot" && before["description"] == "",
+        "a new session is named after its template, with no description: {before}"
+    );
+    let created = before["created_at"].as_u64().context("created_at")?;
+    ensure!(
+        before["last_active_at"].as_u64() >= Some(created),
+        "last activity before creation: {before}"
+    );
+
+    let patch = |client: &Client, body: &str| client.call("PATCH", &path, Some(body));
+    let renamed = patch(admin, r#"{"name":"  Thesis — draft 2  "}"#)?;
+    expect(&renamed, 200, "rename")?;
+    let renamed = renamed.json()?;
+    ensure!(
+        renamed["name"] == "Thesis — draft 2" && renamed["id"] == id,
+        "rename answered {renamed}"
+    );
+    let described = patch(admin, r#"{"description":"chapter 2, with the figures"}"#)?;
+    expect(&described, 200, "describe")?;
+    let now = shown(admin)?;
+    ensure!(
+        now["name"] == "Thesis — draft 2" && now["description"] == "chapter 2, with the figures",
+        "after the rename: {now}"
+    );
+    let list = admin.call("GET", "/api/sessions", None)?.json()?;
+    ensure!(
+        list.as_array().is_some_and(|l| l
+            .iter()
+            .any(|s| s["id"] == id && s["name"] == "Thesis — draft 2")),
+        "the list does not show the new name: {list}"
+    );
+
+    let long_name = format!(r#"{{"name":"{}"}}"#, "n".repeat(81));
+    let long_description = format!(r#"{{"description":"{}"}}"#, "d".repeat(281));
+    for (body, status, code) in [
+        (r#"{"name":""}"#, 400, "invalid_name"),
+        (r#"{"name":"   "}"#, 400, "invalid_name"),
+        (long_name.as_str(), 400, "invalid_name"),
+        (r#"{"name":"two\nlines"}"#, 400, "invalid_name"),
+        (
+            r#"{"name":"ok","description":"tab\there"}"#,
+            400,
+            "invalid_description",
+        ),
+        (long_description.as_str(), 400, "invalid_description"),
+        (r#"{"title":"x"}"#, 422, "bad_request"),
+        (r#"{"name":5}"#, 422, "bad_request"),
+        ("not json", 400, "bad_request"),
+    ] {
+        let answer = patch(admin, body)?;
+        expect(&answer, status, &format!("PATCH {body:.40}"))?;
+        ensure!(
+            answer.json()?["error"]["code"] == code,
+            "PATCH {body:.40}: expected code {code}: {}",
+            answer.body
+        );
+    }
+    ensure!(
+        shown(admin)?["name"] == "Thesis — draft 2",
+        "a refused PATCH changed the session"
+    );
+    say(
+        "PATCH: trimmed rename and a description; empty, long, control characters, unknown fields refused (400/422 with a code), nothing changed",
+    );
+
+    for body in [r#"{"name":"bob's now"}"#, r#"{"name":""}"#] {
+        expect(&patch(bob, body)?, 404, "bob renames admin's session")?;
+    }
+    expect(
+        &bob.call(
+            "PATCH",
+            "/api/sessions/nosuchsession",
+            Some(r#"{"name":"x"}"#),
+        )?,
+        404,
+        "bob renames a session that does not exist",
+    )?;
+    expect(
+        &util::request(PORT, "PATCH", &path, &[], Some(r#"{"name":"x"}"#))?,
+        401,
+        "an anonymous rename",
+    )?;
+    let cross = util::request(
+        PORT,
+        "PATCH",
+        &path,
+        &[("Cookie", &admin.cookie), ("Origin", "http://evil.example")],
+        Some(r#"{"name":"pwned"}"#),
+    )?;
+    expect(&cross, 403, "a cross-origin rename")?;
+    ensure!(
+        shown(admin)?["name"] == "Thesis — draft 2",
+        "a refused rename changed the session"
+    );
+    say(
+        "PATCH: bob gets 404 (even with a bad body), anonymous 401, cross-origin 403; the name is unchanged",
+    );
+
+    let audit = admin
+        .call("GET", "/api/admin/audit?limit=100", None)?
+        .json()?;
+    let entry = audit
+        .as_array()
+        .and_then(|l| {
+            l.iter()
+                .find(|e| e["action"] == "session.rename" && e["target"] == id)
+        })
+        .with_context(|| format!("no session.rename of {id} in the audit log: {audit}"))?;
+    ensure!(
+        entry["actor"] == "admin"
+            && entry["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("Coding Copilot") && d.contains("Thesis — draft 2")),
+        "the rename's audit entry: {entry}"
+    );
+    say(format!("audited: {} {}", entry["action"], entry["detail"]));
+    Ok(())
+}
+
 pub(crate) fn expect(answer: &Answer, status: u16, what: &str) -> anyhow::Result<()> {
     ensure!(
         answer.status == status,
@@ -285,6 +417,8 @@ async fn scenario(code: &std::sync::mpsc::Receiver<String>) -> anyhow::Result<()
     expect(&cross, 403, "a cross-origin stop")?;
     say("another user gets 404, anonymous 401, cross-origin 403");
 
+    names(&admin, &bob, &id)?;
+
     let answer = admin.call("POST", &format!("{path}/stop"), None)?;
     ensure!(
         answer.status == 200 && answer.json()?["state"] == "stopped",
@@ -350,6 +484,19 @@ async fn scenario(code: &std::sync::mpsc::Receiver<String>) -> anyhow::Result<()
     .await;
     ensure!(refused.is_err(), "bob got a terminal in admin's session");
     say("through the proxy: files, opencode and the terminal (echo $((6*7)) → 42); bob refused");
+    let used = admin.call("GET", &path, None)?.json()?;
+    let (created, active) = (
+        used["created_at"].as_u64().context("created_at")?,
+        used["last_active_at"].as_u64().context("last_active_at")?,
+    );
+    ensure!(
+        active > created,
+        "the proxied traffic is not the session's last activity: created {created}, last active {active}"
+    );
+    say(format!(
+        "last activity moved with the proxied traffic: {:.1} s after its creation",
+        Duration::from_millis(active - created).as_secs_f64()
+    ));
 
     // A session its user stopped is not woken by a request (its socket is stopped too: only
     // an idle-stopped session wakes on access, the `boundary wake` check): 409, and it stays

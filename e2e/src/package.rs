@@ -38,6 +38,10 @@ pub enum Phase {
     /// With the session image built: an account with an invite code, a session and its
     /// three services through Caddy, a workspace file.
     Install,
+    /// The sign-in wall, as its attackers meet it: a local user cannot open octod's HTTP
+    /// socket (nothing listens on TCP), 1,000 wrong passwords from one address with forged
+    /// `X-Forwarded-For` are throttled, and the owner still signs in from another address.
+    Throttle,
     /// After a reboot: octod comes back on the first request, the session by itself, the
     /// file is there.
     AfterReboot,
@@ -60,6 +64,7 @@ pub async fn run(phase: Phase) -> anyhow::Result<()> {
     match phase {
         Phase::Activate => activate().await,
         Phase::Install => install().await,
+        Phase::Throttle => throttle(),
         Phase::AfterReboot => after_reboot().await,
         Phase::AfterUpgrade => after_upgrade().await,
         Phase::BeforeBoundaryUpgrade => before_boundary_upgrade(),
@@ -514,6 +519,159 @@ fn load_state() -> anyhow::Result<(Browser, String, String)> {
     ))
 }
 
+/// octod's HTTP socket, which only root and Caddy's group may open.
+const HTTP_SOCKET: &str = "/run/octod/http.sock";
+
+/// Sign-ins through Caddy with curl from the local address `from` (all of 127/8 is this
+/// host; Caddy sees each as a client address of its own), each with a forged
+/// `X-Forwarded-For`; returns each answer's status.
+fn curl_logins(
+    from: &str,
+    username: &str,
+    password: &str,
+    count: usize,
+) -> anyhow::Result<Vec<u16>> {
+    let body = serde_json::json!({"username": username, "password": password}).to_string();
+    let mut cmd = Command::new("curl");
+    cmd.args([
+        "-sS",
+        "--interface",
+        from,
+        "--resolve",
+        "localhost:8443:127.0.0.1",
+        "--cacert",
+        CADDY_CA,
+        "-H",
+        "Content-Type: application/json",
+        "-H",
+        "Origin: https://localhost:8443",
+        // What a client would forge to pick its throttle bucket; Caddy replaces it.
+        "-H",
+        "X-Forwarded-For: 203.0.113.77",
+        "-d",
+        &body,
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{stderr}%{http_code}\n",
+    ]);
+    // One connection for all of them: curl reuses it for each URL given.
+    for _ in 0..count {
+        cmd.arg(format!("https://{SITE}/api/auth/login"));
+    }
+    let out = cmd.output().context("running curl")?;
+    String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter(|l| l.len() == 3)
+        .map(|l| {
+            l.parse::<u16>()
+                .with_context(|| format!("curl's status {l:?}"))
+        })
+        .collect()
+}
+
+fn throttle() -> anyhow::Result<()> {
+    // A local user of the host: no TCP port to talk to, and the socket refuses them.
+    let listeners = sh("ss -ltnH")?;
+    ensure!(
+        !listeners.contains(":8484"),
+        "something listens on TCP 8484: {listeners}"
+    );
+    sh(&format!(
+        "test -S {HTTP_SOCKET} && stat -c '%U:%G %a' {HTTP_SOCKET} | grep -qx 'root:octo-proxy 660'"
+    ))
+    .context("octod's HTTP socket is not root:octo-proxy 0660")?;
+    sh("id mallory >/dev/null 2>&1 || useradd --no-create-home --shell /usr/sbin/nologin mallory")?;
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=mallory",
+            "--regid=mallory",
+            "--init-groups",
+            "curl",
+            "-sS",
+            "-v",
+            "--unix-socket",
+            HTTP_SOCKET,
+            "-H",
+            "X-Forwarded-For: 198.51.100.1",
+            "http://octod/api/health",
+        ])
+        .output()
+        .context("curl as mallory")?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        !out.status.success() && stderr.contains("ermission denied"),
+        "an unprivileged local user reached octod's socket: {:?} {} {stderr}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // The same request as root gets through: the refusal above is the socket's mode.
+    sh(&format!(
+        "curl -sSf --unix-socket {HTTP_SOCKET} http://octod/api/health >/dev/null"
+    ))
+    .context("root could not use octod's socket either")?;
+    say("a local user: no TCP port, EACCES on octod's socket (root gets through)");
+    // Caddy may: it runs with the group.
+    sh(r#"pid=$(systemctl show -p MainPID --value caddy.service); grep '^Groups:' /proc/$pid/status | grep -qw "$(getent group octo-proxy | cut -d: -f3)""#)
+        .context("Caddy does not run with the group octo-proxy")?;
+
+    let password = "throttle-owner-password-1";
+    sh(&format!(
+        "id >/dev/null; printf '%s\n' '{password}' | octoctl user add throttled --password-stdin >/dev/null"
+    ))?;
+    // 1,000 wrong passwords for one name from one address, each with a forged
+    // X-Forwarded-For.
+    let codes = curl_logins("127.0.0.3", "throttled", "wrong-password-x", 1000)?;
+    ensure!(codes.len() == 1000, "{} answers of 1,000", codes.len());
+    let refused = codes.iter().filter(|&&c| c == 401).count();
+    let limited = codes.iter().filter(|&&c| c == 429).count();
+    ensure!(
+        refused + limited == 1000,
+        "answers other than 401 and 429: {codes:?}"
+    );
+    ensure!(
+        (1..=10).contains(&refused),
+        "{refused} of the 1,000 wrong passwords were checked (at most 10 may be)"
+    );
+    say(format!(
+        "1,000 wrong passwords from 127.0.0.3 with forged X-Forwarded-For: {refused} checked, {limited} throttled (429)"
+    ));
+    // The same address stays throttled for this name even with the right password; the
+    // owner, elsewhere, signs in at once.
+    let again = curl_logins("127.0.0.3", "throttled", password, 1)?;
+    ensure!(
+        again == [429],
+        "the attacker's address with the right password: {again:?}"
+    );
+    let started = std::time::Instant::now();
+    let owner = curl_logins("127.0.0.2", "throttled", password, 1)?;
+    let took = started.elapsed();
+    ensure!(
+        owner == [200],
+        "the owner from another address was refused: {owner:?}"
+    );
+    say(format!(
+        "the owner from 127.0.0.2 signed in ({} ms)",
+        took.as_millis()
+    ));
+    // The audit log saw the attacker's address as Caddy saw it, not the forged one.
+    let (admin, _, _) = load_state()?;
+    let audit = admin.call("GET", "/api/admin/audit?limit=100", None)?;
+    expect(&audit, 200, "the audit log")?;
+    let entries = audit.json()?;
+    let failures: Vec<&serde_json::Value> = entries
+        .as_array()
+        .context("the audit log is a list")?
+        .iter()
+        .filter(|e| e["action"] == "login.failure" && e["target"] == "throttled")
+        .collect();
+    ensure!(
+        failures.len() == refused && failures.iter().all(|e| e["detail"] == "from 127.0.0.3"),
+        "the audit log's failed sign-ins are not the {refused} from 127.0.0.3: {failures:?}"
+    );
+    Ok(())
+}
+
 async fn after_reboot() -> anyhow::Result<()> {
     let (browser, id, _) = load_state()?;
     ensure!(
@@ -555,6 +713,7 @@ async fn after_reboot() -> anyhow::Result<()> {
     proof_file_listed(&browser, &id)?;
     services(&browser, &id).await?;
     say(format!("~/{PROOF_FILE} survived the reboot"));
+    renamed_through_caddy(&browser, &id)?;
     let state = serde_json::json!({
         "cookie": browser.cookie,
         "session": id,
@@ -598,6 +757,52 @@ async fn after_upgrade() -> anyhow::Result<()> {
         .await?;
     ensure!(output.contains(PROOF_TEXT), "{output}");
     say("the session answers through the upgraded octod with its file");
+    session_named(&browser, &id, RENAMED)?;
+    say(format!(
+        "the session kept its name {RENAMED:?} through the upgrade"
+    ));
+    Ok(())
+}
+
+/// The name `after-reboot` gives the session, which the upgrade keeps.
+const RENAMED: &str = "Package check — renamed";
+
+/// A rename through Caddy (`PATCH`, the installed octod), seen by `octoctl session list` as
+/// root, in its table and its JSON.
+fn renamed_through_caddy(browser: &Browser, id: &str) -> anyhow::Result<()> {
+    let answer = browser.call(
+        "PATCH",
+        &format!("/api/sessions/{id}"),
+        Some(&format!(r#"{{"name":"{RENAMED}"}}"#)),
+    )?;
+    expect(&answer, 200, "a rename through Caddy")?;
+    session_named(browser, id, RENAMED)?;
+    say(format!(
+        "renamed through Caddy; octoctl session list shows {RENAMED:?}"
+    ));
+    Ok(())
+}
+
+/// The session's name as the API and `octoctl session list` (table and `--json`) show it.
+fn session_named(browser: &Browser, id: &str, name: &str) -> anyhow::Result<()> {
+    let shown = browser.call("GET", &format!("/api/sessions/{id}"), None)?;
+    expect(&shown, 200, "the session")?;
+    ensure!(
+        shown.json()?["name"] == name,
+        "the API names the session otherwise than {name:?}: {}",
+        shown.body
+    );
+    let table = sh("octoctl session list")?;
+    ensure!(
+        table.lines().any(|l| l.starts_with(id) && l.contains(name)),
+        "octoctl session list does not show {name:?}: {table}"
+    );
+    let list: serde_json::Value = serde_json::from_str(&sh("octoctl --json session list")?)?;
+    ensure!(
+        list.as_array()
+            .is_some_and(|l| l.iter().any(|s| s["id"] == id && s["name"] == name)),
+        "octoctl --json session list: {list}"
+    );
     Ok(())
 }
 
@@ -644,6 +849,13 @@ async fn after_boundary_upgrade() -> anyhow::Result<()> {
         async || expect(&request("GET", "/api/health", &[], None)?, 200, "health"),
     )
     .await?;
+    // The HTTP socket moved from TCP 127.0.0.1:8484 to the Unix socket only Caddy may open,
+    // and Caddy's site followed (the postinst's migration).
+    sh(&format!(
+        "test -S {HTTP_SOCKET} && ! ss -ltnH | grep -q ':8484 '"
+    ))
+    .context("octod's HTTP socket did not move from TCP 8484 to the Unix socket")?;
+    say("octod's HTTP socket moved from 127.0.0.1:8484 to /run/octod/http.sock");
     // No administrator step: the new octod finds the previous package's image (runtime 1),
     // rebuilds it by itself, and the session waits on its old units meanwhile.
     let status: serde_json::Value = serde_json::from_str(&sh("octoctl status --json")?)?;
@@ -724,6 +936,9 @@ async fn after_boundary_upgrade() -> anyhow::Result<()> {
         started.elapsed(),
         rebuilt.trim()
     ));
+    // The session made by the previous package (schema 1, no names) has its template's name.
+    session_named(&browser, &id, "Coding Copilot")?;
+    say("the session made before the upgrade is named after its template: \"Coding Copilot\"");
     let moved = session_moved(&browser, &id, &container).await;
     if moved.is_err() {
         // What the session's unit and octod said, for whoever reads the failure.

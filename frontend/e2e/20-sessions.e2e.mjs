@@ -1,7 +1,8 @@
 // The workspace picker and view against real sessions: create from a template (waking state,
-// then running), open the workspace, stop, resume, delete with confirmation; an expired login
-// mid-use goes back to sign-in with a message.
-import { expectNoConsoleErrors } from "./util.mjs";
+// then running), name it (in the picker and in the workspace header: Escape cancels, Enter saves,
+// a refused name says why; the filter box finds it), open the workspace, stop, resume, delete with
+// confirmation; an expired login mid-use goes back to sign-in with a message.
+import { expectNoConsoleErrors, expectText } from "./util.mjs";
 
 const LONG = { timeout: 180_000 };
 
@@ -21,6 +22,7 @@ export default async function sessions({ newContext, baseUrl, newUser, step, out
 
     step("a template card creates a session; the row goes to running by itself");
     const card = page.locator("[data-testid^=template-card-]").first();
+    const templateTitle = (await card.locator(".template-name").textContent()).trim();
     await card.click();
     const row = page.getByTestId("session-row").first();
     await row.waitFor(LONG);
@@ -32,6 +34,34 @@ export default async function sessions({ newContext, baseUrl, newUser, step, out
     if ((await settled.getAttribute("data-state")) === "failed") {
       throw new Error(`session ${id} failed to start: ${await settled.locator(".failure-reason").textContent()}`);
     }
+
+    step("a new session is named after its template; rename it in the picker (Escape cancels, Enter saves)");
+    const anyRow = page.locator(`[data-testid=session-row][data-session-id="${id}"]`);
+    const rowName = anyRow.getByTestId("session-name");
+    await expectText(rowName, templateTitle, "the default name");
+    await anyRow.getByTestId("session-rename").click();
+    await anyRow.getByTestId("session-name-input").fill("Not this one");
+    await page.keyboard.press("Escape");
+    await anyRow.getByTestId("session-name-input").waitFor({ state: "detached" });
+    await expectText(rowName, templateTitle, "the name after Escape");
+    await anyRow.getByTestId("session-rename").click();
+    await anyRow.getByTestId("session-name-input").fill("   ");
+    await page.keyboard.press("Enter");
+    await expectText(anyRow.getByTestId("session-rename-error"), /cannot be empty/, "an empty name's error");
+    await anyRow.getByTestId("session-name-input").fill("  Thesis — picker  ");
+    await anyRow.getByTestId("session-description-input").fill("named in the browser");
+    await anyRow.getByTestId("session-name-input").press("Enter");
+    await expectText(rowName, "Thesis — picker", "the name after Enter");
+    await expectText(anyRow.getByTestId("session-description"), "named in the browser", "the description");
+    step("the name is octod's: it survives a reload, and the filter box finds the session by it");
+    await page.reload();
+    await expectText(rowName, "Thesis — picker", "the name after a reload");
+    await page.getByTestId("session-filter").fill("thesis PICKER");
+    await anyRow.waitFor();
+    await page.getByTestId("session-filter").fill("no such session anywhere");
+    await page.getByTestId("session-filter-empty").waitFor();
+    await page.getByTestId("session-filter").press("Escape");
+    await anyRow.waitFor();
 
     step("stop, then resume, from the list");
     await rowState(id, "running").getByTestId("session-stop").click();
@@ -45,6 +75,25 @@ export default async function sessions({ newContext, baseUrl, newUser, step, out
     await page.locator("#pane-chat").waitFor(LONG);
     await page.locator("#pane-files").waitFor();
     await page.locator("#pane-terminal").waitFor();
+
+    step("the workspace header shows the name; rename it there (Escape cancels, Enter saves)");
+    const bar = page.locator(".workspace-bar");
+    const headerName = bar.getByTestId("session-name");
+    await expectText(headerName, "Thesis — picker", "the header's name");
+    await bar.getByTestId("session-rename").click();
+    await bar.getByTestId("session-name-input").fill("Not this either");
+    await bar.getByTestId("session-name-input").press("Escape");
+    await expectText(headerName, "Thesis — picker", "the header after Escape");
+    await bar.getByTestId("session-rename").click();
+    await bar.getByTestId("session-name-input").fill("x".repeat(81));
+    await bar.getByTestId("session-name-input").press("Enter");
+    await expectText(bar.getByTestId("session-rename-error"), /at most 80/, "a long name's error");
+    await bar.getByTestId("session-name-input").fill("Thesis — header");
+    await bar.getByTestId("session-name-input").press("Enter");
+    await expectText(headerName, "Thesis — header", "the header after Enter");
+    const stored = await (await context.request.get(`${baseUrl}/api/sessions/${id}`)).json();
+    if (stored.name !== "Thesis — header") throw new Error(`octod has the name ${JSON.stringify(stored.name)}`);
+    await page.locator("#pane-chat").waitFor();
 
     step("a splitter moves with the keyboard and the layout survives a reload");
     const before = Number(await page.getByTestId("splitter-0").getAttribute("aria-valuenow"));
@@ -73,6 +122,7 @@ export default async function sessions({ newContext, baseUrl, newUser, step, out
     await page.getByTestId("session-resume").waitFor(LONG);
     await page.getByTestId("back-to-sessions").click();
     await rowState(id, "stopped").waitFor();
+    await expectText(rowName, "Thesis — header", "the picker after the header's rename");
 
     step("opening a stopped session wakes it up and shows the panes");
     await rowState(id, "stopped").getByTestId("session-open").click();

@@ -12,10 +12,10 @@
 // --screenshots DIR (default e2e/out): a screenshot of every step, and of every failure.
 // CHROMIUM: the browser binary (default /usr/bin/chromium).
 //
-// octod rate-limits sign-ins per client address, and every local client is 127.0.0.1 — shared with
-// anyone else using the same octod. `newContext()` gives each browser context its own client address
-// (X-Forwarded-For, which octod honours from a loopback peer, the way Caddy sends it), so the checks
-// neither run into nor use up anyone else's limit. Use it instead of `browser.newContext()`.
+// octod throttles failed sign-ins per client address; through Caddy every local client is
+// 127.0.0.1 (Caddy replaces any X-Forwarded-For a client sends, and octod believes only Caddy's).
+// `newContext()` still sends an X-Forwarded-For of its own (a dev server that forwards it keeps
+// contexts apart); use it instead of `browser.newContext()`.
 //
 // ctx: { browser, baseUrl, inviteCode, admin, outDir, apiLogin, freshCredentials, newUser,
 //        newInviteCode, setAdmin, newContext, step, screenshot }. Checks fail on any console

@@ -26,3 +26,22 @@ export function expectNoConsoleErrors(page) {
     },
   };
 }
+
+/**
+ * Waits until `locator`'s text (trimmed) equals `expected` (a string) or matches it (a RegExp);
+ * throws saying `what` and the last text seen.
+ */
+export async function expectText(locator, expected, what, timeout = 15_000) {
+  const deadline = Date.now() + timeout;
+  let last = null;
+  for (;;) {
+    last = await locator
+      .first()
+      .textContent({ timeout: Math.max(1, deadline - Date.now()) })
+      .catch(() => null);
+    const text = last?.trim() ?? null;
+    if (text !== null && (expected instanceof RegExp ? expected.test(text) : text === expected)) return;
+    if (Date.now() >= deadline) throw new Error(`${what}: expected ${expected}, saw ${JSON.stringify(last)}`);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}

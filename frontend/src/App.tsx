@@ -128,6 +128,7 @@ function SignedIn(props: {
     case "admin-users":
     case "admin-invites":
     case "admin-sessions":
+    case "admin-audit":
       body =
         user.role === "admin" ? (
           <AdminPage route={route} self={user} />
@@ -170,6 +171,8 @@ function pageTitle(route: Route): string {
       return "Invite codes";
     case "admin-sessions":
       return "All sessions";
+    case "admin-audit":
+      return "Audit log";
     case "not-found":
       return "Not found";
     default:

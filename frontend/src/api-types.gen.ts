@@ -309,7 +309,11 @@ export interface paths {
         delete: operations["deleteSession"];
         options?: never;
         head?: never;
-        patch?: never;
+        /**
+         * Rename a session, or set its description.
+         * @description Owner or admin, like every route on a session: another user's session is 404 whatever the body. Fields left out (or `null`) are kept; text is trimmed. A new name is audited as `session.rename`, a new description as `session.describe`.
+         */
+        patch: operations["updateSession"];
         trace?: never;
     };
     "/api/sessions/{id}/resume": {
@@ -2056,12 +2060,23 @@ export interface components {
              * @description Milliseconds since the Unix epoch.
              */
             created_at: number;
+            /** @description Its user's short note (at most 280 characters); empty when there is none. */
+            description: string;
             /**
              * @description Whether the user wants the session running.
              * @enum {string}
              */
             desired: "running" | "stopped";
             id: string;
+            /**
+             * Format: int64
+             * @description When it was last used (traffic through octod to its services: chat, files, terminal,
+             *     previews), else when it was created; milliseconds since the Unix epoch. Recorded for
+             *     the idle stop, saved about once a minute.
+             */
+            last_active_at: number;
+            /** @description What its user calls it: 1–80 characters; at first the template's name. */
+            name: string;
             owner: string;
             /** @description Why it failed; only for `failed`. */
             reason?: string;
@@ -2093,6 +2108,19 @@ export interface components {
             description: string;
             id: string;
             name: string;
+        };
+        /**
+         * @description The body of `PATCH /api/sessions/{id}`: what to change; a field left out (or `null`) is
+         *     kept.
+         */
+        UpdateSession: {
+            /**
+             * @description The new description: at most 280 characters after trimming, no control characters;
+             *     `""` clears it.
+             */
+            description?: string | null;
+            /** @description The new name: 1–80 characters after trimming, no control characters. */
+            name?: string | null;
         };
         /** @description A user as the API shows it: never the hash or the token generation. */
         User: {
@@ -3670,6 +3698,114 @@ export interface operations {
             };
             /** @description No such session, or another user's (not revealed). */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Internal error (details are in the server log). */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    updateSession: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Session id. */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["UpdateSession"];
+            };
+        };
+        responses: {
+            /** @description The session as it is now. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Session"];
+                };
+            };
+            /** @description Invalid name (1–80 characters after trimming, no control characters) or description (at most 280 characters, no control characters). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not signed in, or the token is invalid, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Refused. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such session, or another user's (not revealed). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The session is being deleted. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body is too large. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body is not `application/json`. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The JSON does not match the expected shape (unknown or missing fields). */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };

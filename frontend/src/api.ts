@@ -14,6 +14,7 @@ export type User = Schemas["User"];
 export type Invite = Schemas["Invite"];
 export type Template = Schemas["Template"];
 export type Session = Schemas["Session"];
+export type AuditEntry = Schemas["AuditEntry"];
 export type SessionState = Session["state"];
 
 /** The name of the window event dispatched when the API answers 401 (login expired or revoked). */
@@ -125,6 +126,9 @@ export const api = {
   sessions: () => apiFetch<Session[]>("/api/sessions"),
   session: (id: string) => apiFetch<Session>(`/api/sessions/${encodeURIComponent(id)}`),
   createSession: (template: string) => apiFetch<Session>("/api/sessions", { method: "POST", json: { template } satisfies Schemas["CreateSession"] }),
+  /** Renames a session and/or sets its description (owner or admin); a field left out is kept. */
+  updateSession: (id: string, change: Schemas["UpdateSession"]) =>
+    apiFetch<Session>(`/api/sessions/${encodeURIComponent(id)}`, { method: "PATCH", json: change }),
   stopSession: (id: string) =>
     apiFetch<Session>(`/api/sessions/${encodeURIComponent(id)}/stop`, { method: "POST" }),
   resumeSession: (id: string) =>
@@ -144,5 +148,6 @@ export const api = {
     revokeInvite: (code: string) =>
       apiFetch<void>(`/api/admin/invite-codes/${encodeURIComponent(code)}`, { method: "DELETE" }),
     sessions: () => apiFetch<Session[]>("/api/admin/sessions"),
+    audit: (limit: number) => apiFetch<AuditEntry[]>(`/api/admin/audit?limit=${limit}`),
   },
 };

@@ -14,6 +14,7 @@ describe("matchRoute", () => {
     check("/admin/users", { name: "admin-users" });
     check("/admin/invites", { name: "admin-invites" });
     check("/admin/sessions", { name: "admin-sessions" });
+    check("/admin/audit", { name: "admin-audit" });
     check("/w/s-123", { name: "workspace", sessionId: "s-123" });
   });
 
@@ -39,6 +40,7 @@ describe("matchRoute", () => {
       { name: "admin-users" },
       { name: "admin-invites" },
       { name: "admin-sessions" },
+      { name: "admin-audit" },
     ];
     for (const route of routes) expect(matchRoute(routePath(route))).toEqual(route);
   });

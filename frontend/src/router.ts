@@ -11,6 +11,7 @@ export type Route =
   | { name: "admin-users" }
   | { name: "admin-invites" }
   | { name: "admin-sessions" }
+  | { name: "admin-audit" }
   | { name: "not-found"; path: string };
 
 /** The route for a path plus search string (e.g. `/register?invite=abc`). */
@@ -33,6 +34,8 @@ export function matchRoute(pathAndSearch: string): Route {
       return { name: "admin-invites" };
     case "/admin/sessions":
       return { name: "admin-sessions" };
+    case "/admin/audit":
+      return { name: "admin-audit" };
   }
   const workspace = /^\/w\/([^/]+)$/.exec(path);
   if (workspace) {
@@ -64,6 +67,8 @@ export function routePath(route: Route): string {
       return "/admin/invites";
     case "admin-sessions":
       return "/admin/sessions";
+    case "admin-audit":
+      return "/admin/audit";
     case "not-found":
       return route.path;
   }

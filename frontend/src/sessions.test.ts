@@ -1,17 +1,31 @@
 import { describe, expect, it } from "vitest";
 import type { Session, SessionState } from "./api";
-import { actionsFor, IDLE_POLL_MS, nextPoll, POLL_MS, sortSessions, stateView, upsert } from "./sessions";
+import {
+  actionsFor,
+  filterSessions,
+  IDLE_POLL_MS,
+  nameProblem,
+  nextPoll,
+  POLL_MS,
+  sortSessions,
+  stateView,
+  upsert,
+} from "./sessions";
 
 const ALL: SessionState[] = ["creating", "starting", "running", "stopping", "stopped", "deleting", "failed"];
 
-const session = (id: string, state: SessionState, created_at = 0): Session => ({
+const session = (id: string, state: SessionState, created_at = 0, more: Partial<Session> = {}): Session => ({
   id,
   owner: "ann",
   template: "t",
+  name: "T",
+  description: "",
   state,
   desired: "running",
   created_at,
   updated_at: created_at,
+  last_active_at: created_at,
+  ...more,
   urls: { opencode: "", files: "", terminal: "" },
 });
 
@@ -54,8 +68,45 @@ describe("upsert and sortSessions", () => {
     expect(list.map((s) => s.state)).toEqual(["running", "stopped"]);
   });
 
-  it("sorts newest first", () => {
-    const sorted = sortSessions([session("old", "running", 1), session("new", "running", 5), session("mid", "running", 3)]);
-    expect(sorted.map((s) => s.id)).toEqual(["new", "mid", "old"]);
+  it("sorts by last activity, then newest first", () => {
+    const sorted = sortSessions([
+      session("old", "running", 1),
+      session("new", "running", 5),
+      session("mid", "running", 3),
+      session("used", "stopped", 0, { last_active_at: 9 }),
+    ]);
+    expect(sorted.map((s) => s.id)).toEqual(["used", "new", "mid", "old"]);
+  });
+});
+
+describe("filterSessions", () => {
+  const list = [
+    session("a1", "running", 0, { name: "Thesis draft", description: "chapter 2", template: "coding-copilot" }),
+    session("b2", "stopped", 0, { name: "Café notes", template: "meeting-synth", owner: "bob" }),
+    session("c3", "failed", 0, { name: "Research" }),
+  ];
+  const ids = (query: string) =>
+    filterSessions(list, query, (t) => (t === "coding-copilot" ? "Coding Copilot" : t)).map((s) => s.id);
+
+  it("matches every word in name, description, template, owner or id", () => {
+    expect(ids("")).toEqual(["a1", "b2", "c3"]);
+    expect(ids("   ")).toEqual(["a1", "b2", "c3"]);
+    expect(ids("thesis")).toEqual(["a1"]);
+    expect(ids("CHAPTER")).toEqual(["a1"]);
+    expect(ids("copilot draft")).toEqual(["a1"]);
+    expect(ids("cafe")).toEqual(["b2"]);
+    expect(ids("bob")).toEqual(["b2"]);
+    expect(ids("c3")).toEqual(["c3"]);
+    expect(ids("thesis bob")).toEqual([]);
+  });
+});
+
+describe("nameProblem", () => {
+  it("checks what octod checks", () => {
+    expect(nameProblem("  ok ")).toBeNull();
+    expect(nameProblem("é".repeat(80))).toBeNull();
+    expect(nameProblem(" ")).toMatch(/empty/);
+    expect(nameProblem("x".repeat(81))).toMatch(/80/);
+    expect(nameProblem("a\tb")).toMatch(/control/);
   });
 });

@@ -71,9 +71,46 @@ export function upsert(sessions: readonly Session[], id: string, next: Session |
   return copy;
 }
 
-/** Sessions newest first. */
+/** Sessions by last activity, most recent first (then newest, then by id: a stable order). */
 export function sortSessions(sessions: readonly Session[]): Session[] {
-  return sessions.slice().sort((a, b) => b.created_at - a.created_at || a.id.localeCompare(b.id));
+  return sessions
+    .slice()
+    .sort((a, b) => b.last_active_at - a.last_active_at || b.created_at - a.created_at || a.id.localeCompare(b.id));
+}
+
+/**
+ * The sessions a filter box's text matches: every word of it (case- and accent-insensitive) in
+ * the name, description, template (id or display name), owner or id. Empty text matches all.
+ */
+export function filterSessions(
+  sessions: readonly Session[],
+  query: string,
+  templateName: (id: string) => string = (id) => id,
+): Session[] {
+  const words = fold(query).split(/\s+/).filter(Boolean);
+  if (words.length === 0) return sessions.slice();
+  return sessions.filter((s) => {
+    const text = fold([s.name, s.description, s.template, templateName(s.template), s.owner, s.id].join("\n"));
+    return words.every((word) => text.includes(word));
+  });
+}
+
+function fold(text: string): string {
+  return text.normalize("NFD").replace(/\p{M}/gu, "").toLowerCase();
+}
+
+/** Limits of a session's name and description, as octod checks them (characters, after trimming). */
+export const NAME_MAX = 80;
+export const DESCRIPTION_MAX = 280;
+
+/** What is wrong with a name before it is sent (octod checks the same), or null. */
+export function nameProblem(name: string): string | null {
+  const trimmed = name.trim();
+  if (trimmed === "") return "A name cannot be empty.";
+  if ([...trimmed].length > NAME_MAX) return `A name has at most ${NAME_MAX} characters.`;
+  // eslint-disable-next-line no-control-regex
+  if (/[\u0000-\u001f\u007f-\u009f]/.test(trimmed)) return "A name cannot contain control characters.";
+  return null;
 }
 
 /**

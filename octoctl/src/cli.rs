@@ -54,10 +54,20 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum SessionCommand {
-    /// List every session.
+    /// List every session: name, owner, state and when it was last used.
     List,
     /// Show one session.
     Show { id: String },
+    /// Rename a session, or set its description.
+    Rename {
+        id: String,
+        /// The new name (1-80 characters).
+        #[arg(required_unless_present = "description")]
+        name: Option<String>,
+        /// A short description (at most 280 characters; "" clears it).
+        #[arg(long)]
+        description: Option<String>,
+    },
     /// Stop a session; its workspace is kept.
     Stop { id: String },
     /// Start a stopped or failed session again.

@@ -9,7 +9,7 @@ use std::time::Duration;
 use hyper::Method;
 use octo_wire::{
     BuildEvent, CreateInvite, CreateUser, InviteView, LogEvent, RefreshEvent, RefreshStatus,
-    ResetPassword, SessionView, SetRole, StatusView, UserView,
+    ResetPassword, SessionView, SetRole, StatusView, UpdateSession, UserView,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -179,22 +179,24 @@ fn session_table(list: &[SessionView]) -> String {
         .map(|s| {
             vec![
                 s.id.clone(),
+                s.name.clone(),
                 s.owner.clone(),
                 s.template.clone(),
                 s.state.as_str().to_owned(),
                 s.desired.as_str().to_owned(),
-                table::utc_minutes(s.created_at),
+                table::utc_minutes(s.last_active_at),
             ]
         })
         .collect();
     table::render(
         &[
             "ID",
+            "NAME",
             "OWNER",
             "TEMPLATE",
             "STATE",
             "WANTED",
-            "CREATED (UTC)",
+            "LAST ACTIVE (UTC)",
         ],
         &rows,
     )
@@ -203,6 +205,7 @@ fn session_table(list: &[SessionView]) -> String {
 fn session_details(s: &SessionView) -> String {
     let mut rows = vec![
         vec!["id".to_owned(), s.id.clone()],
+        vec!["name".to_owned(), s.name.clone()],
         vec!["owner".to_owned(), s.owner.clone()],
         vec!["template".to_owned(), s.template.clone()],
         vec!["state".to_owned(), s.state.as_str().to_owned()],
@@ -215,7 +218,14 @@ fn session_details(s: &SessionView) -> String {
             "updated".to_owned(),
             format!("{} UTC", table::utc_minutes(s.updated_at)),
         ],
+        vec![
+            "active".to_owned(),
+            format!("{} UTC", table::utc_minutes(s.last_active_at)),
+        ],
     ];
+    if !s.description.is_empty() {
+        rows.insert(2, vec!["about".to_owned(), s.description.clone()]);
+    }
     if let Some(reason) = &s.reason {
         rows.push(vec![
             "reason".to_owned(),
@@ -239,6 +249,24 @@ async fn session(client: &Client, out: Output, command: &SessionCommand) -> Resu
         SessionCommand::Show { id } => {
             let v = answer(client.call(Method::GET, &path(id, ""), None).await?);
             out.show_typed(&v, |s: SessionView| session_details(&s))?;
+        }
+        SessionCommand::Rename {
+            id,
+            name,
+            description,
+        } => {
+            let change = body(&UpdateSession {
+                name: name.clone(),
+                description: description.clone(),
+            });
+            let v = answer(
+                client
+                    .call(Method::PATCH, &path(id, ""), Some(&change))
+                    .await?,
+            );
+            out.show_typed(&v, |s: SessionView| {
+                format!("session {}: {}\n", s.id, s.name)
+            })?;
         }
         SessionCommand::Stop { id } | SessionCommand::Resume { id } => {
             let op = if matches!(command, SessionCommand::Stop { .. }) {
@@ -673,11 +701,14 @@ mod tests {
             id: "ab12".into(),
             owner: "alice".into(),
             template: "coding".into(),
+            name: "Thesis, ch. 2".into(),
+            description: String::new(),
             state: octo_wire::SessionStatus::Running,
             reason: None,
             desired: octo_wire::Desired::Running,
             created_at: 0,
             updated_at: 0,
+            last_active_at: 90_061_000,
             urls: octo_wire::SessionUrls {
                 opencode: String::new(),
                 files: String::new(),
@@ -687,8 +718,8 @@ mod tests {
         let table = session_table(&list);
         assert_eq!(
             table,
-            "ID    OWNER  TEMPLATE  STATE    WANTED   CREATED (UTC)\n\
-             ab12  alice  coding    running  running  1970-01-01 00:00\n"
+            "ID    NAME           OWNER  TEMPLATE  STATE    WANTED   LAST ACTIVE (UTC)\n\
+             ab12  Thesis, ch. 2  alice  coding    running  running  1970-01-02 01:01\n"
         );
     }
 }

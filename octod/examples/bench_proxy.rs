@@ -158,14 +158,17 @@ async fn proxy(
     };
     let app =
         octod::proxy::routes_with_user::<BenchState, FixedSessions, Admin>().with_state(state);
-    // Served as `octod serve` serves: no Nagle on accepted connections, and the peer's
-    // address for `X-Forwarded-For`. Without `TCP_NODELAY` a response whose head and body
-    // reach the proxy apart (the gateway's downloads) leaves in two writes, and the second
-    // waited for wrk's delayed ACK (~40 ms): the benchmark measured Nagle, not the proxy.
-    let listener = octod::listen::without_nagle(TcpListener::bind(listen).await?);
+    // Served as `octod serve` serves: octod's listener (no Nagle on accepted connections: a
+    // response whose head and body reach the proxy apart, the gateway's downloads, would
+    // leave in two writes, and the second wait for wrk's delayed ACK, ~40 ms) and the peer
+    // for `X-Forwarded-For`.
+    let listener = octod::http::peer::HttpListener::tcp(
+        TcpListener::bind(listen).await?,
+        octod::http::peer::TrustedProxies::default(),
+    );
     axum::serve(
         listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
+        app.into_make_service_with_connect_info::<octod::http::peer::ClientPeer>(),
     )
     .await?;
     Ok(())

@@ -3,7 +3,7 @@
 //! merged fragments are validated into [`Settings`], which has no invalid states. Errors name
 //! the file and the key.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -58,8 +58,12 @@ pub struct Fragment {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerFragment {
-    /// Address bound when systemd passes no socket (development).
+    /// Address (`ip:port`) or absolute Unix socket path bound when systemd passes no socket
+    /// (development).
     pub listen: Option<String>,
+    /// Addresses or networks of reverse proxies reaching octod over TCP whose
+    /// `X-Forwarded-For` is believed (a Unix socket peer always is).
+    pub trusted_proxies: Option<Vec<String>>,
     /// Where redb, the JWT key and other state live.
     pub state_dir: Option<PathBuf>,
     /// Always mark the session cookie `Secure` (it is anyway behind TLS).
@@ -172,7 +176,8 @@ impl std::fmt::Debug for Llm {
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    pub listen: SocketAddr,
+    pub listen: ListenAddr,
+    pub trusted_proxies: TrustedProxies,
     pub admin_socket: PathBuf,
     pub state_dir: PathBuf,
     pub secure_cookies: bool,
@@ -255,8 +260,11 @@ pub fn merge(fragments: &[(PathBuf, Fragment)]) -> Result<Settings, ConfigError>
     let listen = listen
         .as_deref()
         .unwrap_or("127.0.0.1:8484")
-        .parse::<SocketAddr>()
-        .map_err(|e| invalid(&at, "server.listen", format!("not an address:port: {e}")))?;
+        .parse::<ListenAddr>()
+        .map_err(|e| invalid(&at, "server.listen", e))?;
+    let (trusted, at) = pick!("server.trusted_proxies", server.trusted_proxies);
+    let trusted_proxies = TrustedProxies::parse(&trusted.unwrap_or_default())
+        .map_err(|e| invalid(&at, "server.trusted_proxies", e))?;
     let (state_dir, at) = pick!("server.state_dir", server.state_dir);
     let state_dir = state_dir.unwrap_or_else(|| PathBuf::from("/var/lib/octod"));
     if !state_dir.is_absolute() {
@@ -388,6 +396,7 @@ pub fn merge(fragments: &[(PathBuf, Fragment)]) -> Result<Settings, ConfigError>
     let image_build = image_settings(fragments, &mut sources)?;
     Ok(Settings {
         listen,
+        trusted_proxies,
         admin_socket,
         state_dir,
         secure_cookies: secure_cookies.unwrap_or(false),
@@ -525,6 +534,19 @@ impl Settings {
         let image = &self.image_build;
         let values: Vec<(&'static str, Option<String>)> = vec![
             ("server.listen", text(&self.listen.to_string())),
+            (
+                "server.trusted_proxies",
+                Some(
+                    toml::Value::Array(
+                        self.trusted_proxies
+                            .entries()
+                            .into_iter()
+                            .map(toml::Value::String)
+                            .collect(),
+                    )
+                    .to_string(),
+                ),
+            ),
             ("server.admin_socket", path(&self.admin_socket)),
             ("server.state_dir", path(&self.state_dir)),
             (
@@ -715,9 +737,167 @@ pub fn warnings(settings: &Settings) -> Vec<String> {
     out
 }
 
+/// Addresses and networks whose forwarded headers are trusted (`server.trusted_proxies`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TrustedProxies(Vec<(IpAddr, u8)>);
+
+impl TrustedProxies {
+    /// Parses `address` or `address/prefix` entries; an error names the bad entry.
+    pub fn parse<S: AsRef<str>>(entries: &[S]) -> Result<Self, String> {
+        entries
+            .iter()
+            .map(|entry| parse_net(entry.as_ref().trim()))
+            .collect::<Result<_, _>>()
+            .map(Self)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = canonical(ip);
+        self.0.iter().any(|&(net, bits)| in_net(ip, net, bits))
+    }
+}
+
+impl TrustedProxies {
+    /// Each entry as `address/prefix`.
+    pub fn entries(&self) -> Vec<String> {
+        self.0
+            .iter()
+            .map(|(ip, bits)| format!("{ip}/{bits}"))
+            .collect()
+    }
+}
+
+fn parse_net(entry: &str) -> Result<(IpAddr, u8), String> {
+    let (addr, bits) = match entry.split_once('/') {
+        Some((addr, bits)) => (addr, Some(bits)),
+        None => (entry, None),
+    };
+    let ip = canonical(
+        addr.parse::<IpAddr>()
+            .map_err(|_| format!("{entry:?} is not an IP address or network"))?,
+    );
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    let bits = match bits {
+        None => max,
+        Some(bits) => bits
+            .parse::<u8>()
+            .ok()
+            .filter(|b| *b <= max)
+            .ok_or_else(|| format!("{entry:?}: the prefix length must be 0 to {max}"))?,
+    };
+    Ok((ip, bits))
+}
+
+/// An IPv4-mapped IPv6 address as the IPv4 address it is.
+pub fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        IpAddr::V4(_) => ip,
+    }
+}
+
+fn in_net(ip: IpAddr, net: IpAddr, bits: u8) -> bool {
+    match (ip, net) {
+        (IpAddr::V4(ip), IpAddr::V4(net)) => {
+            let mask = u32::MAX.checked_shl(32 - u32::from(bits)).unwrap_or(0);
+            u32::from(ip) & mask == u32::from(net) & mask
+        }
+        (IpAddr::V6(ip), IpAddr::V6(net)) => {
+            let mask = u128::MAX.checked_shl(128 - u32::from(bits)).unwrap_or(0);
+            u128::from(ip) & mask == u128::from(net) & mask
+        }
+        _ => false,
+    }
+}
+
+/// Where octod serves HTTP: `address:port`, or an absolute path for a Unix socket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListenAddr {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+impl std::str::FromStr for ListenAddr {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.starts_with('/') {
+            return Ok(Self::Unix(PathBuf::from(s)));
+        }
+        s.parse::<SocketAddr>().map(Self::Tcp).map_err(|e| {
+            format!("not an address:port ({e}) nor an absolute path for a Unix socket")
+        })
+    }
+}
+
+impl std::fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Tcp(addr) => write!(f, "{addr}"),
+            Self::Unix(path) => write!(f, "{}", path.display()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().expect("ip")
+    }
+
+    #[test]
+    fn trusted_proxies_match_addresses_and_networks() {
+        let t = TrustedProxies::parse(&["10.1.0.0/16", "192.0.2.7", "2001:db8::/32"]).expect("ok");
+        assert!(t.contains(ip("10.1.200.3")));
+        assert!(!t.contains(ip("10.2.0.1")));
+        assert!(t.contains(ip("192.0.2.7")));
+        assert!(!t.contains(ip("192.0.2.8")));
+        assert!(t.contains(ip("2001:db8:1::5")));
+        assert!(!t.contains(ip("2001:db9::1")));
+        // An IPv4-mapped IPv6 peer is its IPv4 address.
+        assert!(t.contains(ip("::ffff:10.1.0.9")));
+        assert!(
+            !t.contains(ip("127.0.0.1")),
+            "loopback is not trusted unless listed"
+        );
+        assert!(TrustedProxies::default().is_empty());
+        let all = TrustedProxies::parse(&["0.0.0.0/0"]).expect("ok");
+        assert!(all.contains(ip("203.0.113.1")));
+        assert!(
+            !all.contains(ip("::1")),
+            "an IPv4 network holds no IPv6 address"
+        );
+    }
+
+    #[test]
+    fn bad_entries_are_named() {
+        let e = TrustedProxies::parse(&["10.0.0.0/33"]).expect_err("prefix");
+        assert!(e.contains("10.0.0.0/33") && e.contains("0 to 32"), "{e}");
+        let e = TrustedProxies::parse(&["localhost"]).expect_err("name");
+        assert!(e.contains("localhost"), "{e}");
+    }
+
+    #[test]
+    fn listen_addresses() {
+        assert_eq!(
+            "127.0.0.1:8484".parse::<ListenAddr>(),
+            Ok(ListenAddr::Tcp("127.0.0.1:8484".parse().expect("addr")))
+        );
+        assert_eq!(
+            "/run/octod/http.sock".parse::<ListenAddr>(),
+            Ok(ListenAddr::Unix("/run/octod/http.sock".into()))
+        );
+        let e = "run/octod.sock"
+            .parse::<ListenAddr>()
+            .expect_err("relative");
+        assert!(e.contains("absolute path"), "{e}");
+    }
 
     fn fragment(text: &str) -> (PathBuf, Fragment) {
         (

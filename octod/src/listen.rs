@@ -3,6 +3,8 @@
 //! configured addresses.
 
 use std::net::SocketAddr;
+
+use crate::http::peer::{HttpListener, ListenAddr, TrustedProxies};
 use std::os::fd::{FromRawFd, RawFd};
 use std::path::{Path, PathBuf};
 
@@ -24,7 +26,7 @@ pub enum ListenError {
         #[source]
         source: std::io::Error,
     },
-    #[error("binding the admin socket {path}: {source}")]
+    #[error("binding the Unix socket {path}: {source}")]
     BindUnix {
         path: PathBuf,
         #[source]
@@ -45,41 +47,46 @@ pub fn passed() -> Result<Vec<(RawFd, String)>, ListenError> {
 }
 
 /// Returns the HTTP listener: the passed socket named `http` (or the only one not named
-/// `admin`), else a fresh one bound to `fallback`.
+/// `admin`), TCP or Unix, else a fresh one bound to `fallback`. Forwarded headers from a TCP
+/// peer are believed when it is one of `trusted` (see [`crate::http::peer`]).
 pub async fn http_listener(
     fds: &[(RawFd, String)],
-    fallback: SocketAddr,
-) -> Result<(tokio::net::TcpListener, Origin), ListenError> {
+    fallback: &ListenAddr,
+    trusted: TrustedProxies,
+) -> Result<(HttpListener, Origin), ListenError> {
     if let Some((fd, name)) = pick_http(fds) {
-        let listener = take_tcp_listener(*fd).map_err(|source| ListenError::Unusable {
+        let unusable = |source| ListenError::Unusable {
             name: name.clone(),
             source,
-        })?;
+        };
+        let listener = if is_unix_socket(*fd).map_err(unusable)? {
+            HttpListener::Unix(take_unix_listener(*fd).map_err(unusable)?)
+        } else {
+            HttpListener::tcp(take_tcp_listener(*fd).map_err(unusable)?, trusted)
+        };
         return Ok((listener, Origin::SocketActivation));
     }
-    let listener = tokio::net::TcpListener::bind(fallback)
-        .await
-        .map_err(|source| ListenError::Bind {
-            addr: fallback,
-            source,
-        })?;
+    let listener = match fallback {
+        ListenAddr::Tcp(addr) => HttpListener::tcp(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| ListenError::Bind {
+                    addr: *addr,
+                    source,
+                })?,
+            trusted,
+        ),
+        // Development: whoever may open the file is the proxy.
+        ListenAddr::Unix(path) => HttpListener::Unix(bind_unix(path, 0o660)?),
+    };
     Ok((listener, Origin::Bound))
 }
 
-/// The HTTP listener as octod serves it: `TCP_NODELAY` on every accepted connection. The
-/// proxy passes a response's head on as soon as it arrives, and its body follows in another
-/// write whenever the gateway sent them apart (a file download); with Nagle that write waits
-/// for the client's delayed ACK, ~40 ms per response. The proxy benchmark serves through
-/// this, as `serve` does, so that it measures what octod does.
-pub fn without_nagle(
-    listener: tokio::net::TcpListener,
-) -> axum::serve::TapIo<tokio::net::TcpListener, fn(&mut tokio::net::TcpStream)> {
-    fn no_delay(tcp: &mut tokio::net::TcpStream) {
-        if let Err(error) = tcp.set_nodelay(true) {
-            tracing::debug!("setting TCP_NODELAY on an accepted connection: {error}");
-        }
-    }
-    axum::serve::ListenerExt::tap_io(listener, no_delay)
+/// Whether a passed descriptor is a Unix socket (else it is taken as TCP).
+fn is_unix_socket(fd: RawFd) -> std::io::Result<bool> {
+    use nix::sys::socket::{AddressFamily, SockaddrLike as _, SockaddrStorage, getsockname};
+    let addr = getsockname::<SockaddrStorage>(fd).map_err(std::io::Error::from)?;
+    Ok(addr.family() == Some(AddressFamily::Unix))
 }
 
 /// Which passed socket serves HTTP: the one named `http`, else an unnamed one (`unknown`) or
@@ -109,6 +116,12 @@ pub fn admin_listener(
         })?;
         return Ok((listener, Origin::SocketActivation));
     }
+    Ok((bind_unix(path, 0o666)?, Origin::Bound))
+}
+
+/// Binds a Unix socket at `path`: its parent directory created, a stale socket file replaced,
+/// the file given `mode`.
+fn bind_unix(path: &Path, mode: u32) -> Result<tokio::net::UnixListener, ListenError> {
     let err = |source| ListenError::BindUnix {
         path: path.to_owned(),
         source,
@@ -123,9 +136,9 @@ pub fn admin_listener(
         std::fs::remove_file(path).map_err(err)?;
     }
     let listener = tokio::net::UnixListener::bind(path).map_err(err)?;
-    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o666))
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(mode))
         .map_err(err)?;
-    Ok((listener, Origin::Bound))
+    Ok(listener)
 }
 
 #[allow(unsafe_code)]
@@ -156,21 +169,24 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn accepted_connections_have_nagle_off() {
-        use axum::serve::Listener as _;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+    async fn a_passed_socket_is_served_as_what_it_is() {
+        use std::os::fd::IntoRawFd as _;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let unix = std::os::unix::net::UnixListener::bind(dir.path().join("s")).expect("bind");
+        let fds = vec![(unix.into_raw_fd(), "http".to_owned())];
+        let fallback = ListenAddr::Tcp("127.0.0.1:1".parse().expect("addr"));
+        let (listener, origin) = http_listener(&fds, &fallback, TrustedProxies::default())
             .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let mut listener = without_nagle(listener);
-        let client = tokio::net::TcpStream::connect(addr).await.expect("connect");
-        let (accepted, peer) = listener.accept().await;
-        assert_eq!(peer, client.local_addr().expect("client addr"));
-        assert!(accepted.nodelay().expect("nodelay"));
-        assert!(
-            !client.nodelay().expect("nodelay"),
-            "the default is Nagle on"
-        );
+            .expect("listener");
+        assert!(matches!(listener, HttpListener::Unix(_)), "{listener:?}");
+        assert_eq!(origin, Origin::SocketActivation);
+
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let fds = vec![(tcp.into_raw_fd(), "http".to_owned())];
+        let (listener, _) = http_listener(&fds, &fallback, TrustedProxies::default())
+            .await
+            .expect("listener");
+        assert!(matches!(listener, HttpListener::Tcp { .. }), "{listener:?}");
     }
 
     #[test]

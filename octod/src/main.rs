@@ -1,6 +1,5 @@
 //! The `octod` binary: parse arguments, set up logging, run.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -18,9 +17,10 @@ struct Cli {
 enum Command {
     /// Serve the API (socket-activated under systemd, or bound to --listen).
     Serve {
-        /// Address to bind when systemd passes no socket (overrides server.listen).
+        /// Address (ip:port) or Unix socket path to bind when systemd passes no socket
+        /// (overrides server.listen).
         #[arg(long)]
-        listen: Option<SocketAddr>,
+        listen: Option<octod::http::peer::ListenAddr>,
         /// The main configuration file; its drop-ins are `<name>.d/*.toml` beside it.
         #[arg(long, default_value = octod::config::MAIN_FILE)]
         config: PathBuf,
@@ -84,7 +84,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             let dropins = config.with_extension("d");
             let mut settings = octod::config::load(config, &dropins)?;
             if let Some(listen) = listen {
-                settings.listen = *listen;
+                settings.listen = listen.clone();
             }
             runtime.block_on(octod::serve::run(settings))
         }

@@ -2,7 +2,6 @@
 //! the engine and its reconciler, serve the API, tell systemd we are ready (with a status line
 //! and watchdog pings), and shut down cleanly on SIGTERM.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -19,32 +18,31 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let state = build_state(&settings).await?;
     let engine = state.engine.clone();
     let passed = listen::passed()?;
-    let (listener, origin) = listen::http_listener(&passed, settings.listen).await?;
+    let (listener, origin) =
+        listen::http_listener(&passed, &settings.listen, settings.trusted_proxies.clone()).await?;
+    // After an upgrade that changed the session runtime: the sessions wait for this. Before
+    // the admin socket serves, so that `octoctl status` never sees an outdated image that is
+    // not yet being rebuilt.
+    crate::service::image::rebuild_if_outdated(
+        &engine,
+        settings.image_build_config(),
+        settings.image_build.rebuild_outdated,
+    );
     let admin = start_admin(&settings, &passed, state.clone());
-    let local = listener
-        .local_addr()
-        .context("reading the listener's address")?;
+    let local = listener.describe();
     match origin {
         Origin::SocketActivation => {
             tracing::info!(%local, "serving HTTP on the socket from systemd");
         }
         Origin::Bound => tracing::info!(%local, "serving HTTP"),
     }
-    // After an upgrade that changed the session runtime: the sessions wait for this.
-    crate::service::image::rebuild_if_outdated(
-        &engine,
-        settings.image_build_config(),
-        settings.image_build.rebuild_outdated,
-    );
     let reconciler = engine.spawn_background(Duration::from_secs(30));
     let app = crate::app::router(state);
     notify(&[sd_notify::NotifyState::Ready]);
     let status = tokio::spawn(report_status(engine.clone()));
-    // No Nagle on proxied connections: a response's head and body are separate writes.
-    let listener = listen::without_nagle(listener);
     axum::serve(
         listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
+        app.into_make_service_with_connect_info::<crate::http::peer::ClientPeer>(),
     )
     .with_graceful_shutdown(shutdown_signal())
     .await
@@ -112,8 +110,13 @@ pub async fn build_state(settings: &Settings) -> anyhow::Result<crate::app::AppS
             settings.state_dir.display()
         )
     })?;
-    let store = crate::store::Store::open(settings.state_dir.join("octod.redb"))
-        .context("opening the state database")?;
+    // Sessions stored before they had names are named after their template when the store
+    // migrates (schema 3).
+    let templates_dir = settings.templates_dir.clone();
+    let store = crate::store::Store::open_with(settings.state_dir.join("octod.redb"), &|id| {
+        crate::templates::default_session_name(&templates_dir, id)
+    })
+    .context("opening the state database")?;
     if settings.obsolete_port_range {
         tracing::warn!(
             "sessions.port_range is set but ignored: sessions publish no host ports any more"

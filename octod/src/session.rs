@@ -62,6 +62,118 @@ impl fmt::Display for SessionId {
     }
 }
 
+/// What a user calls a session: 1–80 characters after trimming, none of them a control
+/// character (names are shown in tables, headers and the audit log, one line each).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionName(String);
+
+/// A session's short description: at most 280 characters after trimming, none of them a
+/// control character; may be empty.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionDescription(String);
+
+/// Why a name or a description was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidLabel {
+    #[error("a session's name cannot be empty")]
+    EmptyName,
+    #[error("a session's name has at most {max} characters, not {found}", max = SessionName::MAX_CHARS)]
+    LongName { found: usize },
+    #[error("a session's description has at most {max} characters, not {found}", max = SessionDescription::MAX_CHARS)]
+    LongDescription { found: usize },
+    #[error("a session's {field} cannot contain control characters (such as line breaks or tabs)")]
+    ControlCharacter { field: &'static str },
+}
+
+impl InvalidLabel {
+    /// Whether the name, rather than the description, was refused.
+    pub fn is_name(&self) -> bool {
+        match self {
+            Self::EmptyName | Self::LongName { .. } => true,
+            Self::LongDescription { .. } => false,
+            Self::ControlCharacter { field } => *field == "name",
+        }
+    }
+}
+
+impl SessionName {
+    /// The most characters (Unicode scalar values) a name has.
+    pub const MAX_CHARS: usize = 80;
+
+    /// The name a user gave, trimmed, if it is valid.
+    pub fn parse(s: &str) -> Result<Self, InvalidLabel> {
+        let s = s.trim();
+        if s.is_empty() {
+            return Err(InvalidLabel::EmptyName);
+        }
+        if s.chars().any(char::is_control) {
+            return Err(InvalidLabel::ControlCharacter { field: "name" });
+        }
+        let found = s.chars().count();
+        if found > Self::MAX_CHARS {
+            return Err(InvalidLabel::LongName { found });
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    /// A valid name made from any text (a template's display name, which no user typed):
+    /// control characters become spaces, runs of space collapse, the rest is cut at
+    /// [`Self::MAX_CHARS`]; `fallback` (a template id) if nothing is left.
+    pub fn lossy(s: &str, fallback: &str) -> Self {
+        let cleaned: String = s
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect::<String>()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .chars()
+            .take(Self::MAX_CHARS)
+            .collect();
+        match Self::parse(&cleaned) {
+            Ok(name) => name,
+            Err(_) if s != fallback => Self::lossy(fallback, fallback),
+            Err(_) => Self("Session".to_owned()),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+impl SessionDescription {
+    /// The most characters (Unicode scalar values) a description has.
+    pub const MAX_CHARS: usize = 280;
+
+    /// The description a user gave, trimmed, if it is valid (empty clears it).
+    pub fn parse(s: &str) -> Result<Self, InvalidLabel> {
+        let s = s.trim();
+        if s.chars().any(char::is_control) {
+            return Err(InvalidLabel::ControlCharacter {
+                field: "description",
+            });
+        }
+        let found = s.chars().count();
+        if found > Self::MAX_CHARS {
+            return Err(InvalidLabel::LongDescription { found });
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
 /// Resource limits; applied only where the host delegates the cgroup controllers.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Limits {
@@ -134,6 +246,78 @@ mod tests {
         ] {
             assert!(bad.parse::<SessionId>().is_err(), "{bad}");
         }
+    }
+
+    /// `check(input, expected)`: the name `parse` makes of `input`, or its error's message.
+    #[track_caller]
+    fn check_name(input: &str, expected: Result<&str, &str>) {
+        let got = SessionName::parse(input);
+        match expected {
+            Ok(name) => assert_eq!(got.map(|n| n.0), Ok(name.to_owned()), "{input:?}"),
+            Err(message) => assert_eq!(
+                got.map_err(|e| e.to_string()),
+                Err(message.to_owned()),
+                "{input:?}"
+            ),
+        }
+    }
+
+    #[test]
+    fn session_names_are_trimmed_bounded_and_printable() {
+        check_name("My project", Ok("My project"));
+        check_name("  padded\u{a0} ", Ok("padded"));
+        check_name("x", Ok("x"));
+        check_name(&"é".repeat(80), Ok(&"é".repeat(80)));
+        check_name("Zoë's 日本語 🚀", Ok("Zoë's 日本語 🚀"));
+        check_name("", Err("a session's name cannot be empty"));
+        check_name(" \t ", Err("a session's name cannot be empty"));
+        check_name(
+            &"é".repeat(81),
+            Err("a session's name has at most 80 characters, not 81"),
+        );
+        for bad in [
+            "two\nlines",
+            "tab\there",
+            "nul\0",
+            "esc\u{1b}[31m",
+            "del\u{7f}",
+            "c\u{85}1",
+        ] {
+            check_name(
+                bad,
+                Err(
+                    "a session's name cannot contain control characters (such as line breaks or tabs)",
+                ),
+            );
+        }
+        assert!(SessionName::parse("").expect_err("empty").is_name());
+    }
+
+    #[test]
+    fn session_descriptions_may_be_empty_and_are_bounded() {
+        let parse = |s: &str| SessionDescription::parse(s).map(|d| d.0);
+        assert_eq!(parse(""), Ok(String::new()));
+        assert_eq!(parse("  a note "), Ok("a note".to_owned()));
+        assert_eq!(parse(&"x".repeat(280)), Ok("x".repeat(280)));
+        let long = SessionDescription::parse(&"x".repeat(281)).expect_err("281");
+        assert_eq!(
+            long.to_string(),
+            "a session's description has at most 280 characters, not 281"
+        );
+        assert!(!long.is_name());
+        let control = SessionDescription::parse("a\nb").expect_err("newline");
+        assert!(!control.is_name(), "{control}");
+    }
+
+    #[test]
+    fn default_names_are_made_valid() {
+        let lossy = |s: &str| SessionName::lossy(s, "coding-copilot").0;
+        assert_eq!(lossy("Coding Copilot"), "Coding Copilot");
+        assert_eq!(lossy(" Two\nlines\t here "), "Two lines here");
+        assert_eq!(lossy(&"n".repeat(100)), "n".repeat(80));
+        assert_eq!(lossy(""), "coding-copilot");
+        assert_eq!(lossy("\n\t"), "coding-copilot");
+        assert_eq!(SessionName::lossy("", "").0, "Session");
     }
 
     #[test]

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::session::SessionName;
+
 /// The longest template name a create accepts.
 const MAX_NAME: usize = 64;
 
@@ -50,6 +52,18 @@ pub fn list(dir: &Path) -> Vec<Template> {
         .collect();
     list.sort_by(|a, b| a.name.cmp(&b.name));
     list
+}
+
+/// The default name of a session of template `id`: the template's display name from its
+/// `template.toml`, made a valid session name, else the id itself (a template removed since,
+/// or one without a readable `template.toml`).
+pub fn default_session_name(dir: &Path, id: &str) -> SessionName {
+    let name = resolve(dir, id)
+        .and_then(|path| std::fs::read_to_string(path.join("template.toml")).ok())
+        .and_then(|text| toml::from_str::<TemplateToml>(&text).ok())
+        .map(|parsed| parsed.name)
+        .unwrap_or_default();
+    SessionName::lossy(&name, id)
 }
 
 /// The directory of the template a create names, if the name is one (1-64 of `[A-Za-z0-9_-]`,
@@ -107,6 +121,20 @@ mod tests {
             ]
         );
         assert_eq!(list(&dir.path().join("missing")), []);
+    }
+
+    #[test]
+    fn a_session_is_named_after_its_template() {
+        let dir = fixture(&[
+            ("coding-copilot", Some("name = \"Coding Copilot\"\n")),
+            ("odd", Some("name = \"Odd\\nname\"\n")),
+            ("no-toml", None),
+        ]);
+        let name = |id: &str| default_session_name(dir.path(), id).into_string();
+        assert_eq!(name("coding-copilot"), "Coding Copilot");
+        assert_eq!(name("odd"), "Odd name");
+        assert_eq!(name("no-toml"), "no-toml");
+        assert_eq!(name("gone"), "gone");
     }
 
     #[test]

@@ -30,4 +30,6 @@ if [ -d /run/systemd/system ]; then
 	loginctl enable-linger octo 2>/dev/null ||
 		systemctl start "user@$(id -u octo).service" || true
 fi
+# octod's HTTP socket moved from TCP to /run/octod/http.sock (Caddy's group only).
+/usr/libexec/octo/migrate-http-socket
 exit 0

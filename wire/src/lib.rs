@@ -20,7 +20,9 @@ pub use auth::{
     RegisterRequest, ResetPassword, Role, SetRole, UserView,
 };
 pub use error::{ErrorBody, ErrorDetail};
-pub use sessions::{CreateSession, Desired, SessionStatus, SessionUrls, SessionView, TemplateView};
+pub use sessions::{
+    CreateSession, Desired, SessionStatus, SessionUrls, SessionView, TemplateView, UpdateSession,
+};
 
 use serde::{Deserialize, Serialize};
 

@@ -9,6 +9,10 @@ pub struct SessionView {
     pub id: String,
     pub owner: String,
     pub template: String,
+    /// What its user calls it: 1–80 characters; at first the template's name.
+    pub name: String,
+    /// Its user's short note (at most 280 characters); empty when there is none.
+    pub description: String,
     #[cfg_attr(feature = "openapi", schema(inline))]
     pub state: SessionStatus,
     /// Why it failed; only for `failed`.
@@ -22,6 +26,10 @@ pub struct SessionView {
     pub created_at: u64,
     /// Milliseconds since the Unix epoch.
     pub updated_at: u64,
+    /// When it was last used (traffic through octod to its services: chat, files, terminal,
+    /// previews), else when it was created; milliseconds since the Unix epoch. Recorded for
+    /// the idle stop, saved about once a minute.
+    pub last_active_at: u64,
     pub urls: SessionUrls,
 }
 
@@ -100,6 +108,21 @@ pub struct SessionUrls {
 pub struct CreateSession {
     /// A template id from `GET /api/templates`.
     pub template: String,
+}
+
+/// The body of `PATCH /api/sessions/{id}`: what to change; a field left out (or `null`) is
+/// kept.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct UpdateSession {
+    /// The new name: 1–80 characters after trimming, no control characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The new description: at most 280 characters after trimming, no control characters;
+    /// `""` clears it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
 }
 
 /// One template as `GET /api/templates` lists it.

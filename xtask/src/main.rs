@@ -113,6 +113,29 @@ enum Bench {
     Proxy,
     /// Engine create→ready vs podman run + wait-until-healthy, in the test host.
     SessionStart,
+    /// The web UI in Chromium (a 10,000-entry folder, a 500-message conversation): this
+    /// tree's UI vs the anchor's, long tasks and timings.
+    Ui {
+        /// The anchor's commit (default: the UI before issue 19).
+        #[arg(long)]
+        baseline: Option<String>,
+        /// Runs of each scenario per UI; medians are printed.
+        #[arg(long, default_value_t = 5)]
+        runs: u32,
+        /// Measure a real stack (Caddy in front of octod) instead of the harness: sign in as
+        /// --user/--password and open --folder in --session.
+        #[arg(long, requires_all = ["user", "password", "session", "folder"], conflicts_with = "baseline")]
+        base_url: Option<String>,
+        #[arg(long)]
+        user: Option<String>,
+        #[arg(long)]
+        password: Option<String>,
+        #[arg(long)]
+        session: Option<String>,
+        /// An existing folder of the session, e.g. /big.
+        #[arg(long)]
+        folder: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -165,6 +188,33 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Bench::Fileserver => bench::fileserver::run()?,
             Bench::Proxy => bench::proxy::run()?,
             Bench::SessionStart => bench::session_start::run()?,
+            Bench::Ui {
+                baseline,
+                runs,
+                base_url,
+                user,
+                password,
+                session,
+                folder,
+            } => {
+                let stack = match (base_url, user, password, session, folder) {
+                    (Some(base_url), Some(user), Some(password), Some(session), Some(folder)) => {
+                        Some(bench::ui::Stack {
+                            base_url,
+                            user,
+                            password,
+                            session,
+                            folder,
+                        })
+                    }
+                    _ => None,
+                };
+                bench::ui::run(&bench::ui::Options {
+                    baseline,
+                    runs,
+                    stack,
+                })?;
+            }
         },
         Task::UiE2e {
             base_url,

@@ -297,6 +297,7 @@ fn scenario(first: &Packages) -> anyhow::Result<()> {
     e2e("activate")?;
     build_image()?;
     e2e("install")?;
+    e2e("throttle")?;
     browser_checks()?;
     testhost::reboot()?;
     e2e("after-reboot")?;

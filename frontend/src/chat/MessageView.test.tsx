@@ -64,10 +64,16 @@ describe("MessageView", () => {
     const tool = view.querySelector("[data-testid=chat-tool]")!;
     expect(tool.getAttribute("data-tool")).toBe("bash");
     expect(tool.getAttribute("data-status")).toBe("completed");
-    expect(tool.querySelector(".chat-terminal")?.textContent).toContain("$ echo 'written by the agent");
-    // Completed bash calls start folded; the reply's text is there (as plain text until Markdown loads).
+    // Completed bash calls start folded, their body not rendered (a long output costs nothing);
+    // the reply's text is there (as plain text until Markdown loads).
     expect((tool as HTMLDetailsElement).open).toBe(false);
+    expect(tool.querySelector(".chat-terminal")).toBeNull();
     expect(messages[2].textContent).toContain("The file is written.");
+    act(() => {
+      (tool as HTMLDetailsElement).open = true;
+      tool.dispatchEvent(new window.Event("toggle"));
+    });
+    expect(tool.querySelector(".chat-terminal")?.textContent).toContain("$ echo 'written by the agent");
   });
 
   it("renders a write as an open diff with its counts", () => {

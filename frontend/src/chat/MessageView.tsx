@@ -6,7 +6,7 @@ import type { Part, PermissionRequest, QuestionRequest, ToolPart } from "@openco
 import type { MessageEntry } from "./state";
 import { describeError, isAbort } from "./state";
 import { Markdown } from "./Markdown";
-import { foldContext, toolView, type DiffLine } from "./tools";
+import { clipOutput, foldContext, toolView, OUTPUT_LINES, type DiffLine } from "./tools";
 
 export type PermissionReply = "once" | "always" | "reject";
 
@@ -162,12 +162,14 @@ function ToolCard(props: {
         )}
         <span className="chat-tool-status">{asking ? "Waiting for you" : STATUS_LABEL[status]}</span>
       </summary>
+      {/* Rendered only while open: a closed card of 10,000 output lines costs nothing. */}
+      {open && (
       <div className="chat-tool-body">
         {view.kind === "bash" && (
           <pre className="chat-terminal">
             <span className="chat-prompt">$ </span>
             {view.command}
-            {view.output && `\n${view.output.replace(/\n$/, "")}`}
+            {view.output && <Output text={view.output} lead={"\n"} />}
             {view.exit !== undefined && view.exit !== 0 && <span className="chat-exit">{`\nexit ${view.exit}`}</span>}
           </pre>
         )}
@@ -175,13 +177,18 @@ function ToolCard(props: {
         {view.kind === "generic" && (
           <>
             {view.input && <pre className="chat-tool-io">{view.input}</pre>}
-            {view.output && <pre className="chat-tool-io chat-tool-output">{view.output}</pre>}
+            {view.output && (
+              <pre className="chat-tool-io chat-tool-output">
+                <Output text={view.output} lead="" />
+              </pre>
+            )}
           </>
         )}
         {status === "error" && view.kind !== "bash" && part.state.status === "error" && (
           <p className="chat-msg-error">{part.state.error}</p>
         )}
       </div>
+      )}
     </details>
     {permission && <PermissionPrompt request={permission} onReply={handlers.onReply} />}
     {question && <QuestionPrompt request={question} onAnswer={handlers.onAnswer} />}
@@ -189,10 +196,42 @@ function ToolCard(props: {
   );
 }
 
+/** A tool's output, collapsed to its last OUTPUT_LINES lines with its size shown until asked. */
+function Output(props: { text: string; lead: string }): JSX.Element {
+  const [all, setAll] = useState(false);
+  const clip = clipOutput(props.text);
+  if (all || clip.hidden === 0) return <>{`${props.lead}${props.text.replace(/\n$/, "")}`}</>;
+  return (
+    <>
+      {props.lead}
+      <button type="button" className="btn small ghost chat-output-more" data-testid="chat-output-more" onClick={() => setAll(true)}>
+        ⋯ {clip.hidden.toLocaleString()} earlier lines; show all {clip.lines.toLocaleString()} ({formatBytes(clip.bytes)})
+      </button>
+      {`\n${clip.shown}`}
+    </>
+  );
+}
+
+function formatBytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 * 1024) return `${(n / 1024).toFixed(n < 10 * 1024 ? 1 : 0)} KiB`;
+  return `${(n / 1024 / 1024).toFixed(1)} MiB`;
+}
+
+/** Diffs longer than this many rows show their first rows until asked. */
+const DIFF_ROWS = OUTPUT_LINES * 2;
+
 function DiffView(props: { lines: DiffLine[] }): JSX.Element {
-  const rows = foldContext(props.lines);
+  const [all, setAll] = useState(false);
+  const folded = foldContext(props.lines);
+  const rows = all ? folded : folded.slice(0, DIFF_ROWS);
   return (
     <div className="chat-diff" role="table" aria-label="Changes">
+      {!all && folded.length > DIFF_ROWS && (
+        <button type="button" className="btn small ghost chat-output-more" data-testid="chat-output-more" onClick={() => setAll(true)}>
+          Showing {DIFF_ROWS} of {folded.length.toLocaleString()} rows; show all
+        </button>
+      )}
       {rows.map((row, index) =>
         row.kind === "fold" ? (
           <div key={index} className="diff-line diff-fold" role="row">

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { Event, ToolPart } from "@opencode-ai/sdk/v2/client";
-import { foldContext, lineDiff, parseUnifiedDiff, toolView } from "./tools";
+import { clipOutput, foldContext, lineDiff, parseUnifiedDiff, toolView } from "./tools";
 import bashReply from "./fixtures/bash-reply.json";
 import writeNew from "./fixtures/write-new.json";
 import writeExisting from "./fixtures/write-existing.json";
@@ -172,4 +172,18 @@ describe("parseUnifiedDiff and foldContext", () => {
     expect(folded.filter((l) => l.kind !== "fold")).toHaveLength(6);
     expect(folded.at(-1)).toEqual({ kind: "fold", count: 7 }); // lines 13-19
   });
+});
+
+describe("clipOutput", () => {
+  const text = (n: number) => Array.from({ length: n }, (_, i) => `l${i}`).join("\n") + "\n";
+  it("keeps short output whole", () => expect(clipOutput(text(3), 5)).toEqual({ shown: "l0\nl1\nl2", hidden: 0, lines: 3, bytes: 9 }));
+  it("keeps exactly `keep` lines whole", () => expect(clipOutput(text(5), 5).hidden).toBe(0));
+  it("keeps the last lines of long output, counting the rest", () => {
+    const c = clipOutput(text(10_000), 200);
+    expect(c.hidden).toBe(9800);
+    expect(c.lines).toBe(10_000);
+    expect(c.shown.split("\n")).toEqual(Array.from({ length: 200 }, (_, i) => `l${9800 + i}`));
+  });
+  it("sizes in UTF-8 bytes", () => expect(clipOutput("é\n").bytes).toBe(3));
+  it("has no lines when empty", () => expect(clipOutput("")).toEqual({ shown: "", hidden: 0, lines: 0, bytes: 0 }));
 });

@@ -193,3 +193,26 @@ export function foldContext(lines: DiffLine[], context = 3): (DiffLine | { kind:
   if (folded) out.push({ kind: "fold", count: folded });
   return out;
 }
+
+/** Output longer than this many lines is collapsed to its last lines until asked for. */
+export const OUTPUT_LINES = 200;
+
+/** A tool's output as shown collapsed: its last `keep` lines (where a command's result and errors
+ * are), with how many lines came before and the whole output's size in bytes (UTF-8). */
+export function clipOutput(text: string, keep = OUTPUT_LINES): { shown: string; hidden: number; lines: number; bytes: number } {
+  const body = text.replace(/\n$/, "");
+  let cut = body.length;
+  let kept = 0;
+  while (kept < keep) {
+    const nl = body.lastIndexOf("\n", cut - 1);
+    if (nl < 0) {
+      cut = -1;
+      break;
+    }
+    cut = nl;
+    kept++;
+  }
+  const lines = body === "" ? 0 : body.split("\n").length;
+  if (cut < 0) return { shown: body, hidden: 0, lines, bytes: new TextEncoder().encode(text).length };
+  return { shown: body.slice(cut + 1), hidden: lines - keep, lines, bytes: new TextEncoder().encode(text).length };
+}

@@ -1,5 +1,6 @@
-// A table of sessions with their live state and the actions the state allows (open, stop,
-// resume, delete with confirmation). Used by the picker and by the admin's all-sessions page.
+// A table of sessions with their name (renamed in place), live state, last activity and the
+// actions the state allows (open, stop, resume, delete with confirmation). Used by the picker
+// and by the admin's all-sessions page.
 import { useState } from "react";
 import { api, type Session, type SessionState, type Template } from "../api";
 import { actionsFor, formatTime, isWaking, stateView } from "../sessions";
@@ -7,6 +8,7 @@ import { routePath } from "../router";
 import { ConfirmDialog } from "./ConfirmDialog";
 import { ErrorBanner } from "./ErrorBanner";
 import { Link } from "./Link";
+import { SessionLabel } from "./SessionLabel";
 
 export function StateBadge(props: { session: Session }): JSX.Element {
   const view = stateView(props.session.state);
@@ -65,7 +67,7 @@ export function SessionTable(props: {
             <th>Session</th>
             {props.showOwner && <th>Owner</th>}
             <th>State</th>
-            <th>Created</th>
+            <th>Last active</th>
             <th className="actions">
               <span className="visually-hidden">Actions</span>
             </th>
@@ -77,12 +79,18 @@ export function SessionTable(props: {
             const session = through ? { ...listed, state: through } : listed;
             const actions = actionsFor(session.state);
             const busy = through !== undefined;
-            const name = templateName(props.templates, session.template);
+            const name = session.name;
             return (
               <tr key={session.id} data-testid="session-row" data-session-id={session.id} data-state={session.state}>
                 <td>
-                  <div className="session-name">{name}</div>
-                  <div className="mono muted">{session.id}</div>
+                  <SessionLabel
+                    session={listed}
+                    withDescription
+                    onSaved={(next) => props.onChanged(session.id, next)}
+                  />
+                  <div className="mono muted small-text">
+                    {templateName(props.templates, session.template)} · {session.id}
+                  </div>
                 </td>
                 {props.showOwner && <td>{session.owner}</td>}
                 <td>
@@ -97,8 +105,12 @@ export function SessionTable(props: {
                     <div className="small-text failure-reason">{session.reason}</div>
                   )}
                 </td>
-                <td className="muted" title={new Date(session.created_at).toLocaleString()}>
-                  {formatTime(session.created_at)}
+                <td
+                  className="muted"
+                  data-testid="session-last-active"
+                  title={`Last active ${new Date(session.last_active_at).toLocaleString()}; created ${new Date(session.created_at).toLocaleString()}`}
+                >
+                  {formatTime(session.last_active_at)}
                 </td>
                 <td className="actions">
                   {actions.open && (
@@ -160,7 +172,7 @@ export function SessionTable(props: {
           }}
         >
           <p>
-            {templateName(props.templates, confirmDelete.template)} <span className="mono">{confirmDelete.id}</span>{" "}
+            {confirmDelete.name} <span className="mono">{confirmDelete.id}</span>{" "}
             and all files in its workspace are deleted. This cannot be undone.
           </p>
         </ConfirmDialog>

@@ -1,8 +1,9 @@
 // The Files pane: the session's home as a tree (through the file server behind octod), with
 // preview, upload (button or drag and drop, with progress), download, new folder, rename and
-// delete. The logic it relies on lives in fileops.ts; the requests in client.ts.
+// delete. The logic it relies on lives in fileops.ts; the requests in client.ts. The tree is
+// windowed (WindowedRows.tsx): a folder of 10,000 entries puts only the rows in view in the DOM.
 import { useCallback, useEffect, useMemo, useReducer, useRef, useState } from "react";
-import type { DragEvent, KeyboardEvent, MouseEvent } from "react";
+import type { CSSProperties, DragEvent, KeyboardEvent, MouseEvent } from "react";
 import { apiFetch, type Session } from "../api";
 import { ConfirmDialog } from "../components/ConfirmDialog";
 import * as client from "./client";
@@ -16,6 +17,7 @@ import {
   isDir,
   isWithin,
   joinPath,
+  ListingCache,
   parentPath,
   planPreview,
   renamePaths,
@@ -29,10 +31,14 @@ import {
   type TreeRow,
   type Upload,
 } from "./fileops";
+import { WindowedRows, type WindowedHandle } from "./WindowedRows";
+import { pageRows } from "./windowing";
 import "./files.css";
 
 /** While the pane is visible, listings are refreshed this often (agents write files too). */
 const POLL_MS = 4000;
+/** Every row of the tree is this tall (files.css: `.file-entry`), which windowing relies on. */
+const ROW_HEIGHT = 24;
 
 type Preview =
   | { state: "loading"; entry: FileEntry }
@@ -59,6 +65,10 @@ export function FilesPane({ sessionId }: { sessionId: string }): JSX.Element {
   const handles = useRef(new Map<number, client.UploadHandle>());
   const input = useRef<HTMLInputElement>(null);
   const tree = useRef<HTMLDivElement>(null);
+  const windowed = useRef<WindowedHandle>(null);
+  // The last listing's text per folder: a poll that brings the same text back is not parsed
+  // again (10,000 entries take a while to parse and sort, every 4 s).
+  const listingCache = useRef(new ListingCache());
   const expandedRef = useRef(expanded);
   expandedRef.current = expanded;
   // Aborted when the pane goes: a request still running then (say, to a session being stopped
@@ -75,6 +85,7 @@ export function FilesPane({ sessionId }: { sessionId: string }): JSX.Element {
   const entriesRef = useRef(entries);
   entriesRef.current = entries;
   const selectedEntry = selected ? entries.get(selected) : undefined;
+  const selectedIndex = useMemo(() => (selected ? rows.findIndex((r) => r.entry.path === selected) : -1), [rows, selected]);
   /** Where uploads and new folders go: the selected folder, or the selected file's folder. */
   const targetDir = selectedEntry ? (isDir(selectedEntry) ? selectedEntry.path : parentPath(selectedEntry.path)) : "/";
 
@@ -82,7 +93,7 @@ export function FilesPane({ sessionId }: { sessionId: string }): JSX.Element {
     async (dir: string, quiet = false) => {
       try {
         const signal = lifetime.current.signal;
-        const fresh = await client.list(sessionId, entriesRef.current.get(dir) ?? dir, hidden, signal);
+        const fresh = await client.list(sessionId, entriesRef.current.get(dir) ?? dir, hidden, signal, listingCache.current);
         if (signal.aborted) return;
         setListings((old) => {
           if (sameListing(old.get(dir), fresh)) return old;
@@ -347,6 +358,10 @@ export function FilesPane({ sessionId }: { sessionId: string }): JSX.Element {
 
   const focusRow = (path: string) => {
     setSelected(path);
+    // Only rows in view are in the DOM: scroll it into view first (the selected row stays
+    // rendered while it is out of view, so focus is not lost to the page meanwhile).
+    const index = rows.findIndex((r) => r.entry.path === path);
+    if (index >= 0) windowed.current?.reveal(index);
     requestAnimationFrame(() => {
       tree.current?.querySelector<HTMLElement>(`[data-path="${CSS.escape(path)}"]`)?.focus();
     });
@@ -354,7 +369,7 @@ export function FilesPane({ sessionId }: { sessionId: string }): JSX.Element {
 
   const onTreeKey = (event: KeyboardEvent) => {
     if (dialog) return;
-    const index = rows.findIndex((r) => r.entry.path === selected);
+    const index = selectedIndex;
     const row = rows[index] as TreeRow | undefined;
     const go = (i: number) => {
       const r = rows[Math.max(0, Math.min(rows.length - 1, i))];
@@ -367,6 +382,12 @@ export function FilesPane({ sessionId }: { sessionId: string }): JSX.Element {
       case "ArrowUp":
         go(index < 0 ? 0 : index - 1);
         break;
+      case "PageDown":
+      case "PageUp": {
+        const step = pageRows(ROW_HEIGHT, windowed.current?.viewport().height ?? 0);
+        go(index < 0 ? 0 : event.key === "PageDown" ? index + step : index - step);
+        break;
+      }
       case "Home":
         go(0);
         break;
@@ -471,18 +492,29 @@ export function FilesPane({ sessionId }: { sessionId: string }): JSX.Element {
       >
         {!rootListed && !error && <div className="files-empty">Loading…</div>}
         {rootListed && rows.length === 0 && <div className="files-empty">The workspace is empty. Drop files here to upload.</div>}
-        {rows.map((row) => (
-          <Row
-            key={row.entry.path}
-            row={row}
-            selected={row.entry.path === selected}
-            dropping={dropTarget === row.entry.path}
-            onActivate={activate}
-            onDownload={(e) => client.download(sessionId, e)}
-            onRename={(e) => setDialog({ kind: "rename", entry: e })}
-            onDelete={(e) => setDialog({ kind: "delete", entry: e })}
-          />
-        ))}
+        <WindowedRows
+          scroller={tree}
+          handle={windowed}
+          count={rows.length}
+          rowHeight={ROW_HEIGHT}
+          pinned={selectedIndex >= 0 ? selectedIndex : undefined}
+          renderRow={(index, style) => {
+            const row = rows[index];
+            return (
+              <Row
+                key={row.entry.path}
+                row={row}
+                style={style}
+                selected={row.entry.path === selected}
+                dropping={dropTarget === row.entry.path}
+                onActivate={activate}
+                onDownload={(e) => client.download(sessionId, e)}
+                onRename={(e) => setDialog({ kind: "rename", entry: e })}
+                onDelete={(e) => setDialog({ kind: "delete", entry: e })}
+              />
+            );
+          }}
+        />
       </div>
 
       {uploads.length > 0 && (
@@ -570,6 +602,7 @@ function Icon({ name }: { name: keyof typeof ICONS }): JSX.Element {
 
 function Row(props: {
   row: TreeRow;
+  style: CSSProperties;
   selected: boolean;
   dropping: boolean;
   onActivate: (e: FileEntry) => void;
@@ -596,7 +629,7 @@ function Row(props: {
       aria-expanded={dir ? row.expanded : undefined}
       aria-selected={selected}
       tabIndex={selected ? 0 : -1}
-      style={{ paddingLeft: 6 + row.depth * 14 }}
+      style={{ ...props.style, paddingLeft: 6 + row.depth * 14 }}
       onClick={() => props.onActivate(entry)}
       title={entry.kind === "symlink" ? `${entry.path} (link)` : entry.path}
     >

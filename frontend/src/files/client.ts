@@ -3,6 +3,7 @@
 // session that is still waking (503 + Retry-After). Uploads use XHR for progress.
 import {
   FileError,
+  ListingCache,
   parseError,
   parseListing,
   urls,
@@ -50,9 +51,18 @@ export async function request(url: string, init: RequestInit = {}): Promise<Resp
   }
 }
 
-export async function list(sessionId: string, dir: PathRef, hidden: boolean, signal?: AbortSignal): Promise<FileEntry[]> {
-  const response = await request(urls.list(sessionId, dir, hidden), { signal });
-  return parseListing(await response.json()).entries;
+/** A folder's entries; with `cache`, an answer the same as the last one is not parsed again. */
+export async function list(
+  sessionId: string,
+  dir: PathRef,
+  hidden: boolean,
+  signal?: AbortSignal,
+  cache?: ListingCache,
+): Promise<FileEntry[]> {
+  const url = urls.list(sessionId, dir, hidden);
+  const response = await request(url, { signal });
+  if (!cache) return parseListing(await response.json()).entries;
+  return cache.parse(url, await response.text());
 }
 
 export async function mkdir(sessionId: string, path: string): Promise<void> {

@@ -2,6 +2,7 @@
 import { describe, expect, it } from "vitest";
 import {
   FileError,
+  ListingCache,
   apiUrl,
   baseName,
   decodeText,
@@ -297,5 +298,35 @@ describe("upload queue", () => {
     const base = { size: 0, loaded: 0 };
     expect(uploadFraction({ ...base, status: "uploading" })).toBe(0);
     expect(uploadFraction({ ...base, status: "done" })).toBe(1);
+  });
+});
+
+describe("ListingCache", () => {
+  const body = (names: string[]) =>
+    JSON.stringify({ path: "d", entries: names.map((n) => ({ name: n, path: `d/${n}`, kind: "file", size: 1, mtime: 2 })), truncated: false });
+
+  it("parses and sorts a new listing", () => {
+    const cache = new ListingCache();
+    expect(cache.parse("u", body(["b", "a"])).map((e) => e.name)).toEqual(["a", "b"]);
+  });
+
+  it("gives the same array back for the same text, so the tree does not re-render", () => {
+    const cache = new ListingCache();
+    const first = cache.parse("u", body(["a"]));
+    expect(cache.parse("u", body(["a"]))).toBe(first);
+    expect(sameListing(first, cache.parse("u", body(["a"])))).toBe(true);
+  });
+
+  it("parses again when the text changed, and keeps URLs apart", () => {
+    const cache = new ListingCache();
+    const first = cache.parse("u", body(["a"]));
+    expect(cache.parse("v", body(["a"]))).not.toBe(first);
+    expect(cache.parse("u", body(["a", "c"])).map((e) => e.name)).toEqual(["a", "c"]);
+  });
+
+  it("throws on a malformed answer and caches nothing", () => {
+    const cache = new ListingCache();
+    expect(() => cache.parse("u", "{}")).toThrow(FileError);
+    expect(() => cache.parse("u", "<html>")).toThrow(SyntaxError);
   });
 });

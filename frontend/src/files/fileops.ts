@@ -166,6 +166,22 @@ export function parseListing(body: unknown): { entries: FileEntry[]; truncated: 
   return { entries: sortEntries(entries), truncated: (body as { truncated?: unknown }).truncated === true };
 }
 
+/** The last listing text of each listing URL and its entries: a listing polled again that comes
+ * back the same is neither parsed nor sorted again, and keeps its array (so the tree need not
+ * re-render). */
+export class ListingCache {
+  private readonly last = new Map<string, { text: string; entries: FileEntry[] }>();
+
+  /** The entries of `text`, the answer to `key` (the listing's URL). */
+  parse(key: string, text: string): FileEntry[] {
+    const old = this.last.get(key);
+    if (old && old.text === text) return old.entries;
+    const { entries } = parseListing(JSON.parse(text) as unknown);
+    this.last.set(key, { text, entries });
+    return entries;
+  }
+}
+
 /** Whether the tree treats an entry as a folder (a symlink to a folder is one). */
 export function isDir(e: Pick<FileEntry, "kind" | "targetKind">): boolean {
   return e.kind === "dir" || (e.kind === "symlink" && e.targetKind === "dir");
@@ -270,6 +286,7 @@ export function dropPaths(paths: Iterable<string>, removed: string): Set<string>
 
 /** Listings are equal when they hold the same entries (then the tree need not re-render). */
 export function sameListing(a: readonly FileEntry[] | undefined, b: readonly FileEntry[]): boolean {
+  if (a === b) return true;
   if (!a || a.length !== b.length) return false;
   return a.every(
     (e, i) =>

@@ -1,7 +1,7 @@
 // Admin pages (role admin): users (role, disable/enable), invite codes (generate, copy, revoke),
-// every user's sessions.
-import { useCallback, useEffect, useState } from "react";
-import { api, type Invite, type Role, type Template, type User } from "../api";
+// every user's sessions, the audit log (filtered by actor, action and time; paged).
+import { useCallback, useEffect, useMemo, useState } from "react";
+import { api, type AuditEntry, type Invite, type Role, type Template, type User } from "../api";
 import { copyText } from "../clipboard";
 import { ConfirmDialog } from "../components/ConfirmDialog";
 import { ErrorBanner } from "../components/ErrorBanner";
@@ -9,6 +9,7 @@ import { Link } from "../components/Link";
 import { SessionTable } from "../components/SessionTable";
 import type { Route } from "../router";
 import { formatTime, usePolledSessions } from "../sessions";
+import { AUDIT_FETCH, NO_FILTER, distinct, filterAudit, pageOf, parseLocalTime, type AuditFilter } from "./audit";
 import { EXPIRY_CHOICES, inviteLink, inviteStatus } from "./invites";
 
 export function AdminPage(props: { route: Route; self: User }): JSX.Element {
@@ -16,6 +17,7 @@ export function AdminPage(props: { route: Route; self: User }): JSX.Element {
     { name: "admin-users", href: "/admin/users", label: "Users" },
     { name: "admin-invites", href: "/admin/invites", label: "Invite codes" },
     { name: "admin-sessions", href: "/admin/sessions", label: "All sessions" },
+    { name: "admin-audit", href: "/admin/audit", label: "Audit log" },
   ] as const;
   return (
     <main className="page">
@@ -30,6 +32,7 @@ export function AdminPage(props: { route: Route; self: User }): JSX.Element {
       {props.route.name === "admin-users" && <UsersAdmin self={props.self} />}
       {props.route.name === "admin-invites" && <InvitesAdmin />}
       {props.route.name === "admin-sessions" && <SessionsAdmin />}
+      {props.route.name === "admin-audit" && <AuditAdmin />}
     </main>
   );
 }
@@ -333,6 +336,140 @@ function SessionsAdmin(): JSX.Element {
       {sessions && sessions.length === 0 && <p className="muted">No sessions.</p>}
       {sessions && sessions.length > 0 && (
         <SessionTable sessions={sessions} templates={templates} showOwner onChanged={replace} />
+      )}
+    </section>
+  );
+}
+
+function AuditAdmin(): JSX.Element {
+  const [entries, setEntries] = useState<AuditEntry[] | null>(null);
+  const [error, setError] = useState<unknown>(undefined);
+  const [filter, setFilter] = useState<AuditFilter>(NO_FILTER);
+  const [times, setTimes] = useState({ from: "", to: "" });
+  const [page, setPage] = useState(0);
+
+  const load = useCallback(() => {
+    api.admin.audit(AUDIT_FETCH).then((list) => {
+      setEntries(list);
+      setError(undefined);
+    }, setError);
+  }, []);
+  useEffect(load, [load]);
+
+  const actors = useMemo(() => distinct(entries ?? [], "actor"), [entries]);
+  const actions = useMemo(() => distinct(entries ?? [], "action"), [entries]);
+  const matching = useMemo(() => filterAudit(entries ?? [], filter), [entries, filter]);
+  const shown = pageOf(matching, page);
+  const change = (next: Partial<AuditFilter>) => {
+    setFilter((f) => ({ ...f, ...next }));
+    setPage(0);
+  };
+
+  return (
+    <section aria-label="Audit log">
+      <form className="card inline-form" data-testid="audit-filter" onSubmit={(event) => event.preventDefault()}>
+        <label className="field">
+          <span>Actor</span>
+          <select data-testid="audit-actor" value={filter.actor} onChange={(e) => change({ actor: e.target.value })}>
+            <option value="">anyone</option>
+            {actors.map((a) => (
+              <option key={a} value={a}>
+                {a}
+              </option>
+            ))}
+          </select>
+        </label>
+        <label className="field">
+          <span>Action</span>
+          <select data-testid="audit-action" value={filter.action} onChange={(e) => change({ action: e.target.value })}>
+            <option value="">any</option>
+            {actions.map((a) => (
+              <option key={a} value={a}>
+                {a}
+              </option>
+            ))}
+          </select>
+        </label>
+        <label className="field">
+          <span>From</span>
+          <input
+            type="datetime-local"
+            data-testid="audit-from"
+            value={times.from}
+            onChange={(e) => {
+              setTimes((t) => ({ ...t, from: e.target.value }));
+              change({ from: parseLocalTime(e.target.value) });
+            }}
+          />
+        </label>
+        <label className="field">
+          <span>Until</span>
+          <input
+            type="datetime-local"
+            data-testid="audit-to"
+            value={times.to}
+            onChange={(e) => {
+              setTimes((t) => ({ ...t, to: e.target.value }));
+              change({ to: parseLocalTime(e.target.value) });
+            }}
+          />
+        </label>
+        <button type="button" className="btn" data-testid="audit-refresh" onClick={load}>
+          Refresh
+        </button>
+      </form>
+      <ErrorBanner error={error} onDismiss={() => setError(undefined)} />
+      {entries === null && !error && <p className="muted">Loading the audit log…</p>}
+      {entries && (
+        <p className="muted" data-testid="audit-count">
+          {matching.length} of the newest {entries.length} entries
+          {entries.length >= AUDIT_FETCH ? ` (the log keeps more; the newest ${AUDIT_FETCH} are searched)` : ""}.
+        </p>
+      )}
+      {entries && shown.items.length > 0 && (
+        <table className="table" data-testid="audit-table">
+          <thead>
+            <tr>
+              <th>Time</th>
+              <th>Actor</th>
+              <th>Action</th>
+              <th>Target</th>
+              <th>Detail</th>
+            </tr>
+          </thead>
+          <tbody>
+            {shown.items.map((e) => (
+              <tr key={e.id} data-testid="audit-row" data-actor={e.actor} data-action={e.action}>
+                <td title={new Date(e.time).toLocaleString()}>{formatTime(e.time)}</td>
+                <td>{e.actor}</td>
+                <td>
+                  <code>{e.action}</code>
+                </td>
+                <td>{e.target}</td>
+                <td>{e.detail}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+      {entries && shown.pages > 1 && (
+        <nav className="pager" aria-label="Audit log pages">
+          <button type="button" className="btn small" data-testid="audit-prev" disabled={shown.page === 0} onClick={() => setPage(shown.page - 1)}>
+            Newer
+          </button>
+          <span data-testid="audit-page">
+            Page {shown.page + 1} of {shown.pages}
+          </span>
+          <button
+            type="button"
+            className="btn small"
+            data-testid="audit-next"
+            disabled={shown.page + 1 >= shown.pages}
+            onClick={() => setPage(shown.page + 1)}
+          >
+            Older
+          </button>
+        </nav>
       )}
     </section>
   );

@@ -1,9 +1,10 @@
-// The workspace picker: the user's sessions with live state, and the templates to start a new one.
+// The workspace picker: the user's sessions (most recently used first, with a filter box) with
+// live state, and the templates to start a new one.
 import { useEffect, useState } from "react";
 import { api, type Template } from "../api";
 import { ErrorBanner } from "../components/ErrorBanner";
-import { SessionTable } from "../components/SessionTable";
-import { usePolledSessions } from "../sessions";
+import { SessionTable, templateName } from "../components/SessionTable";
+import { filterSessions, usePolledSessions } from "../sessions";
 
 export function SessionsPage(): JSX.Element {
   const [creating, setCreating] = useState<string | null>(null);
@@ -11,6 +12,8 @@ export function SessionsPage(): JSX.Element {
   const [templates, setTemplates] = useState<Template[] | null>(null);
   const [templatesError, setTemplatesError] = useState<unknown>(undefined);
   const [createError, setCreateError] = useState<unknown>(undefined);
+  const [filter, setFilter] = useState("");
+  const shown = sessions && filterSessions(sessions, filter, (id) => templateName(templates, id));
 
   useEffect(() => {
     api.templates().then(setTemplates, setTemplatesError);
@@ -40,7 +43,28 @@ export function SessionsPage(): JSX.Element {
         </div>
       )}
       {sessions !== null && sessions.length > 0 && (
-        <SessionTable sessions={sessions} templates={templates} onChanged={replace} />
+        <>
+          <div className="session-filter">
+            <input
+              type="search"
+              data-testid="session-filter"
+              aria-label="Filter sessions"
+              placeholder="Filter by name, description or template"
+              value={filter}
+              onChange={(e) => setFilter(e.target.value)}
+              onKeyDown={(e) => {
+                if (e.key === "Escape") setFilter("");
+              }}
+            />
+          </div>
+          {shown && shown.length > 0 ? (
+            <SessionTable sessions={shown} templates={templates} onChanged={replace} />
+          ) : (
+            <p className="muted" data-testid="session-filter-empty">
+              No session matches “{filter.trim()}”.
+            </p>
+          )}
+        </>
       )}
 
       <div className="section-head">

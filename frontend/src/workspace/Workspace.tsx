@@ -4,13 +4,14 @@
 // A stopped session is woken up on opening; while it starts the view shows that and polls.
 import { useCallback, useEffect, useRef, useState } from "react";
 import { flushSync } from "react-dom";
-import { api, ApiError, isTransitional, type Session, type Template } from "../api";
+import { api, ApiError, isTransitional, type Session } from "../api";
 import { ChatPane } from "../chat/ChatPane";
 import { FilesPane } from "../files/FilesPane";
 import { TerminalPane } from "../terminal/TerminalPane";
 import { ErrorBanner } from "../components/ErrorBanner";
 import { Link } from "../components/Link";
-import { StateBadge, templateName } from "../components/SessionTable";
+import { SessionLabel } from "../components/SessionLabel";
+import { StateBadge } from "../components/SessionTable";
 import { POLL_MS } from "../sessions";
 import { keyDelta, loadLayout, moveSplitter, saveLayout, type Layout } from "./layout";
 import "./workspace.css";
@@ -29,15 +30,10 @@ const PANES: { id: PaneId; label: string }[] = [
 export default function Workspace(props: { sessionId: string }): JSX.Element {
   const { sessionId } = props;
   const [session, setSession] = useState<Session | null>(null);
-  const [templates, setTemplates] = useState<Template[] | null>(null);
   const [error, setError] = useState<unknown>(undefined);
   const [notFound, setNotFound] = useState(false);
   const [generation, setGeneration] = useState(0);
   const loadedOnce = useRef(false);
-
-  useEffect(() => {
-    api.templates().then(setTemplates, () => setTemplates([]));
-  }, []);
 
   useEffect(() => {
     let cancelled = false;
@@ -96,7 +92,6 @@ export default function Workspace(props: { sessionId: string }): JSX.Element {
     void act(() => api.stopSession(sessionId));
   };
 
-  const name = session ? templateName(templates, session.template) : "";
   let body: JSX.Element;
   if (notFound) {
     body = (
@@ -125,7 +120,16 @@ export default function Workspace(props: { sessionId: string }): JSX.Element {
         <span className="workspace-sep" aria-hidden="true">
           /
         </span>
-        <h1 className="workspace-title">{name || "Session"}</h1>
+        {session ? (
+          <SessionLabel
+            session={session}
+            heading
+            className="workspace-title"
+            onSaved={(next) => setSession((current) => (current ? { ...current, name: next.name } : next))}
+          />
+        ) : (
+          <h1 className="workspace-title">Session</h1>
+        )}
         <span className="mono muted workspace-id">{sessionId}</span>
         {session && <StateBadge session={session} />}
         <span className="workspace-bar-right">

@@ -12,6 +12,7 @@
 //! | `GET /admin/v1/status`                         | [`StatusView`]                            |
 //! | `GET /admin/v1/sessions`                       | `[session]`                               |
 //! | `GET /admin/v1/sessions/{id}`                  | session                                   |
+//! | `PATCH /admin/v1/sessions/{id}`                | `{name?, description?}` → session         |
 //! | `POST /admin/v1/sessions/{id}/stop`, `/resume` | session (waits for the operation)         |
 //! | `DELETE /admin/v1/sessions/{id}`               | 204                                       |
 //! | `GET /admin/v1/sessions/{id}/logs?lines=&follow=` | stream of `line` events                |

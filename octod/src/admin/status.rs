@@ -7,7 +7,7 @@ use axum::Json;
 use axum::extract::State;
 
 use super::AdminState;
-use crate::api::sessions::SessionView;
+use crate::api::sessions::state_name;
 use crate::http::ApiError;
 
 /// The answer of `octoctl status`.
@@ -63,7 +63,7 @@ pub(super) async fn status(State(state): State<AdminState>) -> Result<Json<Statu
         }
     };
     let records = engine.list().await.map_err(|e| ApiError::from(&e))?;
-    let states = records.iter().map(|r| SessionView::from(r).state.as_str());
+    let states = records.iter().map(|r| state_name(&r.state));
     let sessions = count_states(states);
     let render = &engine.config().render;
     warnings.extend(controller_warnings(render.controllers));

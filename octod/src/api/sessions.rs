@@ -6,6 +6,8 @@
 use axum::extract::{FromRef, FromRequestParts, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use std::time::SystemTime;
+
 use axum::routing::{get, post};
 use axum::{Json, Router};
 
@@ -35,8 +37,9 @@ where
         .merge(one_session_routes::<S, CurrentUser>("/api/sessions"))
 }
 
-/// The routes on one session, `{prefix}/{id}` (show, delete), `…/stop` and `…/resume`, for a
-/// caller `C`: the API mounts them for the signed-in user, the admin socket for its actor.
+/// The routes on one session, `{prefix}/{id}` (show, rename, delete), `…/stop` and
+/// `…/resume`, for a caller `C`: the API mounts them for the signed-in user, the admin socket
+/// for its actor.
 pub fn one_session_routes<S, C>(prefix: &str) -> Router<S>
 where
     Engine: FromRef<S>,
@@ -49,54 +52,87 @@ where
         move |State(engine): State<Engine>, caller: C, Path(id): Path<String>| async move {
             let user = caller.user();
             let outcome = service::operate(&engine, &user, &id, operation, C::WAIT).await?;
-            Ok::<_, ApiError>(answer(outcome, StatusCode::OK))
+            Ok::<_, ApiError>(answer(&engine, outcome, StatusCode::OK).await)
         }
     };
     Router::new()
-        .route(&at("/{id}"), get(show::<C>).delete(run(Operation::Delete)))
+        .route(
+            &at("/{id}"),
+            get(show::<C>)
+                .patch(update::<C>)
+                .delete(run(Operation::Delete)),
+        )
         .route(&at("/{id}/stop"), post(run(Operation::Stop)))
         .route(&at("/{id}/resume"), post(run(Operation::Resume)))
 }
 
 pub use octo_wire::{
-    CreateSession, Desired, SessionStatus, SessionUrls, SessionView, TemplateView,
+    CreateSession, Desired, SessionStatus, SessionUrls, SessionView, TemplateView, UpdateSession,
 };
 
-impl From<&SessionRecord> for SessionView {
-    fn from(record: &SessionRecord) -> Self {
-        let (state, reason) = match &record.state {
-            SessionState::Creating => (SessionStatus::Creating, None),
-            SessionState::Starting => (SessionStatus::Starting, None),
-            SessionState::Running => (SessionStatus::Running, None),
-            SessionState::Stopping => (SessionStatus::Stopping, None),
-            SessionState::Stopped => (SessionStatus::Stopped, None),
-            SessionState::Deleting => (SessionStatus::Deleting, None),
-            SessionState::Failed(reason) => (SessionStatus::Failed, Some(reason.clone())),
-        };
-        let id = record.spec.id.as_str();
-        Self {
-            id: id.to_owned(),
-            owner: record.spec.owner.clone(),
-            template: record.spec.template.clone(),
-            state,
-            reason,
-            desired: match record.spec.desired {
-                crate::session::DesiredState::Running => Desired::Running,
-                // The wire keeps two values: an idle session is stopped to its user (it wakes
-                // on access, which the user sees as it starting).
-                crate::session::DesiredState::Idle | crate::session::DesiredState::Stopped => {
-                    Desired::Stopped
-                }
-            },
-            created_at: to_unix_ms(record.created_at),
-            updated_at: to_unix_ms(record.updated_at),
-            urls: SessionUrls {
-                opencode: format!("/sessions/{id}/opencode/"),
-                files: format!("/sessions/{id}/files/"),
-                terminal: format!("/sessions/{id}/terminal"),
-            },
-        }
+/// A session as the API shows it; `last_activity` is the store's (none: never used since it
+/// was created, so its creation counts).
+pub fn view(record: &SessionRecord, last_activity: Option<SystemTime>) -> SessionView {
+    let (state, reason) = match &record.state {
+        SessionState::Creating => (SessionStatus::Creating, None),
+        SessionState::Starting => (SessionStatus::Starting, None),
+        SessionState::Running => (SessionStatus::Running, None),
+        SessionState::Stopping => (SessionStatus::Stopping, None),
+        SessionState::Stopped => (SessionStatus::Stopped, None),
+        SessionState::Deleting => (SessionStatus::Deleting, None),
+        SessionState::Failed(reason) => (SessionStatus::Failed, Some(reason.clone())),
+    };
+    let id = record.spec.id.as_str();
+    SessionView {
+        id: id.to_owned(),
+        owner: record.spec.owner.clone(),
+        template: record.spec.template.clone(),
+        name: record.name.clone(),
+        description: record.description.clone(),
+        state,
+        reason,
+        desired: match record.spec.desired {
+            crate::session::DesiredState::Running => Desired::Running,
+            // The wire keeps two values: an idle session is stopped to its user (it wakes
+            // on access, which the user sees as it starting).
+            crate::session::DesiredState::Idle | crate::session::DesiredState::Stopped => {
+                Desired::Stopped
+            }
+        },
+        created_at: to_unix_ms(record.created_at),
+        updated_at: to_unix_ms(record.updated_at),
+        last_active_at: to_unix_ms(
+            last_activity.map_or(record.created_at, |t| t.max(record.created_at)),
+        ),
+        urls: SessionUrls {
+            opencode: format!("/sessions/{id}/opencode/"),
+            files: format!("/sessions/{id}/files/"),
+            terminal: format!("/sessions/{id}/terminal"),
+        },
     }
+}
+
+/// [`view`] with the session's last activity read from the store. That read failing costs
+/// only precision (the creation time stands in), not the answer.
+async fn view_of(engine: &Engine, record: &SessionRecord) -> SessionView {
+    let activity = engine
+        .last_activity(&record.spec.id)
+        .await
+        .inspect_err(|e| tracing::warn!("reading the activity of session {}: {e}", record.spec.id))
+        .ok()
+        .flatten();
+    view(record, activity)
+}
+
+/// [`view`] of each record, with the activity of all sessions read once.
+async fn views<'a>(
+    engine: &Engine,
+    records: impl Iterator<Item = &'a SessionRecord>,
+) -> Result<Vec<SessionView>, ApiError> {
+    let activity = engine.activity().await.map_err(|e| ApiError::from(&e))?;
+    Ok(records
+        .map(|r| view(r, activity.get(&r.spec.id).copied()))
+        .collect())
 }
 
 /// A session state as the API names it.
@@ -114,11 +150,11 @@ pub fn state_name(state: &SessionState) -> &'static str {
 
 /// An operation's outcome as an answer: `done` (`200`, or `201` for a create) with the
 /// session when it finished, `202` with the session while it goes on, `204` once deleted.
-fn answer(outcome: Outcome, done: StatusCode) -> Response {
+async fn answer(engine: &Engine, outcome: Outcome, done: StatusCode) -> Response {
     match outcome {
-        Outcome::Done(record) => (done, Json(SessionView::from(&record))).into_response(),
+        Outcome::Done(record) => (done, Json(view_of(engine, &record).await)).into_response(),
         Outcome::Pending(record) => {
-            (StatusCode::ACCEPTED, Json(SessionView::from(&record))).into_response()
+            (StatusCode::ACCEPTED, Json(view_of(engine, &record).await)).into_response()
         }
         Outcome::Deleted => StatusCode::NO_CONTENT.into_response(),
     }
@@ -130,7 +166,7 @@ async fn list(
 ) -> Result<Json<Vec<SessionView>>, ApiError> {
     let records = engine.list().await.map_err(|e| ApiError::from(&e))?;
     let mine = records.iter().filter(|r| r.spec.owner == user.name);
-    Ok(Json(mine.map(SessionView::from).collect()))
+    Ok(Json(views(&engine, mine).await?))
 }
 
 /// Every session, for an admin.
@@ -139,7 +175,7 @@ pub async fn list_all<A: AdminCaller>(
     _: A,
 ) -> Result<Json<Vec<SessionView>>, ApiError> {
     let records = engine.list().await.map_err(|e| ApiError::from(&e))?;
-    Ok(Json(records.iter().map(SessionView::from).collect()))
+    Ok(Json(views(&engine, records.iter()).await?))
 }
 
 async fn show<C: Caller>(
@@ -148,7 +184,23 @@ async fn show<C: Caller>(
     Path(id): Path<String>,
 ) -> Result<Json<SessionView>, ApiError> {
     let record = service::owned(&engine, &caller.user(), &id).await?;
-    Ok(Json(SessionView::from(&record)))
+    Ok(Json(view_of(&engine, &record).await))
+}
+
+/// `PATCH {prefix}/{id}`: a new name and/or description (owner or admin, like every route on
+/// a session; bad input is `400 invalid_name`/`invalid_description`).
+async fn update<C: Caller>(
+    State(engine): State<Engine>,
+    caller: C,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<UpdateSession>,
+) -> Result<Json<SessionView>, ApiError> {
+    let change = service::Relabel {
+        name: body.name,
+        description: body.description,
+    };
+    let record = service::relabel(&engine, &caller.user(), &id, change).await?;
+    Ok(Json(view_of(&engine, &record).await))
 }
 
 async fn create(
@@ -158,7 +210,7 @@ async fn create(
     JsonBody(body): JsonBody<CreateSession>,
 ) -> Result<Response, ApiError> {
     let outcome = service::create(&engine, &user, body.template, max, WAIT).await?;
-    Ok(answer(outcome, StatusCode::CREATED))
+    Ok(answer(&engine, outcome, StatusCode::CREATED).await)
 }
 
 impl From<crate::templates::Template> for TemplateView {

@@ -122,6 +122,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/sessions"),
     ("POST", "/api/sessions"),
     ("GET", "/api/sessions/{id}"),
+    ("PATCH", "/api/sessions/{id}"),
     ("DELETE", "/api/sessions/{id}"),
     ("POST", "/api/sessions/{id}/stop"),
     ("POST", "/api/sessions/{id}/resume"),

@@ -15,7 +15,7 @@ use std::sync::LazyLock;
 use octo_wire::{
     AuditView, CreateInvite, CreateSession, CreateUser, ErrorBody, Health, InviteView,
     LoginRequest, PasswordChange, RegisterRequest, ResetPassword, Role, SessionUrls, SessionView,
-    SetRole, TemplateView, UserView,
+    SetRole, TemplateView, UpdateSession, UserView,
 };
 use utoipa::ToSchema;
 use utoipa::openapi::extensions::Extensions;
@@ -129,6 +129,14 @@ impl Op {
         summary: &'static str,
     ) -> Self {
         Self::new(HttpMethod::Post, path, id, tag, summary)
+    }
+    const fn patch(
+        path: &'static str,
+        id: &'static str,
+        tag: &'static str,
+        summary: &'static str,
+    ) -> Self {
+        Self::new(HttpMethod::Patch, path, id, tag, summary)
     }
     const fn delete(
         path: &'static str,
@@ -553,6 +561,22 @@ const OPERATIONS: &[Op] = &[
             Answer::Fail(&NO_SESSION),
             Answer::Fail(&INTERNAL),
         ]),
+    Op::patch("/api/sessions/{id}", "updateSession", "sessions", "Rename a session, or set its description.")
+        .describe("Owner or admin, like every route on a session: another user's session is 404 whatever the body. Fields left out (or `null`) are kept; text is trimmed. A new name is audited as `session.rename`, a new description as `session.describe`.")
+        .params(&[SESSION_ID])
+        .body(json::<UpdateSession>)
+        .answers(&[
+            Answer::Ok("200", "The session as it is now.", Body::Json(json::<SessionView>)),
+            Answer::Fail(&fail("400", "Invalid name (1–80 characters after trimming, no control characters) or description (at most 280 characters, no control characters).", &["invalid_name", "invalid_description", "bad_request"])),
+            Answer::Fail(&UNAUTHORIZED),
+            Answer::Fail(&DISABLED_OR_CROSS_ORIGIN),
+            Answer::Fail(&NO_SESSION),
+            Answer::Fail(&DELETING),
+            Answer::Fail(&TOO_LARGE),
+            Answer::Fail(&NOT_JSON),
+            Answer::Fail(&BAD_SHAPE),
+            Answer::Fail(&INTERNAL),
+        ]),
     Op::delete("/api/sessions/{id}", "deleteSession", "sessions", "Delete a session and its workspace.")
         .params(&[SESSION_ID])
         .answers(&[
@@ -845,7 +869,8 @@ fn components() -> Components {
         .schema_from::<SetRole>()
         .schema_from::<ResetPassword>()
         .schema_from::<CreateInvite>()
-        .schema_from::<CreateSession>();
+        .schema_from::<CreateSession>()
+        .schema_from::<UpdateSession>();
     for (status, failure) in PROXY_FAILURES {
         components = components.response(format!("Proxy{status}"), error(failure));
     }
@@ -1332,6 +1357,7 @@ mod tests {
         check_request::<ResetPassword>(&doc, "ResetPassword");
         check_request::<CreateInvite>(&doc, "CreateInvite");
         check_request::<sessions::CreateSession>(&doc, "CreateSession");
+        check_request::<sessions::UpdateSession>(&doc, "UpdateSession");
         // Every role the document names is one the server accepts, and back.
         for role in schema(&doc, "Role")["enum"].as_array().expect("enum") {
             serde_json::from_value::<crate::identity::Role>(role.clone()).expect("a role");
@@ -1401,11 +1427,14 @@ mod tests {
                 id: "s1".into(),
                 owner: "ada".into(),
                 template: "default".into(),
+                name: "Default".into(),
+                description: String::new(),
                 state,
                 reason,
                 desired: sessions::Desired::Running,
                 created_at: 1,
                 updated_at: 2,
+                last_active_at: 3,
                 urls: sessions::SessionUrls {
                     opencode: "/sessions/s1/opencode/".into(),
                     files: "/sessions/s1/files/".into(),

@@ -37,7 +37,7 @@ use tokio::sync::Semaphore;
 use crate::identity::{CurrentUser, Role};
 use crate::store::{AccountError, AuditEntry, Invite, Secret, Store, UserRecord};
 
-pub use limit::LoginLimits;
+pub use limit::{Bucket, LoginLimits};
 pub use password::{InvalidCredential, PasswordCost};
 pub use token::Claims;
 
@@ -287,16 +287,19 @@ impl Auth {
     ) -> Result<(UserRecord, IssuedToken), AuthError> {
         // The limiter key is bounded whatever the client sends.
         let limit_key: String = username.chars().take(64).collect();
-        if let Err(retry_after) = self
+        let reservation = match self
             .inner
             .limiter
             .attempt(client, &limit_key, Instant::now())
         {
-            self.inner
-                .rate_limited_logins
-                .fetch_add(1, Ordering::Relaxed);
-            return Err(AuthError::RateLimited { retry_after });
-        }
+            Ok(reservation) => reservation,
+            Err(retry_after) => {
+                self.inner
+                    .rate_limited_logins
+                    .fetch_add(1, Ordering::Relaxed);
+                return Err(AuthError::RateLimited { retry_after });
+            }
+        };
         let valid_name = password::check_username(username).is_ok();
         let user = if valid_name {
             let name = username.to_owned();
@@ -319,7 +322,7 @@ impl Auth {
         };
         match user {
             Some(user) if matches && !user.disabled => {
-                self.inner.limiter.clear_user(&limit_key);
+                self.inner.limiter.succeeded(reservation);
                 let issued = self.issue(&user)?;
                 self.audit(AuditEntry::new(
                     &user.name,
@@ -429,9 +432,11 @@ impl Auth {
         client: &str,
     ) -> Result<(UserRecord, IssuedToken), AuthError> {
         password::check_password(new)?;
-        if let Err(retry_after) = self.inner.limiter.attempt(client, name, Instant::now()) {
-            return Err(AuthError::RateLimited { retry_after });
-        }
+        let reservation = self
+            .inner
+            .limiter
+            .attempt(client, name, Instant::now())
+            .map_err(|retry_after| AuthError::RateLimited { retry_after })?;
         let owned = name.to_owned();
         let user = self
             .blocking(move |store| {
@@ -452,7 +457,7 @@ impl Auth {
             .await?;
             return Err(AuthError::WrongPassword);
         }
-        self.inner.limiter.clear_user(name);
+        self.inner.limiter.succeeded(reservation);
         let user = self
             .set_password(
                 name,

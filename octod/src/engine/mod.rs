@@ -304,6 +304,22 @@ impl Engine {
             .record_activity(id, std::time::SystemTime::now());
     }
 
+    /// When each session that has been used was last used (proxied traffic), flushed or not.
+    pub async fn activity(
+        &self,
+    ) -> Result<std::collections::BTreeMap<SessionId, std::time::SystemTime>, EngineError> {
+        Ok(self.inner.store.run(Store::activity).await?)
+    }
+
+    /// When one session was last used; `None` if it has not been since it was created.
+    pub async fn last_activity(
+        &self,
+        id: &SessionId,
+    ) -> Result<Option<std::time::SystemTime>, EngineError> {
+        let key = id.clone();
+        Ok(self.inner.store.run(move |s| s.last_activity(&key)).await?)
+    }
+
     /// All sessions.
     pub async fn list(&self) -> Result<Vec<SessionRecord>, EngineError> {
         Ok(self.inner.store.run(crate::store::Store::list).await?)

@@ -56,10 +56,16 @@ impl Engine {
         id: SessionId,
         request: CreateRequest,
     ) -> Result<SessionRecord, EngineError> {
+        // A small file read; the templates directory is local.
+        let name = crate::templates::default_session_name(
+            &self.inner.config.render.templates_dir,
+            &request.template,
+        );
         let new = NewSession {
             id: id.clone(),
             owner: request.owner,
             template: request.template,
+            name,
             image: self.inner.config.image.clone(),
             limits: request.limits,
             desired: DesiredState::Running,

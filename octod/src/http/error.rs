@@ -159,6 +159,15 @@ impl From<SessionError> for ApiError {
     fn from(error: SessionError) -> Self {
         match error {
             SessionError::NotFound => ApiError::not_found("no such session"),
+            SessionError::Invalid(invalid) => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                if invalid.is_name() {
+                    "invalid_name"
+                } else {
+                    "invalid_description"
+                },
+                invalid.to_string(),
+            ),
             SessionError::Engine(error) => ApiError::from(&*error),
         }
     }

@@ -8,6 +8,7 @@
 pub mod body;
 pub mod error;
 pub mod origin;
+pub mod peer;
 
 pub use body::JsonBody;
 pub use error::ApiError;

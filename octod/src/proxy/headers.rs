@@ -8,13 +8,13 @@
 //!   on octod's origin) and `WWW-Authenticate` (the credential is octod's, not the user's; a
 //!   `Basic` challenge would make the browser ask for a password) are removed.
 
-use std::net::{IpAddr, SocketAddr};
-
 use axum::http::header::{
     AUTHORIZATION, CONNECTION, COOKIE, EXPECT, HOST, HeaderMap, HeaderName, HeaderValue,
     PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, SET_COOKIE, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
     WWW_AUTHENTICATE,
 };
+
+use crate::http::peer::ClientPeer;
 
 pub(crate) const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub(crate) const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -72,24 +72,15 @@ fn connection_named(headers: &HeaderMap) -> Option<Vec<HeaderName>> {
     named
 }
 
-/// Where a request came from, for `X-Forwarded-*`.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Peer {
-    /// The TCP peer of octod's server, when the server records it (`ConnectInfo`).
-    pub addr: Option<SocketAddr>,
-}
-
-impl Peer {
-    /// Forwarding headers that arrive from a loopback peer (Caddy on the same host) or from an
-    /// unknown one (a Unix socket, where only a local proxy can connect) are kept and extended;
-    /// from any other peer they could be forged, so they are replaced.
-    fn trusted(self) -> bool {
-        self.addr.is_none_or(|a| canonical_ip(a.ip()).is_loopback())
-    }
-}
-
 /// Rewrites the headers of a browser's request for a container, in place.
-pub(crate) fn prepare_request(headers: &mut HeaderMap, peer: Peer, credential: HeaderValue) {
+/// `peer` is where the request came from ([`ClientPeer`]): forwarding headers from the trusted
+/// reverse proxy are kept and extended; from any other peer (or an unknown one) they could be
+/// forged, so they are replaced.
+pub(crate) fn prepare_request(
+    headers: &mut HeaderMap,
+    peer: Option<ClientPeer>,
+    credential: HeaderValue,
+) {
     strip_hop_by_hop(headers);
     headers.remove(COOKIE);
     headers.remove(EXPECT);
@@ -98,15 +89,15 @@ pub(crate) fn prepare_request(headers: &mut HeaderMap, peer: Peer, credential: H
     headers.insert(AUTHORIZATION, credential);
 }
 
-fn set_forwarded(headers: &mut HeaderMap, peer: Peer, host: Option<HeaderValue>) {
-    let trusted = peer.trusted();
+fn set_forwarded(headers: &mut HeaderMap, peer: Option<ClientPeer>, host: Option<HeaderValue>) {
+    let trusted = peer.is_some_and(|p| p.trusted);
     if !trusted {
         headers.remove(X_FORWARDED_FOR);
         headers.remove(X_FORWARDED_PROTO);
         headers.remove(X_FORWARDED_HOST);
     }
-    if let Some(addr) = peer.addr {
-        let ip = canonical_ip(addr.ip());
+    if let Some(addr) = peer.and_then(|p| p.addr) {
+        let ip = crate::http::peer::canonical(addr.ip());
         let value = match headers.get(X_FORWARDED_FOR).map(HeaderValue::to_str) {
             Some(Ok(previous)) if !previous.trim().is_empty() => {
                 HeaderValue::try_from(format!("{previous}, {ip}"))
@@ -125,14 +116,6 @@ fn set_forwarded(headers: &mut HeaderMap, peer: Peer, host: Option<HeaderValue>)
         if !headers.contains_key(X_FORWARDED_HOST) {
             headers.insert(X_FORWARDED_HOST, host);
         }
-    }
-}
-
-/// `::ffff:1.2.3.4` (a dual-stack listener's view of an IPv4 client) as `1.2.3.4`.
-fn canonical_ip(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        IpAddr::V4(_) => ip,
     }
 }
 
@@ -165,10 +148,11 @@ mod tests {
         names
     }
 
-    fn peer(addr: &str) -> Peer {
-        Peer {
+    fn peer(addr: &str, trusted: bool) -> Option<ClientPeer> {
+        Some(ClientPeer {
             addr: Some(addr.parse().expect("addr")),
-        }
+            trusted,
+        })
     }
 
     #[test]
@@ -193,7 +177,7 @@ mod tests {
         ]);
         prepare_request(
             &mut headers,
-            peer("127.0.0.1:5000"),
+            peer("127.0.0.1:5000", false),
             HeaderValue::from_static("Bearer upstream"),
         );
         assert_eq!(
@@ -214,7 +198,7 @@ mod tests {
     }
 
     #[test]
-    fn forwarding_headers_from_a_local_proxy_are_extended() {
+    fn forwarding_headers_from_the_proxy_are_extended() {
         let mut headers = map(&[
             ("x-forwarded-for", "203.0.113.7"),
             ("x-forwarded-proto", "https"),
@@ -223,7 +207,7 @@ mod tests {
         ]);
         prepare_request(
             &mut headers,
-            peer("[::ffff:127.0.0.1]:5000"),
+            peer("[::ffff:127.0.0.1]:5000", true),
             HeaderValue::from_static("x"),
         );
         assert_eq!(headers[X_FORWARDED_FOR], "203.0.113.7, 127.0.0.1");
@@ -241,7 +225,7 @@ mod tests {
         ]);
         prepare_request(
             &mut headers,
-            peer("198.51.100.4:5000"),
+            peer("198.51.100.4:5000", false),
             HeaderValue::from_static("x"),
         );
         assert_eq!(headers[X_FORWARDED_FOR], "198.51.100.4");

@@ -20,9 +20,10 @@ use bytes::Bytes;
 use hyper::body::{Body as HttpBody, Frame, SizeHint};
 use tokio::time::Instant;
 
-use super::headers::{self, Peer};
+use super::headers;
 use super::{ACTIVITY_INTERVAL, Proxy, Service, Sessions, Target, credential, parse_target};
 use crate::http::ApiError;
+use crate::http::peer::ClientPeer;
 use crate::identity::CurrentUser;
 use crate::session::SessionId;
 
@@ -64,12 +65,10 @@ async fn proxy_request<R: Sessions>(
     let upstream = sessions.resolve(user, &target.id, service).await?;
     sessions.activity(&target.id);
 
-    let peer = Peer {
-        addr: parts
-            .extensions
-            .get::<ConnectInfo<std::net::SocketAddr>>()
-            .map(|c| c.0),
-    };
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<ClientPeer>>()
+        .map(|c| c.0);
     parts.uri = upstream_uri(&upstream.socket, service, target.rest, query)?;
     parts.version = Version::HTTP_11;
     // Nothing of octod's request state (the user, upgrade handles) goes to the client.

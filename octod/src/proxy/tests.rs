@@ -558,10 +558,13 @@ async fn fixture_with_head_wait(head_wait: Duration) -> Fixture {
     let app = routes_with_user::<TestState, MemSessions, TestUser>().with_state(state);
     let front = listener().await;
     let addr = front.local_addr().expect("address");
+    // Served as `octod serve` serves a TCP listener with no trusted proxy.
+    let front =
+        crate::http::peer::HttpListener::tcp(front, crate::http::peer::TrustedProxies::default());
     tokio::spawn(async move {
         axum::serve(
             front,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
+            app.into_make_service_with_connect_info::<crate::http::peer::ClientPeer>(),
         )
         .await
     });

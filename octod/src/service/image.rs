@@ -71,8 +71,9 @@ pub fn rebuild_if_outdated(engine: &Engine, config: BuildConfig, enabled: bool) 
         return;
     }
     let engine = engine.clone();
+    // Set before the task runs: whoever asks right after (octoctl status) hears of it.
+    engine.set_rebuilding(true);
     tokio::spawn(async move {
-        engine.set_rebuilding(true);
         let started = Instant::now();
         tracing::warn!(
             image = %engine.config().image,

@@ -30,7 +30,12 @@ pub trait AdminCaller: Caller {}
 
 /// Appends to the audit log; a failure to write it is logged, not fatal to the operation.
 pub fn audit(engine: &Engine, actor: &str, action: &str, target: &str) {
-    let entry = AuditEntry::new(actor, action, target, "");
+    audit_detail(engine, actor, action, target, "");
+}
+
+/// [`audit`] with a detail (what changed).
+pub fn audit_detail(engine: &Engine, actor: &str, action: &str, target: &str, detail: &str) {
+    let entry = AuditEntry::new(actor, action, target, detail);
     if let Err(error) = engine.store().append_audit(&entry) {
         tracing::warn!("writing the audit log: {error}");
     }

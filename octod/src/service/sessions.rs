@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use crate::engine::{CreateRequest, Engine, EngineError};
 use crate::identity::CurrentUser;
-use crate::session::{Limits, SessionId};
+use crate::session::{
+    InvalidLabel, Limits, SessionDescription, SessionId, SessionName, SessionState,
+};
 use crate::store::SessionRecord;
 
 /// How long an API request waits for an operation before answering `202 Accepted` (the
@@ -25,6 +27,9 @@ pub enum SessionError {
     /// No such session, or another user's.
     #[error("no such session")]
     NotFound,
+    /// A name or description that is not valid.
+    #[error(transparent)]
+    Invalid(#[from] InvalidLabel),
     #[error(transparent)]
     Engine(#[from] Arc<EngineError>),
 }
@@ -122,6 +127,53 @@ pub async fn operate(
         return Ok(Outcome::Deleted);
     }
     current(engine, &id, done).await
+}
+
+/// A change of a session's name and description as a client asks for it: unchecked text,
+/// `None` keeps the field.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Relabel {
+    pub name: Option<String>,
+    pub description: Option<String>,
+}
+
+/// Renames a session and/or sets its description: the owner rule first (another user's
+/// session is "not found" whatever the input), then the input ([`SessionName`],
+/// [`SessionDescription`]), then one store transaction. A changed name is audited as
+/// `session.rename`, a changed description as `session.describe`, with the caller as actor;
+/// a change to what is already there writes and audits nothing. A session being deleted is
+/// not relabelled (`EngineError::Deleting`).
+pub async fn relabel(
+    engine: &Engine,
+    user: &CurrentUser,
+    id: &str,
+    change: Relabel,
+) -> Result<SessionRecord, SessionError> {
+    let record = owned(engine, user, id).await?;
+    let name = change.name.as_deref().map(SessionName::parse).transpose()?;
+    let description = change
+        .description
+        .as_deref()
+        .map(SessionDescription::parse)
+        .transpose()?;
+    let id = record.spec.id;
+    if record.state == SessionState::Deleting {
+        return Err(EngineError::Deleting { id }.into());
+    }
+    let key = id.clone();
+    let (before, after) = engine
+        .store()
+        .run(move |s| s.relabel(&key, name, description))
+        .await
+        .map_err(EngineError::from)?;
+    if after.name != before.name {
+        let detail = format!("{:?} → {:?}", before.name, after.name);
+        super::audit_detail(engine, &user.name, "session.rename", id.as_str(), &detail);
+    }
+    if after.description != before.description {
+        super::audit(engine, &user.name, "session.describe", id.as_str());
+    }
+    Ok(after)
 }
 
 /// Waits up to `wait` for an operation; `Ok(None)` means it goes on in the background.

@@ -23,14 +23,18 @@
 //! session record is the serde shape of [`SessionRecord`] and so of
 //! [`SessionSpec`](crate::session::SessionSpec): changing either changes the format, so bump
 //! the version and keep a reader for the older ones (the `record_format_is_pinned` test fails
-//! first). Records are at version 2: version 1 had `spec.ports` (sessions published host
-//! ports until issue 13) and no `idle` desired state; its JSON reads as version 2 with
-//! `ports` ignored. Plain values (ids, times) use redb's own types; their meaning is pinned by
+//! first). Records are at version 3: version 2 had no `name` and `description` (they read as
+//! empty, and the migration to schema 3 names every session); version 1 also had `spec.ports`
+//! (sessions published host ports until issue 13) and no `idle` desired state; its JSON reads
+//! with `ports` ignored. Plain values (ids, times) use redb's own types; their meaning is pinned by
 //! the `meta` schema version, and [`Store::open`] refuses a file with a newer schema.
 //!
-//! **Migrations** run in [`Store::open`], in the transaction that sets the new schema version:
-//! schema 1 → 2 drops the `ports` table (host port → session) and rewrites every record as
-//! version 2. An older octod then refuses the file (newer schema) instead of misreading it.
+//! **Migrations** run in [`Store::open_with`], in the transaction that sets the new schema
+//! version: schema 1 → 2 drops the `ports` table (host port → session); 2 → 3 gives every
+//! session its default name (the display name of its template, which the caller resolves: the
+//! store does not read templates). Either rewrites every record as the current version; a
+//! schema-1 file takes both steps in one transaction. An older octod then refuses the file
+//! (newer schema) instead of misreading it.
 //!
 //! **Invariants**, kept by every write transaction and reported by [`Store::check`]: each
 //! session has a token; `tokens` and `activity` hold nothing for sessions that do not exist.
@@ -72,13 +76,16 @@ pub use accounts::{
 pub use codec::{DecodeError, to_unix_ms};
 pub use secret::Secret;
 
-use crate::session::{DesiredState, Limits, SessionId, SessionSpec, SessionState};
+use crate::session::{
+    DesiredState, Limits, SessionDescription, SessionId, SessionName, SessionSpec, SessionState,
+};
 
 /// The schema version this octod writes into `meta` and the newest it opens.
-pub const SCHEMA_VERSION: u64 = 2;
+pub const SCHEMA_VERSION: u64 = 3;
 const SCHEMA_KEY: &str = "schema";
-/// Format version of values in `sessions` (1, with ports, is still read).
-const RECORD_VERSION: u8 = 2;
+/// Format version of values in `sessions` (1, with ports, and 2, without names, are still
+/// read).
+const RECORD_VERSION: u8 = 3;
 /// Format version of values in `tokens`.
 const TOKEN_VERSION: u8 = 1;
 
@@ -185,6 +192,8 @@ pub struct NewSession {
     pub id: SessionId,
     pub owner: String,
     pub template: String,
+    /// Its name at first: the template's display name.
+    pub name: SessionName,
     pub image: String,
     pub limits: Limits,
     pub desired: DesiredState,
@@ -199,6 +208,14 @@ pub struct NewSession {
 pub struct SessionRecord {
     pub spec: SessionSpec,
     pub state: SessionState,
+    /// What its user calls it (a [`SessionName`] when set through the store). Not part of the
+    /// spec: running the session does not depend on it. Absent before record version 3.
+    #[serde(default)]
+    pub name: String,
+    /// Its user's short note (a [`SessionDescription`]), often empty. Absent before record
+    /// version 3.
+    #[serde(default)]
+    pub description: String,
     #[serde(with = "codec::unix_ms")]
     pub created_at: SystemTime,
     /// The last write of this record.
@@ -254,10 +271,20 @@ impl fmt::Debug for Store {
 }
 
 impl Store {
-    /// Opens the database at `path`, creating the file (mode 0600) and its tables if needed,
-    /// and migrating an older schema (see the module documentation). Fails if another process
-    /// has the file open.
+    /// [`Self::open_with`] naming migrated sessions after their template's id: for tests and
+    /// tools that have no templates directory.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        Self::open_with(path, &|template| SessionName::lossy(template, template))
+    }
+
+    /// Opens the database at `path`, creating the file (mode 0600) and its tables if needed,
+    /// and migrating an older schema (see the module documentation); `default_name` names a
+    /// session of a template (by id) that an older schema stored without a name. Fails if
+    /// another process has the file open.
+    pub fn open_with(
+        path: impl AsRef<Path>,
+        default_name: &dyn Fn(&str) -> SessionName,
+    ) -> Result<Self, StoreError> {
         let path = path.as_ref().to_path_buf();
         let file_err = |source| StoreError::OpenFile {
             path: path.clone(),
@@ -289,8 +316,8 @@ impl Store {
                 match found {
                     Some(found) if found > SCHEMA_VERSION => return Ok(Some(found)),
                     Some(SCHEMA_VERSION) => {}
-                    Some(_) => {
-                        migrate_to_v2(&txn)?;
+                    Some(found) => {
+                        migrate(&txn, found, default_name)?;
                         meta.insert(SCHEMA_KEY, SCHEMA_VERSION)?;
                     }
                     None => {
@@ -377,6 +404,8 @@ impl Store {
                         desired: new.desired,
                     },
                     state: SessionState::Creating,
+                    name: new.name.into_string(),
+                    description: String::new(),
                     created_at: now,
                     updated_at: now,
                     state_changed_at: now,
@@ -494,6 +523,27 @@ impl Store {
             Ok::<_, StoreError>(())
         })
         .map(|((), record)| record)
+    }
+
+    /// Sets the session's name and/or description (`None` keeps it), in one write
+    /// transaction. Returns the record before and after; equal when nothing changed, and then
+    /// nothing is written.
+    pub fn relabel(
+        &self,
+        id: &SessionId,
+        name: Option<SessionName>,
+        description: Option<SessionDescription>,
+    ) -> Result<(SessionRecord, SessionRecord), StoreError> {
+        self.modify(id, |r| {
+            let before = r.clone();
+            if let Some(name) = name {
+                r.name = name.into_string();
+            }
+            if let Some(description) = description {
+                r.description = description.into_string();
+            }
+            Ok::<_, StoreError>(before)
+        })
     }
 
     /// [`Self::update`], also returning the record as written.
@@ -777,29 +827,42 @@ fn encode_record(record: &SessionRecord) -> Result<Vec<u8>, StoreError> {
     })
 }
 
-/// Reads a record of any version this octod knows: version 1's JSON differs only by the
-/// `spec.ports` that version 2 ignores.
+/// Reads a record of any version this octod knows: version 2's JSON lacks `name` and
+/// `description` (read as empty: only the schema-3 migration reads such records, and names
+/// them); version 1's also has the `spec.ports` that later versions ignore.
 fn decode_record(key: &str, bytes: &[u8]) -> Result<SessionRecord, DecodeError> {
     codec::decode("sessions", key, RECORD_VERSION, bytes)
 }
 
-/// Schema 1 → 2: drops the `ports` table and rewrites every record as version 2, inside the
-/// caller's transaction (all or nothing with the new schema version).
-fn migrate_to_v2(txn: &WriteTransaction) -> Result<(), StoreError> {
+/// Schema `from` → [`SCHEMA_VERSION`], inside the caller's transaction (all or nothing with
+/// the new schema version): from 1, drops the `ports` table; from 1 or 2, names every session
+/// (`default_name` of its template); then rewrites every record as the current version.
+fn migrate(
+    txn: &WriteTransaction,
+    from: u64,
+    default_name: &dyn Fn(&str) -> SessionName,
+) -> Result<(), StoreError> {
     let mut sessions = txn.open_table(SESSIONS)?;
     let mut records = Vec::new();
     for entry in sessions.iter()? {
         let (key, value) = entry?;
         records.push(decode_record(key.value(), value.value())?);
     }
-    for record in &records {
+    for record in &mut records {
+        if from < 3 && record.name.is_empty() {
+            record.name = default_name(&record.spec.template).into_string();
+        }
         sessions.insert(record.spec.id.as_str(), encode_record(record)?.as_slice())?;
     }
-    let old_ports: redb::TableDefinition<u16, &str> = TableDefinition::new(OLD_PORTS);
-    txn.delete_table(old_ports)?;
+    if from < 2 {
+        let old_ports: redb::TableDefinition<u16, &str> = TableDefinition::new(OLD_PORTS);
+        txn.delete_table(old_ports)?;
+    }
     tracing::info!(
         sessions = records.len(),
-        "state database migrated to schema 2: host ports dropped"
+        from,
+        to = SCHEMA_VERSION,
+        "state database migrated: host ports dropped (from 1), sessions named (from 2)"
     );
     Ok(())
 }

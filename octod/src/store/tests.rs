@@ -18,6 +18,7 @@ fn new(session: &str, owner: &str) -> NewSession {
         id: id(session),
         owner: owner.to_owned(),
         template: "coding-copilot".to_owned(),
+        name: SessionName::parse("Coding Copilot").expect("valid name"),
         image: "localhost/octo-session:latest".to_owned(),
         limits: Limits::default(),
         desired: DesiredState::Running,
@@ -392,7 +393,7 @@ fn unknown_value_versions_are_typed_errors() {
             StoreError::Decode(DecodeError::UnknownVersion {
                 table: "sessions",
                 version: 9,
-                supported: 2,
+                supported: 3,
                 ref key,
             }) if key == "alpha"
         ),
@@ -444,8 +445,8 @@ fn a_newer_schema_is_refused() {
         matches!(
             err,
             StoreError::NewerSchema {
-                found: 3,
-                supported: 2,
+                found: 4,
+                supported: 3,
                 ..
             }
         ),
@@ -469,18 +470,21 @@ fn record_format_is_pinned() {
             desired: DesiredState::Idle,
         },
         state: SessionState::Failed("unit failed".to_owned()),
+        name: "Thesis \"draft\"".to_owned(),
+        description: "chapter 2".to_owned(),
         created_at: UNIX_EPOCH + Duration::from_secs(1_700_000_000),
         updated_at: UNIX_EPOCH + Duration::from_millis(1_700_000_000_500),
         state_changed_at: UNIX_EPOCH + Duration::from_millis(1_700_000_000_250),
     };
     let bytes = encode_record(&record).expect("encode");
     let expected = concat!(
-        "\u{2}",
+        "\u{3}",
         r#"{"spec":{"id":"alpha","owner":"ann","template":"coding-copilot","#,
         r#""image":"localhost/octo-session:latest","#,
         r#""limits":{"memory_bytes":1073741824,"cpu_centis":null,"pids":512},"#,
         r#""desired":"idle"},"#,
         r#""state":{"state":"failed","reason":"unit failed"},"#,
+        r#""name":"Thesis \"draft\"","description":"chapter 2","#,
         r#""created_at":1700000000000,"updated_at":1700000000500,"state_changed_at":1700000000250}"#,
     );
     assert_eq!(String::from_utf8(bytes.clone()).expect("utf-8"), expected);
@@ -632,6 +636,11 @@ fn a_schema_1_file_is_migrated_and_its_sessions_kept() {
             ("beta", DesiredState::Stopped, SessionState::Stopped),
         ]
     );
+    // Schema 1 → 3 in one go: the ports are gone and the sessions have their default names.
+    assert!(
+        records.iter().all(|r| r.name == "coding-copilot"),
+        "{records:?}"
+    );
     assert_eq!(
         records[0].created_at,
         UNIX_EPOCH + Duration::from_secs(1_700_000_000)
@@ -654,11 +663,15 @@ fn a_schema_1_file_is_migrated_and_its_sessions_kept() {
         let meta = txn.open_table(META).expect("meta");
         assert_eq!(
             meta.get(SCHEMA_KEY).expect("get").map(|v| v.value()),
-            Some(2)
+            Some(SCHEMA_VERSION)
         );
         let sessions = txn.open_table(SESSIONS).expect("sessions");
         let alpha = sessions.get("alpha").expect("get").expect("alpha");
-        assert_eq!(alpha.value()[0], RECORD_VERSION, "rewritten as version 2");
+        assert_eq!(
+            alpha.value()[0],
+            RECORD_VERSION,
+            "rewritten as the current version"
+        );
         assert!(!String::from_utf8_lossy(alpha.value()).contains("ports"));
     }
     // And again: a migrated file opens as is, and takes new sessions.
@@ -667,6 +680,175 @@ fn a_schema_1_file_is_migrated_and_its_sessions_kept() {
     assert_eq!(store.list().expect("list").len(), 2);
     store.create_session(new("gamma", "ann")).expect("create");
     assert_eq!(store.check().expect("check"), []);
+}
+
+/// A state file as octod wrote it before sessions had names (schema 2: version-2 records,
+/// no `ports` table), built here with that record shape: `(id, template)` per session.
+fn write_schema_2(path: &Path, sessions: &[(&str, &str)]) {
+    let db = Database::create(path).expect("create");
+    let txn = db.begin_write().expect("begin");
+    {
+        txn.open_table(META)
+            .expect("meta")
+            .insert(SCHEMA_KEY, 2)
+            .expect("schema");
+        let mut records = txn.open_table(SESSIONS).expect("sessions");
+        let mut tokens = txn.open_table(TOKENS).expect("tokens");
+        let mut activity = txn.open_table(ACTIVITY).expect("activity");
+        for (name, template) in sessions {
+            let record = format!(
+                concat!(
+                    "\u{2}",
+                    r#"{{"spec":{{"id":"{name}","owner":"ann","template":"{template}","#,
+                    r#""image":"localhost/octo-session:latest","#,
+                    r#""limits":{{"memory_bytes":null,"cpu_centis":null,"pids":null}},"#,
+                    r#""desired":"idle"}},"state":{{"state":"stopped"}},"#,
+                    r#""created_at":1700000000000,"updated_at":1700000000500,"state_changed_at":1700000000250}}"#,
+                ),
+                name = name,
+                template = template,
+            );
+            records.insert(*name, record.as_bytes()).expect("record");
+            tokens
+                .insert(*name, format!("\u{1}\"{}\"", "cd".repeat(32)).as_bytes())
+                .expect("token");
+            activity.insert(*name, 1_700_000_100_000).expect("activity");
+        }
+    }
+    txn.commit().expect("commit");
+}
+
+#[test]
+fn a_schema_2_file_is_migrated_and_its_sessions_get_their_templates_names() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("octod.redb");
+    write_schema_2(
+        &path,
+        &[
+            ("alpha", "coding-copilot"),
+            ("beta", "meeting-synth"),
+            ("gamma", "removed-since"),
+        ],
+    );
+    // What serve passes: the templates' display names, the id for one that is gone.
+    let names = |template: &str| {
+        let display = match template {
+            "coding-copilot" => "Coding Copilot",
+            "meeting-synth" => "Meeting\nSynth",
+            _ => "",
+        };
+        SessionName::lossy(display, template)
+    };
+    let store = Store::open_with(&path, &names).expect("open migrates");
+    let records = store.list().expect("list");
+    let summary: Vec<(&str, &str, &str, DesiredState)> = records
+        .iter()
+        .map(|r| {
+            (
+                r.spec.id.as_str(),
+                r.name.as_str(),
+                r.description.as_str(),
+                r.spec.desired,
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("alpha", "Coding Copilot", "", DesiredState::Idle),
+            ("beta", "Meeting Synth", "", DesiredState::Idle),
+            ("gamma", "removed-since", "", DesiredState::Idle),
+        ]
+    );
+    assert_eq!(records[0].state, SessionState::Stopped);
+    assert_eq!(
+        records[0].created_at,
+        UNIX_EPOCH + Duration::from_secs(1_700_000_000)
+    );
+    assert_eq!(
+        store.token(&id("alpha")).expect("token").expose(),
+        "cd".repeat(32)
+    );
+    assert_eq!(
+        store.last_activity(&id("beta")).expect("activity"),
+        Some(UNIX_EPOCH + Duration::from_secs(1_700_000_100))
+    );
+    assert_eq!(store.check().expect("check"), []);
+    {
+        let txn = store.inner.db.begin_read().expect("read");
+        let meta = txn.open_table(META).expect("meta");
+        assert_eq!(
+            meta.get(SCHEMA_KEY).expect("get").map(|v| v.value()),
+            Some(3)
+        );
+        let sessions = txn.open_table(SESSIONS).expect("sessions");
+        let alpha = sessions.get("alpha").expect("get").expect("alpha");
+        assert_eq!(alpha.value()[0], 3, "rewritten as version 3");
+    }
+    // A name given later is kept: reopening a migrated file does not rename anything.
+    store
+        .relabel(
+            &id("alpha"),
+            Some(SessionName::parse("Thesis").expect("name")),
+            None,
+        )
+        .expect("rename");
+    drop(store);
+    let store =
+        Store::open_with(&path, &|_| SessionName::parse("Wrong").expect("name")).expect("reopen");
+    let names: Vec<String> = store
+        .list()
+        .expect("list")
+        .into_iter()
+        .map(|r| r.name)
+        .collect();
+    assert_eq!(names, ["Thesis", "Meeting Synth", "removed-since"]);
+}
+
+#[test]
+fn relabel_changes_name_and_description_in_one_write() {
+    let fx = Fixture::new();
+    let (created, _) = fx.create("alpha", "ann");
+    assert_eq!(
+        (created.name.as_str(), created.description.as_str()),
+        ("Coding Copilot", "")
+    );
+
+    let name = |s: &str| Some(SessionName::parse(s).expect("name"));
+    let description = |s: &str| Some(SessionDescription::parse(s).expect("description"));
+    let (before, after) = fx
+        .store
+        .relabel(&id("alpha"), name("Thesis"), None)
+        .expect("rename");
+    assert_eq!(before, created);
+    assert_eq!(
+        (after.name.as_str(), after.description.as_str()),
+        ("Thesis", "")
+    );
+    assert!(after.updated_at >= before.updated_at);
+    assert_eq!(after.state_changed_at, before.state_changed_at);
+
+    let (_, after) = fx
+        .store
+        .relabel(&id("alpha"), None, description("chapter 2"))
+        .expect("describe");
+    assert_eq!(
+        (after.name.as_str(), after.description.as_str()),
+        ("Thesis", "chapter 2")
+    );
+    // Nothing to change: nothing written.
+    let (before, unchanged) = fx
+        .store
+        .relabel(&id("alpha"), name("Thesis"), None)
+        .expect("same name");
+    assert_eq!(before, unchanged);
+    assert_eq!(fx.store.get(&id("alpha")).expect("get"), Some(after));
+
+    let err = fx
+        .store
+        .relabel(&id("nope"), name("x"), None)
+        .expect_err("no such session");
+    assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
 }
 
 #[test]

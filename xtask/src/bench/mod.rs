@@ -4,3 +4,4 @@
 pub mod fileserver;
 pub mod proxy;
 pub mod session_start;
+pub mod ui;

@@ -5,9 +5,11 @@
 //! cookie (the browser). The first extractor that checks it keeps the result in the request's
 //! extensions, so a handler with several of them checks the token once.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 
 use axum::extract::{ConnectInfo, FromRef, FromRequestParts};
+
+use crate::http::peer::ClientPeer;
 use axum::http::header::{AUTHORIZATION, COOKIE, SET_COOKIE};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue};
@@ -112,13 +114,14 @@ fn token_from(headers: &HeaderMap) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
-/// Where a request came from: the client's address (for the rate limit and the audit log) and
-/// whether it reached the proxy in front of octod over TLS.
+/// Where a request came from: the client's address (for the login throttle and the audit log)
+/// and whether it reached the proxy in front of octod over TLS.
 ///
-/// The address is the peer's, from `ConnectInfo<SocketAddr>`. When the peer is a loopback
-/// address or unknown (a Unix socket, or no `ConnectInfo`) — octod behind Caddy on the same
-/// host — it is the last `X-Forwarded-For` entry, the one Caddy added. A remote peer cannot
-/// choose its address this way.
+/// The address is the peer's ([`ClientPeer`], recorded when the connection was accepted),
+/// unless the peer is the trusted reverse proxy (octod's Unix socket, or a TCP peer in
+/// `server.trusted_proxies`): then it is the last `X-Forwarded-For` entry, the one the proxy
+/// added. Any other peer's forwarded headers are ignored, so no client can choose its address.
+/// Without connection information (a router served without it) the address is `unknown`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Client {
     pub address: String,
@@ -131,16 +134,19 @@ impl<S: Send + Sync> FromRequestParts<S> for Client {
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         let peer = parts
             .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip());
-        let forwarded =
-            || last_value(&parts.headers, "x-forwarded-for").and_then(|v| v.parse::<IpAddr>().ok());
-        let address = match peer {
-            Some(ip) if !ip.is_loopback() => Some(ip),
-            _ => forwarded().or(peer),
-        };
-        let tls = last_value(&parts.headers, "x-forwarded-proto")
-            .is_some_and(|p| p.eq_ignore_ascii_case("https"));
+            .get::<ConnectInfo<ClientPeer>>()
+            .map(|c| c.0);
+        let trusted = peer.is_some_and(|p| p.trusted);
+        let forwarded = trusted
+            .then(|| last_value(&parts.headers, "x-forwarded-for"))
+            .flatten()
+            .and_then(|v| v.parse::<IpAddr>().ok());
+        let address = forwarded
+            .or_else(|| peer.and_then(|p| p.addr).map(|a| a.ip()))
+            .map(crate::http::peer::canonical);
+        let tls = trusted
+            && last_value(&parts.headers, "x-forwarded-proto")
+                .is_some_and(|p| p.eq_ignore_ascii_case("https"));
         Ok(Self {
             address: address.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string()),
             tls,
@@ -186,6 +192,7 @@ fn cookie(value: &str, max_age_secs: u64, secure: bool) -> (axum::http::HeaderNa
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::SocketAddr;
 
     fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
         let mut map = HeaderMap::new();
@@ -247,12 +254,18 @@ mod tests {
         );
     }
 
-    async fn client(pairs: &[(&'static str, &'static str)], peer: Option<&str>) -> Client {
+    fn tcp(addr: &str, trusted: bool) -> Option<ClientPeer> {
+        Some(ClientPeer {
+            addr: Some(addr.parse::<SocketAddr>().expect("addr")),
+            trusted,
+        })
+    }
+
+    async fn client(pairs: &[(&'static str, &'static str)], peer: Option<ClientPeer>) -> Client {
         let mut req = axum::http::Request::get("/").body(()).expect("request");
         *req.headers_mut() = headers(pairs);
         if let Some(peer) = peer {
-            req.extensions_mut()
-                .insert(ConnectInfo(peer.parse::<SocketAddr>().expect("addr")));
+            req.extensions_mut().insert(ConnectInfo(peer));
         }
         let (mut parts, ()) = req.into_parts();
         let Ok(client) = Client::from_request_parts(&mut parts, &()).await;
@@ -260,29 +273,51 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn client_address_trusts_forwarded_for_only_from_loopback() {
+    async fn client_address_trusts_forwarded_for_only_from_the_proxy() {
         let xff = ("x-forwarded-for", "10.0.0.1, 203.0.113.7");
+        // Caddy over the Unix socket, or a configured proxy over TCP: its last entry.
         assert_eq!(
-            client(&[xff], Some("127.0.0.1:5000")).await.address,
+            client(&[xff], Some(ClientPeer::UNIX)).await.address,
             "203.0.113.7"
         );
-        assert_eq!(client(&[xff], None).await.address, "203.0.113.7");
         assert_eq!(
-            client(&[xff], Some("198.51.100.2:5000")).await.address,
+            client(&[xff], tcp("192.0.2.1:5000", true)).await.address,
+            "203.0.113.7"
+        );
+        // A local user on a loopback port, or anyone else: its own address.
+        assert_eq!(
+            client(&[xff], tcp("127.0.0.1:5000", false)).await.address,
+            "127.0.0.1"
+        );
+        assert_eq!(
+            client(&[xff], tcp("198.51.100.2:5000", false))
+                .await
+                .address,
             "198.51.100.2"
         );
-        assert_eq!(client(&[], Some("[::1]:5000")).await.address, "::1");
-        assert_eq!(client(&[], None).await.address, "unknown");
         assert_eq!(
-            client(&[("x-forwarded-for", "junk")], None).await.address,
+            client(&[], tcp("[::ffff:192.0.2.9]:5000", false))
+                .await
+                .address,
+            "192.0.2.9"
+        );
+        assert_eq!(client(&[xff], None).await.address, "unknown");
+        assert_eq!(client(&[], Some(ClientPeer::UNIX)).await.address, "unknown");
+        assert_eq!(
+            client(&[("x-forwarded-for", "junk")], Some(ClientPeer::UNIX))
+                .await
+                .address,
             "unknown"
         );
     }
 
     #[tokio::test]
-    async fn tls_from_forwarded_proto() {
-        assert!(client(&[("x-forwarded-proto", "https")], None).await.tls);
-        assert!(!client(&[("x-forwarded-proto", "http")], None).await.tls);
-        assert!(!client(&[], None).await.tls);
+    async fn tls_from_forwarded_proto_of_the_proxy() {
+        let unix = Some(ClientPeer::UNIX);
+        assert!(client(&[("x-forwarded-proto", "https")], unix).await.tls);
+        assert!(!client(&[("x-forwarded-proto", "http")], unix).await.tls);
+        assert!(!client(&[], unix).await.tls);
+        let local = tcp("127.0.0.1:5000", false);
+        assert!(!client(&[("x-forwarded-proto", "https")], local).await.tls);
     }
 }

@@ -11,7 +11,7 @@ use tower::ServiceExt;
 
 use super::*;
 use crate::auth::tests::{Fixture, password_of};
-use crate::auth::{AuthSettings, LoginLimits, PasswordCost, token};
+use crate::auth::{AuthSettings, Bucket, LoginLimits, PasswordCost, token};
 use crate::http::same_origin;
 
 const HOST: &str = "octo.example";
@@ -97,10 +97,12 @@ impl<'a> Call<'a> {
             }
             None => Body::empty(),
         };
-        let response = app(f)
-            .oneshot(builder.body(body).expect("request"))
-            .await
-            .expect("response");
+        let mut request = builder.body(body).expect("request");
+        // As packaged: every request comes from Caddy over octod's Unix socket.
+        request.extensions_mut().insert(axum::extract::ConnectInfo(
+            crate::http::peer::ClientPeer::UNIX,
+        ));
+        let response = app(f).oneshot(request).await.expect("response");
         let status = response.status();
         let headers = response.headers().clone();
         let bytes = response
@@ -274,9 +276,11 @@ async fn login_answers_and_rate_limit() {
     let f = Fixture::with(AuthSettings {
         password_cost: PasswordCost::TEST,
         login_limits: LoginLimits {
-            per_client: 100,
-            per_user: 4,
-            window: Duration::from_secs(300),
+            pair: Bucket {
+                burst: 4,
+                refill: Duration::from_secs(300),
+            },
+            ..LoginLimits::uniform(100)
         },
         ..AuthSettings::default()
     });
@@ -300,7 +304,8 @@ async fn login_answers_and_rate_limit() {
     );
     assert_eq!(f.auth.failed_logins(), 3);
 
-    // ada has had 2 attempts; two more fill her window.
+    // ada has had 2 failures (a disabled account's right password is one); two more empty
+    // her bucket for this client.
     login("ada", "x-password-x").send(&f).await;
     login("ada", "x-password-x").send(&f).await;
     let limited = login("ada", "x-password-x").send(&f).await;

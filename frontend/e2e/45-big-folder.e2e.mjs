@@ -1,0 +1,114 @@
+// Issue 19's big folder against a real session: 10,000 files made in the terminal open in the
+// Files pane with fewer than 200 rows in the DOM, in order; the end is reached by scrolling and
+// from the keyboard (End, PageUp, Home), and the selected row stays focused and in view.
+import { expectNoConsoleErrors } from "./util.mjs";
+
+const LONG = { timeout: 180_000 };
+const COUNT = 10_000;
+/** What the check allows in the DOM (the pane shows ~35 rows at this size, plus overscan). */
+const MAX_ROWS = 200;
+
+export default async function bigFolder(ctx) {
+  const { baseUrl } = ctx;
+  const user = await ctx.newUser();
+  const context = await ctx.newContext({ viewport: { width: 1400, height: 900 } });
+  const page = await context.newPage();
+  page.setDefaultTimeout(60_000);
+  const consoleErrors = expectNoConsoleErrors(page);
+  const byTest = (id) => page.getByTestId(id);
+  const entry = (path) => page.locator(`[data-testid="file-entry"][data-path="${path}"]`);
+  const rowsInDom = () => page.locator('[data-testid="file-entry"]').count();
+  const name = (i) => `/big/file-${String(i).padStart(5, "0")}.txt`;
+  let sessionId = null;
+  try {
+    await page.goto(`${baseUrl}/login`);
+    await byTest("login-username").fill(user.username);
+    await byTest("login-password").fill(user.password);
+    await byTest("login-submit").click();
+    await byTest("template-card-coding-copilot").click();
+    const row = byTest("session-row").first();
+    await row.waitFor();
+    sessionId = await row.getAttribute("data-session-id");
+    await row.and(page.locator('[data-state="running"]')).waitFor(LONG);
+    await row.getByTestId("session-open").click();
+    await entry("/AGENTS.md").waitFor();
+
+    ctx.step(`${COUNT} files made in the terminal`);
+    await byTest("terminal").click();
+    await page.keyboard.type(`mkdir big && seq -f 'big/file-%05g.txt' 0 ${COUNT - 1} | xargs touch && ls big | wc -l | sed 's/^/made=/'`);
+    await page.keyboard.press("Enter");
+    await page.waitForFunction(
+      (want) => {
+        const rows = document.querySelector('[data-testid="terminal"] .xterm-rows');
+        return rows !== null && Array.from(rows.children).some((r) => r.textContent.trim() === want);
+      },
+      `made=${COUNT}`,
+      LONG,
+    );
+
+    ctx.step("the folder opens with its first rows only in the DOM, in order");
+    await byTest("files-refresh").click();
+    await entry("/big").click();
+    await entry(name(0)).waitFor();
+    const opened = await rowsInDom();
+    if (opened >= MAX_ROWS) throw new Error(`${opened} rows in the DOM after opening the folder`);
+    const top = async (path) => (await entry(path).boundingBox()).y;
+    if (!((await top(name(0))) < (await top(name(1))))) throw new Error("file-00000 is not above file-00001");
+    const height = await byTest("files-tree").evaluate((tree) => tree.scrollHeight);
+    if (height < COUNT * 24) throw new Error(`the tree scrolls ${height} px, not the whole folder's height`);
+    await ctx.screenshot(page, "opened");
+
+    ctx.step("scrolled to its end: the last entry is shown, still fewer than 200 rows");
+    await byTest("files-tree").evaluate((tree) => {
+      tree.scrollTop = tree.scrollHeight;
+    });
+    await entry(name(COUNT - 1)).waitFor();
+    const inView = async (path) => {
+      const [box, tree] = [await entry(path).boundingBox(), await byTest("files-tree").boundingBox()];
+      return box !== null && box.y >= tree.y - 1 && box.y + box.height <= tree.y + tree.height + 1;
+    };
+    if (!(await inView(name(COUNT - 1)))) throw new Error("the last entry is not in view at the end");
+    const scrolled = await rowsInDom();
+    if (scrolled >= MAX_ROWS) throw new Error(`${scrolled} rows in the DOM at the end`);
+    await ctx.screenshot(page, "end");
+
+    ctx.step("the keyboard reaches the end and back, the selected row focused and in view");
+    const focused = (path) => page.locator(`[data-testid="file-entry"][data-path="${path}"][aria-selected="true"]:focus`);
+    await byTest("files-tree").evaluate((tree) => {
+      tree.scrollTop = 0;
+    });
+    await entry(name(0)).click();
+    const current = () => page.locator('[data-testid="file-entry"][aria-selected="true"]:focus').getAttribute("data-path");
+    // End: the tree's last row, a file of the home's (files sort after folders), past big/.
+    await page.keyboard.press("End");
+    await page.waitForFunction(() => document.querySelector('[data-testid="files-tree"]').scrollTop > 0);
+    const last = await current();
+    if (!last || last.startsWith("/big/") || !(await inView(last))) throw new Error(`End selected ${last}`);
+    // PageUp from there lands among big/'s last entries, in view.
+    await page.keyboard.press("PageUp");
+    await page.locator('[data-testid="file-entry"][aria-selected="true"]:focus[data-path^="/big/file-09"]').waitFor();
+    if (!(await inView(await current()))) throw new Error("PageUp: the selected entry is not in view");
+    await page.keyboard.press("ArrowDown");
+    await page.keyboard.press("Home");
+    // Home: the tree's first row, selected, focused and scrolled into view.
+    await page.locator('[data-testid="file-entry"][aria-level="1"][aria-selected="true"]:focus').waitFor();
+    if (!(await inView(await current()))) throw new Error("Home: the first row is not in view");
+    await entry("/big").click(); // selects the folder's row, and closes it
+    await focused("/big").waitFor();
+    await entry(name(0)).waitFor({ state: "detached" });
+    await page.keyboard.press("ArrowRight"); // opens it again
+    await entry(name(0)).waitFor();
+    await page.keyboard.press("ArrowLeft"); // collapses the folder: its 10,000 rows go
+    await entry(name(0)).waitFor({ state: "detached" });
+    const collapsed = await byTest("files-tree").evaluate((tree) => tree.scrollHeight);
+    if (collapsed >= height) throw new Error("the tree did not shrink when the folder closed");
+    consoleErrors.check();
+  } finally {
+    if (sessionId) {
+      await context.request
+        .delete(`${baseUrl}/api/sessions/${encodeURIComponent(sessionId)}`, { headers: { Origin: baseUrl } })
+        .catch(() => {});
+    }
+    await context.close();
+  }
+}
