@@ -1,4 +1,6 @@
 // Helpers shared by the e2e checks.
+import { request as httpRequest } from "node:http";
+import { request as httpsRequest } from "node:https";
 
 /**
  * Collects console errors and uncaught page errors; `check()` throws listing them. Chromium logs
@@ -44,4 +46,36 @@ export async function expectText(locator, expected, what, timeout = 15_000) {
     if (Date.now() >= deadline) throw new Error(`${what}: expected ${expected}, saw ${JSON.stringify(last)}`);
     await new Promise((resolve) => setTimeout(resolve, 200));
   }
+}
+
+/**
+ * A request from Node whose only credential is `Authorization: Bearer <token>` (no cookie, no
+ * `Origin`: what a script or curl sends); `token` null sends none. node:http(s) rather than
+ * `fetch`, because a test host's Caddy serves a self-signed certificate that `fetch` refuses.
+ * Resolves `{ status, text, json() }`.
+ */
+export function bearerRequest(baseUrl, method, path, token, body) {
+  const url = new URL(path, baseUrl);
+  const payload = body === undefined ? undefined : JSON.stringify(body);
+  const headers = { Accept: "application/json" };
+  if (token) headers.Authorization = `Bearer ${token}`;
+  if (payload !== undefined) {
+    headers["Content-Type"] = "application/json";
+    headers["Content-Length"] = Buffer.byteLength(payload);
+  }
+  const send = url.protocol === "https:" ? httpsRequest : httpRequest;
+  return new Promise((resolve, reject) => {
+    const req = send(url, { method, headers, rejectUnauthorized: false, timeout: 30_000 }, (res) => {
+      const chunks = [];
+      res.on("data", (chunk) => chunks.push(chunk));
+      res.on("error", reject);
+      res.on("end", () => {
+        const text = Buffer.concat(chunks).toString("utf8");
+        resolve({ status: res.statusCode, text, json: () => JSON.parse(text) });
+      });
+    });
+    req.on("timeout", () => req.destroy(new Error(`${method} ${url}: no answer within 30 s`)));
+    req.on("error", reject);
+    req.end(payload);
+  });
 }

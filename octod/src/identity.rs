@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 /// A user's role (a wire type too: the API and the store name it alike).
-pub use octo_wire::Role;
+pub use octo_wire::{Role, Scope};
 
 /// The signed-in, enabled user of a request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -138,3 +138,88 @@ pub struct CreateInvite {
 pub struct AuditQuery {
     pub limit: Option<usize>,
 }
+
+/// What a personal API token may do. A token is accepted as `Authorization: Bearer` on
+/// `/api/*` and `/sessions/*`; each route needs one scope (and `admin` also the admin role).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum Scope {
+    /// `GET` on `/api/sessions…`, `/api/templates`.
+    #[serde(rename = "sessions:read")]
+    SessionsRead,
+    /// Create, rename, stop, resume and delete sessions.
+    #[serde(rename = "sessions:write")]
+    SessionsWrite,
+    /// The proxied services: `/sessions/{id}/opencode|files|terminal`.
+    #[serde(rename = "sessions:connect")]
+    SessionsConnect,
+    /// `/api/admin/*` (for a user with the admin role).
+    #[serde(rename = "admin")]
+    Admin,
+}
+
+impl Scope {
+    pub const ALL: [Scope; 4] = [
+        Scope::SessionsRead,
+        Scope::SessionsWrite,
+        Scope::SessionsConnect,
+        Scope::Admin,
+    ];
+
+    /// The scope as the wire names it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::SessionsRead => "sessions:read",
+            Scope::SessionsWrite => "sessions:write",
+            Scope::SessionsConnect => "sessions:connect",
+            Scope::Admin => "admin",
+        }
+    }
+
+    /// The scope named `name`, if any.
+    pub fn parse(name: &str) -> Option<Scope> {
+        Scope::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+}
+
+/// A personal API token as its owner (and admins) see it: never the secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = ApiToken))]
+pub struct ApiTokenView {
+    /// The token's public id (also the part after `octo_` in the token itself).
+    pub id: String,
+    pub user: String,
+    pub name: String,
+    pub scopes: Vec<Scope>,
+    /// Milliseconds since the Unix epoch.
+    pub created_at: u64,
+    /// Milliseconds since the Unix epoch.
+    pub expires_at: u64,
+    /// Milliseconds since the Unix epoch, to the minute; null: never used.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub last_used_at: Option<u64>,
+}
+
+/// The body of `POST /api/me/tokens` (and the admin socket's `POST
+/// /admin/v1/users/{name}/tokens`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct CreateApiToken {
+    /// 1 to 80 characters.
+    pub name: String,
+    /// At least one.
+    pub scopes: Vec<Scope>,
+    /// 1 to 365; default 30.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_in_days: Option<u32>,
+}
+
+/// A token just created: the only answer that ever holds its secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = CreatedApiToken))]
+pub struct CreatedApiToken {
+    /// `octo_<id>_<secret>`: shown once, stored only as a hash.
+    pub token: String,
+    pub info: ApiTokenView,
+}

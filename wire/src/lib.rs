@@ -16,8 +16,9 @@ pub use admin::{
     StatusView,
 };
 pub use auth::{
-    AuditQuery, AuditView, CreateInvite, CreateUser, InviteView, LoginRequest, PasswordChange,
-    RegisterRequest, ResetPassword, Role, SetRole, UserView,
+    ApiTokenView, AuditQuery, AuditView, CreateApiToken, CreateInvite, CreateUser, CreatedApiToken,
+    InviteView, LoginRequest, PasswordChange, RegisterRequest, ResetPassword, Role, Scope, SetRole,
+    UserView,
 };
 pub use error::{ErrorBody, ErrorDetail};
 pub use sessions::{

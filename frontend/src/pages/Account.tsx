@@ -1,7 +1,8 @@
-// The account page: who you are, change password, sign out.
+// The account page: who you are, change password, API tokens, sign out.
 import { useState } from "react";
 import { api, type User } from "../api";
 import { ErrorBanner } from "../components/ErrorBanner";
+import { ApiTokensSection } from "./ApiTokens";
 
 export function AccountPage(props: { user: User; onSignedOut: (notice: string | null) => void }): JSX.Element {
   const { user } = props;
@@ -103,6 +104,7 @@ export function AccountPage(props: { user: User; onSignedOut: (notice: string | 
           </button>
         </form>
       </section>
+      <ApiTokensSection user={user} />
       <section className="card">
         <h2>Sign out</h2>
         <p className="muted small-text">Ends this browser's sign-in.</p>

@@ -110,6 +110,7 @@ pub fn routes() -> Router<AdminState> {
         ))
         .route("/admin/v1/sessions/{id}/logs", get(session_logs))
         .merge(accounts::account_routes::<_, Actor>("/admin/v1"))
+        .merge(accounts::token_create_route::<_, Actor>("/admin/v1"))
         .route("/admin/v1/image/build", post(image_build))
         .route("/admin/v1/container/refresh", post(refresh::refresh))
 }

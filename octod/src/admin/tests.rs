@@ -99,6 +99,8 @@ fn the_admin_routes_are_the_documented_ones() {
             "/admin/v1/users/{name}/enable",
             "/admin/v1/users/{name}/password",
             "/admin/v1/users/{name}/role",
+            "/admin/v1/users/{name}/tokens",
+            "/admin/v1/users/{name}/tokens/{id}",
         ]
     );
 }

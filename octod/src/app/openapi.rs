@@ -13,9 +13,10 @@
 use std::sync::LazyLock;
 
 use octo_wire::{
-    AuditView, CreateInvite, CreateSession, CreateUser, ErrorBody, Health, InviteView,
-    LoginRequest, PasswordChange, RegisterRequest, ResetPassword, Role, SessionUrls, SessionView,
-    SetRole, TemplateView, UpdateSession, UserView,
+    ApiTokenView, AuditView, CreateApiToken, CreateInvite, CreateSession, CreateUser,
+    CreatedApiToken, ErrorBody, Health, InviteView, LoginRequest, PasswordChange, RegisterRequest,
+    ResetPassword, Role, Scope, SessionUrls, SessionView, SetRole, TemplateView, UpdateSession,
+    UserView,
 };
 use utoipa::ToSchema;
 use utoipa::openapi::extensions::Extensions;
@@ -65,7 +66,7 @@ pub fn document() -> OpenApi {
         .build()
 }
 
-const DESCRIPTION: &str = "The HTTP API of octod. Errors are always `{ \"error\": { \"code\", \"message\" } }` (schema `Error`); each operation lists its codes in `x-error-codes` per status. Every unsafe method (POST, DELETE, ...) must be same-origin (`Origin`/`Sec-Fetch-Site`), else 403 `cross_origin`. Times are milliseconds since the Unix epoch. Derived from the wire types (crate `octo-wire`) and the operation table of octod's `openapi.rs`, whose tests check it against the router.";
+const DESCRIPTION: &str = "The HTTP API of octod. Errors are always `{ \"error\": { \"code\", \"message\" } }` (schema `Error`); each operation lists its codes in `x-error-codes` per status. Every unsafe method (POST, DELETE, ...) with the cookie must be same-origin (`Origin`/`Sec-Fetch-Site`), else 403 `cross_origin`; a bearer token's requests are exempt. A personal API token reaches only what its scopes allow (403 `insufficient_scope`, or `token_not_allowed` where only a person signed in may act). Times are milliseconds since the Unix epoch. Derived from the wire types (crate `octo-wire`) and the operation table of octod's `openapi.rs`, whose tests check it against the router.";
 
 const TAGS: [&str; 7] = [
     "auth",
@@ -193,6 +194,12 @@ const USER_NAME: Param = Param {
     description: "User name.",
     range: None,
 };
+const TOKEN_ID: Param = Param {
+    name: "id",
+    query: false,
+    description: "The API token's id.",
+    range: None,
+};
 const INVITE_CODE: Param = Param {
     name: "code",
     query: false,
@@ -290,6 +297,12 @@ const NOT_ADMIN_OR_CROSS_ORIGIN: Failure = fail(
     &["forbidden", "account_disabled", "cross_origin"],
 );
 const NO_USER: Failure = fail("404", "No such user.", &["not_found"]);
+const NO_TOKEN: Failure = fail("404", "No such API token (of this user).", &["not_found"]);
+const BROWSER_ONLY: Failure = fail(
+    "403",
+    "Refused.",
+    &["account_disabled", "token_not_allowed"],
+);
 const LAST_ADMIN: Failure = fail("409", "This would leave no enabled admin.", &["last_admin"]);
 const USERNAME_TAKEN: Failure = fail("409", "The user name is taken.", &["username_taken"]);
 const NO_SESSION: Failure = fail(
@@ -415,6 +428,53 @@ const OPERATIONS: &[Op] = &[
             Answer::Fail(&NOT_JSON),
             Answer::Fail(&BAD_SHAPE),
             Answer::Fail(&RATE_LIMITED),
+            Answer::Fail(&INTERNAL),
+        ]),
+    Op::get("/api/me/tokens", "listMyTokens", "me", "The signed-in user's personal API tokens, newest first (never their secrets).")
+        .answers(&[
+            Answer::Ok("200", "Tokens.", Body::Json(list::<ApiTokenView>)),
+            Answer::Fail(&UNAUTHORIZED),
+            Answer::Fail(&BROWSER_ONLY),
+            Answer::Fail(&INTERNAL),
+        ]),
+    Op::post("/api/me/tokens", "createMyToken", "me", "Create a personal API token; the answer is the only time its secret is shown.")
+        .body(json::<CreateApiToken>)
+        .answers(&[
+            Answer::Ok("201", "The token and its description.", Body::Json(json::<CreatedApiToken>)),
+            Answer::Fail(&BAD_REQUEST),
+            Answer::Fail(&UNAUTHORIZED),
+            Answer::Fail(&fail("403", "Refused (`forbidden`: the admin scope without the admin role).", &["forbidden", "account_disabled", "cross_origin", "token_not_allowed"])),
+            Answer::Fail(&fail("409", "The user holds the most tokens allowed.", &["too_many_tokens"])),
+            Answer::Fail(&TOO_LARGE),
+            Answer::Fail(&NOT_JSON),
+            Answer::Fail(&BAD_SHAPE),
+            Answer::Fail(&INTERNAL),
+        ]),
+    Op::delete("/api/me/tokens/{id}", "revokeMyToken", "me", "Revoke one of the signed-in user's API tokens: it fails from the next request on, and streams opened with it close.")
+        .params(&[TOKEN_ID])
+        .answers(&[
+            Answer::Ok("204", "Revoked.", Body::Empty),
+            Answer::Fail(&UNAUTHORIZED),
+            Answer::Fail(&fail("403", "Refused.", &["account_disabled", "cross_origin", "token_not_allowed"])),
+            Answer::Fail(&NO_TOKEN),
+            Answer::Fail(&INTERNAL),
+        ]),
+    Op::get("/api/admin/users/{name}/tokens", "listUserTokens", "admin", "A user's API tokens (never their secrets).")
+        .params(&[USER_NAME])
+        .answers(&[
+            Answer::Ok("200", "Tokens.", Body::Json(list::<ApiTokenView>)),
+            Answer::Fail(&UNAUTHORIZED),
+            Answer::Fail(&NOT_ADMIN),
+            Answer::Fail(&NO_USER),
+            Answer::Fail(&INTERNAL),
+        ]),
+    Op::delete("/api/admin/users/{name}/tokens/{id}", "revokeUserToken", "admin", "Revoke a user's API token.")
+        .params(&[USER_NAME, TOKEN_ID])
+        .answers(&[
+            Answer::Ok("204", "Revoked.", Body::Empty),
+            Answer::Fail(&UNAUTHORIZED),
+            Answer::Fail(&NOT_ADMIN_OR_CROSS_ORIGIN),
+            Answer::Fail(&NO_TOKEN),
             Answer::Fail(&INTERNAL),
         ]),
     Op::get("/api/admin/users", "listUsers", "admin", "All users.")
@@ -846,9 +906,9 @@ fn components() -> Components {
             SecurityScheme::Http(
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("JWT")
+                    .bearer_format("JWT or octo_<id>_<secret>")
                     .description(Some(
-                        "The same JWT as `Authorization: Bearer`, for API clients.",
+                        "For API clients: a personal API token (`octo_…`, limited to its scopes: `sessions:read` for GET on sessions and templates, `sessions:write` for the other session routes, `sessions:connect` for `/sessions/*`, `admin` for `/api/admin/*`; 403 `insufficient_scope` otherwise, 403 `token_not_allowed` on the account's own routes but `GET /api/me`), or the session JWT. With a bearer token the cookie is ignored and the same-origin rule does not apply.",
                     ))
                     .build(),
             ),
@@ -857,6 +917,10 @@ fn components() -> Components {
         .schema_from::<Role>()
         .schema_from::<UserView>()
         .schema_from::<InviteView>()
+        .schema_from::<Scope>()
+        .schema_from::<ApiTokenView>()
+        .schema_from::<CreateApiToken>()
+        .schema_from::<CreatedApiToken>()
         .schema_from::<AuditView>()
         .schema_from::<Health>()
         .schema_from::<TemplateView>()

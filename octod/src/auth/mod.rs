@@ -14,6 +14,21 @@
 //! disabling a user and every password change or reset bump the generation, which ends all of
 //! that user's tokens at once (the changing session gets a fresh token).
 //!
+//! # API tokens
+//!
+//! A personal API token ([`api_token`]: `octo_<id>_<secret>`, only the secret's SHA-256
+//! stored) stands for its user with a set of [`Scope`]s and an expiry. It authenticates like a
+//! session token, as `Authorization: Bearer`, in one read transaction (the token and its user);
+//! what a scope allows is the HTTP edge's table (`http::extract`).
+//!
+//! # Streams follow the account
+//!
+//! Every change that can end a credential or narrow what it allows (logout, a password change
+//! or reset, a disable, a role change, a token's revocation) moves one counter ([`Auth`]'s
+//! `changes`). A long-lived request holds a [`Grant`]: it waits for that counter (or its
+//! credential's expiry), checks its credential again and tells the proxy, which closes the
+//! stream or WebSocket when the credential no longer holds or no longer reaches the session.
+//!
 //! # Login
 //!
 //! An unknown user name and a wrong password get the same answer, and take comparable time:
@@ -22,6 +37,7 @@
 //! client address and per user name ([`limit`]). At most one Argon2 computation per CPU runs at
 //! a time, so a burst of logins queues instead of exhausting memory.
 
+pub mod api_token;
 pub mod http;
 pub mod limit;
 pub mod password;
@@ -34,8 +50,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::Semaphore;
 
-use crate::identity::{CurrentUser, Role};
-use crate::store::{AccountError, AuditEntry, Invite, Secret, Store, UserRecord};
+use crate::identity::{CurrentUser, Role, Scope};
+use crate::store::{
+    AccountError, ApiTokenRecord, ApiTokenStatus, AuditEntry, Invite, Secret, Store, UserRecord,
+};
 
 pub use limit::{Bucket, LoginLimits};
 pub use password::{InvalidCredential, PasswordCost};
@@ -100,6 +118,12 @@ pub enum AuthError {
     /// No valid token, or one that was revoked, superseded or belongs to a disabled user.
     #[error("not signed in")]
     Unauthenticated,
+    /// A new API token's name, scopes or expiry.
+    #[error("{0}")]
+    InvalidApiToken(String),
+    /// The `admin` scope for a user without the admin role.
+    #[error("only admins may create tokens with the admin scope")]
+    AdminScopeNotAllowed,
     #[error("invalid invite code settings: {0}")]
     InvalidInvite(String),
     #[error(transparent)]
@@ -121,11 +145,111 @@ pub struct IssuedToken {
     pub claims: Claims,
 }
 
-/// The user and claims of a valid token.
+/// The user and credential of a valid token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Authenticated {
     pub user: CurrentUser,
-    pub claims: Claims,
+    pub credential: Credential,
+}
+
+impl Authenticated {
+    /// The claims of a browser session's token; `None` for an API token.
+    pub fn claims(&self) -> Option<&Claims> {
+        match &self.credential {
+            Credential::Session(claims) => Some(claims),
+            Credential::Api(_) => None,
+        }
+    }
+}
+
+/// What a request was authenticated with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    /// A session token (the browser's cookie, or the same JWT as a bearer token): all the
+    /// user may do.
+    Session(Claims),
+    /// A personal API token: only its scopes.
+    Api(ApiGrant),
+}
+
+impl Credential {
+    fn expires_at(&self) -> SystemTime {
+        match self {
+            Self::Session(claims) => claims.expires_at(),
+            Self::Api(grant) => grant.expires_at,
+        }
+    }
+}
+
+/// The part of an API token a request needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiGrant {
+    pub id: String,
+    pub scopes: Vec<Scope>,
+    pub expires_at: SystemTime,
+}
+
+/// A new API token's request (the wire's `CreateApiToken`, checked by
+/// [`Auth::create_api_token`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewApiToken {
+    pub name: String,
+    pub scopes: Vec<Scope>,
+    /// Default [`API_TOKEN_DEFAULT_DAYS`].
+    pub expires_in_days: Option<u32>,
+}
+
+/// An API token's lifetime without one asked for, and the longest.
+pub const API_TOKEN_DEFAULT_DAYS: u32 = 30;
+pub const API_TOKEN_MAX_DAYS: u32 = 365;
+
+/// A token's last use is written at most this often.
+const TOUCH_EVERY: Duration = Duration::from_secs(60);
+
+/// What a long-lived request (an event stream, a WebSocket) holds to learn that its
+/// credential ended: see [`Grant::next_change`].
+#[derive(Clone)]
+pub struct Grant {
+    auth: Auth,
+    credential: Credential,
+    changes: tokio::sync::watch::Receiver<u64>,
+}
+
+impl std::fmt::Debug for Grant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Grant").finish_non_exhaustive()
+    }
+}
+
+impl Grant {
+    /// Waits for the next change to any account (or for the credential's expiry), then checks
+    /// the credential again: `None` when it no longer holds (signed out, revoked, expired, the
+    /// password changed, the user disabled or gone), else the user as they are now (the role
+    /// may have changed; the caller checks what the user reaches).
+    pub async fn next_change(&mut self) -> Option<CurrentUser> {
+        let left = self
+            .credential
+            .expires_at()
+            .duration_since(SystemTime::now())
+            .unwrap_or_default()
+            .min(Duration::from_secs(24 * 3600));
+        tokio::select! {
+            changed = self.changes.changed() => {
+                if changed.is_err() {
+                    // Auth is gone: octod is shutting down.
+                    return None;
+                }
+            }
+            () = tokio::time::sleep(left) => {}
+        }
+        match self.auth.recheck(&self.credential) {
+            Ok(user) => Some(user),
+            Err(error) => {
+                tracing::debug!("a stream's credential ended: {error}");
+                None
+            }
+        }
+    }
 }
 
 /// A request for a new invite code.
@@ -166,6 +290,10 @@ struct Inner {
     hash_slots: Semaphore,
     failed_logins: AtomicU64,
     rate_limited_logins: AtomicU64,
+    /// Moved by every change that may end a credential; see the module documentation.
+    changes: tokio::sync::watch::Sender<u64>,
+    /// API tokens whose last use is being written.
+    touching: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl std::fmt::Debug for Auth {
@@ -199,6 +327,8 @@ impl Auth {
                 settings,
                 failed_logins: AtomicU64::new(0),
                 rate_limited_logins: AtomicU64::new(0),
+                changes: tokio::sync::watch::Sender::new(0),
+                touching: std::sync::Mutex::default(),
             }),
         })
     }
@@ -375,17 +505,58 @@ impl Auth {
         })
     }
 
-    /// Checks a token: signature (HS256 only), expiry, revocation, the user's generation and
-    /// that the user exists and is enabled. Any failure is [`AuthError::Unauthenticated`]
-    /// (the reason is logged at debug level), except a store failure.
+    /// Checks a token: a session token's signature (HS256 only), expiry, revocation, the
+    /// user's generation and that the user exists and is enabled; an API token's hash,
+    /// expiry and user. Any failure is [`AuthError::Unauthenticated`] (the reason is logged
+    /// at debug level), except a store failure.
     ///
     /// Synchronous and meant to be called on the runtime: one read transaction, which never
     /// waits for writers.
     pub fn authenticate(&self, token: &str) -> Result<Authenticated, AuthError> {
+        if api_token::looks_like(token) {
+            return self.authenticate_api(token);
+        }
         let claims = self.inner.keys.verify(token).map_err(|e| {
             tracing::debug!("refused a token: {e}");
             AuthError::Unauthenticated
         })?;
+        let user = self.check_session(&claims)?;
+        Ok(Authenticated {
+            user,
+            credential: Credential::Session(claims),
+        })
+    }
+
+    /// [`Self::authenticate`], and the [`Grant`] a long-lived request holds (subscribed before
+    /// the check, so no change between the two is missed).
+    pub fn authenticate_granted(&self, token: &str) -> Result<(Authenticated, Grant), AuthError> {
+        let changes = self.inner.changes.subscribe();
+        let authenticated = self.authenticate(token)?;
+        let grant = Grant {
+            auth: self.clone(),
+            credential: authenticated.credential.clone(),
+            changes,
+        };
+        Ok((authenticated, grant))
+    }
+
+    /// Checks an already verified credential again against the store and the clock.
+    pub fn recheck(&self, credential: &Credential) -> Result<CurrentUser, AuthError> {
+        match credential {
+            Credential::Session(claims) => {
+                if claims.expires_at() <= SystemTime::now() {
+                    return Err(AuthError::Unauthenticated);
+                }
+                self.check_session(claims)
+            }
+            Credential::Api(grant) => {
+                let status = self.inner.store.api_token_status(&grant.id)?;
+                self.check_api(status, None).map(|(user, _)| user)
+            }
+        }
+    }
+
+    fn check_session(&self, claims: &Claims) -> Result<CurrentUser, AuthError> {
         let status = self.inner.store.token_status(&claims.sub, &claims.jti)?;
         let refuse = |why: &str| {
             tracing::debug!("refused a token of {}: {why}", claims.sub);
@@ -403,13 +574,184 @@ impl Auth {
         if user.token_generation != claims.generation {
             return Err(refuse("superseded by a password change or disable"));
         }
+        Ok(CurrentUser {
+            name: user.name,
+            role: user.role,
+        })
+    }
+
+    fn authenticate_api(&self, token: &str) -> Result<Authenticated, AuthError> {
+        let Some((id, secret)) = api_token::parse(token) else {
+            tracing::debug!("refused a malformed API token");
+            return Err(AuthError::Unauthenticated);
+        };
+        let status = self.inner.store.api_token_status(id)?;
+        let (user, record) = self.check_api(status, Some(secret))?;
+        let now = SystemTime::now();
+        if record.last_used_at.is_none_or(|t| t + TOUCH_EVERY <= now) {
+            self.touch(&record.id, now);
+        }
         Ok(Authenticated {
-            user: CurrentUser {
+            user,
+            credential: Credential::Api(ApiGrant {
+                id: record.id,
+                scopes: record.scopes,
+                expires_at: record.expires_at,
+            }),
+        })
+    }
+
+    /// An API token's record and user must exist, the token be unexpired, the user enabled
+    /// and, when `secret` is given, the secret's hash match.
+    fn check_api(
+        &self,
+        status: ApiTokenStatus,
+        secret: Option<&str>,
+    ) -> Result<(CurrentUser, ApiTokenRecord), AuthError> {
+        let refuse = |why: &str| {
+            tracing::debug!("refused an API token: {why}");
+            AuthError::Unauthenticated
+        };
+        let Some(record) = status.token else {
+            return Err(refuse("no such token"));
+        };
+        if secret.is_some_and(|s| {
+            !api_token::same_hash(&api_token::secret_sha256(s), &record.secret_sha256)
+        }) {
+            return Err(refuse("wrong secret"));
+        }
+        if record.is_expired(SystemTime::now()) {
+            return Err(refuse("expired"));
+        }
+        let Some(user) = status.user.filter(|u| !u.disabled) else {
+            return Err(refuse("its user is disabled or gone"));
+        };
+        Ok((
+            CurrentUser {
                 name: user.name,
                 role: user.role,
             },
-            claims,
+            record,
+        ))
+    }
+
+    /// Writes a token's last use in the background, once at a time per token.
+    fn touch(&self, id: &str, at: SystemTime) {
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        {
+            let mut touching = self
+                .inner
+                .touching
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if touching.len() > 10_000 || !touching.insert(id.to_owned()) {
+                return;
+            }
+        }
+        let inner = Arc::clone(&self.inner);
+        let id = id.to_owned();
+        handle.spawn_blocking(move || {
+            if let Err(error) = inner.store.touch_api_token(&id, at) {
+                tracing::warn!("recording an API token's use: {error}");
+            }
+            inner
+                .touching
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .remove(&id);
+        });
+    }
+
+    /// Creates an API token for `user`: returns the token (to be shown once) and its record.
+    pub async fn create_api_token(
+        &self,
+        user: &str,
+        new: NewApiToken,
+        actor: &str,
+    ) -> Result<(Secret, ApiTokenRecord), AuthError> {
+        let name = api_token::check_name(&new.name).map_err(AuthError::InvalidApiToken)?;
+        let mut scopes = new.scopes;
+        scopes.sort_unstable();
+        scopes.dedup();
+        if scopes.is_empty() {
+            return Err(AuthError::InvalidApiToken(
+                "a token needs at least one scope".to_owned(),
+            ));
+        }
+        let days = new.expires_in_days.unwrap_or(API_TOKEN_DEFAULT_DAYS);
+        if !(1..=API_TOKEN_MAX_DAYS).contains(&days) {
+            return Err(AuthError::InvalidApiToken(format!(
+                "a token expires in 1 to {API_TOKEN_MAX_DAYS} days"
+            )));
+        }
+        let (id, token, secret_sha256) = api_token::generate()?;
+        let now = SystemTime::now();
+        let record = ApiTokenRecord {
+            id,
+            user: user.to_owned(),
+            name,
+            scopes,
+            secret_sha256,
+            created_at: now,
+            expires_at: now + Duration::from_secs(u64::from(days) * 24 * 3600),
+            last_used_at: None,
+        };
+        let detail = format!(
+            "token {} \"{}\", scopes {}, expires in {days} day(s)",
+            record.id,
+            record.name,
+            record
+                .scopes
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        let audit = AuditEntry::new(actor, "token.create", user, detail);
+        let stored = record.clone();
+        let owner = user.to_owned();
+        self.blocking(move |store| {
+            let holder = store
+                .user(&owner)?
+                .ok_or_else(|| AccountError::NoSuchUser(owner.clone()))?;
+            if stored.scopes.contains(&Scope::Admin) && holder.role != Role::Admin {
+                return Err(AuthError::AdminScopeNotAllowed);
+            }
+            Ok(store.create_api_token(&stored, &audit)?)
         })
+        .await?;
+        Ok((token, record))
+    }
+
+    /// The API tokens of `user` (of all users with `None`), newest first.
+    pub async fn api_tokens(&self, user: Option<&str>) -> Result<Vec<ApiTokenRecord>, AuthError> {
+        let user = user.map(str::to_owned);
+        self.blocking(move |store| Ok(store.api_tokens(user.as_deref())?))
+            .await
+    }
+
+    /// Revokes token `id` of `user`: it fails from the next request on, and the streams
+    /// opened with it close.
+    pub async fn revoke_api_token(
+        &self,
+        user: &str,
+        id: &str,
+        actor: &str,
+    ) -> Result<ApiTokenRecord, AuthError> {
+        let audit = AuditEntry::new(actor, "token.revoke", user, format!("token {id}"));
+        let (user, id) = (user.to_owned(), id.to_owned());
+        let record = self
+            .blocking(move |store| Ok(store.delete_api_token(&user, &id, &audit)?))
+            .await?;
+        self.account_changed();
+        Ok(record)
+    }
+
+    /// Tells every [`Grant`] to check its credential again.
+    fn account_changed(&self) {
+        self.inner.changes.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     /// Revokes the token with these claims.
@@ -419,7 +761,9 @@ impl Auth {
             let audit = AuditEntry::new(&claims.sub, "logout", &claims.sub, "");
             Ok(store.revoke_token(&claims.jti, claims.expires_at(), Some(&audit))?)
         })
-        .await
+        .await?;
+        self.account_changed();
+        Ok(())
     }
 
     /// A user changes their own password. Rate-limited like a login (a stolen session must not
@@ -623,13 +967,16 @@ impl Auth {
         change: impl FnOnce(&mut UserRecord) + Send + 'static,
     ) -> Result<UserRecord, AuthError> {
         let name = name.to_owned();
-        self.blocking(move |store| {
-            Ok(store.modify_user(&name, &audit, |u| {
-                change(u);
-                Ok(())
-            })?)
-        })
-        .await
+        let user = self
+            .blocking(move |store| {
+                Ok(store.modify_user(&name, &audit, |u| {
+                    change(u);
+                    Ok(())
+                })?)
+            })
+            .await?;
+        self.account_changed();
+        Ok(user)
     }
 
     async fn audit(&self, entry: AuditEntry) -> Result<(), AuthError> {

@@ -98,7 +98,7 @@ async fn a_valid_token_names_the_user_with_the_stored_role() {
             role: Role::User
         }
     );
-    assert_eq!(a.claims, issued.claims);
+    assert_eq!(a.claims(), Some(&issued.claims));
     assert_eq!(
         issued.claims.exp - issued.claims.iat,
         7 * 24 * 3600,
@@ -380,4 +380,234 @@ async fn the_audit_log_never_holds_a_secret() {
             "logout"
         ]
     );
+}
+
+fn new_token(name: &str, scopes: &[Scope]) -> NewApiToken {
+    NewApiToken {
+        name: name.to_owned(),
+        scopes: scopes.to_vec(),
+        expires_in_days: None,
+    }
+}
+
+#[tokio::test]
+async fn api_tokens_authenticate_with_their_scopes_until_revoked() {
+    let f = Fixture::new();
+    f.user("ada", Role::User).await;
+    let (token, record) = f
+        .auth
+        .create_api_token(
+            "ada",
+            new_token(
+                " ci ",
+                &[
+                    Scope::SessionsWrite,
+                    Scope::SessionsRead,
+                    Scope::SessionsRead,
+                ],
+            ),
+            "ada",
+        )
+        .await
+        .expect("create");
+    assert_eq!(record.name, "ci");
+    assert_eq!(record.scopes, [Scope::SessionsRead, Scope::SessionsWrite]);
+    assert_eq!(
+        record
+            .expires_at
+            .duration_since(record.created_at)
+            .expect("later"),
+        Duration::from_secs(30 * 24 * 3600),
+        "default lifetime"
+    );
+    assert!(!record.secret_sha256.is_empty());
+    assert!(!token.expose().contains(&record.secret_sha256));
+
+    let a = f.auth.authenticate(token.expose()).expect("valid");
+    assert_eq!(a.user.name, "ada");
+    assert_eq!(a.claims(), None);
+    let Credential::Api(grant) = &a.credential else {
+        panic!("an API credential: {a:?}");
+    };
+    assert_eq!(grant.id, record.id);
+    assert_eq!(grant.scopes, record.scopes);
+
+    // A wrong secret for a real id, a malformed token: refused.
+    let (id, _) = api_token::parse(token.expose()).expect("parse");
+    let forged = format!("octo_{id}_{}", "0".repeat(64));
+    assert!(unauthenticated(&f.auth.authenticate(&forged)));
+    assert!(unauthenticated(&f.auth.authenticate("octo_x")));
+
+    // The first use is recorded (in the background, at most once a minute).
+    for _ in 0..100 {
+        let listed = f.auth.api_tokens(Some("ada")).await.expect("list");
+        if listed[0].last_used_at.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let listed = f.auth.api_tokens(Some("ada")).await.expect("list");
+    assert!(listed[0].last_used_at.is_some(), "{listed:?}");
+
+    // A disabled user's tokens fail; enabled again, they work.
+    f.user("root", Role::Admin).await;
+    f.auth.disable("ada", "root").await.expect("disable");
+    assert!(unauthenticated(&f.auth.authenticate(token.expose())));
+    f.auth.enable("ada", "root").await.expect("enable");
+    assert!(f.auth.authenticate(token.expose()).is_ok());
+    // A password change ends browser sessions, not API tokens.
+    f.auth
+        .reset_password("ada", "another-password-1", "root")
+        .await
+        .expect("reset");
+    assert!(f.auth.authenticate(token.expose()).is_ok());
+
+    // Another user cannot revoke it; its user can.
+    f.user("bob", Role::User).await;
+    let other = f.auth.revoke_api_token("bob", &record.id, "bob").await;
+    assert!(matches!(
+        other,
+        Err(AuthError::Account(AccountError::NoSuchToken))
+    ));
+    f.auth
+        .revoke_api_token("ada", &record.id, "ada")
+        .await
+        .expect("revoke");
+    assert!(unauthenticated(&f.auth.authenticate(token.expose())));
+
+    let log = f.auth.audit_log(100).await.expect("log");
+    let text = format!("{log:?}");
+    assert!(!text.contains(token.expose()), "the token in the audit log");
+    assert!(
+        !text.contains(&record.secret_sha256),
+        "its hash in the audit log"
+    );
+    let actions: Vec<&str> = log.iter().map(|(_, e)| e.action.as_str()).collect();
+    assert!(
+        actions.contains(&"token.create") && actions.contains(&"token.revoke"),
+        "{actions:?}"
+    );
+}
+
+#[tokio::test]
+async fn api_token_requests_are_checked() {
+    let f = Fixture::new();
+    f.user("ada", Role::User).await;
+    f.user("root", Role::Admin).await;
+    let invalid = |r: Result<(Secret, ApiTokenRecord), AuthError>| {
+        matches!(r, Err(AuthError::InvalidApiToken(_)))
+    };
+    assert!(invalid(
+        f.auth
+            .create_api_token("ada", new_token("", &[Scope::SessionsRead]), "ada")
+            .await
+    ));
+    assert!(invalid(
+        f.auth
+            .create_api_token("ada", new_token("x", &[]), "ada")
+            .await
+    ));
+    for days in [0, 366] {
+        let new = NewApiToken {
+            expires_in_days: Some(days),
+            ..new_token("x", &[Scope::SessionsRead])
+        };
+        assert!(
+            invalid(f.auth.create_api_token("ada", new, "ada").await),
+            "{days}"
+        );
+    }
+    let admin = f
+        .auth
+        .create_api_token("ada", new_token("x", &[Scope::Admin]), "ada")
+        .await;
+    assert!(
+        matches!(admin, Err(AuthError::AdminScopeNotAllowed)),
+        "{admin:?}"
+    );
+    f.auth
+        .create_api_token("root", new_token("x", &[Scope::Admin]), "root")
+        .await
+        .expect("an admin's admin token");
+    let nobody = f
+        .auth
+        .create_api_token("nobody", new_token("x", &[Scope::SessionsRead]), "root")
+        .await;
+    assert!(matches!(
+        nobody,
+        Err(AuthError::Account(AccountError::NoSuchUser(_)))
+    ));
+    assert!(
+        f.auth
+            .api_tokens(Some("ada"))
+            .await
+            .expect("list")
+            .is_empty()
+    );
+}
+
+/// A grant wakes on every account change and says whether its credential still holds.
+#[tokio::test]
+async fn grants_end_with_their_credential() {
+    let f = Fixture::new();
+    f.user("ada", Role::User).await;
+    f.user("root", Role::Admin).await;
+    let wait = |mut grant: Grant| {
+        tokio::spawn(async move {
+            let mut seen = Vec::new();
+            while let Some(user) = grant.next_change().await {
+                seen.push(user.role);
+            }
+            seen
+        })
+    };
+    let in_time = |task: tokio::task::JoinHandle<Vec<Role>>| async move {
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .expect("the grant ended in time")
+            .expect("task")
+    };
+
+    // A cookie: a role change is a change it survives (with the new role); logout ends it.
+    let issued = f.login("ada").await;
+    let (_, grant) = f
+        .auth
+        .authenticate_granted(issued.token.expose())
+        .expect("valid");
+    let task = wait(grant);
+    tokio::task::yield_now().await;
+    f.auth
+        .set_role("ada", Role::Admin, "root")
+        .await
+        .expect("promote");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    f.auth.logout(&issued.claims).await.expect("logout");
+    assert_eq!(in_time(task).await, [Role::Admin]);
+
+    // A disable ends a cookie's grant and a token's.
+    let issued = f.login("ada").await;
+    let (token, record) = f
+        .auth
+        .create_api_token("ada", new_token("t", &[Scope::SessionsConnect]), "ada")
+        .await
+        .expect("token");
+    let (_, cookie_grant) = f
+        .auth
+        .authenticate_granted(issued.token.expose())
+        .expect("ok");
+    let (_, token_grant) = f.auth.authenticate_granted(token.expose()).expect("ok");
+    let (cookie_task, token_task) = (wait(cookie_grant), wait(token_grant));
+    f.auth.disable("ada", "root").await.expect("disable");
+    assert_eq!(in_time(cookie_task).await, []);
+    assert_eq!(in_time(token_task).await, []);
+
+    // A revocation ends the token's grant.
+    f.auth.enable("ada", "root").await.expect("enable");
+    let (_, token_grant) = f.auth.authenticate_granted(token.expose()).expect("ok");
+    let task = wait(token_grant);
+    f.auth
+        .revoke_api_token("ada", &record.id, "root")
+        .await
+        .expect("revoke");
+    assert_eq!(in_time(task).await, [Role::Admin; 0]);
 }

@@ -187,6 +187,16 @@ impl From<AuthError> for ApiError {
             AuthError::Account(AccountError::NoSuchInvite) => {
                 ApiError::not_found("no such invite code")
             }
+            AuthError::Account(AccountError::NoSuchToken) => {
+                ApiError::not_found("no such API token")
+            }
+            AuthError::Account(AccountError::TooManyTokens(_)) => {
+                ApiError::conflict("too_many_tokens", message)
+            }
+            AuthError::InvalidApiToken(m) => ApiError::bad_request(m),
+            AuthError::AdminScopeNotAllowed => {
+                ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
+            }
             AuthError::Account(AccountError::LastAdmin(_)) => {
                 ApiError::conflict("last_admin", "this would leave no enabled admin")
             }

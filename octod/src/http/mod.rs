@@ -12,4 +12,4 @@ pub mod peer;
 
 pub use body::JsonBody;
 pub use error::ApiError;
-pub use origin::{is_same_origin, same_origin};
+pub use origin::{has_bearer, is_same_origin, same_origin};

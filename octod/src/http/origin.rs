@@ -10,6 +10,10 @@
 //!   bearer token, scripts). A browser sends `Origin` with every cross-origin `POST`, and a
 //!   request without a cookie carries no ambient credential to abuse.
 //!
+//! A request with `Authorization: Bearer …` passes whatever its origin: a bearer token is no
+//! ambient credential (a page of another origin cannot send the header without a CORS
+//! preflight, which octod never grants), and with one the cookie is not looked at.
+//!
 //! `X-Forwarded-Host` is trusted because a cross-origin page cannot set it: a custom header
 //! makes the browser send a CORS preflight, which octod does not grant.
 
@@ -24,7 +28,7 @@ use super::error::ApiError;
 /// Middleware: refuses state-changing requests that are not same-origin with 403
 /// `cross_origin`. Layer it on the whole router with `axum::middleware::from_fn(same_origin)`.
 pub async fn same_origin(req: Request, next: Next) -> Response {
-    if is_safe(req.method()) || is_same_origin(req.headers()) {
+    if is_safe(req.method()) || has_bearer(req.headers()) || is_same_origin(req.headers()) {
         next.run(req).await
     } else {
         tracing::debug!(
@@ -46,6 +50,15 @@ fn is_safe(method: &Method) -> bool {
         *method,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
     )
+}
+
+/// Whether the request carries a bearer token (in which case the cookie is not used).
+pub fn has_bearer(headers: &HeaderMap) -> bool {
+    headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .is_some_and(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
 }
 
 /// Whether the headers show a same-origin request (rules in the module documentation). Also

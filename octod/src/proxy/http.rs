@@ -21,7 +21,10 @@ use hyper::body::{Body as HttpBody, Frame, SizeHint};
 use tokio::time::Instant;
 
 use super::headers;
-use super::{ACTIVITY_INTERVAL, Proxy, Service, Sessions, Target, credential, parse_target};
+use super::{
+    ACTIVITY_INTERVAL, Proxy, Service, Sessions, Target, access_ended, credential, parse_target,
+};
+use crate::auth::Grant;
 use crate::http::ApiError;
 use crate::http::peer::ClientPeer;
 use crate::identity::CurrentUser;
@@ -69,6 +72,7 @@ async fn proxy_request<R: Sessions>(
         .extensions
         .get::<ConnectInfo<ClientPeer>>()
         .map(|c| c.0);
+    let grant = parts.extensions.remove::<Grant>();
     parts.uri = upstream_uri(&upstream.socket, service, target.rest, query)?;
     parts.version = Version::HTTP_11;
     // Nothing of octod's request state (the user, upgrade handles) goes to the client.
@@ -87,6 +91,11 @@ async fn proxy_request<R: Sessions>(
             let (mut parts, body) = response.into_parts();
             headers::prepare_response(&mut parts.headers);
             let body = Activity::new(body, Arc::clone(sessions), target.id.clone());
+            let body = Revocable {
+                inner: body,
+                grant: grant.map(|g| (g, Arc::clone(sessions), target.id.clone(), service)),
+                ended: None,
+            };
             Ok(Response::from_parts(parts, Body::new(body)))
         }
         Err(error) if error.is_connect() => {
@@ -193,6 +202,54 @@ where
             }
         }
         Poll::Ready(frame.map(|f| f.map_err(Into::into)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// A body that ends with an error (which aborts the response: the client sees its stream cut)
+/// once the request's access ended ([`access_ended`]). The watch starts only when the body
+/// first has to wait, so a short answer costs nothing.
+struct Revocable<B, R> {
+    inner: B,
+    grant: Option<(Grant, Arc<R>, SessionId, Service)>,
+    ended: Option<Pin<Box<dyn std::future::Future<Output = ()> + Send>>>,
+}
+
+impl<B, R> HttpBody for Revocable<B, R>
+where
+    B: HttpBody<Data = Bytes, Error = axum::BoxError> + Unpin,
+    R: Sessions,
+{
+    type Data = Bytes;
+    type Error = axum::BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
+            return Poll::Ready(frame);
+        }
+        if this.ended.is_none() {
+            let Some((grant, sessions, id, service)) = this.grant.take() else {
+                return Poll::Pending;
+            };
+            this.ended = Some(access_ended(Some(grant), sessions, id, service));
+        }
+        match this.ended.as_mut().map(|ended| ended.as_mut().poll(cx)) {
+            Some(Poll::Ready(())) => {
+                Poll::Ready(Some(Err("the request's sign-in or token ended".into())))
+            }
+            _ => Poll::Pending,
+        }
     }
 
     fn is_end_stream(&self) -> bool {

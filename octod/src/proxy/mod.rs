@@ -10,6 +10,12 @@
 //! unbuffered, so SSE and long transfers work; only the wait for the response head is
 //! bounded. Header rules are in [`headers`], the per-session connection pool in [`connect`].
 //!
+//! Streams follow the account: a request authenticated by auth's extractor carries a
+//! [`Grant`]; an answer's body that is still streaming (an event stream, a download) and an open
+//! terminal end as soon as the grant says its credential no longer holds (sign-out, password
+//! change, disable, token revoked) or the user no longer reaches the session (a demoted
+//! admin): see [`access_ended`].
+//!
 //! Error policy: failures before the gateway answers use [`ApiError`] (`not_found` for a
 //! session the user may not see, `session_stopped`/`session_stopping` 409 from the resolver,
 //! `session_waking` 503 + `Retry-After` for a session that is starting and has not answered
@@ -40,6 +46,7 @@ use hyper_util::rt::TokioExecutor;
 pub use metrics::ProxyMetrics;
 pub use resolve::EngineSessions;
 
+use crate::auth::Grant;
 use crate::http::ApiError;
 use crate::identity::CurrentUser;
 use crate::session::SessionId;
@@ -321,6 +328,30 @@ fn parse_target(path: &str) -> Option<Target<'_>> {
         id: id.parse().ok()?,
         service: Service::from_segment(segment)?,
         rest,
+    })
+}
+
+/// Resolves when the request's credential stops reaching `service` of session `id`: at every
+/// account change the grant checks the credential again, and the session's owner rule is
+/// asked again with the user as they are now. Never resolves without a grant (a router whose
+/// user extractor gives none, as in the proxy's own tests).
+fn access_ended<R: Sessions>(
+    grant: Option<Grant>,
+    sessions: Arc<R>,
+    id: SessionId,
+    service: Service,
+) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> {
+    let Some(mut grant) = grant else {
+        return Box::pin(std::future::pending());
+    };
+    Box::pin(async move {
+        while let Some(user) = grant.next_change().await {
+            if let Err(error) = sessions.resolve(&user, &id, service).await {
+                tracing::debug!(session = %id, user = %user.name, "access ended: {}", error.code);
+                break;
+            }
+        }
+        tracing::info!(session = %id, service = service.as_str(), "closing a stream whose access ended");
     })
 }
 

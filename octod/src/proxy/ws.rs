@@ -83,7 +83,8 @@ async fn accept<R: Sessions>(
     let key = client_key(&parts.headers)?;
     // An upgrade is a GET, which the same-origin middleware lets through; a cross-site page
     // must not open a terminal with the user's cookie.
-    if !crate::http::is_same_origin(&parts.headers) {
+    // A bearer token is no ambient credential: a script's terminal needs no origin.
+    if !crate::http::has_bearer(&parts.headers) && !crate::http::is_same_origin(&parts.headers) {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "cross_origin",
@@ -97,6 +98,7 @@ async fn accept<R: Sessions>(
         .ok_or_else(|| ApiError::internal(&"the HTTP server does not support upgrades"))?;
 
     let id = target.id;
+    let grant = parts.extensions.remove::<crate::auth::Grant>();
     let upstream = sessions.resolve(user, &id, Service::Terminal).await?;
     sessions.activity(&id);
     let (wait, late) = proxy.head_wait(&upstream, Service::Terminal);
@@ -120,7 +122,9 @@ async fn accept<R: Sessions>(
                 .await;
         let _open = proxy.metrics().websocket_opened();
         let keepalive = proxy.terminal_keepalive();
-        relay(client, upstream_socket, &*sessions, &id, keepalive).await;
+        let ended =
+            super::access_ended(grant, Arc::clone(&sessions), id.clone(), Service::Terminal);
+        relay(client, upstream_socket, &*sessions, &id, keepalive, ended).await;
     });
 
     let mut response = StatusCode::SWITCHING_PROTOCOLS.into_response();
@@ -209,42 +213,70 @@ async fn connect(upstream: &Upstream) -> Result<WebSocketStream<UnixStream>, Api
 }
 
 /// Relays frames both ways until both sides have closed (or one has and the other does not
-/// finish within [`CLOSE_GRACE`]). While both are open the session counts as active every
-/// `keepalive`, typed into or not.
+/// finish within [`CLOSE_GRACE`]), or until `ended` (the user's access ended): then nothing
+/// more is relayed, the browser gets close code 1008 and the terminal a normal close. While
+/// both are open the session counts as active every `keepalive`, typed into or not.
 async fn relay<C, R: Sessions>(
     client: WebSocketStream<C>,
     upstream: WebSocketStream<UnixStream>,
     sessions: &R,
     id: &SessionId,
     keepalive: Duration,
+    ended: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
 ) where
     C: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
-    let (client_tx, client_rx) = client.split();
-    let (upstream_tx, upstream_rx) = upstream.split();
-    let to_upstream = pin!(pipe(client_rx, upstream_tx, sessions, id));
-    let to_client = pin!(pipe(upstream_rx, client_tx, sessions, id));
-    let open = pin!(async {
-        let mut ticks = tokio::time::interval(keepalive);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        ticks.tick().await;
-        loop {
+    let (mut client_tx, mut client_rx) = client.split();
+    let (mut upstream_tx, mut upstream_rx) = upstream.split();
+    {
+        let to_upstream = pin!(pipe(&mut client_rx, &mut upstream_tx, sessions, id));
+        let to_client = pin!(pipe(&mut upstream_rx, &mut client_tx, sessions, id));
+        let open = pin!(async {
+            let mut ticks = tokio::time::interval(keepalive);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             ticks.tick().await;
-            sessions.activity(id);
+            loop {
+                ticks.tick().await;
+                sessions.activity(id);
+            }
+        });
+        let relaying = select(to_upstream, to_client);
+        match select(select(relaying, open), ended).await {
+            Either::Left((Either::Left((Either::Left(((), rest)), _)), _)) => {
+                let _ = tokio::time::timeout(CLOSE_GRACE, rest).await;
+                return;
+            }
+            Either::Left((Either::Left((Either::Right(((), rest)), _)), _)) => {
+                let _ = tokio::time::timeout(CLOSE_GRACE, rest).await;
+                return;
+            }
+            Either::Left((Either::Right(((), _)), _)) => return,
+            // Access ended: the pipes are dropped here, then both sides are closed.
+            Either::Right(((), _)) => {}
         }
-    });
-    let relaying = select(to_upstream, to_client);
-    let rest = match select(relaying, open).await {
-        Either::Left((Either::Left(((), rest)), _)) => Either::Left(rest),
-        Either::Left((Either::Right(((), rest)), _)) => Either::Right(rest),
-        Either::Right(((), _)) => return,
-    };
-    let _ = tokio::time::timeout(CLOSE_GRACE, rest).await;
+    }
+    let _ = tokio::time::timeout(CLOSE_GRACE, async {
+        let _ = client_tx
+            .send(Message::Close(Some(CloseFrame {
+                code: CloseCode::Policy,
+                reason: "your sign-in or token ended".into(),
+            })))
+            .await;
+        let _ = client_tx.close().await;
+        let _ = upstream_tx
+            .send(Message::Close(Some(CloseFrame {
+                code: CloseCode::Normal,
+                reason: "".into(),
+            })))
+            .await;
+        let _ = upstream_tx.close().await;
+    })
+    .await;
 }
 
 /// Forwards messages from `rx` to `tx`. A side that goes away without a close frame is
 /// reported to the other as 1011.
-async fn pipe<Rx, Tx, R>(mut rx: Rx, mut tx: Tx, sessions: &R, id: &SessionId)
+async fn pipe<Rx, Tx, R>(rx: &mut Rx, tx: &mut Tx, sessions: &R, id: &SessionId)
 where
     Rx: Stream<Item = Result<Message, WsError>> + Unpin,
     Tx: Sink<Message, Error = WsError> + Unpin,

@@ -30,7 +30,7 @@ const USER_VERSION: u8 = 1;
 const INVITE_VERSION: u8 = 1;
 const AUDIT_VERSION: u8 = 1;
 
-const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
+pub(super) const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
 const INVITES: TableDefinition<&str, &[u8]> = TableDefinition::new("invites");
 const REVOKED: TableDefinition<&str, u64> = TableDefinition::new("revoked");
 const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
@@ -59,6 +59,10 @@ pub enum AccountError {
     InvalidInvite,
     #[error("no such invite code")]
     NoSuchInvite,
+    #[error("no such API token")]
+    NoSuchToken,
+    #[error("a user may hold at most {0} API tokens; revoke one first")]
+    TooManyTokens(usize),
     /// The change would leave no enabled admin.
     #[error("{0} is the last enabled admin")]
     LastAdmin(String),
@@ -516,7 +520,7 @@ impl Store {
 
     /// One write transaction whose body may refuse with an [`AccountError`]; a refusal
     /// aborts the transaction, so nothing of it is written.
-    fn accounts_write<T>(
+    pub(super) fn accounts_write<T>(
         &self,
         action: impl FnOnce() -> String,
         body: impl FnOnce(&WriteTransaction) -> Result<T, AccountError>,
@@ -530,7 +534,7 @@ impl Store {
         run().map_err(|e| e.context(action))
     }
 
-    fn accounts_read<T>(
+    pub(super) fn accounts_read<T>(
         &self,
         action: impl FnOnce() -> String,
         body: impl FnOnce(&redb::ReadTransaction) -> Result<T, AccountError>,
@@ -577,7 +581,7 @@ fn decode_user(name: &str, bytes: &[u8]) -> Result<UserRecord, DecodeError> {
     })
 }
 
-fn get_user(
+pub(super) fn get_user(
     users: &impl ReadableTable<&'static str, &'static [u8]>,
     name: &str,
 ) -> Result<Option<UserRecord>, AccountError> {
@@ -663,7 +667,10 @@ fn insert_invite(txn: &WriteTransaction, invite: &Invite) -> Result<(), AccountE
 
 /// Appends `entry` with the next sequence number inside `txn` and drops the entry that falls
 /// out of the kept window. Sequence numbers start at 1 and never repeat.
-fn append_audit(txn: &WriteTransaction, entry: &AuditEntry) -> Result<u64, AccountError> {
+pub(super) fn append_audit(
+    txn: &WriteTransaction,
+    entry: &AuditEntry,
+) -> Result<u64, AccountError> {
     let mut audit = txn.open_table(AUDIT)?;
     let seq = audit.last()?.map_or(0, |(k, _)| k.value()) + 1;
     let bytes = codec::encode(AUDIT_VERSION, entry).map_err(|source| AccountError::Encode {

@@ -56,6 +56,7 @@
 //! session limit safe under concurrent creates.
 
 mod accounts;
+mod api_tokens;
 mod codec;
 mod secret;
 
@@ -73,6 +74,7 @@ use serde::{Deserialize, Serialize};
 pub use accounts::{
     AUDIT_KEEP, AccountError, AuditEntry, Invite, TokenStatus, UserRecord, code_hint,
 };
+pub use api_tokens::{ApiTokenRecord, ApiTokenStatus, MAX_API_TOKENS_PER_USER};
 pub use codec::{DecodeError, to_unix_ms};
 pub use secret::Secret;
 
@@ -328,6 +330,7 @@ impl Store {
                 txn.open_table(TOKENS)?;
                 txn.open_table(ACTIVITY)?;
                 accounts::create_tables(&txn)?;
+                api_tokens::create_tables(&txn)?;
             }
             txn.commit()?;
             Ok(None)

@@ -1,22 +1,28 @@
 //! Extractors: who is asking ([`CurrentUser`], [`RequireAdmin`], [`Authenticated`]) and from
 //! where ([`Client`]); the session cookie.
 //!
-//! The token comes from `Authorization: Bearer …` (API clients) or else the `octo_session`
-//! cookie (the browser). The first extractor that checks it keeps the result in the request's
-//! extensions, so a handler with several of them checks the token once.
+//! The token comes from `Authorization: Bearer …` (API clients: a session JWT or a personal API
+//! token) or else the `octo_session` cookie (the browser); with a bearer token the cookie is
+//! never looked at. The first extractor that checks it keeps the result in the request's
+//! extensions, so a handler with several of them checks the token once, and a [`Grant`] beside
+//! it for the proxy's long-lived streams.
+//!
+//! An API token reaches only what its scopes allow ([`required_scope`]): `403
+//! insufficient_scope` otherwise, and `403 token_not_allowed` on the routes only a person
+//! signed in to the browser may use (the account's password, its tokens, sign-out).
 
 use std::net::IpAddr;
 
-use axum::extract::{ConnectInfo, FromRef, FromRequestParts};
+use axum::extract::{ConnectInfo, FromRef, FromRequestParts, OriginalUri};
 
 use crate::http::peer::ClientPeer;
 use axum::http::header::{AUTHORIZATION, COOKIE, SET_COOKIE};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 
-use super::super::{AuthState, Authenticated, IssuedToken};
+use super::super::{AuthState, Authenticated, Credential, IssuedToken};
 use crate::http::ApiError;
-use crate::identity::CurrentUser;
+use crate::identity::{CurrentUser, Scope};
 use crate::service::{AdminCaller, Caller};
 
 /// The session cookie's name.
@@ -35,9 +41,69 @@ where
         }
         let token = token_from(&parts.headers).ok_or_else(ApiError::unauthorized)?;
         let auth = AuthState::from_ref(state);
-        let authenticated = auth.authenticate(token).map_err(ApiError::from)?;
+        let (authenticated, grant) = auth.authenticate_granted(token).map_err(ApiError::from)?;
+        if let Credential::Api(api) = &authenticated.credential {
+            let path = parts
+                .extensions
+                .get::<OriginalUri>()
+                .map_or_else(|| parts.uri.path(), |uri| uri.0.path());
+            check_scope(&parts.method, path, &api.scopes)?;
+        }
         parts.extensions.insert(authenticated.clone());
+        parts.extensions.insert(grant);
         Ok(authenticated)
+    }
+}
+
+/// What an API token needs for a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    /// Any valid token (`GET /api/me`).
+    Any,
+    Scope(Scope),
+    /// Not for API tokens: the account's own settings, tokens and sign-out.
+    Browser,
+}
+
+/// The scope a request needs from an API token, by its method and path. Everything not
+/// listed is [`Need::Browser`], so a route added later is closed to tokens until it is listed.
+pub fn required_scope(method: &Method, path: &str) -> Need {
+    let read = matches!(*method, Method::GET | Method::HEAD);
+    let under = |prefix: &str| {
+        path.strip_prefix(prefix)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    };
+    if under("/sessions") {
+        Need::Scope(Scope::SessionsConnect)
+    } else if under("/api/admin") {
+        Need::Scope(Scope::Admin)
+    } else if under("/api/sessions") || path == "/api/templates" {
+        Need::Scope(if read {
+            Scope::SessionsRead
+        } else {
+            Scope::SessionsWrite
+        })
+    } else if path == "/api/me" && read {
+        Need::Any
+    } else {
+        Need::Browser
+    }
+}
+
+fn check_scope(method: &Method, path: &str, scopes: &[Scope]) -> Result<(), ApiError> {
+    match required_scope(method, path) {
+        Need::Any => Ok(()),
+        Need::Scope(scope) if scopes.contains(&scope) => Ok(()),
+        Need::Scope(scope) => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "insufficient_scope",
+            format!("this API token lacks the scope {}", scope.as_str()),
+        )),
+        Need::Browser => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "token_not_allowed",
+            "API tokens cannot be used for this; sign in to Octo instead",
+        )),
     }
 }
 

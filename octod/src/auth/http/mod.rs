@@ -9,12 +9,17 @@
 //! | `POST /api/auth/logout`                      | anyone  | → 204, cookie cleared, token revoked |
 //! | `GET /api/me`                                | user    | → user                              |
 //! | `POST /api/me/password`                      | user    | `{current, new}` → 204 + new cookie |
+//! | `GET /api/me/tokens`                         | user    | → `[token]`, newest first           |
+//! | `POST /api/me/tokens`                        | user    | `{name, scopes, expires_in_days?}` → 201 `{token, info}` |
+//! | `DELETE /api/me/tokens/{id}`                 | user    | → 204                               |
 //! | `GET /api/admin/users`                       | admin   | → `[user]`                          |
 //! | `POST /api/admin/users`                      | admin   | `{username, password, role?}` → 201 user |
 //! | `POST /api/admin/users/{name}/disable`       | admin   | → user                              |
 //! | `POST /api/admin/users/{name}/enable`        | admin   | → user                              |
 //! | `POST /api/admin/users/{name}/role`          | admin   | `{role}` → user                     |
 //! | `POST /api/admin/users/{name}/password`      | admin   | `{password}` → 204                  |
+//! | `GET /api/admin/users/{name}/tokens`         | admin   | → `[token]`                         |
+//! | `DELETE /api/admin/users/{name}/tokens/{id}` | admin   | → 204                               |
 //! | `GET /api/admin/invite-codes`                | admin   | → `[invite]`                        |
 //! | `POST /api/admin/invite-codes`               | admin   | `{role?, uses?, expires_in_seconds?}` → 201 invite |
 //! | `DELETE /api/admin/invite-codes/{code}`      | admin   | → 204                               |
@@ -27,6 +32,11 @@
 //! plus `Secure` when `secure_cookies` is set or the request came through a TLS proxy
 //! (`X-Forwarded-Proto: https`). An API client may send the same JWT as
 //! `Authorization: Bearer`.
+//!
+//! Personal API tokens are created by their user in the browser (the `/api/me/tokens` routes
+//! take no API token: a token cannot mint another) or by root through the admin socket
+//! (`POST /admin/v1/users/{name}/tokens`, [`token_create_route`]); admins list and revoke
+//! anyone's. The token itself is in the creating answer only.
 
 pub mod extract;
 
@@ -38,11 +48,11 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 
-use super::{AuthState, Authenticated, IssuedToken, NewInvite};
+use super::{AuthState, Authenticated, IssuedToken, NewApiToken, NewInvite};
 use crate::http::{ApiError, JsonBody};
 use crate::identity::{CurrentUser, Role};
 use crate::service::AdminCaller;
-use crate::store::{AuditEntry, Invite, UserRecord, to_unix_ms as unix_ms};
+use crate::store::{ApiTokenRecord, AuditEntry, Invite, UserRecord, to_unix_ms as unix_ms};
 
 pub use extract::{COOKIE_NAME, Client, RequireAdmin};
 
@@ -59,6 +69,8 @@ where
         .route("/api/auth/logout", post(logout))
         .route("/api/me", get(me))
         .route("/api/me/password", post(change_password))
+        .route("/api/me/tokens", get(my_tokens).post(create_my_token))
+        .route("/api/me/tokens/{id}", delete(revoke_my_token))
         .route("/api/admin/audit", get(audit))
         .merge(account_routes::<S, RequireAdmin>("/api/admin"))
 }
@@ -83,13 +95,33 @@ where
             get(list_invites::<A>).post(create_invite::<A>),
         )
         .route(&at("/invite-codes/{code}"), delete(delete_invite::<A>))
+        .route(&at("/users/{name}/tokens"), get(user_tokens::<A>))
+        .route(
+            &at("/users/{name}/tokens/{id}"),
+            delete(revoke_user_token::<A>),
+        )
+}
+
+/// `POST {prefix}/users/{name}/tokens`: a token for a user, created by the caller `A`. Only the
+/// admin socket mounts it (root, `octoctl user token create`): an admin in the browser cannot
+/// mint a credential of another user.
+pub fn token_create_route<S, A>(prefix: &str) -> Router<S>
+where
+    AuthState: FromRef<S>,
+    A: AdminCaller + FromRequestParts<S> + 'static,
+    S: Clone + Send + Sync + 'static,
+{
+    Router::new().route(
+        &format!("{prefix}/users/{{name}}/tokens"),
+        post(create_user_token::<A>),
+    )
 }
 
 // ---- Wire types (`octo_wire`), and their conversions from the account store's records.
 
 pub use octo_wire::{
-    AuditQuery, AuditView, CreateInvite, CreateUser, InviteView, LoginRequest, PasswordChange,
-    RegisterRequest, ResetPassword, SetRole, UserView,
+    ApiTokenView, AuditQuery, AuditView, CreateApiToken, CreateInvite, CreateUser, CreatedApiToken,
+    InviteView, LoginRequest, PasswordChange, RegisterRequest, ResetPassword, SetRole, UserView,
 };
 
 impl From<&UserRecord> for UserView {
@@ -112,6 +144,20 @@ impl From<&Invite> for InviteView {
             expires_at: i.expires_at.map(unix_ms),
             created_by: i.created_by.clone(),
             created_at: unix_ms(i.created_at),
+        }
+    }
+}
+
+impl From<&ApiTokenRecord> for ApiTokenView {
+    fn from(t: &ApiTokenRecord) -> Self {
+        Self {
+            id: t.id.clone(),
+            user: t.user.clone(),
+            name: t.name.clone(),
+            scopes: t.scopes.clone(),
+            created_at: unix_ms(t.created_at),
+            expires_at: unix_ms(t.expires_at),
+            last_used_at: t.last_used_at.map(unix_ms),
         }
     }
 }
@@ -186,8 +232,8 @@ async fn logout(
     client: Client,
     session: Result<Authenticated, ApiError>,
 ) -> Result<Response, ApiError> {
-    if let Ok(session) = session {
-        auth.logout(&session.claims).await?;
+    if let Some(claims) = session.as_ref().ok().and_then(Authenticated::claims) {
+        auth.logout(claims).await?;
     }
     let secure = auth.settings().secure_cookies || client.tls;
     Ok((StatusCode::NO_CONTENT, [extract::clear_cookie(secure)]).into_response())
@@ -219,6 +265,86 @@ async fn change_password(
         .headers_mut()
         .remove(axum::http::header::CONTENT_TYPE);
     Ok(response)
+}
+
+async fn my_tokens(State(auth): State<AuthState>, user: CurrentUser) -> Result<Response, ApiError> {
+    token_list(&auth, &user.name).await
+}
+
+async fn create_my_token(
+    State(auth): State<AuthState>,
+    user: CurrentUser,
+    JsonBody(req): JsonBody<CreateApiToken>,
+) -> Result<Response, ApiError> {
+    token_create(&auth, &user.name, req, &user.name).await
+}
+
+async fn revoke_my_token(
+    State(auth): State<AuthState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    auth.revoke_api_token(&user.name, &id, &user.name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn user_tokens<A: AdminCaller>(
+    State(auth): State<AuthState>,
+    _: A,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    if auth
+        .store()
+        .user(&name)
+        .map_err(super::AuthError::from)?
+        .is_none()
+    {
+        return Err(ApiError::not_found("no such user"));
+    }
+    token_list(&auth, &name).await
+}
+
+async fn create_user_token<A: AdminCaller>(
+    State(auth): State<AuthState>,
+    admin: A,
+    Path(name): Path<String>,
+    JsonBody(req): JsonBody<CreateApiToken>,
+) -> Result<Response, ApiError> {
+    token_create(&auth, &name, req, &admin.user().name).await
+}
+
+async fn revoke_user_token<A: AdminCaller>(
+    State(auth): State<AuthState>,
+    admin: A,
+    Path((name, id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    auth.revoke_api_token(&name, &id, &admin.user().name)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn token_list(auth: &AuthState, user: &str) -> Result<Response, ApiError> {
+    let tokens = auth.api_tokens(Some(user)).await?;
+    Ok(axum::Json(tokens.iter().map(ApiTokenView::from).collect::<Vec<_>>()).into_response())
+}
+
+async fn token_create(
+    auth: &AuthState,
+    user: &str,
+    req: CreateApiToken,
+    actor: &str,
+) -> Result<Response, ApiError> {
+    let new = NewApiToken {
+        name: req.name,
+        scopes: req.scopes,
+        expires_in_days: req.expires_in_days,
+    };
+    let (token, record) = auth.create_api_token(user, new, actor).await?;
+    let created = CreatedApiToken {
+        token: token.expose().to_owned(),
+        info: ApiTokenView::from(&record),
+    };
+    Ok((StatusCode::CREATED, axum::Json(created)).into_response())
 }
 
 async fn list_users<A: AdminCaller>(

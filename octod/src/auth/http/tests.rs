@@ -914,3 +914,191 @@ async fn key_file_is_private() {
     let meta = std::fs::metadata(f.dir.path().join(token::KEY_FILE)).expect("key file");
     assert_eq!(meta.permissions().mode() & 0o777, 0o600);
 }
+
+/// The token routes, and an API token as a bearer: its scopes, no cookie routes, no origin
+/// check, and a cookie beside it ignored.
+#[tokio::test]
+async fn api_token_routes_and_bearer_use() {
+    let f = Fixture::new();
+    f.user("ada", Role::User).await;
+    f.user("root", Role::Admin).await;
+    let ada = login(&f, "ada").await;
+    let root = login(&f, "root").await;
+
+    let created = req(Method::POST, "/api/me/tokens")
+        .token(&ada)
+        .json(json!({"name": "ci", "scopes": ["sessions:read"], "expires_in_days": 7}))
+        .send(&f)
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.json);
+    let token = created.json["token"].as_str().expect("token").to_owned();
+    let id = created.json["info"]["id"].as_str().expect("id").to_owned();
+    assert!(token.starts_with("octo_") && token.contains(&id));
+    assert_eq!(created.json["info"]["scopes"], json!(["sessions:read"]));
+    assert_eq!(created.json["info"]["last_used_at"], Value::Null);
+
+    let bearer = format!("Bearer {token}");
+    // GET /api/me with any token; no Origin needed, even for a POST.
+    let me = req(Method::GET, "/api/me")
+        .header("authorization", bearer.clone())
+        .send(&f)
+        .await;
+    assert_eq!(me.json["name"], "ada", "{}", me.json);
+    // Not for tokens: the account's tokens, password, sign-out.
+    for (method, path) in [
+        (Method::GET, "/api/me/tokens"),
+        (Method::POST, "/api/me/tokens"),
+        (Method::POST, "/api/me/password"),
+    ] {
+        let a = req(method.clone(), path)
+            .header("authorization", bearer.clone())
+            .header("origin", "https://evil.example")
+            .json(json!({"name": "x", "scopes": ["admin"], "current": "a", "new": "b"}))
+            .send(&f)
+            .await;
+        check(&a, StatusCode::FORBIDDEN, "token_not_allowed");
+    }
+    // The admin routes need the scope (and the role).
+    let a = req(Method::GET, "/api/admin/users")
+        .header("authorization", bearer.clone())
+        .send(&f)
+        .await;
+    check(&a, StatusCode::FORBIDDEN, "insufficient_scope");
+    // A bearer wins over a cookie: root's cookie does not make ada's token an admin.
+    let a = req(Method::GET, "/api/admin/users")
+        .token(&root)
+        .header("authorization", bearer.clone())
+        .send(&f)
+        .await;
+    check(&a, StatusCode::FORBIDDEN, "insufficient_scope");
+    // Bad requests.
+    for body in [
+        json!({"name": "", "scopes": ["sessions:read"]}),
+        json!({"name": "x", "scopes": []}),
+        json!({"name": "x", "scopes": ["sessions:read"], "expires_in_days": 0}),
+    ] {
+        let a = req(Method::POST, "/api/me/tokens")
+            .token(&ada)
+            .json(body)
+            .send(&f)
+            .await;
+        check(&a, StatusCode::BAD_REQUEST, "bad_request");
+    }
+    let a = req(Method::POST, "/api/me/tokens")
+        .token(&ada)
+        .json(json!({"name": "x", "scopes": ["everything"]}))
+        .send(&f)
+        .await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", a.json);
+    let a = req(Method::POST, "/api/me/tokens")
+        .token(&ada)
+        .json(json!({"name": "x", "scopes": ["admin"]}))
+        .send(&f)
+        .await;
+    check(&a, StatusCode::FORBIDDEN, "forbidden");
+
+    // Listed by its user and by an admin, never with a secret.
+    let mine = req(Method::GET, "/api/me/tokens")
+        .token(&ada)
+        .send(&f)
+        .await;
+    assert_eq!(mine.json.as_array().map(Vec::len), Some(1), "{}", mine.json);
+    assert!(!mine.json.to_string().contains(&token[20..]));
+    let listed = req(Method::GET, "/api/admin/users/ada/tokens")
+        .token(&root)
+        .send(&f)
+        .await;
+    assert_eq!(listed.json[0]["id"], id.as_str(), "{}", listed.json);
+    let a = req(Method::GET, "/api/admin/users/nobody/tokens")
+        .token(&root)
+        .send(&f)
+        .await;
+    check(&a, StatusCode::NOT_FOUND, "not_found");
+
+    // Another user cannot revoke it (not revealed); its user can; then it is 401.
+    f.user("bob", Role::User).await;
+    let bob = login(&f, "bob").await;
+    let a = req(Method::DELETE, &format!("/api/me/tokens/{id}"))
+        .token(&bob)
+        .send(&f)
+        .await;
+    check(&a, StatusCode::NOT_FOUND, "not_found");
+    let a = req(Method::DELETE, &format!("/api/me/tokens/{id}"))
+        .token(&ada)
+        .send(&f)
+        .await;
+    assert_eq!(a.status, StatusCode::NO_CONTENT, "{}", a.json);
+    let a = req(Method::GET, "/api/me")
+        .header("authorization", bearer)
+        .send(&f)
+        .await;
+    check(&a, StatusCode::UNAUTHORIZED, "unauthorized");
+}
+
+#[test]
+fn what_each_route_needs_from_a_token() {
+    use super::extract::{Need, required_scope};
+    use crate::identity::Scope;
+    let need = |m: Method, p: &str| required_scope(&m, p);
+    assert_eq!(
+        need(Method::GET, "/api/sessions"),
+        Need::Scope(Scope::SessionsRead)
+    );
+    assert_eq!(
+        need(Method::HEAD, "/api/sessions/ab12"),
+        Need::Scope(Scope::SessionsRead)
+    );
+    assert_eq!(
+        need(Method::GET, "/api/templates"),
+        Need::Scope(Scope::SessionsRead)
+    );
+    assert_eq!(
+        need(Method::POST, "/api/sessions"),
+        Need::Scope(Scope::SessionsWrite)
+    );
+    assert_eq!(
+        need(Method::PATCH, "/api/sessions/ab12"),
+        Need::Scope(Scope::SessionsWrite)
+    );
+    assert_eq!(
+        need(Method::DELETE, "/api/sessions/ab12"),
+        Need::Scope(Scope::SessionsWrite)
+    );
+    assert_eq!(
+        need(Method::POST, "/api/sessions/ab12/stop"),
+        Need::Scope(Scope::SessionsWrite)
+    );
+    assert_eq!(
+        need(Method::GET, "/sessions/ab12/files/api/list"),
+        Need::Scope(Scope::SessionsConnect)
+    );
+    assert_eq!(
+        need(Method::POST, "/sessions/ab12/opencode/session"),
+        Need::Scope(Scope::SessionsConnect)
+    );
+    assert_eq!(
+        need(Method::GET, "/sessions/ab12/terminal"),
+        Need::Scope(Scope::SessionsConnect)
+    );
+    assert_eq!(
+        need(Method::GET, "/api/admin/audit"),
+        Need::Scope(Scope::Admin)
+    );
+    assert_eq!(
+        need(Method::GET, "/api/admin/sessions"),
+        Need::Scope(Scope::Admin)
+    );
+    assert_eq!(need(Method::GET, "/api/me"), Need::Any);
+    // Prefixes match whole segments; everything unlisted is closed to tokens.
+    for (m, p) in [
+        (Method::GET, "/api/sessionsx"),
+        (Method::GET, "/api/adminx"),
+        (Method::POST, "/api/me"),
+        (Method::GET, "/api/me/tokens"),
+        (Method::POST, "/api/me/password"),
+        (Method::POST, "/api/auth/logout"),
+        (Method::GET, "/api/something-new"),
+    ] {
+        assert_eq!(need(m, p), Need::Browser, "{p}");
+    }
+}
