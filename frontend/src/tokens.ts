@@ -2,39 +2,17 @@
 // account page's "API tokens" section — which scopes are offered and checked by default, the
 // create form's checks, and how expiry and last use read relative to now.
 import { apiFetch, type Role } from "./api";
+import type { components } from "./api-types.gen";
 
-// The wire types (octo-wire's `Scope`, `ApiToken`, `CreateApiToken`, `CreatedApiToken`), written by
-// hand until `api-types.gen.ts` is regenerated from octod's OpenAPI document with the token routes;
-// then these become `Schemas["…"]` aliases as in api.ts, under the same names.
+type Schemas = components["schemas"];
 
-/** What a token may do; each route needs one (`admin` also needs the admin role). */
-export type Scope = "sessions:read" | "sessions:write" | "sessions:connect" | "admin";
-
-/** A token as the API lists it: never the secret. Times are ms since the Unix epoch. */
-export interface ApiToken {
-  id: string;
-  user: string;
-  name: string;
-  scopes: Scope[];
-  created_at: number;
-  expires_at: number;
-  /** To the minute; null: never used. */
-  last_used_at: number | null;
-}
-
-/** The body of `POST /api/me/tokens`. */
-export interface CreateApiToken {
-  name: string;
-  scopes: Scope[];
-  /** 1 to 365; octod's default is 30. */
-  expires_in_days?: number;
-}
-
-/** The answer to `POST /api/me/tokens`: the only one that ever holds the token itself. */
-export interface CreatedApiToken {
-  token: string;
-  info: ApiToken;
-}
+// The wire types, generated from octod's OpenAPI document (octo-wire's `Scope`, `ApiToken`,
+// `CreateApiToken`, `CreatedApiToken`). Times are ms since the Unix epoch; `last_used_at` is to the
+// minute, null when never used; `expires_in_days` is 1 to 365 (octod's default 30).
+export type Scope = Schemas["Scope"];
+export type ApiToken = Schemas["ApiToken"];
+export type CreateApiToken = Schemas["CreateApiToken"];
+export type CreatedApiToken = Schemas["CreatedApiToken"];
 
 export const tokensApi = {
   /** The signed-in user's tokens, newest first. */
