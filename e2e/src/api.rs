@@ -13,6 +13,7 @@ use crate::util::{self, Answer, say};
 
 const PORT: u16 = 18_484;
 const ORIGIN: &str = "http://127.0.0.1:18484";
+const ADMIN_PASSWORD: &str = "correct horse battery";
 
 /// A signed-in client of the octod on `port`: its cookie.
 pub(crate) struct Client {
@@ -222,7 +223,27 @@ pub(crate) async fn run() -> anyhow::Result<()> {
         "octod did not exit cleanly on SIGTERM: {status}"
     );
     say("SIGTERM: octod stopped cleanly");
-    Ok(())
+
+    // Expiry, on the real redb file: tokens planted while octod is stopped.
+    let (expired, live) = crate::tokens::plant_tokens(&base.join("state"))?;
+    let (mut child, _) = spawn_octod(PORT, &config)?;
+    let result = async {
+        util::eventually(Duration::from_secs(30), "octod's /api/health", async || {
+            expect(
+                &util::request(PORT, "GET", "/api/health", &[], None)?,
+                200,
+                "health",
+            )
+        })
+        .await?;
+        crate::tokens::expired(PORT, &expired, &live)
+    }
+    .await;
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    child.wait()?;
+    result
 }
 
 /// Starts `octod serve` on 127.0.0.1:`port` with `config`; its log goes to stderr, and the
@@ -272,9 +293,8 @@ async fn scenario(code: &std::sync::mpsc::Receiver<String>) -> anyhow::Result<()
     say("octod serves; it logged a first admin invite code");
 
     // Registration needs the invite code, and it works once.
-    let body = format!(
-        r#"{{"invite_code":"{code}","username":"admin","password":"correct horse battery"}}"#
-    );
+    let body =
+        format!(r#"{{"invite_code":"{code}","username":"admin","password":"{ADMIN_PASSWORD}"}}"#);
     let bad = body.replace(&code, "wrongcode");
     expect(
         &util::request(PORT, "POST", "/api/auth/register", &[], Some(&bad))?,
@@ -318,7 +338,8 @@ async fn scenario(code: &std::sync::mpsc::Receiver<String>) -> anyhow::Result<()
         "/api/auth/register",
         &[],
         Some(&format!(
-            r#"{{"invite_code":"{bob_code}","username":"bob","password":"another good one"}}"#
+            r#"{{"invite_code":"{bob_code}","username":"bob","password":"{}"}}"#,
+            crate::tokens::BOB_PASSWORD
         )),
     )?;
     expect(&answer, 201, "register bob")?;
@@ -542,6 +563,10 @@ async fn scenario(code: &std::sync::mpsc::Receiver<String>) -> anyhow::Result<()
     say(
         "a request to the stopped session: 409 session_stopped, and it stays stopped; resumed, it answers",
     );
+
+    // Issue 16: API tokens, and streams that end with their sign-in or token.
+    crate::tokens::tokens(&admin, &bob, &id).await?;
+    let admin = crate::tokens::streams(&admin, &bob, &id, ADMIN_PASSWORD).await?;
 
     let metrics = util::request(PORT, "GET", "/metrics", &[], None)?;
     ensure!(

@@ -9,7 +9,9 @@
 //! - a 100 MiB upload and download through the proxy are byte-identical;
 //! - an authorization matrix over every session route (API, opencode HTTP and SSE, files, the
 //!   terminal's WebSocket upgrade) for anonymous, owner, another user, a disabled user and an
-//!   admin: only the owner and the admin get through.
+//!   admin: only the owner and the admin get through; and again with personal API tokens
+//!   (another user's, a revoked one, the owner's read-only one, the owner's with every session
+//!   scope), sent as a script does, without `Origin`.
 //!
 //! Needs `node` and `npm` in the test host and npm's configured registry (the SDK is installed
 //! from `e2e/sdk/package-lock.json` into a temporary directory).
@@ -48,7 +50,7 @@ pub(crate) async fn run() -> anyhow::Result<()> {
     std::fs::write(
         &config,
         format!(
-            "[server]\nstate_dir = \"{}\"\n\n[sessions]\ntemplates_dir = \"/opt/octo/src/container/templates\"\nport_range = \"{PORT_RANGE}\"\nmax_per_user = 2\n\n[llm]\nbase_url = \"http://host.containers.internal:{STUB_PORT}/v1\"\nmodel = \"{LLM_MODEL}\"\napi_key = \"e2e-sdk-key\"\n",
+            "[server]\nstate_dir = \"{}\"\n\n[sessions]\ntemplates_dir = \"/opt/octo/src/container/templates\"\nport_range = \"{PORT_RANGE}\"\nmax_per_user = 3\n\n[llm]\nbase_url = \"http://host.containers.internal:{STUB_PORT}/v1\"\nmodel = \"{LLM_MODEL}\"\napi_key = \"e2e-sdk-key\"\n",
             base.join("state").display()
         ),
     )?;
@@ -156,17 +158,18 @@ async fn scenario(
     let created = Instant::now();
     let id = create_session(&owner, cleanup)?;
     let spare = create_session(&owner, cleanup)?;
-    for id in [&id, &spare] {
+    let spare2 = create_session(&owner, cleanup)?;
+    for id in [&id, &spare, &spare2] {
         wait_running(&owner, id).await?;
     }
     say(format!(
-        "the owner created sessions {id} and {spare} (coding-copilot); running after {:.1} s",
+        "the owner created sessions {id}, {spare} and {spare2} (coding-copilot); running after {:.1} s",
         created.elapsed().as_secs_f64()
     ));
 
     sdk_client(&owner, &id).await?;
     big_transfer(&owner, &id).await?;
-    matrix(&admin, &owner, &other, &disabled, &id, &spare).await?;
+    matrix(&admin, &owner, &other, &disabled, &id, [&spare, &spare2]).await?;
     Ok(())
 }
 
@@ -612,25 +615,59 @@ struct Route {
     allowed: u16,
 }
 
-/// Who asks, with which cookie, and what they must get.
-struct Principal<'a> {
+/// Who asks, with which cookie or token, and what they must get.
+struct Principal {
     name: &'static str,
-    cookie: Option<&'a str>,
-    /// `None`: the route's own success status.
-    refused: Option<u16>,
+    /// A cookie (sent with the page's `Origin`, as a browser does) or `Bearer …` (sent with
+    /// no `Origin`, as a script does).
+    credential: Option<String>,
+    expect: Expect,
 }
 
-/// Every session route for anonymous, another user, a disabled user, the admin and the owner.
-/// The allowed DELETEs come last in their rows: the admin deletes the owner's spare session
-/// and the owner deletes the checked one, which ends the scenario.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Expect {
+    /// The route's own success status.
+    Through,
+    Refused(u16),
+    /// A token with only `sessions:read`: `GET /api/sessions/{id}` passes, the rest is 403.
+    ReadOnly,
+}
+
+/// A personal API token of `client` with `scopes`, made with its cookie.
+fn token_of(client: &Client, scopes: &[&str]) -> anyhow::Result<(String, String)> {
+    let body = serde_json::json!({"name": "matrix", "scopes": scopes}).to_string();
+    let answer = client.call("POST", "/api/me/tokens", Some(&body))?;
+    expect(&answer, 201, "creating a token")?;
+    let json = answer.json()?;
+    Ok((
+        format!("Bearer {}", json["token"].as_str().context("token")?),
+        json["info"]["id"].as_str().context("id")?.to_owned(),
+    ))
+}
+
+/// Every session route for anonymous, another user, a disabled user, the admin and the owner,
+/// with cookies; then again with personal API tokens: another user's, a revoked one, the
+/// owner's read-only one and the owner's with every session scope. The allowed DELETEs come
+/// last in their rows: the admin deletes the owner's first spare session, the owner's token
+/// the second and the owner the checked one, which ends the scenario.
 async fn matrix(
     admin: &Client,
     owner: &Client,
     other: &Client,
     disabled: &Client,
     id: &str,
-    spare: &str,
+    [spare, spare2]: [&str; 2],
 ) -> anyhow::Result<()> {
+    let all = ["sessions:read", "sessions:write", "sessions:connect"];
+    let (owner_all, _) = token_of(owner, &all)?;
+    let (owner_read, _) = token_of(owner, &["sessions:read"])?;
+    let (other_all, _) = token_of(other, &all)?;
+    let (revoked, revoked_id) = token_of(owner, &all)?;
+    expect(
+        &owner.call("DELETE", &format!("/api/me/tokens/{revoked_id}"), None)?,
+        204,
+        "revoking a token",
+    )?;
     let routes = |id: &str| {
         let api = format!("/api/sessions/{id}");
         let session = format!("/sessions/{id}");
@@ -693,32 +730,25 @@ async fn matrix(
             },
         ]
     };
+    let principal = |name, credential: Option<&str>, expect| Principal {
+        name,
+        credential: credential.map(str::to_owned),
+        expect,
+    };
     let principals = [
-        Principal {
-            name: "anonymous",
-            cookie: None,
-            refused: Some(401),
-        },
-        Principal {
-            name: "other user",
-            cookie: Some(&other.cookie),
-            refused: Some(404),
-        },
-        Principal {
-            name: "disabled user",
-            cookie: Some(&disabled.cookie),
-            refused: Some(401),
-        },
-        Principal {
-            name: "admin",
-            cookie: Some(&admin.cookie),
-            refused: None,
-        },
-        Principal {
-            name: "owner",
-            cookie: Some(&owner.cookie),
-            refused: None,
-        },
+        principal("anonymous", None, Expect::Refused(401)),
+        principal("other user", Some(&other.cookie), Expect::Refused(404)),
+        principal(
+            "disabled user",
+            Some(&disabled.cookie),
+            Expect::Refused(401),
+        ),
+        principal("other's token", Some(&other_all), Expect::Refused(404)),
+        principal("revoked token", Some(&revoked), Expect::Refused(401)),
+        principal("read token", Some(&owner_read), Expect::ReadOnly),
+        principal("admin", Some(&admin.cookie), Expect::Through),
+        principal("owner's token", Some(&owner_all), Expect::Through),
+        principal("owner", Some(&owner.cookie), Expect::Through),
     ];
     let origin = owner.origin();
     let names: Vec<&str> = routes(id).iter().map(|r| r.name).collect();
@@ -727,14 +757,21 @@ async fn matrix(
     for principal in &principals {
         let mut row = Vec::new();
         for route in routes(id) {
-            // The admin's DELETE is of the spare session; the owner's ends the checked one.
-            let route = if principal.name == "admin" && route.method == "DELETE" {
-                routes(spare).pop().context("the DELETE route")?
-            } else {
-                route
+            // The admin's DELETE is of the first spare session, the owner's token's of the
+            // second; the owner's ends the checked one.
+            let route = match (principal.name, route.method) {
+                ("admin", "DELETE") => routes(spare).pop().context("the DELETE route")?,
+                ("owner's token", "DELETE") => routes(spare2).pop().context("the DELETE route")?,
+                _ => route,
             };
-            let want = principal.refused.unwrap_or(route.allowed);
-            let cookie = principal.cookie.map(str::to_owned);
+            let want = match principal.expect {
+                Expect::Through => route.allowed,
+                Expect::Refused(status) => status,
+                Expect::ReadOnly if route.name == "GET /api/sessions/{id}" => route.allowed,
+                Expect::ReadOnly => 403,
+            };
+            let through = want == route.allowed;
+            let cookie = principal.credential.clone();
             let origin = origin.clone();
             let (method, path, upgrade) = (route.method, route.path.clone(), route.upgrade);
             let probe = async || {
@@ -747,16 +784,13 @@ async fn matrix(
             let mut got = probe().await?;
             // A just-resumed session's services may still be coming up.
             let deadline = Instant::now() + Duration::from_secs(60);
-            while principal.refused.is_none()
-                && matches!(got.0, 502 | 503)
-                && Instant::now() < deadline
-            {
+            while through && matches!(got.0, 502 | 503) && Instant::now() < deadline {
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 got = probe().await?;
             }
             let (status, content_type) = got;
             let mut ok = status == want;
-            if ok && route.name.contains("SSE") && principal.refused.is_none() {
+            if ok && route.name.contains("SSE") && through {
                 ok = content_type.contains("text/event-stream");
             }
             if !ok {
@@ -796,9 +830,15 @@ async fn matrix(
         404,
         "the session the admin deleted",
     )?;
+    expect(
+        &owner.call("GET", &format!("/api/sessions/{spare2}"), None)?,
+        404,
+        "the session the owner's token deleted",
+    )?;
     say(
         "only the owner and the admin get through (anonymous 401, disabled 401, other user 404); \
-         both sessions deleted",
+         with tokens: the owner's passes, its read-only one only reads (403), another user's is 404, a revoked one 401; \
+         all three sessions deleted",
     );
     Ok(())
 }
@@ -813,9 +853,12 @@ fn status_of(
     upgrade: bool,
 ) -> anyhow::Result<(u16, String)> {
     let mut stream = connect()?;
-    let mut headers = vec![("Origin", origin)];
-    if let Some(cookie) = cookie {
-        headers.push(("Cookie", cookie));
+    let mut headers = Vec::new();
+    match cookie {
+        // A script with a token: no Origin, no cookie.
+        Some(token) if token.starts_with("Bearer ") => headers.push(("Authorization", token)),
+        Some(cookie) => headers.extend([("Origin", origin), ("Cookie", cookie)]),
+        None => headers.push(("Origin", origin)),
     }
     let mut request = head(method, path, &headers);
     if upgrade {

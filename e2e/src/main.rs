@@ -18,6 +18,7 @@ mod podman;
 mod session_limit;
 mod smoke;
 mod stub_llm;
+mod tokens;
 mod util;
 
 use std::process::ExitCode;

@@ -551,7 +551,7 @@ impl Auth {
             }
             Credential::Api(grant) => {
                 let status = self.inner.store.api_token_status(&grant.id)?;
-                self.check_api(status, None).map(|(user, _)| user)
+                Self::check_api(status, None).map(|(user, _)| user)
             }
         }
     }
@@ -586,7 +586,7 @@ impl Auth {
             return Err(AuthError::Unauthenticated);
         };
         let status = self.inner.store.api_token_status(id)?;
-        let (user, record) = self.check_api(status, Some(secret))?;
+        let (user, record) = Self::check_api(status, Some(secret))?;
         let now = SystemTime::now();
         if record.last_used_at.is_none_or(|t| t + TOUCH_EVERY <= now) {
             self.touch(&record.id, now);
@@ -604,7 +604,6 @@ impl Auth {
     /// An API token's record and user must exist, the token be unexpired, the user enabled
     /// and, when `secret` is given, the secret's hash match.
     fn check_api(
-        &self,
         status: ApiTokenStatus,
         secret: Option<&str>,
     ) -> Result<(CurrentUser, ApiTokenRecord), AuthError> {

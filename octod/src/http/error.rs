@@ -193,7 +193,6 @@ impl From<AuthError> for ApiError {
             AuthError::Account(AccountError::TooManyTokens(_)) => {
                 ApiError::conflict("too_many_tokens", message)
             }
-            AuthError::InvalidApiToken(m) => ApiError::bad_request(m),
             AuthError::AdminScopeNotAllowed => {
                 ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
             }
@@ -219,7 +218,7 @@ impl From<AuthError> for ApiError {
                 ApiError::too_many_requests(crate::auth::limit::retry_after_secs(retry_after))
             }
             AuthError::Unauthenticated => ApiError::unauthorized(),
-            AuthError::InvalidInvite(m) => ApiError::bad_request(m),
+            AuthError::InvalidInvite(m) | AuthError::InvalidApiToken(m) => ApiError::bad_request(m),
             e @ (AuthError::Account(_)
             | AuthError::Hash(_)
             | AuthError::Key(_)
