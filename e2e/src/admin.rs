@@ -336,6 +336,52 @@ async fn scenario(octod: &mut Child) -> anyhow::Result<()> {
     fails(None, &["user", "disable", "nobody"], 3)?;
     say("user add/list/disable/enable/set-role; an unknown user is exit 3");
 
+    // API tokens made by root for carol: printed once, usable as a bearer, listed without the
+    // secret, revoked.
+    let created = json(&[
+        "user",
+        "token",
+        "create",
+        "carol",
+        "--name",
+        "nightly",
+        "--scope",
+        "sessions:read",
+        "--expires",
+        "7d",
+    ])?;
+    let token = created["token"].as_str().context("token")?.to_owned();
+    let token_id = created["info"]["id"].as_str().context("id")?.to_owned();
+    let bearer = format!("Bearer {token}");
+    let with_token =
+        |path: &str| util::request(PORT, "GET", path, &[("Authorization", &bearer)], None);
+    crate::api::expect(
+        &with_token("/api/sessions")?,
+        200,
+        "carol's token from octoctl",
+    )?;
+    let listed = ok(None, &["user", "token", "list", "carol"])?;
+    ensure!(
+        listed.contains(&token_id) && listed.contains("nightly") && !listed.contains(&token[22..]),
+        "token list: {listed}"
+    );
+    fails(
+        None,
+        &["user", "token", "create", "carol", "--scope", "nope"],
+        2,
+    )?;
+    fails(None, &["user", "token", "create", "nobody"], 3)?;
+    ok(None, &["user", "token", "revoke", "carol", &token_id])?;
+    crate::api::expect(
+        &with_token("/api/sessions")?,
+        401,
+        "a token octoctl revoked",
+    )?;
+    fails(None, &["user", "token", "revoke", "carol", &token_id], 3)?;
+    say(
+        "user token create (shown once; works as a bearer), list (no secret), revoke (401 next request); bad scope exit 2, unknown user exit 3",
+    );
+
     // Invite codes.
     let invite = json(&[
         "invite-codes",

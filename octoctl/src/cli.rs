@@ -143,6 +143,53 @@ pub enum UserCommand {
         #[command(flatten)]
         password: PasswordArgs,
     },
+    /// Personal API tokens of an account (for scripts, CI jobs, `opencode attach`).
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token for an account; it is printed once and stored only as a hash.
+    Create {
+        /// The account.
+        user: String,
+        /// What the token is for, e.g. "ci" (1 to 80 characters).
+        #[arg(long, default_value = "octoctl")]
+        name: String,
+        /// What it may do (repeatable): sessions:read, sessions:write, sessions:connect,
+        /// admin (admins only). Default: the three session scopes.
+        #[arg(long = "scope", value_parser = parse_scope)]
+        scopes: Vec<octo_wire::Scope>,
+        /// How long it is valid, in whole days: 1d to 365d (default 30d).
+        #[arg(long, value_parser = parse_days)]
+        expires: Option<u32>,
+    },
+    /// List an account's tokens (never their secrets).
+    List { user: String },
+    /// Revoke a token: it fails from the next request on, and its open streams close.
+    Revoke { user: String, id: String },
+}
+
+/// A token's lifetime: whole days, 1d to 365d (`2w` is 14 days).
+fn parse_days(text: &str) -> Result<u32, String> {
+    let secs = crate::duration::parse(text)?.as_secs();
+    let days = u32::try_from(secs / 86_400).unwrap_or(u32::MAX);
+    if secs % 86_400 != 0 || !(1..=365).contains(&days) {
+        return Err("a token's lifetime is whole days, 1d to 365d".to_owned());
+    }
+    Ok(days)
+}
+
+fn parse_scope(text: &str) -> Result<octo_wire::Scope, String> {
+    octo_wire::Scope::parse(text).ok_or_else(|| {
+        format!(
+            "unknown scope {text:?}; one of {}",
+            octo_wire::Scope::ALL
+                .map(octo_wire::Scope::as_str)
+                .join(", ")
+        )
+    })
 }
 
 #[derive(Debug, Subcommand)]

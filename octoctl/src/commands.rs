@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use hyper::Method;
 use octo_wire::{
-    BuildEvent, CreateInvite, CreateUser, InviteView, LogEvent, RefreshEvent, RefreshStatus,
-    ResetPassword, SessionView, SetRole, StatusView, UpdateSession, UserView,
+    ApiTokenView, BuildEvent, CreateApiToken, CreateInvite, CreateUser, CreatedApiToken,
+    InviteView, LogEvent, RefreshEvent, RefreshStatus, ResetPassword, Scope, SessionView, SetRole,
+    StatusView, UpdateSession, UserView,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -17,7 +18,7 @@ use serde_json::{Value, json};
 
 use crate::cli::{
     Cli, Command, ContainerCommand, ImageCommand, InviteCommand, PasswordArgs, Role,
-    SessionCommand, UserCommand,
+    SessionCommand, TokenCommand, UserCommand,
 };
 use crate::client::Client;
 use crate::table;
@@ -476,6 +477,105 @@ async fn user(client: &Client, out: Output, command: &UserCommand) -> Result<(),
                     let _ = writeln!(s, "password: {password}");
                 }
                 s
+            });
+        }
+        UserCommand::Token(command) => token(client, out, command).await?,
+    }
+    Ok(())
+}
+
+// ---- API tokens
+
+fn token_table(list: &[ApiTokenView]) -> String {
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|t| {
+            vec![
+                t.id.clone(),
+                t.name.clone(),
+                t.scopes
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(","),
+                table::utc_minutes(t.created_at),
+                table::utc_minutes(t.expires_at),
+                t.last_used_at
+                    .map_or_else(|| "never".to_owned(), table::utc_minutes),
+            ]
+        })
+        .collect();
+    table::render(
+        &[
+            "ID",
+            "NAME",
+            "SCOPES",
+            "CREATED (UTC)",
+            "EXPIRES (UTC)",
+            "LAST USED",
+        ],
+        &rows,
+    )
+}
+
+async fn token(client: &Client, out: Output, command: &TokenCommand) -> Result<(), Failure> {
+    let path = |user: &str, rest: &str| format!("/admin/v1/users/{}/tokens{rest}", segment(user));
+    match command {
+        TokenCommand::Create {
+            user,
+            name,
+            scopes,
+            expires,
+        } => {
+            let scopes = if scopes.is_empty() {
+                vec![
+                    Scope::SessionsRead,
+                    Scope::SessionsWrite,
+                    Scope::SessionsConnect,
+                ]
+            } else {
+                scopes.clone()
+            };
+            let request = CreateApiToken {
+                name: name.clone(),
+                scopes,
+                expires_in_days: *expires,
+            };
+            let v = answer(
+                client
+                    .call(Method::POST, &path(user, ""), Some(&body(&request)))
+                    .await?,
+            );
+            out.show_typed(&v, |created: CreatedApiToken| {
+                let info = &created.info;
+                format!(
+                    "token {} for {} ({}), expires {} UTC:\n{}\nIt is shown only now; keep it secret. Use it as `Authorization: Bearer <token>`.\n",
+                    info.id,
+                    info.user,
+                    info.scopes
+                        .iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    table::utc_minutes(info.expires_at),
+                    created.token
+                )
+            })?;
+        }
+        TokenCommand::List { user } => {
+            let v = answer(client.call(Method::GET, &path(user, ""), None).await?);
+            out.show_typed(&v, |list: Vec<ApiTokenView>| token_table(&list))?;
+        }
+        TokenCommand::Revoke { user, id } => {
+            client
+                .call(
+                    Method::DELETE,
+                    &path(user, &format!("/{}", segment(id))),
+                    None,
+                )
+                .await?;
+            out.show(&json!({"user": user, "id": id, "revoked": true}), |_| {
+                format!("token {id} of {user}: revoked; its open streams close\n")
             });
         }
     }

@@ -193,3 +193,54 @@ fn usage_errors_are_exit_2() {
         stderr(&out)
     );
 }
+
+#[test]
+fn user_token_create_sends_scopes_and_days_and_prints_the_token_once() {
+    let dir = tempfile::tempdir().expect("dir");
+    let body = r#"{"token":"octo_0123456789abcdef_x","info":{"id":"0123456789abcdef","user":"ada","name":"ci","scopes":["sessions:read","sessions:connect"],"created_at":0,"expires_at":1209600000,"last_used_at":null}}"#;
+    let (path, server) = serve_once(dir.path(), "201 Created", "application/json", body);
+    let out = octoctl(
+        &path,
+        &[
+            "user",
+            "token",
+            "create",
+            "ada",
+            "--name",
+            "ci",
+            "--scope",
+            "sessions:read",
+            "--scope",
+            "sessions:connect",
+            "--expires",
+            "2w",
+        ],
+    );
+    let request = server.join().expect("server");
+    assert!(
+        request.starts_with("POST /admin/v1/users/ada/tokens "),
+        "{request}"
+    );
+    let sent: serde_json::Value =
+        serde_json::from_str(request.splitn(3, ' ').nth(2).expect("a body")).expect("JSON");
+    assert_eq!(sent["name"], "ci");
+    assert_eq!(
+        sent["scopes"],
+        serde_json::json!(["sessions:read", "sessions:connect"])
+    );
+    assert_eq!(sent["expires_in_days"], 14);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("octo_0123456789abcdef_x"), "{stdout}");
+    assert!(stdout.contains("shown only now"), "{stdout}");
+
+    // Bad scopes and lifetimes are refused before anything is sent.
+    for args in [
+        &["user", "token", "create", "ada", "--scope", "everything"][..],
+        &["user", "token", "create", "ada", "--expires", "12h"][..],
+        &["user", "token", "create", "ada", "--expires", "400d"][..],
+    ] {
+        let out = octoctl(&dir.path().join("nobody.sock"), args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+    }
+}
