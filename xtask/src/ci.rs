@@ -232,7 +232,18 @@ fn e2e() -> anyhow::Result<()> {
 fn run_checks() -> anyhow::Result<(usize, usize)> {
     let program = format!("{}/debug/octo-e2e", testhost::GUEST_TARGET);
     let (mut passed, mut failed) = (0, 0);
+    // For development: `OCTO_E2E_ONLY=api,api-sdk` runs only those checks (their arguments
+    // joined by spaces, e.g. `engine idle`), in the suite's order.
+    let only: Option<Vec<String>> = std::env::var("OCTO_E2E_ONLY")
+        .ok()
+        .map(|v| v.split(',').map(|s| s.trim().to_owned()).collect());
     for check in CHECKS {
+        if only
+            .as_ref()
+            .is_some_and(|only| !only.contains(&check.args.join(" ")))
+        {
+            continue;
+        }
         if check.reboot_before {
             testhost::reboot()?;
         }
