@@ -6,6 +6,10 @@
 //!   the same multi-threaded runtime octod uses and served as `octod serve` serves them
 //!   (`TCP_NODELAY` on accepted connections, the peer's address for `X-Forwarded-For`); with `tcp <addr>`, HTTP goes to `addr` over
 //!   TCP instead (the path before sessions had sockets), for comparison;
+//! - `proxy-auth <listen> <gateway-socket> <token> <state-dir>`: the same routes with octod's
+//!   real authentication (`CurrentUser` over `Auth` on a redb file in `state-dir`): it creates
+//!   a user with a session cookie (JWT) and a personal API token (`sessions:connect`), writes
+//!   them to `state-dir/credentials` (`cookie <jwt>` and `bearer <token>` lines), then serves;
 //! - `echo <listen> <socket>`: a ttyd-like WebSocket echo on `/ws` (subprotocol `tty`, any
 //!   auth), on TCP and on a Unix socket (where the gateway relays `/terminal`);
 //! - `rtt <messages> <url>…`: sequential small-message round trips over each URL (the first
@@ -62,6 +66,12 @@ fn main() -> anyhow::Result<()> {
             Path::new(socket),
             token,
             Some(addr.parse()?),
+        )),
+        ["proxy-auth", listen, socket, token, state] => runtime.block_on(proxy_auth(
+            listen.parse()?,
+            Path::new(socket),
+            token,
+            Path::new(state),
         )),
         ["echo", listen, socket] => runtime.block_on(echo(listen.parse()?, Path::new(socket))),
         ["rtt", messages, urls @ ..] if !urls.is_empty() => {
@@ -162,6 +172,88 @@ async fn proxy(
     // response whose head and body reach the proxy apart, the gateway's downloads, would
     // leave in two writes, and the second wait for wrk's delayed ACK, ~40 ms) and the peer
     // for `X-Forwarded-For`.
+    let listener = octod::http::peer::HttpListener::tcp(
+        TcpListener::bind(listen).await?,
+        octod::http::peer::TrustedProxies::default(),
+    );
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<octod::http::peer::ClientPeer>(),
+    )
+    .await?;
+    Ok(())
+}
+
+/// [`BenchState`] with octod's accounts, for the real `CurrentUser` extractor.
+#[derive(Clone)]
+struct AuthBenchState {
+    proxy: Proxy,
+    sessions: Arc<FixedSessions>,
+    auth: octod::auth::Auth,
+}
+
+impl FromRef<AuthBenchState> for Proxy {
+    fn from_ref(state: &AuthBenchState) -> Self {
+        state.proxy.clone()
+    }
+}
+
+impl FromRef<AuthBenchState> for Arc<FixedSessions> {
+    fn from_ref(state: &AuthBenchState) -> Self {
+        Arc::clone(&state.sessions)
+    }
+}
+
+impl FromRef<AuthBenchState> for octod::auth::Auth {
+    fn from_ref(state: &AuthBenchState) -> Self {
+        state.auth.clone()
+    }
+}
+
+async fn proxy_auth(
+    listen: SocketAddr,
+    socket: &Path,
+    token: &str,
+    state_dir: &Path,
+) -> anyhow::Result<()> {
+    use octod::auth::{Auth, AuthSettings, NewApiToken};
+    let _ = std::fs::remove_dir_all(state_dir);
+    std::fs::create_dir_all(state_dir)?;
+    let store = octod::store::Store::open(state_dir.join("octod.redb"))?;
+    let auth = Auth::open(state_dir, store, AuthSettings::default())?;
+    let user = auth
+        .add_user("bench", "bench-password-1", Role::User, "bench")
+        .await?;
+    let cookie = auth.issue(&user)?;
+    let (bearer, _) = auth
+        .create_api_token(
+            "bench",
+            NewApiToken {
+                name: "bench".to_owned(),
+                scopes: vec![octod::identity::Scope::SessionsConnect],
+                expires_in_days: None,
+            },
+            "bench",
+        )
+        .await?;
+    std::fs::write(
+        state_dir.join("credentials"),
+        format!(
+            "cookie {}\nbearer {}\n",
+            cookie.token.expose(),
+            bearer.expose()
+        ),
+    )?;
+    let state = AuthBenchState {
+        proxy: Proxy::new(),
+        sessions: Arc::new(FixedSessions {
+            socket: socket.to_owned(),
+            token: Secret::new(token.to_owned()),
+            activity: AtomicU64::new(0),
+        }),
+        auth,
+    };
+    let app = octod::proxy::routes::<AuthBenchState, FixedSessions>().with_state(state);
     let listener = octod::http::peer::HttpListener::tcp(
         TcpListener::bind(listen).await?,
         octod::http::peer::TrustedProxies::default(),

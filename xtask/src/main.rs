@@ -111,6 +111,8 @@ enum Bench {
     Fileserver,
     /// octod's proxy vs Caddy's reverse_proxy (HTTP, WebSocket round trip, RSS).
     Proxy,
+    /// The proxy path with a personal API token vs with the session cookie (issue 16).
+    ProxyAuth,
     /// Engine create→ready vs podman run + wait-until-healthy, in the test host.
     SessionStart,
     /// The web UI in Chromium (a 10,000-entry folder, a 500-message conversation): this
@@ -187,6 +189,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Task::Bench { bench } => match bench {
             Bench::Fileserver => bench::fileserver::run()?,
             Bench::Proxy => bench::proxy::run()?,
+            Bench::ProxyAuth => bench::proxy::run_auth()?,
             Bench::SessionStart => bench::session_start::run()?,
             Bench::Ui {
                 baseline,

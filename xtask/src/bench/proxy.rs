@@ -752,3 +752,150 @@ fn vm_rss_kib(pid: u32) -> anyhow::Result<u64> {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .context("no VmRSS in /proc/<pid>/status")
 }
+
+/// `cargo xtask bench proxy-auth`: the cost of checking a personal API token on the proxy path
+/// against checking the session cookie, on one octod proxy with its real authentication
+/// (`bench_proxy proxy-auth`: `Auth` over a redb file) in front of the gateway on its Unix
+/// socket. The same small download, driven by wrk with `Cookie: octo_session=<JWT>` and with
+/// `Authorization: Bearer octo_…`, in interleaved rounds; median requests/s and CPU time per
+/// request of the proxy process for each, and their ratios (token over cookie for requests/s,
+/// cookie over token for CPU: above 1.0, the token is cheaper). Issue 16 asks ≥ 0.98.
+pub(crate) fn run_auth() -> anyhow::Result<()> {
+    const ROUNDS: usize = 5;
+    let work = target_dir().join("bench-proxy-auth");
+    let files = work.join("files");
+    fs::create_dir_all(&files).with_context(|| format!("creating {}", files.display()))?;
+    step("building octo-fileserver and the proxy harness (release)");
+    run_cmd(&mut cargo([
+        "build",
+        "--release",
+        "--quiet",
+        "-p",
+        "octo-fileserver",
+    ]))?;
+    run_cmd(&mut cargo([
+        "build",
+        "--release",
+        "--quiet",
+        "-p",
+        "octod",
+        "--example",
+        "bench_proxy",
+    ]))?;
+    let fileserver = target_dir().join("release/octo-fileserver");
+    let harness = target_dir().join("release/examples/bench_proxy");
+    let wrk = which("wrk").context("the HTTP load comes from wrk: install Debian's `wrk`")?;
+    which("curl").context("the checks use curl: install `curl`")?;
+    fs::write(files.join("small.txt"), SMALL)?;
+
+    step("starting the gateway and octod's proxy with its accounts");
+    let gateway = work.join("gateway.sock");
+    let _ = fs::remove_file(&gateway);
+    let _upstream = Server::start_unix(
+        Command::new(&fileserver)
+            .arg("--listen")
+            .arg(format!("unix:{}", gateway.display()))
+            .arg("--root")
+            .arg(&files)
+            .env("OCTO_SESSION_TOKEN", TOKEN)
+            .env("RUST_LOG", "warn"),
+        &gateway,
+        &work.join("octo-fileserver.log"),
+    )?;
+    let state = work.join("state");
+    let addr = free_addr()?;
+    let octo = Server::start(
+        Command::new(&harness)
+            .arg("proxy-auth")
+            .arg(addr.to_string())
+            .arg(&gateway)
+            .arg(TOKEN)
+            .arg(&state),
+        addr,
+        &work.join("octod-proxy-auth.log"),
+    )?;
+    let credentials = fs::read_to_string(state.join("credentials"))?;
+    let value = |kind: &str| {
+        credentials
+            .lines()
+            .find_map(|l| l.strip_prefix(kind))
+            .map(|v| v.trim().to_owned())
+            .with_context(|| format!("no {kind} in the harness's credentials"))
+    };
+    let headers = [
+        (
+            "cookie",
+            format!("Cookie: octo_session={}", value("cookie ")?),
+        ),
+        (
+            "token",
+            format!("Authorization: Bearer {}", value("bearer ")?),
+        ),
+    ];
+    let url = format!("http://{addr}/sessions/{SESSION}/files/api/download?path=small.txt");
+    for (_, header) in &headers {
+        check_download(&url, Some(header), Some(SMALL.len()))?;
+    }
+    // Without a credential: refused, so the load above is really authenticated.
+    let refused = output(
+        Command::new("curl")
+            .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}"])
+            .arg(&url),
+    )?;
+    ensure!(refused == "401", "without a credential: {refused}");
+
+    step(format!(
+        "wrk, 64 connections: {ROUNDS} rounds of {WRK_SECONDS} s, cookie and token interleaved"
+    ));
+    let mut results: Vec<Vec<Wrk>> = headers.iter().map(|_| Vec::new()).collect();
+    for round in 0..ROUNDS {
+        for (i, (name, header)) in headers.iter().enumerate() {
+            let before = cpu_seconds(octo.pid())?;
+            let mut result = wrk_run(&wrk, &url, Some(header), 64)?;
+            result.cpu = (cpu_seconds(octo.pid())? - before) / result.requests;
+            eprintln!(
+                "    round {} {name:<6} {:>10.0} req/s  p99 {:>8.2} ms  {:>7.1} µs CPU/req",
+                round + 1,
+                result.rps,
+                result.p99 * 1e3,
+                result.cpu * 1e6
+            );
+            results[i].push(result);
+        }
+    }
+    let rps: Vec<f64> = results
+        .iter()
+        .map(|r| median(r.iter().map(|w| w.rps).collect()))
+        .collect();
+    let cpu: Vec<f64> = results
+        .iter()
+        .map(|r| median(r.iter().map(|w| w.cpu).collect()))
+        .collect();
+    let p99: Vec<f64> = results
+        .iter()
+        .map(|r| median(r.iter().map(|w| w.p99).collect()))
+        .collect();
+    println!();
+    println!(
+        "proxy path, small download, 64 connections, {ROUNDS} × {WRK_SECONDS} s (medians), {} CPUs",
+        cpus()
+    );
+    println!(
+        "{:<8} {:>12} {:>12} {:>14}",
+        "", "req/s", "p99 ms", "CPU µs/req"
+    );
+    for (i, (name, _)) in headers.iter().enumerate() {
+        println!(
+            "{name:<8} {:>12.0} {:>12.2} {:>14.1}",
+            rps[i],
+            p99[i] * 1e3,
+            cpu[i] * 1e6
+        );
+    }
+    println!(
+        "ratio token/cookie, req/s: {:.3}   cookie/token, CPU per request: {:.3}   (issue 16: ≥ 0.98)",
+        rps[1] / rps[0],
+        cpu[0] / cpu[1]
+    );
+    Ok(())
+}
