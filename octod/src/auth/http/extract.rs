@@ -41,7 +41,7 @@ where
         }
         let token = token_from(&parts.headers).ok_or_else(ApiError::unauthorized)?;
         let auth = AuthState::from_ref(state);
-        let (authenticated, grant) = auth.authenticate_granted(token).map_err(ApiError::from)?;
+        let (authenticated, grant) = auth.authenticate_granted(&token).map_err(ApiError::from)?;
         if let Credential::Api(api) = &authenticated.credential {
             let path = parts
                 .extensions
@@ -159,15 +159,32 @@ impl Caller for RequireAdmin {
 
 impl AdminCaller for RequireAdmin {}
 
-/// The bearer token, else the session cookie's value.
-fn token_from(headers: &HeaderMap) -> Option<&str> {
+/// The user name opencode's own client sends with its password as HTTP Basic.
+pub const OPENCODE_BASIC_USER: &str = "opencode";
+
+/// The bearer token, else an API token as opencode's client sends its password (HTTP Basic
+/// `opencode:<token>`, so that `opencode attach` works with a token), else the session cookie's
+/// value. Any other `Authorization` is no token, and never falls back to the cookie.
+fn token_from(headers: &HeaderMap) -> Option<std::borrow::Cow<'_, str>> {
+    use base64::Engine as _;
+    use std::borrow::Cow;
     if let Some(value) = headers.get(AUTHORIZATION) {
         let value = value.to_str().ok()?;
         let (scheme, token) = value.split_once(' ')?;
+        if scheme.eq_ignore_ascii_case("basic") {
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(token.trim())
+                .ok()?;
+            let text = String::from_utf8(decoded).ok()?;
+            let (user, password) = text.split_once(':')?;
+            return (user == OPENCODE_BASIC_USER && crate::auth::api_token::looks_like(password))
+                .then(|| Cow::Owned(password.to_owned()));
+        }
         return scheme
             .eq_ignore_ascii_case("bearer")
             .then(|| token.trim())
-            .filter(|t| !t.is_empty());
+            .filter(|t| !t.is_empty())
+            .map(Cow::Borrowed);
     }
     headers
         .get_all(COOKIE)
@@ -178,6 +195,7 @@ fn token_from(headers: &HeaderMap) -> Option<&str> {
         .find(|(name, _)| *name == COOKIE_NAME)
         .map(|(_, value)| value.trim_matches('"'))
         .filter(|t| !t.is_empty())
+        .map(std::borrow::Cow::Borrowed)
 }
 
 /// Where a request came from: the client's address (for the login throttle and the audit log)
@@ -271,11 +289,11 @@ mod tests {
     #[test]
     fn token_from_bearer_or_cookie() {
         assert_eq!(
-            token_from(&headers(&[("authorization", "Bearer abc")])),
+            token_from(&headers(&[("authorization", "Bearer abc")])).as_deref(),
             Some("abc")
         );
         assert_eq!(
-            token_from(&headers(&[("authorization", "bearer  abc ")])),
+            token_from(&headers(&[("authorization", "bearer  abc ")])).as_deref(),
             Some("abc")
         );
         // A non-bearer Authorization is no token, even with a cookie.
@@ -283,26 +301,53 @@ mod tests {
             token_from(&headers(&[
                 ("authorization", "Basic x"),
                 ("cookie", "octo_session=c")
-            ])),
+            ]))
+            .as_deref(),
             None
         );
         assert_eq!(
-            token_from(&headers(&[("cookie", "a=1; octo_session=tok; b=2")])),
+            token_from(&headers(&[("cookie", "a=1; octo_session=tok; b=2")])).as_deref(),
             Some("tok")
         );
         assert_eq!(
             token_from(&headers(&[
                 ("cookie", "a=1"),
                 ("cookie", "octo_session=tok")
-            ])),
+            ]))
+            .as_deref(),
             Some("tok")
         );
         assert_eq!(
-            token_from(&headers(&[("cookie", "xocto_session=tok")])),
+            token_from(&headers(&[("cookie", "xocto_session=tok")])).as_deref(),
             None
         );
-        assert_eq!(token_from(&headers(&[("cookie", "octo_session=")])), None);
-        assert_eq!(token_from(&headers(&[])), None);
+        assert_eq!(
+            token_from(&headers(&[("cookie", "octo_session=")])).as_deref(),
+            None
+        );
+        assert_eq!(token_from(&headers(&[])).as_deref(), None);
+    }
+
+    #[test]
+    fn an_api_token_as_opencodes_basic_password() {
+        use base64::Engine as _;
+        let basic = |credentials: &str| {
+            let encoded = base64::engine::general_purpose::STANDARD.encode(credentials);
+            let value = HeaderValue::from_str(&format!("Basic {encoded}")).expect("value");
+            let mut map = HeaderMap::new();
+            map.insert(AUTHORIZATION, value);
+            map.insert(COOKIE, HeaderValue::from_static("octo_session=cookie"));
+            token_from(&map).map(std::borrow::Cow::into_owned)
+        };
+        let token = format!("octo_{}_{}", "a".repeat(16), "b".repeat(64));
+        assert_eq!(basic(&format!("opencode:{token}")), Some(token.clone()));
+        // Another user name, a JWT as the password, garbage: no token (and not the cookie).
+        assert_eq!(basic(&format!("admin:{token}")), None);
+        assert_eq!(basic("opencode:eyJhbGciOiJIUzI1NiJ9.e30.x"), None);
+        assert_eq!(basic("opencode"), None);
+        let mut map = HeaderMap::new();
+        map.insert(AUTHORIZATION, HeaderValue::from_static("Basic !!!"));
+        assert_eq!(token_from(&map).as_deref(), None);
     }
 
     #[test]
