@@ -10,6 +10,7 @@ mod api;
 mod api_sdk;
 mod bench;
 mod boundary;
+mod clients;
 mod engine;
 mod generator;
 mod image;

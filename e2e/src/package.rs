@@ -21,9 +21,10 @@ use crate::api::expect;
 use crate::util::{self, Answer, say};
 
 /// Caddy's site for Octo in the test host (`OCTO_SITE` in `/etc/octo/caddy.env`).
-const SITE: &str = "localhost:8443";
+pub(crate) const SITE: &str = "localhost:8443";
 /// Where the `caddy` user's Caddy keeps the root of its internal CA.
-const CADDY_CA: &str = "/var/lib/caddy/.local/share/caddy/pki/authorities/local/root.crt";
+pub(crate) const CADDY_CA: &str =
+    "/var/lib/caddy/.local/share/caddy/pki/authorities/local/root.crt";
 /// What the phases hand on.
 const STATE: &str = "/root/octo-e2e-package.json";
 /// The workspace file that must survive the reboot and the upgrade.
@@ -42,6 +43,10 @@ pub enum Phase {
     /// socket (nothing listens on TCP), 1,000 wrong passwords from one address with forged
     /// `X-Forwarded-For` are throttled, and the owner still signs in from another address.
     Throttle,
+    /// Scripts and clients with API tokens, through Caddy (`clients.rs`): a session made
+    /// with a token, event streams that end with their sign-out or token, and opencode's
+    /// own CLI (the image's binary, run on the host) attached with a token.
+    Clients,
     /// After a reboot: octod comes back on the first request, the session by itself, the
     /// file is there.
     AfterReboot,
@@ -65,6 +70,7 @@ pub async fn run(phase: Phase) -> anyhow::Result<()> {
         Phase::Activate => activate().await,
         Phase::Install => install().await,
         Phase::Throttle => throttle(),
+        Phase::Clients => crate::clients::run().await,
         Phase::AfterReboot => after_reboot().await,
         Phase::AfterUpgrade => after_upgrade().await,
         Phase::BeforeBoundaryUpgrade => before_boundary_upgrade(),
@@ -75,7 +81,7 @@ pub async fn run(phase: Phase) -> anyhow::Result<()> {
 }
 
 /// A request through Caddy over TLS; the answer once Caddy closes the connection.
-fn request(
+pub(crate) fn request(
     method: &str,
     path: &str,
     headers: &[(&str, &str)],
@@ -216,7 +222,7 @@ fn sign_in(answer: &Answer) -> anyhow::Result<Browser> {
     })
 }
 
-fn sh(script: &str) -> anyhow::Result<String> {
+pub(crate) fn sh(script: &str) -> anyhow::Result<String> {
     util::run(Command::new("sh").args(["-c", script]))
 }
 
@@ -230,7 +236,7 @@ fn unit_state(unit: &str) -> String {
 }
 
 /// A command as `octo` with its user manager's environment.
-fn as_octo(script: &str) -> anyhow::Result<String> {
+pub(crate) fn as_octo(script: &str) -> anyhow::Result<String> {
     let uid = sh("id -u octo")?.trim().to_owned();
     util::run(Command::new("runuser").args([
         "-u",

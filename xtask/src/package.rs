@@ -299,6 +299,7 @@ fn scenario(first: &Packages) -> anyhow::Result<()> {
     e2e("install")?;
     e2e("throttle")?;
     browser_checks()?;
+    e2e("clients")?;
     testhost::reboot()?;
     e2e("after-reboot")?;
 
