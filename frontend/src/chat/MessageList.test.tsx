@@ -51,7 +51,8 @@ beforeAll(() => {
     get(this: HTMLElement) {
       if (!this.classList.contains("chat-messages")) return 0;
       const gaps = [...this.querySelectorAll<HTMLElement>(".chat-gap")].reduce((sum, gap) => sum + parseFloat(gap.style.height), 0);
-      return gaps + this.querySelectorAll(".chat-row").length * ROW;
+      const rows = [...this.querySelectorAll<HTMLElement>(".chat-row")].reduce((sum, row) => sum + row.getBoundingClientRect().height, 0);
+      return gaps + rows;
     },
   });
   globalThis.ResizeObserver = class {
@@ -183,6 +184,40 @@ describe("MessageList", () => {
     scrollTo(scroller.scrollHeight / 2);
     expect(shown()).toContain(ids[3]);
     expect(shown()).not.toContain(ids[4]);
+  });
+
+  it("follows new content at the end, but not what the user opens there", () => {
+    const { scroller, show } = mount(entries);
+    const grow = (key: string, by: number) => {
+      const spy = vi.mocked(HTMLElement.prototype.getBoundingClientRect);
+      const base = spy.getMockImplementation()!;
+      spy.mockImplementation(function (this: HTMLElement) {
+        const box = base.call(this);
+        return this.dataset.rowKey === key ? ({ ...box, height: ROW + by, bottom: ROW + by } as DOMRect) : box;
+      });
+      return () => spy.mockImplementation(base);
+    };
+    // The last message grows (a reply streaming): the end stays in view.
+    const end = scroller.scrollTop;
+    let restore = grow(ids.at(-1)!, 300);
+    try {
+      show([...entries]);
+      expect(scroller.scrollTop).toBe(end + 300);
+      expect(scroller.scrollTop).toBe(scroller.scrollHeight - VIEW);
+    } finally {
+      restore();
+    }
+    // The user opens its tool card: the view stays where it was.
+    const before = scroller.scrollTop;
+    act(() => container.querySelector<HTMLElement>(`[data-message-id="${ids.at(-1)}"] summary`)!.click());
+    restore = grow(ids.at(-1)!, 900);
+    try {
+      show([...entries]);
+      expect(scroller.scrollTop).toBe(before);
+      expect(scroller.scrollHeight - VIEW).toBe(before + 600);
+    } finally {
+      restore();
+    }
   });
 
   it("keeps the view on the same message when one above it turns out taller", () => {

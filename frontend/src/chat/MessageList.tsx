@@ -9,7 +9,7 @@
 // Rows are `MessageView`s, memoized on their entry (which the reducer keeps identical while it does
 // not change): a streamed delta re-renders only the message it grows. Find-in-page sees only the
 // rendered messages.
-import { useCallback, useLayoutEffect, useRef, useState, type FocusEvent, type ReactNode } from "react";
+import { useCallback, useLayoutEffect, useRef, useState, type FocusEvent, type MouseEvent, type ReactNode } from "react";
 import type { Part } from "@opencode-ai/sdk/v2/client";
 import { MessageView, type PermissionHandlers } from "./MessageView";
 import type { MessageEntry } from "./state";
@@ -20,7 +20,6 @@ import {
   rowLayout,
   segments,
   visibleRows,
-  type Anchor,
   type RowLayout,
   type RowRange,
 } from "./windowing";
@@ -49,7 +48,8 @@ export function MessageList(props: {
   const [focused, setFocused] = useState<string>();
   // At the end: new content keeps the end in view (until the user scrolls up).
   const stuck = useRef(true);
-  const anchor = useRef<Anchor | undefined>(undefined);
+  // The layout the page showed after the last settle: where the user's scroll position is.
+  const settled = useRef<RowLayout | undefined>(undefined);
 
   const layout = rowLayout(
     entries.map((entry) => entry.id),
@@ -64,7 +64,7 @@ export function MessageList(props: {
   if (shownConversation.current !== conversation) {
     shownConversation.current = conversation;
     stuck.current = true;
-    anchor.current = undefined;
+    settled.current = undefined;
   }
 
   /** The viewport in list coordinates. */
@@ -81,10 +81,17 @@ export function MessageList(props: {
   }, [view]);
 
   /** Measures the rendered rows; then holds the end or the anchor in view and renders the rows
-   * the viewport now shows. After each render and each resize, before the browser paints. */
+   * the viewport now shows. After each render and each resize, before the browser paints.
+   *
+   * The anchor is taken here, from the layout the page showed until now and the scroll position
+   * the user (or a script) left, not at scroll events: a render can come between a scroll and
+   * its event, and an anchor taken earlier would undo that scroll. */
   const settle = useCallback(() => {
     const el = scroller.current;
     if (!el) return;
+    const listTop = list.current?.offsetTop ?? 0;
+    const top = el.scrollTop - listTop;
+    const anchor = !stuck.current && settled.current ? anchorAt(settled.current, top) : undefined;
     let changed = false;
     for (const [key, row] of rows) {
       const height = row.getBoundingClientRect().height;
@@ -103,13 +110,11 @@ export function MessageList(props: {
     if (stuck.current) {
       const end = el.scrollHeight - el.clientHeight;
       if (el.scrollTop < end) el.scrollTop = end;
-    } else if (anchor.current) {
-      const top = anchoredTop(current.current, anchor.current);
-      if (top !== undefined) {
-        const scrollTop = top + (list.current?.offsetTop ?? 0);
-        if (Math.abs(scrollTop - el.scrollTop) >= 1) el.scrollTop = scrollTop;
-      }
+    } else if (anchor) {
+      const target = anchoredTop(current.current, anchor);
+      if (target !== undefined && Math.abs(target - top) >= 1) el.scrollTop = target + listTop;
     }
+    settled.current = current.current;
     updateRange();
   }, [heights, rows, updateRange]);
 
@@ -147,8 +152,13 @@ export function MessageList(props: {
     const el = scroller.current;
     if (!el) return;
     stuck.current = isAtBottom(el);
-    anchor.current = anchorAt(current.current, view().top);
     updateRange();
+  };
+
+  // Opening a tool card or showing a whole output is reading, not following: the view stays where
+  // it is (the anchor) instead of jumping to the end of what opened.
+  const onClickCapture = (event: MouseEvent<HTMLDivElement>) => {
+    if ((event.target as Element).closest("summary, .chat-output-more")) stuck.current = false;
   };
 
   // The message holding focus stays rendered when scrolled away, so focus is not lost.
@@ -178,7 +188,7 @@ export function MessageList(props: {
       aria-busy={busy}
     >
       {entries.length > 0 && (
-        <div className="chat-rows" ref={list} onFocus={onFocus} onBlur={onBlur}>
+        <div className="chat-rows" ref={list} onFocus={onFocus} onBlur={onBlur} onClickCapture={onClickCapture}>
           {segments(layout, range, pinnedRows).map((segment) =>
             "gap" in segment ? (
               <div
