@@ -1,13 +1,17 @@
 // Issue 19's long conversation in a real session: the captured bash reply (chat/fixtures) replayed
 // as 500 messages, with 10,000-line command outputs and big diffs, answered to the page in place
-// of the session's own conversation list (the stub model would need 250 turns). It is shown
-// whole, long outputs collapsed with their size; it scrolls to the top and back; the chat still
-// takes typing. Timings are the bench's (`cargo xtask bench ui`), not asserted here.
+// of the session's own conversation list (the stub model would need 250 turns). The list is
+// windowed: fewer than MAX_IN_DOM messages are in the DOM wherever it is scrolled; long outputs
+// and diffs are collapsed with their size, and stay usable when shown whole; it scrolls to the
+// top and back, by the scrollbar and from the keyboard; the chat still takes typing. Timings are
+// the bench's (`cargo xtask bench ui`), not asserted here.
 import { conversation } from "./bench-harness.mjs";
 import { expectNoConsoleErrors } from "./util.mjs";
 
 const LONG = { timeout: 180_000 };
 const COUNT = 500;
+/** What the check allows in the DOM (the pane shows a dozen short messages at this size). */
+const MAX_IN_DOM = 60;
 
 export default async function longChat(ctx) {
   const { baseUrl } = ctx;
@@ -36,40 +40,7 @@ export default async function longChat(ctx) {
     sessionId = await row.getAttribute("data-session-id");
     await row.and(page.locator('[data-state="running"]')).waitFor(LONG);
     await row.getByTestId("session-open").click();
-
-    ctx.step(`${COUNT} messages shown, long outputs collapsed with their size`);
-    const messages = page.locator('[data-testid="chat-message"]');
-    await messages.nth(COUNT - 1).waitFor(LONG);
-    const tool = page.locator('[data-testid="chat-tool"][data-tool="bash"]').first();
-    await tool.locator("summary").click();
-    const more = tool.getByTestId("chat-output-more");
-    const label = await more.textContent();
-    if (!/9,800 earlier lines; show all 10,000 \(\d+ KiB\)/.test(label)) throw new Error(`the collapsed output says: ${label}`);
-    const lines = await tool.locator(".chat-terminal").evaluate((e) => e.textContent.split("\n").length);
-    if (lines > 300) throw new Error(`a collapsed output shows ${lines} lines`);
-
-    ctx.step("scrolled to the top and back");
-    const list = byTest("chat-messages");
-    const scrollTo = (where) =>
-      list.evaluate(async (el, w) => {
-        for (let i = 0; i < 200; i++) {
-          el.scrollTop = w === "top" ? 0 : el.scrollHeight;
-          await new Promise((r) => requestAnimationFrame(r));
-          if (w === "top" ? el.scrollTop === 0 : el.scrollTop + el.clientHeight >= el.scrollHeight - 2) return;
-        }
-      }, where);
-    await scrollTo("top");
-    await messages.first().scrollIntoViewIfNeeded();
-    const [first, box] = [await messages.first().boundingBox(), await list.boundingBox()];
-    if (first.y < box.y - 1 || first.y > box.y + box.height) throw new Error("the first message is not in view at the top");
-    await ctx.screenshot(page, "top");
-    await scrollTo("bottom");
-
-    ctx.step("the chat takes typing");
-    await byTest("chat-input").click();
-    await page.keyboard.type("still responsive");
-    const typed = await byTest("chat-input").inputValue();
-    if (typed !== "still responsive") throw new Error(`the input holds ${JSON.stringify(typed)}`);
+    await checkLongChat(ctx, page, chat);
     consoleErrors.check();
   } finally {
     if (sessionId) {
@@ -79,4 +50,118 @@ export default async function longChat(ctx) {
     }
     await context.close();
   }
+}
+
+/** The checks, once `page` shows the workspace whose chat is answered with `chat` (`conversation()`;
+ * also run against the bench harness while developing). */
+export async function checkLongChat(ctx, page, chat) {
+  const byTest = (id) => page.getByTestId(id);
+  // The conversation in the order the chat shows it (by id), and the messages to look at.
+  const listed = JSON.parse(chat.messages).sort((a, b) => (a.info.id < b.info.id ? -1 : 1));
+  const ids = listed.map((m) => m.info.id);
+  const outputOf = (m) => m.parts.find((p) => p.type === "tool")?.state?.output ?? "";
+  const longOutput = listed.find((m) => outputOf(m).split("\n").length === 10_000).info.id;
+  const bigDiff = listed.find((m) => m.parts.some((p) => p.type === "text" && p.text.includes("```diff"))).info.id;
+  const message = (id) => page.locator(`[data-testid="chat-message"][data-message-id="${id}"]`);
+  const list = byTest("chat-messages");
+  const inDom = () => page.locator('[data-testid="chat-message"]').count();
+  const expectFewInDom = async (where) => {
+    const count = await inDom();
+    if (count >= MAX_IN_DOM) throw new Error(`${count} messages in the DOM ${where}`);
+  };
+  /** Whether message `id` is rendered and within the list's viewport. */
+  const seen = (id) =>
+    list.evaluate((el, id) => {
+      const m = el.querySelector(`[data-message-id="${id}"]`);
+      if (!m) return false;
+      const [box, view] = [m.getBoundingClientRect(), el.getBoundingClientRect()];
+      return box.bottom > view.top && box.top < view.bottom;
+    }, id);
+  /** Scrolls the list, a viewport at a time, towards message `id` (by its place in `ids`) until
+   * it is rendered, then brings its top into view. */
+  const reveal = (id) =>
+    list.evaluate(
+      async (el, { id, ids }) => {
+        const target = ids.indexOf(id);
+        for (let i = 0; i < 2000 && !el.querySelector(`[data-message-id="${id}"]`); i++) {
+          const shown = [...el.querySelectorAll("[data-message-id]")].map((m) => ids.indexOf(m.dataset.messageId));
+          const below = shown.length > 0 && Math.min(...shown) > target;
+          el.scrollTop += (below ? -1 : 1) * el.clientHeight;
+          await new Promise((r) => requestAnimationFrame(r));
+        }
+        el.querySelector(`[data-message-id="${id}"]`)?.scrollIntoView({ block: "start" });
+        await new Promise((r) => requestAnimationFrame(r));
+      },
+      { id, ids },
+    );
+  /** Scrolls the list to its top or end, waiting a frame per try until it stays there. */
+  const scrollTo = (where) =>
+    list.evaluate(async (el, w) => {
+      for (let i = 0; i < 200; i++) {
+        el.scrollTop = w === "top" ? 0 : el.scrollHeight;
+        await new Promise((r) => requestAnimationFrame(r));
+        if (w === "top" ? el.scrollTop === 0 : el.scrollTop + el.clientHeight >= el.scrollHeight - 2) return;
+      }
+    }, where);
+
+  ctx.step(`${COUNT} messages open at the end, few of them in the DOM`);
+  await message(ids.at(-1)).waitFor(LONG);
+  if (!(await seen(ids.at(-1)))) throw new Error("the last message is not in view");
+  await expectFewInDom("at the end");
+  const height = await list.evaluate((el) => el.scrollHeight);
+  if (height < COUNT * 30) throw new Error(`the list scrolls ${height} px, not the whole conversation's height`);
+
+  ctx.step("a 10,000-line output is collapsed with its size, and shown whole when asked");
+  await reveal(longOutput);
+  const tool = message(longOutput).locator('[data-testid="chat-tool"][data-tool="bash"]');
+  await tool.locator("summary").click();
+  const more = tool.getByTestId("chat-output-more");
+  const label = await more.textContent();
+  if (!/9,800 earlier lines; show all 10,000 \(\d+ KiB\)/.test(label)) throw new Error(`the collapsed output says: ${label}`);
+  const terminalLines = () => tool.locator(".chat-terminal").evaluate((e) => e.textContent.split("\n").length);
+  const collapsed = await terminalLines();
+  if (collapsed > 300) throw new Error(`a collapsed output shows ${collapsed} lines`);
+  await more.click();
+  const whole = await terminalLines();
+  if (whole < 10_000) throw new Error(`the whole output shows ${whole} lines`);
+  await expectFewInDom("with a 10,000-line output shown");
+  // Closed again, the card's body leaves the DOM.
+  await tool.locator("summary").click();
+  await tool.locator(".chat-terminal").waitFor({ state: "detached" });
+
+  ctx.step("a 2,000-line diff in a reply shows its first 200 lines and its length");
+  await reveal(bigDiff);
+  const diffMore = message(bigDiff).locator(".md-code-more");
+  const diffLabel = await diffMore.textContent();
+  if (!/showing 200 of 2,000 lines/.test(diffLabel)) throw new Error(`the clipped diff says: ${diffLabel}`);
+  const codeLines = await message(bigDiff).locator("pre.md-code-clipped code").evaluate((e) => e.textContent.split("\n").length);
+  if (codeLines !== 200) throw new Error(`a clipped diff shows ${codeLines} lines`);
+  await ctx.screenshot(page, "diff");
+
+  ctx.step("scrolled to the top and back");
+  await scrollTo("top");
+  await message(ids[0]).waitFor();
+  if (!(await seen(ids[0]))) throw new Error("the first message is not in view at the top");
+  await expectFewInDom("at the top");
+  await ctx.screenshot(page, "top");
+  await scrollTo("bottom");
+  await message(ids.at(-1)).waitFor();
+  if (!(await seen(ids.at(-1)))) throw new Error("the last message is not in view back at the end");
+  await expectFewInDom("back at the end");
+
+  ctx.step("the list scrolls from the keyboard");
+  await list.focus();
+  await page.keyboard.press("Home");
+  await page.waitForFunction((id) => {
+    const el = document.querySelector('[data-testid="chat-messages"]');
+    return el.scrollTop === 0 && el.querySelector(`[data-message-id="${id}"]`) !== null;
+  }, ids[0]);
+  await page.keyboard.press("End");
+  await page.waitForFunction((id) => document.querySelector(`[data-message-id="${id}"]`) !== null, ids.at(-1));
+
+  ctx.step("the chat takes typing");
+  await byTest("chat-input").click();
+  await page.keyboard.type("still responsive");
+  const typed = await byTest("chat-input").inputValue();
+  if (typed !== "still responsive") throw new Error(`the input holds ${JSON.stringify(typed)}`);
 }

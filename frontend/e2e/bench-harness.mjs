@@ -4,7 +4,8 @@
 // with one conversation of MESSAGES messages (the captured bash reply of chat/fixtures repeated:
 // every tenth command output 10,000 lines, the others 40; every fifth reply with a 2,000-line
 // diff). Apart, so that
-// loading one scenario's data does not weigh on the other's measurement.
+// loading one scenario's data does not weigh on the other's measurement. `emit(event)` sends an
+// opencode event to the pages' event streams (a reply streaming in: `streamedReply`).
 //
 //   node e2e/bench-harness.mjs --dist DIR [--port P] [--files N] [--messages N]
 //
@@ -86,7 +87,33 @@ export async function conversation(count) {
     }
   }
   const session = fixture.events.find((e) => e.type === "session.created").properties.info;
-  return { session: { ...session, id: sessionID, time: { created: 1, updated: 2 } }, messages: JSON.stringify(messages) };
+  const last = messages.map((m) => m.info.id).sort().at(-1);
+  return { session: { ...session, id: sessionID, time: { created: 1, updated: 2 } }, messages: JSON.stringify(messages), last };
+}
+
+/** The events of an assistant reply streamed after the conversation's last message: its message,
+ * an empty text part, then `deltas` pieces of text (Markdown with a code block) one by one. */
+export async function streamedReply(deltas) {
+  const fixture = JSON.parse(await readFile(join(here, "../src/chat/fixtures/bash-reply.json"), "utf8"));
+  const reply = structuredClone(fixture.messages.at(-1).info);
+  const sessionID = reply.sessionID;
+  const messageID = `${reply.id}zzzz`; // after every message of conversation()
+  const partID = "prt_zzzz_streamed";
+  const info = { ...reply, id: messageID, time: { created: Date.now() } };
+  delete info.finish;
+  const pieces = Array.from({ length: deltas }, (_, i) =>
+    i === 0 ? "Streaming a reply: " : i % 40 === 1 ? "\n\n```sh\n" : i % 40 === 21 ? "\n```\n\n" : `word${i} `,
+  );
+  return {
+    messageID,
+    events: [
+      { type: "session.status", properties: { sessionID, status: { type: "busy" } } },
+      { type: "message.updated", properties: { sessionID, info } },
+      { type: "message.part.updated", properties: { sessionID, part: { id: partID, sessionID, messageID, type: "text", text: "" } } },
+      ...pieces.map((delta) => ({ type: "message.part.delta", properties: { sessionID, messageID, partID, field: "text", delta } })),
+      { type: "session.status", properties: { sessionID, status: { type: "idle" } } },
+    ],
+  };
 }
 
 /** Starts the harness; resolves to `{ url, close() }`. */
@@ -163,6 +190,9 @@ export async function startHarness({ dist, port = 0, files = 10_000, messages = 
   await new Promise((ok) => server.listen(port, "127.0.0.1", ok));
   return {
     url: `http://127.0.0.1:${server.address().port}`,
+    emit(event) {
+      for (const res of events) res.write(`data: ${JSON.stringify(event)}\n\n`);
+    },
     close: () =>
       new Promise((ok) => {
         for (const res of events) res.destroy();

@@ -11,7 +11,7 @@
 // in front of octod): the folder scenario only, in the given session's folder (one that exists).
 import { parseArgs } from "node:util";
 import { chromium } from "playwright-core";
-import { BIG, CHAT_SESSION, FILES_SESSION, startHarness } from "./bench-harness.mjs";
+import { BIG, CHAT_SESSION, FILES_SESSION, startHarness, streamedReply } from "./bench-harness.mjs";
 
 const { values: args } = parseArgs({
   options: {
@@ -105,32 +105,66 @@ async function folderScenario(page, { folder, first, last }) {
   };
 }
 
-/** The 500-message conversation: shown, scrolled to the top and back, then typed into. */
-async function chatScenario(page) {
+/** Replies streamed in the chat scenario: this many text deltas, one every STREAM_MS. */
+const STREAM_DELTAS = 300;
+const STREAM_MS = 10;
+
+/** The 500-message conversation: shown, scrolled to the top and back, a reply streamed in at the
+ * end, then typed into. */
+async function chatScenario(page, harness) {
+  const messages = page.locator('[data-testid="chat-message"]');
+  const count = () => page.evaluate(() => document.querySelectorAll('[data-testid="chat-message"]').length);
   const t0 = await page.evaluate(() => performance.now());
-  await page.locator('[data-testid="chat-message"]').first().waitFor({ timeout: 120_000 });
+  await messages.first().waitFor({ timeout: 120_000 });
   const shown = (await page.evaluate(() => performance.now())) - t0;
   await settle(page, 1500);
   const loadLongest = await longestSince(page, 0);
+  // From the conversation's answer on: its parse and render, not the page's own start.
+  const answered = await page.evaluate(
+    () => performance.getEntriesByType("resource").find((e) => /\/session\/[^/]+\/message(\?|$)/.test(e.name))?.responseStart ?? 0,
+  );
+  const conversationLongest = await longestSince(page, answered);
+  let inDom = await count();
   const scroll = await page.evaluate(async (sweep) => {
     const list = document.querySelector('[data-testid="chat-messages"]');
     const step = new Function(`return (${sweep})`)();
     const t = performance.now();
     await step(list, -1);
+    const atTop = document.querySelectorAll('[data-testid="chat-message"]').length;
     await step(list, 1);
-    return { t, total: performance.now() - t };
+    return { t, total: performance.now() - t, atTop };
   }, SWEEP.toString());
   await settle(page);
   const scrollLongest = await longestSince(page, scroll.t);
+  inDom = Math.max(inDom, scroll.atTop, await count());
+  // A reply streams in at the end, the list at its bottom: it follows the reply.
+  const reply = await streamedReply(STREAM_DELTAS);
+  const streamStart = await page.evaluate(() => performance.now());
+  for (const event of reply.events) {
+    harness.emit(event);
+    await new Promise((r) => setTimeout(r, STREAM_MS));
+  }
+  const lastWord = `word${STREAM_DELTAS - 1}`;
+  await page.locator(`[data-message-id="${reply.messageID}"]`).getByText(lastWord).waitFor({ timeout: 60_000 });
+  await settle(page, 300);
+  const streamLongest = await longestSince(page, streamStart);
+  const followed = await page.evaluate((id) => {
+    const list = document.querySelector('[data-testid="chat-messages"]');
+    const reply = document.querySelector(`[data-message-id="${id}"]`);
+    return reply && reply.getBoundingClientRect().bottom <= list.getBoundingClientRect().bottom + 60 ? 1 : 0;
+  }, reply.messageID);
   const typed = await page.evaluate(() => performance.now());
   await page.getByTestId("chat-input").pressSequentially("the chat stays responsive", { delay: 10 });
   await settle(page, 300);
   return {
     "chat: first messages shown (ms)": shown,
-    "chat: longest task loading (ms)": loadLongest,
-    "chat: messages in the DOM": await page.locator('[data-testid="chat-message"]').count(),
+    "chat: longest task loading the page and conversation (ms)": loadLongest,
+    "chat: longest task from the conversation's answer on (ms)": conversationLongest,
+    "chat: messages in the DOM (most seen)": Math.max(inDom, await count()),
     "chat: scroll to the top and back (ms)": scroll.total,
     "chat: longest task scrolling (ms)": scrollLongest,
+    [`chat: longest task while a reply streams (${STREAM_DELTAS} deltas) (ms)`]: streamLongest,
+    "chat: streamed reply's end in view (1 = yes)": followed,
     "chat: longest task typing (ms)": await longestSince(page, typed),
   };
 }
@@ -142,14 +176,14 @@ const browser = await chromium.launch({
 });
 
 /** One scenario in a fresh context (no cache, no localStorage) at `url`. */
-async function measure(url, scenario, prepare) {
+async function measure(url, scenario, prepare, target) {
   const context = await browser.newContext({ viewport: { width: 1400, height: 900 }, ignoreHTTPSErrors: true });
   try {
     await context.addInitScript(OBSERVE_LONG_TASKS);
     if (prepare) await prepare(context);
     const page = await context.newPage();
     await page.goto(url);
-    return await scenario(page);
+    return await scenario(page, target?.harness);
   } finally {
     await context.close();
   }
@@ -168,7 +202,7 @@ async function compare(targets, scenarios) {
       for (const s of scenarios) {
         let numbers;
         try {
-          numbers = await measure(s.url(target), s.run, s.prepare);
+          numbers = await measure(s.url(target), s.run, s.prepare, target);
         } catch (error) {
           console.log(`  ${target.label}: ${s.name} failed in run ${run}: ${String(error).split("\n")[0]}`);
           continue;
@@ -231,6 +265,7 @@ try {
       const h = await startHarness({ dist: t.dist });
       harnesses.push(h);
       t.base = h.url;
+      t.harness = h;
     }
     console.log(`bench ui: ${targets.map((t) => `${t.label} = ${t.dist}`).join(", ")}; ${runs} runs each`);
     await compare(targets, [

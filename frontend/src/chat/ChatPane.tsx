@@ -2,13 +2,14 @@
 // SDK and octod's proxy. Lists, creates and switches conversations, sends prompts, follows the event
 // stream (streamed replies, tool calls, permission requests) with reconnect and resync, stops a
 // running reply. State changes go through the event stream reducer (`state.ts`).
-import { useCallback, useEffect, useLayoutEffect, useMemo, useReducer, useRef, useState } from "react";
+import { memo, useCallback, useEffect, useMemo, useReducer, useRef, useState } from "react";
 import type { PermissionRequest, QuestionRequest } from "@opencode-ai/sdk/v2/client";
 import { api, ApiError } from "../api";
 import { ConfirmDialog } from "../components/ConfirmDialog";
 import { call, opencodeClient, subscribeEvents } from "./client";
 import { loadRenderer } from "./Markdown";
-import { MessageView, PermissionPrompt, QuestionPrompt, callKey, type PermissionHandlers, type PermissionReply } from "./MessageView";
+import { MessageList } from "./MessageList";
+import { PermissionPrompt, QuestionPrompt, callKey, type PermissionHandlers, type PermissionReply } from "./MessageView";
 import {
   chatReducer,
   conversationOf,
@@ -64,7 +65,6 @@ export function ChatPane(props: { sessionId: string }): JSX.Element {
   // Loading failures are replaced by the next load's outcome; other errors wait to be dismissed.
   const [loadError, setLoadError] = useState<string>();
   const [streamError, setStreamError] = useState<string>();
-  const [draft, setDraft] = useState("");
   const selectedRef = useRef(selected);
   selectedRef.current = selected;
 
@@ -194,23 +194,26 @@ export function ChatPane(props: { sessionId: string }): JSX.Element {
     }
   }, [client, selected]);
 
-  const send = useCallback(async () => {
-    const text = draft.trim();
-    if (!text || outgoing !== undefined) return;
-    setOutgoing(text);
-    setDraft("");
-    setError(undefined);
-    try {
-      const id = selected ?? (await newConversation());
-      if (!id) throw new Error("no conversation to send to");
-      await call("Sending the message", client.session.promptAsync({ sessionID: id, parts: [{ type: "text", text }] }));
-    } catch (failure) {
-      setError(message(failure));
-      setDraft((current) => current || text);
-    } finally {
-      setOutgoing(undefined);
-    }
-  }, [client, draft, newConversation, outgoing, selected]);
+  /** Sends `text`; false when it was not sent (the composer gives it back). */
+  const send = useCallback(
+    async (text: string) => {
+      if (outgoing !== undefined) return false;
+      setOutgoing(text);
+      setError(undefined);
+      try {
+        const id = selected ?? (await newConversation());
+        if (!id) throw new Error("no conversation to send to");
+        await call("Sending the message", client.session.promptAsync({ sessionID: id, parts: [{ type: "text", text }] }));
+        return true;
+      } catch (failure) {
+        setError(message(failure));
+        return false;
+      } finally {
+        setOutgoing(undefined);
+      }
+    },
+    [client, newConversation, outgoing, selected],
+  );
 
   const abort = useCallback(async () => {
     if (!selected) return;
@@ -263,24 +266,25 @@ export function ChatPane(props: { sessionId: string }): JSX.Element {
     return { byCall, onReply, questionsByCall, onAnswer };
   }, [pendingKey, onReply, onAnswer]);
   // Requests that belong to no tool call shown here (e.g. the tool part has not arrived yet).
-  const shownCalls = new Set(
-    conversation.messages.flatMap((entry) => entry.parts.flatMap((part) => (part.type === "tool" ? [callKey(part.messageID, part.callID)] : []))),
+  const shownCalls = useMemo(
+    () =>
+      new Set(
+        conversation.messages.flatMap((entry) =>
+          entry.parts.flatMap((part) => (part.type === "tool" ? [callKey(part.messageID, part.callID)] : [])),
+        ),
+      ),
+    [conversation.messages],
   );
   const shown = (request: { tool?: { messageID: string; callID: string } }) =>
     !!request.tool && shownCalls.has(callKey(request.tool.messageID, request.tool.callID));
   const loose = pending.filter((request) => !shown(request));
   const looseQuestions = asked.filter((request) => !shown(request));
-
-  // Keep the newest content in view while the user is at the bottom.
-  const list = useRef<HTMLDivElement>(null);
-  const atBottom = useRef(true);
-  useEffect(() => {
-    atBottom.current = true; // another conversation opens at its end
-  }, [selected]);
-  useLayoutEffect(() => {
-    const element = list.current;
-    if (element && atBottom.current) element.scrollTop = element.scrollHeight;
-  });
+  // Messages with a request waiting on one of their tool calls stay rendered (the list is
+  // windowed), so the prompt is there wherever the user has scrolled.
+  const pinned = useMemo(
+    () => new Set([...pendingRef.current.pending, ...pendingRef.current.asked].flatMap((request) => (request.tool ? [request.tool.messageID] : []))),
+    [pendingKey],
+  );
 
   const lastUserSays = (text: string) => {
     const user = [...conversation.messages].reverse().find((entry) => entry.info?.role === "user");
@@ -367,16 +371,7 @@ export function ChatPane(props: { sessionId: string }): JSX.Element {
         </div>
       )}
 
-      <div
-        className="chat-messages"
-        data-testid="chat-messages"
-        ref={list}
-        onScroll={(event) => {
-          const element = event.currentTarget;
-          atBottom.current = element.scrollHeight - element.scrollTop - element.clientHeight < 48;
-        }}
-        aria-busy={busy}
-      >
+      <MessageList entries={conversation.messages} permissions={permissions} pinned={pinned} conversation={selected} busy={busy}>
         {selected && !loadedOnce.has(selected) && conversation.messages.length === 0 && !loadError && (
           <p className="chat-note chat-loading" role="status">
             Loading the conversation…
@@ -388,9 +383,6 @@ export function ChatPane(props: { sessionId: string }): JSX.Element {
             <p className="muted small-text">It can read and write files and run commands; replies stream in here.</p>
           </div>
         )}
-        {conversation.messages.map((entry) => (
-          <MessageView key={entry.id} entry={entry} permissions={permissions} />
-        ))}
         {outgoing !== undefined && !lastUserSays(outgoing) && (
           <article className="chat-msg chat-msg-user chat-msg-outgoing" aria-label="Sending">
             <div className="chat-user-text">
@@ -427,50 +419,72 @@ export function ChatPane(props: { sessionId: string }): JSX.Element {
             </button>
           </div>
         )}
-      </div>
+      </MessageList>
 
       <div className="visually-hidden" role="status" aria-live="polite">
         {pending.length || asked.length ? "The agent is waiting for your answer." : busy ? "The agent is working." : ""}
       </div>
 
-      <form
-        className="chat-composer"
-        onSubmit={(event) => {
-          event.preventDefault();
-          void send();
-        }}
-      >
-        <label className="visually-hidden" htmlFor={`chat-input-${sessionId}`}>
-          Message the agent
-        </label>
-        <textarea
-          id={`chat-input-${sessionId}`}
-          data-testid="chat-input"
-          value={draft}
-          rows={3}
-          placeholder={busy ? "Esc stops the reply" : "Message the agent — Enter to send, Shift+Enter for a new line"}
-          onChange={(event) => setDraft(event.target.value)}
-          onKeyDown={(event) => {
-            if (event.key === "Enter" && !event.shiftKey && !event.nativeEvent.isComposing) {
-              event.preventDefault();
-              void send();
-            } else if (event.key === "Escape" && busy) {
-              event.preventDefault();
-              void abort();
-            }
-          }}
-        />
-        <div className="chat-composer-actions">
-          {busy && (
-            <button type="button" className="btn small" data-testid="chat-abort" onClick={() => void abort()}>
-              ■ Stop
-            </button>
-          )}
-          <button type="submit" className="btn primary small" data-testid="chat-send" disabled={outgoing !== undefined || !draft.trim()}>
-            Send
-          </button>
-        </div>
-      </form>
+      <Composer sessionId={sessionId} busy={busy} sending={outgoing !== undefined} onSend={send} onAbort={abort} />
     </div>
   );
 }
+
+/** The message input: its own state, so that typing re-renders it alone, not the conversation. */
+const Composer = memo(function Composer(props: {
+  sessionId: string;
+  busy: boolean;
+  sending: boolean;
+  onSend: (text: string) => Promise<boolean>;
+  onAbort: () => Promise<void>;
+}): JSX.Element {
+  const { sessionId, busy, sending, onSend, onAbort } = props;
+  const [draft, setDraft] = useState("");
+  const send = async () => {
+    const text = draft.trim();
+    if (!text || sending) return;
+    setDraft("");
+    // Not sent: the text comes back, unless the user has started another.
+    if (!(await onSend(text))) setDraft((current) => current || text);
+  };
+  return (
+    <form
+      className="chat-composer"
+      onSubmit={(event) => {
+        event.preventDefault();
+        void send();
+      }}
+    >
+      <label className="visually-hidden" htmlFor={`chat-input-${sessionId}`}>
+        Message the agent
+      </label>
+      <textarea
+        id={`chat-input-${sessionId}`}
+        data-testid="chat-input"
+        value={draft}
+        rows={3}
+        placeholder={busy ? "Esc stops the reply" : "Message the agent — Enter to send, Shift+Enter for a new line"}
+        onChange={(event) => setDraft(event.target.value)}
+        onKeyDown={(event) => {
+          if (event.key === "Enter" && !event.shiftKey && !event.nativeEvent.isComposing) {
+            event.preventDefault();
+            void send();
+          } else if (event.key === "Escape" && busy) {
+            event.preventDefault();
+            void onAbort();
+          }
+        }}
+      />
+      <div className="chat-composer-actions">
+        {busy && (
+          <button type="button" className="btn small" data-testid="chat-abort" onClick={() => void onAbort()}>
+            ■ Stop
+          </button>
+        )}
+        <button type="submit" className="btn primary small" data-testid="chat-send" disabled={sending || !draft.trim()}>
+          Send
+        </button>
+      </div>
+    </form>
+  );
+});

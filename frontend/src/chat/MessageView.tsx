@@ -1,7 +1,7 @@
 // One message of a conversation: the user's prompt, or the agent's reply with its text (Markdown),
 // reasoning, tool calls (bash: command + output; file writes and edits: a diff; others: name, input,
 // output) and the permission requests that wait on them.
-import { memo, useState } from "react";
+import { memo, useMemo, useState } from "react";
 import type { Part, PermissionRequest, QuestionRequest, ToolPart } from "@opencode-ai/sdk/v2/client";
 import type { MessageEntry } from "./state";
 import { describeError, isAbort } from "./state";
@@ -132,7 +132,9 @@ function ToolCard(props: {
   const { part, permission, question, handlers } = props;
   const asking = !!permission || !!question;
   const status = part.state.status;
-  const view = toolView(part);
+  // A part keeps its identity until it changes (state.ts): a write's line diff is not redone for
+  // every streamed delta of its message.
+  const view = useMemo(() => toolView(part), [part]);
   // Open while it runs, fails or asks; the user's own toggle wins afterwards.
   const [toggled, setToggled] = useState<boolean | undefined>();
   const open = toggled ?? (status === "running" || status === "error" || asking || view.kind === "diff");
@@ -223,7 +225,7 @@ const DIFF_ROWS = OUTPUT_LINES * 2;
 
 function DiffView(props: { lines: DiffLine[] }): JSX.Element {
   const [all, setAll] = useState(false);
-  const folded = foldContext(props.lines);
+  const folded = useMemo(() => foldContext(props.lines), [props.lines]);
   const rows = all ? folded : folded.slice(0, DIFF_ROWS);
   return (
     <div className="chat-diff" role="table" aria-label="Changes">

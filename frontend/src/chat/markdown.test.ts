@@ -1,6 +1,6 @@
 // @vitest-environment jsdom
 import { describe, expect, it } from "vitest";
-import { renderMarkdown } from "./markdown";
+import { CODE_LINES, codeBlocks, renderMarkdown } from "./markdown";
 
 function dom(html: string): HTMLElement {
   const div = document.createElement("div");
@@ -51,9 +51,48 @@ describe("renderMarkdown", () => {
     expect(link?.getAttribute("rel")).toBe("noopener noreferrer");
   });
 
+  it("keeps code inert though code blocks join the HTML after it is sanitized", () => {
+    const attack = '<script>window.pwned = 1</script><img src=x onerror="window.pwned = 1">';
+    const root = dom(renderMarkdown(`\`\`\`html\n${attack}\n\`\`\`\n\n\`\`\`\n${attack}\n\`\`\`\n\nText with ${attack}`));
+    expect(root.querySelector("script")).toBeNull();
+    expect(root.querySelector("img")?.getAttribute("onerror") ?? null).toBeNull();
+    const codes = [...root.querySelectorAll("pre code")];
+    expect(codes.map((code) => code.textContent)).toEqual([attack, attack]);
+    expect(codes[0].querySelector("span.hljs-tag")).not.toBeNull(); // highlighted
+    expect([...codes[0].querySelectorAll("*")].every((e) => e.tagName === "SPAN")).toBe(true);
+  });
+
   it("renders an unfinished reply (a code fence still open) without losing text", () => {
     const root = dom(renderMarkdown("Check it with:\n\n```sh\ncat ~/agent"));
     expect(root.textContent).toContain("Check it with:");
     expect(root.querySelector("pre code")?.textContent).toBe("cat ~/agent");
+  });
+
+  it("shows a long code block's first lines and its length until asked, and all of it with `full`", () => {
+    const lines = Array.from({ length: 2000 }, (_, i) => `${i % 2 ? "+" : "-"} value_${i} = ${i};`);
+    const source = `The diff:\n\n\`\`\`diff\n${lines.join("\n")}\n\`\`\`\n\nAnd a short one:\n\n\`\`\`sh\nls\n\`\`\`\n`;
+    const clipped = dom(renderMarkdown(source));
+    const [long, short] = [...clipped.querySelectorAll("pre.md-code")];
+    expect(long.classList.contains("md-code-clipped")).toBe(true);
+    expect(long.querySelector("code")!.textContent!.split("\n")).toEqual(lines.slice(0, CODE_LINES));
+    const more = long.nextElementSibling!;
+    expect(more.getAttribute("data-testid")).toBe("chat-output-more");
+    expect(more.textContent).toBe(`⋯ showing ${CODE_LINES} of 2,000 lines; show all`);
+    expect(short.classList.contains("md-code-clipped")).toBe(false);
+    expect(short.querySelector("code")!.textContent).toBe("ls");
+    const full = dom(renderMarkdown(source, true));
+    expect(full.querySelector("pre code")!.textContent!.split("\n")).toEqual(lines);
+    expect(full.querySelector(".md-code-more")).toBeNull();
+    // The copy button of a clipped block copies all of it.
+    expect(codeBlocks(source)).toEqual([lines.join("\n"), "ls"]);
+  });
+
+  it("does not clip a block of exactly the limit", () => {
+    const body = Array.from({ length: CODE_LINES }, (_, i) => `line ${i}`).join("\n");
+    const root = dom(renderMarkdown(`\`\`\`\n${body}\n\`\`\``));
+    expect(root.querySelector(".md-code-more")).toBeNull();
+    expect(root.querySelector("code")!.textContent).toBe(body);
+    const longer = dom(renderMarkdown(`\`\`\`\n${body}\nline ${CODE_LINES}\n\`\`\``));
+    expect(longer.querySelector(".md-code-more")?.textContent).toBe(`⋯ showing ${CODE_LINES} of ${CODE_LINES + 1} lines; show all`);
   });
 });

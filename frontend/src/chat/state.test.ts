@@ -11,6 +11,7 @@ import {
   isBusy,
   permissionsOf,
   questionsOf,
+  sameValue,
   sortedSessions,
   type ChatState,
   type LoadedMessage,
@@ -336,6 +337,138 @@ describe("the reducer's edge cases", () => {
     expect(chatReducer(state, { type: "connection", state: "reconnecting" })).toBe(state);
     state = chatReducer(state, event("server.connected", {}));
     expect(state.connection).toBe("open");
+  });
+});
+
+describe("the reducer keeps what did not change (so the windowed list re-renders only that)", () => {
+  const all = [bashReply, permissionOnce, writeNew, writeExisting, abortAtPermission, modelUnreachable, question] as Fixture[];
+
+  /** The message an event is about, if any. */
+  function messageOf(event: Event): string | undefined {
+    switch (event.type) {
+      case "message.updated":
+        return event.properties.info.id;
+      case "message.part.updated":
+        return event.properties.part.messageID;
+      case "message.part.delta":
+      case "message.part.removed":
+      case "message.removed":
+        return event.properties.messageID;
+      default:
+        return undefined;
+    }
+  }
+
+  it("gives an event's message a new entry and keeps every other message's, in every captured stream", () => {
+    let checked = 0;
+    for (const fixture of all) {
+      const sessionID = sessionOf(fixture);
+      let state = initialChatState;
+      for (const event of events(fixture)) {
+        const before = conversationOf(state, sessionID).messages;
+        state = chatReducer(state, { type: "event", event });
+        const after = conversationOf(state, sessionID).messages;
+        const touched = messageOf(event);
+        if (touched === undefined) {
+          expect(after, event.type).toBe(before);
+          continue;
+        }
+        const previous = new Map(before.map((entry) => [entry.id, entry]));
+        for (const entry of after) {
+          if (entry.id === touched || !previous.has(entry.id)) continue;
+          expect(entry, `${event.type} of ${touched} kept ${entry.id}`).toBe(previous.get(entry.id));
+          checked++;
+        }
+      }
+    }
+    expect(checked).toBeGreaterThan(50);
+  });
+
+  it("gives a streamed delta's part a new object and keeps the message's other parts", () => {
+    const sessionID = sessionOf(bashReply);
+    const deltas = events(bashReply).filter((e) => e.type === "message.part.delta");
+    expect(deltas.length).toBeGreaterThan(1);
+    let state = initialChatState;
+    for (const event of events(bashReply)) {
+      const before = conversationOf(state, sessionID).messages;
+      state = chatReducer(state, { type: "event", event });
+      if (event.type !== "message.part.delta") continue;
+      const { messageID, partID } = event.properties;
+      const old = before.find((entry) => entry.id === messageID)!;
+      const now = conversationOf(state, sessionID).messages.find((entry) => entry.id === messageID)!;
+      expect(now).not.toBe(old);
+      for (const part of now.parts) {
+        if (part.id !== partID) expect(part).toBe(old.parts.find((p) => p.id === part.id));
+      }
+    }
+  });
+
+  it("keeps the whole state when a reload lists the same conversation", () => {
+    for (const fixture of all) {
+      const sessionID = sessionOf(fixture);
+      const loaded = chatReducer(initialChatState, { type: "messages-loaded", sessionID, messages: messages(fixture) });
+      // The same answer again, parsed anew (a reconnect, the conversation reopened).
+      const again = chatReducer(loaded, { type: "messages-loaded", sessionID, messages: structuredClone(messages(fixture)) });
+      expect(again).toBe(loaded);
+    }
+  });
+
+  it("keeps the messages a reload did not change and replaces the one it did", () => {
+    const sessionID = sessionOf(writeExisting);
+    const listed = messages(writeExisting);
+    const loaded = chatReducer(initialChatState, { type: "messages-loaded", sessionID, messages: listed });
+    const changed = structuredClone(listed);
+    const last = changed.at(-1)!;
+    last.parts = last.parts.map((part) => (part.type === "text" ? { ...part, text: `${part.text} (edited)` } : part));
+    const before = conversationOf(loaded, sessionID).messages;
+    const after = conversationOf(chatReducer(loaded, { type: "messages-loaded", sessionID, messages: changed }), sessionID).messages;
+    expect(after).not.toBe(before);
+    after.slice(0, -1).forEach((entry, i) => expect(entry).toBe(before[i]));
+    expect(after.at(-1)).not.toBe(before.at(-1));
+    // Within the changed message, the parts that are the same are kept too.
+    const [oldParts, newParts] = [before.at(-1)!.parts, after.at(-1)!.parts];
+    newParts.forEach((part, i) => (part.type === "text" ? expect(part).not.toBe(oldParts[i]) : expect(part).toBe(oldParts[i])));
+  });
+
+  it("keeps what the stream built when the list taken afterwards says the same", () => {
+    const sessionID = sessionOf(bashReply);
+    const streamed = replay(bashReply);
+    const built = conversationOf(streamed, sessionID).messages;
+    const listed = messages(bashReply);
+    const after = conversationOf(chatReducer(streamed, { type: "messages-loaded", sessionID, messages: listed }), sessionID).messages;
+    let kept = 0;
+    built.forEach((entry, i) => {
+      const same = sameValue(entry.info, listed[i].info) && sameValue(entry.parts, listed[i].parts);
+      if (same) expect(entry).toBe(after[i]);
+      // Parts equal to the listed ones stay the same objects even where the message's info changed.
+      entry.parts.forEach((part, j) => {
+        if (!sameValue(part, listed[i].parts[j])) return;
+        expect(after[i].parts[j]).toBe(part);
+        kept++;
+      });
+    });
+    expect(kept).toBeGreaterThan(0);
+  });
+
+  it("does not make a new list for a removal of what is not there", () => {
+    const sessionID = sessionOf(bashReply);
+    const state = replay(bashReply);
+    const event = (type: string, properties: unknown) => ({ type: "event", event: { type, properties } as unknown as Event }) as const;
+    expect(chatReducer(state, event("message.removed", { sessionID, messageID: "msg_none" }))).toBe(state);
+    const first = conversationOf(state, sessionID).messages[0];
+    expect(chatReducer(state, event("message.part.removed", { sessionID, messageID: first.id, partID: "prt_none" }))).toBe(state);
+  });
+});
+
+describe("sameValue", () => {
+  it("compares JSON values deeply", () => {
+    expect(sameValue({ a: [1, "x", { b: null }] }, { a: [1, "x", { b: null }] })).toBe(true);
+    expect(sameValue({ a: 1, b: undefined }, { a: 1 })).toBe(true);
+    expect(sameValue({ a: 1 }, { a: 1, b: 2 })).toBe(false);
+    expect(sameValue({ a: [1, 2] }, { a: [2, 1] })).toBe(false);
+    expect(sameValue([1], { 0: 1 })).toBe(false);
+    expect(sameValue({ a: "x" }, { a: "y" })).toBe(false);
+    expect(sameValue(null, {})).toBe(false);
   });
 });
 

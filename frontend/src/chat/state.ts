@@ -1,7 +1,9 @@
 // The event stream reducer: opencode's events (from `GET /event`, through octod's proxy) and the
 // answers of the initial loads → the chat's state (conversations = opencode sessions, their
 // messages and parts, tool states, pending permission requests, status and errors). Pure: no I/O,
-// no DOM; every update returns new objects for what changed (React compares by reference).
+// no DOM; every update returns new objects for what changed and the same objects for what did not
+// (React compares by reference): a streamed delta makes a new entry for its message only, and a
+// reload keeps every message that is as it was, so the list re-renders only what changed.
 //
 // Event shapes are those of `@opencode-ai/sdk/v2` (the API of the opencode 1.x in the session
 // image); `fixtures/` holds real captured streams that the tests replay.
@@ -92,10 +94,10 @@ export function chatReducer(state: ChatState, action: ChatAction): ChatState {
     case "session-removed":
       return removeSession(state, action.sessionID);
     case "messages-loaded":
-      return updateConversation(state, action.sessionID, (conversation) => ({
-        ...conversation,
-        messages: mergeLoaded(conversation.messages, action.messages),
-      }));
+      return updateConversation(state, action.sessionID, (conversation) => {
+        const messages = mergeLoaded(conversation.messages, action.messages);
+        return messages === conversation.messages ? conversation : { ...conversation, messages };
+      });
     case "statuses-loaded": {
       let next = state;
       for (const [sessionID, status] of Object.entries(action.statuses)) {
@@ -149,10 +151,11 @@ function applyEvent(state: ChatState, event: Event): ChatState {
     }
     case "message.removed": {
       const { sessionID, messageID } = event.properties;
-      return updateConversation(state, sessionID, (conversation) => ({
-        ...conversation,
-        messages: conversation.messages.filter((entry) => entry.id !== messageID),
-      }));
+      return updateConversation(state, sessionID, (conversation) =>
+        conversation.messages.some((entry) => entry.id === messageID)
+          ? { ...conversation, messages: conversation.messages.filter((entry) => entry.id !== messageID) }
+          : conversation,
+      );
     }
     case "message.part.updated": {
       const part = event.properties.part;
@@ -187,14 +190,14 @@ function applyEvent(state: ChatState, event: Event): ChatState {
     }
     case "message.part.removed": {
       const { sessionID, messageID, partID } = event.properties;
-      return updateConversation(state, sessionID, (conversation) => ({
-        ...conversation,
-        messages: conversation.messages.map((entry) =>
-          entry.id === messageID
-            ? { ...entry, parts: entry.parts.filter((part) => part.id !== partID) }
-            : entry,
-        ),
-      }));
+      return updateConversation(state, sessionID, (conversation) => {
+        const index = conversation.messages.findIndex((entry) => entry.id === messageID);
+        const entry = conversation.messages[index];
+        if (!entry || !entry.parts.some((part) => part.id === partID)) return conversation;
+        const messages = conversation.messages.slice();
+        messages[index] = { ...entry, parts: entry.parts.filter((part) => part.id !== partID) };
+        return { ...conversation, messages };
+      });
     }
     case "permission.asked":
       return {
@@ -302,26 +305,27 @@ function upsertSorted<T extends { id: string }>(items: T[], item: T): T[] {
 
 /**
  * The server's list of messages replaces what the stream built, except text that the stream has
- * already grown further (deltas that arrived while the list was on its way).
+ * already grown further (deltas that arrived while the list was on its way). What is the same as
+ * before keeps its object: a part equal to the one shown, a message whose info and parts all are,
+ * and the whole list when every message is.
  */
 function mergeLoaded(current: MessageEntry[], loaded: LoadedMessage[]): MessageEntry[] {
   const byId = new Map(current.map((entry) => [entry.id, entry]));
   const merged: MessageEntry[] = loaded.map(({ info, parts }) => {
     const streamed = byId.get(info.id);
-    const sorted = parts.slice().sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    const sorted = parts.slice().sort(byIdOrder);
     if (!streamed) return { id: info.id, info, parts: sorted };
     const streamedParts = new Map(streamed.parts.map((part) => [part.id, part]));
-    return {
-      id: info.id,
-      info,
-      parts: sorted.map((part) => {
-        const other = streamedParts.get(part.id);
-        if (other && other.type === "text" && part.type === "text" && other.text.length > part.text.length) {
-          return other;
-        }
-        return part;
-      }),
-    };
+    const mergedParts = sorted.map((part) => {
+      const other = streamedParts.get(part.id);
+      if (!other) return part;
+      if (other.type === "text" && part.type === "text" && other.text.length > part.text.length) return other;
+      return sameValue(other, part) ? other : part;
+    });
+    const sameParts = mergedParts.length === streamed.parts.length && mergedParts.every((part, i) => part === streamed.parts[i]);
+    const sameInfo = streamed.info !== undefined && sameValue(streamed.info, info);
+    if (sameParts && sameInfo) return streamed;
+    return { id: info.id, info: sameInfo ? streamed.info! : info, parts: sameParts ? streamed.parts : mergedParts };
   });
   // Messages the stream created after the list was taken stay.
   const loadedIds = new Set(loaded.map(({ info }) => info.id));
@@ -329,7 +333,33 @@ function mergeLoaded(current: MessageEntry[], loaded: LoadedMessage[]): MessageE
   for (const entry of current) {
     if (!loadedIds.has(entry.id) && entry.id > newest) merged.push(entry);
   }
-  return merged.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  merged.sort(byIdOrder);
+  const unchanged = merged.length === current.length && merged.every((entry, i) => entry === current[i]);
+  return unchanged ? current : merged;
+}
+
+const byIdOrder = (a: { id: string }, b: { id: string }) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
+
+/** Deep equality of JSON values (what the API sends): same primitives, same keys, same items. */
+export function sameValue(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (typeof a !== "object" || typeof b !== "object" || a === null || b === null) return false;
+  if (Array.isArray(a)) {
+    if (!Array.isArray(b) || a.length !== b.length) return false;
+    for (let i = 0; i < a.length; i++) if (!sameValue(a[i], b[i])) return false;
+    return true;
+  }
+  if (Array.isArray(b)) return false;
+  const x = a as Record<string, unknown>;
+  const y = b as Record<string, unknown>;
+  let keys = 0;
+  for (const key in x) {
+    if (x[key] === undefined) continue;
+    keys++;
+    if (!sameValue(x[key], y[key])) return false;
+  }
+  for (const key in y) if (y[key] !== undefined) keys--;
+  return keys === 0;
 }
 
 // ---- Selectors ----
