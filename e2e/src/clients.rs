@@ -259,10 +259,28 @@ pub(crate) async fn run() -> anyhow::Result<()> {
         out.contains("\"tool\":\"bash\"") || out.contains("\"tool\": \"bash\""),
         "no bash tool call in opencode's events:\n{out}"
     );
-    ensure!(
-        out.contains(AGENT_REPLY),
-        "no reply in opencode's events:\n{out}"
-    );
+    // The reply: in the CLI's events if it waited for it, else in the conversation it made
+    // (`opencode run` may return once the tool step is done, while the reply still streams).
+    if !out.contains(AGENT_REPLY) {
+        let conversation = out
+            .split("\"sessionID\":\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .context("no opencode session id in the CLI's events")?
+            .to_owned();
+        let path = format!("/sessions/{id}/opencode/session/{conversation}/message");
+        util::eventually(
+            Duration::from_secs(60),
+            "the stub model's reply",
+            async || {
+                let messages = with_token(&token, "GET", &path, None)?;
+                expect(&messages, 200, "the conversation's messages")?;
+                ensure!(messages.body.contains(AGENT_REPLY), "no reply yet");
+                Ok(())
+            },
+        )
+        .await?;
+    }
     let file = with_token(
         &token,
         "GET",
@@ -276,7 +294,7 @@ pub(crate) async fn run() -> anyhow::Result<()> {
         file.body
     );
     say(format!(
-        "opencode {version} (the image's binary, on the host) ran a prompt attached through Caddy with the token as its password in {:.1} s: the stub's bash tool call, its reply, and ~/{AGENT_FILE} in the workspace",
+        "opencode {version} (the image's binary, on the host) ran a prompt attached through Caddy with the token as its password in {:.1} s: the stub's bash tool call in its events, the reply in the conversation, ~/{AGENT_FILE} in the workspace",
         started.elapsed().as_secs_f64()
     ));
 
