@@ -339,8 +339,22 @@ pub(crate) async fn run() -> anyhow::Result<()> {
         took <= CLOSE_BOUND,
         "the token's stream ended only {took:?} after its revocation"
     );
-    let (ok, out) = cli_prompt(&id, &token, "again", 60)?;
-    ensure!(!ok, "opencode with a revoked token succeeded:\n{out}");
+    // What opencode's client sends with the revoked token: refused.
+    let basic = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(format!("opencode:{token}"))
+    };
+    let refused = request(
+        "GET",
+        &format!("/sessions/{id}/opencode/global/health"),
+        &[("Authorization", &format!("Basic {basic}"))],
+        None,
+    )?;
+    expect(
+        &refused,
+        401,
+        "opencode's Basic credential with the revoked token",
+    )?;
     say(format!(
         "token revoked: its event stream through Caddy ended after {} ms; opencode with it is refused",
         took.as_millis()
