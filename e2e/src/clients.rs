@@ -259,10 +259,28 @@ pub(crate) async fn run() -> anyhow::Result<()> {
         out.contains("\"tool\":\"bash\"") || out.contains("\"tool\": \"bash\""),
         "no bash tool call in opencode's events:\n{out}"
     );
-    ensure!(
-        out.contains(AGENT_REPLY),
-        "no reply in opencode's events:\n{out}"
-    );
+    // The reply: in the CLI's events if it waited for it, else in the conversation it made
+    // (`opencode run` may return once the tool step is done, while the reply still streams).
+    if !out.contains(AGENT_REPLY) {
+        let conversation = out
+            .split("\"sessionID\":\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .context("no opencode session id in the CLI's events")?
+            .to_owned();
+        let path = format!("/sessions/{id}/opencode/session/{conversation}/message");
+        util::eventually(
+            Duration::from_secs(60),
+            "the stub model's reply",
+            async || {
+                let messages = with_token(&token, "GET", &path, None)?;
+                expect(&messages, 200, "the conversation's messages")?;
+                ensure!(messages.body.contains(AGENT_REPLY), "no reply yet");
+                Ok(())
+            },
+        )
+        .await?;
+    }
     let file = with_token(
         &token,
         "GET",
@@ -276,7 +294,7 @@ pub(crate) async fn run() -> anyhow::Result<()> {
         file.body
     );
     say(format!(
-        "opencode {version} (the image's binary, on the host) ran a prompt attached through Caddy with the token as its password in {:.1} s: the stub's bash tool call, its reply, and ~/{AGENT_FILE} in the workspace",
+        "opencode {version} (the image's binary, on the host) ran a prompt attached through Caddy with the token as its password in {:.1} s: the stub's bash tool call in its events, the reply in the conversation, ~/{AGENT_FILE} in the workspace",
         started.elapsed().as_secs_f64()
     ));
 
@@ -321,8 +339,22 @@ pub(crate) async fn run() -> anyhow::Result<()> {
         took <= CLOSE_BOUND,
         "the token's stream ended only {took:?} after its revocation"
     );
-    let (ok, out) = cli_prompt(&id, &token, "again", 60)?;
-    ensure!(!ok, "opencode with a revoked token succeeded:\n{out}");
+    // What opencode's client sends with the revoked token: refused.
+    let basic = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(format!("opencode:{token}"))
+    };
+    let refused = request(
+        "GET",
+        &format!("/sessions/{id}/opencode/global/health"),
+        &[("Authorization", &format!("Basic {basic}"))],
+        None,
+    )?;
+    expect(
+        &refused,
+        401,
+        "opencode's Basic credential with the revoked token",
+    )?;
     say(format!(
         "token revoked: its event stream through Caddy ended after {} ms; opencode with it is refused",
         took.as_millis()
