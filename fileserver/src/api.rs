@@ -55,7 +55,8 @@ pub fn gateway_router(state: Arc<AppState>, relays: &Relays) -> Router {
         .route("/api/move", post(move_))
         .route("/api/copy", post(copy))
         .route("/api/delete", delete(remove))
-        .route("/api/search", get(search));
+        .route("/api/search", get(search))
+        .route("/api/watch", get(watch));
     let wait = relays.wait;
     if let Some(addr) = relays.opencode {
         let ready = relay::OpencodeReady::default();
@@ -329,6 +330,12 @@ async fn search(
     };
     let result = blocking(move || fsops::search(&state.root, &path, &opts)).await?;
     Ok(Json(result).into_response())
+}
+
+/// The workspace's changes as server-sent events (`crate::watcher`).
+async fn watch(State(state): State<Arc<AppState>>) -> Response {
+    let subscription = state.watcher.subscribe(&state.root);
+    crate::watcher::sse(subscription, state.stopping.subscribe()).into_response()
 }
 
 #[cfg(test)]
