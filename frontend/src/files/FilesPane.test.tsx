@@ -187,8 +187,11 @@ describe("FilesPane, live", () => {
     await tick(4000);
     expect(requests.map((r) => new URL(r.url, "http://x").pathname)).toEqual(["/api/sessions/s1", "/sessions/s1/files/api/list"]);
 
+    const liveness = () => container.querySelector('[data-testid="files-live"]')!.getAttribute("data-state");
+    expect(liveness()).toBe("off");
     // Live and complete: nothing at all, however long.
     await emit("status", complete);
+    expect(liveness()).toBe("live");
     requests = [];
     await tick(60_000);
     expect(requests).toEqual([]);
@@ -197,11 +200,13 @@ describe("FilesPane, live", () => {
     await emit("status", { ...complete, complete: false, unwatched: ["node_modules"] });
     await tick(8000);
     expect(requests).toEqual([]);
+    expect(liveness()).toBe("live");
 
     // Partial everywhere: the root is polled again.
     await emit("status", { ...complete, complete: false, unwatched: [""] });
     await tick(4000);
     expect(lists()).toEqual([""]);
+    expect(liveness()).toBe("partial");
 
     // The stream fails: closed at once (no browser reconnect), and polling takes over.
     await emit("status", complete);
@@ -209,6 +214,7 @@ describe("FilesPane, live", () => {
     await act(async () => sources[0].onerror?.(new Event("error")));
     await settle();
     expect(sources[0].closed).toBe(true);
+    expect(liveness()).toBe("off");
     await tick(4000);
     expect(lists()).toEqual([""]);
   });

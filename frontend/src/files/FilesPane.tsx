@@ -38,7 +38,7 @@ import {
   type TreeRow,
   type Upload,
 } from "./fileops";
-import { foldersToPoll, foldersToRelist, runWatch, type WatchStatus } from "./live";
+import { foldersToPoll, foldersToRelist, linkedFolders, runWatch, type WatchStatus } from "./live";
 import { WindowedRows, type WindowedHandle } from "./WindowedRows";
 import { pageRows } from "./windowing";
 import "./files.css";
@@ -93,6 +93,8 @@ export function FilesPane({ sessionId }: { sessionId: string }): JSX.Element {
   const listingCache = useRef(new ListingCache());
   const expandedRef = useRef(expanded);
   expandedRef.current = expanded;
+  const listingsRef = useRef(listings);
+  listingsRef.current = listings;
   const hiddenRef = useRef(hidden);
   hiddenRef.current = hidden;
   // What the change stream watches, while it is live; null while it is down (then: poll).
@@ -225,7 +227,8 @@ export function FilesPane({ sessionId }: { sessionId: string }): JSX.Element {
   useEffect(() => {
     const timer = setInterval(() => {
       if (document.visibilityState !== "visible") return;
-      const dirs = foldersToPoll(liveRef.current, ["/", ...expandedRef.current]);
+      const open = expandedRef.current;
+      const dirs = foldersToPoll(liveRef.current, ["/", ...open], linkedFolders(listingsRef.current, open));
       if (dirs.length === 0) return;
       const signal = lifetime.current.signal;
       apiFetch<Session>(`/api/sessions/${encodeURIComponent(sessionId)}`, { signal }).then(
@@ -549,6 +552,16 @@ export function FilesPane({ sessionId }: { sessionId: string }): JSX.Element {
   };
 
   const rootListed = listings.has("/");
+  // Whether the tree follows changes live: "live" (every folder shown), "partial" (the stream
+  // does not watch some folders shown: those are polled), "off" (no stream: all polled).
+  const liveness =
+    live === null ? "off" : foldersToPoll(live, ["/", ...expanded], linkedFolders(listings, expanded)).length === 0 ? "live" : "partial";
+  const livenessTitle =
+    liveness === "live"
+      ? "Changes show as they happen."
+      : liveness === "partial"
+        ? `Some folders are refreshed every ${POLL_MS / 1000} s instead of live: ${live?.reason ?? "folders opened through a link"}.`
+        : `Not connected to the change stream: the tree is refreshed every ${POLL_MS / 1000} s.`;
   const active = uploads.filter((u) => u.status !== "done" && u.status !== "cancelled");
 
   return (
@@ -592,6 +605,7 @@ export function FilesPane({ sessionId }: { sessionId: string }): JSX.Element {
         >
           <Icon name="refresh" />
         </button>
+        <span className={`files-live files-live-${liveness}`} data-testid="files-live" data-state={liveness} title={livenessTitle} role="img" aria-label={livenessTitle} />
         <label className="files-hidden-toggle" title="Show hidden files">
           <input type="checkbox" checked={hidden} onChange={(e) => setHidden(e.target.checked)} /> Hidden
         </label>

@@ -5,6 +5,7 @@ import { describe, expect, it } from "vitest";
 import {
   foldersToPoll,
   foldersToRelist,
+  linkedFolders,
   parseWatchEvent,
   reconnectDelay,
   runWatch,
@@ -13,6 +14,7 @@ import {
   type WatchEvent,
   type WatchStatus,
 } from "./live";
+import type { FileEntry } from "./fileops";
 
 const complete: WatchStatus = { complete: true, watched: 3, max: 10_000, unwatched: [] };
 
@@ -91,6 +93,18 @@ describe("foldersToPoll", () => {
     const partial = { ...complete, complete: false, unwatched: ["/node_modules", "/.cache"] };
     expect(foldersToPoll(partial, listed)).toEqual(["/node_modules", "/node_modules/react"]);
     expect(foldersToPoll({ ...partial, unwatched: ["/"] }, listed)).toEqual(listed);
+  });
+
+  it("polls folders opened through a symlink even while everything is watched", () => {
+    const entry = (path: string, kind: FileEntry["kind"]): FileEntry => ({ name: path.split("/").pop()!, path, kind, size: 0, mtime: 0, targetKind: "dir" });
+    const listings = new Map<string, FileEntry[]>([
+      ["/", [entry("/src", "dir"), entry("/docs", "symlink")]],
+      ["/src", [entry("/src/lib", "dir")]],
+      ["/docs", [entry("/docs/api", "dir")]],
+    ]);
+    const open = ["/src", "/src/lib", "/docs", "/docs/api"];
+    expect(linkedFolders(listings, open)).toEqual(["/docs", "/docs/api"]);
+    expect(foldersToPoll(complete, ["/", ...open], linkedFolders(listings, open))).toEqual(["/docs", "/docs/api"]);
   });
 });
 

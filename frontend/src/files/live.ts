@@ -3,7 +3,7 @@
 // reconnecting with a growing pause, and only while the session runs (a request to a stopped
 // session's files would wake it). Polling is the fallback while the stream is down, and for the
 // folders the stream says it does not watch. See fileserver/README.md ("watch").
-import { isWithin, normalizePath } from "./fileops";
+import { isWithin, normalizePath, parentPath, type FileEntry } from "./fileops";
 
 /** What the server's watch covers (its `status` event). Paths are absolute in the home. */
 export interface WatchStatus {
@@ -80,12 +80,28 @@ export function foldersToRelist(dirs: readonly DirChange[], listed: ReadonlySet<
   return out;
 }
 
-/** The listed folders to poll: all of them while no stream is live (`status` null), none when
- * the stream watches everything, else those within a folder it does not watch. */
-export function foldersToPoll(status: WatchStatus | null, listed: readonly string[]): string[] {
+/** The listed folders to poll: all of them while no stream is live (`status` null); else those
+ * within a folder the stream does not watch, and those in `linked` (reached through a symlink:
+ * the stream reports changes under real paths only). */
+export function foldersToPoll(status: WatchStatus | null, listed: readonly string[], linked: readonly string[] = []): string[] {
   if (status === null) return [...listed];
-  if (status.complete) return [];
-  return listed.filter((dir) => status.unwatched.some((prefix) => isWithin(dir, prefix)));
+  return listed.filter((dir) => linked.includes(dir) || status.unwatched.some((prefix) => isWithin(dir, prefix)));
+}
+
+/** The open folders whose path goes through a symlink (the link itself, or a folder below one),
+ * as the listings show them. */
+export function linkedFolders(listings: ReadonlyMap<string, readonly FileEntry[]>, open: Iterable<string>): string[] {
+  const out: string[] = [];
+  for (const dir of open) {
+    for (let p = normalizePath(dir); p !== "/"; p = parentPath(p)) {
+      const entry = listings.get(parentPath(p))?.find((e) => e.path === p);
+      if (entry?.kind === "symlink") {
+        out.push(dir);
+        break;
+      }
+    }
+  }
+  return out;
 }
 
 /** The pause before reconnect attempt `n` (1-based): 1 s doubling up to 30 s, spread by up to
