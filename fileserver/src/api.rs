@@ -1,6 +1,6 @@
 //! The HTTP API: routes, query parameters, and the thin handlers that call [`crate::fsops`],
-//! [`crate::download`] and [`crate::upload`], and the gateway's relays ([`crate::relay`]).
-//! Only this module (and those) know HTTP.
+//! [`crate::download`] and [`crate::upload`], the change stream ([`crate::watcher`]) and the
+//! gateway's relays ([`crate::relay`]). Only this module (and those) know HTTP.
 //!
 //! Paths travel in the query string (`?path=…`), never in the URL path, so that proxies and
 //! browsers, which normalise `..` and `//` in URL paths, cannot change which file is meant.

@@ -15,6 +15,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::ffi::OsStr;
 use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::ffi::OsStrExt;
+#[cfg(test)]
+use std::time::Duration;
 use std::time::Instant;
 
 use nix::dir::{Dir, Type};
@@ -75,6 +77,8 @@ pub struct Tree {
     /// Prefixes below which some directory is not watched (`""`: anything may be).
     unwatched: BTreeSet<Vec<u8>>,
     full: Option<Full>,
+    /// Events were lost: folders may have come that no event announced; walk everything again.
+    rescan_due: bool,
 }
 
 impl Tree {
@@ -89,6 +93,7 @@ impl Tree {
             by_path: BTreeMap::new(),
             unwatched: BTreeSet::new(),
             full: None,
+            rescan_due: false,
         })
     }
 
@@ -131,6 +136,22 @@ impl Tree {
     /// Watches `start` and every directory beneath it, breadth first, deferred names last,
     /// until the cap.
     pub fn walk(&mut self, start: &RelPath) {
+        self.walk_from(start, false);
+    }
+
+    /// Walks the whole tree again, into folders already watched too: after lost events, the
+    /// folders made meanwhile are found (and watched, under the cap).
+    pub fn rescan(&mut self) {
+        let started = Instant::now();
+        self.walk_from(&RelPath::root(), true);
+        tracing::info!(
+            watched = self.watched(),
+            ms = started.elapsed().as_millis(),
+            "events were lost; walked the workspace again"
+        );
+    }
+
+    fn walk_from(&mut self, start: &RelPath, rescan: bool) {
         let mut queue = VecDeque::from([start.clone()]);
         let mut deferred: VecDeque<RelPath> = VecDeque::new();
         // The deferred subtree being walked, once the others are done.
@@ -144,13 +165,14 @@ impl Tree {
             } else {
                 return;
             };
-            if self.by_wd.len() >= self.max {
-                self.full = Some(Full::Cap);
-                self.left_out(start, current.as_ref(), &deferred);
-                return;
-            }
-            let children = match self.watch_dir(&dir) {
+            let children = match self.watch_dir(&dir, rescan) {
                 Ok(children) => children,
+                // A rescan goes on through the folders already watched.
+                Err(full) if rescan => {
+                    self.full = Some(full);
+                    self.mark(&dir);
+                    continue;
+                }
                 Err(full) => {
                     self.full = Some(full);
                     self.mark(&dir);
@@ -160,8 +182,13 @@ impl Tree {
             };
             for name in children {
                 let child = dir.join(&name);
-                // Paths waiting are bounded by what the cap could still take.
-                let room = self.max.saturating_sub(self.by_wd.len());
+                // Paths waiting are bounded by what the cap could still take (a rescan's by
+                // the cap: they are mostly watched already).
+                let room = if rescan {
+                    self.max
+                } else {
+                    self.max.saturating_sub(self.by_wd.len())
+                };
                 if current.is_none() && is_deferred(&name) && deferred.len() < room {
                     deferred.push_back(child);
                 } else if current.is_none() && is_deferred(&name) {
@@ -224,9 +251,14 @@ impl Tree {
     }
 
     /// Adds a watch on `dir` and returns the names of its subdirectories. A directory that
-    /// cannot be opened (gone, a symlink now, no permission) is skipped; a full table is the
-    /// end of the walk.
-    fn watch_dir(&mut self, dir: &RelPath) -> Result<Vec<Vec<u8>>, Full> {
+    /// cannot be opened (gone, a symlink now, no permission) is skipped; a full table (ours or
+    /// the kernel's) is an error. With `known`, a directory already watched under this path is
+    /// read too (a rescan).
+    fn watch_dir(&mut self, dir: &RelPath, known: bool) -> Result<Vec<Vec<u8>>, Full> {
+        let watched_here = self.by_path.contains_key(dir.as_bytes());
+        if !watched_here && self.by_wd.len() >= self.max {
+            return Err(Full::Cap);
+        }
         let fd = match self
             .root
             .open_real(dir, OFlag::O_RDONLY | OFlag::O_DIRECTORY)
@@ -247,17 +279,22 @@ impl Tree {
                 return Ok(Vec::new());
             }
         };
-        if self.by_wd.contains_key(&wd) {
-            // Watched already: under this path (a walk met it twice) or another one (a bind
-            // mount). Its subdirectories are watched or queued already.
-            return Ok(Vec::new());
+        match self.by_wd.get(&wd) {
+            // Watched already under this path: a rescan reads it again.
+            Some(path) if known && path == dir => {}
+            // Under this path (a walk met it twice) or another one (a bind mount): its
+            // subdirectories are watched or queued already.
+            Some(_) => return Ok(Vec::new()),
+            None => {
+                if let Some(old) = self.by_path.insert(dir.as_bytes().to_vec(), wd) {
+                    // A directory replaced by another of the same name before its removal
+                    // was read.
+                    self.by_wd.remove(&old);
+                    let _ = self.inotify.rm_watch(old);
+                }
+                self.by_wd.insert(wd, dir.clone());
+            }
         }
-        if let Some(old) = self.by_path.insert(dir.as_bytes().to_vec(), wd) {
-            // A directory replaced by another of the same name before its removal was read.
-            self.by_wd.remove(&old);
-            let _ = self.inotify.rm_watch(old);
-        }
-        self.by_wd.insert(wd, dir.clone());
         let Ok(mut dir_stream) = Dir::from_fd(fd) else {
             return Ok(Vec::new());
         };
@@ -314,25 +351,37 @@ impl Tree {
     /// Reads what the kernel has queued (without waiting) into `changes`. Returns false when
     /// nothing was there.
     pub fn read(&mut self, changes: &mut Coalescer) -> bool {
+        let mut any = false;
         // Bounded, so that batches still go out while a storm of events lasts.
-        for round in 0..64 {
+        for _ in 0..64 {
             match self.inotify.read_events() {
                 Ok(events) => {
+                    any = true;
                     let now = Instant::now();
                     for event in events {
                         self.handle(event, changes, now);
                     }
                 }
                 Err(Errno::EINTR) => {}
-                Err(Errno::EAGAIN) => return round > 0,
+                Err(Errno::EAGAIN) => break,
                 Err(e) => {
                     tracing::warn!(error = %e, "reading inotify events");
-                    changes.lost(Instant::now());
-                    return round > 0;
+                    self.overflowed(changes, Instant::now());
+                    break;
                 }
             }
         }
-        true
+        if self.rescan_due {
+            self.rescan_due = false;
+            self.rescan();
+        }
+        any
+    }
+
+    /// Events were lost: clients resync, and the tree is walked again (after what is queued).
+    pub fn overflowed(&mut self, changes: &mut Coalescer, now: Instant) {
+        changes.lost(now);
+        self.rescan_due = true;
     }
 
     /// One event: what changed goes to `changes`; new directories are watched, directories
@@ -340,7 +389,7 @@ impl Tree {
     pub fn handle(&mut self, event: InotifyEvent, changes: &mut Coalescer, now: Instant) {
         let mask = event.mask;
         if mask.contains(AddWatchFlags::IN_Q_OVERFLOW) {
-            changes.lost(now);
+            self.overflowed(changes, now);
             return;
         }
         if mask.contains(AddWatchFlags::IN_IGNORED) {
@@ -387,7 +436,46 @@ fn within(path: &[u8], prefix: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::within;
+    use super::*;
+    use crate::watcher::coalesce::{Batch, Limits};
+
+    #[test]
+    fn after_lost_events_the_folders_made_meanwhile_are_found() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(tmp.path().join("a")).expect("mkdir");
+        let mut tree = Tree::new(Root::new(tmp.path()).expect("root"), 100).expect("inotify");
+        tree.walk(&RelPath::root());
+        assert_eq!(tree.watched(), 2);
+        std::fs::create_dir_all(tmp.path().join("a/b/c")).expect("mkdir");
+        std::fs::create_dir(tmp.path().join("d")).expect("mkdir");
+        // The events that announced them are lost.
+        while tree.inotify.read_events().is_ok_and(|e| !e.is_empty()) {}
+        assert_eq!(tree.watched(), 2);
+        let mut changes = Coalescer::new(Limits::default());
+        let now = Instant::now();
+        tree.overflowed(&mut changes, now);
+        tree.read(&mut changes);
+        assert_eq!(tree.watched(), 5, "the root, a, a/b, a/b/c and d");
+        assert_eq!(
+            changes.flush(now + Duration::from_secs(1)),
+            Some(Batch::Resync)
+        );
+    }
+
+    #[test]
+    fn a_rescan_at_the_cap_still_goes_through_what_is_watched() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(tmp.path().join("a/b")).expect("mkdir");
+        let mut tree = Tree::new(Root::new(tmp.path()).expect("root"), 3).expect("inotify");
+        tree.walk(&RelPath::root());
+        assert!(tree.status().complete);
+        std::fs::create_dir(tmp.path().join("x")).expect("mkdir");
+        std::fs::create_dir(tmp.path().join("a/b/y")).expect("mkdir");
+        while tree.inotify.read_events().is_ok_and(|e| !e.is_empty()) {}
+        tree.rescan();
+        assert_eq!(tree.watched(), 3);
+        assert_eq!(tree.status().unwatched, ["a/b/y", "x"]);
+    }
 
     #[test]
     fn prefixes() {
