@@ -115,10 +115,11 @@ impl Tree {
                 "the kernel's limit of inotify watches (fs.inotify.max_user_watches) is reached"
                     .to_owned(),
             ),
-            _ => Some(format!(
+            Some(Full::Cap) => Some(format!(
                 "more folders than the watch limit of {} (--watch-max-dirs)",
                 self.max
             )),
+            None => Some("some folders cannot be watched (permissions, or no /proc)".to_owned()),
         };
         Status {
             complete: self.unwatched.is_empty(),
@@ -264,8 +265,14 @@ impl Tree {
             .open_real(dir, OFlag::O_RDONLY | OFlag::O_DIRECTORY)
         {
             Ok(fd) => fd,
+            // Gone, or not a directory (a symlink, swapped in): nothing to watch there.
+            Err(Errno::ENOENT | Errno::ENOTDIR | Errno::ELOOP | Errno::EXDEV) => {
+                return Ok(Vec::new());
+            }
+            // There, but not for us (permissions): said so, so that clients poll it.
             Err(e) => {
-                tracing::debug!(path = %dir.display(), error = %e, "not watching");
+                tracing::debug!(path = %dir.display(), error = %e, "cannot watch");
+                self.mark(dir);
                 return Ok(Vec::new());
             }
         };
@@ -274,8 +281,10 @@ impl Tree {
         let wd = match self.inotify.add_watch(link.as_str(), mask()) {
             Ok(wd) => wd,
             Err(Errno::ENOSPC) => return Err(Full::Kernel),
+            // No `/proc` to name the descriptor by, or the kernel refuses: clients poll it.
             Err(e) => {
-                tracing::debug!(path = %dir.display(), error = %e, "not watching");
+                tracing::debug!(path = %dir.display(), error = %e, "cannot watch");
+                self.mark(dir);
                 return Ok(Vec::new());
             }
         };
