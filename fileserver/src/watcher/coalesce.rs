@@ -33,9 +33,9 @@ impl Default for Limits {
         Limits {
             window: Duration::from_millis(100),
             cooldown: Duration::from_secs(1),
-            dirs: 256,
+            dirs: 128,
             names_per_dir: 64,
-            names_total: 4096,
+            names_total: 1024,
         }
     }
 }

@@ -30,7 +30,7 @@ use tree::Tree;
 /// Default cap on watched directories (`--watch-max-dirs`).
 pub const DEFAULT_MAX_DIRS: usize = 10_000;
 /// Batches a subscriber may fall behind before it is told to resync.
-pub const BACKLOG: usize = 64;
+pub const BACKLOG: usize = 32;
 /// How often an idle stream carries a comment, so that proxies keep it open.
 pub const HEARTBEAT: Duration = Duration::from_secs(15);
 
