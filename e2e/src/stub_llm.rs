@@ -4,7 +4,9 @@
 //!
 //! Asked with tools and no tool result since the last user message, it calls a tool: opencode's
 //! `write` tool to create [`NOTE_FILE`] when that message asks to "write a note", its `question`
-//! tool (two options) when it says "ask me", else its `bash` tool to write [`AGENT_FILE`]. Otherwise it answers with a short Markdown reply that
+//! tool (two options) when it says "ask me", else its `bash` tool to write [`AGENT_FILE`] (into
+//! the folder `NAME` of the home when the message says "into NAME/": the Files pane's live check).
+//! Otherwise it answers with a short Markdown reply that
 //! starts with [`AGENT_REPLY`], streamed a few words per chunk with a pause between chunks so
 //! that a client sees the reply grow.
 
@@ -99,10 +101,11 @@ async fn answer(mut stream: TcpStream) -> anyhow::Result<()> {
                 }]}),
             )
         } else {
+            let dir = folder_asked(&asked).map_or_else(String::new, |d| format!("{d}/"));
             (
                 "bash",
                 serde_json::json!({
-                    "command": format!("echo '{AGENT_FILE_TEXT}' > /home/dev/{AGENT_FILE}"),
+                    "command": format!("echo '{AGENT_FILE_TEXT}' > /home/dev/{dir}{AGENT_FILE}"),
                     "description": "Write the file",
                 }),
             )
@@ -188,6 +191,17 @@ async fn answer(mut stream: TcpStream) -> anyhow::Result<()> {
 }
 
 /// A chat message's text: its `content` string, or its text parts joined.
+/// The folder a message asks the file to be written into ("… into big/ …"): one name of
+/// letters, digits, `-`, `_` and `.` (not `.` or `..`), else none.
+fn folder_asked(asked: &str) -> Option<&str> {
+    let (_, rest) = asked.split_once("into ")?;
+    let (name, _) = rest.split_once('/')?;
+    let plain = name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    (plain && !name.is_empty() && name != "." && name != "..").then_some(name)
+}
+
 fn text_of(message: &serde_json::Value) -> String {
     match &message["content"] {
         serde_json::Value::String(text) => text.clone(),
@@ -255,6 +269,20 @@ mod tests {
         assert!(chunks[0].starts_with("The file"));
     }
 
+    #[test]
+    fn a_folder_is_asked_for_by_one_plain_name() {
+        assert_eq!(
+            folder_asked("please write the file into big/."),
+            Some("big")
+        );
+        assert_eq!(folder_asked("into my-dir_2/ please"), Some("my-dir_2"));
+        assert_eq!(folder_asked("please create the file."), None);
+        assert_eq!(folder_asked("into ../"), None);
+        assert_eq!(folder_asked("into a b/"), None);
+        assert_eq!(folder_asked("into $(rm -rf ~)/"), None);
+        assert_eq!(folder_asked("into /"), None);
+    }
+
     #[tokio::test]
     async fn a_prompt_gets_a_bash_call_then_after_its_result_a_streamed_reply() {
         let listener = TcpListener::bind(("127.0.0.1", 0)).await.expect("bind");
@@ -295,7 +323,17 @@ mod tests {
         assert!(first.contains(r#""name":"bash""#), "{first}");
         assert!(first.contains("Transfer-Encoding: chunked"), "{first}");
         assert!(first.contains("\"tool_calls\""), "{first}");
-        assert!(first.contains(AGENT_FILE), "{first}");
+        assert!(
+            first.contains(&format!("/home/dev/{AGENT_FILE}")),
+            "{first}"
+        );
+        let into =
+            ask(serde_json::json!([{"role": "user", "content": "Write the file into big/."}]))
+                .await;
+        assert!(
+            into.contains(&format!("/home/dev/big/{AGENT_FILE}")),
+            "{into}"
+        );
         assert!(first.ends_with("0\r\n\r\n"), "{first}");
         let second = ask(serde_json::json!([{"role": "user", "content": "hi"},
             {"role": "tool", "content": "", "tool_call_id": "call_e2e"}]))

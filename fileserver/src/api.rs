@@ -1,6 +1,6 @@
 //! The HTTP API: routes, query parameters, and the thin handlers that call [`crate::fsops`],
-//! [`crate::download`] and [`crate::upload`], and the gateway's relays ([`crate::relay`]).
-//! Only this module (and those) know HTTP.
+//! [`crate::download`] and [`crate::upload`], the change stream ([`crate::watcher`]) and the
+//! gateway's relays ([`crate::relay`]). Only this module (and those) know HTTP.
 //!
 //! Paths travel in the query string (`?path=…`), never in the URL path, so that proxies and
 //! browsers, which normalise `..` and `//` in URL paths, cannot change which file is meant.
@@ -55,7 +55,8 @@ pub fn gateway_router(state: Arc<AppState>, relays: &Relays) -> Router {
         .route("/api/move", post(move_))
         .route("/api/copy", post(copy))
         .route("/api/delete", delete(remove))
-        .route("/api/search", get(search));
+        .route("/api/search", get(search))
+        .route("/api/watch", get(watch));
     let wait = relays.wait;
     if let Some(addr) = relays.opencode {
         let ready = relay::OpencodeReady::default();
@@ -329,6 +330,12 @@ async fn search(
     };
     let result = blocking(move || fsops::search(&state.root, &path, &opts)).await?;
     Ok(Json(result).into_response())
+}
+
+/// The workspace's changes as server-sent events (`crate::watcher`).
+async fn watch(State(state): State<Arc<AppState>>) -> Response {
+    let subscription = state.watcher.subscribe(&state.root);
+    crate::watcher::sse(subscription, state.stopping.subscribe()).into_response()
 }
 
 #[cfg(test)]

@@ -183,6 +183,28 @@ impl Root {
             .map_err(|e| ApiError::fs(e, &path.display()))
     }
 
+    /// Opens `path` beneath the root following no symlink at all, in any component: for the
+    /// change watcher, which must watch each directory under its real path only, and never
+    /// anything a link leads to (inside or outside).
+    pub fn open_real(&self, path: &RelPath, flags: OFlag) -> Result<OwnedFd, Errno> {
+        beneath(
+            self.fd.as_fd(),
+            path.as_os_str(),
+            flags,
+            Mode::empty(),
+            ResolveFlag::RESOLVE_NO_SYMLINKS,
+        )
+    }
+
+    /// A second handle on the same root (a duplicated descriptor), for a thread of its own.
+    pub fn try_clone(&self) -> Result<Root, Errno> {
+        let fd = self
+            .fd
+            .try_clone()
+            .map_err(|e| e.raw_os_error().map_or(Errno::EIO, Errno::from_raw))?;
+        Ok(Root { fd })
+    }
+
     /// Opens the directory that contains `path` (as `O_PATH`) and returns it with the final
     /// name. The final name is never followed: operations on it act on the entry itself.
     /// Refuses the root itself and a final `..`.

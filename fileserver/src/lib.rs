@@ -8,7 +8,8 @@
 //!
 //! It is also the session's gateway: [`listen`] takes the socket-activated socket (or binds
 //! TCP or a Unix socket) and closes connections without losing early answers, and [`relay`]
-//! passes `/opencode/*` and `/terminal` on to the session's other services.
+//! passes `/opencode/*` and `/terminal` on to the session's other services. [`watcher`]
+//! streams the workspace's changes (inotify) to clients as server-sent events.
 
 pub mod api;
 pub mod auth;
@@ -19,6 +20,7 @@ pub mod fsops;
 pub mod listen;
 pub mod relay;
 pub mod upload;
+pub mod watcher;
 pub mod zip;
 
 use std::future::Future;
@@ -43,6 +45,8 @@ pub struct Config {
     pub max_upload_bytes: u64,
     /// How long in-flight requests may run on after a shutdown signal.
     pub shutdown_grace: Duration,
+    /// Most directories the change watcher watches (0: no watching; clients poll).
+    pub watch_max_dirs: usize,
 }
 
 /// The state shared by all requests.
@@ -53,6 +57,10 @@ pub struct AppState {
     pub token: Token,
     /// Largest upload accepted, in bytes.
     pub max_upload_bytes: u64,
+    /// The change watcher, shared by every `GET /api/watch`.
+    pub watcher: watcher::Hub,
+    /// Turns true when the server shuts down: open event streams end then.
+    pub stopping: tokio::sync::watch::Sender<bool>,
 }
 
 /// Why the server could not run.
@@ -82,6 +90,8 @@ impl AppState {
             root,
             token: config.token.clone(),
             max_upload_bytes: config.max_upload_bytes,
+            watcher: watcher::Hub::new(config.watch_max_dirs),
+            stopping: tokio::sync::watch::Sender::new(false),
         })
     }
 }
@@ -104,11 +114,13 @@ pub async fn serve_gateway(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let state = Arc::new(AppState::new(&config)?);
-    let app = gateway_router(state, &relays);
+    let app = gateway_router(state.clone(), &relays);
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
     let server = axum::serve(listener.into(), app).with_graceful_shutdown(async move {
         shutdown.await;
         tracing::info!("shutting down: no new connections, finishing requests");
+        // Event streams never finish by themselves: end them, so they do not hold the exit.
+        state.stopping.send_replace(true);
         let _ = stopping_tx.send(());
     });
     let grace = config.shutdown_grace;

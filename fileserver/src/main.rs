@@ -43,6 +43,10 @@ struct Args {
     /// Seconds in-flight requests may run on after SIGTERM.
     #[arg(long, env = "OCTO_FILESERVER_SHUTDOWN_GRACE", default_value_t = 10)]
     shutdown_grace: u64,
+    /// Most directories watched for live changes (inotify); past it, clients poll the rest.
+    /// 0 turns watching off.
+    #[arg(long, env = "OCTO_FILESERVER_WATCH_MAX_DIRS", default_value_t = fileserver::watcher::DEFAULT_MAX_DIRS)]
+    watch_max_dirs: usize,
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {
@@ -110,6 +114,7 @@ fn run(args: Args, listen_fds: Option<&str>) -> anyhow::Result<()> {
         token,
         max_upload_bytes: args.max_upload,
         shutdown_grace: Duration::from_secs(args.shutdown_grace),
+        watch_max_dirs: args.watch_max_dirs,
     };
     let relays = Relays {
         opencode: args.opencode,
@@ -135,6 +140,7 @@ fn run(args: Args, listen_fds: Option<&str>) -> anyhow::Result<()> {
             origin,
             root = %config.root.display(),
             max_upload = config.max_upload_bytes,
+            watch_max_dirs = config.watch_max_dirs,
             opencode = ?relays.opencode,
             terminal = ?relays.terminal_socket,
             "octo-fileserver ready"

@@ -1,12 +1,18 @@
 // Issue 19's big folder against a real session: 10,000 files made in the terminal open in the
-// Files pane with fewer than 200 rows in the DOM, in order; the end is reached by scrolling and
-// from the keyboard (End, PageUp, Home), and the selected row stays focused and in view.
+// Files pane with fewer than 200 rows in the DOM, in order; the agent (the stub model's bash tool)
+// writes a file in that folder and it appears without a reload, through the file server's change
+// stream; the open tree then makes no requests at all while idle; the end is reached by scrolling
+// and from the keyboard (End, PageUp, Home), and the selected row stays focused and in view.
 import { expectNoConsoleErrors } from "./util.mjs";
 
 const LONG = { timeout: 180_000 };
 const COUNT = 10_000;
 /** What the check allows in the DOM (the pane shows ~35 rows at this size, plus overscan). */
 const MAX_ROWS = 200;
+/** What the stub model's bash tool writes (e2e/src/stub_llm.rs), here into big/. */
+const AGENT_FILE = "/big/agent-loop.txt";
+/** How long the open tree is watched doing nothing. */
+const IDLE_MS = 20_000;
 
 export default async function bigFolder(ctx) {
   const { baseUrl } = ctx;
@@ -57,6 +63,36 @@ export default async function bigFolder(ctx) {
     const height = await byTest("files-tree").evaluate((tree) => tree.scrollHeight);
     if (height < COUNT * 24) throw new Error(`the tree scrolls ${height} px, not the whole folder's height`);
     await ctx.screenshot(page, "opened");
+
+    ctx.step("the agent writes a file in the folder: it appears without a reload");
+    // Every request of the file tree from here on (the file server's API through octod).
+    const fileRequests = [];
+    page.on("request", (request) => {
+      const path = new URL(request.url()).pathname;
+      if (path.startsWith(`/sessions/${sessionId}/files/api/`)) fileRequests.push(`${request.method()} ${path}`);
+    });
+    await page.locator('[data-testid="files-live"][data-state="live"]').waitFor();
+    await page.locator("[data-testid=chat-connection][data-state=open]").waitFor({ timeout: 60_000 });
+    await byTest("chat-input").fill("Please write the file into big/.");
+    await byTest("chat-send").click();
+    await page.locator("[data-testid=chat-tool][data-tool=bash][data-status=completed]").waitFor(LONG);
+    const written = Date.now();
+    await entry(AGENT_FILE).waitFor({ timeout: 10_000 });
+    ctx.step(`  shown ${Date.now() - written} ms after the tool call completed (the tree at the top of the folder, not reloaded)`);
+    if ((await top(AGENT_FILE)) >= (await top(name(0)))) throw new Error("agent-loop.txt is not sorted before file-00000.txt");
+    const afterChange = [...fileRequests];
+    if (!afterChange.includes("GET /sessions/" + sessionId + "/files/api/list")) {
+      throw new Error(`the folder was not listed again after the change: ${JSON.stringify(afterChange)}`);
+    }
+    await ctx.screenshot(page, "agent-file");
+
+    ctx.step(`the open tree left alone for ${IDLE_MS / 1000} s makes no requests`);
+    await page.locator("[data-testid=chat-abort]").waitFor({ state: "detached", timeout: 60_000 });
+    await page.waitForTimeout(2000); // the reply's last changes (opencode's own files are hidden)
+    fileRequests.length = 0;
+    await page.waitForTimeout(IDLE_MS);
+    if (fileRequests.length > 0) throw new Error(`an idle tree asked: ${JSON.stringify(fileRequests)}`);
+    await page.locator('[data-testid="files-live"][data-state="live"]').waitFor({ timeout: 1000 });
 
     ctx.step("scrolled to its end: the last entry is shown, still fewer than 200 rows");
     await byTest("files-tree").evaluate((tree) => {

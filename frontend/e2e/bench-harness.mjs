@@ -9,7 +9,9 @@
 //
 //   node e2e/bench-harness.mjs --dist DIR [--port P] [--files N] [--messages N]
 //
-// Everything not faked answers 404 (the terminal's WebSocket too: the bench does not use it).
+// The file server's change stream (`/files/api/watch`) says it watches everything and sends what
+// `change(dir, name)` adds. Everything not faked answers 404 (the terminal's WebSocket too: the
+// bench does not use it).
 import { createServer } from "node:http";
 import { readFile } from "node:fs/promises";
 import { join, extname, resolve, dirname } from "node:path";
@@ -134,6 +136,7 @@ export async function startHarness({ dist, port = 0, files = 10_000, messages = 
   });
   const ids = [FILES_SESSION, CHAT_SESSION];
   const events = new Set();
+  const watchers = new Set();
 
   const server = createServer(async (req, res) => {
     const url = new URL(req.url, "http://x");
@@ -151,6 +154,13 @@ export async function startHarness({ dist, port = 0, files = 10_000, messages = 
     if (sessionMatch && ids.includes(sessionMatch[1])) return json(session(sessionMatch[1]));
     const [, id, service] = /^\/sessions\/([^/]+)\/([^/]+)/.exec(p) ?? [];
     if (p.startsWith("/sessions/") && !ids.includes(id)) return notFound();
+    if (service === "files" && p === `/sessions/${id}/files/api/watch`) {
+      res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache" });
+      res.write(`event: status\ndata: ${JSON.stringify({ complete: true, watched: 3, max: 10000, unwatched: [] })}\n\n`);
+      if (id === FILES_SESSION) watchers.add(res);
+      req.on("close", () => watchers.delete(res));
+      return;
+    }
     if (service === "files" && p === `/sessions/${id}/files/api/list`) {
       const path = (url.searchParams.get("path") ?? "").replace(/^\/+|\/+$/g, "");
       const listing = id === FILES_SESSION || path !== BIG ? lists.get(path) : undefined;
@@ -193,9 +203,18 @@ export async function startHarness({ dist, port = 0, files = 10_000, messages = 
     emit(event) {
       for (const res of events) res.write(`data: ${JSON.stringify(event)}\n\n`);
     },
+    /** Adds a file `name` to folder `dir` ("" or BIG) of the files session and announces it on
+     * the change stream, as the file server would. */
+    change(dir, name) {
+      const listing = JSON.parse(lists.get(dir));
+      listing.entries.push({ name, path: dir ? `${dir}/${name}` : name, kind: "file", size: 1, mtime: now });
+      lists.set(dir, JSON.stringify(listing));
+      const event = `event: change\ndata: ${JSON.stringify({ dirs: [{ path: dir, names: [name] }] })}\n\n`;
+      for (const res of watchers) res.write(event);
+    },
     close: () =>
       new Promise((ok) => {
-        for (const res of events) res.destroy();
+        for (const res of [...events, ...watchers]) res.destroy();
         server.close(ok);
         server.closeAllConnections();
       }),

@@ -1,14 +1,16 @@
 // `cargo xtask bench ui`: the UI's heavy cases in Chromium (playwright-core, Debian's chromium,
-// headless), timed by the page itself (performance.now) and Chromium's long-task observer. Each
+// headless), timed by the page itself (performance.now) and Chromium's long-task observer, and the
+// requests an idle open workspace makes (counted by playwright, per minute). Each
 // scenario runs against this code and against the anchor (the UI of an older commit) in the same
 // run, alternating, and prints medians and the ratio. Numbers for people; nothing is asserted.
 //
-//   node e2e/bench-ui.mjs --dist DIR [--anchor-dist DIR --anchor-label TEXT] [--runs N]
-//   node e2e/bench-ui.mjs --base-url URL --user U --password P --session ID --folder /PATH
+//   node e2e/bench-ui.mjs --dist DIR [--anchor-dist DIR --anchor-label TEXT] [--runs N] [--idle-seconds S]
+//   node e2e/bench-ui.mjs --base-url URL --user U --password P --session ID --folder /PATH [--idle-seconds S]
 //
 // With --dist the UI is served by bench-harness.mjs (a fake API: a 10,000-entry folder, a
 // 500-message conversation). With --base-url it is measured against a real stack instead (Caddy
-// in front of octod): the folder scenario only, in the given session's folder (one that exists).
+// in front of octod): the folder scenario in the given session's folder (one that exists), and
+// the idle workspace.
 import { parseArgs } from "node:util";
 import { chromium } from "playwright-core";
 import { BIG, CHAT_SESSION, FILES_SESSION, startHarness, streamedReply } from "./bench-harness.mjs";
@@ -24,9 +26,11 @@ const { values: args } = parseArgs({
     password: { type: "string" },
     session: { type: "string" },
     folder: { type: "string" },
+    "idle-seconds": { type: "string", default: "20" },
   },
 });
 const runs = Number(args.runs);
+const idleSeconds = Number(args["idle-seconds"]);
 
 // Collects every long task (> 50 ms on the main thread) from the page's start. Also sets the
 // UI's signed-in hint (theme.ts), so that it asks /api/me instead of showing the sign-in page.
@@ -102,6 +106,27 @@ async function folderScenario(page, { folder, first, last }) {
     "folder: rows in the DOM": Math.max(domRowsOpen, await page.locator('[data-testid="file-entry"]').count()),
     "folder: scroll to the last entry (ms)": scrolled.ms,
     "folder: longest task jumping to the end and back (ms)": await longestSince(page, scrolled.t0),
+  };
+}
+
+/** An open workspace left alone: the requests it makes over `idleSeconds` (after the first
+ * listings and connections settle), per minute — those of the file tree (the file server's API:
+ * listings, the change stream's reconnects) and all of them (every pane, the API). */
+async function idleScenario(page) {
+  await page.locator('[data-testid="file-entry"]').first().waitFor({ timeout: 60_000 });
+  await settle(page, 3000);
+  const counts = { files: 0, all: 0 };
+  const count = (request) => {
+    counts.all += 1;
+    if (new URL(request.url()).pathname.includes("/files/api/")) counts.files += 1;
+  };
+  page.on("request", count);
+  await page.waitForTimeout(idleSeconds * 1000);
+  page.off("request", count);
+  const perMinute = (n) => (n * 60) / idleSeconds;
+  return {
+    "idle workspace: file tree requests per minute": perMinute(counts.files),
+    "idle workspace: all requests per minute": perMinute(counts.all),
   };
 }
 
@@ -255,6 +280,7 @@ try {
           prepare: login,
           run: (page) => folderScenario(page, { folder, first: `${folder}/${names[0]}`, last: `${folder}/${names.at(-1)}` }),
         },
+        { name: "idle", url: (t) => `${t.base}/w/${args.session}`, prepare: login, run: idleScenario },
       ],
     );
   } else {
@@ -275,6 +301,7 @@ try {
         run: (page) => folderScenario(page, { folder: `/${BIG}`, first: `/${BIG}/file-00000.txt`, last: `/${BIG}/file-09999.txt` }),
       },
       { name: "chat", url: (t) => `${t.base}/w/${CHAT_SESSION}`, run: chatScenario },
+      { name: "idle", url: (t) => `${t.base}/w/${FILES_SESSION}`, run: idleScenario },
     ]);
   }
 } finally {

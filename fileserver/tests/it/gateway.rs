@@ -158,6 +158,7 @@ impl Gateway {
             token: Token::new(TOKEN).expect("token"),
             max_upload_bytes: 1 << 30,
             shutdown_grace: Duration::from_secs(1),
+            watch_max_dirs: fileserver::watcher::DEFAULT_MAX_DIRS,
         };
         let relays = Relays {
             opencode: Some(opencode),

@@ -5,3 +5,4 @@ mod gateway;
 mod ops;
 mod process;
 mod util;
+mod watch;

@@ -23,10 +23,15 @@ pub struct Server {
 
 impl Server {
     pub fn start() -> Server {
-        Server::with_limit(1 << 30)
+        Server::with(|_| {})
     }
 
     pub fn with_limit(max_upload_bytes: u64) -> Server {
+        Server::with(|config| config.max_upload_bytes = max_upload_bytes)
+    }
+
+    /// A server whose configuration `change` adjusts first.
+    pub fn with(change: impl FnOnce(&mut Config)) -> Server {
         let tmp = tempfile::tempdir().expect("tempdir");
         std::fs::create_dir(tmp.path().join("root")).expect("mkdir root");
         let outside = tmp.path().join("outside");
@@ -39,12 +44,14 @@ impl Server {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         listener.set_nonblocking(true).expect("nonblocking");
         let addr = listener.local_addr().expect("addr");
-        let config = Config {
+        let mut config = Config {
             root: tmp.path().join("root"),
             token: Token::new(TOKEN).expect("token"),
-            max_upload_bytes,
+            max_upload_bytes: 1 << 30,
             shutdown_grace: Duration::from_secs(2),
+            watch_max_dirs: fileserver::watcher::DEFAULT_MAX_DIRS,
         };
+        change(&mut config);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_multi_thread()

@@ -2,6 +2,8 @@
 // preview, upload (button or drag and drop, with progress), download, new folder, rename and
 // delete. The logic it relies on lives in fileops.ts; the requests in client.ts. The tree is
 // windowed (WindowedRows.tsx): a folder of 10,000 entries puts only the rows in view in the DOM.
+// It follows changes live (live.ts: the file server's change stream), re-listing only the folders
+// that changed; it polls only while the stream is down, or the folders the stream does not watch.
 import { useCallback, useEffect, useMemo, useReducer, useRef, useState } from "react";
 import type { CSSProperties, DragEvent, KeyboardEvent, MouseEvent } from "react";
 import { apiFetch, type Session } from "../api";
@@ -9,8 +11,11 @@ import { ConfirmDialog } from "../components/ConfirmDialog";
 import * as client from "./client";
 import {
   FileError,
+  IMAGE_PREVIEW_BYTES,
   TEXT_PREVIEW_BYTES,
-  decodeText,
+  binaryMessage,
+  decodeChunk,
+  describeBinary,
   describeError,
   dropPaths,
   formatSize,
@@ -18,6 +23,7 @@ import {
   isWithin,
   joinPath,
   ListingCache,
+  nextChunk,
   parentPath,
   planPreview,
   renamePaths,
@@ -25,24 +31,40 @@ import {
   uploadFraction,
   uploadReducer,
   uploadsToStart,
+  urls,
   validateName,
   visibleRows,
   type FileEntry,
   type TreeRow,
   type Upload,
 } from "./fileops";
+import { foldersToPoll, foldersToRelist, linkedFolders, runWatch, type WatchStatus } from "./live";
 import { WindowedRows, type WindowedHandle } from "./WindowedRows";
 import { pageRows } from "./windowing";
 import "./files.css";
 
-/** While the pane is visible, listings are refreshed this often (agents write files too). */
+/** While the pane is visible and the change stream is down (or does not watch a folder shown),
+ * listings are refreshed this often (agents write files too). */
 const POLL_MS = 4000;
 /** Every row of the tree is this tall (files.css: `.file-entry`), which windowing relies on. */
 const ROW_HEIGHT = 24;
 
 type Preview =
   | { state: "loading"; entry: FileEntry }
-  | { state: "text"; entry: FileEntry; text: string; truncated: boolean }
+  | {
+      state: "text";
+      entry: FileEntry;
+      text: string;
+      /** Bytes of the file shown; the next part starts there. */
+      loaded: number;
+      /** The file's size, as the server last said. */
+      size: number;
+      /** The version shown: later parts must be of the same one. */
+      etag: string | null;
+      loadingMore: boolean;
+      /** Why no more can be loaded here (the file changed, the rest is binary, an error). */
+      stopped?: string;
+    }
   | { state: "image"; entry: FileEntry; url: string }
   | { state: "message"; entry: FileEntry; message: string };
 
@@ -71,6 +93,16 @@ export function FilesPane({ sessionId }: { sessionId: string }): JSX.Element {
   const listingCache = useRef(new ListingCache());
   const expandedRef = useRef(expanded);
   expandedRef.current = expanded;
+  const listingsRef = useRef(listings);
+  listingsRef.current = listings;
+  const hiddenRef = useRef(hidden);
+  hiddenRef.current = hidden;
+  // What the change stream watches, while it is live; null while it is down (then: poll).
+  const [live, setLive] = useState<WatchStatus | null>(null);
+  const liveRef = useRef(live);
+  liveRef.current = live;
+  // The latest listing asked for, per folder: an older answer that arrives later is dropped.
+  const loadSeq = useRef(new Map<string, number>());
   // Aborted when the pane goes: a request still running then (say, to a session being stopped
   // or deleted) must not fail later in the console, nor touch the session at all.
   const lifetime = useRef(new AbortController());
@@ -81,6 +113,7 @@ export function FilesPane({ sessionId }: { sessionId: string }): JSX.Element {
   }, []);
 
   const rows = useMemo(() => visibleRows(listings, expanded), [listings, expanded]);
+  const rowKeys = useMemo(() => rows.map((r) => r.entry.path), [rows]);
   const entries = useMemo(() => new Map(rows.map((r) => [r.entry.path, r.entry])), [rows]);
   const entriesRef = useRef(entries);
   entriesRef.current = entries;
@@ -91,10 +124,13 @@ export function FilesPane({ sessionId }: { sessionId: string }): JSX.Element {
 
   const load = useCallback(
     async (dir: string, quiet = false) => {
+      const seq = (loadSeq.current.get(dir) ?? 0) + 1;
+      loadSeq.current.set(dir, seq);
+      const superseded = () => loadSeq.current.get(dir) !== seq;
       try {
         const signal = lifetime.current.signal;
         const fresh = await client.list(sessionId, entriesRef.current.get(dir) ?? dir, hidden, signal, listingCache.current);
-        if (signal.aborted) return;
+        if (signal.aborted || superseded()) return;
         setListings((old) => {
           if (sameListing(old.get(dir), fresh)) return old;
           const next = new Map(old);
@@ -103,7 +139,7 @@ export function FilesPane({ sessionId }: { sessionId: string }): JSX.Element {
         });
         if (!quiet) setError(null);
       } catch (e) {
-        if (lifetime.current.signal.aborted) return;
+        if (lifetime.current.signal.aborted || superseded()) return;
         if (e instanceof FileError && e.code === "not_found" && dir !== "/") {
           // The folder went away (deleted in the terminal, by the agent): forget it.
           setExpanded((old) => dropPaths(old, dir));
@@ -123,6 +159,11 @@ export function FilesPane({ sessionId }: { sessionId: string }): JSX.Element {
     },
     [load],
   );
+  // For the change stream's callbacks, which outlive a render.
+  const loadRef = useRef(load);
+  loadRef.current = load;
+  const refreshRef = useRef(refresh);
+  refreshRef.current = refresh;
 
   // First listing, and again when the session or the hidden-files choice changes.
   useEffect(() => {
@@ -136,22 +177,70 @@ export function FilesPane({ sessionId }: { sessionId: string }): JSX.Element {
     setPreview(null);
   }, [sessionId]);
 
-  // Poll while visible, so files the agent or the terminal writes show up — only while the
-  // session runs: a request to its files would wake a session that is stopping (octod resumes
-  // on access), so a stop would not stick.
+  // Follow changes while the page is visible: the file server's change stream, reconnected (with
+  // a growing pause) only while the session runs — a request to its files would wake a session
+  // that is stopping (octod resumes on access), so a stop would not stick.
+  const [visible, setVisible] = useState(() => document.visibilityState === "visible");
+  useEffect(() => {
+    const update = () => setVisible(document.visibilityState === "visible");
+    document.addEventListener("visibilitychange", update);
+    return () => document.removeEventListener("visibilitychange", update);
+  }, []);
+  useEffect(() => {
+    if (!visible) return;
+    const controller = new AbortController();
+    const { signal } = controller;
+    void runWatch({
+      url: urls.watch(sessionId),
+      signal,
+      mayConnect: async () => (await apiFetch<Session>(`/api/sessions/${encodeURIComponent(sessionId)}`, { signal })).state === "running",
+      onState: (state) => {
+        if (signal.aborted) return;
+        if (state.kind === "down") {
+          setLive(null);
+          return;
+        }
+        setLive(state.status);
+        // A connection's first status: changes from before it (or while it was down) are not
+        // replayed, so the folders shown are listed again (an unchanged answer is not re-parsed).
+        if (state.first) void refreshRef.current(true);
+      },
+      onEvent: (event) => {
+        if (signal.aborted) return;
+        if (event.type === "resync") {
+          void refreshRef.current(true);
+          return;
+        }
+        const listed = new Set(["/", ...expandedRef.current]);
+        for (const dir of foldersToRelist(event.dirs, listed, hiddenRef.current)) void loadRef.current(dir, true);
+      },
+    });
+    return () => {
+      controller.abort();
+      setLive(null);
+    };
+  }, [sessionId, visible]);
+
+  // Poll while visible and not followed live (the stream is down, or does not watch a folder
+  // shown), so files the agent or the terminal writes show up — only while the session runs
+  // (see above). A live, complete stream: no timer work, no requests.
   useEffect(() => {
     const timer = setInterval(() => {
       if (document.visibilityState !== "visible") return;
+      const open = expandedRef.current;
+      const dirs = foldersToPoll(liveRef.current, ["/", ...open], linkedFolders(listingsRef.current, open));
+      if (dirs.length === 0) return;
       const signal = lifetime.current.signal;
       apiFetch<Session>(`/api/sessions/${encodeURIComponent(sessionId)}`, { signal }).then(
         (session) => {
-          if (session.state === "running" && !signal.aborted) void refresh(true);
+          if (session.state !== "running" || signal.aborted) return;
+          for (const dir of dirs) void load(dir, true);
         },
         () => {},
       );
     }, POLL_MS);
     return () => clearInterval(timer);
-  }, [refresh, sessionId]);
+  }, [load, sessionId]);
 
   // --- Tree
 
@@ -186,11 +275,16 @@ export function FilesPane({ sessionId }: { sessionId: string }): JSX.Element {
         setPreview({ state: "message", entry, message: plan.reason });
         return;
       }
+      if (plan.kind === "binary") {
+        setPreview({ state: "message", entry, message: binaryMessage(plan.description, entry.size) });
+        return;
+      }
       setPreview({ state: "loading", entry });
       const current = (p: Preview | null) => p?.entry.path === entry.path;
+      const signal = lifetime.current.signal;
       try {
         if (plan.kind === "image") {
-          const blob = await client.readBlob(sessionId, entry, plan.mime, lifetime.current.signal);
+          const blob = await client.readImage(sessionId, entry, plan.mime, IMAGE_PREVIEW_BYTES, signal);
           const url = URL.createObjectURL(blob);
           setPreview((p) => {
             if (current(p)) return { state: "image", entry, url };
@@ -199,20 +293,58 @@ export function FilesPane({ sessionId }: { sessionId: string }): JSX.Element {
           });
           return;
         }
-        const bytes =
-          entry.size === 0 ? new Uint8Array() : await client.readHead(sessionId, entry, TEXT_PREVIEW_BYTES, plan.truncated, lifetime.current.signal);
-        const text = decodeText(bytes, plan.truncated);
+        // The first part only (a Range request): a 50 MB log shows at once, and "Load more"
+        // reads on from where it stops.
+        const part =
+          entry.size === 0
+            ? { bytes: new Uint8Array(), size: 0, etag: null }
+            : await client.readPart(sessionId, entry, 0, TEXT_PREVIEW_BYTES, null, signal);
+        const size = part.size ?? entry.size;
+        const decoded = decodeChunk(part.bytes, part.bytes.length >= size);
         setPreview((p) => {
           if (!current(p)) return p;
-          if (text === null) return { state: "message", entry, message: "Binary file: download it to open it." };
-          return { state: "text", entry, text, truncated: plan.truncated };
+          if (decoded === null) return { state: "message", entry, message: binaryMessage(describeBinary(entry.name, part.bytes), size) };
+          return { state: "text", entry, text: decoded.text, loaded: decoded.used, size, etag: part.etag, loadingMore: false };
         });
       } catch (e) {
-        setPreview((p) => (current(p) ? { state: "message", entry, message: describeError("Preview", e) } : p));
+        const message =
+          e instanceof FileError && e.code === "too_large"
+            ? `The image has grown past ${formatSize(IMAGE_PREVIEW_BYTES)} since it was listed: download it to view it.`
+            : describeError("Preview", e);
+        setPreview((p) => (current(p) ? { state: "message", entry, message } : p));
       }
     },
     [sessionId],
   );
+
+  const loadMore = useCallback(async () => {
+    const shown = preview;
+    if (shown?.state !== "text" || shown.loadingMore || shown.stopped) return;
+    const next = nextChunk(shown);
+    if (!next) return;
+    const { entry } = shown;
+    type Text = Extract<Preview, { state: "text" }>;
+    const update = (change: (p: Text) => Text) =>
+      setPreview((p) => (p?.state === "text" && p.entry.path === entry.path ? change(p) : p));
+    update((p) => ({ ...p, loadingMore: true }));
+    try {
+      const part = await client.readPart(sessionId, entry, next.start, next.length, shown.etag, lifetime.current.signal);
+      const size = part.size ?? shown.size;
+      const decoded = decodeChunk(part.bytes, next.start + part.bytes.length >= size);
+      update((p) => {
+        if (decoded === null) return { ...p, loadingMore: false, stopped: "The rest of the file is not text: download it to see it." };
+        // Nothing usable (the file shrank under the preview): stop here.
+        if (decoded.used === 0) return { ...p, loadingMore: false, size: p.loaded };
+        return { ...p, text: p.text + decoded.text, loaded: p.loaded + decoded.used, size, loadingMore: false };
+      });
+    } catch (e) {
+      const stopped =
+        e instanceof FileError && e.code === "precondition_failed"
+          ? "The file changed since this preview opened: open it again to see it as it is now."
+          : describeError("Loading more", e);
+      update((p) => ({ ...p, loadingMore: false, stopped }));
+    }
+  }, [preview, sessionId]);
 
   const activate = useCallback(
     (entry: FileEntry) => {
@@ -420,6 +552,16 @@ export function FilesPane({ sessionId }: { sessionId: string }): JSX.Element {
   };
 
   const rootListed = listings.has("/");
+  // Whether the tree follows changes live: "live" (every folder shown), "partial" (the stream
+  // does not watch some folders shown: those are polled), "off" (no stream: all polled).
+  const liveness =
+    live === null ? "off" : foldersToPoll(live, ["/", ...expanded], linkedFolders(listings, expanded)).length === 0 ? "live" : "partial";
+  const livenessTitle =
+    liveness === "live"
+      ? "Changes show as they happen."
+      : liveness === "partial"
+        ? `Some folders are refreshed every ${POLL_MS / 1000} s instead of live: ${live?.reason ?? "folders opened through a link"}.`
+        : `Not connected to the change stream: the tree is refreshed every ${POLL_MS / 1000} s.`;
   const active = uploads.filter((u) => u.status !== "done" && u.status !== "cancelled");
 
   return (
@@ -463,6 +605,7 @@ export function FilesPane({ sessionId }: { sessionId: string }): JSX.Element {
         >
           <Icon name="refresh" />
         </button>
+        <span className={`files-live files-live-${liveness}`} data-testid="files-live" data-state={liveness} title={livenessTitle} role="img" aria-label={livenessTitle} />
         <label className="files-hidden-toggle" title="Show hidden files">
           <input type="checkbox" checked={hidden} onChange={(e) => setHidden(e.target.checked)} /> Hidden
         </label>
@@ -496,6 +639,7 @@ export function FilesPane({ sessionId }: { sessionId: string }): JSX.Element {
           scroller={tree}
           handle={windowed}
           count={rows.length}
+          keys={rowKeys}
           rowHeight={ROW_HEIGHT}
           pinned={selectedIndex >= 0 ? selectedIndex : undefined}
           renderRow={(index, style) => {
@@ -536,7 +680,9 @@ export function FilesPane({ sessionId }: { sessionId: string }): JSX.Element {
         </div>
       )}
 
-      {preview && <PreviewPanel preview={preview} onClose={() => setPreview(null)} sessionId={sessionId} />}
+      {preview && (
+        <PreviewPanel preview={preview} onClose={() => setPreview(null)} onMore={() => void loadMore()} sessionId={sessionId} />
+      )}
 
       {dialog?.kind === "mkdir" && (
         <NameDialog
@@ -715,22 +861,22 @@ function UploadRow(props: { upload: Upload; onCancel: () => void; onReplace: () 
   );
 }
 
-function PreviewPanel(props: { preview: Preview; sessionId: string; onClose: () => void }): JSX.Element {
+function PreviewPanel(props: { preview: Preview; sessionId: string; onClose: () => void; onMore: () => void }): JSX.Element {
   const { preview } = props;
   const { entry } = preview;
+  const [pixels, setPixels] = useState<string | null>(null);
+  useEffect(() => setPixels(null), [entry.path]);
+  const download = () => client.download(props.sessionId, entry);
+  const more = preview.state === "text" && !preview.stopped ? nextChunk(preview) : null;
   return (
     <div className="file-preview" data-testid="file-preview" data-path={entry.path} data-state={preview.state}>
       <div className="file-preview-head">
         <span className="file-preview-name" title={entry.path}>
           {entry.name}
         </span>
-        <span className="file-meta">{formatSize(entry.size)}</span>
-        <button
-          type="button"
-          className="btn icon ghost small"
-          aria-label={`Download ${entry.name}`}
-          onClick={() => client.download(props.sessionId, entry)}
-        >
+        {pixels && <span className="file-meta">{pixels}</span>}
+        <span className="file-meta">{formatSize(preview.state === "text" ? preview.size : entry.size)}</span>
+        <button type="button" className="btn icon ghost small" aria-label={`Download ${entry.name}`} onClick={download}>
           <Icon name="download" />
         </button>
         <button type="button" className="btn icon ghost small" aria-label="Close preview" onClick={props.onClose}>
@@ -739,13 +885,43 @@ function PreviewPanel(props: { preview: Preview; sessionId: string; onClose: () 
       </div>
       <div className="file-preview-body">
         {preview.state === "loading" && <div className="files-empty">Loading…</div>}
-        {preview.state === "message" && <div className="files-empty">{preview.message}</div>}
-        {preview.state === "image" && <img src={preview.url} alt={entry.name} />}
+        {preview.state === "message" && (
+          <div className="files-empty" data-testid="file-preview-message">
+            {preview.message}
+          </div>
+        )}
+        {preview.state === "image" && (
+          <img
+            src={preview.url}
+            alt={entry.name}
+            onLoad={(e) => setPixels(`${e.currentTarget.naturalWidth} × ${e.currentTarget.naturalHeight} px`)}
+          />
+        )}
         {preview.state === "text" && (
           <>
-            <pre>{preview.text}</pre>
-            {preview.truncated && (
-              <div className="files-empty">Showing the first {formatSize(TEXT_PREVIEW_BYTES)}; download the file for the rest.</div>
+            <pre data-testid="file-preview-text">{preview.text}</pre>
+            {preview.loaded < preview.size && (
+              <div className="file-preview-more" data-testid="file-preview-more">
+                <span>
+                  Showing the first {formatSize(preview.loaded)} of {formatSize(preview.size)}.
+                  {!more && !preview.stopped && " Download the file for the rest."}
+                  {preview.stopped && ` ${preview.stopped}`}
+                </span>
+                {more && (
+                  <button
+                    type="button"
+                    className="btn small"
+                    data-testid="file-preview-load-more"
+                    disabled={preview.loadingMore}
+                    onClick={props.onMore}
+                  >
+                    {preview.loadingMore ? "Loading…" : `Load ${formatSize(more.length)} more`}
+                  </button>
+                )}
+                <button type="button" className="btn small ghost" onClick={download}>
+                  Download
+                </button>
+              </div>
             )}
           </>
         )}

@@ -3,7 +3,7 @@
 // sizer as tall as the whole list, so the scrollbar is true. The arithmetic is windowing.ts's.
 import { useCallback, useImperativeHandle, useLayoutEffect, useRef, useState } from "react";
 import type { CSSProperties, RefObject } from "react";
-import { scrollToReveal, windowRange, type Viewport, type WindowRange } from "./windowing";
+import { anchoredScrollTop, scrollToReveal, windowRange, type Viewport, type WindowRange } from "./windowing";
 
 export interface WindowedHandle {
   /** Scrolls the least distance that shows row `index` whole. */
@@ -20,11 +20,15 @@ export function WindowedRows(props: {
   /** A row rendered even when scrolled out of view: the focused one, so focus is not lost. */
   pinned?: number;
   handle?: RefObject<WindowedHandle | null>;
+  /** The rows' keys, in order: when they change (a folder changed on disk), the rows in view stay
+   * where they are on screen rather than shifting by what was added or removed above them. */
+  keys?: readonly string[];
   /** One row; `style` places it and must be applied to its outermost element. */
   renderRow: (index: number, style: CSSProperties) => JSX.Element;
 }): JSX.Element {
-  const { scroller, count, rowHeight, pinned, renderRow } = props;
+  const { scroller, count, rowHeight, pinned, renderRow, keys } = props;
   const sizer = useRef<HTMLDivElement>(null);
+  const shownKeys = useRef(keys);
   const [range, setRange] = useState<WindowRange>({ start: 0, end: 0 });
 
   const viewport = useCallback((): Viewport => {
@@ -53,6 +57,19 @@ export function WindowedRows(props: {
       resize.disconnect();
     };
   }, [measure, scroller]);
+
+  // Before paint: the rows changed; scroll so that the first row in view stays put.
+  useLayoutEffect(() => {
+    const before = shownKeys.current;
+    shownKeys.current = keys;
+    const el = scroller.current;
+    if (!before || !keys || before === keys || !el) return;
+    const view = viewport();
+    const top = anchoredScrollTop(before, keys, rowHeight, view.scrollTop);
+    if (top === null) return;
+    el.scrollTop += top - view.scrollTop;
+    measure();
+  }, [keys, rowHeight, scroller, viewport, measure]);
 
   useImperativeHandle(
     props.handle,

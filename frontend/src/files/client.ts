@@ -6,6 +6,7 @@ import {
   ListingCache,
   parseError,
   parseListing,
+  rangeTotal,
   urls,
   type FileEntry,
   type PathRef,
@@ -77,23 +78,79 @@ export async function remove(sessionId: string, path: PathRef, recursive: boolea
   await request(urls.remove(sessionId, path, recursive), { method: "DELETE" });
 }
 
-/** The first `limit` bytes of a file (a `Range` request when the file is larger). */
-export async function readHead(
-  sessionId: string,
-  path: PathRef,
-  limit: number,
-  ranged: boolean,
-  signal?: AbortSignal,
-): Promise<Uint8Array> {
-  const headers: HeadersInit = ranged ? { Range: `bytes=0-${limit - 1}` } : {};
-  const response = await request(urls.download(sessionId, path, true), { headers, signal });
-  const bytes = new Uint8Array(await response.arrayBuffer());
-  return bytes.length > limit ? bytes.subarray(0, limit) : bytes;
+/** At most `limit` bytes of a response's body: the rest is not read (the request is cancelled),
+ * so a server that ignores a `Range` costs no more than what is wanted. */
+export async function readAtMost(response: Response, limit: number): Promise<Uint8Array<ArrayBuffer>> {
+  const reader = response.body?.getReader();
+  if (!reader) return new Uint8Array(await response.arrayBuffer()).subarray(0, limit);
+  const parts: Uint8Array[] = [];
+  let total = 0;
+  while (total < limit) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    parts.push(value);
+    total += value.length;
+  }
+  if (total >= limit) await reader.cancel().catch(() => {});
+  const out = new Uint8Array(Math.min(total, limit));
+  let at = 0;
+  for (const part of parts) {
+    const take = part.subarray(0, out.length - at);
+    out.set(take, at);
+    at += take.length;
+    if (at >= out.length) break;
+  }
+  return out;
 }
 
-export async function readBlob(sessionId: string, path: PathRef, type: string, signal?: AbortSignal): Promise<Blob> {
+/** A part of a file read for a preview. */
+export interface FilePart {
+  bytes: Uint8Array;
+  /** The file's size as the answer gave it (null if it did not). */
+  size: number | null;
+  /** The file's version: later parts are asked for with `If-Match`, so a file that changed
+   * meanwhile is refused (412) rather than shown as a mix of two versions. */
+  etag: string | null;
+}
+
+/** `length` bytes of a file from `start` (a `Range` request; read bounded either way). With
+ * `etag`, only of that version of the file (else a `FileError` with code `precondition_failed`). */
+export async function readPart(
+  sessionId: string,
+  path: PathRef,
+  start: number,
+  length: number,
+  etag: string | null,
+  signal?: AbortSignal,
+): Promise<FilePart> {
+  const headers: Record<string, string> = { Range: `bytes=${start}-${start + length - 1}` };
+  if (etag) headers["If-Match"] = etag;
+  let response: Response;
+  try {
+    response = await request(urls.download(sessionId, path, true), { headers, signal });
+  } catch (e) {
+    // Asked from the end of the file or past it (it shrank, or is empty): nothing there.
+    if (e instanceof FileError && e.code === "range_not_satisfiable") return { bytes: new Uint8Array(), size: start, etag };
+    throw e;
+  }
+  const ranged = response.status === 206;
+  const size = ranged ? rangeTotal(response.headers.get("Content-Range")) : Number(response.headers.get("Content-Length") ?? NaN);
+  // A whole file (the server ignored the range): skip to `start` within the same bound.
+  const bytes = await readAtMost(response, ranged ? length : start + length);
+  return {
+    bytes: ranged ? bytes : bytes.subarray(Math.min(start, bytes.length)),
+    size: Number.isFinite(size) ? size : null,
+    etag: response.headers.get("ETag") ?? etag,
+  };
+}
+
+/** An image for a preview, at most `limit` bytes: a file grown past it since it was listed is a
+ * `FileError` with code `too_large`. */
+export async function readImage(sessionId: string, path: PathRef, type: string, limit: number, signal?: AbortSignal): Promise<Blob> {
   const response = await request(urls.download(sessionId, path, true), { signal });
-  return new Blob([await response.arrayBuffer()], { type });
+  const bytes = await readAtMost(response, limit + 1);
+  if (bytes.length > limit) throw new FileError(0, "too_large", "The image is larger than a preview shows.");
+  return new Blob([bytes], { type });
 }
 
 export interface UploadHandle {

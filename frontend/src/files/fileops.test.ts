@@ -3,19 +3,26 @@ import { describe, expect, it } from "vitest";
 import {
   FileError,
   ListingCache,
+  TEXT_PREVIEW_BYTES,
+  TEXT_PREVIEW_MAX,
   apiUrl,
+  binaryMessage,
   baseName,
+  decodeChunk,
   decodeText,
+  describeBinary,
   describeError,
   dropPaths,
   formatSize,
   isWithin,
   joinPath,
+  nextChunk,
   normalizePath,
   parentPath,
   parseError,
   parseListing,
   planPreview,
+  rangeTotal,
   renamePaths,
   sameListing,
   sortEntries,
@@ -83,6 +90,7 @@ describe("paths", () => {
 describe("URLs", () => {
   it("puts paths in the query, encoded, relative to the home", () => {
     expect(urls.list("abc", "/")).toBe("/sessions/abc/files/api/list?path=");
+    expect(urls.watch("abc")).toBe("/sessions/abc/files/api/watch");
     expect(urls.list("abc", "/src", true)).toBe("/sessions/abc/files/api/list?path=src&hidden=true");
     expect(urls.download("abc", "/a b/c&d.txt")).toBe("/sessions/abc/files/api/download?path=a+b%2Fc%26d.txt");
     expect(urls.download("abc", "/img.png", true)).toBe("/sessions/abc/files/api/download?path=img.png&inline=true");
@@ -226,6 +234,82 @@ describe("preview", () => {
     const cut = enc.encode("ab€").subarray(0, 4);
     expect(decodeText(cut, true)).toBe("ab");
     expect(decodeText(cut, false)).toBeNull();
+  });
+
+  it("describes known binary types by extension without reading them", () => {
+    expect(planPreview(entry("/a.zip", "file", { size: 5 }))).toEqual({ kind: "binary", description: "ZIP archive" });
+    expect(planPreview(entry("/lib.SO", "file"))).toEqual({ kind: "binary", description: "shared library" });
+    expect(planPreview(entry("/model.safetensors", "file")).kind).toBe("binary");
+    // No extension, or one of text: read as text (and described by its bytes if binary).
+    expect(planPreview(entry("/a.out", "file")).kind).toBe("text");
+    expect(planPreview(entry("/Makefile", "file")).kind).toBe("text");
+    expect(planPreview(entry("/huge.jpg", "file", { size: 30 * 1024 * 1024 }))).toEqual({
+      kind: "none",
+      reason: "An image of 30 MiB: images over 20 MiB are not shown. Download it to view it.",
+    });
+    expect(binaryMessage("ZIP archive", 3 * 1024 * 1024)).toBe("ZIP archive, 3.0 MiB. Download it to open it.");
+  });
+
+  it("tells what binary bytes are by their magic, else by extension", () => {
+    const bytes = (...b: (number | string)[]) =>
+      new Uint8Array(b.flatMap((x) => (typeof x === "string" ? Array.from(x, (c) => c.charCodeAt(0)) : [x])));
+    expect(describeBinary("a.out", bytes(0x7f, "ELF", 2, 1, 1, 0))).toBe("ELF executable or library");
+    expect(describeBinary("x", bytes(0x89, "PNG", 0x0d, 0x0a, 0x1a, 0x0a, 0))).toBe("PNG image");
+    expect(describeBinary("x", bytes("%PDF-1.7", 0))).toBe("PDF document");
+    expect(describeBinary("x", bytes("PK", 3, 4, 0))).toBe("ZIP archive");
+    expect(describeBinary("x", bytes("RIFF", 0, 0, 0, 0, "WEBPVP8 "))).toBe("WebP image");
+    expect(describeBinary("x", bytes("RIFF", 0, 0, 0, 0, "WAVEfmt "))).toBe("WAVE audio");
+    expect(describeBinary("x", bytes(0, 0, 0, 0x18, "ftypmp42"))).toBe("MPEG-4 or QuickTime media");
+    expect(describeBinary("x", bytes("SQLite format 3", 0))).toBe("SQLite database");
+    const tar = new Uint8Array(512);
+    tar.set(bytes("ustar"), 257);
+    expect(describeBinary("backup", tar)).toBe("tar archive");
+    // Nothing known in the bytes: the extension, else plain "Binary data".
+    expect(describeBinary("weights.npy", bytes(1, 2, 0))).toBe("NumPy array");
+    expect(describeBinary("blob", bytes(1, 2, 0))).toBe("Binary data");
+    expect(describeBinary("short")).toBe("Binary data");
+  });
+
+  it("decodes parts of a text, carrying a character cut at a part's end to the next", () => {
+    const text = "ab€cd"; // € is e2 82 ac
+    const all = new TextEncoder().encode(text);
+    const first = decodeChunk(all.subarray(0, 4), false);
+    expect(first).toEqual({ text: "ab", used: 2 });
+    const second = decodeChunk(all.subarray(first!.used), true);
+    expect(second).toEqual({ text: "€cd", used: 5 });
+    expect(first!.text + second!.text).toBe(text);
+    // The last part may not end in half a character: that is not text.
+    expect(decodeChunk(all.subarray(0, 4), true)).toBeNull();
+    expect(decodeChunk(new Uint8Array([0x61, 0, 0x62]), false)).toBeNull();
+    expect(decodeChunk(new Uint8Array(), true)).toEqual({ text: "", used: 0 });
+  });
+
+  it("reads a big text a part at a time, up to a bound, then only offers the download", () => {
+    const size = 50 * 1024 * 1024;
+    expect(nextChunk({ loaded: 0, size })).toEqual({ start: 0, length: TEXT_PREVIEW_BYTES });
+    expect(nextChunk({ loaded: TEXT_PREVIEW_BYTES - 2, size })).toEqual({ start: TEXT_PREVIEW_BYTES - 2, length: TEXT_PREVIEW_BYTES });
+    // Near the bound: only up to it.
+    expect(nextChunk({ loaded: TEXT_PREVIEW_MAX - 10, size })).toEqual({ start: TEXT_PREVIEW_MAX - 10, length: 10 });
+    expect(nextChunk({ loaded: TEXT_PREVIEW_MAX, size })).toBeNull();
+    // A small file: nothing more once it is all shown.
+    expect(nextChunk({ loaded: 100, size: 100 })).toBeNull();
+    expect(nextChunk({ loaded: 0, size: 0 })).toBeNull();
+    // Load more until the bound: it stops at TEXT_PREVIEW_MAX, never past it.
+    let p = { loaded: 0, size };
+    let reads = 0;
+    for (let next = nextChunk(p); next; next = nextChunk(p)) {
+      p = { loaded: next.start + next.length, size };
+      reads++;
+    }
+    expect(p.loaded).toBe(TEXT_PREVIEW_MAX);
+    expect(reads).toBe(TEXT_PREVIEW_MAX / TEXT_PREVIEW_BYTES);
+  });
+
+  it("reads the size from Content-Range", () => {
+    expect(rangeTotal("bytes 0-262143/52428800")).toBe(52428800);
+    expect(rangeTotal("bytes */100")).toBe(100);
+    expect(rangeTotal("bytes 0-1/*")).toBeNull();
+    expect(rangeTotal(null)).toBeNull();
   });
 
   it("formats sizes", () => {

@@ -122,6 +122,7 @@ export function wireRef(ref: PathRef): string | RawQuery {
 export const urls = {
   list: (id: string, dir: PathRef, hidden = false) => apiUrl(id, "list", { path: wireRef(dir), hidden }),
   download: (id: string, p: PathRef, inline = false) => apiUrl(id, "download", { path: wireRef(p), inline }),
+  watch: (id: string) => apiUrl(id, "watch"),
   upload: (id: string, p: string, overwrite = false) =>
     apiUrl(id, "upload", { path: wirePath(p), overwrite }),
   mkdir: (id: string, p: string) => apiUrl(id, "mkdir", { path: wirePath(p) }),
@@ -298,9 +299,12 @@ export function sameListing(a: readonly FileEntry[] | undefined, b: readonly Fil
 // ---------------------------------------------------------------------------------------
 // Preview
 
-/** Text previews read at most this much (a `Range` request). */
+/** A text preview reads this much at a time (a `Range` request): the first part, then each
+ * "load more". */
 export const TEXT_PREVIEW_BYTES = 256 * 1024;
-/** Larger images are not previewed. */
+/** A text preview shows at most this much; for the rest, the file is downloaded. */
+export const TEXT_PREVIEW_MAX = 4 * 1024 * 1024;
+/** Larger images are not previewed (and a fetch of one stops at this many bytes). */
 export const IMAGE_PREVIEW_BYTES = 20 * 1024 * 1024;
 
 const IMAGE_TYPES: Record<string, string> = {
@@ -315,6 +319,123 @@ const IMAGE_TYPES: Record<string, string> = {
   svg: "image/svg+xml",
 };
 
+/** What files of these extensions are, said instead of showing their bytes. */
+const BINARY_TYPES: Record<string, string> = {
+  zip: "ZIP archive",
+  jar: "Java archive (ZIP)",
+  whl: "Python wheel (ZIP)",
+  gz: "gzip-compressed data",
+  tgz: "gzip-compressed tar archive",
+  tar: "tar archive",
+  xz: "xz-compressed data",
+  bz2: "bzip2-compressed data",
+  zst: "Zstandard-compressed data",
+  "7z": "7-Zip archive",
+  rar: "RAR archive",
+  pdf: "PDF document",
+  docx: "Word document",
+  xlsx: "Excel workbook",
+  pptx: "PowerPoint presentation",
+  odt: "OpenDocument text",
+  ods: "OpenDocument spreadsheet",
+  exe: "Windows executable",
+  dll: "Windows library",
+  so: "shared library",
+  o: "object file",
+  a: "static library",
+  class: "Java class file",
+  wasm: "WebAssembly module",
+  pyc: "Python bytecode",
+  pkl: "Python pickle",
+  npy: "NumPy array",
+  parquet: "Parquet data",
+  sqlite: "SQLite database",
+  sqlite3: "SQLite database",
+  db: "database file",
+  bin: "binary data",
+  iso: "disk image",
+  img: "disk image",
+  dmg: "macOS disk image",
+  mp3: "MP3 audio",
+  wav: "WAVE audio",
+  flac: "FLAC audio",
+  ogg: "Ogg media",
+  m4a: "MPEG-4 audio",
+  mp4: "MPEG-4 video",
+  mov: "QuickTime video",
+  webm: "WebM video",
+  mkv: "Matroska video",
+  avi: "AVI video",
+  woff: "WOFF font",
+  woff2: "WOFF2 font",
+  ttf: "TrueType font",
+  otf: "OpenType font",
+  tif: "TIFF image",
+  tiff: "TIFF image",
+  heic: "HEIC image",
+  psd: "Photoshop image",
+  onnx: "ONNX model",
+  safetensors: "safetensors model weights",
+  pt: "PyTorch data",
+  pth: "PyTorch data",
+};
+
+/** What a file's first bytes say it is (magic numbers), else null. */
+const MAGIC: [number[] | string, number, string][] = [
+  [[0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a], 0, "PNG image"],
+  [[0xff, 0xd8, 0xff], 0, "JPEG image"],
+  ["GIF8", 0, "GIF image"],
+  ["%PDF-", 0, "PDF document"],
+  [[0x50, 0x4b, 0x03, 0x04], 0, "ZIP archive"],
+  [[0x50, 0x4b, 0x05, 0x06], 0, "ZIP archive (empty)"],
+  [[0x1f, 0x8b], 0, "gzip-compressed data"],
+  [[0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00], 0, "xz-compressed data"],
+  ["BZh", 0, "bzip2-compressed data"],
+  [[0x28, 0xb5, 0x2f, 0xfd], 0, "Zstandard-compressed data"],
+  [[0x37, 0x7a, 0xbc, 0xaf, 0x27, 0x1c], 0, "7-Zip archive"],
+  ["Rar!", 0, "RAR archive"],
+  ["ustar", 257, "tar archive"],
+  [[0x7f, 0x45, 0x4c, 0x46], 0, "ELF executable or library"],
+  ["MZ", 0, "Windows executable"],
+  [[0xcf, 0xfa, 0xed, 0xfe], 0, "Mach-O executable"],
+  [[0xca, 0xfe, 0xba, 0xbe], 0, "Java class file or Mach-O universal binary"],
+  [[0x00, 0x61, 0x73, 0x6d], 0, "WebAssembly module"],
+  ["SQLite format 3", 0, "SQLite database"],
+  ["PAR1", 0, "Parquet data"],
+  ["ID3", 0, "MP3 audio"],
+  ["OggS", 0, "Ogg media"],
+  ["fLaC", 0, "FLAC audio"],
+  ["ftyp", 4, "MPEG-4 or QuickTime media"],
+  [[0x1a, 0x45, 0xdf, 0xa3], 0, "Matroska or WebM video"],
+  ["wOFF", 0, "WOFF font"],
+  ["wOF2", 0, "WOFF2 font"],
+  [[0x00, 0x01, 0x00, 0x00, 0x00], 0, "TrueType font"],
+  ["OTTO", 0, "OpenType font"],
+  [[0x49, 0x49, 0x2a, 0x00], 0, "TIFF image"],
+  [[0x4d, 0x4d, 0x00, 0x2a], 0, "TIFF image"],
+  ["8BPS", 0, "Photoshop image"],
+  [[0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59], 0, "NumPy array"],
+];
+
+function startsWith(bytes: Uint8Array, magic: number[] | string, at: number): boolean {
+  const want = typeof magic === "string" ? Array.from(magic, (c) => c.charCodeAt(0)) : magic;
+  if (bytes.length < at + want.length) return false;
+  return want.every((b, i) => bytes[at + i] === b);
+}
+
+/** What a binary file is, for people: by its first bytes, else its extension, else "Binary
+ * data". RIFF files are told apart by their form type. */
+export function describeBinary(name: string, head: Uint8Array = new Uint8Array()): string {
+  if (startsWith(head, "RIFF", 0)) {
+    if (startsWith(head, "WEBP", 8)) return "WebP image";
+    if (startsWith(head, "WAVE", 8)) return "WAVE audio";
+    if (startsWith(head, "AVI ", 8)) return "AVI video";
+    return "RIFF data";
+  }
+  for (const [magic, at, what] of MAGIC) if (startsWith(head, magic, at)) return what;
+  return BINARY_TYPES[extension(name)] ?? "Binary data";
+}
+
 export function extension(name: string): string {
   const dot = name.lastIndexOf(".");
   return dot > 0 ? name.slice(dot + 1).toLowerCase() : "";
@@ -322,29 +443,44 @@ export function extension(name: string): string {
 
 export type PreviewPlan =
   | { kind: "image"; mime: string }
+  /** Read the first `TEXT_PREVIEW_BYTES` (what turns out to be binary is described then). */
   | { kind: "text"; truncated: boolean }
+  /** Binary by its extension: said what it is, nothing read. */
+  | { kind: "binary"; description: string }
   | { kind: "none"; reason: string };
 
-/** How to preview a file: images by extension (up to a size), anything else as text, read
- * up to [`TEXT_PREVIEW_BYTES`] (what turns out to be binary is said so then). */
+/** How to preview a file: images by extension (up to a size), known binary types described
+ * without reading them, anything else as text, read a part at a time. */
 export function planPreview(entry: Pick<FileEntry, "name" | "kind" | "size" | "targetKind">): PreviewPlan {
   const isFile = entry.kind === "file" || (entry.kind === "symlink" && entry.targetKind === "file");
   if (!isFile) return { kind: "none", reason: "Not a regular file." };
-  const mime = IMAGE_TYPES[extension(entry.name)];
+  const ext = extension(entry.name);
+  const mime = IMAGE_TYPES[ext];
   if (mime) {
     return entry.size <= IMAGE_PREVIEW_BYTES
       ? { kind: "image", mime }
-      : { kind: "none", reason: `The image is larger than ${formatSize(IMAGE_PREVIEW_BYTES)}.` };
+      : {
+          kind: "none",
+          reason: `An image of ${formatSize(entry.size)}: images over ${formatSize(IMAGE_PREVIEW_BYTES)} are not shown. Download it to view it.`,
+        };
   }
+  const binary = BINARY_TYPES[ext];
+  if (binary) return { kind: "binary", description: binary };
   return { kind: "text", truncated: entry.size > TEXT_PREVIEW_BYTES };
 }
 
-/** Bytes as text for a preview, or null when they look binary (a NUL byte, or not UTF-8
- * apart from a character cut at the end of a truncated read). */
-export function decodeText(bytes: Uint8Array, truncated: boolean): string | null {
+/** The sentence a preview shows for a binary file. */
+export function binaryMessage(description: string, size: number): string {
+  return `${description}, ${formatSize(size)}. Download it to open it.`;
+}
+
+/** Bytes as the next part of a text preview: the text, and how many bytes it used — a UTF-8
+ * character cut at the end of a part that is not the last is left for the next read — or null
+ * when the bytes look binary (a NUL byte, or not UTF-8). */
+export function decodeChunk(bytes: Uint8Array, last: boolean): { text: string; used: number } | null {
   if (bytes.includes(0)) return null;
   let end = bytes.length;
-  if (truncated) {
+  if (!last) {
     // Step back over a UTF-8 sequence the range cut in half.
     let i = end - 1;
     let back = 0;
@@ -358,10 +494,37 @@ export function decodeText(bytes: Uint8Array, truncated: boolean): string | null
     }
   }
   try {
-    return new TextDecoder("utf-8", { fatal: true }).decode(bytes.subarray(0, end));
+    return { text: new TextDecoder("utf-8", { fatal: true }).decode(bytes.subarray(0, end)), used: end };
   } catch {
     return null;
   }
+}
+
+/** Bytes as text for a preview, or null when they look binary ([`decodeChunk`] of a first part
+ * that is `truncated` or the whole file). */
+export function decodeText(bytes: Uint8Array, truncated: boolean): string | null {
+  return decodeChunk(bytes, !truncated)?.text ?? null;
+}
+
+/** A text preview's progress through the file. */
+export interface TextProgress {
+  /** Bytes of the file shown so far (the next read starts there). */
+  loaded: number;
+  /** The file's size as the server last said it. */
+  size: number;
+}
+
+/** The byte range to read next ("load more"), or null when nothing more is shown here: the
+ * whole file is shown, or [`TEXT_PREVIEW_MAX`] is (the rest is for downloading). */
+export function nextChunk(p: TextProgress): { start: number; length: number } | null {
+  if (p.loaded >= p.size || p.loaded >= TEXT_PREVIEW_MAX) return null;
+  return { start: p.loaded, length: Math.min(TEXT_PREVIEW_BYTES, TEXT_PREVIEW_MAX - p.loaded) };
+}
+
+/** The size a `Content-Range: bytes a-b/size` header gives, else null. */
+export function rangeTotal(header: string | null): number | null {
+  const m = header ? /\/(\d+)\s*$/.exec(header) : null;
+  return m ? Number(m[1]) : null;
 }
 
 export function formatSize(bytes: number): string {

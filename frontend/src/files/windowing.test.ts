@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { pageRows, scrollToReveal, windowRange } from "./windowing";
+import { anchoredScrollTop, pageRows, scrollToReveal, windowRange } from "./windowing";
 
 describe("windowRange", () => {
   const check = (count: number, scrollTop: number, height: number, overscan: number, expected: [number, number]) =>
@@ -34,4 +34,33 @@ describe("scrollToReveal", () => {
 describe("pageRows", () => {
   it("keeps one row of context", () => expect(pageRows(24, 240)).toBe(9));
   it("moves at least one row", () => expect(pageRows(24, 10)).toBe(1));
+});
+
+describe("anchoredScrollTop", () => {
+  const keys = (...names: string[]) => names;
+  const ten = keys("a", "b", "c", "d", "e", "f", "g", "h", "i", "j");
+
+  it("keeps the first row in view where it was when rows come or go above it", () => {
+    // Scrolled to row 3 ("d"), 5 px into it; one row added above: one row further down.
+    expect(anchoredScrollTop(ten, ["0", ...ten], 24, 3 * 24 + 5)).toBe(4 * 24 + 5);
+    // Two removed above it.
+    expect(anchoredScrollTop(ten, ten.filter((k) => k !== "a" && k !== "b"), 24, 3 * 24)).toBe(24);
+  });
+
+  it("leaves the scroll alone at the top, when nothing moved, or rows changed below", () => {
+    expect(anchoredScrollTop(ten, ["0", ...ten], 24, 0)).toBeNull();
+    expect(anchoredScrollTop(ten, [...ten], 24, 48)).toBeNull();
+    expect(anchoredScrollTop(ten, [...ten, "k", "l"], 24, 48)).toBeNull();
+  });
+
+  it("anchors on the next row still there when the first one went", () => {
+    // "d" (first in view) and "e" removed, and one row added above: "f" stays where it was.
+    const after = ["0", ...ten.filter((k) => k !== "d" && k !== "e")];
+    // Before: "f" at index 5, 2 rows below the top of the view (row 3). After: at index 4.
+    expect(anchoredScrollTop(ten, after, 24, 3 * 24)).toBe((4 - 2) * 24);
+  });
+
+  it("gives up when none of the rows in view are left", () => {
+    expect(anchoredScrollTop(ten, ["x", "y"], 24, 3 * 24)).toBeNull();
+  });
 });

@@ -44,3 +44,33 @@ export function pageRows(rowHeight: number, height: number): number {
   if (rowHeight <= 0) return 1;
   return Math.max(1, Math.floor(height / rowHeight) - 1);
 }
+
+/** After the rows changed from `before` to `after` (their keys, in order) while scrolled to
+ * `scrollTop` (from the first row): the `scrollTop` that keeps the first row in view (or, if it
+ * went, the next one still there) where it was on screen, or null to leave the scroll alone —
+ * at the top (where new rows should show), or when that row did not move. */
+export function anchoredScrollTop(
+  before: readonly string[],
+  after: readonly string[],
+  rowHeight: number,
+  scrollTop: number,
+  look = 64,
+): number | null {
+  if (scrollTop <= 0 || rowHeight <= 0 || before.length === 0) return null;
+  const first = Math.floor(scrollTop / rowHeight);
+  const offset = scrollTop - first * rowHeight;
+  const where = new Map<string, number>();
+  const keys = before.slice(first, first + look);
+  if (keys.length === 0) return null;
+  const wanted = new Set(keys);
+  for (let i = 0; i < after.length && where.size < wanted.size; i++) {
+    if (wanted.has(after[i])) where.set(after[i], i);
+  }
+  for (let k = 0; k < keys.length; k++) {
+    const index = where.get(keys[k]);
+    if (index === undefined) continue;
+    const top = (index - k) * rowHeight + offset;
+    return index - k === first ? null : Math.max(0, top);
+  }
+  return null;
+}

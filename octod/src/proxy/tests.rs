@@ -601,6 +601,7 @@ async fn real_gateway(dir: &Path, events: mpsc::UnboundedSender<WsEvent>) -> Pat
         token: fileserver::Token::new(TOKEN).expect("token"),
         max_upload_bytes: GATEWAY_UPLOAD_LIMIT,
         shutdown_grace: Duration::from_secs(1),
+        watch_max_dirs: fileserver::watcher::DEFAULT_MAX_DIRS,
     };
     let relays = fileserver::Relays {
         opencode: Some(opencode_addr),
@@ -1328,6 +1329,43 @@ async fn files_opencode_and_the_terminal_through_the_real_gateway() {
         );
         assert_eq!(socket.next().await.expect("open").expect("frame"), hello);
         socket.close(None).await.expect("close");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_gateways_change_stream_passes_through_as_it_comes() {
+    within(async {
+        let fx = fixture().await;
+        let response = fx
+            .get("/sessions/real/files/api/watch", Some("alice"))
+            .await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["content-type"], "text/event-stream");
+        let mut body = response.into_body();
+        let mut received = String::new();
+        // Each event is awaited before the next step: a proxy that buffered the stream would
+        // never deliver the first, and the test would time out.
+        let mut until = async |text: &str| {
+            while !received.contains(text) {
+                let frame = body.frame().await.expect("stream open").expect("frame");
+                if let Ok(data) = frame.into_data() {
+                    received.push_str(std::str::from_utf8(&data).expect("utf-8"));
+                }
+            }
+        };
+        until("event: status").await;
+        let request = fx
+            .request(
+                Method::PUT,
+                "/sessions/real/files/api/upload?path=live.txt",
+                Some("alice"),
+            )
+            .body(Body::from("hello"))
+            .expect("request");
+        assert_eq!(fx.send(request).await.status(), 201);
+        until("live.txt").await;
+        assert!(received.contains("event: change"), "{received}");
     })
     .await;
 }

@@ -1,6 +1,8 @@
 //! `cargo xtask bench ui`: the web UI's heavy cases in Chromium — a folder of 10,000 entries in
 //! the Files pane, a conversation of 500 messages — timed by the page and Chromium's long-task
-//! observer (`frontend/e2e/bench-ui.mjs`), this tree's UI against the anchor's in one run.
+//! observer, and the requests per minute of an idle open workspace (the file tree's: the anchor
+//! polls every 4 s, this tree follows the change stream) (`frontend/e2e/bench-ui.mjs`), this
+//! tree's UI against the anchor's in one run.
 //!
 //! Both UIs are built with Vite into `<target>/bench-ui/` and served by
 //! `frontend/e2e/bench-harness.mjs` with a small fake API, so the browser's work is measured
