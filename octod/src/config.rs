@@ -9,6 +9,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+mod oidc;
+
+pub use oidc::{AuthConfig, AuthFragment, OidcFragment, OidcProvider};
+
 /// The main configuration file.
 pub const MAIN_FILE: &str = "/etc/octo/octod.toml";
 /// The drop-in directory.
@@ -53,6 +57,8 @@ pub struct Fragment {
     pub llm: LlmFragment,
     #[serde(default)]
     pub image: ImageFragment,
+    #[serde(default)]
+    pub auth: AuthFragment,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -193,6 +199,8 @@ pub struct Settings {
     pub start_timeout: Duration,
     pub llm: Option<Llm>,
     pub image_build: ImageSettings,
+    /// Sign-in: local passwords and OpenID Connect providers.
+    pub auth: AuthConfig,
     /// Where each set key came from (dotted key → file).
     pub sources: Vec<(&'static str, Source)>,
     /// The files read, in order.
@@ -394,6 +402,7 @@ pub fn merge(fragments: &[(PathBuf, Fragment)]) -> Result<Settings, ConfigError>
         }
     };
     let image_build = image_settings(fragments, &mut sources)?;
+    let auth = oidc::auth_config(fragments, &mut sources)?;
     Ok(Settings {
         listen,
         trusted_proxies,
@@ -410,6 +419,7 @@ pub fn merge(fragments: &[(PathBuf, Fragment)]) -> Result<Settings, ConfigError>
         start_timeout: Duration::from_secs(start),
         llm,
         image_build,
+        auth,
         sources,
         files: fragments.iter().map(|(path, _)| path.clone()).collect(),
     })
@@ -599,6 +609,11 @@ impl Settings {
                 llm.and_then(|l| l.api_key.as_ref())
                     .and_then(|_| text("***")),
             ),
+            (
+                "auth.local_passwords",
+                Some(self.auth.local_passwords.to_string()),
+            ),
+            ("auth.oidc", Some(self.auth.oidc_toml())),
         ];
         values
             .into_iter()
