@@ -183,11 +183,18 @@ impl std::fmt::Debug for Oidc {
     }
 }
 
-/// Where a provider's client secret is looked for: the systemd credential `oidc-<id>`
-/// (`$CREDENTIALS_DIRECTORY/oidc-<id>`; octod.service loads every file of
-/// `/etc/octo/credentials/` as a credential).
+/// The file of `/etc/octo/credentials/` (root only) that holds a provider's client secret.
+/// octod.service loads that directory with `LoadCredential=octo:/etc/octo/credentials`, so
+/// the file `oidc-<id>` is the credential `octo_oidc-<id>`; a credential named `oidc-<id>`
+/// (an administrator's own `LoadCredential=` or `LoadCredentialEncrypted=`) is used first.
 pub fn credential_name(provider: &str) -> String {
     format!("oidc-{provider}")
+}
+
+/// The credential names tried for a provider's secret, in order.
+fn credential_names(provider: &str) -> [String; 2] {
+    let name = credential_name(provider);
+    [name.clone(), format!("octo_{name}")]
 }
 
 impl Oidc {
@@ -203,12 +210,18 @@ impl Oidc {
             .map(|config| {
                 let secret = match (&config.client_secret, credentials) {
                     (Some(secret), _) => Some(secret.clone()),
-                    (None, Some(dir)) => read_credential(dir, &credential_name(&config.id))?,
+                    (None, Some(dir)) => {
+                        let [own, loaded] = credential_names(&config.id);
+                        match read_credential(dir, &own)? {
+                            Some(secret) => Some(secret),
+                            None => read_credential(dir, &loaded)?,
+                        }
+                    }
                     (None, None) => None,
                 };
                 if secret.is_none() {
                     tracing::info!(
-                        "OpenID Connect provider {}: no client secret (no credential {}), signing in as a public client",
+                        "OpenID Connect provider {}: no client secret (no file /etc/octo/credentials/{}), signing in as a public client",
                         config.id,
                         credential_name(&config.id)
                     );

@@ -4,7 +4,7 @@
 //! | --------------------------------------- | ----------------------------------------------- |
 //! | `GET /api/auth/providers`               | how one may sign in: [`SignInOptions`]          |
 //! | `GET /api/auth/oidc/{id}/start?next=&invite=` | 303 to the provider, with the state cookie |
-//! | `GET /api/auth/oidc/{id}/callback?code=&state=` | 303 to `next` signed in, or to `/login?oidc_error=<code>` |
+//! | `GET /api/auth/oidc/{id}/callback?code=&state=` | 303 to `/login?signed_in=1&next=…` signed in, or to `/login?oidc_error=<code>&provider=<id>` |
 //!
 //! The start and the callback are browser navigations, so they answer with redirects, never
 //! JSON: a refusal lands on the sign-in page, which shows a message for its code. The
@@ -131,7 +131,12 @@ async fn callback(
         Ok((_user, issued, next)) => {
             let max_age = issued.claims.exp.saturating_sub(issued.claims.iat);
             let (_, session) = extract::session_cookie(&issued, max_age, secure);
-            let mut response = redirect_to(&next, Some(clear));
+            // The sign-in page, which sees `signed_in`, loads the user and goes on to `next`
+            // (the UI keeps a hint of being signed in that only it can set).
+            let next: String =
+                percent_encoding::utf8_percent_encode(&next, percent_encoding::NON_ALPHANUMERIC)
+                    .to_string();
+            let mut response = redirect_to(&format!("/login?signed_in=1&next={next}"), Some(clear));
             response.headers_mut().append(SET_COOKIE, session);
             response
         }
