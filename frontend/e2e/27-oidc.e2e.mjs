@@ -49,13 +49,14 @@ export default async function oidc({ newContext, baseUrl, inviteCode, step, scre
 
   /** Runs `go` (which leaves for the provider) and answers the provider's pages until the
    * browser comes back through Octo's callback. */
-  async function atProvider(page, login, go) {
+  async function atProvider(page, login, go, until = null) {
     let back = false;
-    const callback = page
-      .waitForRequest((request) => /\/api\/auth\/oidc\/[^/]+\/callback/.test(request.url()), { timeout: 60_000 })
-      .finally(() => {
-        back = true;
-      });
+    const callback = (
+      until ??
+      page.waitForRequest((request) => /\/api\/auth\/oidc\/[^/]+\/callback/.test(request.url()), { timeout: 60_000 })
+    ).finally(() => {
+      back = true;
+    });
     await go();
     const form = page.locator("input[name=login]");
     const consent = page.getByRole("button", { name: "Continue" });
@@ -69,9 +70,45 @@ export default async function oidc({ newContext, baseUrl, inviteCode, step, scre
       }
       await Promise.race([callback.catch(() => {}), new Promise((resolve) => setTimeout(resolve, 250))]);
     }
-    await callback;
+    const found = await callback;
+    if (until) return found;
     await page.waitForURL((url) => url.origin === origin && !url.pathname.startsWith("/api/"), { timeout: 30_000 });
     await page.waitForLoadState();
+    return found;
+  }
+
+  /** Signs in at the provider as `login` but stops the browser before it goes back to Octo:
+   * resolves the callback URL the provider sends it to (its code, and the state of this
+   * browser's flow). Playwright cannot intercept a redirect's target, so the provider's form
+   * submissions are sent from here, their redirect to the resumed authorization followed here
+   * too, and the browser is handed the next page of the provider, or a blank page instead of
+   * the callback. */
+  async function callbackUrl(page, provider, login) {
+    const issuerOrigin = new URL(issuer).origin;
+    let found;
+    const stopped = new Promise((resolve, reject) => {
+      found = resolve;
+      setTimeout(() => reject(new Error("the provider never sent the browser back to Octo")), 60_000);
+    });
+    const handler = async (route) => {
+      if (route.request().method() !== "POST") return route.continue();
+      const submitted = await route.fetch({ maxRedirects: 0 });
+      const resume = new URL(submitted.headers().location ?? "", issuer).toString();
+      const resumed = await page.request.get(resume, { maxRedirects: 0 });
+      const next = new URL(resumed.headers().location ?? "", issuer).toString();
+      if (next.includes("/api/auth/oidc/")) {
+        await route.fulfill({ status: 200, contentType: "text/html", body: "<p>stopped before the callback</p>" });
+        found(next);
+      } else {
+        await route.fulfill({ status: 303, headers: { location: next } });
+      }
+    };
+    const matcher = (url) => url.origin === issuerOrigin && url.pathname.startsWith("/interaction/");
+    await page.route(matcher, handler);
+    await page.goto(`${baseUrl}/login`);
+    const url = await atProvider(page, login, () => page.getByTestId(`oidc-${provider}`).click(), stopped);
+    await page.unroute(matcher, handler);
+    return url;
   }
 
   async function me(page) {
@@ -86,19 +123,6 @@ export default async function oidc({ newContext, baseUrl, inviteCode, step, scre
     await expectText(page.getByTestId("error"), message, what);
     const after = await me(page);
     if (after.status !== 401) throw new Error(`${what}: /api/me answers ${after.status} (${JSON.stringify(after.user)}), not 401`);
-  }
-
-  /** Rewrites the next callback request of `page` (its query) with `change`. */
-  async function rewriteCallback(page, change) {
-    await page.route(
-      "**/api/auth/oidc/*/callback**",
-      async (route) => {
-        const url = new URL(route.request().url());
-        change(url.searchParams);
-        await route.continue({ url: url.toString() });
-      },
-      { times: 1 },
-    );
   }
 
   try {
@@ -150,14 +174,16 @@ export default async function oidc({ newContext, baseUrl, inviteCode, step, scre
     step("a used code replayed with a fresh state is refused by the provider");
     ({ page } = await browser());
     const usedCode = new URL(aliceCallback).searchParams.get("code");
-    await rewriteCallback(page, (query) => query.set("code", usedCode));
-    await signIn(page, "corp", "bob");
+    const fresh = new URL(await callbackUrl(page, "corp", "bob"));
+    fresh.searchParams.set("code", usedCode);
+    await page.goto(fresh.toString());
     await expectRefused(page, "code_refused", /did not accept the sign-in/, "a replayed code");
 
     step("a tampered state is refused");
     ({ page } = await browser());
-    await rewriteCallback(page, (query) => query.set("state", `${query.get("state")}x`));
-    await signIn(page, "corp", "bob");
+    const tampered = new URL(await callbackUrl(page, "corp", "bob"));
+    tampered.searchParams.set("state", `${tampered.searchParams.get("state")}x`);
+    await page.goto(tampered.toString());
     await expectRefused(page, "state_mismatch", /could not be matched to this browser/, "a tampered state");
 
     step("an ID token issued for another audience is refused");

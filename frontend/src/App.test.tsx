@@ -58,6 +58,17 @@ describe("App", () => {
     expect(calls).toEqual(["/api/auth/providers"]);
   });
 
+  it("coming back from a provider's sign-in, loads the user, remembers the sign-in and goes on to next", async () => {
+    window.history.replaceState(null, "", "/login?signed_in=1&next=%2Faccount");
+    handler = (url) => (url === "/api/me" ? json(200, { ...user, identity_provider: "corp" }) : json(200, []));
+    await render();
+    await settle();
+    expect(window.location.pathname).toBe("/account");
+    expect(window.localStorage.getItem("octo.signedIn")).toBe("1");
+    expect(testid("account-provider")?.textContent).toBe("corp");
+    window.history.replaceState(null, "", "/");
+  });
+
   it("offers the providers, shows a refused sign-in's message and asks for an invite code", async () => {
     window.history.replaceState(null, "", "/login?oidc_error=invite_required&provider=corp");
     handler = (url) => {

@@ -36,7 +36,13 @@ export function App(): JSX.Element {
     }
     setAuth({ kind: "loading" });
     api.me().then(
-      (user) => setAuth({ kind: "signed-in", user }),
+      (user) => {
+        if (fromProvider) {
+          setSignedInHint(true);
+          navigate(safeNext(new URLSearchParams(window.location.search).get("next")) ?? "/", { replace: true });
+        }
+        setAuth({ kind: "signed-in", user });
+      },
       (err: unknown) => {
         if (err instanceof ApiError && err.status === 401) {
           setSignedInHint(false);

@@ -749,8 +749,33 @@ pub fn warnings(settings: &Settings) -> Vec<String> {
     if settings.llm.is_none() {
         out.push("no [llm] provider: agents in sessions cannot answer".to_owned());
     }
+    for provider in &settings.auth.oidc {
+        if provider.client_secret.is_some() {
+            out.push(format!(
+                "{}: provider {} has its client_secret in a configuration file; put it in {}/oidc-{} (root only) instead",
+                key("auth.oidc"),
+                provider.id,
+                CREDENTIALS_DIR,
+                provider.id
+            ));
+        } else if !Path::new(CREDENTIALS_DIR)
+            .join(format!("oidc-{}", provider.id))
+            .exists()
+        {
+            out.push(format!(
+                "{}: no client secret for provider {} ({}/oidc-{} does not exist or is not readable): octod signs in as a public client, which most providers refuse",
+                key("auth.oidc"),
+                provider.id,
+                CREDENTIALS_DIR,
+                provider.id
+            ));
+        }
+    }
     out
 }
+
+/// Secrets passed to octod as systemd credentials (`LoadCredential=` in octod.service).
+pub const CREDENTIALS_DIR: &str = "/etc/octo/credentials";
 
 /// Addresses and networks whose forwarded headers are trusted (`server.trusted_proxies`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

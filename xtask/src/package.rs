@@ -158,7 +158,7 @@ const OIDC_PORT: u16 = 9443;
 /// its certificate from a throwaway CA that the test host then trusts), octod configured with
 /// two providers of it (client secrets as files of /etc/octo/credentials, which octod.service
 /// passes as systemd credentials), and the browser check `27-oidc` through Caddy. Afterwards
-/// the configuration is taken away again.
+/// the configuration is taken away again (`OCTO_OIDC_KEEP=1`: left, for debugging).
 pub fn oidc_checks() -> anyhow::Result<()> {
     let dir = util::target_dir().join("oidc-e2e");
     fs::create_dir_all(&dir)?;
@@ -180,10 +180,14 @@ pub fn oidc_checks() -> anyhow::Result<()> {
         dir.join("ca.pem"),
         host.join("usr/local/share/ca-certificates/octo-e2e-oidc.crt"),
     )?;
-    sh("command -v update-ca-certificates >/dev/null || apt-get install -y -q ca-certificates
-        update-ca-certificates >/dev/null")?;
+    sh(
+        "command -v update-ca-certificates >/dev/null || apt-get install -y -q ca-certificates
+        update-ca-certificates >/dev/null",
+    )?;
 
-    step(format!("the OpenID Connect provider on https://localhost:{OIDC_PORT}"));
+    step(format!(
+        "the OpenID Connect provider on https://localhost:{OIDC_PORT}"
+    ));
     let frontend = util::workspace_root().join("frontend");
     let log = fs::File::create(dir.join("provider.log"))?;
     let mut provider = Command::new("node")
@@ -233,11 +237,18 @@ pub fn oidc_checks() -> anyhow::Result<()> {
             test \"$(stat -c %a /etc/octo/credentials)\" = 700")
         .context("configuring octod's OpenID Connect providers")?;
         let out = testhost::exec_output(&[
-            "octoctl", "--json", "invite-codes", "generate", "--role", "admin",
+            "octoctl",
+            "--json",
+            "invite-codes",
+            "generate",
+            "--role",
+            "admin",
         ])?;
         let value: serde_json::Value =
             serde_json::from_str(&out).with_context(|| format!("octoctl's JSON: {out}"))?;
-        let code = value["code"].as_str().context("no code in octoctl's JSON")?;
+        let code = value["code"]
+            .as_str()
+            .context("no code in octoctl's JSON")?;
         crate::ui::browser_e2e_filtered(
             &format!("https://{SITE}"),
             code,
@@ -247,10 +258,20 @@ pub fn oidc_checks() -> anyhow::Result<()> {
         sh("! journalctl -u octod.service --no-pager | grep -q -- -secret")
             .context("a client secret is in octod's journal")
     })();
+    if std::env::var_os("OCTO_OIDC_KEEP").is_some() {
+        // Debugging the check: the provider and octod's configuration stay.
+        step(format!(
+            "kept: the provider (pid {}) and octod's configuration",
+            provider.id()
+        ));
+        return result;
+    }
     let _ = provider.kill();
     let _ = provider.wait();
-    let cleanup = sh("rm -f /etc/octo/octod.d/70-e2e-oidc.toml /etc/octo/credentials/oidc-*
-                      systemctl restart octod.service");
+    let cleanup = sh(
+        "rm -f /etc/octo/octod.d/70-e2e-oidc.toml /etc/octo/credentials/oidc-*
+                      systemctl restart octod.service",
+    );
     if result.is_err() {
         step(format!(
             "the test provider's log: {}",

@@ -323,10 +323,10 @@ mod tests {
 
     #[test]
     fn defaults() {
-        let auth = parse("").unwrap();
+        let auth = parse("").expect("ok");
         assert!(auth.local_passwords);
         assert!(auth.oidc.is_empty());
-        let auth = parse(CORP).unwrap();
+        let auth = parse(CORP).expect("ok");
         let corp = &auth.oidc[0];
         assert_eq!(corp.name, "corp");
         assert_eq!(corp.scopes, ["openid", "profile", "email"]);
@@ -338,7 +338,7 @@ mod tests {
 
     #[test]
     fn openid_is_always_asked_for() {
-        let auth = parse(&format!("{CORP}\nscopes = [\"email\"]")).unwrap();
+        let auth = parse(&format!("{CORP}\nscopes = [\"email\"]")).expect("ok");
         assert_eq!(auth.oidc[0].scopes, ["openid", "email"]);
     }
 
@@ -368,13 +368,13 @@ mod tests {
             ("[auth]\nlocal_passwords = false", "auth.local_passwords"),
         ];
         for (text, expected) in cases {
-            let error = parse(text).unwrap_err().to_string();
+            let error = parse(text).expect_err("an error").to_string();
             assert!(error.contains(expected), "{text}: {error}");
         }
         let twice = format!("{CORP}{CORP}");
         assert!(
             parse(&twice)
-                .unwrap_err()
+                .expect_err("an error")
                 .to_string()
                 .contains("used twice")
         );
@@ -402,7 +402,7 @@ mod tests {
 
     #[test]
     fn the_secret_is_not_in_debug() {
-        let auth = parse(&format!("{CORP}\nclient_secret = \"hunter22\"")).unwrap();
+        let auth = parse(&format!("{CORP}\nclient_secret = \"hunter22\"")).expect("ok");
         assert!(!format!("{auth:?}").contains("hunter22"));
     }
 }

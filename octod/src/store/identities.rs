@@ -180,8 +180,8 @@ mod tests {
     use crate::store::Invite;
 
     fn store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path().join("octo.redb")).unwrap();
+        let dir = tempfile::tempdir().expect("ok");
+        let store = Store::open(dir.path().join("octo.redb")).expect("ok");
         (dir, store)
     }
 
@@ -198,34 +198,34 @@ mod tests {
     #[test]
     fn a_subject_is_linked_once_and_found_again() {
         let (_dir, store) = store();
-        assert_eq!(store.linked_user("corp", "s1").unwrap(), None);
+        assert_eq!(store.linked_user("corp", "s1").expect("ok"), None);
         let user = store
             .create_linked_user(&new("s1", "ada"), SystemTime::now())
-            .unwrap();
+            .expect("ok");
         assert_eq!(user.name, "ada");
         assert_eq!(user.identity_provider.as_deref(), Some("corp"));
         assert!(user.password_hash.expose().is_empty());
-        let found = store.linked_user("corp", "s1").unwrap().unwrap();
+        let found = store.linked_user("corp", "s1").expect("ok").expect("ok");
         assert_eq!(
             (found.name, found.identity_provider),
             (user.name.clone(), user.identity_provider.clone())
         );
         // Another provider's subject of the same value is someone else.
-        assert_eq!(store.linked_user("other", "s1").unwrap(), None);
+        assert_eq!(store.linked_user("other", "s1").expect("ok"), None);
         // A second creation (a concurrent sign-in) returns the same account.
         let again = store
             .create_linked_user(&new("s1", "bob"), SystemTime::now())
-            .unwrap();
+            .expect("ok");
         assert_eq!(again.name, "ada");
         // The record survives a reopen with its provider.
         let path = store.path().to_owned();
         drop(store);
-        let store = Store::open(path).unwrap();
+        let store = Store::open(path).expect("ok");
         assert_eq!(
             store
                 .user("ada")
-                .unwrap()
-                .unwrap()
+                .expect("ok")
+                .expect("ok")
                 .identity_provider
                 .as_deref(),
             Some("corp")
@@ -240,13 +240,16 @@ mod tests {
                 UserRecord::new("ada", Role::Admin, Secret::new("x".into())),
                 "test",
             )
-            .unwrap();
+            .expect("ok");
         let user = store
             .create_linked_user(&new("s1", "ada"), SystemTime::now())
-            .unwrap();
+            .expect("ok");
         assert_eq!(user.name, "ada-2");
         assert_eq!(user.role, Role::User);
-        assert_eq!(store.user("ada").unwrap().unwrap().role, Role::Admin);
+        assert_eq!(
+            store.user("ada").expect("ok").expect("ok").role,
+            Role::Admin
+        );
         assert_eq!(
             suffixed("abcdefghijklmnopqrstuvwxyz012345", 12),
             "abcdefghijklmnopqrstuvwxyz012-12"
@@ -266,11 +269,11 @@ mod tests {
                 created_by: "test".into(),
                 created_at: now,
             })
-            .unwrap();
+            .expect("ok");
         let mut first = new("s1", "ada");
         first.invite = Some("abc".into());
         assert_eq!(
-            store.create_linked_user(&first, now).unwrap().role,
+            store.create_linked_user(&first, now).expect("ok").role,
             Role::Admin
         );
         let mut second = new("s2", "bob");
@@ -279,7 +282,7 @@ mod tests {
             store.create_linked_user(&second, now),
             Err(AccountError::InvalidInvite)
         ));
-        assert_eq!(store.linked_user("corp", "s2").unwrap(), None);
-        assert_eq!(store.user("bob").unwrap(), None);
+        assert_eq!(store.linked_user("corp", "s2").expect("ok"), None);
+        assert_eq!(store.user("bob").expect("ok"), None);
     }
 }

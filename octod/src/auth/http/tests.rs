@@ -1103,3 +1103,173 @@ fn what_each_route_needs_from_a_token() {
         assert_eq!(need(m, p), Need::Browser, "{p}");
     }
 }
+
+// ---- OpenID Connect: what needs no provider (the flow itself is proven against a real one in
+// the package's oidc phase).
+
+fn with_providers(local_passwords: bool) -> Fixture {
+    let provider = crate::config::OidcProvider {
+        id: "corp".into(),
+        name: "Corp SSO".into(),
+        // Nothing listens there: discovery fails at once.
+        issuer: "http://127.0.0.1:9".into(),
+        client_id: "octo".into(),
+        client_secret: Some("s".into()),
+        scopes: vec!["openid".into()],
+        username_claim: "preferred_username".into(),
+        groups_claim: None,
+        admin_groups: Vec::new(),
+        allowed_groups: Vec::new(),
+        require_invite: false,
+    };
+    Fixture::with(AuthSettings {
+        password_cost: PasswordCost::TEST,
+        login_limits: LoginLimits::uniform(1000),
+        local_passwords,
+        oidc: vec![provider],
+        ..AuthSettings::default()
+    })
+}
+
+fn location(a: &Answer) -> &str {
+    a.headers
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}
+
+#[tokio::test]
+async fn the_sign_in_options_list_the_providers() {
+    let f = Fixture::new();
+    let a = req(Method::GET, "/api/auth/providers").send(&f).await;
+    assert_eq!(a.json, json!({"local_passwords": true, "providers": []}));
+    let f = with_providers(false);
+    let a = req(Method::GET, "/api/auth/providers").send(&f).await;
+    assert_eq!(
+        a.json,
+        json!({"local_passwords": false, "providers": [{"id": "corp", "name": "Corp SSO"}]})
+    );
+}
+
+#[tokio::test]
+async fn passwords_turned_off_refuse_login_and_registration() {
+    let f = with_providers(false);
+    f.user("ada", Role::Admin).await;
+    let a = req(Method::POST, "/api/auth/login")
+        .json(json!({"username": "ada", "password": password_of("ada")}))
+        .send(&f)
+        .await;
+    assert_eq!(
+        (a.status, a.code()),
+        (StatusCode::FORBIDDEN, "password_sign_in_off")
+    );
+    assert!(
+        a.json["error"]["message"]
+            .as_str()
+            .expect("ok")
+            .contains("Corp SSO")
+    );
+    let a = req(Method::POST, "/api/auth/register")
+        .json(json!({"invite_code": "x", "username": "bob", "password": "long enough password"}))
+        .send(&f)
+        .await;
+    assert_eq!(
+        (a.status, a.code()),
+        (StatusCode::FORBIDDEN, "password_sign_in_off")
+    );
+}
+
+#[tokio::test]
+async fn a_start_or_callback_that_cannot_go_on_lands_on_the_sign_in_page() {
+    let f = with_providers(true);
+    let a = req(Method::GET, "/api/auth/oidc/nope/start").send(&f).await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        location(&a),
+        "/login?oidc_error=unknown_provider&provider=nope"
+    );
+    let a = req(Method::GET, "/api/auth/oidc/corp/start?next=//evil.example")
+        .send(&f)
+        .await;
+    assert_eq!(
+        location(&a),
+        "/login?oidc_error=provider_unavailable&provider=corp"
+    );
+    // A callback without the browser's state cookie, or with another state, goes no further.
+    let a = req(Method::GET, "/api/auth/oidc/corp/callback?code=c&state=s")
+        .send(&f)
+        .await;
+    assert_eq!(
+        location(&a),
+        "/login?oidc_error=state_mismatch&provider=corp"
+    );
+    let a = req(Method::GET, "/api/auth/oidc/corp/callback?code=c&state=s")
+        .header("cookie", "octo_oidc_state=t")
+        .send(&f)
+        .await;
+    assert_eq!(
+        location(&a),
+        "/login?oidc_error=state_mismatch&provider=corp"
+    );
+    // The right cookie for a state octod never issued: expired (or used).
+    let a = req(Method::GET, "/api/auth/oidc/corp/callback?code=c&state=s")
+        .header("cookie", "octo_oidc_state=s")
+        .send(&f)
+        .await;
+    assert_eq!(location(&a), "/login?oidc_error=expired&provider=corp");
+    // The provider's own refusal.
+    let a = req(
+        Method::GET,
+        "/api/auth/oidc/corp/callback?error=access_denied&error_description=no",
+    )
+    .send(&f)
+    .await;
+    assert_eq!(location(&a), "/login?oidc_error=refused&provider=corp");
+    assert!(
+        a.headers
+            .get_all("set-cookie")
+            .iter()
+            .any(|c| c.to_str().expect("ok").starts_with("octo_oidc_state=; "))
+    );
+}
+
+#[tokio::test]
+async fn an_account_of_a_provider_has_no_password() {
+    let f = with_providers(true);
+    let linked = f
+        .auth
+        .store()
+        .create_linked_user(
+            &crate::store::NewLinkedUser {
+                provider: "corp".into(),
+                sub: "s1".into(),
+                name: "ada".into(),
+                role: Role::User,
+                invite: None,
+            },
+            std::time::SystemTime::now(),
+        )
+        .expect("ok");
+    for password in ["", "x", "a long and wrong password"] {
+        let a = req(Method::POST, "/api/auth/login")
+            .json(json!({"username": "ada", "password": password}))
+            .send(&f)
+            .await;
+        assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{password:?}");
+    }
+    let token = f.auth.issue(&linked).expect("ok");
+    let a = req(Method::GET, "/api/me")
+        .token(token.token.expose())
+        .send(&f)
+        .await;
+    assert_eq!(a.json["identity_provider"], "corp");
+    let a = req(Method::POST, "/api/me/password")
+        .token(token.token.expose())
+        .json(json!({"current": "", "new": "a new long password"}))
+        .send(&f)
+        .await;
+    assert_eq!(
+        (a.status, a.code()),
+        (StatusCode::CONFLICT, "external_account")
+    );
+}
