@@ -39,6 +39,9 @@ pub enum ConfigError {
         key: &'static str,
         message: String,
     },
+    /// `[limits]` or `[admission]`, whose keys are built from names (`limits.users.alice`).
+    #[error(transparent)]
+    Limits(#[from] crate::limits::InvalidLimit),
 }
 
 /// One file's worth of configuration: everything optional.
@@ -53,6 +56,12 @@ pub struct Fragment {
     pub llm: LlmFragment,
     #[serde(default)]
     pub image: ImageFragment,
+    /// Resource limits per session (`crate::limits`).
+    #[serde(default)]
+    pub limits: crate::limits::LimitsFragment,
+    /// Admission control (`crate::limits`).
+    #[serde(default)]
+    pub admission: crate::limits::AdmissionFragment,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -193,6 +202,10 @@ pub struct Settings {
     pub start_timeout: Duration,
     pub llm: Option<Llm>,
     pub image_build: ImageSettings,
+    /// `[limits]`: the memory, CPU and pids limits of sessions.
+    pub limits: crate::limits::LimitsPolicy,
+    /// `[admission]`: how many sessions may run, and the memory floor.
+    pub admission: crate::limits::Admission,
     /// Where each set key came from (dotted key → file).
     pub sources: Vec<(&'static str, Source)>,
     /// The files read, in order.
@@ -394,6 +407,9 @@ pub fn merge(fragments: &[(PathBuf, Fragment)]) -> Result<Settings, ConfigError>
         }
     };
     let image_build = image_settings(fragments, &mut sources)?;
+    let (limits, admission) = crate::limits::merge(fragments.iter().map(|(path, f)| {
+        (path.as_path(), &f.limits, &f.admission)
+    }))?;
     Ok(Settings {
         listen,
         trusted_proxies,
@@ -410,6 +426,8 @@ pub fn merge(fragments: &[(PathBuf, Fragment)]) -> Result<Settings, ConfigError>
         start_timeout: Duration::from_secs(start),
         llm,
         image_build,
+        limits,
+        admission,
         sources,
         files: fragments.iter().map(|(path, _)| path.clone()).collect(),
     })
@@ -644,6 +662,7 @@ impl Settings {
                 }
             }
         }
+        out.push_str(&crate::limits::show(&self.limits, &self.admission));
         out
     }
 

@@ -14,6 +14,7 @@ pub mod http;
 pub mod identity;
 pub mod image;
 pub mod journal;
+pub mod limits;
 pub mod listen;
 pub mod metrics;
 pub mod podman;

@@ -43,6 +43,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "identity",
             "metrics",
             "config",
+            "limits",
             "templates",
             "render",
             "journal",
