@@ -18,7 +18,7 @@ use anyhow::{Context as _, bail, ensure};
 use octod::engine::{CreateRequest, Engine, EngineConfig, EngineError};
 use octod::podman::Podman;
 use octod::render::{EnvSecret, HealthConfig, RenderConfig, SessionNames};
-use octod::session::{DesiredState, Limits, SessionId, SessionState};
+use octod::session::{DesiredState, SessionId, SessionState};
 use octod::store::Store;
 use octod::systemd::{ActiveState, Systemd};
 
@@ -166,6 +166,8 @@ async fn engine_from(
         image: setup.image,
         stop_timeout: Duration::from_secs(60),
         idle_timeout: None,
+        limits: octod::limits::LimitsPolicy::default(),
+        admission: octod::limits::Admission::default(),
     };
     adjust(&mut config);
     Ok(Engine::new(store, systemd, podman, config).await?)
@@ -190,7 +192,7 @@ pub(crate) fn request(id: &str) -> CreateRequest {
         id: Some(id.to_owned()),
         owner: "alice".into(),
         template: TEMPLATE.into(),
-        limits: Limits::default(),
+        limits: None,
         max_per_owner: None,
     }
 }

@@ -407,9 +407,11 @@ pub fn merge(fragments: &[(PathBuf, Fragment)]) -> Result<Settings, ConfigError>
         }
     };
     let image_build = image_settings(fragments, &mut sources)?;
-    let (limits, admission) = crate::limits::merge(fragments.iter().map(|(path, f)| {
-        (path.as_path(), &f.limits, &f.admission)
-    }))?;
+    let (limits, admission) = crate::limits::merge(
+        fragments
+            .iter()
+            .map(|(path, f)| (path.as_path(), &f.limits, &f.admission)),
+    )?;
     Ok(Settings {
         listen,
         trusted_proxies,

@@ -145,7 +145,11 @@ impl LimitsPolicy {
             Some(&self.default),
         ];
         let pick = |get: &dyn Fn(&Level) -> Option<Setting<u64>>| {
-            levels.iter().flatten().find_map(|l| get(l)).and_then(Setting::value)
+            levels
+                .iter()
+                .flatten()
+                .find_map(|l| get(l))
+                .and_then(Setting::value)
         };
         let memory = pick(&|l| l.memory);
         let cpu = pick(&|l| l.cpu.map(widen));
@@ -176,13 +180,21 @@ impl LimitsPolicy {
     /// Every memory and CPU limit with its key and file, for the host checks.
     fn keyed(&self) -> impl Iterator<Item = (String, &Level)> {
         std::iter::once(("limits".to_owned(), &self.default))
-            .chain(self.roles.iter().map(|(n, l)| (format!("limits.roles.{n}"), l)))
+            .chain(
+                self.roles
+                    .iter()
+                    .map(|(n, l)| (format!("limits.roles.{n}"), l)),
+            )
             .chain(
                 self.templates
                     .iter()
                     .map(|(n, l)| (format!("limits.templates.{n}"), l)),
             )
-            .chain(self.users.iter().map(|(n, l)| (format!("limits.users.{n}"), l)))
+            .chain(
+                self.users
+                    .iter()
+                    .map(|(n, l)| (format!("limits.users.{n}"), l)),
+            )
     }
 
     fn path_of(&self, key: &str) -> String {
@@ -336,6 +348,59 @@ pub fn meminfo_field(meminfo: &str, field: &str) -> Option<u64> {
     })
 }
 
+/// The cgroup controllers delegated to the user `uid`'s systemd manager, and the file that
+/// says so (`…/user@<uid>.service/cgroup.controllers`; unreadable: none).
+pub fn delegated_controllers(uid: u32) -> (crate::render::Controllers, String) {
+    let path =
+        format!("/sys/fs/cgroup/user.slice/user-{uid}.slice/user@{uid}.service/cgroup.controllers");
+    let text = std::fs::read_to_string(&path).unwrap_or_default();
+    (
+        crate::render::Controllers::from_cgroup_controllers(&text),
+        path,
+    )
+}
+
+/// What `octod config check` warns about in `[limits]`: per-template tables for templates
+/// that `templates_dir` does not have, and limits whose controller is not delegated to the
+/// user `octo` (or, where there is no such user, to the one running the check). Users are
+/// not checked here: the state database is octod's while it runs.
+pub fn check_warnings(policy: &LimitsPolicy, templates_dir: &Path) -> Vec<String> {
+    let templates: Vec<String> = crate::templates::list(templates_dir)
+        .into_iter()
+        .map(|t| t.id)
+        .collect();
+    let mut out = policy.warnings(None, Some(&templates));
+    let uid = nix::unistd::User::from_name("octo")
+        .ok()
+        .flatten()
+        .map_or_else(|| nix::unistd::getuid().as_raw(), |u| u.uid.as_raw());
+    let (controllers, path) = delegated_controllers(uid);
+    out.extend(controller_warnings(policy, controllers, &path));
+    out
+}
+
+/// One warning per limit kind that `[limits]` sets while its cgroup controller is not
+/// delegated (`path` is where that was read): such limits are left out of the units.
+pub fn controller_warnings(
+    policy: &LimitsPolicy,
+    controllers: crate::render::Controllers,
+    path: &str,
+) -> Vec<String> {
+    [
+        ("memory", "memory", controllers.memory),
+        ("cpu", "cpus", controllers.cpu),
+        ("pids", "pids", controllers.pids),
+    ]
+    .into_iter()
+    .filter(|(name, _, on)| !on && policy.uses(name))
+    .map(|(name, key, _)| {
+        format!(
+            "[limits] sets {key}, but the {name} cgroup controller is not delegated to octod's user (not in {path}): session {name} limits are not enforced"
+        )
+    })
+    .collect()
+}
+
 // ---------------------------------------------------------------------------------------------
 // Merging and validating the fragments
 // ---------------------------------------------------------------------------------------------
@@ -362,7 +427,10 @@ pub fn show(policy: &LimitsPolicy, admission: &Admission) -> String {
     }
     let mut section = String::from("limits");
     for origin in last_of_each(&policy.origins) {
-        let (table, name) = origin.key.rsplit_once('.').unwrap_or(("limits", &origin.key));
+        let (table, name) = origin
+            .key
+            .rsplit_once('.')
+            .unwrap_or(("limits", &origin.key));
         if table != section {
             let _ = write!(out, "[{table}]\n");
             table.clone_into(&mut section);
@@ -379,7 +447,10 @@ pub fn show(policy: &LimitsPolicy, admission: &Admission) -> String {
     };
     let minutes = admission.make_room_after.map_or(10, |d| d.as_secs() / 60);
     for (name, value) in [
-        ("max_running", admission.max_running.unwrap_or(0).to_string()),
+        (
+            "max_running",
+            admission.max_running.unwrap_or(0).to_string(),
+        ),
         (
             "max_running_per_user",
             admission.max_running_per_user.unwrap_or(0).to_string(),
@@ -460,9 +531,9 @@ pub fn merge_limits(fragments: &[(&Path, &LimitsFragment)]) -> Result<LimitsPoli
 /// Role names are the roles there are; template and user names what those allow.
 fn check_name(kind: &str, name: &str) -> Result<(), String> {
     match kind {
-        "roles" if !matches!(name, "user" | "admin") => {
-            Err(format!("no role {name:?}: the roles are \"user\" and \"admin\""))
-        }
+        "roles" if !matches!(name, "user" | "admin") => Err(format!(
+            "no role {name:?}: the roles are \"user\" and \"admin\""
+        )),
         _ if name.is_empty()
             || name.len() > 64
             || !name
@@ -573,7 +644,11 @@ fn parse_size(value: &toml::Value) -> Result<u64, String> {
             return u64::try_from(*n).map_err(|_| format!("{n} is not a size"));
         }
         toml::Value::String(s) => s.trim(),
-        other => return Err(format!("{other} is not a size: use bytes or a text like \"2G\"")),
+        other => {
+            return Err(format!(
+                "{other} is not a size: use bytes or a text like \"2G\""
+            ));
+        }
     };
     let digits_end = text
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
@@ -586,12 +661,20 @@ fn parse_size(value: &toml::Value) -> Result<u64, String> {
         "M" | "m" => MIB,
         "G" | "g" => GIB,
         "T" | "t" => TIB,
-        _ => return Err(format!("{text:?} is not a size: use a number with K, M, G or T")),
+        _ => {
+            return Err(format!(
+                "{text:?} is not a size: use a number with K, M, G or T"
+            ));
+        }
     };
     let number: f64 = number
         .parse()
         .map_err(|_| format!("{text:?} is not a size: use a number with K, M, G or T"))?;
-    #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    #[allow(
+        clippy::cast_precision_loss,
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss
+    )]
     let bytes = (number * multiplier as f64).round();
     if !bytes.is_finite() || bytes >= 1.8e19 {
         return Err(format!("{text:?} is too large"));
@@ -706,9 +789,7 @@ pub enum Refusal {
         "the host is full: {running} of {max} sessions running; stop one or ask an administrator"
     )]
     HostFull { running: usize, max: u32 },
-    #[error(
-        "{owner} has {running} of {max} sessions running, the most allowed; stop one first"
-    )]
+    #[error("{owner} has {running} of {max} sessions running, the most allowed; stop one first")]
     UserFull {
         owner: String,
         running: usize,

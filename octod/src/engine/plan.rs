@@ -155,6 +155,44 @@ pub fn idle_for(
     now.duration_since(last).unwrap_or_default()
 }
 
+/// A running session that could be idle-stopped to make room for a start that admission
+/// control refused.
+#[derive(Debug, Clone, Copy)]
+pub struct RoomCandidate<'a> {
+    pub session: Session<'a>,
+    pub id: &'a crate::session::SessionId,
+    pub owner: &'a str,
+    /// How long it has been without activity ([`idle_for`]).
+    pub idle_for: Duration,
+}
+
+/// Which session to idle-stop to make room, if any: one running as wanted and left alone,
+/// idle for at least `idle_after`, not the one being started, and for a user at their own
+/// maximum one of that user's (stopping another user's would not help); the longest idle
+/// first (then the lowest id, so that concurrent starts pick the same one and join its stop).
+pub fn room_to_make<'a>(
+    candidates: &[RoomCandidate<'a>],
+    starting: &crate::session::SessionId,
+    refusal: &crate::limits::Refusal,
+    idle_after: Duration,
+) -> Option<&'a crate::session::SessionId> {
+    let owner = match refusal {
+        crate::limits::Refusal::UserFull { owner, .. } => Some(owner.as_str()),
+        crate::limits::Refusal::HostFull { .. } | crate::limits::Refusal::LowMemory { .. } => None,
+    };
+    candidates
+        .iter()
+        .filter(|c| {
+            c.id != starting
+                && may_idle_stop(c.session)
+                && *c.session.state == SessionState::Running
+                && c.idle_for >= idle_after
+                && owner.is_none_or(|o| o == c.owner)
+        })
+        .max_by(|a, b| a.idle_for.cmp(&b.idle_for).then(b.id.cmp(a.id)))
+        .map(|c| c.id)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -628,5 +666,51 @@ mod tests {
         check_idle(Some(at(0)), at(30), at(70), 40);
         // A clock that went back: not idle.
         check_idle(None, at(100), at(0), 0);
+    }
+
+    #[test]
+    fn room_is_made_by_the_longest_idle_session_that_helps() {
+        use crate::limits::Refusal;
+        use crate::session::SessionId;
+        let running = SessionState::Running;
+        let starting = SessionState::Starting;
+        let id = |s: &str| s.parse::<SessionId>().expect("id");
+        let (a, b, c, d, me) = (id("a"), id("b"), id("c"), id("d"), id("me"));
+        let minutes = |m: u64| Duration::from_secs(m * 60);
+        let candidate = |id, owner, state, busy, idle| RoomCandidate {
+            session: Session {
+                state,
+                desired: WantRunning,
+                busy,
+            },
+            id,
+            owner,
+            idle_for: minutes(idle),
+        };
+        let all = [
+            candidate(&a, "alice", &running, false, 30),
+            candidate(&b, "bob", &running, false, 50),
+            // Busy, or still starting: never.
+            candidate(&c, "bob", &running, true, 90),
+            candidate(&d, "bob", &starting, false, 90),
+            // The session being started itself: never.
+            candidate(&me, "alice", &running, false, 99),
+        ];
+        let host = Refusal::HostFull { running: 5, max: 5 };
+        let alice_full = Refusal::UserFull {
+            owner: "alice".into(),
+            running: 2,
+            max: 2,
+        };
+        assert_eq!(room_to_make(&all, &me, &host, minutes(10)), Some(&b));
+        assert_eq!(room_to_make(&all, &me, &alice_full, minutes(10)), Some(&a));
+        // Nobody idle long enough.
+        assert_eq!(room_to_make(&all, &me, &host, minutes(60)), None);
+        // A tie goes to the lowest id.
+        let tied = [
+            candidate(&b, "bob", &running, false, 5),
+            candidate(&a, "alice", &running, false, 5),
+        ];
+        assert_eq!(room_to_make(&tied, &me, &host, Duration::ZERO), Some(&a));
     }
 }

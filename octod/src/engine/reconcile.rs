@@ -132,7 +132,7 @@ impl Engine {
                     Ok(()) => report.deleted.push(id),
                     Err(e) => report.errors.push(e.to_string()),
                 },
-                Action::Start => match self.resume(&id).await {
+                Action::Start => match self.restore(&id).await {
                     Ok(_) => report.started.push(id),
                     Err(e) => report.errors.push(e.to_string()),
                 },
@@ -332,7 +332,7 @@ impl Engine {
     }
 
     /// What the plan needs to know of a record.
-    fn facts<'a>(&self, record: &'a SessionRecord) -> Session<'a> {
+    pub(super) fn facts<'a>(&self, record: &'a SessionRecord) -> Session<'a> {
         Session {
             state: &record.state,
             desired: record.spec.desired,

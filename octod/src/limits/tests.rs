@@ -108,7 +108,10 @@ fn later_files_win_key_by_key() {
         p.resolve("bob", Role::User, "coding-copilot"),
         limits(Some(1), Some(100), Some(512))
     );
-    assert_eq!(p.path_of("limits.memory"), "/etc/octo/octod.d/50-alice.toml");
+    assert_eq!(
+        p.path_of("limits.memory"),
+        "/etc/octo/octod.d/50-alice.toml"
+    );
     assert_eq!(p.path_of("limits.pids"), "/etc/octo/octod.toml");
 }
 
@@ -373,8 +376,14 @@ fn admission_counts_sessions_that_hold_a_slot() {
 fn the_memory_floor_counts_what_starting_sessions_will_take() {
     use DesiredState::Running;
     let others = [
-        (spec("a1", "alice", Some(4 << 30), Running), SessionState::Running),
-        (spec("a2", "alice", Some(2 << 30), Running), SessionState::Starting),
+        (
+            spec("a1", "alice", Some(4 << 30), Running),
+            SessionState::Running,
+        ),
+        (
+            spec("a2", "alice", Some(2 << 30), Running),
+            SessionState::Starting,
+        ),
     ];
     let others = || others.iter().map(|(s, st)| (s, st));
     // 8 GiB available, 2 GiB of it promised to a2, which is starting.
@@ -403,7 +412,8 @@ fn the_memory_floor_counts_what_starting_sessions_will_take() {
 
 #[test]
 fn meminfo_fields_are_bytes() {
-    let text = "MemTotal:       16318580 kB\nMemFree:         1000 kB\nMemAvailable:    8000000 kB\n";
+    let text =
+        "MemTotal:       16318580 kB\nMemFree:         1000 kB\nMemAvailable:    8000000 kB\n";
     assert_eq!(meminfo_field(text, "MemTotal"), Some(16_318_580 * 1024));
     assert_eq!(meminfo_field(text, "MemAvailable"), Some(8_000_000 * 1024));
     assert_eq!(meminfo_field(text, "Mem"), None);

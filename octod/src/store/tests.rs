@@ -23,6 +23,7 @@ fn new(session: &str, owner: &str) -> NewSession {
         limits: Limits::default(),
         desired: DesiredState::Running,
         max_per_owner: None,
+        admit: None,
     }
 }
 
@@ -235,6 +236,7 @@ fn concurrent_creates_by_one_owner_stop_at_the_limit() {
                 barrier.wait();
                 store.create_session(NewSession {
                     max_per_owner: Some(2),
+                    admit: None,
                     ..new(&format!("s{i}"), "ann")
                 })
             })
@@ -258,6 +260,7 @@ fn concurrent_creates_by_one_owner_stop_at_the_limit() {
     // Other owners have their own count; no limit, no count.
     let limited = |session: &str, owner: &str, max| NewSession {
         max_per_owner: max,
+        admit: None,
         ..new(session, owner)
     };
     assert!(
