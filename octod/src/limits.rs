@@ -432,7 +432,7 @@ pub fn show(policy: &LimitsPolicy, admission: &Admission) -> String {
             .rsplit_once('.')
             .unwrap_or(("limits", &origin.key));
         if table != section {
-            let _ = write!(out, "[{table}]\n");
+            let _ = writeln!(out, "[{table}]");
             table.clone_into(&mut section);
         }
         let line = format!("{name} = {}", origin.value);

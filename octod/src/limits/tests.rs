@@ -422,3 +422,135 @@ fn meminfo_fields_are_bytes() {
     assert_eq!(cpus_text(200), "2");
     assert_eq!(cpus_text(5), "0.05");
 }
+
+/// The units of sessions whose limits come from `[limits]`, resolved for each owner, role
+/// and template: the whole container unit for one, the limit lines for each.
+#[test]
+fn units_carry_the_configured_limits_per_role_template_and_user() {
+    use crate::identity::Role::{Admin, User};
+    use crate::render::{Controllers, RenderConfig, render};
+    const CONFIG: &str = r#"
+[limits]
+memory = "2G"
+cpus = 1
+pids = 512
+[limits.roles.admin]
+memory = "4G"
+[limits.templates.research-assistant]
+cpus = 2.5
+pids = "unlimited"
+[limits.users.alice]
+memory = "1536M"
+"#;
+    let policy = policy(CONFIG);
+    let config = RenderConfig {
+        controllers: Controllers::ALL,
+        ..RenderConfig::new("/usr/share/octo/templates")
+    };
+    let session = |owner: &str, role, template: &str| SessionSpec {
+        owner: owner.into(),
+        template: template.into(),
+        limits: policy.resolve(owner, role, template),
+        ..spec("ab12", "alice", None, DesiredState::Running)
+    };
+    // alice (a user with her own memory) on the research template (its CPU, no pids limit).
+    let unit = render(&session("alice", User, "research-assistant"), &config)
+        .expect("renders")
+        .container
+        .contents;
+    assert_eq!(
+        unit,
+        r"[Unit]
+Description=Octo session ab12 of alice
+Requires=octo-ab12.socket
+After=octo-ab12.socket
+
+[Container]
+Image=localhost/octo-session:latest
+ContainerName=octo-ab12
+Pull=never
+UserNS=auto
+Network=pasta:--no-map-gw,-t,none,-u,none,-T,none,-U,none
+Volume=octo-ab12.volume:/home/dev:U
+Volume=/usr/share/octo/templates/research-assistant:/etc/octo/template:ro
+Secret=octo-ab12-token,type=mount,target=/run/secrets/octo-token,mode=0400,uid=1000,gid=1000
+Environment=OCTO_SESSION_ID=ab12
+Label=octo.session=ab12
+Label=octo.owner=alice
+HealthCmd=/usr/local/bin/octo-healthcheck
+HealthInterval=2s
+HealthStartPeriod=60s
+HealthRetries=3
+HealthTimeout=5s
+Notify=healthy
+DropCapability=ALL
+NoNewPrivileges=true
+PodmanArgs=--memory=1610612736 --cpus=2.5
+
+[Service]
+TimeoutStartSec=120s
+Restart=on-failure
+
+[Install]
+WantedBy=default.target
+",
+    );
+    let limit_lines = |spec: &SessionSpec| -> Vec<String> {
+        render(spec, &config)
+            .expect("renders")
+            .container
+            .contents
+            .lines()
+            .filter(|l| l.starts_with("PidsLimit=") || l.starts_with("PodmanArgs="))
+            .map(str::to_owned)
+            .collect()
+    };
+    for (owner, role, template, expected) in [
+        // The defaults.
+        (
+            "bob",
+            User,
+            "coding-copilot",
+            ["PidsLimit=512", "PodmanArgs=--memory=2147483648 --cpus=1"].as_slice(),
+        ),
+        // The admin role's memory.
+        (
+            "root",
+            Admin,
+            "coding-copilot",
+            &["PidsLimit=512", "PodmanArgs=--memory=4294967296 --cpus=1"],
+        ),
+        // The role's memory, the template's CPU and no pids limit.
+        (
+            "root",
+            Admin,
+            "research-assistant",
+            &["PodmanArgs=--memory=4294967296 --cpus=2.5"],
+        ),
+        // The user's memory beats the role's.
+        (
+            "alice",
+            Admin,
+            "coding-copilot",
+            &["PidsLimit=512", "PodmanArgs=--memory=1610612736 --cpus=1"],
+        ),
+    ] {
+        assert_eq!(
+            limit_lines(&session(owner, role, template)),
+            expected,
+            "{owner} ({role:?}) on {template}"
+        );
+    }
+    // Where no controller is delegated the same sessions get no limit lines, and warnings.
+    let none = render(
+        &session("bob", User, "coding-copilot"),
+        &RenderConfig {
+            controllers: Controllers::NONE,
+            ..config.clone()
+        },
+    )
+    .expect("renders");
+    assert!(!none.container.contents.contains("PidsLimit="));
+    assert!(!none.container.contents.contains("PodmanArgs="));
+    assert_eq!(none.unenforced.len(), 3);
+}
