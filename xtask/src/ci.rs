@@ -138,6 +138,10 @@ const CHECKS: &[Check] = &[
         &["session-limit"],
     ),
     check(
+        "limits and admission: [limits] in units and podman inspect, bad limits refused; max running per user and host under concurrent creates, idle sessions stopped to make room, the memory floor",
+        &["limits"],
+    ),
+    check(
         "octod's proxy: the opencode SDK with a cookie, 100 MiB both ways, the authorization matrix",
         &["api-sdk"],
     ),

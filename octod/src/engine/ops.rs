@@ -525,9 +525,6 @@ impl Engine {
     /// reload that follows makes systemd see it.
     pub(super) fn write_units(&self, record: &SessionRecord) -> Result<UnitChange, EngineError> {
         let rendered = render::render(&record.spec, &self.inner.config.render)?;
-        for limit in &rendered.unenforced {
-            tracing::warn!(session = %record.spec.id, "{limit}");
-        }
         let config = &self.inner.config;
         let wants = config.systemd_user_dir.join(SOCKETS_WANTS);
         for dir in [&config.quadlet_dir, &config.systemd_user_dir, &wants] {
@@ -556,6 +553,12 @@ impl Engine {
                 change.only_install &= install_only;
                 if is_container && old.is_some() && !install_only {
                     change.container_changed = true;
+                }
+                // Once per unit written, not on every pass that finds it unchanged.
+                if is_container && !install_only {
+                    for limit in &rendered.unenforced {
+                        tracing::warn!(session = %record.spec.id, "{limit}");
+                    }
                 }
             }
         }
