@@ -293,6 +293,16 @@ impl Engine {
             .check(&spec, records.iter().map(|r| (&r.spec, &r.state)))
     }
 
+    /// The limits `[limits]` gives a session of `owner` and `template` now; a session runs with
+    /// those of its last start or stop (`container refresh` restarts it when they differ).
+    pub async fn limits_now(
+        &self,
+        owner: &str,
+        template: &str,
+    ) -> Result<crate::session::Limits, EngineError> {
+        self.limits_for(owner, template).await
+    }
+
     /// What is valid but probably wrong in `[limits]` and `[admission]` (per-user tables for
     /// no account, per-template tables for no template), and a full host, for the log at
     /// start and `octoctl status`.
