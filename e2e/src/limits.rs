@@ -41,8 +41,7 @@ pub(crate) async fn run() -> anyhow::Result<()> {
     std::fs::create_dir_all(&base)?;
     let controllers = delegated();
     say(format!(
-        "cgroup controllers delegated to octo: {:?}",
-        controllers
+        "cgroup controllers delegated to octo: {controllers:?}"
     ));
 
     bad_input(&base, &controllers)?;
@@ -324,7 +323,7 @@ async fn first_phase(
     let (lim1, lim2, lim3) = accounts(code)?;
 
     // 6 concurrent creates by lim1, who may run 1.
-    let answers = concurrent_creates(&lim1)?;
+    let answers = concurrent_creates(&[&lim1; CREATES])?;
     let statuses: Vec<u16> = answers.iter().map(|a| a.status).collect();
     let ok: Vec<&Answer> = answers
         .iter()
@@ -383,10 +382,50 @@ async fn first_phase(
         "a third create on a full host: 503 host_full \"{full}\""
     ));
 
-    // lim1 stops; lim3 takes the slot; lim1's resume is refused.
+    // lim1 stops: one slot is free, and lim1 and lim3 send 3 creates each at once.
     let id1 = a1["id"].as_str().context("id")?.to_owned();
     let answer = lim1.call("POST", &format!("/api/sessions/{id1}/stop"), None)?;
     ensure!(matches!(answer.status, 200 | 202), "stop: {}", answer.body);
+    let answers = concurrent_creates(&[&lim1, &lim3, &lim1, &lim3, &lim1, &lim3])?;
+    let statuses: Vec<u16> = answers.iter().map(|a| a.status).collect();
+    let won: Vec<(usize, &Answer)> = answers
+        .iter()
+        .enumerate()
+        .filter(|(_, a)| matches!(a.status, 201 | 202))
+        .collect();
+    let lost = answers
+        .iter()
+        .filter(|a| {
+            let code = a.json().unwrap_or_default()["error"]["code"].clone();
+            (a.status == 503 && code == "host_full") || (a.status == 409 && code == "running_limit")
+        })
+        .count();
+    ensure!(
+        won.len() == 1 && lost == answers.len() - 1,
+        "6 concurrent creates by two users for the host's last slot: {statuses:?}"
+    );
+    let (index, answer) = won[0];
+    let winner = if index % 2 == 0 { &lim1 } else { &lim3 };
+    let won_id = created(winner, answer, "the last slot's create").await?["id"]
+        .as_str()
+        .context("id")?
+        .to_owned();
+    let answer = winner.call("DELETE", &format!("/api/sessions/{won_id}"), None)?;
+    ensure!(
+        matches!(answer.status, 202 | 204),
+        "delete: {}",
+        answer.body
+    );
+    util::eventually(Duration::from_secs(60), "the winner deleted", async || {
+        let answer = winner.call("GET", &format!("/api/sessions/{won_id}"), None)?;
+        expect(&answer, 404, "deleted session")
+    })
+    .await?;
+    say(format!(
+        "6 concurrent creates by two users for the host's last slot: {statuses:?}; one ran (deleted again), the others 503 host_full or 409 running_limit"
+    ));
+
+    // lim3 takes the slot; lim1's resume is refused.
     let answer = lim3.call(
         "POST",
         "/api/sessions",
@@ -504,13 +543,15 @@ fn check_limits(
     Ok(())
 }
 
-/// `CREATES` creates by `user`, each on its own connection, released together.
-fn concurrent_creates(user: &Client) -> anyhow::Result<Vec<Answer>> {
-    let start = Barrier::new(CREATES);
+/// One create by each of `users`, each on its own connection, released together.
+fn concurrent_creates(users: &[&Client]) -> anyhow::Result<Vec<Answer>> {
+    let start = Barrier::new(users.len());
     std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..CREATES)
-            .map(|_| {
-                scope.spawn(|| {
+        let handles: Vec<_> = users
+            .iter()
+            .map(|user| {
+                let start = &start;
+                scope.spawn(move || {
                     start.wait();
                     user.call(
                         "POST",
