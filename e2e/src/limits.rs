@@ -28,13 +28,13 @@ use crate::api::{Client, expect, sign_in, spawn_octod};
 use crate::util::{self, Answer, say};
 
 const PORT: u16 = 18_487;
-const IMAGE: &str = "localhost/octo-limits-e2e:latest";
+const IMAGE: &str = "localhost/octo-limits-e2e:gateway";
 const PASSWORD: &str = "correct horse battery";
 const CREATES: usize = 6;
 const MIB: u64 = 1 << 20;
 
 pub(crate) async fn run() -> anyhow::Result<()> {
-    util::ensure_served_session_image(IMAGE)?;
+    util::ensure_served_gateway_image(IMAGE)?;
     let home = PathBuf::from(std::env::var("HOME").context("HOME")?);
     let base = home.join("e2e-limits");
     let _ = std::fs::remove_dir_all(&base);
@@ -590,10 +590,10 @@ async fn make_room(lim1: &Client, lim2: &Client, ids: &Ids) -> anyhow::Result<()
         a1["limits"]
     );
     let a2 = session(lim2, id2)?;
-    ensure!(
-        a2["state"] == "stopped",
-        "lim2's idle session was not stopped to make room: {a2}"
-    );
+    if a2["state"] != "stopped" {
+        let all = lim1.call("GET", "/api/admin/sessions", None)?.body;
+        anyhow::bail!("lim2's idle session was not stopped to make room: {a2}; all: {all}");
+    }
     let a3 = session(lim1, id3)?;
     ensure!(
         a3["state"] == "running" && a3["limits"]["memory_bytes"].as_u64() == Some(512 * MIB),

@@ -5,6 +5,7 @@
 //! tests drive the same code.
 
 pub mod admin;
+pub mod agent;
 pub mod api;
 pub mod app;
 pub mod auth;

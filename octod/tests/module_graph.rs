@@ -44,6 +44,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "metrics",
             "config",
             "limits",
+            "agent",
             "templates",
             "render",
             "journal",

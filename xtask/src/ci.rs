@@ -176,6 +176,10 @@ const CHECKS: &[Check] = &[
         &["engine", "idle"],
     ),
     check(
+        "engine: a session whose agent is in a turn is not idle-stopped; it stops the idle time after the turn ends",
+        &["engine", "agent"],
+    ),
+    check(
         "engine: a running session whose container unit changed is restarted once (upgrade in place)",
         &["engine", "upgrade-restart"],
     ),

@@ -362,6 +362,20 @@ impl Engine {
         crate::render::SessionNames::new(id).socket_path(&self.inner.config.runtime_dir)
     }
 
+    /// Whether the session's agent is in a turn, as its opencode says through the gateway;
+    /// `None` when it does not answer ([`crate::agent`]).
+    pub async fn agent_busy(&self, id: &SessionId) -> Option<bool> {
+        let key = id.clone();
+        let token = self.inner.store.run(move |s| s.token(&key)).await.ok()?;
+        match crate::agent::busy(&self.socket_path(id), &token).await {
+            Ok(busy) => Some(busy),
+            Err(error) => {
+                tracing::debug!(session = %id, "{error}");
+                None
+            }
+        }
+    }
+
     /// Records activity (proxied traffic) for idle stop; cheap, no IO.
     pub fn record_activity(&self, id: &SessionId) {
         self.inner

@@ -137,7 +137,7 @@ impl Engine {
 
     /// Idle-stops one session to make room for `starting`, which `refusal` kept out, if the
     /// administrator allows it (`admission.stop_idle_to_make_room`) and one is idle enough
-    /// ([`plan::room_to_make`]). Says whether one was stopped.
+    /// ([`plan::rooms_to_make`]). Says whether one was stopped.
     async fn make_room(&self, starting: &SessionId, refusal: &Refusal) -> bool {
         let Some(idle_after) = self.inner.config.admission.make_room_after else {
             return false;
@@ -159,11 +159,21 @@ impl Engine {
                 ),
             })
             .collect();
-        let Some(victim) = plan::room_to_make(&candidates, starting, refusal, idle_after).cloned()
-        else {
+        let mut victim = None;
+        for id in plan::rooms_to_make(&candidates, starting, refusal, idle_after) {
+            // An agent in a turn is not idle, whatever its traffic says.
+            if plan::agent_keeps_running(self.agent_busy(id).await) {
+                self.record_activity(id);
+                continue;
+            }
+            victim = Some(id.clone());
+            break;
+        }
+        let Some(victim) = victim else {
             return false;
         };
         tracing::info!(session = %victim, for_session = %starting, "stopping an idle session to make room: {refusal}");
+
         match self.idle_stop(&victim).await {
             Ok(_) => true,
             Err(e) => {

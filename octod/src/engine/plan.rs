@@ -142,6 +142,15 @@ pub fn may_idle_stop(session: Session<'_>) -> bool {
         && !session.busy
 }
 
+/// Whether a session idle by its traffic is kept running because its agent is in a turn:
+/// only when the agent said so (`Some(true)`); no answer (`None`: the session does not
+/// answer, or its opencode is not up) does not keep a session running, so a broken one cannot
+/// keep itself alive. A kept session's activity is recorded, so that it stops no sooner than
+/// the idle timeout after the turn ends.
+pub fn agent_keeps_running(agent_busy: Option<bool>) -> bool {
+    agent_busy == Some(true)
+}
+
 /// How long a session has been idle at `now`: since its last activity or, if later or there
 /// was none, its last state change (activity before a resume does not count).
 pub fn idle_for(
@@ -166,21 +175,22 @@ pub struct RoomCandidate<'a> {
     pub idle_for: Duration,
 }
 
-/// Which session to idle-stop to make room, if any: one running as wanted and left alone,
-/// idle for at least `idle_after`, not the one being started, and for a user at their own
-/// maximum one of that user's (stopping another user's would not help); the longest idle
-/// first (then the lowest id, so that concurrent starts pick the same one and join its stop).
-pub fn room_to_make<'a>(
+/// The sessions that could be idle-stopped to make room, in the order to try them: each
+/// running as wanted and left alone, idle for at least `idle_after`, not the one being
+/// started, and for a user at their own maximum only that user's (stopping another user's
+/// would not help); the longest idle first (then the lowest id, so that concurrent starts pick
+/// the same one and join its stop). The caller skips those whose agent is in a turn.
+pub fn rooms_to_make<'a>(
     candidates: &[RoomCandidate<'a>],
     starting: &crate::session::SessionId,
     refusal: &crate::limits::Refusal,
     idle_after: Duration,
-) -> Option<&'a crate::session::SessionId> {
+) -> Vec<&'a crate::session::SessionId> {
     let owner = match refusal {
         crate::limits::Refusal::UserFull { owner, .. } => Some(owner.as_str()),
         crate::limits::Refusal::HostFull { .. } | crate::limits::Refusal::LowMemory { .. } => None,
     };
-    candidates
+    let mut fit: Vec<&RoomCandidate<'a>> = candidates
         .iter()
         .filter(|c| {
             c.id != starting
@@ -189,8 +199,9 @@ pub fn room_to_make<'a>(
                 && c.idle_for >= idle_after
                 && owner.is_none_or(|o| o == c.owner)
         })
-        .max_by(|a, b| a.idle_for.cmp(&b.idle_for).then(b.id.cmp(a.id)))
-        .map(|c| c.id)
+        .collect();
+    fit.sort_by(|a, b| b.idle_for.cmp(&a.idle_for).then(a.id.cmp(b.id)));
+    fit.into_iter().map(|c| c.id).collect()
 }
 
 #[cfg(test)]
@@ -702,15 +713,36 @@ mod tests {
             running: 2,
             max: 2,
         };
-        assert_eq!(room_to_make(&all, &me, &host, minutes(10)), Some(&b));
-        assert_eq!(room_to_make(&all, &me, &alice_full, minutes(10)), Some(&a));
+        assert_eq!(
+            rooms_to_make(&all, &me, &host, minutes(10)).first(),
+            Some(&&b)
+        );
+        assert_eq!(
+            rooms_to_make(&all, &me, &alice_full, minutes(10)).first(),
+            Some(&&a)
+        );
         // Nobody idle long enough.
-        assert_eq!(room_to_make(&all, &me, &host, minutes(60)), None);
+        assert_eq!(rooms_to_make(&all, &me, &host, minutes(60)).first(), None);
         // A tie goes to the lowest id.
         let tied = [
             candidate(&b, "bob", &running, false, 5),
             candidate(&a, "alice", &running, false, 5),
         ];
-        assert_eq!(room_to_make(&tied, &me, &host, Duration::ZERO), Some(&a));
+        assert_eq!(
+            rooms_to_make(&tied, &me, &host, Duration::ZERO).first(),
+            Some(&&a)
+        );
+        assert_eq!(
+            rooms_to_make(&all, &me, &host, minutes(10)),
+            [&b, &a],
+            "the longest idle first"
+        );
+    }
+
+    #[test]
+    fn only_an_agent_that_says_it_works_keeps_a_session_running() {
+        assert!(agent_keeps_running(Some(true)));
+        assert!(!agent_keeps_running(Some(false)));
+        assert!(!agent_keeps_running(None));
     }
 }
