@@ -173,7 +173,6 @@ impl Engine {
             return false;
         };
         tracing::info!(session = %victim, for_session = %starting, "stopping an idle session to make room: {refusal}");
-
         match self.idle_stop(&victim).await {
             Ok(_) => true,
             Err(e) => {
