@@ -54,7 +54,32 @@ describe("App", () => {
     };
     await render();
     expect(testid("login-username")).not.toBeNull();
-    expect(calls).toEqual([]);
+    // Only the public sign-in options (never 401), not /api/me.
+    expect(calls).toEqual(["/api/auth/providers"]);
+  });
+
+  it("offers the providers, shows a refused sign-in's message and asks for an invite code", async () => {
+    window.history.replaceState(null, "", "/login?oidc_error=invite_required&provider=corp");
+    handler = (url) => {
+      if (url === "/api/auth/providers")
+        return json(200, { local_passwords: false, providers: [{ id: "corp", name: "Corp SSO" }] });
+      return json(404, { error: { code: "not_found", message: "no" } });
+    };
+    await render();
+    await settle();
+    expect(testid("error")?.textContent).toContain("Your first sign-in with Corp SSO needs an invite code");
+    // Passwords are off: no password form.
+    expect(testid("login-username")).toBeNull();
+    const input = testid("oidc-invite") as HTMLInputElement;
+    await act(async () => {
+      const setValue = Object.getOwnPropertyDescriptor(HTMLInputElement.prototype, "value")?.set;
+      setValue?.call(input, "code 1");
+      input.dispatchEvent(new Event("input", { bubbles: true }));
+    });
+    const link = testid("oidc-corp") as HTMLAnchorElement;
+    expect(link.textContent).toBe("Continue with Corp SSO");
+    expect(link.getAttribute("href")).toBe("/api/auth/oidc/corp/start?invite=code+1");
+    window.history.replaceState(null, "", "/");
   });
 
   it("goes back to sign-in with a message when the login expires", async () => {

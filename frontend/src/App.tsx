@@ -1,7 +1,7 @@
 // The app shell: who is signed in, which route is shown, the header. The workspace view (and with it
 // xterm, the opencode SDK and the panes) is loaded lazily so the sign-in page's JS stays small.
 import { lazy, Suspense, useCallback, useEffect, useState } from "react";
-import { api, ApiError, errorMessage, UNAUTHORIZED_EVENT, type User } from "./api";
+import { api, ApiError, errorMessage, safeNext, UNAUTHORIZED_EVENT, type User } from "./api";
 import { hasSignedInHint, setSignedInHint } from "./theme";
 import { matchRoute, navigate, useLocationPath, type Route } from "./router";
 import { Header } from "./components/Header";
@@ -27,8 +27,10 @@ export function App(): JSX.Element {
 
   const loadMe = useCallback(() => {
     // Without the hint this browser has not signed in: skip the request that could only answer
-    // 401 (which browsers log as a console error).
-    if (!hasSignedInHint()) {
+    // 401 (which browsers log as a console error). A provider's sign-in comes back to
+    // `/login?signed_in=1`, with the cookie set but no hint yet.
+    const fromProvider = new URLSearchParams(window.location.search).has("signed_in");
+    if (!hasSignedInHint() && !fromProvider) {
       setAuth({ kind: "signed-out", notice: null });
       return;
     }
@@ -67,7 +69,9 @@ export function App(): JSX.Element {
   const signedIn = (user: User) => {
     setSignedInHint(true);
     setAuth({ kind: "signed-in", user });
-    if (route.name === "login" || route.name === "register") navigate("/", { replace: true });
+    if (route.name === "login" || route.name === "register") {
+      navigate(safeNext(new URLSearchParams(window.location.search).get("next")) ?? "/", { replace: true });
+    }
   };
   const signedOut = (notice: string | null) => {
     setSignedInHint(false);

@@ -225,6 +225,63 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/auth/oidc/{id}/callback": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Where the provider sends the browser back: signs in and redirects.
+         * @description Checks the `state` against the browser's `octo_oidc_state` cookie (single use), exchanges the code, verifies the ID token (signature, issuer, audience, expiry, nonce), finds or creates the account linked to the provider's `sub`, sets the session cookie and answers 303 to the `next` path of the start. A refusal answers 303 to `/login?oidc_error=<code>&provider=<id>`, the code one of `unknown_provider`, `provider_unavailable`, `state_mismatch`, `expired`, `refused`, `code_refused`, `invalid_id_token`, `no_username`, `not_allowed`, `invite_required`, `invalid_invite`, `account_disabled`, `internal`.
+         */
+        get: operations["oidcCallback"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/auth/oidc/{id}/start": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A browser's sign-in with an OpenID Connect provider: redirects to the provider.
+         * @description A navigation, not an API call. Sets the `octo_oidc_state` cookie (`Path=/api/auth/oidc/; HttpOnly; SameSite=Lax`, 10 minutes) and answers 303 to the provider's authorization endpoint (code flow with PKCE, state and nonce). A provider that is unknown or unreachable sends the browser to `/login?oidc_error=<code>&provider=<id>` instead.
+         */
+        get: operations["oidcStart"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/auth/providers": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** How one may sign in: with a password, and with which OpenID Connect providers. */
+        get: operations["signInOptions"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/auth/register": {
         parameters: {
             query?: never;
@@ -2250,6 +2307,28 @@ export interface components {
         SetRole: {
             role: components["schemas"]["Role"];
         };
+        /** @description How one may sign in here: `GET /api/auth/providers`. */
+        SignInOptions: {
+            /** @description Whether a user name and password sign in (and invite codes register) directly. */
+            local_passwords: boolean;
+            /**
+             * @description The OpenID Connect providers, in the configured order. A browser signs in with one by
+             *     going to `/api/auth/oidc/{id}/start`.
+             */
+            providers: components["schemas"]["SignInProvider"][];
+        };
+        /** @description An OpenID Connect provider as the sign-in page shows it. */
+        SignInProvider: {
+            id: string;
+            name: string;
+        };
+        /**
+         * @description The answer of a sign-out from a browser that signed in with a provider that offers an
+         *     end-session endpoint: where to go to sign out there too.
+         */
+        SignedOut: {
+            end_session_url: string;
+        };
         /** @description One template as `GET /api/templates` lists it. */
         Template: {
             description: string;
@@ -2277,6 +2356,11 @@ export interface components {
              */
             created_at: number;
             disabled: boolean;
+            /**
+             * @description The OpenID Connect provider (its id) the account signs in with; such an account has
+             *     no password. Absent for a password account.
+             */
+            identity_provider?: string | null;
             name: string;
             role: components["schemas"]["Role"];
         };
@@ -3372,6 +3456,17 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
+            /** @description Signed out of a session that began at an OpenID Connect provider with an end-session endpoint: the browser goes to `end_session_url` to sign out there too. */
+            200: {
+                headers: {
+                    /** @description Clears `octo_session`. */
+                    "Set-Cookie"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SignedOut"];
+                };
+            };
             /** @description Signed out; the cookie is cleared. */
             204: {
                 headers: {
@@ -3388,6 +3483,82 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Internal error (details are in the server log). */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    oidcCallback: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The provider's id (`[[auth.oidc]]` `id`). */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Signed in (the session cookie is set) or refused: see the description. */
+            303: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    oidcStart: {
+        parameters: {
+            query?: {
+                /** @description A path of this site to go to once signed in (default `/`). */
+                next?: string;
+                /** @description An invite code for a first sign-in (required where the provider's `require_invite` is set; its role is given). */
+                invite?: string;
+            };
+            header?: never;
+            path: {
+                /** @description The provider's id (`[[auth.oidc]]` `id`). */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description To the provider, or to the sign-in page with `oidc_error`. */
+            303: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    signInOptions: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The options. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SignInOptions"];
                 };
             };
             /** @description Internal error (details are in the server log). */

@@ -1,6 +1,6 @@
 // @vitest-environment jsdom
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { ApiError, apiFetch, parseError, UNAUTHORIZED_EVENT } from "./api";
+import { ApiError, apiFetch, oidcErrorMessage, oidcStartUrl, parseError, safeNext, UNAUTHORIZED_EVENT } from "./api";
 
 type Call = { url: string; init: RequestInit };
 
@@ -97,5 +97,20 @@ describe("parseError", () => {
   it("falls back when the JSON is not the error shape", () => {
     expect(parseError(500, '{"error":"boom"}').code).toBe("http_500");
     expect(parseError(503, "").message).toBe("HTTP 503");
+  });
+});
+
+describe("sign-in with a provider", () => {
+  it("keeps next on this site", () => {
+    expect(safeNext("/sessions/x")).toBe("/sessions/x");
+    for (const bad of [null, "", "//evil.example", "https://evil.example", "/\\evil", "evil"]) expect(safeNext(bad)).toBeNull();
+  });
+  it("builds the start URL", () => {
+    expect(oidcStartUrl("corp", null, null)).toBe("/api/auth/oidc/corp/start");
+    expect(oidcStartUrl("corp", "/a?b=1", "xyz")).toBe("/api/auth/oidc/corp/start?next=%2Fa%3Fb%3D1&invite=xyz");
+  });
+  it("has a message for every refusal code, naming the provider", () => {
+    expect(oidcErrorMessage("not_allowed", "Corp")).toContain("Your Corp account is not in a group allowed");
+    expect(oidcErrorMessage("something_new", "Corp")).toContain("Something went wrong");
   });
 });

@@ -15,6 +15,7 @@ export type Invite = Schemas["Invite"];
 export type Template = Schemas["Template"];
 export type Session = Schemas["Session"];
 export type AuditEntry = Schemas["AuditEntry"];
+export type SignInOptions = Schemas["SignInOptions"];
 export type SessionState = Session["state"];
 
 /** The name of the window event dispatched when the API answers 401 (login expired or revoked). */
@@ -119,7 +120,10 @@ export const api = {
     apiFetch<User>("/api/auth/login", { method: "POST", json: { username, password } satisfies Schemas["LoginRequest"] }),
   register: (invite_code: string, username: string, password: string) =>
     apiFetch<User>("/api/auth/register", { method: "POST", json: { invite_code, username, password } satisfies Schemas["RegisterRequest"] }),
-  logout: () => apiFetch<void>("/api/auth/logout", { method: "POST" }),
+  /** Signs out; for a sign-in that began at a provider with an end-session endpoint, where to go
+   * to sign out there too. */
+  logout: () => apiFetch<Schemas["SignedOut"] | undefined>("/api/auth/logout", { method: "POST" }),
+  signInOptions: () => apiFetch<SignInOptions>("/api/auth/providers"),
   changePassword: (current: string, next: string) =>
     apiFetch<void>("/api/me/password", { method: "POST", json: { current, new: next } satisfies Schemas["PasswordChange"] }),
   templates: () => apiFetch<Template[]>("/api/templates"),
@@ -151,3 +155,56 @@ export const api = {
     audit: (limit: number) => apiFetch<AuditEntry[]>(`/api/admin/audit?limit=${limit}`),
   },
 };
+
+/** Where a browser starts a sign-in with an OpenID Connect provider (a navigation, not a fetch). */
+export function oidcStartUrl(provider: string, next: string | null, invite: string | null): string {
+  const query = new URLSearchParams();
+  if (next) query.set("next", next);
+  if (invite) query.set("invite", invite);
+  const text = query.toString();
+  return `/api/auth/oidc/${encodeURIComponent(provider)}/start${text ? `?${text}` : ""}`;
+}
+
+/** A path of this site to go to after signing in, or null (never another origin). */
+export function safeNext(next: string | null): string | null {
+  if (!next || !next.startsWith("/") || next.startsWith("//") || next.includes("\\")) return null;
+  return next;
+}
+
+/** Signs out of Octo and, where the sign-in came from a provider that offers it, of the
+ * provider too (the browser leaves for its end-session page). `false` when it navigated away. */
+export async function signOut(): Promise<boolean> {
+  let out: Schemas["SignedOut"] | undefined;
+  try {
+    out = await api.logout();
+  } catch {
+    // The user asked to leave: the sign-in page is shown anyway.
+  }
+  if (out?.end_session_url) {
+    window.location.assign(out.end_session_url);
+    return false;
+  }
+  return true;
+}
+
+const OIDC_MESSAGES: Record<string, string> = {
+  unknown_provider: "That sign-in provider is not configured here.",
+  provider_unavailable: "{provider} could not be reached. Try again in a moment, or ask an administrator.",
+  state_mismatch: "The sign-in could not be matched to this browser (was it started in another tab?). Please start again.",
+  expired: "The sign-in took too long or was already used. Please start again.",
+  refused: "{provider} did not sign you in.",
+  code_refused: "{provider} did not accept the sign-in (its code was used or expired). Please start again.",
+  invalid_id_token: "{provider}'s answer could not be verified, so you were not signed in. Ask an administrator to check the provider's settings.",
+  no_username: "{provider} did not send a user name Octo can use. Ask an administrator.",
+  not_allowed: "Your {provider} account is not in a group allowed to use Octo. Ask an administrator for access.",
+  invite_required: "Your first sign-in with {provider} needs an invite code. Enter it below, then continue.",
+  invalid_invite: "That invite code is unknown, expired or used up.",
+  account_disabled: "This account is disabled. Ask an administrator.",
+  internal: "Something went wrong while signing you in. Try again, or ask an administrator.",
+};
+
+/** The sign-in page's message for a refused provider sign-in (`/login?oidc_error=…`). */
+export function oidcErrorMessage(code: string, providerName: string): string {
+  const text = OIDC_MESSAGES[code] ?? OIDC_MESSAGES.internal;
+  return text.replace("{provider}", providerName);
+}

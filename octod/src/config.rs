@@ -9,6 +9,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+mod oidc;
+
+pub use oidc::{AuthConfig, AuthFragment, OidcFragment, OidcProvider};
+
 /// The main configuration file.
 pub const MAIN_FILE: &str = "/etc/octo/octod.toml";
 /// The drop-in directory.
@@ -56,6 +60,8 @@ pub struct Fragment {
     pub llm: LlmFragment,
     #[serde(default)]
     pub image: ImageFragment,
+    #[serde(default)]
+    pub auth: AuthFragment,
     /// Resource limits per session (`crate::limits`).
     #[serde(default)]
     pub limits: crate::limits::LimitsFragment,
@@ -202,6 +208,8 @@ pub struct Settings {
     pub start_timeout: Duration,
     pub llm: Option<Llm>,
     pub image_build: ImageSettings,
+    /// Sign-in: local passwords and OpenID Connect providers.
+    pub auth: AuthConfig,
     /// `[limits]`: the memory, CPU and pids limits of sessions.
     pub limits: crate::limits::LimitsPolicy,
     /// `[admission]`: how many sessions may run, and the memory floor.
@@ -407,6 +415,7 @@ pub fn merge(fragments: &[(PathBuf, Fragment)]) -> Result<Settings, ConfigError>
         }
     };
     let image_build = image_settings(fragments, &mut sources)?;
+    let auth = oidc::auth_config(fragments, &mut sources)?;
     let (limits, admission) = crate::limits::merge(
         fragments
             .iter()
@@ -428,6 +437,7 @@ pub fn merge(fragments: &[(PathBuf, Fragment)]) -> Result<Settings, ConfigError>
         start_timeout: Duration::from_secs(start),
         llm,
         image_build,
+        auth,
         limits,
         admission,
         sources,
@@ -619,6 +629,11 @@ impl Settings {
                 llm.and_then(|l| l.api_key.as_ref())
                     .and_then(|_| text("***")),
             ),
+            (
+                "auth.local_passwords",
+                Some(self.auth.local_passwords.to_string()),
+            ),
+            ("auth.oidc", Some(self.auth.oidc_toml())),
         ];
         values
             .into_iter()

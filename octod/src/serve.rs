@@ -131,6 +131,10 @@ pub async fn build_state(settings: &Settings) -> anyhow::Result<crate::app::AppS
         store.clone(),
         crate::auth::AuthSettings {
             secure_cookies: settings.secure_cookies,
+            local_passwords: settings.auth.local_passwords,
+            oidc: settings.auth.oidc.clone(),
+            // systemd's credentials (octod.service loads /etc/octo/credentials/).
+            credentials_dir: std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from),
             ..crate::auth::AuthSettings::default()
         },
     )

@@ -30,6 +30,37 @@ pub struct UserView {
     pub disabled: bool,
     /// Milliseconds since the Unix epoch.
     pub created_at: u64,
+    /// The OpenID Connect provider (its id) the account signs in with; such an account has
+    /// no password. Absent for a password account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity_provider: Option<String>,
+}
+
+/// How one may sign in here: `GET /api/auth/providers`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SignInOptions {
+    /// Whether a user name and password sign in (and invite codes register) directly.
+    pub local_passwords: bool,
+    /// The OpenID Connect providers, in the configured order. A browser signs in with one by
+    /// going to `/api/auth/oidc/{id}/start`.
+    pub providers: Vec<SignInProvider>,
+}
+
+/// An OpenID Connect provider as the sign-in page shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SignInProvider {
+    pub id: String,
+    pub name: String,
+}
+
+/// The answer of a sign-out from a browser that signed in with a provider that offers an
+/// end-session endpoint: where to go to sign out there too.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SignedOut {
+    pub end_session_url: String,
 }
 
 /// An invite code as admins see it, code included.

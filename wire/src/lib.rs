@@ -18,7 +18,7 @@ pub use admin::{
 pub use auth::{
     ApiTokenView, AuditQuery, AuditView, CreateApiToken, CreateInvite, CreateUser, CreatedApiToken,
     InviteView, LoginRequest, PasswordChange, RegisterRequest, ResetPassword, Role, Scope, SetRole,
-    UserView,
+    SignInOptions, SignInProvider, SignedOut, UserView,
 };
 pub use error::{ErrorBody, ErrorDetail};
 pub use sessions::{

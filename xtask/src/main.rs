@@ -1,4 +1,4 @@
-//! Development automation for Octo: `cargo xtask ci | demo | testhost … | bench … | ui-e2e`.
+//! Development automation for Octo: `cargo xtask ci | demo | testhost … | bench … | ui-e2e | oidc-e2e`.
 //!
 //! Every task installs what it needs itself, says what it is doing, and fails with a clear
 //! message (never a panic) when something is missing.
@@ -77,6 +77,10 @@ enum Task {
         #[arg(long)]
         invite_code: String,
     },
+    /// The OpenID Connect sign-in checks (a test provider, octod configured for it, the browser
+    /// check 27-oidc) against the package installed in the running test host, e.g. by
+    /// `cargo xtask demo --stub-llm` in another terminal; `cargo xtask ci` runs them too.
+    OidcE2e,
 }
 
 #[derive(Debug, Subcommand)]
@@ -223,6 +227,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             base_url,
             invite_code,
         } => ui::browser_e2e(&base_url, &invite_code)?,
+        Task::OidcE2e => package::oidc_checks()?,
     }
     Ok(ExitCode::SUCCESS)
 }

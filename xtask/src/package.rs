@@ -150,6 +150,117 @@ fn browser_checks() -> anyhow::Result<()> {
     crate::ui::browser_e2e(&format!("https://{SITE}"), code)
 }
 
+/// The OpenID Connect provider of the sign-in checks (`frontend/e2e/oidc-provider.mjs`), on
+/// this machine: the test host shares its network, so octod reaches it at localhost.
+const OIDC_PORT: u16 = 9443;
+
+/// Sign-in with OpenID Connect (issue 16): a real provider (panva's oidc-provider over HTTPS,
+/// its certificate from a throwaway CA that the test host then trusts), octod configured with
+/// two providers of it (client secrets as files of /etc/octo/credentials, which octod.service
+/// passes as systemd credentials), and the browser check `27-oidc` through Caddy. Afterwards
+/// the configuration is taken away again.
+pub fn oidc_checks() -> anyhow::Result<()> {
+    let dir = util::target_dir().join("oidc-e2e");
+    fs::create_dir_all(&dir)?;
+    step("a throwaway CA and a certificate for https://localhost:9443");
+    util::run(Command::new("sh").current_dir(&dir).args([
+        "-euc",
+        "openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 \
+           -subj '/CN=Octo e2e OpenID Connect CA' \
+           -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign 2>/dev/null
+         openssl req -newkey rsa:2048 -nodes -keyout key.pem -out req.csr -subj /CN=localhost 2>/dev/null
+         printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' > ext
+         openssl x509 -req -in req.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out cert.pem \
+           -days 2 -extfile ext 2>/dev/null",
+    ]))
+    .context("making the test provider's certificate (openssl)")?;
+    let host = testhost::Paths::new().root();
+    fs::create_dir_all(host.join("usr/local/share/ca-certificates"))?;
+    fs::copy(
+        dir.join("ca.pem"),
+        host.join("usr/local/share/ca-certificates/octo-e2e-oidc.crt"),
+    )?;
+    sh("command -v update-ca-certificates >/dev/null || apt-get install -y -q ca-certificates
+        update-ca-certificates >/dev/null")?;
+
+    step(format!("the OpenID Connect provider on https://localhost:{OIDC_PORT}"));
+    let frontend = util::workspace_root().join("frontend");
+    let log = fs::File::create(dir.join("provider.log"))?;
+    let mut provider = Command::new("node")
+        .current_dir(&frontend)
+        .arg("e2e/oidc-provider.mjs")
+        .args(["--port", &OIDC_PORT.to_string(), "--site", SITE])
+        .arg("--cert")
+        .arg(dir.join("cert.pem"))
+        .arg("--key")
+        .arg(dir.join("key.pem"))
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .context("starting node e2e/oidc-provider.mjs")?;
+    let result = (|| {
+        let issuer = format!("https://localhost:{OIDC_PORT}");
+        // Ready once the host itself (trusting the new CA) reads its discovery document.
+        sh(&format!(
+            "for i in $(seq 1 60); do
+               curl -sf {issuer}/.well-known/openid-configuration >/dev/null && exit 0; sleep 0.5
+             done
+             echo 'the test provider did not answer in 30 s' >&2; exit 1"
+        ))?;
+        step("octod: providers corp (groups) and partners (invite codes), secrets as credentials");
+        let credentials = host.join("etc/octo/credentials");
+        fs::write(credentials.join("oidc-corp"), "octo-secret\n")?;
+        fs::write(credentials.join("oidc-partners"), "octo-partners-secret\n")?;
+        fs::write(
+            host.join("etc/octo/octod.d/70-e2e-oidc.toml"),
+            format!(
+                "[[auth.oidc]]\nid = \"corp\"\nname = \"Corp SSO\"\nissuer = \"{issuer}\"\n\
+                 client_id = \"octo\"\nscopes = [\"openid\", \"profile\", \"groups\"]\n\
+                 groups_claim = \"groups\"\nadmin_groups = [\"octo-admins\"]\n\
+                 allowed_groups = [\"octo-users\"]\n\n\
+                 [[auth.oidc]]\nid = \"partners\"\nname = \"Partners\"\nissuer = \"{issuer}\"\n\
+                 client_id = \"octo-partners\"\nrequire_invite = true\n"
+            ),
+        )?;
+        sh("command -v curl >/dev/null || apt-get install -y -q curl
+            chmod 600 /etc/octo/credentials/oidc-*
+            octod config check
+            systemctl restart octod.service
+            curl -sfk https://localhost:8443/api/auth/providers | grep -q '\"id\":\"partners\"'
+            # The secrets are nowhere but in the root-only files and octod's credentials.
+            ! grep -rqs -- -secret /etc/octo/octod.toml /etc/octo/octod.d /usr/lib/systemd/system/octod.service
+            ! systemctl show octod.service | grep -q -- -secret
+            test \"$(stat -c %a /etc/octo/credentials)\" = 700")
+        .context("configuring octod's OpenID Connect providers")?;
+        let out = testhost::exec_output(&[
+            "octoctl", "--json", "invite-codes", "generate", "--role", "admin",
+        ])?;
+        let value: serde_json::Value =
+            serde_json::from_str(&out).with_context(|| format!("octoctl's JSON: {out}"))?;
+        let code = value["code"].as_str().context("no code in octoctl's JSON")?;
+        crate::ui::browser_e2e_filtered(
+            &format!("https://{SITE}"),
+            code,
+            "27-oidc",
+            &[("OCTO_OIDC_ISSUER", issuer.as_str())],
+        )?;
+        sh("! journalctl -u octod.service --no-pager | grep -q -- -secret")
+            .context("a client secret is in octod's journal")
+    })();
+    let _ = provider.kill();
+    let _ = provider.wait();
+    let cleanup = sh("rm -f /etc/octo/octod.d/70-e2e-oidc.toml /etc/octo/credentials/oidc-*
+                      systemctl restart octod.service");
+    if result.is_err() {
+        step(format!(
+            "the test provider's log: {}",
+            dir.join("provider.log").display()
+        ));
+    }
+    result?;
+    cleanup
+}
+
 /// The whole package scenario in a fresh bare host; always takes the host down.
 pub fn check() -> anyhow::Result<()> {
     let first = dist::run(&dist::Options {
@@ -300,6 +411,7 @@ fn scenario(first: &Packages) -> anyhow::Result<()> {
     e2e("throttle")?;
     browser_checks()?;
     e2e("clients")?;
+    oidc_checks()?;
     testhost::reboot()?;
     e2e("after-reboot")?;
 

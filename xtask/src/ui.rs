@@ -19,6 +19,17 @@ const CHROMIUM: &str = "/usr/bin/chromium";
 /// `invite_code`; with an admin code that account also makes the users of the later checks.
 /// The stack needs a model: the stub one (`octo-e2e stub-llm`) behind octod's `[llm]`.
 pub fn browser_e2e(base_url: &str, invite_code: &str) -> anyhow::Result<()> {
+    browser_e2e_filtered(base_url, invite_code, "", &[])
+}
+
+/// [`browser_e2e`] of the checks whose file name contains `filter`, with extra environment
+/// variables (screenshots under `target/ui-e2e/<filter>/` when filtered).
+pub fn browser_e2e_filtered(
+    base_url: &str,
+    invite_code: &str,
+    filter: &str,
+    env: &[(&str, &str)],
+) -> anyhow::Result<()> {
     if !Path::new(CHROMIUM).exists() {
         util::apt_install(&["chromium"])?;
     }
@@ -32,7 +43,10 @@ pub fn browser_e2e(base_url: &str, invite_code: &str) -> anyhow::Result<()> {
         ]))
         .context("installing the frontend's dependencies (needs Node.js 18 or later and npm)")?;
     }
-    let screenshots = util::target_dir().join("ui-e2e");
+    let mut screenshots = util::target_dir().join("ui-e2e");
+    if !filter.is_empty() {
+        screenshots = screenshots.join(filter);
+    }
     if screenshots.exists() {
         std::fs::remove_dir_all(&screenshots)
             .with_context(|| format!("removing old screenshots in {}", screenshots.display()))?;
@@ -51,6 +65,8 @@ pub fn browser_e2e(base_url: &str, invite_code: &str) -> anyhow::Result<()> {
             .arg(invite_code)
             .arg("--screenshots")
             .arg(&screenshots)
+            .args((!filter.is_empty()).then_some(filter))
+            .envs(env.iter().copied())
             .env("CHROMIUM", CHROMIUM),
     )?;
     if !status.success() {

@@ -1,6 +1,6 @@
 // The top bar: product name, navigation, theme toggle and the account menu (account page, sign out).
 import { useEffect, useRef, useState } from "react";
-import { api, type User } from "../api";
+import { signOut as signOutEverywhere, type User } from "../api";
 import type { Route } from "../router";
 import { Link } from "./Link";
 import { ThemeToggle } from "./ThemeToggle";
@@ -41,12 +41,9 @@ export function Header(props: { user: User; route: Route; onSignedOut: (notice: 
 
   const signOut = async () => {
     setMenuOpen(false);
-    try {
-      await api.logout();
-    } finally {
-      // Even if the request failed the user asked to leave: show the sign-in page.
-      props.onSignedOut(null);
-    }
+    // Even if the request failed the user asked to leave: show the sign-in page (unless the
+    // browser is leaving for the provider's end-session page).
+    if (await signOutEverywhere()) props.onSignedOut(null);
   };
 
   const isAdminRoute = route.name.startsWith("admin-");

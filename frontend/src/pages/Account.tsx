@@ -1,6 +1,6 @@
 // The account page: who you are, change password, API tokens, sign out.
 import { useState } from "react";
-import { api, type User } from "../api";
+import { api, signOut as signOutEverywhere, type User } from "../api";
 import { ErrorBanner } from "../components/ErrorBanner";
 import { ApiTokensSection } from "./ApiTokens";
 
@@ -36,11 +36,9 @@ export function AccountPage(props: { user: User; onSignedOut: (notice: string | 
   };
 
   const signOut = async () => {
-    try {
-      await api.logout();
-    } finally {
-      props.onSignedOut(null);
-    }
+    // Even if the request failed the user asked to leave: show the sign-in page (unless the
+    // browser is leaving for the provider's end-session page).
+    if (await signOutEverywhere()) props.onSignedOut(null);
   };
 
   return (
@@ -54,8 +52,15 @@ export function AccountPage(props: { user: User; onSignedOut: (notice: string | 
           <dd>{user.role}</dd>
           <dt>Member since</dt>
           <dd>{new Date(user.created_at).toLocaleDateString()}</dd>
+          {user.identity_provider && (
+            <>
+              <dt>Signs in with</dt>
+              <dd data-testid="account-provider">{user.identity_provider}</dd>
+            </>
+          )}
         </dl>
       </section>
+      {!user.identity_provider && (
       <section className="card">
         <h2>Change password</h2>
         <p className="muted small-text">Other browsers signed in to this account are signed out.</p>
@@ -104,6 +109,7 @@ export function AccountPage(props: { user: User; onSignedOut: (notice: string | 
           </button>
         </form>
       </section>
+      )}
       <ApiTokensSection user={user} />
       <section className="card">
         <h2>Sign out</h2>

@@ -1,15 +1,60 @@
-// Sign-in and registration (with an invite code) pages.
-import { useState } from "react";
-import { api, type User } from "../api";
+// Sign-in and registration (with an invite code) pages, with the OpenID Connect providers
+// the server offers.
+import { useEffect, useState } from "react";
+import { api, oidcErrorMessage, oidcStartUrl, safeNext, type SignInOptions, type User } from "../api";
 import { ErrorBanner } from "../components/ErrorBanner";
 import { Link } from "../components/Link";
 import { ThemeToggle } from "../components/ThemeToggle";
+
+/** How one may sign in here; until known, passwords (the server's default) and no providers. */
+function useSignInOptions(): SignInOptions | null {
+  const [options, setOptions] = useState<SignInOptions | null>(null);
+  useEffect(() => {
+    let live = true;
+    api.signInOptions().then(
+      (found) => live && setOptions(Array.isArray(found?.providers) ? found : { local_passwords: true, providers: [] }),
+      () => live && setOptions({ local_passwords: true, providers: [] }),
+    );
+    return () => {
+      live = false;
+    };
+  }, []);
+  return options;
+}
+
+/** "Sign in with …" buttons: navigations to the provider, carrying an invite code if given. */
+function ProviderButtons(props: { options: SignInOptions | null; invite: string; verb: string }): JSX.Element | null {
+  if (!props.options || props.options.providers.length === 0) return null;
+  const next = safeNext(new URLSearchParams(window.location.search).get("next"));
+  return (
+    <div className="provider-buttons" data-testid="oidc-providers">
+      {props.options.providers.map((provider) => (
+        <a
+          key={provider.id}
+          className="btn block"
+          data-testid={`oidc-${provider.id}`}
+          href={oidcStartUrl(provider.id, next, props.invite.trim() || null)}
+        >
+          {props.verb} {provider.name}
+        </a>
+      ))}
+    </div>
+  );
+}
 
 export function LoginPage(props: { notice: string | null; onSignedIn: (user: User) => void }): JSX.Element {
   const [username, setUsername] = useState("");
   const [password, setPassword] = useState("");
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<unknown>(undefined);
+  const options = useSignInOptions();
+  const query = new URLSearchParams(window.location.search);
+  const oidcError = query.get("oidc_error");
+  const oidcProvider = query.get("provider") ?? "";
+  const providerName = options?.providers.find((p) => p.id === oidcProvider)?.name ?? "The sign-in provider";
+  const asksInvite = oidcError === "invite_required" || oidcError === "invalid_invite";
+  const [invite, setInvite] = useState("");
+  const passwords = options?.local_passwords ?? true;
 
   const submit = async (event: React.FormEvent) => {
     event.preventDefault();
@@ -36,7 +81,30 @@ export function LoginPage(props: { notice: string | null; onSignedIn: (user: Use
             {props.notice}
           </div>
         )}
+        {oidcError && (
+          <ErrorBanner message={oidcErrorMessage(oidcError, providerName)} />
+        )}
         <ErrorBanner error={error} />
+        {asksInvite && (
+          <label className="field">
+            <span>Invite code</span>
+            <input
+              data-testid="oidc-invite"
+              name="invite"
+              autoComplete="off"
+              value={invite}
+              onChange={(event) => setInvite(event.target.value)}
+            />
+          </label>
+        )}
+        <ProviderButtons options={options} invite={invite} verb={asksInvite ? "Continue with" : "Sign in with"} />
+        {passwords && options && options.providers.length > 0 && (
+          <p className="muted small-text or-line" aria-hidden="true">
+            or
+          </p>
+        )}
+        {passwords && (
+          <>
         <label className="field">
           <span>Username</span>
           <input
@@ -70,6 +138,8 @@ export function LoginPage(props: { notice: string | null; onSignedIn: (user: Use
             Create an account
           </Link>
         </p>
+          </>
+        )}
       </form>
     </main>
   );
@@ -82,6 +152,8 @@ export function RegisterPage(props: { invite: string | null; onSignedIn: (user: 
   const [confirm, setConfirm] = useState("");
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<unknown>(undefined);
+  const options = useSignInOptions();
+  const passwords = options?.local_passwords ?? true;
 
   const submit = async (event: React.FormEvent) => {
     event.preventDefault();
@@ -120,6 +192,14 @@ export function RegisterPage(props: { invite: string | null; onSignedIn: (user: 
             onChange={(event) => setInvite(event.target.value)}
           />
         </label>
+        <ProviderButtons options={options} invite={invite} verb="Create it with" />
+        {passwords && options && options.providers.length > 0 && (
+          <p className="muted small-text or-line" aria-hidden="true">
+            or choose a user name and password
+          </p>
+        )}
+        {passwords && (
+          <>
         <label className="field">
           <span>Username</span>
           <input
@@ -157,6 +237,8 @@ export function RegisterPage(props: { invite: string | null; onSignedIn: (user: 
         <button className="btn primary block" data-testid="register-submit" type="submit" disabled={busy}>
           {busy ? "Creating account…" : "Create account"}
         </button>
+          </>
+        )}
         <p className="muted small-text">
           Already have an account? <Link href="/login">Sign in</Link>
         </p>

@@ -15,8 +15,8 @@ use std::sync::LazyLock;
 use octo_wire::{
     ApiTokenView, AuditView, CreateApiToken, CreateInvite, CreateSession, CreateUser,
     CreatedApiToken, ErrorBody, Health, InviteView, LoginRequest, PasswordChange, RegisterRequest,
-    ResetPassword, Role, Scope, SessionLimits, SessionUrls, SessionView, SetRole, TemplateView,
-    UpdateSession, UserView,
+    ResetPassword, Role, Scope, SessionLimits, SessionUrls, SessionView, SetRole, SignInOptions,
+    SignInProvider, SignedOut, TemplateView, UpdateSession, UserView,
 };
 use utoipa::ToSchema;
 use utoipa::openapi::extensions::Extensions;
@@ -204,6 +204,24 @@ const INVITE_CODE: Param = Param {
     name: "code",
     query: false,
     description: "The invite code.",
+    range: None,
+};
+const OIDC_PROVIDER: Param = Param {
+    name: "id",
+    query: false,
+    description: "The provider's id (`[[auth.oidc]]` `id`).",
+    range: None,
+};
+const OIDC_NEXT: Param = Param {
+    name: "next",
+    query: true,
+    description: "A path of this site to go to once signed in (default `/`).",
+    range: None,
+};
+const OIDC_INVITE: Param = Param {
+    name: "invite",
+    query: true,
+    description: "An invite code for a first sign-in (required where the provider's `require_invite` is set; its role is given).",
     range: None,
 };
 const AUDIT_LIMIT: Param = Param {
@@ -415,9 +433,30 @@ const OPERATIONS: &[Op] = &[
     Op::post("/api/auth/logout", "logout", "auth", "Sign out: revokes the token (if any) and clears the cookie.")
         .public()
         .answers(&[
+            Answer::Cookie("200", "Signed out of a session that began at an OpenID Connect provider with an end-session endpoint: the browser goes to `end_session_url` to sign out there too.", Body::Json(json::<SignedOut>), "Clears `octo_session`."),
             Answer::Cookie("204", "Signed out; the cookie is cleared.", Body::Empty, "Clears `octo_session`."),
             Answer::Fail(&CROSS_ORIGIN),
             Answer::Fail(&INTERNAL),
+        ]),
+    Op::get("/api/auth/providers", "signInOptions", "auth", "How one may sign in: with a password, and with which OpenID Connect providers.")
+        .public()
+        .answers(&[
+            Answer::Ok("200", "The options.", Body::Json(json::<SignInOptions>)),
+            Answer::Fail(&INTERNAL),
+        ]),
+    Op::get("/api/auth/oidc/{id}/start", "oidcStart", "auth", "A browser's sign-in with an OpenID Connect provider: redirects to the provider.")
+        .describe("A navigation, not an API call. Sets the `octo_oidc_state` cookie (`Path=/api/auth/oidc/; HttpOnly; SameSite=Lax`, 10 minutes) and answers 303 to the provider's authorization endpoint (code flow with PKCE, state and nonce). A provider that is unknown or unreachable sends the browser to `/login?oidc_error=<code>&provider=<id>` instead.")
+        .public()
+        .params(&[OIDC_PROVIDER, OIDC_NEXT, OIDC_INVITE])
+        .answers(&[
+            Answer::Ok("303", "To the provider, or to the sign-in page with `oidc_error`.", Body::Empty),
+        ]),
+    Op::get("/api/auth/oidc/{id}/callback", "oidcCallback", "auth", "Where the provider sends the browser back: signs in and redirects.")
+        .describe("Checks the `state` against the browser's `octo_oidc_state` cookie (single use), exchanges the code, verifies the ID token (signature, issuer, audience, expiry, nonce), finds or creates the account linked to the provider's `sub`, sets the session cookie and answers 303 to the `next` path of the start. A refusal answers 303 to `/login?oidc_error=<code>&provider=<id>`, the code one of `unknown_provider`, `provider_unavailable`, `state_mismatch`, `expired`, `refused`, `code_refused`, `invalid_id_token`, `no_username`, `not_allowed`, `invite_required`, `invalid_invite`, `account_disabled`, `internal`.")
+        .public()
+        .params(&[OIDC_PROVIDER])
+        .answers(&[
+            Answer::Ok("303", "Signed in (the session cookie is set) or refused: see the description.", Body::Empty),
         ]),
     Op::get("/api/me", "me", "me", "The signed-in user.")
         .answers(&[
@@ -925,6 +964,9 @@ fn components() -> Components {
         .schema_from::<ErrorBody>()
         .schema_from::<Role>()
         .schema_from::<UserView>()
+        .schema_from::<SignInOptions>()
+        .schema_from::<SignInProvider>()
+        .schema_from::<SignedOut>()
         .schema_from::<InviteView>()
         .schema_from::<Scope>()
         .schema_from::<ApiTokenView>()
@@ -1250,11 +1292,12 @@ mod tests {
             assert!(
                 responses
                     .keys()
-                    .any(|s| s.starts_with('1') || s.starts_with('2')),
+                    .any(|s| s.starts_with('1') || s.starts_with('2') || s.starts_with('3')),
                 "{method} {path}: no success response"
             );
             for (status, response) in responses {
-                if status.starts_with('1') || status.starts_with('2') {
+                // 3xx: the OpenID Connect navigations, which redirect for every outcome.
+                if status.starts_with('1') || status.starts_with('2') || status.starts_with('3') {
                     continue;
                 }
                 let response = resolve(&doc, response);
@@ -1456,8 +1499,26 @@ mod tests {
             role: Role::Admin,
             disabled: false,
             created_at: 1,
+            identity_provider: None,
         };
         assert_response_schema(&doc, "User", &to_value(&user));
+        let linked = UserView {
+            identity_provider: Some("corp".into()),
+            ..user
+        };
+        assert_response_schema(&doc, "User", &to_value(&linked));
+        let options = octo_wire::SignInOptions {
+            local_passwords: false,
+            providers: vec![octo_wire::SignInProvider {
+                id: "corp".into(),
+                name: "Corp".into(),
+            }],
+        };
+        assert_response_schema(&doc, "SignInOptions", &to_value(&options));
+        let out = octo_wire::SignedOut {
+            end_session_url: "https://id.example/end".into(),
+        };
+        assert_response_schema(&doc, "SignedOut", &to_value(&out));
         for expires_at in [None, Some(5)] {
             let invite = InviteView {
                 code: "c".into(),

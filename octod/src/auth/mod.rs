@@ -40,6 +40,7 @@
 pub mod api_token;
 pub mod http;
 pub mod limit;
+pub mod oidc;
 pub mod password;
 pub mod token;
 
@@ -78,6 +79,12 @@ pub struct AuthSettings {
     /// Expiry of the admin code logged on first start. Default 24 hours; a restart without an
     /// admin logs a new one once the old one expired.
     pub bootstrap_invite_ttl: Duration,
+    /// Whether users may sign in and register with a password (`auth.local_passwords`).
+    pub local_passwords: bool,
+    /// The OpenID Connect providers (`[[auth.oidc]]`).
+    pub oidc: Vec<crate::config::OidcProvider>,
+    /// Where the providers' client secrets are (`$CREDENTIALS_DIRECTORY`).
+    pub credentials_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for AuthSettings {
@@ -89,6 +96,9 @@ impl Default for AuthSettings {
             password_cost: PasswordCost::default(),
             invite_ttl: Duration::from_secs(7 * 24 * 3600),
             bootstrap_invite_ttl: Duration::from_secs(24 * 3600),
+            local_passwords: true,
+            oidc: Vec::new(),
+            credentials_dir: None,
         }
     }
 }
@@ -126,6 +136,16 @@ pub enum AuthError {
     AdminScopeNotAllowed,
     #[error("invalid invite code settings: {0}")]
     InvalidInvite(String),
+    /// `auth.local_passwords = false`.
+    #[error("signing in with a password is turned off here; sign in with {0}")]
+    PasswordsOff(String),
+    /// A password change for an account that signs in with a provider.
+    #[error("this account signs in with {0} and has no password here")]
+    ExternalAccount(String),
+    #[error(transparent)]
+    Oidc(#[from] oidc::OidcError),
+    #[error("setting up sign-in with OpenID Connect: {0}")]
+    OidcSetup(std::io::Error),
     #[error(transparent)]
     Hash(#[from] password::HashError),
     #[error(transparent)]
@@ -294,6 +314,7 @@ struct Inner {
     changes: tokio::sync::watch::Sender<u64>,
     /// API tokens whose last use is being written.
     touching: std::sync::Mutex<std::collections::HashSet<String>>,
+    oidc: oidc::Oidc,
 }
 
 impl std::fmt::Debug for Auth {
@@ -316,6 +337,8 @@ impl Auth {
         let hasher = password::Hasher::new(settings.password_cost)?;
         let dummy_hash = hasher.hash(&token::new_jti()?)?;
         let slots = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        let oidc = oidc::Oidc::new(&settings.oidc, settings.credentials_dir.as_deref())
+            .map_err(AuthError::OidcSetup)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 store,
@@ -329,6 +352,7 @@ impl Auth {
                 rate_limited_logins: AtomicU64::new(0),
                 changes: tokio::sync::watch::Sender::new(0),
                 touching: std::sync::Mutex::default(),
+                oidc,
             }),
         })
     }
@@ -339,6 +363,25 @@ impl Auth {
 
     pub fn settings(&self) -> &AuthSettings {
         &self.inner.settings
+    }
+
+    /// The OpenID Connect providers and the sign-ins in progress.
+    pub fn oidc(&self) -> &oidc::Oidc {
+        &self.inner.oidc
+    }
+
+    /// Refuses a password sign-in or registration when `auth.local_passwords` is off.
+    fn check_passwords_on(&self) -> Result<(), AuthError> {
+        if self.inner.settings.local_passwords {
+            return Ok(());
+        }
+        let names: Vec<&str> = self
+            .inner
+            .oidc
+            .providers()
+            .map(|p| p.name.as_str())
+            .collect();
+        Err(AuthError::PasswordsOff(names.join(" or ")))
     }
 
     /// Logins refused for a wrong user name or password or a disabled account, since start
@@ -377,6 +420,7 @@ impl Auth {
         username: &str,
         password: &str,
     ) -> Result<UserRecord, AuthError> {
+        self.check_passwords_on()?;
         password::check_username(username)?;
         password::check_password(password)?;
         // Cheap checks first: a bad code or a taken name costs no hashing. The transaction
@@ -415,6 +459,7 @@ impl Auth {
         password: &str,
         client: &str,
     ) -> Result<(UserRecord, IssuedToken), AuthError> {
+        self.check_passwords_on()?;
         // The limiter key is bounded whatever the client sends.
         let limit_key: String = username.chars().take(64).collect();
         let reservation = match self
@@ -439,11 +484,17 @@ impl Auth {
         };
         // No stored password is longer; skipping the hash reveals nothing about the user.
         let matches = password.len() <= password::MAX_PASSWORD_BYTES && {
-            let hash = user.as_ref().map_or_else(
-                || self.inner.dummy_hash.clone(),
-                |u| u.password_hash.clone(),
-            );
-            self.verify(password, hash).await? && user.is_some()
+            // An account without a password (one that signs in with a provider) is checked
+            // against the dummy hash, like an unknown name, and never matches.
+            let hash = user
+                .as_ref()
+                .map(|u| u.password_hash.clone())
+                .filter(|h| !h.expose().is_empty())
+                .unwrap_or_else(|| self.inner.dummy_hash.clone());
+            self.verify(password, hash).await?
+                && user
+                    .as_ref()
+                    .is_some_and(|u| !u.password_hash.expose().is_empty())
         };
         let target = if valid_name {
             username
@@ -490,6 +541,11 @@ impl Auth {
 
     /// A new token for `user` in their current generation.
     pub fn issue(&self, user: &UserRecord) -> Result<IssuedToken, AuthError> {
+        self.issue_from(user, None)
+    }
+
+    /// A new token for `user`, who signed in with the provider `idp` if given.
+    fn issue_from(&self, user: &UserRecord, idp: Option<&str>) -> Result<IssuedToken, AuthError> {
         let now = SystemTime::now();
         let claims = Claims {
             sub: user.name.clone(),
@@ -498,6 +554,7 @@ impl Auth {
             iat: token::unix_seconds(now),
             jti: token::new_jti()?,
             generation: user.token_generation,
+            idp: idp.map(str::to_owned),
         };
         Ok(IssuedToken {
             token: self.inner.keys.sign(&claims)?,
@@ -775,6 +832,19 @@ impl Auth {
         client: &str,
     ) -> Result<(UserRecord, IssuedToken), AuthError> {
         password::check_password(new)?;
+        let owned = name.to_owned();
+        if let Some(provider) = self
+            .blocking(move |store| Ok(store.user(&owned)?))
+            .await?
+            .and_then(|u| u.identity_provider)
+        {
+            let shown = self
+                .inner
+                .oidc
+                .provider(&provider)
+                .map_or(provider.clone(), |p| p.name.clone());
+            return Err(AuthError::ExternalAccount(shown));
+        }
         let reservation = self
             .inner
             .limiter

@@ -43,6 +43,10 @@ pub struct Claims {
     /// The user's token generation at issue (claim `gen`).
     #[serde(rename = "gen")]
     pub generation: u64,
+    /// The OpenID Connect provider the browser signed in with (claim `idp`), for signing out
+    /// there too; absent for a password sign-in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idp: Option<String>,
 }
 
 impl Claims {
@@ -192,6 +196,7 @@ pub(super) mod tests {
             iat: now,
             jti: new_jti().expect("jti"),
             generation: 0,
+            idp: None,
         }
     }
 

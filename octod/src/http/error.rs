@@ -236,13 +236,19 @@ impl From<AuthError> for ApiError {
                 ApiError::too_many_requests(crate::auth::limit::retry_after_secs(retry_after))
             }
             AuthError::Unauthenticated => ApiError::unauthorized(),
+            AuthError::PasswordsOff(_) => {
+                ApiError::new(StatusCode::FORBIDDEN, "password_sign_in_off", message)
+            }
+            AuthError::ExternalAccount(_) => ApiError::conflict("external_account", message),
+            AuthError::Oidc(e) => ApiError::new(StatusCode::BAD_REQUEST, e.code(), message),
             AuthError::InvalidInvite(m) | AuthError::InvalidApiToken(m) => ApiError::bad_request(m),
             e @ (AuthError::Account(_)
             | AuthError::Hash(_)
             | AuthError::Key(_)
             | AuthError::Sign(_)
             | AuthError::Random(_)
-            | AuthError::Task(_)) => ApiError::internal(&e),
+            | AuthError::Task(_)
+            | AuthError::OidcSetup(_)) => ApiError::internal(&e),
         }
     }
 }

@@ -31,7 +31,7 @@ const INVITE_VERSION: u8 = 1;
 const AUDIT_VERSION: u8 = 1;
 
 pub(super) const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
-const INVITES: TableDefinition<&str, &[u8]> = TableDefinition::new("invites");
+pub(super) const INVITES: TableDefinition<&str, &[u8]> = TableDefinition::new("invites");
 const REVOKED: TableDefinition<&str, u64> = TableDefinition::new("revoked");
 const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
 
@@ -120,6 +120,10 @@ pub struct UserRecord {
     /// Every token carries the generation it was issued in; bumping it (password change,
     /// disable) invalidates all of the user's tokens at once.
     pub token_generation: u64,
+    /// The OpenID Connect provider (its configured id) this account signs in with, for an
+    /// account created by a first sign-in there; such an account has no password (an empty
+    /// hash, which no password matches).
+    pub identity_provider: Option<String>,
 }
 
 impl UserRecord {
@@ -132,6 +136,7 @@ impl UserRecord {
             disabled: false,
             created_at: now(),
             token_generation: 0,
+            identity_provider: None,
         }
     }
 
@@ -149,6 +154,9 @@ struct StoredUser {
     #[serde(with = "codec::unix_ms")]
     created_at: SystemTime,
     token_generation: u64,
+    /// Added with OpenID Connect sign-in; absent in older records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    identity_provider: Option<String>,
 }
 
 /// An invite code and what it grants.
@@ -547,20 +555,21 @@ impl Store {
     }
 }
 
-fn role_name(role: Role) -> &'static str {
+pub(super) fn role_name(role: Role) -> &'static str {
     match role {
         Role::Admin => "admin",
         Role::User => "user",
     }
 }
 
-fn encode_user(user: &UserRecord) -> Result<Vec<u8>, AccountError> {
+pub(super) fn encode_user(user: &UserRecord) -> Result<Vec<u8>, AccountError> {
     let stored = StoredUser {
         role: user.role,
         password_hash: user.password_hash.expose().to_owned(),
         disabled: user.disabled,
         created_at: user.created_at,
         token_generation: user.token_generation,
+        identity_provider: user.identity_provider.clone(),
     };
     codec::encode(USER_VERSION, &stored).map_err(|source| AccountError::Encode {
         what: "record",
@@ -578,6 +587,7 @@ fn decode_user(name: &str, bytes: &[u8]) -> Result<UserRecord, DecodeError> {
         disabled: stored.disabled,
         created_at: stored.created_at,
         token_generation: stored.token_generation,
+        identity_provider: stored.identity_provider,
     })
 }
 
@@ -603,7 +613,7 @@ fn any_enabled_admin(
     Ok(false)
 }
 
-fn encode_invite(invite: &Invite) -> Result<Vec<u8>, AccountError> {
+pub(super) fn encode_invite(invite: &Invite) -> Result<Vec<u8>, AccountError> {
     let stored = StoredInvite {
         role: invite.role,
         uses_left: invite.uses_left,
@@ -631,7 +641,7 @@ fn decode_invite(code: &str, bytes: &[u8]) -> Result<Invite, DecodeError> {
     })
 }
 
-fn get_invite(
+pub(super) fn get_invite(
     invites: &impl ReadableTable<&'static str, &'static [u8]>,
     code: &str,
 ) -> Result<Option<Invite>, AccountError> {

@@ -58,6 +58,7 @@
 mod accounts;
 mod api_tokens;
 mod codec;
+mod identities;
 mod secret;
 
 use std::collections::{BTreeMap, HashMap};
@@ -76,6 +77,7 @@ pub use accounts::{
 };
 pub use api_tokens::{ApiTokenRecord, ApiTokenStatus, MAX_API_TOKENS_PER_USER};
 pub use codec::{DecodeError, to_unix_ms};
+pub use identities::NewLinkedUser;
 pub use secret::Secret;
 
 use crate::session::{

@@ -39,6 +39,7 @@
 //! anyone's. The token itself is in the creating answer only.
 
 pub mod extract;
+mod oidc;
 
 use std::time::Duration;
 
@@ -67,6 +68,7 @@ where
         .route("/api/auth/register", post(register))
         .route("/api/auth/login", post(login))
         .route("/api/auth/logout", post(logout))
+        .merge(oidc::routes())
         .route("/api/me", get(me))
         .route("/api/me/password", post(change_password))
         .route("/api/me/tokens", get(my_tokens).post(create_my_token))
@@ -131,6 +133,7 @@ impl From<&UserRecord> for UserView {
             role: u.role,
             disabled: u.disabled,
             created_at: unix_ms(u.created_at),
+            identity_provider: u.identity_provider.clone(),
         }
     }
 }
@@ -226,17 +229,40 @@ async fn login(
     Ok(signed_in(&auth, &client, StatusCode::OK, &user, &issued))
 }
 
-/// Always succeeds: revokes the token if there is a valid one and clears the cookie.
+/// Always succeeds: revokes the token if there is a valid one and clears the cookie. A
+/// browser that signed in with a provider offering an end-session endpoint gets 200 with its
+/// URL, to sign out there too; otherwise 204.
 async fn logout(
     State(auth): State<AuthState>,
     client: Client,
+    headers: axum::http::HeaderMap,
     session: Result<Authenticated, ApiError>,
 ) -> Result<Response, ApiError> {
-    if let Some(claims) = session.as_ref().ok().and_then(Authenticated::claims) {
+    let claims = session.as_ref().ok().and_then(Authenticated::claims);
+    if let Some(claims) = claims {
         auth.logout(claims).await?;
     }
     let secure = auth.settings().secure_cookies || client.tls;
-    Ok((StatusCode::NO_CONTENT, [extract::clear_cookie(secure)]).into_response())
+    let end_session = match (
+        claims.and_then(|c| c.idp.as_deref()),
+        oidc::origin(&headers, &client),
+    ) {
+        (Some(idp), Some(origin)) => {
+            auth.oidc()
+                .end_session_url(idp, &format!("{origin}/login"))
+                .await
+        }
+        _ => None,
+    };
+    Ok(match end_session {
+        Some(end_session_url) => (
+            StatusCode::OK,
+            [extract::clear_cookie(secure)],
+            axum::Json(octo_wire::SignedOut { end_session_url }),
+        )
+            .into_response(),
+        None => (StatusCode::NO_CONTENT, [extract::clear_cookie(secure)]).into_response(),
+    })
 }
 
 async fn me(State(auth): State<AuthState>, user: CurrentUser) -> Result<Response, ApiError> {

@@ -378,6 +378,7 @@ async fn bad_tokens_are_refused() {
         iat: now,
         jti: "0123456789abcdef0123456789abcdef".to_owned(),
         generation: 0,
+        idp: None,
     };
     let forged = token::Keys::from_secret(&[1; 64])
         .sign(&claims)
