@@ -18,7 +18,7 @@ use anyhow::{Context as _, bail, ensure};
 use octod::engine::{CreateRequest, Engine, EngineConfig, EngineError};
 use octod::podman::Podman;
 use octod::render::{EnvSecret, HealthConfig, RenderConfig, SessionNames};
-use octod::session::{DesiredState, Limits, SessionId, SessionState};
+use octod::session::{DesiredState, SessionId, SessionState};
 use octod::store::Store;
 use octod::systemd::{ActiveState, Systemd};
 
@@ -56,6 +56,10 @@ pub enum Phase {
     /// Upgrade in place: a running session whose container unit octod would render
     /// differently (beyond `[Install]`) is restarted once by the reconciler, home kept.
     UpgradeRestart,
+    /// Issue 18 part 4: a session idle by its traffic is not idle-stopped while its agent
+    /// (a stand-in opencode behind the real gateway) says it is in a turn, and stops once the
+    /// turn has ended and the idle time has passed.
+    Agent,
     /// Used by `crash`: run one operation, to be killed midway.
     Worker { op: String, id: String },
 }
@@ -69,6 +73,7 @@ pub(crate) async fn run(phase: Phase) -> anyhow::Result<()> {
         Phase::RebootSetup => reboot_setup().await,
         Phase::RebootCheck => reboot_check().await,
         Phase::Idle => idle().await,
+        Phase::Agent => agent().await,
         Phase::UpgradeRestart => upgrade_restart().await,
         Phase::Worker { op, id } => worker(&op, &id).await,
     }
@@ -166,6 +171,8 @@ async fn engine_from(
         image: setup.image,
         stop_timeout: Duration::from_secs(60),
         idle_timeout: None,
+        limits: octod::limits::LimitsPolicy::default(),
+        admission: octod::limits::Admission::default(),
     };
     adjust(&mut config);
     Ok(Engine::new(store, systemd, podman, config).await?)
@@ -190,7 +197,7 @@ pub(crate) fn request(id: &str) -> CreateRequest {
         id: Some(id.to_owned()),
         owner: "alice".into(),
         template: TEMPLATE.into(),
-        limits: Limits::default(),
+        limits: None,
         max_per_owner: None,
     }
 }
@@ -1017,4 +1024,94 @@ async fn upgrade_restart() -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     check_no_orphans(&engine).await
+}
+
+/// The stand-in opencode's answer to `GET /session/status`, written into the session.
+fn set_agent_status(id: &SessionId, status: &str) -> anyhow::Result<()> {
+    let json = format!(r#"{{"ses_1":{{"type":"{status}"}}}}"#);
+    let out = std::process::Command::new("podman")
+        .args([
+            "exec",
+            &SessionNames::new(id).container,
+            "sh",
+            "-c",
+            &format!(
+                "mkdir -p /home/dev/agent/session && echo '{json}' > /home/dev/agent/session/status"
+            ),
+        ])
+        .output()?;
+    ensure!(
+        out.status.success(),
+        "writing the agent's status: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
+async fn agent() -> anyhow::Result<()> {
+    const AGENT_IMAGE: &str = "localhost/octo-e2e-session:agent";
+    util::ensure_agent_test_image(AGENT_IMAGE)?;
+    let idle_for = Duration::from_secs(3);
+    let engine = engine_configured(AGENT_IMAGE, |config| {
+        config.idle_timeout = Some(idle_for);
+    })
+    .await?;
+    let id: SessionId = "agentturn".parse()?;
+    engine
+        .create(request(id.as_str()))
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let result = async {
+        // No status yet (404 through the gateway): not known, which keeps nothing running.
+        ensure!(
+            engine.agent_busy(&id).await.is_none(),
+            "an agent without a status was taken for known"
+        );
+        set_agent_status(&id, "busy")?;
+        ensure!(
+            engine.agent_busy(&id).await == Some(true),
+            "the agent's busy status did not come through the gateway"
+        );
+        // Twice the idle time without traffic, the agent in its turn: not stopped.
+        let deadline = std::time::Instant::now() + idle_for * 2;
+        while std::time::Instant::now() < deadline {
+            let stopped = engine.reap_idle().await;
+            ensure!(
+                !stopped.contains(&id),
+                "a session whose agent is in a turn was idle-stopped"
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        say(format!(
+            "{id}: no traffic for {:?}, its agent busy: kept running",
+            idle_for * 2
+        ));
+        // The turn ends: it stops, no sooner than the idle time after the last busy answer.
+        // (Timed from before the write: `podman exec` takes a while, and the turn may end at
+        // any moment of it.)
+        let ended = std::time::Instant::now();
+        set_agent_status(&id, "idle")?;
+        let stopped_after = loop {
+            if engine.reap_idle().await.contains(&id) {
+                break ended.elapsed();
+            }
+            ensure!(
+                ended.elapsed() < idle_for * 4,
+                "the session did not stop after its agent's turn ended"
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        };
+        ensure!(
+            stopped_after + Duration::from_millis(600) >= idle_for,
+            "stopped {stopped_after:?} after the turn ended, before the idle time {idle_for:?}"
+        );
+        say(format!(
+            "{id}: its agent's turn ended; idle-stopped {stopped_after:?} later (idle time {idle_for:?})"
+        ));
+        Ok(())
+    }
+    .await;
+    let deleted = engine.delete(&id).await.map_err(|e| anyhow::anyhow!("{e}"));
+    result?;
+    deleted
 }

@@ -30,7 +30,7 @@ use futures_util::{SinkExt as _, StreamExt as _};
 use octod::engine::{CreateRequest, Engine};
 use octod::image::{BuildConfig, ImageError};
 use octod::render::{EnvSecret, SessionNames};
-use octod::session::{Limits, SessionId, SessionState};
+use octod::session::{SessionId, SessionState};
 use octod::systemd::{ActiveState, Systemd};
 use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest as _, http};
 
@@ -150,7 +150,7 @@ async fn template_session(
                 id: Some(id.to_string()),
                 owner: "e2e".into(),
                 template: template.dir.into(),
-                limits: Limits::default(),
+                limits: None,
                 max_per_owner: None,
             })
             .await

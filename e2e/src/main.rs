@@ -14,6 +14,7 @@ mod clients;
 mod engine;
 mod generator;
 mod image;
+mod limits;
 mod package;
 mod podman;
 mod session_limit;
@@ -60,6 +61,10 @@ enum Check {
     },
     /// The per-user session limit under 10 concurrent creates through the real `octod serve`.
     SessionLimit,
+    /// Issue 18: limits from `[limits]` in units and `podman inspect`, bad limits refused,
+    /// admission control (running maxima under concurrent creates, the memory floor, idle
+    /// sessions stopped to make room) through the real `octod serve`.
+    Limits,
     /// `octoctl` over octod's admin socket, as root, octo-admin and an unprivileged user
     /// (runs as root).
     Admin {
@@ -136,6 +141,7 @@ fn main() -> ExitCode {
             Check::Api => api::run().await,
             Check::Boundary { phase } => boundary::run(phase).await,
             Check::SessionLimit => session_limit::run().await,
+            Check::Limits => limits::run().await,
             Check::Admin { prepare: true } => admin::prepare(),
             Check::Admin { prepare: false } => admin::run().await,
             Check::ApiSdk => api_sdk::run().await,

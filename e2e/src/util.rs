@@ -130,6 +130,58 @@ pub fn ensure_busybox_image(name: &str) -> anyhow::Result<()> {
 /// `dev`'s uid (1000), which owns the token file. The gateway is the smallest thing here that
 /// truly accepts on fd 3: busybox has no server that takes an inherited listening socket.
 pub fn ensure_session_test_image(name: &str) -> anyhow::Result<()> {
+    gateway_image(
+        name,
+        "trap 'exit 0' TERM INT\n\
+         /bin/busybox httpd -f -p 41820 -h /www &\n\
+         /usr/local/bin/octo-fileserver --root /home/dev \
+           --token-file /run/secrets/octo-token &\n\
+         wait\n",
+    )
+}
+
+/// [`ensure_session_test_image`] with a stand-in opencode: a second busybox httpd on 41821,
+/// serving `/home/dev/agent` (so a check writes what "opencode" answers, such as
+/// `session/status`), behind the gateway's `/opencode/` relay.
+pub fn ensure_agent_test_image(name: &str) -> anyhow::Result<()> {
+    gateway_image(
+        name,
+        "trap 'exit 0' TERM INT\n\
+         /bin/busybox httpd -f -p 41820 -h /www &\n\
+         mkdir -p /home/dev/agent/global && echo '{\"healthy\":true}' > /home/dev/agent/global/health\n\
+         /bin/busybox httpd -f -p 41821 -h /home/dev/agent &\n\
+         /usr/local/bin/octo-fileserver --root /home/dev \
+           --token-file /run/secrets/octo-token --opencode 127.0.0.1:41821 &\n\
+         wait\n",
+    )
+}
+
+/// A stand-in for the real session image that `octod serve` runs unchanged, with the real
+/// gateway on fd 3 as the real image has (so whatever octod asks of a session, such as its
+/// agent's status, is answered: a socket no one accepts on would keep the connection queued,
+/// and systemd would start the session again after a stop): busybox httpd on 41820 standing
+/// in for opencode (it has no `/session/status`: the agent is never busy) and the production
+/// health check path.
+pub fn ensure_served_gateway_image(name: &str) -> anyhow::Result<()> {
+    gateway_image_with(
+        name,
+        "trap 'exit 0' TERM INT\n\
+         /bin/busybox httpd -f -p 41820 -h /www &\n\
+         /usr/local/bin/octo-fileserver --root /home/dev \
+           --token-file /run/secrets/octo-token --opencode 127.0.0.1:41820 &\n\
+         wait\n",
+        &[(
+            "usr/local/bin/octo-healthcheck",
+            "#!/bin/sh\nwget -q -O /dev/null http://127.0.0.1:41820/ || exit 1\n",
+        )],
+    )
+}
+
+fn gateway_image(name: &str, start: &str) -> anyhow::Result<()> {
+    gateway_image_with(name, start, &[])
+}
+
+fn gateway_image_with(name: &str, start: &str, more: &[(&str, &str)]) -> anyhow::Result<()> {
     let gateway = std::env::current_exe()?.with_file_name("octo-fileserver");
     anyhow::ensure!(
         gateway.is_file(),
@@ -144,19 +196,13 @@ pub fn ensure_session_test_image(name: &str) -> anyhow::Result<()> {
     ensure_image_from_busybox(
         name,
         &BusyboxImage {
-            applets: &["sh", "wget", "cat", "echo", "httpd"],
+            applets: &["sh", "wget", "cat", "echo", "httpd", "mkdir"],
             dirs: &["www", "tmp", "home/dev", "usr/local/bin"],
             files: &[
-                ("www/index.html", "octo session ok\n"),
-                (
-                    "start.sh",
-                    "trap 'exit 0' TERM INT\n\
-                     /bin/busybox httpd -f -p 41820 -h /www &\n\
-                     /usr/local/bin/octo-fileserver --root /home/dev \
-                       --token-file /run/secrets/octo-token &\n\
-                     wait\n",
-                ),
-            ],
+                &[("www/index.html", "octo session ok\n"), ("start.sh", start)],
+                more,
+            ]
+            .concat(),
             cmd: r#"["/bin/sh", "/start.sh"]"#,
             user: Some("1000:1000"),
             host_files: &host_files,

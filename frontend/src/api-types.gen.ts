@@ -2251,6 +2251,11 @@ export interface components {
              *     the idle stop, saved about once a minute.
              */
             last_active_at: number;
+            /**
+             * @description The resource limits it runs with: `[limits]` of octod.toml as they were at its last
+             *     start or stop (a changed limit applies at the next start).
+             */
+            limits: components["schemas"]["SessionLimits"];
             /** @description What its user calls it: 1–80 characters; at first the template's name. */
             name: string;
             owner: string;
@@ -2268,6 +2273,29 @@ export interface components {
              */
             updated_at: number;
             urls: components["schemas"]["SessionUrls"];
+        };
+        /** @description A session's resource limits; an absent limit is none. */
+        SessionLimits: {
+            /**
+             * Format: int32
+             * @description CPU time, in hundredths of a CPU (150: one and a half CPUs).
+             */
+            cpu_centis?: number;
+            /**
+             * Format: int64
+             * @description Memory, in bytes.
+             */
+            memory_bytes?: number;
+            /**
+             * Format: int32
+             * @description Tasks (processes and threads).
+             */
+            pids?: number;
+            /**
+             * @description The kinds of limit set here that this host cannot enforce (`memory`, `cpu`, `pids`:
+             *     their cgroup controller is not delegated to Octo); empty when all are.
+             */
+            unenforced: string[];
         };
         /** @description Paths of the session's services through the proxy. */
         SessionUrls: {
@@ -2365,7 +2393,7 @@ export interface components {
                 "application/json": components["schemas"]["Error"];
             };
         };
-        /** @description The session is stopping (`session_stopping`: a stop was asked for and is not undone by access), or was stopped by its user (`session_stopped`). Resume it to use it; an idle session is woken by access instead. */
+        /** @description The session is stopping (`session_stopping`: a stop was asked for and is not undone by access), or was stopped by its user (`session_stopped`). Resume it to use it; an idle session is woken by access instead, unless its user has the most sessions running already (`running_limit`). */
         Proxy409: {
             headers: {
                 [name: string]: unknown;
@@ -2392,7 +2420,7 @@ export interface components {
                 "application/json": components["schemas"]["Error"];
             };
         };
-        /** @description The session is being woken (its socket started it) and has not answered yet; retry. */
+        /** @description The session is being woken (its socket started it) and has not answered yet; retry. Or an idle session may not wake: the host is full (`host_full`) or short of memory (`host_memory_low`). */
         Proxy503: {
             headers: {
                 /** @description Seconds to wait before retrying. */
@@ -4141,7 +4169,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description The user has the most sessions allowed. */
+            /** @description The user has the most sessions allowed (`session_limit`: sessions.max_per_user), or the most running (`running_limit`: admission.max_running_per_user). */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -4186,7 +4214,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description No capacity or no session image yet. */
+            /** @description The host is full (`host_full`: admission.max_running sessions run), short of memory for this session (`host_memory_low`), or has no session image yet (`image_missing`). The message says which and what to do. */
             503: {
                 headers: {
                     /** @description Seconds to wait before retrying. */
@@ -4489,7 +4517,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description The session is being deleted. */
+            /** @description The session is being deleted (`session_deleting`), or its user has the most sessions running (`running_limit`: admission.max_running_per_user). */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -4507,7 +4535,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description No session image yet. */
+            /** @description The host is full (`host_full`: admission.max_running sessions run), short of memory for this session (`host_memory_low`), or has no session image yet (`image_missing`). The message says which and what to do. */
             503: {
                 headers: {
                     /** @description Seconds to wait before retrying. */
@@ -4710,7 +4738,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description The session is stopping (`session_stopping`: a stop was asked for and is not undone by access), or was stopped by its user (`session_stopped`). Resume it to use it; an idle session is woken by access instead. */
+            /** @description The session is stopping (`session_stopping`: a stop was asked for and is not undone by access), or was stopped by its user (`session_stopped`). Resume it to use it; an idle session is woken by access instead, unless its user has the most sessions running already (`running_limit`). */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -4746,7 +4774,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description The session is being woken (its socket started it) and has not answered yet; retry. */
+            /** @description The session is being woken (its socket started it) and has not answered yet; retry. Or an idle session may not wake: the host is full (`host_full`) or short of memory (`host_memory_low`). */
             503: {
                 headers: {
                     /** @description Seconds to wait before retrying. */

@@ -4,6 +4,7 @@ import {
   actionsFor,
   filterSessions,
   IDLE_POLL_MS,
+  limitsView,
   nameProblem,
   nextPoll,
   POLL_MS,
@@ -25,6 +26,7 @@ const session = (id: string, state: SessionState, created_at = 0, more: Partial<
   created_at,
   updated_at: created_at,
   last_active_at: created_at,
+  limits: { unenforced: [] },
   ...more,
   urls: { opencode: "", files: "", terminal: "" },
 });
@@ -108,5 +110,19 @@ describe("nameProblem", () => {
     expect(nameProblem(" ")).toMatch(/empty/);
     expect(nameProblem("x".repeat(81))).toMatch(/80/);
     expect(nameProblem("a\tb")).toMatch(/control/);
+  });
+});
+
+describe("limitsView", () => {
+  it("shows the limits a session has, and which the host does not enforce", () => {
+    expect(limitsView({ unenforced: [] })).toEqual({ text: null, note: null });
+    expect(limitsView({ memory_bytes: 1.5 * 2 ** 30, cpu_centis: 150, pids: 512, unenforced: [] })).toEqual({
+      text: "1.5 GiB memory · 1.5 CPUs · 512 tasks",
+      note: null,
+    });
+    expect(limitsView({ memory_bytes: 512 * 2 ** 20, cpu_centis: 100, unenforced: ["memory"] })).toEqual({
+      text: "512 MiB memory · 1 CPU",
+      note: "Not enforced on this host (its cgroup controllers are not delegated): memory",
+    });
   });
 });

@@ -174,3 +174,36 @@ export function formatTime(ms: number): string {
   if (seconds >= 0 && seconds < 86400) return `${Math.floor(seconds / 3600)} h ago`;
   return date.toLocaleDateString();
 }
+
+/** Bytes as people read them: `2 GiB`, `1.5 GiB`, `512 MiB`. */
+function binarySize(bytes: number): string {
+  const units: [string, number][] = [
+    ["TiB", 2 ** 40],
+    ["GiB", 2 ** 30],
+    ["MiB", 2 ** 20],
+    ["KiB", 2 ** 10],
+  ];
+  for (const [unit, size] of units) {
+    if (bytes >= size) return `${Number((bytes / size).toFixed(1))} ${unit}`;
+  }
+  return `${bytes} bytes`;
+}
+
+/**
+ * A session's resource limits for its row: the text (`2 GiB memory · 1.5 CPUs · 512 tasks`, or
+ * null without limits) and, when the host cannot enforce some of them, a note saying which.
+ */
+export function limitsView(limits: Session["limits"]): { text: string | null; note: string | null } {
+  const parts: string[] = [];
+  if (limits.memory_bytes !== undefined) parts.push(`${binarySize(limits.memory_bytes)} memory`);
+  if (limits.cpu_centis !== undefined) {
+    const cpus = limits.cpu_centis / 100;
+    parts.push(`${cpus} ${cpus === 1 ? "CPU" : "CPUs"}`);
+  }
+  if (limits.pids !== undefined) parts.push(`${limits.pids} tasks`);
+  const note =
+    limits.unenforced.length > 0
+      ? `Not enforced on this host (its cgroup controllers are not delegated): ${limits.unenforced.join(", ")}`
+      : null;
+  return { text: parts.length > 0 ? parts.join(" · ") : null, note };
+}

@@ -221,8 +221,8 @@ pub enum ImageCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum ContainerCommand {
-    /// Restart running sessions onto the current session image, a few at a time; their
-    /// workspaces are kept.
+    /// Restart running sessions onto the current session image and the limits of octod's
+    /// configuration now ([limits]), a few at a time; their workspaces are kept.
     Refresh {
         /// How many sessions restart at once.
         #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]

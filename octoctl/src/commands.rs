@@ -224,6 +224,7 @@ fn session_details(s: &SessionView) -> String {
             format!("{} UTC", table::utc_minutes(s.last_active_at)),
         ],
     ];
+    rows.push(vec!["limits".to_owned(), limits_text(&s.limits)]);
     if !s.description.is_empty() {
         rows.insert(2, vec!["about".to_owned(), s.description.clone()]);
     }
@@ -238,6 +239,50 @@ fn session_details(s: &SessionView) -> String {
         let _ = writeln!(text, "{:<10}{}", row[0], row[1]);
     }
     text
+}
+
+/// `memory 2 GiB, cpu 1.5, pids 512`, `none`, and which of them the host does not enforce.
+fn limits_text(l: &octo_wire::SessionLimits) -> String {
+    let mut parts = Vec::new();
+    if let Some(bytes) = l.memory_bytes {
+        parts.push(format!("memory {}", binary_size(bytes)));
+    }
+    if let Some(centis) = l.cpu_centis {
+        let cpus = format!("{}.{:02}", centis / 100, centis % 100);
+        parts.push(format!(
+            "cpu {}",
+            cpus.trim_end_matches('0').trim_end_matches('.')
+        ));
+    }
+    if let Some(pids) = l.pids {
+        parts.push(format!("pids {pids}"));
+    }
+    let mut text = if parts.is_empty() {
+        "none".to_owned()
+    } else {
+        parts.join(", ")
+    };
+    if !l.unenforced.is_empty() {
+        let _ = write!(
+            text,
+            " (not enforced on this host: {}; see `octoctl status`)",
+            l.unenforced.join(", ")
+        );
+    }
+    text
+}
+
+/// Bytes as `2 GiB`, `1.5 GiB`, `512 MiB`.
+fn binary_size(bytes: u64) -> String {
+    for (unit, shift) in [("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10)] {
+        if bytes >= 1 << shift {
+            #[allow(clippy::cast_precision_loss)]
+            let value = bytes as f64 / f64::from(1u32 << (shift - 10)) / 1024.0;
+            let text = format!("{value:.1}");
+            return format!("{} {unit}", text.trim_end_matches(".0"));
+        }
+    }
+    format!("{bytes} bytes")
 }
 
 async fn session(client: &Client, out: Output, command: &SessionCommand) -> Result<(), Failure> {
@@ -814,12 +859,30 @@ mod tests {
                 files: String::new(),
                 terminal: String::new(),
             },
+            limits: octo_wire::SessionLimits::default(),
         }];
         let table = session_table(&list);
         assert_eq!(
             table,
             "ID    NAME           OWNER  TEMPLATE  STATE    WANTED   LAST ACTIVE (UTC)\n\
              ab12  Thesis, ch. 2  alice  coding    running  running  1970-01-02 01:01\n"
+        );
+    }
+
+    #[test]
+    fn limits_are_shown_with_what_is_not_enforced() {
+        let mut limits = octo_wire::SessionLimits::default();
+        assert_eq!(limits_text(&limits), "none");
+        limits.memory_bytes = Some(3 << 29);
+        limits.cpu_centis = Some(150);
+        limits.pids = Some(512);
+        assert_eq!(limits_text(&limits), "memory 1.5 GiB, cpu 1.5, pids 512");
+        limits.cpu_centis = Some(200);
+        limits.memory_bytes = Some(512 << 20);
+        limits.unenforced = vec!["memory".into(), "pids".into()];
+        assert_eq!(
+            limits_text(&limits),
+            "memory 512 MiB, cpu 2, pids 512 (not enforced on this host: memory, pids; see `octoctl status`)"
         );
     }
 }

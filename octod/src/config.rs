@@ -43,6 +43,9 @@ pub enum ConfigError {
         key: &'static str,
         message: String,
     },
+    /// `[limits]` or `[admission]`, whose keys are built from names (`limits.users.alice`).
+    #[error(transparent)]
+    Limits(#[from] crate::limits::InvalidLimit),
 }
 
 /// One file's worth of configuration: everything optional.
@@ -59,6 +62,12 @@ pub struct Fragment {
     pub image: ImageFragment,
     #[serde(default)]
     pub auth: AuthFragment,
+    /// Resource limits per session (`crate::limits`).
+    #[serde(default)]
+    pub limits: crate::limits::LimitsFragment,
+    /// Admission control (`crate::limits`).
+    #[serde(default)]
+    pub admission: crate::limits::AdmissionFragment,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -201,6 +210,10 @@ pub struct Settings {
     pub image_build: ImageSettings,
     /// Sign-in: local passwords and OpenID Connect providers.
     pub auth: AuthConfig,
+    /// `[limits]`: the memory, CPU and pids limits of sessions.
+    pub limits: crate::limits::LimitsPolicy,
+    /// `[admission]`: how many sessions may run, and the memory floor.
+    pub admission: crate::limits::Admission,
     /// Where each set key came from (dotted key → file).
     pub sources: Vec<(&'static str, Source)>,
     /// The files read, in order.
@@ -403,6 +416,11 @@ pub fn merge(fragments: &[(PathBuf, Fragment)]) -> Result<Settings, ConfigError>
     };
     let image_build = image_settings(fragments, &mut sources)?;
     let auth = oidc::auth_config(fragments, &mut sources)?;
+    let (limits, admission) = crate::limits::merge(
+        fragments
+            .iter()
+            .map(|(path, f)| (path.as_path(), &f.limits, &f.admission)),
+    )?;
     Ok(Settings {
         listen,
         trusted_proxies,
@@ -420,6 +438,8 @@ pub fn merge(fragments: &[(PathBuf, Fragment)]) -> Result<Settings, ConfigError>
         llm,
         image_build,
         auth,
+        limits,
+        admission,
         sources,
         files: fragments.iter().map(|(path, _)| path.clone()).collect(),
     })
@@ -659,6 +679,7 @@ impl Settings {
                 }
             }
         }
+        out.push_str(&crate::limits::show(&self.limits, &self.admission));
         out
     }
 

@@ -5,6 +5,7 @@
 //! tests drive the same code.
 
 pub mod admin;
+pub mod agent;
 pub mod api;
 pub mod app;
 pub mod auth;
@@ -14,6 +15,7 @@ pub mod http;
 pub mod identity;
 pub mod image;
 pub mod journal;
+pub mod limits;
 pub mod listen;
 pub mod metrics;
 pub mod podman;

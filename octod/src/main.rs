@@ -99,7 +99,11 @@ fn config_command(command: &ConfigCommand, config: &std::path::Path) -> anyhow::
     match command {
         ConfigCommand::Show => print!("{}", settings.show()),
         ConfigCommand::Check => {
-            for warning in octod::config::warnings(&settings) {
+            settings
+                .limits
+                .check_host(&octod::limits::HostFacts::read())?;
+            let limits = octod::limits::check_warnings(&settings.limits, &settings.templates_dir);
+            for warning in octod::config::warnings(&settings).into_iter().chain(limits) {
                 eprintln!("octod: warning: {warning}");
             }
             let files: Vec<String> = settings

@@ -104,6 +104,10 @@ pub async fn build_state(settings: &Settings) -> anyhow::Result<crate::app::AppS
     use crate::engine::{Engine, EngineConfig};
     use crate::render::{EnvSecret, RenderConfig};
 
+    // A limit this host cannot give is an error now, not a session that never starts.
+    settings
+        .limits
+        .check_host(&crate::limits::HostFacts::read())?;
     std::fs::create_dir_all(&settings.state_dir).with_context(|| {
         format!(
             "creating the state directory {}",
@@ -153,7 +157,7 @@ pub async fn build_state(settings: &Settings) -> anyhow::Result<crate::app::AppS
         .await
         .context("connecting to Podman")?;
 
-    let controllers = delegated_controllers();
+    let controllers = delegated_controllers(&settings.limits);
     let mut render = RenderConfig::new(&settings.templates_dir);
     render.start_timeout = settings.start_timeout;
     render.controllers = controllers;
@@ -189,10 +193,15 @@ pub async fn build_state(settings: &Settings) -> anyhow::Result<crate::app::AppS
         image: settings.image.clone(),
         stop_timeout: Duration::from_secs(60),
         idle_timeout: settings.idle_timeout,
+        limits: settings.limits.clone(),
+        admission: settings.admission.clone(),
     };
     let engine = Engine::new(store, systemd, podman, config)
         .await
         .context("starting the session engine")?;
+    for warning in engine.limits_warnings() {
+        tracing::warn!("{warning}");
+    }
     let mut state = crate::app::AppState::new(engine, auth, settings.max_per_user);
     state.proxy = state.proxy.with_head_timeout(settings.proxy_head_timeout);
     Ok(state)
@@ -222,23 +231,12 @@ fn home_dir() -> anyhow::Result<PathBuf> {
 }
 
 /// The cgroup controllers delegated to this user's systemd manager; a clear warning for each
-/// that is missing, since its limits cannot be enforced.
-fn delegated_controllers() -> crate::render::Controllers {
+/// that is missing while `[limits]` sets a limit of its kind, since those are not enforced.
+fn delegated_controllers(limits: &crate::limits::LimitsPolicy) -> crate::render::Controllers {
     let uid = nix::unistd::getuid().as_raw();
-    let path =
-        format!("/sys/fs/cgroup/user.slice/user-{uid}.slice/user@{uid}.service/cgroup.controllers");
-    let text = std::fs::read_to_string(&path).unwrap_or_default();
-    let controllers = crate::render::Controllers::from_cgroup_controllers(&text);
-    for (name, on) in [
-        ("memory", controllers.memory),
-        ("cpu", controllers.cpu),
-        ("pids", controllers.pids),
-    ] {
-        if !on {
-            tracing::warn!(
-                "the {name} cgroup controller is not delegated to this user ({path}): session {name} limits are not enforced"
-            );
-        }
+    let (controllers, path) = crate::limits::delegated_controllers(uid);
+    for warning in crate::limits::controller_warnings(limits, controllers, &path) {
+        tracing::warn!("{warning}");
     }
     controllers
 }

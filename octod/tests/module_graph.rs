@@ -43,6 +43,8 @@ const LAYERS: &[(&str, &[&str])] = &[
             "identity",
             "metrics",
             "config",
+            "limits",
+            "agent",
             "templates",
             "render",
             "journal",

@@ -31,6 +31,9 @@ pub struct SessionView {
     /// the idle stop, saved about once a minute.
     pub last_active_at: u64,
     pub urls: SessionUrls,
+    /// The resource limits it runs with: `[limits]` of octod.toml as they were at its last
+    /// start or stop (a changed limit applies at the next start).
+    pub limits: SessionLimits,
 }
 
 /// A session's lifecycle state as the API names it.
@@ -90,6 +93,27 @@ impl Desired {
             Desired::Stopped => "stopped",
         }
     }
+}
+
+/// A session's resource limits; an absent limit is none.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SessionLimits {
+    /// Memory, in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
+    pub memory_bytes: Option<u64>,
+    /// CPU time, in hundredths of a CPU (150: one and a half CPUs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
+    pub cpu_centis: Option<u32>,
+    /// Tasks (processes and threads).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
+    pub pids: Option<u32>,
+    /// The kinds of limit set here that this host cannot enforce (`memory`, `cpu`, `pids`:
+    /// their cgroup controller is not delegated to Octo); empty when all are.
+    pub unenforced: Vec<String>,
 }
 
 /// Paths of the session's services through the proxy.

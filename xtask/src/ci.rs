@@ -138,6 +138,10 @@ const CHECKS: &[Check] = &[
         &["session-limit"],
     ),
     check(
+        "limits and admission: [limits] in units and podman inspect, bad limits refused; max running per user and host under concurrent creates, idle sessions stopped to make room, the memory floor",
+        &["limits"],
+    ),
+    check(
         "octod's proxy: the opencode SDK with a cookie, 100 MiB both ways, the authorization matrix",
         &["api-sdk"],
     ),
@@ -170,6 +174,10 @@ const CHECKS: &[Check] = &[
     check(
         "engine: idle stop keeps the socket, a connection wakes the session without octod, the reconciler reacts to a unit's PropertiesChanged",
         &["engine", "idle"],
+    ),
+    check(
+        "engine: a session whose agent is in a turn is not idle-stopped; it stops the idle time after the turn ends",
+        &["engine", "agent"],
     ),
     check(
         "engine: a running session whose container unit changed is restarted once (upgrade in place)",

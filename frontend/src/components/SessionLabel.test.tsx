@@ -19,6 +19,7 @@ const session: Session = {
   created_at: 1,
   updated_at: 1,
   last_active_at: 1,
+  limits: { unenforced: [] },
   urls: { opencode: "", files: "", terminal: "" },
 };
 

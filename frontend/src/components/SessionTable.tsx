@@ -3,7 +3,7 @@
 // and by the admin's all-sessions page.
 import { useState } from "react";
 import { api, type Session, type SessionState, type Template } from "../api";
-import { actionsFor, formatTime, isWaking, stateView } from "../sessions";
+import { actionsFor, formatTime, isWaking, limitsView, stateView } from "../sessions";
 import { routePath } from "../router";
 import { ConfirmDialog } from "./ConfirmDialog";
 import { ErrorBanner } from "./ErrorBanner";
@@ -16,6 +16,20 @@ export function StateBadge(props: { session: Session }): JSX.Element {
     <span className={`badge ${view.tone}`} data-testid="session-state" title={props.session.reason}>
       {view.label}
     </span>
+  );
+}
+
+/** The session's resource limits, and a note when the host does not enforce some. */
+function SessionLimits(props: { session: Session }): JSX.Element | null {
+  // A session from an older octod (or a test's fake API) may come without limits.
+  if (props.session.limits === undefined) return null;
+  const view = limitsView(props.session.limits);
+  if (view.text === null) return null;
+  return (
+    <div className="muted small-text" data-testid="session-limits" title={view.note ?? undefined}>
+      {view.text}
+      {view.note !== null && " (not enforced)"}
+    </div>
   );
 }
 
@@ -91,6 +105,7 @@ export function SessionTable(props: {
                   <div className="mono muted small-text">
                     {templateName(props.templates, session.template)} · {session.id}
                   </div>
+                  <SessionLimits session={session} />
                 </td>
                 {props.showOwner && <td>{session.owner}</td>}
                 <td>

@@ -1,6 +1,7 @@
 //! `POST /admin/v1/container/refresh?parallel=N`: restarts running sessions whose container
-//! runs another image than the one the session image's tag names now, N at a time (default
-//! 2), so they move onto it; their home volumes are kept. Streams a `session` event per
+//! runs another image than the one the session image's tag names now, or whose limits are not
+//! those `[limits]` gives them now, N at a time (default 2), so they move onto both; their
+//! home volumes are kept. Streams a `session` event per
 //! session and step, then a `summary`. It goes on if the client goes away.
 
 use std::collections::HashMap;
@@ -26,17 +27,19 @@ pub use octo_wire::RefreshQuery;
 /// What a refresh does with one running session. Pure.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Plan {
-    /// Its container runs the current image already.
+    /// Its container runs the current image already, with the current limits.
     Current,
-    /// Its container runs another image (or none is found): restart it.
+    /// Its container runs another image (or none is found), or its limits changed: restart
+    /// it.
     Restart,
 }
 
-/// Compares a container's image with the current one (IDs with or without `sha256:`).
-pub fn plan(container_image: Option<&str>, current: &str) -> Plan {
+/// Compares a container's image with the current one (IDs with or without `sha256:`), and
+/// whether the session's limits are those of the configuration now.
+pub fn plan(container_image: Option<&str>, current: &str, limits_current: bool) -> Plan {
     let bare = |s: &str| s.trim_start_matches("sha256:").to_owned();
     match container_image {
-        Some(image) if bare(image) == bare(current) => Plan::Current,
+        Some(image) if bare(image) == bare(current) && limits_current => Plan::Current,
         _ => Plan::Restart,
     }
 }
@@ -73,11 +76,17 @@ pub(super) async fn refresh(
         .map(|c| (c.name.trim_start_matches('/').to_owned(), c.image_id))
         .collect();
     let records = engine.list().await.map_err(|e| ApiError::from(&e))?;
-    let running: Vec<SessionId> = records
+    let mut running: Vec<(SessionId, bool)> = Vec::new();
+    for r in records
         .iter()
         .filter(|r| r.spec.desired == DesiredState::Running && r.state == SessionState::Running)
-        .map(|r| r.spec.id.clone())
-        .collect();
+    {
+        let now = engine
+            .limits_now(&r.spec.owner, &r.spec.template)
+            .await
+            .map_err(|e| ApiError::from(&e))?;
+        running.push((r.spec.id.clone(), now == r.spec.limits));
+    }
 
     let (tx, rx) = mpsc::unbounded_channel();
     let app = state.app.clone();
@@ -91,9 +100,10 @@ pub(super) async fn refresh(
         });
         let mut skipped = 0_usize;
         let mut to_restart = Vec::new();
-        for id in running {
+        for (id, limits_current) in running {
             let name = SessionNames::new(&id).container;
-            match plan(containers.get(&name).map(String::as_str), &current.id) {
+            let image = containers.get(&name).map(String::as_str);
+            match plan(image, &current.id, limits_current) {
                 Plan::Current => {
                     skipped += 1;
                     let _ = tx.send(session_event(&id, RefreshStatus::Current));
@@ -164,13 +174,18 @@ mod tests {
 
     #[test]
     fn a_container_on_the_current_image_is_left_alone() {
-        assert_eq!(plan(Some("abc"), "abc"), Plan::Current);
-        assert_eq!(plan(Some("sha256:abc"), "abc"), Plan::Current);
+        assert_eq!(plan(Some("abc"), "abc", true), Plan::Current);
+        assert_eq!(plan(Some("sha256:abc"), "abc", true), Plan::Current);
     }
 
     #[test]
     fn a_container_on_another_image_or_without_one_is_restarted() {
-        assert_eq!(plan(Some("old"), "abc"), Plan::Restart);
-        assert_eq!(plan(None, "abc"), Plan::Restart);
+        assert_eq!(plan(Some("old"), "abc", true), Plan::Restart);
+        assert_eq!(plan(None, "abc", true), Plan::Restart);
+    }
+
+    #[test]
+    fn a_container_whose_limits_changed_is_restarted() {
+        assert_eq!(plan(Some("abc"), "abc", false), Plan::Restart);
     }
 }

@@ -66,7 +66,11 @@ pub(super) async fn status(State(state): State<AdminState>) -> Result<Json<Statu
     let states = records.iter().map(|r| state_name(&r.state));
     let sessions = count_states(states);
     let render = &engine.config().render;
-    warnings.extend(controller_warnings(render.controllers));
+    warnings.extend(controller_warnings(
+        &engine.config().limits,
+        render.controllers,
+    ));
+    warnings.extend(engine.limits_warnings());
     if render.provider_secret.is_none() {
         warnings.push(
             "no LLM provider configured ([llm] in octod.toml): agents cannot answer".to_owned(),
@@ -102,19 +106,16 @@ pub fn count_states<'a>(states: impl Iterator<Item = &'a str>) -> BTreeMap<Strin
     counts
 }
 
-/// One warning per cgroup controller not delegated to octod's user. Pure.
-pub fn controller_warnings(controllers: crate::render::Controllers) -> Vec<String> {
-    [
-        ("memory", controllers.memory),
-        ("cpu", controllers.cpu),
-        ("pids", controllers.pids),
-    ]
-    .into_iter()
-    .filter(|(_, on)| !on)
-    .map(|(name, _)| {
-        format!("cgroup controller {name} is not delegated to octod's user: session {name} limits are not enforced")
-    })
-    .collect()
+/// One warning per limit kind that `[limits]` sets while its cgroup controller is not
+/// delegated to octod's user. Pure.
+pub fn controller_warnings(
+    limits: &crate::limits::LimitsPolicy,
+    controllers: crate::render::Controllers,
+) -> Vec<String> {
+    let uid = nix::unistd::getuid().as_raw();
+    let path =
+        format!("/sys/fs/cgroup/user.slice/user-{uid}.slice/user@{uid}.service/cgroup.controllers");
+    crate::limits::controller_warnings(limits, controllers, &path)
 }
 
 #[cfg(test)]
@@ -131,15 +132,29 @@ mod tests {
     }
 
     #[test]
-    fn a_warning_names_each_missing_controller() {
-        let none = controller_warnings(crate::render::Controllers::NONE);
-        assert_eq!(none.len(), 3);
-        assert!(none[1].contains("cpu"));
-        let all = crate::render::Controllers {
-            memory: true,
-            cpu: true,
-            pids: true,
-        };
-        assert!(controller_warnings(all).is_empty());
+    fn a_warning_names_each_missing_controller_that_a_limit_needs() {
+        use crate::render::Controllers;
+        let fragment: crate::config::Fragment =
+            toml::from_str("[limits]\nmemory = \"2G\"\n[limits.users.alice]\npids = 100\n")
+                .expect("toml");
+        let path = std::path::Path::new("/etc/octo/octod.toml");
+        let (limits, _) = crate::limits::merge(std::iter::once((
+            path,
+            &fragment.limits,
+            &fragment.admission,
+        )))
+        .expect("valid");
+        let none = crate::limits::controller_warnings(&limits, Controllers::NONE, "/x");
+        assert_eq!(
+            none,
+            [
+                "[limits] sets memory, but the memory cgroup controller is not delegated to octod's user (not in /x): session memory limits are not enforced",
+                "[limits] sets pids, but the pids cgroup controller is not delegated to octod's user (not in /x): session pids limits are not enforced",
+            ]
+        );
+        assert!(crate::limits::controller_warnings(&limits, Controllers::ALL, "/x").is_empty());
+        // No limits, nothing unenforced: no warning.
+        let unlimited = crate::limits::LimitsPolicy::default();
+        assert!(crate::limits::controller_warnings(&unlimited, Controllers::NONE, "/x").is_empty());
     }
 }

@@ -72,7 +72,11 @@ pub use octo_wire::{
 
 /// A session as the API shows it; `last_activity` is the store's (none: never used since it
 /// was created, so its creation counts).
-pub fn view(record: &SessionRecord, last_activity: Option<SystemTime>) -> SessionView {
+pub fn view(
+    record: &SessionRecord,
+    last_activity: Option<SystemTime>,
+    controllers: crate::render::Controllers,
+) -> SessionView {
     let (state, reason) = match &record.state {
         SessionState::Creating => (SessionStatus::Creating, None),
         SessionState::Starting => (SessionStatus::Starting, None),
@@ -109,6 +113,23 @@ pub fn view(record: &SessionRecord, last_activity: Option<SystemTime>) -> Sessio
             files: format!("/sessions/{id}/files/"),
             terminal: format!("/sessions/{id}/terminal"),
         },
+        limits: limits_view(&record.spec.limits, controllers),
+    }
+}
+
+/// A session's limits, and those of them the host does not enforce.
+pub fn limits_view(
+    limits: &crate::session::Limits,
+    controllers: crate::render::Controllers,
+) -> octo_wire::SessionLimits {
+    octo_wire::SessionLimits {
+        memory_bytes: limits.memory_bytes,
+        cpu_centis: limits.cpu_centis,
+        pids: limits.pids,
+        unenforced: crate::render::unenforced_limits(limits, controllers)
+            .into_iter()
+            .map(|u| u.controller.to_owned())
+            .collect(),
     }
 }
 
@@ -121,7 +142,7 @@ async fn view_of(engine: &Engine, record: &SessionRecord) -> SessionView {
         .inspect_err(|e| tracing::warn!("reading the activity of session {}: {e}", record.spec.id))
         .ok()
         .flatten();
-    view(record, activity)
+    view(record, activity, engine.config().render.controllers)
 }
 
 /// [`view`] of each record, with the activity of all sessions read once.
@@ -131,7 +152,13 @@ async fn views<'a>(
 ) -> Result<Vec<SessionView>, ApiError> {
     let activity = engine.activity().await.map_err(|e| ApiError::from(&e))?;
     Ok(records
-        .map(|r| view(r, activity.get(&r.spec.id).copied()))
+        .map(|r| {
+            view(
+                r,
+                activity.get(&r.spec.id).copied(),
+                engine.config().render.controllers,
+            )
+        })
         .collect())
 }
 

@@ -15,8 +15,8 @@ use std::sync::LazyLock;
 use octo_wire::{
     ApiTokenView, AuditView, CreateApiToken, CreateInvite, CreateSession, CreateUser,
     CreatedApiToken, ErrorBody, Health, InviteView, LoginRequest, PasswordChange, RegisterRequest,
-    ResetPassword, Role, Scope, SessionUrls, SessionView, SetRole, SignInOptions, SignInProvider,
-    SignedOut, TemplateView, UpdateSession, UserView,
+    ResetPassword, Role, Scope, SessionLimits, SessionUrls, SessionView, SetRole, SignInOptions,
+    SignInProvider, SignedOut, TemplateView, UpdateSession, UserView,
 };
 use utoipa::ToSchema;
 use utoipa::openapi::extensions::Extensions;
@@ -342,15 +342,24 @@ const DELETING: Failure = fail(
 /// idle sessions).
 const PROXY_CONFLICT: Failure = fail(
     "409",
-    "The session is stopping (`session_stopping`: a stop was asked for and is not undone by access), or was stopped by its user (`session_stopped`). Resume it to use it; an idle session is woken by access instead.",
-    &["session_stopping", "session_stopped"],
+    "The session is stopping (`session_stopping`: a stop was asked for and is not undone by access), or was stopped by its user (`session_stopped`). Resume it to use it; an idle session is woken by access instead, unless its user has the most sessions running already (`running_limit`).",
+    &["session_stopping", "session_stopped", "running_limit"],
 );
 const WAKING: Failure = Failure {
     retry_after: true,
     ..fail(
         "503",
-        "The session is being woken (its socket started it) and has not answered yet; retry.",
-        &["session_waking"],
+        "The session is being woken (its socket started it) and has not answered yet; retry. Or an idle session may not wake: the host is full (`host_full`) or short of memory (`host_memory_low`).",
+        &["session_waking", "host_full", "host_memory_low"],
+    )
+};
+/// Admission control: a full host, or too little memory for the session's limit.
+const HOST_FULL: Failure = Failure {
+    retry_after: true,
+    ..fail(
+        "503",
+        "The host is full (`host_full`: admission.max_running sessions run), short of memory for this session (`host_memory_low`), or has no session image yet (`image_missing`). The message says which and what to do.",
+        &["host_full", "host_memory_low", "image_missing"],
     )
 };
 const HEAD_TIMEOUT: Failure = fail(
@@ -644,12 +653,12 @@ const OPERATIONS: &[Op] = &[
             Answer::Fail(&fail("400", "Invalid request.", &["bad_request", "unknown_template", "invalid_id"])),
             Answer::Fail(&UNAUTHORIZED),
             Answer::Fail(&DISABLED_OR_CROSS_ORIGIN),
-            Answer::Fail(&fail("409", "The user has the most sessions allowed.", &["session_limit"])),
+            Answer::Fail(&fail("409", "The user has the most sessions allowed (`session_limit`: sessions.max_per_user), or the most running (`running_limit`: admission.max_running_per_user).", &["session_limit", "running_limit"])),
             Answer::Fail(&TOO_LARGE),
             Answer::Fail(&NOT_JSON),
             Answer::Fail(&BAD_SHAPE),
             Answer::Fail(&SESSION_FAILED),
-            Answer::Fail(&Failure { retry_after: true, ..fail("503", "No capacity or no session image yet.", &["image_missing", "capacity"]) }),
+            Answer::Fail(&HOST_FULL),
         ]),
     Op::get("/api/sessions/{id}", "getSession", "sessions", "One session.")
         .params(&[SESSION_ID])
@@ -705,9 +714,9 @@ const OPERATIONS: &[Op] = &[
             Answer::Fail(&UNAUTHORIZED),
             Answer::Fail(&DISABLED_OR_CROSS_ORIGIN),
             Answer::Fail(&NO_SESSION),
-            Answer::Fail(&DELETING),
+            Answer::Fail(&fail("409", "The session is being deleted (`session_deleting`), or its user has the most sessions running (`running_limit`: admission.max_running_per_user).", &["session_deleting", "running_limit"])),
             Answer::Fail(&SESSION_FAILED),
-            Answer::Fail(&Failure { retry_after: true, ..fail("503", "No session image yet.", &["image_missing"]) }),
+            Answer::Fail(&HOST_FULL),
         ]),
     Op::get("/api/templates", "listTemplates", "templates", "The session templates.")
         .answers(&[
@@ -967,6 +976,7 @@ fn components() -> Components {
         .schema_from::<Health>()
         .schema_from::<TemplateView>()
         .schema_from::<SessionUrls>()
+        .schema_from::<SessionLimits>()
         .schema_from::<SessionView>()
         .schema_from::<RegisterRequest>()
         .schema_from::<LoginRequest>()
@@ -1564,6 +1574,12 @@ mod tests {
                     opencode: "/sessions/s1/opencode/".into(),
                     files: "/sessions/s1/files/".into(),
                     terminal: "/sessions/s1/terminal".into(),
+                },
+                limits: octo_wire::SessionLimits {
+                    memory_bytes: Some(2 << 30),
+                    cpu_centis: Some(150),
+                    pids: None,
+                    unenforced: vec!["memory".into()],
                 },
             };
             assert_response_schema(&doc, "Session", &to_value(&view));

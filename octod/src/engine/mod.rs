@@ -49,6 +49,12 @@ pub struct EngineConfig {
     pub stop_timeout: Duration,
     /// Sessions without activity for this long are stopped; `None` disables idle stop.
     pub idle_timeout: Option<Duration>,
+    /// `[limits]`: each session's limits, resolved at every start (create, resume, restart)
+    /// and stop, so that a changed limit applies at the session's next start.
+    pub limits: crate::limits::LimitsPolicy,
+    /// `[admission]`: checked by creates and resumes (not by the reconciler, which restores
+    /// what was admitted).
+    pub admission: crate::limits::Admission,
 }
 
 impl EngineConfig {
@@ -80,6 +86,9 @@ pub enum EngineError {
     NotFound(SessionId),
     #[error("session {id} is being deleted")]
     Deleting { id: SessionId },
+    /// Admission control refused a create or resume; the message is for the user.
+    #[error(transparent)]
+    Refused(crate::limits::Refusal),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -110,7 +119,8 @@ pub struct CreateRequest {
     pub id: Option<String>,
     pub owner: String,
     pub template: String,
-    pub limits: crate::session::Limits,
+    /// `None`: the limits `[limits]` gives the owner and template; `Some`: exactly these.
+    pub limits: Option<crate::session::Limits>,
     /// Refuse the create when the owner has this many sessions already ([`StoreError::SessionLimit`]).
     pub max_per_owner: Option<u32>,
 }
@@ -268,6 +278,61 @@ impl Engine {
         }
     }
 
+    /// Whether admission control lets an idle session wake (a connection to its socket starts
+    /// it, through systemd): the same rules as a resume, read outside a transaction, since
+    /// the start is systemd's. Two wakes at the same moment may both pass; creates and resumes
+    /// are counted exactly.
+    pub async fn admit_wake(&self, record: &SessionRecord) -> Result<(), crate::limits::Refusal> {
+        let Ok(records) = self.list().await else {
+            return Ok(());
+        };
+        let mut spec = record.spec.clone();
+        // Its units carry the limits of its last stop.
+        spec.desired = crate::session::DesiredState::Running;
+        self.admit_check()
+            .check(&spec, records.iter().map(|r| (&r.spec, &r.state)))
+    }
+
+    /// The limits `[limits]` gives a session of `owner` and `template` now; a session runs with
+    /// those of its last start or stop (`container refresh` restarts it when they differ).
+    pub async fn limits_now(
+        &self,
+        owner: &str,
+        template: &str,
+    ) -> Result<crate::session::Limits, EngineError> {
+        self.limits_for(owner, template).await
+    }
+
+    /// What is valid but probably wrong in `[limits]` and `[admission]` (per-user tables for
+    /// no account, per-template tables for no template), and a full host, for the log at
+    /// start and `octoctl status`.
+    pub fn limits_warnings(&self) -> Vec<String> {
+        let config = &self.inner.config;
+        let users: Option<Vec<String>> = self
+            .inner
+            .store
+            .users()
+            .ok()
+            .map(|users| users.into_iter().map(|u| u.name).collect());
+        let templates: Vec<String> = crate::templates::list(&config.render.templates_dir)
+            .into_iter()
+            .map(|t| t.id)
+            .collect();
+        let mut out = config.limits.warnings(users.as_deref(), Some(&templates));
+        if let (Some(max), Ok(records)) = (config.admission.max_running, self.inner.store.list()) {
+            let running = records
+                .iter()
+                .filter(|r| crate::limits::holds_slot(&r.spec, &r.state))
+                .count();
+            if running >= usize::try_from(max).unwrap_or(usize::MAX) {
+                out.push(format!(
+                    "the host is full: {running} of {max} sessions running (admission.max_running): creates and resumes are refused"
+                ));
+            }
+        }
+        out
+    }
+
     pub fn store(&self) -> &Store {
         &self.inner.store
     }
@@ -295,6 +360,20 @@ impl Engine {
     /// to it reaches the session's gateway, and wakes the session if it is idle.
     pub fn socket_path(&self, id: &SessionId) -> PathBuf {
         crate::render::SessionNames::new(id).socket_path(&self.inner.config.runtime_dir)
+    }
+
+    /// Whether the session's agent is in a turn, as its opencode says through the gateway;
+    /// `None` when it does not answer ([`crate::agent`]).
+    pub async fn agent_busy(&self, id: &SessionId) -> Option<bool> {
+        let key = id.clone();
+        let token = self.inner.store.run(move |s| s.token(&key)).await.ok()?;
+        match crate::agent::busy(&self.socket_path(id), &token).await {
+            Ok(busy) => Some(busy),
+            Err(error) => {
+                tracing::debug!(session = %id, "{error}");
+                None
+            }
+        }
     }
 
     /// Records activity (proxied traffic) for idle stop; cheap, no IO.
@@ -360,8 +439,23 @@ impl Engine {
         .and_then(|r| r.ok_or_else(|| Arc::new(EngineError::NotFound(id))))
     }
 
-    /// Starts (resumes) a stopped or failed session; returns once it is running.
+    /// Starts (resumes) a stopped or failed session, if admission control lets it (making
+    /// room first where the administrator allows); returns once it is running.
     pub async fn resume(&self, id: &SessionId) -> Result<SessionRecord, Arc<EngineError>> {
+        self.start_op(id, true).await
+    }
+
+    /// Starts a session that should run and does not (the reconciler): it was admitted when
+    /// it was created or resumed, so it is not checked again.
+    async fn restore(&self, id: &SessionId) -> Result<SessionRecord, Arc<EngineError>> {
+        self.start_op(id, false).await
+    }
+
+    async fn start_op(
+        &self,
+        id: &SessionId,
+        admit: bool,
+    ) -> Result<SessionRecord, Arc<EngineError>> {
         let engine = self.clone();
         let key = id.clone();
         self.run_op(
@@ -369,7 +463,7 @@ impl Engine {
             OpKind::Start,
             Box::pin(async move {
                 let started = std::time::Instant::now();
-                let record = engine.do_start(&key).await?;
+                let record = engine.do_start(&key, admit).await?;
                 engine.inner.metrics.resume.observe(started.elapsed());
                 Ok(Some(record))
             }),

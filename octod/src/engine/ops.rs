@@ -3,12 +3,17 @@
 
 use std::path::Path;
 
+use crate::limits::{AdmitCheck, Refusal};
 use crate::render::{self, SessionNames};
-use crate::session::{DesiredState, SessionId, SessionState};
+use crate::session::{DesiredState, Limits, SessionId, SessionState};
 use crate::store::{NewSession, SessionRecord, StoreError};
 use crate::systemd::ActiveState;
 
+use super::plan::{self, RoomCandidate};
 use super::{CreateRequest, Engine, EngineError};
+
+/// How many idle sessions one start may stop to make room before it gives up.
+const MAX_ROOM_STOPS: usize = 4;
 
 /// Failure reasons kept in the store and shown to users are bounded.
 const MAX_REASON: usize = 2000;
@@ -61,29 +66,147 @@ impl Engine {
             &self.inner.config.render.templates_dir,
             &request.template,
         );
+        let limits = match request.limits {
+            Some(limits) => limits,
+            None => self.limits_for(&request.owner, &request.template).await?,
+        };
         let new = NewSession {
             id: id.clone(),
             owner: request.owner,
             template: request.template,
             name,
             image: self.inner.config.image.clone(),
-            limits: request.limits,
+            limits,
             desired: DesiredState::Running,
             max_per_owner: request.max_per_owner,
+            admit: None,
         };
-        // The owner's limit, token and the record in one transaction (state `creating`).
-        let (record, _token) = self.inner.store.run(move |s| s.create_session(new)).await?;
-        tracing::info!(session = %id, owner = %record.spec.owner, template = %record.spec.template, "creating session");
-        self.do_start(&id).await
+        // The owner's limit, admission, token and the record in one transaction (state
+        // `creating`); refused, idle sessions may be stopped to make room, then it is tried
+        // again.
+        let mut room_stops = 0;
+        let record = loop {
+            let mut new = new.clone();
+            new.admit = Some(self.admit_check());
+            match self.inner.store.run(move |s| s.create_session(new)).await {
+                Ok((record, _token)) => break record,
+                Err(StoreError::Refused(refusal)) => {
+                    if room_stops < MAX_ROOM_STOPS && self.make_room(&id, &refusal).await {
+                        room_stops += 1;
+                        continue;
+                    }
+                    return Err(EngineError::Refused(refusal));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        tracing::info!(session = %id, owner = %record.spec.owner, template = %record.spec.template, limits = ?record.spec.limits, "creating session");
+        // Admitted by the create's transaction: it holds its slot.
+        self.do_start(&id, false).await
     }
 
-    /// Start or resume: desired running, files, link and secret in place, the socket started,
-    /// then the service's start job awaited.
-    pub(super) async fn do_start(&self, id: &SessionId) -> Result<SessionRecord, EngineError> {
+    /// The limits `[limits]` gives a session of `owner` and `template` now (the owner's role
+    /// read from the store; an owner without an account counts as a user).
+    pub(super) async fn limits_for(
+        &self,
+        owner: &str,
+        template: &str,
+    ) -> Result<Limits, EngineError> {
+        let name = owner.to_owned();
+        let role = self
+            .blocking(move |s| {
+                s.user(&name)
+                    .map_err(|e| EngineError::Internal(format!("reading user {name}: {e}")))
+            })
+            .await?
+            .map_or(crate::identity::Role::User, |u| u.role);
+        Ok(self.inner.config.limits.resolve(owner, role, template))
+    }
+
+    /// The admission rules and the host's available memory now.
+    pub(super) fn admit_check(&self) -> AdmitCheck {
+        let rules = self.inner.config.admission.clone();
+        let available_memory = rules
+            .memory_margin
+            .and_then(|_| crate::limits::available_memory());
+        AdmitCheck {
+            rules,
+            available_memory,
+        }
+    }
+
+    /// Idle-stops one session to make room for `starting`, which `refusal` kept out, if the
+    /// administrator allows it (`admission.stop_idle_to_make_room`) and one is idle enough
+    /// ([`plan::rooms_to_make`]). Says whether one was stopped.
+    async fn make_room(&self, starting: &SessionId, refusal: &Refusal) -> bool {
+        let Some(idle_after) = self.inner.config.admission.make_room_after else {
+            return false;
+        };
+        let (Ok(records), Ok(activity)) = (self.list().await, self.activity().await) else {
+            return false;
+        };
+        let now = std::time::SystemTime::now();
+        let candidates: Vec<RoomCandidate<'_>> = records
+            .iter()
+            .map(|r| RoomCandidate {
+                session: self.facts(r),
+                id: &r.spec.id,
+                owner: &r.spec.owner,
+                idle_for: plan::idle_for(
+                    activity.get(&r.spec.id).copied(),
+                    r.state_changed_at,
+                    now,
+                ),
+            })
+            .collect();
+        let mut victim = None;
+        for id in plan::rooms_to_make(&candidates, starting, refusal, idle_after) {
+            // An agent in a turn is not idle, whatever its traffic says.
+            if plan::agent_keeps_running(self.agent_busy(id).await) {
+                self.record_activity(id);
+                continue;
+            }
+            victim = Some(id.clone());
+            break;
+        }
+        let Some(victim) = victim else {
+            return false;
+        };
+        tracing::info!(session = %victim, for_session = %starting, "stopping an idle session to make room: {refusal}");
+        match self.idle_stop(&victim).await {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::warn!(session = %victim, "stopping it to make room failed: {e}");
+                false
+            }
+        }
+    }
+
+    /// Start or resume: desired running with the limits `[limits]` gives it now (and, when
+    /// `admit`, if admission control lets it: checked in the same transaction), files, link
+    /// and secret in place, the socket started, then the service's start job awaited.
+    pub(super) async fn do_start(
+        &self,
+        id: &SessionId,
+        admit: bool,
+    ) -> Result<SessionRecord, EngineError> {
         self.require_image(false).await?;
-        let record = self
-            .begin(id, DesiredState::Running, SessionState::Starting)
+        let current = self.get(id).await?;
+        let limits = self
+            .limits_for(&current.spec.owner, &current.spec.template)
             .await?;
+        let mut room_stops = 0;
+        let record = loop {
+            let check = admit.then(|| self.admit_check());
+            match self.begin_start(id, limits.clone(), check).await {
+                Err(EngineError::Refused(refusal))
+                    if room_stops < MAX_ROOM_STOPS && self.make_room(id, &refusal).await =>
+                {
+                    room_stops += 1;
+                }
+                other => break other?,
+            }
+        };
         let names = SessionNames::new(id);
         let started = std::time::Instant::now();
         let outcome = async {
@@ -135,12 +258,20 @@ impl Engine {
                 message: "not restarted: it is stopped".into(),
             });
         }
+        let limits = self
+            .limits_for(&current.spec.owner, &current.spec.template)
+            .await?;
         let record = self
-            .begin(id, DesiredState::Running, SessionState::Starting)
+            .begin(
+                id,
+                DesiredState::Running,
+                SessionState::Starting,
+                Some(limits),
+            )
             .await?;
         let names = SessionNames::new(id);
         let started = std::time::Instant::now();
-        tracing::info!(session = %id, "restarting session");
+        tracing::info!(session = %id, limits = ?record.spec.limits, "restarting session");
         let outcome = async {
             let systemd = &self.inner.systemd;
             self.ensure_secret(id, &names).await?;
@@ -176,7 +307,15 @@ impl Engine {
         id: &SessionId,
         desired: DesiredState,
     ) -> Result<SessionRecord, EngineError> {
-        let record = self.begin(id, desired, SessionState::Stopping).await?;
+        // The limits of now, for the units it wakes with (an idle session's socket starts it
+        // without octod).
+        let current = self.get(id).await?;
+        let limits = self
+            .limits_for(&current.spec.owner, &current.spec.template)
+            .await?;
+        let record = self
+            .begin(id, desired, SessionState::Stopping, Some(limits))
+            .await?;
         let names = SessionNames::new(id);
         let outcome = async {
             let systemd = &self.inner.systemd;
@@ -293,6 +432,7 @@ impl Engine {
         id: &SessionId,
         desired: DesiredState,
         state: SessionState,
+        limits: Option<Limits>,
     ) -> Result<SessionRecord, EngineError> {
         let key = id.clone();
         self.blocking(move |s| {
@@ -304,6 +444,39 @@ impl Engine {
                 }
                 r.spec.desired = desired;
                 r.state = state;
+                if let Some(limits) = limits {
+                    r.spec.limits = limits;
+                }
+                Ok(r.clone())
+            })
+        })
+        .await
+    }
+
+    /// [`Self::begin`] of a start: desired running, `starting`, the given limits, and, with
+    /// `admit`, admission control over every other session in the same transaction.
+    async fn begin_start(
+        &self,
+        id: &SessionId,
+        limits: Limits,
+        admit: Option<AdmitCheck>,
+    ) -> Result<SessionRecord, EngineError> {
+        let key = id.clone();
+        self.blocking(move |s| {
+            s.update_among(&key, |r, others| {
+                if r.state == SessionState::Deleting {
+                    return Err(EngineError::Deleting {
+                        id: r.spec.id.clone(),
+                    });
+                }
+                r.spec.limits = limits;
+                if let Some(check) = &admit {
+                    check
+                        .check(&r.spec, others.iter().map(|o| (&o.spec, &o.state)))
+                        .map_err(EngineError::Refused)?;
+                }
+                r.spec.desired = DesiredState::Running;
+                r.state = SessionState::Starting;
                 Ok(r.clone())
             })
         })
@@ -361,9 +534,6 @@ impl Engine {
     /// reload that follows makes systemd see it.
     pub(super) fn write_units(&self, record: &SessionRecord) -> Result<UnitChange, EngineError> {
         let rendered = render::render(&record.spec, &self.inner.config.render)?;
-        for limit in &rendered.unenforced {
-            tracing::warn!(session = %record.spec.id, "{limit}");
-        }
         let config = &self.inner.config;
         let wants = config.systemd_user_dir.join(SOCKETS_WANTS);
         for dir in [&config.quadlet_dir, &config.systemd_user_dir, &wants] {
@@ -392,6 +562,12 @@ impl Engine {
                 change.only_install &= install_only;
                 if is_container && old.is_some() && !install_only {
                     change.container_changed = true;
+                }
+                // Once per unit written, not on every pass that finds it unchanged.
+                if is_container && !install_only {
+                    for limit in &rendered.unenforced {
+                        tracing::warn!(session = %record.spec.id, "{limit}");
+                    }
                 }
             }
         }

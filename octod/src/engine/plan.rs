@@ -142,6 +142,15 @@ pub fn may_idle_stop(session: Session<'_>) -> bool {
         && !session.busy
 }
 
+/// Whether a session idle by its traffic is kept running because its agent is in a turn:
+/// only when the agent said so (`Some(true)`); no answer (`None`: the session does not
+/// answer, or its opencode is not up) does not keep a session running, so a broken one cannot
+/// keep itself alive. A kept session's activity is recorded, so that it stops no sooner than
+/// the idle timeout after the turn ends.
+pub fn agent_keeps_running(agent_busy: Option<bool>) -> bool {
+    agent_busy == Some(true)
+}
+
 /// How long a session has been idle at `now`: since its last activity or, if later or there
 /// was none, its last state change (activity before a resume does not count).
 pub fn idle_for(
@@ -153,6 +162,46 @@ pub fn idle_for(
         .unwrap_or(state_changed_at)
         .max(state_changed_at);
     now.duration_since(last).unwrap_or_default()
+}
+
+/// A running session that could be idle-stopped to make room for a start that admission
+/// control refused.
+#[derive(Debug, Clone, Copy)]
+pub struct RoomCandidate<'a> {
+    pub session: Session<'a>,
+    pub id: &'a crate::session::SessionId,
+    pub owner: &'a str,
+    /// How long it has been without activity ([`idle_for`]).
+    pub idle_for: Duration,
+}
+
+/// The sessions that could be idle-stopped to make room, in the order to try them: each
+/// running as wanted and left alone, idle for at least `idle_after`, not the one being
+/// started, and for a user at their own maximum only that user's (stopping another user's
+/// would not help); the longest idle first (then the lowest id, so that concurrent starts pick
+/// the same one and join its stop). The caller skips those whose agent is in a turn.
+pub fn rooms_to_make<'a>(
+    candidates: &[RoomCandidate<'a>],
+    starting: &crate::session::SessionId,
+    refusal: &crate::limits::Refusal,
+    idle_after: Duration,
+) -> Vec<&'a crate::session::SessionId> {
+    let owner = match refusal {
+        crate::limits::Refusal::UserFull { owner, .. } => Some(owner.as_str()),
+        crate::limits::Refusal::HostFull { .. } | crate::limits::Refusal::LowMemory { .. } => None,
+    };
+    let mut fit: Vec<&RoomCandidate<'a>> = candidates
+        .iter()
+        .filter(|c| {
+            c.id != starting
+                && may_idle_stop(c.session)
+                && *c.session.state == SessionState::Running
+                && c.idle_for >= idle_after
+                && owner.is_none_or(|o| o == c.owner)
+        })
+        .collect();
+    fit.sort_by(|a, b| b.idle_for.cmp(&a.idle_for).then(a.id.cmp(b.id)));
+    fit.into_iter().map(|c| c.id).collect()
 }
 
 #[cfg(test)]
@@ -628,5 +677,72 @@ mod tests {
         check_idle(Some(at(0)), at(30), at(70), 40);
         // A clock that went back: not idle.
         check_idle(None, at(100), at(0), 0);
+    }
+
+    #[test]
+    fn room_is_made_by_the_longest_idle_session_that_helps() {
+        use crate::limits::Refusal;
+        use crate::session::SessionId;
+        let running = SessionState::Running;
+        let starting = SessionState::Starting;
+        let id = |s: &str| s.parse::<SessionId>().expect("id");
+        let (a, b, c, d, me) = (id("a"), id("b"), id("c"), id("d"), id("me"));
+        let minutes = |m: u64| Duration::from_secs(m * 60);
+        let candidate = |id, owner, state, busy, idle| RoomCandidate {
+            session: Session {
+                state,
+                desired: WantRunning,
+                busy,
+            },
+            id,
+            owner,
+            idle_for: minutes(idle),
+        };
+        let all = [
+            candidate(&a, "alice", &running, false, 30),
+            candidate(&b, "bob", &running, false, 50),
+            // Busy, or still starting: never.
+            candidate(&c, "bob", &running, true, 90),
+            candidate(&d, "bob", &starting, false, 90),
+            // The session being started itself: never.
+            candidate(&me, "alice", &running, false, 99),
+        ];
+        let host = Refusal::HostFull { running: 5, max: 5 };
+        let alice_full = Refusal::UserFull {
+            owner: "alice".into(),
+            running: 2,
+            max: 2,
+        };
+        assert_eq!(
+            rooms_to_make(&all, &me, &host, minutes(10)).first(),
+            Some(&&b)
+        );
+        assert_eq!(
+            rooms_to_make(&all, &me, &alice_full, minutes(10)).first(),
+            Some(&&a)
+        );
+        // Nobody idle long enough.
+        assert_eq!(rooms_to_make(&all, &me, &host, minutes(60)).first(), None);
+        // A tie goes to the lowest id.
+        let tied = [
+            candidate(&b, "bob", &running, false, 5),
+            candidate(&a, "alice", &running, false, 5),
+        ];
+        assert_eq!(
+            rooms_to_make(&tied, &me, &host, Duration::ZERO).first(),
+            Some(&&a)
+        );
+        assert_eq!(
+            rooms_to_make(&all, &me, &host, minutes(10)),
+            [&b, &a],
+            "the longest idle first"
+        );
+    }
+
+    #[test]
+    fn only_an_agent_that_says_it_works_keeps_a_session_running() {
+        assert!(agent_keeps_running(Some(true)));
+        assert!(!agent_keeps_running(Some(false)));
+        assert!(!agent_keeps_running(None));
     }
 }

@@ -132,7 +132,7 @@ impl Engine {
                     Ok(()) => report.deleted.push(id),
                     Err(e) => report.errors.push(e.to_string()),
                 },
-                Action::Start => match self.resume(&id).await {
+                Action::Start => match self.restore(&id).await {
                     Ok(_) => report.started.push(id),
                     Err(e) => report.errors.push(e.to_string()),
                 },
@@ -233,13 +233,35 @@ impl Engine {
         let Ok(records) = self.list().await else {
             return Vec::new();
         };
+        // Every running session's agent is asked on every pass (a few at a time): one in a
+        // turn counts as active now, so a session stops no sooner than the idle time after the
+        // last pass that saw its turn (the turn's end, within a pass).
+        let probes: Vec<_> = records
+            .iter()
+            .filter(|r| plan::may_idle_stop(self.facts(r)))
+            .map(|r| {
+                let (engine, id) = (self.clone(), r.spec.id.clone());
+                async move {
+                    let busy = engine.agent_busy(&id).await;
+                    (id, busy)
+                }
+            })
+            .collect();
+        let answers: Vec<(SessionId, Option<bool>)> = futures_util::stream::iter(probes)
+            .buffer_unordered(8)
+            .collect()
+            .await;
         let now = SystemTime::now();
         let mut stopped = Vec::new();
-        for record in records {
-            let id = record.spec.id.clone();
-            if !plan::may_idle_stop(self.facts(&record)) {
+        for (id, agent_busy) in answers {
+            if plan::agent_keeps_running(agent_busy) {
+                tracing::debug!(session = %id, "its agent is in a turn: active");
+                self.record_activity(&id);
                 continue;
             }
+            let Some(record) = records.iter().find(|r| r.spec.id == id) else {
+                continue;
+            };
             let last = self.inner.store.last_activity(&id).ok().flatten();
             let idle_for = plan::idle_for(last, record.state_changed_at, now);
             if idle_for >= idle {
@@ -332,7 +354,7 @@ impl Engine {
     }
 
     /// What the plan needs to know of a record.
-    fn facts<'a>(&self, record: &'a SessionRecord) -> Session<'a> {
+    pub(super) fn facts<'a>(&self, record: &'a SessionRecord) -> Session<'a> {
         Session {
             state: &record.state,
             desired: record.spec.desired,

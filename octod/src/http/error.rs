@@ -138,6 +138,9 @@ impl From<&EngineError> for ApiError {
                 "Octo was upgraded and its session image is being rebuilt for the new version; try again in a few minutes",
                 60,
             ),
+            EngineError::Refused(refusal) | EngineError::Store(StoreError::Refused(refusal)) => {
+                ApiError::from(refusal)
+            }
             EngineError::Store(StoreError::SessionLimit { count, .. }) => ApiError::conflict(
                 "session_limit",
                 format!("you have {count} sessions, the most allowed; delete one first"),
@@ -151,6 +154,21 @@ impl From<&EngineError> for ApiError {
                 )
             }
             other => ApiError::internal(other),
+        }
+    }
+}
+
+/// Admission control: a full host or too little memory is the host's state (`503`, try
+/// later); a user at their own maximum is theirs to change (`409`).
+impl From<&crate::limits::Refusal> for ApiError {
+    fn from(refusal: &crate::limits::Refusal) -> Self {
+        use crate::limits::Refusal;
+        match refusal {
+            Refusal::HostFull { .. } => ApiError::unavailable("host_full", refusal.to_string(), 60),
+            Refusal::LowMemory { .. } => {
+                ApiError::unavailable("host_memory_low", refusal.to_string(), 60)
+            }
+            Refusal::UserFull { .. } => ApiError::conflict("running_limit", refusal.to_string()),
         }
     }
 }

@@ -88,6 +88,12 @@ impl Sessions for EngineSessions {
         let wake = match access(record.spec.desired, &record.state) {
             Access::Connect => None,
             Access::Wake => {
+                // Waking takes a running slot: admission control as for a resume.
+                if record.spec.desired == DesiredState::Idle
+                    && let Err(refusal) = self.engine.admit_wake(&record).await
+                {
+                    return Err(ApiError::from(&refusal));
+                }
                 tracing::debug!(session = %id, state = ?record.state, "connecting to a session that is not running; its socket wakes it");
                 Some(self.wake_wait)
             }

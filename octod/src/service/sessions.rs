@@ -8,9 +8,7 @@ use std::time::Duration;
 
 use crate::engine::{CreateRequest, Engine, EngineError};
 use crate::identity::CurrentUser;
-use crate::session::{
-    InvalidLabel, Limits, SessionDescription, SessionId, SessionName, SessionState,
-};
+use crate::session::{InvalidLabel, SessionDescription, SessionId, SessionName, SessionState};
 use crate::store::SessionRecord;
 
 /// How long an API request waits for an operation before answering `202 Accepted` (the
@@ -88,7 +86,8 @@ pub async fn create(
         id: Some(id.to_string()),
         owner: user.name.clone(),
         template,
-        limits: Limits::default(),
+        // The limits `[limits]` gives this user and template.
+        limits: None,
         // Counted in the store's creating transaction: concurrent creates cannot pass it.
         max_per_owner: Some(max.0),
     };

@@ -139,6 +139,10 @@ pub enum StoreError {
     },
     #[error("session {0} does not exist")]
     NotFound(SessionId),
+    /// Admission control refused a start ([`crate::limits::AdmitCheck`]), checked in the
+    /// transaction that records it.
+    #[error(transparent)]
+    Refused(#[from] crate::limits::Refusal),
     #[error("session {id} has no token in the state database")]
     MissingToken { id: SessionId },
     #[error(transparent)]
@@ -204,6 +208,9 @@ pub struct NewSession {
     /// Refuse the create when the owner has this many sessions already (counted in the
     /// creating transaction, so concurrent creates cannot pass it together).
     pub max_per_owner: Option<u32>,
+    /// Admission control, checked against every other session in the same transaction, so
+    /// that concurrent creates cannot take the last slot together.
+    pub admit: Option<crate::limits::AdmitCheck>,
 }
 
 /// A session as stored: its spec, its lifecycle state and when things happened. The token is
@@ -398,16 +405,21 @@ impl Store {
                         });
                     }
                 }
+                let spec = SessionSpec {
+                    id: new.id,
+                    owner: new.owner,
+                    template: new.template,
+                    image: new.image,
+                    limits: new.limits,
+                    desired: new.desired,
+                };
+                if let Some(admit) = &new.admit {
+                    let others = all_records(&sessions)?;
+                    admit.check(&spec, others.iter().map(|r| (&r.spec, &r.state)))?;
+                }
                 let now = now();
                 let record = SessionRecord {
-                    spec: SessionSpec {
-                        id: new.id,
-                        owner: new.owner,
-                        template: new.template,
-                        image: new.image,
-                        limits: new.limits,
-                        desired: new.desired,
-                    },
+                    spec,
                     state: SessionState::Creating,
                     name: new.name.into_string(),
                     description: String::new(),
@@ -557,14 +569,39 @@ impl Store {
         id: &SessionId,
         f: impl FnOnce(&mut SessionRecord) -> Result<T, E>,
     ) -> Result<(T, SessionRecord), E> {
+        self.modify_among(id, false, |record, _| f(record))
+    }
+
+    /// [`Self::update`] whose closure also sees every session's record as it is in the same
+    /// transaction (its own included): for decisions that count the others, such as
+    /// admission control, which concurrent writers must not pass together.
+    pub fn update_among<T, E: From<StoreError>>(
+        &self,
+        id: &SessionId,
+        f: impl FnOnce(&mut SessionRecord, &[SessionRecord]) -> Result<T, E>,
+    ) -> Result<T, E> {
+        self.modify_among(id, true, f).map(|(out, _)| out)
+    }
+
+    fn modify_among<T, E: From<StoreError>>(
+        &self,
+        id: &SessionId,
+        with_others: bool,
+        f: impl FnOnce(&mut SessionRecord, &[SessionRecord]) -> Result<T, E>,
+    ) -> Result<(T, SessionRecord), E> {
         let attempt = || -> Result<Result<(T, SessionRecord), E>, StoreError> {
             let txn = self.inner.db.begin_write()?;
             let (out, record) = {
                 let mut sessions = txn.open_table(SESSIONS)?;
                 let before =
                     get_record(&sessions, id)?.ok_or_else(|| StoreError::NotFound(id.clone()))?;
+                let others = if with_others {
+                    all_records(&sessions)?
+                } else {
+                    Vec::new()
+                };
                 let mut record = before.clone();
-                let out = match f(&mut record) {
+                let out = match f(&mut record, &others) {
                     Ok(out) => out,
                     // Dropping the transaction without a commit discards it.
                     Err(e) => return Ok(Err(e)),
@@ -822,6 +859,18 @@ impl Drop for Inner {
 /// back equals the one that was written.
 fn now() -> SystemTime {
     codec::from_unix_ms(codec::to_unix_ms(SystemTime::now()))
+}
+
+/// Every record of the table, in id order.
+fn all_records(
+    sessions: &impl ReadableTable<&'static str, &'static [u8]>,
+) -> Result<Vec<SessionRecord>, StoreError> {
+    let mut out = Vec::new();
+    for entry in sessions.iter()? {
+        let (key, value) = entry?;
+        out.push(decode_record(key.value(), value.value())?);
+    }
+    Ok(out)
 }
 
 fn encode_record(record: &SessionRecord) -> Result<Vec<u8>, StoreError> {

@@ -23,6 +23,7 @@ fn new(session: &str, owner: &str) -> NewSession {
         limits: Limits::default(),
         desired: DesiredState::Running,
         max_per_owner: None,
+        admit: None,
     }
 }
 
@@ -235,6 +236,7 @@ fn concurrent_creates_by_one_owner_stop_at_the_limit() {
                 barrier.wait();
                 store.create_session(NewSession {
                     max_per_owner: Some(2),
+                    admit: None,
                     ..new(&format!("s{i}"), "ann")
                 })
             })
@@ -258,6 +260,7 @@ fn concurrent_creates_by_one_owner_stop_at_the_limit() {
     // Other owners have their own count; no limit, no count.
     let limited = |session: &str, owner: &str, max| NewSession {
         max_per_owner: max,
+        admit: None,
         ..new(session, owner)
     };
     assert!(
@@ -881,4 +884,91 @@ async fn async_callers_use_run() {
         .await
         .expect_err("missing");
     assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+}
+
+/// Admission control is counted in the transaction that records a start: 10 concurrent
+/// creates on a host with 3 running slots (one taken) leave 2 more, and resumes through
+/// `update_among` cannot pass it together either.
+#[test]
+fn concurrent_starts_take_at_most_the_free_slots() {
+    use crate::limits::{Admission, AdmitCheck, Refusal};
+    const N: u16 = 10;
+    let fx = Fixture::new();
+    fx.create("taken", "bob");
+    fx.store
+        .set_state(&id("taken"), SessionState::Running)
+        .expect("running");
+    let check = AdmitCheck {
+        rules: Admission {
+            max_running: Some(3),
+            ..Admission::default()
+        },
+        available_memory: None,
+    };
+    let barrier = Arc::new(Barrier::new(N.into()));
+    let threads: Vec<_> = (0..N)
+        .map(|i| {
+            let (store, barrier, check) = (fx.store.clone(), Arc::clone(&barrier), check.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                store.create_session(NewSession {
+                    admit: Some(check),
+                    ..new(&format!("s{i}"), "ann")
+                })
+            })
+        })
+        .collect();
+    let mut created = 0;
+    for t in threads {
+        match t.join().expect("thread") {
+            Ok(_) => created += 1,
+            Err(StoreError::Refused(Refusal::HostFull { running: 3, max: 3 })) => {}
+            Err(e) => panic!("unexpected: {e}"),
+        }
+    }
+    assert_eq!(created, 2);
+    assert_eq!(fx.store.list().expect("list").len(), 3);
+    fx.assert_consistent();
+
+    // Stopped sessions resumed concurrently: one slot free (one of ann's stopped), one taken.
+    for record in fx.store.list_by_owner("ann").expect("list") {
+        fx.store
+            .update(&record.spec.id, |r| {
+                r.spec.desired = DesiredState::Stopped;
+                r.state = SessionState::Stopped;
+                Ok::<_, StoreError>(())
+            })
+            .expect("stopped");
+    }
+    fx.create("c1", "carl");
+    let ids: Vec<SessionId> = fx
+        .store
+        .list_by_owner("ann")
+        .expect("list")
+        .into_iter()
+        .map(|r| r.spec.id)
+        .collect();
+    let barrier = Arc::new(Barrier::new(ids.len()));
+    let threads: Vec<_> = ids
+        .into_iter()
+        .map(|sid| {
+            let (store, barrier, check) = (fx.store.clone(), Arc::clone(&barrier), check.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                store.update_among(&sid, |r, others| {
+                    check
+                        .check(&r.spec, others.iter().map(|o| (&o.spec, &o.state)))
+                        .map_err(StoreError::from)?;
+                    r.spec.desired = DesiredState::Running;
+                    r.state = SessionState::Starting;
+                    Ok::<_, StoreError>(())
+                })
+            })
+        })
+        .collect();
+    let resumed = threads
+        .into_iter()
+        .filter_map(|t| t.join().expect("thread").ok())
+        .count();
+    assert_eq!(resumed, 1, "taken and c1 hold two of the three slots");
 }
