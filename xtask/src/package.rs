@@ -349,6 +349,27 @@ fn previous_deb() -> anyhow::Result<std::path::PathBuf> {
     if !link.exists() {
         std::os::unix::fs::symlink(tools.parent().context("the tools' root")?, &link)?;
     }
+    // Most of its dependencies are the ones this tree's release build just compiled, at the
+    // same versions and features: seeding its target directory with a copy of those lets
+    // cargo reuse them (their fingerprints match) and build little more than the previous
+    // workspace itself. A copy, not hard links: the two builds must not write into each
+    // other's files.
+    let ours = util::target_dir().join("release");
+    let seeded = target.join("release");
+    if ours.join("deps").is_dir() && !seeded.exists() {
+        step("seeding its build with this tree's compiled release dependencies");
+        fs::create_dir_all(&seeded)?;
+        for dir in ["deps", "build", ".fingerprint"] {
+            if ours.join(dir).is_dir() {
+                util::run(
+                    Command::new("cp")
+                        .arg("-a")
+                        .arg(ours.join(dir))
+                        .arg(&seeded),
+                )?;
+            }
+        }
+    }
     step(format!(
         "building the package of {} (release, once; cached)",
         &PREVIOUS_COMMIT[..7]
