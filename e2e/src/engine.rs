@@ -173,6 +173,7 @@ async fn engine_from(
         idle_timeout: None,
         limits: octod::limits::LimitsPolicy::default(),
         admission: octod::limits::Admission::default(),
+        state_dir: None,
     };
     adjust(&mut config);
     Ok(Engine::new(store, systemd, podman, config).await?)

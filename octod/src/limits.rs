@@ -39,6 +39,12 @@ pub struct LimitsFragment {
     pub memory: Option<toml::Value>,
     pub cpus: Option<toml::Value>,
     pub pids: Option<toml::Value>,
+    /// The disk quota of each user: all their sessions' homes together (`"10G"`).
+    pub disk: Option<toml::Value>,
+    /// At what share of the quota the user and the agent are warned (percent, 1–100).
+    pub disk_warn_percent: Option<u64>,
+    /// How often a running session's home is measured (minutes, 1–1440).
+    pub disk_measure_minutes: Option<u64>,
     #[serde(default)]
     pub roles: BTreeMap<String, LevelFragment>,
     #[serde(default)]
@@ -47,13 +53,15 @@ pub struct LimitsFragment {
     pub users: BTreeMap<String, LevelFragment>,
 }
 
-/// The three limits at one level; each a number, a size text (`"2G"`) or `"unlimited"`.
+/// The limits at one level; each a number, a size text (`"2G"`) or `"unlimited"`. `disk`
+/// (the user's quota) only in the defaults, a role's or a user's table.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LevelFragment {
     pub memory: Option<toml::Value>,
     pub cpus: Option<toml::Value>,
     pub pids: Option<toml::Value>,
+    pub disk: Option<toml::Value>,
 }
 
 /// `[admission]` of one file.
@@ -71,6 +79,9 @@ pub struct AdmissionFragment {
     pub stop_idle_to_make_room: Option<bool>,
     /// How long without activity makes a running session idle enough to be stopped for room.
     pub make_room_idle_minutes: Option<u64>,
+    /// The free space octod's state directory's file system must keep: below it, no session
+    /// starts (`"1G"`); `"off"` turns the check off.
+    pub state_free_floor: Option<toml::Value>,
 }
 
 /// Why `[limits]` or `[admission]` is not valid: the file, the dotted key, the problem.
@@ -111,6 +122,8 @@ pub struct Level {
     /// Hundredths of a CPU.
     pub cpu: Option<Setting<u32>>,
     pub pids: Option<Setting<u32>>,
+    /// The user's disk quota (all their homes together).
+    pub disk: Option<Setting<u64>>,
 }
 
 /// A set key and the file it came from, for `octod config show` and error messages.
@@ -131,9 +144,48 @@ pub struct LimitsPolicy {
     pub users: BTreeMap<String, Level>,
     /// Every set key, in file order (later wins).
     pub origins: Vec<Origin>,
+    /// When to warn, how often to measure.
+    pub disk: DiskPolicy,
+}
+
+/// `disk_warn_percent` and `disk_measure_minutes` of `[limits]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DiskPolicy {
+    /// Warn at this share of the quota (percent).
+    pub warn_percent: u8,
+    /// Measure each running session's home this often.
+    pub measure_every: Duration,
+}
+
+/// The default warning threshold: 90 % of the quota.
+pub const DEFAULT_DISK_WARN_PERCENT: u8 = 90;
+/// The default interval between two measurements of a running session's home.
+pub const DEFAULT_DISK_MEASURE: Duration = Duration::from_secs(10 * 60);
+
+impl Default for DiskPolicy {
+    fn default() -> Self {
+        Self {
+            warn_percent: DEFAULT_DISK_WARN_PERCENT,
+            measure_every: DEFAULT_DISK_MEASURE,
+        }
+    }
 }
 
 impl LimitsPolicy {
+    /// A user's disk quota, for all their sessions' homes together: the user's setting, else
+    /// the role's, else the default (templates have none: the quota is the user's).
+    pub fn disk_quota(&self, user: &str, role: Role) -> Option<u64> {
+        [
+            self.users.get(user),
+            self.roles.get(role.as_str()),
+            Some(&self.default),
+        ]
+        .into_iter()
+        .flatten()
+        .find_map(|l| l.disk)
+        .and_then(Setting::value)
+    }
+
     /// A session's limits: for each of memory, CPU and pids the user's setting, else the
     /// template's, else the role's, else the default; `unlimited` at any level ends the search
     /// with no limit.
@@ -294,6 +346,8 @@ pub struct Admission {
     pub memory_margin: Option<u64>,
     /// `Some(idle)`: stop running sessions without activity for `idle` to make room.
     pub make_room_after: Option<Duration>,
+    /// The free space octod's state directory must keep; `None`: not checked.
+    pub state_free_floor: Option<u64>,
     pub origins: Vec<Origin>,
 }
 
@@ -304,6 +358,7 @@ impl Default for Admission {
             max_running_per_user: None,
             memory_margin: Some(DEFAULT_MARGIN),
             make_room_after: None,
+            state_free_floor: Some(DEFAULT_STATE_FREE_FLOOR),
             origins: Vec::new(),
         }
     }
@@ -311,6 +366,9 @@ impl Default for Admission {
 
 /// The default memory margin: what the host keeps beyond the sessions' limits.
 pub const DEFAULT_MARGIN: u64 = 256 * MIB;
+/// The default free-space floor of octod's state directory: redb needs room to commit, and
+/// the journal and a package upgrade want some too.
+pub const DEFAULT_STATE_FREE_FLOOR: u64 = 512 * MIB;
 
 /// What the host has, read once by [`HostFacts::read`] (octod's start, `config check`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -331,6 +389,14 @@ impl HostFacts {
                 .and_then(|n| u32::try_from(n.get()).ok()),
         }
     }
+}
+
+/// The space free for an unprivileged user on the file system that holds `path` (statvfs:
+/// available blocks × fragment size); `None` when it cannot be read.
+pub fn free_space(path: &Path) -> Option<u64> {
+    let stat = nix::sys::statvfs::statvfs(path).ok()?;
+    #[allow(clippy::useless_conversion)] // the field types differ between platforms
+    u64::from(stat.blocks_available()).checked_mul(u64::from(stat.fragment_size()))
 }
 
 /// The host's available memory now (`MemAvailable`), for the memory floor.
@@ -466,6 +532,12 @@ pub fn show(policy: &LimitsPolicy, admission: &Admission) -> String {
             admission.make_room_after.is_some().to_string(),
         ),
         ("make_room_idle_minutes", minutes.to_string()),
+        (
+            "state_free_floor",
+            admission
+                .state_free_floor
+                .map_or_else(|| "\"off\"".to_owned(), |m| format!("\"{}\"", size(m))),
+        ),
     ] {
         let line = format!("{name} = {value}");
         let _ = writeln!(out, "{line:<56} # {}", source(name));
@@ -500,8 +572,38 @@ pub fn merge_limits(fragments: &[(&Path, &LimitsFragment)]) -> Result<LimitsPoli
             memory: fragment.memory.clone(),
             cpus: fragment.cpus.clone(),
             pids: fragment.pids.clone(),
+            disk: fragment.disk.clone(),
         };
         set_level("limits", &mut policy.default, &default, path, &mut origins)?;
+        let invalid = |key: &str, message: &str| InvalidLimit {
+            path: path.display().to_string(),
+            key: format!("limits.{key}"),
+            message: message.to_owned(),
+        };
+        if let Some(percent) = fragment.disk_warn_percent {
+            policy.disk.warn_percent = u8::try_from(percent)
+                .ok()
+                .filter(|p| (1..=100).contains(p))
+                .ok_or_else(|| {
+                    invalid("disk_warn_percent", "must be 1–100 (percent of the quota)")
+                })?;
+            origins.push(Origin {
+                key: "limits.disk_warn_percent".into(),
+                value: percent.to_string(),
+                path: path.to_path_buf(),
+            });
+        }
+        if let Some(minutes) = fragment.disk_measure_minutes {
+            if !(1..=24 * 60).contains(&minutes) {
+                return Err(invalid("disk_measure_minutes", "must be 1–1440 (a day)"));
+            }
+            policy.disk.measure_every = Duration::from_secs(minutes * 60);
+            origins.push(Origin {
+                key: "limits.disk_measure_minutes".into(),
+                value: minutes.to_string(),
+                path: path.to_path_buf(),
+            });
+        }
         for (kind, from, into) in [
             ("roles", &fragment.roles, &mut policy.roles),
             ("templates", &fragment.templates, &mut policy.templates),
@@ -514,6 +616,13 @@ pub fn merge_limits(fragments: &[(&Path, &LimitsFragment)]) -> Result<LimitsPoli
                     key: prefix.clone(),
                     message,
                 })?;
+                if kind == "templates" && level.disk.is_some() {
+                    return Err(InvalidLimit {
+                        path: path.display().to_string(),
+                        key: format!("{prefix}.disk"),
+                        message: "the disk quota is a user's, for all their sessions together: set it in [limits], a role's or a user's table".into(),
+                    });
+                }
                 set_level(
                     &prefix,
                     into.entry(name.clone()).or_default(),
@@ -580,6 +689,10 @@ fn set_level(
         level.pids = Some(parse_pids(value).map_err(|m| invalid("pids", m))?);
         origin("pids", value);
     }
+    if let Some(value) = &fragment.disk {
+        level.disk = Some(parse_disk(value).map_err(|m| invalid("disk", m))?);
+        origin("disk", value);
+    }
     Ok(())
 }
 
@@ -631,6 +744,17 @@ pub fn merge_admission(
             }
             origin("make_room_idle_minutes", minutes.to_string());
             idle_minutes = minutes;
+        }
+        if let Some(value) = &f.state_free_floor {
+            admission.state_free_floor = match value {
+                toml::Value::String(s) if s == "off" => None,
+                other => Some(parse_size(other).map_err(|message| InvalidLimit {
+                    path: path.display().to_string(),
+                    key: "admission.state_free_floor".into(),
+                    message: format!("{message}, or \"off\""),
+                })?),
+            };
+            origin("state_free_floor", value.to_string());
         }
     }
     admission.make_room_after = stop_idle.then(|| Duration::from_secs(idle_minutes * 60));
@@ -698,6 +822,25 @@ fn parse_memory(value: &toml::Value) -> Result<Setting<u64>, String> {
             "{} is too little to run a session: at least {}",
             size(bytes),
             size(MIN_MEMORY)
+        ));
+    }
+    Ok(Setting::Limit(bytes))
+}
+
+/// The smallest disk quota: a session's home starts with a few MiB of dot files.
+pub const MIN_DISK: u64 = MIB;
+
+/// `disk`: a size of at least [`MIN_DISK`], or `"unlimited"`.
+fn parse_disk(value: &toml::Value) -> Result<Setting<u64>, String> {
+    if is_unlimited(value) {
+        return Ok(Setting::Unlimited);
+    }
+    let bytes = parse_size(value).map_err(|m| format!("{m}, or \"unlimited\""))?;
+    if bytes < MIN_DISK {
+        return Err(format!(
+            "{} is too little for a home: at least {}",
+            size(bytes),
+            size(MIN_DISK)
         ));
     }
     Ok(Setting::Limit(bytes))
@@ -804,6 +947,11 @@ pub enum Refusal {
         limit: u64,
         margin: u64,
     },
+    #[error(
+        "the host is short of disk space for Octo's own state: {} free where octod keeps it, {} is kept free; ask an administrator to free space",
+        size(*free), size(*floor)
+    )]
+    LowStateDisk { free: u64, floor: u64 },
 }
 
 /// What a start is checked against, inside the store transaction that records it: the rules
@@ -813,6 +961,9 @@ pub struct AdmitCheck {
     pub rules: Admission,
     /// `MemAvailable` now; `None` when unknown (no memory floor then).
     pub available_memory: Option<u64>,
+    /// The free space of octod's state directory's file system now; `None` when unknown or
+    /// not checked.
+    pub state_free: Option<u64>,
 }
 
 impl AdmitCheck {
@@ -838,6 +989,11 @@ impl AdmitCheck {
             }
         }
         let rules = &self.rules;
+        if let (Some(floor), Some(free)) = (rules.state_free_floor, self.state_free)
+            && free < floor
+        {
+            return Err(Refusal::LowStateDisk { free, floor });
+        }
         if let Some(max) = rules.max_running_per_user
             && mine >= usize::try_from(max).unwrap_or(usize::MAX)
         {

@@ -195,6 +195,7 @@ pub async fn build_state(settings: &Settings) -> anyhow::Result<crate::app::AppS
         idle_timeout: settings.idle_timeout,
         limits: settings.limits.clone(),
         admission: settings.admission.clone(),
+        state_dir: Some(settings.state_dir.clone()),
     };
     let engine = Engine::new(store, systemd, podman, config)
         .await

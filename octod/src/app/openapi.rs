@@ -349,8 +349,13 @@ const WAKING: Failure = Failure {
     retry_after: true,
     ..fail(
         "503",
-        "The session is being woken (its socket started it) and has not answered yet; retry. Or an idle session may not wake: the host is full (`host_full`) or short of memory (`host_memory_low`).",
-        &["session_waking", "host_full", "host_memory_low"],
+        "The session is being woken (its socket started it) and has not answered yet; retry. Or an idle session may not wake: the host is full (`host_full`), short of memory (`host_memory_low`) or of disk space for octod's state (`host_disk_low`).",
+        &[
+            "session_waking",
+            "host_full",
+            "host_memory_low",
+            "host_disk_low",
+        ],
     )
 };
 /// Admission control: a full host, or too little memory for the session's limit.
@@ -358,8 +363,13 @@ const HOST_FULL: Failure = Failure {
     retry_after: true,
     ..fail(
         "503",
-        "The host is full (`host_full`: admission.max_running sessions run), short of memory for this session (`host_memory_low`), or has no session image yet (`image_missing`). The message says which and what to do.",
-        &["host_full", "host_memory_low", "image_missing"],
+        "The host is full (`host_full`: admission.max_running sessions run), short of memory for this session (`host_memory_low`), short of disk space for octod's own state (`host_disk_low`: below `admission.state_free_floor`), or has no session image yet (`image_missing`). The message says which and what to do.",
+        &[
+            "host_full",
+            "host_memory_low",
+            "host_disk_low",
+            "image_missing",
+        ],
     )
 };
 const HEAD_TIMEOUT: Failure = fail(

@@ -55,6 +55,9 @@ pub struct EngineConfig {
     /// `[admission]`: checked by creates and resumes (not by the reconciler, which restores
     /// what was admitted).
     pub admission: crate::limits::Admission,
+    /// octod's state directory, whose file system's free space `admission.state_free_floor`
+    /// checks; `None`: not checked.
+    pub state_dir: Option<PathBuf>,
 }
 
 impl EngineConfig {

@@ -123,15 +123,20 @@ impl Engine {
         Ok(self.inner.config.limits.resolve(owner, role, template))
     }
 
-    /// The admission rules and the host's available memory now.
+    /// The admission rules, the host's available memory and the state directory's free space now.
     pub(super) fn admit_check(&self) -> AdmitCheck {
         let rules = self.inner.config.admission.clone();
         let available_memory = rules
             .memory_margin
             .and_then(|_| crate::limits::available_memory());
+        let state_free = rules
+            .state_free_floor
+            .zip(self.inner.config.state_dir.as_deref())
+            .and_then(|(_, dir)| crate::limits::free_space(dir));
         AdmitCheck {
             rules,
             available_memory,
+            state_free,
         }
     }
 

@@ -187,6 +187,8 @@ pub fn rooms_to_make<'a>(
     idle_after: Duration,
 ) -> Vec<&'a crate::session::SessionId> {
     let owner = match refusal {
+        // Stopping a session frees no disk.
+        crate::limits::Refusal::LowStateDisk { .. } => return Vec::new(),
         crate::limits::Refusal::UserFull { owner, .. } => Some(owner.as_str()),
         crate::limits::Refusal::HostFull { .. } | crate::limits::Refusal::LowMemory { .. } => None,
     };

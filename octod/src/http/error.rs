@@ -158,7 +158,7 @@ impl From<&EngineError> for ApiError {
     }
 }
 
-/// Admission control: a full host or too little memory is the host's state (`503`, try
+/// Admission control: a full host, too little memory or disk for octod's state is the host's state (`503`, try
 /// later); a user at their own maximum is theirs to change (`409`).
 impl From<&crate::limits::Refusal> for ApiError {
     fn from(refusal: &crate::limits::Refusal) -> Self {
@@ -167,6 +167,9 @@ impl From<&crate::limits::Refusal> for ApiError {
             Refusal::HostFull { .. } => ApiError::unavailable("host_full", refusal.to_string(), 60),
             Refusal::LowMemory { .. } => {
                 ApiError::unavailable("host_memory_low", refusal.to_string(), 60)
+            }
+            Refusal::LowStateDisk { .. } => {
+                ApiError::unavailable("host_disk_low", refusal.to_string(), 300)
             }
             Refusal::UserFull { .. } => ApiError::conflict("running_limit", refusal.to_string()),
         }

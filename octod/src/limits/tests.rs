@@ -279,6 +279,7 @@ max_running_per_user = 0                                 # default
 memory_margin = "256 MiB"                                # default
 stop_idle_to_make_room = true                            # /etc/octo/octod.d/adm.toml
 make_room_idle_minutes = 10                              # default
+state_free_floor = "512 MiB"                             # default
 "#;
     assert_eq!(text, expected);
 }
@@ -321,6 +322,7 @@ fn rules(host: u32, user: u32, margin: Option<u64>) -> AdmitCheck {
             ..Admission::default()
         },
         available_memory: Some(8 << 30),
+        state_free: None,
     }
 }
 
@@ -553,4 +555,110 @@ WantedBy=default.target
     assert!(!none.container.contents.contains("PidsLimit="));
     assert!(!none.container.contents.contains("PodmanArgs="));
     assert_eq!(none.unenforced.len(), 3);
+}
+
+#[test]
+fn the_disk_quota_is_the_users_then_the_roles_then_the_default() {
+    let p = policy(
+        "[limits]\ndisk = \"10G\"\ndisk_warn_percent = 80\ndisk_measure_minutes = 5\n\
+         [limits.roles.admin]\ndisk = \"50G\"\n\
+         [limits.users.alice]\ndisk = \"unlimited\"\n\
+         [limits.users.bob]\ndisk = \"2G\"\n",
+    );
+    assert_eq!(p.disk_quota("carol", Role::User), Some(10 << 30));
+    assert_eq!(p.disk_quota("carol", Role::Admin), Some(50 << 30));
+    assert_eq!(p.disk_quota("alice", Role::Admin), None);
+    assert_eq!(p.disk_quota("bob", Role::Admin), Some(2 << 30));
+    assert_eq!(
+        p.disk,
+        DiskPolicy {
+            warn_percent: 80,
+            measure_every: Duration::from_secs(300),
+        }
+    );
+    // None set: no quota, the defaults.
+    let p = policy("[limits]\nmemory = \"1G\"\n");
+    assert_eq!(p.disk_quota("carol", Role::User), None);
+    assert_eq!(p.disk, DiskPolicy::default());
+}
+
+#[test]
+fn bad_disk_settings_name_the_file_and_key() {
+    check_error(
+        "[limits]\ndisk = \"lots\"\n",
+        "/etc/octo/octod.toml: limits.disk: \"lots\" is not a size: use a number with K, M, G or T, or \"unlimited\"",
+    );
+    check_error(
+        "[limits.users.alice]\ndisk = \"100K\"\n",
+        "/etc/octo/octod.toml: limits.users.alice.disk: 100 KiB is too little for a home: at least 1 MiB",
+    );
+    check_error(
+        "[limits.templates.research-assistant]\ndisk = \"1G\"\n",
+        "/etc/octo/octod.toml: limits.templates.research-assistant.disk: the disk quota is a user's, for all their sessions together: set it in [limits], a role's or a user's table",
+    );
+    check_error(
+        "[limits]\ndisk_warn_percent = 0\n",
+        "/etc/octo/octod.toml: limits.disk_warn_percent: must be 1–100 (percent of the quota)",
+    );
+    check_error(
+        "[limits]\ndisk_warn_percent = 101\n",
+        "/etc/octo/octod.toml: limits.disk_warn_percent: must be 1–100 (percent of the quota)",
+    );
+    check_error(
+        "[limits]\ndisk_measure_minutes = 0\n",
+        "/etc/octo/octod.toml: limits.disk_measure_minutes: must be 1–1440 (a day)",
+    );
+    check_error(
+        "[admission]\nstate_free_floor = \"plenty\"\n",
+        "/etc/octo/octod.toml: admission.state_free_floor: \"plenty\" is not a size: use a number with K, M, G or T, or \"off\"",
+    );
+}
+
+#[test]
+fn the_state_free_floor_refuses_every_start_below_it() {
+    let (_, a) = load(&[]).expect("valid");
+    assert_eq!(a.state_free_floor, Some(DEFAULT_STATE_FREE_FLOOR));
+    let (_, a) = load(&[(
+        "/etc/octo/octod.toml",
+        "[admission]\nstate_free_floor = \"off\"\n",
+    )])
+    .expect("valid");
+    assert_eq!(a.state_free_floor, None);
+    let (_, a) = load(&[(
+        "/etc/octo/octod.toml",
+        "[admission]\nstate_free_floor = \"2G\"\n",
+    )])
+    .expect("valid");
+    assert_eq!(a.state_free_floor, Some(2 << 30));
+
+    let candidate = spec("new", "alice", None, DesiredState::Running);
+    let check = |free: Option<u64>| {
+        AdmitCheck {
+            rules: a.clone(),
+            available_memory: None,
+            state_free: free,
+        }
+        .check(&candidate, [])
+    };
+    assert_eq!(
+        check(Some(1 << 30)),
+        Err(Refusal::LowStateDisk {
+            free: 1 << 30,
+            floor: 2 << 30
+        })
+    );
+    assert_eq!(
+        check(Some(1 << 30)).expect_err("refused").to_string(),
+        "the host is short of disk space for Octo's own state: 1 GiB free where octod keeps it, 2 GiB is kept free; ask an administrator to free space"
+    );
+    assert_eq!(check(Some(2 << 30)), Ok(()));
+    // Unknown (not readable): not refused.
+    assert_eq!(check(None), Ok(()));
+}
+
+#[test]
+fn free_space_reads_the_file_system() {
+    let free = free_space(Path::new("/")).expect("statvfs of /");
+    assert!(free > 0);
+    assert_eq!(free_space(Path::new("/no/such/dir")), None);
 }

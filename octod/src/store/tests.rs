@@ -904,6 +904,7 @@ fn concurrent_starts_take_at_most_the_free_slots() {
             ..Admission::default()
         },
         available_memory: None,
+        state_free: None,
     };
     let barrier = Arc::new(Barrier::new(N.into()));
     let threads: Vec<_> = (0..N)
