@@ -56,7 +56,8 @@ pub fn gateway_router(state: Arc<AppState>, relays: &Relays) -> Router {
         .route("/api/copy", post(copy))
         .route("/api/delete", delete(remove))
         .route("/api/search", get(search))
-        .route("/api/watch", get(watch));
+        .route("/api/watch", get(watch))
+        .route("/api/usage", get(usage));
     let wait = relays.wait;
     if let Some(addr) = relays.opencode {
         let ready = relay::OpencodeReady::default();
@@ -243,6 +244,42 @@ async fn download(
     let path = params.path_or_root("path")?;
     let inline = params.flag("inline")?;
     crate::download::download(&state, path, inline, &method, &headers).await
+}
+
+/// One walk at a time per gateway: octod measures one session at a time anyway, and a
+/// browser asking again waits for the walk under way.
+static WALK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+#[derive(Serialize)]
+struct UsageAnswer {
+    #[serde(flatten)]
+    usage: crate::usage::Usage,
+    /// How long the walk took.
+    took_ms: u64,
+}
+
+/// `GET /api/usage`: the workspace's size, walked now at the lowest priority.
+async fn usage(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
+    let _one = WALK.lock().await;
+    let root = state
+        .root
+        .try_clone()
+        .map_err(|e| ApiError::internal("duplicating the root", &e))?;
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let started = std::time::Instant::now();
+    std::thread::Builder::new()
+        .name("usage".into())
+        .spawn(move || {
+            crate::usage::lower_priority();
+            let _ = tx.send(crate::usage::measure(&root));
+        })
+        .map_err(|e| ApiError::internal("starting the usage walk", &e))?;
+    let usage = rx
+        .await
+        .map_err(|e| ApiError::internal("the usage walk", &e))?
+        .map_err(|e| ApiError::fs(e, "/"))?;
+    let took_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    Ok(Json(UsageAnswer { usage, took_ms }).into_response())
 }
 
 async fn upload(

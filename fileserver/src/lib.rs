@@ -20,6 +20,7 @@ pub mod fsops;
 pub mod listen;
 pub mod relay;
 pub mod upload;
+pub mod usage;
 pub mod watcher;
 pub mod zip;
 

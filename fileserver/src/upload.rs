@@ -5,7 +5,9 @@
 //! on the blocking pool. The size limit is enforced while streaming (and up front from
 //! `Content-Length`). Any failure — the limit, a dropped connection, a full disk, the
 //! handler being cancelled — drops the [`Staged`] file, which removes it, so a failed upload
-//! leaves neither a partial target nor a stray temporary file.
+//! leaves neither a partial target nor a stray temporary file. An upload that would pass the
+//! user's storage quota (octod's `X-Octo-Quota`, [`crate::usage`]) is refused with 507 the
+//! same way: up front from `Content-Length`, else as soon as the bytes cross it.
 
 use std::io::{BufWriter, Write};
 use std::sync::Arc;
@@ -60,6 +62,28 @@ pub async fn upload(
     if declared.is_some_and(|n| n > limit) {
         return Err(too_large());
     }
+    // The user's storage quota, as octod measured it (none without the header).
+    let quota = headers
+        .get(crate::usage::QUOTA_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(crate::usage::Quota::parse);
+    let over_quota = |bytes: u64| {
+        quota.filter(|q| q.refuses(bytes)).map(|q| {
+            ApiError::new(
+                Code::InsufficientStorage,
+                format!(
+                    "{}: the storage quota is full: {} of {} used, {} left; delete files to make room",
+                    path.display(),
+                    crate::usage::size(q.used),
+                    crate::usage::size(q.limit),
+                    crate::usage::size(q.remaining()),
+                ),
+            )
+        })
+    };
+    if let Some(error) = over_quota(declared.unwrap_or(0)) {
+        return Err(error);
+    }
 
     let st = state.clone();
     let p = path.clone();
@@ -103,6 +127,9 @@ pub async fn upload(
         total += chunk.len() as u64;
         if total > limit {
             return Err(too_large());
+        }
+        if let Some(error) = over_quota(total) {
+            return Err(error);
         }
         if tx.send(chunk).await.is_err() {
             break; // the writer failed; its error is reported below

@@ -487,6 +487,67 @@ fn upload_size_limit_is_enforced_while_streaming() {
 }
 
 #[test]
+fn uploads_past_the_quota_octod_sends_are_507_and_leave_nothing() {
+    let s = Server::start();
+    let quota = [("X-Octo-Quota", "used=900, limit=1000")];
+    assert_eq!(
+        s.request("PUT", "/api/upload?path=fits", &quota, &[7u8; 100])
+            .status,
+        201
+    );
+    // Declared past the quota: refused before the body, in the API's error shape.
+    let r = s.request("PUT", "/api/upload?path=declared", &quota, &[7u8; 101]);
+    r.assert_error(507, "insufficient_storage");
+    assert_eq!(
+        r.json()["error"]["message"],
+        "declared: the storage quota is full: 900 bytes of 1000 bytes used, 100 bytes left; delete files to make room"
+    );
+    // Streamed (chunked): refused once the bytes cross it.
+    let mut body = Vec::new();
+    for _ in 0..4 {
+        body.extend_from_slice(b"40\r\n");
+        body.extend_from_slice(&[b'x'; 64]);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(b"0\r\n\r\n");
+    s.request(
+        "PUT",
+        "/api/upload?path=streamed",
+        &[quota[0], ("Transfer-Encoding", "chunked")],
+        &body,
+    )
+    .assert_error(507, "insufficient_storage");
+    // Over the quota: even a byte is refused; no header, no quota.
+    s.request(
+        "PUT",
+        "/api/upload?path=byte",
+        &[("X-Octo-Quota", "used=1001, limit=1000")],
+        b"x",
+    )
+    .assert_error(507, "insufficient_storage");
+    assert_eq!(
+        s.request("PUT", "/api/upload?path=free", &[], &[7u8; 2000])
+            .status,
+        201
+    );
+    eventually("no partial files", || names(&s.root()) == ["fits", "free"]);
+}
+
+#[test]
+fn usage_walks_the_workspace() {
+    let s = Server::start();
+    fs::create_dir_all(s.root().join("a/b")).expect("mkdir");
+    fs::write(s.root().join("a/b/big"), vec![1u8; 1 << 20]).expect("write");
+    let r = s.get("/api/usage");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let usage = r.json();
+    let bytes = usage["bytes"].as_u64().expect("bytes");
+    assert!((1 << 20..2 << 20).contains(&bytes), "{usage}");
+    assert_eq!(usage["skipped"], 0);
+    assert!(usage["took_ms"].is_u64(), "{usage}");
+}
+
+#[test]
 fn aborted_upload_leaves_no_file() {
     let s = Server::start();
     let mut conn = TcpStream::connect(s.addr).expect("connect");
