@@ -45,6 +45,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "config",
             "limits",
             "agent",
+            "disk",
             "templates",
             "render",
             "journal",

@@ -99,6 +99,9 @@ const TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("tokens");
 /// Schema 1's host ports (port → session); dropped by the migration to schema 2.
 const OLD_PORTS: &str = "ports";
 const ACTIVITY: TableDefinition<&str, u64> = TableDefinition::new("activity");
+/// Each session's home size as last measured: (bytes, milliseconds since the epoch).
+/// Additive (created on open); a record deleted with its session.
+const DISK: TableDefinition<&str, (u64, u64)> = TableDefinition::new("disk_usage");
 
 /// What failed in the store. Each message names the operation and the session.
 #[derive(Debug, thiserror::Error)]
@@ -338,6 +341,7 @@ impl Store {
                 txn.open_table(SESSIONS)?;
                 txn.open_table(TOKENS)?;
                 txn.open_table(ACTIVITY)?;
+                txn.open_table(DISK)?;
                 accounts::create_tables(&txn)?;
                 api_tokens::create_tables(&txn)?;
             }
@@ -648,11 +652,51 @@ impl Store {
                 sessions.remove(id.as_str())?;
                 txn.open_table(TOKENS)?.remove(id.as_str())?;
                 txn.open_table(ACTIVITY)?.remove(id.as_str())?;
+                txn.open_table(DISK)?.remove(id.as_str())?;
                 Ok(record)
             },
         )?;
         self.inner.lock_pending().remove(id);
         Ok(record)
+    }
+
+    /// Records a measurement of the session's home: `bytes` at `when`. A session deleted
+    /// meanwhile is left alone (`false`).
+    pub fn record_disk(
+        &self,
+        id: &SessionId,
+        bytes: u64,
+        when: SystemTime,
+    ) -> Result<bool, StoreError> {
+        self.write(
+            || format!("recording the disk usage of session {id}"),
+            |txn| {
+                if txn.open_table(SESSIONS)?.get(id.as_str())?.is_none() {
+                    return Ok(false);
+                }
+                txn.open_table(DISK)?
+                    .insert(id.as_str(), (bytes, codec::to_unix_ms(when)))?;
+                Ok(true)
+            },
+        )
+    }
+
+    /// Every session's home size as last measured, and when.
+    pub fn disk_usage(&self) -> Result<BTreeMap<SessionId, (u64, SystemTime)>, StoreError> {
+        self.read(
+            || "reading disk usage".to_owned(),
+            |txn| {
+                let disk = txn.open_table(DISK)?;
+                let mut out = BTreeMap::new();
+                for entry in disk.iter()? {
+                    let (key, value) = entry?;
+                    let id = parse_id("disk_usage", key.value(), key.value())?;
+                    let (bytes, ms) = value.value();
+                    out.insert(id, (bytes, codec::from_unix_ms(ms)));
+                }
+                Ok(out)
+            },
+        )
     }
 
     /// Notes activity on a session at `when`. Memory only, no IO: cheap enough for every
