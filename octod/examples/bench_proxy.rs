@@ -126,6 +126,7 @@ impl Sessions for FixedSessions {
             socket: self.socket.clone(),
             token: self.token.clone(),
             wake: None,
+            quota: None,
         })
     }
 

@@ -307,15 +307,16 @@ mod tests {
             bytes: 1,
             at: t0 + Duration::from_secs(secs),
         };
-        let check = |measured: &[(&SessionId, Measured)], now: u64, expected: Option<&SessionId>| {
-            let measured: BTreeMap<_, _> =
-                measured.iter().map(|(i, m)| ((*i).clone(), *m)).collect();
-            assert_eq!(
-                next_to_measure(&running, &measured, t0 + Duration::from_secs(now), every),
-                expected,
-                "{measured:?} at {now}"
-            );
-        };
+        let check =
+            |measured: &[(&SessionId, Measured)], now: u64, expected: Option<&SessionId>| {
+                let measured: BTreeMap<_, _> =
+                    measured.iter().map(|(i, m)| ((*i).clone(), *m)).collect();
+                assert_eq!(
+                    next_to_measure(&running, &measured, t0 + Duration::from_secs(now), every),
+                    expected,
+                    "{measured:?} at {now}"
+                );
+            };
         // Nothing measured: the lowest id first.
         check(&[], 0, Some(&a));
         // The one never measured before any measured one.
@@ -337,8 +338,14 @@ mod tests {
     fn the_notice_says_how_full_and_goes_away_under_the_threshold() {
         assert_eq!(notice(GIB, 10 * GIB, QuotaLevel::Ok), None);
         let text = notice(9 * GIB, 10 * GIB, QuotaLevel::Warning).expect("a notice");
-        assert!(text.starts_with("# Your storage is almost full\n"), "{text}");
-        assert!(text.contains("uses 9 GiB of their storage quota of 10 GiB"), "{text}");
+        assert!(
+            text.starts_with("# Your storage is almost full\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("uses 9 GiB of their storage quota of 10 GiB"),
+            "{text}"
+        );
         let text = notice(11 * GIB, 10 * GIB, QuotaLevel::Over).expect("a notice");
         assert!(text.starts_with("# Your storage is full\n"), "{text}");
     }

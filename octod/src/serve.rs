@@ -40,6 +40,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let app = crate::app::router(state);
     notify(&[sd_notify::NotifyState::Ready]);
     let status = tokio::spawn(report_status(engine.clone()));
+    let disk = tokio::spawn(measure_homes(engine.clone()));
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<crate::http::peer::ClientPeer>(),
@@ -52,6 +53,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         admin.abort();
     }
     status.abort();
+    disk.abort();
     reconciler.abort();
     if let Err(error) = engine.store().flush_activity() {
         tracing::warn!("saving session activity: {error}");
@@ -240,6 +242,21 @@ fn delegated_controllers(limits: &crate::limits::LimitsPolicy) -> crate::render:
         tracing::warn!("{warning}");
     }
     controllers
+}
+
+/// How often the home measurement looks for a session that is due (one walk per tick at
+/// most), and brings the quota notices in line.
+const DISK_TICK: Duration = Duration::from_secs(10);
+
+/// Measures the running sessions' homes in the background, one at a time
+/// ([`crate::engine::Engine::disk_tick`]), and warns the agents of users near their quota.
+async fn measure_homes(engine: crate::engine::Engine) {
+    loop {
+        if let Err(error) = engine.disk_tick().await {
+            tracing::warn!("measuring the session homes: {error}");
+        }
+        tokio::time::sleep(DISK_TICK).await;
+    }
 }
 
 /// Keeps systemd's status line current and pings the watchdog when one is set.

@@ -8,6 +8,7 @@
 //!   it (and gets its result); a request for another operation waits for it to end.
 //! - Operations run as their own tasks: a client that goes away does not cancel them.
 
+mod disk;
 mod image_fit;
 mod ops;
 mod plan;
@@ -25,6 +26,7 @@ use crate::session::{InvalidSessionId, SessionId};
 use crate::store::{SessionRecord, Store, StoreError};
 use crate::systemd::{Systemd, SystemdError};
 
+pub use disk::DiskFacts;
 pub use image_fit::ImageFit;
 pub use ops::random_id;
 pub use reconcile::ReconcileReport;
@@ -178,6 +180,8 @@ struct Inner {
     image_fit: Mutex<ImageFit>,
     /// A rebuild of an outdated image is under way (set by whoever runs it).
     rebuilding: AtomicBool,
+    /// The homes' sizes ([`disk`]).
+    disk: Mutex<disk::DiskBook>,
 }
 
 impl Engine {
@@ -199,8 +203,10 @@ impl Engine {
                 metrics: crate::metrics::EngineMetrics::default(),
                 image_fit: Mutex::new(ImageFit::Unknown),
                 rebuilding: AtomicBool::new(false),
+                disk: Mutex::new(disk::DiskBook::default()),
             }),
         };
+        engine.load_disk().await?;
         engine.check_image().await;
         Ok(engine)
     }

@@ -2,8 +2,8 @@
 //!
 //! - Towards a container: hop-by-hop headers (and any the `Connection` header names), the
 //!   browser's `Cookie` and `Authorization`, `Expect` (octod's own server already answered
-//!   `100 Continue`) and `Host` are removed; the service's credential and `X-Forwarded-*` are
-//!   set.
+//!   `100 Continue`), `Host` and `X-Octo-Quota` (octod's to set, on the file API) are
+//!   removed; the service's credential and `X-Forwarded-*` are set.
 //! - Towards the browser: hop-by-hop headers, `Set-Cookie` (a container must not set cookies
 //!   on octod's origin) and `WWW-Authenticate` (the credential is octod's, not the user's; a
 //!   `Basic` challenge would make the browser ask for a password) are removed.
@@ -22,6 +22,8 @@ pub(crate) const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwa
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 const SET_COOKIE2: HeaderName = HeaderName::from_static("set-cookie2");
+/// The storage quota octod tells the gateway ([`crate::disk`]); never the browser's.
+pub(crate) const X_OCTO_QUOTA: HeaderName = HeaderName::from_static("x-octo-quota");
 
 /// Hop-by-hop headers (RFC 9110 7.6.1, plus the non-standard `Keep-Alive` and
 /// `Proxy-Connection`): they describe one connection and are never forwarded.
@@ -84,6 +86,7 @@ pub(crate) fn prepare_request(
     strip_hop_by_hop(headers);
     headers.remove(COOKIE);
     headers.remove(EXPECT);
+    headers.remove(X_OCTO_QUOTA);
     let host = headers.remove(HOST);
     set_forwarded(headers, peer, host);
     headers.insert(AUTHORIZATION, credential);

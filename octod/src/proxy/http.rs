@@ -14,7 +14,8 @@ use std::task::{Context, Poll};
 use axum::body::Body;
 use axum::extract::connect_info::ConnectInfo;
 use axum::extract::{OriginalUri, Request};
-use axum::http::{Extensions, StatusCode, Uri, Version};
+use axum::http::header::CONTENT_LENGTH;
+use axum::http::{Extensions, HeaderValue, Method, StatusCode, Uri, Version};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use hyper::body::{Body as HttpBody, Frame, SizeHint};
@@ -78,6 +79,21 @@ async fn proxy_request<R: Sessions>(
     // Nothing of octod's request state (the user, upgrade handles) goes to the client.
     parts.extensions = Extensions::new();
     headers::prepare_request(&mut parts.headers, peer, credential(&upstream.token));
+    if let Some((used, limit)) = upstream.quota
+        && let Ok(value) = HeaderValue::try_from(crate::disk::quota_header(used, limit))
+    {
+        parts.headers.insert(headers::X_OCTO_QUOTA, value);
+    }
+    // An upload's size, counted against the quota once the gateway has stored it.
+    let upload =
+        (service == Service::Files && parts.method == Method::PUT && target.rest == "/api/upload")
+            .then(|| {
+                parts
+                    .headers
+                    .get(CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+            })
+            .flatten();
 
     let body = Body::new(Activity::new(body, Arc::clone(sessions), target.id.clone()));
     let (wait, late) = proxy.head_wait(&upstream, service);
@@ -88,6 +104,11 @@ async fn proxy_request<R: Sessions>(
     };
     match answer {
         Ok(response) => {
+            if let Some(bytes) = upload
+                && matches!(response.status().as_u16(), 200 | 201)
+            {
+                sessions.stored(&target.id, bytes);
+            }
             let (mut parts, body) = response.into_parts();
             headers::prepare_response(&mut parts.headers);
             let body = Activity::new(body, Arc::clone(sessions), target.id.clone());

@@ -95,6 +95,9 @@ pub struct Upstream {
     /// connection): how long to wait for the response head before answering
     /// `503 session_waking`. `None`: the proxy's head timeout applies (then `504`).
     pub wake: Option<Duration>,
+    /// The owner's storage quota for the file API: (bytes used, the quota), sent to the
+    /// gateway as `X-Octo-Quota` ([`crate::disk`]); `None`: no quota (or not the file API).
+    pub quota: Option<(u64, u64)>,
 }
 
 /// What the proxy needs from the engine. Implemented over the engine by the API; tests have
@@ -115,6 +118,12 @@ pub trait Sessions: Send + Sync + 'static {
     /// WebSocket message, and at most once per [`ACTIVITY_INTERVAL`] while a body streams:
     /// keep it cheap and non-blocking.
     fn activity(&self, id: &SessionId);
+
+    /// `bytes` were uploaded into session `id`'s home through the proxy (the gateway said
+    /// 200/201), for the quota until its home is measured again.
+    fn stored(&self, id: &SessionId, bytes: u64) {
+        let _ = (id, bytes);
+    }
 }
 
 /// How often an open terminal counts as activity although nothing flows: design.md counts an

@@ -67,7 +67,7 @@ impl Sessions for EngineSessions {
         &self,
         user: &CurrentUser,
         id: &SessionId,
-        _service: Service,
+        service: Service,
     ) -> Result<Upstream, ApiError> {
         let not_found = || ApiError::not_found("no such session");
         let record = self.engine.get(id).await.map_err(|_| not_found())?;
@@ -118,15 +118,28 @@ impl Sessions for EngineSessions {
             .store()
             .token(id)
             .map_err(|e| ApiError::internal(&e))?;
+        let quota = match service {
+            Service::Files => self
+                .engine
+                .quota_of(&record.spec.owner)
+                .await
+                .map_err(|e| ApiError::internal(&e))?,
+            Service::Opencode | Service::Terminal => None,
+        };
         Ok(Upstream {
             socket: self.engine.socket_path(id),
             token,
             wake,
+            quota,
         })
     }
 
     fn activity(&self, id: &SessionId) {
         self.engine.record_activity(id);
+    }
+
+    fn stored(&self, id: &SessionId, bytes: u64) {
+        self.engine.disk_added(id, bytes);
     }
 }
 

@@ -85,12 +85,16 @@ struct Entry {
     socket: PathBuf,
     /// A session that is not running: the proxy waits this long for its answer.
     wake: Option<Duration>,
+    /// The owner's quota: (used, limit).
+    quota: Option<(u64, u64)>,
 }
 
 #[derive(Default)]
 struct MemSessions {
     sessions: HashMap<&'static str, Entry>,
     activity: AtomicUsize,
+    /// Bytes uploaded through the proxy ([`Sessions::stored`]).
+    stored: std::sync::atomic::AtomicU64,
 }
 
 impl Sessions for MemSessions {
@@ -109,11 +113,16 @@ impl Sessions for MemSessions {
             socket: entry.socket.clone(),
             token: Secret::new(TOKEN.to_owned()),
             wake: entry.wake,
+            quota: entry.quota,
         })
     }
 
     fn activity(&self, _id: &SessionId) {
         self.activity.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn stored(&self, _id: &SessionId, bytes: u64) {
+        self.stored.fetch_add(bytes, Ordering::Relaxed);
     }
 }
 
@@ -529,14 +538,14 @@ async fn fixture_with_head_wait(head_wait: Duration) -> Fixture {
     let nothing = dir.path().join("nothing.sock");
 
     let mut sessions = MemSessions::default();
-    for (id, owner, socket, wake) in [
-        ("alpha", "alice", &stand_in, None),
-        ("bravo", "bob", &stand_in, None),
-        ("sleepy", "alice", &silent, Some(WAKE_WAIT)),
-        ("hung", "alice", &silent, None),
-        ("gone", "alice", &nothing, None),
-        ("unborn", "alice", &nothing, Some(WAKE_WAIT)),
-        ("real", "alice", &gateway, None),
+    for (id, owner, socket, wake, quota) in [
+        ("alpha", "alice", &stand_in, None, None),
+        ("bravo", "bob", &stand_in, None, None),
+        ("sleepy", "alice", &silent, Some(WAKE_WAIT), None),
+        ("hung", "alice", &silent, None, None),
+        ("gone", "alice", &nothing, None, None),
+        ("unborn", "alice", &nothing, Some(WAKE_WAIT), None),
+        ("real", "alice", &gateway, None, Some((0, 1000))),
     ] {
         sessions.sessions.insert(
             id,
@@ -544,6 +553,7 @@ async fn fixture_with_head_wait(head_wait: Duration) -> Fixture {
                 owner,
                 socket: socket.clone(),
                 wake,
+                quota,
             },
         );
     }
@@ -735,6 +745,39 @@ async fn within<F: Future<Output = ()>>(test: F) {
 // HTTP
 
 #[tokio::test]
+async fn uploads_past_the_owners_quota_are_507_from_the_real_gateway_and_counted_when_stored() {
+    within(async {
+        let fx = fixture().await;
+        let put = |bytes: usize, forged: bool| {
+            let mut request = fx.request(
+                Method::PUT,
+                &format!("/sessions/real/files/api/upload?path=f{bytes}"),
+                Some("alice"),
+            );
+            if forged {
+                // The browser's own quota header is dropped: octod's is sent.
+                request = request.header("x-octo-quota", "used=0, limit=99999999");
+            }
+            request.body(Body::from(vec![7u8; bytes])).expect("request")
+        };
+        let response = fx.send(put(600, false)).await;
+        assert_eq!(response.status(), 201);
+        assert_eq!(fx.sessions.stored.load(Ordering::Relaxed), 600);
+        let response = fx.send(put(1200, true)).await;
+        assert_eq!(response.status(), 507);
+        let body = json(response).await;
+        assert_eq!(body["error"]["code"], "insufficient_storage", "{body}");
+        assert_eq!(
+            body["error"]["message"],
+            "f1200: the storage quota is full: 0 bytes of 1000 bytes used, 1000 bytes left; delete files to make room"
+        );
+        // Refused: not counted.
+        assert_eq!(fx.sessions.stored.load(Ordering::Relaxed), 600);
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn headers_are_stripped_and_injected_both_ways() {
     within(async {
         let fx = fixture().await;
@@ -751,6 +794,7 @@ async fn headers_are_stripped_and_injected_both_ways() {
             .header("keep-alive", "timeout=5")
             .header("proxy-authorization", "Basic eDp5")
             .header("te", "trailers")
+            .header("x-octo-quota", "used=0, limit=999999999")
             .header("host", "octo.example")
             .header("accept", "application/json")
             .body(Body::from("{}"))
@@ -773,6 +817,7 @@ async fn headers_are_stripped_and_injected_both_ways() {
             "keep-alive",
             "proxy-authorization",
             "te",
+            "x-octo-quota",
             "x-test-user-not-sent",
         ] {
             assert!(
