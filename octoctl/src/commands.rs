@@ -185,6 +185,7 @@ fn session_table(list: &[SessionView]) -> String {
                 s.template.clone(),
                 s.state.as_str().to_owned(),
                 s.desired.as_str().to_owned(),
+                home_size(&s.disk),
                 table::utc_minutes(s.last_active_at),
             ]
         })
@@ -197,6 +198,7 @@ fn session_table(list: &[SessionView]) -> String {
             "TEMPLATE",
             "STATE",
             "WANTED",
+            "HOME",
             "LAST ACTIVE (UTC)",
         ],
         &rows,
@@ -225,6 +227,7 @@ fn session_details(s: &SessionView) -> String {
         ],
     ];
     rows.push(vec!["limits".to_owned(), limits_text(&s.limits)]);
+    rows.push(vec!["disk".to_owned(), disk_text(&s.disk)]);
     if !s.description.is_empty() {
         rows.insert(2, vec!["about".to_owned(), s.description.clone()]);
     }
@@ -239,6 +242,42 @@ fn session_details(s: &SessionView) -> String {
         let _ = writeln!(text, "{:<10}{}", row[0], row[1]);
     }
     text
+}
+
+/// The home's size for the table: `1.5 GiB`, `-` before its first measurement, and a `!`
+/// when its owner is at the warning threshold or past the quota.
+fn home_size(d: &octo_wire::SessionDisk) -> String {
+    let size = d.used_bytes.map_or_else(|| "-".to_owned(), binary_size);
+    match d.quota_state {
+        octo_wire::QuotaState::Ok => size,
+        octo_wire::QuotaState::Warning | octo_wire::QuotaState::Over => format!("{size} !"),
+    }
+}
+
+/// `home 1.5 GiB (measured 2026-12-03 10:02 UTC); owner's homes 9 GiB of 10 GiB: warning`.
+fn disk_text(d: &octo_wire::SessionDisk) -> String {
+    let home = match (d.used_bytes, d.measured_at) {
+        (Some(bytes), Some(at)) => format!(
+            "home {} (measured {} UTC)",
+            binary_size(bytes),
+            table::utc_minutes(at)
+        ),
+        (Some(bytes), None) => format!("home {} (not measured yet)", binary_size(bytes)),
+        (None, _) => "home not measured yet".to_owned(),
+    };
+    let owner = match d.quota_bytes {
+        Some(quota) => format!(
+            "owner's homes {} of {}: {}",
+            binary_size(d.owner_used_bytes),
+            binary_size(quota),
+            d.quota_state.as_str()
+        ),
+        None => format!(
+            "owner's homes {}, no quota",
+            binary_size(d.owner_used_bytes)
+        ),
+    };
+    format!("{home}; {owner}")
 }
 
 /// `memory 2 GiB, cpu 1.5, pids 512`, `none`, and which of them the host does not enforce.
@@ -860,12 +899,36 @@ mod tests {
                 terminal: String::new(),
             },
             limits: octo_wire::SessionLimits::default(),
+            disk: octo_wire::SessionDisk {
+                used_bytes: Some(3 << 29),
+                ..octo_wire::SessionDisk::default()
+            },
         }];
         let table = session_table(&list);
         assert_eq!(
             table,
-            "ID    NAME           OWNER  TEMPLATE  STATE    WANTED   LAST ACTIVE (UTC)\n\
-             ab12  Thesis, ch. 2  alice  coding    running  running  1970-01-02 01:01\n"
+            "ID    NAME           OWNER  TEMPLATE  STATE    WANTED   HOME     LAST ACTIVE (UTC)\n\
+             ab12  Thesis, ch. 2  alice  coding    running  running  1.5 GiB  1970-01-02 01:01\n"
+        );
+    }
+
+    #[test]
+    fn disk_usage_is_shown_with_the_owners_quota() {
+        let mut d = octo_wire::SessionDisk::default();
+        assert_eq!(home_size(&d), "-");
+        assert_eq!(
+            disk_text(&d),
+            "home not measured yet; owner's homes 0 bytes, no quota"
+        );
+        d.used_bytes = Some(9 << 30);
+        d.measured_at = Some(90_061_000);
+        d.owner_used_bytes = 9 << 30;
+        d.quota_bytes = Some(10 << 30);
+        d.quota_state = octo_wire::QuotaState::Warning;
+        assert_eq!(home_size(&d), "9 GiB !");
+        assert_eq!(
+            disk_text(&d),
+            "home 9 GiB (measured 1970-01-02 01:01 UTC); owner's homes 9 GiB of 10 GiB: warning"
         );
     }
 

@@ -399,6 +399,41 @@ pub fn free_space(path: &Path) -> Option<u64> {
     u64::from(stat.blocks_available()).checked_mul(u64::from(stat.fragment_size()))
 }
 
+/// What `octod config check` and `octoctl status` say about octod's state directory: its
+/// free space below `admission.state_free_floor` (sessions do not start), and a state
+/// directory on the same file system as the session homes (`homes`: Podman's volume
+/// directory), which a full workspace can fill.
+pub fn state_dir_warnings(admission: &Admission, state_dir: &Path, homes: &Path) -> Vec<String> {
+    use std::os::unix::fs::MetadataExt as _;
+    let mut out = Vec::new();
+    if let (Some(floor), Some(free)) = (admission.state_free_floor, free_space(state_dir))
+        && free < floor
+    {
+        out.push(format!(
+            "octod's state directory {} has {} free, below admission.state_free_floor ({}): no session starts until space is freed there",
+            state_dir.display(),
+            size(free),
+            size(floor)
+        ));
+    }
+    if let (Ok(state), Ok(home)) = (std::fs::metadata(state_dir), std::fs::metadata(homes))
+        && state.dev() == home.dev()
+    {
+        out.push(format!(
+            "octod's state directory {} is on the same file system as the session homes ({}): a full workspace can fill it and stop octod from recording anything; give one of them a file system of its own (README: \"Disk layout\")",
+            state_dir.display(),
+            homes.display()
+        ));
+    }
+    out
+}
+
+/// Where Podman keeps the named volumes (the session homes) of the user whose home is
+/// `home`: `~/.local/share/containers/storage/volumes`, the rootless default.
+pub fn volumes_dir(home: &Path) -> PathBuf {
+    home.join(".local/share/containers/storage/volumes")
+}
+
 /// The host's available memory now (`MemAvailable`), for the memory floor.
 pub fn available_memory() -> Option<u64> {
     let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;

@@ -102,7 +102,21 @@ fn config_command(command: &ConfigCommand, config: &std::path::Path) -> anyhow::
             settings
                 .limits
                 .check_host(&octod::limits::HostFacts::read())?;
-            let limits = octod::limits::check_warnings(&settings.limits, &settings.templates_dir);
+            let mut limits =
+                octod::limits::check_warnings(&settings.limits, &settings.templates_dir);
+            // The homes are the octo user's, where there is one; else this user's.
+            let home = nix::unistd::User::from_name("octo")
+                .ok()
+                .flatten()
+                .map(|u| u.dir)
+                .or_else(|| std::env::var_os("HOME").map(std::path::PathBuf::from));
+            if let Some(home) = home {
+                limits.extend(octod::limits::state_dir_warnings(
+                    &settings.admission,
+                    &settings.state_dir,
+                    &octod::limits::volumes_dir(&home),
+                ));
+            }
             for warning in octod::config::warnings(&settings).into_iter().chain(limits) {
                 eprintln!("octod: warning: {warning}");
             }

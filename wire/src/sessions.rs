@@ -34,6 +34,56 @@ pub struct SessionView {
     /// The resource limits it runs with: `[limits]` of octod.toml as they were at its last
     /// start or stop (a changed limit applies at the next start).
     pub limits: SessionLimits,
+    /// Its home's size and its owner's storage quota.
+    #[serde(default)]
+    pub disk: SessionDisk,
+}
+
+/// A session's home size and its owner's storage quota (all their sessions' homes together).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SessionDisk {
+    /// The home's size in bytes: its last measurement (every `limits.disk_measure_minutes`
+    /// while it runs) plus what was uploaded through Octo since; absent before the first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
+    pub used_bytes: Option<u64>,
+    /// When the home was last measured; milliseconds since the Unix epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
+    pub measured_at: Option<u64>,
+    /// What all the owner's homes hold together, in bytes.
+    pub owner_used_bytes: u64,
+    /// The owner's storage quota, in bytes; absent: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
+    pub quota_bytes: Option<u64>,
+    // No doc comment: utoipa would wrap the inlined enum in a `oneOf` to describe it.
+    #[cfg_attr(feature = "openapi", schema(inline))]
+    pub quota_state: QuotaState,
+}
+
+/// Where the owner stands against their quota: `warning` from `limits.disk_warn_percent` of
+/// it, `over` at or past it (uploads are refused with 507).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum QuotaState {
+    #[default]
+    Ok,
+    Warning,
+    Over,
+}
+
+impl QuotaState {
+    /// The state as the wire names it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QuotaState::Ok => "ok",
+            QuotaState::Warning => "warning",
+            QuotaState::Over => "over",
+        }
+    }
 }
 
 /// A session's lifecycle state as the API names it.

@@ -76,6 +76,7 @@ pub fn view(
     record: &SessionRecord,
     last_activity: Option<SystemTime>,
     controllers: crate::render::Controllers,
+    disk: octo_wire::SessionDisk,
 ) -> SessionView {
     let (state, reason) = match &record.state {
         SessionState::Creating => (SessionStatus::Creating, None),
@@ -114,6 +115,22 @@ pub fn view(
             terminal: format!("/sessions/{id}/terminal"),
         },
         limits: limits_view(&record.spec.limits, controllers),
+        disk,
+    }
+}
+
+/// A session's disk figures as the API shows them.
+pub fn disk_view(facts: &crate::engine::DiskFacts) -> octo_wire::SessionDisk {
+    octo_wire::SessionDisk {
+        used_bytes: facts.used,
+        measured_at: facts.measured_at.map(to_unix_ms),
+        owner_used_bytes: facts.owner_used,
+        quota_bytes: facts.quota,
+        quota_state: match facts.level {
+            crate::disk::QuotaLevel::Ok => octo_wire::QuotaState::Ok,
+            crate::disk::QuotaLevel::Warning => octo_wire::QuotaState::Warning,
+            crate::disk::QuotaLevel::Over => octo_wire::QuotaState::Over,
+        },
     }
 }
 
@@ -142,7 +159,13 @@ async fn view_of(engine: &Engine, record: &SessionRecord) -> SessionView {
         .inspect_err(|e| tracing::warn!("reading the activity of session {}: {e}", record.spec.id))
         .ok()
         .flatten();
-    view(record, activity, engine.config().render.controllers)
+    let disk = engine.disk_facts(&record.spec.id, &record.spec.owner).await;
+    view(
+        record,
+        activity,
+        engine.config().render.controllers,
+        disk_view(&disk),
+    )
 }
 
 /// [`view`] of each record, with the activity of all sessions read once.
@@ -151,15 +174,17 @@ async fn views<'a>(
     records: impl Iterator<Item = &'a SessionRecord>,
 ) -> Result<Vec<SessionView>, ApiError> {
     let activity = engine.activity().await.map_err(|e| ApiError::from(&e))?;
-    Ok(records
-        .map(|r| {
-            view(
-                r,
-                activity.get(&r.spec.id).copied(),
-                engine.config().render.controllers,
-            )
-        })
-        .collect())
+    let mut out = Vec::new();
+    for r in records {
+        let disk = engine.disk_facts(&r.spec.id, &r.spec.owner).await;
+        out.push(view(
+            r,
+            activity.get(&r.spec.id).copied(),
+            engine.config().render.controllers,
+            disk_view(&disk),
+        ));
+    }
+    Ok(out)
 }
 
 /// A session state as the API names it.

@@ -192,6 +192,29 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             .count();
         let _ = writeln!(out, "octo_sessions{{state=\"{name}\"}} {count}");
     }
+    let sizes = state.engine.disk_sizes();
+    let _ = writeln!(
+        out,
+        "# HELP octo_session_home_bytes A session's home size: its last measurement plus uploads through octod since."
+    );
+    let _ = writeln!(out, "# TYPE octo_session_home_bytes gauge");
+    for (id, bytes) in &sizes {
+        let _ = writeln!(out, "octo_session_home_bytes{{session=\"{id}\"}} {bytes}");
+    }
+    if let Some(free) = state
+        .engine
+        .config()
+        .state_dir
+        .as_deref()
+        .and_then(crate::limits::free_space)
+    {
+        let _ = writeln!(
+            out,
+            "# HELP octod_state_free_bytes Free space on the file system of octod's state directory."
+        );
+        let _ = writeln!(out, "# TYPE octod_state_free_bytes gauge");
+        let _ = writeln!(out, "octod_state_free_bytes {free}");
+    }
     let _ = writeln!(out, "# HELP octo_failed_logins_total Failed sign-ins.");
     let _ = writeln!(out, "# TYPE octo_failed_logins_total counter");
     let _ = writeln!(

@@ -15,8 +15,8 @@ use std::sync::LazyLock;
 use octo_wire::{
     ApiTokenView, AuditView, CreateApiToken, CreateInvite, CreateSession, CreateUser,
     CreatedApiToken, ErrorBody, Health, InviteView, LoginRequest, PasswordChange, RegisterRequest,
-    ResetPassword, Role, Scope, SessionLimits, SessionUrls, SessionView, SetRole, SignInOptions,
-    SignInProvider, SignedOut, TemplateView, UpdateSession, UserView,
+    ResetPassword, Role, Scope, SessionDisk, SessionLimits, SessionUrls, SessionView, SetRole,
+    SignInOptions, SignInProvider, SignedOut, TemplateView, UpdateSession, UserView,
 };
 use utoipa::ToSchema;
 use utoipa::openapi::extensions::Extensions;
@@ -987,6 +987,7 @@ fn components() -> Components {
         .schema_from::<TemplateView>()
         .schema_from::<SessionUrls>()
         .schema_from::<SessionLimits>()
+        .schema_from::<SessionDisk>()
         .schema_from::<SessionView>()
         .schema_from::<RegisterRequest>()
         .schema_from::<LoginRequest>()
@@ -1590,6 +1591,13 @@ mod tests {
                     cpu_centis: Some(150),
                     pids: None,
                     unenforced: vec!["memory".into()],
+                },
+                disk: octo_wire::SessionDisk {
+                    used_bytes: Some(5 << 20),
+                    measured_at: Some(4),
+                    owner_used_bytes: 9 << 30,
+                    quota_bytes: Some(10 << 30),
+                    quota_state: octo_wire::QuotaState::Warning,
                 },
             };
             assert_response_schema(&doc, "Session", &to_value(&view));

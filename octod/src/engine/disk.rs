@@ -101,6 +101,37 @@ impl Engine {
         Ok(Some((self.book().owner_used(owner), quota)))
     }
 
+    /// Users past their quota (valid, but worth saying: a quota lowered below what someone
+    /// uses already refuses their uploads until they delete files).
+    pub(super) fn quota_warnings(&self) -> Vec<String> {
+        let roles: BTreeMap<String, crate::identity::Role> = self
+            .inner
+            .store
+            .users()
+            .map(|users| users.into_iter().map(|u| (u.name, u.role)).collect())
+            .unwrap_or_default();
+        let book = self.book();
+        let owners: std::collections::BTreeSet<&String> = book.owners.values().collect();
+        owners
+            .into_iter()
+            .filter_map(|owner| {
+                let role = roles
+                    .get(owner)
+                    .copied()
+                    .unwrap_or(crate::identity::Role::User);
+                let quota = self.inner.config.limits.disk_quota(owner, role)?;
+                let used = book.owner_used(owner);
+                (used >= quota).then(|| {
+                    format!(
+                        "{owner} uses {} of a disk quota of {} ([limits] disk): their uploads are refused until they delete files",
+                        crate::limits::size(used),
+                        crate::limits::size(quota)
+                    )
+                })
+            })
+            .collect()
+    }
+
     /// `bytes` were uploaded into the session's home through octod.
     pub fn disk_added(&self, id: &SessionId, bytes: u64) {
         let mut book = self.book();
@@ -129,11 +160,11 @@ impl Engine {
     }
 
     /// Every session's home size (for `/metrics`): the last measurement plus uploads since.
-    pub fn disk_sizes(&self) -> BTreeMap<SessionId, (String, u64)> {
+    pub fn disk_sizes(&self) -> BTreeMap<SessionId, u64> {
         let book = self.book();
         book.owners
-            .iter()
-            .filter_map(|(id, owner)| Some((id.clone(), (owner.clone(), book.used(id)?))))
+            .keys()
+            .filter_map(|id| Some((id.clone(), book.used(id)?)))
             .collect()
     }
 

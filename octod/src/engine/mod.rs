@@ -339,6 +339,16 @@ impl Engine {
                 ));
             }
         }
+        if let Some(state_dir) = &config.state_dir {
+            let homes = std::env::var_os("HOME")
+                .map_or_else(|| PathBuf::from("/var/lib/octo"), PathBuf::from);
+            out.extend(crate::limits::state_dir_warnings(
+                &config.admission,
+                state_dir,
+                &crate::limits::volumes_dir(&homes),
+            ));
+        }
+        out.extend(self.quota_warnings());
         out
     }
 
