@@ -2243,6 +2243,8 @@ export interface components {
              * @enum {string}
              */
             desired: "running" | "stopped";
+            /** @description Its home's size and its owner's storage quota. */
+            disk?: components["schemas"]["SessionDisk"];
             id: string;
             /**
              * Format: int64
@@ -2273,6 +2275,36 @@ export interface components {
              */
             updated_at: number;
             urls: components["schemas"]["SessionUrls"];
+        };
+        /** @description A session's home size and its owner's storage quota (all their sessions' homes together). */
+        SessionDisk: {
+            /**
+             * Format: int64
+             * @description When the home was last measured; milliseconds since the Unix epoch.
+             */
+            measured_at?: number;
+            /**
+             * Format: int64
+             * @description What all the owner's homes hold together, in bytes.
+             */
+            owner_used_bytes: number;
+            /**
+             * Format: int64
+             * @description The owner's storage quota, in bytes; absent: none.
+             */
+            quota_bytes?: number;
+            /**
+             * @description Where the owner stands against their quota: `warning` from `limits.disk_warn_percent` of
+             *     it, `over` at or past it (uploads are refused with 507).
+             * @enum {string}
+             */
+            quota_state: "ok" | "warning" | "over";
+            /**
+             * Format: int64
+             * @description The home's size in bytes: its last measurement (every `limits.disk_measure_minutes`
+             *     while it runs) plus what was uploaded through Octo since; absent before the first.
+             */
+            used_bytes?: number;
         };
         /** @description A session's resource limits; an absent limit is none. */
         SessionLimits: {
@@ -2420,7 +2452,7 @@ export interface components {
                 "application/json": components["schemas"]["Error"];
             };
         };
-        /** @description The session is being woken (its socket started it) and has not answered yet; retry. Or an idle session may not wake: the host is full (`host_full`) or short of memory (`host_memory_low`). */
+        /** @description The session is being woken (its socket started it) and has not answered yet; retry. Or an idle session may not wake: the host is full (`host_full`), short of memory (`host_memory_low`) or of disk space for octod's state (`host_disk_low`). */
         Proxy503: {
             headers: {
                 /** @description Seconds to wait before retrying. */
@@ -4214,7 +4246,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description The host is full (`host_full`: admission.max_running sessions run), short of memory for this session (`host_memory_low`), or has no session image yet (`image_missing`). The message says which and what to do. */
+            /** @description The host is full (`host_full`: admission.max_running sessions run), short of memory for this session (`host_memory_low`), short of disk space for octod's own state (`host_disk_low`: below `admission.state_free_floor`), or has no session image yet (`image_missing`). The message says which and what to do. */
             503: {
                 headers: {
                     /** @description Seconds to wait before retrying. */
@@ -4535,7 +4567,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description The host is full (`host_full`: admission.max_running sessions run), short of memory for this session (`host_memory_low`), or has no session image yet (`image_missing`). The message says which and what to do. */
+            /** @description The host is full (`host_full`: admission.max_running sessions run), short of memory for this session (`host_memory_low`), short of disk space for octod's own state (`host_disk_low`: below `admission.state_free_floor`), or has no session image yet (`image_missing`). The message says which and what to do. */
             503: {
                 headers: {
                     /** @description Seconds to wait before retrying. */
@@ -4774,7 +4806,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description The session is being woken (its socket started it) and has not answered yet; retry. Or an idle session may not wake: the host is full (`host_full`) or short of memory (`host_memory_low`). */
+            /** @description The session is being woken (its socket started it) and has not answered yet; retry. Or an idle session may not wake: the host is full (`host_full`), short of memory (`host_memory_low`) or of disk space for octod's state (`host_disk_low`). */
             503: {
                 headers: {
                     /** @description Seconds to wait before retrying. */

@@ -5,6 +5,7 @@ import {
   filterSessions,
   IDLE_POLL_MS,
   limitsView,
+  diskView,
   nameProblem,
   nextPoll,
   POLL_MS,
@@ -123,6 +124,35 @@ describe("limitsView", () => {
     expect(limitsView({ memory_bytes: 512 * 2 ** 20, cpu_centis: 100, unenforced: ["memory"] })).toEqual({
       text: "512 MiB memory · 1 CPU",
       note: "Not enforced on this host (its cgroup controllers are not delegated): memory",
+    });
+  });
+});
+
+describe("diskView", () => {
+  const disk = {
+    used_bytes: 3 * 2 ** 29,
+    measured_at: 1,
+    owner_used_bytes: 9 * 2 ** 30,
+    quota_bytes: 10 * 2 ** 30,
+    quota_state: "ok" as const,
+  };
+  it("shows the home's size, and nothing before its first measurement", () => {
+    expect(diskView(undefined)).toEqual({ text: null, warning: null, tone: null });
+    expect(diskView({ owner_used_bytes: 0, quota_state: "ok" })).toEqual({ text: null, warning: null, tone: null });
+    expect(diskView(disk)).toEqual({ text: "Home 1.5 GiB", warning: null, tone: null });
+  });
+  it("warns near the quota and says uploads are refused past it", () => {
+    expect(diskView({ ...disk, quota_state: "warning" })).toEqual({
+      text: "Home 1.5 GiB",
+      warning:
+        "Storage almost full: 9 GiB of your 10 GiB storage quota used (all your sessions together). Delete files you no longer need.",
+      tone: "warning",
+    });
+    expect(diskView({ ...disk, owner_used_bytes: 10 * 2 ** 30, quota_state: "over" })).toEqual({
+      text: "Home 1.5 GiB",
+      warning:
+        "Storage full: 10 GiB of your 10 GiB storage quota used (all your sessions together). Uploads are refused until you delete files.",
+      tone: "danger",
     });
   });
 });

@@ -190,6 +190,25 @@ function binarySize(bytes: number): string {
 }
 
 /**
+ * A session's home size and its owner's storage quota: the size for its row (`Home 1.5 GiB`, or
+ * null before the first measurement) and, from the warning threshold on, what the user should know
+ * (`warning` tone: almost full; `danger`: full, uploads refused).
+ */
+export function diskView(disk: Session["disk"] | undefined): {
+  text: string | null;
+  warning: string | null;
+  tone: "warning" | "danger" | null;
+} {
+  if (disk === undefined) return { text: null, warning: null, tone: null };
+  const text = disk.used_bytes !== undefined ? `Home ${binarySize(disk.used_bytes)}` : null;
+  if (disk.quota_bytes === undefined || disk.quota_state === "ok") return { text, warning: null, tone: null };
+  const share = `${binarySize(disk.owner_used_bytes)} of your ${binarySize(disk.quota_bytes)} storage quota used (all your sessions together)`;
+  return disk.quota_state === "over"
+    ? { text, warning: `Storage full: ${share}. Uploads are refused until you delete files.`, tone: "danger" }
+    : { text, warning: `Storage almost full: ${share}. Delete files you no longer need.`, tone: "warning" };
+}
+
+/**
  * A session's resource limits for its row: the text (`2 GiB memory · 1.5 CPUs · 512 tasks`, or
  * null without limits) and, when the host cannot enforce some of them, a note saying which.
  */

@@ -3,7 +3,7 @@
 // and by the admin's all-sessions page.
 import { useState } from "react";
 import { api, type Session, type SessionState, type Template } from "../api";
-import { actionsFor, formatTime, isWaking, limitsView, stateView } from "../sessions";
+import { actionsFor, diskView, formatTime, isWaking, limitsView, stateView } from "../sessions";
 import { routePath } from "../router";
 import { ConfirmDialog } from "./ConfirmDialog";
 import { ErrorBanner } from "./ErrorBanner";
@@ -29,6 +29,22 @@ function SessionLimits(props: { session: Session }): JSX.Element | null {
     <div className="muted small-text" data-testid="session-limits" title={view.note ?? undefined}>
       {view.text}
       {view.note !== null && " (not enforced)"}
+    </div>
+  );
+}
+
+/** The session's home size, and a warning when its owner nears or passes the storage quota. */
+export function SessionDisk(props: { session: Session }): JSX.Element | null {
+  const view = diskView(props.session.disk);
+  if (view.text === null && view.warning === null) return null;
+  return (
+    <div className="small-text" data-testid="session-disk">
+      {view.text !== null && <span className="muted">{view.text}</span>}
+      {view.warning !== null && (
+        <div className={`disk-warning ${view.tone ?? ""}`} role="status" data-testid="disk-warning">
+          {view.warning}
+        </div>
+      )}
     </div>
   );
 }
@@ -106,6 +122,7 @@ export function SessionTable(props: {
                     {templateName(props.templates, session.template)} · {session.id}
                   </div>
                   <SessionLimits session={session} />
+                  <SessionDisk session={session} />
                 </td>
                 {props.showOwner && <td>{session.owner}</td>}
                 <td>

@@ -12,6 +12,7 @@ import { ErrorBanner } from "../components/ErrorBanner";
 import { Link } from "../components/Link";
 import { SessionLabel } from "../components/SessionLabel";
 import { StateBadge } from "../components/SessionTable";
+import { diskView } from "../sessions";
 import { POLL_MS } from "../sessions";
 import { keyDelta, loadLayout, moveSplitter, saveLayout, type Layout } from "./layout";
 import "./workspace.css";
@@ -26,6 +27,17 @@ const PANES: { id: PaneId; label: string }[] = [
   { id: "files", label: "Files" },
   { id: "terminal", label: "Terminal" },
 ];
+
+/** The storage warning above the panes while the owner nears or passes their quota. */
+function DiskWarning(props: { session: Session }): JSX.Element | null {
+  const view = diskView(props.session.disk);
+  if (view.warning === null) return null;
+  return (
+    <div className={`workspace-error disk-warning ${view.tone ?? ""}`} role="status" data-testid="workspace-disk-warning">
+      {view.warning}
+    </div>
+  );
+}
 
 export default function Workspace(props: { sessionId: string }): JSX.Element {
   const { sessionId } = props;
@@ -140,6 +152,7 @@ export default function Workspace(props: { sessionId: string }): JSX.Element {
           )}
         </span>
       </div>
+      {session && <DiskWarning session={session} />}
       {error !== undefined && (
         <div className="workspace-error">
           <ErrorBanner error={error} onDismiss={() => setError(undefined)} />
