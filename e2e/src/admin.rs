@@ -249,7 +249,9 @@ fn setup_host() -> anyhow::Result<()> {
 
 /// Starts `command` as `octo`; its standard error is echoed, and each line also sent to the
 /// returned channel.
-fn spawn_logged(command: &[&str]) -> anyhow::Result<(Child, std::sync::mpsc::Receiver<String>)> {
+pub(crate) fn spawn_logged(
+    command: &[&str],
+) -> anyhow::Result<(Child, std::sync::mpsc::Receiver<String>)> {
     let mut child = as_user(OCTO, command)?
         .stderr(Stdio::piped())
         .spawn()

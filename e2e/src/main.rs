@@ -11,6 +11,7 @@ mod api_sdk;
 mod bench;
 mod boundary;
 mod clients;
+mod disk;
 mod engine;
 mod generator;
 mod image;
@@ -65,6 +66,14 @@ enum Check {
     /// admission control (running maxima under concurrent creates, the memory floor, idle
     /// sessions stopped to make room) through the real `octod serve`.
     Limits,
+    /// Issue 18: disk usage measured and shown (API, `octoctl session list`, `/metrics`), the
+    /// per-user quota (the warning, the agent's notice, 507 on uploads past it) and the free-space
+    /// floor of octod's state directory (runs as root, octod as `octo`).
+    Disk {
+        /// The part that runs as `octo` (the stand-in image); the check runs it itself.
+        #[arg(long, hide = true)]
+        prepare: bool,
+    },
     /// `octoctl` over octod's admin socket, as root, octo-admin and an unprivileged user
     /// (runs as root).
     Admin {
@@ -142,6 +151,8 @@ fn main() -> ExitCode {
             Check::Boundary { phase } => boundary::run(phase).await,
             Check::SessionLimit => session_limit::run().await,
             Check::Limits => limits::run().await,
+            Check::Disk { prepare: true } => disk::prepare(),
+            Check::Disk { prepare: false } => disk::run().await,
             Check::Admin { prepare: true } => admin::prepare(),
             Check::Admin { prepare: false } => admin::run().await,
             Check::ApiSdk => api_sdk::run().await,

@@ -141,6 +141,12 @@ const CHECKS: &[Check] = &[
         "limits and admission: [limits] in units and podman inspect, bad limits refused; max running per user and host under concurrent creates, idle sessions stopped to make room, the memory floor",
         &["limits"],
     ),
+    Check {
+        name: "disk usage and quota: homes measured (API, octoctl session list, /metrics), the warning and the agent's notice before the quota, 507 on uploads past it, a start refused (503) below the state directory's free-space floor",
+        user: None,
+        args: &["disk"],
+        reboot_before: false,
+    },
     check(
         "octod's proxy: the opencode SDK with a cookie, 100 MiB both ways, the authorization matrix",
         &["api-sdk"],
