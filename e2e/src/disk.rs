@@ -7,7 +7,7 @@
 //! 2. Uploads through octod's proxy count at once: past 2 MiB the API says `warning` (the UI's
 //!    warning) and the agent's notice `OCTO-DISK-QUOTA.md` appears in the home; an upload
 //!    that would pass the quota is `507 insufficient_storage` and leaves nothing behind.
-//! 3. The home grows from inside (`podman cp`, as an agent writing): the next measurement sees
+//! 3. The home grows from inside (`podman exec … dd`, as an agent writing): the next measurement sees
 //!    it, the state is `over`, and even a small upload is 507.
 //! 4. octod again with `admission.state_free_floor` above this host's free space: a create is
 //!    `503 host_disk_low` with the reason, and `octoctl status` warns. Then everything goes.
@@ -267,13 +267,20 @@ async fn quota(lines: &std::sync::mpsc::Receiver<String>) -> anyhow::Result<(Cli
     ));
 
     // 3. The home grows from inside; the next measurement finds it.
-    let big = Path::new(WORK).join("big.bin");
-    std::fs::write(&big, vec![7u8; usize::try_from(2 * MIB)?])?;
-    sh(&format!("chmod 0644 {}", big.display()))?;
-    let target = format!("octo-{id}:/home/dev/big.bin");
+    let container = format!("octo-{id}");
     util::run(&mut as_user(
         OCTO,
-        &["podman", "cp", &big.to_string_lossy(), &target],
+        &[
+            "podman",
+            "exec",
+            &container,
+            "/bin/busybox",
+            "dd",
+            "if=/dev/zero",
+            "of=/home/dev/big.bin",
+            "bs=1048576",
+            "count=2",
+        ],
     )?)?;
     let disk = util::eventually(
         Duration::from_secs(150),
