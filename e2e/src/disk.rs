@@ -8,7 +8,8 @@
 //!    warning) and the agent's notice `OCTO-DISK-QUOTA.md` appears in the home; an upload
 //!    that would pass the quota is `507 insufficient_storage` and leaves nothing behind.
 //! 3. The home grows from inside (`podman exec … dd`, as an agent writing): the next measurement sees
-//!    it, the state is `over`, and even a small upload is 507.
+//!    it, the state is `over`, and even a small upload is 507. Deleting files frees the space
+//!    at the next measurement: the notice goes, an upload passes again.
 //! 4. octod again with `admission.state_free_floor` above this host's free space: a create is
 //!    `503 host_disk_low` with the reason, and `octoctl status` warns. Then everything goes.
 
@@ -52,7 +53,7 @@ pub(crate) async fn run() -> anyhow::Result<()> {
     let (admin, id) = result?;
 
     // A floor above what this host has free.
-    write_config("state_free_floor = \"1P\"\n")?;
+    write_config("state_free_floor = \"1000T\"\n")?;
     let (mut child, _) = spawn_octod()?;
     let result = floor(&admin, &id).await;
     stop(&mut child);
@@ -304,6 +305,29 @@ async fn quota(lines: &std::sync::mpsc::Receiver<String>) -> anyhow::Result<(Cli
         status.contains("disk1 uses") && status.contains("disk quota of 4 MiB"),
         "octoctl status: {status}"
     );
+
+    // Deleting frees the space at the next measurement: the notice goes, uploads pass again.
+    for path in ["big.bin", "one.bin", "two.bin"] {
+        let answer = user.call(
+            "DELETE",
+            &format!("/sessions/{id}/files/api/delete?path={path}"),
+            None,
+        )?;
+        expect(&answer, 204, &format!("deleting {path}"))?;
+    }
+    util::eventually(Duration::from_secs(150), "the space freed", async || {
+        let disk = session(&user, &id)?["disk"].clone();
+        ensure!(disk["quota_state"] == "ok", "not freed yet: {disk}");
+        let notice = user.call(
+            "GET",
+            &format!("/sessions/{id}/files/api/stat?path=OCTO-DISK-QUOTA.md"),
+            None,
+        )?;
+        expect(&notice, 404, "the notice removed")
+    })
+    .await?;
+    expect(&upload(&user, &id, "again.bin", MIB)?, 201, "an upload after freeing space")?;
+    say("deleting files freed the space: the notice is gone, uploads pass");
     Ok((user, id))
 }
 
