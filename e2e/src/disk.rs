@@ -25,7 +25,7 @@ use crate::admin::{as_user, bin, spawn_logged};
 use crate::api::{Client, expect, sign_in};
 use crate::util::{self, Answer, say};
 
-const PORT: u16 = 18_493;
+const PORT: u16 = 18_497;
 const IMAGE: &str = "localhost/octo-disk-e2e:gateway";
 const WORK: &str = "/var/tmp/octo-disk-e2e";
 const PASSWORD: &str = "correct horse battery";
@@ -326,7 +326,11 @@ async fn quota(lines: &std::sync::mpsc::Receiver<String>) -> anyhow::Result<(Cli
         expect(&notice, 404, "the notice removed")
     })
     .await?;
-    expect(&upload(&user, &id, "again.bin", MIB)?, 201, "an upload after freeing space")?;
+    expect(
+        &upload(&user, &id, "again.bin", MIB)?,
+        201,
+        "an upload after freeing space",
+    )?;
     say("deleting files freed the space: the notice is gone, uploads pass");
     Ok((user, id))
 }
