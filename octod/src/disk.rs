@@ -83,18 +83,20 @@ pub fn quota_header(used: u64, limit: u64) -> String {
     format!("used={used}, limit={limit}")
 }
 
-/// Which running session to measure now, if any: the first never measured, else the one
-/// measured longest ago, once its last measurement is `every` old. One at a time, so that
-/// walks never pile up on the host's disks; ties go to the lowest id (a stable order). Pure.
+/// Which running session to measure now, if any: the first never tried, else the one tried
+/// longest ago, once its last try is `every` old. `tried` is when each session was last
+/// measured or tried (a failed walk counts, so a session that cannot answer waits its turn
+/// and does not starve the others). One at a time, so that walks never pile up on the host's
+/// disks; ties go to the lowest id (a stable order). Pure.
 pub fn next_to_measure<'a>(
     running: impl IntoIterator<Item = &'a SessionId>,
-    measured: &BTreeMap<SessionId, Measured>,
+    tried: &BTreeMap<SessionId, SystemTime>,
     now: SystemTime,
     every: Duration,
 ) -> Option<&'a SessionId> {
     running
         .into_iter()
-        .map(|id| (measured.get(id).map(|m| m.at), id))
+        .map(|id| (tried.get(id).copied(), id))
         .filter(|(at, _)| {
             at.is_none_or(|at| now.duration_since(at).unwrap_or(Duration::ZERO) >= every)
         })
@@ -303,12 +305,9 @@ mod tests {
         let every = Duration::from_secs(600);
         let (a, b, c) = (id("a"), id("b"), id("c"));
         let running = [a.clone(), b.clone(), c.clone()];
-        let at = |secs: u64| Measured {
-            bytes: 1,
-            at: t0 + Duration::from_secs(secs),
-        };
+        let at = |secs: u64| t0 + Duration::from_secs(secs);
         let check =
-            |measured: &[(&SessionId, Measured)], now: u64, expected: Option<&SessionId>| {
+            |measured: &[(&SessionId, SystemTime)], now: u64, expected: Option<&SessionId>| {
                 let measured: BTreeMap<_, _> =
                     measured.iter().map(|(i, m)| ((*i).clone(), *m)).collect();
                 assert_eq!(
@@ -323,7 +322,7 @@ mod tests {
         check(&[(&a, at(0)), (&c, at(0))], 0, Some(&b));
         // All fresh: nothing.
         check(&[(&a, at(0)), (&b, at(10)), (&c, at(20))], 599, None);
-        // Due: the stalest first.
+        // Due: the stalest first (a failed try counts as a try: the caller records it).
         check(&[(&a, at(30)), (&b, at(10)), (&c, at(20))], 700, Some(&b));
         check(&[(&a, at(30)), (&b, at(10)), (&c, at(20))], 615, Some(&b));
         check(&[(&a, at(30)), (&b, at(100)), (&c, at(20))], 625, Some(&c));

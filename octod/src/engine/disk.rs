@@ -20,6 +20,8 @@ pub(super) struct DiskBook {
     owners: BTreeMap<SessionId, String>,
     /// The notice level each running session's home was last given.
     noticed: BTreeMap<SessionId, QuotaLevel>,
+    /// When each home was last measured or tried (a failed walk waits its turn too).
+    tried: BTreeMap<SessionId, SystemTime>,
 }
 
 impl DiskBook {
@@ -189,17 +191,28 @@ impl Engine {
                 added,
                 owners,
                 noticed,
+                tried,
             } = &mut *book;
             measured.retain(|id, _| owners.contains_key(id));
             added.retain(|id, _| owners.contains_key(id));
             noticed.retain(|id, _| running.iter().any(|r| &r.spec.id == id));
-            crate::disk::next_to_measure(
+            tried.retain(|id, _| owners.contains_key(id));
+            for (id, m) in measured.iter() {
+                let at = tried.entry(id.clone()).or_insert(m.at);
+                *at = (*at).max(m.at);
+            }
+            let now = SystemTime::now();
+            let due = crate::disk::next_to_measure(
                 running.iter().map(|r| &r.spec.id),
-                measured,
-                SystemTime::now(),
+                tried,
+                now,
                 self.inner.config.limits.disk.measure_every,
             )
-            .cloned()
+            .cloned();
+            if let Some(id) = &due {
+                tried.insert(id.clone(), now);
+            }
+            due
         };
         if let Some(id) = &due {
             self.measure_home(id).await;
