@@ -451,7 +451,7 @@ impl Oidc {
             .map_err(|e| unavailable(e.to_string()))?;
         let metadata = ProviderMetadataWithLogout::discover_async(issuer, &self.inner.http)
             .await
-            .map_err(|e| unavailable(describe_discovery_error(&e)))?;
+            .map_err(|e| unavailable(error_chain(&e)))?;
         let end_session = metadata.additional_metadata().end_session_endpoint.clone();
         let client = CoreClient::from_provider_metadata(
             metadata,
@@ -523,12 +523,6 @@ fn describe_token_error<E: std::error::Error>(
         }
         other => error_chain(other),
     }
-}
-
-fn describe_discovery_error<E: std::error::Error>(
-    error: &openidconnect::DiscoveryError<E>,
-) -> String {
-    error_chain(error)
 }
 
 fn error_chain(error: &dyn std::error::Error) -> String {

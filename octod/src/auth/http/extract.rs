@@ -186,16 +186,20 @@ fn token_from(headers: &HeaderMap) -> Option<std::borrow::Cow<'_, str>> {
             .filter(|t| !t.is_empty())
             .map(Cow::Borrowed);
     }
+    cookie_value(headers, COOKIE_NAME).map(Cow::Borrowed)
+}
+
+/// The value of the cookie `name` (quotes removed), if the request has a non-empty one.
+pub fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE_NAME)
+        .find(|(found, _)| *found == name)
         .map(|(_, value)| value.trim_matches('"'))
         .filter(|t| !t.is_empty())
-        .map(std::borrow::Cow::Borrowed)
 }
 
 /// Where a request came from: the client's address (for the login throttle and the audit log)

@@ -14,7 +14,7 @@
 
 use axum::Router;
 use axum::extract::{FromRef, Path, Query, State};
-use axum::http::header::{COOKIE, HOST, LOCATION, SET_COOKIE};
+use axum::http::header::{HOST, LOCATION, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -190,15 +190,7 @@ fn state_cookie(value: &str, max_age: u64, secure: bool) -> HeaderValue {
 }
 
 fn state_from(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == STATE_COOKIE)
-        .map(|(_, value)| value.to_owned())
-        .filter(|v| !v.is_empty())
+    extract::cookie_value(headers, STATE_COOKIE).map(str::to_owned)
 }
 
 fn redirect_to(location: &str, cookie: Option<HeaderValue>) -> Response {
@@ -231,6 +223,7 @@ fn refused(provider: &str, code: &str) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::header::COOKIE;
 
     #[test]
     fn next_stays_on_this_site() {
