@@ -89,8 +89,38 @@ export async function conversation(count) {
     }
   }
   const session = fixture.events.find((e) => e.type === "session.created").properties.info;
-  const last = messages.map((m) => m.info.id).sort().at(-1);
-  return { session: { ...session, id: sessionID, time: { created: 1, updated: 2 } }, messages: JSON.stringify(messages), last };
+  messages.sort((a, b) => (a.info.id < b.info.id ? -1 : a.info.id > b.info.id ? 1 : 0));
+  const last = messages.at(-1).info.id;
+  const texts = messages.map((m) => JSON.stringify(m));
+  return {
+    session: { ...session, id: sessionID, time: { created: 1, updated: 2 } },
+    messages: `[${texts.join(",")}]`,
+    first: messages[0].info.id,
+    last,
+    page: (params) => messagePage(texts, params),
+  };
+}
+
+/**
+ * `GET /session/:id/message` as opencode 1.18 answers it (checked against the pinned version):
+ * without `limit`, every message; with `limit=n`, the newest n, oldest first, and while older ones
+ * remain their cursor in `X-Next-Cursor` (and a `Link`), which `before` (with `limit`) takes back.
+ * The cursor here is the index of the page's first message; opencode's is opaque too.
+ */
+export function messagePage(texts, params) {
+  const limit = Number(params.get("limit") ?? 0);
+  const before = params.get("before");
+  if (before !== null && !limit) return { status: 400, body: "{}", headers: {} };
+  const end = before === null ? texts.length : Number(Buffer.from(before, "base64url").toString());
+  if (!Number.isInteger(end) || end < 0 || end > texts.length) return { status: 400, body: "{}", headers: {} };
+  const start = limit ? Math.max(0, end - limit) : 0;
+  const headers = {};
+  if (start > 0) {
+    const cursor = Buffer.from(String(start)).toString("base64url");
+    headers["x-next-cursor"] = cursor;
+    headers["access-control-expose-headers"] = "Link, X-Next-Cursor";
+  }
+  return { status: 200, body: `[${texts.slice(start, end).join(",")}]`, headers };
 }
 
 /** The events of an assistant reply streamed after the conversation's last message: its message,
@@ -180,7 +210,11 @@ export async function startHarness({ dist, port = 0, files = 10_000, messages = 
       if (route === "/session") return json(withChat ? [chat.session] : []);
       if (route === "/session/status") return json({});
       if (route === "/permission" || route === "/question") return json([]);
-      if (withChat && route === `/session/${chat.session.id}/message`) return json(chat.messages);
+      if (withChat && route === `/session/${chat.session.id}/message`) {
+        const page = chat.page(url.searchParams);
+        res.writeHead(page.status, { "content-type": "application/json", "cache-control": "no-store", ...page.headers });
+        return res.end(page.body);
+      }
       return notFound();
     }
     if (p.startsWith("/api/") || p.startsWith("/sessions/")) return notFound();
@@ -200,6 +234,8 @@ export async function startHarness({ dist, port = 0, files = 10_000, messages = 
   await new Promise((ok) => server.listen(port, "127.0.0.1", ok));
   return {
     url: `http://127.0.0.1:${server.address().port}`,
+    /** The conversation's first message (by id, as the chat orders them). */
+    firstMessage: chat.first,
     emit(event) {
       for (const res of events) res.write(`data: ${JSON.stringify(event)}\n\n`);
     },

@@ -37,8 +37,13 @@ export function MessageList(props: {
   busy: boolean;
   /** After the messages (the prompt on its way, notes, requests of no shown tool call). */
   children?: ReactNode;
+  /** Present while earlier messages remain to be loaded: `load` is called when the list comes
+   * within a viewport of its top (and from the button there). */
+  older?: { loading: boolean; load: (asked?: boolean) => void };
 }): JSX.Element {
-  const { entries, permissions, pinned, conversation, busy, children } = props;
+  const { entries, permissions, pinned, conversation, busy, children, older } = props;
+  const olderRef = useRef(older);
+  olderRef.current = older;
   const scroller = useRef<HTMLDivElement>(null);
   const list = useRef<HTMLDivElement>(null);
   // Measured heights by message id, and the rendered rows by message id.
@@ -78,6 +83,10 @@ export function MessageList(props: {
     const { top, height } = view();
     const next = visibleRows(current.current, top, height, height * OVERSCAN);
     setRange((old) => (old.start === next.start && old.end === next.end ? old : next));
+    // Near the top with earlier messages to come: ask for them (the anchor keeps the view put
+    // when they arrive above it).
+    const el = scroller.current;
+    if (el && olderRef.current && !olderRef.current.loading && el.scrollTop < el.clientHeight) olderRef.current.load();
   }, [view]);
 
   /** Measures the rendered rows; then holds the end or the anchor in view and renders the rows
@@ -187,6 +196,19 @@ export function MessageList(props: {
       aria-label="Messages"
       aria-busy={busy}
     >
+      {older && entries.length > 0 && (
+        <div className="chat-older" data-testid="chat-older">
+          {older.loading ? (
+            <p className="chat-note" role="status">
+              Loading earlier messages…
+            </p>
+          ) : (
+            <button type="button" className="btn ghost small" onClick={() => older.load(true)}>
+              Load earlier messages
+            </button>
+          )}
+        </div>
+      )}
       {entries.length > 0 && (
         <div className="chat-rows" ref={list} onFocus={onFocus} onBlur={onBlur} onClickCapture={onClickCapture}>
           {segments(layout, range, pinnedRows).map((segment) =>
