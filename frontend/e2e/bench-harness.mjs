@@ -152,6 +152,7 @@ export async function streamedReply(deltas) {
 export async function startHarness({ dist, port = 0, files = 10_000, messages = 500 }) {
   const root = resolve(dist);
   const lists = listings(files);
+  const parsed = new Map();
   const chat = await conversation(messages);
   const now = Date.now();
   const session = (id) => ({
@@ -194,7 +195,15 @@ export async function startHarness({ dist, port = 0, files = 10_000, messages = 
     if (service === "files" && p === `/sessions/${id}/files/api/list`) {
       const path = (url.searchParams.get("path") ?? "").replace(/^\/+|\/+$/g, "");
       const listing = id === FILES_SESSION || path !== BIG ? lists.get(path) : undefined;
-      return listing ? json(listing) : json({ error: { code: "not_found", message: "No such file or directory" } }, 404);
+      if (!listing) return json({ error: { code: "not_found", message: "No such file or directory" } }, 404);
+      // Paged as the file server pages (`offset`, `limit`: a part of the sorted entries, with
+      // the total); the listings here are in its order already.
+      if (!url.searchParams.has("limit")) return json(listing);
+      if (parsed.get(path)?.text !== listing) parsed.set(path, { text: listing, whole: JSON.parse(listing) });
+      const { whole } = parsed.get(path);
+      const offset = Math.min(Number(url.searchParams.get("offset") ?? 0), whole.entries.length);
+      const entries = whole.entries.slice(offset, offset + Number(url.searchParams.get("limit")));
+      return json({ ...whole, entries, total: whole.entries.length, offset });
     }
     const oc = `/sessions/${id}/opencode`;
     const withChat = id === CHAT_SESSION;
@@ -244,6 +253,9 @@ export async function startHarness({ dist, port = 0, files = 10_000, messages = 
     change(dir, name) {
       const listing = JSON.parse(lists.get(dir));
       listing.entries.push({ name, path: dir ? `${dir}/${name}` : name, kind: "file", size: 1, mtime: now });
+      // In the file server's order (folders first, then names naturally; enough for these names).
+      const order = new Intl.Collator("en", { numeric: true, sensitivity: "base" });
+      listing.entries.sort((a, b) => (b.kind === "dir") - (a.kind === "dir") || order.compare(a.name, b.name));
       lists.set(dir, JSON.stringify(listing));
       const event = `event: change\ndata: ${JSON.stringify({ dirs: [{ path: dir, names: [name] }] })}\n\n`;
       for (const res of watchers) res.write(event);

@@ -272,12 +272,12 @@ try {
       });
       if (!r.ok()) throw new Error(`signing in: HTTP ${r.status()}`);
     };
-    // The folder's first and last entries, as the tree sorts them (from the page's own listing).
+    // The folder's first and last entries: the file server lists them in the tree's order.
     const probe = await browser.newContext({ ignoreHTTPSErrors: true });
     await login(probe);
     const listing = await (await probe.request.get(`${base}/sessions/${args.session}/files/api/list?path=${encodeURIComponent(folder.slice(1))}`)).json();
     await probe.close();
-    const names = listing.entries.map((e) => e.name).sort(new Intl.Collator(undefined, { numeric: true, sensitivity: "base" }).compare);
+    const names = listing.entries.map((e) => e.name);
     console.log(`bench ui against ${base}: ${folder} holds ${names.length} entries`);
     await compare(
       [{ label: "this", base }],
