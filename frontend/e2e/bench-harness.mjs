@@ -9,8 +9,9 @@
 //
 //   node e2e/bench-harness.mjs --dist DIR [--port P] [--files N] [--messages N]
 //
-// The file server's change stream (`/files/api/watch`) says it watches everything and sends what
-// `change(dir, name)` adds. Everything not faked answers 404 (the terminal's WebSocket too: the
+// Listings page as the file server's do (`offset`, `limit`, `total`) and the conversation as
+// opencode's does (`limit`, `before`, `X-Next-Cursor`): `messagePage`. The file server's change
+// stream (`/files/api/watch`) says it watches everything and sends what `change(dir, name)` adds. Everything not faked answers 404 (the terminal's WebSocket too: the
 // bench does not use it).
 import { createServer } from "node:http";
 import { readFile } from "node:fs/promises";
