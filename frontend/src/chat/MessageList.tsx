@@ -16,7 +16,9 @@ import type { MessageEntry } from "./state";
 import {
   anchorAt,
   anchoredTop,
+  growRange,
   isAtBottom,
+  rowAt,
   rowLayout,
   segments,
   visibleRows,
@@ -26,6 +28,9 @@ import {
 
 /** Rendered beyond each edge of the viewport, as a share of its height. */
 const OVERSCAN = 0.5;
+/** Rows added to the DOM per frame at most: a reply with a long highlighted diff takes ~10 ms to
+ * render and lay out, and a conversation opening at once was one long task. */
+const MAX_NEW_ROWS = 3;
 
 export function MessageList(props: {
   entries: MessageEntry[];
@@ -50,6 +55,10 @@ export function MessageList(props: {
   const heights = useRef(new Map<string, number>()).current;
   const rows = useRef(new Map<string, HTMLElement>()).current;
   const [range, setRange] = useState<RowRange>({ start: 0, end: 0 });
+  // The range asked for last, and the frame that renders the next step while rows are added a
+  // few at a time (growRange).
+  const shownRange = useRef<RowRange>(range);
+  const growing = useRef<number | undefined>(undefined);
   const [focused, setFocused] = useState<string>();
   // At the end: new content keeps the end in view (until the user scrolls up).
   const stuck = useRef(true);
@@ -81,13 +90,38 @@ export function MessageList(props: {
 
   const updateRange = useCallback(() => {
     const { top, height } = view();
-    const next = visibleRows(current.current, top, height, height * OVERSCAN);
-    setRange((old) => (old.start === next.start && old.end === next.end ? old : next));
     // Near the top with earlier messages to come: ask for them (the anchor keeps the view put
     // when they arrive above it).
     const el = scroller.current;
     if (el && olderRef.current && !olderRef.current.loading && el.scrollTop < el.clientHeight) olderRef.current.load();
+    const next = visibleRows(current.current, top, height, height * OVERSCAN);
+    const old = shownRange.current;
+    if (old.start === next.start && old.end === next.end) return;
+    // Many rows at once (a conversation opened, a jump): a few per frame, those in view first.
+    const rows = current.current.keys.length;
+    const pivot = stuck.current ? rows - 1 : Math.min(rows - 1, rowAt(current.current, Math.max(0, top)));
+    const step = growRange(old, next, pivot, MAX_NEW_ROWS);
+    if (step.start === next.start && step.end === next.end) {
+      shownRange.current = next;
+      setRange(next);
+      return;
+    }
+    if (growing.current !== undefined) return; // the next step comes with the next frame
+    shownRange.current = step;
+    setRange(step);
+    growing.current = requestAnimationFrame(() => {
+      growing.current = undefined;
+      updateRangeRef.current();
+    });
   }, [view]);
+  const updateRangeRef = useRef(updateRange);
+  updateRangeRef.current = updateRange;
+  useLayoutEffect(
+    () => () => {
+      if (growing.current !== undefined) cancelAnimationFrame(growing.current);
+    },
+    [],
+  );
 
   /** Measures the rendered rows; then holds the end or the anchor in view and renders the rows
    * the viewport now shows. After each render and each resize, before the browser paints.
