@@ -23,7 +23,7 @@ use tracing::Instrument;
 
 use crate::confine::RelPath;
 use crate::error::{ApiError, Code};
-use crate::fsops::{self, ListOptions, SearchOptions};
+use crate::fsops::{self, ListOptions, Page, SearchOptions};
 use crate::relay::{self, Relays};
 use crate::upload::UploadOptions;
 use crate::{AppState, blocking};
@@ -32,6 +32,8 @@ use crate::{AppState, blocking};
 pub const MAX_LIST_DEPTH: usize = 16;
 /// Most entries one listing returns (then `truncated` is set).
 pub const MAX_LIST_ENTRIES: usize = 200_000;
+/// Largest `limit` of a listing's page.
+pub const MAX_LIST_PAGE: usize = 5_000;
 /// Default and largest `limit` of a search.
 pub const SEARCH_LIMIT: (usize, usize) = (200, 10_000);
 /// Entries a search looks at before it gives up (`truncated`).
@@ -187,6 +189,23 @@ impl Params {
             })
     }
 
+    /// A number from 0 to `max`; absent is 0.
+    pub fn number_from_zero(&self, key: &str, max: usize) -> Result<usize, ApiError> {
+        let Some(raw) = self.get(key) else {
+            return Ok(0);
+        };
+        std::str::from_utf8(raw)
+            .ok()
+            .and_then(|s| s.parse::<usize>().ok())
+            .filter(|n| *n <= max)
+            .ok_or_else(|| {
+                ApiError::new(
+                    Code::BadRequest,
+                    format!("parameter `{key}` must be a number from 0 to {max}"),
+                )
+            })
+    }
+
     /// A required, non-empty UTF-8 text parameter.
     pub fn text(&self, key: &str) -> Result<String, ApiError> {
         self.get(key)
@@ -220,6 +239,19 @@ async fn list(
         hidden: params.flag("hidden")?,
         depth: params.number("depth", 1, MAX_LIST_DEPTH)?,
         max_entries: MAX_LIST_ENTRIES,
+        page: match params.get("limit") {
+            None if params.get("offset").is_some() => {
+                return Err(ApiError::new(
+                    Code::BadRequest,
+                    "parameter `offset` needs `limit`",
+                ));
+            }
+            None => None,
+            Some(_) => Some(Page {
+                limit: params.number("limit", MAX_LIST_PAGE, MAX_LIST_PAGE)?,
+                offset: params.number_from_zero("offset", MAX_LIST_ENTRIES)?,
+            }),
+        },
     };
     let listing = blocking(move || fsops::list(&state.root, &path, opts)).await?;
     Ok(Json(listing).into_response())

@@ -21,6 +21,7 @@ use serde::Serialize;
 
 use crate::confine::{RelPath, Root, create_child, open_child};
 use crate::error::{ApiError, Code};
+use crate::order;
 
 /// Deepest directory nesting that recursive operations walk.
 pub const MAX_DEPTH: usize = 256;
@@ -136,6 +137,15 @@ pub struct ListOptions {
     pub depth: usize,
     /// Stop adding entries after this many (the listing is then `truncated`).
     pub max_entries: usize,
+    /// Only this part of the (sorted) entries: `limit` of them from `offset`.
+    pub page: Option<Page>,
+}
+
+/// A part of a listing: `limit` entries from `offset`, in the listing's order.
+#[derive(Debug, Clone, Copy)]
+pub struct Page {
+    pub offset: usize,
+    pub limit: usize,
 }
 
 /// A directory listing.
@@ -143,22 +153,38 @@ pub struct ListOptions {
 pub struct Listing {
     /// The listed path.
     pub path: String,
-    /// The entries: directories first, then by name (bytewise).
+    /// The entries (of the page asked for), in [`order::display_order`].
     pub entries: Vec<Entry>,
     /// Whether `max_entries` cut the listing short.
     pub truncated: bool,
+    /// A page only: how many entries the whole listing holds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub total: Option<usize>,
+    /// A page only: the place of its first entry in the whole listing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offset: Option<usize>,
 }
 
 /// Lists the directory at `path` (following symlinks that stay beneath the root).
 pub fn list(root: &Root, path: &RelPath, opts: ListOptions) -> Result<Listing, ApiError> {
     let fd = root.open(path, OFlag::O_RDONLY | OFlag::O_DIRECTORY)?;
     let mut budget = opts.max_entries;
-    let entries = list_dir(root, fd, path, opts.hidden, opts.depth.max(1), &mut budget)
+    let mut entries = list_dir(root, fd, path, opts.hidden, opts.depth.max(1), &mut budget)
         .map_err(|e| ApiError::fs(e, &path.display()))?;
+    let (mut total, mut offset) = (None, None);
+    if let Some(page) = opts.page {
+        total = Some(entries.len());
+        let start = page.offset.min(entries.len());
+        offset = Some(start);
+        entries.truncate(start.saturating_add(page.limit).min(entries.len()));
+        entries.drain(..start);
+    }
     Ok(Listing {
         path: path.display(),
         entries,
         truncated: budget == 0,
+        total,
+        offset,
     })
 }
 
@@ -215,11 +241,7 @@ fn list_dir(
         }
         entries.push(entry);
     }
-    entries.sort_by(|a, b| {
-        (a.kind != Kind::Dir)
-            .cmp(&(b.kind != Kind::Dir))
-            .then_with(|| a.name.cmp(&b.name))
-    });
+    entries.sort_by(order::display_order);
     Ok(entries)
 }
 

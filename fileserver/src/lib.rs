@@ -18,6 +18,7 @@ pub mod download;
 pub mod error;
 pub mod fsops;
 pub mod listen;
+pub mod order;
 pub mod relay;
 pub mod upload;
 pub mod usage;

@@ -1,5 +1,6 @@
 // Issue 19's big folder against a real session: 10,000 files made in the terminal open in the
-// Files pane with fewer than 200 rows in the DOM, in order; the agent (the stub model's bash tool)
+// Files pane with fewer than 200 rows in the DOM, in order, listed a page at a time (the first
+// page on opening, the others as they are scrolled to); the agent (the stub model's bash tool)
 // writes a file in that folder and it appears without a reload, through the file server's change
 // stream; the open tree then makes no requests at all while idle; the end is reached by scrolling
 // and from the keyboard (End, PageUp, Home), and the selected row stays focused and in view.
@@ -23,7 +24,8 @@ export default async function bigFolder(ctx) {
   const consoleErrors = expectNoConsoleErrors(page);
   const byTest = (id) => page.getByTestId(id);
   const entry = (path) => page.locator(`[data-testid="file-entry"][data-path="${path}"]`);
-  const rowsInDom = () => page.locator('[data-testid="file-entry"]').count();
+  // Rows of entries, and those standing in for entries whose page is on its way.
+  const rowsInDom = () => page.locator('[data-testid="file-entry"], [data-testid="file-placeholder"]').count();
   const name = (i) => `/big/file-${String(i).padStart(5, "0")}.txt`;
   let sessionId = null;
   try {
@@ -52,8 +54,14 @@ export default async function bigFolder(ctx) {
       LONG,
     );
 
-    ctx.step("the folder opens with its first rows only in the DOM, in order");
+    ctx.step("the folder opens with its first rows only in the DOM, in order, its first page listed");
     await byTest("files-refresh").click();
+    const listings = [];
+    const listed = (request) => {
+      const url = new URL(request.url());
+      if (url.pathname.endsWith("/files/api/list") && url.searchParams.get("path") === "big") listings.push(url.search);
+    };
+    page.on("request", listed);
     await entry("/big").click();
     await entry(name(0)).waitFor();
     const opened = await rowsInDom();
@@ -62,6 +70,11 @@ export default async function bigFolder(ctx) {
     if (!((await top(name(0))) < (await top(name(1))))) throw new Error("file-00000 is not above file-00001");
     const height = await byTest("files-tree").evaluate((tree) => tree.scrollHeight);
     if (height < COUNT * 24) throw new Error(`the tree scrolls ${height} px, not the whole folder's height`);
+    page.off("request", listed);
+    // (A change the watcher reports late may list the first page once more.)
+    if (listings.length === 0 || !listings.every((q) => /[?&]limit=\d+/.test(q) && /[?&]offset=0\b/.test(q))) {
+      throw new Error(`opening big/ asked for ${JSON.stringify(listings)}, not its first page`);
+    }
     await ctx.screenshot(page, "opened");
 
     ctx.step("the agent writes a file in the folder: it appears without a reload");

@@ -3,7 +3,8 @@
 // of the session's own conversation list (the stub model would need 250 turns). The list is
 // windowed: fewer than MAX_IN_DOM messages are in the DOM wherever it is scrolled; long outputs
 // and diffs are collapsed with their size, and stay usable when shown whole; it scrolls to the
-// top and back, by the scrollbar and from the keyboard; the chat still takes typing. Timings are
+// top and back, by the scrollbar and from the keyboard, loading earlier pages (opencode's `limit`
+// and `before`) on the way up; the chat still takes typing. Timings are
 // the bench's (`cargo xtask bench ui`), not asserted here.
 import { conversation } from "./bench-harness.mjs";
 import { expectNoConsoleErrors } from "./util.mjs";
@@ -25,9 +26,13 @@ export default async function longChat(ctx) {
   await page.route(/\/sessions\/[^/]+\/opencode\/session(\?.*)?$/, (route) =>
     route.request().method() === "GET" ? route.fulfill({ json: [chat.session] }) : route.continue(),
   );
-  await page.route(new RegExp(`/opencode/session/${chat.session.id}/message(\\?.*)?$`), (route) =>
-    route.request().method() === "GET" ? route.fulfill({ body: chat.messages, contentType: "application/json" }) : route.continue(),
-  );
+  // Paged as opencode pages it (`limit`, `before`, `X-Next-Cursor`): the chat loads the newest
+  // page, then earlier ones as the list is scrolled up.
+  await page.route(new RegExp(`/opencode/session/${chat.session.id}/message(\\?.*)?$`), (route) => {
+    if (route.request().method() !== "GET") return route.continue();
+    const answer = chat.page(new URL(route.request().url()).searchParams);
+    return route.fulfill({ status: answer.status, body: answer.body, headers: answer.headers, contentType: "application/json" });
+  });
   let sessionId = null;
   try {
     await page.goto(`${baseUrl}/login`);
@@ -94,22 +99,27 @@ export async function checkLongChat(ctx, page, chat) {
       },
       { id, ids },
     );
-  /** Scrolls the list to its top or end, waiting a frame per try until it stays there. */
+  /** Scrolls the list to its top or end, waiting a frame per try until it stays there; the top
+   * is the conversation's first message (earlier pages load on the way). */
   const scrollTo = (where) =>
-    list.evaluate(async (el, w) => {
-      for (let i = 0; i < 200; i++) {
-        el.scrollTop = w === "top" ? 0 : el.scrollHeight;
-        await new Promise((r) => requestAnimationFrame(r));
-        if (w === "top" ? el.scrollTop === 0 : el.scrollTop + el.clientHeight >= el.scrollHeight - 2) return;
-      }
-    }, where);
+    list.evaluate(
+      async (el, { w, first }) => {
+        const deadline = Date.now() + 120_000;
+        while (Date.now() < deadline) {
+          el.scrollTop = w === "top" ? 0 : el.scrollHeight;
+          await new Promise((r) => requestAnimationFrame(r));
+          if (w === "top" ? el.scrollTop === 0 && el.querySelector(`[data-message-id="${first}"]`) : el.scrollTop + el.clientHeight >= el.scrollHeight - 2) return;
+        }
+      },
+      { w: where, first: ids[0] },
+    );
 
   ctx.step(`${COUNT} messages open at the end, few of them in the DOM`);
   await message(ids.at(-1)).waitFor(LONG);
   if (!(await seen(ids.at(-1)))) throw new Error("the last message is not in view");
   await expectFewInDom("at the end");
-  const height = await list.evaluate((el) => el.scrollHeight);
-  if (height < COUNT * 30) throw new Error(`the list scrolls ${height} px, not the whole conversation's height`);
+  const pageCount = await page.locator('[data-testid="chat-older"]').count();
+  if (pageCount !== 1) throw new Error("a paged conversation does not say that earlier messages remain");
 
   ctx.step("a 10,000-line output is collapsed with its size, and shown whole when asked");
   await reveal(longOutput);
@@ -143,6 +153,9 @@ export async function checkLongChat(ctx, page, chat) {
   await message(ids[0]).waitFor();
   if (!(await seen(ids[0]))) throw new Error("the first message is not in view at the top");
   await expectFewInDom("at the top");
+  if ((await page.locator('[data-testid="chat-older"]').count()) !== 0) throw new Error("earlier messages are still offered at the start");
+  const height = await list.evaluate((el) => el.scrollHeight);
+  if (height < COUNT * 30) throw new Error(`the list scrolls ${height} px, not the whole conversation's height`);
   await ctx.screenshot(page, "top");
   await scrollTo("bottom");
   await message(ids.at(-1)).waitFor();

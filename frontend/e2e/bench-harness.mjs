@@ -9,8 +9,9 @@
 //
 //   node e2e/bench-harness.mjs --dist DIR [--port P] [--files N] [--messages N]
 //
-// The file server's change stream (`/files/api/watch`) says it watches everything and sends what
-// `change(dir, name)` adds. Everything not faked answers 404 (the terminal's WebSocket too: the
+// Listings page as the file server's do (`offset`, `limit`, `total`) and the conversation as
+// opencode's does (`limit`, `before`, `X-Next-Cursor`): `messagePage`. The file server's change
+// stream (`/files/api/watch`) says it watches everything and sends what `change(dir, name)` adds. Everything not faked answers 404 (the terminal's WebSocket too: the
 // bench does not use it).
 import { createServer } from "node:http";
 import { readFile } from "node:fs/promises";
@@ -89,8 +90,38 @@ export async function conversation(count) {
     }
   }
   const session = fixture.events.find((e) => e.type === "session.created").properties.info;
-  const last = messages.map((m) => m.info.id).sort().at(-1);
-  return { session: { ...session, id: sessionID, time: { created: 1, updated: 2 } }, messages: JSON.stringify(messages), last };
+  messages.sort((a, b) => (a.info.id < b.info.id ? -1 : a.info.id > b.info.id ? 1 : 0));
+  const last = messages.at(-1).info.id;
+  const texts = messages.map((m) => JSON.stringify(m));
+  return {
+    session: { ...session, id: sessionID, time: { created: 1, updated: 2 } },
+    messages: `[${texts.join(",")}]`,
+    first: messages[0].info.id,
+    last,
+    page: (params) => messagePage(texts, params),
+  };
+}
+
+/**
+ * `GET /session/:id/message` as opencode 1.18 answers it (checked against the pinned version):
+ * without `limit`, every message; with `limit=n`, the newest n, oldest first, and while older ones
+ * remain their cursor in `X-Next-Cursor` (and a `Link`), which `before` (with `limit`) takes back.
+ * The cursor here is the index of the page's first message; opencode's is opaque too.
+ */
+export function messagePage(texts, params) {
+  const limit = Number(params.get("limit") ?? 0);
+  const before = params.get("before");
+  if (before !== null && !limit) return { status: 400, body: "{}", headers: {} };
+  const end = before === null ? texts.length : Number(Buffer.from(before, "base64url").toString());
+  if (!Number.isInteger(end) || end < 0 || end > texts.length) return { status: 400, body: "{}", headers: {} };
+  const start = limit ? Math.max(0, end - limit) : 0;
+  const headers = {};
+  if (start > 0) {
+    const cursor = Buffer.from(String(start)).toString("base64url");
+    headers["x-next-cursor"] = cursor;
+    headers["access-control-expose-headers"] = "Link, X-Next-Cursor";
+  }
+  return { status: 200, body: `[${texts.slice(start, end).join(",")}]`, headers };
 }
 
 /** The events of an assistant reply streamed after the conversation's last message: its message,
@@ -122,6 +153,7 @@ export async function streamedReply(deltas) {
 export async function startHarness({ dist, port = 0, files = 10_000, messages = 500 }) {
   const root = resolve(dist);
   const lists = listings(files);
+  const parsed = new Map();
   const chat = await conversation(messages);
   const now = Date.now();
   const session = (id) => ({
@@ -164,7 +196,15 @@ export async function startHarness({ dist, port = 0, files = 10_000, messages = 
     if (service === "files" && p === `/sessions/${id}/files/api/list`) {
       const path = (url.searchParams.get("path") ?? "").replace(/^\/+|\/+$/g, "");
       const listing = id === FILES_SESSION || path !== BIG ? lists.get(path) : undefined;
-      return listing ? json(listing) : json({ error: { code: "not_found", message: "No such file or directory" } }, 404);
+      if (!listing) return json({ error: { code: "not_found", message: "No such file or directory" } }, 404);
+      // Paged as the file server pages (`offset`, `limit`: a part of the sorted entries, with
+      // the total); the listings here are in its order already.
+      if (!url.searchParams.has("limit")) return json(listing);
+      if (parsed.get(path)?.text !== listing) parsed.set(path, { text: listing, whole: JSON.parse(listing) });
+      const { whole } = parsed.get(path);
+      const offset = Math.min(Number(url.searchParams.get("offset") ?? 0), whole.entries.length);
+      const entries = whole.entries.slice(offset, offset + Number(url.searchParams.get("limit")));
+      return json({ ...whole, entries, total: whole.entries.length, offset });
     }
     const oc = `/sessions/${id}/opencode`;
     const withChat = id === CHAT_SESSION;
@@ -180,7 +220,11 @@ export async function startHarness({ dist, port = 0, files = 10_000, messages = 
       if (route === "/session") return json(withChat ? [chat.session] : []);
       if (route === "/session/status") return json({});
       if (route === "/permission" || route === "/question") return json([]);
-      if (withChat && route === `/session/${chat.session.id}/message`) return json(chat.messages);
+      if (withChat && route === `/session/${chat.session.id}/message`) {
+        const page = chat.page(url.searchParams);
+        res.writeHead(page.status, { "content-type": "application/json", "cache-control": "no-store", ...page.headers });
+        return res.end(page.body);
+      }
       return notFound();
     }
     if (p.startsWith("/api/") || p.startsWith("/sessions/")) return notFound();
@@ -200,6 +244,8 @@ export async function startHarness({ dist, port = 0, files = 10_000, messages = 
   await new Promise((ok) => server.listen(port, "127.0.0.1", ok));
   return {
     url: `http://127.0.0.1:${server.address().port}`,
+    /** The conversation's first message (by id, as the chat orders them). */
+    firstMessage: chat.first,
     emit(event) {
       for (const res of events) res.write(`data: ${JSON.stringify(event)}\n\n`);
     },
@@ -208,6 +254,9 @@ export async function startHarness({ dist, port = 0, files = 10_000, messages = 
     change(dir, name) {
       const listing = JSON.parse(lists.get(dir));
       listing.entries.push({ name, path: dir ? `${dir}/${name}` : name, kind: "file", size: 1, mtime: now });
+      // In the file server's order (folders first, then names naturally; enough for these names).
+      const order = new Intl.Collator("en", { numeric: true, sensitivity: "base" });
+      listing.entries.sort((a, b) => (b.kind === "dir") - (a.kind === "dir") || order.compare(a.name, b.name));
       lists.set(dir, JSON.stringify(listing));
       const event = `event: change\ndata: ${JSON.stringify({ dirs: [{ path: dir, names: [name] }] })}\n\n`;
       for (const res of watchers) res.write(event);

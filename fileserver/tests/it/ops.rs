@@ -95,8 +95,9 @@ fn list_sorts_hides_dotfiles_and_describes_links() {
         .iter()
         .map(|e| e["name"].as_str().expect("name"))
         .collect();
-    assert_eq!(got, ["zdir", "a.txt", "b.txt", "dangling", "link"]);
-    let b = &v["entries"][2];
+    // Folders first, a link to one among them; then the files.
+    assert_eq!(got, ["link", "zdir", "a.txt", "b.txt", "dangling"]);
+    let b = &v["entries"][3];
     assert_eq!(b["kind"], "file");
     assert_eq!(b["size"], 2);
     assert_eq!(b["path"], "b.txt");
@@ -107,16 +108,17 @@ fn list_sorts_hides_dotfiles_and_describes_links() {
     );
     assert_eq!(b["mode"], mode & 0o7777);
     assert!(b["mtime"].as_i64().expect("mtime") > 1_600_000_000_000);
-    let link = &v["entries"][4];
+    let link = &v["entries"][0];
     assert_eq!(link["kind"], "symlink");
     assert_eq!(link["target"], "zdir");
     assert_eq!(link["target_kind"], "dir");
     assert!(
-        v["entries"][3].get("target_kind").is_none(),
+        v["entries"][4].get("target_kind").is_none(),
         "dangling link has no target kind"
     );
     assert_eq!(v["truncated"], false);
-    assert!(v["entries"][0].get("children").is_none());
+    assert!(v["entries"][1].get("children").is_none());
+    assert!(v.get("total").is_none(), "only a page says its total");
 
     let hidden = s.get("/api/list?hidden=true").json();
     assert!(
@@ -128,7 +130,7 @@ fn list_sorts_hides_dotfiles_and_describes_links() {
     );
 
     let tree = s.get("/api/list?depth=3").json();
-    let zdir = &tree["entries"][0];
+    let zdir = &tree["entries"][1];
     assert_eq!(zdir["children"][0]["name"], "inner");
     assert_eq!(
         zdir["children"][0]["children"][0]["path"],
@@ -141,6 +143,66 @@ fn list_sorts_hides_dotfiles_and_describes_links() {
     s.get("/api/list?path=a.txt")
         .assert_error(409, "not_a_directory");
     s.get("/api/list?path=nope").assert_error(404, "not_found");
+}
+
+#[test]
+fn a_listing_pages_in_the_order_the_files_pane_shows() {
+    let s = Server::start();
+    let root = s.root();
+    fs::create_dir(root.join("big")).expect("mkdir");
+    for i in 0..25 {
+        fs::write(root.join(format!("big/file-{i}.txt")), "x").expect("write");
+    }
+    fs::create_dir(root.join("big/Sub")).expect("mkdir");
+    fs::write(root.join("big/.hidden"), "h").expect("write");
+    let names = |v: &serde_json::Value| -> Vec<String> {
+        v["entries"]
+            .as_array()
+            .expect("entries")
+            .iter()
+            .map(|e| e["name"].as_str().expect("name").to_owned())
+            .collect()
+    };
+    // Folders first, numbers by value (file-9 before file-10).
+    let mut expected = vec!["Sub".to_owned()];
+    expected.extend((0..25).map(|i| format!("file-{i}.txt")));
+    let whole = s.get("/api/list?path=big").json();
+    assert_eq!(names(&whole), expected);
+
+    let mut paged = Vec::new();
+    for offset in (0..30).step_by(10) {
+        let page = s
+            .get(&format!("/api/list?path=big&offset={offset}&limit=10"))
+            .json();
+        assert_eq!(page["total"], 26, "{page}");
+        assert_eq!(page["offset"], offset);
+        paged.extend(names(&page));
+    }
+    assert_eq!(paged, expected);
+    // The first page without an offset; past the end, an empty page; hidden names count too.
+    assert_eq!(
+        names(&s.get("/api/list?path=big&limit=3").json()),
+        expected[..3]
+    );
+    let past = s.get("/api/list?path=big&offset=99&limit=10").json();
+    assert_eq!(
+        (past["total"].as_u64(), past["offset"].as_u64()),
+        (Some(26), Some(26))
+    );
+    assert!(names(&past).is_empty());
+    assert_eq!(
+        s.get("/api/list?path=big&hidden=1&limit=1").json()["total"],
+        27
+    );
+
+    s.get("/api/list?path=big&limit=0")
+        .assert_error(400, "bad_request");
+    s.get("/api/list?path=big&limit=5001")
+        .assert_error(400, "bad_request");
+    s.get("/api/list?path=big&offset=10")
+        .assert_error(400, "bad_request");
+    s.get("/api/list?path=big&offset=-1&limit=5")
+        .assert_error(400, "bad_request");
 }
 
 #[test]

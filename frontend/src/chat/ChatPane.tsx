@@ -6,7 +6,7 @@ import { memo, useCallback, useEffect, useMemo, useReducer, useRef, useState } f
 import type { PermissionRequest, QuestionRequest } from "@opencode-ai/sdk/v2/client";
 import { api, ApiError } from "../api";
 import { ConfirmDialog } from "../components/ConfirmDialog";
-import { call, opencodeClient, subscribeEvents } from "./client";
+import { call, messagePage, opencodeClient, subscribeEvents } from "./client";
 import { loadRenderer } from "./Markdown";
 import { MessageList } from "./MessageList";
 import { PermissionPrompt, QuestionPrompt, callKey, type PermissionHandlers, type PermissionReply } from "./MessageView";
@@ -93,14 +93,39 @@ export function ChatPane(props: { sessionId: string }): JSX.Element {
 
   // Conversations whose messages have been loaded once (until then: "Loading…", not "empty").
   const [loadedOnce, setLoadedOnce] = useState<ReadonlySet<string>>(() => new Set());
+  // The newest page of a conversation (on opening it, and after each reconnect).
   const loadMessages = useCallback(
     async (id: string) => {
-      const messages = await call("Loading the conversation", client.session.messages({ sessionID: id }));
-      dispatch({ type: "messages-loaded", sessionID: id, messages });
+      const { messages, older } = await messagePage(client, id);
+      dispatch({ type: "messages-loaded", sessionID: id, messages, older });
       setLoadedOnce((ids) => (ids.has(id) ? ids : new Set(ids).add(id)));
     },
     [client],
   );
+  // The page before the oldest message loaded, when the list comes near its top; one at a time.
+  const olderRef = useRef<{ id?: string; cursor?: string }>({});
+  const [loadingOlder, setLoadingOlder] = useState<string>();
+  const loadingOlderRef = useRef<string>(undefined);
+  // A page that failed is asked for again only from the button (not at every scroll).
+  const failedOlder = useRef<string>(undefined);
+  const loadOlder = useCallback((asked = false) => {
+    const { id, cursor } = olderRef.current;
+    if (!id || !cursor || loadingOlderRef.current || (!asked && failedOlder.current === cursor)) return;
+    loadingOlderRef.current = cursor;
+    setLoadingOlder(cursor);
+    messagePage(client, id, cursor)
+      .then(
+        ({ messages, older }) => dispatch({ type: "messages-loaded", sessionID: id, messages, older, page: "older" }),
+        (failure) => {
+          failedOlder.current = cursor;
+          setLoadError(message(failure));
+        },
+      )
+      .finally(() => {
+        loadingOlderRef.current = undefined;
+        setLoadingOlder(undefined);
+      });
+  }, [client]);
 
   useEffect(() => {
     loadRenderer().catch(() => {});
@@ -161,6 +186,7 @@ export function ChatPane(props: { sessionId: string }): JSX.Element {
   }, [listed, selected, state, select]);
 
   const conversation = conversationOf(state, selected);
+  olderRef.current = { id: selected, cursor: conversation.older };
   const busy = isBusy(conversation);
   const pending = permissionsOf(state, selected);
   const asked = questionsOf(state, selected);
@@ -371,7 +397,14 @@ export function ChatPane(props: { sessionId: string }): JSX.Element {
         </div>
       )}
 
-      <MessageList entries={conversation.messages} permissions={permissions} pinned={pinned} conversation={selected} busy={busy}>
+      <MessageList
+        entries={conversation.messages}
+        permissions={permissions}
+        pinned={pinned}
+        conversation={selected}
+        busy={busy}
+        older={conversation.older === undefined ? undefined : { loading: loadingOlder !== undefined, load: loadOlder }}
+      >
         {selected && !loadedOnce.has(selected) && conversation.messages.length === 0 && !loadError && (
           <p className="chat-note chat-loading" role="status">
             Loading the conversation…

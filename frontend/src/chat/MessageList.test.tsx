@@ -31,6 +31,14 @@ const { MessageList, estimateHeight } = await import("./MessageList");
 
 (globalThis as { IS_REACT_ACT_ENVIRONMENT?: boolean }).IS_REACT_ACT_ENVIRONMENT = true;
 
+/** Animation frames asked for and not run yet. */
+const queued: FrameRequestCallback[] = [];
+
+/** Runs the frames asked for, and those they ask for, until none is left. */
+function frames() {
+  for (let i = 0; i < 200 && queued.length > 0; i++) act(() => queued.splice(0).forEach((callback) => callback(0)));
+}
+
 const ROW = 100;
 const VIEW = 600;
 
@@ -55,6 +63,9 @@ beforeAll(() => {
       return gaps + rows;
     },
   });
+  // Frames run when the test says (`frames()`): the list adds rows a few per frame.
+  vi.stubGlobal("requestAnimationFrame", (callback: FrameRequestCallback) => queued.push(callback));
+  vi.stubGlobal("cancelAnimationFrame", () => {});
   globalThis.ResizeObserver = class {
     observe() {}
     unobserve() {}
@@ -86,6 +97,7 @@ let root: Root | undefined;
 let container: HTMLDivElement;
 afterEach(() => {
   act(() => root?.unmount());
+  queued.length = 0;
   root = undefined;
   container?.remove();
   renders.clear();
@@ -95,16 +107,20 @@ function mount(entries: MessageEntry[], pinned: ReadonlySet<string> = new Set())
   container = document.createElement("div");
   document.body.append(container);
   root = createRoot(container);
-  const show = (next: MessageEntry[], pins = pinned) =>
+  const show = (next: MessageEntry[], pins = pinned) => {
     act(() => root!.render(<MessageList entries={next} permissions={handlers} pinned={pins} conversation="c" busy={false} />));
+    frames();
+  };
   show(entries);
   const scroller = container.querySelector<HTMLElement>("[data-testid=chat-messages]")!;
   const shown = () => [...container.querySelectorAll<HTMLElement>("[data-testid=chat-message]")].map((m) => m.dataset.messageId!);
-  const scrollTo = (top: number) =>
+  const scrollTo = (top: number) => {
     act(() => {
       scroller.scrollTop = top;
       scroller.dispatchEvent(new window.Event("scroll"));
     });
+    frames();
+  };
   return { show, shown, scroller, scrollTo };
 }
 
@@ -218,6 +234,18 @@ describe("MessageList", () => {
     } finally {
       restore();
     }
+  });
+
+  it("adds an opening conversation's rows a few per frame, the last ones first", () => {
+    container = document.createElement("div");
+    document.body.append(container);
+    root = createRoot(container);
+    act(() => root!.render(<MessageList entries={entries} permissions={handlers} pinned={new Set()} conversation="c" busy={false} />));
+    const shown = () => [...container.querySelectorAll<HTMLElement>("[data-testid=chat-message]")].map((m) => m.dataset.messageId!);
+    expect(shown()).toEqual(ids.slice(-3));
+    frames();
+    expect(shown().length).toBeGreaterThan(VIEW / ROW);
+    expect(shown().at(-1)).toBe(ids.at(-1));
   });
 
   it("keeps the view on the same message when one above it turns out taller", () => {

@@ -16,7 +16,9 @@ import type { MessageEntry } from "./state";
 import {
   anchorAt,
   anchoredTop,
+  growRange,
   isAtBottom,
+  rowAt,
   rowLayout,
   segments,
   visibleRows,
@@ -26,6 +28,9 @@ import {
 
 /** Rendered beyond each edge of the viewport, as a share of its height. */
 const OVERSCAN = 0.5;
+/** Rows added to the DOM per frame at most: a reply with a long highlighted diff takes ~10 ms to
+ * render and lay out, and a conversation opening at once was one long task. */
+const MAX_NEW_ROWS = 3;
 
 export function MessageList(props: {
   entries: MessageEntry[];
@@ -37,14 +42,23 @@ export function MessageList(props: {
   busy: boolean;
   /** After the messages (the prompt on its way, notes, requests of no shown tool call). */
   children?: ReactNode;
+  /** Present while earlier messages remain to be loaded: `load` is called when the list comes
+   * within a viewport of its top (and from the button there). */
+  older?: { loading: boolean; load: (asked?: boolean) => void };
 }): JSX.Element {
-  const { entries, permissions, pinned, conversation, busy, children } = props;
+  const { entries, permissions, pinned, conversation, busy, children, older } = props;
+  const olderRef = useRef(older);
+  olderRef.current = older;
   const scroller = useRef<HTMLDivElement>(null);
   const list = useRef<HTMLDivElement>(null);
   // Measured heights by message id, and the rendered rows by message id.
   const heights = useRef(new Map<string, number>()).current;
   const rows = useRef(new Map<string, HTMLElement>()).current;
   const [range, setRange] = useState<RowRange>({ start: 0, end: 0 });
+  // The range asked for last, and the frame that renders the next step while rows are added a
+  // few at a time (growRange).
+  const shownRange = useRef<RowRange>(range);
+  const growing = useRef<number | undefined>(undefined);
   const [focused, setFocused] = useState<string>();
   // At the end: new content keeps the end in view (until the user scrolls up).
   const stuck = useRef(true);
@@ -76,9 +90,38 @@ export function MessageList(props: {
 
   const updateRange = useCallback(() => {
     const { top, height } = view();
+    // Near the top with earlier messages to come: ask for them (the anchor keeps the view put
+    // when they arrive above it).
+    const el = scroller.current;
+    if (el && olderRef.current && !olderRef.current.loading && el.scrollTop < el.clientHeight) olderRef.current.load();
     const next = visibleRows(current.current, top, height, height * OVERSCAN);
-    setRange((old) => (old.start === next.start && old.end === next.end ? old : next));
+    const old = shownRange.current;
+    if (old.start === next.start && old.end === next.end) return;
+    // Many rows at once (a conversation opened, a jump): a few per frame, those in view first.
+    const rows = current.current.keys.length;
+    const pivot = stuck.current ? rows - 1 : Math.min(rows - 1, rowAt(current.current, Math.max(0, top)));
+    const step = growRange(old, next, pivot, MAX_NEW_ROWS);
+    if (step.start === next.start && step.end === next.end) {
+      shownRange.current = next;
+      setRange(next);
+      return;
+    }
+    if (growing.current !== undefined) return; // the next step comes with the next frame
+    shownRange.current = step;
+    setRange(step);
+    growing.current = requestAnimationFrame(() => {
+      growing.current = undefined;
+      updateRangeRef.current();
+    });
   }, [view]);
+  const updateRangeRef = useRef(updateRange);
+  updateRangeRef.current = updateRange;
+  useLayoutEffect(
+    () => () => {
+      if (growing.current !== undefined) cancelAnimationFrame(growing.current);
+    },
+    [],
+  );
 
   /** Measures the rendered rows; then holds the end or the anchor in view and renders the rows
    * the viewport now shows. After each render and each resize, before the browser paints.
@@ -187,6 +230,19 @@ export function MessageList(props: {
       aria-label="Messages"
       aria-busy={busy}
     >
+      {older && entries.length > 0 && (
+        <div className="chat-older" data-testid="chat-older">
+          {older.loading ? (
+            <p className="chat-note" role="status">
+              Loading earlier messages…
+            </p>
+          ) : (
+            <button type="button" className="btn ghost small" onClick={() => older.load(true)}>
+              Load earlier messages
+            </button>
+          )}
+        </div>
+      )}
       {entries.length > 0 && (
         <div className="chat-rows" ref={list} onFocus={onFocus} onBlur={onBlur} onClickCapture={onClickCapture}>
           {segments(layout, range, pinnedRows).map((segment) =>

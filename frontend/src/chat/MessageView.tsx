@@ -6,7 +6,7 @@ import type { Part, PermissionRequest, QuestionRequest, ToolPart } from "@openco
 import type { MessageEntry } from "./state";
 import { describeError, isAbort } from "./state";
 import { Markdown } from "./Markdown";
-import { clipOutput, foldContext, toolView, OUTPUT_LINES, type DiffLine } from "./tools";
+import { clipOutput, foldContext, formatCount, toolView, OUTPUT_LINES, type DiffLine } from "./tools";
 
 export type PermissionReply = "once" | "always" | "reject";
 
@@ -207,7 +207,7 @@ function Output(props: { text: string; lead: string }): JSX.Element {
     <>
       {props.lead}
       <button type="button" className="btn small ghost chat-output-more" data-testid="chat-output-more" onClick={() => setAll(true)}>
-        ⋯ {clip.hidden.toLocaleString()} earlier lines; show all {clip.lines.toLocaleString()} ({formatBytes(clip.bytes)})
+        ⋯ {formatCount(clip.hidden)} earlier lines; show all {formatCount(clip.lines)} ({formatBytes(clip.bytes)})
       </button>
       {`\n${clip.shown}`}
     </>
@@ -231,7 +231,7 @@ function DiffView(props: { lines: DiffLine[] }): JSX.Element {
     <div className="chat-diff" role="table" aria-label="Changes">
       {!all && folded.length > DIFF_ROWS && (
         <button type="button" className="btn small ghost chat-output-more" data-testid="chat-output-more" onClick={() => setAll(true)}>
-          Showing {DIFF_ROWS} of {folded.length.toLocaleString()} rows; show all
+          Showing {DIFF_ROWS} of {formatCount(folded.length)} rows; show all
         </button>
       )}
       {rows.map((row, index) =>

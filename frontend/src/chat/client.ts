@@ -3,6 +3,7 @@
 // cookie itself (same origin) and octod injects the session's token; nothing secret lives here.
 import { createOpencodeClient, type Event, type OpencodeClient } from "@opencode-ai/sdk/v2/client";
 import { UNAUTHORIZED_EVENT } from "../api";
+import type { LoadedMessage } from "./state";
 
 export type { OpencodeClient };
 
@@ -79,6 +80,38 @@ export async function call<T>(what: string, request: Promise<SdkResult<T>>): Pro
     throw new ChatError(`${what} failed: ${reason(result.error, response)}${hint}`, response?.status);
   }
   return result.data as T;
+}
+
+/** Messages asked for per request: the newest page opens a conversation, older pages load as the
+ * user scrolls up. A conversation of 500 messages with long tool outputs is ~20 MB of JSON, whose
+ * parse alone held the page for a long task. */
+export const MESSAGE_PAGE = 50;
+
+/** One page of a conversation, oldest first, and the cursor of the page before it. */
+export interface MessagePage {
+  messages: LoadedMessage[];
+  /** opencode's cursor (`X-Next-Cursor`) for the messages before these; absent at the start. */
+  older?: string;
+}
+
+/**
+ * The newest `MESSAGE_PAGE` messages of a conversation, or with `before` (a page's `older`) the
+ * ones before them. opencode (1.18) answers `limit` with the newest messages, oldest first, and
+ * while older ones remain names them by an opaque cursor in `X-Next-Cursor`, which `before` takes
+ * back. A server that does not page answers everything and no cursor: then the page is whole.
+ */
+export async function messagePage(client: OpencodeClient, sessionID: string, before?: string): Promise<MessagePage> {
+  let cursor: string | null = null;
+  const messages = await call(
+    before ? "Loading earlier messages" : "Loading the conversation",
+    client.session
+      .messages({ sessionID, limit: MESSAGE_PAGE, before })
+      .then((result) => {
+        cursor = result.response?.headers.get("x-next-cursor") ?? null;
+        return result;
+      }),
+  );
+  return cursor ? { messages, older: cursor } : { messages };
 }
 
 /**

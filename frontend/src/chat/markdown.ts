@@ -6,6 +6,7 @@
 // this is in the sign-in page's bundle.
 import { Marked } from "marked";
 import DOMPurify from "dompurify";
+import { formatCount } from "./tools";
 import hljs from "highlight.js/lib/core";
 import bash from "highlight.js/lib/languages/bash";
 import css from "highlight.js/lib/languages/css";
@@ -61,7 +62,7 @@ const marked = new Marked({
       // The buttons work through the chat's click handler (Markdown.tsx): no script in here.
       const copy = `<button type="button" class="md-code-copy" aria-label="Copy the code">Copy</button>`;
       const more = clipped
-        ? `<button type="button" class="btn small ghost chat-output-more md-code-more" data-testid="chat-output-more">⋯ showing ${CODE_LINES} of ${lineCount(text).toLocaleString("en")} lines; show all</button>`
+        ? `<button type="button" class="btn small ghost chat-output-more md-code-more" data-testid="chat-output-more">⋯ showing ${CODE_LINES} of ${formatCount(lineCount(text))} lines; show all</button>`
         : "";
       const placeholder = `${nonce}${codeBodies.push(body) - 1}${nonce}`;
       return `<pre class="md-code${clipped ? " md-code-clipped" : ""}">${label}${copy}<code class="hljs${known ? ` language-${known}` : ""}">${placeholder}</code></pre>${more}\n`;

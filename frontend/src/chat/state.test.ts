@@ -307,6 +307,62 @@ describe("the reducer's edge cases", () => {
     expect(conversationOf(fresh, id).messages.map((m) => m.parts)).toEqual(listed.map((m) => m.parts));
   });
 
+  describe("pages of a conversation", () => {
+    const id = "ses_paged";
+    // Ten messages msg_00…msg_09, each a user prompt of one text part.
+    const all: LoadedMessage[] = Array.from({ length: 10 }, (_, i) => {
+      const mid = `msg_${String(i).padStart(2, "0")}`;
+      return {
+        info: { id: mid, sessionID: id, role: "user", time: { created: i } },
+        parts: [{ id: `prt_${mid}`, sessionID: id, messageID: mid, type: "text", text: `m${i}` }],
+      } as unknown as LoadedMessage;
+    });
+    const ids = (state: ChatState) => conversationOf(state, id).messages.map((m) => m.id);
+    const loaded = (state: ChatState, messages: LoadedMessage[], older?: string, page?: "newest" | "older") =>
+      chatReducer(state, { type: "messages-loaded", sessionID: id, messages, older, page });
+
+    it("opens at the newest page and adds older pages before it", () => {
+      let state = loaded(initialChatState, all.slice(6), "c6");
+      expect(ids(state)).toEqual(["msg_06", "msg_07", "msg_08", "msg_09"]);
+      expect(conversationOf(state, id).older).toBe("c6");
+      const before = conversationOf(state, id).messages;
+      state = loaded(state, all.slice(2, 6), "c2", "older");
+      expect(ids(state)).toEqual(all.slice(2).map((m) => m.info.id));
+      expect(conversationOf(state, id).older).toBe("c2");
+      // The messages shown before keep their objects (they do not re-render).
+      expect(conversationOf(state, id).messages.slice(4)).toEqual(before);
+      expect(conversationOf(state, id).messages[4]).toBe(before[0]);
+      state = loaded(state, all.slice(0, 2), undefined, "older");
+      expect(ids(state)).toEqual(all.map((m) => m.info.id));
+      expect(conversationOf(state, id).older).toBeUndefined();
+    });
+
+    it("keeps the older pages when a reload of the newest page reaches them", () => {
+      let state = loaded(initialChatState, all.slice(6), "c6");
+      state = loaded(state, all.slice(0, 6), undefined, "older");
+      // A reconnect: the newest page again, one message deleted meanwhile, one added.
+      const extra = { ...all[9], info: { ...all[9].info, id: "msg_10" } } as LoadedMessage;
+      state = loaded(state, [...all.slice(6, 8), all[9], extra], "c6");
+      expect(ids(state)).toEqual(["msg_00", "msg_01", "msg_02", "msg_03", "msg_04", "msg_05", "msg_06", "msg_07", "msg_09", "msg_10"]);
+      // The start is still loaded: nothing more to ask for.
+      expect(conversationOf(state, id).older).toBeUndefined();
+    });
+
+    it("starts again from the newest page when it does not reach what is loaded", () => {
+      let state = loaded(initialChatState, all.slice(0, 3), "c0");
+      // After a long absence the newest page begins past everything loaded: a gap could lie between.
+      state = loaded(state, all.slice(7), "c7");
+      expect(ids(state)).toEqual(["msg_07", "msg_08", "msg_09"]);
+      expect(conversationOf(state, id).older).toBe("c7");
+    });
+
+    it("takes a whole conversation from a server that does not page", () => {
+      const state = loaded(loaded(initialChatState, all.slice(6), "c6"), all);
+      expect(ids(state)).toEqual(all.map((m) => m.info.id));
+      expect(conversationOf(state, id).older).toBeUndefined();
+    });
+  });
+
   it("loads sessions, statuses and pending permissions", () => {
     const sessions = [
       { id: "ses_a", title: "A", time: { created: 1, updated: 5 } },

@@ -34,6 +34,9 @@ export interface Conversation {
   status: SessionStatus;
   /** The last `session.error`, until the next turn starts. */
   error?: SessionError;
+  /** opencode's cursor for the messages before the oldest loaded one; absent once the
+   * conversation's start is loaded (conversations load newest page first). */
+  older?: string;
 }
 
 export type ConnectionState = "connecting" | "open" | "reconnecting";
@@ -59,7 +62,17 @@ export type ChatAction =
   | { type: "sessions-loaded"; sessions: Session[] }
   | { type: "session-upserted"; session: Session }
   | { type: "session-removed"; sessionID: string }
-  | { type: "messages-loaded"; sessionID: string; messages: LoadedMessage[] }
+  | {
+      type: "messages-loaded";
+      sessionID: string;
+      /** A page of the conversation, oldest first (or all of it). */
+      messages: LoadedMessage[];
+      /** The cursor of the messages before this page; absent when it reaches the start. */
+      older?: string;
+      /** `newest` (the default): the conversation's end, loaded on opening and after each
+       * reconnect; `older`: the page before the oldest loaded message. */
+      page?: "newest" | "older";
+    }
   | { type: "statuses-loaded"; statuses: Record<string, SessionStatus> }
   | { type: "permissions-loaded"; permissions: PermissionRequest[] }
   | { type: "questions-loaded"; questions: QuestionRequest[] }
@@ -94,10 +107,7 @@ export function chatReducer(state: ChatState, action: ChatAction): ChatState {
     case "session-removed":
       return removeSession(state, action.sessionID);
     case "messages-loaded":
-      return updateConversation(state, action.sessionID, (conversation) => {
-        const messages = mergeLoaded(conversation.messages, action.messages);
-        return messages === conversation.messages ? conversation : { ...conversation, messages };
-      });
+      return updateConversation(state, action.sessionID, (conversation) => loadedPage(conversation, action));
     case "statuses-loaded": {
       let next = state;
       for (const [sessionID, status] of Object.entries(action.statuses)) {
@@ -303,39 +313,69 @@ function upsertSorted<T extends { id: string }>(items: T[], item: T): T[] {
   return [...items.slice(0, at), item, ...items.slice(at)];
 }
 
+/** A conversation with a loaded page merged in. The page stands for every message from its first
+ * (or the start, when it has no `older` cursor) to its last; what the conversation holds outside
+ * that span stays: the stream's newer messages, and older pages loaded before. A newest page
+ * keeps the older pages only when it reaches them (its first message is one of theirs); after a
+ * longer absence a gap could lie between, so the conversation starts again from this page. */
+function loadedPage(
+  conversation: Conversation,
+  action: Extract<ChatAction, { type: "messages-loaded" }>,
+): Conversation {
+  const current = conversation.messages;
+  const first = action.messages[0]?.info.id;
+  let older = action.older;
+  let below: MessageEntry[] = [];
+  if (action.older !== undefined && first !== undefined) {
+    const joins = action.page === "older" || current.some((entry) => entry.id === first);
+    if (joins) {
+      below = current.filter((entry) => entry.id < first);
+      if (action.page !== "older" && below.length > 0) older = conversation.older;
+    }
+  }
+  const messages = mergeLoaded(current, action.messages, below);
+  if (messages === current && older === conversation.older) return conversation;
+  return { ...conversation, messages, older };
+}
+
 /**
  * The server's list of messages replaces what the stream built, except text that the stream has
  * already grown further (deltas that arrived while the list was on its way). What is the same as
  * before keeps its object: a part equal to the one shown, a message whose info and parts all are,
  * and the whole list when every message is.
+ * `below`: current's messages before the page, kept.
  */
-function mergeLoaded(current: MessageEntry[], loaded: LoadedMessage[]): MessageEntry[] {
+function mergeLoaded(current: MessageEntry[], loaded: LoadedMessage[], below: MessageEntry[] = []): MessageEntry[] {
   const byId = new Map(current.map((entry) => [entry.id, entry]));
-  const merged: MessageEntry[] = loaded.map(({ info, parts }) => {
-    const streamed = byId.get(info.id);
-    const sorted = parts.slice().sort(byIdOrder);
-    if (!streamed) return { id: info.id, info, parts: sorted };
-    const streamedParts = new Map(streamed.parts.map((part) => [part.id, part]));
-    const mergedParts = sorted.map((part) => {
-      const other = streamedParts.get(part.id);
-      if (!other) return part;
-      if (other.type === "text" && part.type === "text" && other.text.length > part.text.length) return other;
-      return sameValue(other, part) ? other : part;
-    });
-    const sameParts = mergedParts.length === streamed.parts.length && mergedParts.every((part, i) => part === streamed.parts[i]);
-    const sameInfo = streamed.info !== undefined && sameValue(streamed.info, info);
-    if (sameParts && sameInfo) return streamed;
-    return { id: info.id, info: sameInfo ? streamed.info! : info, parts: sameParts ? streamed.parts : mergedParts };
-  });
+  const merged: MessageEntry[] = [...below];
+  for (const { info, parts } of loaded) merged.push(mergeOne(byId.get(info.id), info, parts));
   // Messages the stream created after the list was taken stay.
   const loadedIds = new Set(loaded.map(({ info }) => info.id));
-  const newest = merged.length ? merged[merged.length - 1].id : "";
+  const newest = loaded.length ? loaded[loaded.length - 1].info.id : below.length ? below[below.length - 1].id : "";
   for (const entry of current) {
     if (!loadedIds.has(entry.id) && entry.id > newest) merged.push(entry);
   }
   merged.sort(byIdOrder);
   const unchanged = merged.length === current.length && merged.every((entry, i) => entry === current[i]);
   return unchanged ? current : merged;
+}
+
+/** A loaded message, keeping what the stream already showed of it where it is the same (or, for a
+ * text, longer: the stream ran ahead of the answer). */
+function mergeOne(streamed: MessageEntry | undefined, info: Message, parts: Part[]): MessageEntry {
+  const sorted = parts.slice().sort(byIdOrder);
+  if (!streamed) return { id: info.id, info, parts: sorted };
+  const streamedParts = new Map(streamed.parts.map((part) => [part.id, part]));
+  const mergedParts = sorted.map((part) => {
+    const other = streamedParts.get(part.id);
+    if (!other) return part;
+    if (other.type === "text" && part.type === "text" && other.text.length > part.text.length) return other;
+    return sameValue(other, part) ? other : part;
+  });
+  const sameParts = mergedParts.length === streamed.parts.length && mergedParts.every((part, i) => part === streamed.parts[i]);
+  const sameInfo = streamed.info !== undefined && sameValue(streamed.info, info);
+  if (sameParts && sameInfo) return streamed;
+  return { id: info.id, info: sameInfo ? streamed.info! : info, parts: sameParts ? streamed.parts : mergedParts };
 }
 
 const byIdOrder = (a: { id: string }, b: { id: string }) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);

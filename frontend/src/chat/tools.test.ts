@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { Event, ToolPart } from "@opencode-ai/sdk/v2/client";
-import { clipOutput, foldContext, lineDiff, parseUnifiedDiff, toolView } from "./tools";
+import { clipOutput, foldContext, formatCount, lineDiff, parseUnifiedDiff, toolView } from "./tools";
 import bashReply from "./fixtures/bash-reply.json";
 import writeNew from "./fixtures/write-new.json";
 import writeExisting from "./fixtures/write-existing.json";
@@ -186,4 +186,12 @@ describe("clipOutput", () => {
   });
   it("sizes in UTF-8 bytes", () => expect(clipOutput("é\n").bytes).toBe(3));
   it("has no lines when empty", () => expect(clipOutput("")).toEqual({ shown: "", hidden: 0, lines: 0, bytes: 0 }));
+});
+
+describe("formatCount", () => {
+  it("groups thousands as English does, without Intl", () => {
+    for (const n of [0, 7, 999, 1000, 9800, 10_000, 123_456, 1_234_567, 1_000_000_000]) {
+      expect(formatCount(n)).toBe(n.toLocaleString("en"));
+    }
+  });
 });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { anchorAt, anchoredTop, isAtBottom, rowAt, rowLayout, segments, totalHeight, visibleRows, type RowLayout } from "./windowing";
+import { anchorAt, anchoredTop, growRange, isAtBottom, rowAt, rowLayout, segments, totalHeight, visibleRows, type RowLayout } from "./windowing";
 
 /** Rows "m0", "m1", … of the given heights. */
 const rows = (...heights: number[]): RowLayout => rowLayout(heights.map((_, i) => `m${i}`), (i) => heights[i]);
@@ -139,5 +139,28 @@ describe("isAtBottom", () => {
     expect(isAtBottom({ scrollTop: 960, clientHeight: 500, scrollHeight: 1500 })).toBe(true);
     expect(isAtBottom({ scrollTop: 900, clientHeight: 500, scrollHeight: 1500 })).toBe(false);
     expect(isAtBottom({ scrollTop: 0, clientHeight: 500, scrollHeight: 300 })).toBe(true);
+  });
+});
+
+describe("growRange", () => {
+  const r = (start: number, end: number) => ({ start, end });
+  it("takes the next range when it adds few rows", () => {
+    expect(growRange(r(0, 10), r(2, 13), 5, 3)).toEqual(r(2, 13));
+    expect(growRange(r(0, 0), r(7, 9), 8, 3)).toEqual(r(7, 9));
+  });
+  it("opens at the pivot and grows towards it first, a few rows at a time", () => {
+    // A conversation opened at its end: the last rows first, then upwards.
+    let shown = growRange(r(0, 0), r(40, 52), 51, 3);
+    expect(shown).toEqual(r(49, 52));
+    shown = growRange(shown, r(40, 52), 51, 3);
+    expect(shown).toEqual(r(46, 52));
+    for (let i = 0; i < 10 && (shown.start !== 40 || shown.end !== 52); i++) shown = growRange(shown, r(40, 52), 51, 3);
+    expect(shown).toEqual(r(40, 52));
+  });
+  it("extends what is shown towards the rows the user looks at", () => {
+    expect(growRange(r(10, 20), r(10, 30), 25, 4)).toEqual(r(10, 24));
+    expect(growRange(r(10, 20), r(0, 20), 2, 4)).toEqual(r(6, 20));
+    // The pivot inside: both sides.
+    expect(growRange(r(10, 12), r(0, 30), 11, 4)).toEqual(r(8, 14));
   });
 });

@@ -66,6 +66,37 @@ export function visibleRows(layout: RowLayout, top: number, height: number, over
   return { start, end: Math.min(count, Math.max(end, start + 1)) };
 }
 
+/**
+ * The range to render on the way from `shown` to `next` when at most `max` rows may be added at a
+ * time: `next` itself if it adds no more; else the rows both share (or, sharing none, the row of
+ * `next` nearest `pivot`), grown by `max` rows, first towards `pivot` (the row the user looks
+ * at: the last while following the end), then on both sides. Rendering a conversation's rows a
+ * few at a time keeps each task short; the caller asks again on the next frame.
+ */
+export function growRange(shown: RowRange, next: RowRange, pivot: number, max: number): RowRange {
+  const shared = Math.max(0, Math.min(shown.end, next.end) - Math.max(shown.start, next.start));
+  if (next.end - next.start - shared <= Math.max(1, max) || next.end <= next.start) return next;
+  let start: number;
+  let end: number;
+  let budget = Math.max(1, max);
+  if (shared > 0) {
+    start = Math.max(shown.start, next.start);
+    end = Math.min(shown.end, next.end);
+  } else {
+    start = Math.min(Math.max(pivot, next.start), next.end - 1);
+    end = start + 1;
+    budget -= 1;
+  }
+  while (budget > 0 && (start > next.start || end < next.end)) {
+    const towards = pivot >= end ? "down" : pivot < start ? "up" : budget % 2 === 0 ? "down" : "up";
+    const down = end < next.end && (towards === "down" || start <= next.start);
+    if (down) end += 1;
+    else start -= 1;
+    budget -= 1;
+  }
+  return { start, end };
+}
+
 /** What to render, in order: a row, or a gap standing in for rows that are not rendered. */
 /** A gap stands for rows `first` to `first + rows` (exclusive) and is `gap` px tall. */
 export type Segment = { row: number } | { gap: number; first: number; rows: number };

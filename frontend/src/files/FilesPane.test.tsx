@@ -57,11 +57,12 @@ function serve(url: string, init: RequestInit = {}): Response {
     const entries = disk.get(dir);
     if (!entries) return json({ error: { code: "not_found", message: `${dir}: no such file or directory` } }, 404);
     const path = (name: string) => (dir ? `${dir}/${name}` : name);
-    return json({
-      path: dir,
-      entries: entries.map((e) => ({ name: e.name, path: path(e.name), kind: e.kind, size: e.size ?? 1, mtime: 0 })),
-      truncated: false,
-    });
+    const all = entries.map((e) => ({ name: e.name, path: path(e.name), kind: e.kind, size: e.size ?? 1, mtime: 0 }));
+    if (!u.searchParams.has("limit")) return json({ path: dir, entries: all, truncated: false });
+    // A page, as the file server answers `offset` and `limit`.
+    const offset = Math.min(Number(u.searchParams.get("offset") ?? 0), all.length);
+    const page = all.slice(offset, offset + Number(u.searchParams.get("limit")));
+    return json({ path: dir, entries: page, truncated: false, total: all.length, offset });
   }
   if (u.pathname === "/sessions/s1/files/api/download") return download(url, headers);
   return json({ error: { code: "no_route", message: "no such route" } }, 404);
@@ -171,6 +172,33 @@ describe("FilesPane, live", () => {
     requests = [];
     await emit("resync", {});
     expect(lists()).toEqual([""]);
+  });
+
+  it("lists a big folder a page at a time: the first page when it opens, again when it changes", async () => {
+    disk.set(
+      "big",
+      Array.from({ length: 1200 }, (_, i) => ({ name: `file-${i}.txt`, kind: "file" as const })),
+    );
+    await render();
+    requests = [];
+    await act(async () => row("/big")!.click());
+    await settle();
+    const listed = () => requests.filter((r) => r.url.includes("/api/list")).map((r) => new URL(r.url, "http://x").search);
+    expect(listed()).toEqual(["?path=big&offset=0&limit=500"]);
+    // Its first rows are the entries, in the server's order; the rest stand in (not in the DOM
+    // here: jsdom has no viewport, so only the overscan is rendered).
+    expect(row("/big/file-0.txt")).not.toBeNull();
+    expect(row("/big/file-1.txt")).not.toBeNull();
+    expect(container.querySelectorAll('[data-testid="file-entry"], [data-testid="file-placeholder"]').length).toBeLessThan(40);
+
+    // A change in it: its first page again (and the pages in view), not the whole folder.
+    requests = [];
+    disk.get("big")!.unshift({ name: "agent-loop.txt", kind: "file" });
+    await emit("status", complete);
+    requests = [];
+    await emit("change", { dirs: [{ path: "big", names: ["agent-loop.txt"] }] });
+    expect(listed()).toEqual(["?path=big&offset=0&limit=500"]);
+    expect(row("/big/agent-loop.txt")).not.toBeNull();
   });
 
   it("polls only while the stream is down, or for folders it does not watch", async () => {

@@ -18,13 +18,18 @@ import {
   describeBinary,
   describeError,
   dropPaths,
+  fillSlots,
+  findEntry,
   formatSize,
   isDir,
   isWithin,
   joinPath,
+  LIST_PAGE,
   ListingCache,
   nextChunk,
+  pagesOf,
   parentPath,
+  parsePlaceholder,
   planPreview,
   renamePaths,
   sameListing,
@@ -35,6 +40,7 @@ import {
   validateName,
   visibleRows,
   type FileEntry,
+  type Slots,
   type TreeRow,
   type Upload,
 } from "./fileops";
@@ -73,8 +79,11 @@ type Dialog =
   | { kind: "rename"; entry: FileEntry }
   | { kind: "delete"; entry: FileEntry };
 
+/** A page whose request failed is asked for again after this pause. */
+const PAGE_RETRY_MS = 2000;
+
 export function FilesPane({ sessionId }: { sessionId: string }): JSX.Element {
-  const [listings, setListings] = useState<ReadonlyMap<string, FileEntry[]>>(new Map());
+  const [listings, setListings] = useState<ReadonlyMap<string, Slots>>(new Map());
   const [expanded, setExpanded] = useState<ReadonlySet<string>>(new Set());
   const [selected, setSelected] = useState<string | null>(null);
   const [preview, setPreview] = useState<Preview | null>(null);
@@ -113,12 +122,23 @@ export function FilesPane({ sessionId }: { sessionId: string }): JSX.Element {
   }, []);
 
   const rows = useMemo(() => visibleRows(listings, expanded), [listings, expanded]);
+  const rowsRef = useRef(rows);
+  rowsRef.current = rows;
   const rowKeys = useMemo(() => rows.map((r) => r.entry.path), [rows]);
-  const entries = useMemo(() => new Map(rows.map((r) => [r.entry.path, r.entry])), [rows]);
-  const entriesRef = useRef(entries);
-  entriesRef.current = entries;
-  const selectedEntry = selected ? entries.get(selected) : undefined;
+  const selectedEntry = useMemo(() => (selected ? findEntry(listings, selected) : undefined), [listings, selected]);
   const selectedIndex = useMemo(() => (selected ? rows.findIndex((r) => r.entry.path === selected) : -1), [rows, selected]);
+  // The rows the tree renders (WindowedRows'), for the pages to load and keep.
+  const shownRange = useRef({ start: 0, end: 0 });
+  /** The pages of `dir` that rows in view show. */
+  const pagesInView = (dir: string): number[] => {
+    const places: number[] = [];
+    const { start, end } = shownRange.current;
+    for (let i = start; i < Math.min(end, rowsRef.current.length); i++) {
+      const row = rowsRef.current[i];
+      if (row.dir === dir) places.push(row.index);
+    }
+    return places.length ? pagesOf(Math.min(...places), Math.max(...places) + 1) : [];
+  };
   /** Where uploads and new folders go: the selected folder, or the selected file's folder. */
   const targetDir = selectedEntry ? (isDir(selectedEntry) ? selectedEntry.path : parentPath(selectedEntry.path)) : "/";
 
@@ -129,8 +149,15 @@ export function FilesPane({ sessionId }: { sessionId: string }): JSX.Element {
       const superseded = () => loadSeq.current.get(dir) !== seq;
       try {
         const signal = lifetime.current.signal;
-        const fresh = await client.list(sessionId, entriesRef.current.get(dir) ?? dir, hidden, signal, listingCache.current);
+        const ref = findEntry(listingsRef.current, dir) ?? dir;
+        // The first page (it says how many entries there are) and those in view; the others are
+        // dropped and load again when scrolled to (the folder may have changed anywhere).
+        const wanted = [...new Set([0, ...pagesInView(dir)])];
+        const pages = await Promise.all(
+          wanted.map((page) => client.list(sessionId, ref, hidden, signal, listingCache.current, page * LIST_PAGE)),
+        );
         if (signal.aborted || superseded()) return;
+        const fresh = fillSlots(pages[0].total, pages);
         setListings((old) => {
           if (sameListing(old.get(dir), fresh)) return old;
           const next = new Map(old);
@@ -150,6 +177,66 @@ export function FilesPane({ sessionId }: { sessionId: string }): JSX.Element {
       }
     },
     [sessionId, hidden],
+  );
+
+  // Pages asked for, per folder (not asked again while on their way).
+  const pagesLoading = useRef(new Set<string>());
+  /** Loads the pages of `dir` whose places rows in view stand for. */
+  const loadPages = useCallback(
+    async (dir: string, pages: number[]) => {
+      const todo = pages.filter((p) => !pagesLoading.current.has(`${dir}\u0000${p}`));
+      if (todo.length === 0) return;
+      for (const p of todo) pagesLoading.current.add(`${dir}\u0000${p}`);
+      const seq = loadSeq.current.get(dir) ?? 0;
+      try {
+        const signal = lifetime.current.signal;
+        const ref = findEntry(listingsRef.current, dir) ?? dir;
+        const answers = await Promise.all(
+          todo.map((page) => client.list(sessionId, ref, hidden, signal, listingCache.current, page * LIST_PAGE)),
+        );
+        for (const p of todo) pagesLoading.current.delete(`${dir}\u0000${p}`);
+        if (signal.aborted || loadSeq.current.get(dir) !== seq) return;
+        const base = listingsRef.current.get(dir);
+        if (!base || answers.some((a) => a.total !== base.length)) {
+          // The folder grew or shrank meanwhile: list it again (first page and those in view).
+          void loadRef.current(dir, true);
+          return;
+        }
+        setListings((old) => {
+          const slots = old.get(dir);
+          if (!slots || slots.length !== base.length) return old;
+          const next = new Map(old);
+          next.set(dir, fillSlots(slots.length, answers, slots));
+          return next;
+        });
+      } catch (e) {
+        if (lifetime.current.signal.aborted) return;
+        setError(describeError(`Listing ${dir}`, e));
+        // Asked again (by the rows still standing in for them) after a pause, not at every render.
+        setTimeout(() => {
+          for (const p of todo) pagesLoading.current.delete(`${dir}\u0000${p}`);
+        }, PAGE_RETRY_MS);
+      }
+    },
+    [sessionId, hidden],
+  );
+
+  /** WindowedRows' rendered range: the pages its stand-in rows need are loaded. */
+  const onRange = useCallback(
+    (start: number, end: number) => {
+      shownRange.current = { start, end };
+      const wanted = new Map<string, Set<number>>();
+      const shown = rowsRef.current;
+      for (let i = start; i < Math.min(end, shown.length); i++) {
+        const row = shown[i];
+        if (!row.placeholder) continue;
+        let pages = wanted.get(row.dir);
+        if (!pages) wanted.set(row.dir, (pages = new Set()));
+        pages.add(Math.floor(row.index / LIST_PAGE));
+      }
+      for (const [dir, pages] of wanted) void loadPages(dir, [...pages]);
+    },
+    [loadPages],
   );
 
   const refresh = useCallback(
@@ -499,10 +586,21 @@ export function FilesPane({ sessionId }: { sessionId: string }): JSX.Element {
     });
   };
 
+  // The keyboard landed on a stand-in (End in a folder whose last page is on its way): once the
+  // page arrives, the entry in its place is selected and focused.
+  useEffect(() => {
+    const place = selected ? parsePlaceholder(selected) : undefined;
+    const entry = place ? listings.get(place.dir)?.[place.index] : undefined;
+    if (entry && tree.current?.contains(document.activeElement)) focusRow(entry.path);
+    else if (entry) setSelected(entry.path);
+  });
+
   const onTreeKey = (event: KeyboardEvent) => {
     if (dialog) return;
     const index = selectedIndex;
-    const row = rows[index] as TreeRow | undefined;
+    const at = rows[index] as TreeRow | undefined;
+    // A stand-in for an entry on its way moves like a row but cannot be acted on.
+    const row = at?.placeholder ? undefined : at;
     const go = (i: number) => {
       const r = rows[Math.max(0, Math.min(rows.length - 1, i))];
       if (r) focusRow(r.entry.path);
@@ -534,7 +632,7 @@ export function FilesPane({ sessionId }: { sessionId: string }): JSX.Element {
         break;
       case "ArrowLeft":
         if (row && row.expanded) toggle(row.entry, false);
-        else if (row && row.depth > 0) focusRow(parentPath(row.entry.path));
+        else if (at && at.depth > 0) focusRow(at.dir);
         break;
       case "Enter":
         if (row) activate(row.entry);
@@ -642,8 +740,10 @@ export function FilesPane({ sessionId }: { sessionId: string }): JSX.Element {
           keys={rowKeys}
           rowHeight={ROW_HEIGHT}
           pinned={selectedIndex >= 0 ? selectedIndex : undefined}
+          onRange={onRange}
           renderRow={(index, style) => {
             const row = rows[index];
+            if (row.placeholder) return <PlaceholderRow key={row.entry.path} row={row} style={style} selected={row.entry.path === selected} />;
             return (
               <Row
                 key={row.entry.path}
@@ -743,6 +843,29 @@ function Icon({ name }: { name: keyof typeof ICONS }): JSX.Element {
     <svg width="14" height="14" viewBox="0 0 16 16" aria-hidden="true" fill="none" stroke="currentColor" strokeWidth="1.4" strokeLinecap="round" strokeLinejoin="round">
       <path d={ICONS[name]} />
     </svg>
+  );
+}
+
+/** A place whose page is on its way: the row's height, focusable (the keyboard may land on it),
+ * no actions; it turns into its entry when the page arrives. */
+function PlaceholderRow(props: { row: TreeRow; style: CSSProperties; selected: boolean }): JSX.Element {
+  const { row, selected } = props;
+  return (
+    <div
+      className={`file-entry file-placeholder${selected ? " selected" : ""}`}
+      data-testid="file-placeholder"
+      data-path={row.entry.path}
+      role="treeitem"
+      aria-level={row.depth + 1}
+      aria-selected={selected}
+      aria-busy="true"
+      aria-label="Loading…"
+      tabIndex={selected ? 0 : -1}
+      style={{ ...props.style, paddingLeft: 6 + row.depth * 14 }}
+    >
+      <span className="file-twisty" aria-hidden="true" />
+      <span className="file-name muted">…</span>
+    </div>
   );
 }
 

@@ -1,7 +1,7 @@
 // A windowed list of fixed-height rows inside a scroll container the caller owns: only the rows
 // the viewport shows (and OVERSCAN either side) are in the DOM, each placed absolutely in a
 // sizer as tall as the whole list, so the scrollbar is true. The arithmetic is windowing.ts's.
-import { useCallback, useImperativeHandle, useLayoutEffect, useRef, useState } from "react";
+import { useCallback, useEffect, useImperativeHandle, useLayoutEffect, useRef, useState } from "react";
 import type { CSSProperties, RefObject } from "react";
 import { anchoredScrollTop, scrollToReveal, windowRange, type Viewport, type WindowRange } from "./windowing";
 
@@ -23,10 +23,13 @@ export function WindowedRows(props: {
   /** The rows' keys, in order: when they change (a folder changed on disk), the rows in view stay
    * where they are on screen rather than shifting by what was added or removed above them. */
   keys?: readonly string[];
+  /** Told the rows rendered (`start` to `end`, exclusive; the pinned one aside) when they change:
+   * the caller loads what they stand for. */
+  onRange?: (start: number, end: number) => void;
   /** One row; `style` places it and must be applied to its outermost element. */
   renderRow: (index: number, style: CSSProperties) => JSX.Element;
 }): JSX.Element {
-  const { scroller, count, rowHeight, pinned, renderRow, keys } = props;
+  const { scroller, count, rowHeight, pinned, renderRow, keys, onRange } = props;
   const sizer = useRef<HTMLDivElement>(null);
   const shownKeys = useRef(keys);
   const [range, setRange] = useState<WindowRange>({ start: 0, end: 0 });
@@ -70,6 +73,11 @@ export function WindowedRows(props: {
     el.scrollTop += top - view.scrollTop;
     measure();
   }, [keys, rowHeight, scroller, viewport, measure]);
+
+  // After each render: the caller's rows may have changed under the same range (stand-ins).
+  useEffect(() => {
+    onRange?.(range.start, Math.min(range.end, count));
+  });
 
   useImperativeHandle(
     props.handle,

@@ -8,7 +8,7 @@ import {
   parseListing,
   rangeTotal,
   urls,
-  type FileEntry,
+  type ListingPage,
   type PathRef,
 } from "./fileops";
 
@@ -52,17 +52,19 @@ export async function request(url: string, init: RequestInit = {}): Promise<Resp
   }
 }
 
-/** A folder's entries; with `cache`, an answer the same as the last one is not parsed again. */
+/** A page of a folder's entries (`LIST_PAGE` from `offset`; without it, the whole folder); with
+ * `cache`, an answer the same as the last one is not parsed again. */
 export async function list(
   sessionId: string,
   dir: PathRef,
   hidden: boolean,
   signal?: AbortSignal,
   cache?: ListingCache,
-): Promise<FileEntry[]> {
-  const url = urls.list(sessionId, dir, hidden);
+  offset?: number,
+): Promise<ListingPage> {
+  const url = urls.list(sessionId, dir, hidden, offset);
   const response = await request(url, { signal });
-  if (!cache) return parseListing(await response.json()).entries;
+  if (!cache) return parseListing(await response.json());
   return cache.parse(url, await response.text());
 }
 

@@ -7,6 +7,13 @@ import {
   TEXT_PREVIEW_MAX,
   apiUrl,
   binaryMessage,
+  compareNames,
+  fillSlots,
+  findEntry,
+  LIST_PAGE,
+  pagesOf,
+  parsePlaceholder,
+  placeholderPath,
   baseName,
   decodeChunk,
   decodeText,
@@ -163,6 +170,24 @@ describe("listings", () => {
     expect(sorted.map((e) => e.name)).toEqual(["Adir", "zdir", "file1.txt", "File2.txt", "file2.txt", "file10.txt"]);
   });
 
+  it("orders names as the file server does (its order.rs table)", () => {
+    const ordered = [
+      "", "-dash", "01.txt", "1.txt", "2.txt", "10.txt", "a", "A.md", "a.md", "a01", "a1", "a2", "a10",
+      "B", "b", "file-9.txt", "file-00010.txt", "file-10.txt", "readme", "README.md", "zeta", "Ärger", "éclair",
+    ];
+    for (const [i, a] of ordered.entries()) {
+      for (const [j, b] of ordered.entries()) expect(Math.sign(compareNames(a, b)), `${a} against ${b}`).toBe(Math.sign(i - j));
+    }
+  });
+
+  it("reads a page's place in the folder, or takes a whole listing as one page", () => {
+    const page = parseListing({ entries: [{ name: "x", path: "d/x", kind: "file" }], total: 1200, offset: 500 });
+    expect([page.total, page.offset, page.entries.length]).toEqual([1200, 500, 1]);
+    const whole = parseListing({ entries: [{ name: "x", path: "d/x", kind: "file" }], truncated: false });
+    expect([whole.total, whole.offset]).toEqual([1, 0]);
+    expect(urls.list("s", "/d", false, 500)).toBe(`${urls.list("s", "/d")}&offset=500&limit=${LIST_PAGE}`);
+  });
+
   it("compares listings by content", () => {
     const a = [entry("/a"), entry("/b", "dir")];
     expect(sameListing(a, [entry("/a"), entry("/b", "dir")])).toBe(true);
@@ -206,6 +231,37 @@ describe("tree", () => {
       ["/c.txt", 0, false, false],
     ]);
     expect(visibleRows(listings, new Set(["/a/x"])).map((r) => r.entry.path)).toEqual(["/a", "/b", "/c.txt"]);
+  });
+
+  it("stands in for the entries of pages not loaded yet, and fills them in as pages arrive", () => {
+    const page = (offset: number, names: string[], total: number) => ({
+      entries: names.map((n) => entry(`/big/${n}`)),
+      truncated: false,
+      total,
+      offset,
+    });
+    // A folder of 5: its first page (2 entries, say) loaded, then the last one.
+    let slots = fillSlots(5, [page(0, ["a", "b"], 5)]);
+    const listings = () => new Map([["/", [entry("/big", "dir")]], ["/big", slots]]);
+    let rows = visibleRows(listings(), new Set(["/big"]));
+    expect(rows.map((r) => [r.entry.path, r.dir, r.index, r.placeholder ?? false])).toEqual([
+      ["/big", "/", 0, false],
+      ["/big/a", "/big", 0, false],
+      ["/big/b", "/big", 1, false],
+      [placeholderPath("/big", 2), "/big", 2, true],
+      [placeholderPath("/big", 3), "/big", 3, true],
+      [placeholderPath("/big", 4), "/big", 4, true],
+    ]);
+    expect(parsePlaceholder(rows[5].entry.path)).toEqual({ dir: "/big", index: 4 });
+    expect(parsePlaceholder("/big/a")).toBeUndefined();
+    slots = fillSlots(5, [page(4, ["e"], 5), page(2, ["stale"], 6)], slots);
+    rows = visibleRows(listings(), new Set(["/big"]));
+    expect(rows.map((r) => r.entry.name || "…")).toEqual(["big", "a", "b", "…", "…", "e"]);
+    expect(findEntry(listings(), "/big/e")?.name).toBe("e");
+    expect(sameListing(slots, fillSlots(5, [page(0, ["a", "b"], 5), page(4, ["e"], 5)]))).toBe(true);
+    expect(sameListing(slots, fillSlots(5, [page(0, ["a", "b"], 5)]))).toBe(false);
+    // The pages that rows 499 to 1000 need.
+    expect(pagesOf(LIST_PAGE - 1, 2 * LIST_PAGE + 1)).toEqual([0, 1, 2]);
   });
 
   it("follows renames and deletes in the set of expanded paths", () => {
@@ -391,21 +447,21 @@ describe("ListingCache", () => {
 
   it("parses and sorts a new listing", () => {
     const cache = new ListingCache();
-    expect(cache.parse("u", body(["b", "a"])).map((e) => e.name)).toEqual(["a", "b"]);
+    expect(cache.parse("u", body(["b", "a"])).entries.map((e) => e.name)).toEqual(["a", "b"]);
   });
 
   it("gives the same array back for the same text, so the tree does not re-render", () => {
     const cache = new ListingCache();
     const first = cache.parse("u", body(["a"]));
     expect(cache.parse("u", body(["a"]))).toBe(first);
-    expect(sameListing(first, cache.parse("u", body(["a"])))).toBe(true);
+    expect(sameListing(first.entries, cache.parse("u", body(["a"])).entries)).toBe(true);
   });
 
   it("parses again when the text changed, and keeps URLs apart", () => {
     const cache = new ListingCache();
     const first = cache.parse("u", body(["a"]));
     expect(cache.parse("v", body(["a"]))).not.toBe(first);
-    expect(cache.parse("u", body(["a", "c"])).map((e) => e.name)).toEqual(["a", "c"]);
+    expect(cache.parse("u", body(["a", "c"])).entries.map((e) => e.name)).toEqual(["a", "c"]);
   });
 
   it("throws on a malformed answer and caches nothing", () => {

@@ -120,7 +120,10 @@ export function wireRef(ref: PathRef): string | RawQuery {
 }
 
 export const urls = {
-  list: (id: string, dir: PathRef, hidden = false) => apiUrl(id, "list", { path: wireRef(dir), hidden }),
+  list: (id: string, dir: PathRef, hidden = false, offset?: number) =>
+    offset === undefined
+      ? apiUrl(id, "list", { path: wireRef(dir), hidden })
+      : apiUrl(id, "list", { path: wireRef(dir), hidden, offset: String(offset), limit: String(LIST_PAGE) }),
   download: (id: string, p: PathRef, inline = false) => apiUrl(id, "download", { path: wireRef(p), inline }),
   watch: (id: string) => apiUrl(id, "watch"),
   upload: (id: string, p: string, overwrite = false) =>
@@ -140,8 +143,21 @@ function asKind(v: unknown): FileEntry["kind"] | undefined {
   return typeof v === "string" && KINDS.has(v) ? (v as FileEntry["kind"]) : undefined;
 }
 
-/** The entries of a `GET /api/list` answer, validated and sorted; throws on a malformed body. */
-export function parseListing(body: unknown): { entries: FileEntry[]; truncated: boolean } {
+/** Entries per listing request: a folder of 10,000 loads its first page, then the pages the
+ * user scrolls to (the whole listing was one long task to parse, sort and lay out). */
+export const LIST_PAGE = 500;
+
+/** A page of a folder's listing: `entries` from `offset`, of `total` (the file server sorts). */
+export interface ListingPage {
+  entries: FileEntry[];
+  truncated: boolean;
+  total: number;
+  offset: number;
+}
+
+/** The entries of a `GET /api/list` answer (a page, or the whole folder from a server that does
+ * not page), validated and sorted; throws on a malformed body. */
+export function parseListing(body: unknown): ListingPage {
   if (typeof body !== "object" || body === null || !Array.isArray((body as { entries?: unknown }).entries)) {
     throw new FileError(0, "bad_listing", "The file server sent a listing without entries.");
   }
@@ -164,22 +180,28 @@ export function parseListing(body: unknown): { entries: FileEntry[]; truncated: 
     if (typeof e.raw_path === "string") entry.rawPath = e.raw_path;
     entries.push(entry);
   }
-  return { entries: sortEntries(entries), truncated: (body as { truncated?: unknown }).truncated === true };
+  const { total, offset } = body as { total?: unknown; offset?: unknown };
+  return {
+    entries: sortEntries(entries),
+    truncated: (body as { truncated?: unknown }).truncated === true,
+    total: typeof total === "number" && total >= 0 ? total : entries.length,
+    offset: typeof offset === "number" && offset >= 0 ? offset : 0,
+  };
 }
 
 /** The last listing text of each listing URL and its entries: a listing polled again that comes
  * back the same is neither parsed nor sorted again, and keeps its array (so the tree need not
  * re-render). */
 export class ListingCache {
-  private readonly last = new Map<string, { text: string; entries: FileEntry[] }>();
+  private readonly last = new Map<string, { text: string; page: ListingPage }>();
 
-  /** The entries of `text`, the answer to `key` (the listing's URL). */
-  parse(key: string, text: string): FileEntry[] {
+  /** The page of `text`, the answer to `key` (the listing's URL). */
+  parse(key: string, text: string): ListingPage {
     const old = this.last.get(key);
-    if (old && old.text === text) return old.entries;
-    const { entries } = parseListing(JSON.parse(text) as unknown);
-    this.last.set(key, { text, entries });
-    return entries;
+    if (old && old.text === text) return old.page;
+    const page = parseListing(JSON.parse(text) as unknown);
+    this.last.set(key, { text, page });
+    return page;
   }
 }
 
@@ -188,18 +210,66 @@ export function isDir(e: Pick<FileEntry, "kind" | "targetKind">): boolean {
   return e.kind === "dir" || (e.kind === "symlink" && e.targetKind === "dir");
 }
 
-const collator = new Intl.Collator(undefined, { numeric: true, sensitivity: "base" });
-
-/** Folders first, then by name as people read it (numbers in order, case folded); ties by
- * code units so the order is total. */
+/** Folders first, then by name as people read it (`compareNames`): the file server's order, so
+ * a listing it sorted stays as it is. */
 export function sortEntries(entries: FileEntry[]): FileEntry[] {
-  return [...entries].sort((a, b) => {
-    const d = Number(isDir(b)) - Number(isDir(a));
+  return [...entries].sort((a, b) => Number(isDir(b)) - Number(isDir(a)) || compareNames(a.name, b.name));
+}
+
+const isDigit = (c: number) => c >= 48 && c <= 57;
+
+/** A code point folded for comparison: its lower case when that is one code point. */
+function fold(ch: string): number {
+  const lower = ch.toLowerCase();
+  const cp = lower.codePointAt(0)!;
+  return lower.length === String.fromCodePoint(cp).length ? cp : ch.codePointAt(0)!;
+}
+
+/** Natural, case-folded order of names (numbers by value: `file-9` before `file-10`), ties by
+ * UTF-8 bytes: the file server's `order::compare_names`, tested on the same table. Not a
+ * locale's collation: other scripts sort by code point after folding. */
+export function compareNames(a: string, b: string): number {
+  const x = [...a];
+  const y = [...b];
+  let i = 0;
+  let j = 0;
+  for (;;) {
+    if (i >= x.length || j >= y.length) {
+      const d = (i >= x.length ? 0 : 1) - (j >= y.length ? 0 : 1);
+      if (d !== 0) return d;
+      break;
+    }
+    const c = x[i].codePointAt(0)!;
+    const e = y[j].codePointAt(0)!;
+    if (isDigit(c) && isDigit(e)) {
+      let m = i;
+      while (m < x.length && isDigit(x[m].codePointAt(0)!)) m++;
+      let n = j;
+      while (n < y.length && isDigit(y[n].codePointAt(0)!)) n++;
+      const p = x.slice(i, m).join("").replace(/^0+/, "");
+      const q = y.slice(j, n).join("").replace(/^0+/, "");
+      if (p.length !== q.length) return p.length - q.length;
+      if (p !== q) return p < q ? -1 : 1;
+      i = m;
+      j = n;
+      continue;
+    }
+    const d = fold(x[i]) - fold(y[j]);
     if (d !== 0) return d;
-    const c = collator.compare(a.name, b.name);
-    if (c !== 0) return c;
-    return a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
-  });
+    i++;
+    j++;
+  }
+  return compareBytes(a, b);
+}
+
+const utf8 = new TextEncoder();
+
+function compareBytes(a: string, b: string): number {
+  if (a === b) return 0;
+  const x = utf8.encode(a);
+  const y = utf8.encode(b);
+  for (let i = 0; i < Math.min(x.length, y.length); i++) if (x[i] !== y[i]) return x[i] - y[i];
+  return x.length - y.length;
 }
 
 /** A failed response's error, from the `{"error":{"code","message"}}` body both octod and the
@@ -242,30 +312,81 @@ export function describeError(action: string, error: unknown): string {
 // ---------------------------------------------------------------------------------------
 // Tree
 
+/** A folder's listing as far as it is loaded: as long as the folder (`total` entries), with a
+ * hole wherever a page has not arrived yet. */
+export type Slots = readonly (FileEntry | undefined)[];
+
 /** The rows a tree shows: the root's entries and, below each expanded folder, its own. */
 export interface TreeRow {
+  /** For a place whose page has not arrived: a stand-in named by `placeholderPath`. */
   entry: FileEntry;
   depth: number;
   expanded: boolean;
   /** Expanded but its listing has not arrived yet. */
   loading: boolean;
+  /** The row's folder and its place there. */
+  dir: string;
+  index: number;
+  /** A place whose page is still to be loaded. */
+  placeholder?: true;
 }
 
-export function visibleRows(
-  listings: ReadonlyMap<string, readonly FileEntry[]>,
-  expanded: ReadonlySet<string>,
-  root = "/",
-): TreeRow[] {
+/** The path that stands for entry number `index` of `dir` until its page arrives (no real path
+ * holds a NUL). */
+export function placeholderPath(dir: string, index: number): string {
+  return `${dir}\u0000${index}`;
+}
+
+export function parsePlaceholder(path: string): { dir: string; index: number } | undefined {
+  const at = path.indexOf("\u0000");
+  return at < 0 ? undefined : { dir: path.slice(0, at), index: Number(path.slice(at + 1)) };
+}
+
+export function visibleRows(listings: ReadonlyMap<string, Slots>, expanded: ReadonlySet<string>, root = "/"): TreeRow[] {
   const rows: TreeRow[] = [];
   const walk = (dir: string, depth: number) => {
-    for (const entry of listings.get(dir) ?? []) {
+    const slots = listings.get(dir) ?? [];
+    for (let index = 0; index < slots.length; index++) {
+      const entry = slots[index];
+      if (!entry) {
+        const path = placeholderPath(dir, index);
+        const stand = { name: "", path, kind: "other" as const, size: 0, mtime: 0 };
+        rows.push({ entry: stand, depth, expanded: false, loading: true, dir, index, placeholder: true });
+        continue;
+      }
       const open = isDir(entry) && expanded.has(entry.path);
-      rows.push({ entry, depth, expanded: open, loading: open && !listings.has(entry.path) });
+      rows.push({ entry, depth, expanded: open, loading: open && !listings.has(entry.path), dir, index });
       if (open) walk(entry.path, depth + 1);
     }
   };
   walk(normalizePath(root), 0);
   return rows;
+}
+
+/** The entry at `path` in the listings loaded (undefined for the root, or one not loaded). */
+export function findEntry(listings: ReadonlyMap<string, Slots>, path: string): FileEntry | undefined {
+  return listings.get(parentPath(path))?.find((e) => e?.path === path);
+}
+
+/** The pages (numbers, `LIST_PAGE` entries each) holding places `from` to `to` (exclusive). */
+export function pagesOf(from: number, to: number): number[] {
+  const pages: number[] = [];
+  for (let p = Math.floor(from / LIST_PAGE); p * LIST_PAGE < to; p++) pages.push(p);
+  return pages;
+}
+
+/** A folder's slots from pages that answered: `total` places (the first page's), filled by each
+ * page of that same total; with `base`, also its entries where no page answered, if it has the
+ * same length (the folder did not grow or shrink meanwhile). */
+export function fillSlots(total: number, pages: readonly ListingPage[], base?: Slots): (FileEntry | undefined)[] {
+  const slots: (FileEntry | undefined)[] = base && base.length === total ? [...base] : new Array<FileEntry | undefined>(total);
+  for (const page of pages) {
+    if (page.total !== total) continue;
+    page.entries.forEach((entry, i) => {
+      if (page.offset + i < total) slots[page.offset + i] = entry;
+    });
+  }
+  return slots;
 }
 
 /** After a rename or move from `from` to `to`: the same paths with that prefix replaced. */
@@ -286,14 +407,17 @@ export function dropPaths(paths: Iterable<string>, removed: string): Set<string>
 }
 
 /** Listings are equal when they hold the same entries (then the tree need not re-render). */
-export function sameListing(a: readonly FileEntry[] | undefined, b: readonly FileEntry[]): boolean {
+export function sameListing(a: Slots | undefined, b: Slots): boolean {
   if (a === b) return true;
   if (!a || a.length !== b.length) return false;
-  return a.every(
-    (e, i) =>
-      e.path === b[i].path && e.kind === b[i].kind && e.size === b[i].size && e.mtime === b[i].mtime &&
-      e.targetKind === b[i].targetKind,
-  );
+  for (let i = 0; i < a.length; i++) {
+    const e = a[i];
+    const f = b[i];
+    if (e === f) continue;
+    if (!e || !f) return false;
+    if (e.path !== f.path || e.kind !== f.kind || e.size !== f.size || e.mtime !== f.mtime || e.targetKind !== f.targetKind) return false;
+  }
+  return true;
 }
 
 // ---------------------------------------------------------------------------------------

@@ -90,11 +90,11 @@ export function foldersToPoll(status: WatchStatus | null, listed: readonly strin
 
 /** The open folders whose path goes through a symlink (the link itself, or a folder below one),
  * as the listings show them. */
-export function linkedFolders(listings: ReadonlyMap<string, readonly FileEntry[]>, open: Iterable<string>): string[] {
+export function linkedFolders(listings: ReadonlyMap<string, readonly (FileEntry | undefined)[]>, open: Iterable<string>): string[] {
   const out: string[] = [];
   for (const dir of open) {
     for (let p = normalizePath(dir); p !== "/"; p = parentPath(p)) {
-      const entry = listings.get(parentPath(p))?.find((e) => e.path === p);
+      const entry = listings.get(parentPath(p))?.find((e) => e?.path === p);
       if (entry?.kind === "symlink") {
         out.push(dir);
         break;

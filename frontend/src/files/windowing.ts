@@ -58,6 +58,9 @@ export function anchoredScrollTop(
 ): number | null {
   if (scrollTop <= 0 || rowHeight <= 0 || before.length === 0) return null;
   const first = Math.floor(scrollTop / rowHeight);
+  // The common case (a page of a folder arrived, a row below changed): the first row in view is
+  // where it was; no need to look for it among every row.
+  if (first < before.length && before[first] === after[first]) return null;
   const offset = scrollTop - first * rowHeight;
   const where = new Map<string, number>();
   const keys = before.slice(first, first + look);

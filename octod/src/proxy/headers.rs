@@ -248,8 +248,13 @@ mod tests {
             ("transfer-encoding", "chunked"),
             ("content-type", "text/event-stream"),
             ("cache-control", "no-cache"),
+            // opencode's cursor of a conversation's earlier messages: the chat pages with it.
+            ("x-next-cursor", "eyJpZCI6Im1zZ18xIn0"),
         ]);
         prepare_response(&mut headers);
-        assert_eq!(names(&headers), ["cache-control", "content-type"]);
+        assert_eq!(
+            names(&headers),
+            ["cache-control", "content-type", "x-next-cursor"]
+        );
     }
 }
