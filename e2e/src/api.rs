@@ -187,6 +187,101 @@ fn names(admin: &Client, bob: &Client, id: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Issue 18's keep-alive on the admin's running session `id` (idle stop at its default 120
+/// minutes, keep-alive at most 24 hours): the session's `idle` outlook names its recent use;
+/// a keep-alive of 8 hours moves its stop to then and says so; longer than the maximum is 400
+/// and changes nothing; bob gets 404; `0` ends it; the audit log has both.
+fn keep_alive(admin: &Client, bob: &Client, id: &str) -> anyhow::Result<()> {
+    let path = format!("/api/sessions/{id}/keep-alive");
+    let idle = |client: &Client| -> anyhow::Result<serde_json::Value> {
+        let answer = client.call("GET", &format!("/api/sessions/{id}"), None)?;
+        expect(&answer, 200, "show")?;
+        Ok(answer.json()?["idle"].clone())
+    };
+    let now_ms = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    };
+    let before = idle(admin)?;
+    let stops_at = before["stops_at"].as_u64().context("stops_at")?;
+    ensure!(
+        before["kept_by"] == serde_json::json!(["activity"])
+            && before["keep_alive_max_minutes"] == 1440
+            && before.get("keep_alive_until").is_none()
+            && stops_at > now_ms() + 100 * 60_000
+            && stops_at <= now_ms() + 120 * 60_000,
+        "a session just used stops about 120 minutes after its last use: {before}"
+    );
+
+    let asked = now_ms();
+    let kept = admin.call("POST", &path, Some(r#"{"minutes":480}"#))?;
+    expect(&kept, 200, "keep alive for 8 hours")?;
+    let kept = kept.json()?["idle"].clone();
+    let until = kept["keep_alive_until"]
+        .as_u64()
+        .context("keep_alive_until")?;
+    ensure!(
+        until >= asked + 480 * 60_000
+            && until <= now_ms() + 480 * 60_000
+            && kept["stops_at"].as_u64() == Some(until)
+            && kept["kept_by"] == serde_json::json!(["keep_alive", "activity"]),
+        "kept alive for 8 hours: {kept}"
+    );
+    for (body, status, code) in [
+        (r#"{"minutes":1441}"#, 400, "keep_alive_too_long"),
+        (r#"{"minutes":-1}"#, 422, "bad_request"),
+        (r#"{"hours":8}"#, 422, "bad_request"),
+    ] {
+        let answer = admin.call("POST", &path, Some(body))?;
+        expect(&answer, status, &format!("keep-alive {body}"))?;
+        ensure!(
+            answer.json()?["error"]["code"] == code,
+            "keep-alive {body}: expected code {code}: {}",
+            answer.body
+        );
+    }
+    expect(
+        &bob.call("POST", &path, Some(r#"{"minutes":60}"#))?,
+        404,
+        "bob keeps admin's session alive",
+    )?;
+    ensure!(
+        idle(admin)?["keep_alive_until"].as_u64() == Some(until),
+        "a refused keep-alive changed it"
+    );
+    say(format!(
+        "keep-alive: 8 hours moves the idle stop to {until}; 1441 minutes is 400 keep_alive_too_long, bob 404, nothing changed"
+    ));
+
+    let ended = admin.call("POST", &path, Some(r#"{"minutes":0}"#))?;
+    expect(&ended, 200, "end the keep-alive")?;
+    let ended = ended.json()?["idle"].clone();
+    ensure!(
+        ended.get("keep_alive_until").is_none()
+            && ended["kept_by"] == serde_json::json!(["activity"]),
+        "after ending the keep-alive: {ended}"
+    );
+    let audit = admin
+        .call("GET", "/api/admin/audit?limit=100", None)?
+        .json()?;
+    let details: Vec<&str> = audit
+        .as_array()
+        .map(|l| {
+            l.iter()
+                .filter(|e| e["action"] == "session.keep_alive" && e["target"] == id)
+                .filter_map(|e| e["detail"].as_str())
+                .collect()
+        })
+        .unwrap_or_default();
+    ensure!(
+        details.contains(&"480 minutes") && details.contains(&"ended") && details.len() == 2,
+        "the keep-alive's audit entries: {details:?}"
+    );
+    say("keep-alive: ended with 0; audited as session.keep_alive (480 minutes, ended)");
+    Ok(())
+}
+
 pub(crate) fn expect(answer: &Answer, status: u16, what: &str) -> anyhow::Result<()> {
     ensure!(
         answer.status == status,
@@ -439,6 +534,7 @@ async fn scenario(code: &std::sync::mpsc::Receiver<String>) -> anyhow::Result<()
     say("another user gets 404, anonymous 401, cross-origin 403");
 
     names(&admin, &bob, &id)?;
+    keep_alive(&admin, &bob, &id)?;
 
     let answer = admin.call("POST", &format!("{path}/stop"), None)?;
     ensure!(

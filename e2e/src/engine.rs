@@ -171,6 +171,7 @@ async fn engine_from(
         image: setup.image,
         stop_timeout: Duration::from_secs(60),
         idle_timeout: None,
+        keep_alive_max: Duration::from_secs(24 * 3600),
         limits: octod::limits::LimitsPolicy::default(),
         admission: octod::limits::Admission::default(),
         state_dir: None,
@@ -1087,6 +1088,14 @@ async fn agent() -> anyhow::Result<()> {
             "{id}: no traffic for {:?}, its agent busy: kept running",
             idle_for * 2
         ));
+        let record = engine.get(&id).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        let outlook = engine
+            .idle_outlook(&record, engine.last_activity(&id).await?, None)
+            .context("a running session has an idle outlook")?;
+        ensure!(
+            outlook.kept_by.contains(&octod::engine::KeptBy::Agent),
+            "the outlook does not name the agent's turn: {outlook:?}"
+        );
         // The turn ends: it stops, no sooner than the idle time after the last busy answer.
         // (Timed from before the write: `podman exec` takes a while, and the turn may end at
         // any moment of it.)
@@ -1108,6 +1117,41 @@ async fn agent() -> anyhow::Result<()> {
         );
         say(format!(
             "{id}: its agent's turn ended; idle-stopped {stopped_after:?} later (idle time {idle_for:?})"
+        ));
+
+        // A keep-alive: no traffic, the agent idle, and still not stopped until it ends.
+        engine
+            .resume(&id)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let until = std::time::SystemTime::now() + idle_for * 3;
+        engine.set_keep_alive(&id, Some(until)).await?;
+        while std::time::SystemTime::now() + Duration::from_millis(500) < until {
+            ensure!(
+                !engine.reap_idle().await.contains(&id),
+                "a session kept alive was idle-stopped"
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        let record = engine.get(&id).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        ensure!(
+            record.state == SessionState::Running,
+            "kept alive, but {:?}",
+            record.state
+        );
+        let stopped_after = loop {
+            if engine.reap_idle().await.contains(&id) {
+                break until.elapsed().unwrap_or_default();
+            }
+            ensure!(
+                until.elapsed().unwrap_or_default() < idle_for * 2,
+                "the session did not stop when its keep-alive ended"
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        };
+        say(format!(
+            "{id}: kept alive for {:?} without traffic; idle-stopped {stopped_after:?} after the keep-alive ended",
+            idle_for * 3
         ));
         Ok(())
     }

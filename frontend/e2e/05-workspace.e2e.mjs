@@ -94,6 +94,26 @@ export default async function workspace(ctx) {
     await runInTerminal(page, "echo $((6*7))", "42");
     await shot("terminal");
 
+    step("keep the session running for 2 hours from the header, then end the keep-alive");
+    await byTest("idle-status").waitFor();
+    const idleText = (await byTest("idle-stop-at").textContent()) ?? "";
+    if (!idleText.startsWith("Idle stop ≈")) throw new Error(`the header's idle stop says ${JSON.stringify(idleText)}`);
+    await page.locator('[data-testid="idle-reason"]', { hasText: "In use" }).waitFor();
+    await byTest("keep-alive").selectOption("120");
+    await page.locator('[data-testid="idle-stop-at"]', { hasText: "Kept running until" }).waitFor();
+    await page.locator('[data-testid="idle-reason"]', { hasText: "Kept alive" }).waitFor();
+    const kept = await (await context.request.get(`${baseUrl}/api/sessions/${sessionId}`)).json();
+    const until = kept.idle?.keep_alive_until ?? 0;
+    if (Math.abs(until - (Date.now() + 120 * 60_000)) > 5 * 60_000) {
+      throw new Error(`kept alive until ${until}, not about 2 hours from now: ${JSON.stringify(kept.idle)}`);
+    }
+    await shot("kept-alive");
+    await byTest("keep-alive").selectOption("0");
+    await page.locator('[data-testid="idle-stop-at"]', { hasText: "Idle stop ≈" }).waitFor();
+    if ((await page.locator('[data-testid="idle-reason"]', { hasText: "Kept alive" }).count()) !== 0) {
+      throw new Error("the keep-alive's reason stays after ending it");
+    }
+
     step("upload a file and download it back");
     const name = "e2e-upload.bin";
     // Not UTF-8 and larger than the text preview, so neither side can get away with text.

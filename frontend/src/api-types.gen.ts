@@ -442,6 +442,26 @@ export interface paths {
         patch: operations["updateSession"];
         trace?: never;
     };
+    "/api/sessions/{id}/keep-alive": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Keep a session running without activity for a while.
+         * @description The idle stop leaves the session running until `minutes` from now (and an idle time after its last activity, as always); `0` ends a keep-alive. At most `sessions.keep_alive_max_hours` (24 by default; 0 turns keep-alive off). Owner or admin; audited as `session.keep_alive`. The session's `idle` says when it will stop and what keeps it running.
+         */
+        post: operations["keepSessionAlive"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/sessions/{id}/resume": {
         parameters: {
             query?: never;
@@ -2180,6 +2200,11 @@ export interface components {
             uptime_seconds: number;
             version: string;
         };
+        /**
+         * @description Why a session is not idle-stopped now.
+         * @enum {string}
+         */
+        IdleReason: "agent" | "keep_alive" | "activity";
         /** @description An invite code as admins see it, code included. */
         Invite: {
             code: string;
@@ -2197,6 +2222,17 @@ export interface components {
             role: components["schemas"]["Role"];
             /** Format: int32 */
             uses_left: number;
+        };
+        /**
+         * @description `POST /api/sessions/{id}/keep-alive`: keep the session running without activity for this
+         *     long from now; `0` ends a keep-alive.
+         */
+        KeepAlive: {
+            /**
+             * Format: int32
+             * @description Minutes from now, at most the administrator's `sessions.keep_alive_max_hours`.
+             */
+            minutes: number;
         };
         /** @description The body of `POST /api/auth/login`. */
         LoginRequest: {
@@ -2246,6 +2282,8 @@ export interface components {
             /** @description Its home's size and its owner's storage quota. */
             disk?: components["schemas"]["SessionDisk"];
             id: string;
+            /** @description What the idle stop will do with it, and its keep-alive. */
+            idle?: components["schemas"]["SessionIdle"];
             /**
              * Format: int64
              * @description When it was last used (traffic through octod to its services: chat, files, terminal,
@@ -2305,6 +2343,33 @@ export interface components {
              *     while it runs) plus what was uploaded through Octo since; absent before the first.
              */
             used_bytes?: number;
+        };
+        /** @description What the idle stop will do with a session, and what keeps it running. */
+        SessionIdle: {
+            /**
+             * Format: int32
+             * @description The longest keep-alive the administrator allows, in minutes; 0: none.
+             */
+            keep_alive_max_minutes: number;
+            /**
+             * Format: int64
+             * @description Until when its user keeps it running without activity; milliseconds since the Unix
+             *     epoch. Absent: no keep-alive (or one that has ended).
+             */
+            keep_alive_until?: number;
+            /**
+             * @description What keeps it running now: `agent` (its agent is in a turn, or waits on a permission
+             *     prompt or a question), `keep_alive` (its user asked to keep it running), `activity` (it
+             *     was used within the idle time: chat, files, an open terminal, previews).
+             */
+            kept_by: components["schemas"]["IdleReason"][];
+            /**
+             * Format: int64
+             * @description When the idle stop will stop it if nothing keeps it longer (within the reconciler's
+             *     period); milliseconds since the Unix epoch. Absent when the idle stop will not stop it:
+             *     it is off (`sessions.idle_timeout_minutes = 0`), or the session is not running.
+             */
+            stops_at?: number;
         };
         /** @description A session's resource limits; an absent limit is none. */
         SessionLimits: {
@@ -4410,6 +4475,114 @@ export interface operations {
                 };
             };
             /** @description Invalid name (1–80 characters after trimming, no control characters) or description (at most 280 characters, no control characters). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not signed in, or the token is invalid, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Refused. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such session, or another user's (not revealed). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The session is being deleted. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body is too large. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body is not `application/json`. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The JSON does not match the expected shape (unknown or missing fields). */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Internal error (details are in the server log). */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    keepSessionAlive: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Session id. */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["KeepAlive"];
+            };
+        };
+        responses: {
+            /** @description The session as it is now. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Session"];
+                };
+            };
+            /** @description Longer than the administrator allows (`keep_alive_too_long`). */
             400: {
                 headers: {
                     [name: string]: unknown;

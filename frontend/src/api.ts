@@ -133,6 +133,12 @@ export const api = {
   /** Renames a session and/or sets its description (owner or admin); a field left out is kept. */
   updateSession: (id: string, change: Schemas["UpdateSession"]) =>
     apiFetch<Session>(`/api/sessions/${encodeURIComponent(id)}`, { method: "PATCH", json: change }),
+  /** Keeps a running session from its idle stop for `minutes` from now (0 ends a keep-alive). */
+  keepAlive: (id: string, minutes: number) =>
+    apiFetch<Session>(`/api/sessions/${encodeURIComponent(id)}/keep-alive`, {
+      method: "POST",
+      json: { minutes } satisfies Schemas["KeepAlive"],
+    }),
   stopSession: (id: string) =>
     apiFetch<Session>(`/api/sessions/${encodeURIComponent(id)}/stop`, { method: "POST" }),
   resumeSession: (id: string) =>

@@ -4,6 +4,8 @@ import {
   actionsFor,
   filterSessions,
   IDLE_POLL_MS,
+  idleView,
+  keepAliveChoices,
   limitsView,
   diskView,
   nameProblem,
@@ -154,5 +156,45 @@ describe("diskView", () => {
         "Storage full: 10 GiB of your 10 GiB storage quota used (all your sessions together). Uploads are refused until you delete files.",
       tone: "danger",
     });
+  });
+});
+
+describe("idleView", () => {
+  const now = new Date(2026, 11, 3, 12, 0).getTime();
+  const at = (h: number, m: number) => new Date(2026, 11, 3, h, m).getTime();
+  it("is null when the idle stop will not stop the session", () => {
+    expect(idleView(undefined, now)).toBeNull();
+    expect(idleView({ kept_by: [], keep_alive_max_minutes: 1440 }, now)).toBeNull();
+  });
+  it("says when a session in use stops", () => {
+    const view = idleView({ stops_at: at(14, 5), kept_by: ["activity"], keep_alive_max_minutes: 1440 }, now);
+    expect(view?.text).toBe("Idle stop ≈ 14:05");
+    expect(view?.reasons).toEqual(["In use"]);
+    expect(view?.title).toContain("used recently");
+  });
+  it("names a working agent and a keep-alive", () => {
+    const view = idleView(
+      { stops_at: at(18, 0), kept_by: ["agent", "keep_alive"], keep_alive_until: at(18, 0), keep_alive_max_minutes: 1440 },
+      now,
+    );
+    expect(view?.text).toBe("Kept running until 18:00");
+    expect(view?.reasons).toEqual(["Agent working", "Kept alive"]);
+    expect(view?.title).toContain("never stopped mid-turn");
+    expect(view?.title).toContain("you asked to keep it running");
+  });
+  it("says when nothing keeps it", () => {
+    expect(idleView({ stops_at: at(11, 0), kept_by: [], keep_alive_max_minutes: 0 }, now)?.title).toContain(
+      "Nothing keeps it running",
+    );
+  });
+});
+
+describe("keepAliveChoices", () => {
+  it("offers lengths up to the maximum, the maximum included", () => {
+    expect(keepAliveChoices(0)).toEqual([]);
+    expect(keepAliveChoices(1440).map((c) => c.label)).toEqual(["1 hour", "2 hours", "4 hours", "8 hours", "1 day"]);
+    expect(keepAliveChoices(300).map((c) => c.minutes)).toEqual([60, 120, 240, 300]);
+    expect(keepAliveChoices(300).at(-1)?.label).toBe("5 hours");
+    expect(keepAliveChoices(90).map((c) => c.label)).toEqual(["1 hour", "90 minutes"]);
   });
 });

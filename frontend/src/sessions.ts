@@ -226,3 +226,63 @@ export function limitsView(limits: Session["limits"]): { text: string | null; no
       : null;
   return { text: parts.length > 0 ? parts.join(" · ") : null, note };
 }
+
+/** A clock time for the idle stop's line: `14:32`, or `Mon 14:32` when not today. */
+function clockTime(ms: number, now: number): string {
+  const at = new Date(ms);
+  const hm = `${String(at.getHours()).padStart(2, "0")}:${String(at.getMinutes()).padStart(2, "0")}`;
+  const today = new Date(now).toDateString() === at.toDateString();
+  return today ? hm : `${at.toLocaleDateString(undefined, { weekday: "short" })} ${hm}`;
+}
+
+/**
+ * What the idle stop will do with a running session, for the workspace header: a short line
+ * (`Idle stop ≈ 14:32`, `Kept running until 18:00`), the reasons it keeps running (`Agent
+ * working`, …) and a longer explanation for its tooltip; null when the idle stop will not stop it.
+ */
+export function idleView(
+  idle: Session["idle"] | undefined,
+  now: number,
+): { text: string; reasons: string[]; title: string } | null {
+  if (idle?.stops_at === undefined) return null;
+  const keptAlive = idle.keep_alive_until !== undefined && idle.keep_alive_until > now;
+  const reasons = idle.kept_by.map((reason) =>
+    reason === "agent" ? "Agent working" : reason === "keep_alive" ? "Kept alive" : "In use",
+  );
+  const stops = clockTime(idle.stops_at, now);
+  const text = keptAlive && idle.keep_alive_until !== undefined && idle.stops_at <= idle.keep_alive_until
+    ? `Kept running until ${clockTime(idle.keep_alive_until, now)}`
+    : `Idle stop ≈ ${stops}`;
+  const why =
+    idle.kept_by.length === 0
+      ? "Nothing keeps it running: it stops at the next check."
+      : `Running because: ${idle.kept_by
+          .map((reason) =>
+            reason === "agent"
+              ? "its agent is working on a turn (it is never stopped mid-turn)"
+              : reason === "keep_alive"
+                ? "you asked to keep it running"
+                : "it was used recently (chat, files, an open terminal)",
+          )
+          .join("; ")}.`;
+  return {
+    text,
+    reasons,
+    title: `${why} Without activity it stops at about ${stops}; its files are kept and it wakes when opened.`,
+  };
+}
+
+/** The keep-alive lengths to offer (minutes), up to the administrator's maximum; empty when off. */
+export function keepAliveChoices(maxMinutes: number): { minutes: number; label: string }[] {
+  const choices = [60, 120, 240, 480, 1440, 2880, 10080].filter((m) => m <= maxMinutes);
+  if (maxMinutes > 0 && !choices.includes(maxMinutes)) choices.push(maxMinutes);
+  return choices.map((minutes) => ({
+    minutes,
+    label:
+      minutes % 1440 === 0
+        ? `${minutes / 1440} ${minutes === 1440 ? "day" : "days"}`
+        : minutes % 60 === 0
+          ? `${minutes / 60} ${minutes === 60 ? "hour" : "hours"}`
+          : `${minutes} minutes`,
+  }));
+}

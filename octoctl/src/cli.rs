@@ -68,6 +68,14 @@ pub enum SessionCommand {
         #[arg(long)]
         description: Option<String>,
     },
+    /// Keep a session running without activity for a while (`8h`, `90m`), or `off` to end
+    /// it; at most the host's `sessions.keep_alive_max_hours`.
+    KeepAlive {
+        id: String,
+        /// How long from now: e.g. 30m, 8h; `off` (or 0) ends a keep-alive.
+        #[arg(value_parser = keep_alive_for)]
+        duration: std::time::Duration,
+    },
     /// Stop a session; its workspace is kept.
     Stop { id: String },
     /// Start a stopped or failed session again.
@@ -228,4 +236,12 @@ pub enum ContainerCommand {
         #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
         parallel: u16,
     },
+}
+
+/// A keep-alive's length: a duration, or `off`.
+fn keep_alive_for(text: &str) -> Result<std::time::Duration, String> {
+    if text.trim().eq_ignore_ascii_case("off") || text.trim() == "0" {
+        return Ok(std::time::Duration::ZERO);
+    }
+    crate::duration::parse(text)
 }

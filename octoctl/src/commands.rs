@@ -228,6 +228,7 @@ fn session_details(s: &SessionView) -> String {
     ];
     rows.push(vec!["limits".to_owned(), limits_text(&s.limits)]);
     rows.push(vec!["disk".to_owned(), disk_text(&s.disk)]);
+    rows.push(vec!["idle stop".to_owned(), idle_text(&s.idle)]);
     if !s.description.is_empty() {
         rows.insert(2, vec!["about".to_owned(), s.description.clone()]);
     }
@@ -242,6 +243,39 @@ fn session_details(s: &SessionView) -> String {
         let _ = writeln!(text, "{:<10}{}", row[0], row[1]);
     }
     text
+}
+
+/// What the idle stop will do: `about 14:32 UTC (kept running by: its agent's turn, a
+/// keep-alive until 18:00 UTC)`, or why it will not stop it.
+fn idle_text(idle: &octo_wire::SessionIdle) -> String {
+    let Some(stops_at) = idle.stops_at else {
+        return match idle.keep_alive_until {
+            Some(until) => format!(
+                "not while stopped (kept alive until {} UTC)",
+                table::utc_minutes(until)
+            ),
+            None => "none (idle stop is off, or the session is not running)".to_owned(),
+        };
+    };
+    let reasons: Vec<String> = idle
+        .kept_by
+        .iter()
+        .map(|reason| match reason {
+            octo_wire::IdleReason::Agent => "its agent is working".to_owned(),
+            octo_wire::IdleReason::KeepAlive => format!(
+                "kept alive until {} UTC",
+                idle.keep_alive_until
+                    .map_or_else(|| "?".to_owned(), table::utc_minutes)
+            ),
+            octo_wire::IdleReason::Activity => "recent use".to_owned(),
+        })
+        .collect();
+    let when = format!("about {} UTC", table::utc_minutes(stops_at));
+    if reasons.is_empty() {
+        format!("{when} (due: nothing keeps it running)")
+    } else {
+        format!("{when} (running: {})", reasons.join(", "))
+    }
 }
 
 /// The home's size for the table: `1.5 GiB`, `-` before its first measurement, and a `!`
@@ -351,6 +385,20 @@ async fn session(client: &Client, out: Output, command: &SessionCommand) -> Resu
             );
             out.show_typed(&v, |s: SessionView| {
                 format!("session {}: {}\n", s.id, s.name)
+            })?;
+        }
+        SessionCommand::KeepAlive { id, duration } => {
+            let minutes = u32::try_from(duration.as_secs().div_ceil(60)).map_err(|_| {
+                Failure::Failed(format!("{}: too long", duration::human(*duration)))
+            })?;
+            let request = body(&octo_wire::KeepAlive { minutes });
+            let v = answer(
+                client
+                    .call(Method::POST, &path(id, "/keep-alive"), Some(&request))
+                    .await?,
+            );
+            out.show_typed(&v, |s: SessionView| {
+                format!("session {}: {}\n", s.id, idle_text(&s.idle))
             })?;
         }
         SessionCommand::Stop { id } | SessionCommand::Resume { id } => {
@@ -903,12 +951,42 @@ mod tests {
                 used_bytes: Some(3 << 29),
                 ..octo_wire::SessionDisk::default()
             },
+            idle: octo_wire::SessionIdle::default(),
         }];
         let table = session_table(&list);
         assert_eq!(
             table,
             "ID    NAME           OWNER  TEMPLATE  STATE    WANTED   HOME     LAST ACTIVE (UTC)\n\
              ab12  Thesis, ch. 2  alice  coding    running  running  1.5 GiB  1970-01-02 01:01\n"
+        );
+    }
+
+    #[test]
+    fn the_idle_stop_says_when_and_why() {
+        let mut idle = octo_wire::SessionIdle::default();
+        assert_eq!(
+            idle_text(&idle),
+            "none (idle stop is off, or the session is not running)"
+        );
+        idle.keep_alive_until = Some(90_061_000);
+        assert_eq!(
+            idle_text(&idle),
+            "not while stopped (kept alive until 1970-01-02 01:01 UTC)"
+        );
+        idle.stops_at = Some(90_061_000);
+        idle.kept_by = vec![
+            octo_wire::IdleReason::Agent,
+            octo_wire::IdleReason::KeepAlive,
+        ];
+        assert_eq!(
+            idle_text(&idle),
+            "about 1970-01-02 01:01 UTC (running: its agent is working, kept alive until 1970-01-02 01:01 UTC)"
+        );
+        idle.kept_by.clear();
+        idle.keep_alive_until = None;
+        assert_eq!(
+            idle_text(&idle),
+            "about 1970-01-02 01:01 UTC (due: nothing keeps it running)"
         );
     }
 

@@ -25,6 +25,8 @@ pub const DEFAULT_TEMPLATES_DIR: &str = "/usr/share/octo/container/templates";
 pub const DEFAULT_IMAGE_CONTEXT: &str = "/usr/share/octo/container";
 /// The file server binary as the packages install it.
 pub const DEFAULT_FILESERVER: &str = "/usr/libexec/octo/octo-fileserver";
+/// The most `sessions.keep_alive_max_hours` may be: a week.
+pub const MAX_KEEP_ALIVE_HOURS: u64 = 168;
 
 /// Why the configuration is not usable.
 #[derive(Debug, thiserror::Error)]
@@ -106,6 +108,9 @@ pub struct SessionsFragment {
     pub max_per_user: Option<u32>,
     /// Stop sessions idle this long; 0 never.
     pub idle_timeout_minutes: Option<u64>,
+    /// The longest a user may keep a session running without activity ("keep alive for 8
+    /// hours"); 0 turns keep-alive off.
+    pub keep_alive_max_hours: Option<u64>,
     /// `TimeoutStartSec=` of a session unit.
     pub start_timeout_seconds: Option<u64>,
 }
@@ -205,6 +210,8 @@ pub struct Settings {
     pub obsolete_port_range: bool,
     pub max_per_user: u32,
     pub idle_timeout: Option<Duration>,
+    /// The longest keep-alive a user may ask for; zero: none.
+    pub keep_alive_max: Duration,
     pub start_timeout: Duration,
     pub llm: Option<Llm>,
     pub image_build: ImageSettings,
@@ -365,6 +372,19 @@ pub fn merge(fragments: &[(PathBuf, Fragment)]) -> Result<Settings, ConfigError>
         0 => None,
         minutes => Some(Duration::from_secs(minutes.saturating_mul(60))),
     };
+    let (keep_alive, at) = pick!(
+        "sessions.keep_alive_max_hours",
+        sessions.keep_alive_max_hours
+    );
+    let keep_alive = keep_alive.unwrap_or(24);
+    if keep_alive > MAX_KEEP_ALIVE_HOURS {
+        return Err(invalid(
+            &at,
+            "sessions.keep_alive_max_hours",
+            format!("must be at most {MAX_KEEP_ALIVE_HOURS} (a week), or 0 for no keep-alive"),
+        ));
+    }
+    let keep_alive_max = Duration::from_secs(keep_alive * 3600);
     let (start, at) = pick!(
         "sessions.start_timeout_seconds",
         sessions.start_timeout_seconds
@@ -434,6 +454,7 @@ pub fn merge(fragments: &[(PathBuf, Fragment)]) -> Result<Settings, ConfigError>
         obsolete_port_range,
         max_per_user,
         idle_timeout,
+        keep_alive_max,
         start_timeout: Duration::from_secs(start),
         llm,
         image_build,
@@ -601,6 +622,10 @@ impl Settings {
                         .map_or(0, |d| d.as_secs() / 60)
                         .to_string(),
                 ),
+            ),
+            (
+                "sessions.keep_alive_max_hours",
+                Some((self.keep_alive_max.as_secs() / 3600).to_string()),
             ),
             (
                 "sessions.start_timeout_seconds",

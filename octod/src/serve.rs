@@ -195,6 +195,7 @@ pub async fn build_state(settings: &Settings) -> anyhow::Result<crate::app::AppS
         image: settings.image.clone(),
         stop_timeout: Duration::from_secs(60),
         idle_timeout: settings.idle_timeout,
+        keep_alive_max: settings.keep_alive_max,
         limits: settings.limits.clone(),
         admission: settings.admission.clone(),
         state_dir: Some(settings.state_dir.clone()),

@@ -22,8 +22,8 @@ pub use auth::{
 };
 pub use error::{ErrorBody, ErrorDetail};
 pub use sessions::{
-    CreateSession, Desired, QuotaState, SessionDisk, SessionLimits, SessionStatus, SessionUrls,
-    SessionView, TemplateView, UpdateSession,
+    CreateSession, Desired, IdleReason, KeepAlive, QuotaState, SessionDisk, SessionIdle,
+    SessionLimits, SessionStatus, SessionUrls, SessionView, TemplateView, UpdateSession,
 };
 
 use serde::{Deserialize, Serialize};

@@ -37,6 +37,63 @@ pub struct SessionView {
     /// Its home's size and its owner's storage quota.
     #[serde(default)]
     pub disk: SessionDisk,
+    /// What the idle stop will do with it, and its keep-alive.
+    #[serde(default)]
+    pub idle: SessionIdle,
+}
+
+/// What the idle stop will do with a session, and what keeps it running.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SessionIdle {
+    /// When the idle stop will stop it if nothing keeps it longer (within the reconciler's
+    /// period); milliseconds since the Unix epoch. Absent when the idle stop will not stop it:
+    /// it is off (`sessions.idle_timeout_minutes = 0`), or the session is not running.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
+    pub stops_at: Option<u64>,
+    /// What keeps it running now: `agent` (its agent is in a turn, or waits on a permission
+    /// prompt or a question), `keep_alive` (its user asked to keep it running), `activity` (it
+    /// was used within the idle time: chat, files, an open terminal, previews).
+    pub kept_by: Vec<IdleReason>,
+    /// Until when its user keeps it running without activity; milliseconds since the Unix
+    /// epoch. Absent: no keep-alive (or one that has ended).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
+    pub keep_alive_until: Option<u64>,
+    /// The longest keep-alive the administrator allows, in minutes; 0: none.
+    pub keep_alive_max_minutes: u32,
+}
+
+/// Why a session is not idle-stopped now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum IdleReason {
+    Agent,
+    KeepAlive,
+    Activity,
+}
+
+impl IdleReason {
+    /// The reason as the wire names it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IdleReason::Agent => "agent",
+            IdleReason::KeepAlive => "keep_alive",
+            IdleReason::Activity => "activity",
+        }
+    }
+}
+
+/// `POST /api/sessions/{id}/keep-alive`: keep the session running without activity for this
+/// long from now; `0` ends a keep-alive.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct KeepAlive {
+    /// Minutes from now, at most the administrator's `sessions.keep_alive_max_hours`.
+    pub minutes: u32,
 }
 
 /// A session's home size and its owner's storage quota (all their sessions' homes together).

@@ -12,7 +12,7 @@ import { ErrorBanner } from "../components/ErrorBanner";
 import { Link } from "../components/Link";
 import { SessionLabel } from "../components/SessionLabel";
 import { StateBadge } from "../components/SessionTable";
-import { diskView } from "../sessions";
+import { diskView, idleView, keepAliveChoices } from "../sessions";
 import { POLL_MS } from "../sessions";
 import { keyDelta, loadLayout, moveSplitter, saveLayout, type Layout } from "./layout";
 import "./workspace.css";
@@ -36,6 +36,60 @@ function DiskWarning(props: { session: Session }): JSX.Element | null {
     <div className={`workspace-error disk-warning ${view.tone ?? ""}`} role="status" data-testid="workspace-disk-warning">
       {view.warning}
     </div>
+  );
+}
+
+/**
+ * The idle stop's outlook in the header (when it stops, what keeps it running) and the "Keep
+ * running" menu: a keep-alive of a chosen length, up to the administrator's maximum, or its end.
+ */
+function IdleStatus(props: { session: Session; onChange: (next: Session) => void; onError: (err: unknown) => void }): JSX.Element | null {
+  const { session } = props;
+  const [busy, setBusy] = useState(false);
+  const view = idleView(session.idle, Date.now());
+  if (view === null) return null;
+  const choices = keepAliveChoices(session.idle?.keep_alive_max_minutes ?? 0);
+  const keptAlive = session.idle?.keep_alive_until !== undefined;
+  const choose = async (value: string) => {
+    if (value === "") return;
+    setBusy(true);
+    try {
+      props.onChange(await api.keepAlive(session.id, Number(value)));
+    } catch (err) {
+      props.onError(err);
+    } finally {
+      setBusy(false);
+    }
+  };
+  return (
+    <span className="idle-status" data-testid="idle-status" title={view.title}>
+      <span className="muted" data-testid="idle-stop-at">
+        {view.text}
+      </span>
+      {view.reasons.map((reason) => (
+        <span key={reason} className="idle-reason" data-testid="idle-reason">
+          {reason}
+        </span>
+      ))}
+      {(choices.length > 0 || keptAlive) && (
+        <select
+          className="btn small"
+          aria-label="Keep this session running without activity"
+          data-testid="keep-alive"
+          value=""
+          disabled={busy}
+          onChange={(event) => void choose(event.target.value)}
+        >
+          <option value="">Keep running…</option>
+          {choices.map((choice) => (
+            <option key={choice.minutes} value={choice.minutes}>
+              for {choice.label}
+            </option>
+          ))}
+          {keptAlive && <option value="0">End keep-alive</option>}
+        </select>
+      )}
+    </span>
   );
 }
 
@@ -145,6 +199,9 @@ export default function Workspace(props: { sessionId: string }): JSX.Element {
         <span className="mono muted workspace-id">{sessionId}</span>
         {session && <StateBadge session={session} />}
         <span className="workspace-bar-right">
+          {session?.state === "running" && (
+            <IdleStatus session={session} onChange={setSession} onError={setError} />
+          )}
           {session?.state === "running" && (
             <button className="btn small" data-testid="workspace-stop" onClick={stop}>
               Stop session

@@ -14,6 +14,7 @@
 //! | `GET /admin/v1/sessions/{id}`                  | session                                   |
 //! | `PATCH /admin/v1/sessions/{id}`                | `{name?, description?}` → session         |
 //! | `POST /admin/v1/sessions/{id}/stop`, `/resume` | session (waits for the operation)         |
+//! | `POST /admin/v1/sessions/{id}/keep-alive`      | `{minutes}` → session                     |
 //! | `DELETE /admin/v1/sessions/{id}`               | 204                                       |
 //! | `GET /admin/v1/sessions/{id}/logs?lines=&follow=` | stream of `line` events                |
 //! | `GET`/`POST /admin/v1/users`                   | `[user]` / `{username, password, role?}` → 201 user |

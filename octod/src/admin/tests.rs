@@ -90,6 +90,7 @@ fn the_admin_routes_are_the_documented_ones() {
             "/admin/v1/invite-codes/{code}",
             "/admin/v1/sessions",
             "/admin/v1/sessions/{id}",
+            "/admin/v1/sessions/{id}/keep-alive",
             "/admin/v1/sessions/{id}/logs",
             "/admin/v1/sessions/{id}/resume",
             "/admin/v1/sessions/{id}/stop",

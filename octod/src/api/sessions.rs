@@ -62,12 +62,14 @@ where
                 .patch(update::<C>)
                 .delete(run(Operation::Delete)),
         )
+        .route(&at("/{id}/keep-alive"), post(keep_alive::<C>))
         .route(&at("/{id}/stop"), post(run(Operation::Stop)))
         .route(&at("/{id}/resume"), post(run(Operation::Resume)))
 }
 
 pub use octo_wire::{
-    CreateSession, Desired, SessionStatus, SessionUrls, SessionView, TemplateView, UpdateSession,
+    CreateSession, Desired, IdleReason, KeepAlive, SessionIdle, SessionStatus, SessionUrls,
+    SessionView, TemplateView, UpdateSession,
 };
 
 /// A session as the API shows it; `last_activity` is the store's (none: never used since it
@@ -77,6 +79,7 @@ pub fn view(
     last_activity: Option<SystemTime>,
     controllers: crate::render::Controllers,
     disk: octo_wire::SessionDisk,
+    idle: SessionIdle,
 ) -> SessionView {
     let (state, reason) = match &record.state {
         SessionState::Creating => (SessionStatus::Creating, None),
@@ -116,6 +119,38 @@ pub fn view(
         },
         limits: limits_view(&record.spec.limits, controllers),
         disk,
+        idle,
+    }
+}
+
+/// What the idle stop will do with a session, as the API shows it.
+pub fn idle_view(
+    engine: &Engine,
+    record: &SessionRecord,
+    last_activity: Option<SystemTime>,
+    keep_alive_until: Option<SystemTime>,
+) -> SessionIdle {
+    let now = SystemTime::now();
+    let outlook = engine.idle_outlook(record, last_activity, keep_alive_until);
+    SessionIdle {
+        stops_at: outlook.as_ref().map(|o| to_unix_ms(o.stops_at)),
+        kept_by: outlook
+            .map(|o| {
+                o.kept_by
+                    .into_iter()
+                    .map(|reason| match reason {
+                        crate::engine::KeptBy::Agent => IdleReason::Agent,
+                        crate::engine::KeptBy::KeepAlive => IdleReason::KeepAlive,
+                        crate::engine::KeptBy::Activity => IdleReason::Activity,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        keep_alive_until: keep_alive_until
+            .filter(|until| *until > now)
+            .map(to_unix_ms),
+        keep_alive_max_minutes: u32::try_from(engine.config().keep_alive_max.as_secs() / 60)
+            .unwrap_or(u32::MAX),
     }
 }
 
@@ -160,11 +195,19 @@ async fn view_of(engine: &Engine, record: &SessionRecord) -> SessionView {
         .ok()
         .flatten();
     let disk = engine.disk_facts(&record.spec.id, &record.spec.owner).await;
+    let keep_alive = engine
+        .keep_alives()
+        .await
+        .inspect_err(|e| tracing::warn!("reading keep-alives: {e}"))
+        .ok()
+        .and_then(|all| all.get(&record.spec.id).copied());
+    let idle = idle_view(engine, record, activity, keep_alive);
     view(
         record,
         activity,
         engine.config().render.controllers,
         disk_view(&disk),
+        idle,
     )
 }
 
@@ -174,14 +217,18 @@ async fn views<'a>(
     records: impl Iterator<Item = &'a SessionRecord>,
 ) -> Result<Vec<SessionView>, ApiError> {
     let activity = engine.activity().await.map_err(|e| ApiError::from(&e))?;
+    let keep_alives = engine.keep_alives().await.map_err(|e| ApiError::from(&e))?;
     let mut out = Vec::new();
     for r in records {
         let disk = engine.disk_facts(&r.spec.id, &r.spec.owner).await;
+        let last = activity.get(&r.spec.id).copied();
+        let idle = idle_view(engine, r, last, keep_alives.get(&r.spec.id).copied());
         out.push(view(
             r,
-            activity.get(&r.spec.id).copied(),
+            last,
             engine.config().render.controllers,
             disk_view(&disk),
+            idle,
         ));
     }
     Ok(out)
@@ -252,6 +299,19 @@ async fn update<C: Caller>(
         description: body.description,
     };
     let record = service::relabel(&engine, &caller.user(), &id, change).await?;
+    Ok(Json(view_of(&engine, &record).await))
+}
+
+/// `POST {prefix}/{id}/keep-alive`: keep the session running without activity for the
+/// minutes asked (`0` ends it), at most `sessions.keep_alive_max_hours`
+/// (`400 keep_alive_too_long`). Owner or admin.
+async fn keep_alive<C: Caller>(
+    State(engine): State<Engine>,
+    caller: C,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<KeepAlive>,
+) -> Result<Json<SessionView>, ApiError> {
+    let record = service::keep_alive(&engine, &caller.user(), &id, body.minutes).await?;
     Ok(Json(view_of(&engine, &record).await))
 }
 

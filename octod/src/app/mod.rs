@@ -132,6 +132,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/sessions/{id}"),
     ("PATCH", "/api/sessions/{id}"),
     ("DELETE", "/api/sessions/{id}"),
+    ("POST", "/api/sessions/{id}/keep-alive"),
     ("POST", "/api/sessions/{id}/stop"),
     ("POST", "/api/sessions/{id}/resume"),
     ("GET", "/api/admin/sessions"),

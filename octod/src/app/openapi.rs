@@ -14,9 +14,10 @@ use std::sync::LazyLock;
 
 use octo_wire::{
     ApiTokenView, AuditView, CreateApiToken, CreateInvite, CreateSession, CreateUser,
-    CreatedApiToken, ErrorBody, Health, InviteView, LoginRequest, PasswordChange, RegisterRequest,
-    ResetPassword, Role, Scope, SessionDisk, SessionLimits, SessionUrls, SessionView, SetRole,
-    SignInOptions, SignInProvider, SignedOut, TemplateView, UpdateSession, UserView,
+    CreatedApiToken, ErrorBody, Health, InviteView, KeepAlive, LoginRequest, PasswordChange,
+    RegisterRequest, ResetPassword, Role, Scope, SessionDisk, SessionIdle, SessionLimits,
+    SessionUrls, SessionView, SetRole, SignInOptions, SignInProvider, SignedOut, TemplateView,
+    UpdateSession, UserView,
 };
 use utoipa::ToSchema;
 use utoipa::openapi::extensions::Extensions;
@@ -705,6 +706,22 @@ const OPERATIONS: &[Op] = &[
             Answer::Fail(&NO_SESSION),
             Answer::Fail(&INTERNAL),
         ]),
+    Op::post("/api/sessions/{id}/keep-alive", "keepSessionAlive", "sessions", "Keep a session running without activity for a while.")
+        .describe("The idle stop leaves the session running until `minutes` from now (and an idle time after its last activity, as always); `0` ends a keep-alive. At most `sessions.keep_alive_max_hours` (24 by default; 0 turns keep-alive off). Owner or admin; audited as `session.keep_alive`. The session's `idle` says when it will stop and what keeps it running.")
+        .params(&[SESSION_ID])
+        .body(json::<KeepAlive>)
+        .answers(&[
+            Answer::Ok("200", "The session as it is now.", Body::Json(json::<SessionView>)),
+            Answer::Fail(&fail("400", "Longer than the administrator allows (`keep_alive_too_long`).", &["keep_alive_too_long", "bad_request"])),
+            Answer::Fail(&UNAUTHORIZED),
+            Answer::Fail(&DISABLED_OR_CROSS_ORIGIN),
+            Answer::Fail(&NO_SESSION),
+            Answer::Fail(&DELETING),
+            Answer::Fail(&TOO_LARGE),
+            Answer::Fail(&NOT_JSON),
+            Answer::Fail(&BAD_SHAPE),
+            Answer::Fail(&INTERNAL),
+        ]),
     Op::post("/api/sessions/{id}/stop", "stopSession", "sessions", "Stop a session, keeping its workspace.")
         .params(&[SESSION_ID])
         .answers(&[
@@ -988,6 +1005,9 @@ fn components() -> Components {
         .schema_from::<SessionUrls>()
         .schema_from::<SessionLimits>()
         .schema_from::<SessionDisk>()
+        .schema_from::<octo_wire::IdleReason>()
+        .schema_from::<SessionIdle>()
+        .schema_from::<KeepAlive>()
         .schema_from::<SessionView>()
         .schema_from::<RegisterRequest>()
         .schema_from::<LoginRequest>()
@@ -1486,6 +1506,7 @@ mod tests {
         check_request::<CreateInvite>(&doc, "CreateInvite");
         check_request::<sessions::CreateSession>(&doc, "CreateSession");
         check_request::<sessions::UpdateSession>(&doc, "UpdateSession");
+        check_request::<octo_wire::KeepAlive>(&doc, "KeepAlive");
         // Every role the document names is one the server accepts, and back.
         for role in schema(&doc, "Role")["enum"].as_array().expect("enum") {
             serde_json::from_value::<crate::identity::Role>(role.clone()).expect("a role");
@@ -1598,6 +1619,16 @@ mod tests {
                     owner_used_bytes: 9 << 30,
                     quota_bytes: Some(10 << 30),
                     quota_state: octo_wire::QuotaState::Warning,
+                },
+                idle: octo_wire::SessionIdle {
+                    stops_at: Some(5),
+                    kept_by: vec![
+                        octo_wire::IdleReason::Agent,
+                        octo_wire::IdleReason::KeepAlive,
+                        octo_wire::IdleReason::Activity,
+                    ],
+                    keep_alive_until: Some(6),
+                    keep_alive_max_minutes: 1440,
                 },
             };
             assert_response_schema(&doc, "Session", &to_value(&view));

@@ -29,6 +29,7 @@ use crate::systemd::{Systemd, SystemdError};
 pub use disk::DiskFacts;
 pub use image_fit::ImageFit;
 pub use ops::random_id;
+pub use plan::{IdleOutlook, KeptBy};
 pub use reconcile::ReconcileReport;
 
 /// Settings of the engine.
@@ -51,6 +52,9 @@ pub struct EngineConfig {
     pub stop_timeout: Duration,
     /// Sessions without activity for this long are stopped; `None` disables idle stop.
     pub idle_timeout: Option<Duration>,
+    /// The longest keep-alive a user may ask for (`sessions.keep_alive_max_hours`); zero:
+    /// none.
+    pub keep_alive_max: Duration,
     /// `[limits]`: each session's limits, resolved at every start (create, resume, restart)
     /// and stop, so that a changed limit applies at the session's next start.
     pub limits: crate::limits::LimitsPolicy,
@@ -182,6 +186,9 @@ struct Inner {
     rebuilding: AtomicBool,
     /// The homes' sizes ([`disk`]).
     disk: Mutex<disk::DiskBook>,
+    /// Each running session's agent as the idle stop last found it: in a turn or not (absent:
+    /// not asked yet, or no answer).
+    agents: Mutex<HashMap<SessionId, bool>>,
 }
 
 impl Engine {
@@ -200,6 +207,7 @@ impl Engine {
                 podman,
                 config,
                 in_flight: Mutex::new(HashMap::new()),
+                agents: Mutex::new(HashMap::new()),
                 metrics: crate::metrics::EngineMetrics::default(),
                 image_fit: Mutex::new(ImageFit::Unknown),
                 rebuilding: AtomicBool::new(false),
@@ -393,6 +401,64 @@ impl Engine {
                 None
             }
         }
+    }
+
+    /// Keeps the session running without activity until `until` (`None`: ends a keep-alive).
+    /// The caller bounds it by [`EngineConfig::keep_alive_max`].
+    pub async fn set_keep_alive(
+        &self,
+        id: &SessionId,
+        until: Option<std::time::SystemTime>,
+    ) -> Result<(), EngineError> {
+        let key = id.clone();
+        if self
+            .inner
+            .store
+            .run(move |s| s.set_keep_alive(&key, until))
+            .await?
+        {
+            tracing::info!(session = %id, ?until, "keep-alive set");
+            Ok(())
+        } else {
+            Err(EngineError::NotFound(id.clone()))
+        }
+    }
+
+    /// Every session's keep-alive (past ones included).
+    pub async fn keep_alives(
+        &self,
+    ) -> Result<std::collections::BTreeMap<SessionId, std::time::SystemTime>, EngineError> {
+        Ok(self.inner.store.run(Store::keep_alives).await?)
+    }
+
+    /// What the idle stop will do with the session: `None` when it will not stop it (idle
+    /// stop off, or the session is not running as wanted), else when and what keeps it now.
+    pub fn idle_outlook(
+        &self,
+        record: &SessionRecord,
+        last_activity: Option<std::time::SystemTime>,
+        keep_alive_until: Option<std::time::SystemTime>,
+    ) -> Option<plan::IdleOutlook> {
+        let idle = self.inner.config.idle_timeout?;
+        if !plan::may_idle_stop(self.facts(record)) {
+            return None;
+        }
+        let agent_busy = self
+            .inner
+            .agents
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&record.spec.id)
+            .copied()
+            .unwrap_or(false);
+        Some(plan::idle_outlook(
+            idle,
+            last_activity,
+            record.state_changed_at,
+            keep_alive_until,
+            agent_busy,
+            std::time::SystemTime::now(),
+        ))
     }
 
     /// Records activity (proxied traffic) for idle stop; cheap, no IO.

@@ -147,7 +147,11 @@ impl Engine {
         let Some(idle_after) = self.inner.config.admission.make_room_after else {
             return false;
         };
-        let (Ok(records), Ok(activity)) = (self.list().await, self.activity().await) else {
+        let (Ok(records), Ok(activity), Ok(keep_alives)) = (
+            self.list().await,
+            self.activity().await,
+            self.keep_alives().await,
+        ) else {
             return false;
         };
         let now = std::time::SystemTime::now();
@@ -166,6 +170,10 @@ impl Engine {
             .collect();
         let mut victim = None;
         for id in plan::rooms_to_make(&candidates, starting, refusal, idle_after) {
+            // Its user asked to keep it running.
+            if plan::kept_alive(keep_alives.get(id).copied(), now) {
+                continue;
+            }
             // An agent in a turn is not idle, whatever its traffic says.
             if plan::agent_keeps_running(self.agent_busy(id).await) {
                 self.record_activity(id);

@@ -164,6 +164,61 @@ pub fn idle_for(
     now.duration_since(last).unwrap_or_default()
 }
 
+/// What keeps a running session from its idle stop now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeptBy {
+    /// Its agent is in a turn (or waits on a permission prompt or a question).
+    Agent,
+    /// Its user asked to keep it running until a time that has not come.
+    KeepAlive,
+    /// It was used (chat, files, an open terminal, previews) within the idle time.
+    Activity,
+}
+
+/// When the idle stop will stop a running session if nothing changes, and what keeps it
+/// running now (empty: it is due, and the next pass stops it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdleOutlook {
+    pub stops_at: SystemTime,
+    pub kept_by: Vec<KeptBy>,
+}
+
+/// The idle stop's outlook for a session that [`may_idle_stop`], with `idle` the idle time:
+/// it stops an idle time after its last activity (or state change, [`idle_for`]), no sooner
+/// than an idle time after a turn seen in progress now, and not before a keep-alive ends.
+/// Pure.
+pub fn idle_outlook(
+    idle: Duration,
+    last_activity: Option<SystemTime>,
+    state_changed_at: SystemTime,
+    keep_alive_until: Option<SystemTime>,
+    agent_busy: bool,
+    now: SystemTime,
+) -> IdleOutlook {
+    let last = now
+        .checked_sub(idle_for(last_activity, state_changed_at, now))
+        .unwrap_or(now);
+    let mut stops_at = last + idle;
+    let mut kept_by = Vec::new();
+    if agent_busy {
+        kept_by.push(KeptBy::Agent);
+        stops_at = stops_at.max(now + idle);
+    }
+    if let Some(until) = keep_alive_until.filter(|until| *until > now) {
+        kept_by.push(KeptBy::KeepAlive);
+        stops_at = stops_at.max(until);
+    }
+    if last + idle > now {
+        kept_by.push(KeptBy::Activity);
+    }
+    IdleOutlook { stops_at, kept_by }
+}
+
+/// Whether a keep-alive holds the session at `now`.
+pub fn kept_alive(keep_alive_until: Option<SystemTime>, now: SystemTime) -> bool {
+    keep_alive_until.is_some_and(|until| until > now)
+}
+
 /// A running session that could be idle-stopped to make room for a start that admission
 /// control refused.
 #[derive(Debug, Clone, Copy)]
@@ -746,5 +801,58 @@ mod tests {
         assert!(agent_keeps_running(Some(true)));
         assert!(!agent_keeps_running(Some(false)));
         assert!(!agent_keeps_running(None));
+    }
+
+    #[test]
+    fn the_idle_outlook_names_what_keeps_a_session_and_when_it_stops() {
+        let t = |secs: u64| SystemTime::UNIX_EPOCH + Duration::from_secs(secs);
+        let idle = Duration::from_secs(600);
+        let outlook = |last: Option<u64>, keep: Option<u64>, agent: bool, now: u64| {
+            idle_outlook(idle, last.map(t), t(100), keep.map(t), agent, t(now))
+        };
+        // Used 100 s ago: kept by its activity, stops an idle time after it.
+        assert_eq!(
+            outlook(Some(1000), None, false, 1100),
+            IdleOutlook {
+                stops_at: t(1600),
+                kept_by: vec![KeptBy::Activity]
+            }
+        );
+        // Never used: counts from its last state change; due now.
+        assert_eq!(
+            outlook(None, None, false, 800),
+            IdleOutlook {
+                stops_at: t(700),
+                kept_by: vec![]
+            }
+        );
+        // An agent in a turn: no sooner than an idle time from now.
+        assert_eq!(
+            outlook(Some(200), None, true, 5000),
+            IdleOutlook {
+                stops_at: t(5600),
+                kept_by: vec![KeptBy::Agent]
+            }
+        );
+        // A keep-alive until 9000: stops then, unless used later than that allows.
+        assert_eq!(
+            outlook(Some(4000), Some(9000), false, 5000),
+            IdleOutlook {
+                stops_at: t(9000),
+                kept_by: vec![KeptBy::KeepAlive]
+            }
+        );
+        assert_eq!(
+            outlook(Some(8900), Some(9000), true, 8950),
+            IdleOutlook {
+                stops_at: t(9550),
+                kept_by: vec![KeptBy::Agent, KeptBy::KeepAlive, KeptBy::Activity]
+            }
+        );
+        // An expired keep-alive counts for nothing.
+        assert_eq!(outlook(Some(100), Some(4000), false, 5000).kept_by, vec![]);
+        assert!(kept_alive(Some(t(10)), t(9)));
+        assert!(!kept_alive(Some(t(10)), t(10)));
+        assert!(!kept_alive(None, t(0)));
     }
 }

@@ -251,12 +251,24 @@ impl Engine {
             .buffer_unordered(8)
             .collect()
             .await;
+        *self
+            .inner
+            .agents
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = answers
+            .iter()
+            .filter_map(|(id, busy)| busy.map(|busy| (id.clone(), busy)))
+            .collect();
+        let keep_alives = self.keep_alives().await.unwrap_or_default();
         let now = SystemTime::now();
         let mut stopped = Vec::new();
         for (id, agent_busy) in answers {
             if plan::agent_keeps_running(agent_busy) {
                 tracing::debug!(session = %id, "its agent is in a turn: active");
                 self.record_activity(&id);
+                continue;
+            }
+            if plan::kept_alive(keep_alives.get(&id).copied(), now) {
                 continue;
             }
             let Some(record) = records.iter().find(|r| r.spec.id == id) else {

@@ -190,6 +190,11 @@ impl From<SessionError> for ApiError {
                 invalid.to_string(),
             ),
             SessionError::Engine(error) => ApiError::from(&*error),
+            SessionError::KeepAliveTooLong { .. } => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "keep_alive_too_long",
+                error.to_string(),
+            ),
         }
     }
 }

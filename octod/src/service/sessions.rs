@@ -30,6 +30,21 @@ pub enum SessionError {
     Invalid(#[from] InvalidLabel),
     #[error(transparent)]
     Engine(#[from] Arc<EngineError>),
+    /// A keep-alive longer than the administrator allows (`max` zero: keep-alive is off).
+    #[error("{}", keep_alive_refusal(*.max))]
+    KeepAliveTooLong { max: Duration },
+}
+
+fn keep_alive_refusal(max: Duration) -> String {
+    if max.is_zero() {
+        "keeping sessions running is turned off on this host (sessions.keep_alive_max_hours = 0)"
+            .to_owned()
+    } else {
+        format!(
+            "a session can be kept running for at most {} hours (sessions.keep_alive_max_hours)",
+            max.as_secs() / 3600
+        )
+    }
 }
 
 impl From<EngineError> for SessionError {
@@ -173,6 +188,42 @@ pub async fn relabel(
         super::audit(engine, &user.name, "session.describe", id.as_str());
     }
     Ok(after)
+}
+
+/// Keeps a session running without activity for `minutes` from now (`0` ends a keep-alive),
+/// for its owner or an admin: bounded by `sessions.keep_alive_max_hours`, refused for a
+/// session being deleted, audited as `session.keep_alive` with the time asked for.
+pub async fn keep_alive(
+    engine: &Engine,
+    user: &CurrentUser,
+    id: &str,
+    minutes: u32,
+) -> Result<SessionRecord, SessionError> {
+    let record = owned(engine, user, id).await?;
+    let max = engine.config().keep_alive_max;
+    let asked = Duration::from_secs(u64::from(minutes) * 60);
+    if asked > max {
+        return Err(SessionError::KeepAliveTooLong { max });
+    }
+    let id = record.spec.id.clone();
+    if record.state == SessionState::Deleting {
+        return Err(EngineError::Deleting { id }.into());
+    }
+    let until = (minutes > 0).then(|| std::time::SystemTime::now() + asked);
+    engine.set_keep_alive(&id, until).await?;
+    let detail = if minutes == 0 {
+        "ended".to_owned()
+    } else {
+        format!("{minutes} minutes")
+    };
+    super::audit_detail(
+        engine,
+        &user.name,
+        "session.keep_alive",
+        id.as_str(),
+        &detail,
+    );
+    Ok(record)
 }
 
 /// Waits up to `wait` for an operation; `Ok(None)` means it goes on in the background.

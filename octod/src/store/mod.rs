@@ -102,6 +102,8 @@ const ACTIVITY: TableDefinition<&str, u64> = TableDefinition::new("activity");
 /// Each session's home size as last measured: (bytes, milliseconds since the epoch).
 /// Additive (created on open); a record deleted with its session.
 const DISK: TableDefinition<&str, (u64, u64)> = TableDefinition::new("disk_usage");
+/// Session id → until when its user keeps it running without activity (Unix ms).
+const KEEP_ALIVE: TableDefinition<&str, u64> = TableDefinition::new("keep_alive");
 
 /// What failed in the store. Each message names the operation and the session.
 #[derive(Debug, thiserror::Error)]
@@ -342,6 +344,7 @@ impl Store {
                 txn.open_table(TOKENS)?;
                 txn.open_table(ACTIVITY)?;
                 txn.open_table(DISK)?;
+                txn.open_table(KEEP_ALIVE)?;
                 accounts::create_tables(&txn)?;
                 api_tokens::create_tables(&txn)?;
             }
@@ -653,6 +656,7 @@ impl Store {
                 txn.open_table(TOKENS)?.remove(id.as_str())?;
                 txn.open_table(ACTIVITY)?.remove(id.as_str())?;
                 txn.open_table(DISK)?.remove(id.as_str())?;
+                txn.open_table(KEEP_ALIVE)?.remove(id.as_str())?;
                 Ok(record)
             },
         )?;
@@ -693,6 +697,50 @@ impl Store {
                     let id = parse_id("disk_usage", key.value(), key.value())?;
                     let (bytes, ms) = value.value();
                     out.insert(id, (bytes, codec::from_unix_ms(ms)));
+                }
+                Ok(out)
+            },
+        )
+    }
+
+    /// Keeps the session running without activity until `until` (`None`: no longer). A
+    /// session deleted meanwhile is left alone (`false`).
+    pub fn set_keep_alive(
+        &self,
+        id: &SessionId,
+        until: Option<SystemTime>,
+    ) -> Result<bool, StoreError> {
+        self.write(
+            || format!("setting the keep-alive of session {id}"),
+            |txn| {
+                if txn.open_table(SESSIONS)?.get(id.as_str())?.is_none() {
+                    return Ok(false);
+                }
+                let mut table = txn.open_table(KEEP_ALIVE)?;
+                match until {
+                    Some(until) => {
+                        table.insert(id.as_str(), codec::to_unix_ms(until))?;
+                    }
+                    None => {
+                        table.remove(id.as_str())?;
+                    }
+                }
+                Ok(true)
+            },
+        )
+    }
+
+    /// Every session's keep-alive, past ones included (they count for nothing).
+    pub fn keep_alives(&self) -> Result<BTreeMap<SessionId, SystemTime>, StoreError> {
+        self.read(
+            || "reading keep-alives".to_owned(),
+            |txn| {
+                let table = txn.open_table(KEEP_ALIVE)?;
+                let mut out = BTreeMap::new();
+                for entry in table.iter()? {
+                    let (key, ms) = entry?;
+                    let id = parse_id("keep_alive", key.value(), key.value())?;
+                    out.insert(id, codec::from_unix_ms(ms.value()));
                 }
                 Ok(out)
             },

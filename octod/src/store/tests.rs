@@ -973,3 +973,33 @@ fn concurrent_starts_take_at_most_the_free_slots() {
         .count();
     assert_eq!(resumed, 1, "taken and c1 hold two of the three slots");
 }
+
+#[test]
+fn a_keep_alive_is_kept_across_a_reopen_and_goes_with_its_session() {
+    let mut fx = Fixture::new();
+    fx.create("alpha", "ann");
+    fx.create("beta", "ann");
+    let (alpha, beta) = (id("alpha"), id("beta"));
+    let t = |ms: u64| UNIX_EPOCH + Duration::from_millis(1_700_000_000_000 + ms);
+
+    assert!(fx.store.keep_alives().expect("keep-alives").is_empty());
+    assert!(fx.store.set_keep_alive(&alpha, Some(t(10))).expect("set"));
+    assert!(fx.store.set_keep_alive(&alpha, Some(t(20))).expect("set")); // replaces
+    assert!(fx.store.set_keep_alive(&beta, Some(t(30))).expect("set"));
+    assert!(
+        !fx.store
+            .set_keep_alive(&id("ghost"), Some(t(5)))
+            .expect("set")
+    );
+    fx.reopen();
+    assert_eq!(
+        fx.store.keep_alives().expect("keep-alives"),
+        BTreeMap::from([(alpha.clone(), t(20)), (beta.clone(), t(30))])
+    );
+    assert!(fx.store.set_keep_alive(&beta, None).expect("clear"));
+    fx.store.delete_session(&alpha).expect("delete");
+    assert!(fx.store.keep_alives().expect("keep-alives").is_empty());
+    fx.create("alpha", "ann");
+    assert!(fx.store.keep_alives().expect("keep-alives").is_empty());
+    fx.assert_consistent();
+}
