@@ -37,8 +37,13 @@ enum Task {
         /// Of the end-to-end suite only the package checks (.deb in a bare host, .rpm).
         #[arg(long, conflicts_with = "no_e2e")]
         package_only: bool,
+        /// Of the end-to-end suite only the dev-host checks (no package checks): with
+        /// `OCTO_E2E_ONLY` and `OCTO_TESTHOST`, a quick run of a few checks beside another
+        /// stack.
+        #[arg(long, conflicts_with_all = ["no_e2e", "package_only"])]
+        dev_host_only: bool,
         /// Of the package checks only the upgrade from the package before issue 13.
-        #[arg(long, conflicts_with_all = ["no_e2e", "e2e_only", "package_only"])]
+        #[arg(long, conflicts_with_all = ["no_e2e", "e2e_only", "package_only", "dev_host_only"])]
         previous_upgrade_only: bool,
     },
     /// Install the built .deb and Caddy into a throwaway test host as a sysadmin would; print
@@ -165,11 +170,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             no_e2e,
             e2e_only,
             package_only,
+            dev_host_only,
             previous_upgrade_only: false,
         } => ci::run(&ci::Options {
             e2e: !no_e2e,
-            checks: !e2e_only && !package_only,
+            checks: !e2e_only && !package_only && !dev_host_only,
             dev_host: !package_only,
+            package: !dev_host_only,
         })?,
         Task::Demo { stub_llm } => demo::run(demo::Options { stub_llm })?,
         Task::Dist { revision, no_rpm } => {
