@@ -447,6 +447,7 @@ async fn install() -> anyhow::Result<()> {
     ensure!(written.contains("written-42"), "{written}");
     proof_file_listed(&browser, &id)?;
     say(format!("wrote ~/{PROOF_FILE} in the session's workspace"));
+    session_content_sandboxed(&browser, &id)?;
 
     let state = serde_json::json!({
         "cookie": browser.cookie,
@@ -493,6 +494,68 @@ async fn services(browser: &Browser, id: &str) -> anyhow::Result<()> {
     ensure!(output.contains("42"), "terminal: {output}");
     say(
         "through Caddy: opencode 200 (401 without the cookie), the file listing, the terminal (echo $((6*7)) → 42)",
+    );
+    Ok(())
+}
+
+/// Issue 14's hole, closed on the UI's origin: a workspace page asked for `inline` through
+/// Caddy arrives as an attachment of opaque bytes under the sandbox policy (octod's, not the
+/// UI's, which Caddy once put over it), so its script cannot run as the viewer.
+fn session_content_sandboxed(browser: &Browser, id: &str) -> anyhow::Result<()> {
+    let page = "<script src=x.js></script><p>r</p>";
+    let put = browser.call(
+        "PUT",
+        &format!("/sessions/{id}/files/api/upload?path=r.html&overwrite=true"),
+        Some(page),
+    )?;
+    ensure!(
+        matches!(put.status, 200 | 201),
+        "uploading r.html: {} {}",
+        put.status,
+        put.body
+    );
+    let view = browser.call(
+        "GET",
+        &format!("/sessions/{id}/files/api/download?path=r.html&inline=true"),
+        None,
+    )?;
+    expect(&view, 200, "r.html inline through Caddy")?;
+    let policies: Vec<&str> = view
+        .headers
+        .iter()
+        .filter(|(n, _)| n == "content-security-policy")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    ensure!(
+        policies == ["sandbox; default-src 'none'"],
+        "r.html's Content-Security-Policy through Caddy: {policies:?}"
+    );
+    ensure!(
+        view.header("x-content-type-options") == Some("nosniff"),
+        "r.html: {:?}",
+        view.headers
+    );
+    ensure!(
+        view.header("content-disposition")
+            .is_some_and(|d| d.starts_with("attachment")),
+        "r.html is not an attachment: {:?}",
+        view.headers
+    );
+    ensure!(
+        view.header("content-type") == Some("application/octet-stream"),
+        "r.html's type: {:?}",
+        view.header("content-type")
+    );
+    ensure!(view.body == page, "r.html's bytes: {}", view.body);
+    let me = browser.call("GET", "/api/me", None)?;
+    ensure!(
+        me.header("content-security-policy")
+            .is_some_and(|p| p.contains("script-src 'self'")),
+        "the API lost the UI's policy: {:?}",
+        me.headers
+    );
+    say(
+        "r.html with inline=true through Caddy: an attachment of bytes under \"sandbox; default-src 'none'\" only; /api keeps the UI's policy",
     );
     Ok(())
 }

@@ -352,7 +352,7 @@ export function FilesPane({ sessionId }: { sessionId: string }): JSX.Element {
   useEffect(() => {
     if (!preview || preview.state !== "image") return;
     const url = preview.url;
-    return () => URL.revokeObjectURL(url);
+    return () => revokeImageUrl(url);
   }, [preview]);
 
   const openPreview = useCallback(
@@ -372,10 +372,10 @@ export function FilesPane({ sessionId }: { sessionId: string }): JSX.Element {
       try {
         if (plan.kind === "image") {
           const blob = await client.readImage(sessionId, entry, plan.mime, IMAGE_PREVIEW_BYTES, signal);
-          const url = URL.createObjectURL(blob);
+          const url = plan.source === "data" ? await dataUrl(blob) : URL.createObjectURL(blob);
           setPreview((p) => {
             if (current(p)) return { state: "image", entry, url };
-            URL.revokeObjectURL(url);
+            revokeImageUrl(url);
             return p;
           });
           return;
@@ -837,6 +837,20 @@ const ICONS = {
   refresh: "M13 8a5 5 0 1 1-1.5-3.5M13 2.5v3h-3",
   close: "M4 4l8 8M12 4l-8 8",
 };
+
+/** An image's bytes as a `data:` URL (an SVG's: see `PreviewPlan`). */
+function dataUrl(blob: Blob): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const reader = new FileReader();
+    reader.onload = () => resolve(String(reader.result));
+    reader.onerror = () => reject(reader.error ?? new Error("reading the image failed"));
+    reader.readAsDataURL(blob);
+  });
+}
+
+function revokeImageUrl(url: string): void {
+  if (url.startsWith("blob:")) URL.revokeObjectURL(url);
+}
 
 function Icon({ name }: { name: keyof typeof ICONS }): JSX.Element {
   return (

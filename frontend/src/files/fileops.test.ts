@@ -273,7 +273,9 @@ describe("tree", () => {
 
 describe("preview", () => {
   it("plans images by extension and size, everything else as capped text", () => {
-    expect(planPreview(entry("/p.PNG", "file", { size: 10 }))).toEqual({ kind: "image", mime: "image/png" });
+    expect(planPreview(entry("/p.PNG", "file", { size: 10 }))).toEqual({ kind: "image", mime: "image/png", source: "blob" });
+    // An SVG can carry script: never a same-origin blob: document.
+    expect(planPreview(entry("/d.svg", "file", { size: 10 }))).toEqual({ kind: "image", mime: "image/svg+xml", source: "data" });
     expect(planPreview(entry("/p.jpg", "file", { size: 30 * 1024 * 1024 })).kind).toBe("none");
     expect(planPreview(entry("/notes.txt", "file", { size: 10 }))).toEqual({ kind: "text", truncated: false });
     expect(planPreview(entry("/big.log", "file", { size: 10 * 1024 * 1024 }))).toEqual({ kind: "text", truncated: true });

@@ -566,7 +566,11 @@ export function extension(name: string): string {
 }
 
 export type PreviewPlan =
-  | { kind: "image"; mime: string }
+  /** An image, shown by an `<img>` of its bytes. `source`: how the `<img>` gets them. A
+   * `blob:` URL is a document of the UI's origin when opened in a tab of its own, which an
+   * SVG's script would run in as the viewer; an SVG therefore comes as a `data:` URL, whose
+   * document (if a browser opens one at all) has an opaque origin. */
+  | { kind: "image"; mime: string; source: "blob" | "data" }
   /** Read the first `TEXT_PREVIEW_BYTES` (what turns out to be binary is described then). */
   | { kind: "text"; truncated: boolean }
   /** Binary by its extension: said what it is, nothing read. */
@@ -582,7 +586,7 @@ export function planPreview(entry: Pick<FileEntry, "name" | "kind" | "size" | "t
   const mime = IMAGE_TYPES[ext];
   if (mime) {
     return entry.size <= IMAGE_PREVIEW_BYTES
-      ? { kind: "image", mime }
+      ? { kind: "image", mime, source: mime === "image/svg+xml" ? "data" : "blob" }
       : {
           kind: "none",
           reason: `An image of ${formatSize(entry.size)}: images over ${formatSize(IMAGE_PREVIEW_BYTES)} are not shown. Download it to view it.`,

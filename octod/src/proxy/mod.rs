@@ -288,6 +288,14 @@ where
         .route("/sessions/{id}/files/", http.clone())
         .route("/sessions/{id}/files/{*rest}", http)
         .route("/sessions/{id}/terminal", get(terminal_handler::<R, U>))
+        // Every answer on these paths, octod's own refusals too, is hardened for octod's
+        // origin (`nosniff`, the sandbox policy, attachments): see [`headers`].
+        .layer(axum::middleware::map_response(harden))
+}
+
+async fn harden(mut response: Response) -> Response {
+    headers::harden(response.headers_mut());
+    response
 }
 
 async fn http_handler<R, U>(
