@@ -38,6 +38,7 @@ import {
   uploadsToStart,
   urls,
   validateName,
+  viewable,
   visibleRows,
   type FileEntry,
   type Slots,
@@ -1013,6 +1014,19 @@ function PreviewPanel(props: { preview: Preview; sessionId: string; onClose: () 
         </span>
         {pixels && <span className="file-meta">{pixels}</span>}
         <span className="file-meta">{formatSize(preview.state === "text" ? preview.size : entry.size)}</span>
+        {viewable(entry) && (
+          // A navigation: octod answers with a one-time ticket to the content origin.
+          <a
+            className="btn ghost small"
+            href={urls.view(props.sessionId, entry.path)}
+            target="_blank"
+            rel="noopener noreferrer"
+            data-testid="file-view"
+            aria-label={`View ${entry.name} in a new tab`}
+          >
+            View
+          </a>
+        )}
         <button type="button" className="btn icon ghost small" aria-label={`Download ${entry.name}`} onClick={download}>
           <Icon name="download" />
         </button>

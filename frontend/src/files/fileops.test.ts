@@ -37,6 +37,7 @@ import {
   uploadReducer,
   uploadsToStart,
   urls,
+  viewable,
   validateName,
   visibleRows,
   type FileEntry,
@@ -470,5 +471,16 @@ describe("ListingCache", () => {
     const cache = new ListingCache();
     expect(() => cache.parse("u", "{}")).toThrow(FileError);
     expect(() => cache.parse("u", "<html>")).toThrow(SyntaxError);
+  });
+});
+
+describe("views on the content origin", () => {
+  it("offers View for pages, SVG and PDF, through octod's ticket route", () => {
+    expect(urls.view("s1", "/site/r b+&.html")).toBe("/api/sessions/s1/view?path=site%2Fr+b%2B%26.html");
+    expect(viewable(entry("/r.html", "file"))).toBe(true);
+    expect(viewable(entry("/d.SVG", "file"))).toBe(true);
+    expect(viewable(entry("/doc.pdf", "file"))).toBe(true);
+    expect(viewable(entry("/x.js", "file"))).toBe(false);
+    expect(viewable(entry("/site.html", "dir"))).toBe(false);
   });
 });

@@ -132,7 +132,21 @@ export const urls = {
   move: (id: string, from: PathRef, to: string) => apiUrl(id, "move", { from: wireRef(from), to: wirePath(to) }),
   remove: (id: string, p: PathRef, recursive: boolean) =>
     apiUrl(id, "delete", { path: wireRef(p), recursive }),
+  /** A view of the file on the content origin, where its scripts run with no credential of
+   * Octo's (octod redirects through a one-time ticket; without a content origin, to the
+   * download). */
+  view: (id: string, p: string) => `/api/sessions/${encodeURIComponent(id)}/view?${new URLSearchParams([["path", wirePath(p)]]).toString()}`,
 };
+
+/** Types a browser renders as documents of their own: opened with "View" (on the content
+ * origin), never on Octo's. */
+const VIEWABLE = new Set(["html", "htm", "xhtml", "svg", "pdf"]);
+
+/** Whether the Files pane offers "View" for this entry. */
+export function viewable(entry: Pick<FileEntry, "name" | "kind" | "targetKind" | "rawPath">): boolean {
+  const isFile = entry.kind === "file" || (entry.kind === "symlink" && entry.targetKind === "file");
+  return isFile && entry.rawPath === undefined && VIEWABLE.has(extension(entry.name));
+}
 
 // ---------------------------------------------------------------------------------------
 // Listings and errors

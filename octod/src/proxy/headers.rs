@@ -20,7 +20,7 @@ use axum::http::header::{
     ACCEPT_RANGES, AGE, AUTHORIZATION, CACHE_CONTROL, CONNECTION, CONTENT_DISPOSITION,
     CONTENT_ENCODING, CONTENT_LANGUAGE, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_SECURITY_POLICY,
     CONTENT_TYPE, COOKIE, DATE, ETAG, EXPECT, EXPIRES, HOST, HeaderMap, HeaderName, HeaderValue,
-    LAST_MODIFIED, PRAGMA, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, RETRY_AFTER,
+    LAST_MODIFIED, PRAGMA, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, REFERRER_POLICY, RETRY_AFTER,
     SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_EXTENSIONS, SEC_WEBSOCKET_PROTOCOL, TE, TRAILER,
     TRANSFER_ENCODING, UPGRADE, VARY, X_CONTENT_TYPE_OPTIONS,
 };
@@ -202,6 +202,24 @@ pub(crate) fn harden(headers: &mut HeaderMap) {
             HeaderValue::from_static("application/octet-stream"),
         );
     }
+}
+
+/// What an answer carries on the content origin, where session content is meant to run (on
+/// an origin of its own, with no credential of Octo's): the gateway's `sandbox` policy is
+/// dropped, and the answer may be neither sniffed, nor embedded by another origin, nor keep an
+/// opener (the UI's tab that opened it), nor tell where it was linked from.
+pub(crate) fn for_content(headers: &mut HeaderMap) {
+    headers.remove(CONTENT_SECURITY_POLICY);
+    headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(
+        HeaderName::from_static("cross-origin-resource-policy"),
+        HeaderValue::from_static("same-origin"),
+    );
+    headers.insert(
+        HeaderName::from_static("cross-origin-opener-policy"),
+        HeaderValue::from_static("same-origin"),
+    );
+    headers.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
 }
 
 /// `inline; filename=…` (or any disposition other than `attachment`) as `attachment; filename=…`.
@@ -508,6 +526,31 @@ mod tests {
         );
         assert_eq!(headers[CONTENT_TYPE], "text/event-stream");
         assert_eq!(headers["x-next-cursor"], "eyJpZCI6Im1zZ18xIn0");
+    }
+
+    #[test]
+    fn the_content_origin_runs_the_page_without_the_gateways_sandbox() {
+        let mut headers = map(&[
+            ("content-type", "text/html"),
+            ("content-security-policy", "sandbox"),
+            ("content-disposition", "inline; filename=\"r.html\""),
+            ("service-worker-allowed", "/"),
+        ]);
+        prepare_response(&mut headers);
+        for_content(&mut headers);
+        assert_eq!(
+            names(&headers),
+            [
+                "content-disposition",
+                "content-type",
+                "cross-origin-opener-policy",
+                "cross-origin-resource-policy",
+                "referrer-policy",
+                "x-content-type-options",
+            ]
+        );
+        assert_eq!(headers[CONTENT_TYPE], "text/html");
+        assert_eq!(headers[CONTENT_DISPOSITION], "inline; filename=\"r.html\"");
     }
 
     #[test]

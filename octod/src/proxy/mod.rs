@@ -324,6 +324,25 @@ where
     ws::upgrade(proxy, sessions, &CurrentUser::from(user), request).await
 }
 
+/// A workspace file on the content origin ([`crate::content`]): the gateway's download with
+/// `query` (`path=…&inline=true`), for `user` (the owner rule as always), with the content
+/// origin's headers ([`content_headers`]) instead of the UI origin's sandbox.
+pub async fn view_file<R: Sessions>(
+    proxy: &Proxy,
+    sessions: &Arc<R>,
+    user: &CurrentUser,
+    id: SessionId,
+    query: &str,
+    request: Request,
+) -> Response {
+    http::view_file(proxy, sessions, user, id, query, request).await
+}
+
+/// The headers of every answer on the content origin: see `headers::for_content`.
+pub fn content_headers(headers: &mut axum::http::HeaderMap) {
+    headers::for_content(headers);
+}
+
 /// A request path split into its session, service and the rest, which is what the
 /// container sees (`""` stands for `/`). Works on the raw path, so percent-encoding in the
 /// rest reaches the container unchanged.
