@@ -87,7 +87,20 @@ pub(crate) fn request(
     headers: &[(&str, &str)],
     body: Option<&str>,
 ) -> anyhow::Result<Answer> {
-    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {SITE}\r\nConnection: close\r\n");
+    request_at("localhost", method, path, headers, body)
+}
+
+/// [`request`] to another host name of Caddy's on port 8443 (a content host): its name is
+/// the TLS server name that the certificate must match.
+fn request_at(
+    host: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> anyhow::Result<Answer> {
+    let mut head =
+        format!("{method} {path} HTTP/1.1\r\nHost: {host}:8443\r\nConnection: close\r\n");
     for (name, value) in headers {
         let _ = write!(head, "{name}: {value}\r\n");
     }
@@ -102,7 +115,7 @@ pub(crate) fn request(
     if let Some(body) = body {
         head.push_str(body);
     }
-    let mut child = s_client()
+    let mut child = s_client_for(host)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -123,7 +136,7 @@ pub(crate) fn request(
     let out = child.wait_with_output()?;
     if raw.is_empty() {
         bail!(
-            "no answer from https://{SITE}{path}: {}",
+            "no answer from https://{host}:8443{path}: {}",
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
@@ -133,6 +146,11 @@ pub(crate) fn request(
 /// `openssl s_client` (at most 60 s) to Caddy's site, verifying its certificate (name and chain) against
 /// Caddy's internal CA, quiet, staying open until the server closes.
 fn s_client() -> Command {
+    s_client_for("localhost")
+}
+
+/// [`s_client`] for the server name `host`.
+fn s_client_for(host: &str) -> Command {
     // Bounded: octod's proxy waits on a session's service as long as it takes, and a request
     // that reached a service still starting after a reboot was seen to never be answered.
     let mut cmd = Command::new("timeout");
@@ -143,9 +161,9 @@ fn s_client() -> Command {
         "-connect",
         "127.0.0.1:8443",
         "-servername",
-        "localhost",
+        host,
         "-verify_hostname",
-        "localhost",
+        host,
         "-CAfile",
         CADDY_CA,
         "-verify_return_error",
@@ -447,6 +465,8 @@ async fn install() -> anyhow::Result<()> {
     ensure!(written.contains("written-42"), "{written}");
     proof_file_listed(&browser, &id)?;
     say(format!("wrote ~/{PROOF_FILE} in the session's workspace"));
+    session_content_sandboxed(&browser, &id)?;
+    content_origin(&browser, &id)?;
 
     let state = serde_json::json!({
         "cookie": browser.cookie,
@@ -494,6 +514,139 @@ async fn services(browser: &Browser, id: &str) -> anyhow::Result<()> {
     say(
         "through Caddy: opencode 200 (401 without the cookie), the file listing, the terminal (echo $((6*7)) → 42)",
     );
+    Ok(())
+}
+
+/// Issue 14's hole, closed on the UI's origin: a workspace page asked for `inline` through
+/// Caddy arrives as an attachment of opaque bytes under the sandbox policy (octod's, not the
+/// UI's, which Caddy once put over it), so its script cannot run as the viewer.
+fn session_content_sandboxed(browser: &Browser, id: &str) -> anyhow::Result<()> {
+    let page = "<script src=x.js></script><p>r</p>";
+    let put = browser.call(
+        "PUT",
+        &format!("/sessions/{id}/files/api/upload?path=r.html&overwrite=true"),
+        Some(page),
+    )?;
+    ensure!(
+        matches!(put.status, 200 | 201),
+        "uploading r.html: {} {}",
+        put.status,
+        put.body
+    );
+    let view = browser.call(
+        "GET",
+        &format!("/sessions/{id}/files/api/download?path=r.html&inline=true"),
+        None,
+    )?;
+    expect(&view, 200, "r.html inline through Caddy")?;
+    let policies: Vec<&str> = view
+        .headers
+        .iter()
+        .filter(|(n, _)| n == "content-security-policy")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    ensure!(
+        policies == ["sandbox; default-src 'none'"],
+        "r.html's Content-Security-Policy through Caddy: {policies:?}"
+    );
+    ensure!(
+        view.header("x-content-type-options") == Some("nosniff"),
+        "r.html: {:?}",
+        view.headers
+    );
+    ensure!(
+        view.header("content-disposition")
+            .is_some_and(|d| d.starts_with("attachment")),
+        "r.html is not an attachment: {:?}",
+        view.headers
+    );
+    ensure!(
+        view.header("content-type") == Some("application/octet-stream"),
+        "r.html's type: {:?}",
+        view.header("content-type")
+    );
+    ensure!(view.body == page, "r.html's bytes: {}", view.body);
+    let me = browser.call("GET", "/api/me", None)?;
+    ensure!(
+        me.header("content-security-policy")
+            .is_some_and(|p| p.contains("script-src 'self'")),
+        "the API lost the UI's policy: {:?}",
+        me.headers
+    );
+    say(
+        "r.html with inline=true through Caddy: an attachment of bytes under \"sandbox; default-src 'none'\" only; /api keeps the UI's policy",
+    );
+    Ok(())
+}
+
+/// The content origin through Caddy (its wildcard certificate verified against Caddy's CA):
+/// a view's ticket, traded once for the host's own cookie; the page served there as itself;
+/// no way in without that cookie (the UI's is not one); octod's API not reachable there.
+fn content_origin(browser: &Browser, id: &str) -> anyhow::Result<()> {
+    let host = format!("files-{id}.content.localhost");
+    let view = browser.call("GET", &format!("/api/sessions/{id}/view?path=r.html"), None)?;
+    expect(&view, 303, "a view of r.html")?;
+    let location = view.header("location").unwrap_or_default();
+    let prefix = format!("https://{host}:8443/__octo/ticket?t=");
+    let ticket_path = location
+        .strip_prefix(&format!("https://{host}:8443"))
+        .filter(|_| location.starts_with(&prefix))
+        .with_context(|| format!("the view redirects to {location:?}, not {prefix}…"))?;
+    let traded = request_at(&host, "GET", ticket_path, &[], None)?;
+    expect(&traded, 303, "trading the ticket on the content host")?;
+    ensure!(
+        traded.header("location") == Some("/r.html"),
+        "the trade redirects to {:?}",
+        traded.header("location")
+    );
+    let set = traded.header("set-cookie").unwrap_or_default();
+    ensure!(
+        set.starts_with("__Host-octo_content=")
+            && ["Path=/", "Secure", "HttpOnly", "SameSite=Lax"]
+                .iter()
+                .all(|a| set.contains(a))
+            && !set.contains("Domain"),
+        "the content host's cookie: {set}"
+    );
+    let cookie = set.split(';').next().unwrap_or_default().to_owned();
+    let again = request_at(&host, "GET", ticket_path, &[], None)?;
+    expect(&again, 403, "the same ticket a second time")?;
+
+    let page = request_at(&host, "GET", "/r.html", &[("Cookie", &cookie)], None)?;
+    expect(&page, 200, "r.html on the content host")?;
+    ensure!(
+        page.header("content-type")
+            .is_some_and(|t| t.starts_with("text/html")),
+        "r.html's type there: {:?}",
+        page.headers
+    );
+    ensure!(
+        page.header("content-security-policy").is_none()
+            && page.header("x-content-type-options") == Some("nosniff")
+            && page.header("cross-origin-resource-policy") == Some("same-origin"),
+        "r.html's headers there: {:?}",
+        page.headers
+    );
+    ensure!(page.body.contains("x.js"), "r.html there: {}", page.body);
+    for (what, headers) in [
+        ("no cookie", vec![]),
+        ("the UI's cookie", vec![("Cookie", browser.cookie.as_str())]),
+    ] {
+        let refused = request_at(&host, "GET", "/r.html", &headers, None)?;
+        expect(
+            &refused,
+            401,
+            &format!("r.html on the content host with {what}"),
+        )?;
+    }
+    let me = request_at(&host, "GET", "/api/me", &[("Cookie", &cookie)], None)?;
+    expect(&me, 404, "/api/me on the content host (a workspace path)")?;
+    ensure!(!me.body.contains("pkgadmin"), "/api/me there: {}", me.body);
+    let post = request_at(&host, "POST", "/r.html", &[("Cookie", &cookie)], Some("{}"))?;
+    expect(&post, 405, "a POST on the content host")?;
+    say(format!(
+        "content origin https://{host}:8443 (certificate of Caddy's CA): the ticket traded once for a __Host- cookie, r.html served as text/html without the sandbox; no cookie or the UI's: 401; /api/me there is a missing file"
+    ));
     Ok(())
 }
 

@@ -89,6 +89,10 @@ pub struct ServerFragment {
     pub admin_socket: Option<PathBuf>,
     /// How long a running session may take to send a proxied response's head.
     pub proxy_head_timeout_seconds: Option<u64>,
+    /// The content origin's wildcard site (`*.content.example.org`, with `:port` when not
+    /// 443), Caddy's `OCTO_CONTENT_SITE`: where workspace files are viewed. None: views are
+    /// downloads.
+    pub content_site: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -203,6 +207,8 @@ pub struct Settings {
     pub secure_cookies: bool,
     /// How long a running session may take to send a proxied response's head (then `504`).
     pub proxy_head_timeout: Duration,
+    /// `server.content_site`: the content origin, if there is one.
+    pub content_site: Option<ContentSite>,
     pub image: String,
     pub templates_dir: PathBuf,
     pub quadlet_dir: Option<PathBuf>,
@@ -327,6 +333,13 @@ pub fn merge(fragments: &[(PathBuf, Fragment)]) -> Result<Settings, ConfigError>
         ));
     }
 
+    let (content_site, at) = pick!("server.content_site", server.content_site);
+    let content_site = content_site
+        .as_deref()
+        .map(ContentSite::parse)
+        .transpose()
+        .map_err(|e| invalid(&at, "server.content_site", e))?;
+
     let (image, at) = pick!("sessions.image", sessions.image);
     let image = image.unwrap_or_else(|| "localhost/octo-session:latest".into());
     if image.is_empty() || image.chars().any(|c| c.is_whitespace() || c.is_control()) {
@@ -448,6 +461,7 @@ pub fn merge(fragments: &[(PathBuf, Fragment)]) -> Result<Settings, ConfigError>
         state_dir,
         secure_cookies: secure_cookies.unwrap_or(false),
         proxy_head_timeout: Duration::from_secs(head),
+        content_site,
         image,
         templates_dir,
         quadlet_dir,
@@ -607,6 +621,12 @@ impl Settings {
             (
                 "server.proxy_head_timeout_seconds",
                 Some(self.proxy_head_timeout.as_secs().to_string()),
+            ),
+            (
+                "server.content_site",
+                self.content_site
+                    .as_ref()
+                    .and_then(|site| text(&format!("*.{}", site.suffix()))),
             ),
             ("sessions.image", text(&self.image)),
             ("sessions.templates_dir", path(&self.templates_dir)),
@@ -823,6 +843,61 @@ pub fn warnings(settings: &Settings) -> Vec<String> {
 /// Secrets passed to octod as systemd credentials (`LoadCredential=` in octod.service).
 pub const CREDENTIALS_DIR: &str = "/etc/octo/credentials";
 
+/// The content origin's wildcard site (`server.content_site`): every host directly beneath
+/// it is one origin of session content (`files-<id>.<suffix>`, …). Kept as the suffix after
+/// `*.`, lowercase, with its port if it has one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContentSite {
+    suffix: String,
+}
+
+impl ContentSite {
+    /// `*.content.example.org[:port]` (the `*.` may be left out).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let suffix = text.trim().strip_prefix("*.").unwrap_or(text.trim());
+        let suffix = suffix.to_ascii_lowercase();
+        let (name, port) = match suffix.rsplit_once(':') {
+            Some((name, port)) => (name, Some(port)),
+            None => (suffix.as_str(), None),
+        };
+        let label_ok = |label: &str| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        };
+        if !name.split('.').all(label_ok) || !name.contains('.') {
+            return Err(format!(
+                "not a wildcard site such as \"*.content.example.org\" (a domain of two labels or more beneath the `*.`): {text:?}"
+            ));
+        }
+        if port.is_some_and(|p| p.parse::<u16>().map_or(true, |p| p == 0)) {
+            return Err(format!("not a port in {text:?}"));
+        }
+        Ok(Self { suffix })
+    }
+
+    /// `content.example.org[:port]`: what follows a content host's own label.
+    pub fn suffix(&self) -> &str {
+        &self.suffix
+    }
+
+    /// The label of `host` (a `Host` header) when it is a host of this site: `files-ab12`
+    /// for `files-ab12.content.example.org[:port]`. Case-insensitive; one label only.
+    pub fn label_of<'a>(&self, host: &'a str) -> Option<&'a str> {
+        let (label, rest) = host.split_once('.')?;
+        (rest.eq_ignore_ascii_case(&self.suffix) && !label.is_empty()).then_some(label)
+    }
+
+    /// `https://<label>.<suffix>`.
+    pub fn origin(&self, label: &str) -> String {
+        format!("https://{label}.{}", self.suffix)
+    }
+}
+
 /// Addresses and networks whose forwarded headers are trusted (`server.trusted_proxies`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TrustedProxies(Vec<(IpAddr, u8)>);
@@ -935,6 +1010,46 @@ mod tests {
 
     fn ip(s: &str) -> IpAddr {
         s.parse().expect("ip")
+    }
+
+    #[test]
+    fn content_sites_are_wildcards_of_two_labels_or_more() {
+        let site = ContentSite::parse("*.Content.Localhost:8443").expect("valid");
+        assert_eq!(site.suffix(), "content.localhost:8443");
+        assert_eq!(
+            site.label_of("files-ab12.content.localhost:8443"),
+            Some("files-ab12")
+        );
+        assert_eq!(
+            site.label_of("FILES-ab12.CONTENT.localhost:8443"),
+            Some("FILES-ab12")
+        );
+        assert_eq!(site.label_of("content.localhost:8443"), None);
+        assert_eq!(site.label_of("a.b.content.localhost:8443"), None);
+        assert_eq!(site.label_of("files-ab12.content.localhost"), None);
+        assert_eq!(site.label_of("localhost:8443"), None);
+        assert_eq!(
+            site.origin("files-ab12"),
+            "https://files-ab12.content.localhost:8443"
+        );
+        assert_eq!(
+            ContentSite::parse("octo-content.example.org")
+                .expect("valid")
+                .suffix(),
+            "octo-content.example.org"
+        );
+        for bad in [
+            "*.localhost",
+            "localhost",
+            "*.a..b",
+            "*.-a.b",
+            "*.a.b:0",
+            "*.a.b:x",
+            "*.a b.c",
+            "",
+        ] {
+            assert!(ContentSite::parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

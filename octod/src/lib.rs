@@ -10,6 +10,7 @@ pub mod api;
 pub mod app;
 pub mod auth;
 pub mod config;
+pub mod content;
 pub mod disk;
 pub mod engine;
 pub mod http;

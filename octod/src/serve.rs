@@ -208,6 +208,12 @@ pub async fn build_state(settings: &Settings) -> anyhow::Result<crate::app::AppS
     }
     let mut state = crate::app::AppState::new(engine, auth, settings.max_per_user);
     state.proxy = state.proxy.with_head_timeout(settings.proxy_head_timeout);
+    if let Some(site) = &settings.content_site {
+        let content = crate::content::ContentOrigin::new(site.clone())
+            .context("making the content origin's cookie key")?;
+        tracing::info!("the content origin: https://*.{}", site.suffix());
+        state.content = crate::content::Content(Some(std::sync::Arc::new(content)));
+    }
     Ok(state)
 }
 

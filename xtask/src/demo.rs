@@ -90,7 +90,7 @@ fn sh(script: &str) -> anyhow::Result<()> {
 /// The sysadmin's steps; returns the first admin invite code.
 fn install(deb: &std::path::Path, options: Options) -> anyhow::Result<String> {
     package::install_deb(deb, &["caddy"])?;
-    package::configure_caddy(SITE)?;
+    package::configure_caddy(SITE, true)?;
     step("systemctl enable --now octod.socket");
     sh("systemctl enable --now octod.socket")?;
     package::build_image()?;

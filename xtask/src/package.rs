@@ -18,6 +18,9 @@ use crate::util::{self, step};
 
 /// Caddy's site in the test host (the host shares the machine's network: no port 443).
 pub const SITE: &str = "localhost:8443";
+/// The content origin of the test host: Chromium and curl resolve any `*.localhost` name to
+/// the loopback, and a wildcard needs a third label to be accepted (testhost.md).
+pub const CONTENT_SITE: &str = "*.content.localhost:8443";
 /// Where packages are put inside the test host.
 const GUEST_PKG_DIR: &str = "var/tmp/octo-packages";
 
@@ -56,12 +59,24 @@ pub fn install_deb(deb: &Path, extra: &[&str]) -> anyhow::Result<()> {
 }
 
 /// Caddy as the README tells a sysadmin: Octo's site imported into `/etc/caddy/Caddyfile`,
-/// its address in `/etc/octo/caddy.env`. The test host shares the machine's network, so
-/// Caddy's own ports move off 80 and 2019 too.
-pub fn configure_caddy(site: &str) -> anyhow::Result<()> {
-    step(format!("configuring Caddy for https://{site}"));
+/// its address and the content origin's in `/etc/octo/caddy.env`, and the content origin in
+/// octod's configuration too (`octod_content`: not for a package from before it, whose octod
+/// refuses the key). The test host shares the machine's network, so Caddy's own ports move
+/// off 80 and 2019 too.
+pub fn configure_caddy(site: &str, octod_content: bool) -> anyhow::Result<()> {
+    step(format!(
+        "configuring Caddy for https://{site} and the content origin https://{CONTENT_SITE}"
+    ));
+    if octod_content {
+        sh(&format!(
+            "mkdir -p /etc/octo/octod.d
+             printf '[server]\\ncontent_site = \"{CONTENT_SITE}\"\\n' > /etc/octo/octod.d/40-content-site.toml
+             octod config check
+             systemctl try-restart octod.service"
+        ))?;
+    }
     sh(&format!(
-        "printf 'OCTO_SITE={site}\\n' >> /etc/octo/caddy.env
+        "printf 'OCTO_SITE={site}\\nOCTO_CONTENT_SITE={CONTENT_SITE}\\n' >> /etc/octo/caddy.env
          cat > /etc/caddy/Caddyfile <<'EOF'
 {{
 \thttp_port 8480
@@ -409,7 +424,7 @@ pub fn upgrade_from_previous() -> anyhow::Result<()> {
     testhost::up_bare()?;
     let result = (|| {
         install_deb(&previous, &["caddy"])?;
-        configure_caddy(SITE)?;
+        configure_caddy(SITE, false)?;
         sh("systemctl enable --now octod.socket")?;
         e2e("activate")?;
         build_image()?;
@@ -444,7 +459,7 @@ fn scenario(first: &Packages) -> anyhow::Result<()> {
         && getent group octo-admin && podman --version",
     )
     .context("the package did not set up the octo user, its ids, linger and Podman")?;
-    configure_caddy(SITE)?;
+    configure_caddy(SITE, true)?;
     step("systemctl enable --now octod.socket");
     sh("systemctl enable --now octod.socket")?;
     e2e("activate")?;

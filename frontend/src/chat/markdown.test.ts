@@ -1,6 +1,6 @@
 // @vitest-environment jsdom
 import { describe, expect, it } from "vitest";
-import { CODE_LINES, codeBlocks, renderMarkdown } from "./markdown";
+import { CODE_LINES, codeBlocks, isOctoPath, renderMarkdown } from "./markdown";
 
 function dom(html: string): HTMLElement {
   const div = document.createElement("div");
@@ -51,6 +51,41 @@ describe("renderMarkdown", () => {
     expect(link?.getAttribute("rel")).toBe("noopener noreferrer");
   });
 
+  it("removes forms, inputs, buttons, styles and links into Octo's own API and sessions", () => {
+    const reply = [
+      '<form action="/api/auth/login" method="post"><input name="username"><input type="password" name="password"><button>Sign in again</button></form>',
+      "",
+      "<style>body { display: none }</style>",
+      "",
+      '<p style="position: fixed; inset: 0">Session expired</p> <span style="color: red">red</span>',
+      "",
+      "[all users](/api/admin/users) and [files](/sessions/s1/files/api/download?path=r.html) and <a href=\"//" + location.host + '/API/me">me</a>',
+      "",
+      '<img src="/api/auth/logout"> <img src="/sessions/s1/../api/me">',
+      "",
+      "[docs](https://example.org/api/x) and [preview](https://p3000-s1.content.localhost:8443/)",
+      "",
+      "```sh\nls\n```",
+    ].join("\n");
+    const html = renderMarkdown(reply);
+    const root = dom(html);
+    for (const tag of ["form", "input", "button:not(.md-code-copy)", "style", "[style]"]) {
+      expect(root.querySelector(tag), tag).toBeNull();
+    }
+    expect(html).not.toMatch(/password|display: none|position: fixed|\/api\/admin\/users|\/api\/auth|\/sessions\/s1/i);
+    expect(root.textContent).toContain("Session expired");
+    expect(root.textContent).toContain("all users");
+    const hrefs = [...root.querySelectorAll("a")].map((a) => a.getAttribute("href"));
+    expect(hrefs).toEqual([null, null, null, "https://example.org/api/x", "https://p3000-s1.content.localhost:8443/"]);
+    expect([...root.querySelectorAll("img")].map((img) => img.getAttribute("src"))).toEqual([null, null]);
+    // A content-origin link opens in a new tab with noopener.
+    const preview = [...root.querySelectorAll("a")].find((a) => a.textContent === "preview");
+    expect(preview?.getAttribute("target")).toBe("_blank");
+    expect(preview?.getAttribute("rel")).toBe("noopener noreferrer");
+    // The code block's own copy button stays.
+    expect(root.querySelectorAll("pre button.md-code-copy")).toHaveLength(1);
+  });
+
   it("keeps code inert though code blocks join the HTML after it is sanitized", () => {
     const attack = '<script>window.pwned = 1</script><img src=x onerror="window.pwned = 1">';
     const root = dom(renderMarkdown(`\`\`\`html\n${attack}\n\`\`\`\n\n\`\`\`\n${attack}\n\`\`\`\n\nText with ${attack}`));
@@ -94,5 +129,18 @@ describe("renderMarkdown", () => {
     expect(root.querySelector("code")!.textContent).toBe(body);
     const longer = dom(renderMarkdown(`\`\`\`\n${body}\nline ${CODE_LINES}\n\`\`\``));
     expect(longer.querySelector(".md-code-more")?.textContent).toBe(`⋯ showing ${CODE_LINES} of ${CODE_LINES + 1} lines; show all`);
+  });
+});
+
+describe("isOctoPath", () => {
+  it("knows Octo's own API and session paths however they are written", () => {
+    const base = "https://octo.example/w/s1";
+    const check = (url: string) => isOctoPath(url, base);
+    for (const own of ["/api/me", "/api", "../api/me", "/sessions/s1/files/x", "/w/../api/me", "/%2e%2e/api/me", "https://octo.example/Sessions/x", "//octo.example/api/me"]) {
+      expect(check(own), own).toBe(true);
+    }
+    for (const other of ["/apis", "/w/s1", "https://other.example/api/me", "https://p3000-s1.content.octo.example/api/x", "mailto:a@b", "#api", "http://octo.example/api/me"]) {
+      expect(check(other), other).toBe(false);
+    }
   });
 });

@@ -1,9 +1,10 @@
 // Markdown → sanitized HTML for the agent's replies: `marked` (GFM) parses, highlight.js (core with a
 // handful of languages) colours fenced code, DOMPurify removes anything active (scripts, event
-// handlers, javascript: URLs). A code block longer than CODE_LINES shows its first lines and a
-// "show all" button until the reader asks (`full`): a reply holding a 2,000-line diff renders in a
-// few milliseconds, not a hundred. Loaded lazily by the chat pane (`import("./markdown")`), so none of
-// this is in the sign-in page's bundle.
+// handlers, javascript: URLs) and what a steered agent could turn against its reader (forms,
+// buttons, styles, links into Octo's own API and sessions: see SANITIZE). A code block longer than
+// CODE_LINES shows its first lines and a "show all" button until the reader asks (`full`): a reply
+// holding a 2,000-line diff renders in a few milliseconds, not a hundred. Loaded lazily by the chat
+// pane (`import("./markdown")`), so none of this is in the sign-in page's bundle.
 import { Marked } from "marked";
 import DOMPurify from "dompurify";
 import { formatCount } from "./tools";
@@ -64,8 +65,10 @@ const marked = new Marked({
       const more = clipped
         ? `<button type="button" class="btn small ghost chat-output-more md-code-more" data-testid="chat-output-more">⋯ showing ${CODE_LINES} of ${formatCount(lineCount(text))} lines; show all</button>`
         : "";
-      const placeholder = `${nonce}${codeBodies.push(body) - 1}${nonce}`;
-      return `<pre class="md-code${clipped ? " md-code-clipped" : ""}">${label}${copy}<code class="hljs${known ? ` language-${known}` : ""}">${placeholder}</code></pre>${more}\n`;
+      // The whole block (with its buttons, which the sanitizer forbids in a reply) joins the
+      // HTML after sanitizing, behind a placeholder.
+      const block = `<pre class="md-code${clipped ? " md-code-clipped" : ""}">${label}${copy}<code class="hljs${known ? ` language-${known}` : ""}">${body}</code></pre>${more}`;
+      return `${nonce}${codeBodies.push(block) - 1}${nonce}\n`;
     },
   },
 });
@@ -86,8 +89,43 @@ function firstLines(text: string, count: number): string {
   return text.slice(0, at);
 }
 
-// Links open in a new tab and do not hand this page to the target.
+/**
+ * What a reply may not hold, besides what DOMPurify removes anyway (scripts, handlers,
+ * `javascript:` URLs). A reply is written by an agent that a prompt injection can steer, so it
+ * must not be able to ask for the user's password in a form of its own, dress itself up as the
+ * UI with styles, or make the user's browser call Octo (a link or an image to `/api/…` or
+ * `/sessions/…` of this origin carries the user's cookie).
+ */
+const SANITIZE = {
+  USE_PROFILES: { html: true },
+  ADD_ATTR: ["target"],
+  FORBID_TAGS: ["form", "input", "button", "textarea", "select", "option", "optgroup", "datalist", "fieldset", "output", "style", "dialog"],
+  FORBID_ATTR: ["style", "srcset", "action", "formaction", "form", "autofocus", "popover", "popovertarget"],
+};
+
+/** Attributes holding a URL that the browser fetches or navigates to. */
+const URL_ATTRIBUTES = ["href", "src", "poster", "background", "xlink:href", "cite"];
+
+/** Whether `url`, as this page resolves it, is one of Octo's own API or session paths. */
+export function isOctoPath(url: string, base: string = document.baseURI): boolean {
+  let resolved: URL;
+  try {
+    resolved = new URL(url, base);
+  } catch {
+    return false;
+  }
+  if (resolved.origin !== new URL(base).origin) return false;
+  const path = resolved.pathname.toLowerCase();
+  return ["/api", "/sessions"].some((prefix) => path === prefix || path.startsWith(`${prefix}/`));
+}
+
 DOMPurify.addHook("afterSanitizeAttributes", (node) => {
+  for (const name of URL_ATTRIBUTES) {
+    const value = node.getAttribute(name);
+    if (value !== null && isOctoPath(value)) node.removeAttribute(name);
+  }
+  // Links open in a new tab and do not hand this page to the target (a content-origin page,
+  // a preview, anything else).
   if (node.tagName === "A" && node.getAttribute("href")) {
     node.setAttribute("target", "_blank");
     node.setAttribute("rel", "noopener noreferrer");
@@ -107,7 +145,7 @@ export function renderMarkdown(source: string, full = false): string {
   codeBodies = [];
   nonce = randomToken();
   try {
-    const html = DOMPurify.sanitize(marked.parse(source, { async: false }), { USE_PROFILES: { html: true }, ADD_ATTR: ["target"] });
+    const html = DOMPurify.sanitize(marked.parse(source, { async: false }), SANITIZE);
     if (codeBodies.length === 0) return html;
     const bodies = codeBodies;
     return html.replace(new RegExp(`${nonce}(\\d+)${nonce}`, "g"), (_, index: string) => bodies[Number(index)] ?? "");
@@ -131,7 +169,7 @@ function randomToken(): string {
 export const warmUpSteps: (() => void)[] = [
   () => marked.parse("A **reply** with `code`, a [link](https://example.org), _emphasis_ and a list:\n\n- one\n- two\n\n> quoted\n", { async: false }),
   () => marked.parse("# Title\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n1. first\n\n    indented\n\n```\nplain\n```\n", { async: false }),
-  () => DOMPurify.sanitize('<p>A <a href="https://example.org">link</a> <strong>and</strong> <code>code</code></p><ul><li>x</li></ul>', { USE_PROFILES: { html: true }, ADD_ATTR: ["target"] }),
+  () => DOMPurify.sanitize('<p>A <a href="https://example.org">link</a> <strong>and</strong> <code>code</code></p><ul><li>x</li></ul>', SANITIZE),
   ...["diff", "bash", "typescript", "json", "python", "rust"].map((language) => () => {
     hljs.highlight("x = 1", { language, ignoreIllegals: true });
   }),

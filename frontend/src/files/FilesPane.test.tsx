@@ -306,4 +306,35 @@ describe("FilesPane, previews", () => {
     expect(message()).toBe("ZIP archive, 3.0 MiB. Download it to open it.");
     expect(requests).toEqual([]);
   });
+
+  it("shows an SVG from a data: URL, never a same-origin blob: document", async () => {
+    disk.set("", [
+      { name: "d.svg", kind: "file", size: 60 },
+      { name: "p.png", kind: "file", size: 4 },
+    ]);
+    const svg = '<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>';
+    download = (url) => new Response(url.includes("d.svg") ? svg : new Uint8Array([0x89, 0x50, 0x4e, 0x47]), { status: 200 });
+    const created: string[] = [];
+    vi.stubGlobal(
+      "URL",
+      class extends URL {
+        static createObjectURL(blob: Blob) {
+          created.push(blob.type);
+          return `blob:octo/${created.length}`;
+        }
+        static revokeObjectURL() {}
+      },
+    );
+    await render();
+    await act(async () => row("/d.svg")!.click());
+    await settle();
+    const src = () => container.querySelector<HTMLImageElement>(".file-preview-body img")?.getAttribute("src");
+    expect(src()).toMatch(/^data:image\/svg\+xml;base64,/);
+    expect(atob(src()!.split(",")[1])).toBe(svg);
+    expect(created).toEqual([]);
+    await act(async () => row("/p.png")!.click());
+    await settle();
+    expect(src()).toBe("blob:octo/1");
+    expect(created).toEqual(["image/png"]);
+  });
 });

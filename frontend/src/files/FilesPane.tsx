@@ -38,6 +38,7 @@ import {
   uploadsToStart,
   urls,
   validateName,
+  viewable,
   visibleRows,
   type FileEntry,
   type Slots,
@@ -352,7 +353,7 @@ export function FilesPane({ sessionId }: { sessionId: string }): JSX.Element {
   useEffect(() => {
     if (!preview || preview.state !== "image") return;
     const url = preview.url;
-    return () => URL.revokeObjectURL(url);
+    return () => revokeImageUrl(url);
   }, [preview]);
 
   const openPreview = useCallback(
@@ -372,10 +373,10 @@ export function FilesPane({ sessionId }: { sessionId: string }): JSX.Element {
       try {
         if (plan.kind === "image") {
           const blob = await client.readImage(sessionId, entry, plan.mime, IMAGE_PREVIEW_BYTES, signal);
-          const url = URL.createObjectURL(blob);
+          const url = plan.source === "data" ? await dataUrl(blob) : URL.createObjectURL(blob);
           setPreview((p) => {
             if (current(p)) return { state: "image", entry, url };
-            URL.revokeObjectURL(url);
+            revokeImageUrl(url);
             return p;
           });
           return;
@@ -838,6 +839,20 @@ const ICONS = {
   close: "M4 4l8 8M12 4l-8 8",
 };
 
+/** An image's bytes as a `data:` URL (an SVG's: see `PreviewPlan`). */
+function dataUrl(blob: Blob): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const reader = new FileReader();
+    reader.onload = () => resolve(String(reader.result));
+    reader.onerror = () => reject(reader.error ?? new Error("reading the image failed"));
+    reader.readAsDataURL(blob);
+  });
+}
+
+function revokeImageUrl(url: string): void {
+  if (url.startsWith("blob:")) URL.revokeObjectURL(url);
+}
+
 function Icon({ name }: { name: keyof typeof ICONS }): JSX.Element {
   return (
     <svg width="14" height="14" viewBox="0 0 16 16" aria-hidden="true" fill="none" stroke="currentColor" strokeWidth="1.4" strokeLinecap="round" strokeLinejoin="round">
@@ -999,6 +1014,19 @@ function PreviewPanel(props: { preview: Preview; sessionId: string; onClose: () 
         </span>
         {pixels && <span className="file-meta">{pixels}</span>}
         <span className="file-meta">{formatSize(preview.state === "text" ? preview.size : entry.size)}</span>
+        {viewable(entry) && (
+          // A navigation: octod answers with a one-time ticket to the content origin.
+          <a
+            className="btn ghost small"
+            href={urls.view(props.sessionId, entry.path)}
+            target="_blank"
+            rel="noopener noreferrer"
+            data-testid="file-view"
+            aria-label={`View ${entry.name} in a new tab`}
+          >
+            View
+          </a>
+        )}
         <button type="button" className="btn icon ghost small" aria-label={`Download ${entry.name}`} onClick={download}>
           <Icon name="download" />
         </button>

@@ -37,6 +37,7 @@ import {
   uploadReducer,
   uploadsToStart,
   urls,
+  viewable,
   validateName,
   visibleRows,
   type FileEntry,
@@ -273,7 +274,9 @@ describe("tree", () => {
 
 describe("preview", () => {
   it("plans images by extension and size, everything else as capped text", () => {
-    expect(planPreview(entry("/p.PNG", "file", { size: 10 }))).toEqual({ kind: "image", mime: "image/png" });
+    expect(planPreview(entry("/p.PNG", "file", { size: 10 }))).toEqual({ kind: "image", mime: "image/png", source: "blob" });
+    // An SVG can carry script: never a same-origin blob: document.
+    expect(planPreview(entry("/d.svg", "file", { size: 10 }))).toEqual({ kind: "image", mime: "image/svg+xml", source: "data" });
     expect(planPreview(entry("/p.jpg", "file", { size: 30 * 1024 * 1024 })).kind).toBe("none");
     expect(planPreview(entry("/notes.txt", "file", { size: 10 }))).toEqual({ kind: "text", truncated: false });
     expect(planPreview(entry("/big.log", "file", { size: 10 * 1024 * 1024 }))).toEqual({ kind: "text", truncated: true });
@@ -468,5 +471,16 @@ describe("ListingCache", () => {
     const cache = new ListingCache();
     expect(() => cache.parse("u", "{}")).toThrow(FileError);
     expect(() => cache.parse("u", "<html>")).toThrow(SyntaxError);
+  });
+});
+
+describe("views on the content origin", () => {
+  it("offers View for pages, SVG and PDF, through octod's ticket route", () => {
+    expect(urls.view("s1", "/site/r b+&.html")).toBe("/api/sessions/s1/view?path=site%2Fr+b%2B%26.html");
+    expect(viewable(entry("/r.html", "file"))).toBe(true);
+    expect(viewable(entry("/d.SVG", "file"))).toBe(true);
+    expect(viewable(entry("/doc.pdf", "file"))).toBe(true);
+    expect(viewable(entry("/x.js", "file"))).toBe(false);
+    expect(viewable(entry("/site.html", "dir"))).toBe(false);
   });
 });

@@ -132,7 +132,21 @@ export const urls = {
   move: (id: string, from: PathRef, to: string) => apiUrl(id, "move", { from: wireRef(from), to: wirePath(to) }),
   remove: (id: string, p: PathRef, recursive: boolean) =>
     apiUrl(id, "delete", { path: wireRef(p), recursive }),
+  /** A view of the file on the content origin, where its scripts run with no credential of
+   * Octo's (octod redirects through a one-time ticket; without a content origin, to the
+   * download). */
+  view: (id: string, p: string) => `/api/sessions/${encodeURIComponent(id)}/view?${new URLSearchParams([["path", wirePath(p)]]).toString()}`,
 };
+
+/** Types a browser renders as documents of their own: opened with "View" (on the content
+ * origin), never on Octo's. */
+const VIEWABLE = new Set(["html", "htm", "xhtml", "svg", "pdf"]);
+
+/** Whether the Files pane offers "View" for this entry. */
+export function viewable(entry: Pick<FileEntry, "name" | "kind" | "targetKind" | "rawPath">): boolean {
+  const isFile = entry.kind === "file" || (entry.kind === "symlink" && entry.targetKind === "file");
+  return isFile && entry.rawPath === undefined && VIEWABLE.has(extension(entry.name));
+}
 
 // ---------------------------------------------------------------------------------------
 // Listings and errors
@@ -566,7 +580,11 @@ export function extension(name: string): string {
 }
 
 export type PreviewPlan =
-  | { kind: "image"; mime: string }
+  /** An image, shown by an `<img>` of its bytes. `source`: how the `<img>` gets them. A
+   * `blob:` URL is a document of the UI's origin when opened in a tab of its own, which an
+   * SVG's script would run in as the viewer; an SVG therefore comes as a `data:` URL, whose
+   * document (if a browser opens one at all) has an opaque origin. */
+  | { kind: "image"; mime: string; source: "blob" | "data" }
   /** Read the first `TEXT_PREVIEW_BYTES` (what turns out to be binary is described then). */
   | { kind: "text"; truncated: boolean }
   /** Binary by its extension: said what it is, nothing read. */
@@ -582,7 +600,7 @@ export function planPreview(entry: Pick<FileEntry, "name" | "kind" | "size" | "t
   const mime = IMAGE_TYPES[ext];
   if (mime) {
     return entry.size <= IMAGE_PREVIEW_BYTES
-      ? { kind: "image", mime }
+      ? { kind: "image", mime, source: mime === "image/svg+xml" ? "data" : "blob" }
       : {
           kind: "none",
           reason: `An image of ${formatSize(entry.size)}: images over ${formatSize(IMAGE_PREVIEW_BYTES)} are not shown. Download it to view it.`,

@@ -33,6 +33,8 @@ pub struct AppState {
     pub sessions: Arc<EngineSessions>,
     pub max_sessions_per_user: u32,
     pub started: Instant,
+    /// The content origin ([`crate::content`]), if one is configured.
+    pub content: crate::content::Content,
 }
 
 impl std::fmt::Debug for AppState {
@@ -56,6 +58,12 @@ impl FromRef<AppState> for crate::proxy::Proxy {
 impl FromRef<AppState> for Arc<EngineSessions> {
     fn from_ref(state: &AppState) -> Self {
         Arc::clone(&state.sessions)
+    }
+}
+
+impl FromRef<AppState> for crate::content::Content {
+    fn from_ref(state: &AppState) -> Self {
+        state.content.clone()
     }
 }
 
@@ -84,6 +92,7 @@ impl AppState {
             proxy: crate::proxy::Proxy::new(),
             max_sessions_per_user,
             started: Instant::now(),
+            content: crate::content::Content::default(),
         }
     }
 }
@@ -135,6 +144,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/sessions/{id}/keep-alive"),
     ("POST", "/api/sessions/{id}/stop"),
     ("POST", "/api/sessions/{id}/resume"),
+    ("GET", "/api/sessions/{id}/view"),
     ("GET", "/api/admin/sessions"),
     ("GET", "/api/templates"),
     // crate::proxy::routes
@@ -155,14 +165,29 @@ pub fn routes() -> Router<AppState> {
         .route("/metrics", get(metrics))
         .merge(crate::auth::http::routes())
         .merge(sessions::routes())
+        .route(
+            "/api/sessions/{id}/view",
+            get(crate::content::view::<EngineSessions>),
+        )
         .merge(crate::proxy::routes::<AppState, EngineSessions>())
 }
 
 /// The whole HTTP surface of `octod`: API, metrics and the proxy into sessions.
 pub fn router(state: AppState) -> Router {
+    // Requests for a content host never reach the routes: the content origin serves them.
+    let content = crate::content::Dispatch {
+        content: state.content.clone(),
+        auth: state.auth.clone(),
+        proxy: state.proxy.clone(),
+        sessions: Arc::clone(&state.sessions),
+    };
     routes()
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(middleware::from_fn(crate::http::same_origin))
+        .layer(middleware::from_fn_with_state(
+            content,
+            crate::content::dispatch::<EngineSessions>,
+        ))
         .with_state(state)
 }
 

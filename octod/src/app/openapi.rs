@@ -231,6 +231,12 @@ const AUDIT_LIMIT: Param = Param {
     description: "How many entries (default 100).",
     range: Some((1, 1000)),
 };
+const VIEW_PATH: Param = Param {
+    name: "path",
+    query: true,
+    description: "The workspace file to view, relative to the workspace.",
+    range: None,
+};
 const REST: Param = Param {
     name: "rest",
     query: false,
@@ -744,6 +750,18 @@ const OPERATIONS: &[Op] = &[
             Answer::Fail(&fail("409", "The session is being deleted (`session_deleting`), or its user has the most sessions running (`running_limit`: admission.max_running_per_user).", &["session_deleting", "running_limit"])),
             Answer::Fail(&SESSION_FAILED),
             Answer::Fail(&HOST_FULL),
+        ]),
+    Op::get("/api/sessions/{id}/view", "viewFile", "sessions", "A browser's view of a workspace file: redirects to the content origin.")
+        .describe("A navigation, not an API call (signed in with the cookie; API tokens are refused). With a content origin configured (`server.content_site`), answers 303 to `https://files-<id>.<content site>/__octo/ticket?t=<ticket>`: the ticket (single use, 60 s) is traded there for that host's own cookie (`__Host-octo_content`), then the file is shown there, where its scripts run with no credential of Octo's. Without one, answers 303 to the file's download (an attachment) on this origin.")
+        .params(&[SESSION_ID, VIEW_PATH])
+        .answers(&[
+            Answer::Ok("303", "To the content origin (or the download).", Body::Empty),
+            Answer::Fail(&BAD_REQUEST),
+            Answer::Fail(&UNAUTHORIZED),
+            Answer::Fail(&BROWSER_ONLY),
+            Answer::Fail(&NO_SESSION),
+            Answer::Fail(&fail("409", "The session is stopped or stopping.", &["session_stopped", "session_stopping"])),
+            Answer::Fail(&INTERNAL),
         ]),
     Op::get("/api/templates", "listTemplates", "templates", "The session templates.")
         .answers(&[

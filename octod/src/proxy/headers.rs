@@ -4,14 +4,25 @@
 //!   browser's `Cookie` and `Authorization`, `Expect` (octod's own server already answered
 //!   `100 Continue`), `Host` and `X-Octo-Quota` (octod's to set, on the file API) are
 //!   removed; the service's credential and `X-Forwarded-*` are set.
-//! - Towards the browser: hop-by-hop headers, `Set-Cookie` (a container must not set cookies
-//!   on octod's origin) and `WWW-Authenticate` (the credential is octod's, not the user's; a
-//!   `Basic` challenge would make the browser ask for a password) are removed.
+//! - Towards the browser: only an allowlist of the session's headers passes ([`KEPT`]: the
+//!   body's type, length, encoding and ranges, caching and validators, the download's name,
+//!   `Retry-After`, the WebSocket handshake's and opencode's paging cursor). Everything else a
+//!   session could send to steer the browser on octod's origin is dropped: `Set-Cookie`,
+//!   `WWW-Authenticate` (a `Basic` challenge would ask the user for a password),
+//!   `Service-Worker-Allowed`, `Refresh`, `Clear-Site-Data`, `Location`, `Link`, CORS
+//!   (`Access-Control-*`), its own `Content-Security-Policy`, and anything unknown. Then
+//!   every answer is hardened ([`harden`]): `X-Content-Type-Options: nosniff` and
+//!   `Content-Security-Policy: sandbox; default-src 'none'`, a download is an `attachment`,
+//!   and an active type (HTML, XML, SVG, PDF) is sent as opaque bytes. Session content that
+//!   is meant to render does so on the content origin, never here (design.md).
 
 use axum::http::header::{
-    AUTHORIZATION, CONNECTION, COOKIE, EXPECT, HOST, HeaderMap, HeaderName, HeaderValue,
-    PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, SET_COOKIE, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
-    WWW_AUTHENTICATE,
+    ACCEPT_RANGES, AGE, AUTHORIZATION, CACHE_CONTROL, CONNECTION, CONTENT_DISPOSITION,
+    CONTENT_ENCODING, CONTENT_LANGUAGE, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_SECURITY_POLICY,
+    CONTENT_TYPE, COOKIE, DATE, ETAG, EXPECT, EXPIRES, HOST, HeaderMap, HeaderName, HeaderValue,
+    LAST_MODIFIED, PRAGMA, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, REFERRER_POLICY, RETRY_AFTER,
+    SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_EXTENSIONS, SEC_WEBSOCKET_PROTOCOL, TE, TRAILER,
+    TRANSFER_ENCODING, UPGRADE, VARY, X_CONTENT_TYPE_OPTIONS,
 };
 
 use crate::http::peer::ClientPeer;
@@ -21,7 +32,6 @@ pub(crate) const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forw
 pub(crate) const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
-const SET_COOKIE2: HeaderName = HeaderName::from_static("set-cookie2");
 /// The storage quota octod tells the gateway ([`crate::disk`]); never the browser's.
 pub(crate) const X_OCTO_QUOTA: HeaderName = HeaderName::from_static("x-octo-quota");
 
@@ -122,12 +132,131 @@ fn set_forwarded(headers: &mut HeaderMap, peer: Option<ClientPeer>, host: Option
     }
 }
 
-/// Rewrites the headers of a container's response for the browser, in place.
+/// opencode's cursor of a conversation's earlier messages: the chat pages with it.
+const X_NEXT_CURSOR: HeaderName = HeaderName::from_static("x-next-cursor");
+
+/// The only headers of a session's answer that reach the browser. Hop-by-hop ones are not
+/// here: the server writes its own framing (and the terminal's `101` is octod's own).
+const KEPT: [HeaderName; 19] = [
+    // The body: what it is, how long, how encoded, which part.
+    CONTENT_TYPE,
+    CONTENT_LENGTH,
+    CONTENT_ENCODING,
+    CONTENT_LANGUAGE,
+    CONTENT_RANGE,
+    ACCEPT_RANGES,
+    // A download's name (made an attachment by `harden`).
+    CONTENT_DISPOSITION,
+    // Caching and validators (previews read a file's parts `If-Match` its ETag).
+    CACHE_CONTROL,
+    EXPIRES,
+    PRAGMA,
+    AGE,
+    DATE,
+    ETAG,
+    LAST_MODIFIED,
+    VARY,
+    RETRY_AFTER,
+    // The WebSocket handshake's answer.
+    SEC_WEBSOCKET_ACCEPT,
+    SEC_WEBSOCKET_PROTOCOL,
+    SEC_WEBSOCKET_EXTENSIONS,
+];
+
+/// Whether a session's response header `name` may reach the browser.
+fn kept(name: &HeaderName) -> bool {
+    KEPT.contains(name) || *name == X_NEXT_CURSOR
+}
+
+/// The policy of everything the proxy answers on octod's origin: no script, no plugin, no
+/// subresource, an opaque origin, so a session's answer opened as a page can do nothing as
+/// the UI (the UI itself only fetches these answers; a policy does not apply to a fetch).
+pub(crate) const SANDBOX_POLICY: &str = "sandbox; default-src 'none'";
+
+/// Rewrites the headers of a container's response for the browser, in place: only the
+/// allowlist passes. (The proxy's routes then [`harden`] every answer, this one included.)
 pub(crate) fn prepare_response(headers: &mut HeaderMap) {
-    strip_hop_by_hop(headers);
-    headers.remove(SET_COOKIE);
-    headers.remove(SET_COOKIE2);
-    headers.remove(WWW_AUTHENTICATE);
+    // Names of what is not kept first: removing while iterating is not possible.
+    let dropped: Vec<HeaderName> = headers.keys().filter(|n| !kept(n)).cloned().collect();
+    for name in dropped {
+        headers.remove(name);
+    }
+}
+
+/// What every answer of the proxy carries on octod's origin, the proxy's own errors too:
+/// `nosniff`, the sandbox policy, a download as an `attachment`, active types as bytes.
+pub(crate) fn harden(headers: &mut HeaderMap) {
+    headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(
+        CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(SANDBOX_POLICY),
+    );
+    if let Some(value) = headers.get(CONTENT_DISPOSITION)
+        && let Some(attachment) = as_attachment(value)
+    {
+        headers.insert(CONTENT_DISPOSITION, attachment);
+    }
+    if headers.get(CONTENT_TYPE).is_some_and(is_active_type) {
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/octet-stream"),
+        );
+    }
+}
+
+/// What an answer carries on the content origin, where session content is meant to run (on
+/// an origin of its own, with no credential of Octo's): the gateway's `sandbox` policy is
+/// dropped, and the answer may be neither sniffed, nor embedded by another origin, nor keep an
+/// opener (the UI's tab that opened it), nor tell where it was linked from.
+pub(crate) fn for_content(headers: &mut HeaderMap) {
+    headers.remove(CONTENT_SECURITY_POLICY);
+    headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(
+        HeaderName::from_static("cross-origin-resource-policy"),
+        HeaderValue::from_static("same-origin"),
+    );
+    headers.insert(
+        HeaderName::from_static("cross-origin-opener-policy"),
+        HeaderValue::from_static("same-origin"),
+    );
+    headers.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+}
+
+/// `inline; filename=…` (or any disposition other than `attachment`) as `attachment; filename=…`.
+/// `None` when it is an attachment already.
+fn as_attachment(value: &HeaderValue) -> Option<HeaderValue> {
+    let bytes = value.as_bytes();
+    let end = bytes.iter().position(|&b| b == b';').unwrap_or(bytes.len());
+    if bytes[..end]
+        .trim_ascii()
+        .eq_ignore_ascii_case(b"attachment")
+    {
+        return None;
+    }
+    let mut out = b"attachment".to_vec();
+    out.extend_from_slice(&bytes[end..]);
+    Some(HeaderValue::from_bytes(&out).unwrap_or(HeaderValue::from_static("attachment")))
+}
+
+/// Whether a `Content-Type` is one a browser runs or renders as a document with script or
+/// forms of its own: HTML, any XML (SVG, XHTML), PDF. Unknown or unparsable types count as
+/// active.
+fn is_active_type(value: &HeaderValue) -> bool {
+    let Ok(value) = value.to_str() else {
+        return true;
+    };
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    essence == "text/html"
+        || essence == "text/xml"
+        || essence == "application/xml"
+        || essence == "application/pdf"
+        || essence.ends_with("+xml")
+        || !essence.contains('/')
 }
 
 #[cfg(test)]
@@ -236,25 +365,238 @@ mod tests {
         assert_eq!(headers[X_FORWARDED_HOST], "octo.example");
     }
 
+    /// The headers of a session's answer as the browser gets them.
+    fn answer(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut headers = map(pairs);
+        prepare_response(&mut headers);
+        harden(&mut headers);
+        headers
+    }
+
+    /// `name: value` from a session does not reach the browser.
+    fn check_dropped(name: &str, value: &str) {
+        let headers = answer(&[(name, value), ("content-type", "application/json")]);
+        assert!(
+            headers.get(name).is_none(),
+            "{name} reached the browser: {headers:?}"
+        );
+        assert_eq!(headers[CONTENT_TYPE], "application/json");
+    }
+
     #[test]
-    fn response_loses_cookies_challenges_and_hop_by_hop_headers() {
-        let mut headers = map(&[
-            ("set-cookie", "a=1"),
-            ("set-cookie", "b=2"),
-            ("set-cookie2", "c=3"),
-            ("www-authenticate", "Basic realm=\"opencode\""),
-            ("connection", "x-internal"),
-            ("x-internal", "1"),
-            ("transfer-encoding", "chunked"),
+    fn set_cookie_is_dropped() {
+        check_dropped("set-cookie", "octo_session=forged; Path=/");
+    }
+
+    #[test]
+    fn set_cookie2_is_dropped() {
+        check_dropped("set-cookie2", "c=3");
+    }
+
+    #[test]
+    fn www_authenticate_is_dropped() {
+        check_dropped("www-authenticate", "Basic realm=\"opencode\"");
+    }
+
+    #[test]
+    fn service_worker_allowed_is_dropped() {
+        check_dropped("service-worker-allowed", "/");
+    }
+
+    #[test]
+    fn refresh_is_dropped() {
+        check_dropped("refresh", "0; url=https://evil.example/");
+    }
+
+    #[test]
+    fn clear_site_data_is_dropped() {
+        check_dropped("clear-site-data", "\"cookies\", \"storage\"");
+    }
+
+    #[test]
+    fn location_is_dropped() {
+        check_dropped("location", "https://evil.example/");
+    }
+
+    #[test]
+    fn link_is_dropped() {
+        check_dropped("link", "</sessions/a/files/x.js>; rel=preload; as=script");
+    }
+
+    #[test]
+    fn access_control_headers_are_dropped() {
+        for name in [
+            "access-control-allow-origin",
+            "access-control-allow-credentials",
+            "access-control-allow-headers",
+            "access-control-allow-methods",
+            "access-control-expose-headers",
+            "access-control-max-age",
+        ] {
+            check_dropped(name, "*");
+        }
+    }
+
+    #[test]
+    fn cross_origin_policies_are_dropped() {
+        check_dropped("cross-origin-resource-policy", "cross-origin");
+        check_dropped("cross-origin-opener-policy", "unsafe-none");
+        check_dropped("cross-origin-embedder-policy", "unsafe-none");
+        check_dropped("timing-allow-origin", "*");
+    }
+
+    #[test]
+    fn a_sessions_own_policies_are_dropped() {
+        check_dropped("content-security-policy-report-only", "default-src *");
+        check_dropped("permissions-policy", "camera=*");
+        check_dropped("x-frame-options", "ALLOWALL");
+        check_dropped("referrer-policy", "unsafe-url");
+        check_dropped("strict-transport-security", "max-age=0");
+        check_dropped("origin-agent-cluster", "?0");
+    }
+
+    #[test]
+    fn reporting_headers_are_dropped() {
+        check_dropped("report-to", "{\"group\":\"x\"}");
+        check_dropped("reporting-endpoints", "x=\"https://evil.example/\"");
+        check_dropped("nel", "{\"report_to\":\"x\"}");
+        check_dropped("alt-svc", "h3=\":443\"");
+        check_dropped("server-timing", "x;dur=1");
+    }
+
+    #[test]
+    fn hop_by_hop_and_unknown_headers_are_dropped() {
+        check_dropped("connection", "x-internal");
+        check_dropped("x-internal", "1");
+        check_dropped("transfer-encoding", "chunked");
+        check_dropped("keep-alive", "timeout=5");
+        check_dropped("upgrade", "h2c");
+        check_dropped("x-powered-by", "opencode");
+        check_dropped("server", "opencode");
+    }
+
+    #[test]
+    fn the_sessions_csp_is_replaced_by_the_sandbox() {
+        let headers = answer(&[
+            ("content-security-policy", "script-src *"),
+            ("x-content-type-options", "sniff"),
+        ]);
+        assert_eq!(
+            headers
+                .get_all(CONTENT_SECURITY_POLICY)
+                .iter()
+                .collect::<Vec<_>>(),
+            [SANDBOX_POLICY]
+        );
+        assert_eq!(headers[X_CONTENT_TYPE_OPTIONS], "nosniff");
+    }
+
+    #[test]
+    fn what_the_ui_reads_passes() {
+        let headers = answer(&[
             ("content-type", "text/event-stream"),
+            ("content-length", "12"),
+            ("content-encoding", "gzip"),
+            ("content-range", "bytes 0-1/9"),
+            ("accept-ranges", "bytes"),
             ("cache-control", "no-cache"),
-            // opencode's cursor of a conversation's earlier messages: the chat pages with it.
+            ("etag", "\"1-2\""),
+            ("last-modified", "Thu, 01 Jan 2026 00:00:00 GMT"),
+            ("vary", "accept"),
+            ("retry-after", "5"),
             ("x-next-cursor", "eyJpZCI6Im1zZ18xIn0"),
         ]);
-        prepare_response(&mut headers);
         assert_eq!(
             names(&headers),
-            ["cache-control", "content-type", "x-next-cursor"]
+            [
+                "accept-ranges",
+                "cache-control",
+                "content-encoding",
+                "content-length",
+                "content-range",
+                "content-security-policy",
+                "content-type",
+                "etag",
+                "last-modified",
+                "retry-after",
+                "vary",
+                "x-content-type-options",
+                "x-next-cursor",
+            ]
         );
+        assert_eq!(headers[CONTENT_TYPE], "text/event-stream");
+        assert_eq!(headers["x-next-cursor"], "eyJpZCI6Im1zZ18xIn0");
+    }
+
+    #[test]
+    fn the_content_origin_runs_the_page_without_the_gateways_sandbox() {
+        let mut headers = map(&[
+            ("content-type", "text/html"),
+            ("content-security-policy", "sandbox"),
+            ("content-disposition", "inline; filename=\"r.html\""),
+            ("service-worker-allowed", "/"),
+        ]);
+        prepare_response(&mut headers);
+        for_content(&mut headers);
+        assert_eq!(
+            names(&headers),
+            [
+                "content-disposition",
+                "content-type",
+                "cross-origin-opener-policy",
+                "cross-origin-resource-policy",
+                "referrer-policy",
+                "x-content-type-options",
+            ]
+        );
+        assert_eq!(headers[CONTENT_TYPE], "text/html");
+        assert_eq!(headers[CONTENT_DISPOSITION], "inline; filename=\"r.html\"");
+    }
+
+    #[test]
+    fn downloads_are_attachments() {
+        let check = |sent: &str, expected: &str| {
+            let headers = answer(&[("content-disposition", sent)]);
+            assert_eq!(headers[CONTENT_DISPOSITION], expected, "{sent}");
+        };
+        check(
+            "inline; filename=\"r.html\"; filename*=UTF-8''r.html",
+            "attachment; filename=\"r.html\"; filename*=UTF-8''r.html",
+        );
+        check("INLINE", "attachment");
+        check("attachment; filename=\"a\"", "attachment; filename=\"a\"");
+        check(" Attachment ;filename=a", " Attachment ;filename=a");
+        check("form-data; name=x", "attachment; name=x");
+    }
+
+    #[test]
+    fn active_types_become_bytes() {
+        for active in [
+            "text/html",
+            "text/html; charset=utf-8",
+            "TEXT/HTML",
+            "application/xhtml+xml",
+            "image/svg+xml",
+            "text/xml",
+            "application/xml",
+            "application/pdf",
+            "nonsense",
+        ] {
+            let headers = answer(&[("content-type", active)]);
+            assert_eq!(
+                headers[CONTENT_TYPE], "application/octet-stream",
+                "{active}"
+            );
+        }
+        for passive in [
+            "application/json",
+            "text/plain; charset=utf-8",
+            "text/event-stream",
+            "image/png",
+            "application/zip",
+        ] {
+            let headers = answer(&[("content-type", passive)]);
+            assert_eq!(headers[CONTENT_TYPE], passive);
+        }
     }
 }

@@ -47,15 +47,73 @@ pub(super) async fn forward<R: Sessions>(
         return ApiError::not_found("no such session").into_response();
     };
     let service = target.service;
-    let response =
-        match proxy_request(proxy, sessions, user, &target, uri.query(), parts, body).await {
-            Ok(response) => response,
-            Err(error) => error.into_response(),
-        };
+    let response = match proxy_request(
+        proxy,
+        sessions,
+        user,
+        &target,
+        uri.query(),
+        parts,
+        body,
+        Origin::Ui,
+    )
+    .await
+    {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
+    };
     proxy.metrics().record(service, response.status().as_u16());
     response
 }
 
+/// Which origin an answer goes out on: octod's own (the UI's; the proxy's routes then harden
+/// it) or the content origin ([`headers::for_content`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Origin {
+    Ui,
+    Content,
+}
+
+/// A workspace file as the content origin serves it: the gateway's
+/// `GET /api/download?path=<path>&inline=true` for `user` (owner or admin, as always),
+/// with the content origin's headers.
+pub(super) async fn view_file<R: Sessions>(
+    proxy: &Proxy,
+    sessions: &Arc<R>,
+    user: &CurrentUser,
+    id: SessionId,
+    query: &str,
+    request: Request,
+) -> Response {
+    let (parts, body) = request.into_parts();
+    let target = Target {
+        id,
+        service: Service::Files,
+        rest: "/api/download",
+    };
+    let mut response = match proxy_request(
+        proxy,
+        sessions,
+        user,
+        &target,
+        Some(query),
+        parts,
+        body,
+        Origin::Content,
+    )
+    .await
+    {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
+    };
+    headers::for_content(response.headers_mut());
+    proxy
+        .metrics()
+        .record(Service::Files, response.status().as_u16());
+    response
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn proxy_request<R: Sessions>(
     proxy: &Proxy,
     sessions: &Arc<R>,
@@ -64,6 +122,7 @@ async fn proxy_request<R: Sessions>(
     query: Option<&str>,
     mut parts: axum::http::request::Parts,
     body: Body,
+    origin: Origin,
 ) -> Result<Response, ApiError> {
     let service = target.service;
     let upstream = sessions.resolve(user, &target.id, service).await?;
@@ -111,6 +170,9 @@ async fn proxy_request<R: Sessions>(
             }
             let (mut parts, body) = response.into_parts();
             headers::prepare_response(&mut parts.headers);
+            if origin == Origin::Content {
+                headers::for_content(&mut parts.headers);
+            }
             let body = Activity::new(body, Arc::clone(sessions), target.id.clone());
             let body = Revocable {
                 inner: body,

@@ -288,6 +288,14 @@ where
         .route("/sessions/{id}/files/", http.clone())
         .route("/sessions/{id}/files/{*rest}", http)
         .route("/sessions/{id}/terminal", get(terminal_handler::<R, U>))
+        // Every answer on these paths, octod's own refusals too, is hardened for octod's
+        // origin (`nosniff`, the sandbox policy, attachments): see [`headers`].
+        .layer(axum::middleware::map_response(harden))
+}
+
+async fn harden(mut response: Response) -> Response {
+    headers::harden(response.headers_mut());
+    response
 }
 
 async fn http_handler<R, U>(
@@ -314,6 +322,25 @@ where
     CurrentUser: From<U>,
 {
     ws::upgrade(proxy, sessions, &CurrentUser::from(user), request).await
+}
+
+/// A workspace file on the content origin ([`crate::content`]): the gateway's download with
+/// `query` (`path=…&inline=true`), for `user` (the owner rule as always), with the content
+/// origin's headers ([`content_headers`]) instead of the UI origin's sandbox.
+pub async fn view_file<R: Sessions>(
+    proxy: &Proxy,
+    sessions: &Arc<R>,
+    user: &CurrentUser,
+    id: SessionId,
+    query: &str,
+    request: Request,
+) -> Response {
+    http::view_file(proxy, sessions, user, id, query, request).await
+}
+
+/// The headers of every answer on the content origin: see `headers::for_content`.
+pub fn content_headers(headers: &mut axum::http::HeaderMap) {
+    headers::for_content(headers);
 }
 
 /// A request path split into its session, service and the rest, which is what the

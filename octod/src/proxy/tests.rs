@@ -257,6 +257,7 @@ fn upstream_router(state: Arc<UpstreamState>) -> Router {
         .route("/download", axum::routing::get(download))
         .route("/upload", axum::routing::put(upload))
         .route("/opencode/events", axum::routing::get(events))
+        .route("/hostile", axum::routing::get(hostile))
         .route("/terminal", axum::routing::get(gateway_terminal))
         .fallback(echo)
         .with_state(state)
@@ -288,9 +289,29 @@ async fn echo(method: Method, uri: Uri, headers: HeaderMap) -> Response {
             ("www-authenticate", "Basic realm=\"opencode\""),
             ("connection", "x-hop"),
             ("x-hop", "1"),
-            ("x-kept", "yes"),
+            ("x-unknown", "yes"),
         ],
         axum::Json(body),
+    )
+        .into_response()
+}
+
+/// A page a prompt-injected agent would serve: HTML that asks for a service worker over the
+/// whole origin, a redirect, wiped site data, CORS, and a policy of its own.
+async fn hostile() -> Response {
+    (
+        [
+            ("content-type", "text/html; charset=utf-8"),
+            ("service-worker-allowed", "/"),
+            ("refresh", "0; url=https://evil.example/"),
+            ("clear-site-data", "\"cookies\", \"storage\""),
+            ("access-control-allow-origin", "https://evil.example"),
+            ("access-control-allow-credentials", "true"),
+            ("content-security-policy", "script-src *"),
+            ("content-disposition", "inline; filename=\"r.html\""),
+            ("etag", "\"v1\""),
+        ],
+        "<script src=x.js></script>",
     )
         .into_response()
 }
@@ -805,7 +826,7 @@ async fn headers_are_stripped_and_injected_both_ways() {
         assert!(headers.get("set-cookie").is_none(), "{headers:?}");
         assert!(headers.get("www-authenticate").is_none(), "{headers:?}");
         assert!(headers.get("x-hop").is_none(), "{headers:?}");
-        assert_eq!(headers["x-kept"], "yes");
+        assert!(headers.get("x-unknown").is_none(), "{headers:?}");
         let seen = json(response).await;
         assert_eq!(seen["method"], "POST");
         assert_eq!(seen["path"], "/opencode/session/a%20b//c");
@@ -838,6 +859,55 @@ async fn headers_are_stripped_and_injected_both_ways() {
         assert_eq!(seen["accept"], serde_json::json!(["application/json"]));
         assert_eq!(seen["content-length"], serde_json::json!(["2"]));
         assert!(fx.sessions.activity.load(Ordering::Relaxed) >= 1);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_sessions_html_arrives_as_a_sandboxed_attachment_without_its_headers() {
+    within(async {
+        let fx = fixture().await;
+        for path in [
+            "/sessions/alpha/files/hostile",
+            "/sessions/alpha/opencode/x",
+        ] {
+            let response = fx.get(path, Some("alice")).await;
+            assert_eq!(response.status(), 200);
+            let headers = response.headers();
+            assert_eq!(
+                headers["content-security-policy"], "sandbox; default-src 'none'",
+                "{path}"
+            );
+            assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
+        }
+        let response = fx.get("/sessions/alpha/files/hostile", Some("alice")).await;
+        let headers = response.headers();
+        for gone in [
+            "service-worker-allowed",
+            "refresh",
+            "clear-site-data",
+            "access-control-allow-origin",
+            "access-control-allow-credentials",
+        ] {
+            assert!(headers.get(gone).is_none(), "{gone}: {headers:?}");
+        }
+        assert_eq!(headers.get_all("content-security-policy").iter().count(), 1);
+        assert_eq!(headers["content-type"], "application/octet-stream");
+        assert_eq!(
+            headers["content-disposition"],
+            "attachment; filename=\"r.html\""
+        );
+        assert_eq!(headers["etag"], "\"v1\"");
+        // octod's own refusals on these paths carry the policy too.
+        let refused = fx.get("/sessions/bravo/files/hostile", Some("alice")).await;
+        assert_eq!(refused.status(), 404);
+        assert_eq!(
+            refused.headers()["content-security-policy"],
+            "sandbox; default-src 'none'"
+        );
+        let anonymous = fx.get("/sessions/alpha/files/hostile", None).await;
+        assert_eq!(anonymous.status(), 401);
+        assert_eq!(anonymous.headers()["x-content-type-options"], "nosniff");
     })
     .await;
 }

@@ -73,6 +73,10 @@ pub fn required_scope(method: &Method, path: &str) -> Need {
         path.strip_prefix(prefix)
             .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
     };
+    // A view of a workspace file trades the browser's sign-in for a content host's cookie.
+    if path.starts_with("/api/sessions/") && path.ends_with("/view") {
+        return Need::Browser;
+    }
     if under("/sessions") {
         Need::Scope(Scope::SessionsConnect)
     } else if under("/api/admin") {

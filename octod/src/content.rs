@@ -1,0 +1,550 @@
+//! The content origin (issue 14): where session content runs, on hosts of a wildcard site of
+//! its own (`server.content_site`, e.g. `*.octo-content.example.org`), never on the UI's.
+//!
+//! - `GET /api/sessions/{id}/view?path=P` on the UI's origin (a browser's navigation, signed
+//!   in with the cookie; owner or admin) issues a **ticket**: random, single use, valid for
+//!   [`TICKET_TTL`], bound to the host `files-<id>.<site>` and the path, and answers `303` to
+//!   `https://files-<id>.<site>/__octo/ticket?t=<ticket>`. With no content site configured,
+//!   the `303` goes to the file's download on the UI's origin instead (an attachment).
+//! - On a content host, `/__octo/ticket` trades the ticket for the host's own cookie
+//!   ([`COOKIE_NAME`]: `__Host-`, so host-only, `Secure`, `HttpOnly`, `SameSite=Lax` — a
+//!   navigation from the UI's site must carry it) and answers `303` to the path. The cookie is
+//!   a token signed with a key of this octod process alone (a restart ends every view), naming
+//!   the host and the UI session it came from; every request checks it again, and the UI
+//!   session behind it (signed out, password changed, disabled: refused), and the owner rule.
+//! - `files-<id>` hosts serve the session's workspace: `/<path>` is the file at `path`, as the
+//!   gateway's inline download with the content origin's headers
+//!   ([`crate::proxy::view_file`]), so `r.html` and the `x.js` it loads run there, as a page of
+//!   that host, with no credential of Octo's: the UI's cookie is host-only on the UI's site.
+//!
+//! Every content host is an origin of its own, so one session's page cannot read another's.
+//! Nothing of octod's API is reachable on a content host: every path there is content.
+//!
+//! Error policy: refusals are [`ApiError`]s (JSON) with the content origin's headers; the
+//! ticket and the cookie are never logged.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use axum::extract::{FromRef, Path, Query, Request, State};
+use axum::http::header::{CACHE_CONTROL, HOST, LOCATION, REFERRER_POLICY, SET_COOKIE};
+use axum::http::{HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use percent_encoding::{NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
+use serde::{Deserialize, Serialize};
+
+use crate::auth::{Auth, Authenticated, Claims, Credential};
+use crate::config::ContentSite;
+use crate::http::ApiError;
+use crate::identity::CurrentUser;
+use crate::proxy::{Proxy, Service, Sessions};
+use crate::session::SessionId;
+use crate::store::Secret;
+
+/// The content hosts' cookie.
+pub const COOKIE_NAME: &str = "__Host-octo_content";
+/// The path on a content host that trades a ticket for the cookie.
+pub const TICKET_PATH: &str = "/__octo/ticket";
+/// How long a ticket may wait for its trade.
+pub const TICKET_TTL: Duration = Duration::from_secs(60);
+/// Tickets waiting at most (a full table refuses new ones until some expire).
+const MAX_TICKETS: usize = 10_000;
+
+/// The content origin of an octod: its site, the key of its cookies, the tickets waiting.
+pub struct ContentOrigin {
+    site: ContentSite,
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    tickets: Mutex<HashMap<String, Ticket>>,
+}
+
+impl std::fmt::Debug for ContentOrigin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ContentOrigin")
+            .field("site", &self.site)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A ticket's promise: this cookie, for this host, then this path.
+struct Ticket {
+    label: String,
+    path: String,
+    cookie: Secret,
+    expires: Instant,
+}
+
+/// What a content host's cookie says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct ContentClaims {
+    /// The user.
+    sub: String,
+    /// The UI session's token id and the user's token generation then: the view ends with it.
+    jti: String,
+    #[serde(rename = "gen")]
+    generation: u64,
+    /// The UI session's expiry.
+    exp: u64,
+    /// The host label the cookie is for (`files-<id>`).
+    host: String,
+}
+
+/// The kinds of content host, by their label.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ContentHost {
+    /// `files-<id>`: the session's workspace files.
+    Files(SessionId),
+}
+
+impl ContentHost {
+    /// The host for `label` (case-insensitive), if it is one.
+    pub fn parse(label: &str) -> Option<Self> {
+        let label = label.to_ascii_lowercase();
+        let id = label.strip_prefix("files-")?;
+        id.parse().ok().map(Self::Files)
+    }
+
+    /// The label: `files-<id>`.
+    pub fn label(&self) -> String {
+        match self {
+            Self::Files(id) => format!("files-{id}"),
+        }
+    }
+}
+
+impl ContentOrigin {
+    pub fn new(site: ContentSite) -> Result<Self, getrandom::Error> {
+        let mut secret = [0u8; 32];
+        getrandom::fill(&mut secret)?;
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = 0;
+        validation.validate_aud = false;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        Ok(Self {
+            site,
+            encoding: EncodingKey::from_secret(&secret),
+            decoding: DecodingKey::from_secret(&secret),
+            validation,
+            tickets: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn site(&self) -> &ContentSite {
+        &self.site
+    }
+
+    /// A ticket for `host` and `path` (the URL path on that host), for the UI session of
+    /// `claims`; the URL that trades it.
+    fn issue(&self, claims: &Claims, host: &ContentHost, path: String) -> Result<String, ApiError> {
+        let label = host.label();
+        let cookie = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &ContentClaims {
+                sub: claims.sub.clone(),
+                jti: claims.jti.clone(),
+                generation: claims.generation,
+                exp: claims.exp,
+                host: label.clone(),
+            },
+            &self.encoding,
+        )
+        .map_err(|e| ApiError::internal(&e))?;
+        let ticket = Secret::generate().map_err(|e| ApiError::internal(&e))?;
+        let now = Instant::now();
+        let mut tickets = self
+            .tickets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        tickets.retain(|_, t| t.expires > now);
+        if tickets.len() >= MAX_TICKETS {
+            return Err(ApiError::unavailable(
+                "busy",
+                "too many views are being opened; try again in a minute",
+                TICKET_TTL.as_secs(),
+            ));
+        }
+        tickets.insert(
+            ticket.expose().to_owned(),
+            Ticket {
+                label: label.clone(),
+                path,
+                cookie: Secret::new(cookie),
+                expires: now + TICKET_TTL,
+            },
+        );
+        Ok(format!(
+            "{}{TICKET_PATH}?t={}",
+            self.site.origin(&label),
+            ticket.expose()
+        ))
+    }
+
+    /// Takes the ticket `value` for host `label`: the cookie and the path, once.
+    fn redeem(&self, value: &str, label: &str) -> Option<(Secret, String)> {
+        let mut tickets = self
+            .tickets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let ticket = tickets.remove(value)?;
+        (ticket.expires > Instant::now() && ticket.label.eq_ignore_ascii_case(label))
+            .then_some((ticket.cookie, ticket.path))
+    }
+
+    /// The UI session a content cookie for host `label` stands for, if it is one of ours.
+    fn claims(&self, cookie: &str, label: &str) -> Option<Claims> {
+        let data =
+            jsonwebtoken::decode::<ContentClaims>(cookie, &self.decoding, &self.validation).ok()?;
+        let c = data.claims;
+        c.host.eq_ignore_ascii_case(label).then_some(Claims {
+            sub: c.sub,
+            // Informational in a token; `Auth::recheck` reads the stored role.
+            role: crate::identity::Role::User,
+            exp: c.exp,
+            iat: 0,
+            jti: c.jti,
+            generation: c.generation,
+            idp: None,
+        })
+    }
+}
+
+/// The content origin in the router's state: `None` when none is configured.
+#[derive(Clone, Debug, Default)]
+pub struct Content(pub Option<Arc<ContentOrigin>>);
+
+#[derive(Deserialize)]
+pub struct ViewQuery {
+    path: Option<String>,
+}
+
+/// `GET /api/sessions/{id}/view?path=P`: see the module's documentation.
+pub async fn view<R: Sessions>(
+    State(Content(content)): State<Content>,
+    State(sessions): State<Arc<R>>,
+    authenticated: Authenticated,
+    Path(id): Path<String>,
+    Query(query): Query<ViewQuery>,
+) -> Result<Response, ApiError> {
+    let id: SessionId = id
+        .parse()
+        .map_err(|_| ApiError::not_found("no such session"))?;
+    let path = query
+        .path
+        .filter(|p| !p.is_empty() && !p.contains('\0'))
+        .ok_or_else(|| ApiError::bad_request("`path` names the file to view"))?;
+    // The owner rule (another user's session is "not found"), and a stopped session is 409.
+    sessions
+        .resolve(&authenticated.user, &id, Service::Files)
+        .await?;
+    let Some(claims) = authenticated.claims() else {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "token_not_allowed",
+            "API tokens cannot open views; download the file instead",
+        ));
+    };
+    let encoded = utf8_percent_encode(path.trim_start_matches('/'), NON_ALPHANUMERIC).to_string();
+    let location = match &content {
+        // No content origin: the file is a download on the UI's origin.
+        None => format!("/sessions/{id}/files/api/download?path={encoded}"),
+        Some(content) => {
+            // The path on the content host: each segment percent-encoded, the slashes kept.
+            let on_host: String = path
+                .trim_start_matches('/')
+                .split('/')
+                .map(|segment| utf8_percent_encode(segment, NON_ALPHANUMERIC).to_string())
+                .collect::<Vec<_>>()
+                .join("/");
+            content.issue(
+                claims,
+                &ContentHost::Files(id.clone()),
+                format!("/{on_host}"),
+            )?
+        }
+    };
+    tracing::info!(session = %id, user = %authenticated.user.name, "a view of a workspace file");
+    Ok(redirect(&location))
+}
+
+fn redirect(location: &str) -> Response {
+    let mut response = StatusCode::SEE_OTHER.into_response();
+    let headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::try_from(location) {
+        headers.insert(LOCATION, value);
+    }
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    response
+}
+
+/// What the content hosts' middleware needs.
+pub struct Dispatch<R> {
+    pub content: Content,
+    pub auth: Auth,
+    pub proxy: Proxy,
+    pub sessions: Arc<R>,
+}
+
+impl<R> Clone for Dispatch<R> {
+    fn clone(&self) -> Self {
+        Self {
+            content: self.content.clone(),
+            auth: self.auth.clone(),
+            proxy: self.proxy.clone(),
+            sessions: Arc::clone(&self.sessions),
+        }
+    }
+}
+
+impl<R> FromRef<Dispatch<R>> for Content {
+    fn from_ref(state: &Dispatch<R>) -> Self {
+        state.content.clone()
+    }
+}
+
+/// The middleware in front of octod's router: a request for a content host is served here
+/// (and never reaches octod's API); any other goes on.
+pub async fn dispatch<R: Sessions>(
+    State(state): State<Dispatch<R>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Some(content) = &state.content.0 else {
+        return next.run(request).await;
+    };
+    let host = request
+        .headers()
+        .get(HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| {
+            request
+                .uri()
+                .authority()
+                .map(axum::http::uri::Authority::as_str)
+        });
+    let Some(label) = host.and_then(|h| content.site.label_of(h)) else {
+        return next.run(request).await;
+    };
+    let label = label.to_ascii_lowercase();
+    let mut response = match serve(&state, content, &label, request).await {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
+    };
+    crate::proxy::content_headers(response.headers_mut());
+    response
+}
+
+async fn serve<R: Sessions>(
+    state: &Dispatch<R>,
+    content: &ContentOrigin,
+    label: &str,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let Some(host) = ContentHost::parse(label) else {
+        return Err(ApiError::not_found("no such content host"));
+    };
+    if !matches!(*request.method(), Method::GET | Method::HEAD) {
+        return Err(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "session content is read-only here",
+        ));
+    }
+    if request.uri().path() == TICKET_PATH {
+        let ticket = request
+            .uri()
+            .query()
+            .into_iter()
+            .flat_map(|q| q.split('&'))
+            .find_map(|pair| pair.strip_prefix("t="))
+            .unwrap_or_default();
+        let Some((cookie, path)) = content.redeem(ticket, label) else {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "ticket_invalid",
+                "this link was used already or has expired; open the file from Octo again",
+            ));
+        };
+        let mut response = redirect(&path);
+        let value = format!(
+            "{COOKIE_NAME}={}; Path=/; Secure; HttpOnly; SameSite=Lax",
+            cookie.expose()
+        );
+        let mut value = HeaderValue::try_from(value).map_err(|e| ApiError::internal(&e))?;
+        value.set_sensitive(true);
+        response.headers_mut().insert(SET_COOKIE, value);
+        return Ok(response);
+    }
+    let user = authorize(state, content, label, &request)?;
+    match host {
+        ContentHost::Files(id) => {
+            let path = request.uri().path().trim_start_matches('/');
+            if path.is_empty() {
+                return Err(ApiError::not_found("no file named"));
+            }
+            let bytes: Vec<u8> = percent_decode_str(path).collect();
+            let query = format!(
+                "path={}&inline=true",
+                percent_encoding::percent_encode(&bytes, NON_ALPHANUMERIC)
+            );
+            Ok(
+                crate::proxy::view_file(&state.proxy, &state.sessions, &user, id, &query, request)
+                    .await,
+            )
+        }
+    }
+}
+
+/// The user a content host's cookie stands for, as they are now.
+fn authorize<R>(
+    state: &Dispatch<R>,
+    content: &ContentOrigin,
+    label: &str,
+    request: &Request,
+) -> Result<CurrentUser, ApiError> {
+    let refused = || {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "open this file from Octo's Files pane (its view link signs this page in)",
+        )
+    };
+    let cookie = crate::auth::http::extract::cookie_value(request.headers(), COOKIE_NAME)
+        .ok_or_else(refused)?;
+    let claims = content.claims(cookie, label).ok_or_else(refused)?;
+    if claims.expires_at() <= SystemTime::now() {
+        return Err(refused());
+    }
+    state
+        .auth
+        .recheck(&Credential::Session(claims))
+        .map_err(|_| refused())
+}
+
+/// Seconds since the epoch.
+#[cfg(test)]
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn origin() -> ContentOrigin {
+        ContentOrigin::new(ContentSite::parse("*.content.localhost:8443").expect("site"))
+            .expect("random")
+    }
+
+    fn claims(exp: u64) -> Claims {
+        Claims {
+            sub: "alice".into(),
+            role: crate::identity::Role::User,
+            exp,
+            iat: 0,
+            jti: "j1".into(),
+            generation: 3,
+            idp: None,
+        }
+    }
+
+    fn ticket_of(url: &str) -> &str {
+        url.rsplit_once("t=").expect("a ticket").1
+    }
+
+    #[test]
+    fn content_hosts_are_files_of_a_session() {
+        let id: SessionId = "ab12".parse().expect("id");
+        assert_eq!(
+            ContentHost::parse("files-ab12"),
+            Some(ContentHost::Files(id.clone()))
+        );
+        assert_eq!(
+            ContentHost::parse("FILES-AB12"),
+            Some(ContentHost::Files(id.clone()))
+        );
+        assert_eq!(ContentHost::Files(id).label(), "files-ab12");
+        for other in ["files-", "files-AB_1", "p3000-ab12", "ab12", "files-1ab"] {
+            assert_eq!(ContentHost::parse(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn a_ticket_is_for_one_host_and_one_use() {
+        let content = origin();
+        let host = ContentHost::parse("files-ab12").expect("host");
+        let url = content
+            .issue(&claims(now_secs() + 600), &host, "/r.html".into())
+            .expect("issued");
+        assert!(
+            url.starts_with("https://files-ab12.content.localhost:8443/__octo/ticket?t="),
+            "{url}"
+        );
+        let ticket = ticket_of(&url).to_owned();
+        assert!(
+            content.redeem(&ticket, "files-cd34").is_none(),
+            "another host"
+        );
+        // A wrong host's attempt used the ticket up.
+        assert!(content.redeem(&ticket, "files-ab12").is_none());
+
+        let url = content
+            .issue(&claims(now_secs() + 600), &host, "/d/r.html".into())
+            .expect("issued");
+        let (cookie, path) = content
+            .redeem(ticket_of(&url), "files-ab12")
+            .expect("traded");
+        assert_eq!(path, "/d/r.html");
+        assert!(
+            content.redeem(ticket_of(&url), "files-ab12").is_none(),
+            "used"
+        );
+        let back = content.claims(cookie.expose(), "files-ab12").expect("ours");
+        assert_eq!(
+            (back.sub.as_str(), back.jti.as_str(), back.generation),
+            ("alice", "j1", 3)
+        );
+        assert!(
+            content.claims(cookie.expose(), "files-cd34").is_none(),
+            "another host"
+        );
+        assert!(
+            origin().claims(cookie.expose(), "files-ab12").is_none(),
+            "another key"
+        );
+        assert!(content.claims("x.y.z", "files-ab12").is_none());
+    }
+
+    #[test]
+    fn an_expired_ticket_is_refused() {
+        let content = origin();
+        let host = ContentHost::parse("files-ab12").expect("host");
+        let url = content
+            .issue(&claims(now_secs() + 600), &host, "/r.html".into())
+            .expect("issued");
+        for ticket in content.tickets.lock().expect("lock").values_mut() {
+            ticket.expires = Instant::now();
+        }
+        assert!(content.redeem(ticket_of(&url), "files-ab12").is_none());
+    }
+
+    #[test]
+    fn an_expired_cookie_is_not_ours() {
+        let content = origin();
+        let host = ContentHost::parse("files-ab12").expect("host");
+        let url = content
+            .issue(&claims(now_secs() - 5), &host, "/r.html".into())
+            .expect("issued");
+        let (cookie, _) = content
+            .redeem(ticket_of(&url), "files-ab12")
+            .expect("traded");
+        assert!(content.claims(cookie.expose(), "files-ab12").is_none());
+    }
+}
