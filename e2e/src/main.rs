@@ -20,6 +20,7 @@ mod package;
 mod podman;
 mod session_limit;
 mod smoke;
+mod snapshot;
 mod stub_llm;
 mod tokens;
 mod util;
@@ -70,6 +71,14 @@ enum Check {
     /// per-user quota (the warning, the agent's notice, 507 on uploads past it) and the free-space
     /// floor of octod's state directory (runs as root, octod as `octo`).
     Disk {
+        /// The part that runs as `octo` (the stand-in image); the check runs it itself.
+        #[arg(long, hide = true)]
+        prepare: bool,
+    },
+    /// Issue 17: snapshots of a session's home (take while running, list, restore
+    /// byte-identical, owner checks, 409s, kill -9 of the worker and of octod, the quota)
+    /// through the real `octod serve` (runs as root, octod as `octo`).
+    Snapshot {
         /// The part that runs as `octo` (the stand-in image); the check runs it itself.
         #[arg(long, hide = true)]
         prepare: bool,
@@ -153,6 +162,8 @@ fn main() -> ExitCode {
             Check::Limits => limits::run().await,
             Check::Disk { prepare: true } => disk::prepare(),
             Check::Disk { prepare: false } => disk::run().await,
+            Check::Snapshot { prepare: true } => snapshot::prepare(),
+            Check::Snapshot { prepare: false } => snapshot::run().await,
             Check::Admin { prepare: true } => admin::prepare(),
             Check::Admin { prepare: false } => admin::run().await,
             Check::ApiSdk => api_sdk::run().await,

@@ -479,6 +479,67 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/sessions/{id}/snapshots": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A session's snapshots, its last snapshot job with its progress, and its owner's snapshot quota. */
+        get: operations["listSnapshots"];
+        put?: never;
+        /**
+         * Take a snapshot of a session's home, running or stopped.
+         * @description The work runs as a transient unit of the `octo` user's manager; the answer comes once it has started. A running session's container is paused while its home is read, so the copy is consistent. Poll `GET …/snapshots` for the job's progress and outcome. Audited as `session.snapshot`.
+         */
+        post: operations["createSnapshot"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/sessions/{id}/snapshots/{snapshot}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Delete one of a session's snapshots.
+         * @description Audited as `session.snapshot.delete`.
+         */
+        delete: operations["deleteSnapshot"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/sessions/{id}/snapshots/{snapshot}/restore": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Restore a snapshot into a session's home.
+         * @description The session is stopped, its home replaced by the snapshot's in one atomic swap (until then the old home is untouched), and started again if it was running. The answer comes once the work has started; poll `GET …/snapshots`. Audited as `session.snapshot.restore`.
+         */
+        post: operations["restoreSnapshot"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/sessions/{id}/stop": {
         parameters: {
             query?: never;
@@ -2190,6 +2251,11 @@ export interface components {
             /** @description A template id from `GET /api/templates`. */
             template: string;
         };
+        /** @description The body of `POST /api/sessions/{id}/snapshots`. */
+        CreateSnapshot: {
+            /** @description 1–80 characters after trimming, no control characters; unique in the session. */
+            name: string;
+        };
         /** @description The body of `POST /api/admin/users` (and the admin socket's `/admin/v1/users`). */
         CreateUser: {
             password: string;
@@ -2445,6 +2511,78 @@ export interface components {
          */
         SignedOut: {
             end_session_url: string;
+        };
+        /** @description One snapshot of a session's home. */
+        Snapshot: {
+            /**
+             * Format: int64
+             * @description When it was taken; milliseconds since the Unix epoch.
+             */
+            created_at: number;
+            /** Format: int64 */
+            files: number;
+            /**
+             * Format: int64
+             * @description The bytes of the home's files when it was taken.
+             */
+            home_bytes: number;
+            id: string;
+            /** @description What its user called it; unique among the session's snapshots. */
+            name: string;
+            /**
+             * Format: int64
+             * @description What it takes on disk (compressed): what counts against the snapshot quota.
+             */
+            size_bytes: number;
+            /** @description Whether the session was running (then its container was paused while it was read). */
+            was_running: boolean;
+        };
+        /** @description A session's last snapshot job (a snapshot being taken or restored) and its progress. */
+        SnapshotJob: {
+            /**
+             * Format: int64
+             * @description Progress: bytes of the home read (create) or of the archive unpacked (restore).
+             */
+            done_bytes: number;
+            /**
+             * @description What a snapshot job does.
+             * @enum {string}
+             */
+            kind: "create" | "restore";
+            name: string;
+            /** @description Why it failed; only for `failed`. */
+            reason?: string;
+            /** @description The snapshot taken or restored. */
+            snapshot: string;
+            /**
+             * Format: int64
+             * @description Milliseconds since the Unix epoch.
+             */
+            started_at: number;
+            /**
+             * @description Where a snapshot job stands.
+             * @enum {string}
+             */
+            state: "running" | "done" | "failed";
+            /** Format: int64 */
+            total_bytes: number;
+        };
+        /** @description `GET /api/sessions/{id}/snapshots`: the snapshots, the last job, the owner's quota. */
+        SnapshotList: {
+            /** @description The session's last snapshot job since octod started. */
+            job?: components["schemas"]["SnapshotJob"];
+            /**
+             * Format: int64
+             * @description The owner's snapshot storage quota (`[limits] snapshots`); absent: none.
+             */
+            quota_bytes?: number;
+            /** @description Oldest first. */
+            snapshots: components["schemas"]["Snapshot"][];
+            /**
+             * Format: int64
+             * @description What the owner's snapshots (of all their sessions) take.
+             */
+            used_bytes: number;
         };
         /** @description One template as `GET /api/templates` lists it. */
         Template: {
@@ -4765,6 +4903,320 @@ export interface operations {
                 headers: {
                     /** @description Seconds to wait before retrying. */
                     "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    listSnapshots: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Session id. */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The snapshots (oldest first) and the last job. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SnapshotList"];
+                };
+            };
+            /** @description Not signed in, or the token is invalid, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Refused. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such session, or another user's (not revealed). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Internal error (details are in the server log). */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    createSnapshot: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Session id. */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreateSnapshot"];
+            };
+        };
+        responses: {
+            /** @description Started; the job. */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SnapshotJob"];
+                };
+            };
+            /** @description Invalid name (1–80 characters after trimming, no control characters). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not signed in, or the token is invalid, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Refused. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such session, or another user's (not revealed). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A snapshot of that name exists (`snapshot_exists`), another operation runs on the session (`operation_running`), the session is being deleted (`session_deleting`), or its home was never created (`no_home`). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body is too large. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body is not `application/json`. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The JSON does not match the expected shape (unknown or missing fields). */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Internal error (details are in the server log). */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The owner's snapshots take their whole snapshot quota (`[limits] snapshots`). */
+            507: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    deleteSnapshot: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Session id. */
+                id: string;
+                /** @description Snapshot id. */
+                snapshot: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Deleted. */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Not signed in, or the token is invalid, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Refused. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such session, or another user's (not revealed), or no such snapshot. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Another operation runs on the session. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Internal error (details are in the server log). */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    restoreSnapshot: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Session id. */
+                id: string;
+                /** @description Snapshot id. */
+                snapshot: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Started; the job. */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SnapshotJob"];
+                };
+            };
+            /** @description Not signed in, or the token is invalid, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Refused. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such session, or another user's (not revealed), or no such snapshot. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Another operation runs on the session (`operation_running`), it is being deleted (`session_deleting`), or its home was never created (`no_home`). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Internal error (details are in the server log). */
+            500: {
+                headers: {
                     [name: string]: unknown;
                 };
                 content: {

@@ -17,6 +17,9 @@ export type Session = Schemas["Session"];
 export type AuditEntry = Schemas["AuditEntry"];
 export type SignInOptions = Schemas["SignInOptions"];
 export type SessionState = Session["state"];
+export type Snapshot = Schemas["Snapshot"];
+export type SnapshotJob = Schemas["SnapshotJob"];
+export type SnapshotList = Schemas["SnapshotList"];
 
 /** The name of the window event dispatched when the API answers 401 (login expired or revoked). */
 export const UNAUTHORIZED_EVENT = "octo:unauthorized";
@@ -143,6 +146,21 @@ export const api = {
     apiFetch<Session>(`/api/sessions/${encodeURIComponent(id)}/stop`, { method: "POST" }),
   resumeSession: (id: string) =>
     apiFetch<Session>(`/api/sessions/${encodeURIComponent(id)}/resume`, { method: "POST" }),
+  snapshots: (id: string) => apiFetch<SnapshotList>(`/api/sessions/${encodeURIComponent(id)}/snapshots`),
+  createSnapshot: (id: string, name: string) =>
+    apiFetch<SnapshotJob>(`/api/sessions/${encodeURIComponent(id)}/snapshots`, {
+      method: "POST",
+      json: { name } satisfies Schemas["CreateSnapshot"],
+    }),
+  restoreSnapshot: (id: string, snapshot: string) =>
+    apiFetch<SnapshotJob>(
+      `/api/sessions/${encodeURIComponent(id)}/snapshots/${encodeURIComponent(snapshot)}/restore`,
+      { method: "POST" },
+    ),
+  deleteSnapshot: (id: string, snapshot: string) =>
+    apiFetch<void>(`/api/sessions/${encodeURIComponent(id)}/snapshots/${encodeURIComponent(snapshot)}`, {
+      method: "DELETE",
+    }),
   deleteSession: (id: string) =>
     apiFetch<Session | undefined>(`/api/sessions/${encodeURIComponent(id)}`, { method: "DELETE" }),
   admin: {

@@ -176,7 +176,7 @@ export function formatTime(ms: number): string {
 }
 
 /** Bytes as people read them: `2 GiB`, `1.5 GiB`, `512 MiB`. */
-function binarySize(bytes: number): string {
+export function binarySize(bytes: number): string {
   const units: [string, number][] = [
     ["TiB", 2 ** 40],
     ["GiB", 2 ** 30],

@@ -87,6 +87,9 @@ pub enum SessionCommand {
         #[arg(long)]
         yes: bool,
     },
+    /// Snapshots of the session's home: list, create, restore, delete.
+    #[command(subcommand)]
+    Snapshot(SnapshotCommand),
     /// The session's log (its unit's journal).
     Logs {
         id: String,
@@ -97,6 +100,36 @@ pub enum SessionCommand {
         #[arg(short, long)]
         follow: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SnapshotCommand {
+    /// List the session's snapshots (name, size, time), its last job and the quota.
+    List { id: String },
+    /// Take a snapshot of the session's home (running or stopped) and show its progress.
+    Create {
+        id: String,
+        /// Its name (1-80 characters, unique in the session).
+        name: String,
+        /// Start it and return at once.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Replace the session's home with a snapshot's: it is stopped, restored, and started
+    /// again if it ran.
+    Restore {
+        id: String,
+        /// The snapshot's id.
+        snapshot: String,
+        /// Confirm: the home's current contents are lost.
+        #[arg(long)]
+        yes: bool,
+        /// Start it and return at once.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Delete a snapshot.
+    Delete { id: String, snapshot: String },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

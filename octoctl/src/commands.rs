@@ -10,7 +10,7 @@ use hyper::Method;
 use octo_wire::{
     ApiTokenView, BuildEvent, CreateApiToken, CreateInvite, CreateUser, CreatedApiToken,
     InviteView, LogEvent, RefreshEvent, RefreshStatus, ResetPassword, Scope, SessionView, SetRole,
-    StatusView, UpdateSession, UserView,
+    SnapshotJobState, SnapshotJobView, SnapshotList, StatusView, UpdateSession, UserView,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 
 use crate::cli::{
     Cli, Command, ContainerCommand, ImageCommand, InviteCommand, PasswordArgs, Role,
-    SessionCommand, TokenCommand, UserCommand,
+    SessionCommand, SnapshotCommand, TokenCommand, UserCommand,
 };
 use crate::client::Client;
 use crate::table;
@@ -345,6 +345,174 @@ fn limits_text(l: &octo_wire::SessionLimits) -> String {
     text
 }
 
+// ---- snapshots
+
+async fn snapshot(client: &Client, out: Output, command: &SnapshotCommand) -> Result<(), Failure> {
+    let path = |id: &str, rest: &str| format!("/admin/v1/sessions/{}/snapshots{rest}", segment(id));
+    match command {
+        SnapshotCommand::List { id } => {
+            let v = answer(client.call(Method::GET, &path(id, ""), None).await?);
+            out.show_typed(&v, |list: SnapshotList| snapshot_table(&list))?;
+        }
+        SnapshotCommand::Create { id, name, no_wait } => {
+            let request = json!({ "name": name });
+            let v = answer(
+                client
+                    .call(Method::POST, &path(id, ""), Some(&request))
+                    .await?,
+            );
+            let job: SnapshotJobView = typed(&v)?;
+            follow_job(client, out, &path(id, ""), &v, job, *no_wait).await?;
+        }
+        SnapshotCommand::Restore {
+            id,
+            snapshot,
+            yes,
+            no_wait,
+        } => {
+            if !yes {
+                return Err(Failure::Failed(format!(
+                    "restoring {snapshot} replaces the home of session {id}: add --yes to confirm"
+                )));
+            }
+            let at = path(id, &format!("/{}/restore", segment(snapshot)));
+            let v = answer(client.call(Method::POST, &at, None).await?);
+            let job: SnapshotJobView = typed(&v)?;
+            follow_job(client, out, &path(id, ""), &v, job, *no_wait).await?;
+        }
+        SnapshotCommand::Delete { id, snapshot } => {
+            client
+                .call(
+                    Method::DELETE,
+                    &path(id, &format!("/{}", segment(snapshot))),
+                    None,
+                )
+                .await?;
+            out.show(&json!({"id": snapshot, "deleted": true}), |_| {
+                format!("snapshot {snapshot}: deleted\n")
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Shows a started job's progress (a line per change) until it ends; fails as it failed.
+async fn follow_job(
+    client: &Client,
+    out: Output,
+    list_path: &str,
+    started: &Value,
+    job: SnapshotJobView,
+    no_wait: bool,
+) -> Result<(), Failure> {
+    let verb = match job.kind {
+        octo_wire::SnapshotJobKind::Create => "snapshot",
+        octo_wire::SnapshotJobKind::Restore => "restore of",
+    };
+    if no_wait {
+        out.show(started, |_| {
+            format!("{verb} {} {:?}: started\n", job.snapshot, job.name)
+        });
+        return Ok(());
+    }
+    let mut last = None;
+    let done = loop {
+        let v = answer(client.call(Method::GET, list_path, None).await?);
+        let list: SnapshotList = typed(&v)?;
+        let Some(now) = list
+            .job
+            .filter(|j| j.snapshot == job.snapshot && j.kind == job.kind)
+        else {
+            return Err(Failure::Failed("octod no longer knows the job (did it restart?): see `octoctl session snapshot list`".into()));
+        };
+        let line = format!(
+            "{verb} {} {:?}: {}",
+            now.snapshot,
+            now.name,
+            progress_text(now.done_bytes, now.total_bytes)
+        );
+        if !out.json && last.as_ref() != Some(&line) && now.state == SnapshotJobState::Running {
+            println!("{line}");
+            last = Some(line);
+        }
+        if now.state != SnapshotJobState::Running {
+            break now;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let value = serde_json::to_value(&done).unwrap_or_default();
+    match done.state {
+        SnapshotJobState::Failed => Err(Failure::Failed(format!(
+            "{verb} {} failed: {}",
+            done.snapshot,
+            done.reason.unwrap_or_default()
+        ))),
+        _ => {
+            out.show(&value, |_| {
+                format!("{verb} {} {:?}: done\n", done.snapshot, done.name)
+            });
+            Ok(())
+        }
+    }
+}
+
+fn progress_text(done: u64, total: u64) -> String {
+    if total == 0 {
+        return "starting".into();
+    }
+    let percent = u128::from(done.min(total)) * 100 / u128::from(total);
+    format!(
+        "{percent}% ({} of {})",
+        binary_size(done),
+        binary_size(total)
+    )
+}
+
+fn snapshot_table(list: &SnapshotList) -> String {
+    let rows: Vec<Vec<String>> = list
+        .snapshots
+        .iter()
+        .map(|s| {
+            vec![
+                s.id.clone(),
+                s.name.clone(),
+                binary_size(s.size_bytes),
+                binary_size(s.home_bytes),
+                table::utc_minutes(s.created_at),
+            ]
+        })
+        .collect();
+    let mut text = table::render(&["ID", "NAME", "SIZE", "HOME", "TAKEN"], &rows);
+    let quota = list.quota_bytes.map_or_else(
+        || "no quota".to_owned(),
+        |q| format!("quota {}", binary_size(q)),
+    );
+    let _ = writeln!(
+        text,
+        "snapshots of this user: {} ({quota})",
+        binary_size(list.used_bytes)
+    );
+    if let Some(job) = &list.job {
+        let state = match job.state {
+            SnapshotJobState::Running => progress_text(job.done_bytes, job.total_bytes),
+            SnapshotJobState::Done => "done".into(),
+            SnapshotJobState::Failed => {
+                format!("failed: {}", job.reason.clone().unwrap_or_default())
+            }
+        };
+        let kind = match job.kind {
+            octo_wire::SnapshotJobKind::Create => "snapshot",
+            octo_wire::SnapshotJobKind::Restore => "restore",
+        };
+        let _ = writeln!(
+            text,
+            "last job: {kind} {} {:?}: {state}",
+            job.snapshot, job.name
+        );
+    }
+    text
+}
+
 /// Bytes as `2 GiB`, `1.5 GiB`, `512 MiB`.
 fn binary_size(bytes: u64) -> String {
     for (unit, shift) in [("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10)] {
@@ -429,6 +597,7 @@ async fn session(client: &Client, out: Output, command: &SessionCommand) -> Resu
                 }),
             }
         }
+        SessionCommand::Snapshot(command) => snapshot(client, out, command).await?,
         SessionCommand::Logs { id, lines, follow } => {
             let query = format!("/logs?lines={lines}&follow={follow}");
             let mut failed = None;

@@ -26,6 +26,7 @@ pub mod render;
 pub mod serve;
 pub mod service;
 pub mod session;
+pub mod snapshot;
 pub mod store;
 pub mod systemd;
 pub mod templates;

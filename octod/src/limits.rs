@@ -41,6 +41,8 @@ pub struct LimitsFragment {
     pub pids: Option<toml::Value>,
     /// The disk quota of each user: all their sessions' homes together (`"10G"`).
     pub disk: Option<toml::Value>,
+    /// The snapshot storage quota of each user: all their sessions' snapshots together.
+    pub snapshots: Option<toml::Value>,
     /// At what share of the quota the user and the agent are warned (percent, 1–100).
     pub disk_warn_percent: Option<u64>,
     /// How often a running session's home is measured (minutes, 1–1440).
@@ -62,6 +64,7 @@ pub struct LevelFragment {
     pub cpus: Option<toml::Value>,
     pub pids: Option<toml::Value>,
     pub disk: Option<toml::Value>,
+    pub snapshots: Option<toml::Value>,
 }
 
 /// `[admission]` of one file.
@@ -124,6 +127,8 @@ pub struct Level {
     pub pids: Option<Setting<u32>>,
     /// The user's disk quota (all their homes together).
     pub disk: Option<Setting<u64>>,
+    /// The user's snapshot storage quota (all their snapshots together).
+    pub snapshots: Option<Setting<u64>>,
 }
 
 /// A set key and the file it came from, for `octod config show` and error messages.
@@ -183,6 +188,20 @@ impl LimitsPolicy {
         .into_iter()
         .flatten()
         .find_map(|l| l.disk)
+        .and_then(Setting::value)
+    }
+
+    /// A user's snapshot storage quota (the compressed archives of all their sessions'
+    /// snapshots): the user's setting, else the role's, else the default.
+    pub fn snapshot_quota(&self, user: &str, role: Role) -> Option<u64> {
+        [
+            self.users.get(user),
+            self.roles.get(role.as_str()),
+            Some(&self.default),
+        ]
+        .into_iter()
+        .flatten()
+        .find_map(|l| l.snapshots)
         .and_then(Setting::value)
     }
 
@@ -608,6 +627,7 @@ pub fn merge_limits(fragments: &[(&Path, &LimitsFragment)]) -> Result<LimitsPoli
             cpus: fragment.cpus.clone(),
             pids: fragment.pids.clone(),
             disk: fragment.disk.clone(),
+            snapshots: fragment.snapshots.clone(),
         };
         set_level("limits", &mut policy.default, &default, path, &mut origins)?;
         let invalid = |key: &str, message: &str| InvalidLimit {
@@ -651,6 +671,13 @@ pub fn merge_limits(fragments: &[(&Path, &LimitsFragment)]) -> Result<LimitsPoli
                     key: prefix.clone(),
                     message,
                 })?;
+                if kind == "templates" && level.snapshots.is_some() {
+                    return Err(InvalidLimit {
+                        path: path.display().to_string(),
+                        key: format!("{prefix}.snapshots"),
+                        message: "the snapshot quota is a user's, for all their sessions together: set it in [limits], a role's or a user's table".into(),
+                    });
+                }
                 if kind == "templates" && level.disk.is_some() {
                     return Err(InvalidLimit {
                         path: path.display().to_string(),
@@ -727,6 +754,10 @@ fn set_level(
     if let Some(value) = &fragment.disk {
         level.disk = Some(parse_disk(value).map_err(|m| invalid("disk", m))?);
         origin("disk", value);
+    }
+    if let Some(value) = &fragment.snapshots {
+        level.snapshots = Some(parse_disk(value).map_err(|m| invalid("snapshots", m))?);
+        origin("snapshots", value);
     }
     Ok(())
 }

@@ -31,6 +31,12 @@ enum Command {
         /// Where `man/` is written.
         dir: PathBuf,
     },
+    /// The snapshot worker: run by octod as a transient unit under `podman unshare`.
+    #[command(hide = true)]
+    SnapshotWorker {
+        #[command(subcommand)]
+        command: WorkerCommand,
+    },
     /// Show or check the configuration (`/etc/octo/octod.toml` and `octod.d/*.toml`).
     Config {
         #[command(subcommand)]
@@ -38,6 +44,31 @@ enum Command {
         /// The main configuration file; its drop-ins are `<name>.d/*.toml` beside it.
         #[arg(long, global = true, default_value = octod::config::MAIN_FILE)]
         config: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum WorkerCommand {
+    /// Archive HOME into PARTIAL, then rename PARTIAL to DONE.
+    Create {
+        #[arg(long)]
+        home: PathBuf,
+        #[arg(long)]
+        partial: PathBuf,
+        #[arg(long)]
+        done: PathBuf,
+        /// The most bytes the archive may take (what is left of the user's quota).
+        #[arg(long)]
+        limit: Option<u64>,
+    },
+    /// Unpack the snapshot in SNAPSHOT beside HOME and swap it in.
+    Restore {
+        #[arg(long)]
+        snapshot: PathBuf,
+        #[arg(long)]
+        home: PathBuf,
+        #[arg(long)]
+        progress: PathBuf,
     },
 }
 
@@ -51,6 +82,19 @@ enum ConfigCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::SnapshotWorker { command } = &cli.command {
+        // Its lines go to the unit's journal, where octod reads a failure's reason.
+        return match snapshot_worker(command) {
+            Ok(message) => {
+                println!("{message}");
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("octod snapshot-worker: {error}");
+                ExitCode::from(u8::try_from(error.exit_code()).unwrap_or(1))
+            }
+        };
+    }
     if let Command::Config { command, config } = &cli.command {
         // No logging and no runtime: a plain report on stdout, errors on stderr.
         return match config_command(command, config) {
@@ -88,8 +132,38 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             }
             runtime.block_on(octod::serve::run(settings))
         }
-        Command::GenerateAssets { .. } => Ok(()),
+        Command::GenerateAssets { .. } | Command::SnapshotWorker { .. } => Ok(()),
         Command::Config { command, config } => config_command(command, config),
+    }
+}
+
+fn snapshot_worker(command: &WorkerCommand) -> Result<String, octod::snapshot::WorkerError> {
+    match command {
+        WorkerCommand::Create {
+            home,
+            partial,
+            done,
+            limit,
+        } => {
+            let meta = octod::snapshot::create(home, partial, done, *limit)?;
+            Ok(format!(
+                "snapshot {} of session {}: {} files, {} bytes, archived in {} bytes",
+                meta.id, meta.session, meta.files, meta.home_bytes, meta.archive_bytes
+            ))
+        }
+        WorkerCommand::Restore {
+            snapshot,
+            home,
+            progress,
+        } => {
+            octod::snapshot::clean(home)?;
+            octod::snapshot::restore(snapshot, home, progress)?;
+            Ok(format!(
+                "restored {} into {}",
+                snapshot.display(),
+                home.display()
+            ))
+        }
     }
 }
 

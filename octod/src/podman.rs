@@ -377,6 +377,25 @@ impl Podman {
         self.remove(&what, path).await
     }
 
+    /// Unpauses a paused container (a snapshot worker's `ExecStopPost=` does it; this is for
+    /// when that was killed too). Says whether it was paused.
+    pub async fn unpause_container(&self, name: &str) -> Result<bool, PodmanError> {
+        let what = format!("unpausing container {name}");
+        let path = format!("{API}/containers/{}/unpause", segment(name));
+        let (status, body) = self.request(&what, Method::POST, path, None).await?;
+        match status {
+            s if s.is_success() => Ok(true),
+            // Not paused (409/500 "not paused") or gone.
+            StatusCode::NOT_FOUND | StatusCode::CONFLICT => Ok(false),
+            StatusCode::INTERNAL_SERVER_ERROR
+                if String::from_utf8_lossy(&body).contains("not paused") =>
+            {
+                Ok(false)
+            }
+            _ => Err(api_error(&what, status, &body)),
+        }
+    }
+
     /// All containers (running or not) that carry `label` (`key` or `key=value`).
     pub async fn list_containers(&self, label: &str) -> Result<Vec<ContainerSummary>, PodmanError> {
         #[derive(Deserialize)]
@@ -424,6 +443,23 @@ impl Podman {
         let what = format!("checking for volume {name}");
         self.exists(&what, format!("{API}/volumes/{}/exists", segment(name)))
             .await
+    }
+
+    /// Where a volume's data is on the host (`Mountpoint`); `None` when there is no volume.
+    pub async fn volume_mountpoint(&self, name: &str) -> Result<Option<PathBuf>, PodmanError> {
+        #[derive(Deserialize)]
+        struct Volume {
+            #[serde(rename = "Mountpoint")]
+            mountpoint: PathBuf,
+        }
+        if !self.volume_exists(name).await? {
+            return Ok(None);
+        }
+        let what = format!("inspecting volume {name}");
+        let volume: Volume = self
+            .get_json(&what, format!("{API}/volumes/{}/json", segment(name)))
+            .await?;
+        Ok(Some(volume.mountpoint))
     }
 
     pub async fn list_volumes(

@@ -53,6 +53,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "podman",
             "store",
             "image",
+            "snapshot",
         ],
     ),
     ("engine and services", &["engine", "auth", "service"]),

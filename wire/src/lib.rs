@@ -22,8 +22,9 @@ pub use auth::{
 };
 pub use error::{ErrorBody, ErrorDetail};
 pub use sessions::{
-    CreateSession, Desired, IdleReason, KeepAlive, QuotaState, SessionDisk, SessionIdle,
-    SessionLimits, SessionStatus, SessionUrls, SessionView, TemplateView, UpdateSession,
+    CreateSession, CreateSnapshot, Desired, IdleReason, KeepAlive, QuotaState, SessionDisk,
+    SessionIdle, SessionLimits, SessionStatus, SessionUrls, SessionView, SnapshotJobKind,
+    SnapshotJobState, SnapshotJobView, SnapshotList, SnapshotView, TemplateView, UpdateSession,
 };
 
 use serde::{Deserialize, Serialize};

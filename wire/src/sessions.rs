@@ -264,3 +264,89 @@ pub struct TemplateView {
     pub name: String,
     pub description: String,
 }
+
+/// One snapshot of a session's home.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = Snapshot))]
+pub struct SnapshotView {
+    pub id: String,
+    /// What its user called it; unique among the session's snapshots.
+    pub name: String,
+    /// When it was taken; milliseconds since the Unix epoch.
+    pub created_at: u64,
+    /// What it takes on disk (compressed): what counts against the snapshot quota.
+    pub size_bytes: u64,
+    /// The bytes of the home's files when it was taken.
+    pub home_bytes: u64,
+    pub files: u64,
+    /// Whether the session was running (then its container was paused while it was read).
+    pub was_running: bool,
+}
+
+/// What a snapshot job does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum SnapshotJobKind {
+    Create,
+    Restore,
+}
+
+/// Where a snapshot job stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum SnapshotJobState {
+    Running,
+    Done,
+    Failed,
+}
+
+/// A session's last snapshot job (a snapshot being taken or restored) and its progress.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = SnapshotJob))]
+pub struct SnapshotJobView {
+    #[cfg_attr(feature = "openapi", schema(inline))]
+    pub kind: SnapshotJobKind,
+    #[cfg_attr(feature = "openapi", schema(inline))]
+    pub state: SnapshotJobState,
+    /// The snapshot taken or restored.
+    pub snapshot: String,
+    pub name: String,
+    /// Why it failed; only for `failed`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
+    pub reason: Option<String>,
+    /// Progress: bytes of the home read (create) or of the archive unpacked (restore).
+    pub done_bytes: u64,
+    pub total_bytes: u64,
+    /// Milliseconds since the Unix epoch.
+    pub started_at: u64,
+}
+
+/// `GET /api/sessions/{id}/snapshots`: the snapshots, the last job, the owner's quota.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SnapshotList {
+    /// Oldest first.
+    pub snapshots: Vec<SnapshotView>,
+    /// The session's last snapshot job since octod started.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
+    pub job: Option<SnapshotJobView>,
+    /// What the owner's snapshots (of all their sessions) take.
+    pub used_bytes: u64,
+    /// The owner's snapshot storage quota (`[limits] snapshots`); absent: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
+    pub quota_bytes: Option<u64>,
+}
+
+/// The body of `POST /api/sessions/{id}/snapshots`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct CreateSnapshot {
+    /// 1–80 characters after trimming, no control characters; unique in the session.
+    pub name: String,
+}

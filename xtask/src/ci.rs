@@ -151,6 +151,12 @@ const CHECKS: &[Check] = &[
         args: &["disk"],
         reboot_before: false,
     },
+    Check {
+        name: "snapshots: a running session's home taken (paused), listed (API, octoctl), restored byte-identical (manifest of paths, modes, SHA-256s); another user 404, a taken name and a busy session 409; kill -9 of the worker and of octod leave nothing listed or left after a reconcile; the quota 507",
+        user: None,
+        args: &["snapshot"],
+        reboot_before: false,
+    },
     check(
         "octod's proxy: the opencode SDK with a cookie, 100 MiB both ways, the authorization matrix",
         &["api-sdk"],

@@ -15,6 +15,7 @@ import { StateBadge } from "../components/SessionTable";
 import { diskView, idleView, keepAliveChoices } from "../sessions";
 import { POLL_MS } from "../sessions";
 import { keyDelta, loadLayout, moveSplitter, saveLayout, type Layout } from "./layout";
+import { SnapshotsMenu } from "./SnapshotsMenu";
 import "./workspace.css";
 
 /** While running, the state is checked this often to notice an idle stop. */
@@ -150,6 +151,13 @@ export default function Workspace(props: { sessionId: string }): JSX.Element {
     setGeneration((g) => g + 1);
   };
 
+  // A restore stopped the session and started it again: load it afresh (the panes reconnect).
+  const onRestored = useCallback(() => setGeneration((g) => g + 1), []);
+  // As for a stop: the panes go first, so that none reconnects to the session while it stops.
+  const onRestoring = useCallback(() => {
+    flushSync(() => setSession((current) => (current ? { ...current, state: "stopping" } : current)));
+  }, []);
+
   const stop = () => {
     if (!session) return;
     // Unmount the panes first: octod wakes a session that is accessed while it stops, and a pane's
@@ -199,6 +207,9 @@ export default function Workspace(props: { sessionId: string }): JSX.Element {
         <span className="mono muted workspace-id">{sessionId}</span>
         {session && <StateBadge session={session} />}
         <span className="workspace-bar-right">
+          {session && session.state !== "deleting" && (
+            <SnapshotsMenu sessionId={sessionId} onRestoring={onRestoring} onRestored={onRestored} />
+          )}
           {session?.state === "running" && (
             <IdleStatus session={session} onChange={setSession} onError={setError} />
           )}

@@ -65,6 +65,102 @@ where
         .route(&at("/{id}/keep-alive"), post(keep_alive::<C>))
         .route(&at("/{id}/stop"), post(run(Operation::Stop)))
         .route(&at("/{id}/resume"), post(run(Operation::Resume)))
+        .route(
+            &at("/{id}/snapshots"),
+            get(list_snapshots::<C>).post(create_snapshot::<C>),
+        )
+        .route(
+            &at("/{id}/snapshots/{snapshot}"),
+            axum::routing::delete(delete_snapshot::<C>),
+        )
+        .route(
+            &at("/{id}/snapshots/{snapshot}/restore"),
+            post(restore_snapshot::<C>),
+        )
+}
+
+/// A snapshot as the API shows it.
+pub fn snapshot_view(meta: &crate::snapshot::Meta) -> octo_wire::SnapshotView {
+    octo_wire::SnapshotView {
+        id: meta.id.to_string(),
+        name: meta.name.clone(),
+        created_at: meta.created_at,
+        size_bytes: meta.archive_bytes,
+        home_bytes: meta.home_bytes,
+        files: meta.files,
+        was_running: meta.was_running,
+    }
+}
+
+/// A snapshot job as the API shows it.
+pub fn snapshot_job_view(job: &crate::engine::SnapshotJob) -> octo_wire::SnapshotJobView {
+    use crate::engine::{SnapshotJobKind, SnapshotJobState};
+    let (state, reason) = match &job.state {
+        SnapshotJobState::Running => (octo_wire::SnapshotJobState::Running, None),
+        SnapshotJobState::Done => (octo_wire::SnapshotJobState::Done, None),
+        SnapshotJobState::Failed(reason) => {
+            (octo_wire::SnapshotJobState::Failed, Some(reason.clone()))
+        }
+    };
+    octo_wire::SnapshotJobView {
+        kind: match job.kind {
+            SnapshotJobKind::Create => octo_wire::SnapshotJobKind::Create,
+            SnapshotJobKind::Restore => octo_wire::SnapshotJobKind::Restore,
+        },
+        state,
+        snapshot: job.snapshot.to_string(),
+        name: job.name.clone(),
+        reason,
+        done_bytes: job.progress.done,
+        total_bytes: job.progress.total,
+        started_at: job.started_at,
+    }
+}
+
+/// `GET …/{id}/snapshots`: the snapshots, the last job with its progress, the quota.
+async fn list_snapshots<C: Caller>(
+    State(engine): State<Engine>,
+    caller: C,
+    Path(id): Path<String>,
+) -> Result<Json<octo_wire::SnapshotList>, ApiError> {
+    let listing = crate::service::snapshots::list(&engine, &caller.user(), &id).await?;
+    Ok(Json(octo_wire::SnapshotList {
+        snapshots: listing.snapshots.iter().map(snapshot_view).collect(),
+        job: listing.job.as_ref().map(snapshot_job_view),
+        used_bytes: listing.used,
+        quota_bytes: listing.quota,
+    }))
+}
+
+/// `POST …/{id}/snapshots`: starts taking a snapshot; `202` with the job.
+async fn create_snapshot<C: Caller>(
+    State(engine): State<Engine>,
+    caller: C,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<octo_wire::CreateSnapshot>,
+) -> Result<Response, ApiError> {
+    let job = crate::service::snapshots::create(&engine, &caller.user(), &id, &body.name).await?;
+    Ok((StatusCode::ACCEPTED, Json(snapshot_job_view(&job))).into_response())
+}
+
+/// `POST …/{id}/snapshots/{snapshot}/restore`: starts a restore; `202` with the job.
+async fn restore_snapshot<C: Caller>(
+    State(engine): State<Engine>,
+    caller: C,
+    Path((id, snapshot)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let job = crate::service::snapshots::restore(&engine, &caller.user(), &id, &snapshot).await?;
+    Ok((StatusCode::ACCEPTED, Json(snapshot_job_view(&job))).into_response())
+}
+
+/// `DELETE …/{id}/snapshots/{snapshot}`: `204` once it is gone.
+async fn delete_snapshot<C: Caller>(
+    State(engine): State<Engine>,
+    caller: C,
+    Path((id, snapshot)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    crate::service::snapshots::delete(&engine, &caller.user(), &id, &snapshot).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 pub use octo_wire::{

@@ -145,6 +145,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/sessions/{id}/stop"),
     ("POST", "/api/sessions/{id}/resume"),
     ("GET", "/api/sessions/{id}/view"),
+    ("GET", "/api/sessions/{id}/snapshots"),
+    ("POST", "/api/sessions/{id}/snapshots"),
+    ("DELETE", "/api/sessions/{id}/snapshots/{snapshot}"),
+    ("POST", "/api/sessions/{id}/snapshots/{snapshot}/restore"),
     ("GET", "/api/admin/sessions"),
     ("GET", "/api/templates"),
     // crate::proxy::routes

@@ -13,11 +13,11 @@
 use std::sync::LazyLock;
 
 use octo_wire::{
-    ApiTokenView, AuditView, CreateApiToken, CreateInvite, CreateSession, CreateUser,
-    CreatedApiToken, ErrorBody, Health, InviteView, KeepAlive, LoginRequest, PasswordChange,
-    RegisterRequest, ResetPassword, Role, Scope, SessionDisk, SessionIdle, SessionLimits,
-    SessionUrls, SessionView, SetRole, SignInOptions, SignInProvider, SignedOut, TemplateView,
-    UpdateSession, UserView,
+    ApiTokenView, AuditView, CreateApiToken, CreateInvite, CreateSession, CreateSnapshot,
+    CreateUser, CreatedApiToken, ErrorBody, Health, InviteView, KeepAlive, LoginRequest,
+    PasswordChange, RegisterRequest, ResetPassword, Role, Scope, SessionDisk, SessionIdle,
+    SessionLimits, SessionUrls, SessionView, SetRole, SignInOptions, SignInProvider, SignedOut,
+    SnapshotJobView, SnapshotList, SnapshotView, TemplateView, UpdateSession, UserView,
 };
 use utoipa::ToSchema;
 use utoipa::openapi::extensions::Extensions;
@@ -187,6 +187,12 @@ const SESSION_ID: Param = Param {
     name: "id",
     query: false,
     description: "Session id.",
+    range: None,
+};
+const SNAPSHOT_ID: Param = Param {
+    name: "snapshot",
+    query: false,
+    description: "Snapshot id.",
     range: None,
 };
 const USER_NAME: Param = Param {
@@ -763,6 +769,54 @@ const OPERATIONS: &[Op] = &[
             Answer::Fail(&fail("409", "The session is stopped or stopping.", &["session_stopped", "session_stopping"])),
             Answer::Fail(&INTERNAL),
         ]),
+    Op::get("/api/sessions/{id}/snapshots", "listSnapshots", "snapshots", "A session's snapshots, its last snapshot job with its progress, and its owner's snapshot quota.")
+        .params(&[SESSION_ID])
+        .answers(&[
+            Answer::Ok("200", "The snapshots (oldest first) and the last job.", Body::Json(json::<SnapshotList>)),
+            Answer::Fail(&UNAUTHORIZED),
+            Answer::Fail(&DISABLED),
+            Answer::Fail(&NO_SESSION),
+            Answer::Fail(&INTERNAL),
+        ]),
+    Op::post("/api/sessions/{id}/snapshots", "createSnapshot", "snapshots", "Take a snapshot of a session's home, running or stopped.")
+        .describe("The work runs as a transient unit of the `octo` user's manager; the answer comes once it has started. A running session's container is paused while its home is read, so the copy is consistent. Poll `GET …/snapshots` for the job's progress and outcome. Audited as `session.snapshot`.")
+        .params(&[SESSION_ID])
+        .body(json::<CreateSnapshot>)
+        .answers(&[
+            Answer::Ok("202", "Started; the job.", Body::Json(json::<SnapshotJobView>)),
+            Answer::Fail(&fail("400", "Invalid name (1–80 characters after trimming, no control characters).", &["invalid_name", "bad_request"])),
+            Answer::Fail(&UNAUTHORIZED),
+            Answer::Fail(&DISABLED_OR_CROSS_ORIGIN),
+            Answer::Fail(&NO_SESSION),
+            Answer::Fail(&fail("409", "A snapshot of that name exists (`snapshot_exists`), another operation runs on the session (`operation_running`), the session is being deleted (`session_deleting`), or its home was never created (`no_home`).", &["snapshot_exists", "operation_running", "session_deleting", "no_home"])),
+            Answer::Fail(&fail("507", "The owner's snapshots take their whole snapshot quota (`[limits] snapshots`).", &["snapshot_quota"])),
+            Answer::Fail(&TOO_LARGE),
+            Answer::Fail(&NOT_JSON),
+            Answer::Fail(&BAD_SHAPE),
+            Answer::Fail(&INTERNAL),
+        ]),
+    Op::delete("/api/sessions/{id}/snapshots/{snapshot}", "deleteSnapshot", "snapshots", "Delete one of a session's snapshots.")
+        .describe("Audited as `session.snapshot.delete`.")
+        .params(&[SESSION_ID, SNAPSHOT_ID])
+        .answers(&[
+            Answer::Ok("204", "Deleted.", Body::Empty),
+            Answer::Fail(&UNAUTHORIZED),
+            Answer::Fail(&DISABLED_OR_CROSS_ORIGIN),
+            Answer::Fail(&fail("404", "No such session, or another user's (not revealed), or no such snapshot.", &["not_found", "snapshot_not_found"])),
+            Answer::Fail(&fail("409", "Another operation runs on the session.", &["operation_running"])),
+            Answer::Fail(&INTERNAL),
+        ]),
+    Op::post("/api/sessions/{id}/snapshots/{snapshot}/restore", "restoreSnapshot", "snapshots", "Restore a snapshot into a session's home.")
+        .describe("The session is stopped, its home replaced by the snapshot's in one atomic swap (until then the old home is untouched), and started again if it was running. The answer comes once the work has started; poll `GET …/snapshots`. Audited as `session.snapshot.restore`.")
+        .params(&[SESSION_ID, SNAPSHOT_ID])
+        .answers(&[
+            Answer::Ok("202", "Started; the job.", Body::Json(json::<SnapshotJobView>)),
+            Answer::Fail(&UNAUTHORIZED),
+            Answer::Fail(&DISABLED_OR_CROSS_ORIGIN),
+            Answer::Fail(&fail("404", "No such session, or another user's (not revealed), or no such snapshot.", &["not_found", "snapshot_not_found"])),
+            Answer::Fail(&fail("409", "Another operation runs on the session (`operation_running`), it is being deleted (`session_deleting`), or its home was never created (`no_home`).", &["operation_running", "session_deleting", "no_home"])),
+            Answer::Fail(&INTERNAL),
+        ]),
     Op::get("/api/templates", "listTemplates", "templates", "The session templates.")
         .answers(&[
             Answer::Ok("200", "Templates.", Body::Json(list::<TemplateView>)),
@@ -1035,7 +1089,11 @@ fn components() -> Components {
         .schema_from::<ResetPassword>()
         .schema_from::<CreateInvite>()
         .schema_from::<CreateSession>()
-        .schema_from::<UpdateSession>();
+        .schema_from::<UpdateSession>()
+        .schema_from::<SnapshotView>()
+        .schema_from::<SnapshotJobView>()
+        .schema_from::<SnapshotList>()
+        .schema_from::<CreateSnapshot>();
     for (status, failure) in PROXY_FAILURES {
         components = components.response(format!("Proxy{status}"), error(failure));
     }
@@ -1525,6 +1583,7 @@ mod tests {
         check_request::<sessions::CreateSession>(&doc, "CreateSession");
         check_request::<sessions::UpdateSession>(&doc, "UpdateSession");
         check_request::<octo_wire::KeepAlive>(&doc, "KeepAlive");
+        check_request::<octo_wire::CreateSnapshot>(&doc, "CreateSnapshot");
         // Every role the document names is one the server accepts, and back.
         for role in schema(&doc, "Role")["enum"].as_array().expect("enum") {
             serde_json::from_value::<crate::identity::Role>(role.clone()).expect("a role");

@@ -13,6 +13,7 @@ mod image_fit;
 mod ops;
 mod plan;
 mod reconcile;
+mod snapshot;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -31,6 +32,7 @@ pub use image_fit::ImageFit;
 pub use ops::random_id;
 pub use plan::{IdleOutlook, KeptBy};
 pub use reconcile::ReconcileReport;
+pub use snapshot::{Job as SnapshotJob, JobKind as SnapshotJobKind, JobState as SnapshotJobState};
 
 /// Settings of the engine.
 #[derive(Debug, Clone)]
@@ -119,6 +121,19 @@ pub enum EngineError {
     },
     #[error("session {id}: {message}")]
     Failed { id: SessionId, message: String },
+    /// Another operation runs on the session (snapshots and restores do not queue).
+    #[error("session {id} is busy: {kind:?} is under way; try again when it ends")]
+    Busy { id: SessionId, kind: OpKind },
+    #[error("the session has a snapshot named {0:?} already")]
+    SnapshotExists(String),
+    #[error("no snapshot {0}")]
+    SnapshotNotFound(String),
+    #[error(
+        "the storage quota for snapshots is reached: your snapshots take {} of {}; delete one first",
+        crate::limits::size(*used),
+        crate::limits::size(*quota)
+    )]
+    SnapshotQuota { used: u64, quota: u64 },
 }
 
 /// What a create asks for.
@@ -145,6 +160,12 @@ pub enum OpKind {
     /// Restart of a running session, onto the image its tag names now (`container refresh`).
     Restart,
     Delete,
+    /// A snapshot of the session's home is taken.
+    Snapshot,
+    /// A snapshot is restored into the session's home.
+    Restore,
+    /// One of its snapshots is deleted.
+    SnapshotDelete,
 }
 
 type OpResult = Result<Option<SessionRecord>, Arc<EngineError>>;
@@ -189,6 +210,8 @@ struct Inner {
     /// Each running session's agent as the idle stop last found it: in a turn or not (absent:
     /// not asked yet, or no answer).
     agents: Mutex<HashMap<SessionId, bool>>,
+    /// Each session's last snapshot job since octod started ([`snapshot`]).
+    snapshot_jobs: Mutex<HashMap<SessionId, snapshot::Job>>,
 }
 
 impl Engine {
@@ -212,6 +235,7 @@ impl Engine {
                 image_fit: Mutex::new(ImageFit::Unknown),
                 rebuilding: AtomicBool::new(false),
                 disk: Mutex::new(disk::DiskBook::default()),
+                snapshot_jobs: Mutex::new(HashMap::new()),
             }),
         };
         engine.load_disk().await?;
@@ -611,6 +635,46 @@ impl Engine {
         )
         .await
         .map(|_| ())
+    }
+
+    /// Runs `op` as the session's one operation unless one runs already (then `Busy`);
+    /// returns where its result will appear.
+    fn spawn_exclusive(
+        &self,
+        id: SessionId,
+        kind: OpKind,
+        op: BoxedOp,
+    ) -> Result<tokio::sync::watch::Receiver<Option<OpResult>>, EngineError> {
+        let mut in_flight = self
+            .inner
+            .in_flight
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(running) = in_flight.get(&id) {
+            return Err(EngineError::Busy {
+                id,
+                kind: running.kind,
+            });
+        }
+        let (tx, rx) = tokio::sync::watch::channel(None);
+        in_flight.insert(
+            id.clone(),
+            InFlight {
+                kind,
+                done: rx.clone(),
+            },
+        );
+        let inner = Arc::clone(&self.inner);
+        tokio::spawn(async move {
+            let result = op.await.map_err(Arc::new);
+            inner
+                .in_flight
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .remove(&id);
+            let _ = tx.send(Some(result));
+        });
+        Ok(rx)
     }
 
     /// Runs `op` as the session's one operation, or joins the same operation in flight.

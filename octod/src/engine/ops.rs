@@ -315,7 +315,7 @@ impl Engine {
         self.stop_as(id, DesiredState::Idle).await
     }
 
-    async fn stop_as(
+    pub(super) async fn stop_as(
         &self,
         id: &SessionId,
         desired: DesiredState,
@@ -359,7 +359,10 @@ impl Engine {
         })
         .await?;
         tracing::info!(session = %id, "deleting session");
-        let problems = self.remove_session_artifacts(id).await;
+        let mut problems = self.remove_session_artifacts(id).await;
+        if let Err(problem) = self.remove_snapshots(id) {
+            problems.push(problem);
+        }
         if !problems.is_empty() {
             return Err(EngineError::Cleanup {
                 id: id.clone(),

@@ -160,6 +160,8 @@ impl Engine {
             }
         }
         self.remove_orphans(&known, &mut report).await;
+        // Snapshot workers that ended unfollowed, and what interrupted ones left.
+        report.orphans_removed.extend(self.sweep_snapshots().await);
         if let Err(e) = self.inner.store.flush_activity() {
             report.errors.push(e.to_string());
         }

@@ -145,6 +145,25 @@ impl From<&EngineError> for ApiError {
                 "session_limit",
                 format!("you have {count} sessions, the most allowed; delete one first"),
             ),
+            EngineError::Busy { .. } => ApiError::conflict("operation_running", error.to_string()),
+            EngineError::SnapshotExists(_) => {
+                ApiError::conflict("snapshot_exists", error.to_string())
+            }
+            EngineError::SnapshotNotFound(_) => ApiError::new(
+                StatusCode::NOT_FOUND,
+                "snapshot_not_found",
+                "no such snapshot",
+            ),
+            EngineError::SnapshotQuota { .. } => ApiError::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "snapshot_quota",
+                error.to_string(),
+            ),
+            EngineError::Failed { message, .. }
+                if message.starts_with("its home has not been created yet") =>
+            {
+                ApiError::conflict("no_home", error.to_string())
+            }
             EngineError::Systemd(e) => {
                 tracing::warn!("{e}");
                 ApiError::new(
@@ -189,6 +208,9 @@ impl From<SessionError> for ApiError {
                 },
                 invalid.to_string(),
             ),
+            SessionError::InvalidSnapshotName(invalid) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid_name", invalid.to_string())
+            }
             SessionError::Engine(error) => ApiError::from(&*error),
             SessionError::KeepAliveTooLong { .. } => ApiError::new(
                 StatusCode::BAD_REQUEST,

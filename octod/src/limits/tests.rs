@@ -583,6 +583,32 @@ fn the_disk_quota_is_the_users_then_the_roles_then_the_default() {
 }
 
 #[test]
+fn the_snapshot_quota_is_the_users_then_the_roles_then_the_default() {
+    let p = policy(
+        "[limits]\nsnapshots = \"20G\"\ndisk = \"10G\"\n\
+         [limits.roles.admin]\nsnapshots = \"unlimited\"\n\
+         [limits.users.bob]\nsnapshots = \"1G\"\n",
+    );
+    assert_eq!(p.snapshot_quota("carol", Role::User), Some(20 << 30));
+    assert_eq!(p.snapshot_quota("carol", Role::Admin), None);
+    assert_eq!(p.snapshot_quota("bob", Role::Admin), Some(1 << 30));
+    // Apart from the homes' quota.
+    assert_eq!(p.disk_quota("carol", Role::User), Some(10 << 30));
+    assert_eq!(
+        policy("[limits]\n").snapshot_quota("carol", Role::User),
+        None
+    );
+    check_error(
+        "[limits]\nsnapshots = \"lots\"\n",
+        "/etc/octo/octod.toml: limits.snapshots: \"lots\" is not a size: use a number with K, M, G or T, or \"unlimited\"",
+    );
+    check_error(
+        "[limits.templates.research-assistant]\nsnapshots = \"1G\"\n",
+        "/etc/octo/octod.toml: limits.templates.research-assistant.snapshots: the snapshot quota is a user's, for all their sessions together: set it in [limits], a role's or a user's table",
+    );
+}
+
+#[test]
 fn bad_disk_settings_name_the_file_and_key() {
     check_error(
         "[limits]\ndisk = \"lots\"\n",

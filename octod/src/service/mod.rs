@@ -9,6 +9,7 @@
 
 pub mod image;
 pub mod sessions;
+pub mod snapshots;
 
 use std::time::Duration;
 

@@ -28,6 +28,9 @@ pub enum SessionError {
     /// A name or description that is not valid.
     #[error(transparent)]
     Invalid(#[from] InvalidLabel),
+    /// A snapshot name that is not valid.
+    #[error(transparent)]
+    InvalidSnapshotName(#[from] crate::snapshot::InvalidSnapshotName),
     #[error(transparent)]
     Engine(#[from] Arc<EngineError>),
     /// A keep-alive longer than the administrator allows (`max` zero: keep-alive is off).

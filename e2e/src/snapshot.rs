@@ -1,0 +1,578 @@
+//! `octo-e2e snapshot` (as root): issue 17's snapshots of a session's home through the real
+//! `octod serve` (running as `octo`), its transient worker units and the stand-in session image
+//! with the real gateway.
+//!
+//! 1. A running session's home gets files (nested, a symlink, modes, random bytes); a
+//!    snapshot taken through the API while it runs (its container paused meanwhile) is listed
+//!    with its name, size and time (API and `octoctl session snapshot list`); the same name
+//!    again is `409 snapshot_exists`; another user gets `404` for all of it.
+//! 2. The home changes (from inside the container and by an upload through octod's proxy);
+//!    `octoctl session snapshot restore` shows progress, the session runs again, and its home
+//!    is byte-identical to the snapshot: a manifest of paths, modes and SHA-256s.
+//! 3. `kill -9` of the worker unit midway: the job fails, nothing is listed, nothing is left
+//!    under the state directory, the container is not left paused. A second request while a
+//!    snapshot runs is `409 operation_running`.
+//! 4. `kill -9` of octod *and* the worker midway: a partial directory is on disk; the next
+//!    octod's reconciler removes it and unloads the unit, and lists nothing partial.
+//! 5. octod again with `[limits] snapshots = "1M"`, which the first snapshot already passes:
+//!    a create is `507 snapshot_quota` with a clear message. Then everything goes.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context as _, ensure};
+use serde_json::Value;
+
+use crate::admin::{as_user, bin, spawn_logged};
+use crate::api::{Client, expect, sign_in};
+use crate::util::{self, say};
+
+const PORT: u16 = 18_537;
+const IMAGE: &str = "localhost/octo-snapshot-e2e:gateway";
+const WORK: &str = "/var/tmp/octo-snapshot-e2e";
+const PASSWORD: &str = "correct horse battery";
+const OCTO: &str = "octo";
+
+/// The `octo` side: the stand-in image, built afresh so that it has this tree's gateway.
+pub(crate) fn prepare() -> anyhow::Result<()> {
+    let _ = Command::new("podman").args(["rmi", "-f", IMAGE]).output();
+    util::ensure_served_gateway_image(IMAGE)
+}
+
+pub(crate) async fn run() -> anyhow::Result<()> {
+    let e2e = std::env::current_exe()?;
+    let e2e = e2e.to_string_lossy();
+    util::run(&mut as_user(OCTO, &[&e2e, "snapshot", "--prepare"])?)?;
+    sh(&format!(
+        "rm -rf {WORK} && mkdir -p {WORK} && chown {OCTO}: {WORK} && chmod 0755 {WORK}"
+    ))?;
+
+    write_config("")?;
+    let (mut child, lines) = spawn_octod()?;
+    let result = scenario(&mut child, &lines).await;
+    stop(&mut child);
+    let (user, id) = result?;
+
+    // 5. A quota the first snapshot already passes.
+    write_config("snapshots = \"1M\"\n")?;
+    let (mut child, _) = spawn_octod()?;
+    let result = quota(&user, &id).await;
+    stop(&mut child);
+    result
+}
+
+fn sh(script: &str) -> anyhow::Result<String> {
+    util::run(Command::new("sh").args(["-c", script]))
+}
+
+fn write_config(limits: &str) -> anyhow::Result<()> {
+    let text = format!(
+        "[server]\nstate_dir = \"{WORK}/state\"\nadmin_socket = \"{WORK}/admin.sock\"\n\n\
+         [sessions]\nimage = \"{IMAGE}\"\ntemplates_dir = \"/opt/octo/src/container/templates\"\nidle_timeout_minutes = 0\n\n\
+         [limits]\n{limits}"
+    );
+    let path = Path::new(WORK).join("octod.toml");
+    std::fs::write(&path, text)?;
+    sh(&format!("chown {OCTO}: {}", path.display()))?;
+    Ok(())
+}
+
+fn spawn_octod() -> anyhow::Result<(std::process::Child, std::sync::mpsc::Receiver<String>)> {
+    let octod = bin("octod");
+    let config = format!("{WORK}/octod.toml");
+    let listen = format!("127.0.0.1:{PORT}");
+    spawn_logged(&[
+        "env",
+        "OCTOD_LOG=info",
+        &octod,
+        "serve",
+        "--listen",
+        &listen,
+        "--config",
+        &config,
+    ])
+}
+
+fn stop(child: &mut std::process::Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+}
+
+/// `octoctl --socket … ARGS` as root: its standard output.
+fn octoctl(args: &[&str]) -> anyhow::Result<String> {
+    let socket = format!("{WORK}/admin.sock");
+    util::run(
+        Command::new(bin("octoctl"))
+            .args(["--socket", &socket])
+            .args(args),
+    )
+}
+
+/// A command as `octo` (podman, systemctl --user): its standard output.
+fn as_octo(command: &[&str]) -> anyhow::Result<String> {
+    util::run(&mut as_user(OCTO, command)?)
+}
+
+async fn wait_for_octod() -> anyhow::Result<()> {
+    util::eventually(Duration::from_secs(60), "octod's /api/health", async || {
+        expect(
+            &util::request(PORT, "GET", "/api/health", &[], None)?,
+            200,
+            "health",
+        )
+    })
+    .await
+}
+
+/// Runs a shell script in the session's container, as its user.
+fn in_container(id: &str, script: &str) -> anyhow::Result<String> {
+    as_octo(&[
+        "podman",
+        "exec",
+        &format!("octo-{id}"),
+        "/bin/busybox",
+        "sh",
+        "-c",
+        script,
+    ])
+}
+
+/// Every path of the home with its mode, and the SHA-256 of each file or the target of
+/// each link.
+fn manifest(id: &str) -> anyhow::Result<String> {
+    in_container(
+        id,
+        "cd /home/dev && B=/bin/busybox && $B find . | $B sort | while read -r p; do \
+           if [ -L \"$p\" ]; then echo \"$p link $($B readlink \"$p\")\"; \
+           elif [ -f \"$p\" ]; then echo \"$p $($B stat -c %a \"$p\") $($B sha256sum < \"$p\")\"; \
+           else echo \"$p $($B stat -c '%a %F' \"$p\")\"; fi; done",
+    )
+}
+
+fn snapshots(user: &Client, id: &str) -> anyhow::Result<Value> {
+    let answer = user.call("GET", &format!("/api/sessions/{id}/snapshots"), None)?;
+    expect(&answer, 200, "list snapshots")?;
+    answer.json()
+}
+
+/// Waits for the session's snapshot job on `snapshot` to end; the job.
+async fn job_ended(user: &Client, id: &str, snapshot: &str) -> anyhow::Result<Value> {
+    util::eventually(
+        Duration::from_secs(300),
+        "the snapshot job's end",
+        async || {
+            let job = snapshots(user, id)?["job"].clone();
+            ensure!(
+                job["snapshot"] == snapshot && job["state"] != "running",
+                "still running: {job}"
+            );
+            Ok(job)
+        },
+    )
+    .await
+}
+
+/// What is under the session's snapshot storage.
+fn stored(id: &str) -> anyhow::Result<Vec<String>> {
+    let dir = Path::new(WORK).join("state/snapshots").join(id);
+    let mut names: Vec<String> = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries
+            .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+            .collect::<Result<_, _>>()?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(e.into()),
+    };
+    names.sort();
+    Ok(names)
+}
+
+/// The container's state as Podman says it (`running`, `paused`, …).
+fn container_state(id: &str) -> anyhow::Result<String> {
+    Ok(as_octo(&[
+        "podman",
+        "inspect",
+        "--format",
+        "{{.State.Status}}",
+        &format!("octo-{id}"),
+    ])?
+    .trim()
+    .to_owned())
+}
+
+async fn register(lines: &std::sync::mpsc::Receiver<String>) -> anyhow::Result<(Client, Client)> {
+    let code = loop {
+        let line = lines
+            .recv_timeout(Duration::from_secs(60))
+            .context("octod logged no first admin invite code")?;
+        if let Some((_, code)) = line.split_once("first admin invite code: ") {
+            break code.trim().to_owned();
+        }
+    };
+    wait_for_octod().await?;
+    let register = |code: &str, name: &str| {
+        util::request(
+            PORT,
+            "POST",
+            "/api/auth/register",
+            &[],
+            Some(&format!(
+                r#"{{"invite_code":"{code}","username":"{name}","password":"{PASSWORD}"}}"#
+            )),
+        )
+    };
+    let answer = register(&code, "snap1")?;
+    expect(&answer, 201, "register snap1")?;
+    let user = sign_in(PORT, &answer)?;
+    let invite = user.call("POST", "/api/admin/invite-codes", Some("{}"))?;
+    ensure!(
+        invite.status == 201,
+        "invite: {} {}",
+        invite.status,
+        invite.body
+    );
+    let code = invite.json()?["code"].as_str().context("code")?.to_owned();
+    let answer = register(&code, "snap2")?;
+    expect(&answer, 201, "register snap2")?;
+    let other = sign_in(PORT, &answer)?;
+    Ok((user, other))
+}
+
+/// Steps 1–4.
+async fn scenario(
+    octod: &mut std::process::Child,
+    lines: &std::sync::mpsc::Receiver<String>,
+) -> anyhow::Result<(Client, String)> {
+    let (user, other) = register(lines).await?;
+    let answer = user.call(
+        "POST",
+        "/api/sessions",
+        Some(r#"{"template":"coding-copilot"}"#),
+    )?;
+    ensure!(
+        matches!(answer.status, 201 | 202),
+        "create: {} {}",
+        answer.status,
+        answer.body
+    );
+    let id = answer.json()?["id"].as_str().context("id")?.to_owned();
+    util::session_running(|p| user.call("GET", p, None), &id, Duration::from_secs(120)).await?;
+
+    // 1. Files of every kind, then a snapshot of the running session.
+    in_container(
+        &id,
+        "cd /home/dev && B=/bin/busybox && $B mkdir -p src/deep conversations && \
+         echo hello > src/deep/a.txt && echo '{\"turns\":1}' > conversations/one.json && \
+         $B dd if=/dev/urandom of=noise.bin bs=1024 count=1536 2>/dev/null && \
+         $B chmod 600 noise.bin && $B chmod 750 src && $B ln -s src/deep/a.txt link",
+    )?;
+    let before = manifest(&id)?;
+    ensure!(
+        before.contains("./noise.bin 600 ") && before.contains("./link link src/deep/a.txt"),
+        "manifest: {before}"
+    );
+    let answer = user.call(
+        "POST",
+        &format!("/api/sessions/{id}/snapshots"),
+        Some(r#"{"name":"before refactor"}"#),
+    )?;
+    expect(&answer, 202, "take a snapshot")?;
+    let snapshot = answer.json()?["snapshot"]
+        .as_str()
+        .context("snapshot")?
+        .to_owned();
+    let job = job_ended(&user, &id, &snapshot).await?;
+    ensure!(job["state"] == "done", "the snapshot failed: {job}");
+    let list = snapshots(&user, &id)?;
+    let listed = &list["snapshots"][0];
+    ensure!(
+        list["snapshots"].as_array().map(Vec::len) == Some(1)
+            && listed["id"] == snapshot.as_str()
+            && listed["name"] == "before refactor"
+            && listed["size_bytes"].as_u64() > Some(1 << 20)
+            && listed["created_at"].as_u64() > Some(0)
+            && listed["was_running"] == true,
+        "listing: {list}"
+    );
+    ensure!(
+        container_state(&id)? == "running",
+        "the container stays paused"
+    );
+    say(format!("a snapshot of the running session: {listed}"));
+    let table = octoctl(&["session", "snapshot", "list", &id])?;
+    ensure!(
+        table.contains("before refactor") && table.contains(&snapshot),
+        "octoctl session snapshot list: {table}"
+    );
+    say(format!("octoctl session snapshot list:\n{table}"));
+    let again = user.call(
+        "POST",
+        &format!("/api/sessions/{id}/snapshots"),
+        Some(r#"{"name":"before refactor"}"#),
+    )?;
+    ensure!(
+        again.status == 409 && again.json()?["error"]["code"] == "snapshot_exists",
+        "the same name again: {} {}",
+        again.status,
+        again.body
+    );
+    let bad = user.call(
+        "POST",
+        &format!("/api/sessions/{id}/snapshots"),
+        Some(r#"{"name":"  "}"#),
+    )?;
+    ensure!(
+        bad.status == 400,
+        "an empty name: {} {}",
+        bad.status,
+        bad.body
+    );
+    for (method, path, body) in [
+        ("GET", format!("/api/sessions/{id}/snapshots"), None),
+        (
+            "POST",
+            format!("/api/sessions/{id}/snapshots"),
+            Some(r#"{"name":"mine now"}"#),
+        ),
+        (
+            "POST",
+            format!("/api/sessions/{id}/snapshots/{snapshot}/restore"),
+            None,
+        ),
+        (
+            "DELETE",
+            format!("/api/sessions/{id}/snapshots/{snapshot}"),
+            None,
+        ),
+    ] {
+        let answer = other.call(method, &path, body)?;
+        expect(&answer, 404, &format!("another user's {method} {path}"))?;
+    }
+    say("the same name is 409, an empty one 400; another user gets 404 for everything");
+
+    // 2. Changes from inside and through the proxy, then a restore with octoctl.
+    in_container(
+        &id,
+        "cd /home/dev && B=/bin/busybox && echo changed > src/deep/a.txt && $B rm noise.bin && \
+         echo new > new.txt && $B chmod 700 src && $B rm link && $B mkdir more",
+    )?;
+    let upload = user.call(
+        "PUT",
+        &format!("/sessions/{id}/files/api/upload?path=conversations/two.json"),
+        Some("{\"turns\":2}"),
+    )?;
+    expect(&upload, 201, "an upload")?;
+    ensure!(manifest(&id)? != before, "the home did not change");
+    let restored = octoctl(&["session", "snapshot", "restore", &id, &snapshot, "--yes"])?;
+    ensure!(
+        restored.contains("done"),
+        "octoctl session snapshot restore: {restored}"
+    );
+    say(format!("octoctl session snapshot restore:\n{restored}"));
+    util::session_running(|p| user.call("GET", p, None), &id, Duration::from_secs(120)).await?;
+    let after = manifest(&id)?;
+    ensure!(
+        after == before,
+        "the restored home differs:\n--- snapshot\n{before}\n--- restored\n{after}"
+    );
+    say(format!(
+        "restored: the home is byte-identical to the snapshot ({} paths)",
+        after.lines().count()
+    ));
+
+    // 3. kill -9 of the worker midway; a second request meanwhile is 409.
+    in_container(
+        &id,
+        "/bin/busybox dd if=/dev/urandom of=/home/dev/big.bin bs=1048576 count=160 2>/dev/null",
+    )?;
+    let (big, unit) = start_big(&user, &id, "big").await?;
+    let busy = user.call(
+        "POST",
+        &format!("/api/sessions/{id}/snapshots/{snapshot}/restore"),
+        None,
+    )?;
+    ensure!(
+        busy.status == 409 && busy.json()?["error"]["code"] == "operation_running",
+        "a restore while a snapshot runs: {} {}",
+        busy.status,
+        busy.body
+    );
+    ensure!(
+        container_state(&id)? == "paused",
+        "the container is not paused while its home is read"
+    );
+    as_octo(&["systemctl", "--user", "kill", "--signal=KILL", &unit])?;
+    let job = job_ended(&user, &id, &big).await?;
+    ensure!(job["state"] == "failed", "after kill -9: {job}");
+    let list = snapshots(&user, &id)?;
+    ensure!(
+        list["snapshots"].as_array().map(Vec::len) == Some(1),
+        "a killed snapshot is listed: {list}"
+    );
+    ensure!(
+        stored(&id)? == vec![snapshot.clone()],
+        "left under the state directory: {:?}",
+        stored(&id)?
+    );
+    util::eventually(
+        Duration::from_secs(30),
+        "the container unpaused",
+        async || {
+            ensure!(container_state(&id)? == "running", "not running yet");
+            Ok(())
+        },
+    )
+    .await?;
+    say(format!(
+        "kill -9 of the worker: the job failed ({}), nothing listed or left, the container runs",
+        job["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .lines()
+            .next()
+            .unwrap_or_default()
+    ));
+
+    // 4. kill -9 of octod and the worker midway: the next octod's reconciler cleans up.
+    let (_, unit) = start_big(&user, &id, "big again").await?;
+    let _ = octod.kill();
+    let _ = octod.wait();
+    as_octo(&["systemctl", "--user", "kill", "--signal=KILL", &unit])?;
+    let left = stored(&id)?;
+    ensure!(
+        left.iter().any(|n| n.starts_with(".partial-")),
+        "no partial directory to clean up: {left:?}"
+    );
+    let (fresh, _) = spawn_octod()?;
+    *octod = fresh;
+    wait_for_octod().await?;
+    util::eventually(
+        Duration::from_secs(60),
+        "the reconciler's cleanup",
+        async || {
+            let left = stored(&id)?;
+            ensure!(left == vec![snapshot.clone()], "still there: {left:?}");
+            let load = as_octo(&["systemctl", "--user", "show", "-p", "LoadState", &unit])?;
+            ensure!(load.trim() == "LoadState=not-found", "{unit}: {load}");
+            Ok(())
+        },
+    )
+    .await?;
+    ensure!(
+        container_state(&id)? == "running",
+        "the container stays paused"
+    );
+    ensure!(
+        snapshots(&user, &id)?["snapshots"].as_array().map(Vec::len) == Some(1),
+        "listing after the crash"
+    );
+    say(
+        "kill -9 of octod and the worker: the reconciler removed the partial snapshot and the unit",
+    );
+
+    // Delete through the API frees the name.
+    in_container(&id, "/bin/busybox rm /home/dev/big.bin")?;
+    Ok((user, id))
+}
+
+/// Starts a snapshot of the (large) home and waits until its worker is reading it.
+async fn start_big(user: &Client, id: &str, name: &str) -> anyhow::Result<(String, String)> {
+    let answer = user.call(
+        "POST",
+        &format!("/api/sessions/{id}/snapshots"),
+        Some(&format!(r#"{{"name":"{name}"}}"#)),
+    )?;
+    expect(&answer, 202, "take a large snapshot")?;
+    let snapshot = answer.json()?["snapshot"]
+        .as_str()
+        .context("snapshot")?
+        .to_owned();
+    let unit = format!("octo-snapshot-{id}-{snapshot}.service");
+    util::eventually(Duration::from_secs(60), "the worker reading", async || {
+        let state = as_octo(&["systemctl", "--user", "is-active", &unit]).unwrap_or_default();
+        ensure!(state.trim() == "active", "{unit}: {state}");
+        let left = stored(id)?;
+        let partial = Path::new(WORK)
+            .join("state/snapshots")
+            .join(id)
+            .join(format!(".partial-{snapshot}/home.tar.zst"));
+        ensure!(partial.is_file(), "no archive being written yet: {left:?}");
+        Ok(())
+    })
+    .await?;
+    Ok((snapshot, unit))
+}
+
+/// 5. The quota: the first snapshot passes 1 MiB already.
+async fn quota(user: &Client, id: &str) -> anyhow::Result<()> {
+    wait_for_octod().await?;
+    let answer = user.call(
+        "POST",
+        &format!("/api/sessions/{id}/snapshots"),
+        Some(r#"{"name":"one more"}"#),
+    )?;
+    let body = answer.json().unwrap_or_default();
+    ensure!(
+        answer.status == 507
+            && body["error"]["code"] == "snapshot_quota"
+            && body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("storage quota for snapshots is reached")
+                    && m.contains("of 1 MiB")),
+        "past the quota: {} {}",
+        answer.status,
+        answer.body
+    );
+    let list = snapshots(user, id)?;
+    ensure!(list["quota_bytes"] == 1 << 20, "quota: {list}");
+    say(format!("past the quota: 507 {}", body["error"]["message"]));
+    // Delete the snapshot, then the session.
+    let snapshot = list["snapshots"][0]["id"]
+        .as_str()
+        .context("id")?
+        .to_owned();
+    let answer = user.call(
+        "DELETE",
+        &format!("/api/sessions/{id}/snapshots/{snapshot}"),
+        None,
+    )?;
+    expect(&answer, 204, "delete the snapshot")?;
+    ensure!(stored(id)?.is_empty(), "after delete: {:?}", stored(id)?);
+    let audit = user
+        .call("GET", "/api/admin/audit?limit=100", None)?
+        .json()?;
+    // The restore was octoctl's, as root.
+    for (action, actor) in [
+        ("session.snapshot", "snap1"),
+        ("session.snapshot.restore", "root"),
+        ("session.snapshot.delete", "snap1"),
+    ] {
+        ensure!(
+            audit.as_array().is_some_and(|l| l
+                .iter()
+                .any(|e| e["action"] == action && e["target"] == id && e["actor"] == actor)),
+            "no {action} of {id} by {actor} in the audit log: {audit}"
+        );
+    }
+    say("the audit log has the snapshot, the restore and the delete");
+    let answer = user.call("DELETE", &format!("/api/sessions/{id}"), None)?;
+    ensure!(
+        matches!(answer.status, 202 | 204),
+        "delete: {} {}",
+        answer.status,
+        answer.body
+    );
+    util::eventually(
+        Duration::from_secs(120),
+        "the session deleted",
+        async || {
+            let answer = user.call("GET", &format!("/api/sessions/{id}"), None)?;
+            expect(&answer, 404, "deleted")
+        },
+    )
+    .await?;
+    say("deleted the snapshot and the session");
+    Ok(())
+}

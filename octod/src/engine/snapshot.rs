@@ -1,0 +1,638 @@
+//! Snapshot operations of the engine: create, restore, delete, list, and the reconciler's
+//! sweep of what interrupted workers left ([`crate::snapshot`] is the storage and the worker).
+//!
+//! Each runs as the session's one operation ([`OpKind::Snapshot`], [`OpKind::Restore`],
+//! [`OpKind::SnapshotDelete`]); a request while any operation runs on the session is refused
+//! (`Busy`, 409) rather than queued, so that a user sees at once that a snapshot or restore is
+//! under way. The work itself is a transient unit of the `octo` user's manager
+//! (`octo-snapshot-<session>-<snapshot>.service`, `octo-restore-…`), which octod follows:
+//! its progress file while it runs, its state when it ends.
+//!
+//! **Consistency of a running session**: the unit's `ExecStartPre=` pauses the container
+//! (`podman pause`: the cgroup freezer), its `ExecStopPost=` unpauses it. Nothing in the
+//! session writes while its home is read, and systemd runs `ExecStopPost=` however the worker
+//! ends (success, failure, `kill -9`), so a session is never left frozen. The pause lasts as
+//! long as the read: requests to the session wait meanwhile (the proxy holds them).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use zbus::zvariant::{OwnedValue, Value};
+
+use crate::render::SessionNames;
+use crate::session::{DesiredState, SessionId, SessionState};
+use crate::snapshot::{self, Meta, Progress, Shelf, SnapshotId, SnapshotName};
+
+use super::{Engine, EngineError, OpKind};
+
+/// The podman binary the worker units run (systemd needs an absolute path).
+const PODMAN: &str = "/usr/bin/podman";
+
+/// What a snapshot job does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobKind {
+    Create,
+    Restore,
+}
+
+/// Where a job stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobState {
+    Running,
+    Done,
+    Failed(String),
+}
+
+/// A session's last snapshot job (create or restore), as the API and octoctl show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Job {
+    pub kind: JobKind,
+    pub snapshot: SnapshotId,
+    pub name: String,
+    pub unit: String,
+    pub started_at: u64,
+    pub progress: Progress,
+    pub state: JobState,
+}
+
+impl Engine {
+    /// The snapshot storage, under the state directory.
+    fn shelf(&self) -> Result<Shelf, EngineError> {
+        self.inner
+            .config
+            .state_dir
+            .as_deref()
+            .map(Shelf::new)
+            .ok_or_else(|| EngineError::Internal("no state directory for snapshots".into()))
+    }
+
+    /// A session's snapshots, oldest first.
+    pub async fn snapshots(&self, id: &SessionId) -> Result<Vec<Meta>, EngineError> {
+        let shelf = self.shelf()?;
+        let key = id.clone();
+        blocking_io(move || shelf.list(&key)).await
+    }
+
+    /// A session's last snapshot job since octod started, if any.
+    pub fn snapshot_job(&self, id: &SessionId) -> Option<Job> {
+        self.inner
+            .snapshot_jobs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(id)
+            .cloned()
+    }
+
+    fn set_job(&self, id: &SessionId, update: impl FnOnce(&mut Job)) {
+        if let Some(job) = self
+            .inner
+            .snapshot_jobs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get_mut(id)
+        {
+            update(job);
+        }
+    }
+
+    /// What a user's snapshots take, and their quota (`[limits] snapshots`).
+    pub async fn snapshot_usage(&self, owner: &str) -> Result<(u64, Option<u64>), EngineError> {
+        let shelf = self.shelf()?;
+        let who = owner.to_owned();
+        let used = blocking_io(move || shelf.used_by(&who)).await?;
+        let name = owner.to_owned();
+        let role = self
+            .blocking(move |s| {
+                s.user(&name)
+                    .map_err(|e| EngineError::Internal(format!("reading user {name}: {e}")))
+            })
+            .await?
+            .map_or(crate::identity::Role::User, |u| u.role);
+        Ok((used, self.inner.config.limits.snapshot_quota(owner, role)))
+    }
+
+    /// Starts a snapshot of a session's home named `name`; returns once the worker unit runs
+    /// (the job then goes on in the background: [`Self::snapshot_job`], [`Self::wait_snapshot_job`]).
+    /// Refused: a name the session's snapshots have (`SnapshotExists`), the owner's quota
+    /// reached (`SnapshotQuota`), another operation on the session (`Busy`).
+    pub async fn snapshot_create(
+        &self,
+        id: &SessionId,
+        name: SnapshotName,
+    ) -> Result<Job, EngineError> {
+        let record = self.get(id).await?;
+        if record.state == SessionState::Deleting {
+            return Err(EngineError::Deleting { id: id.clone() });
+        }
+        if self
+            .snapshots(id)
+            .await?
+            .iter()
+            .any(|m| m.name == name.as_str())
+        {
+            return Err(EngineError::SnapshotExists(name.as_str().to_owned()));
+        }
+        let (used, quota) = self.snapshot_usage(&record.spec.owner).await?;
+        if let Some(quota) = quota
+            && used >= quota
+        {
+            return Err(EngineError::SnapshotQuota { used, quota });
+        }
+        let home = self.home_dir(id).await?;
+        let snapshot = SnapshotId::random()
+            .map_err(|e| EngineError::Internal(format!("no randomness for a snapshot id: {e}")))?;
+        let unit = snapshot::unit_name(false, id, &snapshot);
+        let job = Job {
+            kind: JobKind::Create,
+            snapshot: snapshot.clone(),
+            name: name.as_str().to_owned(),
+            unit: unit.clone(),
+            started_at: snapshot::now_ms(),
+            progress: Progress::default(),
+            state: JobState::Running,
+        };
+        let engine = self.clone();
+        let (key, owner) = (id.clone(), record.spec.owner.clone());
+        let limit = quota.map(|q| q - used);
+        let started = job.clone();
+        self.spawn_exclusive(
+            id.clone(),
+            OpKind::Snapshot,
+            Box::pin(async move {
+                engine.record_job(&key, started);
+                let outcome = engine
+                    .run_create(&key, &owner, &snapshot, &name, &home, limit)
+                    .await;
+                engine.end_job(&key, outcome.as_ref().err());
+                outcome.map(|()| None)
+            }),
+        )?;
+        Ok(job)
+    }
+
+    async fn run_create(
+        &self,
+        id: &SessionId,
+        owner: &str,
+        snapshot: &SnapshotId,
+        name: &SnapshotName,
+        home: &std::path::Path,
+        limit: Option<u64>,
+    ) -> Result<(), EngineError> {
+        let shelf = self.shelf()?;
+        let names = SessionNames::new(id);
+        let running = self
+            .inner
+            .systemd
+            .unit_state(&names.service)
+            .await?
+            .is_active();
+        let partial = shelf.partial_dir(id, snapshot);
+        let done = shelf.dir(id, snapshot);
+        let meta = Meta {
+            version: snapshot::FORMAT_VERSION,
+            id: snapshot.clone(),
+            name: name.as_str().to_owned(),
+            session: id.clone(),
+            owner: owner.to_owned(),
+            created_at: snapshot::now_ms(),
+            was_running: running,
+            archive_bytes: 0,
+            home_bytes: 0,
+            files: 0,
+            root: None,
+        };
+        let dir = partial.clone();
+        blocking_io(move || {
+            std::fs::create_dir_all(&dir)?;
+            snapshot::write_meta(&dir.join(snapshot::META), &meta)
+        })
+        .await?;
+        let mut args = vec![
+            "create".to_owned(),
+            "--home".to_owned(),
+            path_arg(home),
+            "--partial".to_owned(),
+            path_arg(&partial),
+            "--done".to_owned(),
+            path_arg(&done),
+        ];
+        if let Some(limit) = limit {
+            args.push("--limit".to_owned());
+            args.push(limit.to_string());
+        }
+        let pause = running.then_some(names.container.as_str());
+        tracing::info!(session = %id, snapshot = %snapshot, running, "taking a snapshot");
+        let unit = snapshot::unit_name(false, id, snapshot);
+        let progress = partial.join(snapshot::PROGRESS);
+        let result = self.run_worker(id, &unit, &args, pause, &progress).await;
+        if result.is_err() {
+            // Nothing half-written stays: the partial directory is removed (the reconciler
+            // removes it too, should octod stop before this).
+            let dir = partial.clone();
+            let _ = blocking_io(move || match std::fs::remove_dir_all(&dir) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            })
+            .await;
+        }
+        result
+    }
+
+    /// Starts restoring a snapshot into the session's home: the session is stopped, its home
+    /// replaced (atomically: [`crate::snapshot::restore`]), and started again if it ran.
+    pub async fn snapshot_restore(
+        &self,
+        id: &SessionId,
+        snapshot: &SnapshotId,
+    ) -> Result<Job, EngineError> {
+        let record = self.get(id).await?;
+        if record.state == SessionState::Deleting {
+            return Err(EngineError::Deleting { id: id.clone() });
+        }
+        let meta = self
+            .snapshots(id)
+            .await?
+            .into_iter()
+            .find(|m| &m.id == snapshot)
+            .ok_or_else(|| EngineError::SnapshotNotFound(snapshot.to_string()))?;
+        let home = self.home_dir(id).await?;
+        let unit = snapshot::unit_name(true, id, snapshot);
+        let job = Job {
+            kind: JobKind::Restore,
+            snapshot: snapshot.clone(),
+            name: meta.name.clone(),
+            unit,
+            started_at: snapshot::now_ms(),
+            progress: Progress::default(),
+            state: JobState::Running,
+        };
+        let was_running = record.spec.desired == DesiredState::Running;
+        let engine = self.clone();
+        let (key, snap) = (id.clone(), snapshot.clone());
+        let started = job.clone();
+        self.spawn_exclusive(
+            id.clone(),
+            OpKind::Restore,
+            Box::pin(async move {
+                engine.record_job(&key, started);
+                let outcome = engine.run_restore(&key, &snap, &home, was_running).await;
+                engine.end_job(&key, outcome.as_ref().err());
+                outcome.map(|()| None)
+            }),
+        )?;
+        Ok(job)
+    }
+
+    async fn run_restore(
+        &self,
+        id: &SessionId,
+        snapshot: &SnapshotId,
+        home: &std::path::Path,
+        was_running: bool,
+    ) -> Result<(), EngineError> {
+        let shelf = self.shelf()?;
+        tracing::info!(session = %id, snapshot = %snapshot, was_running, "restoring a snapshot");
+        // Stopped with its socket, so that no connection starts it while its home is swapped.
+        self.do_stop(id).await?;
+        let progress = shelf.restore_progress(id, snapshot);
+        let args = vec![
+            "restore".to_owned(),
+            "--snapshot".to_owned(),
+            path_arg(&shelf.dir(id, snapshot)),
+            "--home".to_owned(),
+            path_arg(home),
+            "--progress".to_owned(),
+            path_arg(&progress),
+        ];
+        let unit = snapshot::unit_name(true, id, snapshot);
+        let result = self.run_worker(id, &unit, &args, None, &progress).await;
+        let _ = std::fs::remove_file(&progress);
+        // Restored or not (then the old home is untouched), it runs again if it ran.
+        if was_running {
+            let started = self.do_start(id, false).await;
+            result?;
+            started?;
+        } else {
+            result?;
+        }
+        tracing::info!(session = %id, snapshot = %snapshot, "restored a snapshot");
+        Ok(())
+    }
+
+    /// Deletes one of a session's snapshots.
+    pub async fn snapshot_delete(
+        &self,
+        id: &SessionId,
+        snapshot: &SnapshotId,
+    ) -> Result<(), EngineError> {
+        if !self.snapshots(id).await?.iter().any(|m| &m.id == snapshot) {
+            return Err(EngineError::SnapshotNotFound(snapshot.to_string()));
+        }
+        let shelf = self.shelf()?;
+        let (key, snap) = (id.clone(), snapshot.clone());
+        let done = self.spawn_exclusive(
+            id.clone(),
+            OpKind::SnapshotDelete,
+            Box::pin(async move {
+                blocking_io(move || shelf.remove(&key, &snap)).await?;
+                Ok(None)
+            }),
+        )?;
+        wait_done(done).await
+    }
+
+    /// Waits up to `wait` for the session's snapshot job to end; the job as it is then.
+    pub async fn wait_snapshot_job(&self, id: &SessionId, wait: Duration) -> Option<Job> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let job = self.snapshot_job(id);
+            let running = job.as_ref().is_some_and(|j| j.state == JobState::Running);
+            if !running || tokio::time::Instant::now() >= deadline {
+                return job;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    fn record_job(&self, id: &SessionId, job: Job) {
+        self.inner
+            .snapshot_jobs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(id.clone(), job);
+    }
+
+    fn end_job(&self, id: &SessionId, error: Option<&EngineError>) {
+        self.set_job(id, |job| {
+            job.state = match error {
+                None => JobState::Done,
+                Some(e) => JobState::Failed(e.to_string()),
+            };
+            if job.state == JobState::Done {
+                job.progress.done = job.progress.total;
+            }
+        });
+    }
+
+    /// The home's directory on the host: the session volume's mount point.
+    async fn home_dir(&self, id: &SessionId) -> Result<PathBuf, EngineError> {
+        let volume = SessionNames::new(id).volume;
+        self.inner
+            .podman
+            .volume_mountpoint(&volume)
+            .await?
+            .ok_or_else(|| EngineError::Failed {
+                id: id.clone(),
+                message: "its home has not been created yet: start it once first".into(),
+            })
+    }
+
+    /// Runs the worker as a transient unit and follows it to its end: its progress file
+    /// into the job while it runs, then its result. `pause`: the container frozen meanwhile.
+    async fn run_worker(
+        &self,
+        id: &SessionId,
+        unit: &str,
+        args: &[String],
+        pause: Option<&str>,
+        progress: &std::path::Path,
+    ) -> Result<(), EngineError> {
+        let systemd = &self.inner.systemd;
+        let exe = std::env::current_exe()
+            .map_err(|e| EngineError::Internal(format!("finding octod's own program: {e}")))?;
+        let properties = worker_properties(id, &exe, args, pause)
+            .map_err(|e| EngineError::Internal(format!("preparing the unit {unit}: {e}")))?;
+        let _ = systemd.reset_failed(unit).await;
+        systemd
+            .start_transient_service(unit, properties, Duration::from_secs(60))
+            .await?;
+        let mut poll = tokio::time::interval(Duration::from_millis(300));
+        let finished = loop {
+            poll.tick().await;
+            if let Some(p) = snapshot::read_progress(progress) {
+                self.set_job(id, |job| job.progress = p);
+            }
+            let state = systemd.unit_state(unit).await?;
+            if state.is_failed()
+                || (state.is_active() && state.sub == crate::systemd::SubState::Exited)
+                || !state.exists()
+                || state.active == crate::systemd::ActiveState::Inactive
+            {
+                break state;
+            }
+        };
+        if let Some(container) = pause {
+            // The unit's ExecStopPost= unpauses, unless it was killed with the worker.
+            if let Err(e) = self.inner.podman.unpause_container(container).await {
+                tracing::warn!(session = %id, "{e}");
+            }
+        }
+        if finished.is_failed() || !finished.is_active() {
+            let reason = systemd.failure_reason(unit).await;
+            let _ = systemd.reset_failed(unit).await;
+            let _ = systemd.stop(unit, Duration::from_secs(30)).await;
+            if reason.contains(QUOTA_MARK) {
+                let (used, quota) = self.snapshot_usage(&self.get(id).await?.spec.owner).await?;
+                return Err(EngineError::SnapshotQuota {
+                    used,
+                    quota: quota.unwrap_or(used),
+                });
+            }
+            return Err(EngineError::Failed {
+                id: id.clone(),
+                message: format!("{unit} failed: {reason}"),
+            });
+        }
+        // Unloads the finished unit (it is transient); ExecStopPost= unpauses.
+        systemd.stop(unit, Duration::from_secs(60)).await?;
+        Ok(())
+    }
+
+    /// The reconciler's part: worker units that ended while no octod followed them are
+    /// unloaded, and what interrupted workers left under the snapshot storage is removed
+    /// (never for a session whose worker still runs). Returns what it removed.
+    pub(super) async fn sweep_snapshots(&self) -> Vec<String> {
+        let mut removed = Vec::new();
+        let Ok(shelf) = self.shelf() else {
+            return removed;
+        };
+        let systemd = &self.inner.systemd;
+        let units = match systemd
+            .list_units(&[
+                &format!("{}*.service", snapshot::CREATE_UNIT_PREFIX),
+                &format!("{}*.service", snapshot::RESTORE_UNIT_PREFIX),
+            ])
+            .await
+        {
+            Ok(units) => units,
+            Err(e) => {
+                tracing::warn!("listing snapshot units: {e}");
+                return removed;
+            }
+        };
+        let mut busy: Vec<SessionId> = self
+            .inner
+            .in_flight
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .keys()
+            .cloned()
+            .collect();
+        for (unit, active) in units {
+            let Some(session) = snapshot::unit_session(&unit) else {
+                continue;
+            };
+            if busy.contains(&session) {
+                continue;
+            }
+            if matches!(
+                active,
+                crate::systemd::ActiveState::Activating | crate::systemd::ActiveState::Deactivating
+            ) || (active == crate::systemd::ActiveState::Active
+                && systemd
+                    .unit_state(&unit)
+                    .await
+                    .is_ok_and(|s| s.sub != crate::systemd::SubState::Exited))
+            {
+                // Still working (octod restarted meanwhile): its files are not leftovers.
+                busy.push(session);
+                continue;
+            }
+            let _ = systemd.reset_failed(&unit).await;
+            let _ = systemd.stop(&unit, Duration::from_secs(30)).await;
+            removed.push(unit);
+        }
+        // A container paused by a worker whose ExecStopPost= was killed with it.
+        match self.inner.podman.list_containers("octo.session").await {
+            Ok(containers) => {
+                for c in containers.iter().filter(|c| c.state == "paused") {
+                    let Some((session, _)) = SessionNames::parse(&c.name) else {
+                        continue;
+                    };
+                    if busy.contains(&session) {
+                        continue;
+                    }
+                    match self.inner.podman.unpause_container(&c.name).await {
+                        Ok(true) => removed.push(format!("the pause of {}", c.name)),
+                        Ok(false) => {}
+                        Err(e) => tracing::warn!("{e}"),
+                    }
+                }
+            }
+            Err(e) => tracing::warn!("listing containers for paused ones: {e}"),
+        }
+        let leftovers = {
+            let shelf = shelf.clone();
+            blocking_io(move || Ok(shelf.leftovers(&busy))).await
+        }
+        .unwrap_or_default();
+        for path in leftovers {
+            let gone = if path.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+            match gone {
+                Ok(()) => removed.push(path.display().to_string()),
+                Err(e) => tracing::warn!("removing {}: {e}", path.display()),
+            }
+        }
+        removed
+    }
+
+    /// Removes a deleted session's snapshots.
+    pub(super) fn remove_snapshots(&self, id: &SessionId) -> Result<(), String> {
+        let Ok(shelf) = self.shelf() else {
+            return Ok(());
+        };
+        shelf
+            .remove_session(id)
+            .map_err(|e| format!("removing the snapshots of {id}: {e}"))
+    }
+}
+
+/// What the worker prints when it stops at the quota (found in its journal lines).
+pub const QUOTA_MARK: &str = "snapshot would pass the storage quota";
+
+fn path_arg(path: &std::path::Path) -> String {
+    path.to_string_lossy().into_owned()
+}
+
+/// The worker's transient unit: `podman unshare octod snapshot-worker …` (in the rootless
+/// containers' user namespace), the container paused before and unpaused after when asked.
+fn worker_properties(
+    id: &SessionId,
+    exe: &std::path::Path,
+    args: &[String],
+    pause: Option<&str>,
+) -> Result<Vec<(&'static str, OwnedValue)>, zbus::zvariant::Error> {
+    let exe = exe.to_string_lossy().into_owned();
+    let mut argv = vec![
+        PODMAN.to_owned(),
+        "unshare".to_owned(),
+        exe,
+        "snapshot-worker".to_owned(),
+    ];
+    argv.extend(args.iter().cloned());
+    let owned = |value: Value<'_>| OwnedValue::try_from(value);
+    let mut properties = vec![
+        (
+            "Description",
+            owned(Value::from(format!("Octo snapshot worker of session {id}")))?,
+        ),
+        ("Type", owned(Value::from("exec"))?),
+        ("RemainAfterExit", owned(Value::from(true))?),
+        // The worker is batch work: it yields to the sessions.
+        ("Nice", owned(Value::from(10_i32))?),
+        (
+            "ExecStart",
+            owned(Value::from(vec![(PODMAN.to_owned(), argv, false)]))?,
+        ),
+    ];
+    if let Some(container) = pause {
+        let cmd = |verb: &str| {
+            vec![(
+                PODMAN.to_owned(),
+                vec![PODMAN.to_owned(), verb.to_owned(), container.to_owned()],
+                // ExecStopPost=: ignore a failure (the container may have stopped).
+                verb == "unpause",
+            )]
+        };
+        properties.push(("ExecStartPre", owned(Value::from(cmd("pause")))?));
+        properties.push(("ExecStopPost", owned(Value::from(cmd("unpause")))?));
+    }
+    Ok(properties)
+}
+
+async fn blocking_io<T: Send + 'static>(
+    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> Result<T, EngineError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| EngineError::Internal(format!("snapshot task: {e}")))?
+        .map_err(|e| EngineError::Internal(format!("snapshot storage: {e}")))
+}
+
+async fn wait_done(
+    mut done: tokio::sync::watch::Receiver<Option<super::OpResult>>,
+) -> Result<(), EngineError> {
+    let result = done
+        .wait_for(Option::is_some)
+        .await
+        .map(|r| r.clone())
+        .ok()
+        .flatten();
+    match result {
+        Some(Ok(_)) => Ok(()),
+        Some(Err(e)) => Err(unwrap_arc(e)),
+        None => Err(EngineError::Internal(
+            "the operation ended without a result".into(),
+        )),
+    }
+}
+
+fn unwrap_arc(error: Arc<EngineError>) -> EngineError {
+    Arc::try_unwrap(error).unwrap_or_else(|e| EngineError::Internal(e.to_string()))
+}
