@@ -8,6 +8,8 @@ use crate::testhost::{self, ExecOptions};
 use crate::util::{self, step};
 
 #[derive(Debug, Clone)]
+// Four independent switches of the command line, one per part of the run.
+#[allow(clippy::struct_excessive_bools)]
 pub struct Options {
     /// The end-to-end suite in the test host.
     pub e2e: bool,
