@@ -22,9 +22,9 @@ pub use auth::{
 };
 pub use error::{ErrorBody, ErrorDetail};
 pub use sessions::{
-    CreateSession, CreateSnapshot, Desired, QuotaState, SessionDisk, SessionLimits, SessionStatus,
-    SessionUrls, SessionView, SnapshotJobKind, SnapshotJobState, SnapshotJobView, SnapshotList,
-    SnapshotView, TemplateView, UpdateSession,
+    CreateSession, CreateSnapshot, Desired, ForkSession, QuotaState, SessionDisk, SessionLimits,
+    SessionStatus, SessionUrls, SessionView, SnapshotJobKind, SnapshotJobState, SnapshotJobView,
+    SnapshotList, SnapshotView, TemplateView, UpdateSession,
 };
 
 use serde::{Deserialize, Serialize};
