@@ -784,7 +784,7 @@ const OPERATIONS: &[Op] = &[
             Answer::Fail(&INTERNAL),
         ]),
     Op::post("/api/sessions/{id}/fork", "forkSession", "sessions", "Fork a session: a new session of the same owner and template from its current home or one of its snapshots.")
-        .describe("The new session has its own id, name (`<name> (fork)`), credential and units. From the current home, the source is paused while its home is copied (`cp --reflink=auto`: copy-on-write where the file system offers it); from a snapshot, the snapshot is unpacked. The answer comes once the new session exists; it is `stopping`/`starting` while its home is filled in, `failed` with the reason if that fails. Counts against the per-user session limit. Audited as `session.fork`.")
+        .describe("The new session has its own id, name (`<name> (fork)`), credential and units. From the current home, the source is paused while its home is copied (`cp --reflink=auto`: copy-on-write where the file system offers it); from a snapshot, the snapshot is unpacked. The answer comes once the new session exists; it is `starting` while its home is filled in, `failed` with the reason if that fails. Counts against the per-user session limit. Audited as `session.fork`.")
         .params(&[SESSION_ID])
         .body(json::<ForkSession>)
         .answers(&[

@@ -324,7 +324,7 @@ impl Engine {
     /// Forks a session: a new session of the same owner and template whose home becomes the
     /// source's current home (copied while the source is paused, with `cp --reflink=auto`) or
     /// one of its snapshots. Returns once the new session exists (its own id, token and units);
-    /// the copy goes on as its operation (it is `stopping`, then `starting`), and a failed copy
+    /// the copy goes on as its operation (it is `starting` until it runs), and a failed copy
     /// leaves it `failed` with the reason.
     pub async fn fork(
         &self,
@@ -371,12 +371,18 @@ impl Engine {
             .take(crate::session::SessionName::MAX_CHARS)
             .collect();
         let key = id.clone();
+        self.inner
+            .store
+            .run(move |s| s.relabel(&key, crate::session::SessionName::parse(&name).ok(), None))
+            .await?;
+        // `starting` until its home is filled in: clients wait for it as for any start, and
+        // open nothing in it meanwhile.
+        let key = id.clone();
         let relabelled = self
             .inner
             .store
-            .run(move |s| s.relabel(&key, crate::session::SessionName::parse(&name).ok(), None))
-            .await?
-            .1;
+            .run(move |s| s.set_state(&key, SessionState::Starting))
+            .await?;
         tracing::info!(session = %id, from = %source, snapshot = ?snapshot, "forking a session");
         let engine = self.clone();
         let (new, from) = (id.clone(), source.clone());
@@ -414,7 +420,12 @@ impl Engine {
         snapshot: Option<&SnapshotId>,
         source_home: &std::path::Path,
     ) -> Result<(), EngineError> {
-        self.do_stop(new).await?;
+        // Its units stopped, its record left `starting` (the reconciler leaves a busy session
+        // alone): nothing reaches or wakes it while its home is replaced.
+        let names = SessionNames::new(new);
+        let timeout = self.inner.config.stop_timeout;
+        self.inner.systemd.stop(&names.service, timeout).await?;
+        self.inner.systemd.stop(&names.socket_unit, timeout).await?;
         let home = self.home_dir(new).await?;
         let shelf = self.shelf()?;
         let job = SnapshotId::random()
