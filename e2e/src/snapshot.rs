@@ -382,6 +382,52 @@ async fn scenario(
         after.lines().count()
     ));
 
+    // 2b. Forks, from the current home and from the snapshot: side by side, apart.
+    for (body, what) in [
+        ("{}".to_owned(), "the current home"),
+        (format!(r#"{{"snapshot":"{snapshot}"}}"#), "the snapshot"),
+    ] {
+        let answer = user.call("POST", &format!("/api/sessions/{id}/fork"), Some(&body))?;
+        expect(&answer, 202, &format!("a fork from {what}"))?;
+        let fork = answer.json()?;
+        let fork_id = fork["id"].as_str().context("id")?.to_owned();
+        ensure!(
+            fork_id != id && fork["name"].as_str().is_some_and(|n| n.ends_with("(fork)")),
+            "the fork: {fork}"
+        );
+        let forked = util::eventually(Duration::from_secs(180), "the fork filled in", async || {
+            let answer = user.call("GET", &format!("/api/sessions/{fork_id}"), None)?;
+            let state = answer.json()?["state"].clone();
+            ensure!(state != "failed", "the fork failed: {}", answer.body);
+            ensure!(state == "running", "not running yet: {state}");
+            let manifest = manifest(&fork_id)?;
+            ensure!(manifest == before, "not the source's home yet:\n{manifest}");
+            Ok(manifest)
+        })
+        .await?;
+        in_container(&fork_id, "echo only-in-fork > /home/dev/fork.txt")?;
+        in_container(&id, "echo only-in-source > /home/dev/source.txt")?;
+        let (source_now, fork_now) = (manifest(&id)?, manifest(&fork_id)?);
+        ensure!(
+            !source_now.contains("fork.txt")
+                && !fork_now.contains("source.txt")
+                && fork_now.contains("fork.txt")
+                && source_now.contains("source.txt"),
+            "the fork and its source share changes:\n{source_now}\n---\n{fork_now}"
+        );
+        in_container(&id, "/bin/busybox rm /home/dev/source.txt")?;
+        say(format!(
+            "a fork from {what} runs beside its source with the same {} paths; changes stay apart",
+            forked.lines().count()
+        ));
+        let answer = user.call("DELETE", &format!("/api/sessions/{fork_id}"), None)?;
+        ensure!(
+            matches!(answer.status, 202 | 204),
+            "deleting the fork: {}",
+            answer.status
+        );
+    }
+
     // 3. kill -9 of the worker midway; a second request meanwhile is 409.
     in_container(
         &id,
@@ -545,14 +591,21 @@ async fn quota(user: &Client, id: &str) -> anyhow::Result<()> {
         .json()?;
     // The restore was octoctl's, as root.
     for (action, actor) in [
+        ("session.fork", "snap1"),
         ("session.snapshot", "snap1"),
         ("session.snapshot.restore", "root"),
         ("session.snapshot.delete", "snap1"),
     ] {
         ensure!(
-            audit.as_array().is_some_and(|l| l
-                .iter()
-                .any(|e| e["action"] == action && e["target"] == id && e["actor"] == actor)),
+            audit
+                .as_array()
+                .is_some_and(|l| l.iter().any(|e| e["action"] == action
+                    && e["actor"] == actor
+                    // A fork's entry names the new session, and its source in the detail.
+                    && (e["target"] == id
+                        || e["detail"]
+                            .as_str()
+                            .is_some_and(|d| d.starts_with(&format!("from {id}")))))),
             "no {action} of {id} by {actor} in the audit log: {audit}"
         );
     }

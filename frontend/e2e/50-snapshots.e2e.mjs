@@ -1,7 +1,8 @@
 // The workspace header's Snapshots menu against a real session: take a named snapshot (the job's
 // line says it is done, the row lists it with size and time), change the home, restore with a
 // confirmation (Cancel leaves it; Restore stops, replaces the home, starts again: the workspace
-// comes back with the snapshot's files), then delete it with a confirmation.
+// comes back with the snapshot's files), fork from it (a new session opens with its files), then
+// delete it with a confirmation.
 import { expectNoConsoleErrors, expectText } from "./util.mjs";
 
 const LONG = { timeout: 180_000 };
@@ -24,6 +25,7 @@ export default async function snapshots(ctx) {
     if (!response.ok()) throw new Error(`upload ${path}: HTTP ${response.status()} ${await response.text()}`);
   };
   let sessionId = null;
+  let forkId = null;
   try {
     await page.goto(`${baseUrl}/login`);
     await byTest("login-username").fill(user.username);
@@ -71,6 +73,20 @@ export default async function snapshots(ctx) {
     if (added.status() !== 404) throw new Error(`new.txt is still there after the restore: ${added.status()}`);
     await ctx.screenshot(page, "snapshots-restored");
 
+    ctx.step("Fork from the snapshot: a new session opens in its own workspace with the snapshot's files");
+    if (!(await byTest("snapshots-popup").isVisible())) await byTest("snapshots-menu").click();
+    await snapshotRow.getByTestId("snapshot-fork").click();
+    await page.waitForURL((url) => url.pathname.startsWith("/w/") && !url.pathname.endsWith(sessionId));
+    forkId = decodeURIComponent(new URL(page.url()).pathname.slice(3));
+    await expectText(page.locator(".workspace-bar").getByTestId("session-name"), /\(fork\)$/, "the fork's name");
+    await byTest("files-tree").waitFor(LONG);
+    await entry("/note.txt").waitFor(LONG);
+    const forkedNote = await context.request.get(files(forkId, "download?path=note.txt"));
+    if ((await forkedNote.text()) !== "as it was\n") throw new Error(`note.txt in the fork: ${await forkedNote.text()}`);
+    await ctx.screenshot(page, "snapshots-forked");
+    await page.goto(`${baseUrl}/w/${sessionId}`);
+    await byTest("files-tree").waitFor(LONG);
+
     ctx.step("delete the snapshot, with a confirmation");
     if (!(await byTest("snapshots-popup").isVisible())) await byTest("snapshots-menu").click();
     await snapshotRow.getByTestId("snapshot-delete").click();
@@ -82,6 +98,9 @@ export default async function snapshots(ctx) {
     await ctx.screenshot(page, "snapshots-failure").catch(() => {});
     throw err;
   } finally {
+    if (forkId) {
+      await context.request.delete(`${baseUrl}/api/sessions/${forkId}`, { headers: { Origin: baseUrl } }).catch(() => {});
+    }
     if (sessionId) {
       await context.request.delete(`${baseUrl}/api/sessions/${sessionId}`, { headers: { Origin: baseUrl } }).catch(() => {});
     }

@@ -442,6 +442,26 @@ export interface paths {
         patch: operations["updateSession"];
         trace?: never;
     };
+    "/api/sessions/{id}/fork": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Fork a session: a new session of the same owner and template from its current home or one of its snapshots.
+         * @description The new session has its own id, name (`<name> (fork)`), credential and units. From the current home, the source is paused while its home is copied (`cp --reflink=auto`: copy-on-write where the file system offers it); from a snapshot, the snapshot is unpacked. The answer comes once the new session exists; it is `starting` while its home is filled in, `failed` with the reason if that fails. Counts against the per-user session limit. Audited as `session.fork`.
+         */
+        post: operations["forkSession"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/sessions/{id}/keep-alive": {
         parameters: {
             query?: never;
@@ -2277,6 +2297,11 @@ export interface components {
                 /** @description For people. */
                 message: string;
             };
+        };
+        /** @description The body of `POST /api/sessions/{id}/fork`. */
+        ForkSession: {
+            /** @description Fork from this snapshot of the session; absent: from its current home. */
+            snapshot?: string | null;
         };
         /** @description The body of `GET /api/health`. */
         Health: {
@@ -4707,6 +4732,116 @@ export interface operations {
             /** @description Internal error (details are in the server log). */
             500: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    forkSession: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Session id. */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ForkSession"];
+            };
+        };
+        responses: {
+            /** @description The new session; its home is being filled in. */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Session"];
+                };
+            };
+            /** @description Not signed in, or the token is invalid, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Refused. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such session, or another user's (not revealed), or no such snapshot. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Another operation runs on the session (`operation_running`), it is being deleted (`session_deleting`), its home was never created (`no_home`), or the user has the most sessions (`session_limit`). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body is too large. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body is not `application/json`. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The JSON does not match the expected shape (unknown or missing fields). */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Internal error (details are in the server log). */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The host is full (`host_full`: admission.max_running sessions run), short of memory for this session (`host_memory_low`), short of disk space for octod's own state (`host_disk_low`: below `admission.state_free_floor`), or has no session image yet (`image_missing`). The message says which and what to do. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {

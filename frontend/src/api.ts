@@ -157,6 +157,11 @@ export const api = {
       `/api/sessions/${encodeURIComponent(id)}/snapshots/${encodeURIComponent(snapshot)}/restore`,
       { method: "POST" },
     ),
+  forkSession: (id: string, snapshot?: string) =>
+    apiFetch<Session>(`/api/sessions/${encodeURIComponent(id)}/fork`, {
+      method: "POST",
+      json: (snapshot === undefined ? {} : { snapshot }) satisfies Schemas["ForkSession"],
+    }),
   deleteSnapshot: (id: string, snapshot: string) =>
     apiFetch<void>(`/api/sessions/${encodeURIComponent(id)}/snapshots/${encodeURIComponent(snapshot)}`, {
       method: "DELETE",

@@ -61,6 +61,13 @@ enum WorkerCommand {
         #[arg(long)]
         limit: Option<u64>,
     },
+    /// Copy FROM beside HOME (reflink where possible) and swap it in (a fork).
+    Copy {
+        #[arg(long)]
+        from: PathBuf,
+        #[arg(long)]
+        home: PathBuf,
+    },
     /// Unpack the snapshot in SNAPSHOT beside HOME and swap it in.
     Restore {
         #[arg(long)]
@@ -150,6 +157,11 @@ fn snapshot_worker(command: &WorkerCommand) -> Result<String, octod::snapshot::W
                 "snapshot {} of session {}: {} files, {} bytes, archived in {} bytes",
                 meta.id, meta.session, meta.files, meta.home_bytes, meta.archive_bytes
             ))
+        }
+        WorkerCommand::Copy { from, home } => {
+            octod::snapshot::clean(home)?;
+            octod::snapshot::copy(from, home)?;
+            Ok(format!("copied {} into {}", from.display(), home.display()))
         }
         WorkerCommand::Restore {
             snapshot,

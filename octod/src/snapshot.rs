@@ -702,6 +702,59 @@ pub fn restore(snapshot_dir: &Path, home: &Path, progress: &Path) -> Result<(), 
     Ok(())
 }
 
+/// `octod snapshot-worker copy` (a fork from a session's current home): copies `from` beside
+/// `home` with `cp -a --reflink=auto` (copy-on-write where the file system offers it, a
+/// streamed copy otherwise; modes, owners, times and links kept), then swaps it in like a
+/// restore.
+pub fn copy(from: &Path, home: &Path) -> Result<(), WorkerError> {
+    let parent = home
+        .parent()
+        .ok_or_else(|| io_err("the home")(io::Error::other("has no parent directory")))?;
+    let staging = parent.join(format!("{RESTORE_PREFIX}fork"));
+    if staging.exists() {
+        std::fs::remove_dir_all(&staging)
+            .map_err(io_err(format!("removing {}", staging.display())))?;
+    }
+    let status = std::process::Command::new("cp")
+        .args(["-a", "--reflink=auto", "--"])
+        .arg(from)
+        .arg(&staging)
+        .status()
+        .map_err(io_err("running cp"))?;
+    if !status.success() {
+        let _ = std::fs::remove_dir_all(&staging);
+        return Err(io_err(format!("copying {}", from.display()))(
+            io::Error::other(format!("cp -a --reflink=auto {status}")),
+        ));
+    }
+    swap_in(&staging, home)
+}
+
+/// Swaps `staging` and `home` in one `renameat2(RENAME_EXCHANGE)`, then removes the old home.
+fn swap_in(staging: &Path, home: &Path) -> Result<(), WorkerError> {
+    nix::fcntl::renameat2(
+        nix::fcntl::AT_FDCWD,
+        staging,
+        nix::fcntl::AT_FDCWD,
+        home,
+        nix::fcntl::RenameFlags::RENAME_EXCHANGE,
+    )
+    .map_err(|e| {
+        io_err(format!(
+            "swapping {} and {}",
+            staging.display(),
+            home.display()
+        ))(e.into())
+    })?;
+    if let Some(parent) = home.parent() {
+        sync_dir(parent);
+    }
+    std::fs::remove_dir_all(staging).map_err(io_err(format!(
+        "removing the old home {}",
+        staging.display()
+    )))
+}
+
 /// `octod snapshot-worker clean`: removes what an interrupted restore left beside a home.
 pub fn clean(home: &Path) -> Result<(), WorkerError> {
     let Some(parent) = home.parent() else {

@@ -22,9 +22,10 @@ pub use auth::{
 };
 pub use error::{ErrorBody, ErrorDetail};
 pub use sessions::{
-    CreateSession, CreateSnapshot, Desired, IdleReason, KeepAlive, QuotaState, SessionDisk,
-    SessionIdle, SessionLimits, SessionStatus, SessionUrls, SessionView, SnapshotJobKind,
-    SnapshotJobState, SnapshotJobView, SnapshotList, SnapshotView, TemplateView, UpdateSession,
+    CreateSession, CreateSnapshot, Desired, ForkSession, IdleReason, KeepAlive, QuotaState,
+    SessionDisk, SessionIdle, SessionLimits, SessionStatus, SessionUrls, SessionView,
+    SnapshotJobKind, SnapshotJobState, SnapshotJobView, SnapshotList, SnapshotView, TemplateView,
+    UpdateSession,
 };
 
 use serde::{Deserialize, Serialize};

@@ -350,3 +350,13 @@ pub struct CreateSnapshot {
     /// 1–80 characters after trimming, no control characters; unique in the session.
     pub name: String,
 }
+
+/// The body of `POST /api/sessions/{id}/fork`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ForkSession {
+    /// Fork from this snapshot of the session; absent: from its current home.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<String>,
+}

@@ -5,6 +5,7 @@
 import { useCallback, useEffect, useRef, useState } from "react";
 import { api, errorMessage, type Snapshot, type SnapshotList } from "../api";
 import { ConfirmDialog } from "../components/ConfirmDialog";
+import { navigate } from "../router";
 import { binarySize, formatTime } from "../sessions";
 import { defaultSnapshotName, jobLine } from "./snapshots";
 
@@ -86,6 +87,18 @@ export function SnapshotsMenu(props: {
     }
   };
 
+  // A fork opens in its own workspace, which shows it starting until its home is filled in.
+  const fork = async (snapshot?: Snapshot) => {
+    setError(null);
+    try {
+      const forked = await api.forkSession(sessionId, snapshot?.id);
+      setOpen(false);
+      navigate(`/w/${encodeURIComponent(forked.id)}`);
+    } catch (err) {
+      setError(errorMessage(err));
+    }
+  };
+
   const remove = async (snapshot: Snapshot) => {
     setConfirm(null);
     setError(null);
@@ -130,6 +143,15 @@ export function SnapshotsMenu(props: {
               Take snapshot
             </button>
           </form>
+          <button
+            className="btn small"
+            data-testid="session-fork"
+            disabled={running}
+            title="A new session with a copy of this one's files, to try another direction"
+            onClick={() => void fork()}
+          >
+            Fork this session as it is now
+          </button>
           {job && (
             <div className={`snapshots-job ${job.tone}`} role="status" data-testid="snapshot-job" data-state={list?.job?.state}>
               {job.text}
@@ -159,6 +181,15 @@ export function SnapshotsMenu(props: {
                       onClick={() => setConfirm({ kind: "restore", snapshot: s })}
                     >
                       Restore
+                    </button>
+                    <button
+                      className="btn small"
+                      data-testid="snapshot-fork"
+                      disabled={running}
+                      title="A new session with this snapshot's files"
+                      onClick={() => void fork(s)}
+                    >
+                      Fork
                     </button>
                     <button
                       className="btn small ghost"

@@ -34,6 +34,7 @@ where
         .route("/api/sessions", get(list).post(create))
         .route("/api/admin/sessions", get(list_all::<RequireAdmin>))
         .route("/api/templates", get(templates))
+        .route("/api/sessions/{id}/fork", post(fork))
         .merge(one_session_routes::<S, CurrentUser>("/api/sessions"))
 }
 
@@ -141,6 +142,20 @@ async fn create_snapshot<C: Caller>(
 ) -> Result<Response, ApiError> {
     let job = crate::service::snapshots::create(&engine, &caller.user(), &id, &body.name).await?;
     Ok((StatusCode::ACCEPTED, Json(snapshot_job_view(&job))).into_response())
+}
+
+/// `POST /api/sessions/{id}/fork`: a new session from this one's current home or a snapshot;
+/// `202` with the new session while its home is filled in.
+async fn fork(
+    State(engine): State<Engine>,
+    State(max): State<MaxSessions>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<octo_wire::ForkSession>,
+) -> Result<Response, ApiError> {
+    let record =
+        crate::service::snapshots::fork(&engine, &user, &id, body.snapshot.as_deref(), max).await?;
+    Ok((StatusCode::ACCEPTED, Json(view_of(&engine, &record).await)).into_response())
 }
 
 /// `POST …/{id}/snapshots/{snapshot}/restore`: starts a restore; `202` with the job.

@@ -149,6 +149,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/sessions/{id}/snapshots"),
     ("DELETE", "/api/sessions/{id}/snapshots/{snapshot}"),
     ("POST", "/api/sessions/{id}/snapshots/{snapshot}/restore"),
+    ("POST", "/api/sessions/{id}/fork"),
     ("GET", "/api/admin/sessions"),
     ("GET", "/api/templates"),
     // crate::proxy::routes

@@ -14,10 +14,10 @@ use std::sync::LazyLock;
 
 use octo_wire::{
     ApiTokenView, AuditView, CreateApiToken, CreateInvite, CreateSession, CreateSnapshot,
-    CreateUser, CreatedApiToken, ErrorBody, Health, InviteView, KeepAlive, LoginRequest,
-    PasswordChange, RegisterRequest, ResetPassword, Role, Scope, SessionDisk, SessionIdle,
-    SessionLimits, SessionUrls, SessionView, SetRole, SignInOptions, SignInProvider, SignedOut,
-    SnapshotJobView, SnapshotList, SnapshotView, TemplateView, UpdateSession, UserView,
+    CreateUser, CreatedApiToken, ErrorBody, ForkSession, Health, InviteView, KeepAlive,
+    LoginRequest, PasswordChange, RegisterRequest, ResetPassword, Role, Scope, SessionDisk,
+    SessionIdle, SessionLimits, SessionUrls, SessionView, SetRole, SignInOptions, SignInProvider,
+    SignedOut, SnapshotJobView, SnapshotList, SnapshotView, TemplateView, UpdateSession, UserView,
 };
 use utoipa::ToSchema;
 use utoipa::openapi::extensions::Extensions;
@@ -817,6 +817,22 @@ const OPERATIONS: &[Op] = &[
             Answer::Fail(&fail("409", "Another operation runs on the session (`operation_running`), it is being deleted (`session_deleting`), or its home was never created (`no_home`).", &["operation_running", "session_deleting", "no_home"])),
             Answer::Fail(&INTERNAL),
         ]),
+    Op::post("/api/sessions/{id}/fork", "forkSession", "sessions", "Fork a session: a new session of the same owner and template from its current home or one of its snapshots.")
+        .describe("The new session has its own id, name (`<name> (fork)`), credential and units. From the current home, the source is paused while its home is copied (`cp --reflink=auto`: copy-on-write where the file system offers it); from a snapshot, the snapshot is unpacked. The answer comes once the new session exists; it is `starting` while its home is filled in, `failed` with the reason if that fails. Counts against the per-user session limit. Audited as `session.fork`.")
+        .params(&[SESSION_ID])
+        .body(json::<ForkSession>)
+        .answers(&[
+            Answer::Ok("202", "The new session; its home is being filled in.", Body::Json(json::<SessionView>)),
+            Answer::Fail(&UNAUTHORIZED),
+            Answer::Fail(&DISABLED_OR_CROSS_ORIGIN),
+            Answer::Fail(&fail("404", "No such session, or another user's (not revealed), or no such snapshot.", &["not_found", "snapshot_not_found"])),
+            Answer::Fail(&fail("409", "Another operation runs on the session (`operation_running`), it is being deleted (`session_deleting`), its home was never created (`no_home`), or the user has the most sessions (`session_limit`).", &["operation_running", "session_deleting", "no_home", "session_limit"])),
+            Answer::Fail(&HOST_FULL),
+            Answer::Fail(&TOO_LARGE),
+            Answer::Fail(&NOT_JSON),
+            Answer::Fail(&BAD_SHAPE),
+            Answer::Fail(&INTERNAL),
+        ]),
     Op::get("/api/templates", "listTemplates", "templates", "The session templates.")
         .answers(&[
             Answer::Ok("200", "Templates.", Body::Json(list::<TemplateView>)),
@@ -1093,7 +1109,8 @@ fn components() -> Components {
         .schema_from::<SnapshotView>()
         .schema_from::<SnapshotJobView>()
         .schema_from::<SnapshotList>()
-        .schema_from::<CreateSnapshot>();
+        .schema_from::<CreateSnapshot>()
+        .schema_from::<ForkSession>();
     for (status, failure) in PROXY_FAILURES {
         components = components.response(format!("Proxy{status}"), error(failure));
     }
@@ -1584,6 +1601,7 @@ mod tests {
         check_request::<sessions::UpdateSession>(&doc, "UpdateSession");
         check_request::<octo_wire::KeepAlive>(&doc, "KeepAlive");
         check_request::<octo_wire::CreateSnapshot>(&doc, "CreateSnapshot");
+        check_request::<octo_wire::ForkSession>(&doc, "ForkSession");
         // Every role the document names is one the server accepts, and back.
         for role in schema(&doc, "Role")["enum"].as_array().expect("enum") {
             serde_json::from_value::<crate::identity::Role>(role.clone()).expect("a role");

@@ -321,6 +321,171 @@ impl Engine {
         Ok(())
     }
 
+    /// Forks a session: a new session of the same owner and template whose home becomes the
+    /// source's current home (copied while the source is paused, with `cp --reflink=auto`) or
+    /// one of its snapshots. Returns once the new session exists (its own id, token and units);
+    /// the copy goes on as its operation (it is `starting` until it runs), and a failed copy
+    /// leaves it `failed` with the reason.
+    pub async fn fork(
+        &self,
+        source: &SessionId,
+        snapshot: Option<SnapshotId>,
+        max_per_owner: Option<u32>,
+    ) -> Result<crate::store::SessionRecord, EngineError> {
+        let record = self.get(source).await?;
+        if record.state == SessionState::Deleting {
+            return Err(EngineError::Deleting { id: source.clone() });
+        }
+        if let Some(snapshot) = &snapshot
+            && !self
+                .snapshots(source)
+                .await?
+                .iter()
+                .any(|m| &m.id == snapshot)
+        {
+            return Err(EngineError::SnapshotNotFound(snapshot.to_string()));
+        }
+        // A copy of the current home needs the source's operation slot.
+        if snapshot.is_none()
+            && let Some(kind) = self.busy_with(source)
+        {
+            return Err(EngineError::Busy {
+                id: source.clone(),
+                kind,
+            });
+        }
+        let source_home = self.home_dir(source).await?;
+        let created = self
+            .create(super::CreateRequest {
+                id: None,
+                owner: record.spec.owner.clone(),
+                template: record.spec.template.clone(),
+                limits: None,
+                max_per_owner,
+            })
+            .await
+            .map_err(unwrap_arc)?;
+        let id = created.spec.id.clone();
+        let name: String = format!("{} (fork)", record.name)
+            .chars()
+            .take(crate::session::SessionName::MAX_CHARS)
+            .collect();
+        let key = id.clone();
+        self.inner
+            .store
+            .run(move |s| s.relabel(&key, crate::session::SessionName::parse(&name).ok(), None))
+            .await?;
+        // `starting` until its home is filled in: clients wait for it as for any start, and
+        // open nothing in it meanwhile.
+        let key = id.clone();
+        let relabelled = self
+            .inner
+            .store
+            .run(move |s| s.set_state(&key, SessionState::Starting))
+            .await?;
+        tracing::info!(session = %id, from = %source, snapshot = ?snapshot, "forking a session");
+        let engine = self.clone();
+        let (new, from) = (id.clone(), source.clone());
+        self.spawn_exclusive(
+            id.clone(),
+            OpKind::Restore,
+            Box::pin(async move {
+                let copied = engine
+                    .run_fork(&new, &from, snapshot.as_ref(), &source_home)
+                    .await;
+                match copied {
+                    Ok(()) => engine.do_start(&new, false).await.map(Some),
+                    Err(e) => {
+                        let reason = format!("forking from session {from}: {e}");
+                        let key = new.clone();
+                        let _ = engine
+                            .inner
+                            .store
+                            .run(move |s| s.set_state(&key, SessionState::Failed(reason)))
+                            .await;
+                        Err(e)
+                    }
+                }
+            }),
+        )?;
+        Ok(relabelled)
+    }
+
+    /// The fork's copy: the new session stopped, then the snapshot unpacked, or the source's
+    /// home copied under the source's own operation slot (paused while it runs).
+    async fn run_fork(
+        &self,
+        new: &SessionId,
+        source: &SessionId,
+        snapshot: Option<&SnapshotId>,
+        source_home: &std::path::Path,
+    ) -> Result<(), EngineError> {
+        // Its units stopped, its record left `starting` (the reconciler leaves a busy session
+        // alone): nothing reaches or wakes it while its home is replaced.
+        let names = SessionNames::new(new);
+        let timeout = self.inner.config.stop_timeout;
+        self.inner.systemd.stop(&names.service, timeout).await?;
+        self.inner.systemd.stop(&names.socket_unit, timeout).await?;
+        let home = self.home_dir(new).await?;
+        let shelf = self.shelf()?;
+        let job = SnapshotId::random()
+            .map_err(|e| EngineError::Internal(format!("no randomness for a job id: {e}")))?;
+        let unit = snapshot::unit_name(true, new, &job);
+        let progress = shelf.restore_progress(new, &job);
+        if let Some(snapshot) = snapshot {
+            let args = vec![
+                "restore".to_owned(),
+                "--snapshot".to_owned(),
+                path_arg(&shelf.dir(source, snapshot)),
+                "--home".to_owned(),
+                path_arg(&home),
+                "--progress".to_owned(),
+                path_arg(&progress),
+            ];
+            let result = self.run_worker(new, &unit, &args, None, &progress).await;
+            let _ = std::fs::remove_file(&progress);
+            return result;
+        }
+        let running = self
+            .inner
+            .systemd
+            .unit_state(&SessionNames::new(source).service)
+            .await?
+            .is_active();
+        let engine = self.clone();
+        let (new, from, source_home) = (new.clone(), source.clone(), source_home.to_owned());
+        let done = self.spawn_exclusive(
+            source.clone(),
+            OpKind::Snapshot,
+            Box::pin(async move {
+                let container = SessionNames::new(&from).container;
+                let args = vec![
+                    "copy".to_owned(),
+                    "--from".to_owned(),
+                    path_arg(&source_home),
+                    "--home".to_owned(),
+                    path_arg(&home),
+                ];
+                let pause = running.then_some(container.as_str());
+                engine
+                    .run_worker(&new, &unit, &args, pause, &progress)
+                    .await
+                    .map(|()| None)
+            }),
+        )?;
+        wait_done(done).await
+    }
+
+    /// The kind of the operation running on a session, if any.
+    fn busy_with(&self, id: &SessionId) -> Option<OpKind> {
+        self.inner
+            .in_flight
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(id)
+            .map(|f| f.kind)
+    }
+
     /// Deletes one of a session's snapshots.
     pub async fn snapshot_delete(
         &self,

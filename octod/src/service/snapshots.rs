@@ -96,3 +96,30 @@ fn parse_id(snapshot: &str) -> Result<SnapshotId, SessionError> {
         .parse()
         .map_err(|_| EngineError::SnapshotNotFound(snapshot.to_owned()).into())
 }
+
+/// Forks a session into a new one of the same owner and template, from its current home or one
+/// of its snapshots (`None`); the new session, which goes on being filled in the background.
+pub async fn fork(
+    engine: &Engine,
+    user: &CurrentUser,
+    id: &str,
+    snapshot: Option<&str>,
+    max: super::sessions::MaxSessions,
+) -> Result<crate::store::SessionRecord, SessionError> {
+    let record = owned(engine, user, id).await?;
+    let snapshot = snapshot.map(parse_id).transpose()?;
+    let id = record.spec.id;
+    let forked = engine.fork(&id, snapshot.clone(), Some(max.0)).await?;
+    let detail = match &snapshot {
+        Some(s) => format!("from {id} snapshot {s}"),
+        None => format!("from {id}"),
+    };
+    super::audit_detail(
+        engine,
+        &user.name,
+        "session.fork",
+        forked.spec.id.as_str(),
+        &detail,
+    );
+    Ok(forked)
+}
