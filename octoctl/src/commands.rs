@@ -10,7 +10,7 @@ use hyper::Method;
 use octo_wire::{
     ApiTokenView, BuildEvent, CreateApiToken, CreateInvite, CreateUser, CreatedApiToken,
     InviteView, LogEvent, RefreshEvent, RefreshStatus, ResetPassword, Scope, SessionView, SetRole,
-    StatusView, UpdateSession, UserView,
+    StatusView, UpdateSession, UsageReport, UserView,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -37,7 +37,8 @@ pub async fn run(cli: &Cli) -> Result<(), Failure> {
         Command::Container(ContainerCommand::Refresh { parallel }) => {
             refresh(&client, out, *parallel).await
         }
-        Command::GenerateAssets { .. } => Ok(()),
+        Command::Usage { user, since } => usage(&client, out, user.as_deref(), *since).await,
+        Command::GenerateAssets { .. } | Command::Llm(_) => Ok(()),
     }
 }
 
@@ -122,6 +123,53 @@ fn answer(value: Option<Value>) -> Value {
 }
 
 // ---- status
+
+async fn usage(client: &Client, out: Output, user: Option<&str>, days: u32) -> Result<(), Failure> {
+    let mut path = format!("/admin/v1/usage?since_days={days}");
+    if let Some(user) = user {
+        let _ = write!(path, "&user={}", segment(user));
+    }
+    let v = answer(client.call(Method::GET, &path, None).await?);
+    out.show_typed(&v, |report: UsageReport| {
+        let rows: Vec<Vec<String>> = report
+            .rows
+            .iter()
+            .map(|r| {
+                vec![
+                    r.day.clone(),
+                    r.user.clone(),
+                    r.session.clone(),
+                    r.model.clone(),
+                    r.prompt_tokens.to_string(),
+                    r.completion_tokens.to_string(),
+                    r.requests.to_string(),
+                ]
+            })
+            .collect();
+        let mut s = if rows.is_empty() {
+            format!("no model usage since {}\n", report.since)
+        } else {
+            table::render(
+                &[
+                    "DAY",
+                    "USER",
+                    "SESSION",
+                    "MODEL",
+                    "PROMPT",
+                    "COMPLETION",
+                    "REQUESTS",
+                ],
+                &rows,
+            )
+        };
+        let _ = writeln!(
+            s,
+            "total since {}: {} prompt + {} completion tokens in {} requests",
+            report.since, report.prompt_tokens, report.completion_tokens, report.requests
+        );
+        s
+    })
+}
 
 async fn status(client: &Client, out: Output) -> Result<(), Failure> {
     let v = answer(client.call(Method::GET, "/admin/v1/status", None).await?);

@@ -118,8 +118,12 @@ pub struct LlmFragment {
     /// An OpenAI-compatible endpoint, e.g. `https://llm.example/v1`.
     pub base_url: Option<String>,
     pub model: Option<String>,
-    /// Never logged; reaches sessions as a Podman secret.
+    /// Development only: a service reads the systemd credential `llm-key`
+    /// (`/etc/octo/credentials/llm-key`, `octoctl llm set-key`). Never logged, never in a
+    /// session: octod's model gateway adds it to the requests it forwards.
     pub api_key: Option<String>,
+    /// How long the provider may take to start answering a request.
+    pub timeout_seconds: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -175,6 +179,8 @@ pub struct Llm {
     pub base_url: String,
     pub model: String,
     pub api_key: Option<String>,
+    /// How long the provider may take to answer with a response head.
+    pub timeout: Duration,
 }
 
 impl std::fmt::Debug for Llm {
@@ -184,6 +190,7 @@ impl std::fmt::Debug for Llm {
             .field("base_url", &self.base_url)
             .field("model", &self.model)
             .field("api_key", &self.api_key.as_ref().map(|_| "***"))
+            .field("timeout", &self.timeout)
             .finish()
     }
 }
@@ -382,6 +389,15 @@ pub fn merge(fragments: &[(PathBuf, Fragment)]) -> Result<Settings, ConfigError>
     let (model, model_at) = pick!("llm.model", llm.model);
     let (provider, _) = pick!("llm.provider", llm.provider);
     let (api_key, _) = pick!("llm.api_key", llm.api_key);
+    let (timeout, timeout_at) = pick!("llm.timeout_seconds", llm.timeout_seconds);
+    let timeout = timeout.unwrap_or(120);
+    if !(1..=3600).contains(&timeout) {
+        return Err(invalid(
+            &timeout_at,
+            "llm.timeout_seconds",
+            "must be 1–3600".into(),
+        ));
+    }
     let llm = match (base_url, model) {
         (None, None) => None,
         (Some(base_url), Some(model)) => {
@@ -397,6 +413,7 @@ pub fn merge(fragments: &[(PathBuf, Fragment)]) -> Result<Settings, ConfigError>
                 base_url,
                 model,
                 api_key,
+                timeout: Duration::from_secs(timeout),
             })
         }
         (Some(_), None) => {
@@ -628,6 +645,10 @@ impl Settings {
                 "llm.api_key",
                 llm.and_then(|l| l.api_key.as_ref())
                     .and_then(|_| text("***")),
+            ),
+            (
+                "llm.timeout_seconds",
+                llm.map(|l| l.timeout.as_secs().to_string()),
             ),
             (
                 "auth.local_passwords",

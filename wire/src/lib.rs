@@ -10,6 +10,7 @@ pub mod admin;
 pub mod auth;
 pub mod error;
 pub mod sessions;
+pub mod usage;
 
 pub use admin::{
     BuildEvent, ImageStatus, LogEvent, LogsQuery, RefreshEvent, RefreshQuery, RefreshStatus,
@@ -25,6 +26,7 @@ pub use sessions::{
     CreateSession, Desired, QuotaState, SessionDisk, SessionLimits, SessionStatus, SessionUrls,
     SessionView, TemplateView, UpdateSession,
 };
+pub use usage::{UsageQuery, UsageReport, UsageRowView};
 
 use serde::{Deserialize, Serialize};
 

@@ -94,6 +94,7 @@ fn the_admin_routes_are_the_documented_ones() {
             "/admin/v1/sessions/{id}/resume",
             "/admin/v1/sessions/{id}/stop",
             "/admin/v1/status",
+            "/admin/v1/usage",
             "/admin/v1/users",
             "/admin/v1/users/{name}/disable",
             "/admin/v1/users/{name}/enable",

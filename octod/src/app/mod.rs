@@ -33,6 +33,8 @@ pub struct AppState {
     pub sessions: Arc<EngineSessions>,
     pub max_sessions_per_user: u32,
     pub started: Instant,
+    /// octod's model gateway, when an LLM provider is configured (`serve` runs its sockets).
+    pub llm: Option<crate::llm::Gateway>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -84,6 +86,7 @@ impl AppState {
             proxy: crate::proxy::Proxy::new(),
             max_sessions_per_user,
             started: Instant::now(),
+            llm: None,
         }
     }
 }
@@ -136,6 +139,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/sessions/{id}/resume"),
     ("GET", "/api/admin/sessions"),
     ("GET", "/api/templates"),
+    // crate::api::usage
+    ("GET", "/api/usage"),
     // crate::proxy::routes
     ("ANY", "/sessions/{id}/opencode"),
     ("ANY", "/sessions/{id}/opencode/"),
@@ -154,6 +159,10 @@ pub fn routes() -> Router<AppState> {
         .route("/metrics", get(metrics))
         .merge(crate::auth::http::routes())
         .merge(sessions::routes())
+        .route(
+            "/api/usage",
+            get(crate::api::usage::usage::<crate::identity::CurrentUser>),
+        )
         .merge(crate::proxy::routes::<AppState, EngineSessions>())
 }
 
@@ -245,5 +254,8 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let _ = writeln!(out, "octod_build_info{{version=\"{}\"}} 1", crate::VERSION);
     state.engine.metrics().render_prometheus(&mut out);
     state.proxy.metrics().render_prometheus(&mut out);
+    if let Some(llm) = &state.llm {
+        llm.metrics().render(&mut out);
+    }
     ([(CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }
