@@ -109,6 +109,7 @@ pub(crate) async fn run() -> anyhow::Result<()> {
                 models: mount.models.clone(),
                 head_timeout: Duration::from_secs(60),
                 max_body_bytes: octod::llm::MAX_BODY_BYTES,
+                budgets: octod::config::BudgetsFragment::default(),
             },
             mount.clone(),
             engine.store().clone(),

@@ -41,7 +41,7 @@ pub(crate) async fn run() -> anyhow::Result<()> {
     std::fs::write(
         &config,
         format!(
-            "[server]\nstate_dir = \"{}\"\n\n[sessions]\ntemplates_dir = \"/opt/octo/src/container/templates\"\nmax_per_user = 3\n\n[llm]\nbase_url = \"http://127.0.0.1:{STUB_PORT}/v1\"\nmodel = \"{LLM_MODEL}\"\ntimeout_seconds = 5\n",
+            "[server]\nstate_dir = \"{}\"\n\n[sessions]\ntemplates_dir = \"/opt/octo/src/container/templates\"\nmax_per_user = 3\n\n[llm]\nbase_url = \"http://127.0.0.1:{STUB_PORT}/v1\"\nmodel = \"{LLM_MODEL}\"\ntimeout_seconds = 5\n\n[llm.budgets]\nadmin = 1\n",
             base.join("state").display()
         ),
     )?;
@@ -160,6 +160,7 @@ async fn scenario(
 
     usage_book(&admin, &alice, &bob, &a).await?;
     bad_input(&a).await?;
+    budget(&admin, cleanup).await?;
 
     stub.abort();
     let _ = stub.await;
@@ -352,6 +353,35 @@ async fn usage_book(admin: &Client, alice: &Client, bob: &Client, a: &str) -> an
     say(format!(
         "usage: alice's /api/usage shows exactly the stub's {prompt} prompt + {completion} completion tokens, all on session {a}; bob sees none and may not see hers; the admin does; /metrics counts them"
     ));
+    Ok(())
+}
+
+/// Admins have a budget of 1 token a month here (`[llm.budgets]`): the admin's first request
+/// passes, the second gets 429 with the message opencode shows; alice (a user) is unaffected.
+async fn budget(admin: &Client, cleanup: &mut Vec<String>) -> anyhow::Result<()> {
+    let id = create_session(admin, cleanup)?;
+    util::session_running(
+        |path| admin.call("GET", path, None),
+        &id,
+        Duration::from_secs(120),
+    )
+    .await?;
+    let body = r#"{"model":"e2e-model","messages":[{"role":"user","content":"hello"}]}"#;
+    let first = in_session(&id, body, "POST", "/v1/chat/completions").await?;
+    ensure!(
+        first.starts_with("200 "),
+        "the admin's first request: {first}"
+    );
+    let second = in_session(&id, body, "POST", "/v1/chat/completions").await?;
+    ensure!(
+        second.starts_with("429 ")
+            && second.contains("budget_exceeded")
+            && second.contains("monthly token budget of 1 reached; resets on "),
+        "the admin's second request: {second}"
+    );
+    say(
+        "budget: the admin (1 token a month) got their first answer, then 429 \"monthly token budget of 1 reached; resets on …\" in OpenAI's shape",
+    );
     Ok(())
 }
 

@@ -155,6 +155,13 @@ pub enum UserCommand {
         #[command(flatten)]
         password: PasswordArgs,
     },
+    /// Set a user's monthly token budget for the model gateway: a number of tokens,
+    /// `unlimited`, or `default` (their role's, [llm.budgets] in octod's config).
+    SetBudget {
+        name: String,
+        #[arg(value_parser = parse_budget)]
+        budget: Budget,
+    },
     /// Personal API tokens of an account (for scripts, CI jobs, `opencode attach`).
     #[command(subcommand)]
     Token(TokenCommand),
@@ -191,6 +198,26 @@ fn parse_days(text: &str) -> Result<u32, String> {
         return Err("a token's lifetime is whole days, 1d to 365d".to_owned());
     }
     Ok(days)
+}
+
+/// A monthly token budget as `octoctl user set-budget` takes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Budget {
+    Tokens(u64),
+    Unlimited,
+    Default,
+}
+
+fn parse_budget(text: &str) -> Result<Budget, String> {
+    match text {
+        "unlimited" => Ok(Budget::Unlimited),
+        "default" => Ok(Budget::Default),
+        _ => text
+            .replace(['_', ','], "")
+            .parse()
+            .map(Budget::Tokens)
+            .map_err(|_| format!("{text:?} is not a number of tokens, `unlimited` or `default`")),
+    }
 }
 
 /// A usage period: whole days, 1d to 366d.

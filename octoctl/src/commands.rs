@@ -9,15 +9,15 @@ use std::time::Duration;
 use hyper::Method;
 use octo_wire::{
     ApiTokenView, BuildEvent, CreateApiToken, CreateInvite, CreateUser, CreatedApiToken,
-    InviteView, LogEvent, RefreshEvent, RefreshStatus, ResetPassword, Scope, SessionView, SetRole,
-    StatusView, UpdateSession, UsageReport, UserView,
+    InviteView, LogEvent, RefreshEvent, RefreshStatus, ResetPassword, Scope, SessionView,
+    SetBudget, SetRole, StatusView, UpdateSession, UsageReport, UserView,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use crate::cli::{
-    Cli, Command, ContainerCommand, ImageCommand, InviteCommand, PasswordArgs, Role,
+    Budget, Cli, Command, ContainerCommand, ImageCommand, InviteCommand, PasswordArgs, Role,
     SessionCommand, TokenCommand, UserCommand,
 };
 use crate::client::Client;
@@ -609,6 +609,30 @@ async fn user(client: &Client, out: Output, command: &UserCommand) -> Result<(),
                     let _ = writeln!(s, "password: {password}");
                 }
                 s
+            });
+        }
+        UserCommand::SetBudget { name, budget } => {
+            let request = match budget {
+                Budget::Tokens(tokens) => SetBudget {
+                    monthly_tokens: Some(*tokens),
+                    unlimited: false,
+                },
+                Budget::Unlimited => SetBudget {
+                    monthly_tokens: None,
+                    unlimited: true,
+                },
+                Budget::Default => SetBudget::default(),
+            };
+            client
+                .call(Method::POST, &path(name, "/budget"), Some(&body(&request)))
+                .await?;
+            let text = match budget {
+                Budget::Tokens(tokens) => format!("{tokens} tokens a month"),
+                Budget::Unlimited => "unlimited".to_owned(),
+                Budget::Default => "their role's".to_owned(),
+            };
+            out.show(&json!({"name": name, "budget": text}), |_| {
+                format!("user {name}: monthly token budget {text}\n")
             });
         }
         UserCommand::Token(command) => token(client, out, command).await?,

@@ -124,6 +124,17 @@ pub struct LlmFragment {
     pub api_key: Option<String>,
     /// How long the provider may take to start answering a request.
     pub timeout_seconds: Option<u64>,
+    /// Monthly token budgets per role (`[llm.budgets]`); unset: none.
+    pub budgets: Option<BudgetsFragment>,
+}
+
+/// `[llm.budgets]`: the monthly token budget (prompt + completion) of each role's users,
+/// unless `octoctl user set-budget` overrides it for a user.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetsFragment {
+    pub user: Option<u64>,
+    pub admin: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -181,6 +192,8 @@ pub struct Llm {
     pub api_key: Option<String>,
     /// How long the provider may take to answer with a response head.
     pub timeout: Duration,
+    /// Monthly token budgets per role.
+    pub budgets: BudgetsFragment,
 }
 
 impl std::fmt::Debug for Llm {
@@ -191,6 +204,7 @@ impl std::fmt::Debug for Llm {
             .field("model", &self.model)
             .field("api_key", &self.api_key.as_ref().map(|_| "***"))
             .field("timeout", &self.timeout)
+            .field("budgets", &self.budgets)
             .finish()
     }
 }
@@ -390,6 +404,7 @@ pub fn merge(fragments: &[(PathBuf, Fragment)]) -> Result<Settings, ConfigError>
     let (provider, _) = pick!("llm.provider", llm.provider);
     let (api_key, _) = pick!("llm.api_key", llm.api_key);
     let (timeout, timeout_at) = pick!("llm.timeout_seconds", llm.timeout_seconds);
+    let (budgets, _) = pick!("llm.budgets", llm.budgets);
     let timeout = timeout.unwrap_or(120);
     if !(1..=3600).contains(&timeout) {
         return Err(invalid(
@@ -414,6 +429,7 @@ pub fn merge(fragments: &[(PathBuf, Fragment)]) -> Result<Settings, ConfigError>
                 model,
                 api_key,
                 timeout: Duration::from_secs(timeout),
+                budgets: budgets.unwrap_or_default(),
             })
         }
         (Some(_), None) => {
@@ -649,6 +665,14 @@ impl Settings {
             (
                 "llm.timeout_seconds",
                 llm.map(|l| l.timeout.as_secs().to_string()),
+            ),
+            (
+                "llm.budgets.user",
+                llm.and_then(|l| l.budgets.user).map(|t| t.to_string()),
+            ),
+            (
+                "llm.budgets.admin",
+                llm.and_then(|l| l.budgets.admin).map(|t| t.to_string()),
             ),
             (
                 "auth.local_passwords",

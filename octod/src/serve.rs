@@ -202,6 +202,7 @@ pub async fn build_state(settings: &Settings) -> anyhow::Result<crate::app::AppS
                 models: mount.models.clone(),
                 head_timeout: llm.timeout,
                 max_body_bytes: crate::llm::MAX_BODY_BYTES,
+                budgets: llm.budgets,
             };
             Some((config, mount))
         }

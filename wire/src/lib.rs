@@ -26,7 +26,7 @@ pub use sessions::{
     CreateSession, Desired, QuotaState, SessionDisk, SessionLimits, SessionStatus, SessionUrls,
     SessionView, TemplateView, UpdateSession,
 };
-pub use usage::{UsageQuery, UsageReport, UsageRowView};
+pub use usage::{SetBudget, UsageQuery, UsageReport, UsageRowView};
 
 use serde::{Deserialize, Serialize};
 

@@ -43,3 +43,15 @@ pub struct UsageReport {
     pub completion_tokens: u64,
     pub requests: u64,
 }
+
+/// The body of `POST /admin/v1/users/{name}/budget`: a monthly token budget for one user.
+/// `{"monthly_tokens": N}` sets it, `{"unlimited": true}` lifts it, `{}` goes back to the
+/// role's (`[llm.budgets]`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetBudget {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monthly_tokens: Option<u64>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unlimited: bool,
+}

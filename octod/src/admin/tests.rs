@@ -96,6 +96,7 @@ fn the_admin_routes_are_the_documented_ones() {
             "/admin/v1/status",
             "/admin/v1/usage",
             "/admin/v1/users",
+            "/admin/v1/users/{name}/budget",
             "/admin/v1/users/{name}/disable",
             "/admin/v1/users/{name}/enable",
             "/admin/v1/users/{name}/password",

@@ -9,7 +9,7 @@ use crate::engine::Engine;
 use crate::http::ApiError;
 use crate::service::Caller;
 use crate::store::UsageFilter;
-use octo_wire::{UsageQuery, UsageReport, UsageRowView};
+use octo_wire::{SetBudget, UsageQuery, UsageReport, UsageRowView};
 
 /// The period without `since_days`, and the longest.
 pub const DEFAULT_DAYS: u32 = 30;
@@ -78,4 +78,47 @@ pub async fn usage<C: Caller>(
         requests: rows.iter().map(|r| r.requests).sum(),
         rows,
     }))
+}
+
+/// `POST /admin/v1/users/{name}/budget` (`octoctl user set-budget`): a user's monthly token
+/// budget, unlimited, or back to the role's. Audited as `user.budget`.
+pub async fn set_budget<A: crate::service::AdminCaller>(
+    State(engine): State<Engine>,
+    admin: A,
+    axum::extract::Path(name): axum::extract::Path<String>,
+    crate::http::JsonBody(body): crate::http::JsonBody<SetBudget>,
+) -> Result<StatusCode, ApiError> {
+    let tokens = match (body.monthly_tokens, body.unlimited) {
+        (Some(_), true) => {
+            return Err(ApiError::bad_request(
+                "give monthly_tokens or unlimited, not both",
+            ));
+        }
+        (Some(tokens), false) => Some(tokens),
+        (None, true) => Some(crate::store::UNLIMITED),
+        (None, false) => None,
+    };
+    let store = engine.store().clone();
+    let who = name.clone();
+    let known = tokio::task::spawn_blocking(move || store.user(&who))
+        .await
+        .map_err(|e| ApiError::internal(&e))?
+        .map_err(|e| ApiError::internal(&e))?
+        .is_some();
+    if !known {
+        return Err(ApiError::not_found(format!("no user {name}")));
+    }
+    let who = name.clone();
+    engine
+        .store()
+        .run(move |s| s.set_llm_budget(&who, tokens))
+        .await
+        .map_err(|e| ApiError::internal(&e))?;
+    let detail = match tokens {
+        Some(crate::store::UNLIMITED) => "unlimited".to_owned(),
+        Some(tokens) => format!("{tokens} tokens a month"),
+        None => "the role's".to_owned(),
+    };
+    crate::service::audit_detail(&engine, &admin.user().name, "user.budget", &name, &detail);
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -10,10 +10,12 @@
 //! the chat); the provider's own errors are passed through unchanged. Logs name the session,
 //! its owner, the model, the status and the time taken, never a key or any prompt text.
 
+pub mod budget;
 pub mod sockets;
 pub mod usage;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -66,6 +68,8 @@ pub struct GatewayConfig {
     /// How long the provider may take to answer with a response head.
     pub head_timeout: Duration,
     pub max_body_bytes: usize,
+    /// Monthly token budgets per role (a user's override in the store wins).
+    pub budgets: crate::config::BudgetsFragment,
 }
 
 type Client = HyperClient<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
@@ -81,6 +85,7 @@ struct Inner {
     config: GatewayConfig,
     mount: LlmMount,
     metrics: usage::Metrics,
+    ledger: Mutex<HashMap<String, budget::Ledger>>,
     client: Client,
     store: Store,
 }
@@ -108,6 +113,7 @@ impl Gateway {
                 config,
                 mount,
                 metrics: usage::Metrics::default(),
+                ledger: Mutex::default(),
                 client,
                 store,
             }),
@@ -126,6 +132,13 @@ impl Gateway {
     /// The counters of `/metrics`, by model.
     pub fn metrics(&self) -> &usage::Metrics {
         &self.inner.metrics
+    }
+
+    fn ledger(&self) -> std::sync::MutexGuard<'_, HashMap<String, budget::Ledger>> {
+        self.inner
+            .ledger
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     pub fn store(&self) -> &Store {
@@ -351,6 +364,9 @@ async fn forward(state: &SessionGateway, request: Request) -> Result<Response, O
             )
         })?;
     let chat = parse_chat(&raw, &config.models)?;
+    // Held until the answer's usage is in the book (or the request failed): concurrent
+    // requests see it.
+    let reservation = budget::admit(&state.gateway, &owner).await?;
     let body = serde_json::to_vec(&chat.body)
         .map_err(|e| OpenAiError::invalid("invalid_json", format!("the request body: {e}")))?;
     let url = format!("{}/chat/completions", config.base_url.trim_end_matches('/'));
@@ -422,6 +438,7 @@ async fn forward(state: &SessionGateway, request: Request) -> Result<Response, O
             owner,
             chat.model,
             chrono::Utc::now().format("%Y-%m-%d").to_string(),
+            reservation,
         );
         Body::new(usage::Tapped::new(
             incoming,
@@ -450,10 +467,14 @@ fn record_usage(
     owner: String,
     model: String,
     day: String,
+    reservation: Option<budget::Reservation>,
 ) -> usage::OnEnd {
     Box::new(move |tokens| {
         gateway.metrics().record(&model, true, tokens);
         let tokens = tokens.unwrap_or_default();
+        if let Some(reservation) = &reservation {
+            reservation.observed(tokens.prompt.saturating_add(tokens.completion));
+        }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             tracing::warn!(%session, "model usage not recorded: no runtime");
             return;
@@ -475,6 +496,8 @@ fn record_usage(
             if let Err(error) = result {
                 tracing::warn!("recording model usage: {error}");
             }
+            // Released only now that the book holds what the request used.
+            drop(reservation);
         });
     })
 }

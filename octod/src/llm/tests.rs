@@ -131,6 +131,18 @@ mod forwarding {
     }
 
     fn gateway(base_url: String, head_timeout: Duration) -> Fixture {
+        gateway_with(
+            base_url,
+            head_timeout,
+            crate::config::BudgetsFragment::default(),
+        )
+    }
+
+    fn gateway_with(
+        base_url: String,
+        head_timeout: Duration,
+        budgets: crate::config::BudgetsFragment,
+    ) -> Fixture {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path().join("octod.redb")).expect("store");
         store
@@ -156,6 +168,7 @@ mod forwarding {
             models: mount.models.clone(),
             head_timeout,
             max_body_bytes: 4096,
+            budgets,
         };
         let gateway = Gateway::new(config, mount, store.clone()).expect("gateway");
         tokio::spawn(sockets::run(gateway));
@@ -321,5 +334,72 @@ mod forwarding {
         .await;
         assert!(answer.starts_with("HTTP/1.1 504 "), "{answer}");
         assert!(answer.contains("provider_timeout"), "{answer}");
+    }
+
+    const PLAIN: &str = r#"{"model":"big","messages":[{"role":"user","content":"hi"}]}"#;
+
+    #[tokio::test]
+    async fn past_the_budget_requests_get_429_with_the_message() {
+        let (url, seen) = provider().await;
+        // alice is a user; users' budget: 5 tokens a month. One request uses 9.
+        let fixture = gateway_with(
+            format!("{url}/v1"),
+            Duration::from_secs(30),
+            crate::config::BudgetsFragment {
+                user: Some(5),
+                admin: None,
+            },
+        );
+        let first = call(&fixture.socket, "POST", "/v1/chat/completions", PLAIN).await;
+        assert!(first.starts_with("HTTP/1.1 200 "), "{first}");
+        // Whether the first one's usage is in the book yet or still reserved: refused.
+        let second = call(&fixture.socket, "POST", "/v1/chat/completions", PLAIN).await;
+        assert!(second.starts_with("HTTP/1.1 429 "), "{second}");
+        assert!(second.contains(r#""code":"budget_exceeded""#), "{second}");
+        assert!(
+            second.contains("monthly token budget of 5 reached; resets on "),
+            "{second}"
+        );
+        assert_eq!(seen.lock().expect("lock").len(), 1);
+        // An override lifts it: unlimited.
+        fixture
+            .store
+            .set_llm_budget("alice", Some(crate::store::UNLIMITED))
+            .expect("override");
+        let third = call(&fixture.socket, "POST", "/v1/chat/completions", PLAIN).await;
+        assert!(third.starts_with("HTTP/1.1 200 "), "{third}");
+    }
+
+    #[tokio::test]
+    async fn concurrent_requests_at_the_edge_overspend_by_one_request_at_most() {
+        let (url, seen) = provider().await;
+        let fixture = gateway_with(
+            format!("{url}/v1"),
+            Duration::from_secs(30),
+            crate::config::BudgetsFragment {
+                user: Some(1),
+                admin: None,
+            },
+        );
+        let socket = fixture.socket.clone();
+        let calls: Vec<_> = (0..20)
+            .map(|_| {
+                let socket = socket.clone();
+                tokio::spawn(
+                    async move { call(&socket, "POST", "/v1/chat/completions", PLAIN).await },
+                )
+            })
+            .collect();
+        let mut ok = 0;
+        for call in calls {
+            let answer = call.await.expect("task");
+            if answer.starts_with("HTTP/1.1 200 ") {
+                ok += 1;
+            } else {
+                assert!(answer.contains("budget_exceeded"), "{answer}");
+            }
+        }
+        assert_eq!(ok, 1, "20 concurrent requests against a budget of 1 token");
+        assert_eq!(seen.lock().expect("lock").len(), 1);
     }
 }

@@ -16,8 +16,15 @@ use super::{Store, StoreError};
 pub(super) const LLM_USAGE: TableDefinition<&str, (u64, u64, u64)> =
     TableDefinition::new("llm_usage");
 
+/// Per-user overrides of the monthly token budget: user → tokens ([`UNLIMITED`]: none).
+pub(super) const LLM_BUDGETS: TableDefinition<&str, u64> = TableDefinition::new("llm_budgets");
+
+/// A budget override that means "no budget".
+pub const UNLIMITED: u64 = u64::MAX;
+
 pub(super) fn create_tables(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(LLM_USAGE)?;
+    txn.open_table(LLM_BUDGETS)?;
     Ok(())
 }
 
@@ -87,6 +94,50 @@ impl Store {
                 Ok(true)
             },
         )
+    }
+
+    /// Sets (`Some`) or removes (`None`: the role's default applies again) a user's monthly
+    /// token budget; [`UNLIMITED`] for none.
+    pub fn set_llm_budget(&self, user: &str, tokens: Option<u64>) -> Result<(), StoreError> {
+        self.write(
+            || format!("setting the token budget of {user}"),
+            |txn| {
+                let mut table = txn.open_table(LLM_BUDGETS)?;
+                match tokens {
+                    Some(tokens) => {
+                        table.insert(user, tokens)?;
+                    }
+                    None => {
+                        table.remove(user)?;
+                    }
+                }
+                Ok(())
+            },
+        )
+    }
+
+    /// A user's budget override, if any.
+    pub fn llm_budget(&self, user: &str) -> Result<Option<u64>, StoreError> {
+        self.read(
+            || format!("reading the token budget of {user}"),
+            |txn| match txn.open_table(LLM_BUDGETS) {
+                Ok(table) => Ok(table.get(user)?.map(|v| v.value())),
+                Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+                Err(e) => Err(e.into()),
+            },
+        )
+    }
+
+    /// The tokens (prompt and completion) a user used from `since_day` on.
+    pub fn llm_tokens_since(&self, user: &str, since_day: &str) -> Result<u64, StoreError> {
+        let rows = self.llm_usage(&UsageFilter {
+            user: Some(user.to_owned()),
+            since_day: Some(since_day.to_owned()),
+        })?;
+        Ok(rows
+            .iter()
+            .map(|r| r.prompt_tokens.saturating_add(r.completion_tokens))
+            .fold(0, u64::saturating_add))
     }
 
     /// The rows the filter selects, by day, user, session and model.

@@ -79,7 +79,7 @@ pub use accounts::{
 pub use api_tokens::{ApiTokenRecord, ApiTokenStatus, MAX_API_TOKENS_PER_USER};
 pub use codec::{DecodeError, to_unix_ms};
 pub use identities::NewLinkedUser;
-pub use llm_usage::{UsageEntry, UsageFilter, UsageRow};
+pub use llm_usage::{UNLIMITED, UsageEntry, UsageFilter, UsageRow};
 pub use secret::Secret;
 
 use crate::session::{
