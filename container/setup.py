@@ -10,11 +10,14 @@
      - the file is unchanged since it was written -> update it to the template's version;
      - the file differs from what was written (or was there first) -> keep the user's file.
    So template updates reach users who did not touch a file, and nobody loses an edit.
-2. Writes the LLM provider from OCTO_LLM_CONFIG (JSON: base_url, model, optional api_key and
-   name) into opencode's global config, ~/.config/opencode/opencode.json (mode 0600), as the
-   OpenAI-compatible provider "octo" and the default model. Other keys of that file are kept;
+2. Writes the LLM provider into opencode's global config, ~/.config/opencode/opencode.json
+   (mode 0600): the OpenAI-compatible provider "octo" at octod's model gateway, which the
+   session gateway bridges to a loopback port (LLM_BASE_URL), with a placeholder API key:
+   the provider's real key never enters the session, octod adds it on its side. The models
+   are OCTO_LLM_MODELS (comma-separated, not secret; the first is the default). Other keys
+   of that file are kept, an older "octo" provider (with a key) is replaced;
    `model`/`small_model` are only set when absent or already pointing at "octo/". Without
-   OCTO_LLM_CONFIG the "octo" provider is removed again. The API key is never logged.
+   OCTO_LLM_MODELS the "octo" provider is removed again.
 
 Messages go to stdout/stderr, one line each; the entrypoint prefixes them.
 """
@@ -28,6 +31,11 @@ from pathlib import Path
 
 TEMPLATE_FILES = ("AGENTS.md", "opencode.json")
 PROVIDER_ID = "octo"
+# The session gateway's bridge to octod's model gateway (octo-entrypoint's LLM_ADDR).
+LLM_BASE_URL = "http://127.0.0.1:41830/v1"
+# What opencode sends as its key: not a secret. The socket behind LLM_BASE_URL names the
+# session; octod replaces this with the provider's key.
+PLACEHOLDER_KEY = "octo-session"
 
 
 def log(message):
@@ -112,25 +120,12 @@ def apply_template(template_dir, home):
     write_atomic(state_path, (json.dumps(state, indent=2) + "\n").encode())
 
 
-def llm_config(raw):
-    """Parses OCTO_LLM_CONFIG. Returns (config, None) or (None, error message)."""
-    try:
-        config = json.loads(raw)
-    except ValueError as e:
-        return None, f"OCTO_LLM_CONFIG is not JSON ({e.msg} at {e.pos})"
-    if not isinstance(config, dict):
-        return None, "OCTO_LLM_CONFIG is not a JSON object"
-    base_url = config.get("base_url")
-    model = config.get("model")
-    if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
-        return None, "OCTO_LLM_CONFIG.base_url must be an http(s) URL"
-    if not isinstance(model, str) or not model:
-        return None, "OCTO_LLM_CONFIG.model must be a model name"
-    api_key = config.get("api_key")
-    if api_key is not None and not isinstance(api_key, str):
-        return None, "OCTO_LLM_CONFIG.api_key must be a string"
-    name = config.get("name") or config.get("provider") or "Octo LLM provider"
-    return {"base_url": base_url, "model": model, "api_key": api_key, "name": str(name)}, None
+def llm_models(raw):
+    """Parses OCTO_LLM_MODELS. Returns (models, None) or (None, error message)."""
+    models = [m.strip() for m in raw.split(",") if m.strip()]
+    if not models:
+        return None, "OCTO_LLM_MODELS names no model"
+    return models, None
 
 
 def apply_provider(raw, home):
@@ -154,26 +149,23 @@ def apply_provider(raw, home):
         for key in ("model", "small_model"):
             if str(current.get(key, "")).startswith(ours):
                 current.pop(key)
-        log("no OCTO_LLM_CONFIG: removed the octo provider")
+        log("no OCTO_LLM_MODELS: removed the octo provider")
     else:
-        config, error = llm_config(raw)
+        models, error = llm_models(raw)
         if error:
             log(f"{error}; no LLM provider configured")
             return
-        options = {"baseURL": config["base_url"]}
-        if config["api_key"]:
-            options["apiKey"] = config["api_key"]
         providers[PROVIDER_ID] = {
             "npm": "@ai-sdk/openai-compatible",
-            "name": config["name"],
-            "options": options,
-            "models": {config["model"]: {"name": config["model"], "tool_call": True}},
+            "name": "Octo",
+            "options": {"baseURL": LLM_BASE_URL, "apiKey": PLACEHOLDER_KEY},
+            "models": {m: {"name": m, "tool_call": True} for m in models},
         }
         for key in ("model", "small_model"):
             value = current.get(key)
-            if value is None or str(value).startswith(ours):
-                current[key] = ours + config["model"]
-        log(f"LLM provider: model {config['model']!r} at {config['base_url']}")
+            if value is None or (str(value).startswith(ours) and value[len(ours):] not in models):
+                current[key] = ours + models[0]
+        log(f"LLM provider: models {', '.join(models)} through octod's model gateway")
     current["provider"] = providers
     current.setdefault("$schema", "https://opencode.ai/config.json")
     write_atomic(path, (json.dumps(current, indent=2) + "\n").encode(), mode=0o600)
@@ -183,7 +175,7 @@ def main():
     home = Path(os.environ.get("HOME", "/home/dev"))
     template_dir = Path(os.environ.get("OCTO_TEMPLATE_DIR", "/etc/octo/template"))
     apply_template(template_dir, home)
-    apply_provider(os.environ.get("OCTO_LLM_CONFIG"), home)
+    apply_provider(os.environ.get("OCTO_LLM_MODELS"), home)
 
 
 if __name__ == "__main__":

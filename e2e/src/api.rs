@@ -347,6 +347,15 @@ pub(crate) fn spawn_octod(
     port: u16,
     config: &std::path::Path,
 ) -> anyhow::Result<(std::process::Child, std::sync::mpsc::Receiver<String>)> {
+    spawn_octod_with(port, config, &[])
+}
+
+/// [`spawn_octod`] with extra environment variables (e.g. `CREDENTIALS_DIRECTORY`).
+pub(crate) fn spawn_octod_with(
+    port: u16,
+    config: &std::path::Path,
+    env: &[(&str, &std::path::Path)],
+) -> anyhow::Result<(std::process::Child, std::sync::mpsc::Receiver<String>)> {
     let octod = format!(
         "{}/octod",
         std::env::var("OCTO_BIN_DIR").unwrap_or_else(|_| "/opt/octo/target/debug".into())
@@ -360,6 +369,7 @@ pub(crate) fn spawn_octod(
         ])
         .arg(config)
         .env("OCTOD_LOG", "warn")
+        .envs(env.iter().copied())
         .stderr(Stdio::piped())
         .spawn()
         .with_context(|| format!("starting {octod}"))?;

@@ -50,7 +50,7 @@ pub(crate) async fn run() -> anyhow::Result<()> {
     std::fs::write(
         &config,
         format!(
-            "[server]\nstate_dir = \"{}\"\n\n[sessions]\ntemplates_dir = \"/opt/octo/src/container/templates\"\nport_range = \"{PORT_RANGE}\"\nmax_per_user = 3\n\n[llm]\nbase_url = \"http://host.containers.internal:{STUB_PORT}/v1\"\nmodel = \"{LLM_MODEL}\"\napi_key = \"e2e-sdk-key\"\n",
+            "[server]\nstate_dir = \"{}\"\n\n[sessions]\ntemplates_dir = \"/opt/octo/src/container/templates\"\nport_range = \"{PORT_RANGE}\"\nmax_per_user = 3\n\n[llm]\nbase_url = \"http://127.0.0.1:{STUB_PORT}/v1\"\nmodel = \"{LLM_MODEL}\"\napi_key = \"e2e-sdk-key\"\n",
             base.join("state").display()
         ),
     )?;
@@ -70,10 +70,6 @@ pub(crate) async fn run() -> anyhow::Result<()> {
         .status();
     let status = child.wait()?;
     stub.abort();
-    // octod made the provider's secret from `[llm]`; later checks expect no `octo-*` left.
-    let _ = Command::new("podman")
-        .args(["secret", "rm", octod::serve::LLM_SECRET])
-        .output();
     result?;
     ensure!(
         status.success(),

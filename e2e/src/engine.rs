@@ -17,7 +17,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail, ensure};
 use octod::engine::{CreateRequest, Engine, EngineConfig, EngineError};
 use octod::podman::Podman;
-use octod::render::{EnvSecret, HealthConfig, RenderConfig, SessionNames};
+use octod::render::{HealthConfig, LlmMount, RenderConfig, SessionNames};
 use octod::session::{DesiredState, SessionId, SessionState};
 use octod::store::Store;
 use octod::systemd::{ActiveState, Systemd};
@@ -132,12 +132,12 @@ pub(crate) async fn engine_configured(
 pub(crate) async fn engine_for_image(
     image: &str,
     templates: &Path,
-    provider_secret: EnvSecret,
+    llm: LlmMount,
 ) -> anyhow::Result<Engine> {
     let base = home()?.join("e2e");
     std::fs::create_dir_all(&base)?;
     let mut render = RenderConfig::new(templates);
-    render.provider_secret = Some(provider_secret);
+    render.llm = Some(llm);
     engine_from(
         EngineSetup {
             image: image.to_owned(),

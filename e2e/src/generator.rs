@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail, ensure};
-use octod::render::{self, Controllers, EnvSecret, HealthConfig, RenderConfig};
+use octod::render::{self, Controllers, HealthConfig, LlmMount, RenderConfig};
 use octod::session::{DesiredState, Limits, SessionSpec};
 
 const GENERATOR: &str = "/usr/lib/systemd/system-generators/podman-system-generator";
@@ -112,18 +112,17 @@ fn cases(templates: &Path) -> anyhow::Result<Vec<Case>> {
             },
             start_timeout: Duration::from_secs(30),
             controllers: Controllers::ALL,
-            provider_secret: Some(EnvSecret {
-                secret: "octo-provider".to_owned(),
-                env: "ANTHROPIC_API_KEY".to_owned(),
+            llm: Some(LlmMount {
+                sockets_dir: "/var/lib/octod/llm".into(),
+                models: vec!["big".to_owned(), "small".to_owned()],
             }),
             add_capabilities: vec!["SETUID".to_owned()],
             ..plain.clone()
         },
         extra: vec![
-            pair(
-                "--secret",
-                "octo-provider,type=env,target=ANTHROPIC_API_KEY",
-            ),
+            // octod's model gateway: the session's own directory, the models; no key.
+            pair("-v", "/var/lib/octod/llm/gen2:/run/octo-llm:ro"),
+            pair("--env", "OCTO_LLM_MODELS=big,small"),
             pair("--cap-add", "setuid"),
             pair("--pids-limit", "1000"),
             pair("--memory=536870912", ""),

@@ -29,13 +29,14 @@ use anyhow::{Context as _, bail, ensure};
 use futures_util::{SinkExt as _, StreamExt as _};
 use octod::engine::{CreateRequest, Engine};
 use octod::image::{BuildConfig, ImageError};
-use octod::render::{EnvSecret, SessionNames};
+use octod::llm::{ApiKey, Gateway, GatewayConfig};
+use octod::render::{LlmMount, SessionNames};
 use octod::session::{SessionId, SessionState};
 use octod::systemd::{ActiveState, Systemd};
 use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest as _, http};
 
 use crate::engine::{check_gone, engine_for_image};
-use crate::stub_llm::{AGENT_FILE, AGENT_FILE_TEXT, AGENT_REPLY, LLM_MODEL, stub_llm};
+use crate::stub_llm::{AGENT_FILE, AGENT_FILE_TEXT, AGENT_REPLY, LLM_MODEL, keys_seen, stub_llm};
 use crate::util::{self, say};
 
 const CONTAINER_DIR: &str = "/opt/octo/src/container";
@@ -44,12 +45,10 @@ const BASE_IMAGE: &str = "localhost/debian:trixie-slim";
 const EXTRA_CA_DIR: &str = "/var/lib/octo/image-ca";
 /// The image the engine's sessions use (built by [`build`]).
 const IMAGE: &str = "localhost/octo-session:latest";
-/// The LLM provider's Podman secret, exposed to every session as [`LLM_ENV`].
-const LLM_SECRET: &str = "octo-e2e-llm";
-const LLM_ENV: &str = "OCTO_LLM_CONFIG";
+/// The provider's key, which octod's model gateway holds and no session may see.
 const API_KEY: &str = "e2e-llm-key-must-not-be-logged";
 /// The OpenAI-compatible stub model on the test host (tests only; the real provider is the
-/// administrator's), reached from the container through pasta.
+/// administrator's), reached by octod's model gateway (here in this process).
 const STUB_PORT: u16 = 44_899;
 /// `dev`'s uid (and gid) in the image, owner of the mounted token file.
 const DEV_UID: u32 = 1000;
@@ -89,24 +88,33 @@ pub(crate) async fn run() -> anyhow::Result<()> {
             .await
             .with_context(|| format!("binding the stub model on port {STUB_PORT}"))?,
     ));
-    // The administrator's provider secret, here pointing at the stub model.
-    let llm = serde_json::json!({
-        "base_url": format!("http://host.containers.internal:{STUB_PORT}/v1"),
-        "model": LLM_MODEL,
-        "api_key": API_KEY,
-        "name": "E2E stub",
-    });
-    create_secret(LLM_SECRET, &llm.to_string())?;
+    // octod's model gateway, as `octod serve` runs it, in front of the stub model.
+    let home = PathBuf::from(std::env::var("HOME").context("HOME")?);
+    let mount = LlmMount {
+        sockets_dir: home.join("e2e").join("llm"),
+        models: vec![LLM_MODEL.to_owned()],
+    };
+    let mut sockets = None;
     let result = async {
         let engine = engine_for_image(
             IMAGE,
             &Path::new(CONTAINER_DIR).join("templates"),
-            EnvSecret {
-                secret: LLM_SECRET.to_owned(),
-                env: LLM_ENV.to_owned(),
-            },
+            mount.clone(),
         )
         .await?;
+        let gateway = Gateway::new(
+            GatewayConfig {
+                base_url: format!("http://127.0.0.1:{STUB_PORT}/v1"),
+                api_key: Some(ApiKey::new(API_KEY)),
+                models: mount.models.clone(),
+                head_timeout: Duration::from_secs(60),
+                max_body_bytes: octod::llm::MAX_BODY_BYTES,
+                budgets: octod::config::BudgetsFragment::default(),
+            },
+            mount.clone(),
+            engine.store().clone(),
+        )?;
+        sockets = Some(tokio::spawn(octod::llm::sockets::run(gateway)));
         let mut ready = Vec::new();
         for (index, template) in TEMPLATES.iter().enumerate() {
             let elapsed = template_session(&engine, template, index == 0)
@@ -123,9 +131,9 @@ pub(crate) async fn run() -> anyhow::Result<()> {
         Ok(())
     }
     .await;
-    let _ = Command::new("podman")
-        .args(["secret", "rm", LLM_SECRET])
-        .output();
+    if let Some(sockets) = sockets {
+        sockets.abort();
+    }
     stub.abort();
     result
 }
@@ -504,6 +512,7 @@ async fn check_session(
     if first {
         llm_provider(session)?;
         agent_loop(session).await?;
+        key_nowhere_in_the_session(engine, session)?;
         supervisor_restarts_a_service(session).await?;
         user_edits_survive_a_restart(engine, session).await?;
     }
@@ -545,7 +554,8 @@ true"#,
     Ok(())
 }
 
-/// The provider from the secret is opencode's, and its key appears in no log.
+/// opencode's `octo` provider is octod's model gateway, bridged to the container's loopback,
+/// with a placeholder key; the session sees its own gateway directory and nothing else there.
 fn llm_provider(session: &Session) -> anyhow::Result<()> {
     let bearer = session.bearer();
     let (status, body) = http(&session.socket, "/opencode/config/providers", Some(&bearer))?;
@@ -559,17 +569,105 @@ fn llm_provider(session: &Session) -> anyhow::Result<()> {
         octo["models"].get(LLM_MODEL).is_some(),
         "the octo provider has no model {LLM_MODEL}: {octo}"
     );
+    let config = session.exec("cat /home/dev/.config/opencode/opencode.json")?;
+    let config: serde_json::Value = serde_json::from_str(&config).context("opencode.json")?;
+    let options = &config["provider"]["octo"]["options"];
+    ensure!(
+        options["baseURL"] == "http://127.0.0.1:41830/v1" && options["apiKey"] == "octo-session",
+        "the octo provider is not the gateway's bridge with the placeholder key: {options}"
+    );
+    let listed =
+        session.exec("ls -A /run/octo-llm; test -w /run/octo-llm && echo writable; true")?;
+    ensure!(
+        listed.trim() == "llm.sock",
+        "/run/octo-llm holds more than the session's socket, or is writable: {listed:?}"
+    );
+    say(
+        "opencode's `octo` provider is octod's model gateway (loopback bridge, placeholder key); /run/octo-llm holds only llm.sock, read-only",
+    );
+    Ok(())
+}
+
+/// The stub model saw the provider's key (octod added it), and nothing of the session holds
+/// it: its home, every process's environment (PID 1's included), `podman inspect`, its unit
+/// files, its log. The key is never put on a command line here either: the session's files
+/// are searched with the key on `grep`'s standard input.
+fn key_nowhere_in_the_session(engine: &Engine, session: &Session) -> anyhow::Result<()> {
+    let seen = keys_seen();
+    let bearer = format!("Bearer {API_KEY}");
+    ensure!(
+        !seen.is_empty() && seen.iter().all(|k| *k == bearer),
+        "the stub model did not see the provider's key on every request: {seen:?}"
+    );
+    let mut grep = Command::new("podman")
+        .args([
+            "exec",
+            "-i",
+            &session.name,
+            "sh",
+            "-c",
+            "grep -rlF -f /dev/stdin /home/dev /tmp /run/octo 2>/dev/null; true",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .context("podman exec grep")?;
+    grep.stdin
+        .take()
+        .context("grep's stdin")?
+        .write_all(format!("{API_KEY}\n").as_bytes())?;
+    let found = grep.wait_with_output()?;
+    let found = String::from_utf8_lossy(&found.stdout);
+    ensure!(
+        found.trim().is_empty(),
+        "the provider's key is in the session's files: {found}"
+    );
+    let environ = session
+        .exec("for p in /proc/[0-9]*; do tr '\\0' '\\n' < $p/environ; done 2>/dev/null; true")?;
+    ensure!(
+        environ.contains("OCTO_SESSION_ID=") && !environ.contains(API_KEY),
+        "the provider's key is in a process's environment (or none was read)"
+    );
+    let pid1 = session.exec("tr '\\0' '\\n' < /proc/1/environ")?;
+    ensure!(
+        pid1.contains("OCTO_LLM_MODELS=")
+            && !pid1.contains(API_KEY)
+            && !pid1.contains("OCTO_LLM_CONFIG"),
+        "PID 1's environment: {pid1}"
+    );
+    let inspect = util::run(Command::new("podman").args(["inspect", &session.name]))?;
+    ensure!(
+        !inspect.contains(API_KEY),
+        "the provider's key is in podman inspect"
+    );
+    let names = SessionNames::new(&session.id);
+    let config = engine.config();
+    for path in [
+        config.quadlet_dir.join(&names.container_file),
+        config.quadlet_dir.join(&names.volume_file),
+        config.systemd_user_dir.join(&names.socket_unit),
+    ] {
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        ensure!(
+            !text.contains(API_KEY),
+            "the provider's key is in {}",
+            path.display()
+        );
+        ensure!(
+            !text.contains("octo-llm,") && !text.contains("OCTO_LLM_CONFIG"),
+            "{} names the old provider secret",
+            path.display()
+        );
+    }
     ensure!(
         !session.logs()?.contains(API_KEY),
-        "the API key is in the container's log"
+        "the provider's key is in the container's log"
     );
-    let mode = session.exec("stat -c %a /home/dev/.config/opencode/opencode.json")?;
-    ensure!(
-        mode.trim() == "600",
-        "opencode's global config has mode {}",
-        mode.trim()
-    );
-    say("the LLM provider from OCTO_LLM_CONFIG is opencode's `octo`; its key is in no log");
+    say(format!(
+        "the stub model saw the provider's key on all {} requests; the session's home, environments (PID 1's too), podman inspect, unit files and log hold none of it",
+        seen.len()
+    ));
     Ok(())
 }
 

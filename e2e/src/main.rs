@@ -16,6 +16,7 @@ mod engine;
 mod generator;
 mod image;
 mod limits;
+mod llm;
 mod package;
 mod podman;
 mod session_limit;
@@ -54,6 +55,9 @@ enum Check {
     Image,
     /// The real `octod serve` over its socket: accounts, sessions, authorization.
     Api,
+    /// octod's model gateway (issue 15): the key as a credential, the walls between sessions,
+    /// the usage book, bad input, the provider down.
+    Llm,
     /// The session's wall (issue 13): no TCP port, no token in argv, the socket refused to
     /// others, no port squatting; socket activation; a reboot with running, idle-stopped and
     /// user-stopped sessions. `wall` runs as root, the others as `octo`.
@@ -157,6 +161,7 @@ fn main() -> ExitCode {
             Check::PodmanClient => podman::run().await,
             Check::Image => image::run().await,
             Check::Api => api::run().await,
+            Check::Llm => llm::run().await,
             Check::Boundary { phase } => boundary::run(phase).await,
             Check::SessionLimit => session_limit::run().await,
             Check::Limits => limits::run().await,

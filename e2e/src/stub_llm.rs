@@ -8,7 +8,9 @@
 //! the folder `NAME` of the home when the message says "into NAME/": the Files pane's live check).
 //! Otherwise it answers with a short Markdown reply that
 //! starts with [`AGENT_REPLY`], streamed a few words per chunk with a pause between chunks so
-//! that a client sees the reply grow.
+//! that a client sees the reply grow. Every answer reports `usage` ([`usage_of`]); a stream
+//! only when asked (`stream_options.include_usage`), in a last chunk of its own, as OpenAI
+//! does. It records each request's `Authorization` ([`keys_seen`]): the key octod forwards.
 
 use std::time::Duration;
 
@@ -30,6 +32,30 @@ const NOTE_TEXT: &str = "# Notes\n\n- written by the stub model\n- through openc
 const REPLY_TAIL: &str = "\n\n`agent-loop.txt` now holds **one line**. Check it with:\n\n```sh\ncat ~/agent-loop.txt\n```\n";
 /// The pause between two streamed chunks of the reply.
 const CHUNK_PAUSE: Duration = Duration::from_millis(120);
+
+/// The `Authorization` header of every request the stub answered, in order (`-` for none):
+/// what the checks compare with the provider key octod holds.
+static KEYS_SEEN: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// The prompt and completion tokens the stub has reported so far (in answers that carried a
+/// `usage`).
+static USAGE_REPORTED: std::sync::Mutex<(u64, u64)> = std::sync::Mutex::new((0, 0));
+
+/// What the stub has reported in `usage` so far: (prompt, completion) tokens.
+pub(crate) fn usage_reported() -> (u64, u64) {
+    USAGE_REPORTED.lock().map(|u| *u).unwrap_or_default()
+}
+
+/// The `Authorization` headers the stub has seen so far.
+pub(crate) fn keys_seen() -> Vec<String> {
+    KEYS_SEEN.lock().map(|k| k.clone()).unwrap_or_default()
+}
+
+/// The usage the stub reports for a request: 10 prompt tokens per message, 1 completion
+/// token per streamed chunk, so that the checks can add them up.
+pub(crate) fn usage_of(messages: usize, chunks: usize) -> (u64, u64) {
+    (10 * messages as u64, chunks as u64)
+}
 
 /// Serves the stub model on `listener` until the task is dropped.
 pub(crate) async fn stub_llm(listener: TcpListener) {
@@ -66,6 +92,19 @@ async fn answer(mut stream: TcpStream) -> anyhow::Result<()> {
             }
         }
     };
+    let auth = head
+        .lines()
+        .skip(1)
+        .find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            key.trim()
+                .eq_ignore_ascii_case("authorization")
+                .then(|| value.trim().to_owned())
+        })
+        .unwrap_or_else(|| "-".to_owned());
+    if let Ok(mut keys) = KEYS_SEEN.lock() {
+        keys.push(auth);
+    }
     let request: serde_json::Value = if head.starts_with("POST") {
         serde_json::from_str(&body)?
     } else {
@@ -130,8 +169,17 @@ async fn answer(mut stream: TcpStream) -> anyhow::Result<()> {
             .collect();
         (deltas, "stop")
     };
-    let usage =
-        serde_json::json!({"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15});
+    let (prompt, completion) = usage_of(messages.len(), deltas.len());
+    let usage = serde_json::json!({"prompt_tokens": prompt, "completion_tokens": completion,
+        "total_tokens": prompt + completion});
+    // As OpenAI does: a stream reports usage only when asked, in a last chunk of its own.
+    let stream_usage = request["stream_options"]["include_usage"] == true;
+    if (request["stream"] != true || stream_usage)
+        && let Ok(mut reported) = USAGE_REPORTED.lock()
+    {
+        reported.0 += prompt;
+        reported.1 += completion;
+    }
     if request["stream"] != true {
         let content: String = deltas
             .iter()
@@ -158,13 +206,16 @@ async fn answer(mut stream: TcpStream) -> anyhow::Result<()> {
         return Ok(());
     }
     let chunk = |delta: &serde_json::Value, finish: Option<&str>| {
-        let mut c = serde_json::json!({"id": "e2e", "object": "chat.completion.chunk",
+        let c = serde_json::json!({"id": "e2e", "object": "chat.completion.chunk",
             "created": 0, "model": LLM_MODEL,
             "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]});
-        if finish.is_some() {
-            c["usage"] = usage.clone();
+        if finish.is_some() && stream_usage {
+            let u = serde_json::json!({"id": "e2e", "object": "chat.completion.chunk",
+                "created": 0, "model": LLM_MODEL, "choices": [], "usage": usage});
+            format!("data: {c}\n\ndata: {u}\n\n")
+        } else {
+            format!("data: {c}\n\n")
         }
-        format!("data: {c}\n\n")
     };
     stream
         .write_all(

@@ -9,7 +9,8 @@
 //! It is also the session's gateway: [`listen`] takes the socket-activated socket (or binds
 //! TCP or a Unix socket) and closes connections without losing early answers, and [`relay`]
 //! passes `/opencode/*` and `/terminal` on to the session's other services. [`watcher`]
-//! streams the workspace's changes (inotify) to clients as server-sent events.
+//! streams the workspace's changes (inotify) to clients as server-sent events. [`llm_bridge`]
+//! relays a loopback port to octod's model gateway socket, for opencode.
 
 pub mod api;
 pub mod auth;
@@ -18,6 +19,7 @@ pub mod download;
 pub mod error;
 pub mod fsops;
 pub mod listen;
+pub mod llm_bridge;
 pub mod order;
 pub mod relay;
 pub mod upload;

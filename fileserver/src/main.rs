@@ -31,6 +31,13 @@ struct Args {
     /// Relay /terminal (WebSocket) to ttyd listening on this Unix socket.
     #[arg(long, env = "OCTO_GATEWAY_TERMINAL_SOCKET")]
     terminal_socket: Option<PathBuf>,
+    /// Octod's model gateway socket, mounted into the session; with --llm-listen, each
+    /// connection to that loopback address is relayed to it (for opencode).
+    #[arg(long, env = "OCTO_GATEWAY_LLM_SOCKET", requires = "llm_listen")]
+    llm_socket: Option<PathBuf>,
+    /// The loopback address opencode reaches the model gateway at.
+    #[arg(long, env = "OCTO_GATEWAY_LLM_LISTEN", requires = "llm_socket")]
+    llm_listen: Option<SocketAddr>,
     /// Seconds a relayed request waits for its service to accept connections, then 503.
     #[arg(long, env = "OCTO_GATEWAY_UPSTREAM_WAIT", default_value_t = 30)]
     upstream_wait: u64,
@@ -145,7 +152,20 @@ fn run(args: Args, listen_fds: Option<&str>) -> anyhow::Result<()> {
             terminal = ?relays.terminal_socket,
             "octo-fileserver ready"
         );
+        let bridge = match (args.llm_listen, args.llm_socket) {
+            (Some(listen), Some(socket)) => {
+                let listener = tokio::net::TcpListener::bind(listen)
+                    .await
+                    .with_context(|| format!("binding the model gateway bridge on {listen}"))?;
+                tracing::info!(%listen, socket = %socket.display(), "model gateway bridge ready");
+                Some(tokio::spawn(fileserver::llm_bridge::run(listener, socket)))
+            }
+            _ => None,
+        };
         fileserver::serve_gateway(listener, config, relays, shutdown_signal()).await?;
+        if let Some(bridge) = bridge {
+            bridge.abort();
+        }
         tracing::info!("stopped");
         anyhow::Ok(())
     })

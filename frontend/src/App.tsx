@@ -8,6 +8,7 @@ import { Header } from "./components/Header";
 import { ErrorBanner } from "./components/ErrorBanner";
 import { LoginPage, RegisterPage } from "./pages/Auth";
 import { AccountPage } from "./pages/Account";
+import { UsagePage } from "./pages/Usage";
 import { SessionsPage } from "./pages/Sessions";
 import { AdminPage } from "./pages/Admin";
 
@@ -135,6 +136,9 @@ function SignedIn(props: {
     case "account":
       body = <AccountPage user={user} onSignedOut={props.onSignedOut} />;
       break;
+    case "usage":
+      body = <UsagePage user={user} />;
+      break;
     case "admin-users":
     case "admin-invites":
     case "admin-sessions":
@@ -173,6 +177,8 @@ function pageTitle(route: Route): string {
       return "Sessions";
     case "account":
       return "Account";
+    case "usage":
+      return "Usage";
     case "workspace":
       return `Session ${route.sessionId}`;
     case "admin-users":

@@ -614,6 +614,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/usage": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The model gateway's usage: tokens per day, user, session and model.
+         * @description A user sees their own usage; an admin everyone's, or one user's with `user`.
+         */
+        get: operations["usage"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/metrics": {
         parameters: {
             query?: never;
@@ -2627,6 +2647,35 @@ export interface components {
             description?: string | null;
             /** @description The new name: 1–80 characters after trimming, no control characters. */
             name?: string | null;
+        };
+        /** @description The usage of a period, and its sums. */
+        UsageReport: {
+            /** Format: int64 */
+            completion_tokens: number;
+            /** Format: int64 */
+            prompt_tokens: number;
+            /** Format: int64 */
+            requests: number;
+            /** @description By day, then user, session and model. */
+            rows: components["schemas"]["UsageRowView"][];
+            /** @description The first day counted, `YYYY-MM-DD` (UTC). */
+            since: string;
+            /** @description The user the report is limited to, if any. */
+            user?: string | null;
+        };
+        /** @description One row: what one session used of one model on one day (UTC). */
+        UsageRowView: {
+            /** Format: int64 */
+            completion_tokens: number;
+            /** @description `YYYY-MM-DD`, UTC. */
+            day: string;
+            model: string;
+            /** Format: int64 */
+            prompt_tokens: number;
+            /** Format: int64 */
+            requests: number;
+            session: string;
+            user: string;
         };
         /** @description A user as the API shows it: never the hash or the token generation. */
         User: {
@@ -5531,6 +5580,67 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Template"][];
+                };
+            };
+            /** @description Not signed in, or the token is invalid, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Refused. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Internal error (details are in the server log). */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    usage: {
+        parameters: {
+            query?: {
+                /** @description The last N days, today included (default 30). */
+                since_days?: number;
+                /** @description Only this user's usage (admins; a user sees only their own). */
+                user?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The usage of the period. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UsageReport"];
+                };
+            };
+            /** @description Invalid request. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
             /** @description Not signed in, or the token is invalid, expired or revoked. */

@@ -16,6 +16,8 @@ export type Template = Schemas["Template"];
 export type Session = Schemas["Session"];
 export type AuditEntry = Schemas["AuditEntry"];
 export type SignInOptions = Schemas["SignInOptions"];
+export type UsageReport = Schemas["UsageReport"];
+export type UsageRow = Schemas["UsageRowView"];
 export type SessionState = Session["state"];
 export type Snapshot = Schemas["Snapshot"];
 export type SnapshotJob = Schemas["SnapshotJob"];
@@ -130,6 +132,10 @@ export const api = {
   changePassword: (current: string, next: string) =>
     apiFetch<void>("/api/me/password", { method: "POST", json: { current, new: next } satisfies Schemas["PasswordChange"] }),
   templates: () => apiFetch<Template[]>("/api/templates"),
+  /** The model gateway's usage of the last `days` days: the user's own, or (admins) everyone's
+   * or `user`'s. */
+  usage: (days: number, user?: string) =>
+    apiFetch<UsageReport>(`/api/usage?since_days=${days}${user ? `&user=${encodeURIComponent(user)}` : ""}`),
   sessions: () => apiFetch<Session[]>("/api/sessions"),
   session: (id: string) => apiFetch<Session>(`/api/sessions/${encodeURIComponent(id)}`),
   createSession: (template: string) => apiFetch<Session>("/api/sessions", { method: "POST", json: { template } satisfies Schemas["CreateSession"] }),

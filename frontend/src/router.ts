@@ -7,6 +7,7 @@ export type Route =
   | { name: "login" }
   | { name: "register"; invite: string | null }
   | { name: "account" }
+  | { name: "usage" }
   | { name: "workspace"; sessionId: string }
   | { name: "admin-users" }
   | { name: "admin-invites" }
@@ -27,6 +28,8 @@ export function matchRoute(pathAndSearch: string): Route {
       return { name: "register", invite: url.searchParams.get("invite") };
     case "/account":
       return { name: "account" };
+    case "/usage":
+      return { name: "usage" };
     case "/admin":
     case "/admin/users":
       return { name: "admin-users" };
@@ -59,6 +62,8 @@ export function routePath(route: Route): string {
       return route.invite ? `/register?invite=${encodeURIComponent(route.invite)}` : "/register";
     case "account":
       return "/account";
+    case "usage":
+      return "/usage";
     case "workspace":
       return `/w/${encodeURIComponent(route.sessionId)}`;
     case "admin-users":

@@ -44,6 +44,18 @@ pub enum Command {
     /// Session containers.
     #[command(subcommand)]
     Container(ContainerCommand),
+    /// The LLM provider behind octod's model gateway.
+    #[command(subcommand)]
+    Llm(LlmCommand),
+    /// Model tokens used through octod's model gateway, per day, user, session and model.
+    Usage {
+        /// Only this user's usage.
+        #[arg(long)]
+        user: Option<String>,
+        /// The period up to today, in whole days: 1d to 366d (e.g. 7d, 2w).
+        #[arg(long, default_value = "30d", value_parser = parse_period)]
+        since: u32,
+    },
     /// Write shell completions and man pages into DIR (for packaging).
     #[command(hide = true)]
     GenerateAssets {
@@ -184,6 +196,13 @@ pub enum UserCommand {
         #[command(flatten)]
         password: PasswordArgs,
     },
+    /// Set a user's monthly token budget for the model gateway: a number of tokens,
+    /// `unlimited`, or `default` (their role's, [llm.budgets] in octod's config).
+    SetBudget {
+        name: String,
+        #[arg(value_parser = parse_budget)]
+        budget: Budget,
+    },
     /// Personal API tokens of an account (for scripts, CI jobs, `opencode attach`).
     #[command(subcommand)]
     Token(TokenCommand),
@@ -218,6 +237,36 @@ fn parse_days(text: &str) -> Result<u32, String> {
     let days = u32::try_from(secs / 86_400).unwrap_or(u32::MAX);
     if secs % 86_400 != 0 || !(1..=365).contains(&days) {
         return Err("a token's lifetime is whole days, 1d to 365d".to_owned());
+    }
+    Ok(days)
+}
+
+/// A monthly token budget as `octoctl user set-budget` takes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Budget {
+    Tokens(u64),
+    Unlimited,
+    Default,
+}
+
+fn parse_budget(text: &str) -> Result<Budget, String> {
+    match text {
+        "unlimited" => Ok(Budget::Unlimited),
+        "default" => Ok(Budget::Default),
+        _ => text
+            .replace(['_', ','], "")
+            .parse()
+            .map(Budget::Tokens)
+            .map_err(|_| format!("{text:?} is not a number of tokens, `unlimited` or `default`")),
+    }
+}
+
+/// A usage period: whole days, 1d to 366d.
+fn parse_period(text: &str) -> Result<u32, String> {
+    let secs = crate::duration::parse(text)?.as_secs();
+    let days = u32::try_from(secs / 86_400).unwrap_or(u32::MAX);
+    if secs % 86_400 != 0 || !(1..=366).contains(&days) {
+        return Err("the period is whole days, 1d to 366d".to_owned());
     }
     Ok(days)
 }
@@ -258,6 +307,18 @@ pub enum ImageCommand {
     /// Build the session image, printing the build's output as it comes; `:latest` moves only
     /// after success.
     Build,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LlmCommand {
+    /// Store the provider's API key as octod's systemd credential (the file llm-key in
+    /// --credentials-dir, root only, mode 0600), read from standard input or, on a terminal,
+    /// typed without echo. Restart octod to use it (systemctl restart octod).
+    SetKey {
+        /// The directory octod.service loads as credentials (LoadCredential=octo:…).
+        #[arg(long, default_value = "/etc/octo/credentials")]
+        credentials_dir: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]

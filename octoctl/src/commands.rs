@@ -9,15 +9,16 @@ use std::time::Duration;
 use hyper::Method;
 use octo_wire::{
     ApiTokenView, BuildEvent, CreateApiToken, CreateInvite, CreateUser, CreatedApiToken,
-    InviteView, LogEvent, RefreshEvent, RefreshStatus, ResetPassword, Scope, SessionView, SetRole,
-    SnapshotJobState, SnapshotJobView, SnapshotList, StatusView, UpdateSession, UserView,
+    InviteView, LogEvent, RefreshEvent, RefreshStatus, ResetPassword, Scope, SessionView,
+    SetBudget, SetRole, SnapshotJobState, SnapshotJobView, SnapshotList, StatusView,
+    UpdateSession, UsageReport, UserView,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use crate::cli::{
-    Cli, Command, ContainerCommand, ImageCommand, InviteCommand, PasswordArgs, Role,
+    Budget, Cli, Command, ContainerCommand, ImageCommand, InviteCommand, PasswordArgs, Role,
     SessionCommand, SnapshotCommand, TokenCommand, UserCommand,
 };
 use crate::client::Client;
@@ -37,7 +38,8 @@ pub async fn run(cli: &Cli) -> Result<(), Failure> {
         Command::Container(ContainerCommand::Refresh { parallel }) => {
             refresh(&client, out, *parallel).await
         }
-        Command::GenerateAssets { .. } => Ok(()),
+        Command::Usage { user, since } => usage(&client, out, user.as_deref(), *since).await,
+        Command::GenerateAssets { .. } | Command::Llm(_) => Ok(()),
     }
 }
 
@@ -122,6 +124,53 @@ fn answer(value: Option<Value>) -> Value {
 }
 
 // ---- status
+
+async fn usage(client: &Client, out: Output, user: Option<&str>, days: u32) -> Result<(), Failure> {
+    let mut path = format!("/admin/v1/usage?since_days={days}");
+    if let Some(user) = user {
+        let _ = write!(path, "&user={}", segment(user));
+    }
+    let v = answer(client.call(Method::GET, &path, None).await?);
+    out.show_typed(&v, |report: UsageReport| {
+        let rows: Vec<Vec<String>> = report
+            .rows
+            .iter()
+            .map(|r| {
+                vec![
+                    r.day.clone(),
+                    r.user.clone(),
+                    r.session.clone(),
+                    r.model.clone(),
+                    r.prompt_tokens.to_string(),
+                    r.completion_tokens.to_string(),
+                    r.requests.to_string(),
+                ]
+            })
+            .collect();
+        let mut s = if rows.is_empty() {
+            format!("no model usage since {}\n", report.since)
+        } else {
+            table::render(
+                &[
+                    "DAY",
+                    "USER",
+                    "SESSION",
+                    "MODEL",
+                    "PROMPT",
+                    "COMPLETION",
+                    "REQUESTS",
+                ],
+                &rows,
+            )
+        };
+        let _ = writeln!(
+            s,
+            "total since {}: {} prompt + {} completion tokens in {} requests",
+            report.since, report.prompt_tokens, report.completion_tokens, report.requests
+        );
+        s
+    })
+}
 
 async fn status(client: &Client, out: Output) -> Result<(), Failure> {
     let v = answer(client.call(Method::GET, "/admin/v1/status", None).await?);
@@ -778,6 +827,30 @@ async fn user(client: &Client, out: Output, command: &UserCommand) -> Result<(),
                     let _ = writeln!(s, "password: {password}");
                 }
                 s
+            });
+        }
+        UserCommand::SetBudget { name, budget } => {
+            let request = match budget {
+                Budget::Tokens(tokens) => SetBudget {
+                    monthly_tokens: Some(*tokens),
+                    unlimited: false,
+                },
+                Budget::Unlimited => SetBudget {
+                    monthly_tokens: None,
+                    unlimited: true,
+                },
+                Budget::Default => SetBudget::default(),
+            };
+            client
+                .call(Method::POST, &path(name, "/budget"), Some(&body(&request)))
+                .await?;
+            let text = match budget {
+                Budget::Tokens(tokens) => format!("{tokens} tokens a month"),
+                Budget::Unlimited => "unlimited".to_owned(),
+                Budget::Default => "their role's".to_owned(),
+            };
+            out.show(&json!({"name": name, "budget": text}), |_| {
+                format!("user {name}: monthly token budget {text}\n")
             });
         }
         UserCommand::Token(command) => token(client, out, command).await?,

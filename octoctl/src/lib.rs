@@ -9,6 +9,7 @@ pub mod cli;
 pub mod client;
 pub mod commands;
 pub mod duration;
+pub mod llm_key;
 pub mod table;
 
 pub use cli::Cli;
@@ -42,6 +43,10 @@ impl Failure {
 pub fn run(cli: &Cli) -> Result<(), Failure> {
     if let cli::Command::GenerateAssets { dir } = &cli.command {
         return assets::generate(dir).map_err(|e| Failure::Failed(format!("{e:#}")));
+    }
+    // A file of the host, not a call to octod: octod cannot write /etc (nor should it).
+    if let cli::Command::Llm(cli::LlmCommand::SetKey { credentials_dir }) = &cli.command {
+        return llm_key::set_key(credentials_dir);
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -127,8 +127,23 @@ pub struct LlmFragment {
     /// An OpenAI-compatible endpoint, e.g. `https://llm.example/v1`.
     pub base_url: Option<String>,
     pub model: Option<String>,
-    /// Never logged; reaches sessions as a Podman secret.
+    /// Development only: a service reads the systemd credential `llm-key`
+    /// (`/etc/octo/credentials/llm-key`, `octoctl llm set-key`). Never logged, never in a
+    /// session: octod's model gateway adds it to the requests it forwards.
     pub api_key: Option<String>,
+    /// How long the provider may take to start answering a request.
+    pub timeout_seconds: Option<u64>,
+    /// Monthly token budgets per role (`[llm.budgets]`); unset: none.
+    pub budgets: Option<BudgetsFragment>,
+}
+
+/// `[llm.budgets]`: the monthly token budget (prompt + completion) of each role's users,
+/// unless `octoctl user set-budget` overrides it for a user.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetsFragment {
+    pub user: Option<u64>,
+    pub admin: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -184,6 +199,10 @@ pub struct Llm {
     pub base_url: String,
     pub model: String,
     pub api_key: Option<String>,
+    /// How long the provider may take to answer with a response head.
+    pub timeout: Duration,
+    /// Monthly token budgets per role.
+    pub budgets: BudgetsFragment,
 }
 
 impl std::fmt::Debug for Llm {
@@ -193,6 +212,8 @@ impl std::fmt::Debug for Llm {
             .field("base_url", &self.base_url)
             .field("model", &self.model)
             .field("api_key", &self.api_key.as_ref().map(|_| "***"))
+            .field("timeout", &self.timeout)
+            .field("budgets", &self.budgets)
             .finish()
     }
 }
@@ -415,6 +436,16 @@ pub fn merge(fragments: &[(PathBuf, Fragment)]) -> Result<Settings, ConfigError>
     let (model, model_at) = pick!("llm.model", llm.model);
     let (provider, _) = pick!("llm.provider", llm.provider);
     let (api_key, _) = pick!("llm.api_key", llm.api_key);
+    let (timeout, timeout_at) = pick!("llm.timeout_seconds", llm.timeout_seconds);
+    let (budgets, _) = pick!("llm.budgets", llm.budgets);
+    let timeout = timeout.unwrap_or(120);
+    if !(1..=3600).contains(&timeout) {
+        return Err(invalid(
+            &timeout_at,
+            "llm.timeout_seconds",
+            "must be 1–3600".into(),
+        ));
+    }
     let llm = match (base_url, model) {
         (None, None) => None,
         (Some(base_url), Some(model)) => {
@@ -430,6 +461,8 @@ pub fn merge(fragments: &[(PathBuf, Fragment)]) -> Result<Settings, ConfigError>
                 base_url,
                 model,
                 api_key,
+                timeout: Duration::from_secs(timeout),
+                budgets: budgets.unwrap_or_default(),
             })
         }
         (Some(_), None) => {
@@ -673,6 +706,18 @@ impl Settings {
                 "llm.api_key",
                 llm.and_then(|l| l.api_key.as_ref())
                     .and_then(|_| text("***")),
+            ),
+            (
+                "llm.timeout_seconds",
+                llm.map(|l| l.timeout.as_secs().to_string()),
+            ),
+            (
+                "llm.budgets.user",
+                llm.and_then(|l| l.budgets.user).map(|t| t.to_string()),
+            ),
+            (
+                "llm.budgets.admin",
+                llm.and_then(|l| l.budgets.admin).map(|t| t.to_string()),
             ),
             (
                 "auth.local_passwords",

@@ -19,6 +19,7 @@ pub mod image;
 pub mod journal;
 pub mod limits;
 pub mod listen;
+pub mod llm;
 pub mod metrics;
 pub mod podman;
 pub mod proxy;

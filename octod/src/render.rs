@@ -77,8 +77,18 @@ pub const DEFAULT_HEALTH_CMD: &str = "/usr/local/bin/octo-healthcheck";
 /// port). The session image declares the runtime it implements in [`LABEL_RUNTIME`]; octod
 /// starts no session on an image of another runtime (an image built by an older package), and
 /// rebuilds it first. Raise it with every change of that contract, in the Containerfile too.
-/// Runtime 1 (no label) published TCP ports and took its token on the command line.
-pub const SESSION_RUNTIME: u32 = 2;
+/// Runtime 1 (no label) published TCP ports and took its token on the command line; runtime
+/// 2 took the LLM provider (with its key) as the variable `OCTO_LLM_CONFIG`; runtime 3 reaches
+/// octod's model gateway through the socket at [`LLM_MOUNT`] and names its models in
+/// [`LLM_MODELS_ENV`].
+pub const SESSION_RUNTIME: u32 = 3;
+/// Where the session's directory of octod's model gateway (its socket, [`LLM_SOCKET_FILE`])
+/// is mounted in the container.
+pub const LLM_MOUNT: &str = "/run/octo-llm";
+/// The model gateway's socket in a session's directory.
+pub const LLM_SOCKET_FILE: &str = "llm.sock";
+/// The models a session may use, comma-separated, the default first: not secret.
+pub const LLM_MODELS_ENV: &str = "OCTO_LLM_MODELS";
 /// The image label that carries the session runtime the image implements.
 pub const LABEL_RUNTIME: &str = "org.octo.session-runtime";
 /// Label keys on the container and the volume; cleanup finds orphans by them.
@@ -307,14 +317,44 @@ impl Default for HealthConfig {
     }
 }
 
-/// A Podman secret exposed to every session as an environment variable (e.g. the LLM
-/// provider's API key). The secret is created by the administrator, not by `octod`.
+/// octod's model gateway, as the sessions see it: one directory per session under
+/// `sockets_dir` (`<sockets_dir>/<id>/`, holding octod's socket for that session, and nothing
+/// else) mounted read-only at [`LLM_MOUNT`], and the models' names. No key: the socket names
+/// the session, octod adds the provider's key on its side.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EnvSecret {
-    /// The Podman secret's name.
-    pub secret: String,
-    /// The variable it becomes in the container.
-    pub env: String,
+pub struct LlmMount {
+    /// The host directory of the sessions' directories (octod's, mode 0700, so that no other
+    /// user of the host reaches a socket in it).
+    pub sockets_dir: PathBuf,
+    /// The models sessions may use, the default first.
+    pub models: Vec<String>,
+}
+
+impl LlmMount {
+    /// The session's directory on the host: what is mounted at [`LLM_MOUNT`].
+    pub fn session_dir(&self, id: &SessionId) -> PathBuf {
+        self.sockets_dir.join(id.as_str())
+    }
+
+    /// Creates the sessions' directory (0700: only octod, and Podman as the same user, get
+    /// through it) and the session's (0755: `dev`, a subordinate uid in the container, must
+    /// reach the socket in it). Idempotent.
+    ///
+    /// # Errors
+    /// The path that could not be created or changed, and why.
+    pub fn prepare_session_dir(
+        &self,
+        id: &SessionId,
+    ) -> Result<PathBuf, (PathBuf, std::io::Error)> {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = self.session_dir(id);
+        std::fs::create_dir_all(&dir).map_err(|e| (dir.clone(), e))?;
+        for (path, mode) in [(&self.sockets_dir, 0o700), (&dir, 0o755)] {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+                .map_err(|e| (path.clone(), e))?;
+        }
+        Ok(dir)
+    }
 }
 
 /// Everything about rendering that is not per session: host paths, health, timeouts,
@@ -331,8 +371,8 @@ pub struct RenderConfig {
     pub start_timeout: Duration,
     /// Controllers delegated to the `octo` user; limits of the others are left out.
     pub controllers: Controllers,
-    /// The LLM provider's secret, if one is configured.
-    pub provider_secret: Option<EnvSecret>,
+    /// octod's model gateway, if an LLM provider is configured.
+    pub llm: Option<LlmMount>,
     /// Capabilities added back after `DropCapability=ALL`. Empty for the session image, which
     /// runs as an unprivileged user and needs none.
     pub add_capabilities: Vec<String>,
@@ -349,7 +389,7 @@ impl RenderConfig {
             health: HealthConfig::default(),
             start_timeout: Duration::from_secs(120),
             controllers: Controllers::NONE,
-            provider_secret: None,
+            llm: None,
             add_capabilities: Vec::new(),
             token_owner: (1000, 1000),
         }
@@ -383,6 +423,8 @@ pub enum RenderError {
     Template { id: SessionId, template: String },
     #[error("session {id}: the templates directory {path:?} is not an absolute UTF-8 path")]
     TemplatesDir { id: SessionId, path: PathBuf },
+    #[error("session {id}: the model gateway's directory {path:?} is not a UTF-8 path")]
+    LlmDir { id: SessionId, path: PathBuf },
     #[error("session {id}: a zero {what} limit is not a limit")]
     ZeroLimit { id: SessionId, what: &'static str },
     #[error("session {id}: {source}")]
@@ -474,7 +516,7 @@ fn container_unit(
     let (uid, gid) = config.token_owner;
     // A file, not a variable: an environment variable is inherited by every process in the
     // session (the agent's shell included) and readable in /proc.
-    let mut secrets = vec![Secret {
+    let secrets = vec![Secret {
         name: names.token_secret.clone(),
         target: SecretTarget::File {
             path: TOKEN_FILE.to_owned(),
@@ -483,10 +525,39 @@ fn container_unit(
             gid,
         },
     }];
-    if let Some(provider) = &config.provider_secret {
-        secrets.push(Secret {
-            name: provider.secret.clone(),
-            target: SecretTarget::Env(provider.env.clone()),
+    let mut volumes = vec![
+        VolumeMount {
+            source: VolumeSource::Unit(names.volume_file.clone()),
+            target: HOME_MOUNT.to_owned(),
+            read_only: false,
+            chown: true,
+        },
+        VolumeMount {
+            source: VolumeSource::HostPath(template_dir),
+            target: TEMPLATE_MOUNT.to_owned(),
+            read_only: true,
+            chown: false,
+        },
+    ];
+    let mut environment = vec![EnvVar {
+        name: SESSION_ID_ENV.to_owned(),
+        value: spec.id.to_string(),
+    }];
+    if let Some(llm) = &config.llm {
+        let dir = llm.session_dir(&spec.id);
+        let source = dir.to_str().ok_or_else(|| RenderError::LlmDir {
+            id: spec.id.clone(),
+            path: dir.clone(),
+        })?;
+        volumes.push(VolumeMount {
+            source: VolumeSource::HostPath(source.to_owned()),
+            target: LLM_MOUNT.to_owned(),
+            read_only: true,
+            chown: false,
+        });
+        environment.push(EnvVar {
+            name: LLM_MODELS_ENV.to_owned(),
+            value: llm.models.join(","),
         });
     }
     let (pids_limit, podman_args) = limits(spec, config.controllers)?;
@@ -506,25 +577,9 @@ fn container_unit(
             network: Some(Network::Pasta(
                 PASTA.iter().map(|&o| o.to_owned()).collect(),
             )),
-            volumes: vec![
-                VolumeMount {
-                    source: VolumeSource::Unit(names.volume_file.clone()),
-                    target: HOME_MOUNT.to_owned(),
-                    read_only: false,
-                    chown: true,
-                },
-                VolumeMount {
-                    source: VolumeSource::HostPath(template_dir),
-                    target: TEMPLATE_MOUNT.to_owned(),
-                    read_only: true,
-                    chown: false,
-                },
-            ],
+            volumes,
             secrets,
-            environment: vec![EnvVar {
-                name: SESSION_ID_ENV.to_owned(),
-                value: spec.id.to_string(),
-            }],
+            environment,
             labels: labels(spec),
             health: Some(HealthCheck {
                 cmd: health.cmd.clone(),
@@ -851,9 +906,9 @@ WantedBy=sockets.target
                 timeout: Duration::from_secs(2),
             },
             start_timeout: Duration::from_secs(30),
-            provider_secret: Some(EnvSecret {
-                secret: "octo-provider".into(),
-                env: "ANTHROPIC_API_KEY".into(),
+            llm: Some(LlmMount {
+                sockets_dir: "/var/lib/octod/llm".into(),
+                models: vec!["big".into(), "small".into()],
             }),
             add_capabilities: vec!["SETUID".into(), "SETGID".into()],
             ..config()
@@ -861,8 +916,11 @@ WantedBy=sockets.target
         let r = render(&spec(), &config).expect("renders");
         let c = &r.container.contents;
         for line in [
+            // The model gateway: the session's own directory of sockets and the model names;
+            // no provider secret.
+            "Volume=/var/lib/octod/llm/ab12:/run/octo-llm:ro\n",
             "Secret=octo-ab12-token,type=mount,target=/run/secrets/octo-token,mode=0400,uid=1000,gid=1000\n\
-             Secret=octo-provider,type=env,target=ANTHROPIC_API_KEY\n",
+             Environment=OCTO_SESSION_ID=ab12\nEnvironment=OCTO_LLM_MODELS=big,small\n",
             "HealthCmd=wget -q -O /dev/null http://127.0.0.1:41820/ && test -f /tmp/ready\n\
              HealthInterval=500ms\nHealthStartPeriod=5s\nHealthRetries=2\nHealthTimeout=2s\n",
             "DropCapability=ALL\nAddCapability=SETUID SETGID\n",
@@ -942,14 +1000,6 @@ WantedBy=sockets.target
             fails(zero_memory, config()),
             "session ab12: a zero memory limit is not a limit"
         );
-        let bad_secret = RenderConfig {
-            provider_secret: Some(EnvSecret {
-                secret: "provider".into(),
-                env: "API-KEY".into(),
-            }),
-            ..config()
-        };
-        assert!(fails(spec(), bad_secret).contains("invalid Secret= value \"API-KEY\""));
         let bad_health = RenderConfig {
             health: HealthConfig {
                 cmd: "check\n".into(),

@@ -10,8 +10,12 @@ use anyhow::Context as _;
 use crate::config::Settings;
 use crate::listen::{self, Origin};
 
-/// The Podman secret that carries the LLM provider's settings into every session.
-pub const LLM_SECRET: &str = "octo-llm";
+/// The Podman secret that carried the LLM provider's settings, key included, into every
+/// session before octod's model gateway (session runtime 2). Removed once no unit names it.
+pub const OLD_LLM_SECRET: &str = "octo-llm";
+/// The credential with the LLM provider's API key: `/etc/octo/credentials/llm-key`, loaded by
+/// octod.service as `octo_llm-key`.
+pub const LLM_KEY_CREDENTIAL: &str = "llm-key";
 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
@@ -37,6 +41,15 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         Origin::Bound => tracing::info!(%local, "serving HTTP"),
     }
     let reconciler = engine.spawn_background(Duration::from_secs(30));
+    let llm = state.llm.clone().map(|gateway| {
+        tracing::info!(
+            sockets = %gateway.mount().sockets_dir.display(),
+            models = %gateway.config().models.join(", "),
+            "serving the model gateway to the sessions"
+        );
+        tokio::spawn(crate::llm::sockets::run(gateway))
+    });
+    let old_secret = tokio::spawn(remove_old_llm_secret(engine.clone()));
     let app = crate::app::router(state);
     notify(&[sd_notify::NotifyState::Ready]);
     let status = tokio::spawn(report_status(engine.clone()));
@@ -54,6 +67,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     }
     status.abort();
     disk.abort();
+    old_secret.abort();
+    if let Some(llm) = llm {
+        llm.abort();
+    }
     reconciler.abort();
     if let Err(error) = engine.store().flush_activity() {
         tracing::warn!("saving session activity: {error}");
@@ -104,7 +121,7 @@ fn start_admin(
 /// Everything the handlers share, from the configuration.
 pub async fn build_state(settings: &Settings) -> anyhow::Result<crate::app::AppState> {
     use crate::engine::{Engine, EngineConfig};
-    use crate::render::{EnvSecret, RenderConfig};
+    use crate::render::{LlmMount, RenderConfig};
 
     // A limit this host cannot give is an error now, not a session that never starts.
     settings
@@ -136,7 +153,7 @@ pub async fn build_state(settings: &Settings) -> anyhow::Result<crate::app::AppS
             local_passwords: settings.auth.local_passwords,
             oidc: settings.auth.oidc.clone(),
             // systemd's credentials (octod.service loads /etc/octo/credentials/).
-            credentials_dir: std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from),
+            credentials_dir: credentials_dir(),
             ..crate::auth::AuthSettings::default()
         },
     )
@@ -163,24 +180,39 @@ pub async fn build_state(settings: &Settings) -> anyhow::Result<crate::app::AppS
     let mut render = RenderConfig::new(&settings.templates_dir);
     render.start_timeout = settings.start_timeout;
     render.controllers = controllers;
-    if let Some(llm) = &settings.llm {
-        let value = serde_json::json!({
-            "name": llm.provider,
-            "base_url": llm.base_url,
-            "model": llm.model,
-            "api_key": llm.api_key,
-        });
-        podman
-            .create_secret(LLM_SECRET, value.to_string().as_bytes(), true)
-            .await
-            .context("storing the LLM provider's settings as a Podman secret")?;
-        render.provider_secret = Some(EnvSecret {
-            secret: LLM_SECRET.into(),
-            env: "OCTO_LLM_CONFIG".into(),
-        });
-    } else {
-        tracing::warn!("no LLM provider configured ([llm] in octod.toml): agents cannot answer");
-    }
+    let llm = match &settings.llm {
+        Some(llm) => {
+            let mount = LlmMount {
+                sockets_dir: settings.state_dir.join("llm"),
+                models: vec![llm.model.clone()],
+            };
+            render.llm = Some(mount.clone());
+            let api_key = match &llm.api_key {
+                Some(key) => Some(key.clone()),
+                None => read_llm_key()?,
+            };
+            if api_key.is_none() {
+                tracing::warn!(
+                    "no API key for the LLM provider (no credential {LLM_KEY_CREDENTIAL}: `octoctl llm set-key`): requests are forwarded without one"
+                );
+            }
+            let config = crate::llm::GatewayConfig {
+                base_url: llm.base_url.clone(),
+                api_key: api_key.map(crate::llm::ApiKey::new),
+                models: mount.models.clone(),
+                head_timeout: llm.timeout,
+                max_body_bytes: crate::llm::MAX_BODY_BYTES,
+                budgets: llm.budgets,
+            };
+            Some((config, mount))
+        }
+        None => {
+            tracing::warn!(
+                "no LLM provider configured ([llm] in octod.toml): agents cannot answer"
+            );
+            None
+        }
+    };
     let home = home_dir()?;
     let quadlet_dir = match &settings.quadlet_dir {
         Some(dir) => dir.clone(),
@@ -206,7 +238,15 @@ pub async fn build_state(settings: &Settings) -> anyhow::Result<crate::app::AppS
     for warning in engine.limits_warnings() {
         tracing::warn!("{warning}");
     }
+    let llm = match llm {
+        Some((config, mount)) => Some(
+            crate::llm::Gateway::new(config, mount, engine.store().clone())
+                .context("starting the model gateway's HTTP client")?,
+        ),
+        None => None,
+    };
     let mut state = crate::app::AppState::new(engine, auth, settings.max_per_user);
+    state.llm = llm;
     state.proxy = state.proxy.with_head_timeout(settings.proxy_head_timeout);
     if let Some(site) = &settings.content_site {
         let content = crate::content::ContentOrigin::new(site.clone())
@@ -215,6 +255,78 @@ pub async fn build_state(settings: &Settings) -> anyhow::Result<crate::app::AppS
         state.content = crate::content::Content(Some(std::sync::Arc::new(content)));
     }
     Ok(state)
+}
+
+/// systemd's credentials directory (octod.service loads /etc/octo/credentials/).
+fn credentials_dir() -> Option<PathBuf> {
+    std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from)
+}
+
+/// The provider's key from the credential [`LLM_KEY_CREDENTIAL`] (as the file's own name, or
+/// as octod.service's `LoadCredential=octo:…` names it), if there is one.
+fn read_llm_key() -> anyhow::Result<Option<String>> {
+    let Some(dir) = credentials_dir() else {
+        return Ok(None);
+    };
+    for name in [
+        LLM_KEY_CREDENTIAL.to_owned(),
+        format!("octo_{LLM_KEY_CREDENTIAL}"),
+    ] {
+        match std::fs::read_to_string(dir.join(&name)) {
+            Ok(text) => {
+                let key = text.trim_end_matches(['\n', '\r']);
+                if !key.is_empty() {
+                    return Ok(Some(key.to_owned()));
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("reading the credential {name}")),
+        }
+    }
+    Ok(None)
+}
+
+/// Removes the Podman secret that carried the provider's key into sessions before the model
+/// gateway ([`OLD_LLM_SECRET`]), once no container unit names it any more: the reconciler
+/// rewrites the units of an upgraded install (after the image of the new session runtime is
+/// built), and a unit that still names a missing secret would not start.
+async fn remove_old_llm_secret(engine: crate::engine::Engine) {
+    let needle = format!("Secret={OLD_LLM_SECRET},");
+    loop {
+        let dir = engine.config().quadlet_dir.clone();
+        let needle = needle.clone();
+        let named = tokio::task::spawn_blocking(move || {
+            std::fs::read_dir(&dir).ok().is_some_and(|entries| {
+                entries.flatten().any(|entry| {
+                    entry.path().extension().is_some_and(|e| e == "container")
+                        && std::fs::read_to_string(entry.path())
+                            .is_ok_and(|text| text.contains(&needle))
+                })
+            })
+        })
+        .await
+        .unwrap_or(true);
+        if !named {
+            match engine.podman().secret_exists(OLD_LLM_SECRET).await {
+                Ok(false) => return,
+                Ok(true) => match engine.podman().delete_secret(OLD_LLM_SECRET).await {
+                    Ok(_) => {
+                        tracing::info!(
+                            "removed the Podman secret {OLD_LLM_SECRET}: sessions reach the model through octod now"
+                        );
+                        return;
+                    }
+                    Err(error) => {
+                        tracing::warn!("removing the Podman secret {OLD_LLM_SECRET}: {error}");
+                    }
+                },
+                Err(error) => {
+                    tracing::warn!("looking for the Podman secret {OLD_LLM_SECRET}: {error}");
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(30)).await;
+    }
 }
 
 /// This user's runtime directory, systemd's `%t` for its user manager: `$XDG_RUNTIME_DIR`,

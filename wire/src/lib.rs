@@ -10,6 +10,7 @@ pub mod admin;
 pub mod auth;
 pub mod error;
 pub mod sessions;
+pub mod usage;
 
 pub use admin::{
     BuildEvent, ImageStatus, LogEvent, LogsQuery, RefreshEvent, RefreshQuery, RefreshStatus,
@@ -27,6 +28,7 @@ pub use sessions::{
     SnapshotJobKind, SnapshotJobState, SnapshotJobView, SnapshotList, SnapshotView, TemplateView,
     UpdateSession,
 };
+pub use usage::{SetBudget, UsageQuery, UsageReport, UsageRowView};
 
 use serde::{Deserialize, Serialize};
 

@@ -163,6 +163,10 @@ const CHECKS: &[Check] = &[
         "octod's proxy: the opencode SDK with a cookie, 100 MiB both ways, the authorization matrix",
         &["api-sdk"],
     ),
+    check(
+        "the model gateway: the key only in octod's credential, a prompt answered through it, sessions walled from each other's sockets, usage on the right user and session, OpenAI-shaped errors, the provider down",
+        &["llm"],
+    ),
     Check {
         name: "octoctl over the admin socket: root, octo-admin, refused for others; users, invite codes, sessions, image build, container refresh",
         user: None,

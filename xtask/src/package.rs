@@ -123,7 +123,8 @@ pub fn build_image() -> anyhow::Result<()> {
 pub const STUB_LLM_PORT: u16 = 45_100;
 
 /// Runs `octo-e2e stub-llm` in the host as a transient unit and points octod's `[llm]` at
-/// it with a drop-in (the agents then answer from the stub), restarting octod if it runs.
+/// it with a drop-in (the agents then answer from the stub, through octod's model gateway),
+/// its key as the credential `octoctl llm set-key` writes, restarting octod if it runs.
 pub fn start_stub_llm() -> anyhow::Result<()> {
     let program = format!("{}/debug/octo-e2e", testhost::GUEST_TARGET);
     step(format!(
@@ -132,8 +133,9 @@ pub fn start_stub_llm() -> anyhow::Result<()> {
     sh(&format!(
         "systemctl stop octo-stub-llm.service 2>/dev/null || true
          systemd-run --unit=octo-stub-llm {program} stub-llm --port {STUB_LLM_PORT}
-         printf '[llm]\\nbase_url = \"http://host.containers.internal:{STUB_LLM_PORT}/v1\"\\nmodel = \"e2e-model\"\\napi_key = \"stub\"\\n' \\
+         printf '[llm]\\nbase_url = \"http://127.0.0.1:{STUB_LLM_PORT}/v1\"\\nmodel = \"e2e-model\"\\n' \\
            > /etc/octo/octod.d/60-stub-llm.toml
+         echo stub-llm-key | octoctl llm set-key
          octod config check
          systemctl try-restart octod.service"
     ))

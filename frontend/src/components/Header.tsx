@@ -56,6 +56,9 @@ export function Header(props: { user: User; route: Route; onSignedOut: (notice: 
         <Link href="/" aria-current={route.name === "sessions" ? "page" : undefined}>
           Sessions
         </Link>
+        <Link href="/usage" aria-current={route.name === "usage" ? "page" : undefined}>
+          Usage
+        </Link>
         {user.role === "admin" && (
           <Link href="/admin/users" aria-current={isAdminRoute ? "page" : undefined}>
             Admin

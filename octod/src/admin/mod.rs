@@ -22,6 +22,8 @@
 //! | `GET`/`POST /admin/v1/invite-codes`, `DELETE /admin/v1/invite-codes/{code}` | as `/api/admin/invite-codes` |
 //! | `POST /admin/v1/image/build`                   | stream of `line` events, then `done`      |
 //! | `POST /admin/v1/container/refresh?parallel=N`  | stream of `session` events, then `summary` |
+//! | `GET /admin/v1/usage?user=U&since_days=N`       | as `/api/usage` (everyone's without `user`) |
+//! | `POST /admin/v1/users/{name}/budget`           | `{"monthly_tokens":N}`, `{"unlimited":true}` or `{}` (the role's) → 204 |
 //!
 //! Streams are newline-delimited JSON (`application/x-ndjson`), one object per line with an
 //! `event` field; a stream ends with `done`/`summary`, or with `error` when it failed.
@@ -114,6 +116,11 @@ pub fn routes() -> Router<AdminState> {
         .merge(accounts::token_create_route::<_, Actor>("/admin/v1"))
         .route("/admin/v1/image/build", post(image_build))
         .route("/admin/v1/container/refresh", post(refresh::refresh))
+        .route("/admin/v1/usage", get(crate::api::usage::usage::<Actor>))
+        .route(
+            "/admin/v1/users/{name}/budget",
+            post(crate::api::usage::set_budget::<Actor>),
+        )
 }
 
 /// The admin socket's whole surface: every request authorized by its peer's credentials.

@@ -71,7 +71,7 @@ pub(super) async fn status(State(state): State<AdminState>) -> Result<Json<Statu
         render.controllers,
     ));
     warnings.extend(engine.limits_warnings());
-    if render.provider_secret.is_none() {
+    if render.llm.is_none() {
         warnings.push(
             "no LLM provider configured ([llm] in octod.toml): agents cannot answer".to_owned(),
         );

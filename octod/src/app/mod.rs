@@ -35,6 +35,8 @@ pub struct AppState {
     pub started: Instant,
     /// The content origin ([`crate::content`]), if one is configured.
     pub content: crate::content::Content,
+    /// octod's model gateway, when an LLM provider is configured (`serve` runs its sockets).
+    pub llm: Option<crate::llm::Gateway>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -93,6 +95,7 @@ impl AppState {
             max_sessions_per_user,
             started: Instant::now(),
             content: crate::content::Content::default(),
+            llm: None,
         }
     }
 }
@@ -152,6 +155,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/sessions/{id}/fork"),
     ("GET", "/api/admin/sessions"),
     ("GET", "/api/templates"),
+    // crate::api::usage
+    ("GET", "/api/usage"),
     // crate::proxy::routes
     ("ANY", "/sessions/{id}/opencode"),
     ("ANY", "/sessions/{id}/opencode/"),
@@ -173,6 +178,10 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/api/sessions/{id}/view",
             get(crate::content::view::<EngineSessions>),
+        )
+        .route(
+            "/api/usage",
+            get(crate::api::usage::usage::<crate::identity::CurrentUser>),
         )
         .merge(crate::proxy::routes::<AppState, EngineSessions>())
 }
@@ -276,5 +285,8 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let _ = writeln!(out, "octod_build_info{{version=\"{}\"}} 1", crate::VERSION);
     state.engine.metrics().render_prometheus(&mut out);
     state.proxy.metrics().render_prometheus(&mut out);
+    if let Some(llm) = &state.llm {
+        llm.metrics().render(&mut out);
+    }
     ([(CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }

@@ -17,7 +17,8 @@ use octo_wire::{
     CreateUser, CreatedApiToken, ErrorBody, ForkSession, Health, InviteView, KeepAlive,
     LoginRequest, PasswordChange, RegisterRequest, ResetPassword, Role, Scope, SessionDisk,
     SessionIdle, SessionLimits, SessionUrls, SessionView, SetRole, SignInOptions, SignInProvider,
-    SignedOut, SnapshotJobView, SnapshotList, SnapshotView, TemplateView, UpdateSession, UserView,
+    SignedOut, SnapshotJobView, SnapshotList, SnapshotView, TemplateView, UpdateSession,
+    UsageReport, UsageRowView, UserView,
 };
 use utoipa::ToSchema;
 use utoipa::openapi::extensions::Extensions;
@@ -241,6 +242,18 @@ const VIEW_PATH: Param = Param {
     name: "path",
     query: true,
     description: "The workspace file to view, relative to the workspace.",
+    range: None,
+};
+const USAGE_DAYS: Param = Param {
+    name: "since_days",
+    query: true,
+    description: "The last N days, today included (default 30).",
+    range: Some((1, 366)),
+};
+const USAGE_USER: Param = Param {
+    name: "user",
+    query: true,
+    description: "Only this user's usage (admins; a user sees only their own).",
     range: None,
 };
 const REST: Param = Param {
@@ -840,6 +853,16 @@ const OPERATIONS: &[Op] = &[
             Answer::Fail(&DISABLED),
             Answer::Fail(&INTERNAL),
         ]),
+    Op::get("/api/usage", "usage", "usage", "The model gateway's usage: tokens per day, user, session and model.")
+        .describe("A user sees their own usage; an admin everyone's, or one user's with `user`.")
+        .params(&[USAGE_DAYS, USAGE_USER])
+        .answers(&[
+            Answer::Ok("200", "The usage of the period.", Body::Json(json::<UsageReport>)),
+            Answer::Fail(&BAD_REQUEST),
+            Answer::Fail(&UNAUTHORIZED),
+            Answer::Fail(&NOT_ADMIN),
+            Answer::Fail(&INTERNAL),
+        ]),
     Op::get("/sessions/{id}/terminal", "terminal", "proxy", "The session's terminal (ttyd) as a WebSocket.")
         .describe("A WebSocket upgrade (`Connection: upgrade`, `Upgrade: websocket`, `Sec-WebSocket-Version: 13`), same-origin only; subprotocol `tty` is passed on.")
         .params(&[SESSION_ID])
@@ -1088,6 +1111,8 @@ fn components() -> Components {
         .schema_from::<CreateApiToken>()
         .schema_from::<CreatedApiToken>()
         .schema_from::<AuditView>()
+        .schema_from::<UsageReport>()
+        .schema_from::<UsageRowView>()
         .schema_from::<Health>()
         .schema_from::<TemplateView>()
         .schema_from::<SessionUrls>()

@@ -438,6 +438,14 @@ impl Engine {
         if let Err(e) = podman.delete_secret(&names.token_secret).await {
             problems.push(e.to_string());
         }
+        if let Some(llm) = &config.render.llm {
+            let dir = llm.session_dir(id);
+            match std::fs::remove_dir_all(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => problems.push(format!("removing {}: {e}", dir.display())),
+            }
+        }
         problems
     }
 
@@ -557,6 +565,12 @@ impl Engine {
                 path: dir.clone(),
                 source,
             })?;
+        }
+        if let Some(llm) = &config.render.llm {
+            // Podman refuses to start a container whose bind mount's source is missing; the
+            // socket in it is octod's model gateway's, bound when it sees the session.
+            llm.prepare_session_dir(&record.spec.id)
+                .map_err(|(path, source)| EngineError::Files { path, source })?;
         }
         let mut change = UnitChange {
             changed: false,

@@ -59,6 +59,7 @@ mod accounts;
 mod api_tokens;
 mod codec;
 mod identities;
+mod llm_usage;
 mod secret;
 
 use std::collections::{BTreeMap, HashMap};
@@ -78,6 +79,7 @@ pub use accounts::{
 pub use api_tokens::{ApiTokenRecord, ApiTokenStatus, MAX_API_TOKENS_PER_USER};
 pub use codec::{DecodeError, to_unix_ms};
 pub use identities::NewLinkedUser;
+pub use llm_usage::{UNLIMITED, UsageEntry, UsageFilter, UsageRow};
 pub use secret::Secret;
 
 use crate::session::{
@@ -347,6 +349,7 @@ impl Store {
                 txn.open_table(KEEP_ALIVE)?;
                 accounts::create_tables(&txn)?;
                 api_tokens::create_tables(&txn)?;
+                llm_usage::create_tables(&txn)?;
             }
             txn.commit()?;
             Ok(None)

@@ -1,0 +1,31 @@
+import { describe, expect, it } from "vitest";
+import { byDay, bySessionAndModel } from "./usage";
+
+const row = (day: string, session: string, model: string, prompt: number, completion: number) => ({
+  day,
+  user: "alice",
+  session,
+  model,
+  prompt_tokens: prompt,
+  completion_tokens: completion,
+  requests: 1,
+});
+
+describe("usage sums", () => {
+  it("fills every day of the period and adds each day's rows", () => {
+    const days = byDay([row("2026-12-02", "a", "m", 10, 1), row("2026-12-02", "b", "m", 5, 5)], "2026-12-01", "2026-12-03");
+    expect(days).toEqual([
+      { day: "2026-12-01", prompt: 0, completion: 0 },
+      { day: "2026-12-02", prompt: 15, completion: 6 },
+      { day: "2026-12-03", prompt: 0, completion: 0 },
+    ]);
+  });
+
+  it("groups by session and model, most tokens first", () => {
+    const groups = bySessionAndModel([row("2026-12-01", "a", "m", 1, 1), row("2026-12-02", "b", "m", 50, 0), row("2026-12-02", "a", "m", 2, 2)]);
+    expect(groups.map((g) => [g.session, g.prompt, g.completion, g.requests])).toEqual([
+      ["b", 50, 0, 1],
+      ["a", 3, 3, 2],
+    ]);
+  });
+});

@@ -1,0 +1,169 @@
+//! Monthly token budgets: each user's, from `octoctl user set-budget`, else their role's
+//! (`[llm.budgets]`), else none. A request is admitted while what the user used this month
+//! (UTC) plus what their requests in flight may use stays under the budget; otherwise it gets
+//! `429` in OpenAI's shape with a message opencode shows in the chat.
+//!
+//! What a request in flight may use is reserved at admission: the largest request the user
+//! has made since octod started (at least [`FIRST_RESERVE`]). Admission reads the book and
+//! reserves under one lock, and a reservation is released only after the request's usage is
+//! in the book, so concurrent requests at the edge of a budget are admitted one at a time:
+//! they overspend by at most one request's worth.
+
+use axum::http::StatusCode;
+
+use super::{Gateway, OpenAiError};
+
+/// What a user's first request reserves, before any of theirs was seen.
+pub const FIRST_RESERVE: u64 = 4096;
+
+/// A user's requests in flight.
+#[derive(Debug, Default)]
+pub struct Ledger {
+    reserved: u64,
+    largest: u64,
+}
+
+/// Tokens reserved for one request in flight; released when dropped.
+pub struct Reservation {
+    gateway: Gateway,
+    user: String,
+    tokens: u64,
+}
+
+impl Reservation {
+    /// What the request used, for the user's next reservations.
+    pub fn observed(&self, tokens: u64) {
+        let mut ledger = self.gateway.ledger();
+        let entry = ledger.entry(self.user.clone()).or_default();
+        entry.largest = entry.largest.max(tokens);
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        let mut ledger = self.gateway.ledger();
+        if let Some(entry) = ledger.get_mut(&self.user) {
+            entry.reserved = entry.reserved.saturating_sub(self.tokens);
+        }
+    }
+}
+
+/// The first day of this month and of the next (UTC, `YYYY-MM-DD`).
+pub fn month_bounds(today: chrono::NaiveDate) -> (String, String) {
+    use chrono::Datelike as _;
+    let first = today.with_day(1).unwrap_or(today);
+    let next = first
+        .checked_add_months(chrono::Months::new(1))
+        .unwrap_or(first);
+    (
+        first.format("%Y-%m-%d").to_string(),
+        next.format("%Y-%m-%d").to_string(),
+    )
+}
+
+/// `2000000` → `2,000,000`.
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Admits a request of `user` against their budget: `None` without a budget, a reservation
+/// within it, `429 budget_exceeded` past it.
+///
+/// # Errors
+/// Over budget, or the book cannot be read.
+pub async fn admit(gateway: &Gateway, user: &str) -> Result<Option<Reservation>, OpenAiError> {
+    let gateway = gateway.clone();
+    let user = user.to_owned();
+    tokio::task::spawn_blocking(move || admit_blocking(&gateway, &user))
+        .await
+        .map_err(|_| unavailable())?
+}
+
+fn admit_blocking(gateway: &Gateway, user: &str) -> Result<Option<Reservation>, OpenAiError> {
+    let store = gateway.store();
+    let budget = match store.llm_budget(user).map_err(|e| logged(&e))? {
+        Some(crate::store::UNLIMITED) => None,
+        Some(tokens) => Some(tokens),
+        None => {
+            let admin = store
+                .user(user)
+                .map_err(|e| logged(&e))?
+                .is_some_and(|u| u.role == crate::identity::Role::Admin);
+            let budgets = gateway.config().budgets;
+            if admin { budgets.admin } else { budgets.user }
+        }
+    };
+    let Some(budget) = budget else {
+        return Ok(None);
+    };
+    let (first, next) = month_bounds(chrono::Utc::now().date_naive());
+    // The book is read under the lock: a request that ends meanwhile is either in the book or
+    // still reserved, never neither.
+    let mut ledger = gateway.ledger();
+    let used = store
+        .llm_tokens_since(user, &first)
+        .map_err(|e| logged(&e))?;
+    let entry = ledger.entry(user.to_owned()).or_default();
+    if used.saturating_add(entry.reserved) >= budget {
+        return Err(OpenAiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "insufficient_quota",
+            "budget_exceeded",
+            format!(
+                "monthly token budget of {} reached; resets on {next}",
+                thousands(budget)
+            ),
+        ));
+    }
+    let tokens = entry.largest.max(FIRST_RESERVE);
+    entry.reserved = entry.reserved.saturating_add(tokens);
+    drop(ledger);
+    Ok(Some(Reservation {
+        gateway: gateway.clone(),
+        user: user.to_owned(),
+        tokens,
+    }))
+}
+
+fn logged(error: &dyn std::fmt::Display) -> OpenAiError {
+    tracing::error!("model gateway: reading the budget: {error}");
+    unavailable()
+}
+
+fn unavailable() -> OpenAiError {
+    OpenAiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "api_error",
+        "gateway_error",
+        "Octo's model gateway cannot serve this request now; try again".into(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn months_and_numbers() {
+        let day = |y, m, d| chrono::NaiveDate::from_ymd_opt(y, m, d).expect("date");
+        assert_eq!(
+            month_bounds(day(2026, 12, 3)),
+            ("2026-12-01".to_owned(), "2027-01-01".to_owned())
+        );
+        assert_eq!(
+            month_bounds(day(2027, 1, 31)),
+            ("2027-01-01".to_owned(), "2027-02-01".to_owned())
+        );
+        assert_eq!(thousands(2_000_000), "2,000,000");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1000), "1,000");
+    }
+}

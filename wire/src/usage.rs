@@ -1,0 +1,57 @@
+//! The model gateway's usage: tokens per day, user, session and model (`GET /api/usage`,
+//! `GET /admin/v1/usage`).
+
+use serde::{Deserialize, Serialize};
+
+/// The query of `GET /api/usage`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsageQuery {
+    /// Only this user's usage (an admin's choice; a user sees only their own).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// The last N days, today included (default 30, at most 366).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub since_days: Option<u32>,
+}
+
+/// One row: what one session used of one model on one day (UTC).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UsageRowView {
+    /// `YYYY-MM-DD`, UTC.
+    pub day: String,
+    pub user: String,
+    pub session: String,
+    pub model: String,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub requests: u64,
+}
+
+/// The usage of a period, and its sums.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UsageReport {
+    /// The first day counted, `YYYY-MM-DD` (UTC).
+    pub since: String,
+    /// The user the report is limited to, if any.
+    pub user: Option<String>,
+    /// By day, then user, session and model.
+    pub rows: Vec<UsageRowView>,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub requests: u64,
+}
+
+/// The body of `POST /admin/v1/users/{name}/budget`: a monthly token budget for one user.
+/// `{"monthly_tokens": N}` sets it, `{"unlimited": true}` lifts it, `{}` goes back to the
+/// role's (`[llm.budgets]`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetBudget {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monthly_tokens: Option<u64>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unlimited: bool,
+}
