@@ -435,6 +435,9 @@ fn now_secs() -> u64 {
 }
 
 #[cfg(test)]
+mod router_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
