@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail, ensure};
 
 use crate::api::expect;
-use crate::package::{CADDY_CA, SITE, as_octo, request, sh};
+use crate::package::{CADDY_CA, as_octo, port, request, sh, site};
 use crate::stub_llm::{AGENT_FILE, AGENT_FILE_TEXT, AGENT_REPLY};
 use crate::util::{self, Answer, say};
 
@@ -32,7 +32,7 @@ const CLI: &str = "/usr/local/bin/opencode-from-image";
 const CLOSE_BOUND: Duration = Duration::from_secs(5);
 
 fn origin() -> String {
-    format!("https://{SITE}")
+    format!("https://{}", site())
 }
 
 fn with_cookie(
@@ -84,14 +84,15 @@ impl Stream {
             .args([
                 "-sSfN",
                 "--resolve",
-                "localhost:8443:127.0.0.1",
+                &format!("localhost:{}:127.0.0.1", port()),
                 "--cacert",
                 CADDY_CA,
                 "-H",
             ])
             .arg(header)
             .arg(format!(
-                "https://{SITE}/sessions/{id}/opencode/global/event"
+                "https://{}/sessions/{id}/opencode/global/event",
+                site()
             ))
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -175,7 +176,7 @@ fn cli_prompt(id: &str, token: &str, prompt: &str, limit: u32) -> anyhow::Result
     let out = Command::new("timeout")
         .arg(limit.to_string())
         .args([CLI, "run", "--attach"])
-        .arg(format!("https://{SITE}/sessions/{id}/opencode"))
+        .arg(format!("https://{}/sessions/{id}/opencode", site()))
         .args(["--password", token, "--format", "json", prompt])
         // Bun, like Node, takes extra CAs from here: Caddy's internal CA.
         .env("NODE_EXTRA_CA_CERTS", CADDY_CA)

@@ -20,8 +20,20 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 use crate::api::expect;
 use crate::util::{self, Answer, say};
 
-/// Caddy's site for Octo in the test host (`OCTO_SITE` in `/etc/octo/caddy.env`).
-pub(crate) const SITE: &str = "localhost:8443";
+/// Caddy's site for Octo in the test host (`OCTO_SITE` in `/etc/octo/caddy.env`):
+/// `localhost:<port>`.
+pub(crate) fn site() -> String {
+    format!("localhost:{}", port())
+}
+
+/// The port of Caddy's sites in the test host: 8443, or `OCTO_E2E_PORT` (a second stack on
+/// the same machine, whose test hosts share its network, listens elsewhere).
+pub(crate) fn port() -> u16 {
+    std::env::var("OCTO_E2E_PORT")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(8443)
+}
 /// Where the `caddy` user's Caddy keeps the root of its internal CA.
 pub(crate) const CADDY_CA: &str =
     "/var/lib/caddy/.local/share/caddy/pki/authorities/local/root.crt";
@@ -90,7 +102,7 @@ pub(crate) fn request(
     request_at("localhost", method, path, headers, body)
 }
 
-/// [`request`] to another host name of Caddy's on port 8443 (a content host): its name is
+/// [`request`] to another host name of Caddy's port (a content host): its name is
 /// the TLS server name that the certificate must match.
 fn request_at(
     host: &str,
@@ -99,8 +111,10 @@ fn request_at(
     headers: &[(&str, &str)],
     body: Option<&str>,
 ) -> anyhow::Result<Answer> {
-    let mut head =
-        format!("{method} {path} HTTP/1.1\r\nHost: {host}:8443\r\nConnection: close\r\n");
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {host}:{}\r\nConnection: close\r\n",
+        port()
+    );
     for (name, value) in headers {
         let _ = write!(head, "{name}: {value}\r\n");
     }
@@ -136,7 +150,8 @@ fn request_at(
     let out = child.wait_with_output()?;
     if raw.is_empty() {
         bail!(
-            "no answer from https://{host}:8443{path}: {}",
+            "no answer from https://{host}:{}{path}: {}",
+            port(),
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
@@ -159,7 +174,7 @@ fn s_client_for(host: &str) -> Command {
         "openssl",
         "s_client",
         "-connect",
-        "127.0.0.1:8443",
+        &format!("127.0.0.1:{}", port()),
         "-servername",
         host,
         "-verify_hostname",
@@ -179,7 +194,7 @@ struct Browser {
 
 impl Browser {
     fn call(&self, method: &str, path: &str, body: Option<&str>) -> anyhow::Result<Answer> {
-        let origin = format!("https://{SITE}");
+        let origin = format!("https://{}", site());
         request(
             method,
             path,
@@ -202,8 +217,9 @@ impl Browser {
             child.stdout.take().context("s_client's stdout")?,
             child.stdin.take().context("s_client's stdin")?,
         );
-        let mut request = format!("ws://{SITE}/sessions/{id}/terminal").into_client_request()?;
-        let origin = format!("https://{SITE}");
+        let site = site();
+        let mut request = format!("ws://{site}/sessions/{id}/terminal").into_client_request()?;
+        let origin = format!("https://{site}");
         let headers = request.headers_mut();
         headers.insert("Sec-WebSocket-Protocol", "tty".parse()?);
         headers.insert("Cookie", self.cookie.parse()?);
@@ -412,7 +428,7 @@ async fn install() -> anyhow::Result<()> {
     let password = "a long package test password";
     let body =
         format!(r#"{{"invite_code":"{code}","username":"pkgadmin","password":"{password}"}}"#);
-    let origin = format!("https://{SITE}");
+    let origin = format!("https://{}", site());
     let answer = request(
         "POST",
         "/api/auth/register",
@@ -584,20 +600,21 @@ fn session_content_sandboxed(browser: &Browser, id: &str) -> anyhow::Result<()> 
 /// no way in without that cookie (the UI's is not one); octod's API not reachable there.
 fn content_origin(browser: &Browser, id: &str) -> anyhow::Result<()> {
     let host = format!("files-{id}.content.localhost");
+    let port = port();
     let view = browser.call("GET", &format!("/api/sessions/{id}/view?path=r.html"), None)?;
     expect(&view, 303, "a view of r.html")?;
     let location = view.header("location").unwrap_or_default();
-    let prefix = format!("https://{host}:8443/__octo/ticket?t=");
+    let prefix = format!("https://{host}:{port}/__octo/ticket?t=");
     let ticket_path = location
-        .strip_prefix(&format!("https://{host}:8443"))
+        .strip_prefix(&format!("https://{host}:{port}"))
         .filter(|_| location.starts_with(&prefix))
         .with_context(|| format!("the view redirects to {location:?}, not {prefix}…"))?;
     let traded = request_at(&host, "GET", ticket_path, &[], None)?;
     expect(&traded, 303, "trading the ticket on the content host")?;
+    let next = traded.header("location").unwrap_or_default().to_owned();
     ensure!(
-        traded.header("location") == Some("/r.html"),
-        "the trade redirects to {:?}",
-        traded.header("location")
+        percent_encoding::percent_decode_str(&next).decode_utf8_lossy() == "/r.html",
+        "the trade redirects to {next:?}"
     );
     let set = traded.header("set-cookie").unwrap_or_default();
     ensure!(
@@ -612,7 +629,7 @@ fn content_origin(browser: &Browser, id: &str) -> anyhow::Result<()> {
     let again = request_at(&host, "GET", ticket_path, &[], None)?;
     expect(&again, 403, "the same ticket a second time")?;
 
-    let page = request_at(&host, "GET", "/r.html", &[("Cookie", &cookie)], None)?;
+    let page = request_at(&host, "GET", &next, &[("Cookie", &cookie)], None)?;
     expect(&page, 200, "r.html on the content host")?;
     ensure!(
         page.header("content-type")
@@ -645,7 +662,7 @@ fn content_origin(browser: &Browser, id: &str) -> anyhow::Result<()> {
     let post = request_at(&host, "POST", "/r.html", &[("Cookie", &cookie)], Some("{}"))?;
     expect(&post, 405, "a POST on the content host")?;
     say(format!(
-        "content origin https://{host}:8443 (certificate of Caddy's CA): the ticket traded once for a __Host- cookie, r.html served as text/html without the sandbox; no cookie or the UI's: 401; /api/me there is a missing file"
+        "content origin https://{host}:{port} (certificate of Caddy's CA): the ticket traded once for a __Host- cookie, r.html served as text/html without the sandbox; no cookie or the UI's: 401; /api/me there is a missing file"
     ));
     Ok(())
 }
@@ -697,13 +714,13 @@ fn curl_logins(
         "--interface",
         from,
         "--resolve",
-        "localhost:8443:127.0.0.1",
+        &format!("localhost:{}:127.0.0.1", port()),
         "--cacert",
         CADDY_CA,
         "-H",
         "Content-Type: application/json",
         "-H",
-        "Origin: https://localhost:8443",
+        &format!("Origin: https://{}", site()),
         // What a client would forge to pick its throttle bucket; Caddy replaces it.
         "-H",
         "X-Forwarded-For: 203.0.113.77",
@@ -716,7 +733,7 @@ fn curl_logins(
     ]);
     // One connection for all of them: curl reuses it for each URL given.
     for _ in 0..count {
-        cmd.arg(format!("https://{SITE}/api/auth/login"));
+        cmd.arg(format!("https://{}/api/auth/login", site()));
     }
     let out = cmd.output().context("running curl")?;
     String::from_utf8_lossy(&out.stderr)

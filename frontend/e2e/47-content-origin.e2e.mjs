@@ -4,7 +4,7 @@
 // the script runs there, its credentialed fetch of the UI's /api/me gets no user, and the
 // promotion it tries from an admin's browser changes no role. The one-time ticket works once;
 // a browser without one is refused. Needs a content origin (the package host's
-// `*.content.localhost:8443`); without one, "View" is a download and this check says so.
+// `*.content.localhost:<its port>`).
 import { expectNoConsoleErrors } from "./util.mjs";
 
 const LONG = { timeout: 180_000 };
@@ -69,7 +69,8 @@ Promise.all([
     const [viewer] = await Promise.all([context.waitForEvent("page"), view.click()]);
     const report = await finished(viewer);
     await ctx.screenshot(viewer, "content-origin-view");
-    const contentOrigin = `https://files-${sessionId}.content.localhost:8443`;
+    const port = new URL(baseUrl).port;
+    const contentOrigin = `https://files-${sessionId}.content.localhost${port ? `:${port}` : ""}`;
     if (report.origin !== contentOrigin) throw new Error(`r.html ran on ${report.origin}, not ${contentOrigin}`);
     if (report.cookie !== "") throw new Error(`the content page reads cookies: ${report.cookie}`);
     for (const [what, answer] of [["the UI's /api/me", report.me], ["the promotion", report.promote]]) {
@@ -86,7 +87,8 @@ Promise.all([
     ctx.step("the ticket works once; a browser without one is refused");
     // Another view, as View asks for it; its ticket is in the redirect chain.
     const again = await viewer.goto(`${baseUrl}/api/sessions/${sessionId}/view?path=r.html`);
-    if (again.status() !== 200 || !again.url().startsWith(`${contentOrigin}/r.html`)) {
+    const landed = new URL(again.url());
+    if (again.status() !== 200 || landed.origin !== contentOrigin || decodeURIComponent(landed.pathname) !== "/r.html") {
       throw new Error(`a second view: ${again.status()} ${again.url()}`);
     }
     const chain = [];

@@ -1103,4 +1103,4 @@ fn new_invite_code() -> Result<Secret, getrandom::Error> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

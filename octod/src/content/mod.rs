@@ -44,6 +44,13 @@ use crate::proxy::{Proxy, Service, Sessions};
 use crate::session::SessionId;
 use crate::store::Secret;
 
+/// What a path segment on a content host encodes: all but RFC 3986's unreserved characters.
+const SEGMENT: &percent_encoding::AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 /// The content hosts' cookie.
 pub const COOKIE_NAME: &str = "__Host-octo_content";
 /// The path on a content host that trades a ticket for the cookie.
@@ -252,11 +259,12 @@ pub async fn view<R: Sessions>(
         // No content origin: the file is a download on the UI's origin.
         None => format!("/sessions/{id}/files/api/download?path={encoded}"),
         Some(content) => {
-            // The path on the content host: each segment percent-encoded, the slashes kept.
+            // The path on the content host: each segment percent-encoded but for RFC 3986's
+            // unreserved characters (so `r.html` reads as itself), the slashes kept.
             let on_host: String = path
                 .trim_start_matches('/')
                 .split('/')
-                .map(|segment| utf8_percent_encode(segment, NON_ALPHANUMERIC).to_string())
+                .map(|segment| utf8_percent_encode(segment, SEGMENT).to_string())
                 .collect::<Vec<_>>()
                 .join("/");
             content.issue(
@@ -433,6 +441,9 @@ fn now_secs() -> u64 {
         .unwrap_or_default()
         .as_secs()
 }
+
+#[cfg(test)]
+mod router_tests;
 
 #[cfg(test)]
 mod tests {
