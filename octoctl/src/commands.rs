@@ -10,8 +10,8 @@ use hyper::Method;
 use octo_wire::{
     ApiTokenView, BuildEvent, CreateApiToken, CreateInvite, CreateUser, CreatedApiToken,
     InviteView, LogEvent, RefreshEvent, RefreshStatus, ResetPassword, Scope, SessionView,
-    SetBudget, SetRole, SnapshotJobState, SnapshotJobView, SnapshotList, StatusView,
-    UpdateSession, UsageReport, UserView,
+    SetBudget, SetRole, SnapshotJobState, SnapshotJobView, SnapshotList, StatusView, UpdateSession,
+    UsageReport, UserView,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;

@@ -58,7 +58,10 @@ const LAYERS: &[(&str, &[&str])] = &[
     ),
     ("engine and services", &["engine", "auth", "service"]),
     ("the HTTP floor", &["http"]),
-    ("the edges", &["api", "auth::http", "proxy", "content", "llm"]),
+    (
+        "the edges",
+        &["api", "auth::http", "proxy", "content", "llm"],
+    ),
     // `admin` is the admin socket's own root: its router mounts the edges' handlers over the
     // app's state with another caller.
     (
