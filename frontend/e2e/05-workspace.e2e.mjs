@@ -94,18 +94,20 @@ export default async function workspace(ctx) {
     await runInTerminal(page, "echo $((6*7))", "42");
     await shot("terminal");
 
-    step("keep the session running for 2 hours from the header, then end the keep-alive");
+    // Longer than the idle time (120 minutes): while the session is in use its idle stop is an
+    // idle time after its last use, so a keep-alive of the same length would change nothing shown.
+    step("keep the session running for 8 hours from the header, then end the keep-alive");
     await byTest("idle-status").waitFor();
     const idleText = (await byTest("idle-stop-at").textContent()) ?? "";
     if (!idleText.startsWith("Idle stop ≈")) throw new Error(`the header's idle stop says ${JSON.stringify(idleText)}`);
     await page.locator('[data-testid="idle-reason"]', { hasText: "In use" }).waitFor();
-    await byTest("keep-alive").selectOption("120");
+    await byTest("keep-alive").selectOption("480");
     await page.locator('[data-testid="idle-stop-at"]', { hasText: "Kept running until" }).waitFor();
     await page.locator('[data-testid="idle-reason"]', { hasText: "Kept alive" }).waitFor();
     const kept = await (await context.request.get(`${baseUrl}/api/sessions/${sessionId}`)).json();
     const until = kept.idle?.keep_alive_until ?? 0;
-    if (Math.abs(until - (Date.now() + 120 * 60_000)) > 5 * 60_000) {
-      throw new Error(`kept alive until ${until}, not about 2 hours from now: ${JSON.stringify(kept.idle)}`);
+    if (Math.abs(until - (Date.now() + 480 * 60_000)) > 5 * 60_000) {
+      throw new Error(`kept alive until ${until}, not about 8 hours from now: ${JSON.stringify(kept.idle)}`);
     }
     await shot("kept-alive");
     await byTest("keep-alive").selectOption("0");
