@@ -199,7 +199,15 @@ export default async function chat({ newContext, baseUrl, newUser, step, outDir 
     await page.reload();
     await page.locator("[data-testid=chat-tool][data-tool=write][data-status=completed]").waitFor({ timeout: 30_000 });
     if ((await conversations.inputValue()) !== first) throw new Error("the selected conversation was not remembered");
-    if ((await page.getByTestId("chat-message").count()) !== count) throw new Error("the reloaded conversation differs");
+    // Rows join the list a few per frame (the chat's windowing), so the count settles after the
+    // first rows show.
+    const settled = await page
+      .waitForFunction((n) => document.querySelectorAll("[data-testid=chat-message]").length === n, count, { timeout: 15_000 })
+      .then(() => true, () => false);
+    if (!settled) {
+      const now = await page.getByTestId("chat-message").count();
+      throw new Error(`the reloaded conversation differs: ${now} messages, ${count} before the reload`);
+    }
 
     step("deleting a conversation (confirmed) removes it and opens the remaining one");
     const before = await conversations.locator("option").count();
