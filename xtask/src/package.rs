@@ -52,8 +52,11 @@ fn stage(deb: &Path) -> anyhow::Result<String> {
 pub fn install_deb(deb: &Path, extra: &[&str]) -> anyhow::Result<()> {
     let guest = stage(deb)?;
     step(format!("apt-get install {guest} {}", extra.join(" ")));
+    // As an unattended upgrade does: a configuration file the administrator changed (Caddy's
+    // `caddy.env`) is kept without asking, the package's version beside it as `.dpkg-dist`.
     sh(&format!(
-        "apt-get update -qq && apt-get install -y -q {guest} {}",
+        "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+         -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold {guest} {}",
         extra.join(" ")
     ))
 }
