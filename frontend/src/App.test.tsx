@@ -111,7 +111,20 @@ describe("App", () => {
     });
     expect(testid("login-username")).not.toBeNull();
     expect(testid("login-notice")?.textContent).toMatch(/expired/);
-    expect(window.localStorage.getItem("octo.signedIn")).toBeNull();
+    expect(window.localStorage.getItem("octo.signedIn")).toBe("expired");
+  });
+
+  it("a reload after the 401 still says the sign-in expired, without asking the server", async () => {
+    window.localStorage.setItem("octo.signedIn", "expired");
+    const asked: string[] = [];
+    handler = (url) => {
+      asked.push(url);
+      return json(401, { error: { code: "unauthenticated", message: "sign in" } });
+    };
+    await render();
+    await settle();
+    expect(testid("login-notice")?.textContent).toMatch(/expired/);
+    expect(asked).not.toContain("/api/me");
   });
 
   it("shows the API's error for a wrong password, and signs in with the right one", async () => {

@@ -2,7 +2,7 @@
 // xterm, the opencode SDK and the panes) is loaded lazily so the sign-in page's JS stays small.
 import { lazy, Suspense, useCallback, useEffect, useState } from "react";
 import { api, ApiError, errorMessage, safeNext, UNAUTHORIZED_EVENT, type User } from "./api";
-import { hasSignedInHint, setSignedInHint } from "./theme";
+import { hasExpiredHint, hasSignedInHint, setSignedInHint } from "./theme";
 import { matchRoute, navigate, useLocationPath, type Route } from "./router";
 import { Header } from "./components/Header";
 import { ErrorBanner } from "./components/ErrorBanner";
@@ -21,6 +21,8 @@ type Auth =
   | { kind: "signed-out"; notice: string | null }
   | { kind: "signed-in"; user: User };
 
+const EXPIRED_NOTICE = "Your sign-in has expired. Please sign in again.";
+
 export function App(): JSX.Element {
   const path = useLocationPath();
   const route = matchRoute(path);
@@ -32,7 +34,7 @@ export function App(): JSX.Element {
     // `/login?signed_in=1`, with the cookie set but no hint yet.
     const fromProvider = new URLSearchParams(window.location.search).has("signed_in");
     if (!hasSignedInHint() && !fromProvider) {
-      setAuth({ kind: "signed-out", notice: null });
+      setAuth({ kind: "signed-out", notice: hasExpiredHint() ? EXPIRED_NOTICE : null });
       return;
     }
     setAuth({ kind: "loading" });
@@ -46,8 +48,8 @@ export function App(): JSX.Element {
       },
       (err: unknown) => {
         if (err instanceof ApiError && err.status === 401) {
-          setSignedInHint(false);
-          setAuth({ kind: "signed-out", notice: "Your sign-in has expired. Please sign in again." });
+          setSignedInHint("expired");
+          setAuth({ kind: "signed-out", notice: EXPIRED_NOTICE });
         } else setAuth({ kind: "failed", message: errorMessage(err) });
       },
     );
@@ -62,10 +64,10 @@ export function App(): JSX.Element {
 
   useEffect(() => {
     const onUnauthorized = () => {
-      setSignedInHint(false);
+      setSignedInHint("expired");
       setAuth((current) =>
         current.kind === "signed-in"
-          ? { kind: "signed-out", notice: "Your sign-in has expired. Please sign in again." }
+          ? { kind: "signed-out", notice: EXPIRED_NOTICE }
           : current,
       );
     };

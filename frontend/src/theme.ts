@@ -39,9 +39,20 @@ export function hasSignedInHint(): boolean {
   return safeGet(SIGNED_IN_KEY) === "1";
 }
 
-export function setSignedInHint(signedIn: boolean): void {
+/**
+ * Whether this browser's sign-in was last seen expiring (a 401 while signed in). Kept across
+ * reloads so that the next page load still says why the user is at sign-in, without asking the
+ * server a question it can only answer with 401.
+ */
+export function hasExpiredHint(): boolean {
+  return safeGet(SIGNED_IN_KEY) === "expired";
+}
+
+/** `true` after a sign-in, `"expired"` after a 401, `false` after signing out. */
+export function setSignedInHint(signedIn: boolean | "expired"): void {
   try {
-    if (signedIn) window.localStorage.setItem(SIGNED_IN_KEY, "1");
+    if (signedIn === true) window.localStorage.setItem(SIGNED_IN_KEY, "1");
+    else if (signedIn === "expired") window.localStorage.setItem(SIGNED_IN_KEY, "expired");
     else window.localStorage.removeItem(SIGNED_IN_KEY);
   } catch {
     // Storage disabled: every load asks the server.
