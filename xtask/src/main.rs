@@ -124,6 +124,8 @@ enum Bench {
     ProxyAuth,
     /// Engine create→ready vs podman run + wait-until-healthy, in the test host.
     SessionStart,
+    /// Streaming through octod's model gateway vs straight to the same provider (issue 15).
+    Llm,
     /// The web UI in Chromium (a 10,000-entry folder, a 500-message conversation): this
     /// tree's UI vs the anchor's, long tasks and timings.
     Ui {
@@ -202,6 +204,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Bench::Proxy => bench::proxy::run()?,
             Bench::ProxyAuth => bench::proxy::run_auth()?,
             Bench::SessionStart => bench::session_start::run()?,
+            Bench::Llm => bench::llm::run()?,
             Bench::Ui {
                 baseline,
                 runs,

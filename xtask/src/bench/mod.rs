@@ -2,6 +2,7 @@
 //! one run and prints the ratio. No thresholds: the numbers are for people to read.
 
 pub mod fileserver;
+pub mod llm;
 pub mod proxy;
 pub mod session_start;
 pub mod ui;

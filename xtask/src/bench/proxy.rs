@@ -529,7 +529,7 @@ fn median(mut values: Vec<f64>) -> f64 {
     values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
-fn free_addr() -> anyhow::Result<SocketAddr> {
+pub(super) fn free_addr() -> anyhow::Result<SocketAddr> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?)
 }
 
@@ -563,21 +563,21 @@ fn raise_nofile(pid: u32) -> anyhow::Result<()> {
 }
 
 /// A process we started; killed (by its own pid) when dropped.
-struct Server {
+pub(super) struct Server {
     child: Child,
     addr: SocketAddr,
 }
 
 impl Server {
     /// Starts a server and waits until it accepts TCP connections on `addr`.
-    fn start(cmd: &mut Command, addr: SocketAddr, log: &Path) -> anyhow::Result<Server> {
+    pub(super) fn start(cmd: &mut Command, addr: SocketAddr, log: &Path) -> anyhow::Result<Server> {
         Self::start_until(cmd, addr, &addr.to_string(), log, || {
             TcpStream::connect(addr).is_ok()
         })
     }
 
     /// Starts a server and waits until it accepts connections on the Unix socket `path`.
-    fn start_unix(cmd: &mut Command, path: &Path, log: &Path) -> anyhow::Result<Server> {
+    pub(super) fn start_unix(cmd: &mut Command, path: &Path, log: &Path) -> anyhow::Result<Server> {
         // Not a TCP server: its `addr` is never used.
         let unused = SocketAddr::from(([0, 0, 0, 0], 0));
         Self::start_until(cmd, unused, &path.display().to_string(), log, || {
