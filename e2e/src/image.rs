@@ -110,6 +110,8 @@ pub(crate) async fn run() -> anyhow::Result<()> {
                 head_timeout: Duration::from_secs(60),
                 max_body_bytes: octod::llm::MAX_BODY_BYTES,
                 budgets: octod::config::BudgetsFragment::default(),
+                providers: Vec::new(),
+                allow: octod::config::AllowFragment::default(),
             },
             mount.clone(),
             engine.store().clone(),

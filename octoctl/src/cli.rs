@@ -311,13 +311,17 @@ pub enum ImageCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum LlmCommand {
-    /// Store the provider's API key as octod's systemd credential (the file llm-key in
-    /// --credentials-dir, root only, mode 0600), read from standard input or, on a terminal,
-    /// typed without echo. Restart octod to use it (systemctl restart octod).
+    /// Store a provider's API key as octod's systemd credential (the file llm-key, or
+    /// llm-key-<id> for --provider <id>, in --credentials-dir, root only, mode 0600), read from
+    /// standard input or, on a terminal, typed without echo. Restart octod to use it
+    /// (systemctl restart octod).
     SetKey {
         /// The directory octod.service loads as credentials (LoadCredential=octo:…).
         #[arg(long, default_value = "/etc/octo/credentials")]
         credentials_dir: PathBuf,
+        /// The key of the provider [llm.providers.<id>] instead of the default one ([llm]).
+        #[arg(long, value_parser = provider_id)]
+        provider: Option<String>,
     },
 }
 
@@ -338,4 +342,18 @@ fn keep_alive_for(text: &str) -> Result<std::time::Duration, String> {
         return Ok(std::time::Duration::ZERO);
     }
     crate::duration::parse(text)
+}
+
+/// A provider id as octod's configuration takes it: it names a credential file.
+fn provider_id(raw: &str) -> Result<String, String> {
+    let ok = !raw.is_empty()
+        && raw.len() <= 32
+        && raw
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if ok {
+        Ok(raw.to_owned())
+    } else {
+        Err("use the id of [llm.providers.<id>]: 1–32 lowercase letters, digits or '-'".to_owned())
+    }
 }

@@ -45,8 +45,12 @@ pub fn run(cli: &Cli) -> Result<(), Failure> {
         return assets::generate(dir).map_err(|e| Failure::Failed(format!("{e:#}")));
     }
     // A file of the host, not a call to octod: octod cannot write /etc (nor should it).
-    if let cli::Command::Llm(cli::LlmCommand::SetKey { credentials_dir }) = &cli.command {
-        return llm_key::set_key(credentials_dir);
+    if let cli::Command::Llm(cli::LlmCommand::SetKey {
+        credentials_dir,
+        provider,
+    }) = &cli.command
+    {
+        return llm_key::set_key(credentials_dir, provider.as_deref());
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -18,7 +18,8 @@ pub const FILE: &str = "llm-key";
 ///
 /// # Errors
 /// An empty key, a key with control characters, or the file that cannot be written.
-pub fn set_key(dir: &Path) -> Result<(), Failure> {
+pub fn set_key(dir: &Path, provider: Option<&str>) -> Result<(), Failure> {
+    let file = file_name(provider);
     let stdin = std::io::stdin();
     let key = if stdin.is_terminal() {
         prompt_without_echo(&stdin)?
@@ -31,10 +32,10 @@ pub fn set_key(dir: &Path) -> Result<(), Failure> {
         line
     };
     let key = check(&key)?;
-    write(dir, key)?;
+    write(dir, &file, key)?;
     eprintln!(
         "octoctl: the provider's key is in {} (mode 0600); restart octod to use it: systemctl restart octod",
-        dir.join(FILE).display()
+        dir.join(&file).display()
     );
     Ok(())
 }
@@ -54,7 +55,15 @@ fn check(raw: &str) -> Result<&str, Failure> {
     Ok(key)
 }
 
-fn write(dir: &Path, key: &str) -> Result<(), Failure> {
+/// `llm-key` for the default provider, `llm-key-<id>` for another.
+pub fn file_name(provider: Option<&str>) -> String {
+    match provider {
+        Some(id) => format!("{FILE}-{id}"),
+        None => FILE.to_owned(),
+    }
+}
+
+fn write(dir: &Path, file: &str, key: &str) -> Result<(), Failure> {
     let failed = |what: &str, e: std::io::Error| Failure::Failed(format!("{what}: {e}"));
     if !dir.is_dir() {
         std::fs::create_dir_all(dir)
@@ -62,8 +71,8 @@ fn write(dir: &Path, key: &str) -> Result<(), Failure> {
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
             .map_err(|e| failed(&format!("setting the mode of {}", dir.display()), e))?;
     }
-    let path = dir.join(FILE);
-    let partial = dir.join(format!(".{FILE}.partial"));
+    let path = dir.join(file);
+    let partial = dir.join(format!(".{file}.partial"));
     let _ = std::fs::remove_file(&partial);
     let mut file = std::fs::OpenOptions::new()
         .write(true)
@@ -121,8 +130,8 @@ mod tests {
     fn the_file_is_the_key_and_only_its_owner_reads_it() {
         let dir = tempfile::tempdir().expect("tempdir");
         let creds = dir.path().join("credentials");
-        write(&creds, "sk-first").expect("written");
-        write(&creds, "sk-second").expect("replaced");
+        write(&creds, FILE, "sk-first").expect("written");
+        write(&creds, FILE, "sk-second").expect("replaced");
         let path = creds.join(FILE);
         assert_eq!(std::fs::read_to_string(&path).expect("read"), "sk-second\n");
         let mode = std::fs::metadata(&path).expect("stat").permissions().mode();
@@ -133,5 +142,14 @@ mod tests {
             .mode();
         assert_eq!(dir_mode & 0o777, 0o700);
         assert!(!creds.join(format!(".{FILE}.partial")).exists());
+        // Another provider's key is a file of its own.
+        let other = file_name(Some("anthropic"));
+        assert_eq!(other, "llm-key-anthropic");
+        write(&creds, &other, "sk-other").expect("written");
+        assert_eq!(
+            std::fs::read_to_string(creds.join(&other)).expect("read"),
+            "sk-other\n"
+        );
+        assert_eq!(std::fs::read_to_string(&path).expect("read"), "sk-second\n");
     }
 }

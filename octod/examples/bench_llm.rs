@@ -124,6 +124,8 @@ async fn gateway(state: PathBuf, provider: String) -> anyhow::Result<()> {
         head_timeout: Duration::from_secs(30),
         max_body_bytes: octod::llm::MAX_BODY_BYTES,
         budgets: octod::config::BudgetsFragment::default(),
+        providers: Vec::new(),
+        allow: octod::config::AllowFragment::default(),
     };
     // The engine makes each session's directory; the gateway binds the socket in it.
     std::fs::create_dir_all(mount.sockets_dir.join(SESSION))?;

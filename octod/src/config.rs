@@ -135,6 +135,69 @@ pub struct LlmFragment {
     pub timeout_seconds: Option<u64>,
     /// Monthly token budgets per role (`[llm.budgets]`); unset: none.
     pub budgets: Option<BudgetsFragment>,
+    /// More models of the same provider as `model`, which stays the default.
+    pub models: Option<Vec<String>>,
+    /// More providers, by id (`[llm.providers.<id>]`), each with its own endpoint, key and
+    /// models.
+    pub providers: Option<std::collections::BTreeMap<String, ProviderFragment>>,
+    /// The models each role's users may use (`[llm.allow]`); a role left out: every model.
+    pub allow: Option<AllowFragment>,
+}
+
+/// `[llm.providers.<id>]`: another OpenAI-compatible provider.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderFragment {
+    pub base_url: String,
+    pub models: Vec<String>,
+    /// Development only: a service reads the systemd credential `llm-key-<id>`
+    /// (`octoctl llm set-key --provider <id>`).
+    pub api_key: Option<String>,
+}
+
+/// `[llm.allow]`: the models a role's users may use. Unset for a role: every model.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AllowFragment {
+    pub user: Option<Vec<String>>,
+    pub admin: Option<Vec<String>>,
+}
+
+impl AllowFragment {
+    /// Whether `role`'s users may use `model`.
+    pub fn allows(&self, role: crate::identity::Role, model: &str) -> bool {
+        match self.for_role(role) {
+            Some(list) => list.iter().any(|m| m == model),
+            None => true,
+        }
+    }
+
+    pub fn for_role(&self, role: crate::identity::Role) -> Option<&[String]> {
+        match role {
+            crate::identity::Role::Admin => self.admin.as_deref(),
+            crate::identity::Role::User => self.user.as_deref(),
+        }
+    }
+}
+
+/// Another provider of [`Llm`], checked.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Provider {
+    pub id: String,
+    pub base_url: String,
+    pub models: Vec<String>,
+    pub api_key: Option<String>,
+}
+
+impl std::fmt::Debug for Provider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Provider")
+            .field("id", &self.id)
+            .field("base_url", &self.base_url)
+            .field("models", &self.models)
+            .field("api_key", &self.api_key.as_ref().map(|_| "***"))
+            .finish()
+    }
 }
 
 /// `[llm.budgets]`: the monthly token budget (prompt + completion) of each role's users,
@@ -197,12 +260,29 @@ impl std::fmt::Display for Source {
 pub struct Llm {
     pub provider: String,
     pub base_url: String,
+    /// The default model.
     pub model: String,
+    /// The default provider's models, `model` first.
+    pub models: Vec<String>,
     pub api_key: Option<String>,
     /// How long the provider may take to answer with a response head.
     pub timeout: Duration,
     /// Monthly token budgets per role.
     pub budgets: BudgetsFragment,
+    /// The other providers (`[llm.providers.<id>]`), by id.
+    pub providers: Vec<Provider>,
+    pub allow: AllowFragment,
+}
+
+impl Llm {
+    /// Every model sessions may name, the default first.
+    pub fn all_models(&self) -> Vec<String> {
+        let mut all = self.models.clone();
+        for provider in &self.providers {
+            all.extend(provider.models.iter().cloned());
+        }
+        all
+    }
 }
 
 impl std::fmt::Debug for Llm {
@@ -214,6 +294,9 @@ impl std::fmt::Debug for Llm {
             .field("api_key", &self.api_key.as_ref().map(|_| "***"))
             .field("timeout", &self.timeout)
             .field("budgets", &self.budgets)
+            .field("models", &self.models)
+            .field("providers", &self.providers)
+            .field("allow", &self.allow)
             .finish()
     }
 }
@@ -438,6 +521,17 @@ pub fn merge(fragments: &[(PathBuf, Fragment)]) -> Result<Settings, ConfigError>
     let (api_key, _) = pick!("llm.api_key", llm.api_key);
     let (timeout, timeout_at) = pick!("llm.timeout_seconds", llm.timeout_seconds);
     let (budgets, _) = pick!("llm.budgets", llm.budgets);
+    let (more_models, models_at) = pick!("llm.models", llm.models);
+    let (providers, providers_at) = pick!("llm.providers", llm.providers);
+    let (allow, allow_at) = pick!("llm.allow", llm.allow);
+    if let Some(Source::File(file)) = sources
+        .iter()
+        .find(|(key, _)| *key == "llm.allow")
+        .map(|(_, source)| source.clone())
+    {
+        sources.push(("llm.allow.user", Source::File(file.clone())));
+        sources.push(("llm.allow.admin", Source::File(file)));
+    }
     let timeout = timeout.unwrap_or(120);
     if !(1..=3600).contains(&timeout) {
         return Err(invalid(
@@ -456,14 +550,45 @@ pub fn merge(fragments: &[(PathBuf, Fragment)]) -> Result<Settings, ConfigError>
                     "must be an http(s) URL".into(),
                 ));
             }
-            Some(Llm {
+            let mut models = vec![model.clone()];
+            for extra in more_models.unwrap_or_default() {
+                if !models.contains(&extra) {
+                    models.push(extra);
+                }
+            }
+            let providers = check_providers(providers.unwrap_or_default())
+                .map_err(|message| invalid(&providers_at, "llm.providers", message))?;
+            let mut llm = Llm {
                 provider: provider.unwrap_or_else(|| "openai-compatible".into()),
                 base_url,
                 model,
+                models,
                 api_key,
                 timeout: Duration::from_secs(timeout),
                 budgets: budgets.unwrap_or_default(),
-            })
+                providers,
+                allow: allow.unwrap_or_default(),
+            };
+            check_models(&llm).map_err(|(key, message)| {
+                invalid(
+                    if key == "llm.allow" {
+                        &allow_at
+                    } else {
+                        &models_at
+                    },
+                    key,
+                    message,
+                )
+            })?;
+            // A model listed twice in one allow list is the same model.
+            for list in [&mut llm.allow.user, &mut llm.allow.admin]
+                .into_iter()
+                .flatten()
+            {
+                let mut seen = std::collections::HashSet::new();
+                list.retain(|m| seen.insert(m.clone()));
+            }
+            Some(llm)
         }
         (Some(_), None) => {
             return Err(invalid(
@@ -628,6 +753,9 @@ impl Settings {
         fn path(p: &Path) -> Option<String> {
             text(&p.display().to_string())
         }
+        fn list(items: &[String]) -> String {
+            toml::Value::Array(items.iter().cloned().map(toml::Value::String).collect()).to_string()
+        }
         let llm = self.llm.as_ref();
         let image = &self.image_build;
         let values: Vec<(&'static str, Option<String>)> = vec![
@@ -718,6 +846,36 @@ impl Settings {
             (
                 "llm.budgets.admin",
                 llm.and_then(|l| l.budgets.admin).map(|t| t.to_string()),
+            ),
+            ("llm.models", llm.map(|l| list(&l.models))),
+            (
+                "llm.providers",
+                llm.filter(|l| !l.providers.is_empty()).map(|l| {
+                    let mut table = toml::value::Table::new();
+                    for p in &l.providers {
+                        let mut provider = toml::value::Table::new();
+                        provider.insert("base_url".into(), toml::Value::String(p.base_url.clone()));
+                        provider.insert(
+                            "models".into(),
+                            toml::Value::Array(
+                                p.models.iter().cloned().map(toml::Value::String).collect(),
+                            ),
+                        );
+                        if p.api_key.is_some() {
+                            provider.insert("api_key".into(), toml::Value::String("***".into()));
+                        }
+                        table.insert(p.id.clone(), toml::Value::Table(provider));
+                    }
+                    toml::Value::Table(table).to_string()
+                }),
+            ),
+            (
+                "llm.allow.user",
+                llm.and_then(|l| l.allow.user.as_deref()).map(list),
+            ),
+            (
+                "llm.allow.admin",
+                llm.and_then(|l| l.allow.admin.as_deref()).map(list),
             ),
             (
                 "auth.local_passwords",
@@ -1049,6 +1207,76 @@ impl std::fmt::Display for ListenAddr {
     }
 }
 
+/// `[llm.providers]`: ids that can name a credential, http(s) endpoints, some models each.
+fn check_providers(
+    fragments: std::collections::BTreeMap<String, ProviderFragment>,
+) -> Result<Vec<Provider>, String> {
+    let mut out = Vec::new();
+    for (id, provider) in fragments {
+        let id_ok = !id.is_empty()
+            && id.len() <= 32
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !id_ok {
+            return Err(format!(
+                "provider id {id:?}: use 1–32 lowercase letters, digits or '-' (it names the credential llm-key-<id>)"
+            ));
+        }
+        if !(provider.base_url.starts_with("http://") || provider.base_url.starts_with("https://"))
+        {
+            return Err(format!("{id}.base_url must be an http(s) URL"));
+        }
+        if provider.models.is_empty() {
+            return Err(format!("{id}.models names no model"));
+        }
+        out.push(Provider {
+            id,
+            base_url: provider.base_url,
+            models: provider.models,
+            api_key: provider.api_key,
+        });
+    }
+    Ok(out)
+}
+
+/// Model names: not empty, each served by one provider only, and every model an allow list
+/// names is served.
+fn check_models(llm: &Llm) -> Result<(), (&'static str, String)> {
+    let all = llm.all_models();
+    let mut seen = std::collections::HashSet::new();
+    for model in &all {
+        if model.trim().is_empty() || model.len() > 200 || model.contains(',') {
+            return Err((
+                "llm.models",
+                format!("{model:?} is not a model name (1–200 characters, no ',')"),
+            ));
+        }
+        if !seen.insert(model.as_str()) {
+            return Err((
+                "llm.models",
+                format!("the model {model:?} is served by two providers; name each model once"),
+            ));
+        }
+    }
+    for (role, list) in [("user", &llm.allow.user), ("admin", &llm.allow.admin)] {
+        let Some(list) = list else { continue };
+        if list.is_empty() {
+            return Err((
+                "llm.allow",
+                format!("{role} allows no model; leave it out to allow every model"),
+            ));
+        }
+        if let Some(unknown) = list.iter().find(|m| !seen.contains(m.as_str())) {
+            return Err((
+                "llm.allow",
+                format!("{role} allows {unknown:?}, which no provider serves"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1187,6 +1415,81 @@ mod tests {
         let error = merge(&[bad]).expect_err("model missing").to_string();
         assert!(error.contains("llm.model"), "{error}");
         assert!(toml::from_str::<Fragment>("[sessions]\nnope = 1\n").is_err());
+    }
+
+    #[test]
+    fn several_providers_and_models_per_role() {
+        let f = fragment(
+            "[llm]\nbase_url = \"https://a/v1\"\nmodel = \"big\"\nmodels = [\"small\", \"big\"]\n\
+             [llm.providers.other]\nbase_url = \"http://b:9/v1\"\nmodels = [\"o1\"]\napi_key = \"sk-b\"\n\
+             [llm.allow]\nuser = [\"small\", \"o1\", \"small\"]\n",
+        );
+        let settings = merge(&[f]).expect("valid");
+        let llm = settings.llm.as_ref().expect("llm");
+        assert_eq!(llm.models, ["big", "small"]);
+        assert_eq!(llm.all_models(), ["big", "small", "o1"]);
+        assert_eq!(llm.providers.len(), 1);
+        assert_eq!(llm.providers[0].id, "other");
+        assert_eq!(
+            llm.allow.user.as_deref(),
+            Some(&["small".to_owned(), "o1".to_owned()][..])
+        );
+        assert!(llm.allow.allows(crate::identity::Role::User, "o1"));
+        assert!(!llm.allow.allows(crate::identity::Role::User, "big"));
+        assert!(llm.allow.allows(crate::identity::Role::Admin, "big"));
+        let shown = settings.show();
+        assert!(shown.contains("other = {"), "{shown}");
+        assert!(!shown.contains("sk-b"), "{shown}");
+        // Still a configuration that reads back the same (the key masked).
+        let again = merge(&[fragment(&shown)]).expect(&shown);
+        let again = again.llm.expect("llm");
+        assert_eq!(again.all_models(), llm.all_models());
+        assert_eq!(again.allow, llm.allow);
+        assert_eq!(again.providers[0].api_key.as_deref(), Some("***"));
+
+        let refused = |text: &str, key: &str, says: &str| {
+            let error = merge(&[fragment(text)]).expect_err(text).to_string();
+            assert!(
+                error.contains(key) && error.contains(says),
+                "{text}: {error}"
+            );
+        };
+        let base = "[llm]\nbase_url = \"https://a/v1\"\nmodel = \"big\"\n";
+        refused(
+            &format!("{base}[llm.providers.b]\nbase_url = \"https://b/v1\"\nmodels = [\"big\"]\n"),
+            "llm.models",
+            "two providers",
+        );
+        refused(
+            &format!("{base}[llm.providers.B_x]\nbase_url = \"https://b/v1\"\nmodels = [\"m\"]\n"),
+            "llm.providers",
+            "lowercase",
+        );
+        refused(
+            &format!("{base}[llm.providers.b]\nbase_url = \"ftp://b\"\nmodels = [\"m\"]\n"),
+            "llm.providers",
+            "http(s)",
+        );
+        refused(
+            &format!("{base}[llm.providers.b]\nbase_url = \"https://b\"\nmodels = []\n"),
+            "llm.providers",
+            "no model",
+        );
+        refused(
+            &format!("{base}[llm.allow]\nuser = [\"gpt-9\"]\n"),
+            "llm.allow",
+            "gpt-9",
+        );
+        refused(
+            &format!("{base}[llm.allow]\nadmin = []\n"),
+            "llm.allow",
+            "no model",
+        );
+        refused(
+            &format!("{base}models = [\"a,b\"]\n"),
+            "llm.models",
+            "not a model name",
+        );
     }
 
     #[test]

@@ -184,13 +184,34 @@ pub async fn build_state(settings: &Settings) -> anyhow::Result<crate::app::AppS
         Some(llm) => {
             let mount = LlmMount {
                 sockets_dir: settings.state_dir.join("llm"),
-                models: vec![llm.model.clone()],
+                models: llm.all_models(),
             };
             render.llm = Some(mount.clone());
             let api_key = match &llm.api_key {
                 Some(key) => Some(key.clone()),
-                None => read_llm_key()?,
+                None => read_llm_key(LLM_KEY_CREDENTIAL)?,
             };
+            let mut providers = Vec::new();
+            for provider in &llm.providers {
+                let credential = format!("{LLM_KEY_CREDENTIAL}-{}", provider.id);
+                let key = match &provider.api_key {
+                    Some(key) => Some(key.clone()),
+                    None => read_llm_key(&credential)?,
+                };
+                if key.is_none() {
+                    tracing::warn!(
+                        provider = %provider.id,
+                        "no API key for this LLM provider (no credential {credential}: `octoctl llm set-key --provider {}`): requests are forwarded without one",
+                        provider.id
+                    );
+                }
+                providers.push(crate::llm::ProviderRoute {
+                    id: provider.id.clone(),
+                    base_url: provider.base_url.clone(),
+                    api_key: key.map(crate::llm::ApiKey::new),
+                    models: provider.models.clone(),
+                });
+            }
             if api_key.is_none() {
                 tracing::warn!(
                     "no API key for the LLM provider (no credential {LLM_KEY_CREDENTIAL}: `octoctl llm set-key`): requests are forwarded without one"
@@ -203,6 +224,8 @@ pub async fn build_state(settings: &Settings) -> anyhow::Result<crate::app::AppS
                 head_timeout: llm.timeout,
                 max_body_bytes: crate::llm::MAX_BODY_BYTES,
                 budgets: llm.budgets,
+                providers,
+                allow: llm.allow.clone(),
             };
             Some((config, mount))
         }
@@ -262,16 +285,14 @@ fn credentials_dir() -> Option<PathBuf> {
     std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from)
 }
 
-/// The provider's key from the credential [`LLM_KEY_CREDENTIAL`] (as the file's own name, or
-/// as octod.service's `LoadCredential=octo:…` names it), if there is one.
-fn read_llm_key() -> anyhow::Result<Option<String>> {
+/// A provider's key from the credential `credential` ([`LLM_KEY_CREDENTIAL`] for the default
+/// provider, `llm-key-<id>` for another; as the file's own name, or as octod.service's
+/// `LoadCredential=octo:…` names it), if there is one.
+fn read_llm_key(credential: &str) -> anyhow::Result<Option<String>> {
     let Some(dir) = credentials_dir() else {
         return Ok(None);
     };
-    for name in [
-        LLM_KEY_CREDENTIAL.to_owned(),
-        format!("octo_{LLM_KEY_CREDENTIAL}"),
-    ] {
+    for name in [credential.to_owned(), format!("octo_{credential}")] {
         match std::fs::read_to_string(dir.join(&name)) {
             Ok(text) => {
                 let key = text.trim_end_matches(['\n', '\r']);

@@ -70,6 +70,40 @@ pub struct GatewayConfig {
     pub max_body_bytes: usize,
     /// Monthly token budgets per role (a user's override in the store wins).
     pub budgets: crate::config::BudgetsFragment,
+    /// The other providers; a model of theirs goes to them, every other to `base_url`.
+    pub providers: Vec<ProviderRoute>,
+    /// The models each role may use.
+    pub allow: crate::config::AllowFragment,
+}
+
+/// Another provider: its endpoint, key and models.
+#[derive(Debug, Clone)]
+pub struct ProviderRoute {
+    pub id: String,
+    pub base_url: String,
+    pub api_key: Option<ApiKey>,
+    pub models: Vec<String>,
+}
+
+impl GatewayConfig {
+    /// Where `model` is served, and with which key.
+    pub fn upstream(&self, model: &str) -> (&str, Option<&ApiKey>) {
+        self.providers
+            .iter()
+            .find(|p| p.models.iter().any(|m| m == model))
+            .map_or((self.base_url.as_str(), self.api_key.as_ref()), |p| {
+                (p.base_url.as_str(), p.api_key.as_ref())
+            })
+    }
+
+    /// The models `role`'s users may use, the default first.
+    pub fn models_for(&self, role: crate::identity::Role) -> Vec<String> {
+        self.models
+            .iter()
+            .filter(|m| self.allow.allows(role, m))
+            .cloned()
+            .collect()
+    }
 }
 
 type Client = HyperClient<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
@@ -209,16 +243,60 @@ impl IntoResponse for OpenAiError {
 }
 
 async fn models(State(state): State<SessionGateway>) -> Response {
+    let role = match owner_of(&state).await {
+        Ok((_, role)) => role,
+        Err(error) => return error.into_response(),
+    };
     let data: Vec<_> = state
         .gateway
         .config()
-        .models
+        .models_for(role)
         .iter()
         .map(
             |id| serde_json::json!({"id": id, "object": "model", "created": 0, "owned_by": "octo"}),
         )
         .collect();
     axum::Json(serde_json::json!({"object": "list", "data": data})).into_response()
+}
+
+/// The session's owner and their role: who a request on this socket is billed to.
+async fn owner_of(state: &SessionGateway) -> Result<(String, crate::identity::Role), OpenAiError> {
+    let session = &state.session;
+    let key = session.clone();
+    let unavailable = || {
+        OpenAiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "api_error",
+            "gateway_error",
+            "Octo's model gateway cannot serve this request now; try again".into(),
+        )
+    };
+    let owner = match state.gateway.inner.store.run(move |s| s.get(&key)).await {
+        Ok(Some(record)) => record.spec.owner,
+        Ok(None) => {
+            return Err(OpenAiError::new(
+                StatusCode::FORBIDDEN,
+                "permission_error",
+                "session_gone",
+                "this session no longer exists".into(),
+            ));
+        }
+        Err(error) => {
+            tracing::error!(%session, "model gateway: reading the session: {error}");
+            return Err(unavailable());
+        }
+    };
+    let store = state.gateway.store().clone();
+    let who = owner.clone();
+    let role = match tokio::task::spawn_blocking(move || store.user(&who)).await {
+        Ok(Ok(user)) => user.map_or(crate::identity::Role::User, |u| u.role),
+        Ok(Err(error)) => {
+            tracing::error!(%session, %owner, "model gateway: reading the owner: {error}");
+            return Err(unavailable());
+        }
+        Err(_) => return Err(unavailable()),
+    };
+    Ok((owner, role))
 }
 
 async fn unsupported(method: Method, uri: axum::http::Uri) -> OpenAiError {
@@ -328,27 +406,7 @@ async fn forward(state: &SessionGateway, request: Request) -> Result<Response, O
     let started = Instant::now();
     let config = state.gateway.config();
     let session = &state.session;
-    let key = session.clone();
-    let owner = match state.gateway.inner.store.run(move |s| s.get(&key)).await {
-        Ok(Some(record)) => record.spec.owner,
-        Ok(None) => {
-            return Err(OpenAiError::new(
-                StatusCode::FORBIDDEN,
-                "permission_error",
-                "session_gone",
-                "this session no longer exists".into(),
-            ));
-        }
-        Err(error) => {
-            tracing::error!(%session, "model gateway: reading the session: {error}");
-            return Err(OpenAiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "api_error",
-                "gateway_error",
-                "Octo's model gateway cannot serve this request now; try again".into(),
-            ));
-        }
-    };
+    let (owner, role) = owner_of(state).await?;
     let limit = config.max_body_bytes;
     let raw = axum::body::to_bytes(request.into_body(), limit)
         .await
@@ -364,12 +422,25 @@ async fn forward(state: &SessionGateway, request: Request) -> Result<Response, O
             )
         })?;
     let chat = parse_chat(&raw, &config.models)?;
+    if !config.allow.allows(role, &chat.model) {
+        return Err(OpenAiError::new(
+            StatusCode::FORBIDDEN,
+            "permission_error",
+            "model_not_allowed",
+            format!(
+                "the model {} is not allowed for your account; allowed: {}",
+                chat.model,
+                config.models_for(role).join(", ")
+            ),
+        ));
+    }
+    let (base_url, api_key) = config.upstream(&chat.model);
     // Held until the answer's usage is in the book (or the request failed): concurrent
     // requests see it.
     let reservation = budget::admit(&state.gateway, &owner).await?;
     let body = serde_json::to_vec(&chat.body)
         .map_err(|e| OpenAiError::invalid("invalid_json", format!("the request body: {e}")))?;
-    let url = format!("{}/chat/completions", config.base_url.trim_end_matches('/'));
+    let url = format!("{}/chat/completions", base_url.trim_end_matches('/'));
     let mut upstream = hyper::Request::builder()
         .method(Method::POST)
         .uri(&url)
@@ -382,7 +453,7 @@ async fn forward(state: &SessionGateway, request: Request) -> Result<Response, O
                 "application/json"
             },
         );
-    if let Some(key) = &config.api_key {
+    if let Some(key) = api_key {
         let mut value = HeaderValue::from_str(&format!("Bearer {}", key.expose()))
             .map_err(|_| provider_error("the provider's API key is not a valid header value"))?;
         value.set_sensitive(true);

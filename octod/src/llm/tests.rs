@@ -143,6 +143,14 @@ mod forwarding {
         head_timeout: Duration,
         budgets: crate::config::BudgetsFragment,
     ) -> Fixture {
+        gateway_configured(base_url, head_timeout, |config| config.budgets = budgets)
+    }
+
+    fn gateway_configured(
+        base_url: String,
+        head_timeout: Duration,
+        tweak: impl FnOnce(&mut GatewayConfig),
+    ) -> Fixture {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path().join("octod.redb")).expect("store");
         store
@@ -162,14 +170,17 @@ mod forwarding {
             sockets_dir: dir.path().join("llm"),
             models: vec!["big".into()],
         };
-        let config = GatewayConfig {
+        let mut config = GatewayConfig {
             base_url,
             api_key: Some(ApiKey::new("sk-the-real-key")),
             models: mount.models.clone(),
             head_timeout,
             max_body_bytes: 4096,
-            budgets,
+            budgets: crate::config::BudgetsFragment::default(),
+            providers: Vec::new(),
+            allow: crate::config::AllowFragment::default(),
         };
+        tweak(&mut config);
         let gateway = Gateway::new(config, mount, store.clone()).expect("gateway");
         tokio::spawn(sockets::run(gateway));
         let socket = dir.path().join("llm/alpha/llm.sock");
@@ -255,6 +266,94 @@ mod forwarding {
             ),
             ("alice", "alpha", "big", 14, 4)
         );
+    }
+
+    #[tokio::test]
+    async fn each_model_goes_to_its_provider_and_a_role_gets_only_its_models() {
+        let (url_a, seen_a) = provider().await;
+        let (url_b, seen_b) = provider().await;
+        let fixture = gateway_configured(format!("{url_a}/v1"), Duration::from_secs(30), |c| {
+            c.models = vec!["big".into(), "small".into(), "other".into()];
+            c.providers = vec![ProviderRoute {
+                id: "b".into(),
+                base_url: format!("{url_b}/v1"),
+                api_key: Some(ApiKey::new("sk-of-b")),
+                models: vec!["other".into()],
+            }];
+            c.allow = crate::config::AllowFragment {
+                user: Some(vec!["big".into(), "other".into()]),
+                admin: None,
+            };
+        });
+        let ask = |model: &str| {
+            format!(r#"{{"model":"{model}","messages":[{{"role":"user","content":"hi"}}]}}"#)
+        };
+        let other = call(
+            &fixture.socket,
+            "POST",
+            "/v1/chat/completions",
+            &ask("other"),
+        )
+        .await;
+        assert!(other.contains("\"Hello\""), "{other}");
+        let big = call(&fixture.socket, "POST", "/v1/chat/completions", &ask("big")).await;
+        assert!(big.contains("\"Hello\""), "{big}");
+        let small = call(
+            &fixture.socket,
+            "POST",
+            "/v1/chat/completions",
+            &ask("small"),
+        )
+        .await;
+        assert!(small.starts_with("HTTP/1.1 403 "), "{small}");
+        assert!(
+            small.contains(r#""code":"model_not_allowed""#)
+                && small.contains("allowed: big, other"),
+            "{small}"
+        );
+        let models = call(&fixture.socket, "GET", "/v1/models", "").await;
+        assert!(
+            models.contains(r#""id":"big""#)
+                && models.contains(r#""id":"other""#)
+                && !models.contains(r#""id":"small""#),
+            "{models}"
+        );
+        // Each provider saw only its own model, with its own key.
+        let a: Vec<_> = seen_a.lock().expect("lock").clone();
+        let b: Vec<_> = seen_b.lock().expect("lock").clone();
+        assert_eq!(a.len(), 1, "{a:?}");
+        assert_eq!(a[0].0.as_deref(), Some("Bearer sk-the-real-key"));
+        assert_eq!(a[0].1["model"], "big");
+        assert_eq!(b.len(), 1, "{b:?}");
+        assert_eq!(b[0].0.as_deref(), Some("Bearer sk-of-b"));
+        assert_eq!(b[0].1["model"], "other");
+
+        // The owner made an admin: every model.
+        fixture
+            .store
+            .add_user(
+                crate::store::UserRecord {
+                    name: "alice".into(),
+                    role: crate::identity::Role::Admin,
+                    password_hash: crate::store::Secret::new(String::new()),
+                    disabled: false,
+                    created_at: std::time::SystemTime::now(),
+                    token_generation: 0,
+                    identity_provider: None,
+                },
+                "test",
+            )
+            .expect("alice");
+        let small = call(
+            &fixture.socket,
+            "POST",
+            "/v1/chat/completions",
+            &ask("small"),
+        )
+        .await;
+        assert!(small.contains("\"Hello\""), "{small}");
+        let models = call(&fixture.socket, "GET", "/v1/models", "").await;
+        assert!(models.contains(r#""id":"small""#), "{models}");
     }
 
     #[tokio::test]
