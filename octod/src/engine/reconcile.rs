@@ -345,6 +345,7 @@ impl Engine {
             }
             keep
         });
+        let mut added = false;
         for id in ids {
             if watchers.contains_key(&id) {
                 continue;
@@ -353,6 +354,7 @@ impl Engine {
             let Ok(mut states) = self.inner.systemd.watch_active_state(&unit).await else {
                 continue;
             };
+            added = true;
             let changed = Arc::clone(changed);
             watchers.insert(
                 id,
@@ -364,6 +366,13 @@ impl Engine {
                     }
                 }),
             );
+        }
+        // A unit that changed between the last pass and its watcher's subscription sent its
+        // signal to no one (seen under load: a unit stopped behind octod's back while the idle
+        // stop still asked the agents stayed down until the next periodic pass, an hour): one
+        // more pass after new watchers sees it.
+        if added {
+            changed.notify_one();
         }
     }
 
