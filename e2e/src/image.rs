@@ -499,6 +499,10 @@ async fn check_session(
             fields.first() == Some(&"dev"),
             "a process does not run as dev: {line}"
         );
+        // `?`: the process ended while podman read it (a health check's, say).
+        if fields.get(1) == Some(&"?") {
+            continue;
+        }
         let host_uid: u32 = fields.get(1).and_then(|u| u.parse().ok()).unwrap_or(0);
         ensure!(
             host_uid >= 100_000,

@@ -385,6 +385,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/models": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The models the signed-in user may choose for a prompt.
+         * @description The models of the model gateway that the caller's role may use (`[llm.allow]`), the instance's default first; empty without a model gateway. A prompt names one as opencode's `{providerID: opencode_provider, modelID: id}`; the gateway refuses any other with 403 `model_not_allowed`.
+         */
+        get: operations["listModels"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/openapi.json": {
         parameters: {
             query?: never;
@@ -2369,6 +2389,24 @@ export interface components {
         LoginRequest: {
             password: string;
             username: string;
+        };
+        /** @description The models the signed-in user may use, the instance's default first. */
+        ModelList: {
+            /** @description The instance's default model, when the user may use it. */
+            default?: string | null;
+            models: components["schemas"]["ModelView"][];
+            /** @description opencode's provider id of every model here (what a prompt names with the model). */
+            opencode_provider: string;
+        };
+        /** @description A model the signed-in user may choose for a prompt. */
+        ModelView: {
+            /**
+             * @description The model's name, as sessions ask the model gateway for it (opencode's provider
+             *     `octo`).
+             */
+            id: string;
+            /** @description The provider that serves it: `default`, or the id of `[llm.providers.<id>]`. */
+            provider: string;
         };
         /** @description The body of `POST /api/me/password`. */
         PasswordChange: {
@@ -4355,6 +4393,44 @@ export interface operations {
             };
             /** @description Internal error (details are in the server log). */
             500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    listModels: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The models. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ModelList"];
+                };
+            };
+            /** @description Not signed in, or the token is invalid, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Refused. */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -17,6 +17,7 @@ export type Session = Schemas["Session"];
 export type AuditEntry = Schemas["AuditEntry"];
 export type SignInOptions = Schemas["SignInOptions"];
 export type UsageReport = Schemas["UsageReport"];
+export type ModelList = Schemas["ModelList"];
 export type UsageRow = Schemas["UsageRowView"];
 export type SessionState = Session["state"];
 export type Snapshot = Schemas["Snapshot"];
@@ -136,6 +137,8 @@ export const api = {
    * or `user`'s. */
   usage: (days: number, user?: string) =>
     apiFetch<UsageReport>(`/api/usage?since_days=${days}${user ? `&user=${encodeURIComponent(user)}` : ""}`),
+  /** The models the user may choose for a prompt, the instance's default first. */
+  models: () => apiFetch<ModelList>("/api/models"),
   sessions: () => apiFetch<Session[]>("/api/sessions"),
   session: (id: string) => apiFetch<Session>(`/api/sessions/${encodeURIComponent(id)}`),
   createSession: (template: string) => apiFetch<Session>("/api/sessions", { method: "POST", json: { template } satisfies Schemas["CreateSession"] }),

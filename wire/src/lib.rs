@@ -28,7 +28,7 @@ pub use sessions::{
     SnapshotJobKind, SnapshotJobState, SnapshotJobView, SnapshotList, SnapshotView, TemplateView,
     UpdateSession,
 };
-pub use usage::{SetBudget, UsageQuery, UsageReport, UsageRowView};
+pub use usage::{ModelList, ModelView, SetBudget, UsageQuery, UsageReport, UsageRowView};
 
 use serde::{Deserialize, Serialize};
 

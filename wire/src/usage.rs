@@ -55,3 +55,25 @@ pub struct SetBudget {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub unlimited: bool,
 }
+
+/// A model the signed-in user may choose for a prompt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ModelView {
+    /// The model's name, as sessions ask the model gateway for it (opencode's provider
+    /// `octo`).
+    pub id: String,
+    /// The provider that serves it: `default`, or the id of `[llm.providers.<id>]`.
+    pub provider: String,
+}
+
+/// The models the signed-in user may use, the instance's default first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ModelList {
+    pub models: Vec<ModelView>,
+    /// The instance's default model, when the user may use it.
+    pub default: Option<String>,
+    /// opencode's provider id of every model here (what a prompt names with the model).
+    pub opencode_provider: String,
+}

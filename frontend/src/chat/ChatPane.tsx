@@ -23,6 +23,8 @@ import {
   sortedSessions,
 } from "./state";
 import { runEventStream } from "./stream";
+import { offersChoice, promptModel, storeChoice, storedChoice } from "./models";
+import type { ModelList } from "../api";
 import "./chat.css";
 
 const selectedKey = (sessionId: string) => `octo.chat.${sessionId}.conversation`;
@@ -205,6 +207,33 @@ export function ChatPane(props: { sessionId: string }): JSX.Element {
     }
   }, [client, select]);
 
+  // The models the user may choose (asked once), and this session's choice ("" = its own).
+  const [models, setModels] = useState<ModelList>();
+  const [model, setModel] = useState("");
+  useEffect(() => {
+    let live = true;
+    api.models().then(
+      (list) => {
+        if (!live) return;
+        setModels(list);
+        setModel(storedChoice(sessionId, list));
+      },
+      () => {
+        // No picker: prompts use the session's model, as before.
+      },
+    );
+    return () => {
+      live = false;
+    };
+  }, [sessionId]);
+  const chooseModel = useCallback(
+    (choice: string) => {
+      setModel(choice);
+      storeChoice(sessionId, choice);
+    },
+    [sessionId],
+  );
+
   // The prompt on its way: shown at once, restored to the input if sending fails.
   const [outgoing, setOutgoing] = useState<string>();
   const [confirmDelete, setConfirmDelete] = useState(false);
@@ -229,7 +258,11 @@ export function ChatPane(props: { sessionId: string }): JSX.Element {
       try {
         const id = selected ?? (await newConversation());
         if (!id) throw new Error("no conversation to send to");
-        await call("Sending the message", client.session.promptAsync({ sessionID: id, parts: [{ type: "text", text }] }));
+        const chosen = promptModel(model, models);
+        await call(
+          "Sending the message",
+          client.session.promptAsync({ sessionID: id, parts: [{ type: "text", text }], ...(chosen ? { model: chosen } : {}) }),
+        );
         return true;
       } catch (failure) {
         setError(message(failure));
@@ -238,7 +271,7 @@ export function ChatPane(props: { sessionId: string }): JSX.Element {
         setOutgoing(undefined);
       }
     },
-    [client, newConversation, outgoing, selected],
+    [client, model, models, newConversation, outgoing, selected],
   );
 
   const abort = useCallback(async () => {
@@ -458,7 +491,16 @@ export function ChatPane(props: { sessionId: string }): JSX.Element {
         {pending.length || asked.length ? "The agent is waiting for your answer." : busy ? "The agent is working." : ""}
       </div>
 
-      <Composer sessionId={sessionId} busy={busy} sending={outgoing !== undefined} onSend={send} onAbort={abort} />
+      <Composer
+        sessionId={sessionId}
+        busy={busy}
+        sending={outgoing !== undefined}
+        onSend={send}
+        onAbort={abort}
+        models={models}
+        model={model}
+        onModel={chooseModel}
+      />
     </div>
   );
 }
@@ -470,8 +512,11 @@ const Composer = memo(function Composer(props: {
   sending: boolean;
   onSend: (text: string) => Promise<boolean>;
   onAbort: () => Promise<void>;
+  models: ModelList | undefined;
+  model: string;
+  onModel: (choice: string) => void;
 }): JSX.Element {
-  const { sessionId, busy, sending, onSend, onAbort } = props;
+  const { sessionId, busy, sending, onSend, onAbort, models, model, onModel } = props;
   const [draft, setDraft] = useState("");
   const send = async () => {
     const text = draft.trim();
@@ -509,6 +554,20 @@ const Composer = memo(function Composer(props: {
         }}
       />
       <div className="chat-composer-actions">
+        {offersChoice(models) && (
+          <label className="chat-model" title="The model this conversation's next prompts use">
+            <span className="visually-hidden">Model</span>
+            <select data-testid="chat-model" value={model} onChange={(event) => onModel(event.target.value)}>
+              <option value="">Session default{models?.default ? ` (${models.default})` : ""}</option>
+              {models?.models.map((m) => (
+                <option key={m.id} value={m.id}>
+                  {m.id}
+                  {m.provider !== "default" ? ` · ${m.provider}` : ""}
+                </option>
+              ))}
+            </select>
+          </label>
+        )}
         {busy && (
           <button type="button" className="btn small" data-testid="chat-abort" onClick={() => void onAbort()}>
             ■ Stop

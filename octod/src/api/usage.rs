@@ -9,7 +9,7 @@ use crate::engine::Engine;
 use crate::http::ApiError;
 use crate::service::Caller;
 use crate::store::UsageFilter;
-use octo_wire::{SetBudget, UsageQuery, UsageReport, UsageRowView};
+use octo_wire::{ModelList, ModelView, SetBudget, UsageQuery, UsageReport, UsageRowView};
 
 /// The period without `since_days`, and the longest.
 pub const DEFAULT_DAYS: u32 = 30;
@@ -121,4 +121,50 @@ pub async fn set_budget<A: crate::service::AdminCaller>(
     };
     crate::service::audit_detail(&engine, &admin.user().name, "user.budget", &name, &detail);
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// opencode's provider id for the model gateway in every session (`container/setup.py`).
+pub const OPENCODE_PROVIDER: &str = "octo";
+
+/// `GET /api/models`: the models the caller may choose for a prompt (`[llm.allow]` of their
+/// role), the default first; none without a model gateway.
+pub async fn models<C: Caller>(
+    State(llm): State<Option<crate::llm::Gateway>>,
+    caller: C,
+) -> Json<ModelList> {
+    let role = if caller.user().is_admin() {
+        crate::identity::Role::Admin
+    } else {
+        crate::identity::Role::User
+    };
+    let Some(llm) = llm else {
+        return Json(ModelList {
+            models: Vec::new(),
+            default: None,
+            opencode_provider: OPENCODE_PROVIDER.to_owned(),
+        });
+    };
+    let config = llm.config();
+    let models: Vec<ModelView> = config
+        .models_for(role)
+        .into_iter()
+        .map(|id| ModelView {
+            provider: config
+                .providers
+                .iter()
+                .find(|p| p.models.contains(&id))
+                .map_or_else(|| "default".to_owned(), |p| p.id.clone()),
+            id,
+        })
+        .collect();
+    let default = config
+        .models
+        .first()
+        .filter(|m| models.iter().any(|v| &v.id == *m))
+        .cloned();
+    Json(ModelList {
+        models,
+        default,
+        opencode_provider: OPENCODE_PROVIDER.to_owned(),
+    })
 }

@@ -69,6 +69,12 @@ impl FromRef<AppState> for crate::content::Content {
     }
 }
 
+impl FromRef<AppState> for Option<crate::llm::Gateway> {
+    fn from_ref(state: &AppState) -> Self {
+        state.llm.clone()
+    }
+}
+
 impl FromRef<AppState> for Engine {
     fn from_ref(state: &AppState) -> Self {
         state.engine.clone()
@@ -157,6 +163,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/templates"),
     // crate::api::usage
     ("GET", "/api/usage"),
+    ("GET", "/api/models"),
     // crate::proxy::routes
     ("ANY", "/sessions/{id}/opencode"),
     ("ANY", "/sessions/{id}/opencode/"),
@@ -182,6 +189,10 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/api/usage",
             get(crate::api::usage::usage::<crate::identity::CurrentUser>),
+        )
+        .route(
+            "/api/models",
+            get(crate::api::usage::models::<crate::identity::CurrentUser>),
         )
         .merge(crate::proxy::routes::<AppState, EngineSessions>())
 }

@@ -15,10 +15,10 @@ use std::sync::LazyLock;
 use octo_wire::{
     ApiTokenView, AuditView, CreateApiToken, CreateInvite, CreateSession, CreateSnapshot,
     CreateUser, CreatedApiToken, ErrorBody, ForkSession, Health, InviteView, KeepAlive,
-    LoginRequest, PasswordChange, RegisterRequest, ResetPassword, Role, Scope, SessionDisk,
-    SessionIdle, SessionLimits, SessionUrls, SessionView, SetRole, SignInOptions, SignInProvider,
-    SignedOut, SnapshotJobView, SnapshotList, SnapshotView, TemplateView, UpdateSession,
-    UsageReport, UsageRowView, UserView,
+    LoginRequest, ModelList, ModelView, PasswordChange, RegisterRequest, ResetPassword, Role,
+    Scope, SessionDisk, SessionIdle, SessionLimits, SessionUrls, SessionView, SetRole,
+    SignInOptions, SignInProvider, SignedOut, SnapshotJobView, SnapshotList, SnapshotView,
+    TemplateView, UpdateSession, UsageReport, UsageRowView, UserView,
 };
 use utoipa::ToSchema;
 use utoipa::openapi::extensions::Extensions;
@@ -863,6 +863,13 @@ const OPERATIONS: &[Op] = &[
             Answer::Fail(&NOT_ADMIN),
             Answer::Fail(&INTERNAL),
         ]),
+    Op::get("/api/models", "listModels", "usage", "The models the signed-in user may choose for a prompt.")
+        .describe("The models of the model gateway that the caller's role may use (`[llm.allow]`), the instance's default first; empty without a model gateway. A prompt names one as opencode's `{providerID: opencode_provider, modelID: id}`; the gateway refuses any other with 403 `model_not_allowed`.")
+        .answers(&[
+            Answer::Ok("200", "The models.", Body::Json(json::<ModelList>)),
+            Answer::Fail(&UNAUTHORIZED),
+            Answer::Fail(&DISABLED),
+        ]),
     Op::get("/sessions/{id}/terminal", "terminal", "proxy", "The session's terminal (ttyd) as a WebSocket.")
         .describe("A WebSocket upgrade (`Connection: upgrade`, `Upgrade: websocket`, `Sec-WebSocket-Version: 13`), same-origin only; subprotocol `tty` is passed on.")
         .params(&[SESSION_ID])
@@ -1113,6 +1120,8 @@ fn components() -> Components {
         .schema_from::<AuditView>()
         .schema_from::<UsageReport>()
         .schema_from::<UsageRowView>()
+        .schema_from::<ModelList>()
+        .schema_from::<ModelView>()
         .schema_from::<Health>()
         .schema_from::<TemplateView>()
         .schema_from::<SessionUrls>()
