@@ -26,6 +26,12 @@ use crate::util::{self, say};
 
 const PORT: u16 = 18_511;
 const STUB_PORT: u16 = 44_911;
+/// The second provider's stub, with its own key and model.
+const SECOND_PORT: u16 = 44_912;
+const SECOND_KEY: &str = "e2e-second-provider-key-90be1f";
+const SECOND_MODEL: &str = "e2e-second";
+/// A model of the default provider that `[llm.allow]` gives admins only.
+const ADMIN_MODEL: &str = "e2e-admin-only";
 /// The provider's key: a credential file octod reads, never the config.
 const KEY: &str = "e2e-llm-credential-key-7c41d2";
 
@@ -37,14 +43,23 @@ pub(crate) async fn run() -> anyhow::Result<()> {
     let credentials = base.join("credentials");
     std::fs::create_dir_all(&credentials)?;
     std::fs::write(credentials.join("llm-key"), format!("{KEY}\n"))?;
+    std::fs::write(
+        credentials.join("llm-key-second"),
+        format!("{SECOND_KEY}\n"),
+    )?;
     let config = base.join("octod.toml");
     std::fs::write(
         &config,
         format!(
-            "[server]\nstate_dir = \"{}\"\n\n[sessions]\ntemplates_dir = \"/opt/octo/src/container/templates\"\nmax_per_user = 3\n\n[llm]\nbase_url = \"http://127.0.0.1:{STUB_PORT}/v1\"\nmodel = \"{LLM_MODEL}\"\ntimeout_seconds = 5\n\n[llm.budgets]\nadmin = 1\n",
+            "[server]\nstate_dir = \"{}\"\n\n[sessions]\ntemplates_dir = \"/opt/octo/src/container/templates\"\nmax_per_user = 3\n\n[llm]\nbase_url = \"http://127.0.0.1:{STUB_PORT}/v1\"\nmodel = \"{LLM_MODEL}\"\ntimeout_seconds = 5\nmodels = [\"{ADMIN_MODEL}\"]\n\n[llm.budgets]\nadmin = 1\n\n[llm.providers.second]\nbase_url = \"http://127.0.0.1:{SECOND_PORT}/v1\"\nmodels = [\"{SECOND_MODEL}\"]\n\n[llm.allow]\nuser = [\"{LLM_MODEL}\", \"{SECOND_MODEL}\"]\n",
             base.join("state").display()
         ),
     )?;
+    let second = tokio::spawn(stub_llm(
+        tokio::net::TcpListener::bind(("0.0.0.0", SECOND_PORT))
+            .await
+            .with_context(|| format!("binding the second stub model on port {SECOND_PORT}"))?,
+    ));
     let stub = tokio::spawn(stub_llm(
         tokio::net::TcpListener::bind(("0.0.0.0", STUB_PORT))
             .await
@@ -66,6 +81,7 @@ pub(crate) async fn run() -> anyhow::Result<()> {
         .args(["-TERM", &child.id().to_string()])
         .status();
     let status = child.wait()?;
+    second.abort();
     result?;
     ensure!(
         status.success(),
@@ -161,6 +177,7 @@ async fn scenario(
     usage_book(&admin, &alice, &bob, &a).await?;
     bad_input(&a).await?;
     budget(&admin, cleanup).await?;
+    providers_and_roles(&admin, &alice, &a).await?;
 
     stub.abort();
     let _ = stub.await;
@@ -413,6 +430,78 @@ async fn bad_input(a: &str) -> anyhow::Result<()> {
     say(
         "bad input from inside the session: unknown model 404, malformed body 400, other routes 404, all in OpenAI's shape; /v1/models lists the model",
     );
+    Ok(())
+}
+
+/// Two providers and `[llm.allow]`: each role's list from `/api/models`, a model of the second
+/// provider reaching it with its own key, a model outside the role's list refused.
+async fn providers_and_roles(admin: &Client, alice: &Client, a: &str) -> anyhow::Result<()> {
+    let listed = |client: &Client| -> anyhow::Result<(Vec<(String, String)>, serde_json::Value)> {
+        let answer = client.call("GET", "/api/models", None)?;
+        expect(&answer, 200, "GET /api/models")?;
+        let body: serde_json::Value = serde_json::from_str(&answer.body)?;
+        let models = body["models"]
+            .as_array()
+            .context("models")?
+            .iter()
+            .map(|m| {
+                (
+                    m["id"].as_str().unwrap_or_default().to_owned(),
+                    m["provider"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect();
+        Ok((models, body))
+    };
+    let pair = |id: &str, provider: &str| (id.to_owned(), provider.to_owned());
+    let (mine, body) = listed(alice)?;
+    ensure!(
+        mine == [pair(LLM_MODEL, "default"), pair(SECOND_MODEL, "second")]
+            && body["default"] == LLM_MODEL
+            && body["opencode_provider"] == "octo",
+        "alice's models: {body}"
+    );
+    let (all, body) = listed(admin)?;
+    ensure!(
+        all == [
+            pair(LLM_MODEL, "default"),
+            pair(ADMIN_MODEL, "default"),
+            pair(SECOND_MODEL, "second")
+        ],
+        "the admin's models: {body}"
+    );
+    let ask = |model: &str| {
+        format!(r#"{{"model":"{model}","messages":[{{"role":"user","content":"hello"}}]}}"#)
+    };
+    let refused = in_session(a, &ask(ADMIN_MODEL), "POST", "/v1/chat/completions").await?;
+    ensure!(
+        refused.starts_with("403 ") && refused.contains("\"code\":\"model_not_allowed\""),
+        "alice asking for the admins' model: {refused}"
+    );
+    let listed_inside = in_session(a, "", "GET", "/v1/models").await?;
+    ensure!(
+        listed_inside.contains(SECOND_MODEL) && !listed_inside.contains(ADMIN_MODEL),
+        "/v1/models in alice's session: {listed_inside}"
+    );
+    let before = keys_seen().len();
+    let answered = in_session(a, &ask(SECOND_MODEL), "POST", "/v1/chat/completions").await?;
+    ensure!(
+        answered.starts_with("200 "),
+        "the second provider's model: {answered}"
+    );
+    let second_bearer = format!("Bearer {SECOND_KEY}");
+    let seen = keys_seen();
+    let new = seen.get(before..).unwrap_or_default();
+    ensure!(
+        new.iter().filter(|k| **k == second_bearer).count() == 1
+            && seen.iter().filter(|k| **k == second_bearer).count() == 1,
+        "the second provider's stub should have seen its own key once, now: {new:?}"
+    );
+    say(format!(
+        "two providers: /api/models gives alice {} and the admin {} models; {SECOND_MODEL} reached the second provider with its own key; {ADMIN_MODEL} refused to alice with 403 model_not_allowed and left out of her /v1/models",
+        mine.len(),
+        all.len()
+    ));
     Ok(())
 }
 
