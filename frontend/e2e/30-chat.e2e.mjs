@@ -221,6 +221,36 @@ export default async function chat({ newContext, baseUrl, newUser, step, outDir 
     const listed = await context.request.get(`${baseUrl}/sessions/${coding}/opencode/session`);
     if ((await listed.json()).some((session) => session.id === first)) throw new Error("opencode still has the conversation");
 
+    step("the model picker: a prompt with the other model is answered by it, and the choice is remembered");
+    const picker = page.getByTestId("chat-model");
+    await picker.waitFor();
+    const offered = await picker.locator("option").allTextContents();
+    if (!offered.some((text) => text.startsWith("e2e-other"))) throw new Error(`the picker offers ${offered.join(" | ")}`);
+    await picker.selectOption("e2e-other");
+    const conversation = await conversations.inputValue();
+    const bashBefore = await page.locator("[data-testid=chat-tool][data-tool=bash][data-status=completed]").count();
+    await send(page, "Once more, with the other model.");
+    await page
+      .locator("[data-testid=chat-tool][data-tool=bash][data-status=completed]")
+      .nth(bashBefore)
+      .waitFor({ timeout: 60_000 });
+    // opencode's own record of the turn: the model it asked the gateway for.
+    const deadline = Date.now() + 60_000;
+    let lastAssistant;
+    for (;;) {
+      const answer = await context.request.get(`${baseUrl}/sessions/${coding}/opencode/session/${conversation}/message`);
+      const messages = await answer.json();
+      lastAssistant = messages.filter((m) => m.info.role === "assistant").at(-1)?.info;
+      if (lastAssistant?.time?.completed && lastAssistant.modelID === "e2e-other") break;
+      if (Date.now() > deadline) throw new Error(`the last reply's model: ${JSON.stringify(lastAssistant)}`);
+      await new Promise((resolve) => setTimeout(resolve, 500));
+    }
+    step(`  answered by ${lastAssistant.providerID}/${lastAssistant.modelID}`);
+    await page.reload();
+    await page.getByTestId("chat-model").waitFor();
+    if ((await page.getByTestId("chat-model").inputValue()) !== "e2e-other") throw new Error("the model choice was not remembered");
+    await page.getByTestId("chat-model").selectOption("");
+
     step("research template: a permission request, approved once");
     await openChat(page, baseUrl, research);
     await send(page, "Please create the file.");

@@ -136,7 +136,7 @@ pub fn start_stub_llm() -> anyhow::Result<()> {
     sh(&format!(
         "systemctl stop octo-stub-llm.service 2>/dev/null || true
          systemd-run --unit=octo-stub-llm {program} stub-llm --port {STUB_LLM_PORT}
-         printf '[llm]\\nbase_url = \"http://127.0.0.1:{STUB_LLM_PORT}/v1\"\\nmodel = \"e2e-model\"\\n' \\
+         printf '[llm]\\nbase_url = \"http://127.0.0.1:{STUB_LLM_PORT}/v1\"\\nmodel = \"e2e-model\"\\nmodels = [\"e2e-other\"]\\n' \\
            > /etc/octo/octod.d/60-stub-llm.toml
          echo stub-llm-key | octoctl llm set-key
          octod config check
