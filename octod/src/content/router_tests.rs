@@ -22,6 +22,8 @@ const SITE: &str = "*.content.localhost:8443";
 struct Mem {
     socket: std::path::PathBuf,
     owners: HashMap<&'static str, &'static str>,
+    /// Activity recorded, per session.
+    active: std::sync::Mutex<HashMap<String, usize>>,
 }
 
 impl Sessions for Mem {
@@ -43,7 +45,14 @@ impl Sessions for Mem {
         })
     }
 
-    fn activity(&self, _id: &SessionId) {}
+    fn activity(&self, id: &SessionId) {
+        *self
+            .active
+            .lock()
+            .expect("lock")
+            .entry(id.to_string())
+            .or_default() += 1;
+    }
 }
 
 /// The file server's download, as far as a view needs it: the path it was asked for (and,
@@ -79,7 +88,20 @@ async fn download(uri: Uri, headers: HeaderMap) -> Response {
 struct Env {
     app: Router,
     fixture: Fixture,
+    activity: Arc<Mem>,
     _dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn activity_of(&self, id: &str) -> usize {
+        self.activity
+            .active
+            .lock()
+            .expect("lock")
+            .get(id)
+            .copied()
+            .unwrap_or_default()
+    }
 }
 
 async fn env(site: Option<&str>) -> Env {
@@ -94,7 +116,9 @@ async fn env(site: Option<&str>) -> Env {
     let sessions = Arc::new(Mem {
         socket,
         owners: HashMap::from([("ab12", "alice"), ("cd34", "bob")]),
+        active: std::sync::Mutex::new(HashMap::new()),
     });
+    let activity = Arc::clone(&sessions);
     let content = Content(site.map(|site| {
         Arc::new(ContentOrigin::new(ContentSite::parse(site).expect("site")).expect("random"))
     }));
@@ -122,6 +146,7 @@ async fn env(site: Option<&str>) -> Env {
     Env {
         app,
         fixture,
+        activity,
         _dir: dir,
     }
 }
@@ -418,10 +443,13 @@ async fn a_preview_relays_to_the_apps_port_on_its_own_host() {
     assert_eq!(next, "/app?x=1");
     let host = "p3000-ab12.content.localhost:8443";
 
+    let before = env.activity_of("ab12");
     let page = env
         .get(host, "/app?x=1", Some(&format!("theme=dark; {cookie}")))
         .await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    // A preview's traffic is the session's activity (the idle stop).
+    assert!(env.activity_of("ab12") > before, "no activity recorded");
     let seen: serde_json::Value = serde_json::from_str(&page.body).expect("json");
     assert_eq!(seen["path"], "/preview/3000/app");
     assert_eq!(seen["query"], "x=1");
@@ -539,6 +567,8 @@ async fn ports_are_listed_for_the_owner_with_their_previews() {
         .get("localhost:8443", "/api/sessions/ab12/ports", Some(&alice))
         .await;
     assert_eq!(listed.status, StatusCode::OK, "{}", listed.body);
+    // Asking which ports listen is no use of the session: a UI left open keeps nothing alive.
+    assert_eq!(env.activity_of("ab12"), 0);
     let listed: serde_json::Value = serde_json::from_str(&listed.body).expect("json");
     assert_eq!(
         listed,
