@@ -19,6 +19,7 @@ mod limits;
 mod llm;
 mod package;
 mod podman;
+mod previews;
 mod session_limit;
 mod smoke;
 mod snapshot;
@@ -96,6 +97,8 @@ enum Check {
     },
     /// Clients through octod's proxy: the opencode SDK, 100 MiB transfers, authorization.
     ApiSdk,
+    /// Previews: apps in a session on the content origin, through octod and the gateway.
+    Previews,
     /// octod's Podman API client against the real Podman 5 socket.
     PodmanClient,
     /// The installed `octo` package through Caddy: activation, octoctl, a session, reboot,
@@ -172,6 +175,7 @@ fn main() -> ExitCode {
             Check::Admin { prepare: true } => admin::prepare(),
             Check::Admin { prepare: false } => admin::run().await,
             Check::ApiSdk => api_sdk::run().await,
+            Check::Previews => previews::run().await,
             Check::Package { phase } => package::run(phase).await,
             Check::StubLlm { port } => stub_llm::serve(port).await,
             Check::Terminal { socket, token_file } => {

@@ -46,7 +46,8 @@ pub fn router(state: Arc<AppState>) -> Router {
 }
 
 /// The session gateway's router: the file server's routes plus the configured relays
-/// (`/opencode`, `/opencode/*`, `/terminal`), all behind the same bearer token.
+/// (`/opencode`, `/opencode/*`, `/terminal`, `/preview/<port>/*` with `/api/ports`), all
+/// behind the same bearer token.
 pub fn gateway_router(state: Arc<AppState>, relays: &Relays) -> Router {
     let mut routes = Router::new()
         .route("/api/list", get(list))
@@ -68,6 +69,18 @@ pub fn gateway_router(state: Arc<AppState>, relays: &Relays) -> Router {
         routes = routes
             .route("/opencode", relay.clone())
             .route("/opencode/{*rest}", relay);
+    }
+    if let Some(previews) = relays.previews.clone() {
+        let listed = previews.clone();
+        let relay = any(move |request: Request| crate::preview::relay(previews.clone(), request));
+        routes = routes
+            .route(
+                "/api/ports",
+                get(move || crate::preview::ports(listed.clone())),
+            )
+            .route("/preview/{port}", relay.clone())
+            .route("/preview/{port}/", relay.clone())
+            .route("/preview/{port}/{*rest}", relay);
     }
     if let Some(socket) = relays.terminal_socket.clone() {
         routes = routes.route(

@@ -60,6 +60,8 @@ pub enum Code {
     BadGateway,
     /// 503: a relayed service is not accepting connections (yet); see `Retry-After`.
     UpstreamUnavailable,
+    /// 502: nothing listens on the port a preview asked for.
+    NothingListening,
     /// 507: the disk or the quota is full.
     InsufficientStorage,
 }
@@ -91,6 +93,7 @@ impl Code {
             Code::Internal => "internal",
             Code::BadGateway => "bad_gateway",
             Code::UpstreamUnavailable => "upstream_unavailable",
+            Code::NothingListening => "nothing_listening",
             Code::InsufficientStorage => "insufficient_storage",
         }
     }
@@ -117,7 +120,7 @@ impl Code {
             Code::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Code::RangeNotSatisfiable => StatusCode::RANGE_NOT_SATISFIABLE,
             Code::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-            Code::BadGateway => StatusCode::BAD_GATEWAY,
+            Code::BadGateway | Code::NothingListening => StatusCode::BAD_GATEWAY,
             Code::UpstreamUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Code::InsufficientStorage => StatusCode::INSUFFICIENT_STORAGE,
         }

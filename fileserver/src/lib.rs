@@ -10,7 +10,8 @@
 //! TCP or a Unix socket) and closes connections without losing early answers, and [`relay`]
 //! passes `/opencode/*` and `/terminal` on to the session's other services. [`watcher`]
 //! streams the workspace's changes (inotify) to clients as server-sent events. [`llm_bridge`]
-//! relays a loopback port to octod's model gateway socket, for opencode.
+//! relays a loopback port to octod's model gateway socket, for opencode. [`preview`] relays
+//! `/preview/<port>/*` to the apps the session runs and lists their ports.
 
 pub mod api;
 pub mod auth;
@@ -21,6 +22,7 @@ pub mod fsops;
 pub mod listen;
 pub mod llm_bridge;
 pub mod order;
+pub mod preview;
 pub mod relay;
 pub mod upload;
 pub mod usage;

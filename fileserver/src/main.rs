@@ -38,6 +38,14 @@ struct Args {
     /// The loopback address opencode reaches the model gateway at.
     #[arg(long, env = "OCTO_GATEWAY_LLM_LISTEN", requires = "llm_socket")]
     llm_listen: Option<SocketAddr>,
+    /// A port of the session's own services that previews never reach nor list (besides
+    /// --opencode's and --llm-listen's); repeatable.
+    #[arg(
+        long = "reserved-port",
+        env = "OCTO_GATEWAY_RESERVED_PORTS",
+        value_delimiter = ','
+    )]
+    reserved_ports: Vec<u16>,
     /// Seconds a relayed request waits for its service to accept connections, then 503.
     #[arg(long, env = "OCTO_GATEWAY_UPSTREAM_WAIT", default_value_t = 30)]
     upstream_wait: u64,
@@ -123,10 +131,14 @@ fn run(args: Args, listen_fds: Option<&str>) -> anyhow::Result<()> {
         shutdown_grace: Duration::from_secs(args.shutdown_grace),
         watch_max_dirs: args.watch_max_dirs,
     };
+    let mut reserved = args.reserved_ports.clone();
+    reserved.extend(args.opencode.map(|a| a.port()));
+    reserved.extend(args.llm_listen.map(|a| a.port()));
     let relays = Relays {
         opencode: args.opencode,
         terminal_socket: args.terminal_socket,
         wait: Duration::from_secs(args.upstream_wait),
+        previews: Some(fileserver::preview::Previews { reserved }),
     };
     // Taken before the runtime starts: nothing else in the process can have claimed fd 3.
     let activated: Option<StdListener> = listen::activated(listen_fds)?;

@@ -68,6 +68,9 @@ pub struct Relays {
     pub terminal_socket: Option<PathBuf>,
     /// How long a request waits for a service that refuses connections (still starting).
     pub wait: Duration,
+    /// `/preview/<port>/*` and `/api/ports` ([`crate::preview`]): the apps the session runs,
+    /// with the ports of the session's own services, which are never relayed or listed.
+    pub previews: Option<crate::preview::Previews>,
 }
 
 impl Default for Relays {
@@ -76,15 +79,20 @@ impl Default for Relays {
             opencode: None,
             terminal_socket: None,
             wait: DEFAULT_WAIT,
+            previews: None,
         }
     }
 }
 
 /// Where a relayed request goes.
 #[derive(Debug, Clone)]
-enum Upstream {
+pub(crate) enum Upstream {
+    /// opencode.
     Tcp(SocketAddr),
+    /// ttyd.
     Unix(PathBuf),
+    /// An app the session runs (a preview).
+    App(SocketAddr),
 }
 
 impl Upstream {
@@ -92,6 +100,7 @@ impl Upstream {
         match self {
             Upstream::Tcp(_) => "opencode",
             Upstream::Unix(_) => "the terminal",
+            Upstream::App(_) => "the app",
         }
     }
 
@@ -116,10 +125,12 @@ impl Upstream {
             let bound = CONNECT_TIMEOUT.min(deadline.saturating_duration_since(Instant::now()));
             let connect = async {
                 match self {
-                    Upstream::Tcp(addr) => TcpStream::connect(addr).await.map(|s| {
-                        let _ = s.set_nodelay(true);
-                        UpstreamIo::Tcp(s)
-                    }),
+                    Upstream::Tcp(addr) | Upstream::App(addr) => {
+                        TcpStream::connect(addr).await.map(|s| {
+                            let _ = s.set_nodelay(true);
+                            UpstreamIo::Tcp(s)
+                        })
+                    }
                     Upstream::Unix(path) => UnixStream::connect(path).await.map(UpstreamIo::Unix),
                 }
             };
@@ -181,7 +192,7 @@ impl Upstream {
 }
 
 /// A connection to a relayed service.
-enum UpstreamIo {
+pub(crate) enum UpstreamIo {
     Tcp(TcpStream),
     Unix(UnixStream),
 }
@@ -277,14 +288,25 @@ async fn relay_http(
 ) -> Result<Response, ApiError> {
     let (mut parts, body) = request.into_parts();
     parts.uri = strip_prefix(&parts.uri, "/opencode")?;
+    let io = connect_opencode(upstream, wait, ready).await?;
+    exchange(upstream, io, Request::from_parts(parts, body)).await
+}
+
+/// Sends `request` (its target already the service's) on `io` and passes the answer back,
+/// streamed both ways, without the hop-by-hop headers or the gateway's credential.
+pub(crate) async fn exchange(
+    upstream: &Upstream,
+    io: UpstreamIo,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let (mut parts, body) = request.into_parts();
     remove_hop_by_hop(&mut parts.headers);
     parts.headers.remove(header::AUTHORIZATION);
-    if let Upstream::Tcp(addr) = upstream {
+    if let Upstream::Tcp(addr) | Upstream::App(addr) = upstream {
         if let Ok(host) = HeaderValue::from_str(&addr.to_string()) {
             parts.headers.insert(header::HOST, host);
         }
     }
-    let io = connect_opencode(upstream, wait, ready).await?;
     let response = match io {
         UpstreamIo::Tcp(s) => send(upstream, s, Request::from_parts(parts, body), false).await?,
         UpstreamIo::Unix(s) => send(upstream, s, Request::from_parts(parts, body), false).await?,
@@ -340,7 +362,7 @@ pub async fn terminal(socket: PathBuf, wait: Duration, request: Request) -> Resp
 async fn relay_upgrade(
     upstream: &Upstream,
     wait: Duration,
-    mut request: Request,
+    request: Request,
 ) -> Result<Response, ApiError> {
     let wants_upgrade = request
         .headers()
@@ -352,55 +374,69 @@ async fn relay_upgrade(
             "the terminal is a WebSocket: send Upgrade: websocket",
         ));
     }
-    let client_upgrade = hyper::upgrade::on(&mut request);
-    let (mut parts, _body) = request.into_parts();
-    let query = parts
-        .uri
+    let query = request
+        .uri()
         .query()
         .map(|q| format!("?{q}"))
         .unwrap_or_default();
-    parts.uri = format!("{TTYD_WS_PATH}{query}")
+    let target: Uri = format!("{TTYD_WS_PATH}{query}")
         .parse()
         .map_err(|_| ApiError::new(Code::BadRequest, "malformed query"))?;
-    // The upgrade's own hop-by-hop headers (Connection, Upgrade) must reach ttyd.
-    parts.headers.remove(header::AUTHORIZATION);
-    parts.headers.remove(header::PROXY_AUTHORIZATION);
-    parts
-        .headers
-        .insert(header::HOST, HeaderValue::from_static("localhost"));
     let io = upstream.connect(wait).await?;
-    let UpstreamIo::Unix(io) = io else {
-        return Err(ApiError::new(
-            Code::BadGateway,
-            "terminal upstream is not a socket",
-        ));
-    };
-    let mut response = send(
+    upgrade(
         upstream,
         io,
-        Request::from_parts(parts, Body::empty()),
-        true,
+        target,
+        HeaderValue::from_static("localhost"),
+        request,
     )
-    .await?;
+    .await
+}
+
+/// Forwards an upgrade request (`Connection: upgrade`, any `Upgrade` protocol) to `target` on
+/// `io`; after the service's `101` the two connections are spliced byte for byte until
+/// either side closes. Any other answer goes back as it is.
+pub(crate) async fn upgrade(
+    upstream: &Upstream,
+    io: UpstreamIo,
+    target: Uri,
+    host: HeaderValue,
+    mut request: Request,
+) -> Result<Response, ApiError> {
+    let client_upgrade = hyper::upgrade::on(&mut request);
+    let (mut parts, _body) = request.into_parts();
+    parts.uri = target;
+    // The upgrade's own hop-by-hop headers (Connection, Upgrade) must reach the service.
+    parts.headers.remove(header::AUTHORIZATION);
+    parts.headers.remove(header::PROXY_AUTHORIZATION);
+    parts.headers.insert(header::HOST, host);
+    let request = Request::from_parts(parts, Body::empty());
+    let mut response = match io {
+        UpstreamIo::Unix(io) => send(upstream, io, request, true).await?,
+        UpstreamIo::Tcp(io) => send(upstream, io, request, true).await?,
+    };
     if response.status() != StatusCode::SWITCHING_PROTOCOLS {
-        // ttyd refused the upgrade: its answer goes back as it is.
+        // The service refused the upgrade: its answer goes back as it is.
         let (mut head, body) = response.into_parts();
         remove_hop_by_hop(&mut head.headers);
         return Ok(Response::from_parts(head, Body::new(body)));
     }
     let upstream_upgrade = hyper::upgrade::on(&mut response);
+    let name = upstream.name();
     tokio::spawn(async move {
-        let (client, ttyd) = match tokio::try_join!(client_upgrade, upstream_upgrade) {
+        let (client, service) = match tokio::try_join!(client_upgrade, upstream_upgrade) {
             Ok(both) => both,
             Err(e) => {
-                tracing::info!(error = %e, "terminal upgrade did not complete");
+                tracing::info!(upstream = name, error = %e, "upgrade did not complete");
                 return;
             }
         };
-        let (mut client, mut ttyd) = (TokioIo::new(client), TokioIo::new(ttyd));
-        match tokio::io::copy_bidirectional(&mut client, &mut ttyd).await {
-            Ok((up, down)) => tracing::debug!(up, down, "terminal closed"),
-            Err(e) => tracing::debug!(error = %e, "terminal ended"),
+        let (mut client, mut service) = (TokioIo::new(client), TokioIo::new(service));
+        match tokio::io::copy_bidirectional(&mut client, &mut service).await {
+            Ok((up, down)) => {
+                tracing::debug!(upstream = name, up, down, "upgraded connection closed");
+            }
+            Err(e) => tracing::debug!(upstream = name, error = %e, "upgraded connection ended"),
         }
     });
     let (head, _) = response.into_parts();
@@ -408,7 +444,7 @@ async fn relay_upgrade(
 }
 
 /// `/opencode/x?y` → `/x?y`; `/opencode` → `/`.
-fn strip_prefix(uri: &Uri, prefix: &str) -> Result<Uri, ApiError> {
+pub(crate) fn strip_prefix(uri: &Uri, prefix: &str) -> Result<Uri, ApiError> {
     let path = uri.path().strip_prefix(prefix).unwrap_or(uri.path());
     let path = if path.is_empty() { "/" } else { path };
     let target = match uri.query() {
@@ -422,7 +458,7 @@ fn strip_prefix(uri: &Uri, prefix: &str) -> Result<Uri, ApiError> {
 
 /// Headers that describe one connection, not the message (RFC 9110 §7.6.1): the standard
 /// ones and those the `Connection` header names.
-fn remove_hop_by_hop(headers: &mut HeaderMap) {
+pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) {
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()

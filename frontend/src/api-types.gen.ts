@@ -502,6 +502,46 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/sessions/{id}/ports": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The TCP ports listening in a running session, with their previews.
+         * @description Read by the session's gateway from inside the container (`/proc/net/tcp`, `tcp6`: listening on a loopback or the wildcard address, 1024 and up, without the session's own services). A session that is not running has none (`running: false`); asking neither wakes it nor counts as its activity. With a content site configured, each port has its preview's origin (`https://p<port>-<id>.<content site>/`) and the navigation that opens it (`open`).
+         */
+        get: operations["listPorts"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/sessions/{id}/ports/{port}/open": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A browser's way into the preview of a port: redirects to its host on the content origin.
+         * @description A navigation, not an API call (signed in with the cookie; API tokens are refused). Answers 303 to `https://p<port>-<id>.<content site>/__octo/ticket?t=<ticket>`: the ticket (single use, 60 s) is traded there for that host's own cookie (`__Host-octo_content`), then the browser goes on to `path`. There every request is relayed to the app on that port in the session (HTTP, server-sent events, WebSocket upgrades), checked again each time (the owner or an admin, still signed in). Without a content site: 409 `previews_off`.
+         */
+        get: operations["openPreview"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/sessions/{id}/resume": {
         parameters: {
             query?: never;
@@ -2385,6 +2425,23 @@ export interface components {
              */
             minutes: number;
         };
+        /** @description One listening port of a session. */
+        ListeningPort: {
+            /** @description The address it listens on in the container (`127.0.0.1`, `::1`, `0.0.0.0`, `::`). */
+            address: string;
+            /**
+             * @description `/api/sessions/{id}/ports/{port}/open` on this origin: a navigation that opens the
+             *     preview (a ticket traded there for the host's cookie); absent without a content site.
+             */
+            open?: string;
+            /** Format: int32 */
+            port: number;
+            /**
+             * @description The preview's own origin, `https://p<port>-<id>.<content site>/`; absent without a
+             *     content site. A browser gets in through `open`, which signs it in there.
+             */
+            url?: string;
+        };
         /** @description The body of `POST /api/auth/login`. */
         LoginRequest: {
             password: string;
@@ -2562,6 +2619,24 @@ export interface components {
              *     their cgroup controller is not delegated to Octo); empty when all are.
              */
             unenforced: string[];
+        };
+        /**
+         * @description The TCP ports listening in a running session (`GET /api/sessions/{id}/ports`): the apps
+         *     its agent or user started, without the session's own services.
+         */
+        SessionPorts: {
+            /** @description Ascending. */
+            ports: components["schemas"]["ListeningPort"][];
+            /**
+             * @description Whether previews are on (a content site is configured): without, ports are listed
+             *     but cannot be opened.
+             */
+            previews: boolean;
+            /**
+             * @description Whether the session is running; a session that is not has no ports (asking does not
+             *     wake it).
+             */
+            running: boolean;
         };
         /** @description Paths of the session's services through the proxy. */
         SessionUrls: {
@@ -5065,6 +5140,165 @@ export interface operations {
             };
             /** @description The JSON does not match the expected shape (unknown or missing fields). */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Internal error (details are in the server log). */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    listPorts: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Session id. */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The ports. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SessionPorts"];
+                };
+            };
+            /** @description Not signed in, or the token is invalid, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Refused. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such session, or another user's (not revealed). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The session is stopped or stopping. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Internal error (details are in the server log). */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The session did not list its ports. */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    openPreview: {
+        parameters: {
+            query?: {
+                /** @description The path of the preview to open (default `/`), with its query. */
+                path?: string;
+                /** @description `true` for a frame of Octo's UI (the preview pane): the content host's cookie is then partitioned (`SameSite=None; Partitioned`), for that frame alone. */
+                embed?: string;
+            };
+            header?: never;
+            path: {
+                /** @description Session id. */
+                id: string;
+                /** @description A port listening in the session. */
+                port: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description To the preview's host. */
+            303: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Not a port previews reach (1024–65535), or a path that is not one of the preview's. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not signed in, or the token is invalid, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Refused. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such session, or another user's (not revealed). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The session is stopped or stopping, or no content site is configured. */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -23,6 +23,8 @@ export type SessionState = Session["state"];
 export type Snapshot = Schemas["Snapshot"];
 export type SnapshotJob = Schemas["SnapshotJob"];
 export type SnapshotList = Schemas["SnapshotList"];
+export type SessionPorts = Schemas["SessionPorts"];
+export type ListeningPort = Schemas["ListeningPort"];
 
 /** The name of the window event dispatched when the API answers 401 (login expired or revoked). */
 export const UNAUTHORIZED_EVENT = "octo:unauthorized";
@@ -155,6 +157,7 @@ export const api = {
     apiFetch<Session>(`/api/sessions/${encodeURIComponent(id)}/stop`, { method: "POST" }),
   resumeSession: (id: string) =>
     apiFetch<Session>(`/api/sessions/${encodeURIComponent(id)}/resume`, { method: "POST" }),
+  ports: (id: string) => apiFetch<SessionPorts>(`/api/sessions/${encodeURIComponent(id)}/ports`),
   snapshots: (id: string) => apiFetch<SnapshotList>(`/api/sessions/${encodeURIComponent(id)}/snapshots`),
   createSnapshot: (id: string, name: string) =>
     apiFetch<SnapshotJob>(`/api/sessions/${encodeURIComponent(id)}/snapshots`, {

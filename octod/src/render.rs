@@ -80,8 +80,12 @@ pub const DEFAULT_HEALTH_CMD: &str = "/usr/local/bin/octo-healthcheck";
 /// Runtime 1 (no label) published TCP ports and took its token on the command line; runtime
 /// 2 took the LLM provider (with its key) as the variable `OCTO_LLM_CONFIG`; runtime 3 reaches
 /// octod's model gateway through the socket at [`LLM_MOUNT`] and names its models in
-/// [`LLM_MODELS_ENV`].
-pub const SESSION_RUNTIME: u32 = 3;
+/// [`LLM_MODELS_ENV`]; runtime 4's gateway also relays `/preview/<port>/…` to the apps the
+/// session runs and lists their ports (`/api/ports`), which octod's previews use.
+pub const SESSION_RUNTIME: u32 = 4;
+/// The URL of a preview with `{port}` in place of the port, for the agent to hand its user a
+/// link (`https://p{port}-<id>.<content site>/`); set only with a content site.
+pub const PREVIEW_URL_ENV: &str = "OCTO_PREVIEW_URL_TEMPLATE";
 /// Where the session's directory of octod's model gateway (its socket, [`LLM_SOCKET_FILE`])
 /// is mounted in the container.
 pub const LLM_MOUNT: &str = "/run/octo-llm";
@@ -373,6 +377,9 @@ pub struct RenderConfig {
     pub controllers: Controllers,
     /// octod's model gateway, if an LLM provider is configured.
     pub llm: Option<LlmMount>,
+    /// The content site's suffix (`content.example.org[:port]`), if one is configured: the
+    /// previews' URLs are told to the session ([`PREVIEW_URL_ENV`]).
+    pub content_site: Option<String>,
     /// Capabilities added back after `DropCapability=ALL`. Empty for the session image, which
     /// runs as an unprivileged user and needs none.
     pub add_capabilities: Vec<String>,
@@ -390,6 +397,7 @@ impl RenderConfig {
             start_timeout: Duration::from_secs(120),
             controllers: Controllers::NONE,
             llm: None,
+            content_site: None,
             add_capabilities: Vec::new(),
             token_owner: (1000, 1000),
         }
@@ -558,6 +566,13 @@ fn container_unit(
         environment.push(EnvVar {
             name: LLM_MODELS_ENV.to_owned(),
             value: llm.models.join(","),
+        });
+    }
+    if let Some(site) = &config.content_site {
+        // Not a secret, and the same for every process in the session: the agent reads it.
+        environment.push(EnvVar {
+            name: PREVIEW_URL_ENV.to_owned(),
+            value: format!("https://p{{port}}-{}.{site}/", spec.id),
         });
     }
     let (pids_limit, podman_args) = limits(spec, config.controllers)?;
@@ -911,6 +926,7 @@ WantedBy=sockets.target
                 models: vec!["big".into(), "small".into()],
             }),
             add_capabilities: vec!["SETUID".into(), "SETGID".into()],
+            content_site: Some("content.example.org:8443".into()),
             ..config()
         };
         let r = render(&spec(), &config).expect("renders");
@@ -920,7 +936,8 @@ WantedBy=sockets.target
             // no provider secret.
             "Volume=/var/lib/octod/llm/ab12:/run/octo-llm:ro\n",
             "Secret=octo-ab12-token,type=mount,target=/run/secrets/octo-token,mode=0400,uid=1000,gid=1000\n\
-             Environment=OCTO_SESSION_ID=ab12\nEnvironment=OCTO_LLM_MODELS=big,small\n",
+             Environment=OCTO_SESSION_ID=ab12\nEnvironment=OCTO_LLM_MODELS=big,small\n\
+             Environment=OCTO_PREVIEW_URL_TEMPLATE=https://p{port}-ab12.content.example.org:8443/\n",
             "HealthCmd=wget -q -O /dev/null http://127.0.0.1:41820/ && test -f /tmp/ready\n\
              HealthInterval=500ms\nHealthStartPeriod=5s\nHealthRetries=2\nHealthTimeout=2s\n",
             "DropCapability=ALL\nAddCapability=SETUID SETGID\n",

@@ -180,6 +180,10 @@ pub async fn build_state(settings: &Settings) -> anyhow::Result<crate::app::AppS
     let mut render = RenderConfig::new(&settings.templates_dir);
     render.start_timeout = settings.start_timeout;
     render.controllers = controllers;
+    render.content_site = settings
+        .content_site
+        .as_ref()
+        .map(|site| site.suffix().to_owned());
     let llm = match &settings.llm {
         Some(llm) => {
             let mount = LlmMount {

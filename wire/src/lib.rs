@@ -23,10 +23,10 @@ pub use auth::{
 };
 pub use error::{ErrorBody, ErrorDetail};
 pub use sessions::{
-    CreateSession, CreateSnapshot, Desired, ForkSession, IdleReason, KeepAlive, QuotaState,
-    SessionDisk, SessionIdle, SessionLimits, SessionStatus, SessionUrls, SessionView,
-    SnapshotJobKind, SnapshotJobState, SnapshotJobView, SnapshotList, SnapshotView, TemplateView,
-    UpdateSession,
+    CreateSession, CreateSnapshot, Desired, ForkSession, IdleReason, KeepAlive, ListeningPort,
+    QuotaState, SessionDisk, SessionIdle, SessionLimits, SessionPorts, SessionStatus, SessionUrls,
+    SessionView, SnapshotJobKind, SnapshotJobState, SnapshotJobView, SnapshotList, SnapshotView,
+    TemplateView, UpdateSession,
 };
 pub use usage::{ModelList, ModelView, SetBudget, UsageQuery, UsageReport, UsageRowView};
 

@@ -360,3 +360,37 @@ pub struct ForkSession {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot: Option<String>,
 }
+
+/// The TCP ports listening in a running session (`GET /api/sessions/{id}/ports`): the apps
+/// its agent or user started, without the session's own services.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SessionPorts {
+    /// Whether the session is running; a session that is not has no ports (asking does not
+    /// wake it).
+    pub running: bool,
+    /// Whether previews are on (a content site is configured): without, ports are listed
+    /// but cannot be opened.
+    pub previews: bool,
+    /// Ascending.
+    pub ports: Vec<ListeningPort>,
+}
+
+/// One listening port of a session.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ListeningPort {
+    pub port: u16,
+    /// The address it listens on in the container (`127.0.0.1`, `::1`, `0.0.0.0`, `::`).
+    pub address: String,
+    /// The preview's own origin, `https://p<port>-<id>.<content site>/`; absent without a
+    /// content site. A browser gets in through `open`, which signs it in there.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
+    pub url: Option<String>,
+    /// `/api/sessions/{id}/ports/{port}/open` on this origin: a navigation that opens the
+    /// preview (a ticket traded there for the host's cookie); absent without a content site.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
+    pub open: Option<String>,
+}

@@ -164,6 +164,10 @@ const CHECKS: &[Check] = &[
         &["api-sdk"],
     ),
     check(
+        "previews: apps started in a session listed by /ports, reached on their content host with a ticket (python3 -m http.server, a WebSocket echo), another user 404, the session's own ports 403, nothing listening 502",
+        &["previews"],
+    ),
+    check(
         "the model gateway: the key only in octod's credential, a prompt answered through it, sessions walled from each other's sockets, usage on the right user and session, OpenAI-shaped errors, the provider down",
         &["llm"],
     ),

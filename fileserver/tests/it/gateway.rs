@@ -164,6 +164,9 @@ impl Gateway {
             opencode: Some(opencode),
             terminal_socket: Some(terminal.clone()),
             wait,
+            previews: Some(fileserver::preview::Previews {
+                reserved: vec![opencode.port()],
+            }),
         };
         rt.spawn(async move {
             fileserver::serve_gateway(listener, config, relays, std::future::pending())
@@ -601,4 +604,141 @@ fn opencode_that_accepts_nothing_is_a_503_in_time_not_a_hang() {
     let r = gw.request("GET", "/opencode/global/health", Some(TOKEN), "", b"");
     r.assert_error(503, "upstream_unavailable");
     assert!(r.header("retry-after").is_some(), "{:?}", r.headers);
+}
+
+// ---------------------------------------------------------------------------------------
+// Previews: the apps a session runs (issue 14).
+
+/// A stand-in app on the loopback: `/seen` reports what reached it.
+async fn start_app(addr: SocketAddr) {
+    async fn seen(request: Request) -> axum::Json<serde_json::Value> {
+        let h = request.headers();
+        let text = |name: &str| h.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        axum::Json(serde_json::json!({
+            "target": request.uri().to_string(),
+            "host": text("host"),
+            "authorization": h.get(header::AUTHORIZATION).is_some(),
+            "cookie": text("cookie"),
+        }))
+    }
+    let app = axum::Router::new().route("/seen", any(seen));
+    let listener = tokio::net::TcpListener::bind(addr).await.expect("bind app");
+    tokio::spawn(async move { axum::serve(listener, app).await.expect("app") });
+}
+
+/// A WebSocket echo on the loopback, at any path (a dev server's hot reload).
+async fn start_tcp_ws_echo(addr: SocketAddr) {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .expect("bind echo");
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
+                    return;
+                };
+                while let Some(Ok(Message::Text(t))) = ws.next().await {
+                    if ws
+                        .send(Message::text(format!("echo:{}", t.as_str())))
+                        .await
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+}
+
+#[test]
+fn previews_relay_an_apps_port_http_and_websocket() {
+    let gw = Gateway::start(true, Duration::from_secs(5));
+    let app = free_port();
+    let echo = free_port();
+    gw.rt.block_on(start_app(app));
+    gw.rt.block_on(start_tcp_ws_echo(echo));
+
+    let r = gw.request(
+        "POST",
+        &format!("/preview/{}/seen?x=%2F1", app.port()),
+        Some(TOKEN),
+        "Cookie: app=1\r\n",
+        b"body",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.json(),
+        serde_json::json!({
+            "target": "/seen?x=%2F1",
+            "host": format!("127.0.0.1:{}", app.port()),
+            "authorization": false,
+            "cookie": "app=1",
+        })
+    );
+    // Behind the same bearer check as everything else.
+    gw.request(
+        "GET",
+        &format!("/preview/{}/seen", app.port()),
+        None,
+        "",
+        b"",
+    )
+    .assert_error(401, "unauthorized");
+    // The session's own services, ports outside 1024–65535, and a port nothing listens on.
+    let opencode = gw.opencode.port();
+    gw.request(
+        "GET",
+        &format!("/preview/{opencode}/"),
+        Some(TOKEN),
+        "",
+        b"",
+    )
+    .assert_error(403, "permission_denied");
+    for port in ["80", "0", "70000", "x"] {
+        gw.request("GET", &format!("/preview/{port}/"), Some(TOKEN), "", b"")
+            .assert_error(400, "bad_request");
+    }
+    let closed = free_port().port();
+    gw.request("GET", &format!("/preview/{closed}"), Some(TOKEN), "", b"")
+        .assert_error(502, "nothing_listening");
+
+    // The listening ports, without opencode's (a reserved one).
+    let listed = gw.request("GET", "/api/ports", Some(TOKEN), "", b"").json();
+    let ports: Vec<u64> = listed["ports"]
+        .as_array()
+        .expect("ports")
+        .iter()
+        .filter_map(|p| p["port"].as_u64())
+        .collect();
+    assert!(ports.contains(&u64::from(app.port())), "{listed}");
+    assert!(ports.contains(&u64::from(echo.port())), "{listed}");
+    assert!(!ports.contains(&u64::from(opencode)), "{listed}");
+
+    // A WebSocket upgrade, spliced to the app.
+    gw.rt.block_on(async {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut request = format!("ws://gateway/preview/{}/hmr?v=1", echo.port())
+            .into_client_request()
+            .expect("request");
+        request.headers_mut().insert(
+            header::AUTHORIZATION,
+            format!("Bearer {TOKEN}").parse().expect("v"),
+        );
+        let stream = tokio::net::UnixStream::connect(&gw.socket)
+            .await
+            .expect("connect");
+        let (mut ws, response) = tokio_tungstenite::client_async(request, stream)
+            .await
+            .expect("handshake through the gateway");
+        assert_eq!(response.status(), StatusCode::SWITCHING_PROTOCOLS);
+        ws.send(Message::text("reload")).await.expect("send");
+        let reply = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("reply in time")
+            .expect("open")
+            .expect("frame");
+        assert_eq!(reply, Message::text("echo:reload"));
+        ws.close(None).await.expect("close");
+    });
 }

@@ -16,6 +16,8 @@ import { diskView, idleView, keepAliveChoices } from "../sessions";
 import { POLL_MS } from "../sessions";
 import { keyDelta, loadLayout, moveSplitter, saveLayout, type Layout } from "./layout";
 import { SnapshotsMenu } from "./SnapshotsMenu";
+import { PortsMenu, PreviewPane } from "./PortsMenu";
+import type { PortRow } from "./ports";
 import "./workspace.css";
 
 /** While running, the state is checked this often to notice an idle stop. */
@@ -100,6 +102,7 @@ export default function Workspace(props: { sessionId: string }): JSX.Element {
   const [error, setError] = useState<unknown>(undefined);
   const [notFound, setNotFound] = useState(false);
   const [generation, setGeneration] = useState(0);
+  const [preview, setPreview] = useState<PortRow | null>(null);
   const loadedOnce = useRef(false);
 
   useEffect(() => {
@@ -207,6 +210,7 @@ export default function Workspace(props: { sessionId: string }): JSX.Element {
         <span className="mono muted workspace-id">{sessionId}</span>
         {session && <StateBadge session={session} />}
         <span className="workspace-bar-right">
+          {session?.state === "running" && <PortsMenu sessionId={sessionId} onPreview={setPreview} />}
           {session && session.state !== "deleting" && (
             <SnapshotsMenu sessionId={sessionId} onRestoring={onRestoring} onRestored={onRestored} />
           )}
@@ -226,6 +230,7 @@ export default function Workspace(props: { sessionId: string }): JSX.Element {
           <ErrorBanner error={error} onDismiss={() => setError(undefined)} />
         </div>
       )}
+      {session?.state === "running" && preview && <PreviewPane row={preview} onClose={() => setPreview(null)} />}
       {body}
     </div>
   );

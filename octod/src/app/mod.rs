@@ -154,6 +154,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/sessions/{id}/stop"),
     ("POST", "/api/sessions/{id}/resume"),
     ("GET", "/api/sessions/{id}/view"),
+    ("GET", "/api/sessions/{id}/ports"),
+    ("GET", "/api/sessions/{id}/ports/{port}/open"),
     ("GET", "/api/sessions/{id}/snapshots"),
     ("POST", "/api/sessions/{id}/snapshots"),
     ("DELETE", "/api/sessions/{id}/snapshots/{snapshot}"),
@@ -185,6 +187,14 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/api/sessions/{id}/view",
             get(crate::content::view::<EngineSessions>),
+        )
+        .route(
+            "/api/sessions/{id}/ports",
+            get(crate::content::ports::<EngineSessions>),
+        )
+        .route(
+            "/api/sessions/{id}/ports/{port}/open",
+            get(crate::content::open_preview::<EngineSessions>),
         )
         .route(
             "/api/usage",

@@ -15,10 +15,10 @@ use std::sync::LazyLock;
 use octo_wire::{
     ApiTokenView, AuditView, CreateApiToken, CreateInvite, CreateSession, CreateSnapshot,
     CreateUser, CreatedApiToken, ErrorBody, ForkSession, Health, InviteView, KeepAlive,
-    LoginRequest, ModelList, ModelView, PasswordChange, RegisterRequest, ResetPassword, Role,
-    Scope, SessionDisk, SessionIdle, SessionLimits, SessionUrls, SessionView, SetRole,
-    SignInOptions, SignInProvider, SignedOut, SnapshotJobView, SnapshotList, SnapshotView,
-    TemplateView, UpdateSession, UsageReport, UsageRowView, UserView,
+    ListeningPort, LoginRequest, ModelList, ModelView, PasswordChange, RegisterRequest,
+    ResetPassword, Role, Scope, SessionDisk, SessionIdle, SessionLimits, SessionPorts, SessionUrls,
+    SessionView, SetRole, SignInOptions, SignInProvider, SignedOut, SnapshotJobView, SnapshotList,
+    SnapshotView, TemplateView, UpdateSession, UsageReport, UsageRowView, UserView,
 };
 use utoipa::ToSchema;
 use utoipa::openapi::extensions::Extensions;
@@ -242,6 +242,24 @@ const VIEW_PATH: Param = Param {
     name: "path",
     query: true,
     description: "The workspace file to view, relative to the workspace.",
+    range: None,
+};
+const PORT: Param = Param {
+    name: "port",
+    query: false,
+    description: "A port listening in the session.",
+    range: Some((1024, 65535)),
+};
+const PREVIEW_PATH: Param = Param {
+    name: "path",
+    query: true,
+    description: "The path of the preview to open (default `/`), with its query.",
+    range: None,
+};
+const PREVIEW_EMBED: Param = Param {
+    name: "embed",
+    query: true,
+    description: "`true` for a frame of Octo's UI (the preview pane): the content host's cookie is then partitioned (`SameSite=None; Partitioned`), for that frame alone.",
     range: None,
 };
 const USAGE_DAYS: Param = Param {
@@ -782,6 +800,30 @@ const OPERATIONS: &[Op] = &[
             Answer::Fail(&fail("409", "The session is stopped or stopping.", &["session_stopped", "session_stopping"])),
             Answer::Fail(&INTERNAL),
         ]),
+    Op::get("/api/sessions/{id}/ports", "listPorts", "sessions", "The TCP ports listening in a running session, with their previews.")
+        .describe("Read by the session's gateway from inside the container (`/proc/net/tcp`, `tcp6`: listening on a loopback or the wildcard address, 1024 and up, without the session's own services). A session that is not running has none (`running: false`); asking neither wakes it nor counts as its activity. With a content site configured, each port has its preview's origin (`https://p<port>-<id>.<content site>/`) and the navigation that opens it (`open`).")
+        .params(&[SESSION_ID])
+        .answers(&[
+            Answer::Ok("200", "The ports.", Body::Json(json::<SessionPorts>)),
+            Answer::Fail(&UNAUTHORIZED),
+            Answer::Fail(&DISABLED),
+            Answer::Fail(&NO_SESSION),
+            Answer::Fail(&fail("409", "The session is stopped or stopping.", &["session_stopped", "session_stopping"])),
+            Answer::Fail(&fail("502", "The session did not list its ports.", &["upstream_failed"])),
+            Answer::Fail(&INTERNAL),
+        ]),
+    Op::get("/api/sessions/{id}/ports/{port}/open", "openPreview", "sessions", "A browser's way into the preview of a port: redirects to its host on the content origin.")
+        .describe("A navigation, not an API call (signed in with the cookie; API tokens are refused). Answers 303 to `https://p<port>-<id>.<content site>/__octo/ticket?t=<ticket>`: the ticket (single use, 60 s) is traded there for that host's own cookie (`__Host-octo_content`), then the browser goes on to `path`. There every request is relayed to the app on that port in the session (HTTP, server-sent events, WebSocket upgrades), checked again each time (the owner or an admin, still signed in). Without a content site: 409 `previews_off`.")
+        .params(&[SESSION_ID, PORT, PREVIEW_PATH, PREVIEW_EMBED])
+        .answers(&[
+            Answer::Ok("303", "To the preview's host.", Body::Empty),
+            Answer::Fail(&fail("400", "Not a port previews reach (1024–65535), or a path that is not one of the preview's.", &["bad_request"])),
+            Answer::Fail(&UNAUTHORIZED),
+            Answer::Fail(&BROWSER_ONLY),
+            Answer::Fail(&NO_SESSION),
+            Answer::Fail(&fail("409", "The session is stopped or stopping, or no content site is configured.", &["session_stopped", "session_stopping", "previews_off"])),
+            Answer::Fail(&INTERNAL),
+        ]),
     Op::get("/api/sessions/{id}/snapshots", "listSnapshots", "snapshots", "A session's snapshots, its last snapshot job with its progress, and its owner's snapshot quota.")
         .params(&[SESSION_ID])
         .answers(&[
@@ -1131,6 +1173,8 @@ fn components() -> Components {
         .schema_from::<SessionIdle>()
         .schema_from::<KeepAlive>()
         .schema_from::<SessionView>()
+        .schema_from::<ListeningPort>()
+        .schema_from::<SessionPorts>()
         .schema_from::<RegisterRequest>()
         .schema_from::<LoginRequest>()
         .schema_from::<PasswordChange>()

@@ -597,6 +597,24 @@ impl Auth {
         Ok((authenticated, grant))
     }
 
+    /// [`Self::recheck`], and the [`Grant`] of a long-lived request made with it (subscribed
+    /// before the check, so no change between the two is missed).
+    pub fn recheck_granted(
+        &self,
+        credential: Credential,
+    ) -> Result<(CurrentUser, Grant), AuthError> {
+        let changes = self.inner.changes.subscribe();
+        let user = self.recheck(&credential)?;
+        Ok((
+            user,
+            Grant {
+                auth: self.clone(),
+                credential,
+                changes,
+            },
+        ))
+    }
+
     /// Checks an already verified credential again against the store and the clock.
     pub fn recheck(&self, credential: &Credential) -> Result<CurrentUser, AuthError> {
         match credential {

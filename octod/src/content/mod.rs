@@ -28,7 +28,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use axum::extract::{FromRef, Path, Query, Request, State};
-use axum::http::header::{CACHE_CONTROL, HOST, LOCATION, REFERRER_POLICY, SET_COOKIE};
+use axum::http::header::{
+    CACHE_CONTROL, HOST, LOCATION, ORIGIN, REFERRER_POLICY, SET_COOKIE, UPGRADE,
+};
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -52,7 +54,7 @@ const SEGMENT: &percent_encoding::AsciiSet = &NON_ALPHANUMERIC
     .remove(b'~');
 
 /// The content hosts' cookie.
-pub const COOKIE_NAME: &str = "__Host-octo_content";
+pub const COOKIE_NAME: &str = crate::proxy::CONTENT_COOKIE;
 /// The path on a content host that trades a ticket for the cookie.
 pub const TICKET_PATH: &str = "/__octo/ticket";
 /// How long a ticket may wait for its trade.
@@ -83,6 +85,10 @@ struct Ticket {
     path: String,
     cookie: Secret,
     expires: Instant,
+    /// For a frame in the UI (the preview pane): the cookie is then `SameSite=None;
+    /// Partitioned`, so that it is sent in the UI's frame (a cross-site frame when the
+    /// content site is another site than the UI's) and only there.
+    embed: bool,
 }
 
 /// What a content host's cookie says.
@@ -105,22 +111,63 @@ struct ContentClaims {
 pub enum ContentHost {
     /// `files-<id>`: the session's workspace files.
     Files(SessionId),
+    /// `p<port>-<id>`: the app listening on `port` in the session (a preview).
+    Preview(SessionId, u16),
 }
+
+/// The lowest port a preview reaches (the gateway checks it too, with the session's own
+/// services' ports).
+pub const MIN_PREVIEW_PORT: u16 = 1024;
 
 impl ContentHost {
     /// The host for `label` (case-insensitive), if it is one.
     pub fn parse(label: &str) -> Option<Self> {
-        let label = label.to_ascii_lowercase();
-        let id = label.strip_prefix("files-")?;
-        id.parse().ok().map(Self::Files)
+        Self::parse_checked(label).ok()
     }
 
-    /// The label: `files-<id>`.
+    /// [`Self::parse`], with the reason a label is not a content host.
+    pub fn parse_checked(label: &str) -> Result<Self, ApiError> {
+        let label = label.to_ascii_lowercase();
+        let unknown = || ApiError::not_found("no such content host");
+        if let Some(id) = label.strip_prefix("files-") {
+            return id.parse().map(Self::Files).map_err(|_| unknown());
+        }
+        let (port, id) = label
+            .strip_prefix('p')
+            .and_then(|rest| rest.split_once('-'))
+            .filter(|(port, _)| !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()))
+            .ok_or_else(unknown)?;
+        let id: SessionId = id.parse().map_err(|_| unknown())?;
+        let port = check_port(port)?;
+        Ok(Self::Preview(id, port))
+    }
+
+    /// The label: `files-<id>`, `p<port>-<id>`.
     pub fn label(&self) -> String {
         match self {
             Self::Files(id) => format!("files-{id}"),
+            Self::Preview(id, port) => format!("p{port}-{id}"),
         }
     }
+
+    /// The session the host belongs to.
+    pub fn session(&self) -> &SessionId {
+        match self {
+            Self::Files(id) | Self::Preview(id, _) => id,
+        }
+    }
+}
+
+/// The port `text` names, if a preview may reach it.
+fn check_port(text: &str) -> Result<u16, ApiError> {
+    text.parse::<u16>()
+        .ok()
+        .filter(|p| *p >= MIN_PREVIEW_PORT)
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "previews reach ports {MIN_PREVIEW_PORT}–65535, not {text}"
+            ))
+        })
 }
 
 impl ContentOrigin {
@@ -146,7 +193,13 @@ impl ContentOrigin {
 
     /// A ticket for `host` and `path` (the URL path on that host), for the UI session of
     /// `claims`; the URL that trades it.
-    fn issue(&self, claims: &Claims, host: &ContentHost, path: String) -> Result<String, ApiError> {
+    fn issue(
+        &self,
+        claims: &Claims,
+        host: &ContentHost,
+        path: String,
+        embed: bool,
+    ) -> Result<String, ApiError> {
         let label = host.label();
         let cookie = jsonwebtoken::encode(
             &Header::new(Algorithm::HS256),
@@ -181,6 +234,7 @@ impl ContentOrigin {
                 path,
                 cookie: Secret::new(cookie),
                 expires: now + TICKET_TTL,
+                embed,
             },
         );
         Ok(format!(
@@ -190,15 +244,28 @@ impl ContentOrigin {
         ))
     }
 
-    /// Takes the ticket `value` for host `label`: the cookie and the path, once.
-    fn redeem(&self, value: &str, label: &str) -> Option<(Secret, String)> {
+    /// Takes the ticket `value` for host `label`: the cookie, the path and whether it is for
+    /// a frame, once.
+    fn redeem(&self, value: &str, label: &str) -> Option<(Secret, String, bool)> {
         let mut tickets = self
             .tickets
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let ticket = tickets.remove(value)?;
-        (ticket.expires > Instant::now() && ticket.label.eq_ignore_ascii_case(label))
-            .then_some((ticket.cookie, ticket.path))
+        (ticket.expires > Instant::now() && ticket.label.eq_ignore_ascii_case(label)).then_some((
+            ticket.cookie,
+            ticket.path,
+            ticket.embed,
+        ))
+    }
+
+    /// Whether `origin` (an `Origin` header's value) is a content host of session `id`.
+    fn of_session(&self, origin: &str, id: &SessionId) -> bool {
+        origin
+            .strip_prefix("https://")
+            .and_then(|host| self.site.label_of(host))
+            .and_then(ContentHost::parse)
+            .is_some_and(|host| host.session() == id)
     }
 
     /// The UI session a content cookie for host `label` stands for, if it is one of ours.
@@ -271,11 +338,112 @@ pub async fn view<R: Sessions>(
                 claims,
                 &ContentHost::Files(id.clone()),
                 format!("/{on_host}"),
+                false,
             )?
         }
     };
     tracing::info!(session = %id, user = %authenticated.user.name, "a view of a workspace file");
     Ok(redirect(&location))
+}
+
+#[derive(Deserialize)]
+pub struct OpenQuery {
+    path: Option<String>,
+    embed: Option<bool>,
+}
+
+/// `GET /api/sessions/{id}/ports/{port}/open?path=/&embed=false`: a browser's way into a
+/// preview, like [`view`]: a ticket for `p<port>-<id>`, answered with `303` to the host's
+/// ticket path, which sets the host's cookie and goes on to `path`. `embed=true` for the UI's
+/// preview pane (the cookie is then partitioned, for that frame). No content site: `409`.
+pub async fn open_preview<R: Sessions>(
+    State(Content(content)): State<Content>,
+    State(sessions): State<Arc<R>>,
+    authenticated: Authenticated,
+    Path((id, port)): Path<(String, String)>,
+    Query(query): Query<OpenQuery>,
+) -> Result<Response, ApiError> {
+    let id: SessionId = id
+        .parse()
+        .map_err(|_| ApiError::not_found("no such session"))?;
+    sessions
+        .resolve(&authenticated.user, &id, Service::Preview)
+        .await?;
+    let port = check_port(&port)?;
+    let Some(content) = content else {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "previews_off",
+            "previews need a content site (server.content_site in octod.toml, OCTO_CONTENT_SITE for Caddy)",
+        ));
+    };
+    let Some(claims) = authenticated.claims() else {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "token_not_allowed",
+            "API tokens cannot open previews; open it in a browser signed in to Octo",
+        ));
+    };
+    let path = query.path.unwrap_or_else(|| "/".to_owned());
+    // A path of the preview host, never another place: one leading slash, no scheme, no
+    // authority, nothing a `Location` would read as another host.
+    if !path.starts_with('/')
+        || path.starts_with("//")
+        || path.contains('\\')
+        || path.bytes().any(|b| b.is_ascii_control() || b == b' ')
+    {
+        return Err(ApiError::bad_request(
+            "`path` is a path of the preview, such as `/` or `/app?x=1`",
+        ));
+    }
+    let location = content.issue(
+        claims,
+        &ContentHost::Preview(id.clone(), port),
+        path,
+        query.embed.unwrap_or(false),
+    )?;
+    tracing::info!(session = %id, port, user = %authenticated.user.name, "a preview opened");
+    Ok(redirect(&location))
+}
+
+/// `GET /api/sessions/{id}/ports`: the ports listening in the session, each with its preview's
+/// URLs when a content site is configured. Owner or admin (another user's session is `404`);
+/// a session that is not running has none and is not woken.
+pub async fn ports<R: Sessions>(
+    State(Content(content)): State<Content>,
+    State(sessions): State<Arc<R>>,
+    State(proxy): State<Proxy>,
+    authenticated: Authenticated,
+    Path(id): Path<String>,
+) -> Result<axum::Json<octo_wire::SessionPorts>, ApiError> {
+    let id: SessionId = id
+        .parse()
+        .map_err(|_| ApiError::not_found("no such session"))?;
+    let listed = crate::proxy::listening_ports(&proxy, &sessions, &authenticated.user, &id).await?;
+    let running = listed.is_some();
+    let ports = listed
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|p| p.port >= MIN_PREVIEW_PORT)
+        .map(|p| {
+            let host = ContentHost::Preview(id.clone(), p.port);
+            octo_wire::ListeningPort {
+                port: p.port,
+                address: p.address,
+                url: content
+                    .as_ref()
+                    .map(|c| format!("{}/", c.site.origin(&host.label()))),
+                open: content
+                    .as_ref()
+                    .map(|_| format!("/api/sessions/{id}/ports/{}/open", p.port)),
+            }
+        })
+        .collect();
+    Ok(axum::Json(octo_wire::SessionPorts {
+        running,
+        previews: content.is_some(),
+        ports,
+    }))
 }
 
 fn redirect(location: &str) -> Response {
@@ -338,12 +506,20 @@ pub async fn dispatch<R: Sessions>(
         return next.run(request).await;
     };
     let label = label.to_ascii_lowercase();
-    let mut response = match serve(&state, content, &label, request).await {
-        Ok(response) => response,
-        Err(error) => error.into_response(),
-    };
-    crate::proxy::content_headers(response.headers_mut());
-    response
+    let preview = matches!(ContentHost::parse(&label), Some(ContentHost::Preview(..)));
+    match serve(&state, content, &label, request).await {
+        // An app's answer has had the preview's rules (its own policy kept).
+        Ok(response) if preview => response,
+        Ok(mut response) => {
+            crate::proxy::content_headers(response.headers_mut());
+            response
+        }
+        Err(error) => {
+            let mut response = error.into_response();
+            crate::proxy::content_headers(response.headers_mut());
+            response
+        }
+    }
 }
 
 async fn serve<R: Sessions>(
@@ -352,10 +528,11 @@ async fn serve<R: Sessions>(
     label: &str,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let Some(host) = ContentHost::parse(label) else {
-        return Err(ApiError::not_found("no such content host"));
-    };
-    if !matches!(*request.method(), Method::GET | Method::HEAD) {
+    let host = ContentHost::parse_checked(label)?;
+    let read_only = matches!(host, ContentHost::Files(_));
+    if (read_only || request.uri().path() == TICKET_PATH)
+        && !matches!(*request.method(), Method::GET | Method::HEAD)
+    {
         return Err(ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
@@ -370,16 +547,21 @@ async fn serve<R: Sessions>(
             .flat_map(|q| q.split('&'))
             .find_map(|pair| pair.strip_prefix("t="))
             .unwrap_or_default();
-        let Some((cookie, path)) = content.redeem(ticket, label) else {
+        let Some((cookie, path, embed)) = content.redeem(ticket, label) else {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "ticket_invalid",
-                "this link was used already or has expired; open the file from Octo again",
+                "this link was used already or has expired; open it from Octo again",
             ));
         };
         let mut response = redirect(&path);
+        let same_site = if embed {
+            "SameSite=None; Partitioned"
+        } else {
+            "SameSite=Lax"
+        };
         let value = format!(
-            "{COOKIE_NAME}={}; Path=/; Secure; HttpOnly; SameSite=Lax",
+            "{COOKIE_NAME}={}; Path=/; Secure; HttpOnly; {same_site}",
             cookie.expose()
         );
         let mut value = HeaderValue::try_from(value).map_err(|e| ApiError::internal(&e))?;
@@ -387,7 +569,7 @@ async fn serve<R: Sessions>(
         response.headers_mut().insert(SET_COOKIE, value);
         return Ok(response);
     }
-    let user = authorize(state, content, label, &request)?;
+    let (user, grant) = authorize(state, content, label, &request)?;
     match host {
         ContentHost::Files(id) => {
             let path = request.uri().path().trim_start_matches('/');
@@ -404,33 +586,71 @@ async fn serve<R: Sessions>(
                     .await,
             )
         }
+        ContentHost::Preview(id, port) => {
+            // Another site's page may not write to an app or open its sockets with the
+            // viewer's cookie: a state-changing request or an upgrade from a page comes from
+            // this session's own hosts (its other ports call each other) or from nowhere.
+            let safe = matches!(*request.method(), Method::GET | Method::HEAD)
+                && !request.headers().contains_key(UPGRADE);
+            let foreign = request
+                .headers()
+                .get(ORIGIN)
+                .map(|o| o.to_str().map_or(true, |o| !content.of_session(o, &id)));
+            if !safe && foreign == Some(true) {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "cross_origin",
+                    "a page of another origin may not send this to the preview",
+                ));
+            }
+            let mut request = request;
+            request.extensions_mut().insert(grant);
+            let mut response = crate::proxy::preview(
+                &state.proxy,
+                &state.sessions,
+                &user,
+                id.clone(),
+                port,
+                request,
+            )
+            .await;
+            crate::proxy::preview_headers(response.headers_mut(), &|origin| {
+                content.of_session(origin, &id)
+            });
+            Ok(response)
+        }
     }
 }
 
-/// The user a content host's cookie stands for, as they are now.
+/// The user a content host's cookie stands for, as they are now, and the grant that ends a
+/// long answer (an event stream, a spliced socket) when their access does. A browser may hold
+/// two cookies of the name on a host (a tab's and, partitioned, the preview pane's): any one
+/// that holds will do.
 fn authorize<R>(
     state: &Dispatch<R>,
     content: &ContentOrigin,
     label: &str,
     request: &Request,
-) -> Result<CurrentUser, ApiError> {
+) -> Result<(CurrentUser, crate::auth::Grant), ApiError> {
     let refused = || {
         ApiError::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
-            "open this file from Octo's Files pane (its view link signs this page in)",
+            "open this from Octo: the Files pane's View, or the workspace's Ports (its link signs this page in)",
         )
     };
-    let cookie = crate::auth::http::extract::cookie_value(request.headers(), COOKIE_NAME)
-        .ok_or_else(refused)?;
-    let claims = content.claims(cookie, label).ok_or_else(refused)?;
-    if claims.expires_at() <= SystemTime::now() {
-        return Err(refused());
-    }
-    state
-        .auth
-        .recheck(&Credential::Session(claims))
-        .map_err(|_| refused())
+    request
+        .headers()
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .filter(|(name, _)| *name == COOKIE_NAME)
+        .filter_map(|(_, value)| content.claims(value.trim_matches('"'), label))
+        .filter(|claims| claims.expires_at() > SystemTime::now())
+        .find_map(|claims| state.auth.recheck_granted(Credential::Session(claims)).ok())
+        .ok_or_else(refused)
 }
 
 /// Seconds since the epoch.
@@ -482,8 +702,32 @@ mod tests {
             Some(ContentHost::Files(id.clone()))
         );
         assert_eq!(ContentHost::Files(id).label(), "files-ab12");
-        for other in ["files-", "files-AB_1", "p3000-ab12", "ab12", "files-1ab"] {
+        assert_eq!(
+            ContentHost::parse("P3000-ab12"),
+            Some(ContentHost::Preview("ab12".parse().expect("id"), 3000))
+        );
+        assert_eq!(
+            ContentHost::Preview("ab12".parse().expect("id"), 5173).label(),
+            "p5173-ab12"
+        );
+        for other in [
+            "files-",
+            "files-AB_1",
+            "ab12",
+            "files-1ab",
+            "p-ab12",
+            "px-ab12",
+            "p3000",
+            "p3000-",
+            "p+3000-ab12",
+            "q3000-ab12",
+        ] {
             assert_eq!(ContentHost::parse(other), None, "{other}");
+        }
+        // A preview of a port no app may have is a clear refusal, not "no such host".
+        for port in ["80", "0", "65536", "1023"] {
+            let refusal = ContentHost::parse_checked(&format!("p{port}-ab12")).expect_err(port);
+            assert_eq!(refusal.status, StatusCode::BAD_REQUEST, "{port}");
         }
     }
 
@@ -492,7 +736,7 @@ mod tests {
         let content = origin();
         let host = ContentHost::parse("files-ab12").expect("host");
         let url = content
-            .issue(&claims(now_secs() + 600), &host, "/r.html".into())
+            .issue(&claims(now_secs() + 600), &host, "/r.html".into(), false)
             .expect("issued");
         assert!(
             url.starts_with("https://files-ab12.content.localhost:8443/__octo/ticket?t="),
@@ -507,9 +751,9 @@ mod tests {
         assert!(content.redeem(&ticket, "files-ab12").is_none());
 
         let url = content
-            .issue(&claims(now_secs() + 600), &host, "/d/r.html".into())
+            .issue(&claims(now_secs() + 600), &host, "/d/r.html".into(), false)
             .expect("issued");
-        let (cookie, path) = content
+        let (cookie, path, _) = content
             .redeem(ticket_of(&url), "files-ab12")
             .expect("traded");
         assert_eq!(path, "/d/r.html");
@@ -538,7 +782,7 @@ mod tests {
         let content = origin();
         let host = ContentHost::parse("files-ab12").expect("host");
         let url = content
-            .issue(&claims(now_secs() + 600), &host, "/r.html".into())
+            .issue(&claims(now_secs() + 600), &host, "/r.html".into(), false)
             .expect("issued");
         for ticket in content.tickets.lock().expect("lock").values_mut() {
             ticket.expires = Instant::now();
@@ -551,9 +795,9 @@ mod tests {
         let content = origin();
         let host = ContentHost::parse("files-ab12").expect("host");
         let url = content
-            .issue(&claims(now_secs() - 5), &host, "/r.html".into())
+            .issue(&claims(now_secs() - 5), &host, "/r.html".into(), false)
             .expect("issued");
-        let (cookie, _) = content
+        let (cookie, _, _) = content
             .redeem(ticket_of(&url), "files-ab12")
             .expect("traded");
         assert!(content.claims(cookie.expose(), "files-ab12").is_none());

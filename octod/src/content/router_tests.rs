@@ -22,6 +22,8 @@ const SITE: &str = "*.content.localhost:8443";
 struct Mem {
     socket: std::path::PathBuf,
     owners: HashMap<&'static str, &'static str>,
+    /// Activity recorded, per session.
+    active: std::sync::Mutex<HashMap<String, usize>>,
 }
 
 impl Sessions for Mem {
@@ -43,11 +45,26 @@ impl Sessions for Mem {
         })
     }
 
-    fn activity(&self, _id: &SessionId) {}
+    fn activity(&self, id: &SessionId) {
+        *self
+            .active
+            .lock()
+            .expect("lock")
+            .entry(id.to_string())
+            .or_default() += 1;
+    }
 }
 
-/// The file server's download, as far as a view needs it: the path it was asked for.
+/// The file server's download, as far as a view needs it: the path it was asked for (and,
+/// for previews, an app's answer with headers an app may and may not send).
 async fn download(uri: Uri, headers: HeaderMap) -> Response {
+    if uri.path() == "/api/ports" {
+        let ports = serde_json::json!({"ports": [
+            {"port": 3000, "address": "0.0.0.0"},
+            {"port": 5173, "address": "::1"},
+        ]});
+        return ([("content-type", "application/json")], ports.to_string()).into_response();
+    }
     let body = serde_json::json!({
         "path": uri.path(),
         "query": uri.query(),
@@ -60,6 +77,8 @@ async fn download(uri: Uri, headers: HeaderMap) -> Response {
             ("x-content-type-options", "nosniff"),
             ("content-disposition", "inline; filename=\"r.html\""),
             ("set-cookie", "__Host-octo_content=forged; Path=/; Secure"),
+            ("set-cookie", "app=1; Path=/"),
+            ("clear-site-data", "\"cookies\""),
         ],
         body.to_string(),
     )
@@ -69,7 +88,20 @@ async fn download(uri: Uri, headers: HeaderMap) -> Response {
 struct Env {
     app: Router,
     fixture: Fixture,
+    activity: Arc<Mem>,
     _dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn activity_of(&self, id: &str) -> usize {
+        self.activity
+            .active
+            .lock()
+            .expect("lock")
+            .get(id)
+            .copied()
+            .unwrap_or_default()
+    }
 }
 
 async fn env(site: Option<&str>) -> Env {
@@ -84,7 +116,9 @@ async fn env(site: Option<&str>) -> Env {
     let sessions = Arc::new(Mem {
         socket,
         owners: HashMap::from([("ab12", "alice"), ("cd34", "bob")]),
+        active: std::sync::Mutex::new(HashMap::new()),
     });
+    let activity = Arc::clone(&sessions);
     let content = Content(site.map(|site| {
         Arc::new(ContentOrigin::new(ContentSite::parse(site).expect("site")).expect("random"))
     }));
@@ -96,16 +130,23 @@ async fn env(site: Option<&str>) -> Env {
     };
     let app = Router::new()
         .route("/api/sessions/{id}/view", axum::routing::get(view::<Mem>))
+        .route("/api/sessions/{id}/ports", axum::routing::get(ports::<Mem>))
+        .route(
+            "/api/sessions/{id}/ports/{port}/open",
+            axum::routing::get(open_preview::<Mem>),
+        )
         .fallback(|| async { ApiError::not_found("no such route") })
         .with_state(ViewState {
             content,
             auth: fixture.auth.clone(),
             sessions,
+            proxy: Proxy::new(),
         })
         .layer(axum::middleware::from_fn_with_state(dispatch, dispatch_mem));
     Env {
         app,
         fixture,
+        activity,
         _dir: dir,
     }
 }
@@ -123,6 +164,13 @@ struct ViewState {
     content: Content,
     auth: Auth,
     sessions: Arc<Mem>,
+    proxy: Proxy,
+}
+
+impl FromRef<ViewState> for Proxy {
+    fn from_ref(state: &ViewState) -> Self {
+        state.proxy.clone()
+    }
 }
 
 impl FromRef<ViewState> for Content {
@@ -157,9 +205,26 @@ impl Answer {
 
 impl Env {
     async fn get(&self, host: &str, path: &str, cookie: Option<&str>) -> Answer {
-        let mut request = Request::get(path).header("host", host);
+        self.send("GET", host, path, cookie, &[]).await
+    }
+
+    async fn send(
+        &self,
+        method: &str,
+        host: &str,
+        path: &str,
+        cookie: Option<&str>,
+        extra: &[(&str, &str)],
+    ) -> Answer {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", host);
         if let Some(cookie) = cookie {
             request = request.header("cookie", cookie);
+        }
+        for (name, value) in extra {
+            request = request.header(*name, *value);
         }
         let response = self
             .app
@@ -335,4 +400,237 @@ async fn without_a_content_site_a_view_is_the_download() {
         .get("files-ab12.content.localhost:8443", "/r.html", None)
         .await;
     assert_eq!(other.status, StatusCode::NOT_FOUND);
+}
+
+impl Env {
+    /// A preview of `port` in session `id` opened for the UI cookie, traded on its host: the
+    /// host's cookie (name=value) and its full `Set-Cookie`, and where the trade sends the
+    /// browser.
+    async fn open(&self, ui: &str, id: &str, port: u16, query: &str) -> (String, String, String) {
+        let open = self
+            .get(
+                "localhost:8443",
+                &format!("/api/sessions/{id}/ports/{port}/open{query}"),
+                Some(ui),
+            )
+            .await;
+        assert_eq!(open.status, StatusCode::SEE_OTHER, "{}", open.body);
+        let location = open.header("location").expect("location");
+        let host = format!("p{port}-{id}.content.localhost:8443");
+        let ticket = location
+            .strip_prefix(&format!("https://{host}"))
+            .expect("to the preview's host");
+        let traded = self.get(&host, ticket, None).await;
+        assert_eq!(traded.status, StatusCode::SEE_OTHER, "{}", traded.body);
+        let set = traded.header("set-cookie").expect("a cookie").to_owned();
+        (
+            set.split(';').next().expect("pair").to_owned(),
+            set,
+            traded.header("location").expect("location").to_owned(),
+        )
+    }
+}
+
+#[tokio::test]
+async fn a_preview_relays_to_the_apps_port_on_its_own_host() {
+    let env = env(Some(SITE)).await;
+    let (ui, claims) = env.ui_cookie("alice").await;
+    let (cookie, set, next) = env.open(&ui, "ab12", 3000, "?path=/app%3Fx%3D1").await;
+    assert!(
+        set.ends_with("; Path=/; Secure; HttpOnly; SameSite=Lax"),
+        "{set}"
+    );
+    assert_eq!(next, "/app?x=1");
+    let host = "p3000-ab12.content.localhost:8443";
+
+    let before = env.activity_of("ab12");
+    let page = env
+        .get(host, "/app?x=1", Some(&format!("theme=dark; {cookie}")))
+        .await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    // A preview's traffic is the session's activity (the idle stop).
+    assert!(env.activity_of("ab12") > before, "no activity recorded");
+    let seen: serde_json::Value = serde_json::from_str(&page.body).expect("json");
+    assert_eq!(seen["path"], "/preview/3000/app");
+    assert_eq!(seen["query"], "x=1");
+    // The app's own cookies reach it; the key to its host does not.
+    assert_eq!(seen["cookie"], "theme=dark");
+    // The app's headers pass (its policy too: it runs scripts on its own origin), but what
+    // reaches beyond its host.
+    assert_eq!(page.header("content-security-policy"), Some("sandbox"));
+    let cookies: Vec<&str> = page
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().expect("text"))
+        .collect();
+    assert_eq!(cookies, ["app=1; Path=/"]);
+    assert_eq!(page.header("clear-site-data"), None);
+    assert_eq!(page.header("x-content-type-options"), Some("nosniff"));
+
+    // Writes and upgrades only from the session's own hosts (or from no page at all).
+    for (origin, expected) in [
+        ("https://p3000-ab12.content.localhost:8443", StatusCode::OK),
+        ("https://p8000-ab12.content.localhost:8443", StatusCode::OK),
+        ("https://files-ab12.content.localhost:8443", StatusCode::OK),
+        (
+            "https://p3000-cd34.content.localhost:8443",
+            StatusCode::FORBIDDEN,
+        ),
+        ("https://localhost:8443", StatusCode::FORBIDDEN),
+        ("https://evil.example", StatusCode::FORBIDDEN),
+        ("null", StatusCode::FORBIDDEN),
+    ] {
+        let post = env
+            .send("POST", host, "/api", Some(&cookie), &[("origin", origin)])
+            .await;
+        assert_eq!(post.status, expected, "{origin}: {}", post.body);
+    }
+    let no_page = env.send("POST", host, "/api", Some(&cookie), &[]).await;
+    assert_eq!(no_page.status, StatusCode::OK, "{}", no_page.body);
+
+    // The cookie is this host's alone: another port, another session, no cookie.
+    for (what, host, cookie) in [
+        ("no cookie", host, None),
+        (
+            "another port",
+            "p3001-ab12.content.localhost:8443",
+            Some(cookie.as_str()),
+        ),
+        (
+            "another session",
+            "p3000-cd34.content.localhost:8443",
+            Some(cookie.as_str()),
+        ),
+        ("the UI's cookie", host, Some(ui.as_str())),
+    ] {
+        let refused = env.get(host, "/", cookie).await;
+        assert_eq!(
+            refused.status,
+            StatusCode::UNAUTHORIZED,
+            "{what}: {}",
+            refused.body
+        );
+    }
+    // Ports no app may have: a clear refusal.
+    let low = env
+        .get("p80-ab12.content.localhost:8443", "/", Some(&cookie))
+        .await;
+    assert_eq!(low.status, StatusCode::BAD_REQUEST, "{}", low.body);
+    assert!(low.body.contains("1024"), "{}", low.body);
+
+    // Signing out ends the preview.
+    env.fixture.auth.logout(&claims).await.expect("logout");
+    let after = env.get(host, "/", Some(&cookie)).await;
+    assert_eq!(after.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn the_preview_pane_gets_a_partitioned_cookie_and_paths_stay_on_the_host() {
+    let env = env(Some(SITE)).await;
+    let (ui, _) = env.ui_cookie("alice").await;
+    let (_, set, next) = env.open(&ui, "ab12", 5173, "?embed=true").await;
+    assert!(
+        set.ends_with("; Path=/; Secure; HttpOnly; SameSite=None; Partitioned"),
+        "{set}"
+    );
+    assert_eq!(next, "/");
+    for path in [
+        "//evil.example/",
+        "https://evil.example/",
+        "x",
+        "/a\\b",
+        "/a%0d",
+    ] {
+        let refused = env
+            .get(
+                "localhost:8443",
+                &format!("/api/sessions/ab12/ports/3000/open?path={path}"),
+                Some(&ui),
+            )
+            .await;
+        // `%0d` decodes to a control character: refused like the others.
+        assert_eq!(
+            refused.status,
+            StatusCode::BAD_REQUEST,
+            "{path}: {}",
+            refused.body
+        );
+    }
+}
+
+#[tokio::test]
+async fn ports_are_listed_for_the_owner_with_their_previews() {
+    let env = env(Some(SITE)).await;
+    let (alice, _) = env.ui_cookie("alice").await;
+    let listed = env
+        .get("localhost:8443", "/api/sessions/ab12/ports", Some(&alice))
+        .await;
+    assert_eq!(listed.status, StatusCode::OK, "{}", listed.body);
+    // Asking which ports listen is no use of the session: a UI left open keeps nothing alive.
+    assert_eq!(env.activity_of("ab12"), 0);
+    let listed: serde_json::Value = serde_json::from_str(&listed.body).expect("json");
+    assert_eq!(
+        listed,
+        serde_json::json!({
+            "running": true,
+            "previews": true,
+            "ports": [
+                {"port": 3000, "address": "0.0.0.0",
+                 "url": "https://p3000-ab12.content.localhost:8443/",
+                 "open": "/api/sessions/ab12/ports/3000/open"},
+                {"port": 5173, "address": "::1",
+                 "url": "https://p5173-ab12.content.localhost:8443/",
+                 "open": "/api/sessions/ab12/ports/5173/open"},
+            ],
+        })
+    );
+    let (bob, _) = env.ui_cookie("bob").await;
+    for path in [
+        "/api/sessions/ab12/ports",
+        "/api/sessions/ab12/ports/3000/open",
+    ] {
+        let refused = env.get("localhost:8443", path, Some(&bob)).await;
+        assert_eq!(
+            refused.status,
+            StatusCode::NOT_FOUND,
+            "{path}: {}",
+            refused.body
+        );
+        let anonymous = env.get("localhost:8443", path, None).await;
+        assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED, "{path}");
+    }
+    let low = env
+        .get(
+            "localhost:8443",
+            "/api/sessions/ab12/ports/22/open",
+            Some(&alice),
+        )
+        .await;
+    assert_eq!(low.status, StatusCode::BAD_REQUEST, "{}", low.body);
+
+    // Without a content site: listed, not openable.
+    let env = env_without_site().await;
+    let (alice, _) = env.ui_cookie("alice").await;
+    let listed = env
+        .get("localhost:8443", "/api/sessions/ab12/ports", Some(&alice))
+        .await;
+    let listed: serde_json::Value = serde_json::from_str(&listed.body).expect("json");
+    assert_eq!(listed["previews"], false);
+    assert_eq!(
+        listed["ports"][0],
+        serde_json::json!({"port": 3000, "address": "0.0.0.0"})
+    );
+    let off = env
+        .get(
+            "localhost:8443",
+            "/api/sessions/ab12/ports/3000/open",
+            Some(&alice),
+        )
+        .await;
+    assert_eq!(off.status, StatusCode::CONFLICT, "{}", off.body);
+}
+
+async fn env_without_site() -> Env {
+    env(None).await
 }

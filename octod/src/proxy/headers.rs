@@ -21,8 +21,9 @@ use axum::http::header::{
     CONTENT_ENCODING, CONTENT_LANGUAGE, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_SECURITY_POLICY,
     CONTENT_TYPE, COOKIE, DATE, ETAG, EXPECT, EXPIRES, HOST, HeaderMap, HeaderName, HeaderValue,
     LAST_MODIFIED, PRAGMA, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, REFERRER_POLICY, RETRY_AFTER,
-    SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_EXTENSIONS, SEC_WEBSOCKET_PROTOCOL, TE, TRAILER,
-    TRANSFER_ENCODING, UPGRADE, VARY, X_CONTENT_TYPE_OPTIONS,
+    SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_EXTENSIONS, SEC_WEBSOCKET_PROTOCOL, SET_COOKIE,
+    STRICT_TRANSPORT_SECURITY, TE, TRAILER, TRANSFER_ENCODING, UPGRADE, VARY, WWW_AUTHENTICATE,
+    X_CONTENT_TYPE_OPTIONS,
 };
 
 use crate::http::peer::ClientPeer;
@@ -220,6 +221,119 @@ pub(crate) fn for_content(headers: &mut HeaderMap) {
         HeaderValue::from_static("same-origin"),
     );
     headers.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+}
+
+/// The content origin's cookie (`crate::content::COOKIE_NAME`): the key to a content host,
+/// never the business of the app behind it.
+pub const CONTENT_COOKIE: &str = "__Host-octo_content";
+
+/// The browser's cookies for an app on its preview host: all of them but the content
+/// origin's own (the app's sessions are its own; the key to its host is not).
+pub(crate) fn app_cookies(headers: &HeaderMap) -> Option<HeaderValue> {
+    let kept: Vec<&str> = headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .map(str::trim)
+        .filter(|pair| {
+            !pair.is_empty()
+                && pair
+                    .split_once('=')
+                    .is_none_or(|(name, _)| name.trim() != CONTENT_COOKIE)
+        })
+        .collect();
+    if kept.is_empty() {
+        return None;
+    }
+    HeaderValue::try_from(kept.join("; ")).ok()
+}
+
+const CLEAR_SITE_DATA: HeaderName = HeaderName::from_static("clear-site-data");
+const ALT_SVC: HeaderName = HeaderName::from_static("alt-svc");
+const ACCESS_CONTROL_ALLOW_ORIGIN: HeaderName =
+    HeaderName::from_static("access-control-allow-origin");
+const ACCESS_CONTROL_ALLOW_CREDENTIALS: HeaderName =
+    HeaderName::from_static("access-control-allow-credentials");
+
+/// What an app's answer keeps on its preview host. An app there runs on an origin of its own
+/// (`p<port>-<id>.<content site>`) with no credential of Octo's, so, unlike the UI's origin,
+/// its headers pass (its own `Content-Security-Policy`, `Location`, `Set-Cookie`, `Link`,
+/// service workers: all of that origin alone) except what would reach beyond its host:
+///
+/// - `Set-Cookie` with a `Domain` attribute (a cookie for the whole content site would reach
+///   every other session's hosts: cookie tossing) or for the content origin's own cookie
+///   (the key to this host is octod's to set);
+/// - `Clear-Site-Data` (its `"cookies"` clear the whole registrable domain, which may be the
+///   UI's as well: a page could sign its viewer out of Octo, or out of other previews);
+/// - `Access-Control-Allow-Origin` naming an origin other than `*` or a host of the same
+///   session (`shared_with`), and then `Access-Control-Allow-Credentials` with it: the
+///   viewer's cookie for this host is sent by the other content hosts (the same site), so a
+///   permissive app would share its answers with another user's app;
+/// - `Strict-Transport-Security` and `Alt-Svc` (the site's, which Caddy sets);
+/// - `WWW-Authenticate` (a password prompt on a content host could pass for Octo's; the
+///   browser's `Authorization` never reaches the app anyway: it is octod's to the gateway).
+///
+/// Then [`for_content`]'s rules, but the app's own policy stays (it only adds restrictions).
+pub(crate) fn for_preview(headers: &mut HeaderMap, shared_with: &dyn Fn(&str) -> bool) {
+    let cookies: Vec<HeaderValue> = headers
+        .get_all(SET_COOKIE)
+        .iter()
+        .filter(|v| app_may_set(v))
+        .cloned()
+        .collect();
+    headers.remove(SET_COOKIE);
+    for cookie in cookies {
+        headers.append(SET_COOKIE, cookie);
+    }
+    for name in [
+        CLEAR_SITE_DATA,
+        STRICT_TRANSPORT_SECURITY,
+        ALT_SVC,
+        WWW_AUTHENTICATE,
+    ] {
+        headers.remove(name);
+    }
+    let shared = headers.get(ACCESS_CONTROL_ALLOW_ORIGIN).map(|v| {
+        v.to_str()
+            .is_ok_and(|o| o.trim() == "*" || shared_with(o.trim()))
+    });
+    if shared == Some(false) {
+        headers.remove(ACCESS_CONTROL_ALLOW_ORIGIN);
+        headers.remove(ACCESS_CONTROL_ALLOW_CREDENTIALS);
+    }
+    let policies: Vec<HeaderValue> = headers
+        .get_all(CONTENT_SECURITY_POLICY)
+        .iter()
+        .cloned()
+        .collect();
+    for_content(headers);
+    for policy in policies {
+        headers.append(CONTENT_SECURITY_POLICY, policy);
+    }
+}
+
+/// Whether an app may set the cookie of a `Set-Cookie` value: host-only, not the content
+/// origin's own.
+fn app_may_set(value: &HeaderValue) -> bool {
+    let Ok(value) = value.to_str() else {
+        return false;
+    };
+    let mut parts = value.split(';');
+    let name = parts
+        .next()
+        .and_then(|pair| pair.split_once('='))
+        .map_or("", |(name, _)| name.trim());
+    if name.eq_ignore_ascii_case(CONTENT_COOKIE) {
+        return false;
+    }
+    !parts.any(|attribute| {
+        attribute
+            .split_once('=')
+            .map_or(attribute, |(key, _)| key)
+            .trim()
+            .eq_ignore_ascii_case("domain")
+    })
 }
 
 /// `inline; filename=…` (or any disposition other than `attachment`) as `attachment; filename=…`.
@@ -597,6 +711,84 @@ mod tests {
         ] {
             let headers = answer(&[("content-type", passive)]);
             assert_eq!(headers[CONTENT_TYPE], passive);
+        }
+    }
+
+    fn same_session(origin: &str) -> bool {
+        origin == "https://p8000-ab12.content.example"
+    }
+
+    #[test]
+    fn an_apps_cookies_reach_it_but_the_content_origins_own() {
+        let check = |cookies: &[&str], expected: Option<&str>| {
+            let pairs: Vec<(&str, &str)> = cookies.iter().map(|c| ("cookie", *c)).collect();
+            let got = app_cookies(&map(&pairs));
+            assert_eq!(got.as_ref().map(|v| v.to_str().expect("text")), expected);
+        };
+        check(
+            &["app=1; __Host-octo_content=secret; theme=dark"],
+            Some("app=1; theme=dark"),
+        );
+        check(&["__Host-octo_content=secret"], None);
+        check(&["a=1", "b=2"], Some("a=1; b=2"));
+        check(&[], None);
+    }
+
+    #[test]
+    fn a_preview_drops_what_reaches_beyond_its_host() {
+        let mut headers = map(&[
+            ("content-type", "text/html"),
+            ("content-security-policy", "script-src 'self'"),
+            ("location", "/next"),
+            ("set-cookie", "sid=1; Path=/; HttpOnly"),
+            ("set-cookie", "wide=1; Domain=content.example; Path=/"),
+            ("set-cookie", "__Host-octo_content=forged; Path=/; Secure"),
+            ("set-cookie", "WIDE=2; path=/; domain = .content.example"),
+            ("clear-site-data", "\"cookies\""),
+            ("strict-transport-security", "max-age=1; includeSubDomains"),
+            ("alt-svc", "h3=\":443\""),
+            ("www-authenticate", "Basic realm=\"Octo\""),
+            ("service-worker-allowed", "/"),
+            (
+                "access-control-allow-origin",
+                "https://p3000-evil.content.example",
+            ),
+            ("access-control-allow-credentials", "true"),
+        ]);
+        for_preview(&mut headers, &same_session);
+        let cookies: Vec<&str> = headers
+            .get_all(SET_COOKIE)
+            .iter()
+            .map(|v| v.to_str().expect("text"))
+            .collect();
+        assert_eq!(cookies, ["sid=1; Path=/; HttpOnly"]);
+        assert_eq!(
+            names(&headers),
+            [
+                "content-security-policy",
+                "content-type",
+                "cross-origin-opener-policy",
+                "cross-origin-resource-policy",
+                "location",
+                "referrer-policy",
+                "service-worker-allowed",
+                "set-cookie",
+                "x-content-type-options",
+            ]
+        );
+        // The app's own policy stays: a preview runs its scripts, on its own origin.
+        assert_eq!(headers[CONTENT_SECURITY_POLICY], "script-src 'self'");
+        assert_eq!(headers[X_CONTENT_TYPE_OPTIONS], "nosniff");
+
+        // Sharing with the same session's other ports, or with anyone (no credentials), stays.
+        for origin in ["https://p8000-ab12.content.example", "*"] {
+            let mut headers = map(&[
+                ("access-control-allow-origin", origin),
+                ("access-control-allow-credentials", "true"),
+            ]);
+            for_preview(&mut headers, &same_session);
+            assert_eq!(headers[ACCESS_CONTROL_ALLOW_ORIGIN], origin);
+            assert!(headers.contains_key(ACCESS_CONTROL_ALLOW_CREDENTIALS));
         }
     }
 }

@@ -67,11 +67,14 @@ pub(super) async fn forward<R: Sessions>(
 }
 
 /// Which origin an answer goes out on: octod's own (the UI's; the proxy's routes then harden
-/// it) or the content origin ([`headers::for_content`]).
+/// it), the content origin ([`headers::for_content`]), or an app's preview host there (the
+/// browser's cookies but the content origin's own go to the app, and the app's answer keeps
+/// its headers but hop-by-hop ones; the content origin filters them: `for_preview`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Origin {
     Ui,
     Content,
+    Preview,
 }
 
 /// A workspace file as the content origin serves it: the gateway's
@@ -114,7 +117,7 @@ pub(super) async fn view_file<R: Sessions>(
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn proxy_request<R: Sessions>(
+pub(super) async fn proxy_request<R: Sessions>(
     proxy: &Proxy,
     sessions: &Arc<R>,
     user: &CurrentUser,
@@ -137,7 +140,13 @@ async fn proxy_request<R: Sessions>(
     parts.version = Version::HTTP_11;
     // Nothing of octod's request state (the user, upgrade handles) goes to the client.
     parts.extensions = Extensions::new();
+    let app_cookies = (origin == Origin::Preview)
+        .then(|| headers::app_cookies(&parts.headers))
+        .flatten();
     headers::prepare_request(&mut parts.headers, peer, credential(&upstream.token));
+    if let Some(cookies) = app_cookies {
+        parts.headers.insert(axum::http::header::COOKIE, cookies);
+    }
     if let Some((used, limit)) = upstream.quota
         && let Ok(value) = HeaderValue::try_from(crate::disk::quota_header(used, limit))
     {
@@ -169,9 +178,13 @@ async fn proxy_request<R: Sessions>(
                 sessions.stored(&target.id, bytes);
             }
             let (mut parts, body) = response.into_parts();
-            headers::prepare_response(&mut parts.headers);
-            if origin == Origin::Content {
-                headers::for_content(&mut parts.headers);
+            match origin {
+                Origin::Ui => headers::prepare_response(&mut parts.headers),
+                Origin::Content => {
+                    headers::prepare_response(&mut parts.headers);
+                    headers::for_content(&mut parts.headers);
+                }
+                Origin::Preview => headers::strip_hop_by_hop(&mut parts.headers),
             }
             let body = Activity::new(body, Arc::clone(sessions), target.id.clone());
             let body = Revocable {
@@ -209,7 +222,8 @@ async fn proxy_request<R: Sessions>(
 fn gateway_path(service: Service, rest: &str) -> (&'static str, &str) {
     match (service, rest) {
         (Service::Files, "") => ("", "/"),
-        (Service::Files, rest) => ("", rest),
+        // Previews: `rest` is `/preview/<port>/…` already.
+        (Service::Files | Service::Preview, rest) => ("", rest),
         (Service::Opencode, rest) => ("/opencode", rest),
         (Service::Terminal, _) => ("/terminal", ""),
     }

@@ -27,6 +27,7 @@ mod connect;
 mod headers;
 mod http;
 mod metrics;
+mod preview;
 pub mod resolve;
 mod ws;
 
@@ -43,7 +44,9 @@ use axum::routing::{any, get};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
+pub use headers::CONTENT_COOKIE;
 pub use metrics::ProxyMetrics;
+pub use preview::{listening_ports, preview};
 pub use resolve::EngineSessions;
 
 use crate::auth::Grant;
@@ -61,10 +64,13 @@ pub enum Service {
     Files,
     /// ttyd behind the gateway's `/terminal`: one WebSocket.
     Terminal,
+    /// The apps the session runs, behind the gateway's `/preview/<port>/…`, served on the
+    /// content origin only ([`preview`]): HTTP, SSE and upgrades.
+    Preview,
 }
 
 impl Service {
-    pub const ALL: [Self; 3] = [Self::Opencode, Self::Files, Self::Terminal];
+    pub const ALL: [Self; 4] = [Self::Opencode, Self::Files, Self::Terminal, Self::Preview];
 
     /// The path segment after `/sessions/{id}/`, also the metrics label.
     pub fn as_str(self) -> &'static str {
@@ -72,11 +78,17 @@ impl Service {
             Self::Opencode => "opencode",
             Self::Files => "files",
             Self::Terminal => "terminal",
+            Self::Preview => "preview",
         }
     }
 
+    /// The service of a `/sessions/{id}/<segment>/…` path on the UI's origin; previews are
+    /// never there.
     fn from_segment(segment: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|s| s.as_str() == segment)
+        Self::ALL
+            .into_iter()
+            .filter(|s| *s != Self::Preview)
+            .find(|s| s.as_str() == segment)
     }
 
     fn index(self) -> usize {
@@ -341,6 +353,13 @@ pub async fn view_file<R: Sessions>(
 /// The headers of every answer on the content origin: see `headers::for_content`.
 pub fn content_headers(headers: &mut axum::http::HeaderMap) {
     headers::for_content(headers);
+}
+
+/// The headers of an app's answer on its preview host: see `headers::for_preview`.
+/// `shared_with` says whether an origin named in `Access-Control-Allow-Origin` is one the
+/// app may share its answers with (a host of the same session).
+pub fn preview_headers(headers: &mut axum::http::HeaderMap, shared_with: &dyn Fn(&str) -> bool) {
+    headers::for_preview(headers, shared_with);
 }
 
 /// A request path split into its session, service and the rest, which is what the

@@ -124,7 +124,7 @@ impl Sessions for EngineSessions {
                 .quota_of(&record.spec.owner)
                 .await
                 .map_err(|e| ApiError::internal(&e))?,
-            Service::Opencode | Service::Terminal => None,
+            Service::Opencode | Service::Terminal | Service::Preview => None,
         };
         Ok(Upstream {
             socket: self.engine.socket_path(id),

@@ -1,0 +1,284 @@
+//! Previews (issue 14): the apps a session runs, reached through its gateway. octod serves
+//! them on the content origin (`p<port>-<id>.<content-site>`) and relays each request here.
+//!
+//! - `/preview/<port>/<path>`: relayed to `<path>` on `127.0.0.1:<port>` (or `[::1]:<port>`
+//!   when nothing listens on the IPv4 loopback: `localhost` is `::1` first for Node), HTTP
+//!   streamed both ways (SSE included) and upgrades (WebSocket: dev servers' hot reload)
+//!   spliced byte for byte. `Host` is the app's own address, which dev servers that check it
+//!   (Vite's `allowedHosts`) accept; `X-Forwarded-Host` says where the browser was.
+//! - `GET /api/ports`: the TCP ports listening in the container (`/proc/net/tcp` and
+//!   `/proc/net/tcp6`, state `LISTEN`, on a loopback or the wildcard address), without the
+//!   session's own services.
+//!
+//! A port outside 1024–65535 is `400`, one of the session's own services (opencode, the model
+//! gateway's bridge: [`Previews::reserved`]) `403`, and a port nothing listens on `502
+//! nothing_listening` at once: no waiting, an app that is not running is no session starting.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use axum::Json;
+use axum::extract::Request;
+use axum::http::{HeaderValue, Uri, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use tokio::net::TcpStream;
+
+use crate::error::{ApiError, Code};
+use crate::relay::{self, Upstream, UpstreamIo};
+
+/// The lowest port a preview reaches: below it are system services, never an app of a user's.
+pub const MIN_PORT: u16 = 1024;
+
+/// What the gateway knows of previews: the ports it never relays nor lists.
+#[derive(Debug, Clone, Default)]
+pub struct Previews {
+    /// The session's own services' ports (opencode's, the model gateway bridge's).
+    pub reserved: Vec<u16>,
+}
+
+impl Previews {
+    /// The port `text` names, if a preview may reach it.
+    pub fn check(&self, text: &str) -> Result<u16, ApiError> {
+        let port = text
+            .parse::<u32>()
+            .ok()
+            .filter(|_| text.bytes().all(|b| b.is_ascii_digit()))
+            .ok_or_else(|| {
+                ApiError::new(Code::BadRequest, format!("not a port number: {text:?}"))
+            })?;
+        let port = u16::try_from(port)
+            .ok()
+            .filter(|p| *p >= MIN_PORT)
+            .ok_or_else(|| {
+                ApiError::new(
+                    Code::BadRequest,
+                    format!("previews reach ports {MIN_PORT}–65535, not {port}"),
+                )
+            })?;
+        if self.reserved.contains(&port) {
+            return Err(ApiError::new(
+                Code::PermissionDenied,
+                format!("port {port} is one of the session's own services, not an app"),
+            ));
+        }
+        Ok(port)
+    }
+}
+
+/// One listening port, as `GET /api/ports` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Listening {
+    /// The port.
+    pub port: u16,
+    /// The address it listens on (`127.0.0.1`, `::1`, `0.0.0.0`, `::`).
+    pub address: String,
+}
+
+/// The body of `GET /api/ports`.
+#[derive(Debug, Serialize)]
+pub struct Ports {
+    /// Listening ports, ascending, each once (its first address).
+    pub ports: Vec<Listening>,
+}
+
+/// `GET /api/ports`.
+pub async fn ports(previews: Previews) -> Result<Json<Ports>, ApiError> {
+    let found = crate::blocking(move || {
+        let mut found = Vec::new();
+        for (file, v6) in [("/proc/net/tcp", false), ("/proc/net/tcp6", true)] {
+            match std::fs::read_to_string(file) {
+                Ok(text) => found.extend(listening(&text, v6)),
+                // No IPv6 in the container: no tcp6 file.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(ApiError::internal("reading the listening ports", &e)),
+            }
+        }
+        Ok(found)
+    })
+    .await?;
+    let mut ports: Vec<Listening> = Vec::new();
+    for (address, port) in found {
+        if port < MIN_PORT
+            || previews.reserved.contains(&port)
+            || ports.iter().any(|p| p.port == port)
+        {
+            continue;
+        }
+        ports.push(Listening {
+            port,
+            address: address.to_string(),
+        });
+    }
+    ports.sort_by_key(|p| p.port);
+    Ok(Json(Ports { ports }))
+}
+
+/// The sockets of a `/proc/net/tcp` (or `tcp6` when `v6`) text that listen on a loopback or
+/// the wildcard address. Pure; lines it cannot read are skipped.
+pub fn listening(text: &str, v6: bool) -> Vec<(IpAddr, u16)> {
+    const LISTEN: &str = "0A";
+    text.lines()
+        .skip(1)
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let local = fields.nth(1)?;
+            let state = fields.nth(1)?;
+            if state != LISTEN {
+                return None;
+            }
+            let (addr, port) = local.split_once(':')?;
+            let port = u16::from_str_radix(port, 16).ok()?;
+            let addr = if v6 {
+                IpAddr::V6(proc_ipv6(addr)?)
+            } else {
+                IpAddr::V4(Ipv4Addr::from(
+                    u32::from_str_radix(addr, 16).ok()?.to_ne_bytes(),
+                ))
+            };
+            let reachable = addr.is_loopback()
+                || addr.is_unspecified()
+                || matches!(addr, IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()));
+            reachable.then_some((addr, port))
+        })
+        .collect()
+}
+
+/// An IPv6 address as the kernel prints it in `/proc/net/tcp6`: four 32-bit words in hex,
+/// each the memory of the address's four bytes read as a number in the host's byte order.
+fn proc_ipv6(hex: &str) -> Option<Ipv6Addr> {
+    if hex.len() != 32 {
+        return None;
+    }
+    let mut bytes = [0u8; 16];
+    for (i, chunk) in bytes.chunks_exact_mut(4).enumerate() {
+        let word = u32::from_str_radix(hex.get(i * 8..i * 8 + 8)?, 16).ok()?;
+        chunk.copy_from_slice(&word.to_ne_bytes());
+    }
+    Some(Ipv6Addr::from(bytes))
+}
+
+/// `/preview/<port>` and `/preview/<port>/*`: see the module's documentation.
+pub async fn relay(previews: Previews, request: Request) -> Response {
+    relay_checked(&previews, request)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn relay_checked(previews: &Previews, request: Request) -> Result<Response, ApiError> {
+    let path = request.uri().path();
+    let after = path.strip_prefix("/preview/").unwrap_or_default();
+    let (port, rest) = match after.find('/') {
+        Some(i) => after.split_at(i),
+        None => (after, "/"),
+    };
+    let port = previews.check(port)?;
+    let target: Uri = match request.uri().query() {
+        Some(q) => format!("{rest}?{q}"),
+        None => rest.to_owned(),
+    }
+    .parse()
+    .map_err(|_| ApiError::new(Code::BadRequest, "malformed request target"))?;
+    let (io, addr) = connect(port).await?;
+    let upstream = Upstream::App(addr);
+    let upgrading = request.headers().contains_key(header::UPGRADE);
+    if upgrading {
+        let host = HeaderValue::try_from(addr.to_string())
+            .map_err(|_| ApiError::new(Code::BadRequest, "malformed address"))?;
+        return relay::upgrade(&upstream, io, target, host, request).await;
+    }
+    let (mut parts, body) = request.into_parts();
+    parts.uri = target;
+    relay::exchange(&upstream, io, Request::from_parts(parts, body)).await
+}
+
+/// A connection to the app on `port`: the IPv4 loopback, else the IPv6 one.
+async fn connect(port: u16) -> Result<(UpstreamIo, SocketAddr), ApiError> {
+    let mut last = None;
+    for ip in [
+        IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(Ipv6Addr::LOCALHOST),
+    ] {
+        let addr = SocketAddr::new(ip, port);
+        match tokio::time::timeout(relay::CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
+            Ok(Ok(stream)) => {
+                let _ = stream.set_nodelay(true);
+                return Ok((UpstreamIo::Tcp(stream), addr));
+            }
+            Ok(Err(e)) => last = Some(e),
+            Err(_) => last = Some(io::ErrorKind::TimedOut.into()),
+        }
+    }
+    let reason = last.map_or_else(String::new, |e| format!(" ({})", e.kind()));
+    Err(ApiError::new(
+        Code::NothingListening,
+        format!("nothing in the session answers on port {port}{reason}; is the app running?"),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TCP: &str = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 0100007F:A2DC 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1000        0 1 1 0000000000000000 100 0 0 10 0
+   1: 00000000:0BB8 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1000        0 2 1 0000000000000000 100 0 0 10 0
+   2: 0100007F:0BB8 0100007F:D0A2 01 00000000:00000000 00:00000000 00000000  1000        0 3 1 0000000000000000 20 4 30 10 -1
+   3: 0200000A:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1000        0 4 1 0000000000000000 100 0 0 10 0
+";
+
+    const TCP6: &str = "  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 00000000000000000000000001000000:1435 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000  1000        0 5 1 0000000000000000 100 0 0 10 0
+   1: 00000000000000000000000000000000:22B8 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000  1000        0 6 1 0000000000000000 100 0 0 10 0
+   2: 0000000000000000FFFF00000100007F:2328 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000  1000        0 7 1 0000000000000000 100 0 0 10 0
+   3: 000080FE00000000FF005450B6AD1DFE:2329 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000  1000        0 8 1 0000000000000000 100 0 0 10 0
+";
+
+    fn check(text: &str, v6: bool, expected: &[(&str, u16)]) {
+        let got: Vec<(String, u16)> = listening(text, v6)
+            .into_iter()
+            .map(|(a, p)| (a.to_string(), p))
+            .collect();
+        let expected: Vec<(String, u16)> = expected
+            .iter()
+            .map(|(a, p)| ((*a).to_owned(), *p))
+            .collect();
+        assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn listening_sockets_on_loopback_or_any_address() {
+        // An established connection (st 01) and a listener on another address are not apps
+        // a preview reaches.
+        check(TCP, false, &[("127.0.0.1", 41692), ("0.0.0.0", 3000)]);
+        check(
+            TCP6,
+            true,
+            &[("::1", 5173), ("::", 8888), ("::ffff:127.0.0.1", 9000)],
+        );
+        check("header only\n", false, &[]);
+        check("h\n 0: zz:zz 0 0A\n 1: 0100007F\n", false, &[]);
+    }
+
+    #[test]
+    fn ports_a_preview_may_reach() {
+        let previews = Previews {
+            reserved: vec![41820, 41830],
+        };
+        assert_eq!(previews.check("3000").expect("an app's port"), 3000);
+        assert_eq!(previews.check("1024").expect("the lowest"), 1024);
+        assert_eq!(previews.check("65535").expect("the highest"), 65535);
+        for (text, code) in [
+            ("80", Code::BadRequest),
+            ("0", Code::BadRequest),
+            ("65536", Code::BadRequest),
+            ("+3000", Code::BadRequest),
+            ("3000x", Code::BadRequest),
+            ("", Code::BadRequest),
+            ("41820", Code::PermissionDenied),
+            ("41830", Code::PermissionDenied),
+        ] {
+            assert_eq!(previews.check(text).expect_err(text).code, code, "{text}");
+        }
+    }
+}

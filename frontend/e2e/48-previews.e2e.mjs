@@ -1,0 +1,118 @@
+// Issue 14's previews, as a user meets them: a server started in the session's terminal
+// (`python3 -m http.server 3000` over a page whose app.js reports where it runs and what the UI's
+// /api/me tells it) appears in the workspace's Ports menu; "Open" shows the app in a new tab on
+// its own origin (p3000-<id>.<content site>), where it cannot read the UI's /api/me with the
+// viewer's credentials; "Preview" shows the same app in the workspace's pane (a frame of the
+// content origin, allowed by the UI's frame-src). Needs a content origin (the package host's
+// `*.content.localhost:<its port>`).
+import { expectNoConsoleErrors } from "./util.mjs";
+
+const LONG = { timeout: 180_000 };
+const PORT = 3000;
+
+export default async function previews(ctx) {
+  const { baseUrl } = ctx;
+  const user = await ctx.newUser();
+  const context = await ctx.newContext({ viewport: { width: 1400, height: 900 } });
+  const page = await context.newPage();
+  page.setDefaultTimeout(60_000);
+  const consoleErrors = expectNoConsoleErrors(page);
+  const byTest = (id) => page.getByTestId(id);
+  const entry = (path) => page.locator(`[data-testid="file-entry"][data-path="${path}"]`);
+  let sessionId = null;
+  try {
+    await page.goto(`${baseUrl}/login`);
+    await byTest("login-username").fill(user.username);
+    await byTest("login-password").fill(user.password);
+    await byTest("login-submit").click();
+    await byTest("template-card-coding-copilot").click();
+    const row = byTest("session-row").first();
+    await row.waitFor();
+    sessionId = await row.getAttribute("data-session-id");
+    await row.and(page.locator('[data-state="running"]')).waitFor(LONG);
+    await row.getByTestId("session-open").click();
+    await byTest("files-tree").waitFor();
+    await entry("/AGENTS.md").waitFor();
+    await page.locator('[data-testid="terminal-status"][data-state="connected"]').waitFor();
+
+    ctx.step("an app in the workspace: index.html and its app.js, served by python3 -m http.server");
+    const script = `
+const ui = ${JSON.stringify(baseUrl)};
+fetch(ui + "/api/me", { credentials: "include" })
+  .then((r) => r.text().then((t) => r.status + " " + t), (e) => "refused: " + e.name)
+  .then((me) => { document.title = "done:" + JSON.stringify({ origin: location.origin, me, cookie: document.cookie }); });`;
+    await byTest("files-upload-input").setInputFiles([
+      { name: "index.html", mimeType: "text/html", buffer: Buffer.from('<!doctype html><title>app</title><p>the app</p><script src="app.js"></script>\n') },
+      { name: "app.js", mimeType: "text/javascript", buffer: Buffer.from(script) },
+    ]);
+    await entry("/index.html").waitFor();
+    await entry("/app.js").waitFor();
+    const terminal = byTest("terminal");
+    await terminal.click();
+    await page.keyboard.type(`python3 -m http.server ${PORT} >/dev/null 2>&1 &`);
+    await page.keyboard.press("Enter");
+
+    ctx.step("the Ports menu lists the port");
+    await byTest("ports-menu").click();
+    const portRow = page.locator(`[data-testid="port-row"][data-port="${PORT}"]`);
+    await portRow.waitFor({ timeout: 60_000 });
+    const open = portRow.getByTestId("port-open");
+    const href = await open.getAttribute("href");
+    if (href !== `/api/sessions/${sessionId}/ports/${PORT}/open`) throw new Error(`Open links to ${href}`);
+    await ctx.screenshot(page, "previews-ports-menu");
+
+    ctx.step("Open: the app in a new tab on its own origin, without the UI's credentials");
+    const [tab] = await Promise.all([context.waitForEvent("page"), open.click()]);
+    const report = await finished(tab);
+    await ctx.screenshot(tab, "previews-tab");
+    const port = new URL(baseUrl).port;
+    const origin = `https://p${PORT}-${sessionId}.content.localhost${port ? `:${port}` : ""}`;
+    if (report.origin !== origin) throw new Error(`the app ran on ${report.origin}, not ${origin}`);
+    if (report.cookie !== "") throw new Error(`the app reads cookies: ${report.cookie}`);
+    if (report.me.includes(user.username) || /^2\d\d /.test(report.me)) {
+      throw new Error(`the UI's /api/me from the preview answered with the user's credentials: ${report.me}`);
+    }
+    if (!(await tab.evaluate(() => window.opener === null))) throw new Error("the preview keeps its opener");
+    ctx.step(`ran on ${report.origin}; the UI's /api/me: ${report.me}`);
+
+    ctx.step("Preview: the same app in the workspace's pane");
+    consoleErrors.check();
+    await byTest("ports-menu").click();
+    await portRow.getByTestId("port-preview").click();
+    await byTest("preview-pane").waitFor();
+    const frame = await frameOf(page, origin);
+    await frame.waitForFunction(() => document.title.startsWith("done:"), null, { timeout: 30_000 });
+    const embedded = JSON.parse((await frame.title()).slice("done:".length));
+    if (embedded.origin !== origin || embedded.me.includes(user.username)) {
+      throw new Error(`the pane's app: ${JSON.stringify(embedded)}`);
+    }
+    await ctx.screenshot(page, "previews-pane");
+    await byTest("preview-close").click();
+    // The app's own credentialed fetch of the UI's /api/me, refused by CORS in the pane's frame,
+    // is the one error expected there.
+    const unexpected = consoleErrors.errors.filter((e) => !/CORS policy|net::ERR_FAILED/.test(e));
+    if (unexpected.length) throw new Error(`console errors:\n${unexpected.join("\n")}`);
+  } finally {
+    if (sessionId) {
+      await context.request.delete(`${baseUrl}/api/sessions/${sessionId}`, { headers: { Origin: baseUrl } }).catch(() => {});
+    }
+    await context.close();
+  }
+}
+
+/** The report app.js puts in the title of `page`. */
+async function finished(page) {
+  await page.waitForFunction(() => document.title.startsWith("done:"), null, { timeout: 30_000 });
+  return JSON.parse((await page.title()).slice("done:".length));
+}
+
+/** The frame of `page` on `origin`, once it is there. */
+async function frameOf(page, origin) {
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    const frame = page.frames().find((f) => f.url().startsWith(origin));
+    if (frame) return frame;
+    if (Date.now() > deadline) throw new Error(`no frame of ${origin}: ${page.frames().map((f) => f.url()).join(", ")}`);
+    await page.waitForTimeout(200);
+  }
+}
