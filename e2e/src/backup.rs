@@ -180,13 +180,20 @@ fn manifest(id: &str) -> anyhow::Result<String> {
     ))
 }
 
-/// The numbers of the files in the home's `live/`, and whether each holds its own number.
-fn live(id: &str) -> anyhow::Result<Vec<u64>> {
+/// The numbers of the complete files in the home's `live/` (each must hold its own number),
+/// and the number of the one being written (`N.tmp`, before its rename), if any.
+fn live(id: &str) -> anyhow::Result<(Vec<u64>, Option<u64>)> {
     let dir = Path::new(&home(id)?).join("live");
     let mut out = Vec::new();
+    let mut writing = None;
     for entry in std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(n) = name.strip_suffix(".tmp").and_then(|n| n.parse().ok()) {
+            ensure!(writing.is_none(), "two files being written: {name}");
+            writing = Some(n);
+            continue;
+        }
         let n: u64 = name
             .strip_suffix(".txt")
             .and_then(|n| n.parse().ok())
@@ -199,7 +206,7 @@ fn live(id: &str) -> anyhow::Result<Vec<u64>> {
         out.push(n);
     }
     out.sort_unstable();
-    Ok(out)
+    Ok((out, writing))
 }
 
 fn register(code: &str, name: &str) -> anyhow::Result<util::Answer> {
@@ -344,7 +351,7 @@ async fn scenario(
         Duration::from_secs(30),
         "the writer's first files",
         async || {
-            ensure!(live(&running)?.len() > 10, "not yet");
+            ensure!(live(&running)?.0.len() > 10, "not yet");
             Ok(())
         },
     )
@@ -478,11 +485,13 @@ async fn scenario(
         "the running session's files differ:\n{}\n---\n{running_files}",
         manifest(&running)?
     );
-    let numbers = live(&running)?;
-    let expected: Vec<u64> = (0..u64::try_from(numbers.len())?).collect();
+    // One instant: files 0..n complete, and at most file n in the middle of its writing.
+    let (numbers, writing) = live(&running)?;
+    let count = u64::try_from(numbers.len())?;
+    let expected: Vec<u64> = (0..count).collect();
     ensure!(
-        !numbers.is_empty() && numbers == expected,
-        "the numbered files have gaps: the home was not read at one instant: {numbers:?}"
+        !numbers.is_empty() && numbers == expected && writing.is_none_or(|n| n == count),
+        "the numbered files have gaps: the home was not read at one instant: {numbers:?}, writing {writing:?}"
     );
     in_container(&running, "test -f /home/dev/after-snapshot.txt")?;
     ensure!(

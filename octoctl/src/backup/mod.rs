@@ -605,7 +605,7 @@ pub fn verify(file: &Path, json: bool) -> Result<(), Failure> {
         let value = serde_json::json!({
             "header": verified.header,
             "sessions": verified.manifest.sessions,
-            "members": verified.manifest.entries.len() + 2,
+            "members": verified.manifest.entries.len() + 1,
             "bytes": verified.bytes,
             "restorable": restorable.is_ok(),
         });
@@ -613,13 +613,13 @@ pub fn verify(file: &Path, json: bool) -> Result<(), Failure> {
     } else {
         let h = &verified.header;
         println!(
-            "{}: intact: format {}, Octo {}, made on {} at {} ms since the epoch; {} members, {}",
+            "{}: intact: format {}, Octo {}, made on {} at {} UTC; {} members, {}",
             file.display(),
             h.format,
             h.octo_version,
             h.host,
-            h.created_at,
-            verified.manifest.entries.len() + 2,
+            crate::table::utc_minutes(h.created_at),
+            verified.manifest.entries.len() + 1,
             human(verified.bytes)
         );
         for s in &verified.manifest.sessions {
@@ -978,6 +978,14 @@ impl Apply<'_> {
                 if let Some(parent) = to.parent() {
                     std::fs::create_dir_all(parent)
                         .map_err(failed(format!("creating {}", parent.display())))?;
+                    // The credentials' directory is root's alone, as the package makes it.
+                    if rest.first() == Some(&"credentials") && rest.len() > 1 {
+                        std::fs::set_permissions(
+                            self.config_dir.join("credentials"),
+                            std::fs::Permissions::from_mode(0o700),
+                        )
+                        .map_err(failed("setting the mode of the credentials' directory"))?;
+                    }
                 }
                 self.write(&to, mode, reader, false)?;
             }

@@ -27,7 +27,7 @@ use tokio::sync::mpsc;
 use super::{Actor, AdminState, ndjson};
 use crate::engine::EngineError;
 use crate::http::ApiError;
-use crate::session::{DesiredState, SessionId};
+use crate::session::{DesiredState, SessionId, SessionState};
 
 /// What a backup leaves under the state directory while octoctl reads it.
 const DIR: &str = "backup";
@@ -99,6 +99,8 @@ pub(super) async fn state_copy(
         .await
         .map_err(|e| ApiError::from(&e))?
         .into_iter()
+        // A session being deleted is not backed up (its home may be gone already).
+        .filter(|r| r.state != SessionState::Deleting)
         .map(|r| BackupSession {
             id: r.spec.id.to_string(),
             owner: r.spec.owner.clone(),
