@@ -383,6 +383,38 @@ async fn scenario(
         "verify: {verified}"
     );
     say(format!("octoctl backup verify:\n{verified}"));
+    let lean = format!("{WORK}/lean.octo-backup");
+    ok(&[
+        "backup",
+        "create",
+        &lean,
+        "--config-dir",
+        &config_dir,
+        "--without-credentials",
+        "--without-snapshots",
+    ])?;
+    let (text, _) = ok(&["--json", "backup", "verify", &lean])?;
+    let lean_view: Value = serde_json::from_str(&text)?;
+    let holds_key = |path: &str| -> anyhow::Result<bool> {
+        let bytes = std::fs::read(path)?;
+        let mut plain = Vec::new();
+        std::io::Read::read_to_end(&mut zstd::Decoder::new(bytes.as_slice())?, &mut plain)?;
+        Ok(plain.windows(SECRET.len()).any(|w| w == SECRET.as_bytes()))
+    };
+    ensure!(
+        holds_key(&archive)?,
+        "the full archive lacks the credential"
+    );
+    ensure!(
+        lean_view["header"]["with_credentials"] == false
+            && lean_view["header"]["with_snapshots"] == false
+            && lean_view["sessions"].as_array().is_some_and(
+                |l| l.len() == 2 && l.iter().all(|s| s["snapshots"] == serde_json::json!([]))
+            )
+            && !holds_key(&lean)?,
+        "--without-credentials --without-snapshots: {lean_view}"
+    );
+    say("--without-credentials --without-snapshots: neither the key nor a snapshot in the archive");
 
     // 3. Refusals that change nothing.
     let users_before = ok(&["--json", "user", "list"])?.0;
