@@ -8,6 +8,7 @@
 mod admin;
 mod api;
 mod api_sdk;
+mod backup;
 mod bench;
 mod boundary;
 mod clients;
@@ -84,6 +85,15 @@ enum Check {
     /// byte-identical, owner checks, 409s, kill -9 of the worker and of octod, the quota)
     /// through the real `octod serve` (runs as root, octod as `octo`).
     Snapshot {
+        /// The part that runs as `octo` (the stand-in image); the check runs it itself.
+        #[arg(long, hide = true)]
+        prepare: bool,
+    },
+    /// Issue 17, part 3: `octoctl backup create` of a running instance (a session written to
+    /// meanwhile), `verify`, refusals of a damaged or future archive, then a wiped host
+    /// restored: users, invite codes, sessions (running ones running), files, snapshots, the
+    /// audit log (runs as root, octod as `octo`).
+    Backup {
         /// The part that runs as `octo` (the stand-in image); the check runs it itself.
         #[arg(long, hide = true)]
         prepare: bool,
@@ -172,6 +182,8 @@ fn main() -> ExitCode {
             Check::Disk { prepare: false } => disk::run().await,
             Check::Snapshot { prepare: true } => snapshot::prepare(),
             Check::Snapshot { prepare: false } => snapshot::run().await,
+            Check::Backup { prepare: true } => backup::prepare(),
+            Check::Backup { prepare: false } => backup::run().await,
             Check::Admin { prepare: true } => admin::prepare(),
             Check::Admin { prepare: false } => admin::run().await,
             Check::ApiSdk => api_sdk::run().await,

@@ -47,6 +47,9 @@ pub enum Command {
     /// The LLM provider behind octod's model gateway.
     #[command(subcommand)]
     Llm(LlmCommand),
+    /// Back up the whole instance into one archive, check one, or restore one (as root).
+    #[command(subcommand)]
+    Backup(BackupCommand),
     /// Model tokens used through octod's model gateway, per day, user, session and model.
     Usage {
         /// Only this user's usage.
@@ -307,6 +310,56 @@ pub enum ImageCommand {
     /// Build the session image, printing the build's output as it comes; `:latest` moves only
     /// after success.
     Build,
+}
+
+/// `octoctl backup …`: see the README's "Backup and restore".
+#[derive(Debug, Subcommand)]
+pub enum BackupCommand {
+    /// Write one archive (tar + zstd, mode 0600) of octod's state (users, invite codes,
+    /// sessions, audit log), the configuration, and every session's units, home and
+    /// snapshots, while Octo keeps running: each home is read with its container paused.
+    /// The archive holds password hashes and session tokens (and the credentials unless
+    /// --without-credentials): keep it as secret as the host's root account.
+    Create {
+        /// The archive to write (written as FILE.partial, renamed when complete).
+        file: PathBuf,
+        /// Leave the sessions' snapshots out.
+        #[arg(long)]
+        without_snapshots: bool,
+        /// Leave /etc/octo/credentials (the LLM provider's key, OIDC client secrets) out.
+        #[arg(long)]
+        without_credentials: bool,
+        /// Replace FILE if it exists.
+        #[arg(long)]
+        force: bool,
+        /// The configuration directory.
+        #[arg(long, default_value = "/etc/octo")]
+        config_dir: PathBuf,
+    },
+    /// Read an archive end to end: its format, Octo version and every member's SHA-256.
+    Verify { file: PathBuf },
+    /// Restore an archive onto this host (octod installed, no users or sessions yet):
+    /// checks it first, stops octod, brings back the state, configuration, units, homes and
+    /// snapshots, and starts octod, which starts the sessions that ran.
+    Restore {
+        file: PathBuf,
+        /// Replace an instance that has users or sessions.
+        #[arg(long)]
+        force: bool,
+        /// Where the state goes (default: where it was on the backed-up host).
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+        /// The configuration directory.
+        #[arg(long, default_value = "/etc/octo")]
+        config_dir: PathBuf,
+        /// The octod program (its snapshot worker unpacks the homes; default: beside
+        /// octoctl).
+        #[arg(long)]
+        octod: Option<PathBuf>,
+        /// The user octod runs as.
+        #[arg(long, default_value = "octo")]
+        user: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -18,8 +18,8 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use crate::cli::{
-    Budget, Cli, Command, ContainerCommand, ImageCommand, InviteCommand, PasswordArgs, Role,
-    SessionCommand, SnapshotCommand, TokenCommand, UserCommand,
+    BackupCommand, Budget, Cli, Command, ContainerCommand, ImageCommand, InviteCommand,
+    PasswordArgs, Role, SessionCommand, SnapshotCommand, TokenCommand, UserCommand,
 };
 use crate::client::Client;
 use crate::table;
@@ -39,7 +39,48 @@ pub async fn run(cli: &Cli) -> Result<(), Failure> {
             refresh(&client, out, *parallel).await
         }
         Command::Usage { user, since } => usage(&client, out, user.as_deref(), *since).await,
+        Command::Backup(command) => backup(&client, command).await,
         Command::GenerateAssets { .. } | Command::Llm(_) => Ok(()),
+    }
+}
+
+async fn backup(client: &Client, command: &BackupCommand) -> Result<(), Failure> {
+    match command {
+        BackupCommand::Create {
+            file,
+            without_snapshots,
+            without_credentials,
+            force,
+            config_dir,
+        } => {
+            let options = crate::backup::CreateOptions {
+                file: file.clone(),
+                config_dir: config_dir.clone(),
+                with_snapshots: !without_snapshots,
+                with_credentials: !without_credentials,
+                force: *force,
+            };
+            crate::backup::create(client, &options).await
+        }
+        BackupCommand::Restore {
+            file,
+            force,
+            state_dir,
+            config_dir,
+            octod,
+            user,
+        } => {
+            let options = crate::backup::RestoreOptions {
+                file: file.clone(),
+                force: *force,
+                state_dir: state_dir.clone(),
+                config_dir: config_dir.clone(),
+                octod: octod.clone(),
+                user: user.clone(),
+            };
+            crate::backup::restore(client, &options).await
+        }
+        BackupCommand::Verify { file } => crate::backup::verify(file, false),
     }
 }
 

@@ -5,6 +5,7 @@
 //! found; 4 permission refused (EACCES on connect or 403); 5 octod not reachable.
 
 pub mod assets;
+pub mod backup;
 pub mod cli;
 pub mod client;
 pub mod commands;
@@ -51,6 +52,10 @@ pub fn run(cli: &Cli) -> Result<(), Failure> {
     }) = &cli.command
     {
         return llm_key::set_key(credentials_dir, provider.as_deref());
+    }
+    // A file read end to end, not a call to octod.
+    if let cli::Command::Backup(cli::BackupCommand::Verify { file }) = &cli.command {
+        return backup::verify(file, cli.json);
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -138,6 +138,70 @@ pub enum RefreshStatus {
     Failed,
 }
 
+/// The answer of `POST /admin/v1/backup/state` (issue 17, part 3): octod's state copied
+/// through redb's own API into `state_copy` (a fresh redb file, 0600, which the backup reads
+/// and removes), where the rest of the state lies, and the sessions to back up.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct BackupState {
+    /// octod's version (the package's).
+    pub version: String,
+    /// The state directory (`/var/lib/octod`).
+    pub state_dir: String,
+    /// The copy of the state database, under the state directory.
+    pub state_copy: String,
+    /// The tables and rows copied.
+    pub tables: usize,
+    pub rows: u64,
+    /// The `octo` user's Quadlet directory and systemd user directory (the sessions' units).
+    pub quadlet_dir: String,
+    pub systemd_user_dir: String,
+    pub sessions: Vec<BackupSession>,
+}
+
+/// A session as a backup lists it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct BackupSession {
+    pub id: String,
+    pub owner: String,
+    pub name: String,
+    /// The desired state: `running`, `idle` or `stopped`.
+    pub desired: String,
+}
+
+/// An event of `POST /admin/v1/backup/sessions/{id}/home`: the session's home archived by the
+/// snapshot worker (its container paused while it is read) into a directory of the state.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum BackupHomeEvent {
+    /// Bytes of the home's files read so far.
+    Progress {
+        done: u64,
+        total: u64,
+    },
+    /// The archive is complete: `dir` holds `home.tar.zst` and `snapshot.json` (the backup
+    /// reads it, then removes `dir`).
+    Done {
+        dir: String,
+        home_bytes: u64,
+        files: u64,
+        archive_bytes: u64,
+    },
+    /// The session has no home (it was never started).
+    Skipped {
+        reason: String,
+    },
+    /// Another operation runs on the session: ask again later.
+    Busy {
+        message: String,
+    },
+    Error {
+        message: String,
+    },
+}
+
 #[cfg(test)]
 mod tests {
     //! The stream events' lines are pinned: octod sends each event through a

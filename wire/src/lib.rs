@@ -13,8 +13,8 @@ pub mod sessions;
 pub mod usage;
 
 pub use admin::{
-    BuildEvent, ImageStatus, LogEvent, LogsQuery, RefreshEvent, RefreshQuery, RefreshStatus,
-    StatusView,
+    BackupHomeEvent, BackupSession, BackupState, BuildEvent, ImageStatus, LogEvent, LogsQuery,
+    RefreshEvent, RefreshQuery, RefreshStatus, StatusView,
 };
 pub use auth::{
     ApiTokenView, AuditQuery, AuditView, CreateApiToken, CreateInvite, CreateUser, CreatedApiToken,

@@ -159,6 +159,12 @@ const CHECKS: &[Check] = &[
         args: &["snapshot"],
         reboot_before: false,
     },
+    Check {
+        name: "instance backup: octoctl backup create while a session is written to (progress, 0600, verify), a truncated and a future archive refused changing nothing, then a wiped host restored: users sign in, the invite code works, the running session runs with its files read at one instant, the stopped one stopped, snapshots and the audit log back",
+        user: None,
+        args: &["backup"],
+        reboot_before: false,
+    },
     check(
         "octod's proxy: the opencode SDK with a cookie, 100 MiB both ways, the authorization matrix",
         &["api-sdk"],

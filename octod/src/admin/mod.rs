@@ -24,11 +24,14 @@
 //! | `POST /admin/v1/container/refresh?parallel=N`  | stream of `session` events, then `summary` |
 //! | `GET /admin/v1/usage?user=U&since_days=N`       | as `/api/usage` (everyone's without `user`) |
 //! | `POST /admin/v1/users/{name}/budget`           | `{"monthly_tokens":N}`, `{"unlimited":true}` or `{}` (the role's) → 204 |
+//! | `POST /admin/v1/backup/state`                  | [`octo_wire::BackupState`]: the state copied through redb ([`backup`]) |
+//! | `POST /admin/v1/backup/sessions/{id}/home`     | stream of `progress`, then `done`/`skipped`/`busy`/`error` |
 //!
 //! Streams are newline-delimited JSON (`application/x-ndjson`), one object per line with an
 //! `event` field; a stream ends with `done`/`summary`, or with `error` when it failed.
 //! Errors before a stream starts are the API's one error shape.
 
+mod backup;
 pub mod peer;
 mod refresh;
 mod status;
@@ -121,6 +124,8 @@ pub fn routes() -> Router<AdminState> {
             "/admin/v1/users/{name}/budget",
             post(crate::api::usage::set_budget::<Actor>),
         )
+        .route("/admin/v1/backup/state", post(backup::state_copy))
+        .route("/admin/v1/backup/sessions/{id}/home", post(backup::home))
 }
 
 /// The admin socket's whole surface: every request authorized by its peer's credentials.

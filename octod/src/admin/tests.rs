@@ -84,6 +84,8 @@ fn the_admin_routes_are_the_documented_ones() {
     assert_eq!(
         paths,
         [
+            "/admin/v1/backup/sessions/{id}/home",
+            "/admin/v1/backup/state",
             "/admin/v1/container/refresh",
             "/admin/v1/image/build",
             "/admin/v1/invite-codes",

@@ -161,9 +161,18 @@ impl Engine {
             OpKind::Snapshot,
             Box::pin(async move {
                 engine.record_job(&key, started);
-                let outcome = engine
-                    .run_create(&key, &owner, &snapshot, &name, &home, limit)
-                    .await;
+                let outcome = match engine.shelf() {
+                    Ok(shelf) => {
+                        let at = (
+                            shelf.partial_dir(&key, &snapshot),
+                            shelf.dir(&key, &snapshot),
+                        );
+                        engine
+                            .run_create(&key, &owner, &snapshot, &name, &home, limit, at)
+                            .await
+                    }
+                    Err(e) => Err(e),
+                };
                 engine.end_job(&key, outcome.as_ref().err());
                 outcome.map(|()| None)
             }),
@@ -171,6 +180,9 @@ impl Engine {
         Ok(job)
     }
 
+    /// Archives `home` into `partial`, renamed to `done` once complete (`at`); the container
+    /// paused meanwhile if it runs.
+    #[allow(clippy::too_many_arguments)]
     async fn run_create(
         &self,
         id: &SessionId,
@@ -179,8 +191,8 @@ impl Engine {
         name: &SnapshotName,
         home: &std::path::Path,
         limit: Option<u64>,
+        at: (PathBuf, PathBuf),
     ) -> Result<(), EngineError> {
-        let shelf = self.shelf()?;
         let names = SessionNames::new(id);
         let running = self
             .inner
@@ -188,8 +200,7 @@ impl Engine {
             .unit_state(&names.service)
             .await?
             .is_active();
-        let partial = shelf.partial_dir(id, snapshot);
-        let done = shelf.dir(id, snapshot);
+        let (partial, done) = at;
         let meta = Meta {
             version: snapshot::FORMAT_VERSION,
             id: snapshot.clone(),
@@ -474,6 +485,50 @@ impl Engine {
             }),
         )?;
         wait_done(done).await
+    }
+
+    /// For an instance backup (issue 17, part 3): the session's home archived by the snapshot
+    /// worker into `partial`, renamed to `done` when complete (a snapshot directory's format:
+    /// `home.tar.zst` and `snapshot.json`, but not on the shelf, so not listed and not counted
+    /// against a quota), with the container paused while it is read, as the session's one
+    /// operation (`Busy` while another runs). `Ok(None)`: the session has no home yet (never
+    /// started). Progress: `partial`'s [`snapshot::PROGRESS`] file while it runs.
+    pub async fn backup_home(
+        &self,
+        id: &SessionId,
+        partial: PathBuf,
+        done: PathBuf,
+    ) -> Result<Option<Meta>, EngineError> {
+        let record = self.get(id).await?;
+        if record.state == SessionState::Deleting {
+            return Err(EngineError::Deleting { id: id.clone() });
+        }
+        let volume = SessionNames::new(id).volume;
+        let Some(home) = self.inner.podman.volume_mountpoint(&volume).await? else {
+            return Ok(None);
+        };
+        let snapshot = SnapshotId::random()
+            .map_err(|e| EngineError::Internal(format!("no randomness for a job id: {e}")))?;
+        let name = SnapshotName::parse("backup")
+            .map_err(|e| EngineError::Internal(format!("the backup's name: {e}")))?;
+        let engine = self.clone();
+        let key = id.clone();
+        let owner = record.spec.owner.clone();
+        let meta_path = done.join(snapshot::META);
+        let ran = self.spawn_exclusive(
+            id.clone(),
+            OpKind::Snapshot,
+            Box::pin(async move {
+                let result = engine
+                    .run_create(&key, &owner, &snapshot, &name, &home, None, (partial, done))
+                    .await;
+                result.map(|()| None)
+            }),
+        )?;
+        wait_done(ran).await?;
+        blocking_io(move || snapshot::read_meta(&meta_path))
+            .await
+            .map(Some)
     }
 
     /// The kind of the operation running on a session, if any.

@@ -32,8 +32,8 @@ const AUDIT_VERSION: u8 = 1;
 
 pub(super) const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
 pub(super) const INVITES: TableDefinition<&str, &[u8]> = TableDefinition::new("invites");
-const REVOKED: TableDefinition<&str, u64> = TableDefinition::new("revoked");
-const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
+pub(super) const REVOKED: TableDefinition<&str, u64> = TableDefinition::new("revoked");
+pub(super) const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
 
 /// The audit log keeps this many newest entries; each append beyond it drops the oldest.
 pub const AUDIT_KEEP: u64 = 100_000;

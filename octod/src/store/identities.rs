@@ -23,7 +23,7 @@ use crate::identity::Role;
 
 const IDENTITY_VERSION: u8 = 1;
 
-const IDENTITIES: TableDefinition<&str, &[u8]> = TableDefinition::new("oidc_identities");
+pub(super) const IDENTITIES: TableDefinition<&str, &[u8]> = TableDefinition::new("oidc_identities");
 
 /// A link as stored.
 #[derive(Serialize, Deserialize)]

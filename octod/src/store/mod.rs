@@ -57,6 +57,7 @@
 
 mod accounts;
 mod api_tokens;
+mod backup;
 mod codec;
 mod identities;
 mod llm_usage;
@@ -77,6 +78,7 @@ pub use accounts::{
     AUDIT_KEEP, AccountError, AuditEntry, Invite, TokenStatus, UserRecord, code_hint,
 };
 pub use api_tokens::{ApiTokenRecord, ApiTokenStatus, MAX_API_TOKENS_PER_USER};
+pub use backup::CopyReport;
 pub use codec::{DecodeError, to_unix_ms};
 pub use identities::NewLinkedUser;
 pub use llm_usage::{UNLIMITED, UsageEntry, UsageFilter, UsageRow};
@@ -170,6 +172,9 @@ pub enum StoreError {
     Immutable { id: SessionId, field: &'static str },
     #[error("a blocking state database task did not finish: {0}")]
     Task(#[source] tokio::task::JoinError),
+    /// A backup met tables it does not know ([`backup`]): a new table must be added there.
+    #[error("the state has tables a backup does not know: {}", .0.join(", "))]
+    UnknownTables(Vec<String>),
 }
 
 impl StoreError {
