@@ -396,9 +396,24 @@ async fn budget(admin: &Client, cleanup: &mut Vec<String>) -> anyhow::Result<()>
             && second.contains("monthly token budget of 1 reached; resets on "),
         "the admin's second request: {second}"
     );
-    say(
-        "budget: the admin (1 token a month) got their first answer, then 429 \"monthly token budget of 1 reached; resets on …\" in OpenAI's shape",
+    // What the Usage page shows the admin: the role's budget, reached.
+    let answer = admin.call("GET", "/api/usage?user=admin", None)?;
+    expect(&answer, 200, "the admin's usage")?;
+    let report: serde_json::Value = serde_json::from_str(&answer.body)?;
+    let budget = &report["budget"];
+    ensure!(
+        budget["tokens"] == 1
+            && budget["used"].as_u64().is_some_and(|used| used >= 1)
+            && budget["set_for"] == "role"
+            && budget["resets_on"]
+                .as_str()
+                .is_some_and(|d| d.ends_with("-01")),
+        "the admin's budget in /api/usage: {report}"
     );
+    say(format!(
+        "budget: the admin (1 token a month) got their first answer, then 429 \"monthly token budget of 1 reached; resets on …\" in OpenAI's shape; /api/usage shows {} of 1 used (the role's)",
+        budget["used"]
+    ));
     Ok(())
 }
 

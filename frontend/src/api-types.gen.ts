@@ -2317,6 +2317,23 @@ export interface components {
              */
             time: number;
         };
+        /** @description A user's monthly token budget (prompt + completion) and this month's use of it (UTC). */
+        BudgetView: {
+            /** @description The day the month's use starts again from zero, `YYYY-MM-DD` (UTC). */
+            resets_on: string;
+            /**
+             * @description Whose budget it is: `user` (set for the user: `octoctl user set-budget`) or `role`
+             *     (`[llm.budgets]`).
+             */
+            set_for: string;
+            /** Format: int64 */
+            tokens: number;
+            /**
+             * Format: int64
+             * @description Used since the first of this month, UTC.
+             */
+            used: number;
+        };
         /**
          * @description The body of `POST /api/me/tokens` (and the admin socket's `POST
          *     /admin/v1/users/{name}/tokens`).
@@ -2763,6 +2780,7 @@ export interface components {
         };
         /** @description The usage of a period, and its sums. */
         UsageReport: {
+            budget?: null | components["schemas"]["BudgetView"];
             /** Format: int64 */
             completion_tokens: number;
             /** Format: int64 */

@@ -209,6 +209,20 @@ async fn usage(client: &Client, out: Output, user: Option<&str>, days: u32) -> R
             "total since {}: {} prompt + {} completion tokens in {} requests",
             report.since, report.prompt_tokens, report.completion_tokens, report.requests
         );
+        if let (Some(user), Some(budget)) = (&report.user, &report.budget) {
+            let _ = writeln!(
+                s,
+                "budget of {user}: {} of {} tokens used this month ({}'s); resets on {}",
+                budget.used,
+                budget.tokens,
+                if budget.set_for == "user" {
+                    "the user"
+                } else {
+                    "the role"
+                },
+                budget.resets_on
+            );
+        }
         s
     })
 }

@@ -28,7 +28,9 @@ pub use sessions::{
     SessionView, SnapshotJobKind, SnapshotJobState, SnapshotJobView, SnapshotList, SnapshotView,
     TemplateView, UpdateSession,
 };
-pub use usage::{ModelList, ModelView, SetBudget, UsageQuery, UsageReport, UsageRowView};
+pub use usage::{
+    BudgetView, ModelList, ModelView, SetBudget, UsageQuery, UsageReport, UsageRowView,
+};
 
 use serde::{Deserialize, Serialize};
 

@@ -29,6 +29,20 @@ pub struct UsageRowView {
     pub requests: u64,
 }
 
+/// A user's monthly token budget (prompt + completion) and this month's use of it (UTC).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct BudgetView {
+    pub tokens: u64,
+    /// Used since the first of this month, UTC.
+    pub used: u64,
+    /// The day the month's use starts again from zero, `YYYY-MM-DD` (UTC).
+    pub resets_on: String,
+    /// Whose budget it is: `user` (set for the user: `octoctl user set-budget`) or `role`
+    /// (`[llm.budgets]`).
+    pub set_for: String,
+}
+
 /// The usage of a period, and its sums.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -42,6 +56,10 @@ pub struct UsageReport {
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
     pub requests: u64,
+    /// The monthly token budget of the report's user and what they used of it this month;
+    /// absent for a report of several users, or a user without a budget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<BudgetView>,
 }
 
 /// The body of `POST /admin/v1/users/{name}/budget`: a monthly token budget for one user.

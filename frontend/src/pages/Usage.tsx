@@ -3,7 +3,7 @@
 import { useEffect, useState } from "react";
 import { api, type UsageReport, type User } from "../api";
 import { ErrorBanner } from "../components/ErrorBanner";
-import { byDay, bySessionAndModel } from "./usage";
+import { budgetStanding, byDay, bySessionAndModel } from "./usage";
 
 const PERIODS = [7, 30, 90];
 
@@ -77,6 +77,7 @@ export function UsagePage(props: { user: User }): JSX.Element {
               <dd data-testid="usage-requests">{report.requests.toLocaleString()}</dd>
             </dl>
           </section>
+          {report.budget && <BudgetCard budget={report.budget} mine={!report.user || report.user === props.user.name} />}
           <section className="card" aria-label="Tokens per day">
             <h2>Tokens per day</h2>
             <div className="usage-chart" role="img" aria-label={`Tokens per day since ${report.since}`}>
@@ -128,5 +129,35 @@ export function UsagePage(props: { user: User }): JSX.Element {
         </>
       )}
     </main>
+  );
+}
+
+/** The monthly budget: used, left, when it resets, whose it is. */
+function BudgetCard(props: { budget: NonNullable<UsageReport["budget"]>; mine: boolean }): JSX.Element {
+  const { budget } = props;
+  const { left, percent, over } = budgetStanding(budget);
+  return (
+    <section className="card" aria-label="Monthly budget" data-testid="usage-budget">
+      <h2>Monthly token budget</h2>
+      <div
+        className={`usage-budget-meter${over ? " over" : ""}`}
+        role="meter"
+        aria-valuemin={0}
+        aria-valuemax={budget.tokens}
+        aria-valuenow={Math.min(budget.used, budget.tokens)}
+        aria-label="Tokens used this month"
+      >
+        <div className="usage-budget-fill" style={{ width: `${percent}%` }} />
+      </div>
+      <p data-testid="usage-budget-text">
+        {budget.used.toLocaleString()} of {budget.tokens.toLocaleString()} tokens used this month
+        {over ? " — the budget is reached" : `; ${left.toLocaleString()} left`}. It resets on {budget.resets_on} (UTC).{" "}
+        <span className="muted">
+          {budget.set_for === "user"
+            ? `A budget set for ${props.mine ? "you" : "this user"} by an admin.`
+            : `The budget of ${props.mine ? "your" : "this user's"} role.`}
+        </span>
+      </p>
+    </section>
   );
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { byDay, bySessionAndModel } from "./usage";
+import { byDay, bySessionAndModel, budgetStanding } from "./usage";
 
 const row = (day: string, session: string, model: string, prompt: number, completion: number) => ({
   day,
@@ -27,5 +27,14 @@ describe("usage sums", () => {
       ["b", 50, 0, 1],
       ["a", 3, 3, 2],
     ]);
+  });
+});
+
+describe("budgetStanding", () => {
+  it("says what is left and how full, never past 100 or below 0", () => {
+    expect(budgetStanding({ tokens: 2_000_000, used: 500_000 })).toEqual({ left: 1_500_000, percent: 25, over: false });
+    expect(budgetStanding({ tokens: 5, used: 9 })).toEqual({ left: 0, percent: 100, over: true });
+    expect(budgetStanding({ tokens: 10, used: 10 })).toEqual({ left: 0, percent: 100, over: true });
+    expect(budgetStanding({ tokens: 0, used: 0 })).toEqual({ left: 0, percent: 100, over: true });
   });
 });

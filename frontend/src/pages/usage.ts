@@ -48,3 +48,10 @@ export function bySessionAndModel(rows: UsageRow[]): GroupTotal[] {
   }
   return [...groups.values()].sort((a, b) => b.prompt + b.completion - (a.prompt + a.completion) || a.key.localeCompare(b.key));
 }
+
+/** A budget's standing for the Usage page: what is left, and how full, 0–100 (pure, tested). */
+export function budgetStanding(budget: { tokens: number; used: number }): { left: number; percent: number; over: boolean } {
+  const left = Math.max(0, budget.tokens - budget.used);
+  const percent = budget.tokens > 0 ? Math.min(100, Math.round((budget.used / budget.tokens) * 100)) : 100;
+  return { left, percent, over: budget.used >= budget.tokens };
+}

@@ -94,6 +94,12 @@ impl std::fmt::Debug for AdminState {
     }
 }
 
+impl FromRef<AdminState> for Option<crate::llm::Gateway> {
+    fn from_ref(state: &AdminState) -> Self {
+        state.app.llm.clone()
+    }
+}
+
 impl FromRef<AdminState> for Engine {
     fn from_ref(state: &AdminState) -> Self {
         state.app.engine.clone()

@@ -9,7 +9,9 @@ use crate::engine::Engine;
 use crate::http::ApiError;
 use crate::service::Caller;
 use crate::store::UsageFilter;
-use octo_wire::{ModelList, ModelView, SetBudget, UsageQuery, UsageReport, UsageRowView};
+use octo_wire::{
+    BudgetView, ModelList, ModelView, SetBudget, UsageQuery, UsageReport, UsageRowView,
+};
 
 /// The period without `since_days`, and the longest.
 pub const DEFAULT_DAYS: u32 = 30;
@@ -25,6 +27,7 @@ pub fn first_day(days: u32) -> String {
 
 pub async fn usage<C: Caller>(
     State(engine): State<Engine>,
+    State(llm): State<Option<crate::llm::Gateway>>,
     caller: C,
     query: Result<Query<UsageQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<UsageReport>, ApiError> {
@@ -70,8 +73,26 @@ pub async fn usage<C: Caller>(
             requests: r.requests,
         })
         .collect();
+    // One user's report carries their budget's standing this month.
+    let budget = match (&user, llm) {
+        (Some(name), Some(gateway)) => {
+            let name = name.clone();
+            tokio::task::spawn_blocking(move || crate::llm::budget::standing(&gateway, &name))
+                .await
+                .map_err(|e| ApiError::internal(&e))?
+                .map_err(|e| ApiError::internal(&e))?
+                .map(|s| BudgetView {
+                    tokens: s.tokens,
+                    used: s.used,
+                    resets_on: s.resets_on,
+                    set_for: if s.own { "user" } else { "role" }.to_owned(),
+                })
+        }
+        _ => None,
+    };
     Ok(Json(UsageReport {
         since,
+        budget,
         user,
         prompt_tokens: rows.iter().map(|r| r.prompt_tokens).sum(),
         completion_tokens: rows.iter().map(|r| r.completion_tokens).sum(),

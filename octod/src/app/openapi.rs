@@ -13,9 +13,9 @@
 use std::sync::LazyLock;
 
 use octo_wire::{
-    ApiTokenView, AuditView, CreateApiToken, CreateInvite, CreateSession, CreateSnapshot,
-    CreateUser, CreatedApiToken, ErrorBody, ForkSession, Health, InviteView, KeepAlive,
-    ListeningPort, LoginRequest, ModelList, ModelView, PasswordChange, RegisterRequest,
+    ApiTokenView, AuditView, BudgetView, CreateApiToken, CreateInvite, CreateSession,
+    CreateSnapshot, CreateUser, CreatedApiToken, ErrorBody, ForkSession, Health, InviteView,
+    KeepAlive, ListeningPort, LoginRequest, ModelList, ModelView, PasswordChange, RegisterRequest,
     ResetPassword, Role, Scope, SessionDisk, SessionIdle, SessionLimits, SessionPorts, SessionUrls,
     SessionView, SetRole, SignInOptions, SignInProvider, SignedOut, SnapshotJobView, SnapshotList,
     SnapshotView, TemplateView, UpdateSession, UsageReport, UsageRowView, UserView,
@@ -1163,6 +1163,7 @@ fn components() -> Components {
         .schema_from::<UsageReport>()
         .schema_from::<UsageRowView>()
         .schema_from::<ModelList>()
+        .schema_from::<BudgetView>()
         .schema_from::<ModelView>()
         .schema_from::<Health>()
         .schema_from::<TemplateView>()

@@ -89,19 +89,7 @@ pub async fn admit(gateway: &Gateway, user: &str) -> Result<Option<Reservation>,
 
 fn admit_blocking(gateway: &Gateway, user: &str) -> Result<Option<Reservation>, OpenAiError> {
     let store = gateway.store();
-    let budget = match store.llm_budget(user).map_err(|e| logged(&e))? {
-        Some(crate::store::UNLIMITED) => None,
-        Some(tokens) => Some(tokens),
-        None => {
-            let admin = store
-                .user(user)
-                .map_err(|e| logged(&e))?
-                .is_some_and(|u| u.role == crate::identity::Role::Admin);
-            let budgets = gateway.config().budgets;
-            if admin { budgets.admin } else { budgets.user }
-        }
-    };
-    let Some(budget) = budget else {
+    let Some((budget, _)) = budget_of(gateway, user).map_err(|e| logged(&e))? else {
         return Ok(None);
     };
     let (first, next) = month_bounds(chrono::Utc::now().date_naive());
@@ -130,6 +118,59 @@ fn admit_blocking(gateway: &Gateway, user: &str) -> Result<Option<Reservation>, 
         gateway: gateway.clone(),
         user: user.to_owned(),
         tokens,
+    }))
+}
+
+/// The user's monthly budget and whether it is their own (`true`) or their role's; `None`
+/// without one (unlimited, or no budget for the role). Blocking (the store).
+///
+/// # Errors
+/// The store cannot be read.
+pub fn budget_of(gateway: &Gateway, user: &str) -> Result<Option<(u64, bool)>, String> {
+    let store = gateway.store();
+    match store.llm_budget(user).map_err(|e| e.to_string())? {
+        Some(crate::store::UNLIMITED) => Ok(None),
+        Some(tokens) => Ok(Some((tokens, true))),
+        None => {
+            let admin = store
+                .user(user)
+                .map_err(|e| e.to_string())?
+                .is_some_and(|u| u.role == crate::identity::Role::Admin);
+            let budgets = gateway.config().budgets;
+            Ok(if admin { budgets.admin } else { budgets.user }.map(|t| (t, false)))
+        }
+    }
+}
+
+/// A user's budget and their use of it this month, for the Usage page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Standing {
+    pub tokens: u64,
+    pub used: u64,
+    /// `YYYY-MM-DD`: the first of next month (UTC).
+    pub resets_on: String,
+    /// The user's own budget, not their role's.
+    pub own: bool,
+}
+
+/// [`Standing`] of `user`, `None` without a budget. Blocking (the store).
+///
+/// # Errors
+/// The store cannot be read.
+pub fn standing(gateway: &Gateway, user: &str) -> Result<Option<Standing>, String> {
+    let Some((tokens, own)) = budget_of(gateway, user)? else {
+        return Ok(None);
+    };
+    let (first, next) = month_bounds(chrono::Utc::now().date_naive());
+    let used = gateway
+        .store()
+        .llm_tokens_since(user, &first)
+        .map_err(|e| e.to_string())?;
+    Ok(Some(Standing {
+        tokens,
+        used,
+        resets_on: next,
+        own,
     }))
 }
 

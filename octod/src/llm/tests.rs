@@ -128,6 +128,7 @@ mod forwarding {
         _dir: tempfile::TempDir,
         socket: PathBuf,
         store: Store,
+        gateway: Gateway,
     }
 
     fn gateway(base_url: String, head_timeout: Duration) -> Fixture {
@@ -182,12 +183,13 @@ mod forwarding {
         };
         tweak(&mut config);
         let gateway = Gateway::new(config, mount, store.clone()).expect("gateway");
-        tokio::spawn(sockets::run(gateway));
+        tokio::spawn(sockets::run(gateway.clone()));
         let socket = dir.path().join("llm/alpha/llm.sock");
         Fixture {
             _dir: dir,
             socket,
             store,
+            gateway,
         }
     }
 
@@ -460,6 +462,22 @@ mod forwarding {
             "{second}"
         );
         assert_eq!(seen.lock().expect("lock").len(), 1);
+        // What the Usage page shows: the role's budget, and the first request's 9 tokens once
+        // its usage is in the book.
+        let standing = loop {
+            let standing = budget::standing(&fixture.gateway, "alice")
+                .expect("standing")
+                .expect("a budget");
+            if standing.used > 0 {
+                break standing;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert_eq!(
+            (standing.tokens, standing.used, standing.own),
+            (5, 9, false)
+        );
+        assert!(standing.resets_on.ends_with("-01"), "{standing:?}");
         // An override lifts it: unlimited.
         fixture
             .store
@@ -467,6 +485,18 @@ mod forwarding {
             .expect("override");
         let third = call(&fixture.socket, "POST", "/v1/chat/completions", PLAIN).await;
         assert!(third.starts_with("HTTP/1.1 200 "), "{third}");
+        assert_eq!(
+            budget::standing(&fixture.gateway, "alice").expect("standing"),
+            None
+        );
+        fixture
+            .store
+            .set_llm_budget("alice", Some(100))
+            .expect("own budget");
+        let own = budget::standing(&fixture.gateway, "alice")
+            .expect("standing")
+            .expect("a budget");
+        assert_eq!((own.tokens, own.own), (100, true));
     }
 
     #[tokio::test]
