@@ -178,6 +178,7 @@ async fn scenario(
     bad_input(&a).await?;
     budget(&admin, cleanup).await?;
     providers_and_roles(&admin, &alice, &a).await?;
+    budget_from_the_admin_ui(&admin, &alice)?;
 
     stub.abort();
     let _ = stub.await;
@@ -518,6 +519,82 @@ async fn providers_and_roles(admin: &Client, alice: &Client, a: &str) -> anyhow:
         all.len()
     ));
     Ok(())
+}
+
+/// The admin UI's budget route: an admin sets alice's own budget, alice may not, and her
+/// Usage page's standing follows; `{}` gives her back her role's (none here).
+fn budget_from_the_admin_ui(admin: &Client, alice: &Client) -> anyhow::Result<()> {
+    let path = "/api/admin/users/alice/budget";
+    expect(
+        &alice.call("POST", path, Some(r#"{"monthly_tokens":5}"#))?,
+        403,
+        "alice setting her own budget",
+    )?;
+    expect(
+        &admin.call("POST", "/api/admin/users/nobody/budget", Some("{}"))?,
+        404,
+        "a budget for no such user",
+    )?;
+    expect(
+        &admin.call(
+            "POST",
+            path,
+            Some(r#"{"monthly_tokens":5,"unlimited":true}"#),
+        )?,
+        400,
+        "both a budget and unlimited",
+    )?;
+    expect(
+        &admin.call("POST", path, Some(r#"{"monthly_tokens":1000000}"#))?,
+        204,
+        "the admin setting alice's budget",
+    )?;
+    let standing = |client: &Client| -> anyhow::Result<serde_json::Value> {
+        let answer = client.call("GET", "/api/usage", None)?;
+        expect(&answer, 200, "alice's usage")?;
+        let report: serde_json::Value = serde_json::from_str(&answer.body)?;
+        Ok(report["budget"].clone())
+    };
+    let budget = standing(alice)?;
+    ensure!(
+        budget["tokens"] == 1_000_000
+            && budget["set_for"] == "user"
+            && budget["used"].as_u64().is_some_and(|used| used > 0),
+        "alice's budget after the admin set it: {budget}"
+    );
+    expect(
+        &admin.call("POST", path, Some("{}"))?,
+        204,
+        "alice back to her role's budget",
+    )?;
+    let budget = standing(alice)?;
+    ensure!(budget.is_null(), "alice's budget after {{}}: {budget}");
+    let audit = admin.call("GET", "/api/admin/audit?limit=50", None)?;
+    expect(&audit, 200, "the audit log")?;
+    let entries: serde_json::Value = serde_json::from_str(&audit.body)?;
+    let changes = entries
+        .as_array()
+        .context("audit entries")?
+        .iter()
+        .filter(|e| e["action"] == "user.budget" && e["target"] == "alice" && e["actor"] == "admin")
+        .count();
+    ensure!(
+        changes >= 2,
+        "the audit log of the budget changes: {entries}"
+    );
+    say(format!(
+        "budgets from the admin UI's route: set for alice (her Usage shows {} of 1,000,000 used, her own), refused to alice (403), a bad body 400, no such user 404, back to the role's (none); audited",
+        budget_used(alice)?
+    ));
+    Ok(())
+}
+
+/// What alice used this month, from her usage report.
+fn budget_used(alice: &Client) -> anyhow::Result<u64> {
+    let answer = alice.call("GET", "/api/usage", None)?;
+    let report: serde_json::Value = serde_json::from_str(&answer.body)?;
+    Ok(report["prompt_tokens"].as_u64().unwrap_or(0)
+        + report["completion_tokens"].as_u64().unwrap_or(0))
 }
 
 /// An HTTP request from inside the session to the gateway's bridge (`127.0.0.1:41830`), as

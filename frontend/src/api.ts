@@ -187,6 +187,9 @@ export const api = {
     disable: (name: string) =>
       apiFetch<User>(`/api/admin/users/${encodeURIComponent(name)}/disable`, { method: "POST" }),
     enable: (name: string) => apiFetch<User>(`/api/admin/users/${encodeURIComponent(name)}/enable`, { method: "POST" }),
+    /** A user's monthly token budget: their own, unlimited, or (`{}`) their role's. */
+    setBudget: (name: string, body: Schemas["SetBudget"]) =>
+      apiFetch<void>(`/api/admin/users/${encodeURIComponent(name)}/budget`, { method: "POST", json: body }),
     invites: () => apiFetch<Invite[]>("/api/admin/invite-codes"),
     createInvite: (role: Role, uses: number, expires_in_seconds: number | null) =>
       apiFetch<Invite>("/api/admin/invite-codes", { method: "POST", json: { role, uses, expires_in_seconds } satisfies Schemas["CreateInvite"] }),

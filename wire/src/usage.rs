@@ -66,6 +66,7 @@ pub struct UsageReport {
 /// `{"monthly_tokens": N}` sets it, `{"unlimited": true}` lifts it, `{}` goes back to the
 /// role's (`[llm.budgets]`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SetBudget {
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -1,4 +1,4 @@
-// Admin pages (role admin): users (role, disable/enable), invite codes (generate, copy, revoke),
+// Admin pages (role admin): users (role, disable/enable, monthly token budget), invite codes (generate, copy, revoke),
 // every user's sessions, the audit log (filtered by actor, action and time; paged).
 import { useCallback, useEffect, useMemo, useState } from "react";
 import { api, type AuditEntry, type Invite, type Role, type Template, type User } from "../api";
@@ -11,6 +11,7 @@ import type { Route } from "../router";
 import { formatTime, usePolledSessions } from "../sessions";
 import { AUDIT_FETCH, NO_FILTER, distinct, filterAudit, pageOf, parseLocalTime, type AuditFilter } from "./audit";
 import { EXPIRY_CHOICES, inviteLink, inviteStatus } from "./invites";
+import { budgetBody, type BudgetChoice } from "./usage";
 
 export function AdminPage(props: { route: Route; self: User }): JSX.Element {
   const tabs = [
@@ -41,6 +42,7 @@ function UsersAdmin(props: { self: User }): JSX.Element {
   const [users, setUsers] = useState<User[] | null>(null);
   const [error, setError] = useState<unknown>(undefined);
   const [pending, setPending] = useState<string | null>(null);
+  const [budgetOf, setBudgetOf] = useState<string | null>(null);
 
   const load = useCallback(() => {
     api.admin.users().then(
@@ -68,6 +70,7 @@ function UsersAdmin(props: { self: User }): JSX.Element {
     <section aria-label="Users">
       <ErrorBanner error={error} onDismiss={() => setError(undefined)} />
       {users === null && !error && <p className="muted">Loading users…</p>}
+      {budgetOf && <BudgetDialog name={budgetOf} onDone={() => setBudgetOf(null)} />}
       {users && (
         <table className="table">
           <thead>
@@ -112,6 +115,14 @@ function UsersAdmin(props: { self: User }): JSX.Element {
                   </td>
                   <td className="muted">{formatTime(user.created_at)}</td>
                   <td className="actions">
+                    <button
+                      className="btn small"
+                      data-testid="user-budget"
+                      disabled={pending === user.name}
+                      onClick={() => setBudgetOf(user.name)}
+                    >
+                      Budget…
+                    </button>{" "}
                     {user.disabled ? (
                       <button
                         className="btn small"
@@ -472,5 +483,85 @@ function AuditAdmin(): JSX.Element {
         </nav>
       )}
     </section>
+  );
+}
+
+/** An admin sets one user's monthly token budget: their role's, unlimited, or their own. */
+function BudgetDialog(props: { name: string; onDone: () => void }): JSX.Element {
+  const [standing, setStanding] = useState<string>("Loading…");
+  const [choice, setChoice] = useState<BudgetChoice>("role");
+  const [tokens, setTokens] = useState("");
+  const [error, setError] = useState<unknown>(undefined);
+  useEffect(() => {
+    let live = true;
+    api.usage(1, props.name).then(
+      (report) => {
+        if (!live) return;
+        const b = report.budget;
+        if (!b) {
+          setStanding("No budget: unlimited.");
+          return;
+        }
+        setStanding(
+          `${b.used.toLocaleString()} of ${b.tokens.toLocaleString()} tokens used this month (${b.set_for === "user" ? "their own budget" : "their role's"}); resets on ${b.resets_on}.`,
+        );
+        if (b.set_for === "user") {
+          setChoice("own");
+          setTokens(String(b.tokens));
+        }
+      },
+      (err: unknown) => live && setError(err),
+    );
+    return () => {
+      live = false;
+    };
+  }, [props.name]);
+  const save = () => {
+    const made = budgetBody(choice, tokens);
+    if ("error" in made) {
+      setError(new Error(made.error));
+      return;
+    }
+    api.admin.setBudget(props.name, made.body).then(props.onDone, setError);
+  };
+  return (
+    <ConfirmDialog title={`Monthly token budget of ${props.name}`} confirmLabel="Save" onConfirm={save} onCancel={props.onDone}>
+      <p className="muted" data-testid="budget-standing">
+        {standing}
+      </p>
+      <ErrorBanner error={error} onDismiss={() => setError(undefined)} />
+      <fieldset className="budget-choices">
+        <legend className="visually-hidden">Budget</legend>
+        <label>
+          <input type="radio" name="budget" data-testid="budget-role" checked={choice === "role"} onChange={() => setChoice("role")} />{" "}
+          Their role's budget
+        </label>
+        <label>
+          <input
+            type="radio"
+            name="budget"
+            data-testid="budget-unlimited"
+            checked={choice === "unlimited"}
+            onChange={() => setChoice("unlimited")}
+          />{" "}
+          Unlimited
+        </label>
+        <label>
+          <input type="radio" name="budget" data-testid="budget-own" checked={choice === "own"} onChange={() => setChoice("own")} />{" "}
+          Their own:{" "}
+          <input
+            type="text"
+            inputMode="numeric"
+            data-testid="budget-tokens"
+            aria-label="Tokens a month"
+            value={tokens}
+            placeholder="2,000,000"
+            onFocus={() => setChoice("own")}
+            onChange={(event) => setTokens(event.target.value)}
+          />{" "}
+          tokens a month
+        </label>
+      </fieldset>
+    </ConfirmDialog>
   );
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { byDay, bySessionAndModel, budgetStanding } from "./usage";
+import { byDay, bySessionAndModel, budgetBody, budgetStanding } from "./usage";
 
 const row = (day: string, session: string, model: string, prompt: number, completion: number) => ({
   day,
@@ -36,5 +36,19 @@ describe("budgetStanding", () => {
     expect(budgetStanding({ tokens: 5, used: 9 })).toEqual({ left: 0, percent: 100, over: true });
     expect(budgetStanding({ tokens: 10, used: 10 })).toEqual({ left: 0, percent: 100, over: true });
     expect(budgetStanding({ tokens: 0, used: 0 })).toEqual({ left: 0, percent: 100, over: true });
+  });
+});
+
+describe("budgetBody", () => {
+  it("is the API's body for each choice, and refuses what is not a number of tokens", () => {
+    expect(budgetBody("role", "")).toEqual({ body: {} });
+    expect(budgetBody("unlimited", "12")).toEqual({ body: { unlimited: true } });
+    expect(budgetBody("own", "2,000,000")).toEqual({ body: { monthly_tokens: 2_000_000 } });
+    expect(budgetBody("own", " 500 000 ")).toEqual({ body: { monthly_tokens: 500_000 } });
+    expect(budgetBody("own", "")).toHaveProperty("error");
+    expect(budgetBody("own", "1e6")).toHaveProperty("error");
+    expect(budgetBody("own", "-5")).toHaveProperty("error");
+    expect(budgetBody("own", "0")).toHaveProperty("error");
+    expect(budgetBody("own", "99999999999999999999")).toHaveProperty("error");
   });
 });

@@ -55,3 +55,23 @@ export function budgetStanding(budget: { tokens: number; used: number }): { left
   const percent = budget.tokens > 0 ? Math.min(100, Math.round((budget.used / budget.tokens) * 100)) : 100;
   return { left, percent, over: budget.used >= budget.tokens };
 }
+
+/** The admin's choice of a user's budget. */
+export type BudgetChoice = "role" | "unlimited" | "own";
+
+/**
+ * The body of `POST /api/admin/users/{name}/budget` for a choice, or why it cannot be sent
+ * (pure, tested). `tokens` is what the admin typed: digits, with or without separators.
+ */
+export function budgetBody(
+  choice: BudgetChoice,
+  tokens: string,
+): { body: { monthly_tokens?: number; unlimited?: boolean } } | { error: string } {
+  if (choice === "role") return { body: {} };
+  if (choice === "unlimited") return { body: { unlimited: true } };
+  const digits = tokens.replace(/[\s,._']/g, "");
+  if (!/^\d+$/.test(digits)) return { error: "Give the budget as a whole number of tokens." };
+  const n = Number(digits);
+  if (!Number.isSafeInteger(n) || n < 1) return { error: "The budget must be at least 1 token." };
+  return { body: { monthly_tokens: n } };
+}

@@ -137,6 +137,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/admin/users/{name}/disable"),
     ("POST", "/api/admin/users/{name}/enable"),
     ("POST", "/api/admin/users/{name}/role"),
+    ("POST", "/api/admin/users/{name}/budget"),
     ("POST", "/api/admin/users/{name}/password"),
     ("GET", "/api/admin/users/{name}/tokens"),
     ("DELETE", "/api/admin/users/{name}/tokens/{id}"),
@@ -199,6 +200,10 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/api/usage",
             get(crate::api::usage::usage::<crate::identity::CurrentUser>),
+        )
+        .route(
+            "/api/admin/users/{name}/budget",
+            axum::routing::post(crate::api::usage::set_budget::<crate::auth::http::RequireAdmin>),
         )
         .route(
             "/api/models",

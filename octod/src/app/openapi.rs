@@ -17,8 +17,8 @@ use octo_wire::{
     CreateSnapshot, CreateUser, CreatedApiToken, ErrorBody, ForkSession, Health, InviteView,
     KeepAlive, ListeningPort, LoginRequest, ModelList, ModelView, PasswordChange, RegisterRequest,
     ResetPassword, Role, Scope, SessionDisk, SessionIdle, SessionLimits, SessionPorts, SessionUrls,
-    SessionView, SetRole, SignInOptions, SignInProvider, SignedOut, SnapshotJobView, SnapshotList,
-    SnapshotView, TemplateView, UpdateSession, UsageReport, UsageRowView, UserView,
+    SessionView, SetBudget, SetRole, SignInOptions, SignInProvider, SignedOut, SnapshotJobView,
+    SnapshotList, SnapshotView, TemplateView, UpdateSession, UsageReport, UsageRowView, UserView,
 };
 use utoipa::ToSchema;
 use utoipa::openapi::extensions::Extensions;
@@ -619,6 +619,21 @@ const OPERATIONS: &[Op] = &[
             Answer::Fail(&LAST_ADMIN),
             Answer::Fail(&INTERNAL),
         ]),
+    Op::post("/api/admin/users/{name}/budget", "setBudget", "admin", "Set a user's monthly token budget.")
+        .describe("`{\"monthly_tokens\":N}` for a budget of the user's own, `{\"unlimited\":true}` for none, `{}` for their role's (`[llm.budgets]`). Audited as `user.budget`. `octoctl user set-budget` does the same on the admin socket.")
+        .params(&[USER_NAME])
+        .body(json::<SetBudget>)
+        .answers(&[
+            Answer::Ok("204", "Set.", Body::Empty),
+            Answer::Fail(&BAD_REQUEST),
+            Answer::Fail(&UNAUTHORIZED),
+            Answer::Fail(&NOT_ADMIN_OR_CROSS_ORIGIN),
+            Answer::Fail(&NO_USER),
+            Answer::Fail(&TOO_LARGE),
+            Answer::Fail(&NOT_JSON),
+            Answer::Fail(&BAD_SHAPE),
+            Answer::Fail(&INTERNAL),
+        ]),
     Op::post("/api/admin/users/{name}/role", "setRole", "admin", "Set a user's role.")
         .params(&[USER_NAME])
         .body(json::<SetRole>)
@@ -1164,6 +1179,7 @@ fn components() -> Components {
         .schema_from::<UsageRowView>()
         .schema_from::<ModelList>()
         .schema_from::<BudgetView>()
+        .schema_from::<SetBudget>()
         .schema_from::<ModelView>()
         .schema_from::<Health>()
         .schema_from::<TemplateView>()
