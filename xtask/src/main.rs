@@ -126,6 +126,9 @@ enum Bench {
     SessionStart,
     /// Streaming through octod's model gateway vs straight to the same provider (issue 15).
     Llm,
+    /// A snapshot, restore and fork copy of a 1 GiB home by octod's worker vs tar + zstd and
+    /// cp --reflink (issue 17).
+    Snapshot,
     /// The web UI in Chromium (a 10,000-entry folder, a 500-message conversation): this
     /// tree's UI vs the anchor's, long tasks and timings.
     Ui {
@@ -205,6 +208,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Bench::ProxyAuth => bench::proxy::run_auth()?,
             Bench::SessionStart => bench::session_start::run()?,
             Bench::Llm => bench::llm::run()?,
+            Bench::Snapshot => bench::snapshot::run()?,
             Bench::Ui {
                 baseline,
                 runs,

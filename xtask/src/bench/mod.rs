@@ -5,4 +5,5 @@ pub mod fileserver;
 pub mod llm;
 pub mod proxy;
 pub mod session_start;
+pub mod snapshot;
 pub mod ui;
