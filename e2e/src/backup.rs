@@ -291,8 +291,15 @@ async fn session_with_snapshot(user: &Client, name: &str) -> anyhow::Result<Stri
         Ok(())
     })
     .await?;
-    // The home moves on after the snapshot.
-    in_container(&id, "echo after > /home/dev/after-snapshot.txt")?;
+    // The home moves on after the snapshot. The snapshot is listed when its worker renames it
+    // into place; octod unpauses the container when the worker's unit has ended, a moment
+    // later (seen under load: an exec in between found the container paused).
+    util::eventually(
+        Duration::from_secs(60),
+        "a write after the snapshot",
+        async || in_container(&id, "echo after > /home/dev/after-snapshot.txt"),
+    )
+    .await?;
     Ok(id)
 }
 
