@@ -77,6 +77,8 @@ fetch(ui + "/api/me", { credentials: "include" })
 
     ctx.step("Preview: the same app in the workspace's pane");
     consoleErrors.check();
+    // Open closed the menu behind it.
+    await byTest("ports-popup").waitFor({ state: "detached" });
     await byTest("ports-menu").click();
     await portRow.getByTestId("port-preview").click();
     await byTest("preview-pane").waitFor();

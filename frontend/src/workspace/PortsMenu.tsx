@@ -79,6 +79,9 @@ export function PortsMenu(props: { sessionId: string; onPreview: (row: PortRow) 
                         href={row.openHref}
                         target="_blank"
                         rel="noopener noreferrer"
+                        // The menu closes once the tab is on its way, as after Preview (the
+                        // link's own navigation runs first).
+                        onClick={() => window.setTimeout(() => setOpen(false), 0)}
                       >
                         Open
                       </a>
