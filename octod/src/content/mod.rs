@@ -522,6 +522,9 @@ pub async fn dispatch<R: Sessions>(
     }
 }
 
+/// How much of a refused request's body is read before the refusal is sent.
+const DRAINED_BODY_BYTES: usize = 64 * 1024;
+
 async fn serve<R: Sessions>(
     state: &Dispatch<R>,
     content: &ContentOrigin,
@@ -533,6 +536,10 @@ async fn serve<R: Sessions>(
     if (read_only || request.uri().path() == TICKET_PATH)
         && !matches!(*request.method(), Method::GET | Method::HEAD)
     {
+        // Read (a bounded part of) the body first: answering before it arrived and closing
+        // the connection can reset it under the proxy in front, which then answers 502
+        // instead of this 405 (seen once through Caddy).
+        let _ = axum::body::to_bytes(request.into_body(), DRAINED_BODY_BYTES).await;
         return Err(ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
