@@ -75,21 +75,9 @@ fetch(ui + "/api/me", { credentials: "include" })
     if (!(await tab.evaluate(() => window.opener === null))) throw new Error("the preview keeps its opener");
     ctx.step(`ran on ${report.origin}; the UI's /api/me: ${report.me}`);
 
-    ctx.step("Preview: the same app in the workspace's pane");
-    consoleErrors.check();
-    // Open closed the menu behind it.
-    await byTest("ports-popup").waitFor({ state: "detached" });
-    await byTest("ports-menu").click();
-    await portRow.getByTestId("port-preview").click();
-    await byTest("preview-pane").waitFor();
-    const frame = await frameOf(page, origin);
-    await frame.waitForFunction(() => document.title.startsWith("done:"), null, { timeout: 30_000 });
-    const embedded = JSON.parse((await frame.title()).slice("done:".length));
-    if (embedded.origin !== origin || embedded.me.includes(user.username)) {
-      throw new Error(`the pane's app: ${JSON.stringify(embedded)}`);
-    }
-    await ctx.screenshot(page, "previews-pane");
-    await byTest("preview-close").click();
+    // The embedded pane is off until it loads in Chromium through Caddy (its frame ended on
+    // chrome-error in the package check); the menu offers no Preview meanwhile.
+    if (await portRow.getByTestId("port-preview").count()) throw new Error("the menu offers the embedded preview");
     // The app's own credentialed fetch of the UI's /api/me, refused by CORS in the pane's frame,
     // is the one error expected there.
     const unexpected = consoleErrors.errors.filter((e) => !/CORS policy|net::ERR_FAILED/.test(e));

@@ -8,6 +8,9 @@ import { api, errorMessage, type SessionPorts } from "../api";
 import { portsView, type PortRow } from "./ports";
 
 const POLL_MS = 4000;
+/** The embedded preview pane: off until its frame loads through Caddy in Chromium (the package
+ * check's frame ended on `chrome-error://`); Open in a new tab works. */
+const EMBEDDED_PREVIEW = false;
 
 export function PortsMenu(props: { sessionId: string; onPreview: (row: PortRow) => void }): JSX.Element {
   const { sessionId, onPreview } = props;
@@ -86,7 +89,7 @@ export function PortsMenu(props: { sessionId: string; onPreview: (row: PortRow) 
                         Open
                       </a>
                     )}
-                    {row.embedHref && (
+                    {EMBEDDED_PREVIEW && row.embedHref && (
                       <button
                         className="btn small"
                         data-testid="port-preview"
