@@ -78,8 +78,8 @@ fetch(ui + "/api/me", { credentials: "include" })
     // The embedded pane is off until it loads in Chromium through Caddy (its frame ended on
     // chrome-error in the package check); the menu offers no Preview meanwhile.
     if (await portRow.getByTestId("port-preview").count()) throw new Error("the menu offers the embedded preview");
-    // The app's own credentialed fetch of the UI's /api/me, refused by CORS in the pane's frame,
-    // is the one error expected there.
+    // The app's own credentialed fetch of the UI's /api/me, refused by CORS, is the one error
+    // expected.
     const unexpected = consoleErrors.errors.filter((e) => !/CORS policy|net::ERR_FAILED/.test(e));
     if (unexpected.length) throw new Error(`console errors:\n${unexpected.join("\n")}`);
   } finally {
@@ -94,15 +94,4 @@ fetch(ui + "/api/me", { credentials: "include" })
 async function finished(page) {
   await page.waitForFunction(() => document.title.startsWith("done:"), null, { timeout: 30_000 });
   return JSON.parse((await page.title()).slice("done:".length));
-}
-
-/** The frame of `page` on `origin`, once it is there. */
-async function frameOf(page, origin) {
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    const frame = page.frames().find((f) => f.url().startsWith(origin));
-    if (frame) return frame;
-    if (Date.now() > deadline) throw new Error(`no frame of ${origin}: ${page.frames().map((f) => f.url()).join(", ")}`);
-    await page.waitForTimeout(200);
-  }
 }
