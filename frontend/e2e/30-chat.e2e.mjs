@@ -195,7 +195,20 @@ export default async function chat({ newContext, baseUrl, newUser, step, outDir 
     await page.getByText("Ask the agent to do something").waitFor();
     await conversations.selectOption(first);
     await page.locator("[data-testid=chat-message][data-role=user]", { hasText: "Sent while the pane was away." }).waitFor();
-    const count = await page.getByTestId("chat-message").count();
+    // Rows join the list a few per frame, the last ones first (the chat's windowing): count them
+    // once they have stopped joining.
+    const count = await page.evaluate(async () => {
+      const rows = () => document.querySelectorAll("[data-testid=chat-message]").length;
+      const frame = () => new Promise((resolve) => requestAnimationFrame(() => setTimeout(resolve, 50)));
+      let last = rows();
+      for (let same = 0, frames = 0; same < 10 && frames < 400; frames += 1) {
+        await frame();
+        const now = rows();
+        same = now === last ? same + 1 : 0;
+        last = now;
+      }
+      return last;
+    });
     await page.reload();
     await page.locator("[data-testid=chat-tool][data-tool=write][data-status=completed]").waitFor({ timeout: 30_000 });
     if ((await conversations.inputValue()) !== first) throw new Error("the selected conversation was not remembered");
