@@ -9,6 +9,7 @@ mod demo;
 mod dist;
 mod image;
 mod package;
+mod rpm;
 mod testhost;
 mod ui;
 mod util;
