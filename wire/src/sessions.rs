@@ -393,4 +393,63 @@ pub struct ListeningPort {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub open: Option<String>,
+    /// Who besides the owner and the admins may open it.
+    #[serde(default)]
+    pub share: PortShare,
+}
+
+/// How a session's port is shared (`PUT /api/sessions/{id}/ports/{port}/share`, and share
+/// links): the owner and the admins always open it; besides them, every signed-in user when
+/// `users`, and anyone holding one of the live `links`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PortShare {
+    /// Every signed-in user of this Octo may open the preview.
+    pub users: bool,
+    /// The live share links (their URLs are shown once, when made), soonest to expire first.
+    #[serde(default)]
+    pub links: Vec<ShareLinkView>,
+}
+
+/// `PUT /api/sessions/{id}/ports/{port}/share`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct SetPortShare {
+    /// Share with every signed-in user (`true`) or stop (`false`; links stay).
+    pub users: bool,
+}
+
+/// `POST /api/sessions/{id}/ports/{port}/links`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct CreateShareLink {
+    /// How long the link opens the preview, in seconds: 10 to 2,592,000 (30 days); default
+    /// 86,400 (a day).
+    #[serde(default)]
+    pub expires_in_seconds: Option<u64>,
+}
+
+/// A share link as listed: its URL is not (it was shown once).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ShareLinkView {
+    pub id: String,
+    /// Who made it.
+    pub created_by: String,
+    /// Milliseconds since the Unix epoch.
+    pub created_at: u64,
+    /// Milliseconds since the Unix epoch; the link opens nothing from then on.
+    pub expires_at: u64,
+}
+
+/// A new share link (`201` of `POST /api/sessions/{id}/ports/{port}/links`): its URL, shown
+/// this once; anyone who has it opens the preview until it expires or is revoked.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ShareLinkCreated {
+    #[serde(flatten)]
+    pub link: ShareLinkView,
+    pub url: String,
 }

@@ -157,6 +157,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/sessions/{id}/view"),
     ("GET", "/api/sessions/{id}/ports"),
     ("GET", "/api/sessions/{id}/ports/{port}/open"),
+    ("POST", "/api/sessions/{id}/ports/{port}/share"),
+    ("POST", "/api/sessions/{id}/ports/{port}/links"),
+    ("DELETE", "/api/sessions/{id}/ports/{port}/links/{link}"),
     ("GET", "/api/sessions/{id}/snapshots"),
     ("POST", "/api/sessions/{id}/snapshots"),
     ("DELETE", "/api/sessions/{id}/snapshots/{snapshot}"),
@@ -196,6 +199,18 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/api/sessions/{id}/ports/{port}/open",
             get(crate::content::open_preview::<EngineSessions>),
+        )
+        .route(
+            "/api/sessions/{id}/ports/{port}/share",
+            axum::routing::post(crate::content::share::set_share),
+        )
+        .route(
+            "/api/sessions/{id}/ports/{port}/links",
+            axum::routing::post(crate::content::share::create_link),
+        )
+        .route(
+            "/api/sessions/{id}/ports/{port}/links/{link}",
+            axum::routing::delete(crate::content::share::delete_link),
         )
         .route(
             "/api/usage",

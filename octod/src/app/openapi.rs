@@ -250,6 +250,12 @@ const PORT: Param = Param {
     description: "A port listening in the session.",
     range: Some((1024, 65535)),
 };
+const SHARE_LINK_ID: Param = Param {
+    name: "link",
+    query: false,
+    description: "A share link's id.",
+    range: None,
+};
 const PREVIEW_PATH: Param = Param {
     name: "path",
     query: true,
@@ -839,6 +845,48 @@ const OPERATIONS: &[Op] = &[
             Answer::Fail(&fail("409", "The session is stopped or stopping, or no content site is configured.", &["session_stopped", "session_stopping", "previews_off"])),
             Answer::Fail(&INTERNAL),
         ]),
+    Op::post("/api/sessions/{id}/ports/{port}/share", "sharePreview", "sessions", "Share the preview of a port with every signed-in user, or stop.")
+        .describe("With `users: true`, every signed-in user of this Octo may open the preview (through `…/open`, as the owner does); the app then sees them as the owner's browser would. `false` ends that at the next request (share links stay). The share outlives the app: it holds for whatever listens on the port. Owner or admin; audited as `preview.share` / `preview.unshare`.")
+        .params(&[SESSION_ID, PORT])
+        .body(json::<octo_wire::SetPortShare>)
+        .answers(&[
+            Answer::Ok("200", "The port's share as it is now.", Body::Json(json::<octo_wire::PortShare>)),
+            Answer::Fail(&fail("400", "Not a port previews reach (1024–65535).", &["bad_request"])),
+            Answer::Fail(&UNAUTHORIZED),
+            Answer::Fail(&DISABLED_OR_CROSS_ORIGIN),
+            Answer::Fail(&NO_SESSION),
+            Answer::Fail(&TOO_LARGE),
+            Answer::Fail(&NOT_JSON),
+            Answer::Fail(&BAD_SHAPE),
+            Answer::Fail(&INTERNAL),
+        ]),
+    Op::post("/api/sessions/{id}/ports/{port}/links", "createShareLink", "sessions", "A link that opens the preview of a port without an account, until it expires.")
+        .describe("The answer holds the link's URL (`https://p<port>-<id>.<content site>/__octo/share?t=<token>`), shown this once: only a hash of its token is kept. Anyone who opens it gets that host's cookie for as long as the link lives; revoking it (`DELETE …/links/{link}`) refuses their next request. At most 20 live links per port. Owner or admin; audited as `preview.link`.")
+        .params(&[SESSION_ID, PORT])
+        .body(json::<octo_wire::CreateShareLink>)
+        .answers(&[
+            Answer::Ok("201", "The link, with its URL.", Body::Json(json::<octo_wire::ShareLinkCreated>)),
+            Answer::Fail(&fail("400", "Not a port previews reach, or a lifetime outside 10 s to 30 days.", &["bad_request"])),
+            Answer::Fail(&UNAUTHORIZED),
+            Answer::Fail(&DISABLED_OR_CROSS_ORIGIN),
+            Answer::Fail(&NO_SESSION),
+            Answer::Fail(&fail("409", "No content site is configured, or the port has 20 live links.", &["previews_off", "too_many_links"])),
+            Answer::Fail(&TOO_LARGE),
+            Answer::Fail(&NOT_JSON),
+            Answer::Fail(&BAD_SHAPE),
+            Answer::Fail(&INTERNAL),
+        ]),
+    Op::delete("/api/sessions/{id}/ports/{port}/links/{link}", "revokeShareLink", "sessions", "Revoke a share link: it opens nothing more, and browsers it opened are refused from their next request.")
+        .describe("Owner or admin; audited as `preview.unlink`.")
+        .params(&[SESSION_ID, PORT, SHARE_LINK_ID])
+        .answers(&[
+            Answer::Ok("204", "Revoked.", Body::Empty),
+            Answer::Fail(&fail("400", "Not a port previews reach.", &["bad_request"])),
+            Answer::Fail(&UNAUTHORIZED),
+            Answer::Fail(&DISABLED_OR_CROSS_ORIGIN),
+            Answer::Fail(&fail("404", "No such session, or another user's (not revealed), or no such live link.", &["not_found"])),
+            Answer::Fail(&INTERNAL),
+        ]),
     Op::get("/api/sessions/{id}/snapshots", "listSnapshots", "snapshots", "A session's snapshots, its last snapshot job with its progress, and its owner's snapshot quota.")
         .params(&[SESSION_ID])
         .answers(&[
@@ -1191,7 +1239,12 @@ fn components() -> Components {
         .schema_from::<KeepAlive>()
         .schema_from::<SessionView>()
         .schema_from::<ListeningPort>()
+        .schema_from::<octo_wire::ShareLinkView>()
+        .schema_from::<octo_wire::PortShare>()
         .schema_from::<SessionPorts>()
+        .schema_from::<octo_wire::SetPortShare>()
+        .schema_from::<octo_wire::CreateShareLink>()
+        .schema_from::<octo_wire::ShareLinkCreated>()
         .schema_from::<RegisterRequest>()
         .schema_from::<LoginRequest>()
         .schema_from::<PasswordChange>()

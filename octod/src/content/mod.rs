@@ -44,7 +44,7 @@ use crate::http::ApiError;
 use crate::identity::CurrentUser;
 use crate::proxy::{Proxy, Service, Sessions};
 use crate::session::SessionId;
-use crate::store::Secret;
+use crate::store::{Secret, ShareLink};
 
 /// What a path segment on a content host encodes: all but RFC 3986's unreserved characters.
 const SEGMENT: &percent_encoding::AsciiSet = &NON_ALPHANUMERIC
@@ -57,6 +57,8 @@ const SEGMENT: &percent_encoding::AsciiSet = &NON_ALPHANUMERIC
 pub const COOKIE_NAME: &str = crate::proxy::CONTENT_COOKIE;
 /// The path on a content host that trades a ticket for the cookie.
 pub const TICKET_PATH: &str = "/__octo/ticket";
+/// The path on a preview host that trades a share link's token for the cookie.
+pub const SHARE_PATH: &str = "/__octo/share";
 /// How long a ticket may wait for its trade.
 pub const TICKET_TTL: Duration = Duration::from_secs(60);
 /// Tickets waiting at most (a full table refuses new ones until some expire).
@@ -104,6 +106,26 @@ struct ContentClaims {
     exp: u64,
     /// The host label the cookie is for (`files-<id>`).
     host: String,
+    /// A share link's cookie: the link's id (checked again on every request: a revoked link
+    /// ends it); `sub` then names the session's owner, and `jti` and `gen` mean nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    link: Option<String>,
+}
+
+impl ContentClaims {
+    /// The UI session a user's cookie stands for.
+    fn ui_session(&self) -> Claims {
+        Claims {
+            sub: self.sub.clone(),
+            // Informational in a token; `Auth::recheck` reads the stored role.
+            role: crate::identity::Role::User,
+            exp: self.exp,
+            iat: 0,
+            jti: self.jti.clone(),
+            generation: self.generation,
+            idp: None,
+        }
+    }
 }
 
 /// The kinds of content host, by their label.
@@ -209,6 +231,7 @@ impl ContentOrigin {
                 generation: claims.generation,
                 exp: claims.exp,
                 host: label.clone(),
+                link: None,
             },
             &self.encoding,
         )
@@ -268,21 +291,34 @@ impl ContentOrigin {
             .is_some_and(|host| host.session() == id)
     }
 
-    /// The UI session a content cookie for host `label` stands for, if it is one of ours.
-    fn claims(&self, cookie: &str, label: &str) -> Option<Claims> {
+    /// What a content cookie for host `label` says, if it is one of ours and has not expired.
+    fn claims(&self, cookie: &str, label: &str) -> Option<ContentClaims> {
         let data =
             jsonwebtoken::decode::<ContentClaims>(cookie, &self.decoding, &self.validation).ok()?;
         let c = data.claims;
-        c.host.eq_ignore_ascii_case(label).then_some(Claims {
-            sub: c.sub,
-            // Informational in a token; `Auth::recheck` reads the stored role.
-            role: crate::identity::Role::User,
-            exp: c.exp,
-            iat: 0,
-            jti: c.jti,
-            generation: c.generation,
-            idp: None,
-        })
+        c.host.eq_ignore_ascii_case(label).then_some(c)
+    }
+
+    /// The cookie of share link `link` of session `owner`'s preview host `label`: until the
+    /// link expires (and only while it stays: every request looks it up again).
+    fn link_cookie(&self, owner: &str, label: &str, link: &ShareLink) -> Result<String, ApiError> {
+        let exp = link
+            .expires_at
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &ContentClaims {
+                sub: owner.to_owned(),
+                jti: String::new(),
+                generation: 0,
+                exp,
+                host: label.to_owned(),
+                link: Some(link.id.clone()),
+            },
+            &self.encoding,
+        )
+        .map_err(|e| ApiError::internal(&e))
     }
 }
 
@@ -366,10 +402,22 @@ pub async fn open_preview<R: Sessions>(
     let id: SessionId = id
         .parse()
         .map_err(|_| ApiError::not_found("no such session"))?;
-    sessions
-        .resolve(&authenticated.user, &id, Service::Preview)
-        .await?;
     let port = check_port(&port)?;
+    if let Err(refused) = sessions
+        .resolve(&authenticated.user, &id, Service::Preview)
+        .await
+    {
+        // Another user's session is "not found", unless this port is shared with every
+        // signed-in user.
+        let shared = refused.status == StatusCode::NOT_FOUND
+            && sessions
+                .preview_share(&id, port)
+                .await
+                .is_some_and(|s| s.share.users);
+        if !shared {
+            return Err(refused);
+        }
+    }
     let Some(content) = content else {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -421,11 +469,18 @@ pub async fn ports<R: Sessions>(
         .map_err(|_| ApiError::not_found("no such session"))?;
     let listed = crate::proxy::listening_ports(&proxy, &sessions, &authenticated.user, &id).await?;
     let running = listed.is_some();
-    let ports = listed
+    let mut ports = Vec::new();
+    for p in listed
         .unwrap_or_default()
         .into_iter()
         .filter(|p| p.port >= MIN_PREVIEW_PORT)
-        .map(|p| {
+    {
+        let share = sessions
+            .preview_share(&id, p.port)
+            .await
+            .map(|s| share::view(&s.share))
+            .unwrap_or_default();
+        ports.push({
             let host = ContentHost::Preview(id.clone(), p.port);
             octo_wire::ListeningPort {
                 port: p.port,
@@ -436,9 +491,10 @@ pub async fn ports<R: Sessions>(
                 open: content
                     .as_ref()
                     .map(|_| format!("/api/sessions/{id}/ports/{}/open", p.port)),
+                share,
             }
-        })
-        .collect();
+        });
+    }
     Ok(axum::Json(octo_wire::SessionPorts {
         running,
         previews: content.is_some(),
@@ -533,7 +589,8 @@ async fn serve<R: Sessions>(
 ) -> Result<Response, ApiError> {
     let host = ContentHost::parse_checked(label)?;
     let read_only = matches!(host, ContentHost::Files(_));
-    if (read_only || request.uri().path() == TICKET_PATH)
+    let path = request.uri().path();
+    if (read_only || path == TICKET_PATH || path == SHARE_PATH)
         && !matches!(*request.method(), Method::GET | Method::HEAD)
     {
         // Read (a bounded part of) the body first: answering before it arrived and closing
@@ -576,7 +633,10 @@ async fn serve<R: Sessions>(
         response.headers_mut().insert(SET_COOKIE, value);
         return Ok(response);
     }
-    let (user, grant) = authorize(state, content, label, &request)?;
+    if request.uri().path() == SHARE_PATH {
+        return share_link(state, content, &host, label, request.uri().query()).await;
+    }
+    let (user, grant) = authorize(state, content, &host, label, request.headers()).await?;
     match host {
         ContentHost::Files(id) => {
             let path = request.uri().path().trim_start_matches('/');
@@ -611,7 +671,9 @@ async fn serve<R: Sessions>(
                 ));
             }
             let mut request = request;
-            request.extensions_mut().insert(grant);
+            if let Some(grant) = grant {
+                request.extensions_mut().insert(grant);
+            }
             let mut response = crate::proxy::preview(
                 &state.proxy,
                 &state.sessions,
@@ -629,16 +691,24 @@ async fn serve<R: Sessions>(
     }
 }
 
-/// The user a content host's cookie stands for, as they are now, and the grant that ends a
-/// long answer (an event stream, a spliced socket) when their access does. A browser may hold
-/// two cookies of the name on a host (a tab's and, partitioned, the preview pane's): any one
-/// that holds will do.
-fn authorize<R>(
+/// Who a request on a content host acts as, and the grant that ends a long answer (an event
+/// stream, a spliced socket) when the viewer's access does:
+///
+/// - a user's cookie (any one that holds: a browser may hold two of the name on a host, a
+///   tab's and, partitioned, the preview pane's): the user as they are now, with the grant;
+///   the proxy then applies the owner rule (another user's session is `404`);
+/// - on a preview host of a port shared with every signed-in user, another user's cookie acts
+///   as the owner (with the role of a user), without a grant: a share is looked up again on
+///   every request, so unsharing ends it for the next one;
+/// - a share link's cookie acts as the owner while its link is live (looked up again on every
+///   request: a revoked or expired link opens nothing more).
+async fn authorize<R: Sessions>(
     state: &Dispatch<R>,
     content: &ContentOrigin,
+    host: &ContentHost,
     label: &str,
-    request: &Request,
-) -> Result<(CurrentUser, crate::auth::Grant), ApiError> {
+    headers: &axum::http::HeaderMap,
+) -> Result<(CurrentUser, Option<crate::auth::Grant>), ApiError> {
     let refused = || {
         ApiError::new(
             StatusCode::UNAUTHORIZED,
@@ -646,8 +716,8 @@ fn authorize<R>(
             "open this from Octo: the Files pane's View, or the workspace's Ports (its link signs this page in)",
         )
     };
-    request
-        .headers()
+    let now = SystemTime::now();
+    let cookies: Vec<ContentClaims> = headers
         .get_all(axum::http::header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
@@ -655,9 +725,94 @@ fn authorize<R>(
         .filter_map(|pair| pair.trim().split_once('='))
         .filter(|(name, _)| *name == COOKIE_NAME)
         .filter_map(|(_, value)| content.claims(value.trim_matches('"'), label))
-        .filter(|claims| claims.expires_at() > SystemTime::now())
-        .find_map(|claims| state.auth.recheck_granted(Credential::Session(claims)).ok())
-        .ok_or_else(refused)
+        .collect();
+    let viewer = cookies
+        .iter()
+        .filter(|c| c.link.is_none())
+        .map(ContentClaims::ui_session)
+        .filter(|claims| claims.expires_at() > now)
+        .find_map(|claims| state.auth.recheck_granted(Credential::Session(claims)).ok());
+    let ContentHost::Preview(id, port) = host else {
+        return viewer
+            .map(|(user, grant)| (user, Some(grant)))
+            .ok_or_else(refused);
+    };
+    let links: Vec<&str> = cookies.iter().filter_map(|c| c.link.as_deref()).collect();
+    if viewer.is_none() && links.is_empty() {
+        return Err(refused());
+    }
+    let shared = state.sessions.preview_share(id, *port).await;
+    let as_owner = |owner: &str| CurrentUser {
+        name: owner.to_owned(),
+        role: crate::identity::Role::User,
+    };
+    if let Some(shared) = &shared {
+        let others = viewer
+            .as_ref()
+            .is_none_or(|(user, _)| !user.may_access(&shared.owner));
+        if others
+            && ((viewer.is_some() && shared.share.users)
+                || links.iter().any(|l| shared.share.link(l, now).is_some()))
+        {
+            return Ok((as_owner(&shared.owner), None));
+        }
+    }
+    viewer
+        .map(|(user, grant)| (user, Some(grant)))
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::FORBIDDEN,
+                "share_link_invalid",
+                "this share link has expired or was revoked; ask the session's owner for a new one",
+            )
+        })
+}
+
+/// `GET /__octo/share?t=<token>` on a preview host: a live share link's token traded for the
+/// host's cookie (for as long as the link lives), then the app's `/`.
+async fn share_link<R: Sessions>(
+    state: &Dispatch<R>,
+    content: &ContentOrigin,
+    host: &ContentHost,
+    label: &str,
+    query: Option<&str>,
+) -> Result<Response, ApiError> {
+    let invalid = || {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "share_link_invalid",
+            "this share link has expired or was revoked; ask the session's owner for a new one",
+        )
+    };
+    let ContentHost::Preview(id, port) = host else {
+        return Err(ApiError::not_found("share links open previews only"));
+    };
+    let token = query
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .find_map(|pair| pair.strip_prefix("t="))
+        .filter(|t| !t.is_empty() && t.len() <= 128)
+        .ok_or_else(invalid)?;
+    let shared = state
+        .sessions
+        .preview_share(id, *port)
+        .await
+        .ok_or_else(invalid)?;
+    let hash = crate::auth::api_token::secret_sha256(token);
+    let link = shared
+        .share
+        .link_by_token(&hash, SystemTime::now())
+        .ok_or_else(invalid)?;
+    let cookie = content.link_cookie(&shared.owner, label, link)?;
+    tracing::info!(session = %id, port, link = %link.id, "a share link opened a preview");
+    let mut response = redirect("/");
+    let mut value = HeaderValue::try_from(format!(
+        "{COOKIE_NAME}={cookie}; Path=/; Secure; HttpOnly; SameSite=Lax"
+    ))
+    .map_err(|e| ApiError::internal(&e))?;
+    value.set_sensitive(true);
+    response.headers_mut().insert(SET_COOKIE, value);
+    Ok(response)
 }
 
 /// Seconds since the epoch.
@@ -671,6 +826,8 @@ fn now_secs() -> u64 {
 
 #[cfg(test)]
 mod router_tests;
+
+pub mod share;
 
 #[cfg(test)]
 mod tests {

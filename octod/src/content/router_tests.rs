@@ -24,6 +24,8 @@ struct Mem {
     owners: HashMap<&'static str, &'static str>,
     /// Activity recorded, per session.
     active: std::sync::Mutex<HashMap<String, usize>>,
+    /// Shared ports, per (session, port).
+    shares: std::sync::Mutex<HashMap<(String, u16), crate::store::PortShare>>,
 }
 
 impl Sessions for Mem {
@@ -52,6 +54,25 @@ impl Sessions for Mem {
             .expect("lock")
             .entry(id.to_string())
             .or_default() += 1;
+    }
+
+    async fn preview_share(
+        &self,
+        id: &SessionId,
+        port: u16,
+    ) -> Option<crate::proxy::SharedPreview> {
+        let owner = self.owners.get(id.as_str())?;
+        let share = self
+            .shares
+            .lock()
+            .expect("lock")
+            .get(&(id.to_string(), port))
+            .cloned()
+            .unwrap_or_default();
+        Some(crate::proxy::SharedPreview {
+            owner: (*owner).to_owned(),
+            share,
+        })
     }
 }
 
@@ -117,6 +138,7 @@ async fn env(site: Option<&str>) -> Env {
         socket,
         owners: HashMap::from([("ab12", "alice"), ("cd34", "bob")]),
         active: std::sync::Mutex::new(HashMap::new()),
+        shares: std::sync::Mutex::new(HashMap::new()),
     });
     let activity = Arc::clone(&sessions);
     let content = Content(site.map(|site| {
@@ -562,6 +584,7 @@ async fn the_preview_pane_gets_a_partitioned_cookie_and_paths_stay_on_the_host()
 #[tokio::test]
 async fn ports_are_listed_for_the_owner_with_their_previews() {
     let env = env(Some(SITE)).await;
+    env.share("ab12", 5173, |s| s.users = true);
     let (alice, _) = env.ui_cookie("alice").await;
     let listed = env
         .get("localhost:8443", "/api/sessions/ab12/ports", Some(&alice))
@@ -578,14 +601,17 @@ async fn ports_are_listed_for_the_owner_with_their_previews() {
             "ports": [
                 {"port": 3000, "address": "0.0.0.0",
                  "url": "https://p3000-ab12.content.localhost:8443/",
-                 "open": "/api/sessions/ab12/ports/3000/open"},
+                 "open": "/api/sessions/ab12/ports/3000/open",
+                 "share": {"users": false, "links": []}},
                 {"port": 5173, "address": "::1",
                  "url": "https://p5173-ab12.content.localhost:8443/",
-                 "open": "/api/sessions/ab12/ports/5173/open"},
+                 "open": "/api/sessions/ab12/ports/5173/open",
+                 "share": {"users": true, "links": []}},
             ],
         })
     );
     let (bob, _) = env.ui_cookie("bob").await;
+    // The listing stays the owner's, even of a shared port.
     for path in [
         "/api/sessions/ab12/ports",
         "/api/sessions/ab12/ports/3000/open",
@@ -619,7 +645,8 @@ async fn ports_are_listed_for_the_owner_with_their_previews() {
     assert_eq!(listed["previews"], false);
     assert_eq!(
         listed["ports"][0],
-        serde_json::json!({"port": 3000, "address": "0.0.0.0"})
+        serde_json::json!({"port": 3000, "address": "0.0.0.0",
+                           "share": {"users": false, "links": []}})
     );
     let off = env
         .get(
@@ -633,4 +660,131 @@ async fn ports_are_listed_for_the_owner_with_their_previews() {
 
 async fn env_without_site() -> Env {
     env(None).await
+}
+
+impl Env {
+    fn share(&self, id: &str, port: u16, change: impl FnOnce(&mut crate::store::PortShare)) {
+        change(
+            self.activity
+                .shares
+                .lock()
+                .expect("lock")
+                .entry((id.to_owned(), port))
+                .or_default(),
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_shared_preview_opens_for_other_users_and_links_until_revoked_or_expired() {
+    let env = env(Some(SITE)).await;
+    let host = "p3000-ab12.content.localhost:8443";
+    let (bob, _) = env.ui_cookie("bob").await;
+    let open_path = "/api/sessions/ab12/ports/3000/open";
+
+    // Not shared: bob's open is "not found", and a cookie of his own would not pass either.
+    let refused = env.get("localhost:8443", open_path, Some(&bob)).await;
+    assert_eq!(refused.status, StatusCode::NOT_FOUND, "{}", refused.body);
+
+    // Shared with every signed-in user: bob opens it, and the app sees alice's session.
+    env.share("ab12", 3000, |s| s.users = true);
+    let (cookie, _, _) = env.open(&bob, "ab12", 3000, "").await;
+    let page = env.get(host, "/", Some(&cookie)).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    let seen: serde_json::Value = serde_json::from_str(&page.body).expect("json");
+    assert_eq!(seen["path"], "/preview/3000/");
+    // Only that port: another port of the session stays alice's.
+    let other_port = env
+        .get(
+            "localhost:8443",
+            "/api/sessions/ab12/ports/5173/open",
+            Some(&bob),
+        )
+        .await;
+    assert_eq!(other_port.status, StatusCode::NOT_FOUND);
+    // Unshared: bob's next request is refused (the proxy's owner rule: not found).
+    env.share("ab12", 3000, |s| s.users = false);
+    let after = env.get(host, "/", Some(&cookie)).await;
+    assert_eq!(after.status, StatusCode::NOT_FOUND, "{}", after.body);
+
+    // A link: no account needed, until it is revoked.
+    let token = "a1b2c3d4e5f6";
+    let link = |id: &str, expires_at: SystemTime| crate::store::ShareLink {
+        id: id.into(),
+        token_sha256: crate::auth::api_token::secret_sha256(token),
+        created_by: "alice".into(),
+        created_at: SystemTime::now(),
+        expires_at,
+    };
+    let wrong = env.get(host, "/__octo/share?t=nope", None).await;
+    assert_eq!(wrong.status, StatusCode::FORBIDDEN, "{}", wrong.body);
+    env.share("ab12", 3000, |s| {
+        s.links = vec![link("l1", SystemTime::now() + Duration::from_secs(600))];
+    });
+    let traded = env
+        .get(host, &format!("/__octo/share?t={token}"), None)
+        .await;
+    assert_eq!(traded.status, StatusCode::SEE_OTHER, "{}", traded.body);
+    assert_eq!(traded.header("location"), Some("/"));
+    let set = traded.header("set-cookie").expect("a cookie").to_owned();
+    assert!(
+        set.ends_with("; Path=/; Secure; HttpOnly; SameSite=Lax"),
+        "{set}"
+    );
+    let anonymous = set.split(';').next().expect("pair").to_owned();
+    let page = env.get(host, "/", Some(&anonymous)).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    // The link's token on another port's host opens nothing, nor its cookie.
+    let elsewhere = env
+        .get(
+            "p5173-ab12.content.localhost:8443",
+            &format!("/__octo/share?t={token}"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        elsewhere.status,
+        StatusCode::FORBIDDEN,
+        "{}",
+        elsewhere.body
+    );
+    let elsewhere = env
+        .get("p5173-ab12.content.localhost:8443", "/", Some(&anonymous))
+        .await;
+    assert_eq!(
+        elsewhere.status,
+        StatusCode::UNAUTHORIZED,
+        "{}",
+        elsewhere.body
+    );
+    // Revoked: the cookie it gave is refused at once, the link too.
+    env.share("ab12", 3000, |s| s.links.clear());
+    let revoked = env.get(host, "/", Some(&anonymous)).await;
+    assert_eq!(revoked.status, StatusCode::FORBIDDEN, "{}", revoked.body);
+    assert!(
+        revoked.body.contains("share_link_invalid"),
+        "{}",
+        revoked.body
+    );
+    let again = env
+        .get(host, &format!("/__octo/share?t={token}"), None)
+        .await;
+    assert_eq!(again.status, StatusCode::FORBIDDEN);
+    // Expired: refused.
+    env.share("ab12", 3000, |s| {
+        s.links = vec![link("l2", SystemTime::now() - Duration::from_secs(1))];
+    });
+    let expired = env
+        .get(host, &format!("/__octo/share?t={token}"), None)
+        .await;
+    assert_eq!(expired.status, StatusCode::FORBIDDEN, "{}", expired.body);
+    // A file host knows no share links.
+    let files = env
+        .get(
+            "files-ab12.content.localhost:8443",
+            &format!("/__octo/share?t={token}"),
+            None,
+        )
+        .await;
+    assert_eq!(files.status, StatusCode::NOT_FOUND, "{}", files.body);
 }

@@ -136,6 +136,25 @@ pub trait Sessions: Send + Sync + 'static {
     fn stored(&self, id: &SessionId, bytes: u64) {
         let _ = (id, bytes);
     }
+
+    /// How `port` of session `id` is shared beyond its owner and the admins, and its owner
+    /// (as whom a shared preview is reached): `None` for no such session. Default: shared
+    /// with no one.
+    fn preview_share(
+        &self,
+        id: &SessionId,
+        port: u16,
+    ) -> impl Future<Output = Option<SharedPreview>> + Send {
+        let _ = (id, port);
+        std::future::ready(None)
+    }
+}
+
+/// A port's share and the session's owner: see [`Sessions::preview_share`].
+#[derive(Debug, Clone)]
+pub struct SharedPreview {
+    pub owner: String,
+    pub share: crate::store::PortShare,
 }
 
 /// How often an open terminal counts as activity although nothing flows: design.md counts an

@@ -138,6 +138,25 @@ impl Sessions for EngineSessions {
         self.engine.record_activity(id);
     }
 
+    async fn preview_share(&self, id: &SessionId, port: u16) -> Option<super::SharedPreview> {
+        let record = self.engine.get(id).await.ok()?;
+        if record.state == SessionState::Deleting {
+            return None;
+        }
+        let key = id.clone();
+        let share = self
+            .engine
+            .store()
+            .run(move |s| s.preview_share(&key, port))
+            .await
+            .map_err(|e| tracing::warn!(session = %id, port, "reading a preview's share: {e}"))
+            .ok()?;
+        Some(super::SharedPreview {
+            owner: record.spec.owner,
+            share,
+        })
+    }
+
     fn stored(&self, id: &SessionId, bytes: u64) {
         self.engine.disk_added(id, bytes);
     }

@@ -50,6 +50,9 @@ const TABLES: &[(&str, Copier)] = &[
     ("llm_budgets", |r, w| {
         copy(r, w, super::llm_usage::LLM_BUDGETS)
     }),
+    ("preview_shares", |r, w| {
+        copy(r, w, super::previews::PREVIEW_SHARES)
+    }),
 ];
 
 fn copy<K: Key + 'static, V: Value + 'static>(

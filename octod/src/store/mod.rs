@@ -61,6 +61,7 @@ mod backup;
 mod codec;
 mod identities;
 mod llm_usage;
+mod previews;
 mod secret;
 
 use std::collections::{BTreeMap, HashMap};
@@ -82,6 +83,7 @@ pub use backup::CopyReport;
 pub use codec::{DecodeError, to_unix_ms};
 pub use identities::NewLinkedUser;
 pub use llm_usage::{UNLIMITED, UsageEntry, UsageFilter, UsageRow};
+pub use previews::{MAX_SHARE_LINKS, PortShare, ShareError, ShareLink};
 pub use secret::Secret;
 
 use crate::session::{
@@ -355,6 +357,7 @@ impl Store {
                 accounts::create_tables(&txn)?;
                 api_tokens::create_tables(&txn)?;
                 llm_usage::create_tables(&txn)?;
+                previews::create_tables(&txn)?;
             }
             txn.commit()?;
             Ok(None)
@@ -665,6 +668,7 @@ impl Store {
                 txn.open_table(ACTIVITY)?.remove(id.as_str())?;
                 txn.open_table(DISK)?.remove(id.as_str())?;
                 txn.open_table(KEEP_ALIVE)?.remove(id.as_str())?;
+                previews::delete_shares(txn, id)?;
                 Ok(record)
             },
         )?;

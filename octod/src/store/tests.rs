@@ -1003,3 +1003,101 @@ fn a_keep_alive_is_kept_across_a_reopen_and_goes_with_its_session() {
     assert!(fx.store.keep_alives().expect("keep-alives").is_empty());
     fx.assert_consistent();
 }
+
+#[test]
+fn a_preview_share_is_kept_across_a_reopen_and_goes_with_its_session() {
+    let mut fx = Fixture::new();
+    fx.create("alpha", "ann");
+    fx.create("alphabet", "ann");
+    let (alpha, alphabet) = (id("alpha"), id("alphabet"));
+    let link = |id: &str, secs_left: i64| crate::store::ShareLink {
+        id: id.into(),
+        token_sha256: format!("sha-{id}"),
+        created_by: "ann".into(),
+        created_at: SystemTime::now(),
+        expires_at: if secs_left >= 0 {
+            SystemTime::now() + Duration::from_secs(secs_left.unsigned_abs())
+        } else {
+            SystemTime::now() - Duration::from_secs(secs_left.unsigned_abs())
+        },
+    };
+    assert_eq!(
+        fx.store.preview_share(&alpha, 3000).expect("read"),
+        crate::store::PortShare::default()
+    );
+    fx.store
+        .update_preview_share(&alpha, 3000, |s| {
+            s.users = true;
+            Ok(())
+        })
+        .expect("share with users");
+    fx.store
+        .update_preview_share(&alpha, 5173, |s| {
+            s.links.push(link("l1", 3600));
+            s.links.push(link("gone", -1));
+            Ok(())
+        })
+        .expect("a link");
+    fx.store
+        .update_preview_share(&alphabet, 3000, |s| {
+            s.users = true;
+            Ok(())
+        })
+        .expect("another session's");
+    let ghost = fx.store.update_preview_share(&id("ghost"), 3000, |s| {
+        s.users = true;
+        Ok(())
+    });
+    assert!(
+        matches!(ghost, Err(crate::store::ShareError::NoSession(_))),
+        "{ghost:?}"
+    );
+    fx.reopen();
+    let shares = fx.store.preview_shares(&alpha).expect("shares");
+    assert_eq!(shares.keys().copied().collect::<Vec<_>>(), vec![3000, 5173]);
+    assert!(shares[&3000].users);
+    // The expired link is not returned.
+    let links: Vec<&str> = shares[&5173].links.iter().map(|l| l.id.as_str()).collect();
+    assert_eq!(links, vec!["l1"]);
+    // Too many links are refused and change nothing.
+    let many = fx.store.update_preview_share(&alpha, 5173, |s| {
+        for n in 0..crate::store::MAX_SHARE_LINKS {
+            s.links.push(link(&format!("m{n}"), 60));
+        }
+        Ok(())
+    });
+    assert!(
+        matches!(many, Err(crate::store::ShareError::TooManyLinks)),
+        "{many:?}"
+    );
+    assert_eq!(
+        fx.store
+            .preview_share(&alpha, 5173)
+            .expect("read")
+            .links
+            .len(),
+        1
+    );
+    // Unshared, the row goes.
+    fx.store
+        .update_preview_share(&alpha, 3000, |s| {
+            s.users = false;
+            Ok(())
+        })
+        .expect("unshare");
+    assert_eq!(
+        fx.store
+            .preview_shares(&alpha)
+            .expect("shares")
+            .keys()
+            .copied()
+            .collect::<Vec<_>>(),
+        vec![5173]
+    );
+    // Deleting a session removes its shares, and only its own (`alphabet` shares the prefix).
+    fx.store.delete_session(&alpha).expect("delete");
+    fx.create("alpha", "ann");
+    assert!(fx.store.preview_shares(&alpha).expect("shares").is_empty());
+    assert!(fx.store.preview_share(&alphabet, 3000).expect("read").users);
+    fx.assert_consistent();
+}
