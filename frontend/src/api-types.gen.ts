@@ -542,6 +542,46 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/sessions/{id}/ports/{port}/links": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * A link that opens the preview of a port without an account, until it expires.
+         * @description The answer holds the link's URL (`https://p<port>-<id>.<content site>/__octo/share?t=<token>`), shown this once: only a hash of its token is kept. Anyone who opens it gets that host's cookie for as long as the link lives; revoking it (`DELETE …/links/{link}`) refuses their next request. At most 20 live links per port. Owner or admin; audited as `preview.link`.
+         */
+        post: operations["createShareLink"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/sessions/{id}/ports/{port}/links/{link}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Revoke a share link: it opens nothing more, and browsers it opened are refused from their next request.
+         * @description Owner or admin; audited as `preview.unlink`.
+         */
+        delete: operations["revokeShareLink"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/sessions/{id}/ports/{port}/open": {
         parameters: {
             query?: never;
@@ -556,6 +596,26 @@ export interface paths {
         get: operations["openPreview"];
         put?: never;
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/sessions/{id}/ports/{port}/share": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Share the preview of a port with every signed-in user, or stop.
+         * @description With `users: true`, every signed-in user of this Octo may open the preview (through `…/open`, as the owner does); the app then sees them as the owner's browser would. `false` ends that at the next request (share links stay). The share outlives the app: it holds for whatever listens on the port. Owner or admin; audited as `preview.share` / `preview.unshare`.
+         */
+        post: operations["sharePreview"];
         delete?: never;
         options?: never;
         head?: never;
@@ -2388,6 +2448,15 @@ export interface components {
             /** @description A template id from `GET /api/templates`. */
             template: string;
         };
+        /** @description `POST /api/sessions/{id}/ports/{port}/links`. */
+        CreateShareLink: {
+            /**
+             * Format: int64
+             * @description How long the link opens the preview, in seconds: 10 to 2,592,000 (30 days); default
+             *     86,400 (a day).
+             */
+            expires_in_seconds?: number | null;
+        };
         /** @description The body of `POST /api/sessions/{id}/snapshots`. */
         CreateSnapshot: {
             /** @description 1–80 characters after trimming, no control characters; unique in the session. */
@@ -2473,6 +2542,8 @@ export interface components {
             open?: string;
             /** Format: int32 */
             port: number;
+            /** @description Who besides the owner and the admins may open it. */
+            share?: components["schemas"]["PortShare"];
             /**
              * @description The preview's own origin, `https://p<port>-<id>.<content site>/`; absent without a
              *     content site. A browser gets in through `open`, which signs it in there.
@@ -2506,6 +2577,17 @@ export interface components {
         PasswordChange: {
             current: string;
             new: string;
+        };
+        /**
+         * @description How a session's port is shared (`PUT /api/sessions/{id}/ports/{port}/share`, and share
+         *     links): the owner and the admins always open it; besides them, every signed-in user when
+         *     `users`, and anyone holding one of the live `links`.
+         */
+        PortShare: {
+            /** @description The live share links (their URLs are shown once, when made), soonest to expire first. */
+            links: components["schemas"]["ShareLinkView"][];
+            /** @description Every signed-in user of this Octo may open the preview. */
+            users: boolean;
         };
         /** @description The body of `POST /api/auth/register`. */
         RegisterRequest: {
@@ -2691,9 +2773,37 @@ export interface components {
             monthly_tokens?: number | null;
             unlimited?: boolean;
         };
+        /** @description `PUT /api/sessions/{id}/ports/{port}/share`. */
+        SetPortShare: {
+            /** @description Share with every signed-in user (`true`) or stop (`false`; links stay). */
+            users: boolean;
+        };
         /** @description The body of `POST /api/admin/users/{name}/role`. */
         SetRole: {
             role: components["schemas"]["Role"];
+        };
+        /**
+         * @description A new share link (`201` of `POST /api/sessions/{id}/ports/{port}/links`): its URL, shown
+         *     this once; anyone who has it opens the preview until it expires or is revoked.
+         */
+        ShareLinkCreated: components["schemas"]["ShareLinkView"] & {
+            url: string;
+        };
+        /** @description A share link as listed: its URL is not (it was shown once). */
+        ShareLinkView: {
+            /**
+             * Format: int64
+             * @description Milliseconds since the Unix epoch.
+             */
+            created_at: number;
+            /** @description Who made it. */
+            created_by: string;
+            /**
+             * Format: int64
+             * @description Milliseconds since the Unix epoch; the link opens nothing from then on.
+             */
+            expires_at: number;
+            id: string;
         };
         /** @description How one may sign in here: `GET /api/auth/providers`. */
         SignInOptions: {
@@ -5380,6 +5490,186 @@ export interface operations {
             };
         };
     };
+    createShareLink: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Session id. */
+                id: string;
+                /** @description A port listening in the session. */
+                port: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreateShareLink"];
+            };
+        };
+        responses: {
+            /** @description The link, with its URL. */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ShareLinkCreated"];
+                };
+            };
+            /** @description Not a port previews reach, or a lifetime outside 10 s to 30 days. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not signed in, or the token is invalid, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Refused. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such session, or another user's (not revealed). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No content site is configured, or the port has 20 live links. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body is too large. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body is not `application/json`. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The JSON does not match the expected shape (unknown or missing fields). */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Internal error (details are in the server log). */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    revokeShareLink: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Session id. */
+                id: string;
+                /** @description A port listening in the session. */
+                port: number;
+                /** @description A share link's id. */
+                link: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Revoked. */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Not a port previews reach. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not signed in, or the token is invalid, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Refused. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such session, or another user's (not revealed), or no such live link. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Internal error (details are in the server log). */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
     openPreview: {
         parameters: {
             query?: {
@@ -5444,6 +5734,107 @@ export interface operations {
             };
             /** @description The session is stopped or stopping, or no content site is configured. */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Internal error (details are in the server log). */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    sharePreview: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Session id. */
+                id: string;
+                /** @description A port listening in the session. */
+                port: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SetPortShare"];
+            };
+        };
+        responses: {
+            /** @description The port's share as it is now. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PortShare"];
+                };
+            };
+            /** @description Not a port previews reach (1024–65535). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not signed in, or the token is invalid, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Refused. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such session, or another user's (not revealed). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body is too large. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body is not `application/json`. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The JSON does not match the expected shape (unknown or missing fields). */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -25,6 +25,8 @@ export type SnapshotJob = Schemas["SnapshotJob"];
 export type SnapshotList = Schemas["SnapshotList"];
 export type SessionPorts = Schemas["SessionPorts"];
 export type ListeningPort = Schemas["ListeningPort"];
+export type PortShare = Schemas["PortShare"];
+export type ShareLinkCreated = Schemas["ShareLinkCreated"];
 
 /** The name of the window event dispatched when the API answers 401 (login expired or revoked). */
 export const UNAUTHORIZED_EVENT = "octo:unauthorized";
@@ -158,6 +160,23 @@ export const api = {
   resumeSession: (id: string) =>
     apiFetch<Session>(`/api/sessions/${encodeURIComponent(id)}/resume`, { method: "POST" }),
   ports: (id: string) => apiFetch<SessionPorts>(`/api/sessions/${encodeURIComponent(id)}/ports`),
+  /** Shares a port's preview with every signed-in user (or stops). */
+  sharePort: (id: string, port: number, users: boolean) =>
+    apiFetch<PortShare>(`/api/sessions/${encodeURIComponent(id)}/ports/${port}/share`, {
+      method: "POST",
+      json: { users } satisfies Schemas["SetPortShare"],
+    }),
+  /** A link that opens a port's preview without an account until it expires; its URL is in this answer only. */
+  createShareLink: (id: string, port: number, expiresInSeconds: number) =>
+    apiFetch<ShareLinkCreated>(`/api/sessions/${encodeURIComponent(id)}/ports/${port}/links`, {
+      method: "POST",
+      json: { expires_in_seconds: expiresInSeconds } satisfies Schemas["CreateShareLink"],
+    }),
+  revokeShareLink: (id: string, port: number, link: string) =>
+    apiFetch<void>(
+      `/api/sessions/${encodeURIComponent(id)}/ports/${port}/links/${encodeURIComponent(link)}`,
+      { method: "DELETE" },
+    ),
   snapshots: (id: string) => apiFetch<SnapshotList>(`/api/sessions/${encodeURIComponent(id)}/snapshots`),
   createSnapshot: (id: string, name: string) =>
     apiFetch<SnapshotJob>(`/api/sessions/${encodeURIComponent(id)}/snapshots`, {

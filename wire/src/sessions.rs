@@ -407,7 +407,6 @@ pub struct PortShare {
     /// Every signed-in user of this Octo may open the preview.
     pub users: bool,
     /// The live share links (their URLs are shown once, when made), soonest to expire first.
-    #[serde(default)]
     pub links: Vec<ShareLinkView>,
 }
 

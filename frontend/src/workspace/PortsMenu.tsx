@@ -1,11 +1,12 @@
 // The workspace header's Ports menu: the TCP ports listening in the session (the apps its agent or
 // user started), each with "Open" (a new tab on the preview's own origin, through octod's ticket
 // navigation, like the Files pane's View) and "Preview" (the same app in the preview pane of this
-// page). The list is asked for only while the menu is open, then every few seconds: an idle
-// workspace makes no requests for it.
+// page), and "Share" (with everyone signed in to Octo, or by a link that expires). The list is
+// asked for only while the menu is open, then every few seconds: an idle workspace makes no
+// requests for it.
 import { useCallback, useEffect, useRef, useState } from "react";
 import { api, errorMessage, type SessionPorts } from "../api";
-import { portsView, type PortRow } from "./ports";
+import { expiresIn, LINK_LIFETIMES, portsView, shareSummary, type PortRow } from "./ports";
 
 const POLL_MS = 4000;
 /** The embedded preview pane: off until its frame loads through Caddy in Chromium (the package
@@ -17,6 +18,8 @@ export function PortsMenu(props: { sessionId: string; onPreview: (row: PortRow) 
   const [open, setOpen] = useState(false);
   const [ports, setPorts] = useState<SessionPorts | null>(null);
   const [error, setError] = useState<string | null>(null);
+  /** The port whose sharing is shown. */
+  const [sharing, setSharing] = useState<number | null>(null);
   const menuRef = useRef<HTMLDivElement>(null);
 
   const load = useCallback(async () => {
@@ -68,11 +71,14 @@ export function PortsMenu(props: { sessionId: string; onPreview: (row: PortRow) 
           {view && view.rows.length > 0 && (
             <ul className="snapshots-list">
               {view.rows.map((row) => (
-                <li key={row.port} data-testid="port-row" data-port={row.port}>
+                <li key={row.port} data-testid="port-row" data-port={row.port} className="port-row">
                   <span className="snapshot-name mono">{row.port}</span>
                   <span className="muted snapshot-meta" title={row.url ?? undefined}>
                     {row.where}
                     {row.url ? ` · ${row.url}` : ""}
+                    {shareSummary(row.share, Date.now()) && (
+                      <span data-testid="port-shared"> · {shareSummary(row.share, Date.now())}</span>
+                    )}
                   </span>
                   <span className="snapshot-actions">
                     {row.openHref && (
@@ -101,7 +107,18 @@ export function PortsMenu(props: { sessionId: string; onPreview: (row: PortRow) 
                         Preview
                       </button>
                     )}
+                    {row.openHref && (
+                      <button
+                        className="btn small"
+                        data-testid="port-share"
+                        aria-expanded={sharing === row.port}
+                        onClick={() => setSharing((p) => (p === row.port ? null : row.port))}
+                      >
+                        Share
+                      </button>
+                    )}
                   </span>
+                  {sharing === row.port && <SharePanel sessionId={sessionId} row={row} onChanged={load} />}
                 </li>
               ))}
             </ul>
@@ -111,6 +128,118 @@ export function PortsMenu(props: { sessionId: string; onPreview: (row: PortRow) 
               {view.note}
             </p>
           )}
+        </div>
+      )}
+    </div>
+  );
+}
+
+/**
+ * A port's sharing: with everyone signed in to Octo (a checkbox), and links that open it without
+ * an account until they expire. A new link's URL is shown once, with Copy: only its hash is kept.
+ */
+function SharePanel(props: { sessionId: string; row: PortRow; onChanged: () => Promise<void> }): JSX.Element {
+  const { sessionId, row, onChanged } = props;
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<string | null>(null);
+  const [lifetime, setLifetime] = useState(LINK_LIFETIMES[1]?.seconds ?? 86_400);
+  const [created, setCreated] = useState<string | null>(null);
+  const [copied, setCopied] = useState(false);
+  const act = async (work: () => Promise<unknown>) => {
+    setBusy(true);
+    setError(null);
+    try {
+      await work();
+      await onChanged();
+    } catch (err) {
+      setError(errorMessage(err));
+    } finally {
+      setBusy(false);
+    }
+  };
+  const now = Date.now();
+  const links = row.share.links.filter((l) => l.expires_at > now);
+  return (
+    <div className="port-share" data-testid="port-share-panel">
+      <label className="port-share-users">
+        <input
+          type="checkbox"
+          data-testid="port-share-users"
+          checked={row.share.users}
+          disabled={busy}
+          onChange={(event) => {
+            const users = event.target.checked;
+            void act(() => api.sharePort(sessionId, row.port, users));
+          }}
+        />{" "}
+        Everyone signed in to Octo may open it
+      </label>
+      <div className="port-share-link">
+        <select
+          aria-label="How long the link works"
+          data-testid="port-link-lifetime"
+          value={lifetime}
+          disabled={busy}
+          onChange={(event) => setLifetime(Number(event.target.value))}
+        >
+          {LINK_LIFETIMES.map((l) => (
+            <option key={l.seconds} value={l.seconds}>
+              {l.label}
+            </option>
+          ))}
+        </select>
+        <button
+          className="btn small"
+          data-testid="port-link-create"
+          disabled={busy}
+          onClick={() =>
+            void act(async () => {
+              const link = await api.createShareLink(sessionId, row.port, lifetime);
+              setCreated(link.url);
+              setCopied(false);
+            })
+          }
+        >
+          Create link
+        </button>
+      </div>
+      {created && (
+        <div className="port-share-created">
+          <input className="mono" readOnly value={created} data-testid="port-link-url" aria-label="The new link" onFocus={(e) => e.target.select()} />
+          <button
+            className="btn small"
+            data-testid="port-link-copy"
+            onClick={() => {
+              void navigator.clipboard?.writeText(created).then(() => setCopied(true), () => setCopied(false));
+            }}
+          >
+            {copied ? "Copied" : "Copy"}
+          </button>
+          <p className="muted">Anyone with this link can open the app until it expires. It is shown only now.</p>
+        </div>
+      )}
+      {links.length > 0 && (
+        <ul className="port-share-links">
+          {links.map((link) => (
+            <li key={link.id} data-testid="port-link" data-link={link.id}>
+              <span className="muted">
+                Link by {link.created_by}, {expiresIn(link.expires_at, now)}
+              </span>
+              <button
+                className="btn small ghost"
+                data-testid="port-link-revoke"
+                disabled={busy}
+                onClick={() => void act(() => api.revokeShareLink(sessionId, row.port, link.id))}
+              >
+                Revoke
+              </button>
+            </li>
+          ))}
+        </ul>
+      )}
+      {error && (
+        <div className="danger" role="alert" data-testid="port-share-error">
+          {error}
         </div>
       )}
     </div>

@@ -2,7 +2,7 @@
 // where its "Open" and its preview pane go. A preview runs on its own origin (the content
 // site, `p<port>-<id>.<site>`); the browser gets there through octod's `open` navigation,
 // which trades a one-time ticket for that host's cookie.
-import type { ListeningPort, SessionPorts } from "../api";
+import type { ListeningPort, PortShare, SessionPorts } from "../api";
 
 export interface PortRow {
   port: number;
@@ -14,6 +14,35 @@ export interface PortRow {
   embedHref: string | null;
   /** The preview's own origin, shown to the user. */
   url: string | null;
+  /** Who besides the owner may open it. */
+  share: PortShare;
+}
+
+/** The lifetimes a share link may be given from the menu. */
+export const LINK_LIFETIMES: { label: string; seconds: number }[] = [
+  { label: "1 hour", seconds: 3600 },
+  { label: "1 day", seconds: 86_400 },
+  { label: "7 days", seconds: 7 * 86_400 },
+];
+
+/** How long until `expiresAt` (ms since the epoch), in words: "expires in 3 h". */
+export function expiresIn(expiresAt: number, now: number): string {
+  const left = expiresAt - now;
+  if (left <= 0) return "expired";
+  const minutes = Math.ceil(left / 60_000);
+  if (minutes < 60) return `expires in ${minutes} min`;
+  const hours = Math.round(minutes / 60);
+  if (hours < 48) return `expires in ${hours} h`;
+  return `expires in ${Math.round(hours / 24)} days`;
+}
+
+/** The row's sharing in a few words, or null when it is the owner's alone. */
+export function shareSummary(share: PortShare, now: number): string | null {
+  const links = share.links.filter((l) => l.expires_at > now).length;
+  const parts: string[] = [];
+  if (share.users) parts.push("shared with everyone signed in");
+  if (links > 0) parts.push(links === 1 ? "1 link" : `${links} links`);
+  return parts.length === 0 ? null : parts.join(", ");
 }
 
 /** Where a socket listens, in words. */
@@ -40,6 +69,7 @@ export function portRow(port: ListeningPort): PortRow {
     openHref: open === null ? null : openHref(open),
     embedHref: open === null ? null : openHref(open, { embed: true }),
     url: port.url ?? null,
+    share: port.share ?? { users: false, links: [] },
   };
 }
 
