@@ -10,7 +10,11 @@
 //! - another user gets 404 for the listing and the ticket, a browser without the cookie 401,
 //!   a page of another origin 403 for its upgrade; the session's own ports (opencode's 41820,
 //!   the model gateway's 41830) are refused (403), a port below 1024 is 400, one with nothing
-//!   listening 502.
+//!   listening 502;
+//! - sharing: once the owner shares the port with every signed-in user, the other user opens
+//!   it (and loses it at the next request once unshared); a share link opens it in a browser
+//!   with no account until it is revoked or expires; the other user cannot share the owner's
+//!   port; the audit log has each change.
 
 use std::fmt::Write as _;
 use std::io::{Read as _, Write as _};
@@ -320,6 +324,8 @@ async fn scenario(
     }
     say("a WebSocket echo through the preview host; an upgrade from another origin 403");
 
+    sharing(&owner, &other, &admin, &id).await?;
+
     // Ports that are not an app's.
     for (port, status, code) in [
         (41_820u16, 403, "permission_denied"),
@@ -345,6 +351,178 @@ async fn scenario(
     )?;
     say("the session's own ports 41820/41830: 403; nothing on 8999: 502; below 1024: 400");
     Ok(())
+}
+
+/// The owner shares port [`HTTP_APP`] with every signed-in user, then by links.
+async fn sharing(owner: &Client, other: &Client, admin: &Client, id: &str) -> anyhow::Result<()> {
+    let host = format!("p{HTTP_APP}-{id}.{SITE}");
+    let share_path = format!("/api/sessions/{id}/ports/{HTTP_APP}/share");
+    let links_path = format!("/api/sessions/{id}/ports/{HTTP_APP}/links");
+    let hello = |cookie: &str| on_host(&host, "GET", "/hello.txt", &[("Cookie", cookie)]);
+
+    // A link that expires in 10 s, made first so that its expiry comes during the rest.
+    let short = owner.call("POST", &links_path, Some(r#"{"expires_in_seconds":10}"#))?;
+    expect(&short, 201, "a 10 s share link")?;
+    let short_made = Instant::now();
+    let short = short.json()?;
+    let short_url = short["url"].as_str().context("the link's url")?.to_owned();
+    let short_cookie = trade_link(&host, &short_url)?;
+    expect(&hello(&short_cookie)?, 200, "the app through the 10 s link")?;
+
+    // The other user cannot share the owner's port.
+    expect(
+        &other.call("POST", &share_path, Some(r#"{"users":true}"#))?,
+        404,
+        "another user's share",
+    )?;
+    expect(
+        &other.call("POST", &links_path, Some("{}"))?,
+        404,
+        "another user's link",
+    )?;
+    for bad in [
+        r#"{"expires_in_seconds":5}"#,
+        r#"{"expires_in_seconds":99999999}"#,
+        r#"{"forever":true}"#,
+    ] {
+        let refused = owner.call("POST", &links_path, Some(bad))?;
+        ensure!(
+            matches!(refused.status, 400 | 422),
+            "a link of {bad}: {} {}",
+            refused.status,
+            refused.body
+        );
+    }
+
+    // Shared with every signed-in user: the other user opens it; unshared, their next
+    // request is refused.
+    let shared = owner.call("POST", &share_path, Some(r#"{"users":true}"#))?;
+    expect(&shared, 200, "share with every user")?;
+    ensure!(shared.json()?["users"] == true, "{}", shared.body);
+    let others = open(other, id, HTTP_APP, "/hello.txt")?;
+    let page = hello(&others)?;
+    expect(&page, 200, "the shared app for the other user")?;
+    ensure!(page.body == "preview ok\n", "{:?}", page.body);
+    expect(
+        &on_host(&host, "GET", "/hello.txt", &[])?,
+        401,
+        "the shared app without a cookie",
+    )?;
+    let listed = owner
+        .call("GET", &format!("/api/sessions/{id}/ports"), None)?
+        .json()?;
+    let row = listed["ports"]
+        .as_array()
+        .and_then(|ports| ports.iter().find(|p| p["port"] == HTTP_APP))
+        .context("the app in the listing")?;
+    ensure!(row["share"]["users"] == true, "the listing's share: {row}");
+    expect(
+        &owner.call("POST", &share_path, Some(r#"{"users":false}"#))?,
+        200,
+        "unshare",
+    )?;
+    expect(&hello(&others)?, 404, "the other user after the unshare")?;
+    say("shared with every signed-in user: the other user opens it; unshared: 404 at once");
+
+    // A link for a day: a browser with no account opens it; revoked, it is refused at once.
+    let day = owner.call("POST", &links_path, Some("{}"))?;
+    expect(&day, 201, "a share link")?;
+    let day = day.json()?;
+    let day_id = day["id"].as_str().context("the link's id")?.to_owned();
+    let day_url = day["url"].as_str().context("the link's url")?.to_owned();
+    ensure!(
+        day_url.starts_with(&format!("https://{host}/__octo/share?t=")),
+        "{day_url}"
+    );
+    let anonymous = trade_link(&host, &day_url)?;
+    let page = hello(&anonymous)?;
+    expect(&page, 200, "the app through a share link")?;
+    ensure!(page.body == "preview ok\n", "{:?}", page.body);
+    // The link's cookie is that port's only.
+    expect(
+        &on_host(
+            &format!("p{WS_APP}-{id}.{SITE}"),
+            "GET",
+            "/",
+            &[("Cookie", &anonymous)],
+        )?,
+        401,
+        "a link's cookie on another port",
+    )?;
+    let listed = owner.call("GET", &format!("/api/sessions/{id}/ports"), None)?;
+    ensure!(
+        listed.body.contains(&day_id)
+            && !listed
+                .body
+                .contains(day_url.rsplit_once("t=").map_or("?", |(_, t)| t)),
+        "the listing shows the link, not its token: {}",
+        listed.body
+    );
+    expect(
+        &owner.call("DELETE", &format!("{links_path}/{day_id}"), None)?,
+        204,
+        "revoke the link",
+    )?;
+    let revoked = hello(&anonymous)?;
+    expect(&revoked, 403, "the revoked link's cookie")?;
+    ensure!(
+        revoked.body.contains("share_link_invalid"),
+        "{}",
+        revoked.body
+    );
+    let again = on_host(&host, "GET", share_target(&host, &day_url)?, &[])?;
+    expect(&again, 403, "the revoked link")?;
+    say("a share link: opened with no account; revoked: 403 for its cookie and the link");
+
+    // The 10 s link, expired: the link and its cookie open nothing.
+    let left = Duration::from_secs(11).saturating_sub(short_made.elapsed());
+    tokio::time::sleep(left).await;
+    let expired = on_host(&host, "GET", share_target(&host, &short_url)?, &[])?;
+    expect(&expired, 403, "the expired link")?;
+    let expired_cookie = hello(&short_cookie)?;
+    ensure!(
+        matches!(expired_cookie.status, 401 | 403),
+        "the expired link's cookie: {} {}",
+        expired_cookie.status,
+        expired_cookie.body
+    );
+    say("the 10 s link, expired: 403, and its cookie is refused");
+
+    let audit = admin.call("GET", "/api/admin/audit?limit=200", None)?;
+    expect(&audit, 200, "the audit log")?;
+    for action in [
+        "preview.share",
+        "preview.unshare",
+        "preview.link",
+        "preview.unlink",
+    ] {
+        ensure!(audit.body.contains(action), "the audit log lacks {action}");
+    }
+    say("the audit log has preview.share, unshare, link and unlink");
+    Ok(())
+}
+
+/// The path and query of a share link on its host.
+fn share_target<'a>(host: &str, url: &'a str) -> anyhow::Result<&'a str> {
+    url.strip_prefix(&format!("https://{host}"))
+        .with_context(|| format!("a link to another host: {url}"))
+}
+
+/// A browser with no account opens a share link: the host's cookie (`name=value`).
+fn trade_link(host: &str, url: &str) -> anyhow::Result<String> {
+    let traded = on_host(host, "GET", share_target(host, url)?, &[])?;
+    expect(&traded, 303, "the share link's trade")?;
+    ensure!(
+        traded.header("location") == Some("/"),
+        "the link goes on to {:?}",
+        traded.header("location")
+    );
+    let set = traded.header("set-cookie").context("the link's cookie")?;
+    ensure!(
+        set.starts_with("__Host-octo_content=") && set.contains("HttpOnly"),
+        "{set}"
+    );
+    Ok(set.split(';').next().unwrap_or_default().to_owned())
 }
 
 fn register(admin: &Client, name: &str) -> anyhow::Result<Client> {

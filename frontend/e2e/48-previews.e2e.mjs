@@ -3,7 +3,9 @@
 // /api/me tells it) appears in the workspace's Ports menu; "Open" shows the app in a new tab on
 // its own origin (p3000-<id>.<content site>), where it cannot read the UI's /api/me with the
 // viewer's credentials; "Preview" shows the same app in the workspace's pane (a frame of the
-// content origin, allowed by the UI's frame-src). Needs a content origin (the package host's
+// content origin, allowed by the UI's frame-src). Sharing: another user's browser is refused until
+// the owner shares the port with everyone signed in; a share link opens it in a browser with no
+// account until the owner revokes it. Needs a content origin (the package host's
 // `*.content.localhost:<its port>`).
 import { expectNoConsoleErrors } from "./util.mjs";
 
@@ -74,6 +76,62 @@ fetch(ui + "/api/me", { credentials: "include" })
     }
     if (!(await tab.evaluate(() => window.opener === null))) throw new Error("the preview keeps its opener");
     ctx.step(`ran on ${report.origin}; the UI's /api/me: ${report.me}`);
+
+    ctx.step("another user's browser: refused until the owner shares the port, then the app opens");
+    const other = await ctx.newUser();
+    const otherContext = await ctx.newContext();
+    const anonContext = await ctx.newContext();
+    try {
+      const otherPage = await otherContext.newPage();
+      await otherPage.goto(`${baseUrl}/login`);
+      await otherPage.getByTestId("login-username").fill(other.username);
+      await otherPage.getByTestId("login-password").fill(other.password);
+      await otherPage.getByTestId("login-submit").click();
+      await otherPage.getByTestId("template-card-coding-copilot").waitFor();
+      const openUrl = `${baseUrl}/api/sessions/${sessionId}/ports/${PORT}/open`;
+      const refused = await otherPage.goto(openUrl);
+      if (refused?.status() !== 404) throw new Error(`another user's open before the share: ${refused?.status()}`);
+      await byTest("ports-menu").click();
+      await portRow.waitFor();
+      await portRow.getByTestId("port-share").click();
+      await portRow.getByTestId("port-share-users").check();
+      await portRow.getByTestId("port-shared").waitFor();
+      await ctx.screenshot(page, "previews-shared");
+      await otherPage.goto(openUrl);
+      const shared = await finished(otherPage);
+      if (shared.origin !== origin) throw new Error(`the shared app ran on ${shared.origin}`);
+      if (shared.me.includes(other.username) || /^2\d\d /.test(shared.me)) {
+        throw new Error(`the shared app read the other user's /api/me: ${shared.me}`);
+      }
+
+      ctx.step("a share link: a browser with no account opens the app; revoked, it is refused");
+      const anonPage = await anonContext.newPage();
+      const before = await anonPage.goto(`${origin}/`);
+      if (before?.status() !== 401) throw new Error(`the preview without a link: ${before?.status()}`);
+      await portRow.getByTestId("port-link-create").click();
+      const linkUrl = await portRow.getByTestId("port-link-url").inputValue();
+      if (!linkUrl.startsWith(`${origin}/__octo/share?t=`)) throw new Error(`the link: ${linkUrl}`);
+      await portRow.getByTestId("port-link").waitFor();
+      await anonPage.goto(linkUrl);
+      const viaLink = await finished(anonPage);
+      if (viaLink.origin !== origin) throw new Error(`the linked app ran on ${viaLink.origin}`);
+      await portRow.getByTestId("port-link-revoke").click();
+      await portRow.getByTestId("port-link").waitFor({ state: "detached" });
+      const revoked = await anonPage.goto(`${origin}/`);
+      if (revoked?.status() !== 403) throw new Error(`the revoked link's browser: ${revoked?.status()}`);
+      const reused = await anonPage.goto(linkUrl);
+      if (reused?.status() !== 403) throw new Error(`the revoked link: ${reused?.status()}`);
+
+      ctx.step("unshared: the other user's browser is refused at its next request");
+      await portRow.getByTestId("port-share-users").uncheck();
+      await portRow.getByTestId("port-shared").waitFor({ state: "detached" });
+      const unshared = await otherPage.goto(`${origin}/`);
+      if (unshared?.status() !== 404) throw new Error(`the other user after the unshare: ${unshared?.status()}`);
+      await ctx.screenshot(page, "previews-unshared");
+    } finally {
+      await otherContext.close();
+      await anonContext.close();
+    }
 
     // The embedded pane is off until it loads in Chromium through Caddy (its frame ended on
     // chrome-error in the package check); the menu offers no Preview meanwhile.
