@@ -10,6 +10,10 @@
 //!   real authentication (`CurrentUser` over `Auth` on a redb file in `state-dir`): it creates
 //!   a user with a session cookie (JWT) and a personal API token (`sessions:connect`), writes
 //!   them to `state-dir/credentials` (`cookie <jwt>` and `bearer <token>` lines), then serves;
+//!   Its `/preview/<port>/<path>` is `octod::proxy::preview` (issue 14's preview relay, as a
+//!   content host's request reaches it after its cookie check) to the gateway's preview relay;
+//! - `app <listen>`: a small static page on every path, the app a preview reaches (a dev
+//!   server's answer, written at once);
 //! - `echo <listen> <socket>`: a ttyd-like WebSocket echo on `/ws` (subprotocol `tty`, any
 //!   auth), on TCP and on a Unix socket (where the gateway relays `/terminal`);
 //! - `rtt <messages> <url>…`: sequential small-message round trips over each URL (the first
@@ -30,6 +34,7 @@ use anyhow::{Context as _, bail, ensure};
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::HeaderValue;
 use axum::http::request::Parts;
+use axum::response::IntoResponse as _;
 use futures_util::{SinkExt as _, StreamExt as _};
 use octod::http::ApiError;
 use octod::identity::{CurrentUser, Role};
@@ -74,13 +79,14 @@ fn main() -> anyhow::Result<()> {
             Path::new(state),
         )),
         ["echo", listen, socket] => runtime.block_on(echo(listen.parse()?, Path::new(socket))),
+        ["app", listen] => runtime.block_on(app(listen.parse()?)),
         ["rtt", messages, urls @ ..] if !urls.is_empty() => {
             runtime.block_on(rtt(messages.parse()?, urls))
         }
         ["hold", url, count] => runtime.block_on(hold(url, count.parse()?)),
         _ => bail!(
             "usage: bench_proxy proxy <listen> <gateway-socket> <token> [tcp <addr>] \
-             | echo <listen> <socket> | rtt <messages> <url>… | hold <url> <count>"
+             | app <listen> | echo <listen> <socket> | rtt <messages> <url>… | hold <url> <count>"
         ),
     }
 }
@@ -167,12 +173,69 @@ async fn proxy(
             activity: AtomicU64::new(0),
         }),
     };
-    let app =
-        octod::proxy::routes_with_user::<BenchState, FixedSessions, Admin>().with_state(state);
+    let app = octod::proxy::routes_with_user::<BenchState, FixedSessions, Admin>()
+        .route("/preview/{port}/{*rest}", axum::routing::any(preview))
+        .with_state(state);
     // Served as `octod serve` serves: octod's listener (no Nagle on accepted connections: a
     // response whose head and body reach the proxy apart, the gateway's downloads, would
     // leave in two writes, and the second wait for wrk's delayed ACK, ~40 ms) and the peer
     // for `X-Forwarded-For`.
+    let listener = octod::http::peer::HttpListener::tcp(
+        TcpListener::bind(listen).await?,
+        octod::http::peer::TrustedProxies::default(),
+    );
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<octod::http::peer::ClientPeer>(),
+    )
+    .await?;
+    Ok(())
+}
+
+/// `/preview/<port>/<rest>`: the preview relay for `<rest>` on that port of the session.
+async fn preview(
+    axum::extract::State(state): axum::extract::State<BenchState>,
+    axum::extract::Path((port, _)): axum::extract::Path<(u16, String)>,
+    mut request: axum::extract::Request,
+) -> axum::response::Response {
+    let prefix = format!("/preview/{port}");
+    let rest = request
+        .uri()
+        .path_and_query()
+        .map_or("/", axum::http::uri::PathAndQuery::as_str)
+        .strip_prefix(&prefix)
+        .unwrap_or("/")
+        .to_owned();
+    if let Ok(uri) = rest.parse() {
+        *request.uri_mut() = uri;
+    }
+    let Ok(id) = "bench1".parse::<SessionId>() else {
+        return axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    octod::proxy::preview(
+        &state.proxy,
+        &state.sessions,
+        &CurrentUser::from(Admin),
+        id,
+        port,
+        request,
+    )
+    .await
+}
+
+// ---------------------------------------------------------------------------------------
+// The app a preview reaches.
+
+/// What the app answers: a small page, as a dev server's index might be.
+const APP_PAGE: &str = "<!doctype html><title>app</title><p>hello from the app</p>\n";
+
+async fn app(listen: SocketAddr) -> anyhow::Result<()> {
+    let app = axum::Router::new().fallback(|| async {
+        (
+            [(axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8")],
+            APP_PAGE,
+        )
+    });
     let listener = octod::http::peer::HttpListener::tcp(
         TcpListener::bind(listen).await?,
         octod::http::peer::TrustedProxies::default(),

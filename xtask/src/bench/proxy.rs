@@ -22,7 +22,11 @@
 //! - WebSocket: a ttyd-like echo (subprotocol `tty`) behind the gateway's `/terminal`, small
 //!   messages one at a time; median round trip direct (to the echo), via octod and via Caddy
 //!   (both through the gateway), interleaved in one client;
-//! - memory: a fresh proxy process of each with 1,000 proxied WebSockets open (`VmRSS`).
+//! - memory: a fresh proxy process of each with 1,000 proxied WebSockets open (`VmRSS`);
+//! - previews (issue 14): a small static page of an app (the harness's `app`) through Caddy →
+//!   octod's preview relay → the gateway's `/preview/<port>/` → the app, against Caddy straight
+//!   to the same app (the anchor; target ≥ 0.8×), with octod → gateway → app and the app
+//!   itself beside them; wrk, rounds interleaved, median requests/s and p99.
 //!
 //! The working files live in `<target>/bench-proxy/`.
 
@@ -131,9 +135,15 @@ pub(crate) fn run() -> anyhow::Result<()> {
         files_addr,
         &work.join("octo-fileserver.log"),
     )?;
+    let app_addr = free_addr()?;
+    let app = Server::start(
+        Command::new(&harness).arg("app").arg(app_addr.to_string()),
+        app_addr,
+        &work.join("app.log"),
+    )?;
     let octo = start_octo(&harness, &work, &gateway, None)?;
     let octo_tcp = start_octo(&harness, &work, &gateway, Some(files_addr))?;
-    let anchor = start_caddy(&caddy, &work, &gateway)?;
+    let anchor = start_caddy(&caddy, &work, &gateway, Some((octo.addr, app_addr)))?;
 
     // (label, address, path prefix, extra header, the process whose CPU time counts)
     let targets = [
@@ -211,6 +221,8 @@ pub(crate) fn run() -> anyhow::Result<()> {
         }
     }
 
+    let previews = preview_rounds(&wrk, &octo, &anchor, &app)?;
+
     step(format!(
         "WebSocket echo: {RTT_MESSAGES} sequential round trips each, direct / octod / caddy"
     ));
@@ -246,9 +258,10 @@ pub(crate) fn run() -> anyhow::Result<()> {
     let octo = start_octo(&harness, &work, &gateway, None)?;
     let octo_rss = rss_with_sockets(&harness, &octo, &terminal)?;
     drop(octo);
-    let anchor = start_caddy(&caddy, &work, &gateway)?;
+    let anchor = start_caddy(&caddy, &work, &gateway, None)?;
     let caddy_rss = rss_with_sockets(&harness, &anchor, &terminal)?;
     drop(anchor);
+    drop(app);
     drop(echo);
     drop(upstream);
     drop(upstream_unix);
@@ -353,6 +366,7 @@ pub(crate) fn run() -> anyhow::Result<()> {
         format!("{:.1} KiB", per_socket(&octo_rss)),
         format!("{:.1} KiB", per_socket(&caddy_rss)),
     );
+    print_previews(&previews);
     println!(
         "(ratios above 1.0 mean octod over its Unix socket is better: \"unix/tcp\" against the \
          same proxy over TCP, \"vs caddy\" against Caddy; \"direct\" is the gateway on TCP \
@@ -394,9 +408,117 @@ fn start_octo(
     Server::start(&mut cmd, addr, &work.join(log))
 }
 
-fn start_caddy(caddy: &Path, work: &Path, gateway: &Path) -> anyhow::Result<Server> {
+/// The preview targets: (label, URL) — the path through Caddy and octod first, the anchor
+/// (Caddy straight to the app) second.
+fn preview_targets(octo: &Server, anchor: &Server, app: &Server) -> [(&'static str, String); 4] {
+    [
+        ("caddy→octod→gw→app", format!("http://{}/pv/", anchor.addr)),
+        ("caddy→app", format!("http://{}/app/", anchor.addr)),
+        (
+            "octod→gw→app",
+            format!("http://{}/preview/{}/", octo.addr, app.addr.port()),
+        ),
+        ("app", format!("http://{}/", app.addr)),
+    ]
+}
+
+/// Per preview target: median req/s and p99 over the rounds.
+type PreviewResults = Vec<(&'static str, f64, f64)>;
+
+/// [`WRK_ROUNDS`] rounds over the preview targets, interleaved.
+fn preview_rounds(
+    wrk: &Path,
+    octo: &Server,
+    anchor: &Server,
+    app: &Server,
+) -> anyhow::Result<PreviewResults> {
+    let targets = preview_targets(octo, anchor, app);
+    for (label, url) in &targets {
+        let body = output(Command::new("curl").args(["-sS", "--fail", "--max-time", "10", url]))
+            .with_context(|| format!("the app through {label} ({url})"))?;
+        ensure!(
+            body.contains("hello from the app"),
+            "{label} answered {body:?}"
+        );
+    }
+    step(format!(
+        "previews with wrk: {WRK_ROUNDS} rounds of {WRK_SECONDS} s per target, interleaved"
+    ));
+    let mut runs: Vec<Vec<Wrk>> = targets.iter().map(|_| Vec::new()).collect();
+    for round in 0..WRK_ROUNDS {
+        for (ti, (label, url)) in targets.iter().enumerate() {
+            let result = wrk_run(wrk, url, None, 64)?;
+            eprintln!(
+                "    round {} preview {label:<20} {:>10.0} req/s  p99 {:>8.2} ms",
+                round + 1,
+                result.rps,
+                result.p99 * 1e3
+            );
+            runs[ti].push(result);
+        }
+    }
+    Ok(targets
+        .iter()
+        .zip(runs)
+        .map(|((label, _), runs)| {
+            (
+                *label,
+                median(runs.iter().map(|r| r.rps).collect()),
+                median(runs.iter().map(|r| r.p99).collect()),
+            )
+        })
+        .collect())
+}
+
+fn print_previews(previews: &PreviewResults) {
+    let [(_, via_rps, via_p99), (_, anchor_rps, anchor_p99), ..] = previews.as_slice() else {
+        return;
+    };
+    println!();
+    println!(
+        "{:<36} {:>13} {:>13}",
+        "Preview of a small page (wrk -c64)", "req/s", "p99"
+    );
+    for (label, rps, p99) in previews {
+        println!(
+            "{:<36} {:>13} {:>13}",
+            label,
+            format!("{rps:.0}"),
+            format!("{:.2} ms", p99 * 1e3)
+        );
+    }
+    println!(
+        "{:<36} {:>12.2}× {:>12.2}×   target ≥ 0.8× (req/s, caddy→octod→gw→app / caddy→app)",
+        "preview ratio",
+        via_rps / anchor_rps,
+        anchor_p99 / via_p99
+    );
+}
+
+/// Caddy with the gateway's routes as octod has them and, with `previews` (octod's address,
+/// the app's), `/pv/*` to octod's preview relay of the app's port and `/app/*` straight to
+/// the app.
+fn start_caddy(
+    caddy: &Path,
+    work: &Path,
+    gateway: &Path,
+    previews: Option<(SocketAddr, SocketAddr)>,
+) -> anyhow::Result<Server> {
     let gateway = gateway.display();
     let addr = free_addr()?;
+    let preview_routes = previews.map_or_else(String::new, |(octo, app)| {
+        format!(
+            "\thandle_path /pv/* {{
+\t\trewrite * /preview/{}{{uri}}
+\t\treverse_proxy {octo}
+\t}}
+\thandle_path /app/* {{
+\t\treverse_proxy {app}
+\t}}
+",
+            app.port()
+        )
+    });
     let caddyfile = work.join("Caddyfile");
     fs::write(
         &caddyfile,
@@ -418,7 +540,7 @@ http://{addr} {{
 \t\t\theader_up Authorization \"Bearer {TOKEN}\"
 \t\t}}
 \t}}
-}}
+{preview_routes}}}
 "
         ),
     )?;
