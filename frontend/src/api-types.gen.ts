@@ -2589,6 +2589,13 @@ export interface components {
             /** @description Every signed-in user of this Octo may open the preview. */
             users: boolean;
         };
+        /**
+         * @description `GET /api/sessions/{id}/ports/{port}/open?json=true`: where the browser goes to open the
+         *     preview (its host's ticket path; single use, 60 s).
+         */
+        PreviewTicket: {
+            url: string;
+        };
         /** @description The body of `POST /api/auth/register`. */
         RegisterRequest: {
             invite_code: string;
@@ -5677,6 +5684,8 @@ export interface operations {
                 path?: string;
                 /** @description `true` for a frame of Octo's UI (the preview pane): the content host's cookie is then partitioned (`SameSite=None; Partitioned`), for that frame alone. */
                 embed?: string;
+                /** @description `true`: answer 200 with the URL as JSON instead of 303 to it. */
+                json?: string;
             };
             header?: never;
             path: {
@@ -5689,6 +5698,15 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
+            /** @description With `json=true`: the URL the browser goes to (for a frame of the UI, which must start on the content origin). */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PreviewTicket"];
+                };
+            };
             /** @description To the preview's host. */
             303: {
                 headers: {

@@ -160,6 +160,10 @@ export const api = {
   resumeSession: (id: string) =>
     apiFetch<Session>(`/api/sessions/${encodeURIComponent(id)}/resume`, { method: "POST" }),
   ports: (id: string) => apiFetch<SessionPorts>(`/api/sessions/${encodeURIComponent(id)}/ports`),
+  /** Where the preview pane's frame goes: `open`'s ticket URL on the content origin, as JSON
+   * (`href` is a port's `open` navigation, with its query). */
+  previewTicket: (href: string) =>
+    apiFetch<Schemas["PreviewTicket"]>(`${href}${href.includes("?") ? "&" : "?"}json=true`),
   /** Shares a port's preview with every signed-in user (or stops). */
   sharePort: (id: string, port: number, users: boolean) =>
     apiFetch<PortShare>(`/api/sessions/${encodeURIComponent(id)}/ports/${port}/share`, {

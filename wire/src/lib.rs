@@ -24,10 +24,10 @@ pub use auth::{
 pub use error::{ErrorBody, ErrorDetail};
 pub use sessions::{
     CreateSession, CreateShareLink, CreateSnapshot, Desired, ForkSession, IdleReason, KeepAlive,
-    ListeningPort, PortShare, QuotaState, SessionDisk, SessionIdle, SessionLimits, SessionPorts,
-    SessionStatus, SessionUrls, SessionView, SetPortShare, ShareLinkCreated, ShareLinkView,
-    SnapshotJobKind, SnapshotJobState, SnapshotJobView, SnapshotList, SnapshotView, TemplateView,
-    UpdateSession,
+    ListeningPort, PortShare, PreviewTicket, QuotaState, SessionDisk, SessionIdle, SessionLimits,
+    SessionPorts, SessionStatus, SessionUrls, SessionView, SetPortShare, ShareLinkCreated,
+    ShareLinkView, SnapshotJobKind, SnapshotJobState, SnapshotJobView, SnapshotList, SnapshotView,
+    TemplateView, UpdateSession,
 };
 pub use usage::{
     BudgetView, ModelList, ModelView, SetBudget, UsageQuery, UsageReport, UsageRowView,

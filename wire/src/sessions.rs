@@ -398,6 +398,14 @@ pub struct ListeningPort {
     pub share: PortShare,
 }
 
+/// `GET /api/sessions/{id}/ports/{port}/open?json=true`: where the browser goes to open the
+/// preview (its host's ticket path; single use, 60 s).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PreviewTicket {
+    pub url: String,
+}
+
 /// How a session's port is shared (`PUT /api/sessions/{id}/ports/{port}/share`, and share
 /// links): the owner and the admins always open it; besides them, every signed-in user when
 /// `users`, and anyone holding one of the live `links`.

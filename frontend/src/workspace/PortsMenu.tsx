@@ -9,9 +9,6 @@ import { api, errorMessage, type SessionPorts } from "../api";
 import { expiresIn, LINK_LIFETIMES, portsView, shareSummary, type PortRow } from "./ports";
 
 const POLL_MS = 4000;
-/** The embedded preview pane: off until its frame loads through Caddy in Chromium (the package
- * check's frame ended on `chrome-error://`); Open in a new tab works. */
-const EMBEDDED_PREVIEW = false;
 
 export function PortsMenu(props: { sessionId: string; onPreview: (row: PortRow) => void }): JSX.Element {
   const { sessionId, onPreview } = props;
@@ -95,7 +92,7 @@ export function PortsMenu(props: { sessionId: string; onPreview: (row: PortRow) 
                         Open
                       </a>
                     )}
-                    {EMBEDDED_PREVIEW && row.embedHref && (
+                    {row.embedHref && (
                       <button
                         className="btn small"
                         data-testid="port-preview"
@@ -253,7 +250,30 @@ function SharePanel(props: { sessionId: string; row: PortRow; onChanged: () => P
 export function PreviewPane(props: { row: PortRow; onClose: () => void }): JSX.Element | null {
   const { row } = props;
   const [generation, setGeneration] = useState(0);
-  if (!row.embedHref) return null;
+  // The frame starts on the content origin: the UI's own pages may not be framed (and its
+  // frame-src names only the content site), so the ticket's URL is asked for as JSON, a new
+  // one for each load (a ticket opens once).
+  const [src, setSrc] = useState<string | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  const embedHref = row.embedHref;
+  useEffect(() => {
+    if (!embedHref) return;
+    let live = true;
+    setSrc(null);
+    setError(null);
+    api.previewTicket(embedHref).then(
+      (ticket) => {
+        if (live) setSrc(ticket.url);
+      },
+      (err: unknown) => {
+        if (live) setError(errorMessage(err));
+      },
+    );
+    return () => {
+      live = false;
+    };
+  }, [embedHref, generation]);
+  if (!embedHref) return null;
   return (
     <div className="preview-pane" data-testid="preview-pane" data-port={row.port}>
       <div className="preview-bar">
@@ -273,15 +293,22 @@ export function PreviewPane(props: { row: PortRow; onClose: () => void }): JSX.E
           </button>
         </span>
       </div>
-      <iframe
-        key={generation}
-        className="preview-frame"
-        data-testid="preview-frame"
-        title={`Preview of port ${row.port}`}
-        src={row.embedHref}
-        sandbox="allow-scripts allow-same-origin allow-forms allow-popups allow-popups-to-escape-sandbox allow-modals allow-downloads"
-        referrerPolicy="no-referrer"
-      />
+      {error && (
+        <div className="danger preview-error" role="alert" data-testid="preview-error">
+          {error}
+        </div>
+      )}
+      {src && (
+        <iframe
+          key={src}
+          className="preview-frame"
+          data-testid="preview-frame"
+          title={`Preview of port ${row.port}`}
+          src={src}
+          sandbox="allow-scripts allow-same-origin allow-forms allow-popups allow-popups-to-escape-sandbox allow-modals allow-downloads"
+          referrerPolicy="no-referrer"
+        />
+      )}
     </div>
   );
 }

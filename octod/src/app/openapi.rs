@@ -256,6 +256,12 @@ const SHARE_LINK_ID: Param = Param {
     description: "A share link's id.",
     range: None,
 };
+const PREVIEW_JSON: Param = Param {
+    name: "json",
+    query: true,
+    description: "`true`: answer 200 with the URL as JSON instead of 303 to it.",
+    range: None,
+};
 const PREVIEW_PATH: Param = Param {
     name: "path",
     query: true,
@@ -835,9 +841,10 @@ const OPERATIONS: &[Op] = &[
         ]),
     Op::get("/api/sessions/{id}/ports/{port}/open", "openPreview", "sessions", "A browser's way into the preview of a port: redirects to its host on the content origin.")
         .describe("A navigation, not an API call (signed in with the cookie; API tokens are refused). Answers 303 to `https://p<port>-<id>.<content site>/__octo/ticket?t=<ticket>`: the ticket (single use, 60 s) is traded there for that host's own cookie (`__Host-octo_content`), then the browser goes on to `path`. There every request is relayed to the app on that port in the session (HTTP, server-sent events, WebSocket upgrades), checked again each time (the owner or an admin, still signed in). Without a content site: 409 `previews_off`.")
-        .params(&[SESSION_ID, PORT, PREVIEW_PATH, PREVIEW_EMBED])
+        .params(&[SESSION_ID, PORT, PREVIEW_PATH, PREVIEW_EMBED, PREVIEW_JSON])
         .answers(&[
             Answer::Ok("303", "To the preview's host.", Body::Empty),
+            Answer::Ok("200", "With `json=true`: the URL the browser goes to (for a frame of the UI, which must start on the content origin).", Body::Json(json::<octo_wire::PreviewTicket>)),
             Answer::Fail(&fail("400", "Not a port previews reach (1024–65535), or a path that is not one of the preview's.", &["bad_request"])),
             Answer::Fail(&UNAUTHORIZED),
             Answer::Fail(&BROWSER_ONLY),
@@ -1241,6 +1248,7 @@ fn components() -> Components {
         .schema_from::<ListeningPort>()
         .schema_from::<octo_wire::ShareLinkView>()
         .schema_from::<octo_wire::PortShare>()
+        .schema_from::<octo_wire::PreviewTicket>()
         .schema_from::<SessionPorts>()
         .schema_from::<octo_wire::SetPortShare>()
         .schema_from::<octo_wire::CreateShareLink>()

@@ -386,6 +386,10 @@ pub async fn view<R: Sessions>(
 pub struct OpenQuery {
     path: Option<String>,
     embed: Option<bool>,
+    /// Answer `200` with the ticket's URL as JSON ([`octo_wire::PreviewTicket`]) instead of
+    /// `303` to it: for the UI's preview pane, whose frame must start on the content origin
+    /// (the UI's own pages may not be framed, and its `frame-src` names only the content site).
+    json: Option<bool>,
 }
 
 /// `GET /api/sessions/{id}/ports/{port}/open?path=/&embed=false`: a browser's way into a
@@ -451,6 +455,13 @@ pub async fn open_preview<R: Sessions>(
         query.embed.unwrap_or(false),
     )?;
     tracing::info!(session = %id, port, user = %authenticated.user.name, "a preview opened");
+    if query.json.unwrap_or(false) {
+        let mut response = axum::Json(octo_wire::PreviewTicket { url: location }).into_response();
+        response
+            .headers_mut()
+            .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        return Ok(response);
+    }
     Ok(redirect(&location))
 }
 

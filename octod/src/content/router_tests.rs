@@ -557,6 +557,35 @@ async fn the_preview_pane_gets_a_partitioned_cookie_and_paths_stay_on_the_host()
         "{set}"
     );
     assert_eq!(next, "/");
+    // The pane's frame starts on the content origin: the UI asks for the URL as JSON.
+    let json = env
+        .get(
+            "localhost:8443",
+            "/api/sessions/ab12/ports/5173/open?embed=true&json=true",
+            Some(&ui),
+        )
+        .await;
+    assert_eq!(json.status, StatusCode::OK, "{}", json.body);
+    assert_eq!(json.header("cache-control"), Some("no-store"));
+    let ticket: serde_json::Value = serde_json::from_str(&json.body).expect("json");
+    let url = ticket["url"].as_str().expect("url");
+    let host = "p5173-ab12.content.localhost:8443";
+    let traded = env
+        .get(
+            host,
+            url.strip_prefix(&format!("https://{host}"))
+                .expect("on the host"),
+            None,
+        )
+        .await;
+    assert_eq!(traded.status, StatusCode::SEE_OTHER, "{}", traded.body);
+    assert!(
+        traded
+            .header("set-cookie")
+            .is_some_and(|c| c.ends_with("SameSite=None; Partitioned")),
+        "{:?}",
+        traded.header("set-cookie")
+    );
     for path in [
         "//evil.example/",
         "https://evil.example/",
