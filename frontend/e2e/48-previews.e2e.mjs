@@ -111,7 +111,7 @@ fetch(ui + "/api/me", { credentials: "include" })
       await byTest("ports-menu").click();
       await portRow.waitFor();
       await portRow.getByTestId("port-share").click();
-      await portRow.getByTestId("port-share-users").check();
+      await portRow.getByTestId("port-share-users").click();
       await portRow.getByTestId("port-shared").waitFor();
       await ctx.screenshot(page, "previews-shared");
       await otherPage.goto(openUrl);
@@ -140,7 +140,7 @@ fetch(ui + "/api/me", { credentials: "include" })
       if (reused?.status() !== 403) throw new Error(`the revoked link: ${reused?.status()}`);
 
       ctx.step("unshared: the other user's browser is refused at its next request");
-      await portRow.getByTestId("port-share-users").uncheck();
+      await portRow.getByTestId("port-share-users").click();
       await portRow.getByTestId("port-shared").waitFor({ state: "detached" });
       const unshared = await otherPage.goto(`${origin}/`);
       if (unshared?.status() !== 404) throw new Error(`the other user after the unshare: ${unshared?.status()}`);
