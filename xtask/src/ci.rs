@@ -1,5 +1,6 @@
 //! `cargo xtask ci`: everything CI checks, in the order that fails fastest.
 
+use std::os::unix::process::CommandExt as _;
 use std::time::Instant;
 
 use anyhow::Context as _;
@@ -45,8 +46,24 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
         frontend()?;
     }
     if options.e2e {
+        // The package checks' release builds go on in the background while the dev-host
+        // checks run: those mostly wait on systemd and Podman, so the builds cost the run
+        // little time there, and much after them.
+        let prebuild = if options.dev_host && options.package {
+            Some(Prebuild::start()?)
+        } else {
+            None
+        };
         if options.dev_host {
-            e2e()?;
+            let checked = e2e();
+            if let Some(prebuild) = prebuild {
+                if checked.is_ok() {
+                    prebuild.finish()?;
+                } else {
+                    prebuild.stop();
+                }
+            }
+            checked?;
         }
         if options.package {
             step("package checks: the .deb in a bare test host, the .rpm with rpm -qp");
@@ -56,6 +73,93 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
     }
     step(format!("ci passed in {:.0?}", started.elapsed()));
     Ok(())
+}
+
+/// `cargo xtask ci-prebuild`: this tree's release binaries, then the previous package (built
+/// once and cached; [`crate::package::previous_deb`] seeds its build with this tree's release
+/// dependencies, so it comes second).
+pub fn prebuild() -> anyhow::Result<()> {
+    util::run(&mut util::cargo([
+        "build",
+        "--release",
+        "-p",
+        "octod",
+        "-p",
+        "octoctl",
+        "-p",
+        "octo-fileserver",
+    ]))?;
+    crate::package::previous_deb()?;
+    Ok(())
+}
+
+/// [`prebuild`] as a child process of this program, niced, its output in a log file.
+struct Prebuild {
+    child: std::process::Child,
+    log: std::path::PathBuf,
+    started: Instant,
+}
+
+impl Prebuild {
+    fn start() -> anyhow::Result<Self> {
+        let log = util::target_dir().join("ci-prebuild.log");
+        let out =
+            std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+        let err = out.try_clone()?;
+        let exe = std::env::current_exe().context("this program's path")?;
+        step(format!(
+            "in the background: the release builds of the package checks (log: {})",
+            log.display()
+        ));
+        let child = std::process::Command::new("nice")
+            .args(["-n", "15"])
+            // A group of its own, so that `stop` ends cargo and rustc with it.
+            .process_group(0)
+            .arg(exe)
+            .arg("ci-prebuild")
+            .current_dir(util::workspace_root())
+            .stdin(std::process::Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .context("starting the background release builds")?;
+        Ok(Self {
+            child,
+            log,
+            started: Instant::now(),
+        })
+    }
+
+    /// Waits for the builds; a failure shows the end of their log.
+    fn finish(mut self) -> anyhow::Result<()> {
+        step("waiting for the background release builds");
+        let status = self.child.wait()?;
+        if status.success() {
+            step(format!(
+                "the background release builds finished ({:.0?} after they started)",
+                self.started.elapsed()
+            ));
+            return Ok(());
+        }
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        for line in &lines[lines.len().saturating_sub(60)..] {
+            eprintln!("  {line}");
+        }
+        anyhow::bail!(
+            "the background release builds failed ({status}); the whole log is {}",
+            self.log.display()
+        )
+    }
+
+    /// Ends the builds (the dev-host checks failed: the run stops here).
+    fn stop(mut self) {
+        let group = format!("-{}", self.child.id());
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", "--", &group])
+            .status();
+        let _ = self.child.wait();
+    }
 }
 
 /// `cargo xtask ci --previous-upgrade-only`: the upgrade from the package before issue 13

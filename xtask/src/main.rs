@@ -47,6 +47,10 @@ enum Task {
         #[arg(long, conflicts_with_all = ["no_e2e", "e2e_only", "package_only", "dev_host_only"])]
         previous_upgrade_only: bool,
     },
+    /// (For `ci`: the package checks' release builds, run in the background while the
+    /// dev-host checks run.)
+    #[command(hide = true)]
+    CiPrebuild,
     /// Install the built .deb and Caddy into a throwaway test host as a sysadmin would; print
     /// the HTTPS URL and a first admin invite code. Ctrl-C tears it down.
     Demo {
@@ -184,6 +188,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             dev_host: !package_only,
             package: !dev_host_only,
         })?,
+        Task::CiPrebuild => ci::prebuild()?,
         Task::Demo { stub_llm } => demo::run(demo::Options { stub_llm })?,
         Task::Dist { revision, no_rpm } => {
             dist::run(&dist::Options { revision, no_rpm })?;

@@ -329,7 +329,7 @@ const PREVIOUS_COMMIT: &str = "e9fdeec48cfb50de8f1ae60dcee33d9788800a01";
 /// The `.deb` of [`PREVIOUS_COMMIT`]: built once (`cargo xtask dist --no-rpm` in a detached
 /// `git worktree` with a target directory of its own) and cached under
 /// `target/previous-package/<commit>/`.
-fn previous_deb() -> anyhow::Result<std::path::PathBuf> {
+pub(crate) fn previous_deb() -> anyhow::Result<std::path::PathBuf> {
     let base = util::target_dir()
         .join("previous-package")
         .join(PREVIOUS_COMMIT);
