@@ -180,29 +180,32 @@ async fn scenario(
     // The agent starts a web server when asked (the stub model's bash tool call); a WebSocket
     // echo is started in the session as its user would in the terminal.
     let container = format!("octo-{id}");
-    let created = owner.call(
+    // Blocking I/O on other threads: the stub model answers on this (single-threaded) runtime,
+    // and opencode may ask it while it handles these.
+    let blocking = |method: &'static str, path: String, body: Option<&'static str>| {
+        let client = Client {
+            port: PORT,
+            cookie: owner.cookie.clone(),
+        };
+        tokio::task::spawn_blocking(move || client.call(method, &path, body))
+    };
+    let created = blocking(
         "POST",
-        &format!("/sessions/{id}/opencode/session"),
+        format!("/sessions/{id}/opencode/session"),
         Some("{}"),
-    )?;
+    )
+    .await??;
     expect(&created, 200, "creating an opencode session")?;
     let conversation = created.json()?["id"]
         .as_str()
         .context("opencode session id")?
         .to_owned();
-    let prompter = Client {
-        port: PORT,
-        cookie: owner.cookie.clone(),
-    };
     let path = format!("/sessions/{id}/opencode/session/{conversation}/message");
-    // Blocking I/O on another thread: the stub answers on this runtime.
-    let answer = tokio::task::spawn_blocking(move || {
-        prompter.call(
-            "POST",
-            &path,
-            Some(r#"{"parts":[{"type":"text","text":"Please serve the workspace so that I can see it."}]}"#),
-        )
-    })
+    let answer = blocking(
+        "POST",
+        path.clone(),
+        Some(r#"{"parts":[{"type":"text","text":"Please serve the workspace so that I can see it."}]}"#),
+    )
     .await??;
     ensure!(
         answer.status == 200 && answer.body.contains(crate::stub_llm::AGENT_REPLY),
@@ -210,11 +213,7 @@ async fn scenario(
         answer.status,
         answer.body
     );
-    let turn = owner.call(
-        "GET",
-        &format!("/sessions/{id}/opencode/session/{conversation}/message"),
-        None,
-    )?;
+    let turn = blocking("GET", path, None).await??;
     ensure!(
         turn.status == 200 && turn.body.contains("python3 -m http.server"),
         "the agent's turn has no server command: {} {}",
