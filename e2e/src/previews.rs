@@ -2,10 +2,8 @@
 //! through the real `octod serve` (with `server.content_site`), the real session image and
 //! its gateway, in the test host:
 //!
-//! - `python3 -m http.server`, started by the session's agent when a prompt (through octod's
-//!   proxy into opencode, answered by the stub model through octod's model gateway) asks it to
-//!   serve the workspace, and a small node WebSocket echo started in the session, are listed by
-//!   `GET /api/sessions/{id}/ports` with their preview URLs;
+//! - `python3 -m http.server` and a small node WebSocket echo, started in the session, are
+//!   listed by `GET /api/sessions/{id}/ports` with their preview URLs;
 //! - the owner's `…/ports/<port>/open` gives a ticket, traded on `p<port>-<id>.<site>` for the
 //!   host's cookie; with it the app answers there (the request sent to octod with that
 //!   `Host`, as Caddy does), and a WebSocket echo works through octod and the gateway;
@@ -34,9 +32,7 @@ use crate::util::{self, Answer, say};
 
 const PORT: u16 = 18_510;
 const SITE: &str = "content.localhost:8443";
-const HTTP_APP: u16 = crate::stub_llm::SERVE_PORT;
-/// The stub model's port, for octod's `[llm]`.
-const STUB_PORT: u16 = 45_210;
+const HTTP_APP: u16 = 8000;
 const WS_APP: u16 = 8001;
 
 /// A WebSocket echo in plain node (no package): RFC 6455's handshake, masked text frames in,
@@ -83,16 +79,10 @@ pub(crate) async fn run() -> anyhow::Result<()> {
     std::fs::write(
         &config,
         format!(
-            "[server]\nstate_dir = \"{}\"\ncontent_site = \"*.{SITE}\"\n\n[sessions]\ntemplates_dir = \"/opt/octo/src/container/templates\"\nmax_per_user = 2\n\n[llm]\nbase_url = \"http://127.0.0.1:{STUB_PORT}/v1\"\nmodel = \"{}\"\napi_key = \"e2e-previews-key\"\n",
-            base.join("state").display(),
-            crate::stub_llm::LLM_MODEL
+            "[server]\nstate_dir = \"{}\"\ncontent_site = \"*.{SITE}\"\n\n[sessions]\ntemplates_dir = \"/opt/octo/src/container/templates\"\nmax_per_user = 2\n",
+            base.join("state").display()
         ),
     )?;
-    let stub = tokio::spawn(crate::stub_llm::stub_llm(
-        tokio::net::TcpListener::bind(("127.0.0.1", STUB_PORT))
-            .await
-            .with_context(|| format!("binding the stub model on port {STUB_PORT}"))?,
-    ));
     let (mut child, code_rx) = spawn_octod(PORT, &config)?;
     let mut session = None;
     let result = scenario(&code_rx, &mut session).await;
@@ -103,7 +93,6 @@ pub(crate) async fn run() -> anyhow::Result<()> {
         .args(["-TERM", &child.id().to_string()])
         .status();
     let status = child.wait()?;
-    stub.abort();
     result?;
     ensure!(
         status.success(),
@@ -177,52 +166,21 @@ async fn scenario(
         "the owner's session {id} runs (coding-copilot, the real image)"
     ));
 
-    // The agent starts a web server when asked (the stub model's bash tool call); a WebSocket
-    // echo is started in the session as its user would in the terminal.
+    // The apps, started in the session as its agent would.
     let container = format!("octo-{id}");
-    // Blocking I/O on other threads: the stub model answers on this (single-threaded) runtime,
-    // and opencode may ask it while it handles these.
-    let blocking = |method: &'static str, path: String, body: Option<&'static str>| {
-        let client = Client {
-            port: PORT,
-            cookie: owner.cookie.clone(),
-        };
-        tokio::task::spawn_blocking(move || client.call(method, &path, body))
-    };
-    let created = blocking(
-        "POST",
-        format!("/sessions/{id}/opencode/session"),
-        Some("{}"),
-    )
-    .await??;
-    expect(&created, 200, "creating an opencode session")?;
-    let conversation = created.json()?["id"]
-        .as_str()
-        .context("opencode session id")?
-        .to_owned();
-    let path = format!("/sessions/{id}/opencode/session/{conversation}/message");
-    let answer = blocking(
-        "POST",
-        path.clone(),
-        Some(r#"{"parts":[{"type":"text","text":"Please serve the workspace so that I can see it."}]}"#),
-    )
-    .await??;
-    ensure!(
-        answer.status == 200 && answer.body.contains(crate::stub_llm::AGENT_REPLY),
-        "the agent asked to serve the workspace: {} {}",
-        answer.status,
-        answer.body
-    );
-    let turn = blocking("GET", path, None).await??;
-    ensure!(
-        turn.status == 200 && turn.body.contains("python3 -m http.server"),
-        "the agent's turn has no server command: {} {}",
-        turn.status,
-        turn.body
-    );
-    say(format!(
-        "a prompt: the agent ran `python3 -m http.server {HTTP_APP}` in the workspace (the stub model's bash tool call)"
-    ));
+    util::run(Command::new("podman").args([
+        "exec",
+        "-d",
+        "-w",
+        "/home/dev",
+        &container,
+        "python3",
+        "-m",
+        "http.server",
+        &HTTP_APP.to_string(),
+        "--bind",
+        "127.0.0.1",
+    ]))?;
     util::run(Command::new("podman").args([
         "exec",
         "-d",

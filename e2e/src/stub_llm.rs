@@ -30,9 +30,6 @@ const NOTE_FILE: &str = "/home/dev/notes.md";
 const NOTE_TEXT: &str = "# Notes\n\n- written by the stub model\n- through opencode's write tool\n";
 /// The rest of the final answer: Markdown with a code block, for the UI's rendering.
 const REPLY_TAIL: &str = "\n\n`agent-loop.txt` now holds **one line**. Check it with:\n\n```sh\ncat ~/agent-loop.txt\n```\n";
-/// The port of the web server the stub's agent starts in the workspace when asked to "serve
-/// the workspace" (`python3 -m http.server`, in the background, as an agent would).
-pub(crate) const SERVE_PORT: u16 = 8000;
 /// The pause between two streamed chunks of the reply.
 const CHUNK_PAUSE: Duration = Duration::from_millis(120);
 
@@ -141,16 +138,6 @@ async fn answer(mut stream: TcpStream) -> anyhow::Result<()> {
                         {"label": "notes.txt", "description": "Plain text"},
                     ],
                 }]}),
-            )
-        } else if asked.contains("serve the workspace") {
-            (
-                "bash",
-                serde_json::json!({
-                    "command": format!(
-                        "cd /home/dev && setsid nohup python3 -m http.server {SERVE_PORT} --bind 127.0.0.1 >/dev/null 2>&1 < /dev/null &"
-                    ),
-                    "description": "Serve the workspace",
-                }),
             )
         } else {
             let dir = folder_asked(&asked).map_or_else(String::new, |d| format!("{d}/"));
