@@ -155,14 +155,3 @@ async function finished(page) {
   await page.waitForFunction(() => document.title.startsWith("done:"), null, { timeout: 30_000 });
   return JSON.parse((await page.title()).slice("done:".length));
 }
-
-/** The frame of `page` on `origin`, once it is there. */
-async function frameOf(page, origin) {
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    const frame = page.frames().find((f) => f.url().startsWith(origin));
-    if (frame) return frame;
-    if (Date.now() > deadline) throw new Error(`no frame of ${origin}: ${page.frames().map((f) => f.url()).join(", ")}`);
-    await page.waitForTimeout(200);
-  }
-}

@@ -180,6 +180,12 @@ async fn proxy(
     // response whose head and body reach the proxy apart, the gateway's downloads, would
     // leave in two writes, and the second wait for wrk's delayed ACK, ~40 ms) and the peer
     // for `X-Forwarded-For`.
+    serve(listen, app).await
+}
+
+/// Serves `app` as `octod serve` serves: octod's listener (`TCP_NODELAY` on accepted
+/// connections) and the peer for `X-Forwarded-For`.
+async fn serve(listen: SocketAddr, app: axum::Router) -> anyhow::Result<()> {
     let listener = octod::http::peer::HttpListener::tcp(
         TcpListener::bind(listen).await?,
         octod::http::peer::TrustedProxies::default(),
@@ -236,16 +242,7 @@ async fn app(listen: SocketAddr) -> anyhow::Result<()> {
             APP_PAGE,
         )
     });
-    let listener = octod::http::peer::HttpListener::tcp(
-        TcpListener::bind(listen).await?,
-        octod::http::peer::TrustedProxies::default(),
-    );
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<octod::http::peer::ClientPeer>(),
-    )
-    .await?;
-    Ok(())
+    serve(listen, app).await
 }
 
 /// [`BenchState`] with octod's accounts, for the real `CurrentUser` extractor.
@@ -318,16 +315,7 @@ async fn proxy_auth(
         auth,
     };
     let app = octod::proxy::routes::<AuthBenchState, FixedSessions>().with_state(state);
-    let listener = octod::http::peer::HttpListener::tcp(
-        TcpListener::bind(listen).await?,
-        octod::http::peer::TrustedProxies::default(),
-    );
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<octod::http::peer::ClientPeer>(),
-    )
-    .await?;
-    Ok(())
+    serve(listen, app).await
 }
 
 // ---------------------------------------------------------------------------------------

@@ -54,13 +54,7 @@ pub fn secret_sha256(secret: &str) -> String {
 }
 
 /// Compares two hashes in time independent of where they differ.
-pub fn same_hash(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
-}
+pub use crate::store::same_hash;
 
 fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write as _;

@@ -84,7 +84,7 @@ pub use codec::{DecodeError, to_unix_ms};
 pub use identities::NewLinkedUser;
 pub use llm_usage::{UNLIMITED, UsageEntry, UsageFilter, UsageRow};
 pub use previews::{MAX_SHARE_LINKS, PortShare, ShareError, ShareLink};
-pub use secret::Secret;
+pub use secret::{Secret, same_hash};
 
 use crate::session::{
     DesiredState, Limits, SessionDescription, SessionId, SessionName, SessionSpec, SessionState,

@@ -17,6 +17,7 @@ use std::time::SystemTime;
 use redb::{ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
+use super::secret::same_hash;
 use super::{SESSIONS, Store, StoreError, codec};
 use crate::session::SessionId;
 
@@ -64,15 +65,6 @@ impl PortShare {
     pub fn link(&self, id: &str, now: SystemTime) -> Option<&ShareLink> {
         self.links.iter().find(|l| l.expires_at > now && l.id == id)
     }
-}
-
-/// Compares two hashes in time independent of where they differ.
-fn same_hash(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
 }
 
 /// One share link.

@@ -55,6 +55,16 @@ impl PartialEq for Secret {
 
 impl Eq for Secret {}
 
+/// Compares two hashes (or other public-length strings) in time independent of where they
+/// differ.
+pub fn same_hash(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
