@@ -375,7 +375,9 @@ async fn usage_book(admin: &Client, alice: &Client, bob: &Client, a: &str) -> an
 }
 
 /// Admins have a budget of 1 token a month here (`[llm.budgets]`): the admin's first request
-/// passes, the second gets 429 with the message opencode shows; alice (a user) is unaffected.
+/// passes, the second gets 402 with the message, and a prompt to opencode then ends at once
+/// with that message as its reply's error (a 429 would be retried without end); alice (a
+/// user) is unaffected.
 async fn budget(admin: &Client, cleanup: &mut Vec<String>) -> anyhow::Result<()> {
     let id = create_session(admin, cleanup)?;
     util::session_running(
@@ -392,11 +394,12 @@ async fn budget(admin: &Client, cleanup: &mut Vec<String>) -> anyhow::Result<()>
     );
     let second = in_session(&id, body, "POST", "/v1/chat/completions").await?;
     ensure!(
-        second.starts_with("429 ")
+        second.starts_with("402 ")
             && second.contains("budget_exceeded")
             && second.contains("monthly token budget of 1 reached; resets on "),
         "the admin's second request: {second}"
     );
+    over_budget_prompt(admin, &id).await?;
     // What the Usage page shows the admin: the role's budget, reached.
     let answer = admin.call("GET", "/api/usage?user=admin", None)?;
     expect(&answer, 200, "the admin's usage")?;
@@ -412,9 +415,57 @@ async fn budget(admin: &Client, cleanup: &mut Vec<String>) -> anyhow::Result<()>
         "the admin's budget in /api/usage: {report}"
     );
     say(format!(
-        "budget: the admin (1 token a month) got their first answer, then 429 \"monthly token budget of 1 reached; resets on …\" in OpenAI's shape; /api/usage shows {} of 1 used (the role's)",
+        "budget: the admin (1 token a month) got their first answer, then 402 \"monthly token budget of 1 reached; resets on …\" in OpenAI's shape, and a prompt to opencode ended at once with that message as its reply's error; /api/usage shows {} of 1 used (the role's)",
         budget["used"]
     ));
+    Ok(())
+}
+
+/// A prompt over budget: opencode answers (it does not retry a 402) with the budget's message
+/// as the reply's error, and the session is idle again.
+async fn over_budget_prompt(admin: &Client, id: &str) -> anyhow::Result<()> {
+    let created = admin.call(
+        "POST",
+        &format!("/sessions/{id}/opencode/session"),
+        Some("{}"),
+    )?;
+    expect(&created, 200, "creating the admin's opencode session")?;
+    let session = created.json()?["id"]
+        .as_str()
+        .context("opencode session id")?
+        .to_owned();
+    let client = Client {
+        port: PORT,
+        cookie: admin.cookie.clone(),
+    };
+    let path = format!("/sessions/{id}/opencode/session/{session}/message");
+    let answer = tokio::task::spawn_blocking(move || {
+        client.call(
+            "POST",
+            &path,
+            Some(r#"{"parts":[{"type":"text","text":"Anything left?"}]}"#),
+        )
+    })
+    .await??;
+    expect(&answer, 200, "prompting opencode over budget")?;
+    let reply = answer.json()?;
+    let error = &reply["info"]["error"];
+    ensure!(
+        error["name"] == "APIError"
+            && error["data"]["statusCode"] == 402
+            && error["data"]["isRetryable"] == false
+            && error["data"]["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("monthly token budget of 1 reached; resets on ")),
+        "opencode's reply over budget: {reply}"
+    );
+    let status = admin.call("GET", &format!("/sessions/{id}/opencode/session/status"), None)?;
+    expect(&status, 200, "opencode's session status")?;
+    ensure!(
+        !status.body.contains(&session),
+        "the opencode session is still busy over budget: {}",
+        status.body
+    );
     Ok(())
 }
 

@@ -1,7 +1,8 @@
 // Issue 15's Usage page, as a user meets it: after a prompt answered by the stub model through
 // octod's model gateway, the Usage page shows the same tokens as `/api/usage` (per session and
 // model, as the gateway recorded what the stub reported), and the monthly budget an admin sets
-// appears as a meter with what is used and left.
+// appears as a meter with what is used and left. Past the budget, a prompt ends at once with the
+// budget's message in the chat (opencode does not retry the gateway's 402).
 import { expectNoConsoleErrors } from "./util.mjs";
 
 const LONG = { timeout: 180_000 };
@@ -102,6 +103,29 @@ export default async function usage(ctx) {
     if ((await meter.getAttribute("aria-valuemax")) !== "1000000") throw new Error("the meter's maximum");
     if (Number(await meter.getAttribute("aria-valuenow")) < 1) throw new Error("the meter shows nothing used");
     await ctx.screenshot(page, "usage-budget");
+
+    ctx.step("past the budget (an admin sets it to 1 token), the chat shows the budget's message");
+    const admin2 = await ctx.newContext();
+    try {
+      await ctx.apiLogin(admin2, ctx.admin);
+      const set = await admin2.request.post(`${baseUrl}/api/admin/users/${user.username}/budget`, {
+        data: { monthly_tokens: 1 },
+        headers: { Origin: baseUrl },
+      });
+      if (!set.ok()) throw new Error(`setting the budget: ${set.status()} ${await set.text()}`);
+    } finally {
+      await admin2.close();
+    }
+    await page.goto(`${baseUrl}/w/${sessionId}`);
+    await page.locator("[data-testid=chat-connection][data-state=open]").waitFor({ timeout: 60_000 });
+    await byTest("chat-input").fill("One more, please.");
+    await byTest("chat-send").click();
+    const refusal = page.getByText(/^monthly token budget of 1 reached; resets on \d{4}-\d{2}-01$/).first();
+    await refusal.waitFor({ timeout: 60_000 });
+    // Not retried: the agent is idle again (no Stop button), and no "retrying" note.
+    await byTest("chat-abort").waitFor({ state: "hidden", timeout: 30_000 });
+    if ((await page.getByText(/retrying \(attempt/i).count()) > 0) throw new Error("the chat shows a retry");
+    await ctx.screenshot(page, "usage-over-budget");
     consoleErrors.check();
   } finally {
     if (sessionId) {

@@ -543,6 +543,13 @@ describe("describeError", () => {
     expect(
       describeError({ name: "APIError", data: { message: "rate limited", statusCode: 429, isRetryable: true } }),
     ).toBe("The model's API failed (HTTP 429): rate limited");
+    // Octo's model gateway past a budget: its message alone.
+    expect(
+      describeError({
+        name: "APIError",
+        data: { message: "monthly token budget of 1 reached; resets on 2027-01-01", statusCode: 402, isRetryable: false },
+      }),
+    ).toBe("monthly token budget of 1 reached; resets on 2027-01-01");
     expect(describeError({ name: "ProviderAuthError", data: { providerID: "octo", message: "bad key" } })).toBe(
       "The model provider octo refused the credentials: bad key",
     );

@@ -452,6 +452,9 @@ export function describeError(error: SessionError): string {
     case "ProviderAuthError":
       return `The model provider${typeof data.providerID === "string" ? ` ${data.providerID}` : ""} refused the credentials${message ? `: ${message}` : "."}`;
     case "APIError":
+      // 402: out of budget or credit (Octo's model gateway: "monthly token budget of … reached;
+      // resets on …"), which says all there is to say.
+      if (data.statusCode === 402 && message) return message;
       return `The model's API failed${typeof data.statusCode === "number" ? ` (HTTP ${data.statusCode})` : ""}${message ? `: ${message}` : "."}`;
     case "MessageOutputLengthError":
       return "The reply was cut off: it reached the model's output limit.";

@@ -1,7 +1,13 @@
 //! Monthly token budgets: each user's, from `octoctl user set-budget`, else their role's
 //! (`[llm.budgets]`), else none. A request is admitted while what the user used this month
 //! (UTC) plus what their requests in flight may use stays under the budget; otherwise it gets
-//! `429` in OpenAI's shape with a message opencode shows in the chat.
+//! `402` in OpenAI's shape with a message opencode shows in the chat.
+//!
+//! Why 402 and not 429: opencode (1.18) retries a 429 without end (its session retry, backing
+//! off to 30 s), so a reached budget showed as "retrying" and kept the agent busy, which also
+//! keeps the session from its idle stop. A 402 is final: opencode ends the turn with the
+//! message as the reply's error. Providers answer exhausted credit the same way (OpenRouter's
+//! 402).
 //!
 //! What a request in flight may use is reserved at admission: the largest request the user
 //! has made since octod started (at least [`FIRST_RESERVE`]). Admission reads the book and
@@ -75,7 +81,7 @@ pub fn thousands(n: u64) -> String {
 }
 
 /// Admits a request of `user` against their budget: `None` without a budget, a reservation
-/// within it, `429 budget_exceeded` past it.
+/// within it, `402 budget_exceeded` past it.
 ///
 /// # Errors
 /// Over budget, or the book cannot be read.
@@ -102,7 +108,7 @@ fn admit_blocking(gateway: &Gateway, user: &str) -> Result<Option<Reservation>, 
     let entry = ledger.entry(user.to_owned()).or_default();
     if used.saturating_add(entry.reserved) >= budget {
         return Err(OpenAiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
+            StatusCode::PAYMENT_REQUIRED,
             "insufficient_quota",
             "budget_exceeded",
             format!(

@@ -440,7 +440,7 @@ mod forwarding {
     const PLAIN: &str = r#"{"model":"big","messages":[{"role":"user","content":"hi"}]}"#;
 
     #[tokio::test]
-    async fn past_the_budget_requests_get_429_with_the_message() {
+    async fn past_the_budget_requests_get_402_with_the_message() {
         let (url, seen) = provider().await;
         // alice is a user; users' budget: 5 tokens a month. One request uses 9.
         let fixture = gateway_with(
@@ -455,7 +455,7 @@ mod forwarding {
         assert!(first.starts_with("HTTP/1.1 200 "), "{first}");
         // Whether the first one's usage is in the book yet or still reserved: refused.
         let second = call(&fixture.socket, "POST", "/v1/chat/completions", PLAIN).await;
-        assert!(second.starts_with("HTTP/1.1 429 "), "{second}");
+        assert!(second.starts_with("HTTP/1.1 402 "), "{second}");
         assert!(second.contains(r#""code":"budget_exceeded""#), "{second}");
         assert!(
             second.contains("monthly token budget of 5 reached; resets on "),
