@@ -459,7 +459,11 @@ async fn over_budget_prompt(admin: &Client, id: &str) -> anyhow::Result<()> {
                 .is_some_and(|m| m.starts_with("monthly token budget of 1 reached; resets on ")),
         "opencode's reply over budget: {reply}"
     );
-    let status = admin.call("GET", &format!("/sessions/{id}/opencode/session/status"), None)?;
+    let status = admin.call(
+        "GET",
+        &format!("/sessions/{id}/opencode/session/status"),
+        None,
+    )?;
     expect(&status, 200, "opencode's session status")?;
     ensure!(
         !status.body.contains(&session),

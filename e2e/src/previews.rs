@@ -14,7 +14,8 @@
 //! - sharing: once the owner shares the port with every signed-in user, the other user opens
 //!   it (and loses it at the next request once unshared); a share link opens it in a browser
 //!   with no account until it is revoked or expires; the other user cannot share the owner's
-//!   port; the audit log has each change.
+//!   port; the audit log has each change; a WebSocket open through a link is cut when the link
+//!   is revoked, and when the owner is disabled.
 
 use std::fmt::Write as _;
 use std::io::{Read as _, Write as _};
@@ -350,6 +351,18 @@ async fn scenario(
         "open of port 22",
     )?;
     say("the session's own ports 41820/41830: 403; nothing on 8999: 502; below 1024: 400");
+
+    // Last: disabling the owner ends their sign-in; they sign in again for the cleanup.
+    socket_cut_when_shares_end(&owner, &admin, &id).await?;
+    let answer = util::request(
+        PORT,
+        "POST",
+        "/api/auth/login",
+        &[],
+        Some(r#"{"username":"owner","password":"a good password for owner"}"#),
+    )?;
+    expect(&answer, 200, "the owner signs in again")?;
+    *session = Some((sign_in(PORT, &answer)?, id));
     Ok(())
 }
 
@@ -499,6 +512,90 @@ async fn sharing(owner: &Client, other: &Client, admin: &Client, id: &str) -> an
         ensure!(audit.body.contains(action), "the audit log lacks {action}");
     }
     say("the audit log has preview.share, unshare, link and unlink");
+    Ok(())
+}
+
+/// A WebSocket open through a share link is cut when the link is revoked (not only its next
+/// request refused), and a disabled owner's links open nothing and their sockets are cut.
+async fn socket_cut_when_shares_end(
+    owner: &Client,
+    admin: &Client,
+    id: &str,
+) -> anyhow::Result<()> {
+    let ws_host = format!("p{WS_APP}-{id}.{SITE}");
+    let links_path = format!("/api/sessions/{id}/ports/{WS_APP}/links");
+    let origin = format!("https://{ws_host}");
+    let owner_name = "owner";
+    for ending in ["revoked", "owner disabled"] {
+        let link = owner.call("POST", &links_path, Some("{}"))?;
+        expect(&link, 201, "a share link to the WebSocket app")?;
+        let link = link.json()?;
+        let link_id = link["id"].as_str().context("the link's id")?.to_owned();
+        let url = link["url"].as_str().context("the link's url")?.to_owned();
+        let cookie = trade_link(&ws_host, &url)?;
+        let mut request = format!("ws://{ws_host}/hmr").into_client_request()?;
+        request.headers_mut().insert("Cookie", cookie.parse()?);
+        request.headers_mut().insert("Origin", origin.parse()?);
+        let stream = tokio::net::TcpStream::connect(("127.0.0.1", PORT)).await?;
+        let (mut ws, _) = tokio_tungstenite::client_async(request, stream)
+            .await
+            .context("the WebSocket handshake through a share link")?;
+        ws.send(Message::text("before")).await?;
+        let reply = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .context("no echo within 10 s")?
+            .context("closed")??;
+        ensure!(
+            reply.to_text()? == "echo:before",
+            "the echo through the link: {reply:?}"
+        );
+        let started = Instant::now();
+        match ending {
+            "revoked" => expect(
+                &owner.call("DELETE", &format!("{links_path}/{link_id}"), None)?,
+                204,
+                "revoke the link",
+            )?,
+            _ => expect(
+                &admin.call(
+                    "POST",
+                    &format!("/api/admin/users/{owner_name}/disable"),
+                    None,
+                )?,
+                200,
+                "disable the owner",
+            )?,
+        }
+        // The socket ends (closed, reset or a close frame) without the browser doing anything.
+        let cut = tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                match ws.next().await {
+                    None | Some(Err(_) | Ok(Message::Close(_))) => break,
+                    Some(Ok(_)) => {}
+                }
+            }
+        })
+        .await;
+        ensure!(
+            cut.is_ok(),
+            "the socket through the link stayed open once {ending}"
+        );
+        let refused = on_host(&ws_host, "GET", "/", &[("Cookie", &cookie)])?;
+        expect(&refused, 403, &format!("the link's cookie once {ending}"))?;
+        say(format!(
+            "a WebSocket open through a share link was cut {} ms after the link was {ending}; its cookie is refused (403)",
+            started.elapsed().as_millis()
+        ));
+    }
+    expect(
+        &admin.call(
+            "POST",
+            &format!("/api/admin/users/{owner_name}/enable"),
+            None,
+        )?,
+        200,
+        "enable the owner again",
+    )?;
     Ok(())
 }
 

@@ -14,6 +14,9 @@
 //!    snapshot runs is `409 operation_running`.
 //! 4. `kill -9` of octod *and* the worker midway: a partial directory is on disk; the next
 //!    octod's reconciler removes it and unloads the unit, and lists nothing partial.
+//! 4. (and) `kill -9` of a restore's worker midway, then of octod and the worker: the home
+//!    stays the old one (its manifest), and what was unpacked beside it is removed (after the
+//!    failed job; after the crash, by the next octod's reconciler).
 //! 5. octod again with `[limits] snapshots = "1M"`, which the first snapshot already passes:
 //!    a create is `507 snapshot_quota` with a clear message. Then everything goes.
 
@@ -518,9 +521,170 @@ async fn scenario(
         "kill -9 of octod and the worker: the reconciler removed the partial snapshot and the unit",
     );
 
+    restore_killed(&user, &id, octod).await?;
+
     // Delete through the API frees the name.
     in_container(&id, "/bin/busybox rm /home/dev/big.bin")?;
     Ok((user, id))
+}
+
+/// 4b. `kill -9` during a restore, of the worker and then of octod with the worker: the home
+/// stays the old one (the swap is one rename, after the unpacking), and what was unpacked
+/// beside it goes: after the failed job, and after a crash at the next octod's reconcile.
+async fn restore_killed(
+    user: &Client,
+    id: &str,
+    octod: &mut std::process::Child,
+) -> anyhow::Result<()> {
+    let answer = user.call(
+        "POST",
+        &format!("/api/sessions/{id}/snapshots"),
+        Some(r#"{"name":"large and whole"}"#),
+    )?;
+    expect(&answer, 202, "a large snapshot")?;
+    let large = answer.json()?["snapshot"]
+        .as_str()
+        .context("snapshot")?
+        .to_owned();
+    let job = job_ended(user, id, &large).await?;
+    ensure!(job["state"] == "done", "the large snapshot failed: {job}");
+    // A change after the snapshot: the home a failed restore must keep.
+    in_container(id, "echo after > /home/dev/after-the-snapshot.txt")?;
+    let kept = manifest(id)?;
+    let mountpoint = as_octo(&[
+        "podman",
+        "volume",
+        "inspect",
+        "--format",
+        "{{.Mountpoint}}",
+        &format!("octo-{id}"),
+    ])?;
+    let volume_dir = Path::new(mountpoint.trim())
+        .parent()
+        .context("the volume's directory")?
+        .to_owned();
+    let staging = volume_dir.join(format!(".octo-restore-{large}"));
+    let unit = format!("octo-restore-{id}-{large}.service");
+    let start_restore = async || -> anyhow::Result<()> {
+        let answer = user.call(
+            "POST",
+            &format!("/api/sessions/{id}/snapshots/{large}/restore"),
+            None,
+        )?;
+        expect(&answer, 202, "restore the large snapshot")?;
+        // Killed as soon as it unpacks beside the home.
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        while !staging.is_dir() {
+            ensure!(
+                std::time::Instant::now() < deadline,
+                "the restore never unpacked beside the home"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(())
+    };
+
+    // The worker killed: the job fails, the session runs again on its old home, and nothing
+    // is left beside it.
+    start_restore().await?;
+    as_octo(&["systemctl", "--user", "kill", "--signal=KILL", &unit])?;
+    let job = job_ended(user, id, &large).await?;
+    ensure!(
+        job["state"] == "failed",
+        "the restore was to be killed midway (it ended first?): {job}"
+    );
+    util::session_running(
+        |path| user.call("GET", path, None),
+        id,
+        Duration::from_secs(120),
+    )
+    .await?;
+    let home = manifest(id)?;
+    ensure!(
+        home == kept,
+        "the home after a killed restore is not the old one:\n--- before\n{kept}\n--- after\n{home}"
+    );
+    util::eventually(
+        Duration::from_secs(60),
+        "the unpacked files beside the home removed",
+        async || {
+            ensure!(!staging.exists(), "{} is still there", staging.display());
+            Ok(())
+        },
+    )
+    .await?;
+    say(format!(
+        "kill -9 of the restore's worker: the job failed ({}), the session runs on its old home (same manifest), nothing is left beside it",
+        job["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .lines()
+            .next()
+            .unwrap_or_default()
+    ));
+
+    // octod and the worker killed: the files stay beside the home until the next octod's
+    // reconcile; the home is the old one.
+    start_restore().await?;
+    let _ = octod.kill();
+    let _ = octod.wait();
+    as_octo(&["systemctl", "--user", "kill", "--signal=KILL", &unit])?;
+    ensure!(staging.exists(), "nothing unpacked to clean up");
+    let (fresh, _) = spawn_octod()?;
+    *octod = fresh;
+    wait_for_octod().await?;
+    util::eventually(
+        Duration::from_secs(120),
+        "the reconciler's cleanup beside the home",
+        async || {
+            ensure!(!staging.exists(), "{} is still there", staging.display());
+            let load = as_octo(&["systemctl", "--user", "show", "-p", "LoadState", &unit])?;
+            ensure!(load.trim() == "LoadState=not-found", "{unit}: {load}");
+            Ok(())
+        },
+    )
+    .await?;
+    // The restore had stopped the session; it is started again by its owner.
+    util::eventually(
+        Duration::from_secs(60),
+        "the session to resume",
+        async || {
+            let answer = user.call("POST", &format!("/api/sessions/{id}/resume"), None)?;
+            ensure!(
+                matches!(answer.status, 200 | 202),
+                "resume: {} {}",
+                answer.status,
+                answer.body
+            );
+            Ok(())
+        },
+    )
+    .await?;
+    util::session_running(
+        |path| user.call("GET", path, None),
+        id,
+        Duration::from_secs(120),
+    )
+    .await?;
+    let home = manifest(id)?;
+    ensure!(
+        home == kept,
+        "the home after a crash during a restore is not the old one"
+    );
+    say(
+        "kill -9 of octod and the restore's worker: the next octod's reconciler removed what was unpacked beside the home and the unit; the home is the old one",
+    );
+    in_container(id, "/bin/busybox rm /home/dev/after-the-snapshot.txt")?;
+    expect(
+        &user.call(
+            "DELETE",
+            &format!("/api/sessions/{id}/snapshots/{large}"),
+            None,
+        )?,
+        204,
+        "delete the large snapshot",
+    )?;
+    Ok(())
 }
 
 /// Starts a snapshot of the (large) home and waits until its worker is reading it.

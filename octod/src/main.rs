@@ -68,6 +68,11 @@ enum WorkerCommand {
         #[arg(long)]
         home: PathBuf,
     },
+    /// Remove what an interrupted restore or fork left beside HOME.
+    Clean {
+        #[arg(long)]
+        home: PathBuf,
+    },
     /// Unpack the snapshot in SNAPSHOT beside HOME and swap it in.
     Restore {
         #[arg(long)]
@@ -162,6 +167,10 @@ fn snapshot_worker(command: &WorkerCommand) -> Result<String, octod::snapshot::W
             octod::snapshot::clean(home)?;
             octod::snapshot::copy(from, home)?;
             Ok(format!("copied {} into {}", from.display(), home.display()))
+        }
+        WorkerCommand::Clean { home } => {
+            octod::snapshot::clean(home)?;
+            Ok(format!("cleaned beside {}", home.display()))
         }
         WorkerCommand::Restore {
             snapshot,

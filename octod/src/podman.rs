@@ -163,6 +163,8 @@ pub struct ContainerSummary {
 pub struct VolumeSummary {
     pub name: String,
     pub labels: BTreeMap<String, String>,
+    /// Where its data is on the host.
+    pub mountpoint: Option<PathBuf>,
 }
 
 /// Which volumes [`Podman::list_volumes`] returns.
@@ -472,6 +474,8 @@ impl Podman {
             name: String,
             #[serde(rename = "Labels", default)]
             labels: Option<BTreeMap<String, String>>,
+            #[serde(rename = "Mountpoint", default)]
+            mountpoint: Option<PathBuf>,
         }
         let (what, path) = match filter {
             VolumeFilter::Label(label) => (
@@ -492,6 +496,7 @@ impl Podman {
             .map(|v| VolumeSummary {
                 name: v.name,
                 labels: v.labels.unwrap_or_default(),
+                mountpoint: v.mountpoint,
             })
             .collect())
     }

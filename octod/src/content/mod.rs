@@ -42,7 +42,7 @@ use crate::auth::{Auth, Authenticated, Claims, Credential};
 use crate::config::ContentSite;
 use crate::http::ApiError;
 use crate::identity::CurrentUser;
-use crate::proxy::{Proxy, Service, Sessions};
+use crate::proxy::{Given, Proxy, Service, Sessions};
 use crate::session::SessionId;
 use crate::store::{Secret, ShareLink};
 
@@ -647,7 +647,7 @@ async fn serve<R: Sessions>(
     if request.uri().path() == SHARE_PATH {
         return share_link(state, content, &host, label, request.uri().query()).await;
     }
-    let (user, grant) = authorize(state, content, &host, label, request.headers()).await?;
+    let (user, grant, given) = authorize(state, content, &host, label, request.headers()).await?;
     match host {
         ContentHost::Files(id) => {
             let path = request.uri().path().trim_start_matches('/');
@@ -685,6 +685,9 @@ async fn serve<R: Sessions>(
             if let Some(grant) = grant {
                 request.extensions_mut().insert(grant);
             }
+            if let Some(given) = given {
+                request.extensions_mut().insert(given);
+            }
             let mut response = crate::proxy::preview(
                 &state.proxy,
                 &state.sessions,
@@ -709,17 +712,19 @@ async fn serve<R: Sessions>(
 ///   tab's and, partitioned, the preview pane's): the user as they are now, with the grant;
 ///   the proxy then applies the owner rule (another user's session is `404`);
 /// - on a preview host of a port shared with every signed-in user, another user's cookie acts
-///   as the owner (with the role of a user), without a grant: a share is looked up again on
-///   every request, so unsharing ends it for the next one;
+///   as the owner (with the role of a user): a share is looked up again on every request, so
+///   unsharing refuses the next one, and a long answer holds what ends it ([`share_ends`]);
 /// - a share link's cookie acts as the owner while its link is live (looked up again on every
-///   request: a revoked or expired link opens nothing more).
+///   request: a revoked or expired link opens nothing more; its long answers end too).
+///
+/// A disabled owner's shares open nothing.
 async fn authorize<R: Sessions>(
     state: &Dispatch<R>,
     content: &ContentOrigin,
     host: &ContentHost,
     label: &str,
     headers: &axum::http::HeaderMap,
-) -> Result<(CurrentUser, Option<crate::auth::Grant>), ApiError> {
+) -> Result<(CurrentUser, Option<crate::auth::Grant>, Option<Given>), ApiError> {
     let refused = || {
         ApiError::new(
             StatusCode::UNAUTHORIZED,
@@ -745,7 +750,7 @@ async fn authorize<R: Sessions>(
         .find_map(|claims| state.auth.recheck_granted(Credential::Session(claims)).ok());
     let ContentHost::Preview(id, port) = host else {
         return viewer
-            .map(|(user, grant)| (user, Some(grant)))
+            .map(|(user, grant)| (user, Some(grant), None))
             .ok_or_else(refused);
     };
     let links: Vec<&str> = cookies.iter().filter_map(|c| c.link.as_deref()).collect();
@@ -757,19 +762,26 @@ async fn authorize<R: Sessions>(
         name: owner.to_owned(),
         role: crate::identity::Role::User,
     };
-    if let Some(shared) = &shared {
+    if let Some(shared) = &shared
+        && shared.owner_active
+    {
         let others = viewer
             .as_ref()
             .is_none_or(|(user, _)| !user.may_access(&shared.owner));
-        if others
-            && ((viewer.is_some() && shared.share.users)
-                || links.iter().any(|l| shared.share.link(l, now).is_some()))
-        {
-            return Ok((as_owner(&shared.owner), None));
+        let by_users = viewer.is_some() && shared.share.users;
+        let live: Vec<String> = links
+            .iter()
+            .filter(|l| shared.share.link(l, now).is_some())
+            .map(|l| (*l).to_owned())
+            .collect();
+        if others && (by_users || !live.is_empty()) {
+            let viewer = viewer.filter(|_| by_users).map(|(_, grant)| grant);
+            let given = share_ends(Arc::clone(&state.sessions), id.clone(), *port, viewer, live);
+            return Ok((as_owner(&shared.owner), None, Some(given)));
         }
     }
     viewer
-        .map(|(user, grant)| (user, Some(grant)))
+        .map(|(user, grant)| (user, Some(grant), None))
         .ok_or_else(|| {
             ApiError::new(
                 StatusCode::FORBIDDEN,
@@ -777,6 +789,54 @@ async fn authorize<R: Sessions>(
                 "this share link has expired or was revoked; ask the session's owner for a new one",
             )
         })
+}
+
+/// How often a long answer through a share (an event stream, a spliced socket) looks the
+/// share up again.
+const SHARE_RECHECK: Duration = Duration::from_secs(2);
+
+/// What ends a long answer given through a share of `port`: it looks the share up every
+/// [`SHARE_RECHECK`] and resolves once neither route still holds: the share with every
+/// signed-in user while `viewer`'s sign-in holds (watched at once, through its grant), or one
+/// of the `links` (live, unrevoked); a disabled owner or a deleted session holds neither.
+fn share_ends<R: Sessions>(
+    sessions: Arc<R>,
+    id: SessionId,
+    port: u16,
+    viewer: Option<crate::auth::Grant>,
+    links: Vec<String>,
+) -> Given {
+    Given::new(move || {
+        let sessions = Arc::clone(&sessions);
+        let id = id.clone();
+        let mut viewer = viewer.clone();
+        let links = links.clone();
+        Box::pin(async move {
+            loop {
+                if let Some(grant) = viewer.as_mut() {
+                    let signed_in = tokio::select! {
+                        user = grant.next_change() => user.is_some(),
+                        () = tokio::time::sleep(SHARE_RECHECK) => true,
+                    };
+                    if !signed_in {
+                        viewer = None;
+                    }
+                } else {
+                    tokio::time::sleep(SHARE_RECHECK).await;
+                }
+                let now = SystemTime::now();
+                let holds = sessions.preview_share(&id, port).await.is_some_and(|s| {
+                    s.owner_active
+                        && ((viewer.is_some() && s.share.users)
+                            || links.iter().any(|l| s.share.link(l, now).is_some()))
+                });
+                if !holds {
+                    break;
+                }
+            }
+            tracing::info!(session = %id, port, "closing a shared preview's stream: its share ended");
+        })
+    })
 }
 
 /// `GET /__octo/share?t=<token>` on a preview host: a live share link's token traded for the
@@ -808,6 +868,7 @@ async fn share_link<R: Sessions>(
         .sessions
         .preview_share(id, *port)
         .await
+        .filter(|shared| shared.owner_active)
         .ok_or_else(invalid)?;
     let hash = crate::auth::api_token::secret_sha256(token);
     let link = shared

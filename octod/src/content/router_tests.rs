@@ -26,6 +26,8 @@ struct Mem {
     active: std::sync::Mutex<HashMap<String, usize>>,
     /// Shared ports, per (session, port).
     shares: std::sync::Mutex<HashMap<(String, u16), crate::store::PortShare>>,
+    /// Owners whose accounts are disabled.
+    disabled: std::sync::Mutex<Vec<String>>,
 }
 
 impl Sessions for Mem {
@@ -69,9 +71,16 @@ impl Sessions for Mem {
             .get(&(id.to_string(), port))
             .cloned()
             .unwrap_or_default();
+        let owner_active = !self
+            .disabled
+            .lock()
+            .expect("lock")
+            .iter()
+            .any(|d| d == owner);
         Some(crate::proxy::SharedPreview {
             owner: (*owner).to_owned(),
             share,
+            owner_active,
         })
     }
 }
@@ -79,6 +88,21 @@ impl Sessions for Mem {
 /// The file server's download, as far as a view needs it: the path it was asked for (and,
 /// for previews, an app's answer with headers an app may and may not send).
 async fn download(uri: Uri, headers: HeaderMap) -> Response {
+    if uri.path() == "/preview/3000/stream" {
+        // An event stream that never ends by itself.
+        let ticks = futures_util::stream::unfold(0u64, |n| async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            Some((
+                Ok::<_, std::convert::Infallible>(format!("data: {n}\n\n")),
+                n + 1,
+            ))
+        });
+        return (
+            [("content-type", "text/event-stream")],
+            Body::from_stream(ticks),
+        )
+            .into_response();
+    }
     if uri.path() == "/api/ports" {
         let ports = serde_json::json!({"ports": [
             {"port": 3000, "address": "0.0.0.0"},
@@ -139,6 +163,7 @@ async fn env(site: Option<&str>) -> Env {
         owners: HashMap::from([("ab12", "alice"), ("cd34", "bob")]),
         active: std::sync::Mutex::new(HashMap::new()),
         shares: std::sync::Mutex::new(HashMap::new()),
+        disabled: std::sync::Mutex::new(Vec::new()),
     });
     let activity = Arc::clone(&sessions);
     let content = Content(site.map(|site| {
@@ -816,4 +841,111 @@ async fn a_shared_preview_opens_for_other_users_and_links_until_revoked_or_expir
         )
         .await;
     assert_eq!(files.status, StatusCode::NOT_FOUND, "{}", files.body);
+}
+
+impl Env {
+    /// A request's answer whose body is still streaming.
+    async fn stream(&self, host: &str, path: &str, cookie: &str) -> Body {
+        let request = Request::builder()
+            .uri(path)
+            .header("host", host)
+            .header("cookie", cookie)
+            .body(Body::empty())
+            .expect("request");
+        let response = self.app.clone().oneshot(request).await.expect("answer");
+        assert_eq!(response.status(), StatusCode::OK);
+        response.into_body()
+    }
+}
+
+/// Reads `body` until it fails, which it must within a bound far above [`SHARE_RECHECK`]; it
+/// must not end cleanly (the stream never ends by itself).
+async fn cut(body: Body, what: &str) {
+    let mut body = body;
+    let read = async {
+        let mut frames = 0;
+        loop {
+            match body.frame().await {
+                Some(Ok(_)) => frames += 1,
+                Some(Err(_)) => return frames,
+                None => panic!("{what}: the stream ended cleanly"),
+            }
+        }
+    };
+    let frames = tokio::time::timeout(Duration::from_secs(30), read)
+        .await
+        .unwrap_or_else(|_| panic!("{what}: the stream was not cut"));
+    assert!(frames > 0, "{what}: nothing came through before the cut");
+}
+
+#[tokio::test]
+async fn streams_through_a_share_end_when_the_share_does() {
+    let env = env(Some(SITE)).await;
+    let host = "p3000-ab12.content.localhost:8443";
+    let (bob, _) = env.ui_cookie("bob").await;
+
+    // Shared with every signed-in user, then unshared: bob's open stream is cut.
+    env.share("ab12", 3000, |s| s.users = true);
+    let (cookie, _, _) = env.open(&bob, "ab12", 3000, "").await;
+    let stream = env.stream(host, "/stream", &cookie).await;
+    let unshare = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        env.share("ab12", 3000, |s| s.users = false);
+    };
+    tokio::join!(cut(stream, "unshared"), unshare);
+
+    // A link's stream, then the link revoked.
+    let token = "f00dfeed";
+    env.share("ab12", 3000, |s| {
+        s.links = vec![crate::store::ShareLink {
+            id: "l1".into(),
+            token_sha256: crate::auth::api_token::secret_sha256(token),
+            created_by: "alice".into(),
+            created_at: SystemTime::now(),
+            expires_at: SystemTime::now() + Duration::from_secs(600),
+        }];
+    });
+    let traded = env
+        .get(host, &format!("/__octo/share?t={token}"), None)
+        .await;
+    let set = traded.header("set-cookie").expect("a cookie").to_owned();
+    let anonymous = set.split(';').next().expect("pair").to_owned();
+    let stream = env.stream(host, "/stream", &anonymous).await;
+    let revoke = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        env.share("ab12", 3000, |s| s.links.clear());
+    };
+    tokio::join!(cut(stream, "revoked"), revoke);
+
+    // The owner disabled: the link's stream is cut, and the link opens nothing more.
+    env.share("ab12", 3000, |s| {
+        s.links = vec![crate::store::ShareLink {
+            id: "l2".into(),
+            token_sha256: crate::auth::api_token::secret_sha256(token),
+            created_by: "alice".into(),
+            created_at: SystemTime::now(),
+            expires_at: SystemTime::now() + Duration::from_secs(600),
+        }];
+    });
+    let traded = env
+        .get(host, &format!("/__octo/share?t={token}"), None)
+        .await;
+    let set = traded.header("set-cookie").expect("a cookie").to_owned();
+    let anonymous = set.split(';').next().expect("pair").to_owned();
+    let stream = env.stream(host, "/stream", &anonymous).await;
+    let disable = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        env.activity
+            .disabled
+            .lock()
+            .expect("lock")
+            .push("alice".into());
+    };
+    tokio::join!(cut(stream, "owner disabled"), disable);
+    let refused = env.get(host, "/", Some(&anonymous)).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
+    let again = env
+        .get(host, &format!("/__octo/share?t={token}"), None)
+        .await;
+    assert_eq!(again.status, StatusCode::FORBIDDEN, "{}", again.body);
 }

@@ -320,6 +320,12 @@ impl Engine {
         let unit = snapshot::unit_name(true, id, snapshot);
         let result = self.run_worker(id, &unit, &args, None, &progress).await;
         let _ = std::fs::remove_file(&progress);
+        if result.is_err() {
+            // What the failed worker unpacked beside the home goes; the home is untouched.
+            if let Err(e) = self.clean_beside(id, home).await {
+                tracing::warn!(session = %id, "cleaning up after a failed restore: {e}");
+            }
+        }
         // Restored or not (then the old home is untouched), it runs again if it ran.
         if was_running {
             let started = self.do_start(id, false).await;
@@ -609,6 +615,77 @@ impl Engine {
             })
     }
 
+    /// Removes what an interrupted restore or fork left beside the session's `home` (by the
+    /// worker, as a transient unit: those files are the session's user namespace's).
+    async fn clean_beside(
+        &self,
+        id: &SessionId,
+        home: &std::path::Path,
+    ) -> Result<(), EngineError> {
+        let unit = format!("{}{id}-clean.service", snapshot::RESTORE_UNIT_PREFIX);
+        let args = vec!["clean".to_owned(), "--home".to_owned(), path_arg(home)];
+        self.run_worker(id, &unit, &args, None, std::path::Path::new(""))
+            .await
+    }
+
+    /// The reconciler's part for homes: what an interrupted restore or fork unpacked beside a
+    /// session's home (its worker killed, with or without octod) is removed, as the session's
+    /// one operation (never while another runs for it).
+    async fn sweep_staging(&self, busy: &[SessionId]) -> Vec<String> {
+        let mut removed = Vec::new();
+        let label = crate::podman::VolumeFilter::Label(crate::render::LABEL_SESSION.into());
+        let volumes = match self.inner.podman.list_volumes(&label).await {
+            Ok(volumes) => volumes,
+            Err(e) => {
+                tracing::warn!("listing session volumes for interrupted restores: {e}");
+                return removed;
+            }
+        };
+        for volume in volumes {
+            let (Some((id, _)), Some(home)) =
+                (SessionNames::parse(&volume.name), volume.mountpoint)
+            else {
+                continue;
+            };
+            if busy.contains(&id) {
+                continue;
+            }
+            let staged = home
+                .parent()
+                .and_then(|parent| std::fs::read_dir(parent).ok())
+                .is_some_and(|mut entries| {
+                    entries.any(|e| {
+                        e.is_ok_and(|e| {
+                            e.file_name()
+                                .to_string_lossy()
+                                .starts_with(snapshot::RESTORE_PREFIX)
+                        })
+                    })
+                });
+            if !staged {
+                continue;
+            }
+            let engine = self.clone();
+            let (key, at) = (id.clone(), home.clone());
+            let Ok(mut done) = self.spawn_exclusive(
+                id.clone(),
+                OpKind::Restore,
+                Box::pin(async move { engine.clean_beside(&key, &at).await.map(|()| None) }),
+            ) else {
+                continue;
+            };
+            match done.wait_for(Option::is_some).await.map(|r| r.clone()) {
+                Ok(Some(Ok(_))) => removed.push(format!(
+                    "what an interrupted restore left beside {}",
+                    home.display()
+                )),
+                Ok(Some(Err(e))) => tracing::warn!(session = %id, "{e}"),
+                _ => {}
+            }
+        }
+        removed
+    }
+
     /// Runs the worker as a transient unit and follows it to its end: its progress file
     /// into the job while it runs, then its result. `pause`: the container frozen meanwhile.
     async fn run_worker(
@@ -743,6 +820,7 @@ impl Engine {
             }
             Err(e) => tracing::warn!("listing containers for paused ones: {e}"),
         }
+        removed.extend(self.sweep_staging(&busy).await);
         let leftovers = {
             let shelf = shelf.clone();
             blocking_io(move || Ok(shelf.leftovers(&busy))).await

@@ -136,6 +136,7 @@ pub(super) async fn proxy_request<R: Sessions>(
         .get::<ConnectInfo<ClientPeer>>()
         .map(|c| c.0);
     let grant = parts.extensions.remove::<Grant>();
+    let given = parts.extensions.remove::<super::Given>();
     parts.uri = upstream_uri(&upstream.socket, service, target.rest, query)?;
     parts.version = Version::HTTP_11;
     // Nothing of octod's request state (the user, upgrade handles) goes to the client.
@@ -189,7 +190,15 @@ pub(super) async fn proxy_request<R: Sessions>(
             let body = Activity::new(body, Arc::clone(sessions), target.id.clone());
             let body = Revocable {
                 inner: body,
-                grant: grant.map(|g| (g, Arc::clone(sessions), target.id.clone(), service)),
+                grant: (grant.is_some() || given.is_some()).then(|| {
+                    (
+                        grant,
+                        given,
+                        Arc::clone(sessions),
+                        target.id.clone(),
+                        service,
+                    )
+                }),
                 ended: None,
             };
             Ok(Response::from_parts(parts, Body::new(body)))
@@ -310,13 +319,23 @@ where
     }
 }
 
+/// What a [`Revocable`] body watches, once it has to wait: the request's grant or the access
+/// its owner gave, and what it reaches.
+type Watch<R> = (
+    Option<Grant>,
+    Option<super::Given>,
+    Arc<R>,
+    SessionId,
+    Service,
+);
+
 /// A body that ends with an error (which aborts the response: the client sees its stream cut)
 /// once the request's access ended ([`access_ended`]). The watch starts only when the body
 /// first has to wait, so a short answer costs nothing.
 struct Revocable<B, R> {
     inner: B,
-    grant: Option<(Grant, Arc<R>, SessionId, Service)>,
-    ended: Option<Pin<Box<dyn std::future::Future<Output = ()> + Send>>>,
+    grant: Option<Watch<R>>,
+    ended: Option<super::Ending>,
 }
 
 impl<B, R> HttpBody for Revocable<B, R>
@@ -336,10 +355,10 @@ where
             return Poll::Ready(frame);
         }
         if this.ended.is_none() {
-            let Some((grant, sessions, id, service)) = this.grant.take() else {
+            let Some((grant, given, sessions, id, service)) = this.grant.take() else {
                 return Poll::Pending;
             };
-            this.ended = Some(access_ended(Some(grant), sessions, id, service));
+            this.ended = Some(access_ended(grant, given, sessions, id, service));
         }
         match this.ended.as_mut().map(|ended| ended.as_mut().poll(cx)) {
             Some(Poll::Ready(())) => {

@@ -155,6 +155,30 @@ pub trait Sessions: Send + Sync + 'static {
 pub struct SharedPreview {
     pub owner: String,
     pub share: crate::store::PortShare,
+    /// The owner's account exists and is enabled: a disabled owner's shares open nothing.
+    pub owner_active: bool,
+}
+
+/// Access a session's owner gave (a shared preview), not the viewer's own: a request that
+/// carries it (as an extension, in place of a [`Grant`]) has its long answers (an event
+/// stream, a spliced socket) end when the future it makes resolves: the share withdrawn, the
+/// link revoked or expired, the owner disabled.
+#[derive(Clone)]
+pub struct Given(Arc<dyn Fn() -> Ending + Send + Sync>);
+
+/// A future that resolves when a request's access ended.
+pub type Ending = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
+
+impl Given {
+    pub fn new(ends: impl Fn() -> Ending + Send + Sync + 'static) -> Self {
+        Self(Arc::new(ends))
+    }
+}
+
+impl std::fmt::Debug for Given {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Given").finish_non_exhaustive()
+    }
 }
 
 /// How often an open terminal counts as activity although nothing flows: design.md counts an
@@ -407,16 +431,21 @@ fn parse_target(path: &str) -> Option<Target<'_>> {
 
 /// Resolves when the request's credential stops reaching `service` of session `id`: at every
 /// account change the grant checks the credential again, and the session's owner rule is
-/// asked again with the user as they are now. Never resolves without a grant (a router whose
-/// user extractor gives none, as in the proxy's own tests).
+/// asked again with the user as they are now. Without a grant, when the access the owner
+/// gave ends ([`Given`]); never without either (a router whose user extractor gives none, as
+/// in the proxy's own tests).
 fn access_ended<R: Sessions>(
     grant: Option<Grant>,
+    given: Option<Given>,
     sessions: Arc<R>,
     id: SessionId,
     service: Service,
-) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> {
+) -> Ending {
     let Some(mut grant) = grant else {
-        return Box::pin(std::future::pending());
+        return match given {
+            Some(given) => (given.0)(),
+            None => Box::pin(std::future::pending()),
+        };
     };
     Box::pin(async move {
         while let Some(user) = grant.next_change().await {

@@ -5,7 +5,8 @@
 //! WebSocket, any protocol) gets a connection of its own to the gateway, and after the app's
 //! `101` the browser's connection and that one are spliced byte for byte: frames are the
 //! app's business. Traffic either way is the session's activity (the idle stop), and a spliced
-//! connection ends when the viewer's access does, like the terminal.
+//! connection ends when the viewer's access does, like the terminal (for a shared preview,
+//! when the share does: [`super::Given`]).
 //!
 //! Also the listing of a session's listening ports (`GET /api/ports` of the gateway), which
 //! neither wakes a session nor counts as its activity: the UI may ask while nobody uses it.
@@ -103,6 +104,7 @@ async fn upgrade<R: Sessions>(
         .remove::<hyper::upgrade::OnUpgrade>()
         .ok_or_else(|| ApiError::internal(&"the HTTP server does not support upgrades"))?;
     let grant = request.extensions_mut().remove::<Grant>();
+    let given = request.extensions_mut().remove::<super::Given>();
     let peer = request
         .extensions()
         .get::<axum::extract::ConnectInfo<ClientPeer>>()
@@ -187,7 +189,7 @@ async fn upgrade<R: Sessions>(
         let _open = metrics.metrics().websocket_opened();
         let mut browser = Active::new(TokioIo::new(browser), Arc::clone(&sessions), id.clone());
         let mut app = Active::new(TokioIo::new(app), Arc::clone(&sessions), id.clone());
-        let ended = access_ended(grant, sessions, id.clone(), Service::Preview);
+        let ended = access_ended(grant, given, sessions, id.clone(), Service::Preview);
         tokio::select! {
             result = tokio::io::copy_bidirectional(&mut browser, &mut app) => {
                 tracing::debug!(session = %id, "a preview's upgraded connection closed: {result:?}");

@@ -144,16 +144,29 @@ impl Sessions for EngineSessions {
             return None;
         }
         let key = id.clone();
-        let share = self
+        let owner = record.spec.owner.clone();
+        let (share, owner_active) = self
             .engine
             .store()
-            .run(move |s| s.preview_share(&key, port))
+            .run(move |s| {
+                let share = s.preview_share(&key, port)?;
+                // Fails closed: an owner who cannot be read shares nothing.
+                let active = s.user(&owner).map_or_else(
+                    |e| {
+                        tracing::warn!(%owner, "reading a preview's owner: {e}");
+                        false
+                    },
+                    |u| u.is_some_and(|u| !u.disabled),
+                );
+                Ok((share, active))
+            })
             .await
             .map_err(|e| tracing::warn!(session = %id, port, "reading a preview's share: {e}"))
             .ok()?;
         Some(super::SharedPreview {
             owner: record.spec.owner,
             share,
+            owner_active,
         })
     }
 

@@ -122,8 +122,13 @@ async fn accept<R: Sessions>(
                 .await;
         let _open = proxy.metrics().websocket_opened();
         let keepalive = proxy.terminal_keepalive();
-        let ended =
-            super::access_ended(grant, Arc::clone(&sessions), id.clone(), Service::Terminal);
+        let ended = super::access_ended(
+            grant,
+            None,
+            Arc::clone(&sessions),
+            id.clone(),
+            Service::Terminal,
+        );
         relay(client, upstream_socket, &*sessions, &id, keepalive, ended).await;
     });
 
