@@ -144,19 +144,21 @@ pub(crate) fn build_session_image() -> anyhow::Result<ImageBuild> {
     let tarball = ensure_base_rootfs()?;
     import_base_image(&tarball)?;
     step("building octo-fileserver (release) for the image");
-    util::run(&mut util::cargo([
-        "build",
-        "--release",
-        "-p",
-        "octo-fileserver",
-    ]))?;
+    // A target directory of its own (`target/image`): `cargo xtask ci` builds the package
+    // checks' release binaries in the background meanwhile, holding `target/release`'s lock
+    // for minutes, and the image needs only this one program.
+    util::run(
+        util::cargo(["build", "--release", "-p", "octo-fileserver"])
+            .arg("--target-dir")
+            .arg(util::target_dir().join("image")),
+    )?;
     let image = format!("{SESSION_IMAGE}:{VERSION}");
     let context = "/var/lib/octo/image-context";
     let ca_dir = stage_extra_cas()?;
     let stage = format!(
         "set -eu; rm -rf {context}; mkdir -p {context}; \
          cp -a {src}/container/. {context}/; \
-         cp {target}/release/octo-fileserver {context}/octo-fileserver",
+         cp {target}/image/release/octo-fileserver {context}/octo-fileserver",
         src = testhost::GUEST_SRC,
         target = testhost::GUEST_TARGET,
     );
