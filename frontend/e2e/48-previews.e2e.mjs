@@ -77,10 +77,22 @@ fetch(ui + "/api/me", { credentials: "include" })
     if (!(await tab.evaluate(() => window.opener === null))) throw new Error("the preview keeps its opener");
     ctx.step(`ran on ${report.origin}; the UI's /api/me: ${report.me}`);
 
-    // The embedded pane is off until its frame is seen to load in Chromium through Caddy.
+    ctx.step("Preview: the same app in the workspace's pane");
     consoleErrors.check();
+    // Open closed the menu behind it.
     await byTest("ports-popup").waitFor({ state: "detached" });
-    if (await portRow.getByTestId("port-preview").count()) throw new Error("the menu offers the embedded preview");
+    await byTest("ports-menu").click();
+    await portRow.getByTestId("port-preview").click();
+    await byTest("preview-pane").waitFor();
+    const frame = await frameOf(page, origin);
+    await frame.waitForFunction(() => document.title.startsWith("done:"), null, { timeout: 30_000 });
+    const embedded = JSON.parse((await frame.title()).slice("done:".length));
+    if (embedded.origin !== origin || embedded.me.includes(user.username) || /^2\d\d /.test(embedded.me)) {
+      throw new Error(`the pane's app: ${JSON.stringify(embedded)}`);
+    }
+    await ctx.screenshot(page, "previews-pane");
+    await byTest("preview-close").click();
+    await byTest("preview-pane").waitFor({ state: "detached" });
 
     ctx.step("another user's browser: refused until the owner shares the port, then the app opens");
     const other = await ctx.newUser();
@@ -154,4 +166,15 @@ fetch(ui + "/api/me", { credentials: "include" })
 async function finished(page) {
   await page.waitForFunction(() => document.title.startsWith("done:"), null, { timeout: 30_000 });
   return JSON.parse((await page.title()).slice("done:".length));
+}
+
+/** The frame of `page` on `origin`, once it is there. */
+async function frameOf(page, origin) {
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    const frame = page.frames().find((f) => f.url().startsWith(origin));
+    if (frame) return frame;
+    if (Date.now() > deadline) throw new Error(`no frame of ${origin}: ${page.frames().map((f) => f.url()).join(", ")}`);
+    await page.waitForTimeout(200);
+  }
 }

@@ -8,10 +8,9 @@ import { useCallback, useEffect, useRef, useState } from "react";
 import { api, errorMessage, type SessionPorts } from "../api";
 import { expiresIn, LINK_LIFETIMES, portsView, shareSummary, type PortRow } from "./ports";
 
-/** The embedded preview pane: its frame now starts on the content origin (`open?json=true`),
- * which should cure the `chrome-error://` frame of the package check, but that is not yet seen
- * to work in Chromium through Caddy; off until then. Open in a new tab works. */
-const EMBEDDED_PREVIEW = false;
+/** The embedded preview pane: its frame starts on the content origin (`open?json=true` gives
+ * the ticket's URL), since the UI's own pages are never framed. */
+const EMBEDDED_PREVIEW = true;
 
 const POLL_MS = 4000;
 
