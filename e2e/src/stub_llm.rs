@@ -4,8 +4,10 @@
 //!
 //! Asked with tools and no tool result since the last user message, it calls a tool: opencode's
 //! `write` tool to create [`NOTE_FILE`] when that message asks to "write a note", its `question`
-//! tool (two options) when it says "ask me", else its `bash` tool to write [`AGENT_FILE`] (into
-//! the folder `NAME` of the home when the message says "into NAME/": the Files pane's live check).
+//! tool (two options) when it says "ask me", its `bash` tool to start `python3 -m http.server N`
+//! over the home when it says "serve the workspace on port N" (the previews' check), else its
+//! `bash` tool to write [`AGENT_FILE`] (into the folder `NAME` of the home when the message says
+//! "into NAME/": the Files pane's live check).
 //! Otherwise it answers with a short Markdown reply that
 //! starts with [`AGENT_REPLY`], streamed a few words per chunk with a pause between chunks so
 //! that a client sees the reply grow. Every answer reports `usage` ([`usage_of`]); a stream
@@ -139,6 +141,15 @@ async fn answer(mut stream: TcpStream) -> anyhow::Result<()> {
                     ],
                 }]}),
             )
+        } else if let Some(port) = serve_asked(&asked) {
+            // In a session of its own (setsid -f), so that it outlives the tool call.
+            (
+                "bash",
+                serde_json::json!({
+                    "command": format!("setsid -f python3 -m http.server {port} --directory /home/dev >/dev/null 2>&1"),
+                    "description": "Serve the workspace",
+                }),
+            )
         } else {
             let dir = folder_asked(&asked).map_or_else(String::new, |d| format!("{d}/"));
             (
@@ -253,6 +264,13 @@ fn folder_asked(asked: &str) -> Option<&str> {
     (plain && !name.is_empty() && name != "." && name != "..").then_some(name)
 }
 
+/// The port of "serve the workspace on port N" (1024 to 65535), if asked.
+fn serve_asked(asked: &str) -> Option<u16> {
+    let (_, rest) = asked.split_once("serve the workspace on port ")?;
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok().filter(|port| *port >= 1024)
+}
+
 fn text_of(message: &serde_json::Value) -> String {
     match &message["content"] {
         serde_json::Value::String(text) => text.clone(),
@@ -318,6 +336,18 @@ mod tests {
         assert!(chunks.len() > 5, "{chunks:?}");
         assert_eq!(chunks.concat(), text);
         assert!(chunks[0].starts_with("The file"));
+    }
+
+    #[test]
+    fn a_server_is_asked_for_by_its_port() {
+        assert_eq!(
+            serve_asked("please serve the workspace on port 3000."),
+            Some(3000)
+        );
+        assert_eq!(serve_asked("serve the workspace on port 80"), None);
+        assert_eq!(serve_asked("serve the workspace on port 99999"), None);
+        assert_eq!(serve_asked("serve the workspace on port $(id)"), None);
+        assert_eq!(serve_asked("please create the file."), None);
     }
 
     #[test]

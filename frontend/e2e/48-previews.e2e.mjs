@@ -1,5 +1,5 @@
-// Issue 14's previews, as a user meets them: a server started in the session's terminal
-// (`python3 -m http.server 3000` over a page whose app.js reports where it runs and what the UI's
+// Issue 14's previews, as a user meets them: a server the agent starts when a prompt asks it to
+// (the stub model's bash tool call: `python3 -m http.server 3000` over a page whose app.js reports where it runs and what the UI's
 // /api/me tells it) appears in the workspace's Ports menu; "Open" shows the app in a new tab on
 // its own origin (p3000-<id>.<content site>), where it cannot read the UI's /api/me with the
 // viewer's credentials; "Preview" shows the same app in the workspace's pane (a frame of the
@@ -37,7 +37,7 @@ export default async function previews(ctx) {
     await entry("/AGENTS.md").waitFor();
     await page.locator('[data-testid="terminal-status"][data-state="connected"]').waitFor();
 
-    ctx.step("an app in the workspace: index.html and its app.js, served by python3 -m http.server");
+    ctx.step("an app in the workspace: index.html and its app.js");
     const script = `
 const ui = ${JSON.stringify(baseUrl)};
 fetch(ui + "/api/me", { credentials: "include" })
@@ -49,10 +49,13 @@ fetch(ui + "/api/me", { credentials: "include" })
     ]);
     await entry("/index.html").waitFor();
     await entry("/app.js").waitFor();
-    const terminal = byTest("terminal");
-    await terminal.click();
-    await page.keyboard.type(`python3 -m http.server ${PORT} >/dev/null 2>&1 &`);
-    await page.keyboard.press("Enter");
+    ctx.step("a prompt: the agent (the stub model's bash tool call) starts the server");
+    await page.locator("[data-testid=chat-connection][data-state=open]").waitFor({ timeout: 60_000 });
+    await byTest("chat-input").fill(`Please serve the workspace on port ${PORT}.`);
+    await byTest("chat-send").click();
+    await page
+      .locator("[data-testid=chat-tool][data-tool=bash][data-status=completed]")
+      .waitFor({ timeout: 90_000 });
 
     ctx.step("the Ports menu lists the port");
     await byTest("ports-menu").click();
