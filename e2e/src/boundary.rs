@@ -172,12 +172,28 @@ impl Octod {
         dir: &Path,
         idle_minutes: u64,
     ) -> anyhow::Result<Self> {
+        Self::start_with(
+            runner,
+            port,
+            dir,
+            &format!("idle_timeout_minutes = {idle_minutes}\n"),
+        )
+        .await
+    }
+
+    /// [`Octod::start`] with `sessions` as the rest of the `[sessions]` table.
+    pub(crate) async fn start_with(
+        runner: Runner,
+        port: u16,
+        dir: &Path,
+        sessions: &str,
+    ) -> anyhow::Result<Self> {
         let config = dir.join("octod.toml");
         std::fs::create_dir_all(dir)?;
         std::fs::write(
             &config,
             format!(
-                "[server]\nstate_dir = \"{}\"\n\n[sessions]\ntemplates_dir = \"/opt/octo/src/container/templates\"\nidle_timeout_minutes = {idle_minutes}\n",
+                "[server]\nstate_dir = \"{}\"\n\n[sessions]\ntemplates_dir = \"/opt/octo/src/container/templates\"\n{sessions}",
                 dir.join("state").display()
             ),
         )?;
@@ -259,6 +275,11 @@ impl Octod {
     }
 
     /// SIGTERM; octod must exit cleanly.
+    /// octod's process id (`setpriv` and `env` exec it: the child is octod itself).
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub(crate) fn stop(mut self) -> anyhow::Result<()> {
         // `setpriv` execs `env`, which execs octod: the child is octod itself.
         util::run(Command::new("kill").args(["-TERM", &self.child.id().to_string()]))?;

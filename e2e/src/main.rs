@@ -12,6 +12,7 @@ mod backup;
 mod bench;
 mod boundary;
 mod clients;
+mod density;
 mod disk;
 mod engine;
 mod generator;
@@ -145,6 +146,9 @@ enum BenchKind {
         #[arg(long, default_value_t = 7)]
         rounds: u32,
     },
+    /// Memory of N idle-running sessions and octod's RSS per session; a reconcile pass over
+    /// 20 sessions against one over 200 (issue 18).
+    Density,
 }
 
 fn main() -> ExitCode {
@@ -196,6 +200,9 @@ fn main() -> ExitCode {
             Check::Bench {
                 bench: BenchKind::SessionStart { rounds },
             } => bench::session_start(rounds).await,
+            Check::Bench {
+                bench: BenchKind::Density,
+            } => density::run().await,
         }
     });
     match result {

@@ -129,6 +129,9 @@ enum Bench {
     ProxyAuth,
     /// Engine create→ready vs podman run + wait-until-healthy, in the test host.
     SessionStart,
+    /// Memory of 1, 5 and 10 idle-running sessions and octod's RSS per session; a reconcile
+    /// pass over 200 sessions vs over 20 (issue 18), in the test host.
+    Density,
     /// Streaming through octod's model gateway vs straight to the same provider (issue 15).
     Llm,
     /// A snapshot, restore and fork copy of a 1 GiB home by octod's worker vs tar + zstd and
@@ -213,6 +216,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Bench::Proxy => bench::proxy::run()?,
             Bench::ProxyAuth => bench::proxy::run_auth()?,
             Bench::SessionStart => bench::session_start::run()?,
+            Bench::Density => bench::session_start::run_in_bench_host("density")?,
             Bench::Llm => bench::llm::run()?,
             Bench::Snapshot => bench::snapshot::run()?,
             Bench::Ui {

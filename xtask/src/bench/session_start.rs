@@ -10,7 +10,13 @@ use crate::util::{self, step};
 const INSTANCE: &str = "bench";
 
 pub(crate) fn run() -> anyhow::Result<()> {
-    util::require_root("bench session-start")?;
+    run_in_bench_host("session-start")
+}
+
+/// `octo-e2e bench <bench>` in the benchmark's own test host, with the session image built
+/// there (`session-start`, `density`).
+pub(crate) fn run_in_bench_host(bench: &str) -> anyhow::Result<()> {
+    util::require_root(&format!("bench {bench}"))?;
     step("building the end-to-end program");
     util::run(&mut util::cargo(["build", "-p", "octo-e2e"]))?;
     let paths = testhost::Paths::named(INSTANCE);
@@ -30,7 +36,7 @@ pub(crate) fn run() -> anyhow::Result<()> {
     let program = format!("{}/debug/octo-e2e", testhost::GUEST_TARGET);
     let result = testhost::exec_at(
         &paths,
-        &[program, "bench".into(), "session-start".into()],
+        &[program, "bench".into(), bench.into()],
         &ExecOptions {
             user: Some(testhost::OCTO_USER.into()),
             env: vec![],
