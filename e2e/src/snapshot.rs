@@ -17,6 +17,8 @@
 //! 4. (and) `kill -9` of a restore's worker midway, then of octod and the worker: the home
 //!    stays the old one (its manifest), and what was unpacked beside it is removed (after the
 //!    failed job; after the crash, by the next octod's reconciler).
+//!    A full disk midway (the snapshot storage on a 16 MiB tmpfs): the job fails saying so,
+//!    nothing partial is listed or left, the container runs.
 //! 5. octod again with `[limits] snapshots = "1M"`, which the first snapshot already passes:
 //!    a create is `507 snapshot_quota` with a clear message. Then everything goes.
 
@@ -522,6 +524,7 @@ async fn scenario(
     );
 
     restore_killed(&user, &id, octod).await?;
+    disk_full(&user, &id, &snapshot).await?;
 
     // Delete through the API frees the name.
     in_container(&id, "/bin/busybox rm /home/dev/big.bin")?;
@@ -684,6 +687,91 @@ async fn restore_killed(
         204,
         "delete the large snapshot",
     )?;
+    Ok(())
+}
+
+/// 4c. The disk fills up midway: the session's snapshot storage on a small file system of its
+/// own (a 16 MiB tmpfs holding what was there), then a snapshot of the 160 MiB home. The job
+/// fails saying so, nothing partial is listed or left, the container runs, the home is as it
+/// was; the other snapshot is untouched.
+async fn disk_full(user: &Client, id: &str, snapshot: &str) -> anyhow::Result<()> {
+    let dir = Path::new(WORK).join("state/snapshots").join(id);
+    let aside = Path::new(WORK).join(format!("aside-{id}"));
+    let home = manifest(id)?;
+    let uid = util::run(Command::new("id").args(["-u", OCTO]))?;
+    let gid = util::run(Command::new("id").args(["-g", OCTO]))?;
+    util::run(Command::new("cp").args(["-a"]).arg(&dir).arg(&aside))?;
+    util::run(
+        Command::new("mount")
+            .args(["-t", "tmpfs", "-o"])
+            .arg(format!(
+                "size=16m,mode=0700,uid={},gid={}",
+                uid.trim(),
+                gid.trim()
+            ))
+            .arg("tmpfs")
+            .arg(&dir),
+    )?;
+    let result = async {
+        util::run(
+            Command::new("cp")
+                .args(["-a"])
+                .arg(format!("{}/.", aside.display()))
+                .arg(&dir),
+        )?;
+        let answer = user.call(
+            "POST",
+            &format!("/api/sessions/{id}/snapshots"),
+            Some(r#"{"name":"on a full disk"}"#),
+        )?;
+        expect(&answer, 202, "a snapshot onto a small file system")?;
+        let full = answer.json()?["snapshot"]
+            .as_str()
+            .context("snapshot")?
+            .to_owned();
+        let job = job_ended(user, id, &full).await?;
+        let reason = job["reason"].as_str().unwrap_or_default().to_owned();
+        ensure!(
+            job["state"] == "failed" && reason.contains("No space left on device"),
+            "a snapshot onto a full disk: {job}"
+        );
+        let list = snapshots(user, id)?;
+        ensure!(
+            list["snapshots"].as_array().map(Vec::len) == Some(1)
+                && list["snapshots"][0]["id"] == snapshot,
+            "listed after the full disk: {list}"
+        );
+        ensure!(
+            stored(id)? == vec![snapshot.to_owned()],
+            "left on the full disk: {:?}",
+            stored(id)?
+        );
+        util::eventually(Duration::from_secs(30), "the container unpaused", async || {
+            ensure!(container_state(id)? == "running", "not running yet");
+            Ok(())
+        })
+        .await?;
+        ensure!(manifest(id)? == home, "the home changed");
+        say(format!(
+            "a full disk midway (16 MiB for a 160 MiB home): the job failed ({}), nothing partial listed or left, the container runs, the home is as it was",
+            reason
+                .lines()
+                .find(|l| l.contains("No space left"))
+                .unwrap_or_default()
+                .trim()
+        ));
+        Ok(())
+    }
+    .await;
+    let unmounted = util::run(Command::new("umount").arg(&dir));
+    let _ = std::fs::remove_dir_all(&aside);
+    result?;
+    unmounted?;
+    ensure!(
+        stored(id)? == vec![snapshot.to_owned()],
+        "the snapshot storage after the full disk: {:?}",
+        stored(id)?
+    );
     Ok(())
 }
 
