@@ -150,6 +150,10 @@ impl Sessions for EngineSessions {
             .store()
             .run(move |s| {
                 let share = s.preview_share(&key, port)?;
+                if !share.users && share.links.is_empty() {
+                    // Nothing shared (the owner's own requests, mostly): no account to read.
+                    return Ok((share, true));
+                }
                 // Fails closed: an owner who cannot be read shares nothing.
                 let active = s.user(&owner).map_or_else(
                     |e| {
