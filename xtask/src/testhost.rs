@@ -726,7 +726,7 @@ fn boot(paths: &Paths) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Read-only binds of the workspace and the build output. The root itself lives under
+/// Read-only binds of the workspace and the build output (`debug`, `release`, `image`). The root itself lives under
 /// `target/`, so neither the workspace nor `target/` is bound whole: the container would see
 /// its own mounts through the bind, and systemd would try to unmount them all at poweroff.
 fn bind_args(ws: &Path, target: &Path) -> anyhow::Result<Vec<String>> {
@@ -745,7 +745,8 @@ fn bind_args(ws: &Path, target: &Path) -> anyhow::Result<Vec<String>> {
             path.display()
         ));
     }
-    for profile in ["debug", "release"] {
+    // `image`: the session image's own build of octo-fileserver (image.rs).
+    for profile in ["debug", "release", "image"] {
         let dir = target.join(profile);
         fs::create_dir_all(&dir)?;
         args.push(format!(
