@@ -174,6 +174,8 @@ async fn proxy(
         }),
     };
     let app = octod::proxy::routes_with_user::<BenchState, FixedSessions, Admin>()
+        // Both: axum's wildcard matches no empty rest, and `/` is the page measured.
+        .route("/preview/{port}/", axum::routing::any(preview))
         .route("/preview/{port}/{*rest}", axum::routing::any(preview))
         .with_state(state);
     // Served as `octod serve` serves: octod's listener (no Nagle on accepted connections: a
@@ -201,9 +203,17 @@ async fn serve(listen: SocketAddr, app: axum::Router) -> anyhow::Result<()> {
 /// `/preview/<port>/<rest>`: the preview relay for `<rest>` on that port of the session.
 async fn preview(
     axum::extract::State(state): axum::extract::State<BenchState>,
-    axum::extract::Path((port, _)): axum::extract::Path<(u16, String)>,
     mut request: axum::extract::Request,
 ) -> axum::response::Response {
+    let Some(port) = request
+        .uri()
+        .path()
+        .strip_prefix("/preview/")
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|port| port.parse::<u16>().ok())
+    else {
+        return axum::http::StatusCode::NOT_FOUND.into_response();
+    };
     let prefix = format!("/preview/{port}");
     let rest = request
         .uri()
