@@ -526,7 +526,10 @@ async fn socket_cut_when_shares_end(
     let links_path = format!("/api/sessions/{id}/ports/{WS_APP}/links");
     let origin = format!("https://{ws_host}");
     let owner_name = "owner";
-    for ending in ["revoked", "owner disabled"] {
+    for (ending, after) in [
+        ("revoked", "the link was revoked"),
+        ("owner disabled", "the owner was disabled"),
+    ] {
         let link = owner.call("POST", &links_path, Some("{}"))?;
         expect(&link, 201, "a share link to the WebSocket app")?;
         let link = link.json()?;
@@ -583,7 +586,7 @@ async fn socket_cut_when_shares_end(
         let refused = on_host(&ws_host, "GET", "/", &[("Cookie", &cookie)])?;
         expect(&refused, 403, &format!("the link's cookie once {ending}"))?;
         say(format!(
-            "a WebSocket open through a share link was cut {} ms after the link was {ending}; its cookie is refused (403)",
+            "a WebSocket open through a share link was cut {} ms after {after}; its cookie is refused (403)",
             started.elapsed().as_millis()
         ));
     }
