@@ -122,9 +122,18 @@ export async function checkLongChat(ctx, page, chat) {
   if (pageCount !== 1) throw new Error("a paged conversation does not say that earlier messages remain");
 
   ctx.step("a 10,000-line output is collapsed with its size, and shown whole when asked");
-  await reveal(longOutput);
   const tool = message(longOutput).locator('[data-testid="chat-tool"][data-tool="bash"]');
-  await tool.locator("summary").click();
+  // An earlier page that loads as the list nears its top can move the message out of the
+  // rendered window again after it was brought into view: reveal it until the click lands.
+  for (let attempt = 1; ; attempt++) {
+    await reveal(longOutput);
+    try {
+      await tool.locator("summary").click({ timeout: 3_000 });
+      break;
+    } catch (error) {
+      if (attempt >= 10) throw error;
+    }
+  }
   const more = tool.getByTestId("chat-output-more");
   const label = await more.textContent();
   if (!/9,800 earlier lines; show all 10,000 \(\d+ KiB\)/.test(label)) throw new Error(`the collapsed output says: ${label}`);
@@ -140,8 +149,13 @@ export async function checkLongChat(ctx, page, chat) {
   await tool.locator(".chat-terminal").waitFor({ state: "detached" });
 
   ctx.step("a 2,000-line diff in a reply shows its first 200 lines and its length");
-  await reveal(bigDiff);
   const diffMore = message(bigDiff).locator(".md-code-more");
+  for (let attempt = 1; ; attempt++) {
+    await reveal(bigDiff);
+    if ((await diffMore.count()) > 0) break;
+    if (attempt >= 10) throw new Error("the diff's message stays out of the rendered window");
+    await page.waitForTimeout(300);
+  }
   const diffLabel = await diffMore.textContent();
   if (!/showing 200 of 2,000 lines/.test(diffLabel)) throw new Error(`the clipped diff says: ${diffLabel}`);
   const codeLines = await message(bigDiff).locator("pre.md-code-clipped code").evaluate((e) => e.textContent.split("\n").length);
