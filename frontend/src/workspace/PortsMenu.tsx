@@ -8,9 +8,6 @@ import { useCallback, useEffect, useRef, useState } from "react";
 import { api, errorMessage, type SessionPorts } from "../api";
 import { expiresIn, LINK_LIFETIMES, portsView, shareSummary, type PortRow } from "./ports";
 
-/** The embedded preview pane: its frame starts on the content origin (`open?json=true` gives
- * the ticket's URL), since the UI's own pages are never framed. */
-const EMBEDDED_PREVIEW = true;
 
 const POLL_MS = 4000;
 
@@ -96,7 +93,7 @@ export function PortsMenu(props: { sessionId: string; onPreview: (row: PortRow) 
                         Open
                       </a>
                     )}
-                    {EMBEDDED_PREVIEW && row.embedHref && (
+                    {row.embedHref && (
                       <button
                         className="btn small"
                         data-testid="port-preview"
