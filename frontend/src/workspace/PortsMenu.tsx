@@ -8,7 +8,6 @@ import { useCallback, useEffect, useRef, useState } from "react";
 import { api, errorMessage, type SessionPorts } from "../api";
 import { expiresIn, LINK_LIFETIMES, portsView, shareSummary, type PortRow } from "./ports";
 
-
 const POLL_MS = 4000;
 
 export function PortsMenu(props: { sessionId: string; onPreview: (row: PortRow) => void }): JSX.Element {
