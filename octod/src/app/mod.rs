@@ -239,6 +239,7 @@ pub fn router(state: AppState) -> Router {
     routes()
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(middleware::from_fn(crate::http::same_origin))
+        .layer(middleware::from_fn(crate::http::read_small_bodies))
         .layer(middleware::from_fn_with_state(
             content,
             crate::content::dispatch::<EngineSessions>,

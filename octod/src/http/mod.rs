@@ -10,6 +10,6 @@ pub mod error;
 pub mod origin;
 pub mod peer;
 
-pub use body::JsonBody;
+pub use body::{JsonBody, read_small_bodies};
 pub use error::ApiError;
 pub use origin::{has_bearer, is_same_origin, same_origin};
