@@ -138,7 +138,7 @@ fn run(args: Args, listen_fds: Option<&str>) -> anyhow::Result<()> {
         opencode: args.opencode,
         terminal_socket: args.terminal_socket,
         wait: Duration::from_secs(args.upstream_wait),
-        previews: Some(fileserver::preview::Previews { reserved }),
+        previews: Some(fileserver::preview::Previews::new(reserved)),
     };
     // Taken before the runtime starts: nothing else in the process can have claimed fd 3.
     let activated: Option<StdListener> = listen::activated(listen_fds)?;

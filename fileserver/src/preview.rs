@@ -14,13 +14,20 @@
 //! gateway's bridge: [`Previews::reserved`]) `403`, and a port nothing listens on `502
 //! nothing_listening` at once: no waiting, an app that is not running is no session starting.
 
+use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::Json;
+use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{HeaderValue, Uri, header};
 use axum::response::{IntoResponse, Response};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
 use serde::Serialize;
 use tokio::net::TcpStream;
 
@@ -30,14 +37,142 @@ use crate::relay::{self, Upstream, UpstreamIo};
 /// The lowest port a preview reaches: below it are system services, never an app of a user's.
 pub const MIN_PORT: u16 = 1024;
 
-/// What the gateway knows of previews: the ports it never relays nor lists.
+/// What the gateway knows of previews: the ports it never relays nor lists, and its
+/// connections to the apps.
 #[derive(Debug, Clone, Default)]
 pub struct Previews {
     /// The session's own services' ports (opencode's, the model gateway bridge's).
     pub reserved: Vec<u16>,
+    pool: AppPool,
+}
+
+/// Connections to the apps, kept alive between requests: a dev server's page loads dozens of
+/// files, and a connection of its own for each (connect, accept, handshake) cost most of a
+/// preview request (`cargo xtask bench proxy`). The first request to a port finds its address
+/// (the IPv4 loopback, else the IPv6 one) on a connection of its own; later ones go through
+/// the pool to that address, until a connection to it is refused.
+#[derive(Clone)]
+struct AppPool {
+    client: Client<HttpConnector, Body>,
+    known: Arc<Mutex<HashMap<u16, SocketAddr>>>,
+}
+
+impl Default for AppPool {
+    fn default() -> Self {
+        let mut http = HttpConnector::new();
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(relay::CONNECT_TIMEOUT));
+        Self {
+            client: Client::builder(TokioExecutor::new())
+                .pool_idle_timeout(Duration::from_secs(30))
+                .build(http),
+            known: Arc::default(),
+        }
+    }
+}
+
+impl std::fmt::Debug for AppPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppPool").finish_non_exhaustive()
+    }
+}
+
+impl AppPool {
+    fn known(&self, port: u16) -> Option<SocketAddr> {
+        self.known.lock().ok()?.get(&port).copied()
+    }
+
+    fn remember(&self, port: u16, addr: SocketAddr) {
+        if let Ok(mut known) = self.known.lock() {
+            known.insert(port, addr);
+        }
+    }
+
+    fn forget(&self, port: u16) {
+        if let Ok(mut known) = self.known.lock() {
+            known.remove(&port);
+        }
+    }
+
+    /// `request` (its target the app's path and query) to the app at `addr` over a pooled
+    /// connection; the answer streamed back without hop-by-hop headers.
+    async fn send(
+        &self,
+        port: u16,
+        addr: SocketAddr,
+        target: &Uri,
+        request: Request,
+    ) -> Result<Response, Failed> {
+        let (mut parts, body) = request.into_parts();
+        relay::remove_hop_by_hop(&mut parts.headers);
+        parts.headers.remove(header::AUTHORIZATION);
+        let host = HeaderValue::try_from(addr.to_string())
+            .map_err(|_| Failed::Other(ApiError::new(Code::BadRequest, "malformed address")))?;
+        parts.headers.insert(header::HOST, host);
+        parts.uri = format!("http://{addr}{target}").parse().map_err(|_| {
+            Failed::Other(ApiError::new(Code::BadRequest, "malformed request target"))
+        })?;
+        parts.version = axum::http::Version::HTTP_11;
+        let answer = self
+            .client
+            .request(Request::from_parts(parts, body))
+            .await
+            .map_err(|e| {
+                if e.is_connect() {
+                    self.forget(port);
+                    Failed::Refused
+                } else {
+                    tracing::warn!(port, error = %e, "a relayed preview request failed");
+                    Failed::Other(ApiError::new(
+                        Code::BadGateway,
+                        "the app did not answer properly",
+                    ))
+                }
+            })?;
+        let (mut head, body) = answer.into_parts();
+        relay::remove_hop_by_hop(&mut head.headers);
+        Ok(Response::from_parts(head, Body::new(body)))
+    }
+}
+
+/// Why a pooled request got no answer.
+enum Failed {
+    /// The app's address refused the connection: the app stopped, or listens elsewhere now.
+    Refused,
+    Other(ApiError),
+}
+
+/// A copy of `request`'s head with an empty body, if its own body is empty: what can be sent
+/// again on a fresh connection when the pooled address refused it.
+fn again(request: &Request) -> Option<Request> {
+    use axum::body::HttpBody as _;
+    if request.body().size_hint().exact() != Some(0) {
+        return None;
+    }
+    let mut copy = Request::new(Body::empty());
+    *copy.method_mut() = request.method().clone();
+    *copy.uri_mut() = request.uri().clone();
+    *copy.version_mut() = request.version();
+    *copy.headers_mut() = request.headers().clone();
+    Some(copy)
+}
+
+fn nothing_listening(port: u16) -> ApiError {
+    ApiError::new(
+        Code::NothingListening,
+        format!("nothing in the session answers on port {port}; is the app running?"),
+    )
 }
 
 impl Previews {
+    /// Previews that never reach the session's own services on `reserved`.
+    pub fn new(reserved: Vec<u16>) -> Self {
+        Self {
+            reserved,
+            pool: AppPool::default(),
+        }
+    }
+
     /// The port `text` names, if a preview may reach it.
     pub fn check(&self, text: &str) -> Result<u16, ApiError> {
         let port = text
@@ -179,14 +314,27 @@ async fn relay_checked(previews: &Previews, request: Request) -> Result<Response
     }
     .parse()
     .map_err(|_| ApiError::new(Code::BadRequest, "malformed request target"))?;
+    let upgrading = request.headers().contains_key(header::UPGRADE);
+    // A known address goes through the pool; when it refuses (the app restarted, perhaps on
+    // the other loopback), a request without a body looks for the app again at once.
+    let request = if !upgrading && let Some(addr) = previews.pool.known(port) {
+        let copy = again(&request);
+        match previews.pool.send(port, addr, &target, request).await {
+            Ok(answer) => return Ok(answer),
+            Err(Failed::Other(e)) => return Err(e),
+            Err(Failed::Refused) => copy.ok_or_else(|| nothing_listening(port))?,
+        }
+    } else {
+        request
+    };
     let (io, addr) = connect(port).await?;
     let upstream = Upstream::App(addr);
-    let upgrading = request.headers().contains_key(header::UPGRADE);
     if upgrading {
         let host = HeaderValue::try_from(addr.to_string())
             .map_err(|_| ApiError::new(Code::BadRequest, "malformed address"))?;
         return relay::upgrade(&upstream, io, target, host, request).await;
     }
+    previews.pool.remember(port, addr);
     let (mut parts, body) = request.into_parts();
     parts.uri = target;
     relay::exchange(&upstream, io, Request::from_parts(parts, body)).await
@@ -262,9 +410,7 @@ mod tests {
 
     #[test]
     fn ports_a_preview_may_reach() {
-        let previews = Previews {
-            reserved: vec![41820, 41830],
-        };
+        let previews = Previews::new(vec![41820, 41830]);
         assert_eq!(previews.check("3000").expect("an app's port"), 3000);
         assert_eq!(previews.check("1024").expect("the lowest"), 1024);
         assert_eq!(previews.check("65535").expect("the highest"), 65535);

@@ -164,9 +164,7 @@ impl Gateway {
             opencode: Some(opencode),
             terminal_socket: Some(terminal.clone()),
             wait,
-            previews: Some(fileserver::preview::Previews {
-                reserved: vec![opencode.port()],
-            }),
+            previews: Some(fileserver::preview::Previews::new(vec![opencode.port()])),
         };
         rt.spawn(async move {
             fileserver::serve_gateway(listener, config, relays, std::future::pending())
@@ -741,4 +739,60 @@ fn previews_relay_an_apps_port_http_and_websocket() {
         assert_eq!(reply, Message::text("echo:reload"));
         ws.close(None).await.expect("close");
     });
+}
+
+/// A stand-in app that answers every path with the address of the connection it came on.
+async fn start_peer_app(addr: SocketAddr) {
+    use axum::extract::ConnectInfo;
+    async fn peer(ConnectInfo(from): ConnectInfo<SocketAddr>) -> String {
+        from.to_string()
+    }
+    let app = axum::Router::new().fallback(peer);
+    let listener = tokio::net::TcpListener::bind(addr).await.expect("bind app");
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .expect("app");
+    });
+}
+
+#[test]
+fn previews_keep_connections_to_an_app_and_find_it_again_when_it_restarts() {
+    let gw = Gateway::start(true, Duration::from_secs(5));
+    let port = free_port().port();
+    // The app on the IPv4 loopback, in a runtime of its own: dropping it is the app dying.
+    let first = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    first.block_on(start_peer_app(SocketAddr::from(([127, 0, 0, 1], port))));
+    let path = format!("/preview/{port}/page");
+    let peers: Vec<String> = (0..3)
+        .map(|_| {
+            let r = gw.request("GET", &path, Some(TOKEN), "", b"");
+            assert_eq!(r.status, 200, "{}", r.text());
+            r.text()
+        })
+        .collect();
+    // The first request finds the app on a connection of its own; the later ones share one.
+    assert_eq!(peers[1], peers[2], "{peers:?}");
+
+    // The app dies and comes back on the IPv6 loopback: the next request finds it there.
+    first.shutdown_timeout(Duration::from_secs(5));
+    gw.request("GET", &path, Some(TOKEN), "", b"")
+        .assert_error(502, "nothing_listening");
+    gw.rt.block_on(start_peer_app(SocketAddr::from((
+        std::net::Ipv6Addr::LOCALHOST,
+        port,
+    ))));
+    let r = gw.request("GET", &path, Some(TOKEN), "", b"");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.text().starts_with("[::1]:"), "{}", r.text());
+    // A request with a body goes through the pool to the new address too.
+    let again = gw.request("POST", &path, Some(TOKEN), "", b"x");
+    assert_eq!(again.status, 200, "{}", again.text());
 }

@@ -638,9 +638,9 @@ async fn real_gateway(dir: &Path, events: mpsc::UnboundedSender<WsEvent>) -> Pat
         opencode: Some(opencode_addr),
         terminal_socket: Some(ttyd_socket),
         wait: Duration::from_secs(1),
-        previews: Some(fileserver::preview::Previews {
-            reserved: vec![opencode_addr.port()],
-        }),
+        previews: Some(fileserver::preview::Previews::new(vec![
+            opencode_addr.port(),
+        ])),
     };
     tokio::spawn(async move {
         fileserver::serve_gateway(listener, config, relays, std::future::pending()).await
