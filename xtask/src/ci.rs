@@ -28,29 +28,36 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
         util::require_root("ci")?;
         testhost::install_prerequisites()?;
     }
-    if options.checks {
-        step("cargo fmt --check");
-        util::run(&mut util::cargo(["fmt", "--all", "--check"]))
-            .context("formatting differs: run `cargo fmt --all`")?;
-        step("cargo clippy --workspace --all-targets -- -D warnings");
-        util::run(&mut util::cargo([
-            "clippy",
-            "--workspace",
-            "--all-targets",
-            "--",
-            "-D",
-            "warnings",
-        ]))?;
-        step("unit and integration tests");
-        util::run(&mut util::cargo(["test", "--workspace"]))?;
-        frontend()?;
+    // The root file systems the end-to-end checks boot from are debootstrapped meanwhile:
+    // that waits mostly on the network and the disk, the checks on the processor.
+    let warm = if options.e2e {
+        Some(Background::start(
+            "ci-warm",
+            "the test hosts' and the base image's root file systems",
+        )?)
+    } else {
+        None
+    };
+    if options.checks
+        && let Err(e) = checks()
+    {
+        if let Some(warm) = warm {
+            warm.stop();
+        }
+        return Err(e);
+    }
+    if let Some(warm) = warm {
+        warm.finish()?;
     }
     if options.e2e {
         // The package checks' release builds go on in the background while the dev-host
         // checks run: those mostly wait on systemd and Podman, so the builds cost the run
         // little time there, and much after them.
         let prebuild = if options.dev_host && options.package {
-            Some(Prebuild::start()?)
+            Some(Background::start(
+                "ci-prebuild",
+                "the release builds of the package checks",
+            )?)
         } else {
             None
         };
@@ -75,6 +82,26 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Formatting, lints, the Rust tests and the web UI's checks.
+fn checks() -> anyhow::Result<()> {
+    step("cargo fmt --check");
+    util::run(&mut util::cargo(["fmt", "--all", "--check"]))
+        .context("formatting differs: run `cargo fmt --all`")?;
+    step("cargo clippy --workspace --all-targets -- -D warnings");
+    util::run(&mut util::cargo([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    step("unit and integration tests");
+    util::run(&mut util::cargo(["test", "--workspace"]))?;
+    frontend()?;
+    Ok(())
+}
+
 /// `cargo xtask ci-prebuild`: this tree's release binaries, then the previous package (built
 /// once and cached; [`crate::package::previous_deb`] seeds its build with this tree's release
 /// dependencies, so it comes second).
@@ -93,50 +120,62 @@ pub fn prebuild() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// [`prebuild`] as a child process of this program, niced, its output in a log file.
-struct Prebuild {
+/// `cargo xtask ci-warm`: the cached root file systems of the test hosts (both flavours) and
+/// of the session image's base, debootstrapped where missing.
+pub fn warm() -> anyhow::Result<()> {
+    testhost::warm_caches()?;
+    crate::image::ensure_base_rootfs()?;
+    Ok(())
+}
+
+/// A task of this program (`ci-prebuild`, `ci-warm`) run as a child process beside the
+/// checks, niced, its output in a log file under the target directory.
+struct Background {
     child: std::process::Child,
+    what: &'static str,
     log: std::path::PathBuf,
     started: Instant,
 }
 
-impl Prebuild {
-    fn start() -> anyhow::Result<Self> {
-        let log = util::target_dir().join("ci-prebuild.log");
+impl Background {
+    fn start(task: &'static str, what: &'static str) -> anyhow::Result<Self> {
+        let log = util::target_dir().join(format!("{task}.log"));
+        if let Some(dir) = log.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
         let out =
             std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
         let err = out.try_clone()?;
         let exe = std::env::current_exe().context("this program's path")?;
-        step(format!(
-            "in the background: the release builds of the package checks (log: {})",
-            log.display()
-        ));
+        step(format!("in the background: {what} (log: {})", log.display()));
         let child = std::process::Command::new("nice")
             .args(["-n", "15"])
-            // A group of its own, so that `stop` ends cargo and rustc with it.
+            // A group of its own, so that `stop` ends its children with it.
             .process_group(0)
             .arg(exe)
-            .arg("ci-prebuild")
+            .arg(task)
             .current_dir(util::workspace_root())
             .stdin(std::process::Stdio::null())
             .stdout(out)
             .stderr(err)
             .spawn()
-            .context("starting the background release builds")?;
+            .with_context(|| format!("starting {what} in the background"))?;
         Ok(Self {
             child,
+            what,
             log,
             started: Instant::now(),
         })
     }
 
-    /// Waits for the builds; a failure shows the end of their log.
+    /// Waits for the task; a failure shows the end of its log.
     fn finish(mut self) -> anyhow::Result<()> {
-        step("waiting for the background release builds");
+        step(format!("waiting for {}", self.what));
         let status = self.child.wait()?;
         if status.success() {
             step(format!(
-                "the background release builds finished ({:.0?} after they started)",
+                "{} finished ({:.0?} after they started)",
+                self.what,
                 self.started.elapsed()
             ));
             return Ok(());
@@ -147,12 +186,13 @@ impl Prebuild {
             eprintln!("  {line}");
         }
         anyhow::bail!(
-            "the background release builds failed ({status}); the whole log is {}",
+            "{} failed in the background ({status}); the whole log is {}",
+            self.what,
             self.log.display()
         )
     }
 
-    /// Ends the builds (the dev-host checks failed: the run stops here).
+    /// Ends the task (a check failed: the run stops here).
     fn stop(mut self) {
         let group = format!("-{}", self.child.id());
         let _ = std::process::Command::new("kill")

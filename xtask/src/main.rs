@@ -51,6 +51,10 @@ enum Task {
     /// dev-host checks run.)
     #[command(hide = true)]
     CiPrebuild,
+    /// (For `ci`: the test hosts' and the base image's root file systems, debootstrapped in the
+    /// background while the first checks compile and run.)
+    #[command(hide = true)]
+    CiWarm,
     /// Install the built .deb and Caddy into a throwaway test host as a sysadmin would; print
     /// the HTTPS URL and a first admin invite code. Ctrl-C tears it down.
     Demo {
@@ -163,6 +167,7 @@ enum Bench {
 }
 
 fn main() -> ExitCode {
+    util::start_clock();
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
@@ -192,6 +197,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             package: !dev_host_only,
         })?,
         Task::CiPrebuild => ci::prebuild()?,
+        Task::CiWarm => ci::warm()?,
         Task::Demo { stub_llm } => demo::run(demo::Options { stub_llm })?,
         Task::Dist { revision, no_rpm } => {
             dist::run(&dist::Options { revision, no_rpm })?;

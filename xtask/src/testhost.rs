@@ -164,6 +164,15 @@ pub fn install_prerequisites() -> anyhow::Result<()> {
     util::apt_install(&["debootstrap", "systemd-container", "util-linux", "rsync"])
 }
 
+/// The cached root file systems of both flavours ([`Flavor::Dev`], [`Flavor::Bare`]),
+/// debootstrapped if missing; nothing is booted.
+pub fn warm_caches() -> anyhow::Result<()> {
+    install_prerequisites()?;
+    ensure_cache(&Paths::new())?;
+    ensure_cache(&Paths::new().with_flavor(Flavor::Bare))?;
+    Ok(())
+}
+
 /// `testhost up`: a fresh working root from the cache, booted.
 pub fn up() -> anyhow::Result<()> {
     util::require_root("testhost up")?;

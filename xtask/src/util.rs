@@ -7,9 +7,23 @@ use std::process::{Command, ExitStatus, Stdio};
 
 use anyhow::{Context as _, bail};
 
-/// Prints a step so that a person watching knows what is happening and why.
+/// When this program started: steps show the time since, so a run's log tells where its
+/// minutes went.
+static STARTED: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+
+/// Marks the start of this program's clock for [`step`].
+pub fn start_clock() {
+    STARTED.get_or_init(std::time::Instant::now);
+}
+
+/// Prints a step so that a person watching knows what is happening and why, and when it
+/// began (minutes and seconds since this program started).
 pub fn step(message: impl AsRef<str>) {
-    eprintln!("==> {}", message.as_ref());
+    let secs = STARTED
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_secs();
+    eprintln!("==> [{:02}:{:02}] {}", secs / 60, secs % 60, message.as_ref());
 }
 
 /// The workspace root (the parent of `xtask/`).
