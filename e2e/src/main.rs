@@ -16,6 +16,7 @@ mod density;
 mod disk;
 mod engine;
 mod generator;
+mod idle_work;
 mod image;
 mod limits;
 mod llm;
@@ -110,6 +111,9 @@ enum Check {
     ApiSdk,
     /// Previews: apps in a session on the content origin, through octod and the gateway.
     Previews,
+    /// The idle stop leaves an agent's long turn and a terminal's command alone, and stops a
+    /// quiet session on time (issue 18, part 4).
+    IdleWork,
     /// octod's Podman API client against the real Podman 5 socket.
     PodmanClient,
     /// The installed `octo` package through Caddy: activation, octoctl, a session, reboot,
@@ -192,6 +196,7 @@ fn main() -> ExitCode {
             Check::Admin { prepare: false } => admin::run().await,
             Check::ApiSdk => api_sdk::run().await,
             Check::Previews => previews::run().await,
+            Check::IdleWork => idle_work::run().await,
             Check::Package { phase } => package::run(phase).await,
             Check::StubLlm { port } => stub_llm::serve(port).await,
             Check::Terminal { socket, token_file } => {

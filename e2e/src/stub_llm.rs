@@ -5,7 +5,8 @@
 //! Asked with tools and no tool result since the last user message, it calls a tool: opencode's
 //! `write` tool to create [`NOTE_FILE`] when that message asks to "write a note", its `question`
 //! tool (two options) when it says "ask me", its `bash` tool to start `python3 -m http.server N`
-//! over the home when it says "serve the workspace on port N" (the previews' check), else its
+//! over the home when it says "serve the workspace on port N" (the previews' check), its `bash`
+//! tool to run `sleep N` when it says "keep working for N seconds" (the idle stop's check), else its
 //! `bash` tool to write [`AGENT_FILE`] (into the folder `NAME` of the home when the message says
 //! "into NAME/": the Files pane's live check).
 //! Otherwise it answers with a short Markdown reply that
@@ -141,6 +142,16 @@ async fn answer(mut stream: TcpStream) -> anyhow::Result<()> {
                     ],
                 }]}),
             )
+        } else if let Some(seconds) = work_asked(&asked) {
+            // opencode's own limit on a command is 2 minutes unless the call names one.
+            (
+                "bash",
+                serde_json::json!({
+                    "command": format!("sleep {seconds}"),
+                    "description": "Work for a while",
+                    "timeout": (u64::from(seconds) + 60) * 1000,
+                }),
+            )
         } else if let Some(port) = serve_asked(&asked) {
             // In a session of its own (setsid -f), so that it outlives the tool call.
             (
@@ -264,6 +275,13 @@ fn folder_asked(asked: &str) -> Option<&str> {
     (plain && !name.is_empty() && name != "." && name != "..").then_some(name)
 }
 
+/// The seconds of "keep working for N seconds" (1 to 600), if asked.
+fn work_asked(asked: &str) -> Option<u16> {
+    let (_, rest) = asked.split_once("keep working for ")?;
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok().filter(|s| (1..=600).contains(s))
+}
+
 /// The port of "serve the workspace on port N" (1024 to 65535), if asked.
 fn serve_asked(asked: &str) -> Option<u16> {
     let (_, rest) = asked.split_once("serve the workspace on port ")?;
@@ -347,6 +365,13 @@ mod tests {
         assert_eq!(serve_asked("serve the workspace on port 80"), None);
         assert_eq!(serve_asked("serve the workspace on port 99999"), None);
         assert_eq!(serve_asked("serve the workspace on port $(id)"), None);
+        assert_eq!(
+            work_asked("please keep working for 180 seconds."),
+            Some(180)
+        );
+        assert_eq!(work_asked("keep working for 0 seconds"), None);
+        assert_eq!(work_asked("keep working for 9999 seconds"), None);
+        assert_eq!(work_asked("keep working for $(id) seconds"), None);
         assert_eq!(serve_asked("please create the file."), None);
     }
 

@@ -60,7 +60,8 @@ pub fn gateway_router(state: Arc<AppState>, relays: &Relays) -> Router {
         .route("/api/delete", delete(remove))
         .route("/api/search", get(search))
         .route("/api/watch", get(watch))
-        .route("/api/usage", get(usage));
+        .route("/api/usage", get(usage))
+        .route("/api/terminal/jobs", get(crate::jobs::jobs));
     let wait = relays.wait;
     if let Some(addr) = relays.opencode {
         let ready = relay::OpencodeReady::default();

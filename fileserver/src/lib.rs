@@ -19,6 +19,7 @@ pub mod confine;
 pub mod download;
 pub mod error;
 pub mod fsops;
+pub mod jobs;
 pub mod listen;
 pub mod llm_bridge;
 pub mod order;

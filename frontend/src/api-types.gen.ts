@@ -2501,7 +2501,7 @@ export interface components {
          * @description Why a session is not idle-stopped now.
          * @enum {string}
          */
-        IdleReason: "agent" | "keep_alive" | "activity";
+        IdleReason: "agent" | "terminal" | "keep_alive" | "activity";
         /** @description An invite code as admins see it, code included. */
         Invite: {
             code: string;

@@ -14,6 +14,7 @@ export type User = Schemas["User"];
 export type Invite = Schemas["Invite"];
 export type Template = Schemas["Template"];
 export type Session = Schemas["Session"];
+export type IdleReason = Schemas["IdleReason"];
 export type AuditEntry = Schemas["AuditEntry"];
 export type SignInOptions = Schemas["SignInOptions"];
 export type UsageReport = Schemas["UsageReport"];

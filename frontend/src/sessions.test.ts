@@ -182,6 +182,12 @@ describe("idleView", () => {
     expect(view?.title).toContain("never stopped mid-turn");
     expect(view?.title).toContain("you asked to keep it running");
   });
+  it("names a command running in a terminal", () => {
+    const view = idleView({ stops_at: at(12, 10), kept_by: ["terminal"], keep_alive_max_minutes: 1440 }, now);
+    expect(view?.text).toBe("Idle stop ≈ 12:10");
+    expect(view?.reasons).toEqual(["Command running"]);
+    expect(view?.title).toContain("a command runs in its terminal");
+  });
   it("says when nothing keeps it", () => {
     expect(idleView({ stops_at: at(11, 0), kept_by: [], keep_alive_max_minutes: 0 }, now)?.title).toContain(
       "Nothing keeps it running",

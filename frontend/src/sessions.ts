@@ -1,7 +1,7 @@
 // Session list logic shared by the picker, the admin page and the workspace view: how a state is
 // shown, which actions it allows, and when to poll again.
 import { useCallback, useEffect, useRef, useState } from "react";
-import { isTransitional, type Session, type SessionState } from "./api";
+import { isTransitional, type IdleReason, type Session, type SessionState } from "./api";
 
 /** How often the list is fetched while something is changing on its own. */
 export const POLL_MS = 2500;
@@ -240,15 +240,23 @@ function clockTime(ms: number, now: number): string {
  * (`Idle stop ≈ 14:32`, `Kept running until 18:00`), the reasons it keeps running (`Agent
  * working`, …) and a longer explanation for its tooltip; null when the idle stop will not stop it.
  */
+const IDLE_REASONS: Record<IdleReason, { label: string; why: string }> = {
+  agent: { label: "Agent working", why: "its agent is working on a turn (it is never stopped mid-turn)" },
+  terminal: {
+    label: "Command running",
+    why: "a command runs in its terminal (it is not stopped until the command ends)",
+  },
+  keep_alive: { label: "Kept alive", why: "you asked to keep it running" },
+  activity: { label: "In use", why: "it was used recently (chat, files, an open terminal, previews)" },
+};
+
 export function idleView(
   idle: Session["idle"] | undefined,
   now: number,
 ): { text: string; reasons: string[]; title: string } | null {
   if (idle?.stops_at === undefined) return null;
   const keptAlive = idle.keep_alive_until !== undefined && idle.keep_alive_until > now;
-  const reasons = idle.kept_by.map((reason) =>
-    reason === "agent" ? "Agent working" : reason === "keep_alive" ? "Kept alive" : "In use",
-  );
+  const reasons = idle.kept_by.map((reason) => IDLE_REASONS[reason].label);
   const stops = clockTime(idle.stops_at, now);
   const text = keptAlive && idle.keep_alive_until !== undefined && idle.stops_at <= idle.keep_alive_until
     ? `Kept running until ${clockTime(idle.keep_alive_until, now)}`
@@ -257,13 +265,7 @@ export function idleView(
     idle.kept_by.length === 0
       ? "Nothing keeps it running: it stops at the next check."
       : `Running because: ${idle.kept_by
-          .map((reason) =>
-            reason === "agent"
-              ? "its agent is working on a turn (it is never stopped mid-turn)"
-              : reason === "keep_alive"
-                ? "you asked to keep it running"
-                : "it was used recently (chat, files, an open terminal)",
-          )
+          .map((reason) => IDLE_REASONS[reason].why)
           .join("; ")}.`;
   return {
     text,

@@ -366,6 +366,7 @@ fn idle_text(idle: &octo_wire::SessionIdle) -> String {
         .iter()
         .map(|reason| match reason {
             octo_wire::IdleReason::Agent => "its agent is working".to_owned(),
+            octo_wire::IdleReason::Terminal => "a command runs in its terminal".to_owned(),
             octo_wire::IdleReason::KeepAlive => format!(
                 "kept alive until {} UTC",
                 idle.keep_alive_until

@@ -1,8 +1,9 @@
-//! What a session's agent is doing, asked of the session itself: opencode's
-//! `GET /session/status` through the session's gateway (its socket, its bearer token), so
-//! that the idle stop never stops an agent in the middle of a turn (issue 18, part 4). One
-//! connection per question, bounded in time and size; no answer counts as "not known", never
-//! as busy, so a broken session cannot keep itself running.
+//! What a session's agent and terminals are doing, asked of the session itself: opencode's
+//! `GET /session/status` through the session's gateway (its socket, its bearer token), and
+//! the gateway's list of the commands running in the foreground of its terminals, so that the
+//! idle stop never stops an agent in the middle of a turn nor a command its user left running
+//! (issue 18, part 4). One connection per question, bounded in time and size; no answer
+//! counts as "not known", never as busy, so a broken session cannot keep itself running.
 
 use std::path::Path;
 use std::time::Duration;
@@ -55,6 +56,33 @@ pub fn parse_busy(body: &[u8]) -> Result<bool, AgentError> {
 
 /// Asks the session on `socket` whether its agent is in a turn.
 pub async fn busy(socket: &Path, token: &Secret) -> Result<bool, AgentError> {
+    parse_busy(&ask(socket, token, STATUS_PATH).await?)
+}
+
+/// The gateway's list of the commands running in the foreground of the session's terminals.
+pub const JOBS_PATH: &str = "/api/terminal/jobs";
+
+/// The command names of the jobs in `body` (`{"jobs":[{"pgid":…,"command":…}]}`). Pure.
+pub fn parse_jobs(body: &[u8]) -> Result<Vec<String>, AgentError> {
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| AgentError::Decode(e.to_string()))?;
+    let jobs = value["jobs"]
+        .as_array()
+        .ok_or_else(|| AgentError::Decode(format!("no jobs: {value}")))?;
+    Ok(jobs
+        .iter()
+        .filter_map(|job| job["command"].as_str().map(str::to_owned))
+        .collect())
+}
+
+/// Asks the session on `socket` which commands run in the foreground of its terminals.
+pub async fn terminal_jobs(socket: &Path, token: &Secret) -> Result<Vec<String>, AgentError> {
+    parse_jobs(&ask(socket, token, JOBS_PATH).await?)
+}
+
+/// One `GET path` to the session's gateway on `socket`: the answer's body, bounded in time
+/// and size.
+async fn ask(socket: &Path, token: &Secret, path: &'static str) -> Result<Bytes, AgentError> {
     let exchange = async {
         let stream = tokio::net::UnixStream::connect(socket)
             .await
@@ -67,7 +95,7 @@ pub async fn busy(socket: &Path, token: &Secret) -> Result<bool, AgentError> {
             .map_err(|e| AgentError::Http(e.into()))?;
         tokio::spawn(connection);
         let request = Request::builder()
-            .uri(STATUS_PATH)
+            .uri(path)
             .header(hyper::header::HOST, "session")
             .header(
                 hyper::header::AUTHORIZATION,
@@ -82,12 +110,11 @@ pub async fn busy(socket: &Path, token: &Secret) -> Result<bool, AgentError> {
         if !response.status().is_success() {
             return Err(AgentError::Status(response.status().as_u16()));
         }
-        let body = Limited::new(response.into_body(), MAX_ANSWER)
+        Ok(Limited::new(response.into_body(), MAX_ANSWER)
             .collect()
             .await
             .map_err(AgentError::Http)?
-            .to_bytes();
-        parse_busy(&body)
+            .to_bytes())
     };
     tokio::time::timeout(TIMEOUT, exchange)
         .await
@@ -115,6 +142,18 @@ mod tests {
             check("[]"),
             Err("the agent's status is not the JSON expected: not an object: []".to_owned())
         );
+        assert!(check("<html>").is_err());
+    }
+
+    #[test]
+    fn terminal_jobs_are_named_by_their_commands() {
+        let check = |body: &str| parse_jobs(body.as_bytes()).map_err(|e| e.to_string());
+        assert_eq!(check(r#"{"jobs":[]}"#), Ok(vec![]));
+        assert_eq!(
+            check(r#"{"jobs":[{"pgid":31,"command":"sleep"},{"pgid":40,"command":"vim"}]}"#),
+            Ok(vec!["sleep".to_owned(), "vim".to_owned()])
+        );
+        assert!(check("{}").is_err());
         assert!(check("<html>").is_err());
     }
 }

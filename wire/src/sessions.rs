@@ -71,6 +71,7 @@ pub struct SessionIdle {
 #[serde(rename_all = "snake_case")]
 pub enum IdleReason {
     Agent,
+    Terminal,
     KeepAlive,
     Activity,
 }
@@ -80,6 +81,7 @@ impl IdleReason {
     pub fn as_str(self) -> &'static str {
         match self {
             IdleReason::Agent => "agent",
+            IdleReason::Terminal => "terminal",
             IdleReason::KeepAlive => "keep_alive",
             IdleReason::Activity => "activity",
         }

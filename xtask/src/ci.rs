@@ -147,7 +147,10 @@ impl Background {
             std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
         let err = out.try_clone()?;
         let exe = std::env::current_exe().context("this program's path")?;
-        step(format!("in the background: {what} (log: {})", log.display()));
+        step(format!(
+            "in the background: {what} (log: {})",
+            log.display()
+        ));
         let child = std::process::Command::new("nice")
             .args(["-n", "15"])
             // A group of its own, so that `stop` ends its children with it.
@@ -312,6 +315,10 @@ const CHECKS: &[Check] = &[
     check(
         "octod's proxy: the opencode SDK with a cookie, 100 MiB both ways, the authorization matrix",
         &["api-sdk"],
+    ),
+    check(
+        "idle stop with work: an agent's three-minute tool call and a `sleep 180` in a tmux pane keep their sessions running (no browser), each stops an idle time after its work; a quiet session stops on time",
+        &["idle-work"],
     ),
     check(
         "previews: apps started in a session listed by /ports, reached on their content host with a ticket (python3 -m http.server, a WebSocket echo), another user 404, the session's own ports 403, nothing listening 502",

@@ -23,7 +23,12 @@ pub fn step(message: impl AsRef<str>) {
         .get_or_init(std::time::Instant::now)
         .elapsed()
         .as_secs();
-    eprintln!("==> [{:02}:{:02}] {}", secs / 60, secs % 60, message.as_ref());
+    eprintln!(
+        "==> [{:02}:{:02}] {}",
+        secs / 60,
+        secs % 60,
+        message.as_ref()
+    );
 }
 
 /// The workspace root (the parent of `xtask/`).

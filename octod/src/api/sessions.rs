@@ -251,6 +251,7 @@ pub fn idle_view(
                     .into_iter()
                     .map(|reason| match reason {
                         crate::engine::KeptBy::Agent => IdleReason::Agent,
+                        crate::engine::KeptBy::Terminal => IdleReason::Terminal,
                         crate::engine::KeptBy::KeepAlive => IdleReason::KeepAlive,
                         crate::engine::KeptBy::Activity => IdleReason::Activity,
                     })

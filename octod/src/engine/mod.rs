@@ -207,9 +207,8 @@ struct Inner {
     rebuilding: AtomicBool,
     /// The homes' sizes ([`disk`]).
     disk: Mutex<disk::DiskBook>,
-    /// Each running session's agent as the idle stop last found it: in a turn or not (absent:
-    /// not asked yet, or no answer).
-    agents: Mutex<HashMap<SessionId, bool>>,
+    /// Each running session's work as the idle stop last found it (absent: not asked yet).
+    agents: Mutex<HashMap<SessionId, plan::Work>>,
     /// Each session's last snapshot job since octod started ([`snapshot`]).
     snapshot_jobs: Mutex<HashMap<SessionId, snapshot::Job>>,
 }
@@ -427,6 +426,37 @@ impl Engine {
         }
     }
 
+    /// What the session is doing that keeps it from its idle stop: its agent in a turn, a
+    /// command in the foreground of a terminal; both asked of the session's gateway at once,
+    /// and what does not answer counts as nothing ([`crate::agent`]).
+    pub async fn work(&self, id: &SessionId) -> plan::Work {
+        let key = id.clone();
+        let Ok(token) = self.inner.store.run(move |s| s.token(&key)).await else {
+            return plan::Work::default();
+        };
+        let socket = self.socket_path(id);
+        let (agent, jobs) = tokio::join!(
+            crate::agent::busy(&socket, &token),
+            crate::agent::terminal_jobs(&socket, &token)
+        );
+        let agent = agent.unwrap_or_else(|error| {
+            tracing::debug!(session = %id, "{error}");
+            false
+        });
+        let terminal = match jobs {
+            Ok(jobs) if !jobs.is_empty() => {
+                tracing::debug!(session = %id, ?jobs, "commands running in its terminals");
+                true
+            }
+            Ok(_) => false,
+            Err(error) => {
+                tracing::debug!(session = %id, "{error}");
+                false
+            }
+        };
+        plan::Work { agent, terminal }
+    }
+
     /// Keeps the session running without activity until `until` (`None`: ends a keep-alive).
     /// The caller bounds it by [`EngineConfig::keep_alive_max`].
     pub async fn set_keep_alive(
@@ -467,20 +497,20 @@ impl Engine {
         if !plan::may_idle_stop(self.facts(record)) {
             return None;
         }
-        let agent_busy = self
+        let work = self
             .inner
             .agents
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(&record.spec.id)
             .copied()
-            .unwrap_or(false);
+            .unwrap_or_default();
         Some(plan::idle_outlook(
             idle,
             last_activity,
             record.state_changed_at,
             keep_alive_until,
-            agent_busy,
+            work,
             std::time::SystemTime::now(),
         ))
     }

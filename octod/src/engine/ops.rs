@@ -174,8 +174,8 @@ impl Engine {
             if plan::kept_alive(keep_alives.get(id).copied(), now) {
                 continue;
             }
-            // An agent in a turn is not idle, whatever its traffic says.
-            if plan::agent_keeps_running(self.agent_busy(id).await) {
+            // An agent in a turn, a command in a terminal: not idle, whatever its traffic says.
+            if plan::work_keeps_running(self.work(id).await) {
                 self.record_activity(id);
                 continue;
             }

@@ -142,13 +142,22 @@ pub fn may_idle_stop(session: Session<'_>) -> bool {
         && !session.busy
 }
 
-/// Whether a session idle by its traffic is kept running because its agent is in a turn:
-/// only when the agent said so (`Some(true)`); no answer (`None`: the session does not
-/// answer, or its opencode is not up) does not keep a session running, so a broken one cannot
-/// keep itself alive. A kept session's activity is recorded, so that it stops no sooner than
-/// the idle timeout after the turn ends.
-pub fn agent_keeps_running(agent_busy: Option<bool>) -> bool {
-    agent_busy == Some(true)
+/// What a running session is doing, as it said when asked ([`crate::agent`]): no answer
+/// counts as nothing (the session does not answer, or its opencode is not up), so a broken
+/// session cannot keep itself running.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Work {
+    /// Its agent is in a turn (or waits on a permission prompt or a question).
+    pub agent: bool,
+    /// A command runs in the foreground of one of its terminals.
+    pub terminal: bool,
+}
+
+/// Whether a session idle by its traffic is kept running by its work: an agent in a turn, a
+/// command running in a terminal. A kept session's activity is recorded, so that it stops no
+/// sooner than the idle timeout after the work ends.
+pub fn work_keeps_running(work: Work) -> bool {
+    work.agent || work.terminal
 }
 
 /// How long a session has been idle at `now`: since its last activity or, if later or there
@@ -169,6 +178,8 @@ pub fn idle_for(
 pub enum KeptBy {
     /// Its agent is in a turn (or waits on a permission prompt or a question).
     Agent,
+    /// A command runs in the foreground of one of its terminals.
+    Terminal,
     /// Its user asked to keep it running until a time that has not come.
     KeepAlive,
     /// It was used (chat, files, an open terminal, previews) within the idle time.
@@ -185,14 +196,15 @@ pub struct IdleOutlook {
 
 /// The idle stop's outlook for a session that [`may_idle_stop`], with `idle` the idle time:
 /// it stops an idle time after its last activity (or state change, [`idle_for`]), no sooner
-/// than an idle time after a turn seen in progress now, and not before a keep-alive ends.
+/// than an idle time after work (a turn, a terminal's command) seen in progress now, and not
+/// before a keep-alive ends.
 /// Pure.
 pub fn idle_outlook(
     idle: Duration,
     last_activity: Option<SystemTime>,
     state_changed_at: SystemTime,
     keep_alive_until: Option<SystemTime>,
-    agent_busy: bool,
+    work: Work,
     now: SystemTime,
 ) -> IdleOutlook {
     let last = now
@@ -200,8 +212,13 @@ pub fn idle_outlook(
         .unwrap_or(now);
     let mut stops_at = last + idle;
     let mut kept_by = Vec::new();
-    if agent_busy {
+    if work.agent {
         kept_by.push(KeptBy::Agent);
+    }
+    if work.terminal {
+        kept_by.push(KeptBy::Terminal);
+    }
+    if work_keeps_running(work) {
         stops_at = stops_at.max(now + idle);
     }
     if let Some(until) = keep_alive_until.filter(|until| *until > now) {
@@ -797,10 +814,12 @@ mod tests {
     }
 
     #[test]
-    fn only_an_agent_that_says_it_works_keeps_a_session_running() {
-        assert!(agent_keeps_running(Some(true)));
-        assert!(!agent_keeps_running(Some(false)));
-        assert!(!agent_keeps_running(None));
+    fn an_agent_in_a_turn_or_a_terminals_command_keeps_a_session_running() {
+        let work = |agent, terminal| Work { agent, terminal };
+        assert!(work_keeps_running(work(true, false)));
+        assert!(work_keeps_running(work(false, true)));
+        assert!(work_keeps_running(work(true, true)));
+        assert!(!work_keeps_running(Work::default()));
     }
 
     #[test]
@@ -808,7 +827,11 @@ mod tests {
         let t = |secs: u64| SystemTime::UNIX_EPOCH + Duration::from_secs(secs);
         let idle = Duration::from_secs(600);
         let outlook = |last: Option<u64>, keep: Option<u64>, agent: bool, now: u64| {
-            idle_outlook(idle, last.map(t), t(100), keep.map(t), agent, t(now))
+            let work = Work {
+                agent,
+                terminal: false,
+            };
+            idle_outlook(idle, last.map(t), t(100), keep.map(t), work, t(now))
         };
         // Used 100 s ago: kept by its activity, stops an idle time after it.
         assert_eq!(
@@ -847,6 +870,18 @@ mod tests {
             IdleOutlook {
                 stops_at: t(9550),
                 kept_by: vec![KeptBy::Agent, KeptBy::KeepAlive, KeptBy::Activity]
+            }
+        );
+        // A command in a terminal, like an agent's turn: no sooner than an idle time from now.
+        let terminal = Work {
+            agent: false,
+            terminal: true,
+        };
+        assert_eq!(
+            idle_outlook(idle, Some(t(200)), t(100), None, terminal, t(5000)),
+            IdleOutlook {
+                stops_at: t(5600),
+                kept_by: vec![KeptBy::Terminal]
             }
         );
         // An expired keep-alive counts for nothing.

@@ -235,21 +235,21 @@ impl Engine {
         let Ok(records) = self.list().await else {
             return Vec::new();
         };
-        // Every running session's agent is asked on every pass (a few at a time): one in a
-        // turn counts as active now, so a session stops no sooner than the idle time after the
-        // last pass that saw its turn (the turn's end, within a pass).
+        // Every running session is asked on every pass (a few at a time) what it is doing: one
+        // whose agent is in a turn or whose terminal runs a command counts as active now, so it
+        // stops no sooner than the idle time after the last pass that saw that work end.
         let probes: Vec<_> = records
             .iter()
             .filter(|r| plan::may_idle_stop(self.facts(r)))
             .map(|r| {
                 let (engine, id) = (self.clone(), r.spec.id.clone());
                 async move {
-                    let busy = engine.agent_busy(&id).await;
-                    (id, busy)
+                    let work = engine.work(&id).await;
+                    (id, work)
                 }
             })
             .collect();
-        let answers: Vec<(SessionId, Option<bool>)> = futures_util::stream::iter(probes)
+        let answers: Vec<(SessionId, plan::Work)> = futures_util::stream::iter(probes)
             .buffer_unordered(8)
             .collect()
             .await;
@@ -257,16 +257,13 @@ impl Engine {
             .inner
             .agents
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = answers
-            .iter()
-            .filter_map(|(id, busy)| busy.map(|busy| (id.clone(), busy)))
-            .collect();
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = answers.iter().cloned().collect();
         let keep_alives = self.keep_alives().await.unwrap_or_default();
         let now = SystemTime::now();
         let mut stopped = Vec::new();
-        for (id, agent_busy) in answers {
-            if plan::agent_keeps_running(agent_busy) {
-                tracing::debug!(session = %id, "its agent is in a turn: active");
+        for (id, work) in answers {
+            if plan::work_keeps_running(work) {
+                tracing::debug!(session = %id, ?work, "at work: active");
                 self.record_activity(&id);
                 continue;
             }
