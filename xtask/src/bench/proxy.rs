@@ -221,7 +221,13 @@ pub(crate) fn run() -> anyhow::Result<()> {
         }
     }
 
-    let previews = preview_rounds(&wrk, &octo, &anchor, &app)?;
+    let processes = [
+        ("caddy", anchor.pid()),
+        ("octod", octo.pid()),
+        ("gateway", upstream_unix.pid()),
+        ("app", app.pid()),
+    ];
+    let previews = preview_rounds(&wrk, &octo, &anchor, &app, &processes)?;
 
     step(format!(
         "WebSocket echo: {RTT_MESSAGES} sequential round trips each, direct / octod / caddy"
@@ -422,8 +428,9 @@ fn preview_targets(octo: &Server, anchor: &Server, app: &Server) -> [(&'static s
     ]
 }
 
-/// Per preview target: median req/s and p99 over the rounds.
-type PreviewResults = Vec<(&'static str, f64, f64)>;
+/// Per preview target: median req/s and p99 over the rounds, and the median CPU seconds per
+/// request of each process in [`preview_rounds`]' list.
+type PreviewResults = Vec<(&'static str, f64, f64, Vec<(&'static str, f64)>)>;
 
 /// [`WRK_ROUNDS`] rounds over the preview targets, interleaved.
 fn preview_rounds(
@@ -431,6 +438,7 @@ fn preview_rounds(
     octo: &Server,
     anchor: &Server,
     app: &Server,
+    processes: &[(&'static str, u32)],
 ) -> anyhow::Result<PreviewResults> {
     let targets = preview_targets(octo, anchor, app);
     for (label, url) in &targets {
@@ -445,9 +453,21 @@ fn preview_rounds(
         "previews with wrk: {WRK_ROUNDS} rounds of {WRK_SECONDS} s per target, interleaved"
     ));
     let mut runs: Vec<Vec<Wrk>> = targets.iter().map(|_| Vec::new()).collect();
+    // cpus[target][process]: CPU seconds per request, one per round.
+    let mut cpus: Vec<Vec<Vec<f64>>> = targets
+        .iter()
+        .map(|_| processes.iter().map(|_| Vec::new()).collect())
+        .collect();
     for round in 0..WRK_ROUNDS {
         for (ti, (label, url)) in targets.iter().enumerate() {
+            let before = processes
+                .iter()
+                .map(|(_, pid)| cpu_seconds(*pid))
+                .collect::<anyhow::Result<Vec<f64>>>()?;
             let result = wrk_run(wrk, url, None, 64)?;
+            for (pi, (_, pid)) in processes.iter().enumerate() {
+                cpus[ti][pi].push((cpu_seconds(*pid)? - before[pi]) / result.requests);
+            }
             eprintln!(
                 "    round {} preview {label:<20} {:>10.0} req/s  p99 {:>8.2} ms",
                 round + 1,
@@ -460,31 +480,43 @@ fn preview_rounds(
     Ok(targets
         .iter()
         .zip(runs)
-        .map(|((label, _), runs)| {
+        .zip(cpus)
+        .map(|(((label, _), runs), cpus)| {
             (
                 *label,
                 median(runs.iter().map(|r| r.rps).collect()),
                 median(runs.iter().map(|r| r.p99).collect()),
+                processes
+                    .iter()
+                    .zip(cpus)
+                    .map(|((name, _), cpu)| (*name, median(cpu)))
+                    .collect(),
             )
         })
         .collect())
 }
 
 fn print_previews(previews: &PreviewResults) {
-    let [(_, via_rps, via_p99), (_, anchor_rps, anchor_p99), ..] = previews.as_slice() else {
+    let [(_, via_rps, via_p99, _), (_, anchor_rps, anchor_p99, _), ..] = previews.as_slice() else {
         return;
     };
     println!();
     println!(
-        "{:<36} {:>13} {:>13}",
+        "{:<36} {:>13} {:>13}   CPU per request (µs) of each process",
         "Preview of a small page (wrk -c64)", "req/s", "p99"
     );
-    for (label, rps, p99) in previews {
+    for (label, rps, p99, cpus) in previews {
+        let cpu: Vec<String> = cpus
+            .iter()
+            .filter(|(_, seconds)| *seconds * 1e6 >= 0.5)
+            .map(|(name, seconds)| format!("{name} {:.1}", seconds * 1e6))
+            .collect();
         println!(
-            "{:<36} {:>13} {:>13}",
+            "{:<36} {:>13} {:>13}   {}",
             label,
             format!("{rps:.0}"),
-            format!("{:.2} ms", p99 * 1e3)
+            format!("{:.2} ms", p99 * 1e3),
+            cpu.join(", ")
         );
     }
     println!(
