@@ -102,9 +102,9 @@ fn checks() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `cargo xtask ci-prebuild`: this tree's release binaries, then the previous package (built
-/// once and cached; [`crate::package::previous_deb`] seeds its build with this tree's release
-/// dependencies, so it comes second).
+/// `cargo xtask ci-prebuild`: this tree's release binaries, the packaging tool, then the
+/// previous package (built once and cached; [`crate::package::previous_deb`] seeds its build
+/// with this tree's release dependencies, so it comes after them).
 pub fn prebuild() -> anyhow::Result<()> {
     util::run(&mut util::cargo([
         "build",
@@ -116,6 +116,8 @@ pub fn prebuild() -> anyhow::Result<()> {
         "-p",
         "octo-fileserver",
     ]))?;
+    // The .deb's packaging tool (cargo-deb, compiled from source the first time).
+    crate::dist::ensure_tools()?;
     crate::package::previous_deb()?;
     Ok(())
 }
