@@ -282,6 +282,56 @@ fn keep_alive(admin: &Client, bob: &Client, id: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The first admin of a fresh `octod serve` on `port`: the invite code it logged (from
+/// [`spawn_octod`]'s channel), once its API answers, registered as `admin` with
+/// [`ADMIN_PASSWORD`] and signed in.
+pub(crate) async fn first_admin(
+    port: u16,
+    code: &std::sync::mpsc::Receiver<String>,
+) -> anyhow::Result<Client> {
+    let code = code
+        .recv_timeout(Duration::from_secs(60))
+        .context("octod logged no first admin invite code")?;
+    util::eventually(Duration::from_secs(30), "octod's /api/health", async || {
+        expect(
+            &util::request(port, "GET", "/api/health", &[], None)?,
+            200,
+            "health",
+        )
+    })
+    .await?;
+    let answer = util::request(
+        port,
+        "POST",
+        "/api/auth/register",
+        &[],
+        Some(&format!(
+            r#"{{"invite_code":"{code}","username":"admin","password":"{ADMIN_PASSWORD}"}}"#
+        )),
+    )?;
+    expect(&answer, 201, "register admin")?;
+    sign_in(port, &answer)
+}
+
+/// A new session of `template` for `client`: its id once the create is accepted.
+pub(crate) fn create_session(client: &Client, template: &str) -> anyhow::Result<String> {
+    let answer = client.call(
+        "POST",
+        "/api/sessions",
+        Some(&format!(r#"{{"template":"{template}"}}"#)),
+    )?;
+    ensure!(
+        matches!(answer.status, 201 | 202),
+        "create: {} {}",
+        answer.status,
+        answer.body
+    );
+    Ok(answer.json()?["id"]
+        .as_str()
+        .context("session id")?
+        .to_owned())
+}
+
 pub(crate) fn expect(answer: &Answer, status: u16, what: &str) -> anyhow::Result<()> {
     ensure!(
         answer.status == status,

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, ensure};
 
-use crate::api::{Client, expect, sign_in, spawn_octod};
+use crate::api::{Client, create_session, expect, first_admin, spawn_octod};
 use crate::stub_llm::{LLM_MODEL, stub_llm};
 use crate::util::{self, say};
 
@@ -83,45 +83,10 @@ async fn scenario(
     code: &std::sync::mpsc::Receiver<String>,
     made: &mut Vec<(Client, String)>,
 ) -> anyhow::Result<()> {
-    let code = code
-        .recv_timeout(Duration::from_secs(60))
-        .context("octod logged no first admin invite code")?;
-    util::eventually(Duration::from_secs(30), "octod's /api/health", async || {
-        expect(
-            &util::request(PORT, "GET", "/api/health", &[], None)?,
-            200,
-            "health",
-        )
-    })
-    .await?;
-    let answer = util::request(
-        PORT,
-        "POST",
-        "/api/auth/register",
-        &[],
-        Some(&format!(
-            r#"{{"invite_code":"{code}","username":"admin","password":"correct horse battery"}}"#
-        )),
-    )?;
-    expect(&answer, 201, "register admin")?;
-    let user = sign_in(PORT, &answer)?;
+    let user = first_admin(PORT, code).await?;
     let mut ids = Vec::new();
     for _ in 0..3 {
-        let answer = user.call(
-            "POST",
-            "/api/sessions",
-            Some(r#"{"template":"coding-copilot"}"#),
-        )?;
-        ensure!(
-            matches!(answer.status, 201 | 202),
-            "create: {} {}",
-            answer.status,
-            answer.body
-        );
-        let id = answer.json()?["id"]
-            .as_str()
-            .context("session id")?
-            .to_owned();
+        let id = create_session(&user, "coding-copilot")?;
         made.push((
             Client {
                 port: PORT,

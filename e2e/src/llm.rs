@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, ensure};
 
-use crate::api::{Client, expect, sign_in, spawn_octod_with};
+use crate::api::{Client, expect, first_admin, sign_in, spawn_octod_with};
 use crate::stub_llm::{AGENT_REPLY, LLM_MODEL, keys_seen, stub_llm, usage_reported};
 use crate::util::{self, say};
 
@@ -100,28 +100,7 @@ async fn scenario(
     cleanup: &mut Vec<String>,
     stub: tokio::task::JoinHandle<()>,
 ) -> anyhow::Result<()> {
-    let code = code
-        .recv_timeout(Duration::from_secs(60))
-        .context("octod logged no first admin invite code")?;
-    util::eventually(Duration::from_secs(30), "octod's /api/health", async || {
-        expect(
-            &util::request(PORT, "GET", "/api/health", &[], None)?,
-            200,
-            "health",
-        )
-    })
-    .await?;
-    let answer = util::request(
-        PORT,
-        "POST",
-        "/api/auth/register",
-        &[],
-        Some(&format!(
-            r#"{{"invite_code":"{code}","username":"admin","password":"correct horse battery"}}"#
-        )),
-    )?;
-    expect(&answer, 201, "register admin")?;
-    let admin = sign_in(PORT, &answer)?;
+    let admin = first_admin(PORT, code).await?;
     *admin_out = Some(Client {
         port: PORT,
         cookie: admin.cookie.clone(),
@@ -230,21 +209,7 @@ fn register(admin: &Client, name: &str) -> anyhow::Result<Client> {
 }
 
 fn create_session(owner: &Client, cleanup: &mut Vec<String>) -> anyhow::Result<String> {
-    let answer = owner.call(
-        "POST",
-        "/api/sessions",
-        Some(r#"{"template":"coding-copilot"}"#),
-    )?;
-    ensure!(
-        matches!(answer.status, 201 | 202),
-        "create: {} {}",
-        answer.status,
-        answer.body
-    );
-    let id = answer.json()?["id"]
-        .as_str()
-        .context("session id")?
-        .to_owned();
+    let id = crate::api::create_session(owner, "coding-copilot")?;
     cleanup.push(id.clone());
     Ok(id)
 }

@@ -110,46 +110,11 @@ async fn scenario(
     code: &std::sync::mpsc::Receiver<String>,
     session: &mut Option<(Client, String)>,
 ) -> anyhow::Result<()> {
-    let code = code
-        .recv_timeout(Duration::from_secs(60))
-        .context("octod logged no first admin invite code")?;
-    util::eventually(Duration::from_secs(30), "octod's /api/health", async || {
-        expect(
-            &util::request(PORT, "GET", "/api/health", &[], None)?,
-            200,
-            "health",
-        )
-    })
-    .await?;
-    let answer = util::request(
-        PORT,
-        "POST",
-        "/api/auth/register",
-        &[],
-        Some(&format!(
-            r#"{{"invite_code":"{code}","username":"admin","password":"correct horse battery"}}"#
-        )),
-    )?;
-    expect(&answer, 201, "register admin")?;
-    let admin = sign_in(PORT, &answer)?;
+    let admin = crate::api::first_admin(PORT, code).await?;
     let owner = register(&admin, "owner")?;
     let other = register(&admin, "other")?;
 
-    let answer = owner.call(
-        "POST",
-        "/api/sessions",
-        Some(r#"{"template":"coding-copilot"}"#),
-    )?;
-    ensure!(
-        matches!(answer.status, 201 | 202),
-        "create: {} {}",
-        answer.status,
-        answer.body
-    );
-    let id = answer.json()?["id"]
-        .as_str()
-        .context("session id")?
-        .to_owned();
+    let id = crate::api::create_session(&owner, "coding-copilot")?;
     *session = Some((
         Client {
             port: PORT,
