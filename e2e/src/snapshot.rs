@@ -121,6 +121,90 @@ fn as_octo(command: &[&str]) -> anyhow::Result<String> {
     util::run(&mut as_user(OCTO, command)?)
 }
 
+/// A worker unit held still: its cgroup frozen through `cgroup.freeze` (the kernel's freezer,
+/// which systemd does not track), so that a fast machine cannot finish the work between the
+/// moment the test sees it midway and the moment it kills it.
+struct Held {
+    unit: String,
+    freeze: std::path::PathBuf,
+}
+
+impl Held {
+    /// Waits until `unit` is active and `midway` holds while it is frozen; between looks the
+    /// worker runs for 20 ms.
+    async fn midway(unit: &str, midway: impl Fn() -> bool) -> anyhow::Result<Self> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            ensure!(
+                std::time::Instant::now() < deadline,
+                "{unit} never got midway"
+            );
+            let show = as_octo(&[
+                "systemctl",
+                "--user",
+                "show",
+                "-p",
+                "SubState",
+                "-p",
+                "ControlGroup",
+                unit,
+            ])?;
+            let property = |name: &str| {
+                show.lines()
+                    .find_map(|l| l.strip_prefix(name)?.strip_prefix('='))
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            let (state, group) = (property("SubState"), property("ControlGroup"));
+            ensure!(
+                !matches!(state.as_str(), "exited" | "failed"),
+                "{unit} ended before the test could hold it midway ({state})"
+            );
+            if state != "running" || group.is_empty() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+            let dir = Path::new("/sys/fs/cgroup").join(group.trim_start_matches('/'));
+            let held = Self {
+                unit: unit.to_owned(),
+                freeze: dir.join("cgroup.freeze"),
+            };
+            held.set(true)?;
+            let events = dir.join("cgroup.events");
+            let frozen = std::time::Instant::now() + Duration::from_secs(10);
+            while !std::fs::read_to_string(&events)
+                .with_context(|| events.display().to_string())?
+                .lines()
+                .any(|l| l == "frozen 1")
+            {
+                ensure!(std::time::Instant::now() < frozen, "{unit} did not freeze");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            if midway() {
+                return Ok(held);
+            }
+            held.set(false)?;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn set(&self, frozen: bool) -> anyhow::Result<()> {
+        std::fs::write(&self.freeze, if frozen { "1" } else { "0" })
+            .with_context(|| format!("writing {}", self.freeze.display()))
+    }
+
+    /// `kill -9` of every process of the unit (a fatal signal ends a frozen process), then the
+    /// cgroup thawed, so that the unit's `ExecStopPost=` (which lands in it) runs.
+    fn kill(self) -> anyhow::Result<()> {
+        as_octo(&["systemctl", "--user", "kill", "--signal=KILL", &self.unit])?;
+        match std::fs::write(&self.freeze, "0") {
+            // The unit is gone already, and its cgroup with it.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            done => done.with_context(|| format!("writing {}", self.freeze.display())),
+        }
+    }
+}
+
 async fn wait_for_octod() -> anyhow::Result<()> {
     util::eventually(Duration::from_secs(60), "octod's /api/health", async || {
         expect(
@@ -438,7 +522,7 @@ async fn scenario(
         &id,
         "/bin/busybox dd if=/dev/urandom of=/home/dev/big.bin bs=1048576 count=160 2>/dev/null",
     )?;
-    let (big, unit) = start_big(&user, &id, "big").await?;
+    let (big, worker) = start_big(&user, &id, "big").await?;
     let busy = user.call(
         "POST",
         &format!("/api/sessions/{id}/snapshots/{snapshot}/restore"),
@@ -454,7 +538,7 @@ async fn scenario(
         container_state(&id)? == "paused",
         "the container is not paused while its home is read"
     );
-    as_octo(&["systemctl", "--user", "kill", "--signal=KILL", &unit])?;
+    worker.kill()?;
     let job = job_ended(&user, &id, &big).await?;
     ensure!(job["state"] == "failed", "after kill -9: {job}");
     let list = snapshots(&user, &id)?;
@@ -487,10 +571,11 @@ async fn scenario(
     ));
 
     // 4. kill -9 of octod and the worker midway: the next octod's reconciler cleans up.
-    let (_, unit) = start_big(&user, &id, "big again").await?;
+    let (again, worker) = start_big(&user, &id, "big again").await?;
+    let unit = format!("octo-snapshot-{id}-{again}.service");
     let _ = octod.kill();
     let _ = octod.wait();
-    as_octo(&["systemctl", "--user", "kill", "--signal=KILL", &unit])?;
+    worker.kill()?;
     let left = stored(&id)?;
     ensure!(
         left.iter().any(|n| n.starts_with(".partial-")),
@@ -568,29 +653,20 @@ async fn restore_killed(
         .to_owned();
     let staging = volume_dir.join(format!(".octo-restore-{large}"));
     let unit = format!("octo-restore-{id}-{large}.service");
-    let start_restore = async || -> anyhow::Result<()> {
+    let start_restore = async || -> anyhow::Result<Held> {
         let answer = user.call(
             "POST",
             &format!("/api/sessions/{id}/snapshots/{large}/restore"),
             None,
         )?;
         expect(&answer, 202, "restore the large snapshot")?;
-        // Killed as soon as it unpacks beside the home.
-        let deadline = std::time::Instant::now() + Duration::from_secs(120);
-        while !staging.is_dir() {
-            ensure!(
-                std::time::Instant::now() < deadline,
-                "the restore never unpacked beside the home"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        Ok(())
+        // Held, to be killed, as soon as it unpacks beside the home.
+        Held::midway(&unit, || staging.is_dir()).await
     };
 
     // The worker killed: the job fails, the session runs again on its old home, and nothing
     // is left beside it.
-    start_restore().await?;
-    as_octo(&["systemctl", "--user", "kill", "--signal=KILL", &unit])?;
+    start_restore().await?.kill()?;
     let job = job_ended(user, id, &large).await?;
     ensure!(
         job["state"] == "failed",
@@ -628,10 +704,10 @@ async fn restore_killed(
 
     // octod and the worker killed: the files stay beside the home until the next octod's
     // reconcile; the home is the old one.
-    start_restore().await?;
+    let worker = start_restore().await?;
     let _ = octod.kill();
     let _ = octod.wait();
-    as_octo(&["systemctl", "--user", "kill", "--signal=KILL", &unit])?;
+    worker.kill()?;
     ensure!(staging.exists(), "nothing unpacked to clean up");
     let (fresh, _) = spawn_octod()?;
     *octod = fresh;
@@ -775,8 +851,9 @@ async fn disk_full(user: &Client, id: &str, snapshot: &str) -> anyhow::Result<()
     Ok(())
 }
 
-/// Starts a snapshot of the (large) home and waits until its worker is reading it.
-async fn start_big(user: &Client, id: &str, name: &str) -> anyhow::Result<(String, String)> {
+/// Starts a snapshot of the (large) home and holds its worker still once it is writing the
+/// archive.
+async fn start_big(user: &Client, id: &str, name: &str) -> anyhow::Result<(String, Held)> {
     let answer = user.call(
         "POST",
         &format!("/api/sessions/{id}/snapshots"),
@@ -788,19 +865,12 @@ async fn start_big(user: &Client, id: &str, name: &str) -> anyhow::Result<(Strin
         .context("snapshot")?
         .to_owned();
     let unit = format!("octo-snapshot-{id}-{snapshot}.service");
-    util::eventually(Duration::from_secs(60), "the worker reading", async || {
-        let state = as_octo(&["systemctl", "--user", "is-active", &unit]).unwrap_or_default();
-        ensure!(state.trim() == "active", "{unit}: {state}");
-        let left = stored(id)?;
-        let partial = Path::new(WORK)
-            .join("state/snapshots")
-            .join(id)
-            .join(format!(".partial-{snapshot}/home.tar.zst"));
-        ensure!(partial.is_file(), "no archive being written yet: {left:?}");
-        Ok(())
-    })
-    .await?;
-    Ok((snapshot, unit))
+    let partial = Path::new(WORK)
+        .join("state/snapshots")
+        .join(id)
+        .join(format!(".partial-{snapshot}/home.tar.zst"));
+    let held = Held::midway(&unit, || partial.is_file()).await?;
+    Ok((snapshot, held))
 }
 
 /// 5. The quota: the first snapshot passes 1 MiB already.
