@@ -20,6 +20,10 @@ use crate::store::SessionRecord;
 
 use super::Engine;
 use super::plan::{self, Action, Session};
+use crate::systemd::ActiveState;
+
+/// The session units, for `ListUnitsByPatterns`.
+const SESSION_UNITS: [&str; 2] = ["octo-*.service", "octo-*.socket"];
 
 /// What one pass did, for logs and tests.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -105,14 +109,41 @@ impl Engine {
             }
         }
 
+        // The session units' states, all in one call: asking each unit (a `LoadUnit`, which
+        // loads a stopped unit again, and its properties) made a pass over many stopped sessions
+        // grow faster than their number. A unit not listed is not loaded, so inactive. A
+        // session whose listed state calls for anything is read again, alone, before acting:
+        // the list is as old as the pass.
+        let listed = match self.inner.systemd.list_units(&SESSION_UNITS).await {
+            Ok(units) => Some(units),
+            Err(e) => {
+                tracing::warn!("listing the session units: {e}; reading them one by one");
+                None
+            }
+        };
+        let listed_state = |unit: &str| {
+            listed
+                .as_ref()
+                .map(|units| units.get(unit).cloned().unwrap_or(ActiveState::Inactive))
+        };
         for record in records {
             let id = record.spec.id.clone();
             let names = SessionNames::new(&id);
             let facts = self.facts(&record);
             if image_fits {
-                self.keep_listening(&record, &names, &mut report).await;
+                let socket = listed_state(&names.socket_unit);
+                self.keep_listening(&record, &names, socket, &mut report)
+                    .await;
             }
             let mut action = plan::plan(facts, None);
+            if action == Action::ReadUnit
+                && let Some(state) = listed_state(&names.service)
+            {
+                action = plan::plan(facts, Some(&state));
+                if action != Action::Leave {
+                    action = Action::ReadUnit;
+                }
+            }
             if action == Action::ReadUnit {
                 let observed = match self.inner.systemd.unit_state(&names.service).await {
                     Ok(observed) => observed,
@@ -168,14 +199,19 @@ impl Engine {
         report
     }
 
-    /// Starts an idle session's socket when it does not listen ([`plan::starts_socket`]).
+    /// Starts an idle session's socket when it does not listen ([`plan::starts_socket`]);
+    /// `listed` is the socket's state in the pass's list of units, read again before a start.
     async fn keep_listening(
         &self,
         record: &SessionRecord,
         names: &SessionNames,
+        listed: Option<ActiveState>,
         report: &mut ReconcileReport,
     ) {
         if record.spec.desired != crate::session::DesiredState::Idle {
+            return;
+        }
+        if listed.is_some_and(|state| !plan::starts_socket(self.facts(record), &state)) {
             return;
         }
         let systemd = &self.inner.systemd;
@@ -486,12 +522,7 @@ impl Engine {
             }
             Err(e) => report.errors.push(e.to_string()),
         }
-        match self
-            .inner
-            .systemd
-            .list_units(&["octo-*.service", "octo-*.socket"])
-            .await
-        {
+        match self.inner.systemd.list_units(&SESSION_UNITS).await {
             Ok(units) => {
                 for unit in units.keys() {
                     if let Some((id, Part::Service | Part::VolumeService | Part::SocketUnit)) =
