@@ -21,6 +21,7 @@ mod image;
 mod limits;
 mod llm;
 mod package;
+mod package_backup;
 mod podman;
 mod previews;
 mod session_limit;

@@ -71,6 +71,12 @@ pub enum Phase {
     /// After that upgrade (octod rebuilds the image by itself and moves the session): the session
     /// runs with the same home, holds no TCP port, and has its socket unit.
     AfterBoundaryUpgrade,
+    /// Issue 17 on the package: two users, three sessions and a snapshot, then `octoctl
+    /// backup create` while a session is written to (`package_backup.rs`).
+    BackupCreate,
+    /// On a fresh bare host with the package: `octoctl backup restore` of that archive, and
+    /// everything is back.
+    BackupRestore,
     /// After `apt-get remove`: octod and its sockets stopped, the data kept.
     AfterRemove,
     /// After `apt-get purge`: nothing of Octo runs or stays.
@@ -87,6 +93,8 @@ pub async fn run(phase: Phase) -> anyhow::Result<()> {
         Phase::AfterUpgrade => after_upgrade().await,
         Phase::BeforeBoundaryUpgrade => before_boundary_upgrade(),
         Phase::AfterBoundaryUpgrade => after_boundary_upgrade().await,
+        Phase::BackupCreate => crate::package_backup::create().await,
+        Phase::BackupRestore => crate::package_backup::restore().await,
         Phase::AfterRemove => after_remove(),
         Phase::AfterPurge => after_purge(),
     }
@@ -188,12 +196,17 @@ fn s_client_for(host: &str) -> Command {
 }
 
 /// A signed-in browser: its cookie.
-struct Browser {
+pub(crate) struct Browser {
     cookie: String,
 }
 
 impl Browser {
-    fn call(&self, method: &str, path: &str, body: Option<&str>) -> anyhow::Result<Answer> {
+    pub(crate) fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+    ) -> anyhow::Result<Answer> {
         let origin = format!("https://{}", site());
         request(
             method,
@@ -243,7 +256,7 @@ impl Browser {
     }
 }
 
-fn sign_in(answer: &Answer) -> anyhow::Result<Browser> {
+pub(crate) fn sign_in(answer: &Answer) -> anyhow::Result<Browser> {
     let set = answer
         .header("set-cookie")
         .context("no session cookie in the answer")?;
@@ -500,7 +513,7 @@ async fn install() -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn wait_running(browser: &Browser, id: &str) -> anyhow::Result<()> {
+pub(crate) async fn wait_running(browser: &Browser, id: &str) -> anyhow::Result<()> {
     util::session_running(
         |path| browser.call("GET", path, None),
         id,

@@ -213,7 +213,7 @@ pub fn previous_upgrade() -> anyhow::Result<()> {
     util::require_root("ci")?;
     testhost::install_prerequisites()?;
     util::run(&mut util::cargo(["build", "-p", "octo-e2e"]))?;
-    crate::package::upgrade_from_previous()
+    crate::package::upgrade_from_previous(None)
 }
 
 /// The web UI in `frontend/`: a clean install from the lock file, its unit tests, and the

@@ -316,9 +316,68 @@ pub fn check() -> anyhow::Result<()> {
     testhost::up_bare()?;
     let result = scenario(&first);
     let down = testhost::down();
+    let second = result?;
+    down?;
+    restore_on_a_new_host(&second)?;
+    upgrade_from_previous(Some(&second))
+}
+
+/// The backup's archive and what the restored host must show, carried from the package
+/// check's host to the next one (`e2e/src/package_backup.rs`).
+const BACKUP_FILES: [&str; 2] = [
+    "var/tmp/octo-package.octo-backup",
+    "var/tmp/octo-package-backup.json",
+];
+
+fn backup_carry_dir() -> std::path::PathBuf {
+    util::target_dir().join("package-backup")
+}
+
+/// Copies [`BACKUP_FILES`] out of the running test host (`out`) or into it.
+fn carry_backup(out: bool) -> anyhow::Result<()> {
+    let guest = testhost::Paths::new().root();
+    let outside = backup_carry_dir();
+    fs::create_dir_all(&outside)?;
+    for file in BACKUP_FILES {
+        let (inside, beside) = (
+            guest.join(file),
+            outside.join(file.rsplit('/').next().unwrap_or(file)),
+        );
+        let (from, to) = if out {
+            (&inside, &beside)
+        } else {
+            (&beside, &inside)
+        };
+        fs::copy(from, to)
+            .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
+    }
+    Ok(())
+}
+
+/// Issue 17's restore onto another machine: a fresh bare host, the same package, Caddy and
+/// the session image, then `octoctl backup restore` of the archive the package check's host
+/// wrote; always takes the host down.
+fn restore_on_a_new_host(package: &Packages) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    testhost::down()?;
+    testhost::up_bare()?;
+    let result = (|| {
+        install_deb(&package.deb, &["caddy"])?;
+        configure_caddy(SITE, true)?;
+        sh("systemctl enable --now octod.socket")?;
+        build_image()?;
+        carry_backup(false)?;
+        e2e("backup-restore")
+    })();
+    let down = testhost::down();
     result?;
     down?;
-    upgrade_from_previous()
+    let _ = fs::remove_dir_all(backup_carry_dir());
+    step(format!(
+        "backup restored onto a new host: passed in {:.0?}",
+        started.elapsed()
+    ));
+    Ok(())
 }
 
 /// The commit before issue 13 (the session boundary): integrate2's tip then, with the same
@@ -418,13 +477,21 @@ pub(crate) fn previous_deb() -> anyhow::Result<std::path::PathBuf> {
 /// so that apt upgrades), and nothing else: octod must rebuild the previous package's image
 /// (another session runtime) by itself and move the session onto it; the session must run
 /// with the same home, hold no TCP port, and have its socket.
-pub fn upgrade_from_previous() -> anyhow::Result<()> {
+/// `current`: this tree's package with revision 2, when built already.
+pub fn upgrade_from_previous(current: Option<&Packages>) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let previous = previous_deb()?;
-    let current = dist::run(&dist::Options {
-        revision: 2,
-        no_rpm: true,
-    })?;
+    let built;
+    let current = match current {
+        Some(current) => current,
+        None => {
+            built = dist::run(&dist::Options {
+                revision: 2,
+                no_rpm: true,
+            })?;
+            &built
+        }
+    };
     testhost::down()?;
     testhost::up_bare()?;
     let result = (|| {
@@ -454,7 +521,8 @@ pub fn upgrade_from_previous() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn scenario(first: &Packages) -> anyhow::Result<()> {
+/// The package check's host, from a bare one to the purge; returns the package it upgraded to.
+fn scenario(first: &Packages) -> anyhow::Result<Packages> {
     sh("! id octo 2>/dev/null && ! command -v podman")
         .context("the bare host already has an octo user or Podman")?;
     install_deb(&first.deb, &["caddy"])?;
@@ -486,13 +554,16 @@ fn scenario(first: &Packages) -> anyhow::Result<()> {
     sh("dpkg-query -W -f='${Version}' octo | grep -q -- '-2$'")
         .context("the upgraded package is not installed")?;
     e2e("after-upgrade")?;
+    e2e("backup-create")?;
+    carry_backup(true)?;
 
     step("apt-get remove octo");
     sh("apt-get remove -y -q octo")?;
     e2e("after-remove")?;
     step("apt-get purge octo");
     sh("apt-get purge -y -q octo")?;
-    e2e("after-purge")
+    e2e("after-purge")?;
+    Ok(second)
 }
 
 /// The `.deb`'s control data: name, dependencies, conffiles, scripts.
