@@ -25,6 +25,8 @@ use crate::util::say;
 const PORT: u16 = 18_495;
 const COUNTS: [usize; 3] = [1, 5, 10];
 const PASSES: usize = 5;
+/// How long the sessions stay idle-running before they are measured.
+const IDLE: Duration = Duration::from_secs(30);
 const TARGET_OCTOD_KIB: f64 = 100.0;
 
 #[allow(clippy::cast_precision_loss)]
@@ -96,9 +98,11 @@ async fn memory() -> anyhow::Result<Vec<(usize, u64, f64)>> {
     .await?;
     let client = octod.register_admin()?;
     let pid = octod.pid();
-    // One session made and deleted first: octod's one-time allocations (the image check,
-    // connection pools, the allocator's arenas) are not a session's.
+    // One session made, left idle-running as the measured ones are, and deleted first:
+    // octod's one-time allocations (the image check, connection pools, the clients of the
+    // idle pass's questions to a session, the allocator's arenas) are not a session's.
     let warm = boundary::create(&client).await?;
+    tokio::time::sleep(IDLE).await;
     let deleted = client.call("DELETE", &format!("/api/sessions/{warm}"), None)?;
     crate::api::expect(&deleted, 204, "delete the warm-up session")?;
     tokio::time::sleep(Duration::from_secs(5)).await;
@@ -110,7 +114,7 @@ async fn memory() -> anyhow::Result<Vec<(usize, u64, f64)>> {
             ids.push(boundary::create(&client).await?);
         }
         // Idle: nothing asks them anything for a while (opencode settles after its start).
-        tokio::time::sleep(Duration::from_secs(30)).await;
+        tokio::time::sleep(IDLE).await;
         let mut pss = 0;
         for id in &ids {
             pss += container_pss_kib(&format!("octo-{id}"))?;
