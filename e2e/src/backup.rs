@@ -171,42 +171,13 @@ fn home(id: &str) -> anyhow::Result<String> {
 /// Every path of the home with its mode and the SHA-256 of each file or the target of each
 /// link, read on the host (the session may be stopped); `live/` left out.
 fn manifest(id: &str) -> anyhow::Result<String> {
-    let home = home(id)?;
-    sh(&format!(
-        "cd '{home}' && find . -path ./live -prune -o -print | sort | while read -r p; do \
-           if [ -L \"$p\" ]; then echo \"$p link $(readlink \"$p\")\"; \
-           elif [ -f \"$p\" ]; then echo \"$p $(stat -c %a \"$p\") $(sha256sum < \"$p\")\"; \
-           else echo \"$p $(stat -c '%a %F' \"$p\")\"; fi; done"
-    ))
+    util::tree_manifest(&home(id)?, ". -path ./live -prune -o -print")
 }
 
 /// The numbers of the complete files in the home's `live/` (each must hold its own number),
 /// and the number of the one being written (`N.tmp`, before its rename), if any.
 fn live(id: &str) -> anyhow::Result<(Vec<u64>, Option<u64>)> {
-    let dir = Path::new(&home(id)?).join("live");
-    let mut out = Vec::new();
-    let mut writing = None;
-    for entry in std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
-        let entry = entry?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if let Some(n) = name.strip_suffix(".tmp").and_then(|n| n.parse().ok()) {
-            ensure!(writing.is_none(), "two files being written: {name}");
-            writing = Some(n);
-            continue;
-        }
-        let n: u64 = name
-            .strip_suffix(".txt")
-            .and_then(|n| n.parse().ok())
-            .with_context(|| format!("a stray file {name}"))?;
-        let text = std::fs::read_to_string(entry.path())?;
-        ensure!(
-            text.trim() == n.to_string(),
-            "{name} holds {text:?}: written in part"
-        );
-        out.push(n);
-    }
-    out.sort_unstable();
-    Ok((out, writing))
+    util::numbered_files(&Path::new(&home(id)?).join("live"))
 }
 
 fn register(code: &str, name: &str) -> anyhow::Result<util::Answer> {

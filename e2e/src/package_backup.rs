@@ -118,42 +118,12 @@ fn home(id: &str) -> anyhow::Result<String> {
 /// target of each link, read on the host as root (the session may be stopped). Only `bk/`:
 /// the agent writes its own logs elsewhere in the home whenever it starts.
 fn manifest(id: &str) -> anyhow::Result<String> {
-    let home = home(id)?;
-    sh(&format!(
-        "cd '{home}' && find bk | sort | while read -r p; do \
-           if [ -L \"$p\" ]; then echo \"$p link $(readlink \"$p\")\"; \
-           elif [ -f \"$p\" ]; then echo \"$p $(stat -c %a \"$p\") $(sha256sum < \"$p\")\"; \
-           else echo \"$p $(stat -c '%a %F' \"$p\")\"; fi; done"
-    ))
+    util::tree_manifest(&home(id)?, "bk")
 }
 
-/// The numbers of the complete files in the home's `live/` (each must hold its own
-/// number), sorted; at most one file being written (`N.tmp`) is allowed beside them.
+/// The numbers of the complete files in the home's `live/`, sorted.
 fn live(id: &str) -> anyhow::Result<Vec<u64>> {
-    let dir = Path::new(&home(id)?).join("live");
-    let mut out = Vec::new();
-    let mut writing = 0;
-    for entry in std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
-        let entry = entry?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.strip_suffix(".tmp").is_some() {
-            writing += 1;
-            ensure!(writing == 1, "two files being written: {name}");
-            continue;
-        }
-        let n: u64 = name
-            .strip_suffix(".txt")
-            .and_then(|n| n.parse().ok())
-            .with_context(|| format!("a stray file {name}"))?;
-        let text = std::fs::read_to_string(entry.path())?;
-        ensure!(
-            text.trim() == n.to_string(),
-            "{name} holds {text:?}: written in part"
-        );
-        out.push(n);
-    }
-    out.sort_unstable();
-    Ok(out)
+    Ok(util::numbered_files(&Path::new(&home(id)?).join("live"))?.0)
 }
 
 /// A session of `user` that runs, with a tree of files under `bk/`.

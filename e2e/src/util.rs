@@ -466,3 +466,47 @@ pub fn request_unix(
     stream.read_to_end(&mut raw)?;
     parse_answer(&raw)
 }
+
+/// A tree's manifest, read on the host as root: each path `find {find}` lists in `dir`,
+/// sorted, with its mode and the SHA-256 of each file or the target of each link. Two homes
+/// with the same manifest hold the same files.
+pub(crate) fn tree_manifest(dir: &str, find: &str) -> anyhow::Result<String> {
+    run(Command::new("sh").args([
+        "-c",
+        &format!(
+            "cd '{dir}' && find {find} | sort | while read -r p; do \
+               if [ -L \"$p\" ]; then echo \"$p link $(readlink \"$p\")\"; \
+               elif [ -f \"$p\" ]; then echo \"$p $(stat -c %a \"$p\") $(sha256sum < \"$p\")\"; \
+               else echo \"$p $(stat -c '%a %F' \"$p\")\"; fi; done"
+        ),
+    ]))
+}
+
+/// The numbers of the complete files `N.txt` a writer leaves in `dir` (each must hold its own
+/// number), sorted, and the number of the one being written (`N.tmp`, before its rename), if
+/// any: the backup checks' proof that a home was read at one instant.
+pub(crate) fn numbered_files(dir: &Path) -> anyhow::Result<(Vec<u64>, Option<u64>)> {
+    let mut out = Vec::new();
+    let mut writing = None;
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(n) = name.strip_suffix(".tmp").and_then(|n| n.parse().ok()) {
+            anyhow::ensure!(writing.is_none(), "two files being written: {name}");
+            writing = Some(n);
+            continue;
+        }
+        let n: u64 = name
+            .strip_suffix(".txt")
+            .and_then(|n| n.parse().ok())
+            .with_context(|| format!("a stray file {name}"))?;
+        let text = std::fs::read_to_string(entry.path())?;
+        anyhow::ensure!(
+            text.trim() == n.to_string(),
+            "{name} holds {text:?}: written in part"
+        );
+        out.push(n);
+    }
+    out.sort_unstable();
+    Ok((out, writing))
+}
