@@ -18,7 +18,6 @@
 //!    the snapshot listed.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context as _, ensure};
@@ -376,6 +375,6 @@ pub(crate) async fn restore() -> anyhow::Result<()> {
         "the snapshot {:?} of {session_id} is listed",
         snapshot["name"].as_str().unwrap_or_default()
     ));
-    let _ = Command::new("rm").args(["-f", ARCHIVE]).status();
+    let _ = std::fs::remove_file(ARCHIVE);
     Ok(())
 }

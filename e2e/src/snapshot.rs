@@ -571,8 +571,8 @@ async fn scenario(
     ));
 
     // 4. kill -9 of octod and the worker midway: the next octod's reconciler cleans up.
-    let (again, worker) = start_big(&user, &id, "big again").await?;
-    let unit = format!("octo-snapshot-{id}-{again}.service");
+    let (_, worker) = start_big(&user, &id, "big again").await?;
+    let unit = worker.unit.clone();
     let _ = octod.kill();
     let _ = octod.wait();
     worker.kill()?;
