@@ -46,7 +46,8 @@ pub fn router(state: Arc<AppState>) -> Router {
 }
 
 /// The session gateway's router: the file server's routes plus the configured relays
-/// (`/opencode`, `/opencode/*`, `/terminal`, `/preview/<port>/*` with `/api/ports`), all
+/// (`/opencode`, `/opencode/*`, `/terminal`, `/preview/<port>/*` and `/tunnel/<port>` with
+/// `/api/ports`), all
 /// behind the same bearer token.
 pub fn gateway_router(state: Arc<AppState>, relays: &Relays) -> Router {
     let mut routes = Router::new()
@@ -73,6 +74,7 @@ pub fn gateway_router(state: Arc<AppState>, relays: &Relays) -> Router {
     }
     if let Some(previews) = relays.previews.clone() {
         let listed = previews.clone();
+        let tunnels = previews.clone();
         let relay = any(move |request: Request| crate::preview::relay(previews.clone(), request));
         routes = routes
             .route(
@@ -81,7 +83,11 @@ pub fn gateway_router(state: Arc<AppState>, relays: &Relays) -> Router {
             )
             .route("/preview/{port}", relay.clone())
             .route("/preview/{port}/", relay.clone())
-            .route("/preview/{port}/{*rest}", relay);
+            .route("/preview/{port}/{*rest}", relay)
+            .route(
+                "/tunnel/{port}",
+                get(move |request: Request| crate::preview::tunnel(tunnels.clone(), request)),
+            );
     }
     if let Some(socket) = relays.terminal_socket.clone() {
         routes = routes.route(

@@ -6,6 +6,13 @@
 //!   streamed both ways (SSE included) and upgrades (WebSocket: dev servers' hot reload)
 //!   spliced byte for byte. `Host` is the app's own address, which dev servers that check it
 //!   (Vite's `allowedHosts`) accept; `X-Forwarded-Host` says where the browser was.
+//! - `GET /tunnel/<port>` with `Upgrade: octo-tunnel`: a connection to the app's port (found as
+//!   above), answered `101` and then spliced byte for byte: the caller (octod) speaks HTTP to
+//!   the app itself over it and keeps it for many requests, so a preview request costs the
+//!   gateway two copies of bytes, not the parsing and rewriting of an HTTP relay. The caller
+//!   sets `Host` and strips its own credential (the token travels on the tunnel's request
+//!   alone). Refusals are the same as the relay's; `GET /tunnel/0` is `400`, which tells a
+//!   caller that this gateway has tunnels (one from before them answers `404 no_route`);
 //! - `GET /api/ports`: the TCP ports listening in the container (`/proc/net/tcp` and
 //!   `/proc/net/tcp6`, state `LISTEN`, on a loopback or the wildcard address), without the
 //!   session's own services.
@@ -293,6 +300,60 @@ fn proc_ipv6(hex: &str) -> Option<Ipv6Addr> {
     Some(Ipv6Addr::from(bytes))
 }
 
+/// The `Upgrade` protocol of a tunnel.
+pub const TUNNEL_PROTOCOL: &str = "octo-tunnel";
+
+/// `GET /tunnel/<port>`: see the module's documentation.
+pub async fn tunnel(previews: Previews, request: Request) -> Response {
+    tunnel_checked(&previews, request)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn tunnel_checked(previews: &Previews, mut request: Request) -> Result<Response, ApiError> {
+    let port = request
+        .uri()
+        .path()
+        .strip_prefix("/tunnel/")
+        .unwrap_or_default();
+    let port = previews.check(port)?;
+    let wanted = request
+        .headers()
+        .get(header::UPGRADE)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(TUNNEL_PROTOCOL.as_bytes()));
+    if !wanted {
+        return Err(ApiError::new(
+            Code::BadRequest,
+            format!("a tunnel is an upgrade: send Upgrade: {TUNNEL_PROTOCOL}"),
+        ));
+    }
+    let (app, addr) = connect(port).await?;
+    let caller = hyper::upgrade::on(&mut request);
+    tokio::spawn(async move {
+        let caller = match caller.await {
+            Ok(caller) => caller,
+            Err(e) => {
+                tracing::debug!(port, error = %e, "a tunnel's upgrade did not complete");
+                return;
+            }
+        };
+        let (mut caller, mut app) = (hyper_util::rt::TokioIo::new(caller), app);
+        match tokio::io::copy_bidirectional(&mut caller, &mut app).await {
+            Ok((up, down)) => tracing::debug!(port, up, down, "tunnel closed"),
+            Err(e) => tracing::debug!(port, error = %e, "tunnel ended"),
+        }
+    });
+    let address = HeaderValue::try_from(addr.to_string())
+        .map_err(|_| ApiError::new(Code::BadRequest, "malformed address"))?;
+    Response::builder()
+        .status(axum::http::StatusCode::SWITCHING_PROTOCOLS)
+        .header(header::CONNECTION, "upgrade")
+        .header(header::UPGRADE, TUNNEL_PROTOCOL)
+        .header("x-octo-app", address)
+        .body(Body::empty())
+        .map_err(|_| ApiError::new(Code::BadRequest, "malformed answer"))
+}
+
 /// `/preview/<port>` and `/preview/<port>/*`: see the module's documentation.
 pub async fn relay(previews: Previews, request: Request) -> Response {
     relay_checked(&previews, request)
@@ -327,7 +388,8 @@ async fn relay_checked(previews: &Previews, request: Request) -> Result<Response
     } else {
         request
     };
-    let (io, addr) = connect(port).await?;
+    let (app, addr) = connect(port).await?;
+    let io = UpstreamIo::Tcp(app);
     let upstream = Upstream::App(addr);
     if upgrading {
         let host = HeaderValue::try_from(addr.to_string())
@@ -341,7 +403,7 @@ async fn relay_checked(previews: &Previews, request: Request) -> Result<Response
 }
 
 /// A connection to the app on `port`: the IPv4 loopback, else the IPv6 one.
-async fn connect(port: u16) -> Result<(UpstreamIo, SocketAddr), ApiError> {
+async fn connect(port: u16) -> Result<(TcpStream, SocketAddr), ApiError> {
     let mut last = None;
     for ip in [
         IpAddr::V4(Ipv4Addr::LOCALHOST),
@@ -351,7 +413,7 @@ async fn connect(port: u16) -> Result<(UpstreamIo, SocketAddr), ApiError> {
         match tokio::time::timeout(relay::CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
             Ok(Ok(stream)) => {
                 let _ = stream.set_nodelay(true);
-                return Ok((UpstreamIo::Tcp(stream), addr));
+                return Ok((stream, addr));
             }
             Ok(Err(e)) => last = Some(e),
             Err(_) => last = Some(io::ErrorKind::TimedOut.into()),

@@ -741,6 +741,98 @@ fn previews_relay_an_apps_port_http_and_websocket() {
     });
 }
 
+/// Reads one HTTP/1.1 answer with a `Content-Length` (or none: an empty body) from `conn`:
+/// its head, then its body.
+fn read_answer(conn: &mut UnixStream) -> (String, Vec<u8>) {
+    let mut raw = Vec::new();
+    let mut byte = [0u8; 1];
+    while !raw.ends_with(b"\r\n\r\n") {
+        assert_eq!(conn.read(&mut byte).expect("read"), 1, "closed in a head: {raw:?}");
+        raw.push(byte[0]);
+    }
+    let head = String::from_utf8(raw).expect("utf-8 head");
+    let length = head
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse::<usize>().ok())?
+        })
+        .unwrap_or(0);
+    let mut body = vec![0u8; length];
+    conn.read_exact(&mut body).expect("body");
+    (head, body)
+}
+
+#[test]
+fn a_tunnel_is_a_connection_to_the_app_for_many_requests() {
+    let gw = Gateway::start(true, Duration::from_secs(5));
+    let app = free_port();
+    gw.rt.block_on(start_app(app));
+    let tunnel = format!("/tunnel/{}", app.port());
+    let upgrade = "Connection: upgrade\r\nUpgrade: octo-tunnel\r\n";
+
+    // The refusals of the relay, and the probe's answer: port 0 is 400 on a gateway with
+    // tunnels (one from before them answers 404 no_route).
+    gw.request("GET", &tunnel, None, upgrade, b"")
+        .assert_error(401, "unauthorized");
+    gw.request("GET", "/tunnel/0", Some(TOKEN), "", b"")
+        .assert_error(400, "bad_request");
+    gw.request("GET", &tunnel, Some(TOKEN), "", b"")
+        .assert_error(400, "bad_request");
+    let opencode = gw.opencode.port();
+    gw.request("GET", &format!("/tunnel/{opencode}"), Some(TOKEN), upgrade, b"")
+        .assert_error(403, "permission_denied");
+    let closed = free_port().port();
+    gw.request("GET", &format!("/tunnel/{closed}"), Some(TOKEN), upgrade, b"")
+        .assert_error(502, "nothing_listening");
+
+    // The tunnel: 101, then HTTP to the app itself, request after request on one connection;
+    // what the app sees is what the caller sent (the gateway adds and strips nothing).
+    let mut conn = gw.connect();
+    conn.write_all(
+        format!(
+            "GET {tunnel} HTTP/1.1\r\nHost: gateway\r\nAuthorization: Bearer {TOKEN}\r\n{upgrade}\r\n"
+        )
+        .as_bytes(),
+    )
+    .expect("upgrade");
+    let (head, _) = read_answer(&mut conn);
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains(&format!("x-octo-app: {app}")),
+        "{head}"
+    );
+    for i in 0..3 {
+        conn.write_all(
+            format!(
+                "POST /seen?i={i} HTTP/1.1\r\nHost: localhost:{}\r\nCookie: app=1\r\nContent-Length: 1\r\n\r\nx",
+                app.port()
+            )
+            .as_bytes(),
+        )
+        .expect("request");
+        let (head, body) = read_answer(&mut conn);
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        let seen: serde_json::Value = serde_json::from_slice(&body).expect("json");
+        assert_eq!(
+            seen,
+            serde_json::json!({
+                "target": format!("/seen?i={i}"),
+                "host": format!("localhost:{}", app.port()),
+                "authorization": false,
+                "cookie": "app=1",
+            })
+        );
+    }
+    // The caller closing its end closes the app's.
+    conn.shutdown(std::net::Shutdown::Write).expect("shutdown");
+    let mut rest = Vec::new();
+    conn.read_to_end(&mut rest).expect("end");
+    assert!(rest.is_empty(), "{rest:?}");
+}
+
 /// A stand-in app that answers every path with the address of the connection it came on.
 async fn start_peer_app(addr: SocketAddr) {
     use axum::extract::ConnectInfo;
