@@ -317,10 +317,10 @@ async fn tunnel_checked(previews: &Previews, mut request: Request) -> Result<Res
         .strip_prefix("/tunnel/")
         .unwrap_or_default();
     let port = previews.check(port)?;
-    let wanted = request
-        .headers()
-        .get(header::UPGRADE)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(TUNNEL_PROTOCOL.as_bytes()));
+    let wanted = request.headers().get(header::UPGRADE).is_some_and(|v| {
+        v.as_bytes()
+            .eq_ignore_ascii_case(TUNNEL_PROTOCOL.as_bytes())
+    });
     if !wanted {
         return Err(ApiError::new(
             Code::BadRequest,

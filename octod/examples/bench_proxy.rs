@@ -1,7 +1,8 @@
 //! The harness of `cargo xtask bench proxy`: one binary, several roles, each its own process
 //! so that the proxy's memory is the proxy's alone.
 //!
-//! - `proxy <listen> <gateway-socket> <token> [tcp <addr>]`: `octod::proxy` routes (every
+//! - `proxy <listen> <gateway-socket> <token> [tcp <addr>]`: `octod::proxy` routes (`<listen>`
+//!   is `<ip>:<port>` or `unix:<path>`, for each role that listens) (every
 //!   request is an admin's, every session resolves to the given gateway socket and token), on
 //!   the same multi-threaded runtime octod uses and served as `octod serve` serves them
 //!   (`TCP_NODELAY` on accepted connections, the peer's address for `X-Forwarded-For`); with `tcp <addr>`, HTTP goes to `addr` over
@@ -63,23 +64,26 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     match args.as_slice() {
-        ["proxy", listen, socket, token] => {
-            runtime.block_on(proxy(listen.parse()?, Path::new(socket), token, None))
-        }
+        ["proxy", listen, socket, token] => runtime.block_on(proxy(
+            Listen::parse(listen)?,
+            Path::new(socket),
+            token,
+            None,
+        )),
         ["proxy", listen, socket, token, "tcp", addr] => runtime.block_on(proxy(
-            listen.parse()?,
+            Listen::parse(listen)?,
             Path::new(socket),
             token,
             Some(addr.parse()?),
         )),
         ["proxy-auth", listen, socket, token, state] => runtime.block_on(proxy_auth(
-            listen.parse()?,
+            Listen::parse(listen)?,
             Path::new(socket),
             token,
             Path::new(state),
         )),
         ["echo", listen, socket] => runtime.block_on(echo(listen.parse()?, Path::new(socket))),
-        ["app", listen] => runtime.block_on(app(listen.parse()?)),
+        ["app", listen] => runtime.block_on(app(Listen::parse(listen)?)),
         ["rtt", messages, urls @ ..] if !urls.is_empty() => {
             runtime.block_on(rtt(messages.parse()?, urls))
         }
@@ -160,7 +164,7 @@ impl FromRef<BenchState> for Arc<FixedSessions> {
 }
 
 async fn proxy(
-    listen: SocketAddr,
+    listen: Listen,
     socket: &Path,
     token: &str,
     tcp: Option<SocketAddr>,
@@ -185,13 +189,35 @@ async fn proxy(
     serve(listen, app).await
 }
 
+/// Where a role listens: `<ip>:<port>`, or `unix:<path>` (as octod behind Caddy in the
+/// package: `/run/octod/http.sock`).
+enum Listen {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+impl Listen {
+    fn parse(text: &str) -> anyhow::Result<Self> {
+        Ok(match text.strip_prefix("unix:") {
+            Some(path) => Self::Unix(PathBuf::from(path)),
+            None => Self::Tcp(text.parse()?),
+        })
+    }
+}
+
 /// Serves `app` as `octod serve` serves: octod's listener (`TCP_NODELAY` on accepted
-/// connections) and the peer for `X-Forwarded-For`.
-async fn serve(listen: SocketAddr, app: axum::Router) -> anyhow::Result<()> {
-    let listener = octod::http::peer::HttpListener::tcp(
-        TcpListener::bind(listen).await?,
-        octod::http::peer::TrustedProxies::default(),
-    );
+/// connections, or a Unix socket) and the peer for `X-Forwarded-For`.
+async fn serve(listen: Listen, app: axum::Router) -> anyhow::Result<()> {
+    let listener = match listen {
+        Listen::Tcp(addr) => octod::http::peer::HttpListener::tcp(
+            TcpListener::bind(addr).await?,
+            octod::http::peer::TrustedProxies::default(),
+        ),
+        Listen::Unix(path) => {
+            let _ = std::fs::remove_file(&path);
+            octod::http::peer::HttpListener::Unix(UnixListener::bind(&path)?)
+        }
+    };
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<octod::http::peer::ClientPeer>(),
@@ -245,7 +271,7 @@ async fn preview(
 /// What the app answers: a small page, as a dev server's index might be.
 const APP_PAGE: &str = "<!doctype html><title>app</title><p>hello from the app</p>\n";
 
-async fn app(listen: SocketAddr) -> anyhow::Result<()> {
+async fn app(listen: Listen) -> anyhow::Result<()> {
     let app = axum::Router::new().fallback(|| async {
         (
             [(axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8")],
@@ -282,7 +308,7 @@ impl FromRef<AuthBenchState> for octod::auth::Auth {
 }
 
 async fn proxy_auth(
-    listen: SocketAddr,
+    listen: Listen,
     socket: &Path,
     token: &str,
     state_dir: &Path,

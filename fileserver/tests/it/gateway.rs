@@ -747,7 +747,11 @@ fn read_answer(conn: &mut UnixStream) -> (String, Vec<u8>) {
     let mut raw = Vec::new();
     let mut byte = [0u8; 1];
     while !raw.ends_with(b"\r\n\r\n") {
-        assert_eq!(conn.read(&mut byte).expect("read"), 1, "closed in a head: {raw:?}");
+        assert_eq!(
+            conn.read(&mut byte).expect("read"),
+            1,
+            "closed in a head: {raw:?}"
+        );
         raw.push(byte[0]);
     }
     let head = String::from_utf8(raw).expect("utf-8 head");
@@ -781,11 +785,23 @@ fn a_tunnel_is_a_connection_to_the_app_for_many_requests() {
     gw.request("GET", &tunnel, Some(TOKEN), "", b"")
         .assert_error(400, "bad_request");
     let opencode = gw.opencode.port();
-    gw.request("GET", &format!("/tunnel/{opencode}"), Some(TOKEN), upgrade, b"")
-        .assert_error(403, "permission_denied");
+    gw.request(
+        "GET",
+        &format!("/tunnel/{opencode}"),
+        Some(TOKEN),
+        upgrade,
+        b"",
+    )
+    .assert_error(403, "permission_denied");
     let closed = free_port().port();
-    gw.request("GET", &format!("/tunnel/{closed}"), Some(TOKEN), upgrade, b"")
-        .assert_error(502, "nothing_listening");
+    gw.request(
+        "GET",
+        &format!("/tunnel/{closed}"),
+        Some(TOKEN),
+        upgrade,
+        b"",
+    )
+    .assert_error(502, "nothing_listening");
 
     // The tunnel: 101, then HTTP to the app itself, request after request on one connection;
     // what the app sees is what the caller sent (the gateway adds and strips nothing).

@@ -37,7 +37,7 @@ pub(crate) fn authority(socket: &Path) -> String {
 }
 
 /// The socket path an [`authority`] stands for.
-fn socket_of(uri: &Uri) -> Option<PathBuf> {
+pub(crate) fn socket_of(uri: &Uri) -> Option<PathBuf> {
     let host = uri.host()?.as_bytes();
     if host.is_empty() || host.len() % 2 != 0 {
         return None;

@@ -74,7 +74,10 @@ pub(super) async fn forward<R: Sessions>(
 pub(super) enum Origin {
     Ui,
     Content,
-    Preview,
+    /// The preview host of the app on `port` (`target.rest` is `/preview/<port><path>`).
+    Preview {
+        port: u16,
+    },
 }
 
 /// A workspace file as the content origin serves it: the gateway's
@@ -137,16 +140,54 @@ pub(super) async fn proxy_request<R: Sessions>(
         .map(|c| c.0);
     let grant = parts.extensions.remove::<Grant>();
     let given = parts.extensions.remove::<super::Given>();
-    parts.uri = upstream_uri(&upstream.socket, service, target.rest, query)?;
+    // A preview goes over a tunnel to the app where the gateway has them ([`super::tunnel`]).
+    let tunnel = match origin {
+        Origin::Preview { port } => match proxy.inner.book.route(&upstream.socket, &upstream.token)
+        {
+            super::tunnel::Route::Tunnel => Some(port),
+            super::tunnel::Route::Relay { ask } => {
+                if ask {
+                    tokio::spawn(super::tunnel::ask(
+                        proxy.inner.client.clone(),
+                        Arc::clone(&proxy.inner.book),
+                        upstream.socket.clone(),
+                        upstream.token.clone(),
+                    ));
+                }
+                None
+            }
+        },
+        Origin::Ui | Origin::Content => None,
+    };
+    parts.uri = match tunnel {
+        Some(port) => {
+            let path = target
+                .rest
+                .strip_prefix("/preview/")
+                .and_then(|after| after.find('/').map(|i| &after[i..]))
+                .unwrap_or("/");
+            super::tunnel::uri(&upstream.socket, port, path, query)
+                .ok_or_else(|| ApiError::bad_request("invalid request path"))?
+        }
+        None => upstream_uri(&upstream.socket, service, target.rest, query)?,
+    };
     parts.version = Version::HTTP_11;
     // Nothing of octod's request state (the user, upgrade handles) goes to the client.
     parts.extensions = Extensions::new();
-    let app_cookies = (origin == Origin::Preview)
+    let app_cookies = matches!(origin, Origin::Preview { .. })
         .then(|| headers::app_cookies(&parts.headers))
         .flatten();
     headers::prepare_request(&mut parts.headers, peer, credential(&upstream.token));
     if let Some(cookies) = app_cookies {
         parts.headers.insert(axum::http::header::COOKIE, cookies);
+    }
+    if let Some(port) = tunnel {
+        // The app gets no credential of the gateway's, and its own address as the host (the
+        // gateway's relay does the same).
+        parts.headers.remove(axum::http::header::AUTHORIZATION);
+        if let Some(host) = super::tunnel::host(port) {
+            parts.headers.insert(axum::http::header::HOST, host);
+        }
     }
     if let Some((used, limit)) = upstream.quota
         && let Ok(value) = HeaderValue::try_from(crate::disk::quota_header(used, limit))
@@ -166,7 +207,11 @@ pub(super) async fn proxy_request<R: Sessions>(
 
     let body = Body::new(Activity::new(body, Arc::clone(sessions), target.id.clone()));
     let (wait, late) = proxy.head_wait(&upstream, service);
-    let request = proxy.inner.client.request(Request::from_parts(parts, body));
+    let request = Request::from_parts(parts, body);
+    let request = match tunnel {
+        Some(_) => proxy.inner.tunnels.request(request),
+        None => proxy.inner.client.request(request),
+    };
     let Ok(answer) = tokio::time::timeout(wait, request).await else {
         tracing::info!(session = %target.id, service = service.as_str(), waited_ms = wait.as_millis(), "no response head in time");
         return Err(late);
@@ -185,7 +230,7 @@ pub(super) async fn proxy_request<R: Sessions>(
                     headers::prepare_response(&mut parts.headers);
                     headers::for_content(&mut parts.headers);
                 }
-                Origin::Preview => headers::strip_hop_by_hop(&mut parts.headers),
+                Origin::Preview { .. } => headers::strip_hop_by_hop(&mut parts.headers),
             }
             let body = Activity::new(body, Arc::clone(sessions), target.id.clone());
             let body = Revocable {
@@ -202,6 +247,10 @@ pub(super) async fn proxy_request<R: Sessions>(
                 ended: None,
             };
             Ok(Response::from_parts(parts, Body::new(body)))
+        }
+        Err(ref error) if let Some(refused) = super::tunnel::Refused::of(error) => {
+            // The gateway's own answer (nothing listens on the port, a reserved port).
+            Ok(refused.response())
         }
         Err(error) if error.is_connect() => {
             tracing::debug!(session = %target.id, service = service.as_str(), "connecting to the session's socket: {error}");

@@ -29,6 +29,7 @@ mod http;
 mod metrics;
 mod preview;
 pub mod resolve;
+mod tunnel;
 mod ws;
 
 use std::future::Future;
@@ -212,6 +213,9 @@ pub struct Proxy {
 #[derive(Debug)]
 struct Inner {
     client: HttpClient,
+    /// Previews' tunnels to the apps ([`tunnel`]), and what is known of each socket's.
+    tunnels: tunnel::TunnelClient,
+    book: Arc<tunnel::Book>,
     metrics: ProxyMetrics,
     terminal_keepalive: Duration,
     head_timeout: Duration,
@@ -244,9 +248,12 @@ impl Proxy {
             .pool_max_idle_per_host(256)
             .pool_idle_timeout(Duration::from_secs(60))
             .build(connector);
+        let book = Arc::new(tunnel::Book::default());
         Self {
             inner: Arc::new(Inner {
                 client,
+                tunnels: tunnel::client(Arc::clone(&book)),
+                book,
                 metrics: ProxyMetrics::default(),
                 terminal_keepalive: TERMINAL_KEEPALIVE,
                 head_timeout: HEAD_TIMEOUT,
@@ -262,6 +269,8 @@ impl Proxy {
         Self {
             inner: Arc::new(Inner {
                 client: self.inner.client.clone(),
+                tunnels: self.inner.tunnels.clone(),
+                book: Arc::clone(&self.inner.book),
                 metrics: ProxyMetrics::default(),
                 terminal_keepalive: self.inner.terminal_keepalive,
                 head_timeout: timeout,
@@ -276,6 +285,8 @@ impl Proxy {
         Self {
             inner: Arc::new(Inner {
                 client: self.inner.client.clone(),
+                tunnels: self.inner.tunnels.clone(),
+                book: Arc::clone(&self.inner.book),
                 metrics: ProxyMetrics::default(),
                 terminal_keepalive: every,
                 head_timeout: self.inner.head_timeout,

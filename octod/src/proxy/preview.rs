@@ -77,7 +77,7 @@ pub async fn preview<R: Sessions>(
             query.as_deref(),
             parts,
             body,
-            Origin::Preview,
+            Origin::Preview { port },
         )
         .await
     };

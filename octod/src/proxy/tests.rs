@@ -557,6 +557,14 @@ async fn fixture_with_head_wait(head_wait: Duration) -> Fixture {
 
     let gateway = real_gateway(dir.path(), events_tx).await;
     let nothing = dir.path().join("nothing.sock");
+    // A gateway from before tunnels: its preview relay, and `404` for `/tunnel/…`.
+    let elder = dir.path().join("elder.sock");
+    serve_unix(
+        &elder,
+        Router::new()
+            .route("/preview/{*rest}", axum::routing::any(echo))
+            .fallback(|| async { StatusCode::NOT_FOUND }),
+    );
 
     let mut sessions = MemSessions::default();
     for (id, owner, socket, wake, quota) in [
@@ -567,6 +575,7 @@ async fn fixture_with_head_wait(head_wait: Duration) -> Fixture {
         ("gone", "alice", &nothing, None, None),
         ("unborn", "alice", &nothing, Some(WAKE_WAIT), None),
         ("real", "alice", &gateway, None, Some((0, 1000))),
+        ("elder", "alice", &elder, None, None),
     ] {
         sessions.sessions.insert(
             id,
@@ -763,6 +772,137 @@ async fn within<F: Future<Output = ()>>(test: F) {
     tokio::time::timeout(TEST_TIMEOUT, test)
         .await
         .expect("test finished in time");
+}
+
+// ---------------------------------------------------------------------------------------
+// Previews over tunnels
+
+/// An app on the loopback that answers every request with what it saw of it: its target,
+/// `Host`, whether an `Authorization` came, its cookies, and the connection it came on.
+async fn start_seen_app() -> SocketAddr {
+    async fn seen(
+        axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<SocketAddr>,
+        uri: Uri,
+        headers: HeaderMap,
+    ) -> axum::Json<serde_json::Value> {
+        let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        axum::Json(serde_json::json!({
+            "target": uri.to_string(),
+            "host": text("host"),
+            "authorization": headers.contains_key("authorization"),
+            "cookie": text("cookie"),
+            "peer": peer.to_string(),
+        }))
+    }
+    let app = listener().await;
+    let addr = app.local_addr().expect("address");
+    tokio::spawn(async move {
+        axum::serve(
+            app,
+            Router::new()
+                .fallback(seen)
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+    });
+    addr
+}
+
+impl Fixture {
+    /// `GET <path>` on the preview host of `port` in session `id`, as alice, with her cookie
+    /// for that host and one of the app's own: the status and the JSON answer.
+    async fn preview(&self, id: &str, port: u16, path: &str) -> (StatusCode, serde_json::Value) {
+        let request = axum::http::Request::builder()
+            .uri(path)
+            .header(
+                "cookie",
+                format!("theme=dark; {CONTENT_COOKIE}=the-key-to-this-host"),
+            )
+            .body(Body::empty())
+            .expect("request");
+        let alice = CurrentUser {
+            name: "alice".to_owned(),
+            role: UserRole::User,
+        };
+        let response = preview(
+            &self.proxy,
+            &self.sessions,
+            &alice,
+            id.parse().expect("id"),
+            port,
+            request,
+        )
+        .await;
+        let status = response.status();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        (
+            status,
+            serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+        )
+    }
+}
+
+#[tokio::test]
+async fn previews_take_a_tunnel_to_the_app_once_the_gateway_is_known_to_have_them() {
+    within(async {
+        let f = fixture().await;
+        let app = start_seen_app().await;
+        let port = app.port();
+
+        // The first request goes through the gateway's relay while the gateway is asked.
+        let (status, first) = f.preview("real", port, "/page?x=%2F1").await;
+        assert_eq!(status, StatusCode::OK, "{first}");
+        assert_eq!(first["host"], format!("127.0.0.1:{port}"), "{first}");
+        let mut tunneled = None;
+        for _ in 0..200 {
+            let (status, seen) = f.preview("real", port, "/page?x=%2F1").await;
+            assert_eq!(status, StatusCode::OK, "{seen}");
+            if seen["host"] == format!("localhost:{port}") {
+                tunneled = Some(seen);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let tunneled = tunneled.expect("a request over a tunnel");
+        // What the app sees over a tunnel is what the relay gave it: the path and query byte
+        // for byte, its own cookies but not the key to the host, no credential of the
+        // gateway's, its own address as the host.
+        assert_eq!(tunneled["target"], "/page?x=%2F1");
+        assert_eq!(tunneled["cookie"], "theme=dark");
+        assert_eq!(tunneled["authorization"], false);
+        // Request after request on one connection to the app.
+        let mut peers = std::collections::HashSet::new();
+        for i in 0..5 {
+            let (status, seen) = f.preview("real", port, &format!("/n/{i}")).await;
+            assert_eq!(status, StatusCode::OK, "{seen}");
+            assert_eq!(seen["target"], format!("/n/{i}"));
+            assert_eq!(seen["host"], format!("localhost:{port}"));
+            peers.insert(seen["peer"].as_str().expect("peer").to_owned());
+        }
+        assert_eq!(peers.len(), 1, "{peers:?}");
+
+        // The gateway's refusals come back as it gave them.
+        let closed = listener().await.local_addr().expect("address").port();
+        let (status, refused) = f.preview("real", closed, "/").await;
+        assert_eq!(status, StatusCode::BAD_GATEWAY, "{refused}");
+        assert_eq!(refused["error"]["code"], "nothing_listening", "{refused}");
+        let (status, refused) = f.preview("real", 80, "/").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+
+        // A gateway from before tunnels keeps the relay: asked once, it answers 404.
+        for _ in 0..20 {
+            let (status, seen) = f.preview("elder", port, "/old").await;
+            assert_eq!(status, StatusCode::OK, "{seen}");
+            assert_eq!(seen["path"], format!("/preview/{port}/old"), "{seen}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
 }
 
 // ---------------------------------------------------------------------------------------
