@@ -123,6 +123,7 @@ pub async fn serve_gateway(
     let state = Arc::new(AppState::new(&config)?);
     let app = gateway_router(state.clone(), &relays);
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+    let app = app.into_make_service_with_connect_info::<listen::ConnSocket>();
     let server = axum::serve(listener.into(), app).with_graceful_shutdown(async move {
         shutdown.await;
         tracing::info!("shutting down: no new connections, finishing requests");

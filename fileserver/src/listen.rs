@@ -12,6 +12,7 @@ use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -285,6 +286,27 @@ impl axum::serve::Listener for Listener {
     }
 }
 
+/// The Unix socket of a connection (a duplicate of its descriptor), for a handler that hands
+/// something over on it (`SCM_RIGHTS`: the preview tunnels); `None` on TCP. axum gives it to
+/// handlers as `ConnectInfo<ConnSocket>`.
+#[derive(Debug, Clone)]
+pub struct ConnSocket(pub Option<Arc<std::os::fd::OwnedFd>>);
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, Listener>>
+    for ConnSocket
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, Listener>) -> Self {
+        use std::os::fd::AsFd as _;
+        Self(
+            stream
+                .io()
+                .unix()
+                .and_then(|s| s.as_fd().try_clone_to_owned().ok())
+                .map(Arc::new),
+        )
+    }
+}
+
 /// An accepted stream of either kind.
 #[derive(Debug)]
 pub enum Stream {
@@ -315,6 +337,14 @@ impl Conn {
         Conn {
             stream: Some(stream),
             shut_down: false,
+        }
+    }
+
+    /// The Unix stream of a connection accepted on a Unix socket.
+    pub fn unix(&self) -> Option<&UnixStream> {
+        match self.stream.as_ref()? {
+            Stream::Unix(stream) => Some(stream),
+            Stream::Tcp(_) => None,
         }
     }
 

@@ -12,7 +12,13 @@
 //!   gateway two copies of bytes, not the parsing and rewriting of an HTTP relay. The caller
 //!   sets `Host` and strips its own credential (the token travels on the tunnel's request
 //!   alone). Refusals are the same as the relay's; `GET /tunnel/0` is `400`, which tells a
-//!   caller that this gateway has tunnels (one from before them answers `404 no_route`);
+//!   caller that this gateway has tunnels (one from before them answers `404 no_route`).
+//!   With `X-Octo-Tunnel: fd` on a Unix socket, the gateway does not even copy: after the
+//!   `101` (which says `X-Octo-Tunnel: fd` too) and one byte from the caller (so that the
+//!   caller reads the `101` alone, never the message that carries the descriptor), it sends
+//!   the connected socket to the app as `SCM_RIGHTS` with one byte and closes its own copies.
+//!   The caller then talks to the app directly; what it holds is one connection the gateway
+//!   made, to a port the gateway allowed, and nothing else of the container;
 //! - `GET /api/ports`: the TCP ports listening in the container (`/proc/net/tcp` and
 //!   `/proc/net/tcp6`, state `LISTEN`, on a loopback or the wildcard address), without the
 //!   session's own services.
@@ -327,7 +333,20 @@ async fn tunnel_checked(previews: &Previews, mut request: Request) -> Result<Res
             format!("a tunnel is an upgrade: send Upgrade: {TUNNEL_PROTOCOL}"),
         ));
     }
+    // The connection handed over needs the caller's Unix socket (octod's).
+    let hand_over = request
+        .headers()
+        .get(TUNNEL_HEADER)
+        .is_some_and(|v| v.as_bytes() == b"fd")
+        .then(|| {
+            request
+                .extensions()
+                .get::<axum::extract::ConnectInfo<crate::listen::ConnSocket>>()
+                .and_then(|info| info.0.0.clone())
+        })
+        .flatten();
     let (app, addr) = connect(port).await?;
+    let handing_over = hand_over.is_some();
     let caller = hyper::upgrade::on(&mut request);
     tokio::spawn(async move {
         let caller = match caller.await {
@@ -337,6 +356,12 @@ async fn tunnel_checked(previews: &Previews, mut request: Request) -> Result<Res
                 return;
             }
         };
+        if let Some(socket) = hand_over {
+            if let Err(e) = send_connection(caller, &socket, app).await {
+                tracing::info!(port, error = %e, "handing a connection to the app over failed");
+            }
+            return;
+        }
         let (mut caller, mut app) = (hyper_util::rt::TokioIo::new(caller), app);
         match tokio::io::copy_bidirectional(&mut caller, &mut app).await {
             Ok((up, down)) => tracing::debug!(port, up, down, "tunnel closed"),
@@ -345,13 +370,60 @@ async fn tunnel_checked(previews: &Previews, mut request: Request) -> Result<Res
     });
     let address = HeaderValue::try_from(addr.to_string())
         .map_err(|_| ApiError::new(Code::BadRequest, "malformed address"))?;
-    Response::builder()
+    let mut response = Response::builder()
         .status(axum::http::StatusCode::SWITCHING_PROTOCOLS)
         .header(header::CONNECTION, "upgrade")
         .header(header::UPGRADE, TUNNEL_PROTOCOL)
-        .header("x-octo-app", address)
+        .header("x-octo-app", address);
+    if handing_over {
+        response = response.header(TUNNEL_HEADER, "fd");
+    }
+    response
         .body(Body::empty())
         .map_err(|_| ApiError::new(Code::BadRequest, "malformed answer"))
+}
+
+/// `X-Octo-Tunnel: fd`: the caller asks for the connection itself (see the module's
+/// documentation), and the gateway's `101` says it follows.
+const TUNNEL_HEADER: &str = "x-octo-tunnel";
+
+/// Sends `app` to the caller on `socket` (the Unix socket under `caller`) once the caller has
+/// sent its byte; then `caller` is dropped, which closes the gateway's end.
+async fn send_connection(
+    caller: hyper::upgrade::Upgraded,
+    socket: &std::os::fd::OwnedFd,
+    app: TcpStream,
+) -> io::Result<()> {
+    use std::io::IoSlice;
+    use std::os::fd::AsRawFd as _;
+
+    use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
+    use tokio::io::AsyncReadExt as _;
+
+    let mut caller = hyper_util::rt::TokioIo::new(caller);
+    let mut byte = [0u8; 1];
+    tokio::time::timeout(relay::CONNECT_TIMEOUT, caller.read_exact(&mut byte))
+        .await
+        .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
+    let fds = [app.as_raw_fd()];
+    // The socket is non-blocking and its send buffer empty (nothing was sent since the
+    // `101`): a short wait covers the case where it is not.
+    for _ in 0..100 {
+        match sendmsg::<()>(
+            socket.as_raw_fd(),
+            &[IoSlice::new(b"T")],
+            &[ControlMessage::ScmRights(&fds)],
+            MsgFlags::MSG_NOSIGNAL | MsgFlags::MSG_DONTWAIT,
+            None,
+        ) {
+            Ok(_) => return Ok(()),
+            Err(nix::errno::Errno::EAGAIN) => {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(io::ErrorKind::TimedOut.into())
 }
 
 /// `/preview/<port>` and `/preview/<port>/*`: see the module's documentation.

@@ -849,6 +849,101 @@ fn a_tunnel_is_a_connection_to_the_app_for_many_requests() {
     assert!(rest.is_empty(), "{rest:?}");
 }
 
+/// Receives the one descriptor of an `SCM_RIGHTS` message on `conn`.
+#[allow(unsafe_code)]
+fn receive_fd(conn: &UnixStream) -> std::os::fd::OwnedFd {
+    use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
+    let mut byte = [0u8; 1];
+    let mut iov = [std::io::IoSliceMut::new(&mut byte)];
+    let mut space = nix::cmsg_space!([RawFd; 1]);
+    let message = recvmsg::<()>(
+        conn.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )
+    .expect("recvmsg");
+    let fd = message
+        .cmsgs()
+        .expect("cmsgs")
+        .find_map(|c| match c {
+            ControlMessageOwned::ScmRights(fds) => fds.first().copied(),
+            _ => None,
+        })
+        .expect("a descriptor");
+    // SAFETY: the kernel installed `fd` in this process for this message alone.
+    unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }
+}
+
+#[test]
+fn a_tunnel_hands_the_connection_to_the_app_over() {
+    let gw = Gateway::start(true, Duration::from_secs(5));
+    let app = free_port();
+    gw.rt.block_on(start_app(app));
+
+    let mut conn = gw.connect();
+    conn.write_all(
+        format!(
+            "GET /tunnel/{} HTTP/1.1\r\nHost: gateway\r\nAuthorization: Bearer {TOKEN}\r\n\
+             Connection: upgrade\r\nUpgrade: octo-tunnel\r\nX-Octo-Tunnel: fd\r\n\r\n",
+            app.port()
+        )
+        .as_bytes(),
+    )
+    .expect("upgrade");
+    let (head, _) = read_answer(&mut conn);
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("x-octo-tunnel: fd"),
+        "{head}"
+    );
+    // Nothing comes before the caller's byte; then the connection itself, and the gateway
+    // closes its end: it keeps no copy and takes no further part.
+    conn.write_all(b"R").expect("ready");
+    let mut tcp = std::net::TcpStream::from(receive_fd(&conn));
+    assert_eq!(tcp.peer_addr().expect("peer"), app);
+    let mut rest = Vec::new();
+    conn.read_to_end(&mut rest).expect("end");
+    assert!(rest.is_empty(), "{rest:?}");
+
+    // The gateway's socket was non-blocking, and the open file is shared.
+    tcp.set_nonblocking(false).expect("blocking");
+    tcp.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    for i in 0..2 {
+        tcp.write_all(
+            format!(
+                "GET /seen?i={i} HTTP/1.1\r\nHost: localhost:{}\r\n\r\n",
+                app.port()
+            )
+            .as_bytes(),
+        )
+        .expect("request");
+        let mut raw = Vec::new();
+        let mut byte = [0u8; 1];
+        while !raw.ends_with(b"\r\n\r\n") {
+            tcp.read_exact(&mut byte).expect("head");
+            raw.push(byte[0]);
+        }
+        let head = String::from_utf8(raw).expect("utf-8");
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        let length: usize = head
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-length:")
+                    .map(|v| v.trim().parse().expect("n"))
+            })
+            .expect("length");
+        let mut body = vec![0u8; length];
+        tcp.read_exact(&mut body).expect("body");
+        let seen: serde_json::Value = serde_json::from_slice(&body).expect("json");
+        assert_eq!(seen["target"], format!("/seen?i={i}"));
+    }
+}
+
 /// A stand-in app that answers every path with the address of the connection it came on.
 async fn start_peer_app(addr: SocketAddr) {
     use axum::extract::ConnectInfo;

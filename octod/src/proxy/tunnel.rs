@@ -4,6 +4,12 @@
 //! gateway then only copies bytes: no parsing, no header maps, no second pooled client, which
 //! was half of what a preview request cost (`cargo xtask bench proxy`).
 //!
+//! octod asks for the connection itself (`X-Octo-Tunnel: fd`): after the `101` it sends one
+//! byte and receives the gateway's connected socket to the app (`SCM_RIGHTS`), checks that it
+//! is a TCP stream, and speaks to the app on it directly; the gateway then has no part in the
+//! requests at all. (A gateway that answers the `101` without `X-Octo-Tunnel: fd` splices the
+//! connection instead, and octod speaks over that.)
+//!
 //! Tunnels have a pooled client of their own; its authority is the session's socket (as for
 //! the gateway's pool, [`super::connect::authority`]) with the app's port as the URI's port, so
 //! each (session, port) gets its own pool. The connector takes the session's token from the
@@ -35,6 +41,7 @@ use hyper::upgrade::Upgraded;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::{TcpStream, UnixStream};
 
 use super::connect::{authority, connect, socket_of};
 use super::{CONNECT_TIMEOUT, credential};
@@ -281,7 +288,7 @@ impl tower::Service<Uri> for Connector {
 }
 
 /// Asks the gateway on `stream` for a tunnel to `port`.
-async fn open(stream: tokio::net::UnixStream, port: u16, token: &Secret) -> io::Result<Tunnel> {
+async fn open(stream: UnixStream, port: u16, token: &Secret) -> io::Result<Tunnel> {
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(io::Error::other)?;
@@ -298,6 +305,7 @@ async fn open(stream: tokio::net::UnixStream, port: u16, token: &Secret) -> io::
     headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
     headers.insert(UPGRADE, HeaderValue::from_static(PROTOCOL));
     headers.insert(axum::http::header::AUTHORIZATION, credential(token));
+    headers.insert(TUNNEL_HEADER, HeaderValue::from_static("fd"));
     let mut response = sender
         .send_request(request)
         .await
@@ -316,15 +324,110 @@ async fn open(stream: tokio::net::UnixStream, port: u16, token: &Secret) -> io::
             body,
         }));
     }
+    let handed_over = response
+        .headers()
+        .get(TUNNEL_HEADER)
+        .is_some_and(|v| v.as_bytes() == b"fd");
     let upgraded = hyper::upgrade::on(&mut response)
         .await
         .map_err(io::Error::other)?;
-    Ok(Tunnel(upgraded))
+    if !handed_over {
+        return Ok(Tunnel::Spliced(upgraded));
+    }
+    let parts = upgraded
+        .downcast::<TokioIo<UnixStream>>()
+        .map_err(|_| io::Error::other("the tunnel's connection is not the session's socket"))?;
+    if !parts.read_buf.is_empty() {
+        return Err(io::Error::other(
+            "the gateway sent data before the connection",
+        ));
+    }
+    let stream = parts.io.into_inner();
+    let app = receive_connection(&stream).await?;
+    Ok(Tunnel::Direct(TokioIo::new(app)))
 }
 
-/// A connection to an app through its session's gateway.
+/// `X-Octo-Tunnel: fd` (the gateway's `TUNNEL_HEADER`).
+const TUNNEL_HEADER: &str = "x-octo-tunnel";
+
+/// Sends the byte the gateway waits for on `stream`, then receives the connection to the app
+/// it sends back: a TCP stream, or an error.
+async fn receive_connection(stream: &UnixStream) -> io::Result<TcpStream> {
+    use std::io::IoSliceMut;
+    use std::os::fd::{AsRawFd as _, RawFd};
+
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
+    use tokio::io::Interest;
+
+    loop {
+        stream.writable().await?;
+        match stream.try_write(b"R") {
+            Ok(1) => break,
+            Ok(_) => return Err(io::ErrorKind::WriteZero.into()),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let fds: Vec<RawFd> = stream
+        .async_io(Interest::READABLE, || {
+            let mut byte = [0u8; 1];
+            let mut iov = [IoSliceMut::new(&mut byte)];
+            let mut space = nix::cmsg_space!([RawFd; 1]);
+            let message = recvmsg::<()>(
+                stream.as_raw_fd(),
+                &mut iov,
+                Some(&mut space),
+                MsgFlags::MSG_CMSG_CLOEXEC,
+            )
+            .map_err(io::Error::from)?;
+            let mut fds = Vec::new();
+            for cmsg in message.cmsgs().map_err(io::Error::from)? {
+                if let ControlMessageOwned::ScmRights(received) = cmsg {
+                    fds.extend(received);
+                }
+            }
+            if fds.is_empty() && message.bytes == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            Ok(fds)
+        })
+        .await?;
+    let mut owned = fds.into_iter().map(adopt);
+    let app = owned
+        .next()
+        .ok_or_else(|| io::Error::other("the gateway sent no connection"))?;
+    // More than one: each is closed as it drops.
+    drop(owned);
+    let app = std::net::TcpStream::from(app);
+    // A TCP stream the gateway connected, or nothing: any other descriptor is refused.
+    let address = app.peer_addr()?;
+    if !address.ip().is_loopback() {
+        return Err(io::Error::other(format!(
+            "the gateway sent a connection to {address}, not to the loopback"
+        )));
+    }
+    app.set_nonblocking(true)?;
+    app.set_nodelay(true)?;
+    TcpStream::from_std(app)
+}
+
+/// Takes ownership of a descriptor the kernel installed in this process for a received
+/// `SCM_RIGHTS` message.
+#[allow(unsafe_code)]
+fn adopt(fd: std::os::fd::RawFd) -> std::os::fd::OwnedFd {
+    use std::os::fd::FromRawFd as _;
+    // SAFETY: `recvmsg` just installed `fd` in this process's table for this message alone
+    // (with close-on-exec); nothing else refers to it, so owning it here is sound.
+    unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }
+}
+
+/// A connection to an app: its socket, handed over by the session's gateway, or the gateway's
+/// connection spliced to it.
 #[derive(Debug)]
-pub(super) struct Tunnel(Upgraded);
+pub(super) enum Tunnel {
+    Direct(TokioIo<TcpStream>),
+    Spliced(Upgraded),
+}
 
 impl Connection for Tunnel {
     fn connected(&self) -> Connected {
@@ -334,41 +437,59 @@ impl Connection for Tunnel {
 
 impl hyper::rt::Read for Tunnel {
     fn poll_read(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: hyper::rt::ReadBufCursor<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_read(cx, buf)
+        match self.get_mut() {
+            Tunnel::Direct(io) => Pin::new(io).poll_read(cx, buf),
+            Tunnel::Spliced(io) => Pin::new(io).poll_read(cx, buf),
+        }
     }
 }
 
 impl hyper::rt::Write for Tunnel {
     fn poll_write(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write(cx, buf)
+        match self.get_mut() {
+            Tunnel::Direct(io) => Pin::new(io).poll_write(cx, buf),
+            Tunnel::Spliced(io) => Pin::new(io).poll_write(cx, buf),
+        }
     }
 
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_flush(cx)
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Tunnel::Direct(io) => Pin::new(io).poll_flush(cx),
+            Tunnel::Spliced(io) => Pin::new(io).poll_flush(cx),
+        }
     }
 
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_shutdown(cx)
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Tunnel::Direct(io) => Pin::new(io).poll_shutdown(cx),
+            Tunnel::Spliced(io) => Pin::new(io).poll_shutdown(cx),
+        }
     }
 
     fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
+        match self.get_mut() {
+            Tunnel::Direct(io) => Pin::new(io).poll_write_vectored(cx, bufs),
+            Tunnel::Spliced(io) => Pin::new(io).poll_write_vectored(cx, bufs),
+        }
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.0.is_write_vectored()
+        match self {
+            Tunnel::Direct(io) => io.is_write_vectored(),
+            Tunnel::Spliced(io) => io.is_write_vectored(),
+        }
     }
 }
 
@@ -395,6 +516,77 @@ mod tests {
         assert_eq!(book.route(socket, &fresh), Route::Relay { ask: false });
         book.answered(socket, None);
         assert_eq!(book.route(socket, &fresh), Route::Relay { ask: true });
+    }
+
+    /// A gateway's end of the handover: waits for the caller's byte, then sends `fd`.
+    async fn send(gateway: &UnixStream, fd: std::os::fd::RawFd) {
+        use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
+        use std::os::fd::AsRawFd as _;
+        let mut byte = [0u8; 1];
+        loop {
+            gateway.readable().await.expect("readable");
+            if gateway.try_read(&mut byte).is_ok() {
+                break;
+            }
+        }
+        gateway.writable().await.expect("writable");
+        sendmsg::<()>(
+            gateway.as_raw_fd(),
+            &[std::io::IoSlice::new(b"T")],
+            &[ControlMessage::ScmRights(&[fd])],
+            MsgFlags::empty(),
+            None,
+        )
+        .expect("sendmsg");
+    }
+
+    #[tokio::test]
+    async fn a_handed_over_connection_is_a_tcp_stream_to_the_loopback_or_refused() {
+        use std::os::fd::AsRawFd as _;
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+        // A connection to an app on the loopback: taken, and it is the app's.
+        let app = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = app.local_addr().expect("address");
+        let connected = TcpStream::connect(addr).await.expect("connect");
+        let (mut served, _) = app.accept().await.expect("accept");
+        let (ours, gateway) = UnixStream::pair().expect("pair");
+        let (received, ()) = tokio::join!(
+            receive_connection(&ours),
+            send(&gateway, connected.as_raw_fd())
+        );
+        drop(connected);
+        let mut received = received.expect("a connection");
+        assert_eq!(received.peer_addr().expect("peer"), addr);
+        received.write_all(b"ping").await.expect("write");
+        let mut got = [0u8; 4];
+        served.read_exact(&mut got).await.expect("read");
+        assert_eq!(&got, b"ping");
+
+        // A hostile gateway's other descriptors: a Unix socket, a file, a listening socket.
+        let (other, _keep) = UnixStream::pair().expect("pair");
+        let file = std::fs::File::open("/proc/self/status").expect("file");
+        for fd in [other.as_raw_fd(), file.as_raw_fd(), app.as_raw_fd()] {
+            let (ours, gateway) = UnixStream::pair().expect("pair");
+            let (received, ()) = tokio::join!(receive_connection(&ours), send(&gateway, fd));
+            assert!(received.is_err(), "descriptor {fd} was taken");
+        }
+        // A gateway that sends no descriptor, or closes.
+        let (ours, gateway) = UnixStream::pair().expect("pair");
+        let silent = async {
+            let mut byte = [0u8; 1];
+            gateway.readable().await.expect("readable");
+            let _ = gateway.try_read(&mut byte);
+            gateway.writable().await.expect("writable");
+            gateway.try_write(b"T").expect("write");
+        };
+        let (received, ()) = tokio::join!(receive_connection(&ours), silent);
+        assert!(received.is_err());
+        let (ours, gateway) = UnixStream::pair().expect("pair");
+        drop(gateway);
+        assert!(receive_connection(&ours).await.is_err());
     }
 
     #[test]

@@ -24,9 +24,15 @@
 //!   (both through the gateway), interleaved in one client;
 //! - memory: a fresh proxy process of each with 1,000 proxied WebSockets open (`VmRSS`);
 //! - previews (issue 14): a small static page of an app (the harness's `app`) through Caddy →
-//!   octod's preview relay → the gateway's `/preview/<port>/` → the app, against Caddy straight
-//!   to the same app (the anchor; target ≥ 0.8×), with octod → gateway → app and the app
-//!   itself beside them; wrk, rounds interleaved, median requests/s and p99.
+//!   octod's preview relay → the gateway → the app, against Caddy straight to the same app
+//!   (the anchor; target ≥ 0.8×), with octod → gateway → app and the app itself beside them;
+//!   wrk, rounds interleaved, median requests/s and p99. As in the package, Caddy reaches
+//!   octod on its Unix socket (`/run/octod/http.sock` there; its own harness process here)
+//!   with the content site's `flush_interval -1`; the anchor is the same `reverse_proxy`
+//!   with the app's address in place of octod's socket. Caddy straight to the app with
+//!   `reverse_proxy`'s defaults (buffered flushing) is shown beside it. octod reaches the app
+//!   over a tunnel of the gateway (its first request, while the gateway is asked whether it
+//!   has tunnels, over the gateway's relay), as octod does with a session of this image.
 //!
 //! The working files live in `<target>/bench-proxy/`.
 
@@ -143,7 +149,23 @@ pub(crate) fn run() -> anyhow::Result<()> {
     )?;
     let octo = start_octo(&harness, &work, &gateway, None)?;
     let octo_tcp = start_octo(&harness, &work, &gateway, Some(files_addr))?;
-    let anchor = start_caddy(&caddy, &work, &gateway, Some((octo.addr, app_addr)))?;
+    // octod as Caddy reaches it in the package: on a Unix socket.
+    let octo_socket = work.join("octod-http.sock");
+    let octo_unix = Server::start_unix(
+        Command::new(&harness)
+            .arg("proxy")
+            .arg(format!("unix:{}", octo_socket.display()))
+            .arg(&gateway)
+            .arg(TOKEN),
+        &octo_socket,
+        &work.join("octod-proxy-unix.log"),
+    )?;
+    let anchor = start_caddy(
+        &caddy,
+        &work,
+        &gateway,
+        Some((octo_socket.as_path(), app_addr)),
+    )?;
 
     // (label, address, path prefix, extra header, the process whose CPU time counts)
     let targets = [
@@ -223,11 +245,13 @@ pub(crate) fn run() -> anyhow::Result<()> {
 
     let processes = [
         ("caddy", anchor.pid()),
-        ("octod", octo.pid()),
+        ("octod", octo_unix.pid()),
+        ("octod (TCP)", octo.pid()),
         ("gateway", upstream_unix.pid()),
         ("app", app.pid()),
     ];
     let previews = preview_rounds(&wrk, &octo, &anchor, &app, &processes)?;
+    drop(octo_unix);
 
     step(format!(
         "WebSocket echo: {RTT_MESSAGES} sequential round trips each, direct / octod / caddy"
@@ -416,10 +440,14 @@ fn start_octo(
 
 /// The preview targets: (label, URL) — the path through Caddy and octod first, the anchor
 /// (Caddy straight to the app) second.
-fn preview_targets(octo: &Server, anchor: &Server, app: &Server) -> [(&'static str, String); 4] {
+fn preview_targets(octo: &Server, anchor: &Server, app: &Server) -> [(&'static str, String); 5] {
     [
         ("caddy→octod→gw→app", format!("http://{}/pv/", anchor.addr)),
         ("caddy→app", format!("http://{}/app/", anchor.addr)),
+        (
+            "caddy→app (defaults)",
+            format!("http://{}/app-defaults/", anchor.addr),
+        ),
         (
             "octod→gw→app",
             format!("http://{}/preview/{}/", octo.addr, app.addr.port()),
@@ -497,7 +525,13 @@ fn preview_rounds(
 }
 
 fn print_previews(previews: &PreviewResults) {
-    let [(_, via_rps, via_p99, _), (_, anchor_rps, anchor_p99, _), ..] = previews.as_slice() else {
+    let [
+        (_, via_rps, via_p99, _),
+        (_, anchor_rps, anchor_p99, _),
+        (_, defaults_rps, defaults_p99, _),
+        ..,
+    ] = previews.as_slice()
+    else {
         return;
     };
     println!();
@@ -520,21 +554,29 @@ fn print_previews(previews: &PreviewResults) {
         );
     }
     println!(
-        "{:<36} {:>12.2}× {:>12.2}×   target ≥ 0.8× (req/s, caddy→octod→gw→app / caddy→app)",
+        "{:<36} {:>12.2}× {:>12.2}×   target ≥ 0.8× (req/s, caddy→octod→gw→app / caddy→app, \
+         both with flush_interval -1)",
         "preview ratio",
         via_rps / anchor_rps,
         anchor_p99 / via_p99
     );
+    println!(
+        "{:<36} {:>12.2}× {:>12.2}×   (against caddy→app with reverse_proxy's defaults)",
+        "",
+        via_rps / defaults_rps,
+        defaults_p99 / via_p99
+    );
 }
 
-/// Caddy with the gateway's routes as octod has them and, with `previews` (octod's address,
-/// the app's), `/pv/*` to octod's preview relay of the app's port and `/app/*` straight to
-/// the app.
+/// Caddy with the gateway's routes as octod has them and, with `previews` (octod's socket,
+/// the app's address), `/pv/*` to octod's preview relay of the app's port and `/app/*`
+/// straight to the app, both with the content site's `flush_interval -1`, and
+/// `/app-defaults/*` to the app with `reverse_proxy`'s defaults.
 fn start_caddy(
     caddy: &Path,
     work: &Path,
     gateway: &Path,
-    previews: Option<(SocketAddr, SocketAddr)>,
+    previews: Option<(&Path, SocketAddr)>,
 ) -> anyhow::Result<Server> {
     let gateway = gateway.display();
     let addr = free_addr()?;
@@ -542,13 +584,21 @@ fn start_caddy(
         format!(
             "\thandle_path /pv/* {{
 \t\trewrite * /preview/{}{{uri}}
-\t\treverse_proxy {octo}
+\t\treverse_proxy unix/{} {{
+\t\t\tflush_interval -1
+\t\t}}
 \t}}
 \thandle_path /app/* {{
+\t\treverse_proxy {app} {{
+\t\t\tflush_interval -1
+\t\t}}
+\t}}
+\thandle_path /app-defaults/* {{
 \t\treverse_proxy {app}
 \t}}
 ",
-            app.port()
+            app.port(),
+            octo.display()
         )
     });
     let caddyfile = work.join("Caddyfile");
