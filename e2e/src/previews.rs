@@ -259,6 +259,30 @@ async fn scenario(
         "a preview runs on its own origin, without the UI's sandbox: {:?}",
         listing.headers
     );
+    // Once octod knows that this gateway has tunnels (it asks it once, meanwhile the gateway
+    // relays), the gateway hands each connection to the app over to octod (SCM_RIGHTS from
+    // the container's user namespace), and octod speaks to the app on it.
+    let mut handed_over = 0;
+    for _ in 0..100 {
+        let page = on_host(&host, "GET", "/hello.txt", &[("Cookie", &cookie)])?;
+        expect(&page, 200, "the app through its preview")?;
+        ensure!(page.body == "preview ok\n", "{:?}", page.body);
+        let metrics = util::request(PORT, "GET", "/metrics", &[], None)?;
+        handed_over = tunnels(&metrics.body, "handed_over");
+        if handed_over > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    ensure!(
+        handed_over > 0,
+        "no connection to the app was handed over by the gateway"
+    );
+    let metrics = util::request(PORT, "GET", "/metrics", &[], None)?;
+    ensure!(tunnels(&metrics.body, "spliced") == 0, "{}", metrics.body);
+    say(format!(
+        "requests reach the app on connections the gateway handed over ({handed_over} so far), none spliced"
+    ));
     // The cookie is this host's only.
     let other_port = format!("p{WS_APP}-{id}.{SITE}");
     expect(
@@ -647,6 +671,15 @@ fn open(owner: &Client, id: &str, port: u16, path: &str) -> anyhow::Result<Strin
         "{set}"
     );
     Ok(set.split(';').next().unwrap_or_default().to_owned())
+}
+
+/// `octod_proxy_preview_tunnels_total{how="<how>"}` in octod's `/metrics`.
+fn tunnels(metrics: &str, how: &str) -> u64 {
+    let prefix = format!("octod_proxy_preview_tunnels_total{{how=\"{how}\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix)?.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 /// A request to octod as Caddy forwards one for a content host: that `Host`.

@@ -2,6 +2,7 @@
 //! Lock-free: one atomic per (service, status code), so counting costs one `fetch_add`.
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::Service;
@@ -15,6 +16,15 @@ pub struct ProxyMetrics {
     requests: [Box<[AtomicU64; STATUSES]>; Service::ALL.len()],
     websockets_open: AtomicU64,
     websockets_total: AtomicU64,
+    /// Previews' tunnels opened: shared with the tunnels' connector.
+    pub(crate) tunnels: Arc<TunnelCounts>,
+}
+
+/// Tunnels to apps opened: connections the gateway handed over, and spliced ones.
+#[derive(Debug, Default)]
+pub(crate) struct TunnelCounts {
+    pub(crate) handed_over: AtomicU64,
+    pub(crate) spliced: AtomicU64,
 }
 
 impl std::fmt::Debug for ProxyMetrics {
@@ -31,11 +41,21 @@ impl Default for ProxyMetrics {
             requests: std::array::from_fn(|_| Box::new(std::array::from_fn(|_| AtomicU64::new(0)))),
             websockets_open: AtomicU64::new(0),
             websockets_total: AtomicU64::new(0),
+            tunnels: Arc::default(),
         }
     }
 }
 
 impl ProxyMetrics {
+    /// Fresh counters but the tunnels', which are `tunnels` (a proxy made from another keeps
+    /// its tunnels' client).
+    pub(crate) fn with_tunnels(tunnels: Arc<TunnelCounts>) -> Self {
+        Self {
+            tunnels,
+            ..Self::default()
+        }
+    }
+
     /// Counts one answered request (any status: the container's, or octod's own error).
     pub fn record(&self, service: Service, status: u16) {
         if let Some(counter) = status
@@ -96,6 +116,16 @@ impl ProxyMetrics {
             self.websockets_open(),
             self.websockets_total.load(Ordering::Relaxed),
         );
+        let _ = write!(
+            out,
+            "# HELP octod_proxy_preview_tunnels_total Connections to sessions' apps opened for \
+             previews, by how: handed over by the gateway, or spliced by it.\n\
+             # TYPE octod_proxy_preview_tunnels_total counter\n\
+             octod_proxy_preview_tunnels_total{{how=\"handed_over\"}} {}\n\
+             octod_proxy_preview_tunnels_total{{how=\"spliced\"}} {}\n",
+            self.tunnels.handed_over.load(Ordering::Relaxed),
+            self.tunnels.spliced.load(Ordering::Relaxed),
+        );
     }
 }
 
@@ -121,6 +151,7 @@ mod tests {
         metrics.record(Service::Terminal, 99); // out of range: ignored
         metrics.record(Service::Terminal, 600);
         let guard = metrics.websocket_opened();
+        metrics.tunnels.handed_over.fetch_add(3, Ordering::Relaxed);
         let mut out = String::new();
         metrics.render_prometheus(&mut out);
         drop(guard);
@@ -135,7 +166,12 @@ mod tests {
              octod_proxy_websockets_open 1\n\
              # HELP octod_proxy_websockets_total Proxied terminal WebSockets opened.\n\
              # TYPE octod_proxy_websockets_total counter\n\
-             octod_proxy_websockets_total 1\n"
+             octod_proxy_websockets_total 1\n\
+             # HELP octod_proxy_preview_tunnels_total Connections to sessions' apps opened for \
+             previews, by how: handed over by the gateway, or spliced by it.\n\
+             # TYPE octod_proxy_preview_tunnels_total counter\n\
+             octod_proxy_preview_tunnels_total{how=\"handed_over\"} 3\n\
+             octod_proxy_preview_tunnels_total{how=\"spliced\"} 0\n"
         );
         assert_eq!(metrics.websockets_open(), 0);
         assert_eq!(metrics.requests(Service::Files, 200), 2);

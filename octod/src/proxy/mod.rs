@@ -249,12 +249,13 @@ impl Proxy {
             .pool_idle_timeout(Duration::from_secs(60))
             .build(connector);
         let book = Arc::new(tunnel::Book::default());
+        let metrics = ProxyMetrics::default();
         Self {
             inner: Arc::new(Inner {
                 client,
-                tunnels: tunnel::client(Arc::clone(&book)),
+                tunnels: tunnel::client(Arc::clone(&book), Arc::clone(&metrics.tunnels)),
                 book,
-                metrics: ProxyMetrics::default(),
+                metrics,
                 terminal_keepalive: TERMINAL_KEEPALIVE,
                 head_timeout: HEAD_TIMEOUT,
             }),
@@ -271,7 +272,7 @@ impl Proxy {
                 client: self.inner.client.clone(),
                 tunnels: self.inner.tunnels.clone(),
                 book: Arc::clone(&self.inner.book),
-                metrics: ProxyMetrics::default(),
+                metrics: ProxyMetrics::with_tunnels(Arc::clone(&self.inner.metrics.tunnels)),
                 terminal_keepalive: self.inner.terminal_keepalive,
                 head_timeout: timeout,
             }),
@@ -287,7 +288,7 @@ impl Proxy {
                 client: self.inner.client.clone(),
                 tunnels: self.inner.tunnels.clone(),
                 book: Arc::clone(&self.inner.book),
-                metrics: ProxyMetrics::default(),
+                metrics: ProxyMetrics::with_tunnels(Arc::clone(&self.inner.metrics.tunnels)),
                 terminal_keepalive: every,
                 head_timeout: self.inner.head_timeout,
             }),

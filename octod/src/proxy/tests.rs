@@ -885,6 +885,17 @@ async fn previews_take_a_tunnel_to_the_app_once_the_gateway_is_known_to_have_the
             peers.insert(seen["peer"].as_str().expect("peer").to_owned());
         }
         assert_eq!(peers.len(), 1, "{peers:?}");
+        // The real gateway handed the connections over: none was spliced.
+        let mut metrics = String::new();
+        f.proxy.metrics().render_prometheus(&mut metrics);
+        assert!(
+            metrics.contains("octod_proxy_preview_tunnels_total{how=\"handed_over\"} 1\n"),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains("octod_proxy_preview_tunnels_total{how=\"spliced\"} 0\n"),
+            "{metrics}"
+        );
 
         // The gateway's refusals come back as it gave them.
         let closed = listener().await.local_addr().expect("address").port();

@@ -44,6 +44,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::{TcpStream, UnixStream};
 
 use super::connect::{authority, connect, socket_of};
+use super::metrics::TunnelCounts;
 use super::{CONNECT_TIMEOUT, credential};
 use crate::store::Secret;
 
@@ -171,12 +172,12 @@ where
 /// The pooled client of tunnels.
 pub(super) type TunnelClient = Client<Connector, Body>;
 
-pub(super) fn client(book: Arc<Book>) -> TunnelClient {
+pub(super) fn client(book: Arc<Book>, counts: Arc<TunnelCounts>) -> TunnelClient {
     Client::builder(TokioExecutor::new())
         // As the gateway's pool: a dev server's page loads dozens of files at once.
         .pool_max_idle_per_host(64)
         .pool_idle_timeout(Duration::from_secs(60))
-        .build(Connector { book })
+        .build(Connector { book, counts })
 }
 
 /// `http://<socket as authority>:<port><path>?<query>`: the URI of a request to the app on
@@ -259,6 +260,7 @@ impl Refused {
 #[derive(Debug, Clone)]
 pub(super) struct Connector {
     book: Arc<Book>,
+    counts: Arc<TunnelCounts>,
 }
 
 impl tower::Service<Uri> for Connector {
@@ -272,6 +274,7 @@ impl tower::Service<Uri> for Connector {
 
     fn call(&mut self, uri: Uri) -> Self::Future {
         let book = Arc::clone(&self.book);
+        let counts = Arc::clone(&self.counts);
         Box::pin(async move {
             let invalid = || io::Error::new(io::ErrorKind::InvalidInput, "not a tunnel's URI");
             let socket = socket_of(&uri).ok_or_else(invalid)?;
@@ -280,9 +283,15 @@ impl tower::Service<Uri> for Connector {
                 .token(&socket)
                 .ok_or_else(|| io::Error::other("no token for the session's socket"))?;
             let stream = connect(&socket).await?;
-            tokio::time::timeout(CONNECT_TIMEOUT, open(stream, port, &token))
+            let tunnel = tokio::time::timeout(CONNECT_TIMEOUT, open(stream, port, &token))
                 .await
-                .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "opening a tunnel"))?
+                .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "opening a tunnel"))??;
+            let count = match tunnel {
+                Tunnel::Direct(_) => &counts.handed_over,
+                Tunnel::Spliced(_) => &counts.spliced,
+            };
+            count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Ok(tunnel)
         })
     }
 }
