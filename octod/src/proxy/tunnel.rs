@@ -56,6 +56,10 @@ pub(super) const RELAY_RECHECK: Duration = Duration::from_secs(600);
 const BOOK_MAX: usize = 4096;
 /// The largest refusal read from a gateway (its JSON error).
 const MAX_REFUSAL: usize = 16 * 1024;
+/// How long opening a tunnel may take: connecting may wake an idle session (its socket starts
+/// it), which a request waits for up to [`super::resolve::WAKE_WAIT`]; the request's own wait
+/// ends it sooner, and this bounds a gateway that never answers.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What octod knows of a session socket's tunnels, and the token to open one.
 #[derive(Debug, Default)]
@@ -283,7 +287,7 @@ impl tower::Service<Uri> for Connector {
                 .token(&socket)
                 .ok_or_else(|| io::Error::other("no token for the session's socket"))?;
             let stream = connect(&socket).await?;
-            let tunnel = tokio::time::timeout(CONNECT_TIMEOUT, open(stream, port, &token))
+            let tunnel = tokio::time::timeout(OPEN_TIMEOUT, open(stream, port, &token))
                 .await
                 .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "opening a tunnel"))??;
             let count = match tunnel {
