@@ -828,6 +828,14 @@ async fn disk_full(user: &Client, id: &str, snapshot: &str) -> anyhow::Result<()
         })
         .await?;
         ensure!(manifest(id)? == home, "the home changed");
+        // The reason came from the worker's report, which octod removed once read.
+        let reports = Path::new("/run/user").join(uid.trim()).join("octo/workers");
+        let left: Vec<_> = std::fs::read_dir(&reports)
+            .with_context(|| format!("reading {}", reports.display()))?
+            .filter_map(Result::ok)
+            .map(|e| e.file_name())
+            .collect();
+        ensure!(left.is_empty(), "worker reports left: {left:?}");
         say(format!(
             "a full disk midway (16 MiB for a 160 MiB home): the job failed ({}), nothing partial listed or left, the container runs, the home is as it was",
             reason

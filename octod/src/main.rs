@@ -34,6 +34,10 @@ enum Command {
     /// The snapshot worker: run by octod as a transient unit under `podman unshare`.
     #[command(hide = true)]
     SnapshotWorker {
+        /// Where the error is written when the work fails, for octod to read (its journal
+        /// lines can reach the journal after octod has seen the unit fail).
+        #[arg(long)]
+        report: Option<PathBuf>,
         #[command(subcommand)]
         command: WorkerCommand,
     },
@@ -94,8 +98,9 @@ enum ConfigCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Command::SnapshotWorker { command } = &cli.command {
-        // Its lines go to the unit's journal, where octod reads a failure's reason.
+    if let Command::SnapshotWorker { report, command } = &cli.command {
+        // Its lines go to the unit's journal; a failure's reason also to the report file,
+        // where octod reads it once the unit has ended.
         return match snapshot_worker(command) {
             Ok(message) => {
                 println!("{message}");
@@ -103,6 +108,11 @@ fn main() -> ExitCode {
             }
             Err(error) => {
                 eprintln!("octod snapshot-worker: {error}");
+                if let Some(report) = report {
+                    if let Err(e) = std::fs::write(report, error.to_string()) {
+                        eprintln!("octod snapshot-worker: writing {}: {e}", report.display());
+                    }
+                }
                 ExitCode::from(u8::try_from(error.exit_code()).unwrap_or(1))
             }
         };

@@ -699,7 +699,13 @@ impl Engine {
         let systemd = &self.inner.systemd;
         let exe = std::env::current_exe()
             .map_err(|e| EngineError::Internal(format!("finding octod's own program: {e}")))?;
-        let properties = worker_properties(id, &exe, args, pause)
+        let report = self.worker_report(unit);
+        if let Some(dir) = report.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| EngineError::Internal(format!("creating {}: {e}", dir.display())))?;
+        }
+        let _ = std::fs::remove_file(&report);
+        let properties = worker_properties(id, &exe, &report, args, pause)
             .map_err(|e| EngineError::Internal(format!("preparing the unit {unit}: {e}")))?;
         let _ = systemd.reset_failed(unit).await;
         systemd
@@ -727,7 +733,13 @@ impl Engine {
             }
         }
         if finished.is_failed() || !finished.is_active() {
-            let reason = systemd.failure_reason(unit).await;
+            // The worker's own words when it wrote them (its journal lines may come later
+            // than the unit's end), else the unit's result and its last journal lines.
+            let reason = match std::fs::read_to_string(&report) {
+                Ok(text) if !text.trim().is_empty() => text.trim().to_owned(),
+                _ => systemd.failure_reason(unit).await,
+            };
+            let _ = std::fs::remove_file(&report);
             let _ = systemd.reset_failed(unit).await;
             let _ = systemd.stop(unit, Duration::from_secs(30)).await;
             if reason.contains(QUOTA_MARK) {
@@ -745,6 +757,16 @@ impl Engine {
         // Unloads the finished unit (it is transient); ExecStopPost= unpauses.
         systemd.stop(unit, Duration::from_secs(60)).await?;
         Ok(())
+    }
+
+    /// Where a worker unit writes why it failed: under the runtime directory (a tmpfs of its
+    /// own, so a full snapshot storage does not keep the reason from being written).
+    fn worker_report(&self, unit: &str) -> std::path::PathBuf {
+        self.inner
+            .config
+            .runtime_dir
+            .join("octo/workers")
+            .join(format!("{unit}.report"))
     }
 
     /// The reconciler's part: worker units that ended while no octod followed them are
@@ -799,6 +821,7 @@ impl Engine {
             }
             let _ = systemd.reset_failed(&unit).await;
             let _ = systemd.stop(&unit, Duration::from_secs(30)).await;
+            let _ = std::fs::remove_file(self.worker_report(&unit));
             removed.push(unit);
         }
         // A container paused by a worker whose ExecStopPost= was killed with it.
@@ -863,6 +886,7 @@ fn path_arg(path: &std::path::Path) -> String {
 fn worker_properties(
     id: &SessionId,
     exe: &std::path::Path,
+    report: &std::path::Path,
     args: &[String],
     pause: Option<&str>,
 ) -> Result<Vec<(&'static str, OwnedValue)>, zbus::zvariant::Error> {
@@ -872,6 +896,8 @@ fn worker_properties(
         "unshare".to_owned(),
         exe,
         "snapshot-worker".to_owned(),
+        "--report".to_owned(),
+        path_arg(report),
     ];
     argv.extend(args.iter().cloned());
     let owned = |value: Value<'_>| OwnedValue::try_from(value);
