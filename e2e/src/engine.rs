@@ -167,6 +167,7 @@ async fn engine_from(
         quadlet_dir: util::quadlet_dir()?.join("octo"),
         systemd_user_dir: systemd_user_dir()?,
         runtime_dir: octod::serve::runtime_dir(),
+        reports_dir: octod::serve::worker_reports_dir(),
         render: setup.render,
         image: setup.image,
         stop_timeout: Duration::from_secs(60),

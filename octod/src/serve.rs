@@ -250,6 +250,7 @@ pub async fn build_state(settings: &Settings) -> anyhow::Result<crate::app::AppS
         // The user manager reads socket units from here (Quadlet's directory has none).
         systemd_user_dir: home.join(".config/systemd/user"),
         runtime_dir: runtime_dir(),
+        reports_dir: worker_reports_dir(),
         render,
         image: settings.image.clone(),
         stop_timeout: Duration::from_secs(60),
@@ -363,6 +364,17 @@ pub fn runtime_dir() -> PathBuf {
             || PathBuf::from(format!("/run/user/{}", nix::unistd::getuid().as_raw())),
             PathBuf::from,
         )
+}
+
+/// Where snapshot workers write why they failed: `$RUNTIME_DIRECTORY` (the package's
+/// `RuntimeDirectory=octod/workers`, owned by `octo`, emptied when octod stops; octod's
+/// sandbox leaves `/run/user` read-only), else `<runtime_dir>/octo/workers`.
+pub fn worker_reports_dir() -> PathBuf {
+    std::env::var("RUNTIME_DIRECTORY")
+        .ok()
+        .and_then(|dirs| dirs.split(':').next().map(str::to_owned))
+        .filter(|dir| !dir.is_empty())
+        .map_or_else(|| runtime_dir().join("octo/workers"), PathBuf::from)
 }
 
 fn home_dir() -> anyhow::Result<PathBuf> {

@@ -46,6 +46,9 @@ pub struct EngineConfig {
     /// The `octo` user's runtime directory (`$XDG_RUNTIME_DIR`, `/run/user/<uid>`): systemd's
     /// `%t`, under which the session sockets are.
     pub runtime_dir: PathBuf,
+    /// Where snapshot workers write why they failed (`--report`): a tmpfs, writable by octod
+    /// and by the workers (`serve::worker_reports_dir`).
+    pub reports_dir: PathBuf,
     /// Host paths, health check, timeouts and controllers for rendering.
     pub render: RenderConfig,
     /// The image new sessions use, e.g. `localhost/octo-session:latest`.

@@ -759,14 +759,10 @@ impl Engine {
         Ok(())
     }
 
-    /// Where a worker unit writes why it failed: under the runtime directory (a tmpfs of its
-    /// own, so a full snapshot storage does not keep the reason from being written).
+    /// Where a worker unit writes why it failed: in a runtime directory (a tmpfs, so a full
+    /// snapshot storage does not keep the reason from being written).
     fn worker_report(&self, unit: &str) -> std::path::PathBuf {
-        self.inner
-            .config
-            .runtime_dir
-            .join("octo/workers")
-            .join(format!("{unit}.report"))
+        self.inner.config.reports_dir.join(format!("{unit}.report"))
     }
 
     /// The reconciler's part: worker units that ended while no octod followed them are
