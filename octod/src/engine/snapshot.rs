@@ -735,9 +735,9 @@ impl Engine {
         if finished.is_failed() || !finished.is_active() {
             // The worker's own words when it wrote them (its journal lines may come later
             // than the unit's end), else the unit's result and its last journal lines.
-            let reason = match std::fs::read_to_string(&report) {
-                Ok(text) if !text.trim().is_empty() => text.trim().to_owned(),
-                _ => systemd.failure_reason(unit).await,
+            let reason = match read_report(&report) {
+                Some(text) => text,
+                None => systemd.failure_reason(unit).await,
             };
             let _ = std::fs::remove_file(&report);
             let _ = systemd.reset_failed(unit).await;
@@ -873,6 +873,20 @@ impl Engine {
 /// What the worker prints when it stops at the quota (found in its journal lines).
 pub const QUOTA_MARK: &str = "snapshot would pass the storage quota";
 
+/// The most of a worker's report read (its error is one line).
+const REPORT_MAX: u64 = 8 * 1024;
+
+/// What a worker wrote to its report, trimmed and bounded; `None` when it wrote nothing.
+fn read_report(path: &std::path::Path) -> Option<String> {
+    use std::io::Read as _;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|file| file.take(REPORT_MAX).read_to_end(&mut bytes))
+        .ok()?;
+    let text = String::from_utf8_lossy(&bytes).trim().to_owned();
+    (!text.is_empty()).then_some(text)
+}
+
 fn path_arg(path: &std::path::Path) -> String {
     path.to_string_lossy().into_owned()
 }
@@ -955,4 +969,28 @@ async fn wait_done(
 
 fn unwrap_arc(error: Arc<EngineError>) -> EngineError {
     Arc::try_unwrap(error).unwrap_or_else(|e| EngineError::Internal(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_report_is_read_trimmed_and_bounded() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("octo-snapshot-x-y.service.report");
+        assert_eq!(read_report(&path), None, "no report");
+        std::fs::write(&path, " \n").expect("write");
+        assert_eq!(read_report(&path), None, "an empty report");
+        std::fs::write(&path, "writing x: No space left on device (os error 28)\n").expect("write");
+        assert_eq!(
+            read_report(&path).as_deref(),
+            Some("writing x: No space left on device (os error 28)")
+        );
+        std::fs::write(&path, "x".repeat(1 << 20)).expect("write");
+        assert_eq!(
+            read_report(&path).map(|r| r.len()),
+            usize::try_from(REPORT_MAX).ok()
+        );
+    }
 }
